@@ -1,0 +1,119 @@
+"""The data dictionary (DESIGN.md §2): one list of fields for input, validation, export and docs.
+
+The order here is the export's column order. `data_dictionary.csv` in every export and the
+dictionary table in docs/ are generated from this list, and a test fails if the docs drift.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from audit import vocab
+
+
+class Io(StrEnum):
+    """Whether a field is given on input, produced on output, or both."""
+
+    IN_OUT = "in/out"
+    OUT = "out only"
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    type: str
+    unit: str
+    required: str
+    description: str
+    allowed: str = ""
+    io: Io = Io.IN_OUT
+
+
+def _allowed(enum: type[vocab.Vocabulary]) -> str:
+    return "; ".join(enum.values())
+
+
+FIELDS: tuple[Field, ...] = (
+    Field("record_id", "integer", "", "out only", "Record number, unique and never reused",
+          io=Io.OUT),
+    Field("status", "enum", "", "out only", "final, or void (voided records are kept with the "
+          "reason)", _allowed(vocab.RecordStatus), Io.OUT),
+    Field("version", "integer", "", "out only", "Optimistic lock: an amend names the version it "
+          "read", io=Io.OUT),
+    Field("performed_at", "datetime", "ISO 8601, UTC", "yes", "When the procedure was performed; "
+          "input needs a UTC offset; not in the future"),
+    Field("site", "text", "", "yes", "Site name"),
+    Field("room", "text", "", "yes", "Room or C-arm name; carries the device and its KAP "
+          "correction factor"),
+    Field("physician", "text", "", "yes", "Performing physician"),
+    Field("technologist", "text", "", "yes", "Username of the technologist who logged it"),
+    Field("patient_id", "text", "", "yes", "Medical record number (PHI: exported only with "
+          "permission)"),
+    Field("patient_ref", "text", "", "out only", "Keyed pseudonym of the patient "
+          "(HMAC-SHA-256 with the site secret): stable across exports, not reversible",
+          io=Io.OUT),
+    Field("accession_number", "text", "", "no", "Accession number; links the C-arm's dose "
+          "report"),
+    Field("patient_sex", "enum", "", "no", "Patient sex", _allowed(vocab.Sex)),
+    Field("patient_weight_kg", "number", "kg", "no", "Patient weight; dose rises with body size"),
+    Field("pregnancy_status", "enum", "", "yes", "Pregnant patients are flagged for review",
+          _allowed(vocab.PregnancyStatus)),
+    Field("procedure_code", "text", "", "yes", "Procedure catalog code, e.g. TFESI"),
+    Field("levels", "list", "", "per catalog", "Spinal levels, ';'-separated, e.g. L4-L5; L5-S1; "
+          "valid for the procedure's region", "C1-C7, T1-T12, L1-L5, S1-S5, segments "
+          "(e.g. L5-S1), coccyx, SIJ"),
+    Field("laterality", "enum", "", "per catalog", "Side treated", _allowed(vocab.Laterality)),
+    Field("guidance", "enum", "", "yes", "Imaging guidance", _allowed(vocab.Guidance)),
+    Field("fluoro_time_s", "number", "s", "yes", "Fluoroscopy (beam-on) time; input also 'm:ss' "
+          "or minutes with a unit ('1.3 min' = 78 s)"),
+    Field("dap_gycm2", "number", "Gy·cm²", "yes*", "Kerma-area product (DAP) in Gy·cm²; *or "
+          "dap_missing_reason when the unit shows none"),
+    Field("dap_value", "number", "as entered", "no", "DAP as displayed on the C-arm"),
+    Field("dap_unit", "enum", "", "with dap_value", "Unit of dap_value",
+          _allowed(vocab.DapUnit)),
+    Field("dap_missing_reason", "text", "", "if no DAP", "Why no DAP was recorded"),
+    Field("air_kerma_mgy", "number", "mGy", "no", "Cumulative air kerma at the reference point "
+          "(Ka,r)"),
+    Field("saved_images", "integer", "count", "yes", "Confirmation images saved to PACS"),
+    Field("dsa_runs", "integer", "count", "no", "Digital subtraction angiography runs"),
+    Field("pulsed_fluoro", "boolean", "", "no", "Pulsed fluoroscopy used"),
+    Field("pulse_rate_pps", "number", "pulses/s", "no", "Pulse rate"),
+    Field("low_dose_mode", "boolean", "", "no", "Low-dose mode used"),
+    Field("contrast_agent", "text", "", "if contrast", "Contrast agent, e.g. iohexol 240"),
+    Field("contrast_volume_ml", "number", "mL", "if contrast", "Contrast volume"),
+    Field("contrast_confirmation", "enum", "", "yes", "Needle placement confirmed with contrast",
+          _allowed(vocab.ContrastConfirmation)),
+    Field("contrast_exception_reason", "enum", "", "if contraindicated", "Why contrast was not "
+          "used", _allowed(vocab.ContrastException)),
+    Field("contrast_exception_detail", "text", "", "if reason is other", "Free-text detail of the "
+          "exception"),
+    Field("confirmation_views", "list", "", "if confirmed", "Views saved, ';'-separated",
+          _allowed(vocab.View)),
+    Field("realtime_contrast", "boolean", "", "if confirmed", "Contrast injected under live "
+          "fluoroscopy or DSA (required for TFESI)"),
+    Field("vascular_uptake", "boolean", "", "no", "Intravascular contrast uptake seen"),
+    Field("needle_repositioned", "boolean", "", "no", "Needle repositioned after uptake"),
+    Field("injectate", "enum", "", "no", "Medication injected", _allowed(vocab.Injectate)),
+    Field("notes", "text", "", "no", "Free-text notes"),
+    Field("dose_source", "enum", "", "out only", "Where the dose figures came from",
+          _allowed(vocab.DoseSource), Io.OUT),
+    Field("region", "enum", "", "out only", "Anatomical region (from the catalog or the levels)",
+          _allowed(vocab.Region), Io.OUT),
+    Field("effective_dose_msv", "number", "mSv", "out only", "Patient effective dose estimate "
+          "E = KAP x k(region)", io=Io.OUT),
+    Field("background_days", "number", "days", "out only", "Days of natural background "
+          "radiation equal to the effective dose", io=Io.OUT),
+    Field("warnings", "list", "", "out only", "Plausibility warnings confirmed when saving",
+          io=Io.OUT),
+    Field("void_reason", "text", "", "out only", "Why the record was voided", io=Io.OUT),
+    Field("created_at", "datetime", "ISO 8601, UTC", "out only", "When the record was created",
+          io=Io.OUT),
+    Field("created_by", "text", "", "out only", "Who created it", io=Io.OUT),
+    Field("updated_at", "datetime", "ISO 8601, UTC", "out only", "Last change", io=Io.OUT),
+    Field("updated_by", "text", "", "out only", "Who made the last change", io=Io.OUT),
+)
+
+FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in FIELDS)
+INPUT_FIELDS: frozenset[str] = frozenset(f.name for f in FIELDS if f.io is Io.IN_OUT)
+BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}

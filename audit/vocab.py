@@ -1,0 +1,307 @@
+"""Domain vocabulary: every enumerated value the record, the rules and the UI share.
+
+Values are the strings stored in the database and written to exports (DESIGN.md §2), so they are
+part of the contract: add members, never rename them. Each enum knows how to explain itself in an
+error message (`allowed()`), because "what is allowed" must accompany every validation error.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from enum import StrEnum
+
+
+class Vocabulary(StrEnum):
+    """A StrEnum that can list its values for error messages and CHECK constraints."""
+
+    @classmethod
+    def values(cls) -> list[str]:
+        return [m.value for m in cls]
+
+    @classmethod
+    def allowed(cls) -> str:
+        return ", ".join(cls.values())
+
+    @classmethod
+    def parse(cls, raw: object) -> Vocabulary:
+        """Accept the value in any case, with spaces or hyphens for underscores."""
+        if isinstance(raw, cls):
+            return raw
+        text = str(raw).strip().lower().replace("-", "_").replace(" ", "_")
+        for member in cls:
+            if member.value.lower() == text:
+                return member
+        raise ValueError(f"{raw!r} is not allowed; allowed: {cls.allowed()}")
+
+
+class RecordStatus(Vocabulary):
+    FINAL = "final"
+    VOID = "void"
+
+
+class Role(Vocabulary):
+    """Roles of DESIGN.md §5. Permissions per role live in audit.auth."""
+
+    TECHNOLOGIST = "technologist"
+    PHYSICIAN = "physician"
+    QUALITY_OFFICER = "quality_officer"
+    RSO = "rso"
+    ADMIN = "admin"
+
+
+class Sex(Vocabulary):
+    F = "F"
+    M = "M"
+    O = "O"  # noqa: E741 - DICOM's own code for "other"
+    U = "U"
+
+    @classmethod
+    def parse(cls, raw: object) -> Sex:
+        text = str(raw).strip().upper()
+        aliases = {"FEMALE": "F", "MALE": "M", "OTHER": "O", "UNKNOWN": "U"}
+        text = aliases.get(text, text)
+        for member in cls:
+            if member.value == text:
+                return member
+        raise ValueError(f"{raw!r} is not allowed; allowed: {cls.allowed()}")
+
+
+class PregnancyStatus(Vocabulary):
+    NOT_APPLICABLE = "not_applicable"
+    NOT_PREGNANT = "not_pregnant"
+    PREGNANT = "pregnant"
+    UNKNOWN = "unknown"
+
+
+class Laterality(Vocabulary):
+    LEFT = "left"
+    RIGHT = "right"
+    BILATERAL = "bilateral"
+    MIDLINE = "midline"
+
+
+class Guidance(Vocabulary):
+    FLUOROSCOPY = "fluoroscopy"
+    FLUOROSCOPY_DSA = "fluoroscopy_dsa"
+    CT_FLUOROSCOPY = "ct_fluoroscopy"
+
+
+class ContrastConfirmation(Vocabulary):
+    CONFIRMED = "confirmed"
+    NOT_CONFIRMED = "not_confirmed"
+    CONTRAINDICATED = "contraindicated"
+    NOT_REQUIRED = "not_required"
+
+
+class ContrastException(Vocabulary):
+    """Documented reasons contrast was not used (Medicare LCD L33906 asks for the reason)."""
+
+    ALLERGY = "allergy"
+    RENAL_IMPAIRMENT = "renal_impairment"
+    PATIENT_REFUSED = "patient_refused"
+    OTHER = "other"
+
+
+class View(Vocabulary):
+    """Confirmation image views. CLO is the contralateral oblique used for ILESI depth."""
+
+    AP = "AP"
+    LAT = "LAT"
+    CLO = "CLO"
+    OBL = "OBL"
+
+    @classmethod
+    def parse(cls, raw: object) -> View:
+        text = str(raw).strip().upper()
+        aliases = {"LATERAL": "LAT", "OBLIQUE": "OBL", "CONTRALATERAL_OBLIQUE": "CLO",
+                   "CONTRALATERAL OBLIQUE": "CLO", "ANTEROPOSTERIOR": "AP", "PA": "AP"}
+        text = aliases.get(text, text)
+        for member in cls:
+            if member.value == text:
+                return member
+        raise ValueError(f"{raw!r} is not allowed; allowed: {cls.allowed()}")
+
+
+class Injectate(Vocabulary):
+    DEXAMETHASONE = "dexamethasone"
+    TRIAMCINOLONE = "triamcinolone"
+    METHYLPREDNISOLONE = "methylprednisolone"
+    BETAMETHASONE = "betamethasone"
+    LOCAL_ANESTHETIC_ONLY = "local_anesthetic_only"
+    NONE = "none"
+    OTHER = "other"
+
+
+#: Particulate corticosteroids: never for therapeutic cervical TFESI (Rathmell 2015).
+PARTICULATE_STEROIDS = frozenset(
+    {Injectate.TRIAMCINOLONE, Injectate.METHYLPREDNISOLONE, Injectate.BETAMETHASONE}
+)
+
+
+class DoseSource(Vocabulary):
+    MANUAL = "manual"
+    RDSR = "rdsr"
+    MANUAL_RDSR = "manual+rdsr"
+
+
+class Region(Vocabulary):
+    CERVICAL = "cervical"
+    THORACIC = "thoracic"
+    LUMBAR = "lumbar"
+    SACRAL = "sacral"
+    OTHER = "other"
+
+
+class CatalogRegion(Vocabulary):
+    """A catalog entry's region: a fixed one, or `by_level` (the levels decide, e.g. ILESI)."""
+
+    CERVICAL = "cervical"
+    THORACIC = "thoracic"
+    LUMBAR = "lumbar"
+    SACRAL = "sacral"
+    OTHER = "other"
+    BY_LEVEL = "by_level"
+
+
+class ContrastPolicy(Vocabulary):
+    REQUIRED = "required"
+    RECOMMENDED = "recommended"
+    NOT_REQUIRED = "not_required"
+
+
+class DapUnit(Vocabulary):
+    """Dose-area product units a C-arm may display, with factors into Gy·cm² (REFERENCE.md §2)."""
+
+    GY_CM2 = "Gy·cm²"
+    DGY_CM2 = "dGy·cm²"
+    CGY_CM2 = "cGy·cm²"
+    MGY_CM2 = "mGy·cm²"
+    UGY_M2 = "µGy·m²"
+    GY_M2 = "Gy·m²"
+
+    @property
+    def to_gycm2(self) -> float:
+        return _DAP_FACTORS[self]
+
+    @classmethod
+    def parse(cls, raw: object) -> DapUnit:
+        if isinstance(raw, cls):
+            return raw
+        key = _unit_key(str(raw))
+        try:
+            return _DAP_ALIASES[key]
+        except KeyError:
+            hint = ""
+            if key in {"gy", "mgy", "cgy", "dgy", "ugy"}:
+                hint = (" (that is an air kerma unit, not a dose-area product: give air kerma in "
+                        "air_kerma_mgy)")
+            raise ValueError(
+                f"{raw!r} is not a dose-area product unit{hint}; allowed: {cls.allowed()}"
+            ) from None
+
+
+_DAP_FACTORS = {
+    DapUnit.GY_CM2: 1.0,
+    DapUnit.DGY_CM2: 0.1,
+    DapUnit.CGY_CM2: 0.01,
+    DapUnit.MGY_CM2: 0.001,
+    DapUnit.UGY_M2: 0.01,
+    DapUnit.GY_M2: 10000.0,
+}
+
+
+def _unit_key(text: str) -> str:
+    """Fold the many ways a unit is typed ("µGy.m2", "uGy*m^2", "μGy m²") to one key."""
+    text = text.strip().lower()
+    text = text.replace("\u03bc", "u").replace("\u00b5", "u")  # Greek mu and micro sign
+    text = text.replace("²", "2").replace("^", "")
+    return re.sub(r"[\s·.*×x]", "", text)
+
+
+_DAP_ALIASES: dict[str, DapUnit] = {_unit_key(u.value): u for u in DapUnit}
+_DAP_ALIASES.update(
+    {
+        "gycm2": DapUnit.GY_CM2,
+        "dgycm2": DapUnit.DGY_CM2,
+        "cgycm2": DapUnit.CGY_CM2,
+        "mgycm2": DapUnit.MGY_CM2,
+        "ugym2": DapUnit.UGY_M2,
+        "gym2": DapUnit.GY_M2,
+    }
+)
+
+
+class AuditAction(Vocabulary):
+    CREATE = "create"
+    AMEND = "amend"
+    VOID = "void"
+    IMPORT = "import"
+    EXPORT = "export"
+    LOGIN = "login"
+    LOGIN_FAILED = "login_failed"
+    LOGOUT = "logout"
+    SETTING = "setting"
+    BULK_CREATE = "bulk_create"
+    DEACTIVATE = "deactivate"
+    ACKNOWLEDGE = "acknowledge"
+
+
+# --- Spinal levels -----------------------------------------------------------------------------
+# A level is a motion segment ("L4-L5"), a single vertebra or foramen ("S1"), the coccyx, or a
+# sacroiliac joint ("SIJ"). The spine runs C1..C7, T1..T12, L1..L5, S1..S5, coccyx.
+
+SPINE: tuple[str, ...] = (
+    *(f"C{i}" for i in range(1, 8)),
+    *(f"T{i}" for i in range(1, 13)),
+    *(f"L{i}" for i in range(1, 6)),
+    *(f"S{i}" for i in range(1, 6)),
+)
+_REGION_OF_PREFIX = {"C": Region.CERVICAL, "T": Region.THORACIC, "L": Region.LUMBAR,
+                     "S": Region.SACRAL}
+COCCYX = "coccyx"
+SI_JOINT = "SIJ"
+
+
+def _segments() -> tuple[str, ...]:
+    # Adjacent pairs only, up to L5-S1: the sacrum is fused below S1, so "S1-S2" is no segment.
+    pairs = [f"{a}-{b}" for a, b in itertools.pairwise(SPINE)]
+    return tuple(p for p in pairs if not p.startswith("S"))
+
+
+SEGMENTS = _segments()
+ALL_LEVELS: tuple[str, ...] = (*SPINE, *SEGMENTS, COCCYX, SI_JOINT)
+_LEVEL_LOOKUP = {lvl.upper(): lvl for lvl in ALL_LEVELS}
+_LEVEL_LOOKUP.update({"COCCYX": COCCYX, "SI": SI_JOINT, "SI JOINT": SI_JOINT, "SIJ": SI_JOINT})
+
+
+def parse_level(raw: str) -> str:
+    """Normalise a typed level ("l4/5", "L4-5", "L4–L5") to its canonical form ("L4-L5")."""
+    text = str(raw).strip().upper().replace("–", "-").replace("—", "-").replace("/", "-")
+    text = re.sub(r"\s*-\s*", "-", text)
+    shorthand = re.fullmatch(r"([CTLS])(\d{1,2})-(\d{1,2})", text)
+    if shorthand:  # "L4-5" means L4-L5
+        text = f"{shorthand[1]}{shorthand[2]}-{shorthand[1]}{shorthand[3]}"
+    if text in _LEVEL_LOOKUP:
+        return _LEVEL_LOOKUP[text]
+    raise ValueError(
+        f"{raw!r} is not a spinal level; allowed: vertebrae C1-C7, T1-T12, L1-L5, S1-S5, "
+        f"adjacent segments such as C5-C6, T12-L1 or L5-S1, 'coccyx' or 'SIJ'"
+    )
+
+
+def level_region(level: str) -> Region:
+    """Region of a canonical level. A segment belongs to its upper vertebra's region (C7-T1 is
+    cervical, L5-S1 lumbar), matching how junctional injections are reported."""
+    if level in (COCCYX, SI_JOINT):
+        return Region.SACRAL
+    return _REGION_OF_PREFIX[level[0]]
+
+
+def level_order(level: str) -> int:
+    """Position along the spine, to print levels top to bottom."""
+    if level == SI_JOINT:
+        return len(SPINE) + 2
+    if level == COCCYX:
+        return len(SPINE) + 1
+    return SPINE.index(level.split("-")[0]) * 2 + (1 if "-" in level else 0)
