@@ -18,6 +18,11 @@ Rules (REFERENCE.md section 7), each chosen because real files break the naive a
   irradiation event, or a total fluoro time > 0, or a fluoro DAP > 0, or a fluoro dose (RP) > 0.
   CT, mammography and radiography-only reports fail that test and are rejected with a reason
   naming what they are.
+* Planes: each Accumulated X-Ray Dose Data container (113702) is one plane, named by its
+  Acquisition Plane modifier 113764 (what PS3.16 TID 10002 and all three real files use;
+  113705 is Scope of Accumulation and is read as a plane only if its value is a plane code).
+  Totals anywhere below a container belong to it, whatever the vendor's nesting. Summed totals
+  add the planes; an "All Planes" container is summed only when it is the only one.
 * The content tree is walked once; each item is dispatched on its concept code.
 * Truncated or corrupt files are rejected, never half-imported: pydicom silently accepts a file
   cut inside a defined-length element, so :func:`_check_not_truncated` compares declared and

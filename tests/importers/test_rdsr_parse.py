@@ -334,6 +334,17 @@ def test_biplane_per_plane_and_summed_totals(tmp_path: Path) -> None:
     assert report.max_pulse_rate_pps == 15.0
 
 
+def test_all_planes_container_is_not_counted_twice(tmp_path: Path) -> None:
+    planes = [
+        PlaneSpec(PLANE_A, fluoro_totals(dap=2.0)),
+        PlaneSpec(PLANE_B, fluoro_totals(dap=0.5)),
+        PlaneSpec("113890", fluoro_totals(dap=2.5)),  # All Planes
+    ]
+    report = read_dose_report(write_report(tmp_path, planes=planes))
+    assert [p.plane for p in report.planes] == ["A", "B", "all"]
+    assert report.dap_total_gycm2 == approx(2.5)
+
+
 def test_growing_report_instances_parse_with_their_own_events(tmp_path: Path) -> None:
     study = "1.2.826.0.1.3680043.8.498.1"
     early = write_report(
