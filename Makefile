@@ -1,0 +1,34 @@
+# fluoro-audit: `make run` serves the dashboard on the embedded SQLite database;
+# `make test` runs every test (PostgreSQL half needs FLUORO_AUDIT_TEST_PG, see .ci/run).
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+STAMP   = $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
+PORT   ?= 8501
+PYTEST_ARGS ?=
+
+.PHONY: run test bench setup lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+setup: $(STAMP)
+
+run: setup
+	$(VENV)/bin/fluoro-audit migrate
+	$(VENV)/bin/fluoro-audit serve --port $(PORT)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+test: setup lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
