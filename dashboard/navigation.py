@@ -1,0 +1,41 @@
+"""Which pages exist and who may open them: the single registry the app builds st.navigation
+from. Each page module (dashboard/views/*.py) also calls state.require() itself, so a page that
+is reached by URL or switch_page is still refused to a role that may not see it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+
+from audit.auth import Actor, Permission
+
+VIEWS = Path(__file__).parent / "views"
+
+
+@dataclass(frozen=True)
+class PageSpec:
+    module: str  # file name under dashboard/views/
+    title: str
+    icon: str
+    permission: Permission
+    section: str
+    default: bool = False
+
+
+PAGES: tuple[PageSpec, ...] = (
+    PageSpec("home.py", "Overview", ":material/home:", Permission.VIEW_RECORDS, "Log",
+             default=True),
+)
+
+
+def pages_for(actor: Actor) -> dict[str, list[st.Page]]:
+    """The navigation of one user: only the pages their role may open."""
+    sections: dict[str, list[st.Page]] = {}
+    for spec in PAGES:
+        if actor.can(spec.permission):
+            page = st.Page(str(VIEWS / spec.module), title=spec.title, icon=spec.icon,
+                           default=spec.default)
+            sections.setdefault(spec.section, []).append(page)
+    return sections
