@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import DBAPIError
@@ -46,7 +48,7 @@ def test_the_chain_links_every_event(service: ProcedureLog, admin: Actor, engine
         events = list(s.scalars(select(AuditEvent).order_by(AuditEvent.id)))
         report = verify_chain(s)
     assert events[0].prev_hash == GENESIS
-    assert all(b.prev_hash == a.hash for a, b in zip(events, events[1:], strict=False))
+    assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(events))
     assert report.ok and report.events == len(events)
     assert "hash chain verified" in report.message()
 
