@@ -222,7 +222,7 @@ class ProcedureLog:
         if not confirm and checked.warnings:
             raise WarningsNotConfirmed(checked.warnings)
         refs = _Resolver(session, actor, create_missing, self._secret(settings))
-        ids = refs.resolve(checked.names)
+        ids = refs.resolve(checked.names, checked.entry.code)
         now = utcnow()
         procedure = Procedure(
             status=RecordStatus.FINAL.value, version=1, procedure_type_id=checked.entry.id,
@@ -238,7 +238,7 @@ class ProcedureLog:
         session.flush()
         record_event(session, actor=actor.username, action=AuditAction.CREATE,
                      entity="procedure", entity_id=procedure.id,
-                     after=_snapshot(procedure, refs.names_of(procedure)))
+                     after=_snapshot(procedure, refs.names))
         return LogResult(procedure.id, checked.warnings, procedure.effective_dose_msv,
                          background_days(procedure.effective_dose_msv, settings))
 
@@ -289,7 +289,8 @@ class ProcedureLog:
                     raise WarningsNotConfirmed(checked.warnings)
                 refs = _Resolver(session, actor, create_missing, self._secret(settings))
                 entered = procedure.fluoro_time_entered
-                for key, value in {**refs.resolve(checked.names), **checked.values}.items():
+                ids = refs.resolve(checked.names, checked.entry.code)
+                for key, value in {**ids, **checked.values}.items():
                     setattr(procedure, key, value)
                 if not {"fluoro_time_s", "fluoro_time"} & set(changes):
                     procedure.fluoro_time_entered = entered
@@ -301,7 +302,7 @@ class ProcedureLog:
                     procedure.levels.clear()
                     session.flush()
                     procedure.levels.extend(_level_rows(checked.levels))
-                after = _snapshot(procedure, refs.names_of(procedure))
+                after = _snapshot(procedure, refs.names)
                 changed = {k for k in after if after[k] != before[k]}
                 if not changed:
                     raise ValidationFailed([FieldError("changes", "nothing would change")])
@@ -543,21 +544,32 @@ class _Resolver:
     def __init__(self, session: Session, actor: Actor, create_missing: bool, secret: str):
         self.session, self.actor, self.create, self.secret = session, actor, create_missing, secret
         self.room_factor = 1.0
-        self._names: dict[str, str] = {}
+        #: The record's names in dictionary fields, known once resolved (no query needed).
+        self.names: dict[str, str] = {}
         self.errors: list[FieldError] = []
 
-    def resolve(self, names: Mapping[str, str]) -> dict[str, int]:
+    def resolve(self, names: Mapping[str, str], code: str) -> dict[str, int]:
         s = self.session
-        site_id = self._find_or_create(
-            "site", Site, Site.name == names["site"], {"name": names["site"], "active": True,
-                                                       "created_at": utcnow()})
-        room_id = None
-        if site_id is not None:
-            room_id = self._find_or_create(
-                "room", Room, (Room.name == names["room"]) & (Room.site_id == site_id),
-                {"name": names["room"], "site_id": site_id, "active": True,
-                 "dap_display_unit": DapUnit.GY_CM2.value, "kap_correction_factor": 1.0,
-                 "created_at": utcnow()}, scope=f" at site {names['site']!r}")
+        known_room = s.execute(
+            select(Room.site_id, Room.id, Room.kap_correction_factor).join(Site)
+            .where(Site.name == names["site"], Room.name == names["room"])
+        ).first()
+        if known_room is not None:  # the usual case: one query for site and room
+            site_id, room_id, self.room_factor = known_room
+        else:
+            site_id = self._find_or_create(
+                "site", Site, Site.name == names["site"],
+                {"name": names["site"], "active": True, "created_at": utcnow()})
+            room_id = None
+            if site_id is not None:
+                room_id = self._find_or_create(
+                    "room", Room, (Room.name == names["room"]) & (Room.site_id == site_id),
+                    {"name": names["room"], "site_id": site_id, "active": True,
+                     "dap_display_unit": DapUnit.GY_CM2.value, "kap_correction_factor": 1.0,
+                     "created_at": utcnow()}, scope=f" at site {names['site']!r}")
+                if room_id is not None:
+                    self.room_factor = s.scalar(select(Room.kap_correction_factor)
+                                                .where(Room.id == room_id)) or 1.0
         physician_id = self._find_or_create(
             "physician", Physician, Physician.name == names["physician"],
             {"name": names["physician"], "active": True, "created_at": utcnow()})
@@ -569,20 +581,17 @@ class _Resolver:
         if self.errors:
             raise ValidationFailed(self.errors)
         assert site_id and room_id and physician_id and tech_id
-        self.room_factor = s.scalar(select(Room.kap_correction_factor)
-                                    .where(Room.id == room_id)) or 1.0
         mrn = names["patient_id"]
-        patient_id = s.scalar(select(Patient.id).where(Patient.mrn == mrn))
-        if patient_id is None:
+        patient = s.execute(select(Patient.id, Patient.pseudonym)
+                            .where(Patient.mrn == mrn)).first()
+        if patient is None:
             _insert_ignore(s, Patient, {"mrn": mrn, "pseudonym": pseudonym(self.secret, mrn),
                                         "created_at": utcnow()})
-            patient_id = s.scalar(select(Patient.id).where(Patient.mrn == mrn))
-        self._names = dict(names)
+            patient = s.execute(select(Patient.id, Patient.pseudonym)
+                                .where(Patient.mrn == mrn)).one()
+        self.names = {**names, "patient_ref": patient[1], "procedure_code": code}
         return {"site_id": site_id, "room_id": room_id, "physician_id": physician_id,
-                "technologist_id": tech_id, "patient_id": patient_id}
-
-    def names_of(self, procedure: Procedure) -> dict[str, Any]:
-        return _names(self.session, procedure)
+                "technologist_id": tech_id, "patient_id": patient[0]}
 
     def _find_or_create(self, field_name: str, model: Any, where: Any, values: dict[str, Any],
                         scope: str = "", entity: str | None = None) -> int | None:
