@@ -117,3 +117,26 @@ FIELDS: tuple[Field, ...] = (
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in FIELDS)
 INPUT_FIELDS: frozenset[str] = frozenset(f.name for f in FIELDS if f.io is Io.IN_OUT)
 BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
+
+
+def to_markdown() -> str:
+    """The dictionary as the Markdown table in docs/data-dictionary.md (a test keeps them equal;
+    regenerate with `python -m audit.dictionary > docs/data-dictionary.md`)."""
+    lines = [
+        "# Data dictionary",
+        "",
+        "One set of field names for JSON input (`fluoro-audit log`), CSV import, CSV export and",
+        "the `data_dictionary.csv` every export ships. Generated from `audit/dictionary.py`.",
+        "Stored units are canonical; the DAP value and unit as entered are kept too.",
+        "",
+        "| field | type | unit | required | allowed values | description |",
+        "|---|---|---|---|---|---|",
+    ]
+    for f in FIELDS:
+        cells = (f.name, f.type, f.unit, f.required, f.allowed, f.description)
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(to_markdown(), end="")
