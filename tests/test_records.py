@@ -362,3 +362,43 @@ def test_list_filters_and_pages(service: ProcedureLog, admin: Actor) -> None:
     page, total = service.list(admin, RecordFilter(
         date_from=datetime(2026, 3, 3, tzinfo=UTC), date_to=datetime(2026, 3, 5, tzinfo=UTC)))
     assert total == 2
+
+
+def test_every_input_field_round_trips(service: ProcedureLog, admin: Actor) -> None:
+    """Each dictionary input field comes back as given (canonicalised where it should be)."""
+    full = valid_record(
+        accession_number="ACC-77", patient_sex="female", patient_weight_kg=71.5,
+        guidance="fluoroscopy_dsa", dsa_runs=1, fluoro_time_s="1.3 min", dap_value=87,
+        dap_unit="cGy.cm2", air_kerma_mgy="0.0061 Gy", pulsed_fluoro=True, pulse_rate_pps=8,
+        low_dose_mode="yes", vascular_uptake=True, needle_repositioned=True,
+        confirmation_views="lat; ap", notes="Réalisé sans incident — 完了",
+        levels="l5-s1", procedure_code="tfesi",
+    )
+    record = service.get(service.log(full, admin, create_missing=True).record_id, admin)
+    expected = {
+        "accession_number": "ACC-77", "patient_sex": "F", "patient_weight_kg": 71.5,
+        "guidance": "fluoroscopy_dsa", "dsa_runs": 1, "fluoro_time_s": 78.0,
+        "dap_value": 87, "dap_unit": "cGy·cm²", "air_kerma_mgy": pytest.approx(6.1),
+        "pulsed_fluoro": True, "pulse_rate_pps": 8, "low_dose_mode": True,
+        "vascular_uptake": True, "needle_repositioned": True,
+        "confirmation_views": ["AP", "LAT"], "notes": "Réalisé sans incident — 完了",
+        "levels": ["L5-S1"], "procedure_code": "TFESI", "region": "lumbar",
+        "dap_gycm2": pytest.approx(0.87), "pregnancy_status": "not_pregnant",
+        "laterality": "left", "contrast_agent": "iohexol 240", "contrast_volume_ml": 1.5,
+        "realtime_contrast": True, "injectate": "dexamethasone", "saved_images": 2,
+        "site": "Riverside", "room": "OR 1", "physician": "Dr. Chen", "technologist": "tech1",
+        "patient_id": "MRN0001",
+    }
+    assert {k: record[k] for k in expected} == expected
+
+
+def test_room_display_unit_is_the_default_dap_unit(
+    service: ProcedureLog, admin: Actor, engine: Engine, logged: int
+) -> None:
+    from audit.models import Room
+
+    with Session(engine) as s, s.begin():
+        s.scalar(select(Room).where(Room.name == "OR 1")).dap_display_unit = "µGy·m²"
+    record_id = service.log(valid_record(dap_value=71, dap_unit=None), admin).record_id
+    record = service.get(record_id, admin)
+    assert record["dap_unit"] == "µGy·m²" and record["dap_gycm2"] == pytest.approx(0.71)
