@@ -10,7 +10,6 @@ import argparse
 import getpass
 import json
 import os
-import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -97,8 +96,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     command = [sys.executable, "-m", "streamlit", "run", str(app),
                "--server.port", str(args.port), "--server.headless", "true",
                "--browser.gatherUsageStats", "false", "--server.address", args.address]
-    print(f"fluoro-audit dashboard on http://localhost:{args.port} ({_display_url(args.db)})")
-    return subprocess.call(command, env=env)
+    print(f"fluoro-audit dashboard on http://localhost:{args.port} ({_display_url(args.db)})",
+          flush=True)
+    # Become the Streamlit process, so signals (Ctrl-C, a service manager's TERM) reach it.
+    os.execve(sys.executable, command, env)
+    return EXIT_OK  # pragma: no cover - execve does not return
 
 
 def cmd_users_add(args: argparse.Namespace) -> int:
