@@ -78,15 +78,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     migrate(args.db)
     if args.demo:
         from audit.demo import generate
+        from audit.summary import log_summary
 
         engine = make_engine(args.db)
-        with read_session(engine) as session:
-            from sqlalchemy import func, select
-
-            from audit.models import Procedure
-
-            empty = not session.scalar(select(func.count()).select_from(Procedure))
-        if empty:
+        if log_summary(engine)["procedures"] == 0:  # sample data only into an empty log
             generate(engine, procedures=args.demo_procedures, seed=1, progress=True)
         engine.dispose()
     import dashboard
