@@ -438,7 +438,7 @@ class DoseDiscrepancy(Base):
 
     __tablename__ = "dose_discrepancy"
     __table_args__ = (
-        UniqueConstraint("dose_report_id", "field"),
+        UniqueConstraint("dose_report_id", "procedure_id", "field"),
         _in("field", vocab.DoseField, nullable=False),
         _in("status", vocab.DiscrepancyStatus, nullable=False),
         Index(None, "status"),

@@ -94,7 +94,7 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['dose_report_id'], ['dose_report.id'], name=op.f('fk_dose_discrepancy_dose_report_id_dose_report')),
     sa.ForeignKeyConstraint(['procedure_id'], ['procedure.id'], name=op.f('fk_dose_discrepancy_procedure_id_procedure')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_dose_discrepancy')),
-    sa.UniqueConstraint('dose_report_id', 'field', name=op.f('uq_dose_discrepancy_dose_report_id_field'))
+    sa.UniqueConstraint('dose_report_id', 'procedure_id', 'field', name=op.f('uq_dose_discrepancy_dose_report_id_procedure_id_field'))
     )
     with op.batch_alter_table('dose_discrepancy', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_dose_discrepancy_procedure_id'), ['procedure_id'], unique=False)
