@@ -125,6 +125,9 @@ class DoseImporter:
             report = rdsr.read_dose_report(data)
         except rdsr.RejectedReport as exc:
             return ImportResult(name, REJECTED, exc.reason, dry_run=dry_run)
+        problem = _unstorable(report)
+        if problem:
+            return ImportResult(name, REJECTED, problem, dry_run=dry_run)
         return self.store(report, name, sha256_hex(data), dry_run=dry_run)
 
     def store(self, report: rdsr.DoseReport, name: str, digest: str, *,
@@ -319,9 +322,25 @@ class DoseImporter:
                             discrepancies=applied.discrepancies)
 
 
+_UID_LIMIT = 64
+
+
+def _unstorable(report: rdsr.DoseReport) -> str | None:
+    """Why a parsed report cannot be stored faithfully (a UID is its identity: never cut)."""
+    for name in ("sop_instance_uid", "study_instance_uid", "sop_class_uid"):
+        value = getattr(report, name)
+        if len(value) > _UID_LIMIT or "\x00" in value:
+            return (f"invalid dose report: {name} is not a DICOM UID (at most {_UID_LIMIT} "
+                    f"characters, no NUL): {value[:80]!r}")
+    return None
+
+
 def _clip(text: str | None, limit: int) -> str | None:
-    """Fit a column; DICOM LO is 64 characters, but a broken file may carry more."""
-    return None if text is None else text[:limit]
+    """Fit a column; DICOM LO is 64 characters, but a broken file may carry more, and NUL
+    bytes, which PostgreSQL text refuses."""
+    if text is None:
+        return None
+    return text.replace("\x00", "")[:limit] or None
 
 
 # --- review --------------------------------------------------------------------------------
