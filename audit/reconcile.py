@@ -20,8 +20,10 @@ Matching rule (first that applies):
    without make/model/serial), the patient and day alone decide, and only when exactly one
    final procedure of that patient is logged that day (rule ``patient_day``).
 
-Among several candidates, one not yet linked to a current report of another study wins, then
-the one closest in time to the study, then the lowest record id. A report with no match is
+By patient and day, a procedure already linked to a current report of another study is not
+a candidate (a second study that day is more likely a second, unlogged procedure). Among
+several candidates, one not yet linked wins (by accession), then the one closest in time to
+the study, then the lowest record id. A report with no match is
 "procedure missing from the log" until a later run (:func:`find_procedure` again) finds it.
 
 Filling and comparing, per dose field (``dap_gycm2`` <- DAP total, ``air_kerma_mgy`` <- Dose
@@ -189,16 +191,20 @@ def _candidates(session: Session, *conditions: Any) -> list[_Candidate]:
     return [_Candidate(r.id, r.performed_at, r.room_id, r.mrn) for r in rows]
 
 
-def _best(session: Session, report: DoseReport, candidates: Sequence[_Candidate]) -> _Candidate:
-    """Unlinked first, then closest in time, then lowest id."""
-    ids = [c.id for c in candidates]
-    taken = set(session.scalars(
+def _taken(session: Session, report: DoseReport, candidates: Sequence[_Candidate]) -> set[int]:
+    """Candidates already linked to a current report of another study."""
+    return set(session.scalars(
         select(DoseReport.procedure_id).where(
-            DoseReport.procedure_id.in_(ids),
+            DoseReport.procedure_id.in_([c.id for c in candidates]),
             DoseReport.status == DoseReportStatus.CURRENT.value,
             DoseReport.study_instance_uid != report.study_instance_uid,
         )
     ))
+
+
+def _best(session: Session, report: DoseReport, candidates: Sequence[_Candidate]) -> _Candidate:
+    """Unlinked first, then closest in time, then lowest id."""
+    taken = _taken(session, report, candidates)
     moment = report.study_datetime
 
     def key(c: _Candidate) -> tuple[bool, float, int]:
@@ -222,6 +228,8 @@ def find_procedure(session: Session, report: DoseReport, zone: ZoneInfo) -> Matc
     start, end = day_bounds(report.study_day, zone)
     found = _candidates(session, Patient.mrn == report.patient_id,
                         Procedure.performed_at >= start, Procedure.performed_at < end)
+    taken = _taken(session, report, found)
+    found = [c for c in found if c.id not in taken]
     if not found:
         return None
     rooms, _how = device_rooms(session, report.manufacturer, report.model, report.serial)
