@@ -262,8 +262,6 @@ def cmd_import_csv(args: argparse.Namespace) -> int:
             for problem in outcome.problems() or [outcome.skipped or ""]:
                 print(f"row {outcome.row}: {problem}", file=sys.stderr)
     summary = result.summary()
-    if args.json:
-        _out({"summary": summary})
     if result.committed:
         message = f"imported {summary['imported']} of {summary['rows']} rows from {args.file}"
         if result.rejected_file:

@@ -39,6 +39,7 @@ from audit.importers import rdsr
 from audit.models import DoseDiscrepancy, DoseReport, Procedure, Room, utcnow
 from audit.records import ENV_PSEUDONYM_KEY, pseudonym
 from audit.settings import load_settings
+from audit.trail import _lock_chain as lock_chain  # the chain's writer lock, reused
 from audit.trail import record_event
 from audit.vocab import AuditAction, DiscrepancyStatus, DoseReportStatus, RecordStatus
 
@@ -113,6 +114,11 @@ class DoseImporter:
         """Import one file from disk; an unreadable file is rejected with the OS's reason."""
         label = name or str(path)
         try:
+            size = Path(path).stat().st_size
+            if size > rdsr.MAX_INPUT_BYTES:  # a video or an image dropped in the folder
+                return ImportResult(label, REJECTED, f"not a dose report: {size} bytes, larger "
+                                    f"than any RDSR ({rdsr.MAX_INPUT_BYTES} bytes)",
+                                    dry_run=dry_run)
             data = Path(path).read_bytes()
         except OSError as exc:
             return ImportResult(label, REJECTED, f"cannot read the file: {exc.strerror or exc}",
@@ -170,6 +176,10 @@ class DoseImporter:
 
     def _store(self, session: Session, parsed: rdsr.DoseReport, name: str, digest: str,
                settings: Mapping[str, Any], dry_run: bool) -> ImportResult:
+        # Serialise imports like every audited write (SQLite: BEGIN IMMEDIATE; PostgreSQL:
+        # the audit chain's advisory lock, taken here before the duplicate and supersession
+        # checks so two importers cannot both find "no earlier report" for one study).
+        lock_chain(session)
         result = ImportResult(
             name, OK, sop_instance_uid=parsed.sop_instance_uid,
             study_instance_uid=parsed.study_instance_uid, events=parsed.events,
@@ -297,6 +307,7 @@ class DoseImporter:
 
     def _relink(self, session: Session, report_id: int,
                 settings: Mapping[str, Any]) -> ImportResult | None:
+        lock_chain(session)
         row = session.get(DoseReport, report_id, with_for_update=True)
         if row is None or row.status != DoseReportStatus.CURRENT.value:
             return None
@@ -402,7 +413,7 @@ def _period(column: Any, date_from: datetime | None, date_to: datetime | None) -
 def list_discrepancies(engine: Engine, actor: Actor, *, status: str | None = "open",
                        date_from: datetime | None = None,
                        date_to: datetime | None = None) -> pd.DataFrame:
-    """Discrepancies (default: open) with their record id, newest procedure first."""
+    """Discrepancies (default: open, of final records) with their record id, newest first."""
     require(actor, Permission.VIEW_DASHBOARDS)
     query = (
         select(
@@ -422,6 +433,8 @@ def list_discrepancies(engine: Engine, actor: Actor, *, status: str | None = "op
     )
     if status:
         query = query.where(DoseDiscrepancy.status == status)
+    if status == DiscrepancyStatus.OPEN.value:  # a voided record has nothing left to review
+        query = query.where(Procedure.status == RecordStatus.FINAL.value)
     with read_session(engine) as session:
         rows = session.execute(query).mappings().all()
     columns = [c.name for c in query.selected_columns]

@@ -214,6 +214,36 @@ def test_unreadable_path_is_rejected_not_raised(
     assert result.status == "rejected" and "cannot read" in (result.reason or "")
 
 
+def test_a_huge_file_is_rejected_without_reading_it(
+    engine: Engine, importer: DoseImporter, tmp_path: Path
+) -> None:
+    video = tmp_path / "procedure.mp4"
+    with video.open("wb") as handle:
+        handle.truncate(200 * 1024 * 1024)  # sparse: costs no disk
+    result = importer.import_path(video)
+    assert result.status == "rejected" and "larger than any RDSR" in (result.reason or "")
+
+
+def test_concurrent_reports_of_one_study_leave_exactly_one_current(
+    engine: Engine, admin: Actor, tmp_path: Path
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    for attempt in range(3):
+        study = generate_uid()
+        files = [make_report(tmp_path, f"{attempt}-{n}.dcm", study_uid=study, events=n)
+                 for n in (2, 5, 3)]
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            results = list(pool.map(
+                lambda path: DoseImporter(engine, admin).import_path(path), files))
+        assert [r.status for r in results] == ["ok"] * 3
+        with Session(engine) as session:
+            current = session.execute(
+                select(DoseReport.events).where(DoseReport.study_instance_uid == study,
+                                                DoseReport.status == "current")).scalars().all()
+        assert current == [5]
+
+
 @pytest.mark.filterwarnings("ignore")
 def test_corrupted_files_never_crash_or_leave_partial_rows(
     engine: Engine, importer: DoseImporter

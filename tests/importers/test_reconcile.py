@@ -325,9 +325,11 @@ def test_a_procedure_logged_after_its_report_is_linked_by_reconcile(
 def test_a_voided_procedure_puts_its_report_back_on_the_missing_list(
     engine: Engine, service: ProcedureLog, admin: Actor, importer: DoseImporter, tmp_path: Path
 ) -> None:
-    record_id = log(service, admin)
+    record_id = log(service, admin, dap_value=15)
     importer.import_path(make_report(tmp_path))
+    assert len(doses.list_discrepancies(engine, QUALITY)) == 1
     service.void(record_id, admin, version=2, reason="wrong patient")
+    assert doses.list_discrepancies(engine, QUALITY).empty  # nothing left to review
     missing = doses.list_missing(engine, QUALITY)
     assert missing["voided_record_id"].tolist() == [record_id]
     replacement = log(service, admin, patient_id="MRN-1")
