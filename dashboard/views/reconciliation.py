@@ -84,9 +84,14 @@ with tab_disc:
             ["discrepancy_id", "record_id", "performed_at", "room", "field", "manual_value",
              "report_value", "difference", "likely_cause", "source_file"]]
         st.dataframe(shown, hide_index=True, width="stretch", column_config={
+            "discrepancy_id": st.column_config.NumberColumn("#", format="%d"),
             "record_id": st.column_config.NumberColumn("record", format="%d"),
-            "difference": st.column_config.NumberColumn("difference %", format="%+.0f%%"),
             "performed_at": st.column_config.DatetimeColumn("performed (UTC)"),
+            "manual_value": st.column_config.NumberColumn("logged", format="%.4g"),
+            "report_value": st.column_config.NumberColumn("dose report", format="%.4g"),
+            "difference": st.column_config.NumberColumn("difference", format="%+.0f%%"),
+            "likely_cause": st.column_config.TextColumn("likely cause", width="large"),
+            "source_file": st.column_config.TextColumn("report file"),
         })
         with st.form("review"):
             chosen = st.selectbox("Discrepancy", discrepancies["discrepancy_id"].tolist(),
