@@ -19,7 +19,8 @@ none is. Rules:
   carry their unit in the cell ("1.3 min", "1.2 Gy").
 * Date and time: ISO 8601 with a UTC offset, as `log` requires; a separate "Time" column is
   joined to "Date"; times without an offset are read in ``timezone`` when one is given.
-* Lists are ';'-separated, booleans true/false (yes/no, 1/0 too).
+* Lists are ';'-separated, booleans true/false (yes/no, 1/0 too). A procedure may be given by
+  its catalog code or its catalog name ("Medial branch block").
 * Rows are numbered as a spreadsheet shows them: the header is row 1, the first record row 2.
 * Warnings (implausible but possible values) need ``confirm_warnings``, as with `log`.
 * ``dry_run``: every row is validated (names resolved, duplicates of earlier rows included) in
@@ -372,13 +373,15 @@ def import_csv(
         raise CsvFormatError(f"cannot read {source}: {exc.strerror or exc}") from None
     parsed = read_csv(data)
     zone = parse_zone(timezone)
+    catalog = service.catalog
+    names = {entry.name.casefold(): code for code, entry in catalog.entries.items()}
 
     def work() -> CsvImportResult:
         factory = sessionmaker(writer(service.engine), expire_on_commit=False)
         with factory() as session:
             session.begin()
             try:
-                outcomes = _run_rows(session, service, actor, parsed, zone,
+                outcomes = _run_rows(session, service, actor, parsed, zone, names,
                                      confirm_warnings, create_missing)
                 failed = any(o.status in ("invalid", "unconfirmed") for o in outcomes)
                 commit = not dry_run and (skip_invalid or not failed)
@@ -399,7 +402,8 @@ def import_csv(
 
 
 def _run_rows(session: Session, service: ProcedureLog, actor: Actor, parsed: ParsedFile,
-              zone: ZoneInfo | None, confirm: bool, create_missing: bool) -> list[RowOutcome]:
+              zone: ZoneInfo | None, procedure_names: Mapping[str, str], confirm: bool,
+              create_missing: bool) -> list[RowOutcome]:
     outcomes = []
     for number, cells in parsed.rows:
         outcome = RowOutcome(number)
@@ -411,6 +415,9 @@ def _run_rows(session: Session, service: ProcedureLog, actor: Actor, parsed: Par
         if shape_errors:
             outcome.errors = shape_errors
             continue
+        named = str(record.get("procedure_code") or "").strip().casefold()
+        if named in procedure_names:  # legacy logs write the name, not the catalog code
+            record["procedure_code"] = procedure_names[named]
         try:
             with session.begin_nested():
                 result = service.log_in_session(session, record, actor,

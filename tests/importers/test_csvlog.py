@@ -105,6 +105,16 @@ def test_legacy_headers_semicolons_bom_and_units_in_headers(
     assert record["patient_id"] == "MRN7" and record["procedure_code"] == "TFESI"
 
 
+def test_a_procedure_named_as_in_the_catalog_is_accepted(
+    engine: Engine, service: ProcedureLog, admin: Actor, tmp_path: Path
+) -> None:
+    name = service.catalog.lookup("TFESI").name  # type: ignore[union-attr]
+    path = write_csv(tmp_path / "n.csv", [valid_record(procedure_code=name.upper())], COLUMNS)
+    result = import_csv(service, admin, path, create_missing=True)
+    assert result.committed
+    assert service.get(result.rows[0].record_id, admin)["procedure_code"] == "TFESI"  # type: ignore[arg-type]
+
+
 def test_dap_unit_per_row(engine: Engine, service: ProcedureLog, admin: Actor,
                           tmp_path: Path) -> None:
     rows = [valid_record(dap_value=71, dap_unit="cGy·cm²"),

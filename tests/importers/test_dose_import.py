@@ -24,6 +24,7 @@ from audit.vocab import Role
 
 from .dose_helpers import REAL_FILES, counts, events, log_procedure, make_report, reports
 from .rdsr_builder import (
+    ENHANCED_SR,
     PLANE_A,
     PLANE_B,
     EventSpec,
@@ -32,6 +33,7 @@ from .rdsr_builder import (
     build_mammography_report,
     build_rdsr,
     fluoro_totals,
+    num,
     write,
     write_bare,
 )
@@ -160,6 +162,41 @@ def test_biplane_report_stores_summed_and_per_plane_totals(
     row = reports(engine)[0]
     assert (row.dap_total_gycm2, row.fluoro_time_s, row.air_kerma_total_mgy) == (1.5, 50.0, 8.0)
     assert [(p["plane"], p["dap_total_gycm2"]) for p in row.planes] == [("A", 1.0), ("B", 0.5)]
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected_dap"),
+    [("enhanced-sr", 1.5), ("nested-totals", 4.0), ("private-vendor-total", 3.0),
+     ("all-planes", 2.5), ("big-endian", 1.5)],
+)
+def test_more_real_world_shapes_import(
+    engine: Engine, importer: DoseImporter, tmp_path: Path, kind: str, expected_dap: float
+) -> None:
+    from pydicom.uid import ExplicitVRBigEndian
+
+    events = [EventSpec()]
+    path = tmp_path / f"{kind}.dcm"
+    if kind == "enhanced-sr":
+        write(build_rdsr(sop_class=ENHANCED_SR, planes=[PlaneSpec(totals=fluoro_totals())],
+                         events=events), path)
+    elif kind == "nested-totals":
+        write(build_rdsr(planes=[PlaneSpec(totals=fluoro_totals(dap=4.0), nest_totals=True)],
+                         events=events), path)
+    elif kind == "private-vendor-total":
+        private = num("113722", 999.0, "Gy.cm2", "Vendor total", scheme="99VENDOR")
+        write(build_rdsr(planes=[PlaneSpec(totals=fluoro_totals(dap=3.0))], events=events,
+                         extra_items=[private]), path)
+    elif kind == "all-planes":
+        planes = [PlaneSpec(PLANE_A, fluoro_totals(dap=2.0)),
+                  PlaneSpec(PLANE_B, fluoro_totals(dap=0.5)),
+                  PlaneSpec("113890", fluoro_totals(dap=2.5))]
+        write(build_rdsr(planes=planes, events=events), path)
+    else:
+        write(build_rdsr(planes=[PlaneSpec(totals=fluoro_totals())], events=events), path,
+              ExplicitVRBigEndian)
+    result = importer.import_path(path)
+    assert result.status == "ok", result.reason
+    assert reports(engine)[0].dap_total_gycm2 == pytest.approx(expected_dap)
 
 
 def test_data_set_without_preamble_imports(
