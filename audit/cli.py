@@ -223,6 +223,7 @@ def _rdsr_summary(results: Sequence[Any], dry_run: bool) -> str:
 
 
 def cmd_import_rdsr(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
     from tqdm import tqdm
 
     from audit.doses import DoseImporter
@@ -238,7 +239,15 @@ def cmd_import_rdsr(args: argparse.Namespace) -> int:
     with tqdm(files, desc="dose reports", unit="file", file=sys.stderr, disable=None,
               dynamic_ncols=True) as progress:
         for path in progress:
-            result = importer.import_path(path, dry_run=args.dry_run)
+            try:
+                result = importer.import_path(path, dry_run=args.dry_run)
+            except SQLAlchemyError as exc:
+                progress.close()
+                print(_rdsr_summary(results, args.dry_run), file=sys.stderr)
+                raise CliError(f"database error while importing {path}: "
+                               f"{getattr(exc, 'orig', None) or exc}; nothing of this file was "
+                               f"written, the {len(results)} files before it were "
+                               "processed") from None
             results.append(result)
             progress.clear()
             _print_result(result, args.json)

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 from sqlalchemy import Engine, and_, case, func, or_, select
@@ -285,7 +286,7 @@ class DoseImporter:
         )
 
     def _link(self, session: Session, row: DoseReport, settings: Mapping[str, Any],
-              zone: Any, previous: DoseReport | None, result: ImportResult) -> None:
+              zone: ZoneInfo, previous: DoseReport | None, result: ImportResult) -> None:
         """Find the procedure (the superseded report's, if still final) and reconcile."""
         match: reconcile.Match | None = None
         if previous is not None and previous.procedure_id is not None:

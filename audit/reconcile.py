@@ -306,9 +306,9 @@ def apply(session: Session, report: DoseReport, procedure_id: int, settings: Map
               and f.value not in filled]
     change("dose_source", DoseSource.MANUAL_RDSR.value if manual else DoseSource.RDSR.value)
     if "dap_gycm2" in after:
-        region_k = _effective_dose(procedure.dap_gycm2, _room_factor(session, procedure),
-                                   procedure.region, settings)
-        change("effective_dose_msv", region_k)
+        effective = _effective_dose(procedure.dap_gycm2, _room_factor(session, procedure),
+                                    procedure.region, settings)
+        change("effective_dose_msv", effective)
     if after:
         version = procedure.version
         procedure.version = version + 1
