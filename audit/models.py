@@ -11,13 +11,14 @@ Conventions that matter for audit and for both databases:
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     Boolean,
     CheckConstraint,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -362,3 +363,101 @@ class Setting(Base):
     source: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_by: Mapped[str] = mapped_column(String(80), default="system")
+
+
+class DoseReport(Base):
+    """One imported RDSR instance (DICOM SOP instance), in canonical units.
+
+    Why a row per SOP instance: the same study can send several reports as it grows; the one
+    with the most irradiation events is ``current`` and the others are kept ``superseded``
+    (nothing is deleted). ``patient_id`` is the MRN as written in the file (PHI);
+    ``patient_ref`` is its keyed pseudonym for roles that may not see PHI. ``procedure_id``
+    is the logged procedure the report was reconciled with (NULL: not in the log).
+    """
+
+    __tablename__ = "dose_report"
+    __table_args__ = (
+        UniqueConstraint("sop_instance_uid"),
+        _in("status", vocab.DoseReportStatus, nullable=False),
+        CheckConstraint("events >= 0", name="events_nonnegative"),
+        Index(None, "study_instance_uid"),
+        Index(None, "accession_number"),
+        Index(None, "procedure_id"),
+        Index(None, "status", "study_day"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sop_instance_uid: Mapped[str] = mapped_column(String(64))
+    sop_class_uid: Mapped[str] = mapped_column(String(64))
+    study_instance_uid: Mapped[str] = mapped_column(String(64))
+    accession_number: Mapped[str | None] = mapped_column(String(64))
+    patient_id: Mapped[str | None] = mapped_column(String(64))
+    patient_ref: Mapped[str | None] = mapped_column(String(64))
+    #: Study date/time in UTC (the file's offset, else the site_timezone setting).
+    study_datetime: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: The study's calendar day at the site: what matching by day compares.
+    study_day: Mapped[date | None] = mapped_column(Date)
+    manufacturer: Mapped[str | None] = mapped_column(String(120))
+    model: Mapped[str | None] = mapped_column(String(120))
+    serial: Mapped[str | None] = mapped_column(String(120))
+    #: Per-plane totals as parsed: [{"plane": "A", "dap_total_gycm2": ..., ...}, ...].
+    planes: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    dap_total_gycm2: Mapped[float | None] = mapped_column(Float)
+    fluoro_dap_gycm2: Mapped[float | None] = mapped_column(Float)
+    acquisition_dap_gycm2: Mapped[float | None] = mapped_column(Float)
+    fluoro_time_s: Mapped[float | None] = mapped_column(Float)
+    acquisition_time_s: Mapped[float | None] = mapped_column(Float)
+    air_kerma_total_mgy: Mapped[float | None] = mapped_column(Float)
+    fluoro_air_kerma_mgy: Mapped[float | None] = mapped_column(Float)
+    acquisition_air_kerma_mgy: Mapped[float | None] = mapped_column(Float)
+    frames: Mapped[int | None] = mapped_column(Integer)
+    events: Mapped[int] = mapped_column(Integer)
+    fluoro_events: Mapped[int] = mapped_column(Integer)
+    acquisition_events: Mapped[int] = mapped_column(Integer)
+    pulsed_fluoro_share: Mapped[float | None] = mapped_column(Float)
+    max_pulse_rate_pps: Mapped[float | None] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(12), default=vocab.DoseReportStatus.CURRENT.value)
+    superseded_by_id: Mapped[int | None] = mapped_column(ForeignKey("dose_report.id"))
+    procedure_id: Mapped[int | None] = mapped_column(ForeignKey("procedure.id"))
+    #: How the link was found: "accession", "patient_room_day", "patient_day", "superseded".
+    match_rule: Mapped[str | None] = mapped_column(String(24))
+    #: Procedure dose fields this report filled (the log lacked them), e.g. ["dap_gycm2"].
+    filled_fields: Mapped[list[str] | None] = mapped_column(JSON)
+    source_file: Mapped[str] = mapped_column(String(255))
+    source_sha256: Mapped[str] = mapped_column(String(64))
+    imported_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    imported_by: Mapped[str] = mapped_column(String(80))
+
+
+class DoseDiscrepancy(Base):
+    """A manual dose value more than the tolerance away from the linked report's, for review.
+
+    Kept forever; a fuller report of the same study marks the earlier report's open
+    discrepancies ``superseded`` and compares again.
+    """
+
+    __tablename__ = "dose_discrepancy"
+    __table_args__ = (
+        UniqueConstraint("dose_report_id", "procedure_id", "field"),
+        _in("field", vocab.DoseField, nullable=False),
+        _in("status", vocab.DiscrepancyStatus, nullable=False),
+        Index(None, "status"),
+        Index(None, "procedure_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dose_report_id: Mapped[int] = mapped_column(ForeignKey("dose_report.id"))
+    procedure_id: Mapped[int] = mapped_column(ForeignKey("procedure.id"))
+    field: Mapped[str] = mapped_column(String(16))
+    manual_value: Mapped[float] = mapped_column(Float)
+    report_value: Mapped[float] = mapped_column(Float)
+    #: (manual - report) / report; NULL when the report's value is 0.
+    relative_difference: Mapped[float | None] = mapped_column(Float)
+    tolerance: Mapped[float] = mapped_column(Float)
+    #: A likely explanation when the ratio matches a known entry error (unit, m.ss), else NULL.
+    likely_cause: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(12), default=vocab.DiscrepancyStatus.OPEN.value)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reviewed_by: Mapped[str | None] = mapped_column(String(80))
+    review_note: Mapped[str | None] = mapped_column(Text)

@@ -209,6 +209,23 @@ class ProcedureLog:
 
         return retrying(work)
 
+    def log_in_session(
+        self,
+        session: Session,
+        data: Mapping[str, Any],
+        actor: Actor,
+        *,
+        confirm_warnings: bool = False,
+        create_missing: bool = False,
+    ) -> LogResult:
+        """Log one record inside the caller's transaction.
+
+        For importers that own the transaction: a whole file commits or not at all, each row
+        runs in a savepoint, and a dry run is rolled back. Same checks and audit event as log().
+        """
+        require(actor, Permission.LOG_PROCEDURE)
+        return self._log_in(session, data, actor, confirm_warnings, create_missing)
+
     def _log_in(self, session: Session, data: Mapping[str, Any], actor: Actor, confirm: bool,
                 create_missing: bool) -> LogResult:
         if not actor.system and actor.role is Role.TECHNOLOGIST:

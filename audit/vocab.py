@@ -247,6 +247,31 @@ class AuditAction(Vocabulary):
     ACKNOWLEDGE = "acknowledge"
 
 
+
+class DoseReportStatus(Vocabulary):
+    """A stored dose report is the study's current one, or replaced by a fuller report."""
+
+    CURRENT = "current"
+    SUPERSEDED = "superseded"
+
+
+class DoseField(Vocabulary):
+    """Procedure dose fields a dose report can fill or contradict (reconciliation)."""
+
+    DAP = "dap_gycm2"
+    AIR_KERMA = "air_kerma_mgy"
+    FLUORO_TIME = "fluoro_time_s"
+
+
+class DiscrepancyStatus(Vocabulary):
+    """open: awaiting review; reviewed: someone looked and wrote a note; superseded: the
+    report it came from was replaced by a fuller report of the same study."""
+
+    OPEN = "open"
+    REVIEWED = "reviewed"
+    SUPERSEDED = "superseded"
+
+
 # --- Spinal levels -----------------------------------------------------------------------------
 # A level is a motion segment ("L4-L5"), a single vertebra or foramen ("S1"), the coccyx, or a
 # sacroiliac joint ("SIJ"). The spine runs C1..C7, T1..T12, L1..L5, S1..S5, coccyx.

@@ -27,6 +27,10 @@ class PageSpec:
 PAGES: tuple[PageSpec, ...] = (
     PageSpec("home.py", "Overview", ":material/home:", Permission.VIEW_RECORDS, "Log",
              default=True),
+    PageSpec("dose_reports.py", "Dose reports", ":material/upload_file:", Permission.IMPORT,
+             "Dose"),
+    PageSpec("reconciliation.py", "Reconciliation", ":material/rule:",
+             Permission.VIEW_DASHBOARDS, "Dose"),
 )
 
 

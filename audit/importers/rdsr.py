@@ -465,7 +465,17 @@ def _parse_dicom(data: bytes) -> tuple[Dataset, bool]:
         raise RejectedReport(
             f"unreadable or truncated DICOM file: {type(exc).__name__}: {exc}"
         ) from exc
-    _check_not_truncated(dataset)
+    try:
+        _check_not_truncated(dataset)
+    except RejectedReport as exc:
+        if not forced:
+            raise
+        # Without the DICM preamble, random bytes (a text file) "declare" absurd lengths:
+        # saying "not DICOM" is more useful than "truncated".
+        raise RejectedReport(
+            f"unreadable or non-DICOM input: no DICM preamble, and the bytes do not parse as "
+            f"a DICOM data set ({exc.reason.removeprefix('unreadable or truncated DICOM file: ')})"
+        ) from exc
     return dataset, forced
 
 

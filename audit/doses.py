@@ -1,0 +1,549 @@
+"""Store dose reports (RDSR) and reconcile them with the log; list what needs review.
+
+One file is one transaction: the report row, its audit event, the supersession of an earlier
+report of the same study, the procedure it fills and the discrepancies it raises commit
+together or not at all. A file that cannot be read, parsed or stored is reported with a reason
+and writes nothing; the caller goes on with the next file.
+
+Outcomes per file (``ImportResult.status``):
+
+- ``ok``: stored. ``record_id`` is the procedure it was linked to, or None when the procedure
+  is missing from the log. A report of a study that already has a report with at least as many
+  irradiation events is stored as ``superseded`` on arrival (it adds nothing); a report with
+  more events supersedes the earlier one (audited) and takes over its reconciliation.
+- ``duplicate``: the same SOP instance UID is already stored; nothing is written.
+- ``rejected``: not an importable fluoroscopy dose report; ``reason`` says why.
+
+Matching, filling and discrepancy rules: audit.reconcile.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+from sqlalchemy import Engine, and_, case, func, or_, select
+from sqlalchemy.orm import Session, aliased, sessionmaker
+
+from audit import reconcile
+from audit.auth import Actor, Permission, require
+from audit.db import read_session, retrying, write_session, writer
+from audit.errors import FieldError, NotFound, ValidationFailed
+from audit.importers import rdsr
+from audit.models import DoseDiscrepancy, DoseReport, Procedure, Room, utcnow
+from audit.records import ENV_PSEUDONYM_KEY, pseudonym
+from audit.settings import load_settings
+from audit.trail import _lock_chain as lock_chain  # the chain's writer lock, reused
+from audit.trail import record_event
+from audit.vocab import AuditAction, DiscrepancyStatus, DoseReportStatus, RecordStatus
+
+T = TypeVar("T")
+
+OK, REJECTED, DUPLICATE = "ok", "rejected", "duplicate"
+#: Totals reported per file, in canonical units (Gy·cm², s, mGy, count).
+TOTAL_FIELDS: tuple[str, ...] = (
+    "dap_total_gycm2", "fluoro_dap_gycm2", "acquisition_dap_gycm2", "fluoro_time_s",
+    "acquisition_time_s", "air_kerma_total_mgy", "fluoro_air_kerma_mgy",
+    "acquisition_air_kerma_mgy", "frames",
+)
+MISSING_FROM_LOG = "procedure missing from the log"
+_SOURCE_NAME_MAX = 255
+
+
+@dataclass
+class ImportResult:
+    """One file's outcome: what the CLI prints as a JSON line and the upload page as a row."""
+
+    file: str
+    status: str
+    reason: str | None = None
+    report_id: int | None = None
+    record_id: int | None = None
+    sop_instance_uid: str | None = None
+    study_instance_uid: str | None = None
+    events: int | None = None
+    totals: dict[str, float | int | None] = field(default_factory=dict)
+    match: str | None = None
+    filled: list[str] = field(default_factory=list)
+    discrepancies: list[dict[str, Any]] = field(default_factory=list)
+    supersedes: list[int] = field(default_factory=list)
+    superseded_by: int | None = None
+    note: str | None = None
+    dry_run: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        """Flat JSON object: totals at the top level, in canonical units."""
+        data = asdict(self)
+        totals = data.pop("totals")
+        return {**data, **{name: totals.get(name) for name in TOTAL_FIELDS}}
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class DoseImporter:
+    """Imports dose reports for one actor; settings are read once per importer (per run).
+
+    Raises PermissionDenied at construction when the actor may not import.
+    """
+
+    def __init__(self, engine: Engine, actor: Actor):
+        require(actor, Permission.IMPORT)
+        self.engine = engine
+        self.actor = actor
+        self._settings: dict[str, Any] | None = None
+
+    def settings(self) -> dict[str, Any]:
+        if self._settings is None:
+            with read_session(self.engine) as session:
+                self._settings = load_settings(session)
+            reconcile.site_zone(self._settings)  # a bad setting fails the run, not each file
+            reconcile.tolerance(self._settings)
+        return self._settings
+
+    # --- entry points ---------------------------------------------------------------------
+    def import_path(self, path: str | os.PathLike[str], *, dry_run: bool = False,
+                    name: str | None = None) -> ImportResult:
+        """Import one file from disk; an unreadable file is rejected with the OS's reason."""
+        label = name or str(path)
+        try:
+            size = Path(path).stat().st_size
+            if size > rdsr.MAX_INPUT_BYTES:  # a video or an image dropped in the folder
+                return ImportResult(label, REJECTED, f"not a dose report: {size} bytes, larger "
+                                    f"than any RDSR ({rdsr.MAX_INPUT_BYTES} bytes)",
+                                    dry_run=dry_run)
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            return ImportResult(label, REJECTED, f"cannot read the file: {exc.strerror or exc}",
+                                dry_run=dry_run)
+        return self.import_bytes(data, label, dry_run=dry_run)
+
+    def import_bytes(self, data: bytes, name: str, *, dry_run: bool = False) -> ImportResult:
+        """Import one report given as bytes (an upload); ``name`` is kept as its source."""
+        try:
+            report = rdsr.read_dose_report(data)
+        except rdsr.RejectedReport as exc:
+            return ImportResult(name, REJECTED, exc.reason, dry_run=dry_run)
+        problem = _unstorable(report)
+        if problem:
+            return ImportResult(name, REJECTED, problem, dry_run=dry_run)
+        return self.store(report, name, sha256_hex(data), dry_run=dry_run)
+
+    def store(self, report: rdsr.DoseReport, name: str, digest: str, *,
+              dry_run: bool = False) -> ImportResult:
+        """Store a parsed report and reconcile it, in one transaction (rolled back if dry)."""
+        settings = self.settings()
+        return retrying(lambda: self._transaction(
+            lambda session: self._store(session, report, name, digest, settings, dry_run),
+            commit=not dry_run))
+
+    def reconcile_unmatched(self) -> list[ImportResult]:
+        """Try again to link every current report whose procedure is missing from the log
+        (or whose procedure was voided): the technologist may have logged it since."""
+        settings = self.settings()
+        with read_session(self.engine) as session:
+            ids = list(session.scalars(_unmatched_query().with_only_columns(DoseReport.id)))
+        results = []
+        for report_id in ids:
+            result = retrying(lambda rid=report_id: self._transaction(
+                lambda session: self._relink(session, rid, settings), commit=True))
+            if result is not None:
+                results.append(result)
+        return results
+
+    # --- transaction work -----------------------------------------------------------------
+    def _transaction(self, work: Callable[[Session], T], *, commit: bool) -> T:
+        factory = sessionmaker(writer(self.engine), expire_on_commit=False)
+        with factory() as session:
+            session.begin()
+            try:
+                result = work(session)
+            except BaseException:
+                session.rollback()
+                raise
+            if commit:
+                session.commit()
+            else:
+                session.rollback()
+            return result
+
+    def _store(self, session: Session, parsed: rdsr.DoseReport, name: str, digest: str,
+               settings: Mapping[str, Any], dry_run: bool) -> ImportResult:
+        # Serialise imports like every audited write (SQLite: BEGIN IMMEDIATE; PostgreSQL:
+        # the audit chain's advisory lock, taken here before the duplicate and supersession
+        # checks so two importers cannot both find "no earlier report" for one study).
+        lock_chain(session)
+        result = ImportResult(
+            name, OK, sop_instance_uid=parsed.sop_instance_uid,
+            study_instance_uid=parsed.study_instance_uid, events=parsed.events,
+            totals={k: getattr(parsed, k) for k in TOTAL_FIELDS}, dry_run=dry_run)
+        existing = session.execute(
+            select(DoseReport.id, DoseReport.procedure_id, DoseReport.source_file)
+            .where(DoseReport.sop_instance_uid == parsed.sop_instance_uid)
+        ).first()
+        if existing is not None:
+            result.status = DUPLICATE
+            result.report_id, result.record_id = existing.id, existing.procedure_id
+            result.reason = (f"already imported as dose report {existing.id} (from "
+                             f"{existing.source_file}): same SOP instance UID; nothing written")
+            return result
+
+        zone = reconcile.site_zone(settings)
+        instant, day = reconcile.study_moment(parsed.study_datetime, zone)
+        secret = os.environ.get(ENV_PSEUDONYM_KEY) or str(settings["pseudonym_secret"])
+        row = DoseReport(
+            sop_instance_uid=parsed.sop_instance_uid, sop_class_uid=parsed.sop_class_uid,
+            study_instance_uid=parsed.study_instance_uid,
+            accession_number=_clip(parsed.accession_number, 64),
+            patient_id=_clip(parsed.patient_id, 64),
+            patient_ref=pseudonym(secret, parsed.patient_id) if parsed.patient_id else None,
+            study_datetime=instant, study_day=day,
+            manufacturer=_clip(parsed.manufacturer, 120), model=_clip(parsed.model, 120),
+            serial=_clip(parsed.serial, 120),
+            planes=[asdict(p) for p in parsed.planes],
+            **{k: getattr(parsed, k) for k in TOTAL_FIELDS},
+            events=parsed.events, fluoro_events=parsed.fluoro_events,
+            acquisition_events=parsed.acquisition_events,
+            pulsed_fluoro_share=parsed.pulsed_fluoro_share,
+            max_pulse_rate_pps=parsed.max_pulse_rate_pps,
+            status=DoseReportStatus.CURRENT.value, source_file=_clip(name, _SOURCE_NAME_MAX),
+            source_sha256=digest, imported_at=utcnow(), imported_by=self.actor.username,
+        )
+        session.add(row)
+        session.flush()
+        result.report_id = row.id
+
+        earlier = list(session.scalars(
+            select(DoseReport).where(
+                DoseReport.study_instance_uid == row.study_instance_uid,
+                DoseReport.status == DoseReportStatus.CURRENT.value,
+                DoseReport.id != row.id,
+            ).order_by(DoseReport.id).with_for_update()
+        ))
+        fuller = [r for r in earlier if r.events >= row.events]
+        if fuller:
+            keeper = max(fuller, key=lambda r: (r.events, -r.id))
+            row.status = DoseReportStatus.SUPERSEDED.value
+            row.superseded_by_id = keeper.id
+            row.procedure_id = keeper.procedure_id
+            result.superseded_by = keeper.id
+            result.record_id = keeper.procedure_id
+            result.note = (f"stored as superseded: dose report {keeper.id} of the same study "
+                           f"has {keeper.events} events (this one {row.events})")
+            self._audit_import(session, row, result)
+            return result
+
+        previous = None
+        for old in earlier:
+            self._supersede(session, old, row)
+            result.supersedes.append(old.id)
+            previous = old
+        self._audit_import(session, row, result)
+        self._link(session, row, settings, zone, previous, result)
+        return result
+
+    def _supersede(self, session: Session, old: DoseReport, new: DoseReport) -> None:
+        old.status = DoseReportStatus.SUPERSEDED.value
+        old.superseded_by_id = new.id
+        closed = session.execute(
+            select(DoseDiscrepancy).where(DoseDiscrepancy.dose_report_id == old.id,
+                                          DoseDiscrepancy.status == DiscrepancyStatus.OPEN.value)
+        ).scalars().all()
+        for discrepancy in closed:
+            discrepancy.status = DiscrepancyStatus.SUPERSEDED.value
+        session.flush()
+        record_event(
+            session, actor=self.actor.username, action=AuditAction.AMEND, entity="dose_report",
+            entity_id=old.id,
+            reason=f"superseded by dose report {new.id} of the same study with more events "
+                   f"({old.events} -> {new.events})",
+            before={"status": DoseReportStatus.CURRENT.value, "events": old.events,
+                    "open_discrepancies": [d.id for d in closed]},
+            after={"status": DoseReportStatus.SUPERSEDED.value, "superseded_by": new.id},
+        )
+
+    def _audit_import(self, session: Session, row: DoseReport, result: ImportResult) -> None:
+        record_event(
+            session, actor=self.actor.username, action=AuditAction.IMPORT, entity="dose_report",
+            entity_id=row.id, reason=f"RDSR import of {row.source_file}",
+            after={
+                "sop_instance_uid": row.sop_instance_uid,
+                "study_instance_uid": row.study_instance_uid,
+                "accession_number": row.accession_number, "patient_ref": row.patient_ref,
+                "source_file": row.source_file, "source_sha256": row.source_sha256,
+                "status": row.status, "superseded_by": row.superseded_by_id,
+                "supersedes": result.supersedes, "events": row.events,
+                **{k: getattr(row, k) for k in TOTAL_FIELDS},
+            },
+        )
+
+    def _link(self, session: Session, row: DoseReport, settings: Mapping[str, Any],
+              zone: ZoneInfo, previous: DoseReport | None, result: ImportResult) -> None:
+        """Find the procedure (the superseded report's, if still final) and reconcile."""
+        match: reconcile.Match | None = None
+        if previous is not None and previous.procedure_id is not None:
+            status = session.scalar(select(Procedure.status)
+                                    .where(Procedure.id == previous.procedure_id))
+            if status == RecordStatus.FINAL.value:
+                match = reconcile.Match(previous.procedure_id, previous.match_rule or "", 1)
+        if match is None:
+            match = reconcile.find_procedure(session, row, zone)
+        if match is None:
+            result.note = MISSING_FROM_LOG
+            return
+        row.procedure_id, row.match_rule = match.procedure_id, match.rule
+        session.flush()
+        applied = reconcile.apply(session, row, match.procedure_id, settings,
+                                  self.actor.username, previous=previous)
+        result.record_id, result.match = match.procedure_id, match.rule
+        result.filled, result.discrepancies = applied.filled, applied.discrepancies
+
+    def _relink(self, session: Session, report_id: int,
+                settings: Mapping[str, Any]) -> ImportResult | None:
+        lock_chain(session)
+        row = session.get(DoseReport, report_id, with_for_update=True)
+        if row is None or row.status != DoseReportStatus.CURRENT.value:
+            return None
+        zone = reconcile.site_zone(settings)
+        match = reconcile.find_procedure(session, row, zone)
+        if match is None or match.procedure_id == row.procedure_id:
+            return None
+        before = {"procedure_id": row.procedure_id, "match_rule": row.match_rule}
+        row.procedure_id, row.match_rule = match.procedure_id, match.rule
+        session.flush()
+        record_event(session, actor=self.actor.username, action=AuditAction.AMEND,
+                     entity="dose_report", entity_id=row.id,
+                     reason="reconciled again: a logged procedure now matches",
+                     before=before,
+                     after={"procedure_id": match.procedure_id, "match_rule": match.rule})
+        applied = reconcile.apply(session, row, match.procedure_id, settings,
+                                  self.actor.username)
+        return ImportResult(row.source_file, OK, report_id=row.id, record_id=match.procedure_id,
+                            sop_instance_uid=row.sop_instance_uid,
+                            study_instance_uid=row.study_instance_uid, events=row.events,
+                            totals={k: getattr(row, k) for k in TOTAL_FIELDS},
+                            match=match.rule, filled=applied.filled,
+                            discrepancies=applied.discrepancies)
+
+
+_UID_LIMIT = 64
+
+
+def _unstorable(report: rdsr.DoseReport) -> str | None:
+    """Why a parsed report cannot be stored faithfully (a UID is its identity: never cut)."""
+    for name in ("sop_instance_uid", "study_instance_uid", "sop_class_uid"):
+        value = getattr(report, name)
+        if len(value) > _UID_LIMIT or "\x00" in value:
+            return (f"invalid dose report: {name} is not a DICOM UID (at most {_UID_LIMIT} "
+                    f"characters, no NUL): {value[:80]!r}")
+    return None
+
+
+def _clip(text: str | None, limit: int) -> str | None:
+    """Fit a column; DICOM LO is 64 characters, but a broken file may carry more, and NUL
+    bytes, which PostgreSQL text refuses."""
+    if text is None:
+        return None
+    return text.replace("\x00", "")[:limit] or None
+
+
+# --- review --------------------------------------------------------------------------------
+
+def review_discrepancy(engine: Engine, actor: Actor, discrepancy_id: int, note: str) -> None:
+    """Mark an open discrepancy reviewed, with a note saying what was found (audited).
+
+    Correcting the record itself is an ordinary amend of the procedure.
+    """
+    require(actor, Permission.VIEW_DASHBOARDS)
+    if not (note or "").strip():
+        raise ValidationFailed([FieldError("note", "required: say what the review found")])
+
+    def work() -> None:
+        with write_session(engine) as session:
+            row = session.get(DoseDiscrepancy, discrepancy_id, with_for_update=True)
+            if row is None:
+                raise NotFound(f"no discrepancy {discrepancy_id}")
+            if row.status != DiscrepancyStatus.OPEN.value:
+                raise ValidationFailed([FieldError(
+                    "status", f"discrepancy {discrepancy_id} is {row.status}; only open ones "
+                    "are reviewed")])
+            row.status = DiscrepancyStatus.REVIEWED.value
+            row.reviewed_at = utcnow()
+            row.reviewed_by = actor.username
+            row.review_note = note.strip()
+            session.flush()
+            record_event(session, actor=actor.username, action=AuditAction.ACKNOWLEDGE,
+                         entity="dose_discrepancy", entity_id=row.id, reason=note.strip(),
+                         before={"status": DiscrepancyStatus.OPEN.value},
+                         after={"status": row.status, "procedure_id": row.procedure_id})
+
+    retrying(work)
+
+
+# --- listings (SQL; DataFrames for pages and reports) --------------------------------------
+
+def _unmatched_query() -> Any:
+    """Current reports with no final procedure linked: missing from the log."""
+    linked = aliased(Procedure)
+    return (
+        select(DoseReport)
+        .outerjoin(linked, linked.id == DoseReport.procedure_id)
+        .where(DoseReport.status == DoseReportStatus.CURRENT.value,
+               or_(DoseReport.procedure_id.is_(None),
+                   linked.status != RecordStatus.FINAL.value))
+    )
+
+
+def _period(column: Any, date_from: datetime | None, date_to: datetime | None) -> list[Any]:
+    conditions = []
+    if date_from is not None:
+        conditions.append(column >= date_from)
+    if date_to is not None:
+        conditions.append(column < date_to)
+    return conditions
+
+
+def list_discrepancies(engine: Engine, actor: Actor, *, status: str | None = "open",
+                       date_from: datetime | None = None,
+                       date_to: datetime | None = None) -> pd.DataFrame:
+    """Discrepancies (default: open, of final records) with their record id, newest first."""
+    require(actor, Permission.VIEW_DASHBOARDS)
+    query = (
+        select(
+            DoseDiscrepancy.id.label("discrepancy_id"),
+            DoseDiscrepancy.procedure_id.label("record_id"),
+            Procedure.performed_at, Room.name.label("room"),
+            DoseDiscrepancy.field, DoseDiscrepancy.manual_value, DoseDiscrepancy.report_value,
+            DoseDiscrepancy.relative_difference, DoseDiscrepancy.likely_cause,
+            DoseDiscrepancy.status, DoseDiscrepancy.dose_report_id,
+            DoseReport.source_file, DoseDiscrepancy.reviewed_by, DoseDiscrepancy.review_note,
+        )
+        .join(Procedure, Procedure.id == DoseDiscrepancy.procedure_id)
+        .join(Room, Room.id == Procedure.room_id)
+        .join(DoseReport, DoseReport.id == DoseDiscrepancy.dose_report_id)
+        .where(*_period(Procedure.performed_at, date_from, date_to))
+        .order_by(Procedure.performed_at.desc(), DoseDiscrepancy.id)
+    )
+    if status:
+        query = query.where(DoseDiscrepancy.status == status)
+    if status == DiscrepancyStatus.OPEN.value:  # a voided record has nothing left to review
+        query = query.where(Procedure.status == RecordStatus.FINAL.value)
+    with read_session(engine) as session:
+        rows = session.execute(query).mappings().all()
+    columns = [c.name for c in query.selected_columns]
+    return pd.DataFrame([dict(r) for r in rows], columns=columns)
+
+
+def list_missing(engine: Engine, actor: Actor, *, date_from: datetime | None = None,
+                 date_to: datetime | None = None) -> pd.DataFrame:
+    """Current reports whose procedure is missing from the log (patient_id only with PHI)."""
+    require(actor, Permission.VIEW_DASHBOARDS)
+    query = (
+        _unmatched_query()
+        .with_only_columns(
+            DoseReport.id.label("report_id"), DoseReport.study_datetime,
+            DoseReport.accession_number, DoseReport.patient_id, DoseReport.patient_ref,
+            DoseReport.manufacturer, DoseReport.model, DoseReport.serial,
+            DoseReport.dap_total_gycm2, DoseReport.fluoro_time_s,
+            DoseReport.air_kerma_total_mgy, DoseReport.events, DoseReport.source_file,
+            DoseReport.procedure_id.label("voided_record_id"),
+        )
+        .where(*_period(DoseReport.study_datetime, date_from, date_to))
+        .order_by(DoseReport.study_datetime.desc(), DoseReport.id.desc())
+    )
+    with read_session(engine) as session:
+        rows = session.execute(query).mappings().all()
+    columns = [c.name for c in query.selected_columns]
+    frame = pd.DataFrame([dict(r) for r in rows], columns=columns)
+    if not actor.can(Permission.VIEW_PHI):
+        frame["patient_id"] = None
+    return frame
+
+
+def completeness(engine: Engine, actor: Actor, *, date_from: datetime | None = None,
+                 date_to: datetime | None = None) -> pd.DataFrame:
+    """Log completeness by device: current reports and how many match a final procedure.
+
+    The rate is matched / reports: the share of procedures the C-arm recorded that were
+    also logged. One row per device (manufacturer, model, serial).
+    """
+    require(actor, Permission.VIEW_DASHBOARDS)
+    linked = aliased(Procedure)
+    matched = func.sum(case((and_(DoseReport.procedure_id.is_not(None),
+                                  linked.status == RecordStatus.FINAL.value), 1), else_=0))
+    query = (
+        select(DoseReport.manufacturer, DoseReport.model, DoseReport.serial,
+               func.count(DoseReport.id).label("reports"), matched.label("matched"))
+        .outerjoin(linked, linked.id == DoseReport.procedure_id)
+        .where(DoseReport.status == DoseReportStatus.CURRENT.value,
+               *_period(DoseReport.study_datetime, date_from, date_to))
+        .group_by(DoseReport.manufacturer, DoseReport.model, DoseReport.serial)
+        .order_by(DoseReport.manufacturer, DoseReport.model, DoseReport.serial)
+    )
+    with read_session(engine) as session:
+        rows = session.execute(query).mappings().all()
+    frame = pd.DataFrame([dict(r) for r in rows],
+                         columns=["manufacturer", "model", "serial", "reports", "matched"])
+    frame["matched"] = frame["matched"].fillna(0).astype(int)
+    frame["reports"] = frame["reports"].astype(int)
+    frame["rate"] = frame["matched"] / frame["reports"]
+    return frame
+
+
+def completeness_rate(frame: pd.DataFrame) -> dict[str, Any]:
+    """Overall figures from :func:`completeness`'s frame (rate None when there are none)."""
+    reports = int(frame["reports"].sum()) if len(frame) else 0
+    matched = int(frame["matched"].sum()) if len(frame) else 0
+    return {"reports": reports, "matched": matched, "missing": reports - matched,
+            "rate": matched / reports if reports else None}
+
+
+def report_for_record(engine: Engine, actor: Actor, record_id: int) -> pd.DataFrame:
+    """Every dose report linked to one record (current and superseded), newest first."""
+    require(actor, Permission.VIEW_RECORDS)
+    query = (
+        select(DoseReport.id.label("report_id"), DoseReport.status, DoseReport.study_datetime,
+               DoseReport.events, DoseReport.match_rule, DoseReport.filled_fields,
+               *(getattr(DoseReport, k) for k in TOTAL_FIELDS), DoseReport.source_file,
+               DoseReport.imported_at, DoseReport.imported_by)
+        .where(DoseReport.procedure_id == record_id)
+        .order_by(DoseReport.id.desc())
+    )
+    with read_session(engine) as session:
+        rows = session.execute(query).mappings().all()
+    return pd.DataFrame([dict(r) for r in rows], columns=[c.name for c in query.selected_columns])
+
+
+def count_reports(engine: Engine) -> dict[str, int]:
+    """Stored reports by status (for tests and the summary)."""
+    with read_session(engine) as session:
+        rows = session.execute(
+            select(DoseReport.status, func.count()).group_by(DoseReport.status)).all()
+    counts = {status.value: 0 for status in DoseReportStatus}
+    counts.update({status: int(n) for status, n in rows})
+    return counts
+
+
+__all__ = [
+    "DUPLICATE",
+    "MISSING_FROM_LOG",
+    "OK",
+    "REJECTED",
+    "TOTAL_FIELDS",
+    "DoseImporter",
+    "ImportResult",
+    "completeness",
+    "completeness_rate",
+    "list_discrepancies",
+    "list_missing",
+    "report_for_record",
+    "review_discrepancy",
+]

@@ -1,0 +1,485 @@
+"""Import a legacy procedure log (CSV) into the log, through the same validation as `log`.
+
+Why: sites arrive with years of spreadsheet logs. Those rows must meet the same rules as a
+record typed today, and a file must not be half-imported: by default every row is written or
+none is. Rules:
+
+* Encoding UTF-8, with or without BOM; delimiter comma or semicolon (the one the header line
+  uses more often). The first row is the header.
+* Headers: the data dictionary's field names (audit.dictionary), matched case-insensitively
+  with spaces, hyphens and underscores alike, plus common legacy names (:data:`ALIASES`:
+  "MRN", "Date", "DAP", "DAP unit", "Fluoro time", "Physician", "Procedure", ...). A unit in
+  parentheses applies to the column: "DAP (mGy·cm²)", "Fluoro time (min)", "Air kerma (Gy)".
+  Columns the export writes but input does not take (record_id, status, version, patient_ref,
+  dose_source, region, effective_dose_msv, background_days, warnings, void_reason,
+  created_*/updated_*) are ignored, so an export's procedures.csv round-trips; a row whose
+  status is "void" is skipped (it would otherwise come back as a live record). Any other
+  column is an error naming it: silently dropping a column could drop a dose.
+* Units per row: a "dap_unit" column gives each row's DAP unit; fluoro time and air kerma may
+  carry their unit in the cell ("1.3 min", "1.2 Gy").
+* Date and time: ISO 8601 with a UTC offset, as `log` requires; a separate "Time" column is
+  joined to "Date"; times without an offset are read in ``timezone`` when one is given.
+* Lists are ';'-separated, booleans true/false (yes/no, 1/0 too). A procedure may be given by
+  its catalog code or its catalog name ("Medial branch block").
+* Rows are numbered as a spreadsheet shows them: the header is row 1, the first record row 2.
+* Warnings (implausible but possible values) need ``confirm_warnings``, as with `log`.
+* ``dry_run``: every row is validated (names resolved, duplicates of earlier rows included) in
+  a transaction that is rolled back; nothing is written.
+* ``skip_invalid``: valid rows are written; the others are copied with a ``reasons`` column to
+  ``<input>.rejected.csv`` beside the input.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from audit.auth import Actor, Permission, require
+from audit.db import retrying, writer
+from audit.dictionary import FIELDS, INPUT_FIELDS, Io
+from audit.errors import AuditError, FieldError, ValidationFailed, WarningsNotConfirmed
+from audit.records import ProcedureLog
+from audit.trail import record_event
+from audit.vocab import AuditAction, DapUnit, RecordStatus
+
+#: Legacy header -> dictionary field. Keys are normalised (see :func:`normalise_header`).
+ALIASES: Mapping[str, str] = {
+    "mrn": "patient_id", "patient": "patient_id", "patient id": "patient_id",
+    "patient number": "patient_id", "medical record number": "patient_id",
+    "date": "performed_at", "date time": "performed_at", "datetime": "performed_at",
+    "performed": "performed_at", "procedure date": "performed_at", "exam date": "performed_at",
+    "dap": "dap_value", "kap": "dap_value", "dose area product": "dap_value",
+    "kerma area product": "dap_value", "dap value": "dap_value",
+    "dap unit": "dap_unit", "dap units": "dap_unit", "kap unit": "dap_unit",
+    "fluoro time": "fluoro_time_s", "fluoroscopy time": "fluoro_time_s",
+    "fluoro": "fluoro_time_s", "beam on time": "fluoro_time_s", "screening time": "fluoro_time_s",
+    "physician": "physician", "doctor": "physician", "performing physician": "physician",
+    "proceduralist": "physician",
+    "procedure": "procedure_code", "procedure code": "procedure_code", "code": "procedure_code",
+    "tech": "technologist", "technologist": "technologist", "radiographer": "technologist",
+    "room": "room", "c arm": "room", "device": "room", "site": "site", "facility": "site",
+    "location": "site",
+    "accession": "accession_number", "accession no": "accession_number", "acc": "accession_number",
+    "air kerma": "air_kerma_mgy", "ka r": "air_kerma_mgy", "kar": "air_kerma_mgy",
+    "cumulative air kerma": "air_kerma_mgy", "reference air kerma": "air_kerma_mgy",
+    "images": "saved_images", "saved images": "saved_images", "frames": "saved_images",
+    "level": "levels", "levels": "levels", "side": "laterality", "sex": "patient_sex",
+    "weight": "patient_weight_kg", "pregnancy": "pregnancy_status", "pregnant": "pregnancy_status",
+    "dsa": "dsa_runs", "pulsed": "pulsed_fluoro", "pulse rate": "pulse_rate_pps",
+    "low dose": "low_dose_mode", "contrast": "contrast_agent", "contrast volume":
+    "contrast_volume_ml", "views": "confirmation_views", "comments": "notes", "comment": "notes",
+}
+#: A separate time-of-day column, joined to the date column.
+TIME_HEADERS = frozenset({"time", "procedure time", "start time"})
+_TIME = "__time__"
+#: Columns an export writes that input does not take: ignored on import.
+IGNORED = frozenset(f.name for f in FIELDS if f.io is Io.OUT)
+REASONS_COLUMN = "reasons"
+
+#: Units a column header may state, per field; None means "already the canonical unit".
+_MINUTES = {"min", "mins", "minute", "minutes"}
+_HEADER_UNITS: Mapping[str, Mapping[str, str | None]] = {
+    "fluoro_time_s": {"s": None, "sec": None, "secs": None, "seconds": None, "m:ss": None,
+                      "mm:ss": None, **dict.fromkeys(_MINUTES, "min")},
+    "air_kerma_mgy": {"mgy": None, "gy": "Gy", "ugy": "µGy", "µgy": "µGy", "μgy": "µGy"},
+    "patient_weight_kg": {"kg": None},
+    "contrast_volume_ml": {"ml": None},
+    "pulse_rate_pps": {"pps": None, "p/s": None, "pulses/s": None, "/s": None, "fps": None},
+}
+_BARE_NUMBER = re.compile(r"^\s*\d+(?:[.,]\d+)?\s*$")
+_HEADER_UNIT = re.compile(r"^(.*?)\s*[(\[]\s*([^)\]]*?)\s*[)\]]\s*$")
+
+
+class CsvFormatError(AuditError):
+    """The file cannot be read as a procedure log (encoding, header); nothing was written."""
+
+
+@dataclass(frozen=True)
+class Column:
+    """How one CSV column feeds the record: target field, and a unit from its header."""
+
+    index: int
+    header: str
+    field: str | None  # None: ignored (export-only column)
+    unit: str | None = None
+
+
+@dataclass
+class RowOutcome:
+    row: int  # spreadsheet row: the header is row 1
+    record_id: int | None = None
+    errors: list[FieldError] = field(default_factory=list)
+    warnings: list[FieldError] = field(default_factory=list)
+    skipped: str | None = None
+
+    @property
+    def status(self) -> str:
+        if self.skipped:
+            return "skipped"
+        if self.errors:
+            return "invalid"
+        if self.warnings:
+            return "unconfirmed"
+        return "ok"
+
+    def problems(self) -> list[str]:
+        found = [f"{e.field}: {e.message}" for e in self.errors]
+        found += [f"warning: {w.field}: {w.message} (confirm with --confirm-warnings)"
+                  for w in self.warnings]
+        return found
+
+    def as_json(self) -> dict[str, Any]:
+        return {"row": self.row, "status": self.status, "record_id": self.record_id,
+                "errors": [e.as_dict() for e in self.errors],
+                "warnings": [w.as_dict() for w in self.warnings], "skipped": self.skipped}
+
+
+@dataclass
+class CsvImportResult:
+    file: str
+    rows: list[RowOutcome]
+    dry_run: bool
+    committed: bool
+    rejected_file: str | None = None
+
+    @property
+    def failed(self) -> list[RowOutcome]:
+        return [r for r in self.rows if r.status in ("invalid", "unconfirmed")]
+
+    @property
+    def imported(self) -> list[RowOutcome]:
+        return [r for r in self.rows if r.record_id is not None] if self.committed else []
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "file": self.file, "rows": len(self.rows), "imported": len(self.imported),
+            "valid": sum(1 for r in self.rows if r.status == "ok"),
+            "invalid": len(self.failed),
+            "skipped": sum(1 for r in self.rows if r.status == "skipped"),
+            "dry_run": self.dry_run, "committed": self.committed,
+            "rejected_file": self.rejected_file,
+        }
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+def normalise_header(text: str) -> str:
+    """'Fluoro-Time', 'fluoro_time' and ' FLUORO  time ' all become 'fluoro time'."""
+    return " ".join(re.sub(r"[^0-9a-zµμ]+", " ", text.casefold()).split())
+
+
+_FIELD_BY_NORMAL = {normalise_header(name): name for name in INPUT_FIELDS | IGNORED
+                    | {"fluoro_time"}}
+
+
+def decode(data: bytes) -> str:
+    """UTF-8 with or without BOM; anything else is refused with a way out."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise CsvFormatError(
+            f"not UTF-8 (byte {exc.start}: {data[exc.start:exc.start + 1]!r}); save the file as "
+            "CSV UTF-8 (Excel: File > Save As > CSV UTF-8)") from None
+
+
+def sniff_delimiter(text: str) -> str:
+    """Comma or semicolon: whichever the header line uses more (ties: comma)."""
+    header = text.split("\n", 1)[0]
+    return ";" if header.count(";") > header.count(",") else ","
+
+
+def map_columns(headers: Sequence[str]) -> list[Column]:
+    """Each header's field and unit; raise CsvFormatError naming every header problem."""
+    columns: list[Column] = []
+    problems: list[str] = []
+    used: dict[str, str] = {}
+    for index, raw in enumerate(headers):
+        header = raw.strip()
+        if not header:
+            problems.append(f"column {index + 1} has no header")
+            continue
+        name, unit = header, None
+        with_unit = _HEADER_UNIT.match(header)
+        if with_unit:
+            name, unit = with_unit[1], with_unit[2]
+        key = normalise_header(name)
+        target = _FIELD_BY_NORMAL.get(key) or ALIASES.get(key)
+        if target is None and key in TIME_HEADERS:
+            target = _TIME
+        if target is None:
+            problems.append(f"{header!r} is not a field of the data dictionary or a known "
+                            "legacy name; rename or remove the column")
+            continue
+        if target == "fluoro_time":
+            target = "fluoro_time_s"
+        if target in IGNORED:
+            columns.append(Column(index, header, None))
+            continue
+        if target in used:
+            problems.append(f"{header!r} and {used[target]!r} both give {target}; keep one")
+            continue
+        used[target] = header
+        try:
+            columns.append(Column(index, header, target, _column_unit(target, unit)))
+        except ValueError as exc:
+            problems.append(f"{header!r}: {exc}")
+    if _TIME in used and "performed_at" not in used:
+        problems.append(f"{used[_TIME]!r} needs a date column (performed_at or Date)")
+    if problems:
+        raise CsvFormatError("header: " + "; ".join(problems))
+    return columns
+
+
+def _column_unit(target: str, unit: str | None) -> str | None:
+    """The unit a header states, as the row values will be completed; None if canonical."""
+    if unit is None or not unit.strip():
+        return None
+    if target == "dap_value":
+        return DapUnit.parse(unit).value
+    if target == "dap_gycm2":
+        if DapUnit.parse(unit) is not DapUnit.GY_CM2:
+            raise ValueError("dap_gycm2 is always Gy·cm²; name the column 'DAP' or 'dap_value' "
+                             "for another unit")
+        return None
+    allowed = _HEADER_UNITS.get(target)
+    key = unit.strip().casefold().replace(" ", "")
+    if allowed is None or key not in allowed:
+        options = ", ".join(sorted(allowed)) if allowed else "none (give the unit in the cell)"
+        raise ValueError(f"unit {unit!r} is not allowed for {target}; allowed: {options}")
+    return allowed[key]
+
+
+@dataclass
+class ParsedFile:
+    headers: list[str]
+    delimiter: str
+    rows: list[tuple[int, list[str]]]  # (spreadsheet row, cells)
+    columns: list[Column]
+    sha256: str
+
+
+def read_csv(data: bytes) -> ParsedFile:
+    """Decode, split and map the header; rows keep their cells for the rejected file."""
+    text = decode(data)
+    if not text.strip():
+        raise CsvFormatError("the file is empty: expected a header row and procedure rows")
+    delimiter = sniff_delimiter(text)
+    try:
+        table = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
+    except csv.Error as exc:
+        raise CsvFormatError(f"not a readable CSV: {exc}") from None
+    headers = table[0]
+    columns = map_columns(headers)
+    rows = [(number, cells) for number, cells in enumerate(table[1:], start=2)
+            if any(cell.strip() for cell in cells)]
+    return ParsedFile(headers, delimiter, rows, columns, hashlib.sha256(data).hexdigest())
+
+
+def row_record(cells: Sequence[str], columns: Sequence[Column],
+               zone: ZoneInfo | None) -> tuple[dict[str, Any], str | None, list[FieldError]]:
+    """(record in dictionary fields, skip reason, cell-shape errors) of one row."""
+    errors: list[FieldError] = []
+    if len(cells) > len(columns):
+        extra = [c for c in cells[len(columns):] if c.strip()]
+        if extra:
+            errors.append(FieldError("row", f"has {len(cells)} cells but the header has "
+                                     f"{len(columns)} columns: check the delimiter or quoting"))
+    record: dict[str, Any] = {}
+    skip = None
+    for column in columns:
+        value = cells[column.index].strip() if column.index < len(cells) else ""
+        if column.field is None:
+            void = value.lower() == RecordStatus.VOID.value
+            if void and normalise_header(column.header) == "status":
+                skip = "void in the source: not imported as a live record"
+            continue
+        if value == "":
+            continue
+        record[column.field] = _with_unit(column, value)
+    if _TIME in record:
+        time_text = record.pop(_TIME)
+        if "performed_at" in record:
+            record["performed_at"] = f"{record['performed_at']}T{time_text}"
+    if "dap_value" in record and "dap_unit" not in record:
+        unit = next((c.unit for c in columns if c.field == "dap_value"), None)
+        if unit:
+            record["dap_unit"] = unit
+    if zone is not None and "performed_at" in record:
+        record["performed_at"] = _localise(record["performed_at"], zone)
+    return record, skip, errors
+
+
+def _with_unit(column: Column, value: str) -> str:
+    if column.unit and column.field in _HEADER_UNITS and _BARE_NUMBER.match(value):
+        return f"{value} {column.unit}"
+    return value
+
+
+def _localise(text: str, zone: ZoneInfo) -> str:
+    """Give an offset-less ISO time the file's zone; leave anything else to validation."""
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return text
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=zone).isoformat()
+    return text
+
+
+def parse_zone(name: str | None) -> ZoneInfo | None:
+    if not name:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise CsvFormatError(f"--timezone {name!r} is not an IANA time zone (e.g. "
+                             "America/New_York, Europe/Paris, UTC)") from None
+
+
+# --- importing ----------------------------------------------------------------------------------
+
+def import_csv(
+    service: ProcedureLog,
+    actor: Actor,
+    path: str | Path,
+    *,
+    dry_run: bool = False,
+    skip_invalid: bool = False,
+    confirm_warnings: bool = False,
+    create_missing: bool = False,
+    timezone: str | None = None,
+) -> CsvImportResult:
+    """Import a legacy CSV log; see the module docstring for the rules.
+
+    Raises CsvFormatError (bad file or header) or PermissionDenied before anything is written.
+    Row problems are returned, not raised: the caller prints them all.
+    """
+    require(actor, Permission.IMPORT)
+    require(actor, Permission.LOG_PROCEDURE)
+    source = Path(path)
+    try:
+        data = source.read_bytes()
+    except OSError as exc:
+        raise CsvFormatError(f"cannot read {source}: {exc.strerror or exc}") from None
+    parsed = read_csv(data)
+    zone = parse_zone(timezone)
+    catalog = service.catalog
+    names = {entry.name.casefold(): code for code, entry in catalog.entries.items()}
+
+    def work() -> CsvImportResult:
+        factory = sessionmaker(writer(service.engine), expire_on_commit=False)
+        with factory() as session:
+            session.begin()
+            try:
+                outcomes = _run_rows(session, service, actor, parsed, zone, names,
+                                     confirm_warnings, create_missing)
+                failed = any(o.status in ("invalid", "unconfirmed") for o in outcomes)
+                commit = not dry_run and (skip_invalid or not failed)
+                if commit:
+                    _audit_file(session, actor, source, parsed, outcomes)
+                    session.commit()
+                else:
+                    session.rollback()
+            except BaseException:
+                session.rollback()
+                raise
+        return CsvImportResult(str(source), outcomes, dry_run, commit)
+
+    result = retrying(work)
+    if skip_invalid and not dry_run and result.failed:
+        result.rejected_file = str(write_rejected(source, parsed, result.failed))
+    return result
+
+
+def _run_rows(session: Session, service: ProcedureLog, actor: Actor, parsed: ParsedFile,
+              zone: ZoneInfo | None, procedure_names: Mapping[str, str], confirm: bool,
+              create_missing: bool) -> list[RowOutcome]:
+    outcomes = []
+    for number, cells in parsed.rows:
+        outcome = RowOutcome(number)
+        outcomes.append(outcome)
+        record, skip, shape_errors = row_record(cells, parsed.columns, zone)
+        if skip:
+            outcome.skipped = skip
+            continue
+        if shape_errors:
+            outcome.errors = shape_errors
+            continue
+        named = str(record.get("procedure_code") or "").strip().casefold()
+        if named in procedure_names:  # legacy logs write the name, not the catalog code
+            record["procedure_code"] = procedure_names[named]
+        try:
+            with session.begin_nested():
+                result = service.log_in_session(session, record, actor,
+                                                confirm_warnings=confirm,
+                                                create_missing=create_missing)
+            outcome.record_id = result.record_id
+        except ValidationFailed as exc:
+            outcome.errors = [_hint(e, zone) for e in exc.errors]
+        except WarningsNotConfirmed as exc:
+            outcome.warnings = list(exc.warnings)
+    return outcomes
+
+
+def _hint(error: FieldError, zone: ZoneInfo | None) -> FieldError:
+    if error.field == "performed_at" and "UTC offset" in error.message and zone is None:
+        return FieldError(error.field, error.message + "; or give the file's time zone with "
+                          "--timezone (e.g. America/New_York)")
+    return error
+
+
+def _audit_file(session: Session, actor: Actor, source: Path, parsed: ParsedFile,
+                outcomes: Sequence[RowOutcome]) -> None:
+    """One import event for the file, beside each record's own create event."""
+    ids = [o.record_id for o in outcomes if o.record_id is not None]
+    record_event(
+        session, actor=actor.username, action=AuditAction.IMPORT, entity="procedure_csv",
+        entity_id=source.name[:64], reason=f"legacy CSV import of {source.name}",
+        after={"file": source.name, "sha256": parsed.sha256, "rows": len(outcomes),
+               "imported": len(ids), "record_ids": ids,
+               "rejected_rows": [o.row for o in outcomes
+                                 if o.status in ("invalid", "unconfirmed")],
+               "skipped_rows": [o.row for o in outcomes if o.status == "skipped"]},
+    )
+
+
+def rejected_path(source: Path) -> Path:
+    return source.with_name(source.name + ".rejected.csv")
+
+
+def write_rejected(source: Path, parsed: ParsedFile, failed: Sequence[RowOutcome]) -> Path:
+    """The rejected rows, as read, with a ``reasons`` column (same delimiter, UTF-8 with BOM)."""
+    by_row = {number: cells for number, cells in parsed.rows}
+    target = rejected_path(source)
+    with target.open("w", encoding="utf-8-sig", newline="") as handle:
+        out = csv.writer(handle, delimiter=parsed.delimiter)
+        out.writerow([*parsed.headers, REASONS_COLUMN])
+        width = len(parsed.headers)
+        for outcome in failed:
+            cells = list(by_row[outcome.row])
+            cells = (cells + [""] * width)[:max(width, len(cells))]
+            out.writerow([*cells[:width], f"row {outcome.row}: " + "; ".join(outcome.problems())])
+    return target
+
+
+__all__ = [
+    "ALIASES",
+    "CsvFormatError",
+    "CsvImportResult",
+    "RowOutcome",
+    "import_csv",
+    "map_columns",
+    "read_csv",
+    "rejected_path",
+    "write_rejected",
+]

@@ -1,0 +1,141 @@
+"""Reconciliation: where the log and the C-arm's dose reports disagree, for the quality officer.
+
+Three questions: which manual dose values are off (discrepancies), which procedures the C-arm
+recorded but nobody logged (missing), and what share of the C-arm's procedures are logged
+(completeness). Figures come from audit.doses; this page only shows them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import streamlit as st
+
+from audit import doses
+from audit.auth import Actor, Permission
+from audit.doses import DoseImporter
+from audit.errors import AuditError
+from dashboard import state
+
+PERIODS = {"All time": None, "Last 30 days": 30, "Last 90 days": 90, "Last 12 months": 365}
+
+actor = state.require(Permission.VIEW_DASHBOARDS)
+st.title("Reconciliation")
+st.caption("The log compared with the C-arm's dose reports (RDSR). A discrepancy is a manual "
+           "value more than the discrepancy tolerance away from the report's; a report with no "
+           "logged procedure is a procedure missing from the log.")
+
+period = st.selectbox("Period", list(PERIODS), key="reconciliation_period")
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def load(who: Actor, days: int | None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The three frames of the page, cached per user (PHI differs by role) and period, and
+    cleared by state.data_changed() after every write."""
+    engine = state.engine()
+    since = datetime.now(UTC) - timedelta(days=days) if days else None
+    return (doses.list_discrepancies(engine, who, date_from=since),
+            doses.list_missing(engine, who, date_from=since),
+            doses.completeness(engine, who, date_from=since))
+
+
+def _label(frame: pd.DataFrame, discrepancy_id: int) -> str:
+    row = frame.loc[frame["discrepancy_id"] == discrepancy_id].iloc[0]
+    return (f"#{discrepancy_id}: record {row['record_id']}, {row['field']} "
+            f"{row['manual_value']:g} vs {row['report_value']:g}")
+
+
+discrepancies, missing, by_device = load(actor, PERIODS[period])
+overall = doses.completeness_rate(by_device)
+
+cols = st.columns(4)
+rate = overall["rate"]
+cols[0].metric("Log completeness", "—" if rate is None else f"{rate:.0%}",
+               help="Share of the C-arm's dose reports matched to a logged procedure")
+cols[1].metric("Dose reports", overall["reports"])
+cols[2].metric("Missing from the log", overall["missing"])
+cols[3].metric("Open discrepancies", len(discrepancies))
+
+if actor.can(Permission.IMPORT) and st.button(
+        "Match again", help="Link reports to procedures logged since they were imported"):
+    try:
+        linked = DoseImporter(state.engine(), actor).reconcile_unmatched()
+    except AuditError as exc:
+        st.error(str(exc))
+    else:
+        state.data_changed()
+        st.session_state["reconciliation_message"] = (
+            f"{len(linked)} reports newly linked to the log.")
+        st.rerun()
+if message := st.session_state.pop("reconciliation_message", None):
+    st.success(message)
+
+tab_disc, tab_missing, tab_device = st.tabs(
+    [f"Discrepancies ({len(discrepancies)})", f"Missing from the log ({len(missing)})",
+     "Completeness by device"])
+
+with tab_disc:
+    if discrepancies.empty:
+        st.info("No open discrepancies.")
+    else:
+        shown = discrepancies.assign(
+            difference=discrepancies["relative_difference"] * 100)[
+            ["discrepancy_id", "record_id", "performed_at", "room", "field", "manual_value",
+             "report_value", "difference", "likely_cause", "source_file"]]
+        st.dataframe(shown, hide_index=True, width="stretch", column_config={
+            "discrepancy_id": st.column_config.NumberColumn("#", format="%d"),
+            "record_id": st.column_config.NumberColumn("record", format="%d"),
+            "performed_at": st.column_config.DatetimeColumn("performed (UTC)"),
+            "manual_value": st.column_config.NumberColumn("logged", format="%.4g"),
+            "report_value": st.column_config.NumberColumn("dose report", format="%.4g"),
+            "difference": st.column_config.NumberColumn("difference", format="%+.0f%%"),
+            "likely_cause": st.column_config.TextColumn("likely cause", width="large"),
+            "source_file": st.column_config.TextColumn("report file"),
+        })
+        with st.form("review"):
+            chosen = st.selectbox("Discrepancy", discrepancies["discrepancy_id"].tolist(),
+                                  format_func=lambda i: _label(discrepancies, i))
+            note = st.text_input("What the review found",
+                                 placeholder="e.g. unit typed as Gy·cm², record amended")
+            if st.form_submit_button("Mark reviewed"):
+                try:
+                    doses.review_discrepancy(state.engine(), actor, int(chosen), note)
+                except AuditError as exc:
+                    st.error(str(exc))
+                else:
+                    state.data_changed()
+                    st.session_state["reconciliation_message"] = f"Discrepancy {chosen} reviewed."
+                    st.rerun()
+
+with tab_missing:
+    if missing.empty:
+        st.info("Every dose report matches a logged procedure.")
+    else:
+        st.dataframe(missing, hide_index=True, width="stretch", column_config={
+            "report_id": st.column_config.NumberColumn("report", format="%d"),
+            "voided_record_id": st.column_config.NumberColumn("voided record", format="%d"),
+            "study_datetime": st.column_config.DatetimeColumn("study (UTC)"),
+        })
+
+with tab_device:
+    st.dataframe(by_device, hide_index=True, width="stretch", column_config={
+        "rate": st.column_config.ProgressColumn("completeness", format="percent",
+                                                min_value=0.0, max_value=1.0)})
+
+record_ids = sorted({int(i) for i in discrepancies["record_id"].dropna()}
+                    | {int(i) for i in missing["voided_record_id"].dropna()})
+if record_ids:
+    st.subheader("Record")
+    record_id = st.selectbox("Open record", record_ids, key="reconciliation_record")
+    try:
+        record = state.service().get(int(record_id), actor)
+    except AuditError as exc:
+        st.error(str(exc))
+    else:
+        st.dataframe(pd.DataFrame({"field": list(record), "value": [
+            "" if v is None else str(v) for v in record.values()]}),
+            hide_index=True, width="stretch")
+        st.caption("Dose reports linked to this record")
+        st.dataframe(doses.report_for_record(state.engine(), actor, int(record_id)),
+                     hide_index=True, width="stretch")
