@@ -50,7 +50,9 @@ from audit.models import (
     Procedure,
     ProcedureLevel,
     ProcedureType,
+    ReferenceLevel,
     Room,
+    Setting,
     Site,
     UserAccount,
 )
@@ -289,13 +291,38 @@ class Snapshot:
     records: pd.DataFrame
     catalog: Catalog
     settings: Mapping[str, Any]
+    setting_sources: Mapping[str, str | None]
     sites: pd.Series  # id -> name
     rooms: pd.DataFrame  # index id: name, site_id, label (name, or "site · name" if ambiguous)
     physicians: pd.Series  # id -> name
     technologists: pd.Series  # id -> username
     types: pd.DataFrame  # index id: code, name, policy, realtime_required, min_views, max_levels
+    reference_levels: pd.DataFrame  # active reference_level rows
     token: int
     loaded_at: datetime
+    #: Per-snapshot derived arrays (sorted orders); a refreshed snapshot starts a new one.
+    cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def order(self, column: str) -> tuple[np.ndarray, int]:
+        """Record positions sorted by `column` (stable; missing values last) and how many
+        values are present. Computed once per snapshot: grouped quantiles reuse it."""
+        key = f"order:{column}"
+        found = self.cache.get(key)
+        if found is None:
+            values = self.records[column].to_numpy()
+            found = (np.argsort(values, kind="stable"), int(np.count_nonzero(~np.isnan(values))))
+            self.cache[key] = found
+        return found
+
+    def lookup(self, column: str, by_id: pd.Series, fill: Any) -> np.ndarray:
+        """A per-type (or per-room...) attribute spread over the records, via a dense array
+        indexed by id: one gather, no join."""
+        ids = self.records[column].to_numpy()
+        size = int(max(by_id.index.max() if len(by_id) else 0, ids.max() if len(ids) else 0)) + 1
+        dense = np.full(size, fill, dtype=np.asarray(by_id.to_numpy()).dtype
+                        if len(by_id) else type(fill))
+        dense[by_id.index.to_numpy()] = by_id.to_numpy()
+        return dense[ids]
 
     def labels(self, by: str) -> pd.Series:
         """id -> display name for a grouping (physician, room, procedure, site, technologist)."""
@@ -338,8 +365,21 @@ def _reference_tables(conn: Connection) -> dict[str, Any]:
         columns=["id", "code", "name", "policy", "realtime_required", "min_views",
                  "max_levels", "typical_time_s", "typical_dap_gycm2"],
     ).set_index("id")
-    return {"catalog": catalog, "settings": settings, "sites": sites, "rooms": rooms,
-            "physicians": physicians, "technologists": techs, "types": types}
+    levels = pd.DataFrame(
+        conn.execute(
+            select(ReferenceLevel.id, ReferenceLevel.procedure_type_id, ReferenceLevel.quantity,
+                   ReferenceLevel.kind, ReferenceLevel.statistic, ReferenceLevel.value,
+                   ReferenceLevel.sample_size, ReferenceLevel.source, ReferenceLevel.note,
+                   ReferenceLevel.effective_from)
+            .where(ReferenceLevel.active.is_(True)).order_by(ReferenceLevel.id)
+        ).all(),
+        columns=["id", "type_id", "quantity", "kind", "statistic", "value", "sample_size",
+                 "source", "note", "effective_from"],
+    )
+    sources = dict(conn.execute(select(Setting.key, Setting.source)).all())
+    return {"catalog": catalog, "settings": settings, "setting_sources": sources,
+            "sites": sites, "rooms": rooms, "physicians": physicians, "technologists": techs,
+            "types": types, "reference_levels": levels}
 
 
 def _head(conn: Connection) -> int:
@@ -414,7 +454,8 @@ def refresh_snapshot(engine: Engine, snap: Snapshot) -> Snapshot:
             records = pd.concat([kept, fresh], ignore_index=True) if len(fresh) else \
                 kept.reset_index(drop=True)
         tables = _reference_tables(conn)
-    return replace(snap, records=records, token=token, loaded_at=datetime.now(UTC), **tables)
+    return replace(snap, records=records, token=token, loaded_at=datetime.now(UTC), cache={},
+                   **tables)
 
 
 def _id_conditions(column: Any, ids: set[int],
@@ -499,11 +540,15 @@ def _ids_for(names: Sequence[str], labels: pd.Series, field_name: str,
     return np.array(ids, dtype=np.int64)
 
 
-def select_records(snap: Snapshot, filters: Filters) -> pd.DataFrame:
-    """The records matching the filters (a view of the frame: no copy of unfiltered data).
+def filter_mask(snap: Snapshot, filters: Filters) -> np.ndarray:
+    """Which records of the frame match the filters (a boolean array over the frame).
 
     Unknown names are errors naming the filter and listing what is known.
     """
+    key = f"mask:{filters!r}"
+    cached = snap.cache.get(key)
+    if cached is not None:
+        return cached
     r = snap.records
     if filters.start and filters.end and filters.end < filters.start:
         raise ValidationFailed([FieldError("to", f"{filters.end} is before the start "
@@ -527,7 +572,14 @@ def select_records(snap: Snapshot, filters: Filters) -> pd.DataFrame:
             mask &= np.isin(r[column].to_numpy(), ids)
     if errors:
         raise ValidationFailed(errors)
-    return r[mask]
+    if len(snap.cache) < 64:  # a few recent filters; the snapshot is replaced on change
+        snap.cache[key] = mask
+    return mask
+
+
+def select_records(snap: Snapshot, filters: Filters) -> pd.DataFrame:
+    """The records matching the filters."""
+    return snap.records[filter_mask(snap, filters)]
 
 
 def options(snap: Snapshot) -> dict[str, list[str]]:
