@@ -423,17 +423,27 @@ def _changed_records(
     return ids, ranges
 
 
+#: Events that change nothing the figures depend on: the frame keeps its cache.
+_IRRELEVANT_ENTITIES = frozenset({"alert", "alert_acknowledgement"})
+_IRRELEVANT_ACTIONS = frozenset({"login", "login_failed", "logout", "export"})
+
+
 def refresh_snapshot(engine: Engine, snap: Snapshot) -> Snapshot:
-    """The snapshot brought up to date: re-read only the records new audit events name."""
+    """The snapshot brought up to date: re-read only the records new audit events name, and
+    the small reference tables when something else changed."""
     with engine.connect() as conn:
         token = _head(conn)
         if token == snap.token:
             return snap
         events = conn.execute(
-            select(AuditEvent.entity, AuditEvent.entity_id)
+            select(AuditEvent.entity, AuditEvent.entity_id, AuditEvent.action)
             .where(AuditEvent.id > snap.token).limit(INCREMENTAL_LIMIT + 1)
         ).all()
-        changed = _changed_records(events) if len(events) <= INCREMENTAL_LIMIT else None
+        relevant = [(e, i) for e, i, a in events
+                    if e not in _IRRELEVANT_ENTITIES and a not in _IRRELEVANT_ACTIONS]
+        if not relevant and len(events) <= INCREMENTAL_LIMIT:
+            return replace(snap, token=token, cache=snap.cache)
+        changed = _changed_records(relevant) if len(events) <= INCREMENTAL_LIMIT else None
         if changed is None or token < snap.token:
             return load_snapshot(engine)
         ids, ranges = changed
