@@ -158,13 +158,16 @@ def _record_query(dialect: str) -> Any:
     confirmation = case({c: i for i, c in enumerate(CONFIRMATIONS)},
                         value=p.contrast_confirmation, else_=7)
     small = (region + 8 * confirmation + 64 * _capped(n_views, 7)
-             + 8192 * _capped(p.saved_images, MAX_SAVED_IMAGES) + 2097152 * flags)
-    ids = (p.procedure_type_id + _ID_BASE * p.room_id + _ID_BASE ** 2 * p.physician_id
-           + _ID_BASE ** 3 * p.site_id)
+             + 8192 * _capped(p.saved_images, MAX_SAVED_IMAGES)
+             + 2097152 * cast(flags, BigInteger))  # 64-bit arithmetic on PostgreSQL too
+    ids = (cast(p.procedure_type_id, BigInteger) + _ID_BASE * cast(p.room_id, BigInteger)
+           + _ID_BASE ** 2 * cast(p.physician_id, BigInteger)
+           + _ID_BASE ** 3 * cast(p.site_id, BigInteger))
     return (
         select(
             p.id.label("id"), _epoch(dialect).label("t"), ids.label("ids"),
-            (p.patient_id + _PATIENT_BASE * p.technologist_id).label("who"),
+            (cast(p.patient_id, BigInteger)
+             + _PATIENT_BASE * cast(p.technologist_id, BigInteger)).label("who"),
             small.label("small"), p.fluoro_time_s, p.dap_gycm2, p.air_kerma_mgy,
         )
         .where(p.status == RecordStatus.FINAL.value)
@@ -186,15 +189,13 @@ def _has_json(column: Any) -> ColumnElement[bool]:
 def _fetch(conn: Connection, query: Any) -> list[np.ndarray]:
     """Run a numeric query and return its columns as float64 arrays.
 
-    On a SQLite file the ADBC driver (Arrow columns, no Python object per value) reads it
-    2-3x faster than the sqlite3 module; otherwise the driver's own cursor is read in chunks
-    (no SQLAlchemy row objects), so memory stays near the arrays' size.
+    The driver's own cursor is read in chunks (no SQLAlchemy row objects), so memory stays near
+    the arrays' size. (A second SQLite library in the process, e.g. an Arrow driver, would be
+    faster but is unsafe: POSIX locks are per process, and one library closing the file drops
+    the other's locks.)
     """
     sql = str(query.compile(conn.engine, compile_kwargs={"literal_binds": True}))
     width = len(query.selected_columns)
-    fast = _fetch_adbc(conn, sql)
-    if fast is not None:
-        return fast
     cursor = conn.connection.driver_connection.cursor()
     try:
         cursor.execute(sql)
@@ -208,21 +209,6 @@ def _fetch(conn: Connection, query: Any) -> list[np.ndarray]:
         cursor.close()
     block = np.concatenate(parts) if parts else np.empty((0, width), dtype=np.float64)
     return [np.ascontiguousarray(block[:, i]) for i in range(width)]
-
-
-def _fetch_adbc(conn: Connection, sql: str) -> list[np.ndarray] | None:
-    url = conn.engine.url
-    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
-        return None
-    try:
-        import adbc_driver_sqlite.dbapi as adbc
-    except ImportError:  # optional: the sqlite3 path gives the same numbers, slower
-        return None
-    with adbc.connect(url.database) as reader, reader.cursor() as cursor:
-        cursor.execute(sql)
-        table = cursor.fetch_arrow_table()
-    return [table.column(i).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
-            for i in range(table.num_columns)]
 
 
 def _to_frame(raw: list[np.ndarray], level_ids: np.ndarray) -> pd.DataFrame:
