@@ -14,7 +14,7 @@ from audit import metrics
 from audit.auth import cli_actor
 from audit.db import make_engine
 from audit.errors import ValidationFailed
-from audit.frame import FrameCache, Filters, Snapshot, load_snapshot
+from audit.frame import Filters, FrameCache, Snapshot, load_snapshot
 from audit.records import ProcedureLog
 from audit.references import levels_in_force, local_drls, room_medians
 from tests import analytics_data
