@@ -368,35 +368,8 @@ def acknowledge(engine: Engine, actor: Actor, alert_ids: list[int], note: str, *
     return retrying(work)
 
 
-def list_alerts(engine: Engine, actor: Actor, filters: Filters | None = None,
-                status: str | None = None, kind: str | None = None) -> pd.DataFrame:
-    """Stored alerts with their trigger record and last acknowledgement, newest first. The
-    patient is the MRN for roles that may see PHI, else the pseudonym."""
-    require(actor, Permission.VIEW_DASHBOARDS)
-    filters = filters or Filters()
-    last_ack = (select(AlertAcknowledgement.alert_id,
-                       func.max(AlertAcknowledgement.id).label("ack_id"))
-                .group_by(AlertAcknowledgement.alert_id).subquery())
-    ack = AlertAcknowledgement
-    patient = Patient.mrn if actor.can(Permission.VIEW_PHI) else Patient.pseudonym
-    query = (
-        select(Alert.id.label("alert_id"), Alert.kind, Alert.quantity, Alert.status,
-               Alert.performed_at, patient.label("patient"), Alert.procedure_id,
-               ProcedureType.code.label("procedure"), Physician.name.label("physician"),
-               Room.name.label("room"), Site.name.label("site"), Alert.value, Alert.threshold,
-               Alert.threshold_source, Alert.window_start, Alert.window_end,
-               Alert.record_ids, Alert.detected_at, Alert.withdrawn_reason,
-               ack.acknowledged_at, ack.acknowledged_by, ack.note, ack.patient_informed,
-               ack.skin_check_date)
-        .join(Patient, Patient.id == Alert.patient_id)
-        .join(Procedure, Procedure.id == Alert.procedure_id)
-        .join(ProcedureType, ProcedureType.id == Procedure.procedure_type_id)
-        .join(Physician, Physician.id == Procedure.physician_id)
-        .join(Room, Room.id == Procedure.room_id)
-        .join(Site, Site.id == Procedure.site_id)
-        .outerjoin(last_ack, last_ack.c.alert_id == Alert.id)
-        .outerjoin(ack, ack.id == last_ack.c.ack_id)
-    )
+def _scoped(query: Any, filters: Filters) -> Any:
+    """The common filters on an alert query joined to its trigger record."""
     lo, hi = filters.bounds()
     if lo is not None:
         query = query.where(Alert.performed_at >= datetime.fromtimestamp(lo, UTC))
@@ -407,11 +380,69 @@ def list_alerts(engine: Engine, actor: Actor, filters: Filters | None = None,
                            (filters.procedures, ProcedureType.code)):
         if values:
             query = query.where(column.in_(list(values)))
+    return query
+
+
+def _joined(query: Any) -> Any:
+    return (query.join(Procedure, Procedure.id == Alert.procedure_id)
+            .join(ProcedureType, ProcedureType.id == Procedure.procedure_type_id)
+            .join(Physician, Physician.id == Procedure.physician_id)
+            .join(Room, Room.id == Procedure.room_id)
+            .join(Site, Site.id == Procedure.site_id))
+
+
+def alert_counts(engine: Engine, actor: Actor, filters: Filters | None = None) -> pd.DataFrame:
+    """Counts by kind and quantity, per status, in one GROUP BY (for the headline and chart)."""
+    require(actor, Permission.VIEW_DASHBOARDS)
+    query = _scoped(_joined(select(Alert.kind, Alert.quantity, Alert.status,
+                                   func.count().label("alerts")).select_from(Alert)),
+                    filters or Filters())
+    with read_session(engine) as session:
+        rows = session.execute(query.group_by(Alert.kind, Alert.quantity, Alert.status)).all()
+    frame = pd.DataFrame(rows, columns=["kind", "quantity", "status", "alerts"])
+    statuses = AlertStatus.values()
+    if frame.empty:
+        return pd.DataFrame(columns=["kind", "quantity", *statuses, "total"])
+    table = (frame.pivot_table(index=["kind", "quantity"], columns="status", values="alerts",
+                               aggfunc="sum").reindex(columns=statuses).fillna(0).astype(int)
+             .reset_index())
+    table.columns.name = None
+    table["total"] = table[statuses].sum(axis=1)
+    return table
+
+
+def list_alerts(engine: Engine, actor: Actor, filters: Filters | None = None,
+                status: str | None = None, kind: str | None = None,
+                limit: int | None = None) -> pd.DataFrame:
+    """Stored alerts with their trigger record and last acknowledgement, newest first. The
+    patient is the MRN for roles that may see PHI, else the pseudonym."""
+    require(actor, Permission.VIEW_DASHBOARDS)
+    filters = filters or Filters()
+    last_ack = (select(AlertAcknowledgement.alert_id,
+                       func.max(AlertAcknowledgement.id).label("ack_id"))
+                .group_by(AlertAcknowledgement.alert_id).subquery())
+    ack = AlertAcknowledgement
+    patient = Patient.mrn if actor.can(Permission.VIEW_PHI) else Patient.pseudonym
+    query = _scoped(_joined(
+        select(Alert.id.label("alert_id"), Alert.kind, Alert.quantity, Alert.status,
+               Alert.performed_at, patient.label("patient"), Alert.procedure_id,
+               ProcedureType.code.label("procedure"), Physician.name.label("physician"),
+               Room.name.label("room"), Site.name.label("site"), Alert.value, Alert.threshold,
+               Alert.threshold_source, Alert.window_start, Alert.window_end,
+               Alert.record_ids, Alert.detected_at, Alert.withdrawn_reason,
+               ack.acknowledged_at, ack.acknowledged_by, ack.note, ack.patient_informed,
+               ack.skin_check_date)
+        .select_from(Alert)
+        .join(Patient, Patient.id == Alert.patient_id))
+        .outerjoin(last_ack, last_ack.c.alert_id == Alert.id)
+        .outerjoin(ack, ack.id == last_ack.c.ack_id), filters)
     if status:
         query = query.where(Alert.status == AlertStatus.parse(status).value)
     if kind:
         query = query.where(Alert.kind == AlertKind.parse(kind).value)
     query = query.order_by(Alert.performed_at.desc(), Alert.id.desc())
+    if limit is not None:
+        query = query.limit(limit)
     with read_session(engine) as session:
         rows = session.execute(query).all()
     columns = ["alert_id", "kind", "quantity", "status", "performed_at", "patient",
@@ -422,17 +453,6 @@ def list_alerts(engine: Engine, actor: Actor, filters: Filters | None = None,
     frame = pd.DataFrame(rows, columns=columns)
     frame["records"] = frame["record_ids"].map(len) if len(frame) else pd.Series(dtype=int)
     return frame
-
-
-def alert_summary(alerts: pd.DataFrame) -> pd.DataFrame:
-    """Counts by kind and quantity, per status (open, acknowledged, withdrawn)."""
-    statuses = AlertStatus.values()
-    if not len(alerts):
-        return pd.DataFrame(columns=["kind", "quantity", *statuses, "total"])
-    table = (alerts.groupby(["kind", "quantity", "status"]).size().unstack("status")
-             .reindex(columns=statuses).fillna(0).astype(int).reset_index())
-    table["total"] = table[statuses].sum(axis=1)
-    return table
 
 
 def acknowledgements(engine: Engine, actor: Actor, alert_id: int) -> pd.DataFrame:

@@ -18,7 +18,7 @@ import pandas as pd
 from sqlalchemy import Engine
 
 from audit import metrics
-from audit.alerts import alert_summary, list_alerts, refresh_alerts
+from audit.alerts import alert_counts, list_alerts, refresh_alerts
 from audit.auth import Actor, Permission, require
 from audit.errors import FieldError, ValidationFailed
 from audit.frame import Filters, Snapshot, filter_mask
@@ -51,7 +51,7 @@ def build(kind: str, engine: Engine, snap: Snapshot, actor: Actor, filters: Filt
     if kind == "alerts":
         refresh_alerts(engine, snap)
         alerts = list_alerts(engine, actor, filters)
-        tables = {"overall": alert_summary(alerts)}
+        tables = {"overall": alert_counts(engine, actor, filters)}
         if by:
             months = [f"{t:%Y-%m}" for t in alerts["performed_at"]]  # alerts, not records
             tables["groups"] = (alerts.assign(month=months).groupby([by, "kind", "status"])

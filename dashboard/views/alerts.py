@@ -6,12 +6,13 @@ from __future__ import annotations
 from datetime import date
 
 import altair as alt
+import pandas as pd
 import streamlit as st
 
 from audit.alerts import (
     CUMULATIVE_SETTINGS,
     acknowledge,
-    alert_summary,
+    alert_counts,
     investigation_levels,
     list_alerts,
     refresh_alerts,
@@ -29,19 +30,18 @@ chosen = analytics.filters(snap)
 analytics.caption(snap, chosen)
 refresh_alerts(state.engine(), snap)  # derived from all records: arrival order cannot matter
 try:
-    alerts = list_alerts(state.engine(), actor, chosen)
+    summary = alert_counts(state.engine(), actor, chosen)
 except ValidationFailed as exc:
     st.error(str(exc))
     st.stop()
 
-open_alerts = alerts[alerts["status"] == "open"]
+open_by_kind = summary.groupby("kind")["open"].sum() if len(summary) else {}
 cols = st.columns(4)
-cols[0].metric("Open", f"{len(open_alerts):,}")
+cols[0].metric("Open", f"{int(summary['open'].sum()) if len(summary) else 0:,}")
 for col, kind, name in zip(cols[1:], ("srdl", "cumulative", "investigation"),
                            ("Open SRDL", "Open cumulative", "Open investigation"), strict=True):
-    col.metric(name, f"{int((open_alerts['kind'] == kind).sum()):,}")
+    col.metric(name, f"{int(open_by_kind.get(kind, 0)):,}")
 
-summary = alert_summary(alerts)
 if len(summary):
     long = summary.melt(id_vars=["kind", "quantity"], value_vars=["open", "acknowledged",
                                                                   "withdrawn"],
@@ -63,22 +63,24 @@ columns = ["alert_id", "kind", "quantity", "performed_at", "patient", "procedure
 tabs = st.tabs(["Open", "Acknowledged", "Withdrawn"])
 for tab, status in zip(tabs, ("open", "acknowledged", "withdrawn"), strict=True):
     with tab:
-        shown = alerts[alerts["status"] == status]
+        shown = list_alerts(state.engine(), actor, chosen, status=status,
+                                             limit=2000)
         extra = {"acknowledged": ["acknowledged_at", "acknowledged_by", "note",
                                   "patient_informed", "skin_check_date"],
                  "withdrawn": ["withdrawn_reason"]}.get(status, [])
-        st.caption(f"{len(shown):,} {status} (newest first; at most 2,000 shown)")
-        st.dataframe(shown[columns + extra].head(2000), hide_index=True, height=300)
+        total = int(summary[status].sum()) if len(summary) else 0
+        st.caption(f"{len(shown):,} shown of {total:,} {status} (newest first)")
+        st.dataframe(shown[columns + extra], hide_index=True, height=300)
 
 st.subheader("Acknowledge")
 if not actor.can(Permission.MANAGE_ALERTS):
     st.info("Only the radiation safety officer acknowledges alerts.")
-elif open_alerts.empty:
+elif not len(summary) or not int(summary["open"].sum()):
     st.write("Nothing to acknowledge.")
 else:
-    priority = open_alerts.assign(rank=open_alerts["kind"].map(
-        {"srdl": 0, "cumulative": 1, "investigation": 2})).sort_values(
-        ["rank", "performed_at"], ascending=[True, False]).head(500)
+    priority = pd.concat([list_alerts(state.engine(), actor, chosen, status="open", kind=kind,
+                                      limit=300)
+                          for kind in ("srdl", "cumulative", "investigation")])
     labels = {int(r.alert_id): f"#{r.alert_id} {r.kind} {r.quantity} · {r.patient} · "
                                f"{r.performed_at:%Y-%m-%d} · {r.value:.4g} ≥ {r.threshold:.4g}"
               for r in priority.itertuples()}
