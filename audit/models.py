@@ -420,6 +420,7 @@ class Alert(Base):
         _in("status", vocab.AlertStatus, nullable=False),
         Index(None, "status", "performed_at"),
         Index(None, "patient_id"),
+        Index(None, "procedure_id"),  # filters join alerts to their records
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

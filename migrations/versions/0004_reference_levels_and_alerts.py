@@ -80,6 +80,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('alert', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_alert_patient_id'), ['patient_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_alert_procedure_id'), ['procedure_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_alert_status_performed_at'), ['status', 'performed_at'], unique=False)
 
     op.create_table('alert_acknowledgement',
@@ -179,6 +180,7 @@ def downgrade() -> None:
     op.drop_table('alert_acknowledgement')
     with op.batch_alter_table('alert', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_alert_status_performed_at'))
+        batch_op.drop_index(batch_op.f('ix_alert_procedure_id'))
         batch_op.drop_index(batch_op.f('ix_alert_patient_id'))
 
     op.drop_table('alert')
