@@ -43,7 +43,6 @@ from audit.models import (
     AlertAcknowledgement,
     Patient,
     Physician,
-    Procedure,
     ProcedureType,
     Room,
     Site,
@@ -105,7 +104,15 @@ def srdl_alerts(snap: Snapshot) -> pd.DataFrame:
 
 
 def investigation_levels(snap: Snapshot) -> pd.DataFrame:
-    """Per procedure type and quantity: the investigation level and where it comes from."""
+    """Per procedure type and quantity: the investigation level and where it comes from
+    (cached per snapshot: it depends on all records, not on the filters)."""
+    found = snap.cache.get("investigation_levels")
+    if found is None:
+        found = snap.cache["investigation_levels"] = _investigation_levels(snap)
+    return found
+
+
+def _investigation_levels(snap: Snapshot) -> pd.DataFrame:
     factor = float(snap.settings["investigation_factor"])
     everything = np.ones(len(snap.records), dtype=bool)
     rows = []
@@ -209,8 +216,17 @@ def compute_alerts(snap: Snapshot) -> pd.DataFrame:
     frames = [f for f in (srdl_alerts(snap), investigation_alerts(snap), cumulative_alerts(snap))
               if len(f)]
     if not frames:
-        return pd.DataFrame(columns=ALERT_COLUMNS)
-    return pd.concat(frames, ignore_index=True)[ALERT_COLUMNS]
+        return pd.DataFrame(columns=ALERT_COLUMNS + list(_WHERE))
+    alerts = pd.concat(frames, ignore_index=True)[ALERT_COLUMNS]
+    where = snap.records.set_index("id")[list(_WHERE.values())].reindex(alerts["procedure_id"])
+    for column, source in _WHERE.items():
+        alerts[column] = where[source].to_numpy()
+    return alerts
+
+
+#: Alert column <- frame column of the trigger record.
+_WHERE = {"site_id": "site_id", "room_id": "room_id", "physician_id": "physician_id",
+          "procedure_type_id": "type_id"}
 
 
 # --- storing and acknowledging ----------------------------------------------------------------
@@ -252,9 +268,11 @@ def refresh_alerts(engine: Engine, snap: Snapshot) -> RefreshResult:
             stored = pd.DataFrame(
                 session.execute(select(Alert.id, Alert.key, Alert.status, Alert.value,
                                        Alert.record_ids, Alert.threshold,
-                                       Alert.threshold_source)).all(),
+                                       Alert.threshold_source,
+                                       *(getattr(Alert, c) for c in _WHERE))).all(),
                 columns=["id", "key", "status", "stored_value", "stored_ids",
-                         "stored_threshold", "stored_source"])
+                         "stored_threshold", "stored_source",
+                         *(f"stored_{c}" for c in _WHERE)])
             stored["stored_evidence"] = [
                 json.dumps([round(float(v), 9), ids]) for v, ids in
                 zip(stored["stored_value"].tolist(), stored["stored_ids"].tolist(),
@@ -272,12 +290,15 @@ def refresh_alerts(engine: Engine, snap: Snapshot) -> RefreshResult:
                      "window_start": _when(row.window_start),
                      "window_end": _when(row.window_end),
                      "record_ids": [int(i) for i in row.record_ids],
+                     **{c: int(getattr(row, c)) for c in _WHERE},
                      "detected_at": now, "updated_at": now}
                     for row in fresh.itertuples()])
             known = merged[merged["id"].notna()]
             evidence_changed = known["evidence"] != known["stored_evidence"]
             level_changed = ((known["threshold"] != known["stored_threshold"])
                              | (known["threshold_source"] != known["stored_source"]))
+            for column in _WHERE:  # the trigger record was amended (room, physician...)
+                level_changed |= known[column] != known[f"stored_{column}"]
             withdrawn_before = known["status"] == AlertStatus.WITHDRAWN.value
             reopen = withdrawn_before | (evidence_changed
                                          & (known["status"] == AlertStatus.ACKNOWLEDGED.value))
@@ -290,6 +311,7 @@ def refresh_alerts(engine: Engine, snap: Snapshot) -> RefreshResult:
                      "record_ids": [int(i) for i in row.record_ids],
                      "window_start": _when(row.window_start),
                      "window_end": _when(row.window_end), "updated_at": now,
+                     **{c: int(getattr(row, c)) for c in _WHERE},
                      **({"status": AlertStatus.OPEN.value, "withdrawn_reason": None}
                         if reopen.loc[row.Index] else {})}
                     for row in touch.itertuples()])
@@ -375,28 +397,37 @@ def _scoped(query: Any, filters: Filters) -> Any:
         query = query.where(Alert.performed_at >= datetime.fromtimestamp(lo, UTC))
     if hi is not None:
         query = query.where(Alert.performed_at < datetime.fromtimestamp(hi, UTC))
-    for values, column in ((filters.sites, Site.name), (filters.rooms, Room.name),
-                           (filters.physicians, Physician.name),
+    for values, column in ((filters.sites, Site.name), (filters.physicians, Physician.name),
                            (filters.procedures, ProcedureType.code)):
         if values:
             query = query.where(column.in_(list(values)))
+    if filters.rooms:  # a room label is its name, or "site · name" where names repeat
+        rooms = list(filters.rooms)
+        query = query.where(Room.name.in_(rooms) | (Site.name + " · " + Room.name).in_(rooms))
     return query
 
 
+def _needs_records(filters: Filters) -> bool:
+    return bool(filters.sites or filters.rooms or filters.physicians or filters.procedures)
+
+
 def _joined(query: Any) -> Any:
-    return (query.join(Procedure, Procedure.id == Alert.procedure_id)
-            .join(ProcedureType, ProcedureType.id == Procedure.procedure_type_id)
-            .join(Physician, Physician.id == Procedure.physician_id)
-            .join(Room, Room.id == Procedure.room_id)
-            .join(Site, Site.id == Procedure.site_id))
+    """The names of the alert's site, room, physician and procedure (small tables, by key)."""
+    return (query.join(ProcedureType, ProcedureType.id == Alert.procedure_type_id)
+            .join(Physician, Physician.id == Alert.physician_id)
+            .join(Room, Room.id == Alert.room_id)
+            .join(Site, Site.id == Alert.site_id))
 
 
 def alert_counts(engine: Engine, actor: Actor, filters: Filters | None = None) -> pd.DataFrame:
     """Counts by kind and quantity, per status, in one GROUP BY (for the headline and chart)."""
     require(actor, Permission.VIEW_DASHBOARDS)
-    query = _scoped(_joined(select(Alert.kind, Alert.quantity, Alert.status,
-                                   func.count().label("alerts")).select_from(Alert)),
-                    filters or Filters())
+    filters = filters or Filters()
+    query = select(Alert.kind, Alert.quantity, Alert.status,
+                   func.count().label("alerts")).select_from(Alert)
+    if _needs_records(filters):  # join the records only to filter by their names
+        query = _joined(query)
+    query = _scoped(query, filters)
     with read_session(engine) as session:
         rows = session.execute(query.group_by(Alert.kind, Alert.quantity, Alert.status)).all()
     frame = pd.DataFrame(rows, columns=["kind", "quantity", "status", "alerts"])

@@ -81,14 +81,17 @@ def group_codes(snap: Snapshot, by: str | None) -> tuple[np.ndarray, list[str]]:
 
 
 def _combined(snap: Snapshot, by: Sequence[str]) -> tuple[np.ndarray, list[tuple[str, ...]]]:
-    """Codes of a multi-key grouping (e.g. procedure x levels) and the label tuples."""
-    codes = np.zeros(len(snap.records), dtype=np.int64)
-    labels: list[tuple[str, ...]] = [()]
-    for name in by:
-        c, names = group_codes(snap, name)
-        codes = codes * max(len(names), 1) + c
-        labels = [(*prefix, n) for prefix in labels for n in names]
-    return codes, labels
+    """Codes of a multi-key grouping (e.g. procedure x levels) and the label tuples (cached
+    per snapshot: they do not depend on the filters)."""
+    def build() -> tuple[np.ndarray, list[tuple[str, ...]]]:
+        codes = np.zeros(len(snap.records), dtype=np.int64)
+        labels: list[tuple[str, ...]] = [()]
+        for name in by:
+            c, names = group_codes(snap, name)
+            codes = codes * max(len(names), 1) + c
+            labels = [(*prefix, n) for prefix in labels for n in names]
+        return codes, labels
+    return _cached(snap, f"groups:{tuple(by)!r}", build)
 
 
 def _dense(series: pd.Series, fill: Any, dtype: Any) -> np.ndarray:

@@ -419,6 +419,8 @@ class Alert(Base):
         _in("quantity", vocab.DoseQuantity, nullable=False),
         _in("status", vocab.AlertStatus, nullable=False),
         Index(None, "status", "performed_at"),
+        Index(None, "kind", "status", "performed_at"),  # the newest open alerts of a kind
+        Index(None, "kind", "quantity", "status", "performed_at"),  # counts: index-only
         Index(None, "patient_id"),
         Index(None, "procedure_id"),  # filters join alerts to their records
     )
@@ -432,6 +434,12 @@ class Alert(Base):
     #: The record that crossed the threshold (for cumulative alerts: the first in the episode).
     procedure_id: Mapped[int] = mapped_column(ForeignKey("procedure.id"))
     performed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: The trigger record's site, room, physician and type, copied so that filtering alerts
+    #: by them never joins the procedure table (kept current by audit.alerts.refresh_alerts).
+    site_id: Mapped[int] = mapped_column(ForeignKey("site.id"))
+    room_id: Mapped[int] = mapped_column(ForeignKey("room.id"))
+    physician_id: Mapped[int] = mapped_column(ForeignKey("physician.id"))
+    procedure_type_id: Mapped[int] = mapped_column(ForeignKey("procedure_type.id"))
     value: Mapped[float] = mapped_column(Float)
     threshold: Mapped[float] = mapped_column(Float)
     threshold_source: Mapped[str] = mapped_column(Text)

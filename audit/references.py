@@ -37,6 +37,8 @@ MIN_ROOMS = 3
 SRDL_SETTINGS = {"air_kerma_mgy": "srdl_air_kerma_mgy", "dap_gycm2": "srdl_kap_gycm2",
                  "fluoro_time_s": "srdl_fluoro_time_s"}
 DEFAULT_MIN_ROOM_RECORDS = 1
+DRL_COLUMNS = ["procedure", "type_id", "quantity", "rooms", "records", "local_median", "drl",
+               "achievable", "typical", "kind", "level", "basis"]
 
 
 def room_medians(snap: Snapshot, filters: Filters, quantity: str = "dap_gycm2") -> pd.DataFrame:
@@ -60,43 +62,54 @@ def local_drls(snap: Snapshot, filters: Filters, quantities: Sequence[str] = QUA
     if min_room_records is None:
         min_room_records = int(snap.settings.get("drl_min_room_records",
                                                  DEFAULT_MIN_ROOM_RECORDS))
+    frames = []
+    for quantity in quantities:  # cached per period: a room or physician filter keeps them
+        key = f"drl:{filters.period!r}:{quantity}:{min_room_records}"
+        found = snap.cache.get(key)
+        if found is None:
+            found = snap.cache[key] = _local_drl(snap, filters, quantity, min_room_records)
+        frames.append(found)
+    if not frames:
+        return pd.DataFrame(columns=DRL_COLUMNS)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _local_drl(snap: Snapshot, filters: Filters, quantity: str,
+               min_room_records: int) -> pd.DataFrame:
     mask = filter_mask(snap, filters.period)
     rows: list[dict[str, Any]] = []
     codes = snap.types["code"]
-    for quantity in quantities:
-        _, cell_n, (cell_median,) = quantiles_by(snap, mask, ("procedure", "room"), quantity,
-                                                     (0.5,))
-        types, type_n, (type_median,) = quantiles_by(snap, mask, ("procedure",), quantity,
-                                                     (0.5,))
-        n_types = len(types)
-        per_room_n = cell_n.reshape(n_types, -1)
-        per_room_median = cell_median.reshape(n_types, -1)
-        for type_index, code in enumerate(t[0] for t in types):
-            if type_n[type_index] == 0 or type_index not in codes.index:
-                continue
-            qualifying = per_room_n[type_index] >= max(min_room_records, 1)
-            medians = per_room_median[type_index][qualifying]
-            row: dict[str, Any] = {
-                "procedure": code, "type_id": type_index, "quantity": quantity,
-                "rooms": int(qualifying.sum()), "records": int(type_n[type_index]),
-                "local_median": float(type_median[type_index]),
-                "drl": np.nan, "achievable": np.nan, "typical": np.nan,
-            }
-            if len(medians) >= MIN_ROOMS:
-                row["drl"] = float(np.quantile(medians, 0.75))
-                row["achievable"] = float(np.quantile(medians, 0.5))
-                row["kind"], row["level"] = ReferenceKind.DRL.value, row["drl"]
-                row["basis"] = (f"ICRP 135: 75th percentile of {len(medians)} room medians "
-                                f"({row['records']} records)")
-            else:
-                row["typical"] = row["local_median"]
-                row["kind"], row["level"] = ReferenceKind.TYPICAL.value, row["typical"]
-                row["basis"] = (f"typical value: local median of {row['records']} records "
-                                f"(fewer than {MIN_ROOMS} rooms with >= {min_room_records})")
-            rows.append(row)
-    columns = ["procedure", "type_id", "quantity", "rooms", "records", "local_median", "drl",
-               "achievable", "typical", "kind", "level", "basis"]
-    return pd.DataFrame(rows, columns=columns)
+    _, cell_n, (cell_median,) = quantiles_by(snap, mask, ("procedure", "room"), quantity,
+                                                 (0.5,))
+    types, type_n, (type_median,) = quantiles_by(snap, mask, ("procedure",), quantity,
+                                                 (0.5,))
+    n_types = len(types)
+    per_room_n = cell_n.reshape(n_types, -1)
+    per_room_median = cell_median.reshape(n_types, -1)
+    for type_index, code in enumerate(t[0] for t in types):
+        if type_n[type_index] == 0 or type_index not in codes.index:
+            continue
+        qualifying = per_room_n[type_index] >= max(min_room_records, 1)
+        medians = per_room_median[type_index][qualifying]
+        row: dict[str, Any] = {
+            "procedure": code, "type_id": type_index, "quantity": quantity,
+            "rooms": int(qualifying.sum()), "records": int(type_n[type_index]),
+            "local_median": float(type_median[type_index]),
+            "drl": np.nan, "achievable": np.nan, "typical": np.nan,
+        }
+        if len(medians) >= MIN_ROOMS:
+            row["drl"] = float(np.quantile(medians, 0.75))
+            row["achievable"] = float(np.quantile(medians, 0.5))
+            row["kind"], row["level"] = ReferenceKind.DRL.value, row["drl"]
+            row["basis"] = (f"ICRP 135: 75th percentile of {len(medians)} room medians "
+                            f"({row['records']} records)")
+        else:
+            row["typical"] = row["local_median"]
+            row["kind"], row["level"] = ReferenceKind.TYPICAL.value, row["typical"]
+            row["basis"] = (f"typical value: local median of {row['records']} records "
+                            f"(fewer than {MIN_ROOMS} rooms with >= {min_room_records})")
+        rows.append(row)
+    return pd.DataFrame(rows, columns=DRL_COLUMNS)
 
 
 def levels_in_force(snap: Snapshot, filters: Filters,

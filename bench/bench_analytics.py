@@ -101,7 +101,7 @@ def alerts_page(engine: Any, snap: Snapshot, f: Filters) -> None:
     for status in ("open", "acknowledged", "withdrawn"):
         list_alerts(engine, RSO, f, status=status, limit=2000)
     for kind in ("srdl", "cumulative", "investigation"):
-        list_alerts(engine, RSO, f, status="open", kind=kind, limit=300)
+        list_alerts(engine, RSO, f, status="open", kind=kind, limit=200)
     investigation_levels(snap)
 
 

@@ -13,7 +13,7 @@ from audit.alerts import acknowledge, acknowledgements, compute_alerts, list_ale
 from audit.auth import Actor, cli_actor
 from audit.db import make_engine, read_session
 from audit.errors import PermissionDenied, ValidationFailed
-from audit.frame import FrameCache, load_snapshot
+from audit.frame import Filters, FrameCache, load_snapshot
 from audit.models import AuditEvent, Procedure
 from audit.records import ProcedureLog
 from audit.vocab import Role
@@ -194,3 +194,21 @@ def test_refresh_writes_nothing_when_nothing_changed(engine: Engine) -> None:
     with read_session(engine) as session:
         assert len(session.scalars(select(AuditEvent.id)).all()) == events
     assert len(compute_alerts(load_snapshot(engine))) > 0
+
+
+def test_alerts_follow_an_amended_record_and_filter_by_its_names(engine: Engine) -> None:
+    log_all(engine, [tfesi("S1", "PAT-S", "03-01", 600.0)], refresh_each=False)
+    before = list_alerts(engine, RSO, kind="srdl")
+    assert before["physician"].tolist() == ["Dr. Chen"]
+    with read_session(engine) as session:
+        record = session.scalar(select(Procedure.id).where(Procedure.accession_number == "S1"))
+    ProcedureLog(engine).amend(record, {"physician": "Dr. Park", "room": "OR 2"}, cli_actor(),
+                               version=1, reason="wrong physician", confirm_warnings=True,
+                               create_missing=True)
+    refresh_alerts(engine, FrameCache(engine).get())
+    after = list_alerts(engine, RSO, kind="srdl")
+    assert after["alert_id"].tolist() == before["alert_id"].tolist()  # the same alert
+    assert after[["physician", "room"]].values.tolist() == [["Dr. Park", "OR 2"]]
+    park = Filters(physicians=("Dr. Park",), rooms=("OR 2",))
+    assert len(list_alerts(engine, RSO, park, kind="srdl")) == 1
+    assert list_alerts(engine, RSO, Filters(physicians=("Dr. Chen",)), kind="srdl").empty

@@ -52,7 +52,8 @@ if len(summary):
             domain=["open", "acknowledged", "withdrawn"],
             range=["#e45756", "#54a24b", "#bab0ac"])),
         tooltip=["kind", "quantity", "status", "alerts"],
-    ).properties(height=160, title="Alerts by kind and status")
+    ).properties(height=50 * summary["kind"].nunique() + 40,
+                 title="Alerts by kind and status")
     chart_and_table(chart, summary)
 else:
     st.success("No alerts for these filters.")
@@ -79,7 +80,7 @@ elif not len(summary) or not int(summary["open"].sum()):
     st.write("Nothing to acknowledge.")
 else:
     priority = pd.concat([list_alerts(state.engine(), actor, chosen, status="open", kind=kind,
-                                      limit=300)
+                                      limit=200)
                           for kind in ("srdl", "cumulative", "investigation")])
     labels = {int(r.alert_id): f"#{r.alert_id} {r.kind} {r.quantity} · {r.patient} · "
                                f"{r.performed_at:%Y-%m-%d} · {r.value:.4g} ≥ {r.threshold:.4g}"

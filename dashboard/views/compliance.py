@@ -45,19 +45,24 @@ if chart_data.empty:
     st.info("No eligible records for these filters.")
 else:
     base = alt.Chart(chart_data).encode(x=alt.X("month:O", title="Month (UTC)"))
+    y_scale = alt.Scale(zero=False, domain=[max(0.0, float(chart_data["lcl"].min()) - 0.05),
+                                            min(1.0, float(chart_data["ucl"].max()) + 0.02)])
     limits = base.mark_line(strokeDash=[4, 3], color="#888", interpolate="step-after")
     chart = alt.layer(
-        base.mark_rule(color="#4c78a8").encode(y="centre:Q"),
-        limits.encode(y=alt.Y("ucl:Q", title="Compliance")),
+        base.mark_line(color="#54a24b").encode(
+            y=alt.Y("centre:Q", title="Compliance", scale=y_scale,
+                    axis=alt.Axis(format="%"))),
+        limits.encode(y="ucl:Q"),
         limits.encode(y="lcl:Q"),
-        base.mark_line(color="#4c78a8").encode(y=alt.Y("rate:Q", axis=alt.Axis(format="%"))),
+        base.mark_line(color="#4c78a8").encode(y="rate:Q"),
         base.mark_point(filled=True, size=60).encode(
             y="rate:Q",
             color=alt.Color("signal:N", title="Outside limits",
                             scale=alt.Scale(domain=[False, True], range=["#4c78a8", "#e45756"])),
             tooltip=["month", "n", "compliant", alt.Tooltip("rate:Q", format=".1%"),
                      alt.Tooltip("lcl:Q", format=".1%"), alt.Tooltip("ucl:Q", format=".1%")]),
-    ).properties(height=280, title="Monthly rate, centre line and 3-sigma limits")
+    ).properties(height=280, title="Monthly rate (blue), centre line (green), 3-sigma limits "
+                                   "(dashed)")
     chart_and_table(chart, chart_data, height=300)
 
 # --- breakdowns -----------------------------------------------------------------------------

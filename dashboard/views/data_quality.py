@@ -50,7 +50,8 @@ flags = metrics.safety_flags(snap, chosen).iloc[0]
 flag_table = pd.DataFrame([{"flag": name, "meaning": meaning, "records": int(flags[name])}
                            for name, meaning in metrics.SAFETY_FLAGS.items()])
 chart = alt.Chart(flag_table).mark_bar(color="#f58518").encode(
-    y=alt.Y("meaning:N", title=None, sort="-x"), x=alt.X("records:Q", title="Records"),
+    y=alt.Y("meaning:N", title=None, sort="-x", axis=alt.Axis(labelLimit=320)),
+    x=alt.X("records:Q", title="Records"),
     tooltip=["flag:N", "records:Q"]).properties(height=200)
 chart_and_table(chart, flag_table)
 flag = st.selectbox("Records with", list(metrics.SAFETY_FLAGS),

@@ -78,7 +78,7 @@ else:
         if pd.notna(marks[column])])
     hist = alt.Chart(bins).mark_bar(color="#9ecae9").encode(
         x=alt.X("low:Q", scale=alt.Scale(type="log"), title=label), x2="high:Q",
-        y=alt.Y("count:Q", title="Records"), tooltip=["low", "high", "count"])
+        y=alt.Y("count:Q", title="Records"), y2=alt.datum(0), tooltip=["low", "high", "count"])
     if len(refs):
         hist = alt.layer(hist, alt.Chart(refs).mark_rule(strokeWidth=2).encode(
             x="value:Q", color=alt.Color("line:N", title=None), tooltip=["line", "value"]))

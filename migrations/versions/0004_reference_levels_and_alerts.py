@@ -61,6 +61,10 @@ def upgrade() -> None:
     sa.Column('patient_id', sa.Integer(), nullable=False),
     sa.Column('procedure_id', sa.Integer(), nullable=False),
     sa.Column('performed_at', UTCDateTime(), nullable=False),
+    sa.Column('site_id', sa.Integer(), nullable=False),
+    sa.Column('room_id', sa.Integer(), nullable=False),
+    sa.Column('physician_id', sa.Integer(), nullable=False),
+    sa.Column('procedure_type_id', sa.Integer(), nullable=False),
     sa.Column('value', sa.Float(), nullable=False),
     sa.Column('threshold', sa.Float(), nullable=False),
     sa.Column('threshold_source', sa.Text(), nullable=False),
@@ -75,10 +79,16 @@ def upgrade() -> None:
     sa.CheckConstraint("status IN ('open', 'acknowledged', 'withdrawn')", name=op.f('ck_alert_status_allowed')),
     sa.ForeignKeyConstraint(['patient_id'], ['patient.id'], name=op.f('fk_alert_patient_id_patient')),
     sa.ForeignKeyConstraint(['procedure_id'], ['procedure.id'], name=op.f('fk_alert_procedure_id_procedure')),
+    sa.ForeignKeyConstraint(['site_id'], ['site.id'], name=op.f('fk_alert_site_id_site')),
+    sa.ForeignKeyConstraint(['room_id'], ['room.id'], name=op.f('fk_alert_room_id_room')),
+    sa.ForeignKeyConstraint(['physician_id'], ['physician.id'], name=op.f('fk_alert_physician_id_physician')),
+    sa.ForeignKeyConstraint(['procedure_type_id'], ['procedure_type.id'], name=op.f('fk_alert_procedure_type_id_procedure_type')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_alert')),
     sa.UniqueConstraint('key', name=op.f('uq_alert_key'))
     )
     with op.batch_alter_table('alert', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_alert_kind_status_performed_at'), ['kind', 'status', 'performed_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_alert_kind_quantity_status_performed_at'), ['kind', 'quantity', 'status', 'performed_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_alert_patient_id'), ['patient_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_alert_procedure_id'), ['procedure_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_alert_status_performed_at'), ['status', 'performed_at'], unique=False)
@@ -182,6 +192,8 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_alert_status_performed_at'))
         batch_op.drop_index(batch_op.f('ix_alert_procedure_id'))
         batch_op.drop_index(batch_op.f('ix_alert_patient_id'))
+        batch_op.drop_index(batch_op.f('ix_alert_kind_status_performed_at'))
+        batch_op.drop_index(batch_op.f('ix_alert_kind_quantity_status_performed_at'))
 
     op.drop_table('alert')
     with op.batch_alter_table('reference_level', schema=None) as batch_op:
