@@ -15,12 +15,15 @@ full read when an event does not say which records changed.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 import sqlite3
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -466,23 +469,90 @@ def _id_conditions(column: Any, ids: set[int],
 @dataclass
 class FrameCache:
     """One per process (the dashboard keeps it in st.cache_resource): the current snapshot,
-    refreshed on demand. Thread-safe: Streamlit serves sessions from several threads."""
+    refreshed on demand. Thread-safe: Streamlit serves sessions from several threads.
+
+    With `store` (a directory), the frame is also kept in a file that survives restarts: a new
+    process reads it (a fraction of a second instead of re-reading every record) after checking
+    that the database's audit chain still holds the event the file was made at (same id, same
+    hash, so it is the same database and nothing before it changed), then catches up from the
+    events after it like any refresh. The file holds record numbers only, no names or MRNs.
+    """
 
     engine: Engine
+    store: Path | None = None
     _snap: Snapshot | None = None
+    _saved_token: int = -1
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def get(self) -> Snapshot:
         with self._lock:
             if self._snap is None:
-                self._snap = load_snapshot(self.engine)
+                stored = self._read_store()
+                self._snap = (refresh_snapshot(self.engine, stored) if stored is not None
+                              else load_snapshot(self.engine))
             else:
                 self._snap = refresh_snapshot(self.engine, self._snap)
+            self._write_store(self._snap)
             return self._snap
 
     def invalidate(self) -> None:
         with self._lock:
             self._snap = None
+
+    # --- the frame file ---------------------------------------------------------------------
+    def _path(self) -> Path | None:
+        if self.store is None:
+            return None
+        url = self.engine.url.render_as_string(hide_password=True)
+        digest = hashlib.sha256(url.encode()).hexdigest()[:16]
+        return Path(self.store) / f"frame-{digest}.npz"
+
+    def _read_store(self) -> Snapshot | None:
+        path = self._path()
+        if path is None or not path.is_file():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as stored:
+                token = int(stored["token"])
+                token_hash = str(stored["token_hash"])
+                columns = {name: stored[name] for name in COLUMNS}
+            with self.engine.connect() as conn:
+                found = conn.execute(select(AuditEvent.hash)
+                                     .where(AuditEvent.id == token)).scalar()
+                if found != token_hash:  # another database, or its trail was rebuilt
+                    return None
+                tables = _reference_tables(conn)
+        except (OSError, KeyError, ValueError):
+            return None  # unreadable or from an older layout: read the database instead
+        records = pd.DataFrame({k: v.astype(COLUMNS[k], copy=False) for k, v in columns.items()})
+        records["month"] = _months(records["t"].to_numpy())
+        self._saved_token = token
+        return Snapshot(records=records, token=token, loaded_at=datetime.now(UTC), **tables)
+
+    def _write_store(self, snap: Snapshot) -> None:
+        path = self._path()
+        if path is None or snap.token == self._saved_token:
+            return
+        if self._saved_token >= 0 and snap.token - self._saved_token < STORE_EVERY_EVENTS:
+            return  # a few new events are cheap to replay from the trail
+        try:
+            with self.engine.connect() as conn:
+                token_hash = conn.execute(select(AuditEvent.hash)
+                                          .where(AuditEvent.id == snap.token)).scalar()
+            if token_hash is None:
+                return
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_name(path.name + ".partial.npz")
+            np.savez(partial, token=np.int64(snap.token), token_hash=np.str_(token_hash),
+                     **{name: snap.records[name].to_numpy() for name in COLUMNS})
+            os.replace(partial, path)
+            self._saved_token = snap.token
+        except OSError:
+            return  # a read-only place: the frame is simply read from the database next time
+
+
+#: Rewrite the frame file once this many audit events have passed since it was written.
+STORE_EVERY_EVENTS = 500
 
 
 # --- filters ----------------------------------------------------------------------------------

@@ -8,8 +8,10 @@ opens usually finds it ready.
 
 from __future__ import annotations
 
+import os
 import threading
 from datetime import date, timedelta
+from pathlib import Path
 
 import altair as alt
 import pandas as pd
@@ -22,9 +24,13 @@ QUANTITY_LABELS = {"dap_gycm2": "KAP (Gy·cm²)", "fluoro_time_s": "Fluoroscopy 
                    "air_kerma_mgy": "Ka,r (mGy)"}
 
 
+#: Where the frame file that survives restarts is kept (see audit.frame.FrameCache).
+ENV_CACHE_DIR = "FLUORO_AUDIT_CACHE_DIR"
+
+
 @st.cache_resource
 def frame_cache() -> FrameCache:
-    cache = FrameCache(state.engine())
+    cache = FrameCache(state.engine(), store=Path(os.environ.get(ENV_CACHE_DIR, "var/cache")))
     threading.Thread(target=_warm, args=(cache,), daemon=True, name="frame-warmup").start()
     return cache
 
