@@ -41,6 +41,7 @@ from audit.metrics import quantiles_by
 from audit.models import (
     Alert,
     AlertAcknowledgement,
+    AuditEvent,
     Patient,
     Physician,
     ProcedureType,
@@ -249,12 +250,45 @@ def _when(epoch: Any) -> datetime | None:
     return datetime.fromtimestamp(int(epoch), UTC)
 
 
+#: Audit entities whose changes can change the alerts (records, thresholds, catalog).
+ALERT_INPUTS = ("procedure", "setting", "procedure_type")
+UNCHANGED = RefreshResult(0, 0, 0, 0)
+
+
+def _up_to_date(session: Session, snap: Snapshot) -> bool | None:
+    """True: the stored alerts already reflect this snapshot's data (the last refresh was made
+    from it, or nothing alerts depend on changed since). False: they need a refresh. None: the
+    snapshot is older than the stored alerts or than the data (refresh it first)."""
+    last = session.execute(
+        select(AuditEvent.after).where(AuditEvent.entity == "alert",
+                                       AuditEvent.action == AuditAction.BULK_CREATE.value)
+        .order_by(AuditEvent.id.desc()).limit(1)).scalar()
+    synced = (last or {}).get("data_version")
+    newer_data = session.scalar(
+        select(func.max(AuditEvent.id)).where(AuditEvent.id > snap.token,
+                                              AuditEvent.entity.in_(ALERT_INPUTS)))
+    if newer_data is not None or (synced is not None and synced > snap.token):
+        return None
+    if synced is None:
+        return False
+    changed = session.scalar(
+        select(func.max(AuditEvent.id)).where(AuditEvent.id > synced,
+                                              AuditEvent.id <= snap.token,
+                                              AuditEvent.entity.in_(ALERT_INPUTS)))
+    return changed is None
+
+
 def refresh_alerts(engine: Engine, snap: Snapshot) -> RefreshResult:
-    """Make the stored alerts match the computed ones (see module doc). One transaction, one
-    audit event summarising what changed; nothing is written when nothing changed."""
-    marker = snap.cache.get("alerts_refreshed")
-    if marker is not None:
-        return RefreshResult(0, 0, 0, 0)
+    """Make the stored alerts match the computed ones (see module doc). One transaction with
+    one audit event recording what changed and the data version it was computed from, so
+    later calls on the same data (in any process) return at once without recomputing."""
+    if snap.cache.get("alerts_refreshed") is not None:
+        return UNCHANGED
+    with read_session(engine) as session:
+        state = _up_to_date(session, snap)
+    if state is not False:  # current, or this snapshot is stale: nothing to do from it
+        snap.cache["alerts_refreshed"] = True
+        return UNCHANGED
     computed = compute_alerts(snap)
     computed = computed.assign(
         evidence=[json.dumps([round(float(v), 9), ids]) for v, ids in
@@ -265,6 +299,8 @@ def refresh_alerts(engine: Engine, snap: Snapshot) -> RefreshResult:
         with write_session(engine) as session:
             if session.get_bind().dialect.name == "postgresql":
                 session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_ALERT_LOCK})
+            if _up_to_date(session, snap) is not False:  # another process got there first
+                return UNCHANGED
             stored = pd.DataFrame(
                 session.execute(select(Alert.id, Alert.key, Alert.status, Alert.value,
                                        Alert.record_ids, Alert.threshold,
@@ -325,15 +361,13 @@ def refresh_alerts(engine: Engine, snap: Snapshot) -> RefreshResult:
                     for i in gone["id"].tolist()])
             result = RefreshResult(len(fresh), int((evidence_changed | level_changed).sum()),
                                    int(reopen.sum()), len(gone))
-            if result.changed:
-                record_event(session, actor=SYSTEM_ACTOR, action=AuditAction.BULK_CREATE,
-                             entity="alert", entity_id=None,
-                             reason="alerts recomputed from all final records",
-                             after={"opened": result.opened, "updated": result.updated,
-                                    "reopened": result.reopened,
-                                    "withdrawn": result.withdrawn,
-                                    "withdrawn_ids": gone["id"].astype(int).tolist()[:1000],
-                                    "data_version": snap.token})
+            record_event(session, actor=SYSTEM_ACTOR, action=AuditAction.BULK_CREATE,
+                         entity="alert", entity_id=None,
+                         reason="alerts recomputed from all final records",
+                         after={"opened": result.opened, "updated": result.updated,
+                                "reopened": result.reopened, "withdrawn": result.withdrawn,
+                                "withdrawn_ids": gone["id"].astype(int).tolist()[:1000],
+                                "data_version": snap.token})
             return result
 
     result = retrying(work)

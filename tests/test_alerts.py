@@ -212,3 +212,20 @@ def test_alerts_follow_an_amended_record_and_filter_by_its_names(engine: Engine)
     park = Filters(physicians=("Dr. Park",), rooms=("OR 2",))
     assert len(list_alerts(engine, RSO, park, kind="srdl")) == 1
     assert list_alerts(engine, RSO, Filters(physicians=("Dr. Chen",)), kind="srdl").empty
+
+
+def test_alerts_are_not_recomputed_on_unchanged_data(engine: Engine,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import audit.alerts
+
+    log_all(engine, CUMULATIVE_SET[:2], refresh_each=False)
+
+    def recompute(_snap: Any) -> None:
+        raise AssertionError("the stored alerts already reflect this data")
+
+    monkeypatch.setattr(audit.alerts, "compute_alerts", recompute)
+    assert not refresh_alerts(engine, load_snapshot(engine)).changed  # e.g. a new process
+    monkeypatch.undo()
+    ProcedureLog(engine).log(tfesi("A3", "PAT-A", "02-10", 10.0), cli_actor(),
+                             confirm_warnings=True)
+    assert refresh_alerts(engine, load_snapshot(engine)).updated >= 1  # new data: recomputed
