@@ -23,7 +23,7 @@ and stored alerts no longer met (a record was voided or amended) are withdrawn, 
 
 from __future__ import annotations
 
-import json
+import hashlib
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -250,6 +250,10 @@ def _when(epoch: Any) -> datetime | None:
     return datetime.fromtimestamp(int(epoch), UTC)
 
 
+def _digests(texts: Any) -> list[str]:
+    return [hashlib.blake2b(t.encode(), digest_size=8).hexdigest() for t in texts]
+
+
 #: Audit entities whose changes can change the alerts (records, thresholds, catalog).
 ALERT_INPUTS = ("procedure", "setting", "procedure_type")
 UNCHANGED = RefreshResult(0, 0, 0, 0)
@@ -264,6 +268,9 @@ def _up_to_date(session: Session, snap: Snapshot) -> bool | None:
                                        AuditEvent.action == AuditAction.BULK_CREATE.value)
         .order_by(AuditEvent.id.desc()).limit(1)).scalar()
     synced = (last or {}).get("data_version")
+    stored = session.scalar(select(func.count()).select_from(Alert))
+    if synced is not None and (last or {}).get("stored") != stored:
+        synced = None  # the table does not hold what the last refresh left: recompute
     newer_data = session.scalar(
         select(func.max(AuditEvent.id)).where(AuditEvent.id > snap.token,
                                               AuditEvent.entity.in_(ALERT_INPUTS)))
@@ -290,10 +297,14 @@ def refresh_alerts(engine: Engine, snap: Snapshot) -> RefreshResult:
         snap.cache["alerts_refreshed"] = True
         return UNCHANGED
     computed = compute_alerts(snap)
-    computed = computed.assign(
-        evidence=[json.dumps([round(float(v), 9), ids]) for v, ids in
-                  zip(computed["value"].tolist(), computed["record_ids"].tolist(),
-                      strict=True)])
+    computed["evidence"] = _digests(
+        f"{round(v, 9)!r}|{','.join(map(str, ids))}"
+        for v, ids in zip(computed["value"].tolist(), computed["record_ids"].tolist(),
+                          strict=True))
+    computed["context"] = _digests(
+        "|".join(map(repr, parts)) for parts in zip(
+            *(computed[c].tolist() for c in ("threshold", "threshold_source", *_WHERE)),
+            strict=True))
 
     def work() -> RefreshResult:
         with write_session(engine) as session:
@@ -301,18 +312,12 @@ def refresh_alerts(engine: Engine, snap: Snapshot) -> RefreshResult:
                 session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_ALERT_LOCK})
             if _up_to_date(session, snap) is not False:  # another process got there first
                 return UNCHANGED
-            stored = pd.DataFrame(
-                session.execute(select(Alert.id, Alert.key, Alert.status, Alert.value,
-                                       Alert.record_ids, Alert.threshold,
-                                       Alert.threshold_source,
-                                       *(getattr(Alert, c) for c in _WHERE))).all(),
-                columns=["id", "key", "status", "stored_value", "stored_ids",
-                         "stored_threshold", "stored_source",
-                         *(f"stored_{c}" for c in _WHERE)])
-            stored["stored_evidence"] = [
-                json.dumps([round(float(v), 9), ids]) for v, ids in
-                zip(stored["stored_value"].tolist(), stored["stored_ids"].tolist(),
-                    strict=True)]
+            rows = session.connection().execute(
+                select(Alert.id, Alert.key, Alert.status, Alert.evidence, Alert.context)).all()
+            stored = pd.DataFrame({
+                name: pd.Series([r[i] for r in rows], dtype=object)
+                for i, name in enumerate(("id", "key", "status", "stored_evidence",
+                                          "stored_context"))})
             merged = computed.merge(stored, on="key", how="left")
             now = utcnow()
             fresh = merged[merged["id"].isna()]
@@ -327,14 +332,12 @@ def refresh_alerts(engine: Engine, snap: Snapshot) -> RefreshResult:
                      "window_end": _when(row.window_end),
                      "record_ids": [int(i) for i in row.record_ids],
                      **{c: int(getattr(row, c)) for c in _WHERE},
+                     "evidence": row.evidence, "context": row.context,
                      "detected_at": now, "updated_at": now}
                     for row in fresh.itertuples()])
             known = merged[merged["id"].notna()]
             evidence_changed = known["evidence"] != known["stored_evidence"]
-            level_changed = ((known["threshold"] != known["stored_threshold"])
-                             | (known["threshold_source"] != known["stored_source"]))
-            for column in _WHERE:  # the trigger record was amended (room, physician...)
-                level_changed |= known[column] != known[f"stored_{column}"]
+            level_changed = known["context"] != known["stored_context"]
             withdrawn_before = known["status"] == AlertStatus.WITHDRAWN.value
             reopen = withdrawn_before | (evidence_changed
                                          & (known["status"] == AlertStatus.ACKNOWLEDGED.value))
@@ -348,6 +351,7 @@ def refresh_alerts(engine: Engine, snap: Snapshot) -> RefreshResult:
                      "window_start": _when(row.window_start),
                      "window_end": _when(row.window_end), "updated_at": now,
                      **{c: int(getattr(row, c)) for c in _WHERE},
+                     "evidence": row.evidence, "context": row.context,
                      **({"status": AlertStatus.OPEN.value, "withdrawn_reason": None}
                         if reopen.loc[row.Index] else {})}
                     for row in touch.itertuples()])
@@ -367,7 +371,8 @@ def refresh_alerts(engine: Engine, snap: Snapshot) -> RefreshResult:
                          after={"opened": result.opened, "updated": result.updated,
                                 "reopened": result.reopened, "withdrawn": result.withdrawn,
                                 "withdrawn_ids": gone["id"].astype(int).tolist()[:1000],
-                                "data_version": snap.token})
+                                "data_version": snap.token,
+                                "stored": len(stored) + len(fresh)})
             return result
 
     result = retrying(work)

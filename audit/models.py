@@ -447,6 +447,11 @@ class Alert(Base):
     window_end: Mapped[datetime | None] = mapped_column(UTCDateTime)
     #: Ids of the records that contributed, in time order.
     record_ids: Mapped[list[int]] = mapped_column(JSON)
+    #: Digests that let a refresh compare 10^5 alerts without decoding them: of the value and
+    #: records (a change reopens an acknowledged alert), and of the threshold, its source and
+    #: the record's site, room, physician and type (updated silently).
+    evidence: Mapped[str] = mapped_column(String(16))
+    context: Mapped[str] = mapped_column(String(16))
     detected_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     withdrawn_reason: Mapped[str | None] = mapped_column(Text)

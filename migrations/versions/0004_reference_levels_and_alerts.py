@@ -71,6 +71,8 @@ def upgrade() -> None:
     sa.Column('window_start', UTCDateTime(), nullable=True),
     sa.Column('window_end', UTCDateTime(), nullable=True),
     sa.Column('record_ids', sa.JSON(), nullable=False),
+    sa.Column('evidence', sa.String(length=16), nullable=False),
+    sa.Column('context', sa.String(length=16), nullable=False),
     sa.Column('detected_at', UTCDateTime(), nullable=False),
     sa.Column('updated_at', UTCDateTime(), nullable=False),
     sa.Column('withdrawn_reason', sa.Text(), nullable=True),
