@@ -152,21 +152,23 @@ def main(argv: list[str] | None = None) -> int:
     print(f"plain GROUP BY over the table: {group_by:.2f} s   frame read: {frame_load:.2f} s "
           f"({megabytes:.0f} MB in memory)   first alert refresh (stores them): "
           f"{first_alerts:.2f} s")
-    print(f"\n{'page':<14}{'cold s':>8}{'warm s':>8}{'cold/GROUP BY':>15}{'warm/GROUP BY':>15}")
-    results = {}
+    store = OUT / "cache"
+    FrameCache(engine, store=store).get()  # the frame file a restarted dashboard finds
+    print("cold: a new process reading every record; restart: a new process with the frame "
+          "file; warm: a filter change (slowest of "
+          f"{len(WARM_FILTERS)})")
+    print(f"\n{'page':<14}{'cold s':>8}{'restart s':>10}{'warm s':>8}"
+          f"{'cold/GB':>9}{'warm/GB':>9}")
     for name, page in PAGES.items():
-        cache = FrameCache(engine)  # a new process: nothing in memory
+        cache = FrameCache(engine)  # a new process: nothing in memory, no frame file
         cold = timed(lambda page=page, cache=cache: page(engine, cache.get(), Filters()))
-        warm_times = []
-        for f in WARM_FILTERS:
-            warm_times.append(timed(lambda page=page, cache=cache, f=f:
-                                    page(engine, cache.get(), f)))
-        warm = max(warm_times)
-        results[name] = (cold, warm)
-        print(f"{name:<14}{cold:>8.2f}{warm:>8.3f}{cold / group_by:>15.1f}"
-              f"{warm / group_by:>15.2f}")
-    print("\ntargets: warm <= 0.3 s, cold <= 3 s per page; warm is the slowest of "
-          f"{len(WARM_FILTERS)} filter changes")
+        restarted = FrameCache(engine, store=store)
+        restart = timed(lambda page=page, c=restarted: page(engine, c.get(), Filters()))
+        warm = max(timed(lambda page=page, cache=cache, f=f: page(engine, cache.get(), f))
+                   for f in WARM_FILTERS)
+        print(f"{name:<14}{cold:>8.2f}{restart:>10.2f}{warm:>8.3f}{cold / group_by:>9.1f}"
+              f"{warm / group_by:>9.2f}")
+    print("\ntargets: warm <= 0.3 s, cold <= 3 s per page (GB: the plain GROUP BY above)")
     engine.dispose()
     return 0
 
