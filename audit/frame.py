@@ -303,16 +303,6 @@ class Snapshot:
             self.cache[key] = found
         return found
 
-    def lookup(self, column: str, by_id: pd.Series, fill: Any) -> np.ndarray:
-        """A per-type (or per-room...) attribute spread over the records, via a dense array
-        indexed by id: one gather, no join."""
-        ids = self.records[column].to_numpy()
-        size = int(max(by_id.index.max() if len(by_id) else 0, ids.max() if len(ids) else 0)) + 1
-        dense = np.full(size, fill, dtype=np.asarray(by_id.to_numpy()).dtype
-                        if len(by_id) else type(fill))
-        dense[by_id.index.to_numpy()] = by_id.to_numpy()
-        return dense[ids]
-
     def labels(self, by: str) -> pd.Series:
         """id -> display name for a grouping (physician, room, procedure, site, technologist)."""
         if by == "physician":

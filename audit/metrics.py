@@ -34,7 +34,7 @@ from audit.frame import (
     month_label,
     to_datetime,
 )
-from audit.stats import grouped_quantiles, wilson
+from audit.stats import grouped_sorted, wilson
 from audit.vocab import DoseQuantity, Region
 
 QUANTITIES: tuple[str, ...] = tuple(DoseQuantity.values())
@@ -332,10 +332,24 @@ def quantiles_by(snap: Snapshot, mask: np.ndarray, by: Sequence[str], quantity: 
                  qs: Sequence[float] = (0.5, 0.75),
                  per_level: bool = False) -> tuple[list[tuple[str, ...]], np.ndarray,
                                                    list[np.ndarray]]:
-    """Group labels, counts (records with the quantity) and quantiles of one quantity."""
+    """Group labels, counts (records with the quantity) and quantiles of one quantity.
+
+    The values in ascending order and their group codes are kept per snapshot, and the
+    filter's selection in that order per filter, so a call costs compresses and one radix
+    sort of the selected codes."""
     codes, labels = _combined(snap, by)
     values, order, valid = _values_and_order(snap, quantity, per_level)
-    counts, result = grouped_quantiles(values, order, valid, mask, codes, len(labels), qs)
+    present = order[:valid]
+    tag = f"{quantity}:{per_level}"
+    values_sorted = _cached(snap, f"sorted_values:{tag}", lambda: values[present])
+    codes_sorted = _cached(snap, f"sorted_codes:{tag}:{tuple(by)!r}", lambda: codes[present])
+    memo = snap.cache.setdefault(f"sorted_masks:{tag}", {})
+    found = memo.get(id(mask))
+    if found is None or found[0] is not mask:  # the same filter's mask object: reuse
+        if len(memo) > 16:
+            memo.clear()
+        found = memo[id(mask)] = (mask, mask[present])
+    counts, result = grouped_sorted(values_sorted, codes_sorted, found[1], len(labels), qs)
     return labels, counts, result
 
 

@@ -60,17 +60,22 @@ def grouped_quantiles(
 
     values: one value per record (nan = missing); order: np.argsort(values, kind="stable")
     (nan sorts last) with `valid` non-nan entries; codes: group number 0..n_groups-1 per
-    record (negative = leave out).
+    record.
     """
-    idx = order[:valid]
-    idx = idx[mask[idx]]
-    g = codes[idx]
-    if len(g) and g.min() < 0:
-        keep = g >= 0
-        idx, g = idx[keep], g[keep]
+    present = order[:valid]
+    return grouped_sorted(values[present], codes[present], mask[present], n_groups, qs)
+
+
+def grouped_sorted(values_sorted: np.ndarray, codes_sorted: np.ndarray, selected: np.ndarray,
+                   n_groups: int, qs: Sequence[float] = (0.5, 0.75),
+                   ) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The same, from values already in ascending order with their group codes and a
+    selection in that order (all of which a caller can keep between filter changes)."""
+    v = values_sorted[selected]
+    g = codes_sorted[selected]
     small = g.astype(np.uint16) if n_groups <= np.iinfo(np.uint16).max else g
     perm = np.argsort(small, kind="stable")  # radix sort for 16-bit codes; keeps value order
-    ordered = values[idx[perm]]
+    ordered = v[perm]
     counts = np.bincount(g, minlength=n_groups)[:n_groups]
     starts = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64)
     return counts, [sorted_quantiles(ordered, starts, counts, q) for q in qs]

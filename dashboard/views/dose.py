@@ -86,6 +86,14 @@ else:
                     pd.concat([refs, bins.assign(line="bin")], ignore_index=True)
                     if len(refs) else bins, height=280)
 
+with st.expander(f"{label} by number of levels treated (and per level)"):
+    by_levels = metrics.dose_stats(snap, chosen, by=("procedure", "levels"),
+                                   quantities=(quantity,))
+    per_level = metrics.dose_stats(snap, chosen, by=("procedure", "levels"),
+                                   quantities=(quantity,), per_level=True)
+    st.dataframe(by_levels.merge(per_level.drop(columns=["records"]),
+                                 on=["procedure", "levels"]), hide_index=True)
+
 # --- physician scorecard ----------------------------------------------------------------------
 st.subheader("Physician scorecard (normalised per level and for procedure mix)")
 st.caption("KAP and time per level treated, each procedure's median for the physician divided "
