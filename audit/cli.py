@@ -160,6 +160,36 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _day(text: str | None, option: str) -> Any:
+    from datetime import date
+
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise CliError(f"{option}: {text!r} is not a date; give YYYY-MM-DD") from None
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from audit.frame import Filters, load_snapshot
+    from audit.reports import build, render
+
+    filters = Filters(
+        start=_day(args.date_from, "--from"), end=_day(args.date_to, "--to"),
+        sites=tuple(args.site or ()), rooms=tuple(args.room or ()),
+        physicians=tuple(args.physician or ()),
+        procedures=tuple(p.upper() for p in args.procedure or ()))
+    engine = make_engine(args.db)
+    snap = load_snapshot(engine)
+    try:
+        tables = build(args.kind, engine, snap, cli_actor(), filters, args.by)
+    except ValidationFailed as exc:  # a report writes nothing: say only what was wrong
+        raise CliError("; ".join(str(e) for e in exc.errors)) from None
+    sys.stdout.write(render(args.kind, tables, args.format, filters, args.by))
+    return EXIT_OK
+
+
 def cmd_backup(args: argparse.Namespace) -> int:
     from audit.backup import backup
 
@@ -383,6 +413,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("demo", cmd_demo, "load realistic synthetic data (published distributions)")
     p.add_argument("--procedures", type=int, default=5000)
     p.add_argument("--seed", type=int, default=1)
+
+    p = add("report", cmd_report, "compliance, dose, local DRL and alert figures (the numbers "
+            "the dashboards show)")
+    p.add_argument("kind", choices=("compliance", "dose", "drl", "alerts"))
+    p.add_argument("--from", dest="date_from", metavar="DATE",
+                   help="first day, YYYY-MM-DD (UTC), inclusive")
+    p.add_argument("--to", dest="date_to", metavar="DATE",
+                   help="last day, YYYY-MM-DD (UTC), inclusive")
+    p.add_argument("--by", choices=("physician", "room", "procedure", "month"),
+                   help="also break the figures down by this")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    for option, noun in (("--site", "site"), ("--room", "room"), ("--physician", "physician"),
+                         ("--procedure", "procedure code")):
+        p.add_argument(option, action="append", metavar="NAME",
+                       help=f"only this {noun} (repeat for several)")
 
     p = add("backup", cmd_backup, "write a consistent copy of the database")
     p.add_argument("dest", help="file (SQLite) or file/directory (PostgreSQL: pg_dump format)")

@@ -461,3 +461,110 @@ class DoseDiscrepancy(Base):
     reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     reviewed_by: Mapped[str | None] = mapped_column(String(80))
     review_note: Mapped[str | None] = mapped_column(Text)
+
+
+class ReferenceLevel(Base):
+    """A reference value for one procedure type and dose quantity, with where it comes from.
+
+    Published comparison values are seeded (REFERENCE.md §4); local DRLs and achievable doses
+    computed by the ICRP 135 method are adopted here with an effective date. The SRDLs and the
+    investigation factor are settings (one source of truth for the alerts) and are shown beside
+    these rows, not copied into them. Rows are retired (active = false), never deleted.
+    """
+
+    __tablename__ = "reference_level"
+    __table_args__ = (
+        _in("quantity", vocab.DoseQuantity, nullable=False),
+        _in("kind", vocab.ReferenceKind, nullable=False),
+        _in("statistic", vocab.ReferenceStatistic, nullable=False),
+        CheckConstraint("value > 0", name="value_positive"),
+        CheckConstraint("sample_size IS NULL OR sample_size > 0", name="sample_size_positive"),
+        Index(None, "procedure_type_id", "quantity", "kind"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: NULL: applies to every procedure type.
+    procedure_type_id: Mapped[int | None] = mapped_column(ForeignKey("procedure_type.id"))
+    quantity: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(16))
+    statistic: Mapped[str] = mapped_column(String(12))
+    #: In the quantity's canonical unit (s, Gy·cm², mGy).
+    value: Mapped[float] = mapped_column(Float)
+    sample_size: Mapped[int | None] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(Text)
+    note: Mapped[str | None] = mapped_column(Text)
+    effective_from: Mapped[date] = mapped_column(Date)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(80))
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    retired_by: Mapped[str | None] = mapped_column(String(80))
+    retired_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class Alert(Base):
+    """A dose alert and what triggered it: the value, the threshold and its source, and the
+    records that contributed.
+
+    Alerts are derived from all final records at once (audit.alerts), so they do not depend on
+    the order records arrived in. `key` is the alert's identity across refreshes: the same
+    exceedance keeps its row (and its acknowledgement) while its evidence is updated.
+    """
+
+    __tablename__ = "alert"
+    __table_args__ = (
+        _in("kind", vocab.AlertKind, nullable=False),
+        _in("quantity", vocab.DoseQuantity, nullable=False),
+        _in("status", vocab.AlertStatus, nullable=False),
+        Index(None, "status", "performed_at"),
+        Index(None, "kind", "status", "performed_at"),  # the newest open alerts of a kind
+        Index(None, "kind", "quantity", "status", "performed_at"),  # counts: index-only
+        Index(None, "patient_id"),
+        Index(None, "procedure_id"),  # filters join alerts to their records
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(120), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    quantity: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default=vocab.AlertStatus.OPEN.value)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"))
+    #: The record that crossed the threshold (for cumulative alerts: the first in the episode).
+    procedure_id: Mapped[int] = mapped_column(ForeignKey("procedure.id"))
+    performed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: The trigger record's site, room, physician and type, copied so that filtering alerts
+    #: by them never joins the procedure table (kept current by audit.alerts.refresh_alerts).
+    site_id: Mapped[int] = mapped_column(ForeignKey("site.id"))
+    room_id: Mapped[int] = mapped_column(ForeignKey("room.id"))
+    physician_id: Mapped[int] = mapped_column(ForeignKey("physician.id"))
+    procedure_type_id: Mapped[int] = mapped_column(ForeignKey("procedure_type.id"))
+    value: Mapped[float] = mapped_column(Float)
+    threshold: Mapped[float] = mapped_column(Float)
+    threshold_source: Mapped[str] = mapped_column(Text)
+    window_start: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    window_end: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Ids of the records that contributed, in time order.
+    record_ids: Mapped[list[int]] = mapped_column(JSON)
+    #: Digests that let a refresh compare 10^5 alerts without decoding them: of the value and
+    #: records (a change reopens an acknowledged alert), and of the threshold, its source and
+    #: the record's site, room, physician and type (updated silently).
+    evidence: Mapped[str] = mapped_column(String(16))
+    context: Mapped[str] = mapped_column(String(16))
+    detected_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    withdrawn_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class AlertAcknowledgement(Base):
+    """The RSO's follow-up of an alert. Append-only: a later note adds a row."""
+
+    __tablename__ = "alert_acknowledgement"
+    __table_args__ = (Index(None, "alert_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alert.id"))
+    acknowledged_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    acknowledged_by: Mapped[str] = mapped_column(String(80))
+    note: Mapped[str] = mapped_column(Text)
+    patient_informed: Mapped[bool | None] = mapped_column(Boolean)
+    skin_check_date: Mapped[date | None] = mapped_column(Date)

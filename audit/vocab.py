@@ -232,6 +232,68 @@ _DAP_ALIASES.update(
 )
 
 
+class DoseQuantity(Vocabulary):
+    """The dose quantities the dashboards and reference levels use, in canonical units."""
+
+    FLUORO_TIME_S = "fluoro_time_s"
+    DAP_GYCM2 = "dap_gycm2"
+    AIR_KERMA_MGY = "air_kerma_mgy"
+
+    @property
+    def label(self) -> str:
+        return _QUANTITY_LABELS[self]
+
+
+_QUANTITY_LABELS = {
+    DoseQuantity.FLUORO_TIME_S: "Fluoroscopy time (s)",
+    DoseQuantity.DAP_GYCM2: "KAP (Gy·cm²)",
+    DoseQuantity.AIR_KERMA_MGY: "Ka,r (mGy)",
+}
+
+
+class ReferenceKind(Vocabulary):
+    """What a reference value is (ICRP 135 and NCRP 168 vocabulary).
+
+    drl: 75th percentile of room medians; achievable: their median (NCRP 172); typical: the
+    local median where too few rooms exist for a DRL; investigation: a level above which a case
+    is reviewed; srdl: substantial radiation dose level; published: a value from the literature,
+    for comparison only.
+    """
+
+    DRL = "drl"
+    ACHIEVABLE = "achievable"
+    TYPICAL = "typical"
+    INVESTIGATION = "investigation"
+    SRDL = "srdl"
+    PUBLISHED = "published"
+
+
+class ReferenceStatistic(Vocabulary):
+    """Which statistic of the source distribution a reference value is."""
+
+    MEDIAN = "median"
+    MEAN = "mean"
+    P75 = "p75"
+    THRESHOLD = "threshold"
+    #: The source's summary statistic was not checked against the primary text.
+    UNSTATED = "unstated"
+
+
+class AlertKind(Vocabulary):
+    SRDL = "srdl"
+    INVESTIGATION = "investigation"
+    CUMULATIVE = "cumulative"
+
+
+class AlertStatus(Vocabulary):
+    """open: needs the RSO; acknowledged: followed up; withdrawn: no longer met (a record was
+    voided or amended), kept for the history."""
+
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    WITHDRAWN = "withdrawn"
+
+
 class AuditAction(Vocabulary):
     CREATE = "create"
     AMEND = "amend"

@@ -27,6 +27,13 @@ class PageSpec:
 PAGES: tuple[PageSpec, ...] = (
     PageSpec("home.py", "Overview", ":material/home:", Permission.VIEW_RECORDS, "Log",
              default=True),
+    PageSpec("compliance.py", "Compliance", ":material/fact_check:", Permission.VIEW_DASHBOARDS,
+             "Audit"),
+    PageSpec("dose.py", "Dose", ":material/radiology:", Permission.VIEW_DASHBOARDS, "Audit"),
+    PageSpec("alerts.py", "Alerts", ":material/notification_important:",
+             Permission.VIEW_DASHBOARDS, "Audit"),
+    PageSpec("data_quality.py", "Data quality", ":material/rule:", Permission.VIEW_DASHBOARDS,
+             "Audit"),
     PageSpec("dose_reports.py", "Dose reports", ":material/upload_file:", Permission.IMPORT,
              "Dose"),
     PageSpec("reconciliation.py", "Reconciliation", ":material/rule:",

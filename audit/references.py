@@ -1,0 +1,259 @@
+"""Reference levels: published comparison values, local DRLs by the ICRP 135 method, SRDLs.
+
+ICRP Publication 135 (DESIGN.md §3): for each procedure, take the median of each room's
+records; the local diagnostic reference level (DRL) is the 75th percentile of those room
+medians and the achievable dose (NCRP 172) their median. With fewer than 3 rooms there is no
+distribution to take a percentile of, so the local median is reported as a "typical value".
+Reference lines are computed over the period only (every room and physician), whatever the
+other filters: a reference is the organisation's, not one room's.
+
+Adopted levels (kind drl/achievable/typical/investigation) are rows of reference_level with an
+effective date, written by an administrator and audited; the SRDLs and the investigation factor
+stay settings (one value for the alerts to read) and are listed here beside the rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Engine, select
+
+from audit.auth import Actor, Permission, require
+from audit.db import retrying, write_session
+from audit.errors import FieldError, NotFound, ValidationFailed
+from audit.frame import Filters, Snapshot, filter_mask
+from audit.metrics import QUANTITIES, quantiles_by
+from audit.models import ProcedureType, ReferenceLevel, utcnow
+from audit.trail import record_event
+from audit.vocab import AuditAction, DoseQuantity, ReferenceKind, ReferenceStatistic
+
+#: Rooms needed before a percentile of room medians means anything (ICRP 135).
+MIN_ROOMS = 3
+#: Settings that are reference levels for every procedure (kind srdl), by quantity.
+SRDL_SETTINGS = {"air_kerma_mgy": "srdl_air_kerma_mgy", "dap_gycm2": "srdl_kap_gycm2",
+                 "fluoro_time_s": "srdl_fluoro_time_s"}
+DEFAULT_MIN_ROOM_RECORDS = 1
+DRL_COLUMNS = ["procedure", "type_id", "quantity", "rooms", "records", "local_median", "drl",
+               "achievable", "typical", "kind", "level", "basis"]
+
+
+def room_medians(snap: Snapshot, filters: Filters, quantity: str = "dap_gycm2") -> pd.DataFrame:
+    """Median (and n) of the quantity per procedure and room over the period."""
+    mask = filter_mask(snap, filters.period)
+    labels, counts, (median,) = quantiles_by(snap, mask, ("procedure", "room"), quantity, (0.5,))
+    frame = pd.DataFrame({"procedure": [lab[0] for lab in labels],
+                          "room": [lab[1] for lab in labels], "n": counts, "median": median})
+    return frame[frame["n"] > 0].reset_index(drop=True)
+
+
+def local_drls(snap: Snapshot, filters: Filters, quantities: Sequence[str] = QUANTITIES,
+               min_room_records: int | None = None) -> pd.DataFrame:
+    """Per procedure and quantity: rooms, records, local median, and either the DRL (75th
+    percentile of room medians) and achievable dose (their median), or, with fewer than 3
+    rooms of at least `min_room_records` records, the typical value (the local median).
+
+    `level` is the value to compare records with (the DRL, else the typical value) and
+    `kind` says which.
+    """
+    if min_room_records is None:
+        min_room_records = int(snap.settings.get("drl_min_room_records",
+                                                 DEFAULT_MIN_ROOM_RECORDS))
+    frames = []
+    for quantity in quantities:  # cached per period: a room or physician filter keeps them
+        key = f"drl:{filters.period!r}:{quantity}:{min_room_records}"
+        found = snap.cache.get(key)
+        if found is None:
+            found = snap.cache[key] = _local_drl(snap, filters, quantity, min_room_records)
+        frames.append(found)
+    if not frames:
+        return pd.DataFrame(columns=DRL_COLUMNS)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _local_drl(snap: Snapshot, filters: Filters, quantity: str,
+               min_room_records: int) -> pd.DataFrame:
+    mask = filter_mask(snap, filters.period)
+    rows: list[dict[str, Any]] = []
+    codes = snap.types["code"]
+    _, cell_n, (cell_median,) = quantiles_by(snap, mask, ("procedure", "room"), quantity,
+                                                 (0.5,))
+    types, type_n, (type_median,) = quantiles_by(snap, mask, ("procedure",), quantity,
+                                                 (0.5,))
+    n_types = len(types)
+    per_room_n = cell_n.reshape(n_types, -1)
+    per_room_median = cell_median.reshape(n_types, -1)
+    for type_index, code in enumerate(t[0] for t in types):
+        if type_n[type_index] == 0 or type_index not in codes.index:
+            continue
+        qualifying = per_room_n[type_index] >= max(min_room_records, 1)
+        medians = per_room_median[type_index][qualifying]
+        row: dict[str, Any] = {
+            "procedure": code, "type_id": type_index, "quantity": quantity,
+            "rooms": int(qualifying.sum()), "records": int(type_n[type_index]),
+            "local_median": float(type_median[type_index]),
+            "drl": np.nan, "achievable": np.nan, "typical": np.nan,
+        }
+        if len(medians) >= MIN_ROOMS:
+            row["drl"] = float(np.quantile(medians, 0.75))
+            row["achievable"] = float(np.quantile(medians, 0.5))
+            row["kind"], row["level"] = ReferenceKind.DRL.value, row["drl"]
+            row["basis"] = (f"ICRP 135: 75th percentile of {len(medians)} room medians "
+                            f"({row['records']} records)")
+        else:
+            row["typical"] = row["local_median"]
+            row["kind"], row["level"] = ReferenceKind.TYPICAL.value, row["typical"]
+            row["basis"] = (f"typical value: local median of {row['records']} records "
+                            f"(fewer than {MIN_ROOMS} rooms with >= {min_room_records})")
+        rows.append(row)
+    return pd.DataFrame(rows, columns=DRL_COLUMNS)
+
+
+def levels_in_force(snap: Snapshot, filters: Filters,
+                    quantity: str = "dap_gycm2") -> pd.DataFrame:
+    """The level each procedure's records are compared with: an adopted DRL (latest effective
+    on or before the period's end), else the local DRL or typical value over the period."""
+    local = local_drls(snap, filters, (quantity,))
+    out = local[["procedure", "type_id", "level", "kind", "basis"]].rename(
+        columns={"level": "value", "basis": "source"})
+    adopted = snap.reference_levels
+    if len(adopted):
+        end = filters.end or date.max
+        adopted = adopted[(adopted["kind"] == ReferenceKind.DRL.value)
+                          & (adopted["quantity"] == quantity)
+                          & adopted["type_id"].notna()
+                          & (adopted["effective_from"] <= end)]
+        latest = adopted.sort_values(["effective_from", "id"]).groupby("type_id").tail(1)
+        for row in latest.itertuples():
+            type_id = int(row.type_id)
+            entry = {"procedure": snap.types["code"].get(type_id), "type_id": type_id,
+                     "value": float(row.value), "kind": "adopted drl",
+                     "source": f"{row.source} (effective {row.effective_from})"}
+            out = pd.concat([out[out["type_id"] != type_id], pd.DataFrame([entry])],
+                            ignore_index=True)
+    return out.sort_values("procedure").reset_index(drop=True)
+
+
+def reference_table(snap: Snapshot, procedure: str | None = None) -> pd.DataFrame:
+    """Every stored reference level (active) plus the SRDL settings, each with its source."""
+    levels = snap.reference_levels.copy()
+    levels["procedure"] = levels["type_id"].map(
+        lambda i: snap.types["code"].get(int(i)) if pd.notna(i) else "all")
+    srdl = [{"procedure": "all", "quantity": quantity, "kind": ReferenceKind.SRDL.value,
+             "statistic": ReferenceStatistic.THRESHOLD.value,
+             "value": float(snap.settings[key]), "sample_size": None,
+             "source": f"setting {key}: {_setting_source(snap, key)}", "note": None,
+             "effective_from": None}
+            for quantity, key in SRDL_SETTINGS.items() if key in snap.settings]
+    frame = pd.concat([levels.drop(columns=["id", "type_id"]), pd.DataFrame(srdl)],
+                      ignore_index=True)
+    if procedure:
+        frame = frame[frame["procedure"].isin([procedure, "all"])]
+    return frame[["procedure", "quantity", "kind", "statistic", "value", "sample_size",
+                  "source", "note", "effective_from"]].reset_index(drop=True)
+
+
+def _setting_source(snap: Snapshot, key: str) -> str:
+    return str(snap.setting_sources.get(key) or "no source given")
+
+
+# --- writes (administrators) ------------------------------------------------------------------
+
+def add_reference_level(engine: Engine, actor: Actor, *, procedure: str, quantity: str,
+                        kind: str, value: float, source: str, effective_from: date,
+                        statistic: str = "median", sample_size: int | None = None,
+                        note: str | None = None) -> int:
+    """Store a reference level (admin only, audited). Returns its id."""
+    require(actor, Permission.ADMIN)
+    errors: list[FieldError] = []
+    checked: dict[str, Any] = {}
+    for name, raw, enum in (("quantity", quantity, DoseQuantity), ("kind", kind, ReferenceKind),
+                            ("statistic", statistic, ReferenceStatistic)):
+        try:
+            checked[name] = enum.parse(raw).value
+        except ValueError as exc:
+            errors.append(FieldError(name, str(exc)))
+    if checked.get("kind") == ReferenceKind.SRDL.value:
+        errors.append(FieldError("kind", "SRDLs are settings (srdl_*): change them there"))
+    if not isinstance(value, int | float) or not value > 0:
+        errors.append(FieldError("value", f"must be a positive number, got {value!r}"))
+    if not (source or "").strip():
+        errors.append(FieldError("source", "required: say where the value comes from"))
+    if errors:
+        raise ValidationFailed(errors)
+
+    def work() -> int:
+        with write_session(engine) as session:
+            type_id = session.scalar(select(ProcedureType.id)
+                                     .where(ProcedureType.code == procedure.strip().upper()))
+            if type_id is None:
+                known = ", ".join(session.scalars(select(ProcedureType.code)).all())
+                raise ValidationFailed([FieldError("procedure", f"no procedure {procedure!r}; "
+                                                                f"known: {known}")])
+            level = ReferenceLevel(
+                procedure_type_id=type_id, quantity=checked["quantity"], kind=checked["kind"],
+                statistic=checked["statistic"], value=float(value), sample_size=sample_size,
+                source=source.strip(), note=note, effective_from=effective_from, active=True,
+                created_at=utcnow(), created_by=actor.username)
+            session.add(level)
+            session.flush()
+            record_event(session, actor=actor.username, action=AuditAction.CREATE,
+                         entity="reference_level", entity_id=level.id,
+                         after={"procedure": procedure.upper(), "quantity": level.quantity,
+                                "kind": level.kind, "value": level.value,
+                                "source": level.source,
+                                "effective_from": effective_from.isoformat()})
+            return level.id
+
+    return retrying(work)
+
+
+def adopt_local_drls(engine: Engine, actor: Actor, snap: Snapshot, filters: Filters,
+                     effective_from: date, quantities: Sequence[str] = QUANTITIES) -> list[int]:
+    """Store the local DRLs and achievable doses (or typical values) computed over the period
+    as reference levels effective from `effective_from` (admin only, each audited)."""
+    require(actor, Permission.ADMIN)
+    local = local_drls(snap, filters, quantities)
+    period = f"{filters.start or 'first record'} to {filters.end or 'last record'}"
+    ids = []
+    for row in local.itertuples():
+        pairs = ([(ReferenceKind.DRL, ReferenceStatistic.P75, row.drl),
+                  (ReferenceKind.ACHIEVABLE, ReferenceStatistic.MEDIAN, row.achievable)]
+                 if row.kind == ReferenceKind.DRL.value
+                 else [(ReferenceKind.TYPICAL, ReferenceStatistic.MEDIAN, row.typical)])
+        for kind, statistic, value in pairs:
+            if not value > 0:
+                continue
+            ids.append(add_reference_level(
+                engine, actor, procedure=row.procedure, quantity=row.quantity, kind=kind.value,
+                value=float(value), statistic=statistic.value, sample_size=int(row.records),
+                source=f"local, {row.basis}, {period}", effective_from=effective_from))
+    return ids
+
+
+def retire_reference_level(engine: Engine, actor: Actor, level_id: int, reason: str) -> None:
+    """Take a reference level out of use (kept, with who, when and why)."""
+    require(actor, Permission.ADMIN)
+    if not (reason or "").strip():
+        raise ValidationFailed([FieldError("reason", "required: say why it is retired")])
+
+    def work() -> None:
+        with write_session(engine) as session:
+            level = session.get(ReferenceLevel, level_id)
+            if level is None:
+                raise NotFound(f"no reference level {level_id}")
+            if not level.active:
+                raise ValidationFailed([FieldError("reference_level",
+                                                   f"{level_id} is already retired")])
+            level.active = False
+            level.retired_at = utcnow()
+            level.retired_by = actor.username
+            level.retired_reason = reason.strip()
+            record_event(session, actor=actor.username, action=AuditAction.DEACTIVATE,
+                         entity="reference_level", entity_id=level_id, reason=reason.strip(),
+                         before={"active": True}, after={"active": False})
+
+    retrying(work)

@@ -1,0 +1,118 @@
+"""`fluoro-audit report`: the dashboards' figures as tables, CSV or JSON (DESIGN.md §4).
+
+Each report is built from the same library calls the pages make, so `--format json` gives the
+numbers the pages show. A report is a few named DataFrames ("overall", "groups", ...); the
+formats only render them.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from datetime import date, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Engine
+
+from audit import metrics
+from audit.alerts import alert_counts, list_alerts, refresh_alerts
+from audit.auth import Actor, Permission, require
+from audit.errors import FieldError, ValidationFailed
+from audit.frame import Filters, Snapshot, filter_mask
+from audit.references import local_drls
+
+KINDS = ("compliance", "dose", "drl", "alerts")
+BY_CHOICES = ("physician", "room", "procedure", "month")
+FORMATS = ("table", "csv", "json")
+
+
+def build(kind: str, engine: Engine, snap: Snapshot, actor: Actor, filters: Filters,
+          by: str | None = None) -> dict[str, pd.DataFrame]:
+    """The named tables of one report."""
+    require(actor, Permission.VIEW_DASHBOARDS)
+    filter_mask(snap, filters)  # unknown names are reported before any work
+    if kind == "compliance":
+        tables = {"overall": metrics.compliance(snap, filters)}
+        if by:
+            tables["groups"] = metrics.compliance(snap, filters, by)
+        return tables
+    if kind == "dose":
+        keys = ("procedure",) if by in (None, "procedure") else ("procedure", by)
+        return {"groups": metrics.dose_stats(snap, filters, by=keys)}
+    if kind == "drl":
+        if by:
+            raise ValidationFailed([FieldError(
+                "by", "does not apply to report drl: local DRLs are per procedure, over every "
+                      "room in the period")])
+        return {"groups": local_drls(snap, filters).drop(columns=["type_id"])}
+    if kind == "alerts":
+        refresh_alerts(engine, snap)
+        alerts = list_alerts(engine, actor, filters)
+        tables = {"overall": alert_counts(engine, actor, filters)}
+        if by:
+            months = [f"{t:%Y-%m}" for t in alerts["performed_at"]]  # alerts, not records
+            tables["groups"] = (alerts.assign(month=months).groupby([by, "kind", "status"])
+                                .size().rename("alerts").reset_index())
+        else:
+            tables["alerts"] = alerts.drop(columns=["threshold_source"])
+        return tables
+    raise ValidationFailed([FieldError("report", f"unknown report {kind!r}; allowed: "
+                                                 f"{', '.join(KINDS)}")])
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, float | np.floating):
+        return None if math.isnan(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, pd.Timestamp | datetime | date):
+        return value.isoformat()
+    if isinstance(value, list | tuple | np.ndarray):
+        return [_plain(v) for v in value]
+    if value is pd.NaT or value is None:
+        return None
+    try:
+        if pd.isna(value):
+            return None
+    except (TypeError, ValueError):
+        pass
+    return value
+
+
+def records_of(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """A DataFrame as JSON-ready records (nan/NaT -> null, numpy -> Python)."""
+    return [{k: _plain(v) for k, v in row.items()} for row in frame.to_dict("records")]
+
+
+def render(kind: str, tables: dict[str, pd.DataFrame], fmt: str, filters: Filters,
+           by: str | None) -> str:
+    if fmt == "json":
+        payload: dict[str, Any] = {
+            "report": kind, "by": by,
+            "filters": {"from": _plain(filters.start), "to": _plain(filters.end),
+                        "sites": list(filters.sites), "rooms": list(filters.rooms),
+                        "physicians": list(filters.physicians),
+                        "procedures": list(filters.procedures)},
+        }
+        for name, frame in tables.items():
+            rows = records_of(frame)
+            payload[name] = rows[0] if name == "overall" and kind == "compliance" else rows
+        return json.dumps(payload, ensure_ascii=False, indent=1)
+    if fmt == "csv":
+        frames = []
+        for name, frame in tables.items():
+            frames.append(frame.assign(table=name) if len(tables) > 1 else frame)
+        out = io.StringIO()
+        pd.concat(frames, ignore_index=True).to_csv(out, index=False, lineterminator="\n")
+        return out.getvalue()
+    parts = [f"{kind} report: {filters.describe()}"]
+    for name, frame in tables.items():
+        parts.append(f"\n{name}:")
+        parts.append(frame.to_string(index=False, float_format=lambda x: f"{x:.4g}")
+                     if len(frame) else "(none)")
+    return "\n".join(parts) + "\n"

@@ -1,0 +1,101 @@
+"""What the audit pages share: the analysis frame (one per process) and the common filters.
+
+The frame (audit.frame.FrameCache) is a per-process resource like the engine: it refreshes
+itself from the audit trail, so a saved record shows on the next rerun without clearing
+anything. It starts loading in the background when the app starts, so the first page a user
+opens usually finds it ready.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from datetime import date, timedelta
+from pathlib import Path
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from audit.frame import Filters, FrameCache, Snapshot, date_range, options
+from dashboard import state
+
+QUANTITY_LABELS = {"dap_gycm2": "KAP (Gy·cm²)", "fluoro_time_s": "Fluoroscopy time (s)",
+                   "air_kerma_mgy": "Ka,r (mGy)"}
+
+
+#: Where the frame file that survives restarts is kept (see audit.frame.FrameCache).
+ENV_CACHE_DIR = "FLUORO_AUDIT_CACHE_DIR"
+
+
+@st.cache_resource
+def frame_cache() -> FrameCache:
+    cache = FrameCache(state.engine(), store=Path(os.environ.get(ENV_CACHE_DIR, "var/cache")))
+    threading.Thread(target=_warm, args=(cache,), daemon=True, name="frame-warmup").start()
+    return cache
+
+
+def _warm(cache: FrameCache) -> None:
+    try:
+        cache.get()
+    except Exception:  # the page's own call reports it
+        return
+
+
+def snapshot() -> Snapshot:
+    return frame_cache().get()
+
+
+def filters(snap: Snapshot) -> Filters:
+    """The common filters in the sidebar: period, site, room, physician, procedure."""
+    choices = options(snap)
+    span = date_range(snap)
+    sidebar = st.sidebar
+    sidebar.header("Filters")
+    start = end = None
+    if span:
+        first, last = span
+        preset = sidebar.selectbox(
+            "Period", ["All", "Last 12 months", "Last 3 months", "Custom"], key="f_period")
+        if preset == "Last 12 months":
+            start, end = max(first, last - timedelta(days=365)), last
+        elif preset == "Last 3 months":
+            start, end = max(first, last - timedelta(days=91)), last
+        elif preset == "Custom":
+            picked = sidebar.date_input("From / to (UTC)", value=(first, last),
+                                        min_value=first, max_value=last, key="f_dates")
+            if isinstance(picked, tuple | list) and len(picked) == 2:
+                start, end = picked
+            elif isinstance(picked, tuple | list) and len(picked) == 1:
+                start = picked[0]
+    chosen = {}
+    for key, label in (("sites", "Site"), ("rooms", "Room"), ("physicians", "Physician"),
+                       ("procedures", "Procedure")):
+        chosen[key] = tuple(sidebar.multiselect(label, choices[key], key=f"f_{key}"))
+    return Filters(start=_as_date(start), end=_as_date(end), **chosen)
+
+
+def _as_date(value: object) -> date | None:
+    return value if isinstance(value, date) else None
+
+
+def caption(snap: Snapshot, chosen: Filters) -> None:
+    st.caption(f"{chosen.describe()} · {len(snap.records):,} final records in the log · "
+               f"data as of audit event {snap.token} · months and dates in UTC")
+
+
+def percent(value: float | None) -> str:
+    return "–" if value is None or pd.isna(value) else f"{value:.1%}"
+
+
+def chart_and_table(chart: alt.TopLevelMixin, table: pd.DataFrame, *, side: bool = True,
+                    height: int | None = None) -> None:
+    """Every chart with its numbers beside (or below) it."""
+    size = height if height is not None else "auto"
+    if side:
+        left, right = st.columns([3, 2])
+        left.altair_chart(chart, width="stretch")
+        right.dataframe(table, hide_index=True, height=size)
+    else:
+        st.altair_chart(chart, width="stretch")
+        st.dataframe(table, hide_index=True, height=size)

@@ -1,0 +1,90 @@
+"""`fluoro-audit report`: the same figures as the library (and so the pages), as JSON, CSV or
+a table; bad options are refused with a message naming them."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+
+import pytest
+
+from audit.auth import cli_actor
+from audit.db import make_engine
+from audit.records import ProcedureLog
+from tests import analytics_data
+
+
+def run(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "audit.cli", "--db", url, "report", *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def hand_url(db_url: str) -> str:
+    engine = make_engine(db_url)
+    analytics_data.load(ProcedureLog(engine), cli_actor())
+    engine.dispose()
+    return db_url
+
+
+def test_compliance_json_gives_the_hand_computed_numbers(hand_url: str) -> None:
+    done = run(hand_url, "compliance", "--by", "physician", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    overall = report["overall"]
+    assert {k: overall[k] for k in ("eligible", "compliant", "excepted", "non_compliant")} == \
+        {"eligible": 8, "compliant": 3, "excepted": 1, "non_compliant": 4}
+    assert overall["rate"] == pytest.approx(3 / 7)
+    groups = {g["physician"]: g for g in report["groups"]}
+    assert groups["Dr. A"]["rate"] == pytest.approx(1 / 3)
+    assert (groups["Dr. B"]["eligible"], groups["Dr. B"]["excepted"]) == (5, 1)
+
+
+def test_period_and_csv(hand_url: str) -> None:
+    done = run(hand_url, "compliance", "--from", "2026-02-01", "--to", "2026-02-28",
+               "--by", "month", "--format", "csv")
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.DictReader(io.StringIO(done.stdout)))
+    assert [r["table"] for r in rows] == ["overall", "groups"]
+    assert rows[1]["month"] == "2026-02" and rows[1]["eligible"] == "3"
+
+
+def test_dose_and_drl_reports(hand_url: str) -> None:
+    dose = json.loads(run(hand_url, "dose", "--format", "json").stdout)
+    tfesi = next(g for g in dose["groups"] if g["procedure"] == "TFESI")
+    assert (tfesi["dap_gycm2_median"], tfesi["dap_gycm2_p75"]) == (3.5, 4.75)
+    drl = json.loads(run(hand_url, "drl", "--format", "json").stdout)
+    tfesi = next(g for g in drl["groups"]
+                 if g["procedure"] == "TFESI" and g["quantity"] == "dap_gycm2")
+    assert (tfesi["drl"], tfesi["achievable"], tfesi["kind"]) == (4.5, 3.5, "drl")
+    table = run(hand_url, "dose", "--procedure", "tfesi")
+    assert table.returncode == 0 and "TFESI" in table.stdout and "ILESI" not in table.stdout
+
+
+def test_alerts_report(hand_url: str) -> None:
+    done = run(hand_url, "alerts", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert {row["kind"] for row in report["overall"]} == {"investigation"}
+    assert all(alert["status"] == "open" for alert in report["alerts"])
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("drl", "--by", "room"), "by: does not apply"),
+    (("compliance", "--from", "March"), "--from: 'March' is not a date"),
+    (("compliance", "--physician", "Dr. Nobody"), "physician: no physician named 'Dr. Nobody'"),
+    (("compliance", "--from", "2026-03-01", "--to", "2026-01-01"), "to: 2026-01-01 is before"),
+])
+def test_bad_options_are_refused_by_name(hand_url: str, args: tuple[str, ...],
+                                         message: str) -> None:
+    done = run(hand_url, *args)
+    assert done.returncode == 1
+    assert message in done.stderr and done.stdout == ""
+
+
+def test_usage_errors_exit_2(hand_url: str) -> None:
+    assert run(hand_url, "nonsense").returncode == 2
+    assert run(hand_url, "dose", "--by", "weather").returncode == 2

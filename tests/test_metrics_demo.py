@@ -1,0 +1,102 @@
+"""Metrics on the demo data: medians and 75th percentiles equal numpy's on the same rows, and
+the two physicians the demo is built to show (audit.demo) stand out without any filter."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from datetime import date
+
+import numpy as np
+import pytest
+from sqlalchemy import Engine, select
+
+from audit import metrics
+from audit.db import make_engine, read_session
+from audit.demo import generate
+from audit.frame import Filters, Snapshot, load_snapshot
+from audit.models import Procedure, ProcedureType, Room
+from audit.references import local_drls
+from tests.conftest import BACKENDS, Databases
+
+ALL = Filters()
+HIGH_DOSE = "Dr. Grant Holloway"
+OMITS_CONTRAST = "Dr. Hannah Weiss"
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def demo_engine(request: pytest.FixtureRequest, databases: Databases) -> Iterator[Engine]:
+    url = databases.sqlite() if request.param == "sqlite" else databases.postgresql()
+    engine = make_engine(url)
+    generate(engine, procedures=4000, seed=7, until=date(2026, 6, 30))
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def snap(demo_engine: Engine) -> Snapshot:
+    return load_snapshot(demo_engine)
+
+
+def _rows(engine: Engine) -> list[tuple]:
+    """The same rows, read independently of the frame (ORM, final records only)."""
+    with read_session(engine) as session:
+        return session.execute(
+            select(ProcedureType.code, Room.name, Procedure.fluoro_time_s, Procedure.dap_gycm2,
+                   Procedure.air_kerma_mgy, Procedure.id)
+            .join(ProcedureType, ProcedureType.id == Procedure.procedure_type_id)
+            .join(Room, Room.id == Procedure.room_id)
+            .where(Procedure.status == "final")).all()
+
+
+def test_dose_percentiles_equal_numpy(demo_engine: Engine, snap: Snapshot) -> None:
+    values: dict[tuple[str, int], list[float]] = defaultdict(list)
+    for code, _room, time_s, dap, kerma, _ in _rows(demo_engine):
+        for index, value in enumerate((time_s, dap, kerma)):
+            if value is not None:
+                values[(code, index)].append(value)
+    stats = metrics.dose_stats(snap, ALL)
+    checked = 0
+    for record in stats.itertuples():
+        for index, quantity in enumerate(("fluoro_time_s", "dap_gycm2", "air_kerma_mgy")):
+            expected = np.percentile(np.array(values[(record.procedure, index)]), [50, 75])
+            got = (getattr(record, f"{quantity}_median"), getattr(record, f"{quantity}_p75"))
+            assert got == tuple(expected), (record.procedure, quantity)  # exact, not approx
+            assert getattr(record, f"{quantity}_n") == len(values[(record.procedure, index)])
+            checked += 1
+    assert checked == 30
+
+
+def test_local_drl_equals_numpy_over_room_medians(demo_engine: Engine, snap: Snapshot) -> None:
+    by_room: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for code, room, _time, dap, _kerma, _ in _rows(demo_engine):
+        by_room[code][room].append(dap)
+    drls = local_drls(snap, ALL, ("dap_gycm2",))
+    for record in drls.itertuples():
+        medians = np.array([np.percentile(v, 50) for v in by_room[record.procedure].values()])
+        assert record.rooms == len(medians) == 5
+        assert record.drl == np.percentile(medians, 75)
+        assert record.achievable == np.percentile(medians, 50)
+
+
+def test_the_physician_who_omits_contrast_stands_out(snap: Snapshot) -> None:
+    rates = metrics.compliance(snap, ALL, "physician").set_index("physician")
+    others = rates.drop(index=OMITS_CONTRAST)
+    assert rates["rate"].idxmin() == OMITS_CONTRAST
+    # not noise: her whole 95% interval lies below every colleague's
+    assert rates.loc[OMITS_CONTRAST, "ci_high"] < others["ci_low"].min()
+
+
+def test_the_high_dose_physician_stands_out(snap: Snapshot) -> None:
+    card = metrics.physician_scorecard(snap, ALL).set_index("physician")
+    others = card.drop(index=HIGH_DOSE)
+    assert card["kap_per_level_ratio"].idxmax() == HIGH_DOSE
+    assert card.loc[HIGH_DOSE, "kap_per_level_ratio"] > 2 * others["kap_per_level_ratio"].max()
+    assert card["share_above"].idxmax() == HIGH_DOSE
+    assert card.loc[HIGH_DOSE, "time_per_level_ratio"] > others["time_per_level_ratio"].max()
+
+
+def test_demo_has_something_for_every_flag(snap: Snapshot) -> None:
+    flags = metrics.safety_flags(snap, ALL).iloc[0]
+    for name in metrics.SAFETY_FLAGS:
+        assert flags[name] > 0, name

@@ -1,0 +1,203 @@
+"""The audit pages under Streamlit's AppTest: each chart's Vega-Lite spec and data, the tables
+beside them, the filters, role gating, and acknowledging an alert; on both databases."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+from sqlalchemy import Engine
+from streamlit.testing.v1 import AppTest
+
+from audit import metrics
+from audit.alerts import list_alerts
+from audit.auth import Actor, Permission
+from audit.db import make_engine
+from audit.demo import generate
+from audit.frame import Filters, load_snapshot
+from audit.vocab import Role
+from dashboard.navigation import PAGES, pages_for
+from tests.conftest import BACKENDS, Databases
+
+VIEWS = Path(__file__).resolve().parent.parent / "dashboard" / "views"
+RSO = Actor("rso1", Role.RSO)
+QUALITY = Actor("qo1", Role.QUALITY_OFFICER)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def demo(request: pytest.FixtureRequest, databases: Databases) -> Iterator[tuple[str, Engine]]:
+    url = databases.sqlite() if request.param == "sqlite" else databases.postgresql()
+    engine = make_engine(url)
+    generate(engine, procedures=3000, seed=3, until=date(2026, 6, 30))
+    yield url, engine
+    engine.dispose()
+
+
+def page(url: str, name: str, actor: Actor, monkeypatch: pytest.MonkeyPatch) -> AppTest:
+    monkeypatch.setenv("FLUORO_AUDIT_DB", url)
+    at = AppTest.from_file(str(VIEWS / f"{name}.py"), default_timeout=60)
+    at.session_state["actor"] = actor
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def charts(at: AppTest) -> list[tuple[dict, pd.DataFrame | None]]:
+    """Each Vega-Lite chart as (spec, its first dataset)."""
+    found = []
+    for element in at.get("vega_lite_chart"):
+        proto = element.proto
+        data = None
+        if proto.datasets:
+            data = pa.ipc.open_stream(proto.datasets[0].data.data).read_pandas()
+        found.append((json.loads(proto.spec), data))
+    return found
+
+
+def fields(spec: dict) -> set[str]:
+    """Every encoded field of a (layered) spec."""
+    out: set[str] = set()
+    for layer in spec.get("layer", [spec]):
+        for channel in layer.get("encoding", {}).values():
+            if isinstance(channel, dict) and "field" in channel:
+                out.add(channel["field"])
+    return out
+
+
+@pytest.fixture(autouse=True)
+def _fresh_resources() -> Iterator[None]:
+    """Each test gets its own engine and frame (st.cache_resource outlives an AppTest)."""
+    import streamlit as st
+
+    st.cache_resource.clear()
+    yield
+    st.cache_resource.clear()
+
+
+def test_audit_pages_are_registered_for_dashboard_roles() -> None:
+    audit = {s.module: s for s in PAGES if s.section == "Audit"}
+    assert set(audit) == {"compliance.py", "dose.py", "alerts.py", "data_quality.py"}
+    assert all(s.permission is Permission.VIEW_DASHBOARDS for s in audit.values())
+    assert "Audit" in pages_for(QUALITY) and "Audit" in pages_for(RSO)
+    assert "Audit" not in pages_for(Actor("t", Role.TECHNOLOGIST))
+
+
+@pytest.mark.parametrize("name", ["compliance", "dose", "alerts", "data_quality"])
+def test_pages_refuse_roles_without_dashboards(demo: tuple[str, Engine], name: str,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    at = page(demo[0], name, Actor("tech1", Role.TECHNOLOGIST), monkeypatch)
+    assert "cannot open this page" in at.error[0].value
+    assert not at.get("vega_lite_chart")
+
+
+def test_compliance_page(demo: tuple[str, Engine], monkeypatch: pytest.MonkeyPatch) -> None:
+    url, engine = demo
+    snap = load_snapshot(engine)
+    at = page(url, "compliance", QUALITY, monkeypatch)
+    overall = metrics.compliance(snap, Filters()).iloc[0]
+    assert at.metric[0].value == f"{overall['rate']:.1%}"
+    assert at.metric[1].value == f"{overall['eligible']:,}"
+    found = charts(at)
+    assert len(found) == 4  # p-chart and three breakdowns
+    spec, data = found[0]
+    assert {"month", "rate", "centre", "lcl", "ucl", "signal"} <= fields(spec)
+    expected = metrics.p_chart(snap, Filters())
+    assert data["rate"].tolist() == pytest.approx(expected["rate"].tolist())
+    assert data["ucl"].tolist() == pytest.approx(expected["ucl"].tolist())
+    # the p-chart's table beside it holds the same numbers
+    assert at.dataframe[0].value["n"].tolist() == expected["n"].tolist()
+    by_physician = at.dataframe[1].value
+    assert by_physician.iloc[0]["physician"] == "Dr. Hannah Weiss"  # lowest rate, unfiltered
+    assert {"rate", "ci_low", "ci_high"} <= fields(found[1][0])
+    listed = at.dataframe[-1].value
+    assert len(listed) > 0 and set(listed["why"]) <= {
+        "contrast not confirmed", "no saved image", "too few views", "no real-time contrast",
+        "no saved image; too few views", "contrast not confirmed; no saved image",
+        "no saved image; no real-time contrast", "too few views; no real-time contrast",
+        "contraindicated without a reason", "no saved image; too few views; no real-time "
+        "contrast"}
+    at.radio(key="c_which").set_value("Excepted").run()
+    assert set(at.dataframe[-1].value["why"]) == {"contraindicated, reason documented"}
+    at.selectbox(key="c_who").set_value("Dr. Hannah Weiss").run()
+    assert set(at.dataframe[-1].value["physician"]) == {"Dr. Hannah Weiss"}
+
+
+def test_filters_change_the_figures(demo: tuple[str, Engine],
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    url, engine = demo
+    at = page(url, "compliance", QUALITY, monkeypatch)
+    at.multiselect(key="f_physicians").set_value(["Dr. Hannah Weiss"]).run()
+    expected = metrics.compliance(load_snapshot(engine),
+                                  Filters(physicians=("Dr. Hannah Weiss",))).iloc[0]
+    assert at.metric[0].value == f"{expected['rate']:.1%}"
+    assert "physician: Dr. Hannah Weiss" in at.caption[0].value
+
+
+def test_dose_page(demo: tuple[str, Engine], monkeypatch: pytest.MonkeyPatch) -> None:
+    url, engine = demo
+    snap = load_snapshot(engine)
+    at = page(url, "dose", QUALITY, monkeypatch)
+    found = charts(at)
+    assert len(found) == 4  # distribution, one procedure's histogram, scorecard, monthly
+    spec, data = found[0]
+    assert {"p5", "p25", "p50", "p75", "p95", "drl", "achievable",
+            "published_median"} <= fields(spec)
+    assert spec["layer"][0]["encoding"]["x"]["scale"]["type"] == "log"
+    expected = metrics.dose_distribution(snap, Filters(), "dap_gycm2")
+    assert data["p50"].tolist() == pytest.approx(expected["p50"].tolist())
+    tfesi = data[data["procedure"] == "TFESI"].iloc[0]
+    assert tfesi["published_median"] == 0.68  # Kim 2014, seeded
+    card = next(d.value for d in at.dataframe if "kap_per_level_ratio" in d.value.columns)
+    assert card.iloc[0]["physician"] == "Dr. Grant Holloway"  # highest normalised dose
+    assert card.iloc[0]["kap_per_level_ratio"] > 2
+    assert "kap_per_level_ratio" in fields(found[2][0])
+    at.selectbox(key="d_quantity").set_value("fluoro_time_s").run()
+    assert charts(at)[0][0]["layer"][0]["encoding"]["x"]["title"] == "Fluoroscopy time (s)"
+
+
+def test_alerts_page_and_acknowledgement(demo: tuple[str, Engine],
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    url, engine = demo
+    at = page(url, "alerts", RSO, monkeypatch)
+    stored = list_alerts(engine, RSO)
+    assert at.metric[0].value == f"{int((stored['status'] == 'open').sum()):,}"
+    spec, data = charts(at)[0]
+    assert {"kind", "alerts", "status"} <= fields(spec)
+    assert int(data["alerts"].sum()) == len(stored)
+    target = int(stored[stored["kind"] == "srdl"].iloc[0]["alert_id"])
+    at.multiselect(key="a_ids").set_value([target])
+    at.text_area(key="a_note").input("patient informed; skin check in 3 weeks")
+    at.checkbox(key="a_informed").check()
+    at.button[0].click().run()
+    assert not at.exception
+    after = list_alerts(engine, RSO).set_index("alert_id").loc[target]
+    assert (after["status"], after["note"], after["patient_informed"]) == \
+        ("acknowledged", "patient informed; skin check in 3 weeks", True)
+
+
+def test_alerts_page_without_manage_alerts(demo: tuple[str, Engine],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    at = page(demo[0], "alerts", QUALITY, monkeypatch)
+    assert any("Only the radiation safety officer" in i.value for i in at.info)
+    assert not at.get("form")
+    patients = at.dataframe[1].value["patient"]
+    assert all(str(p).startswith("P") for p in patients)  # pseudonyms, not MRNs
+
+
+def test_data_quality_page(demo: tuple[str, Engine], monkeypatch: pytest.MonkeyPatch) -> None:
+    url, engine = demo
+    snap = load_snapshot(engine)
+    at = page(url, "data_quality", QUALITY, monkeypatch)
+    found = charts(at)
+    assert len(found) == 3  # by room, by technologist, safety flags
+    flags = metrics.safety_flags(snap, Filters()).iloc[0]
+    flag_data = found[2][1].set_index("flag")
+    for name in metrics.SAFETY_FLAGS:
+        assert flag_data.loc[name, "records"] == flags[name]
+    by_room = at.dataframe[0].value
+    assert by_room["records"].sum() == len(snap.records)
