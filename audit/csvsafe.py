@@ -146,7 +146,7 @@ def _plain(value: Any) -> Any:
 # Each construct takes a column expression and yields the cell's text (NULL stays NULL, which
 # the csv module writes as an empty cell). PostgreSQL and SQLite get their own SQL.
 
-class sql_number(FunctionElement[str]):  # noqa: N801 - reads as a SQL function
+class sql_number(FunctionElement[str]):
     """A float column as plain decimal text with 15 significant digits."""
 
     type = String()
@@ -172,7 +172,7 @@ def _number_pg(element: sql_number, compiler: Any, **kw: Any) -> str:
             f"WHEN {x} IS NOT NULL THEN rtrim(rtrim({small}, '0'), '.') END")
 
 
-class sql_timestamp(FunctionElement[str]):  # noqa: N801
+class sql_timestamp(FunctionElement[str]):
     """A UTCDateTime column as 2026-03-14T14:30:00Z."""
 
     type = String()
@@ -192,7 +192,7 @@ def _timestamp_pg(element: sql_timestamp, compiler: Any, **kw: Any) -> str:
     return f"to_char({x} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 
 
-class sql_round(FunctionElement[float]):  # noqa: N801
+class sql_round(FunctionElement[float]):
     """round(x, digits) on both databases (PostgreSQL rounds only NUMERIC)."""
 
     inherit_cache = True
@@ -211,7 +211,7 @@ def _round_pg(element: sql_round, compiler: Any, **kw: Any) -> str:
     return f"CAST(round(CAST({x} AS NUMERIC), {digits}) AS DOUBLE PRECISION)"
 
 
-class sql_first_code(FunctionElement[int]):  # noqa: N801
+class sql_first_code(FunctionElement[int]):
     """The code point of a text's first character (NULL for NULL or empty text)."""
 
     type = Integer()
@@ -271,13 +271,15 @@ class FileInfo:
     """What the manifest records about one written file."""
 
     name: str
-    rows: int
+    rows: int | None  # CSV data records (the header not counted); None for other files
     bytes: int
     sha256: str
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "rows": self.rows, "bytes": self.bytes,
-                "sha256": self.sha256}
+        entry: dict[str, Any] = {"name": self.name}
+        if self.rows is not None:
+            entry["rows"] = self.rows
+        return entry | {"bytes": self.bytes, "sha256": self.sha256}
 
 
 class _HashingSink(io.RawIOBase):

@@ -35,6 +35,8 @@ Decisions an auditor may ask about:
 
 from __future__ import annotations
 
+import csv
+import hashlib
 import json
 import os
 import shutil
@@ -80,7 +82,7 @@ MANIFEST = "manifest.json"
 SUMS = "SHA256SUMS"
 DICTIONARY_FILE = "data_dictionary.csv"
 FORMAT = "fluoro-audit export 1"
-DICTIONARY_HEADER = ("file", "field", "type", "unit", "allowed", "required", "description")
+DICTIONARY_HEADER = ("file", "field", "type", "unit", "allowed_values", "required", "description")
 
 
 class ExportTargetExists(AuditError):
@@ -108,8 +110,8 @@ class ExportFilters:
     def as_dict(self) -> dict[str, Any]:
         """The filters as the manifest and the audit event record them."""
         return {
-            "performed_from": _iso(self.date_from),
-            "performed_before": _iso(self.date_to),
+            "from": _iso(self.date_from),
+            "before": _iso(self.date_to),
             "site": self.site,
             "room": self.room,
             "physician": self.physician,
@@ -212,9 +214,10 @@ class SectionData:
 
     @classmethod
     def from_rows(cls, columns: Sequence[Column], rows: Iterable[Sequence[Any]],
-                  chunk: int = CHUNK_ROWS) -> SectionData:
+                  chunk: int | None = None) -> SectionData:
         """Rows of Python values (tuples in column order), e.g. from a SQL aggregate."""
         iterator = iter(rows)
+        chunk = chunk or CHUNK_ROWS
         return cls(columns, iter(lambda: list(islice(iterator, chunk)), []))
 
     @classmethod
@@ -237,8 +240,10 @@ class Section:
     title: str
     build: Callable[[SectionContext], SectionData] | str
     count: Callable[[SectionContext], int] | str | None = None
-    #: The filters this section honours (recorded in the manifest).
+    #: The filters this section honours (recorded in the manifest) ...
     honours: tuple[str, ...] = ()
+    #: ... and the timestamp the period (from, before) applies to.
+    period_of: str | None = None
 
     def _resolve(self, target: Callable[..., Any] | str) -> Callable[..., Any]:
         if callable(target):
@@ -263,51 +268,51 @@ def register_section(section: Section) -> None:
 
 # --- the procedure log -----------------------------------------------------------------------
 
-class sql_levels(FunctionElement[str]):  # noqa: N801 - reads as a SQL function
+class sql_levels(FunctionElement[str]):
     """The procedure's levels, ';'-joined in position order (aggregated in SQL)."""
 
     inherit_cache = True
     name = "sql_levels"
 
 
-@compiles(sql_levels, "sqlite")
-def _levels_sqlite(element: sql_levels, compiler: Any, **kw: Any) -> str:
-    pid = compiler.process(next(iter(element.clauses)), **kw)
-    # SQLite 3.40 has no ORDER BY inside group_concat; it concatenates in the ordered
-    # subquery's order (and the (procedure_id, position) key is walked in that order anyway).
-    return ("(SELECT group_concat(pl.level, ';') FROM (SELECT level FROM procedure_level "
-            f"WHERE procedure_id = {pid} ORDER BY position) AS pl)")
+# SQL templates around compiled column expressions (no user input reaches them).
+# SQLite 3.40 has no ORDER BY inside group_concat; it concatenates in the ordered subquery's
+# order (the (procedure_id, position) key is walked in that order anyway).
+_LEVELS = {
+    "sqlite": "(SELECT group_concat(pl.level, ';') FROM (SELECT level FROM procedure_level "
+              "WHERE procedure_id = {x} ORDER BY position) AS pl)",
+    "postgresql": "(SELECT string_agg(pl.level, ';' ORDER BY pl.position) "
+                  "FROM procedure_level AS pl WHERE pl.procedure_id = {x})",
+}
+# Items without a field print their message alone; JSON 'null' (no warnings) yields NULL.
+_WARNINGS = {
+    "sqlite": "(SELECT group_concat(coalesce(json_extract(j.value, '$.field') || ': ', '') || "
+              "json_extract(j.value, '$.message'), '; ') FROM json_each({x}) AS j "
+              "WHERE j.type = 'object')",
+    "postgresql": "(SELECT string_agg(coalesce((t.e ->> 'field') || ': ', '') || "
+                  "(t.e ->> 'message'), '; ' ORDER BY t.n) FROM json_array_elements("
+                  "CASE WHEN json_typeof({x}) = 'array' THEN {x} END) WITH ORDINALITY "
+                  "AS t(e, n))",
+}
 
 
-@compiles(sql_levels, "postgresql")
-def _levels_pg(element: sql_levels, compiler: Any, **kw: Any) -> str:
-    pid = compiler.process(next(iter(element.clauses)), **kw)
-    return ("(SELECT string_agg(pl.level, ';' ORDER BY pl.position) FROM procedure_level AS pl "
-            f"WHERE pl.procedure_id = {pid})")
+@compiles(sql_levels)
+def _levels_sql(element: sql_levels, compiler: Any, **kw: Any) -> str:
+    x = compiler.process(next(iter(element.clauses)), **kw)
+    return _LEVELS[compiler.dialect.name].format(x=x)
 
 
-class sql_warnings(FunctionElement[str]):  # noqa: N801
+class sql_warnings(FunctionElement[str]):
     """The confirmed warnings (JSON list of {field, message}) as "field: message; ..."."""
 
     inherit_cache = True
     name = "sql_warnings"
 
 
-@compiles(sql_warnings, "sqlite")
-def _warnings_sqlite(element: sql_warnings, compiler: Any, **kw: Any) -> str:
-    w = compiler.process(next(iter(element.clauses)), **kw)
-    item = ("coalesce(json_extract(j.value, '$.field') || ': ', '') || "
-            "json_extract(j.value, '$.message')")
-    return (f"(SELECT group_concat({item}, '; ') FROM json_each({w}) AS j "
-            "WHERE j.type = 'object')")
-
-
-@compiles(sql_warnings, "postgresql")
-def _warnings_pg(element: sql_warnings, compiler: Any, **kw: Any) -> str:
-    w = compiler.process(next(iter(element.clauses)), **kw)
-    return ("(SELECT string_agg(coalesce((t.e ->> 'field') || ': ', '') || (t.e ->> 'message'), "
-            "'; ' ORDER BY t.n) FROM json_array_elements(CASE WHEN json_typeof("
-            f"{w}) = 'array' THEN {w} END) WITH ORDINALITY AS t(e, n))")
+@compiles(sql_warnings)
+def _warnings_sql(element: sql_warnings, compiler: Any, **kw: Any) -> str:
+    x = compiler.process(next(iter(element.clauses)), **kw)
+    return _WARNINGS[compiler.dialect.name].format(x=x)
 
 
 #: Dictionary fields that are not a Procedure column of the same name.
@@ -387,8 +392,9 @@ def procedure_log_query(filters: ExportFilters, include_phi: bool,
 
 
 def _stream(connection: Connection, query: Select[Any],
-            chunk: int = CHUNK_ROWS) -> Iterator[Sequence[Sequence[Any]]]:
+            chunk: int | None = None) -> Iterator[Sequence[Sequence[Any]]]:
     """Rows from a server-side cursor (PostgreSQL) or SQLite's stepping cursor, in chunks."""
+    chunk = chunk or CHUNK_ROWS
     result = connection.execution_options(stream_results=True, max_row_buffer=chunk,
                                           yield_per=chunk).execute(query)
     try:
@@ -537,12 +543,13 @@ def redact(payload: Any, refs: Mapping[str, str]) -> tuple[Any, bool]:
 register_section(Section(
     "procedures", "procedures.csv", "The procedure log, one row per procedure",
     procedures_section, count_procedures,
-    honours=("performed_from", "performed_before", "site", "room", "physician",
-             "procedure_code", "include_voided"),
+    honours=("from", "before", "site", "room", "physician", "procedure_code",
+             "include_voided"), period_of="performed_at",
 ))
 register_section(Section(
     "audit_trail", "audit_trail.csv", "Audit events of the period (who changed what, when)",
-    audit_trail_section, count_audit_events, honours=("performed_from", "performed_before"),
+    audit_trail_section, count_audit_events, honours=("from", "before"),
+    period_of="occurred_at",
 ))
 # The summaries plug in here, one register_section each, pointing at their module by name so
 # this file imports nothing of them (they land from audit/metrics.py and audit/references.py):
@@ -687,7 +694,7 @@ def export(
         files.append(_write_dictionary(staging, columns))
         manifest = _manifest(export_id, generated_at, actor, chosen, checked, include_phi, files)
         _write_json(staging / MANIFEST, manifest)
-        listed = [*files, _file_info(staging / MANIFEST, rows=None)]
+        listed = [*files, _file_info(staging / MANIFEST)]
         _write_sums(staging / SUMS, listed)
         event_id = _audit(engine, actor, export_id, chosen, checked, include_phi, listed)
         if target.exists():
@@ -752,7 +759,8 @@ def _manifest(export_id: str, generated_at: datetime, actor: Actor, sections: Se
         "include_phi": include_phi,
         "filters": filters.as_dict(),
         "sections": [{"name": s.name, "file": s.filename, "title": s.title,
-                      "filters": list(s.honours)} for s in sections],
+                      "filters": list(s.honours), "period_of": s.period_of}
+                     for s in sections],
         "files": [f.as_dict() for f in files],
         "csv": {"encoding": "UTF-8 with BOM", "line_end": "CRLF", "quoting": "RFC 4180",
                 "timestamps": "ISO 8601 UTC", "formula_guard": "leading apostrophe; restore by "
@@ -768,15 +776,12 @@ def _write_json(path: Path, payload: Mapping[str, Any]) -> None:
         handle.write("\n")
 
 
-def _file_info(path: Path, rows: int | None) -> FileInfo:
-    import hashlib
-
+def _file_info(path: Path) -> FileInfo:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
-    return FileInfo(path.name, -1 if rows is None else rows, path.stat().st_size,
-                    digest.hexdigest())
+    return FileInfo(path.name, None, path.stat().st_size, digest.hexdigest())
 
 
 def _write_sums(path: Path, files: Sequence[FileInfo]) -> None:
@@ -794,8 +799,7 @@ def _audit(engine: Engine, actor: Actor, export_id: str, sections: Sequence[Sect
             entity_id=export_id,
             after={"sections": [s.name for s in sections], "filters": filters.as_dict(),
                    "include_phi": include_phi,
-                   "files": [{k: v for k, v in f.as_dict().items() if not (k == "rows" and v < 0)}
-                             for f in files]},
+                   "files": [f.as_dict() for f in files]},
         )
         return int(event.id)
 
@@ -858,7 +862,7 @@ def verify_export(path: Path | str) -> VerifyReport:
         if not file.is_file():
             report.problems.append(f"{name}: listed but missing")
             continue
-        actual = _file_info(file, rows=None)
+        actual = _file_info(file)
         if name in sums and sums[name] != actual.sha256:
             report.problems.append(f"{name}: SHA-256 differs from {SUMS} (expected "
                                    f"{sums[name]}, found {actual.sha256})")
@@ -883,11 +887,8 @@ def _compare_entry(file: Path, entry: Mapping[str, Any], actual: FileInfo,
     if name.endswith(".csv") and isinstance(entry.get("rows"), int):
         try:
             rows = csvsafe.count_records(file)
-        except (UnicodeDecodeError, ValueError) as exc:  # csv.Error is a ValueError... not
+        except (UnicodeDecodeError, csv.Error) as exc:
             report.problems.append(f"{name}: not readable as UTF-8 CSV ({exc})")
-            return
-        except Exception as exc:  # csv.Error: e.g. an unterminated quote
-            report.problems.append(f"{name}: not readable as CSV ({exc})")
             return
         if rows != entry["rows"]:
             report.problems.append(f"{name}: {rows} records, {MANIFEST} says {entry['rows']}")
