@@ -646,6 +646,17 @@ def _authorise(actor: Actor, include_phi: bool) -> None:
         require(actor, Permission.EXPORT_PHI)
 
 
+def filter_choices(engine: Engine) -> dict[str, list[str]]:
+    """The names the filters accept (for the page's pick lists): sites, rooms, physicians and
+    procedure codes, sorted."""
+    with engine.connect() as connection:
+        def names(column: Any) -> list[str]:
+            return list(connection.scalars(select(column).distinct().order_by(column)))
+
+        return {"site": names(Site.name), "room": names(Room.name),
+                "physician": names(Physician.name), "procedure": names(ProcedureType.code)}
+
+
 def count_rows(engine: Engine, actor: Actor, filters: ExportFilters | None = None,
                sections: Sequence[str] = ("procedures",)) -> dict[str, int | None]:
     """Rows each section would export with these filters (what the page shows beforehand)."""

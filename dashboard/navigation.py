@@ -27,6 +27,7 @@ class PageSpec:
 PAGES: tuple[PageSpec, ...] = (
     PageSpec("home.py", "Overview", ":material/home:", Permission.VIEW_RECORDS, "Log",
              default=True),
+    PageSpec("export.py", "Export", ":material/download:", Permission.EXPORT, "Audit"),
 )
 
 
