@@ -10,8 +10,9 @@ The rules:
   apostrophe, so a spreadsheet shows it as text instead of running it as a formula (OWASP "CSV
   Injection"). A cell that already starts with an apostrophe gets one more, so the rule can be
   undone exactly: `restore()` removes one leading apostrophe, and an importer reading our
-  exports gets back the stored text whatever it was. Only text cells are touched: numbers
-  (including negative ones) stay numbers.
+  exports gets back the stored text whatever it was. In a list cell ("L4-L5;L5-S1") each item
+  is neutralised, so the cell is too and `restore_list()` gives back every item. Only text
+  cells are touched: numbers (including negative ones) stay numbers.
 - numbers: plain decimal with '.' as the decimal mark whatever the locale, no thousands
   separator: 15 significant digits (what a spreadsheet keeps) from 0.0001 up, 9 decimals below
   (0.0071, 0.00005, 32, 1234.5); integers as integers; negative numbers stay numbers.
@@ -81,6 +82,11 @@ def restore(text: str) -> str:
     return text[1:] if text.startswith(APOSTROPHE) else text
 
 
+def restore_list(text: str) -> list[str]:
+    """The items of a list cell (';'-separated, each neutralised), as stored."""
+    return [restore(item) for item in text.split(LIST_SEPARATOR)] if text else []
+
+
 def number_text(value: float | int | Decimal) -> str:
     """A number as plain text: 15 significant digits from 0.0001 up, below that 9 decimals.
 
@@ -132,8 +138,8 @@ def cell(value: Any, kind: str) -> str | int:
             return value.isoformat()
         return neutralise(str(value))
     if kind == Kind.LIST and isinstance(value, list | tuple):
-        value = LIST_SEPARATOR.join(str(_plain(v)) for v in value)
-    elif kind == Kind.JSON and not isinstance(value, str):
+        return LIST_SEPARATOR.join(neutralise(str(_plain(v))) for v in value)
+    if kind == Kind.JSON and not isinstance(value, str):
         value = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return neutralise(str(_plain(value)))
 
@@ -232,6 +238,14 @@ def _first_code_pg(element: sql_first_code, compiler: Any, **kw: Any) -> str:
 
 #: Code points of NEEDS_PREFIX, compared as integers in SQL (cheaper than string compares).
 _PREFIX_CODES = ", ".join(str(ord(c)) for c in NEEDS_PREFIX)
+
+
+def neutralise_sql(fragment: str, dialect: str) -> str:
+    """`neutralise` as raw SQL around an SQL fragment, for hand-written aggregates (the
+    fragment is evaluated twice: give it a column, not a subquery)."""
+    first = "unicode" if dialect == "sqlite" else "ascii"
+    return (f"CASE WHEN {first}({fragment}) IN ({_PREFIX_CODES}) THEN '{APOSTROPHE * 2}' || "
+            f"{fragment} ELSE {fragment} END")
 
 
 def sql_text(expr: ColumnElement[Any]) -> ColumnElement[str]:

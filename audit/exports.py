@@ -147,18 +147,12 @@ def _bound(name: str, raw: str | date | datetime | None, *, end: bool) -> dateti
     if isinstance(raw, datetime):
         moment = raw
     elif isinstance(raw, date):
-        moment = datetime.combine(raw, time.min, tzinfo=UTC) + (timedelta(days=1) if end
-                                                                else timedelta())
-        return moment
+        return datetime.combine(raw + timedelta(days=1 if end else 0), time.min, tzinfo=UTC)
     else:
         text = str(raw).strip()
         try:
-            day = date.fromisoformat(text)
-        except ValueError:
-            day = None
-        if day is not None and len(text) == 10:
-            return _bound(name, day, end=end)
-        try:
+            if len(text) == 10:  # YYYY-MM-DD: a whole UTC day
+                return _bound(name, date.fromisoformat(text), end=end)
             moment = datetime.fromisoformat(text.replace("z", "Z"))
         except ValueError:
             raise ValidationFailed([FieldError(name, f"{text!r} is not a date; use YYYY-MM-DD "
@@ -249,10 +243,10 @@ class Section:
         if callable(target):
             return target
         module, _, attr = target.partition(":")
-        return getattr(import_module(module), attr)  # type: ignore[no-any-return]
+        return getattr(import_module(module), attr)
 
     def run(self, ctx: SectionContext) -> SectionData:
-        return self._resolve(self.build)(ctx)  # type: ignore[no-any-return]
+        return self._resolve(self.build)(ctx)
 
     def rows(self, ctx: SectionContext) -> int | None:
         return None if self.count is None else int(self._resolve(self.count)(ctx))
@@ -262,7 +256,25 @@ SECTIONS: dict[str, Section] = {}
 
 
 def register_section(section: Section) -> None:
-    """Add (or replace) an export section by name."""
+    """Add (or replace) an export section by name: how the summaries plug in.
+
+    A section is one CSV file of an export. Its function takes a SectionContext and returns
+    SectionData:
+
+        def compliance_section(ctx: SectionContext) -> SectionData:
+            frame = compliance_by_group(ctx.connection, ctx.filters)   # SQL aggregate
+            return SectionData.from_frame(COMPLIANCE_COLUMNS, frame)
+
+    - ctx.connection is the export's read snapshot (use it, not a new session, so every file
+      of the export shows the same data); ctx.filters are the export's filters (apply the ones
+      that make sense and list them in Section.honours); ctx.include_phi says whether
+      patient_id may appear (a summary should never need it).
+    - Columns carry the data-dictionary entry written to data_dictionary.csv; their kind
+      decides rendering (csvsafe.cell): numbers stay numbers, text is neutralised, datetimes
+      become ISO 8601 UTC. Rows are Python values in column order (from_rows) or a DataFrame
+      (from_frame); large sections should stream chunks (SectionData(columns, chunks)).
+    - `count` (optional) returns the row count with the same filters, for progress.
+    """
     SECTIONS[section.name] = section
 
 
@@ -275,31 +287,38 @@ class sql_levels(FunctionElement[str]):
     name = "sql_levels"
 
 
-# SQL templates around compiled column expressions (no user input reaches them).
+# SQL templates around compiled column expressions (no user input reaches them). Each item is
+# neutralised inside the aggregate (the csvsafe rule for list cells), so the aggregate, the
+# costliest expression of the export, runs once per row.
 # SQLite 3.40 has no ORDER BY inside group_concat; it concatenates in the ordered subquery's
 # order (the (procedure_id, position) key is walked in that order anyway).
 _LEVELS = {
-    "sqlite": "(SELECT group_concat(pl.level, ';') FROM (SELECT level FROM procedure_level "
+    "sqlite": "(SELECT group_concat({item}, ';') FROM (SELECT level FROM procedure_level "
               "WHERE procedure_id = {x} ORDER BY position) AS pl)",
-    "postgresql": "(SELECT string_agg(pl.level, ';' ORDER BY pl.position) "
+    "postgresql": "(SELECT string_agg({item}, ';' ORDER BY pl.position) "
                   "FROM procedure_level AS pl WHERE pl.procedure_id = {x})",
 }
 # Items without a field print their message alone; JSON 'null' (no warnings) yields NULL.
 _WARNINGS = {
-    "sqlite": "(SELECT group_concat(coalesce(json_extract(j.value, '$.field') || ': ', '') || "
-              "json_extract(j.value, '$.message'), '; ') FROM json_each({x}) AS j "
+    "sqlite": "(SELECT group_concat({item}, '; ') FROM json_each({x}) AS j "
               "WHERE j.type = 'object')",
-    "postgresql": "(SELECT string_agg(coalesce((t.e ->> 'field') || ': ', '') || "
-                  "(t.e ->> 'message'), '; ' ORDER BY t.n) FROM json_array_elements("
+    "postgresql": "(SELECT string_agg({item}, '; ' ORDER BY t.n) FROM json_array_elements("
                   "CASE WHEN json_typeof({x}) = 'array' THEN {x} END) WITH ORDINALITY "
                   "AS t(e, n))",
+}
+_WARNING_ITEM = {
+    "sqlite": "coalesce(json_extract(j.value, '$.field') || ': ', '') || "
+              "json_extract(j.value, '$.message')",
+    "postgresql": "coalesce((t.e ->> 'field') || ': ', '') || (t.e ->> 'message')",
 }
 
 
 @compiles(sql_levels)
 def _levels_sql(element: sql_levels, compiler: Any, **kw: Any) -> str:
     x = compiler.process(next(iter(element.clauses)), **kw)
-    return _LEVELS[compiler.dialect.name].format(x=x)
+    dialect = compiler.dialect.name
+    item = csvsafe.neutralise_sql("pl.level", dialect)
+    return _LEVELS[dialect].format(x=x, item=item)
 
 
 class sql_warnings(FunctionElement[str]):
@@ -312,7 +331,9 @@ class sql_warnings(FunctionElement[str]):
 @compiles(sql_warnings)
 def _warnings_sql(element: sql_warnings, compiler: Any, **kw: Any) -> str:
     x = compiler.process(next(iter(element.clauses)), **kw)
-    return _WARNINGS[compiler.dialect.name].format(x=x)
+    dialect = compiler.dialect.name
+    item = csvsafe.neutralise_sql(_WARNING_ITEM[dialect], dialect)
+    return _WARNINGS[dialect].format(x=x, item=item)
 
 
 #: Dictionary fields that are not a Procedure column of the same name.
@@ -365,12 +386,14 @@ def procedure_log_query(filters: ExportFilters, include_phi: bool,
     """One SELECT that yields the procedure log's rows already rendered as CSV cells."""
     cells: list[ColumnElement[Any]] = []
     for column in procedure_columns(include_phi):
-        if column.name == "levels":
-            raw: ColumnElement[Any] = sql_levels(Procedure.id)
-        elif column.name == "warnings":
-            raw = sql_warnings(Procedure.warnings)
-        elif column.name == "background_days":
-            raw = csvsafe.sql_round(
+        if column.name == "levels":  # rendered (items neutralised) by the aggregate itself
+            cells.append(sql_levels(Procedure.id).label(column.name))
+            continue
+        if column.name == "warnings":
+            cells.append(sql_warnings(Procedure.warnings).label(column.name))
+            continue
+        if column.name == "background_days":
+            raw: ColumnElement[Any] | None = csvsafe.sql_round(
                 Procedure.effective_dose_msv * 365.0 / literal(float(annual_background_msv)), 1)
         else:
             raw = _JOINED.get(column.name, getattr(Procedure, column.name, None))
@@ -551,8 +574,9 @@ register_section(Section(
     audit_trail_section, count_audit_events, honours=("from", "before"),
     period_of="occurred_at",
 ))
-# The summaries plug in here, one register_section each, pointing at their module by name so
-# this file imports nothing of them (they land from audit/metrics.py and audit/references.py):
+# The summaries plug in here (see register_section for the contract), one register_section
+# each, naming their function as "module:function" so this file imports nothing of them until
+# an export asks for them (they land from audit/metrics.py and audit/references.py):
 #
 #   register_section(Section("compliance", "compliance.csv",
 #       "Contrast-confirmation compliance by physician, room, procedure and month",

@@ -21,6 +21,7 @@ from audit.csvsafe import (
     neutralise,
     number_text,
     restore,
+    restore_list,
     sql_boolean,
     sql_number,
     sql_text,
@@ -99,6 +100,8 @@ def test_cells_by_kind() -> None:
     assert cell(-2.5, Kind.NUMBER) == "-2.5"  # a negative number is a number, not a formula
     assert cell("-2.5", Kind.TEXT) == "'-2.5"  # the same characters as text are neutralised
     assert cell(["L4", "L5"], Kind.LIST) == "L4;L5"
+    assert cell(["=a", "'b", "c"], Kind.LIST) == "'=a;''b;c"  # each item, so it reverses
+    assert restore_list("'=a;''b;c") == ["=a", "'b", "c"] and restore_list("") == []
     assert cell(float("nan"), Kind.NUMBER) == ""
     assert cell({"b": 1, "a": "x"}, Kind.JSON) == '{"a":"x","b":1}'
     assert cell(vocab.Region.LUMBAR, Kind.ENUM) == "lumbar"

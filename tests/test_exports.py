@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, event, select, update
 from sqlalchemy.orm import Session
 
 from audit import exports
 from audit.auth import Actor
-from audit.csvsafe import FORMULA_START, Kind, restore
+from audit.csvsafe import FORMULA_START, Kind, restore, restore_list
 from audit.db import make_engine
 from audit.dictionary import FIELD_NAMES, FIELDS, Io
 from audit.errors import PermissionDenied, ValidationFailed
@@ -100,9 +100,8 @@ def as_input(row: dict[str, str]) -> dict[str, Any]:
         value = row.get(f.name, "")
         if f.io is Io.OUT or value == "":
             continue
-        if f.type in TEXTUAL:
-            value = restore(value)
-        data[f.name] = value.split(";") if f.type == "list" else value
+        data[f.name] = (restore_list(value) if f.type == "list" else
+                        restore(value) if f.type in TEXTUAL else value)
     return data
 
 
@@ -199,9 +198,15 @@ def test_levels_come_in_position_order(
 def test_hostile_text_survives_and_is_neutralised(
     engine: Engine, admin: Actor, logged_all: list[int], tmp_path: Path
 ) -> None:
-    with Session(engine) as s, s.begin():  # a leading tab cannot be typed in; store one anyway
-        s.execute(update(Procedure).where(Procedure.id == logged_all[0])
-                  .values(notes="\t=1+1"))
+    first = logged_all[0]
+    with Session(engine) as s, s.begin():  # what validation never lets in, stored anyway
+        s.execute(update(Procedure).where(Procedure.id == first).values(
+            notes="\t=1+1",
+            warnings=[{"message": '=HYPERLINK("http://x")'}, {"field": "levels", "message": "ok"}]))
+        for position, level in ((1, "=1+1"), (2, "'q")):
+            s.execute(update(ProcedureLevel).where(ProcedureLevel.procedure_id == first,
+                                                   ProcedureLevel.position == position)
+                      .values(level=level))
     result = export(engine, admin, tmp_path / "x")
     path = result.path / "procedures.csv"
     raw = path.read_bytes().decode("utf-8-sig")
@@ -223,6 +228,9 @@ def test_hostile_text_survives_and_is_neutralised(
     assert restore(rows[1]["notes"]) == 'He said "stop", then\r\nleft;\tok, fine'
     assert restore(rows[2]["notes"]) == "Ελένη: line one\nline two"
     assert restore(rows[0]["notes"]) == "\t=1+1"
+    assert rows[0]["levels"] == "'=1+1;''q"  # each item neutralised, so the rule reverses
+    assert restore_list(rows[0]["levels"]) == ["=1+1", "'q"]
+    assert rows[0]["warnings"] == "'=HYPERLINK(\"http://x\"); levels: ok"
 
 
 # --- patient identity ------------------------------------------------------------------------
@@ -497,15 +505,36 @@ def test_a_python_section_is_rendered_by_column_kind(
 
     monkeypatch.setitem(exports.SECTIONS, "summary",
                         Section("summary", "summary.csv", "A summary", summary))
-    result = export(engine, QUALITY, tmp_path / "x", sections=("summary",))
+    monkeypatch.setitem(exports.SECTIONS, "frame", Section("frame", "frame.csv", "A frame",
+                                                           frame_section))
+    result = export(engine, QUALITY, tmp_path / "x", sections=("summary", "frame"))
     raw = (result.path / "summary.csv").read_bytes().decode("utf-8-sig")
     assert raw == ('group,change,ok,since,n,levels\r\n'
                    '"\'=HYPERLINK(""x"")",-2.5,true,2026-03-14T09:00:00Z,-3,L4;L5\r\n'
                    'Żółć,,false,,0,\r\n')
+    framed = (result.path / "frame.csv").read_bytes().decode("utf-8-sig")
+    assert framed == ("physician,rate,eligible,month\r\n"
+                      "'-Dr. Dash,0.875,8,2026-03-01T00:00:00Z\r\n"
+                      "Ελένη,,0,\r\n")
     dictionary = read_csv(result.path / "data_dictionary.csv")
     assert [(d["file"], d["field"], d["type"]) for d in dictionary][:2] == [
         ("summary.csv", "group", "text"), ("summary.csv", "change", "number")]
     assert verify_export(result.path).ok
+
+
+def frame_section(ctx: exports.SectionContext) -> SectionData:
+    """A summary built as a pandas DataFrame (numpy scalars, NaN, NaT), columns reordered."""
+    import pandas as pd
+
+    frame = pd.DataFrame({
+        "month": pd.to_datetime(["2026-03-01", None], utc=True),
+        "physician": ["-Dr. Dash", "Ελένη"],
+        "eligible": [8, 0],
+        "rate": [7 / 8, float("nan")],
+    })
+    columns = [Column("physician", Kind.TEXT), Column("rate", Kind.NUMBER),
+               Column("eligible", Kind.INTEGER), Column("month", Kind.DATETIME)]
+    return SectionData.from_frame(columns, frame)
 
 
 # --- streaming -------------------------------------------------------------------------------
@@ -520,7 +549,17 @@ def test_rows_stream_in_chunks_with_progress_and_bounded_memory(
     generate(engine, procedures=6000, seed=3, until=date(2026, 1, 1), months=12)
     monkeypatch.setattr(exports, "CHUNK_ROWS", 500)
     quarter = ExportFilters(*parse_period("2025-10-01", "2025-12-31"))
+    cursors: list[str] = []
+
+    def spy(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().startswith("SELECT procedure.id AS record_id"):
+            cursors.append(type(cursor).__name__)
+
+    event.listen(engine, "after_cursor_execute", spy)
     export(engine, RSO, tmp_path / "warm", filters=quarter)  # compile caches, imports
+    event.remove(engine, "after_cursor_execute", spy)
+    if engine.dialect.name == "postgresql":  # rows stay on the server until fetched
+        assert cursors == ["ServerCursor"]
 
     def peak(name: str, filters: ExportFilters) -> tuple[int, list[tuple[int, int]]]:
         calls: list[tuple[int, int]] = []
