@@ -211,8 +211,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         procedure_code=getattr(args, "procedure", None),
         include_voided=getattr(args, "include_voided", False),
     )
+    sections = (*KINDS[args.kind], *args.extra)
     result = export(make_engine(args.db), cli_actor(), Path(args.out),
-                    sections=KINDS[args.kind], filters=filters, include_phi=args.include_phi,
+                    sections=sections, filters=filters, include_phi=args.include_phi,
                     make_zip=args.zip, progress=_progress_bar(f"export {args.kind}"))
     _out({"export_id": result.export_id, "path": str(result.path),
           "zip": str(result.zip_path) if result.zip_path else None,
@@ -294,6 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("verify-audit", cmd_verify_audit, "walk the audit trail's hash chain")
 
+    from audit.exports import KINDS, SECTIONS
+
     exports = sub.add_parser("export", help="write an audit export (CSV, dictionary, manifest, "
                              "SHA256SUMS)").add_subparsers(dest="kind", required=True,
                                                             metavar="KIND")
@@ -315,6 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--include-phi", action="store_true",
                        help="include patient_id (MRN); the app offers this to the rso only")
         p.add_argument("--zip", action="store_true", help="also write DIR.zip")
+        p.add_argument("--with", dest="extra", action="append", default=[],
+                       metavar="SECTION", help="add a section to the same export (repeatable): "
+                       + ", ".join(n for n in SECTIONS if n not in KINDS[kind]))
 
     p = add("verify-export", cmd_verify_export,
             "recheck an export's SHA-256 sums and row counts against its manifest")

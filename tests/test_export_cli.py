@@ -52,10 +52,14 @@ def test_export_log_then_verify(db_url: str, two_records: None, tmp_path: Path) 
 
 def test_audit_trail_without_phi(db_url: str, two_records: None, tmp_path: Path) -> None:
     out = tmp_path / "trail"
-    done = cli(db_url, "export", "audit-trail", "--out", str(out))
+    done = cli(db_url, "export", "log", "--out", str(out), "--with", "audit_trail")
     assert done.returncode == 0, done.stderr
+    assert [f["name"] for f in json.loads(done.stdout)["files"]] == [
+        "procedures.csv", "audit_trail.csv", "data_dictionary.csv"]
     text = (out / "audit_trail.csv").read_text("utf-8-sig")
     assert "patient_ref" in text and "MRN0001" not in text and "MRN0002" not in text
+    only = cli(db_url, "export", "audit-trail", "--out", str(tmp_path / "only"))
+    assert only.returncode == 0 and (tmp_path / "only" / "audit_trail.csv").exists()
 
 
 def test_refusals_name_what_is_wrong(db_url: str, two_records: None, tmp_path: Path) -> None:

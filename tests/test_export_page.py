@@ -80,6 +80,7 @@ def test_an_export_produces_a_download_that_verifies(page: AppTest, tmp_path: Pa
     at = run_as(page, Role.RSO)
     phi = next(c for c in at.checkbox if c.label == "Include patient_id (MRN)")
     phi.check().run()
+    at.multiselect[0].select("audit_trail").run()
     at.button[0].click().run()
     assert not at.exception and not at.error
     assert [b.label for b in at.download_button] == ["Download zip"]
@@ -89,5 +90,8 @@ def test_an_export_produces_a_download_that_verifies(page: AppTest, tmp_path: Pa
         archive.extractall(tmp_path)
         folder = tmp_path / archive.namelist()[0].split("/")[0]
     assert verify_export(folder).ok
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "SHA256SUMS", "audit_trail.csv", "data_dictionary.csv", "manifest.json",
+        "procedures.csv"]
     assert "MRN0002" in (folder / "procedures.csv").read_text("utf-8-sig")
     assert "ready (with patient_id)" in at.success[0].value

@@ -15,13 +15,18 @@ import streamlit as st
 
 from audit.auth import Permission
 from audit.errors import AuditError, ValidationFailed
-from audit.exports import ExportFilters, count_rows, export, filter_choices, parse_period
+from audit.exports import (
+    SECTIONS,
+    ExportFilters,
+    count_rows,
+    export,
+    filter_choices,
+    parse_period,
+)
 from audit.models import utcnow
 from dashboard import state
 
 DOWNLOAD_KEY = "export_download"
-KINDS = {"Procedure log": ("log", ("procedures",)),
-         "Audit trail": ("audit-trail", ("audit_trail",))}
 ALL = "All"
 
 actor = state.require(Permission.EXPORT)
@@ -31,15 +36,20 @@ st.caption("A zip of CSV files an inspector can open and check: UTF-8 with BOM, 
            "SHA256SUMS (`sha256sum -c SHA256SUMS`, or `fluoro-audit verify-export`). Every "
            "export is written to the audit trail.")
 
-kind_label = st.radio("What to export", list(KINDS), horizontal=True)
-kind, sections = KINDS[kind_label]
+sections = st.multiselect(
+    "Files", list(SECTIONS), default=["procedures"],
+    format_func=lambda name: f"{SECTIONS[name].filename}: {SECTIONS[name].title}",
+    help="Each becomes one CSV file of the same export (one consistent snapshot).")
+if not sections:
+    st.info("Choose at least one file.")
+    st.stop()
 left, right = st.columns(2)
 start = left.date_input("From (UTC day)", value=None, format="YYYY-MM-DD")
 stop = right.date_input("To (UTC day, included)", value=None, format="YYYY-MM-DD")
 
 picked: dict[str, Any] = {}
 include_voided = False
-if kind == "log":
+if "procedures" in sections:
     choices = filter_choices(state.engine())
     columns = st.columns(4)
     for column, (key, label) in zip(columns, (("site", "Site"), ("room", "Room"),
@@ -72,7 +82,9 @@ except ValidationFailed as exc:
         st.error(f"{error.field}: {error.message}")
     st.stop()
 rows = sum(n or 0 for n in counts.values())
-st.metric("Rows to export", f"{rows:,}")
+st.metric("Rows to export", f"{rows:,}",
+          help=", ".join(f"{SECTIONS[k].filename}: {v:,}" for k, v in counts.items()
+                         if v is not None))
 
 if st.button("Export", type="primary"):
     bar = st.progress(0.0, text="Starting...")
@@ -81,7 +93,7 @@ if st.button("Export", type="primary"):
         bar.progress(min(1.0, done / total) if total else 1.0,
                      text=f"{done:,} of {total:,} rows written")
 
-    name = f"fluoro-audit-{kind}-{utcnow():%Y%m%dT%H%M%SZ}"
+    name = f"fluoro-audit-export-{utcnow():%Y%m%dT%H%M%SZ}"
     try:
         with tempfile.TemporaryDirectory(prefix="fluoro-export-") as tmp:
             result = export(state.engine(), actor, Path(tmp) / name, sections=sections,
