@@ -7,6 +7,7 @@ An export is a folder (optionally zipped too):
     data_dictionary.csv   every column of every CSV: file, field, type, unit, allowed values,
                           required, description (the procedure fields come from
                           audit.dictionary, the source validation uses)
+    README.txt            what the folder holds and how to check it, in plain words
     manifest.json         export_id, generated_at (UTC), generated_by, tool version, filters,
                           include_phi, and each file's rows, bytes and SHA-256
     SHA256SUMS            `sha256sum -c SHA256SUMS` checks every file, the manifest included
@@ -39,6 +40,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 import shutil
 import uuid
 import zipfile
@@ -81,6 +83,7 @@ CHUNK_ROWS = 5000
 MANIFEST = "manifest.json"
 SUMS = "SHA256SUMS"
 DICTIONARY_FILE = "data_dictionary.csv"
+README = "README.txt"
 FORMAT = "fluoro-audit export 1"
 DICTIONARY_HEADER = ("file", "field", "type", "unit", "allowed_values", "required", "description")
 
@@ -727,6 +730,8 @@ def export(
             ctx = SectionContext(connection, checked, include_phi, _settings(connection))
             files, columns = _write_sections(staging, chosen, ctx, progress)
         files.append(_write_dictionary(staging, columns))
+        files.append(_write_readme(staging, export_id, generated_at, actor, chosen, checked,
+                                   include_phi, files))
         manifest = _manifest(export_id, generated_at, actor, chosen, checked, include_phi, files)
         _write_json(staging / MANIFEST, manifest)
         listed = [*files, _file_info(staging / MANIFEST)]
@@ -778,6 +783,58 @@ def _write_dictionary(folder: Path, columns: Mapping[str, Sequence[Column]]) -> 
             for filename, cols in columns.items() for c in cols]
     rendered = [[csvsafe.cell(v, Kind.TEXT) for v in row] for row in rows]
     return csvsafe.write_rows(folder / DICTIONARY_FILE, DICTIONARY_HEADER, rendered)
+
+
+def _write_readme(folder: Path, export_id: str, generated_at: datetime, actor: Actor,
+                  sections: Sequence[Section], filters: ExportFilters, include_phi: bool,
+                  files: Sequence[FileInfo]) -> FileInfo:
+    """README.txt: what the folder holds and how to check it, for whoever opens the zip."""
+    titles = {s.filename: s.title for s in sections}
+    titles[DICTIONARY_FILE] = "Every column of every CSV: type, unit, allowed values, meaning"
+    width = max(len(f.name) for f in files) + 2
+    listing = [f"  {f.name:<{width}}{f'{f.rows:,} rows':>14}  {titles.get(f.name, '')}"
+               for f in files if f.rows is not None]
+    blank = " " * 16
+    applied = [f"{k}={v}" for k, v in filters.as_dict().items() if v not in (None, False)]
+    identity = ("INCLUDES patient_id (medical record numbers): protected health information; "
+                "keep it secure." if include_phi else
+                "patients appear only as patient_ref, a keyed pseudonym (HMAC-SHA-256 with the "
+                "site's secret): stable across exports, not reversible.")
+    lines = [
+        f"fluoro-audit export {export_id}",
+        f"Generated {csvsafe.timestamp_text(generated_at)} by {actor.username} "
+        f"({actor.role.value}) with fluoro-audit {__version__}.",
+        f"Patient identity: {identity}",
+        f"Filters: {', '.join(applied) or 'none (everything)'}; voided records "
+        f"{'included (status void, with void_reason)' if filters.include_voided else 'left out'}.",
+        "",
+        "Files",
+        *listing,
+        f"  {README:<{width}}{blank}this file",
+        f"  {MANIFEST:<{width}}{blank}what was exported, with which filters; each file's rows, "
+        "size and SHA-256",
+        f"  {SUMS:<{width}}{blank}SHA-256 of every file",
+        "",
+        "Checking the files",
+        "  Linux or macOS, in this folder:   sha256sum -c SHA256SUMS   (every line must say OK)",
+        "  Windows PowerShell:               Get-FileHash -Algorithm SHA256 <file>",
+        "  fluoro-audit:                     fluoro-audit verify-export <folder or zip>",
+        "                                    (also recounts the rows of each CSV)",
+        f"  The export is recorded in the fluoro-audit audit trail (action export, entity_id "
+        f"{export_id}) with the SHA-256 of every file.",
+        "",
+        "Reading the CSV files",
+        "  UTF-8 with a byte-order mark, comma-separated, CRLF line ends, RFC 4180 quoting.",
+        "  Times are ISO 8601 in UTC (2026-03-14T14:30:00Z). Numbers use '.' as the decimal",
+        "  mark and no thousands separator. Lists are separated by ';'.",
+        "  Text that a spreadsheet could take for a formula (starting with = + - @, tab, CR or",
+        "  LF) begins with an apostrophe ('), and so does text that itself began with one:",
+        "  remove one leading apostrophe (from each list item) to get the stored text.",
+    ]
+    path = folder / README
+    with open(path, "x", encoding="utf-8", newline="\r\n") as handle:
+        handle.write("\n".join(lines) + "\n")
+    return _file_info(path)
 
 
 def _manifest(export_id: str, generated_at: datetime, actor: Actor, sections: Sequence[Section],
@@ -929,17 +986,21 @@ def _compare_entry(file: Path, entry: Mapping[str, Any], actual: FileInfo,
             report.problems.append(f"{name}: {rows} records, {MANIFEST} says {entry['rows']}")
 
 
+_SUMS_LINE = re.compile(r"^([0-9a-fA-F]{64}) [ *](.+)$")
+
+
 def _read_sums(path: Path, report: VerifyReport) -> dict[str, str]:
+    """SHA256SUMS in GNU format: "<hex>  <name>" (or "<hex> *<name>", binary mode)."""
     if not path.is_file():
         report.problems.append(f"{SUMS}: missing")
         return {}
     sums: dict[str, str] = {}
     for number, line in enumerate(path.read_text("utf-8", errors="replace").splitlines(), 1):
-        digest, sep, name = line.partition("  ")
-        if not sep or len(digest) != 64:
+        match = _SUMS_LINE.match(line)
+        if match is None:
             report.problems.append(f"{SUMS}: line {number} is not '<sha256>  <file>'")
             continue
-        sums[name.lstrip("*")] = digest.lower()
+        sums[match[2]] = match[1].lower()
     return sums
 
 
@@ -952,7 +1013,11 @@ def _read_manifest(path: Path, report: VerifyReport) -> dict[str, Any]:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         report.problems.append(f"{MANIFEST}: not valid JSON ({exc})")
         return {}
-    return manifest if isinstance(manifest, dict) else {}
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        report.problems.append(f"{MANIFEST}: not a fluoro-audit export manifest (expected "
+                               f"format {FORMAT!r})")
+        return manifest if isinstance(manifest, dict) else {}
+    return manifest
 
 
 def _verify_zip(path: Path) -> VerifyReport:

@@ -91,7 +91,7 @@ def test_an_export_produces_a_download_that_verifies(page: AppTest, tmp_path: Pa
         folder = tmp_path / archive.namelist()[0].split("/")[0]
     assert verify_export(folder).ok
     assert sorted(p.name for p in folder.iterdir()) == [
-        "SHA256SUMS", "audit_trail.csv", "data_dictionary.csv", "manifest.json",
-        "procedures.csv"]
+        "README.txt", "SHA256SUMS", "audit_trail.csv", "data_dictionary.csv",
+        "manifest.json", "procedures.csv"]
     assert "MRN0002" in (folder / "procedures.csv").read_text("utf-8-sig")
     assert "ready (with patient_id)" in at.success[0].value

@@ -255,6 +255,8 @@ def test_no_phi_by_default(engine: Engine, logged_all: list[int], tmp_path: Path
     assert len(created) == 6 and all(r["redacted"] == "true" for r in created)
     assert json.loads(created[2]["after"])["patient_ref"] == refs["山田太郎"]
     assert result.manifest["include_phi"] is False
+    readme = (result.path / "README.txt").read_text("utf-8")
+    assert "patients appear only as patient_ref" in readme and "sha256sum -c" in readme
 
 
 def test_phi_only_when_allowed(engine: Engine, logged_all: list[int], tmp_path: Path) -> None:
@@ -272,6 +274,7 @@ def test_phi_only_when_allowed(engine: Engine, logged_all: list[int], tmp_path: 
                                                "MRN0003", "MRN0004"]
     assert result.manifest["include_phi"] is True
     assert export_events(engine)[-1].after["include_phi"] is True
+    assert "INCLUDES patient_id" in (result.path / "README.txt").read_text("utf-8")
 
 
 def test_audit_trail_with_phi_can_be_rehashed_from_the_file(
@@ -301,7 +304,7 @@ def test_manifest_sums_and_audit_event_agree(
     filters = ExportFilters(*parse_period("2026-03-15", "2026-03-17"), procedure_code="mbb")
     result = export(engine, QUALITY, tmp_path / "x", filters=filters)
     assert sorted(p.name for p in result.path.iterdir()) == [
-        "SHA256SUMS", "data_dictionary.csv", "manifest.json", "procedures.csv"]
+        "README.txt", "SHA256SUMS", "data_dictionary.csv", "manifest.json", "procedures.csv"]
     manifest = json.loads((result.path / "manifest.json").read_text("utf-8"))
     assert manifest["generated_by"] == "qo1" and manifest["tool_version"]
     assert manifest["generated_at"].endswith("Z")
@@ -311,14 +314,15 @@ def test_manifest_sums_and_audit_event_agree(
     files = {f["name"]: f for f in manifest["files"]}
     assert files["procedures.csv"]["rows"] == 1
     sums = (result.path / "SHA256SUMS").read_text("ascii").splitlines()
-    assert len(sums) == 3 and f"{files['procedures.csv']['sha256']}  procedures.csv" in sums
+    assert len(sums) == 4 and f"{files['procedures.csv']['sha256']}  procedures.csv" in sums
 
     event = export_events(engine)[-1]
     assert event.entity_id == manifest["export_id"] == result.export_id
     assert event.actor == "qo1" and event.after["include_phi"] is False
     assert event.after["filters"] == manifest["filters"]
     by_name = {f["name"]: f["sha256"] for f in event.after["files"]}
-    assert set(by_name) == {"procedures.csv", "data_dictionary.csv", "manifest.json"}
+    assert set(by_name) == {"procedures.csv", "data_dictionary.csv", "README.txt",
+                            "manifest.json"}
     for line in sums:
         digest, name = line.split("  ")
         assert by_name[name] == digest
@@ -338,7 +342,7 @@ def test_an_untouched_export_verifies(
     report = verify_export(result.path)
     assert report.ok, report.problems
     assert set(report.checked) == {"procedures.csv", "audit_trail.csv", "data_dictionary.csv",
-                                   "manifest.json"}
+                                   "README.txt", "manifest.json"}
     checked = _sha256sum(result.path)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "procedures.csv: OK" in checked.stdout
@@ -390,8 +394,9 @@ def test_zip_holds_the_folder_and_verifies(
     result = export(engine, RSO, tmp_path / "x", make_zip=True)
     assert result.zip_path == tmp_path / "x.zip"
     with zipfile.ZipFile(result.zip_path) as archive:
-        assert sorted(archive.namelist()) == ["x/SHA256SUMS", "x/data_dictionary.csv",
-                                              "x/manifest.json", "x/procedures.csv"]
+        assert sorted(archive.namelist()) == ["x/README.txt", "x/SHA256SUMS",
+                                              "x/data_dictionary.csv", "x/manifest.json",
+                                              "x/procedures.csv"]
     assert verify_export(result.zip_path).ok
 
 
