@@ -24,6 +24,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import date
 from pathlib import Path
@@ -96,14 +97,17 @@ def generate_database(procedures: int) -> None:
 
 def measured(command: list[str], stdout: Any = subprocess.DEVNULL) -> dict[str, float]:
     """Run a child process; its wall time, CPU time and peak RSS (from wait4's rusage)."""
-    started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=stdout, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - started
-    stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        raise RuntimeError(f"{command[0]} failed ({process.returncode}): {stderr[-2000:]}")
+    with tempfile.TemporaryFile() as errors:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, stdout=stdout, stderr=errors)
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - started
+        code = os.waitstatus_to_exitcode(status)
+        process.returncode = code
+        if code != 0:
+            errors.seek(0)
+            message = errors.read().decode(errors="replace")[-2000:]
+            raise RuntimeError(f"{command[0]} failed ({code}): {message}")
     return {"seconds": seconds, "cpu": usage.ru_utime + usage.ru_stime,
             "peak_rss_mb": usage.ru_maxrss / 1024}
 
@@ -165,6 +169,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     sizes = args.sizes or ([20_000] if args.quick else [100_000, 1_000_000])
     repeat = args.repeat or (1 if args.quick else 2)
+    startup = best([measured([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]);"
+                              " import audit.exports, audit.auth, audit.db", str(ROOT)])
+                    for _ in range(repeat)])
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"sqlite3 shell: {shutil.which('sqlite3') or 'not found'}; load average {load} "
+          f"({os.cpu_count()} CPUs); best of {repeat} run(s) each")
+    print(f"export's fixed cost (Python start and imports): {startup['seconds']:.2f} s, "
+          f"{startup['peak_rss_mb']:.0f} MB")
     print(f"{'rows':>10} {'tool':<8} {'seconds':>8} {'cpu s':>7} {'rows/s':>10} "
           f"{'peak RSS MB':>11} {'file MB':>8} {'x sqlite3':>9}")
     for size in sizes:
