@@ -32,59 +32,55 @@ Decisions an auditor may ask about:
 - Streaming: the procedure rows are rendered in SQL (audit.csvsafe.sql_cell) and go from a
   server-side cursor to the file in chunks; memory does not grow with the number of rows. All
   sections of one export read one consistent snapshot.
+- The audit trail's free-text reasons are exported as written. Its occurred_at keeps
+  microseconds, so with PHI included each row's hash can be recomputed from the file.
+
+Modules: this one runs an export and holds the section registry; audit.export_sections has the
+procedure log and audit trail queries; audit.export_verify checks an export without a database;
+audit.csvsafe has the cell rules and the CSV writer.
 """
 
 from __future__ import annotations
 
-import csv
-import hashlib
 import json
 import os
-import re
 import shutil
 import uuid
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from importlib import import_module
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Select, and_, func, literal, select
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.expression import ColumnElement, FunctionElement
+from sqlalchemy import Connection, Engine, func, select
 
 from audit import __version__, csvsafe
 from audit.auth import Actor, Permission, require
 from audit.csvsafe import CsvWriter, FileInfo, Kind
 from audit.db import write_session
-from audit.dictionary import FIELDS
 from audit.errors import AuditError, FieldError, ValidationFailed
+from audit.export_verify import FORMAT, MANIFEST, SUMS, sha256_file, write_sums
+from audit.export_verify import VerifyReport as VerifyReport  # re-exported: the public API
+from audit.export_verify import verify_export as verify_export
 from audit.models import (
-    AuditEvent,
-    Patient,
     Physician,
-    Procedure,
     ProcedureType,
     Room,
     Setting,
     Site,
-    UserAccount,
     utcnow,
 )
 from audit.trail import record_event
-from audit.vocab import AuditAction, RecordStatus
+from audit.vocab import AuditAction
 
 ProgressFn = Callable[[int, int], None]
 CHUNK_ROWS = 5000
-MANIFEST = "manifest.json"
-SUMS = "SHA256SUMS"
 DICTIONARY_FILE = "data_dictionary.csv"
 README = "README.txt"
-FORMAT = "fluoro-audit export 1"
 DICTIONARY_HEADER = ("file", "field", "type", "unit", "allowed_values", "required", "description")
 
 
@@ -281,301 +277,18 @@ def register_section(section: Section) -> None:
     SECTIONS[section.name] = section
 
 
-# --- the procedure log -----------------------------------------------------------------------
-
-class sql_levels(FunctionElement[str]):
-    """The procedure's levels, ';'-joined in position order (aggregated in SQL)."""
-
-    inherit_cache = True
-    name = "sql_levels"
-
-
-# SQL templates around compiled column expressions (no user input reaches them). Each item is
-# neutralised inside the aggregate (the csvsafe rule for list cells), so the aggregate, the
-# costliest expression of the export, runs once per row.
-# SQLite 3.40 has no ORDER BY inside group_concat; it concatenates in the ordered subquery's
-# order (the (procedure_id, position) key is walked in that order anyway).
-_LEVELS = {
-    "sqlite": "(SELECT group_concat({item}, ';') FROM (SELECT level FROM procedure_level "
-              "WHERE procedure_id = {x} ORDER BY position) AS pl)",
-    "postgresql": "(SELECT string_agg({item}, ';' ORDER BY pl.position) "
-                  "FROM procedure_level AS pl WHERE pl.procedure_id = {x})",
-}
-# Items without a field print their message alone; JSON 'null' (no warnings) yields NULL.
-_WARNINGS = {
-    "sqlite": "(SELECT group_concat({item}, '; ') FROM json_each({x}) AS j "
-              "WHERE j.type = 'object')",
-    "postgresql": "(SELECT string_agg({item}, '; ' ORDER BY t.n) FROM json_array_elements("
-                  "CASE WHEN json_typeof({x}) = 'array' THEN {x} END) WITH ORDINALITY "
-                  "AS t(e, n))",
-}
-_WARNING_ITEM = {
-    "sqlite": "coalesce(json_extract(j.value, '$.field') || ': ', '') || "
-              "json_extract(j.value, '$.message')",
-    "postgresql": "coalesce((t.e ->> 'field') || ': ', '') || (t.e ->> 'message')",
-}
-
-
-@compiles(sql_levels)
-def _levels_sql(element: sql_levels, compiler: Any, **kw: Any) -> str:
-    x = compiler.process(next(iter(element.clauses)), **kw)
-    dialect = compiler.dialect.name
-    item = csvsafe.neutralise_sql("pl.level", dialect)
-    return _LEVELS[dialect].format(x=x, item=item)
-
-
-class sql_warnings(FunctionElement[str]):
-    """The confirmed warnings (JSON list of {field, message}) as "field: message; ..."."""
-
-    inherit_cache = True
-    name = "sql_warnings"
-
-
-@compiles(sql_warnings)
-def _warnings_sql(element: sql_warnings, compiler: Any, **kw: Any) -> str:
-    x = compiler.process(next(iter(element.clauses)), **kw)
-    dialect = compiler.dialect.name
-    item = csvsafe.neutralise_sql(_WARNING_ITEM[dialect], dialect)
-    return _WARNINGS[dialect].format(x=x, item=item)
-
-
-#: Dictionary fields that are not a Procedure column of the same name.
-_JOINED: dict[str, ColumnElement[Any]] = {
-    "record_id": Procedure.id,
-    "site": Site.name,
-    "room": Room.name,
-    "physician": Physician.name,
-    "technologist": UserAccount.username,
-    "patient_id": Patient.mrn,
-    "patient_ref": Patient.pseudonym,
-    "procedure_code": ProcedureType.code,
-}
-
-
-def procedure_columns(include_phi: bool) -> list[Column]:
-    """The procedure log's columns: the data dictionary, in order; patient_id only with PHI."""
-    return [Column(f.name, f.type, f.unit, f.allowed, f.required, f.description)
-            for f in FIELDS if include_phi or f.name != "patient_id"]
-
-
-def _procedure_conditions(f: ExportFilters) -> list[ColumnElement[bool]]:
-    """Filters as conditions on the procedure table alone (names resolved by subquery), so the
-    count needs no joins."""
-    conditions: list[ColumnElement[bool]] = []
-    if not f.include_voided:
-        conditions.append(Procedure.status == RecordStatus.FINAL.value)
-    if f.date_from is not None:
-        conditions.append(Procedure.performed_at >= f.date_from)
-    if f.date_to is not None:
-        conditions.append(Procedure.performed_at < f.date_to)
-    if f.site:
-        conditions.append(Procedure.site_id.in_(select(Site.id).where(Site.name == f.site)))
-    if f.room:
-        rooms = select(Room.id).where(Room.name == f.room)
-        if f.site:
-            rooms = rooms.where(Room.site_id.in_(select(Site.id).where(Site.name == f.site)))
-        conditions.append(Procedure.room_id.in_(rooms))
-    if f.physician:
-        conditions.append(Procedure.physician_id.in_(
-            select(Physician.id).where(Physician.name == f.physician)))
-    if f.procedure_code:
-        conditions.append(Procedure.procedure_type_id.in_(
-            select(ProcedureType.id).where(ProcedureType.code == f.procedure_code)))
-    return conditions
-
-
-def procedure_log_query(filters: ExportFilters, include_phi: bool,
-                        annual_background_msv: float = 3.1) -> Select[Any]:
-    """One SELECT that yields the procedure log's rows already rendered as CSV cells."""
-    cells: list[ColumnElement[Any]] = []
-    for column in procedure_columns(include_phi):
-        if column.name == "levels":  # rendered (items neutralised) by the aggregate itself
-            cells.append(sql_levels(Procedure.id).label(column.name))
-            continue
-        if column.name == "warnings":
-            cells.append(sql_warnings(Procedure.warnings).label(column.name))
-            continue
-        if column.name == "background_days":
-            raw: ColumnElement[Any] | None = csvsafe.sql_round(
-                Procedure.effective_dose_msv * 365.0 / literal(float(annual_background_msv)), 1)
-        else:
-            raw = _JOINED.get(column.name, getattr(Procedure, column.name, None))
-        if raw is None:
-            raise AssertionError(f"dictionary field {column.name} has no source column")
-        cells.append(csvsafe.sql_cell(raw, column.kind).label(column.name))
-    return (
-        select(*cells)
-        .select_from(Procedure)
-        .join(Site, Site.id == Procedure.site_id)
-        .join(Room, Room.id == Procedure.room_id)
-        .join(Physician, Physician.id == Procedure.physician_id)
-        .join(UserAccount, UserAccount.id == Procedure.technologist_id)
-        .join(Patient, Patient.id == Procedure.patient_id)
-        .join(ProcedureType, ProcedureType.id == Procedure.procedure_type_id)
-        .where(and_(True, *_procedure_conditions(filters)))
-        .order_by(Procedure.performed_at, Procedure.id)
-    )
-
-
-def _stream(connection: Connection, query: Select[Any],
-            chunk: int | None = None) -> Iterator[Sequence[Sequence[Any]]]:
-    """Rows from a server-side cursor (PostgreSQL) or SQLite's stepping cursor, in chunks."""
-    chunk = chunk or CHUNK_ROWS
-    result = connection.execution_options(stream_results=True, max_row_buffer=chunk,
-                                          yield_per=chunk).execute(query)
-    try:
-        yield from result.partitions(chunk)
-    finally:
-        result.close()
-
-
-def count_procedures(ctx: SectionContext) -> int:
-    query = select(func.count()).select_from(Procedure).where(
-        and_(True, *_procedure_conditions(ctx.filters)))
-    return int(ctx.connection.scalar(query) or 0)
-
-
-def procedures_section(ctx: SectionContext) -> SectionData:
-    annual = float(ctx.settings.get("annual_background_msv", 3.1))
-    query = procedure_log_query(ctx.filters, ctx.include_phi, annual)
-    return SectionData(procedure_columns(ctx.include_phi), _stream(ctx.connection, query),
-                       rendered=True)
-
-
-# --- the audit trail -------------------------------------------------------------------------
-
-#: Keys in audit payloads that hold a medical record number.
-PHI_KEYS = frozenset({"patient_id", "mrn"})
-
-AUDIT_COLUMNS: tuple[Column, ...] = (
-    Column("event_id", Kind.INTEGER, required="yes",
-           description="Position in the append-only audit trail"),
-    Column("occurred_at", Kind.DATETIME, "ISO 8601, UTC, microseconds", required="yes",
-           description="When it happened (to the microsecond, as the hash covers it)"),
-    Column("actor", Kind.TEXT, required="yes", description="Who did it (username, cli:<user>, "
-           "or demo)"),
-    Column("action", Kind.ENUM, allowed="; ".join(AuditAction.values()), required="yes",
-           description="What was done"),
-    Column("entity", Kind.TEXT, required="yes", description="What kind of thing it was done to "
-           "(procedure, user_account, setting, export, ...)"),
-    Column("entity_id", Kind.TEXT, description="Which one (a record_id for procedures)"),
-    Column("reason", Kind.TEXT, description="The reason given (amend, void, ...)"),
-    Column("before", Kind.JSON, description="Changed values before (JSON, keys sorted)"),
-    Column("after", Kind.JSON, description="Values after (JSON, keys sorted)"),
-    Column("redacted", Kind.BOOLEAN, required="yes", description="true when patient_id was "
-           "replaced by patient_ref in before/after (an export without PHI); the hash is then "
-           "of the stored, unredacted event"),
-    Column("prev_hash", Kind.TEXT, required="yes", description="Hash of the previous event"),
-    Column("hash", Kind.TEXT, required="yes", description="SHA-256 of this event and prev_hash "
-           "(audit.trail.event_hash); with PHI included it can be recomputed from this row"),
-)
-
-
-def _audit_conditions(f: ExportFilters) -> list[ColumnElement[bool]]:
-    conditions: list[ColumnElement[bool]] = []
-    if f.date_from is not None:
-        conditions.append(AuditEvent.occurred_at >= f.date_from)
-    if f.date_to is not None:
-        conditions.append(AuditEvent.occurred_at < f.date_to)
-    return conditions
-
-
-def count_audit_events(ctx: SectionContext) -> int:
-    query = select(func.count()).select_from(AuditEvent).where(
-        and_(True, *_audit_conditions(ctx.filters)))
-    return int(ctx.connection.scalar(query) or 0)
-
-
-def audit_trail_section(ctx: SectionContext) -> SectionData:
-    query = (select(AuditEvent.id, AuditEvent.occurred_at, AuditEvent.actor, AuditEvent.action,
-                    AuditEvent.entity, AuditEvent.entity_id, AuditEvent.reason,
-                    AuditEvent.before, AuditEvent.after, AuditEvent.prev_hash, AuditEvent.hash)
-             .where(and_(True, *_audit_conditions(ctx.filters)))
-             .order_by(AuditEvent.id))
-
-    def chunks() -> Iterator[list[list[Any]]]:
-        for part in _stream(ctx.connection, query):
-            refs = {} if ctx.include_phi else _pseudonyms(ctx.connection, part)
-            yield [_audit_row(row, refs, ctx.include_phi) for row in part]
-
-    return SectionData(AUDIT_COLUMNS, chunks(), rendered=True)
-
-
-def _audit_row(row: Sequence[Any], refs: Mapping[str, str], include_phi: bool) -> list[Any]:
-    event_id, occurred, actor, action, entity, entity_id, reason, before, after, prev, digest = row
-    redacted = False
-    if not include_phi:
-        before, changed_before = redact(before, refs)
-        after, changed_after = redact(after, refs)
-        redacted = changed_before or changed_after
-    stamp = occurred.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    values = (event_id, stamp, actor, action, entity, entity_id, reason, before, after,
-              redacted, prev, digest)
-    return [v if c.kind == Kind.DATETIME else csvsafe.cell(v, c.kind)
-            for v, c in zip(values, AUDIT_COLUMNS, strict=True)]
-
-
-def _pseudonyms(connection: Connection, rows: Sequence[Sequence[Any]]) -> dict[str, str]:
-    """MRN -> patient_ref for every MRN in this chunk's payloads (one query per chunk)."""
-    mrns: set[str] = set()
-    for row in rows:
-        for payload in (row[7], row[8]):
-            _collect_phi(payload, mrns)
-    if not mrns:
-        return {}
-    found = connection.execute(select(Patient.mrn, Patient.pseudonym)
-                               .where(Patient.mrn.in_(sorted(mrns))))
-    return {mrn: ref for mrn, ref in found}
-
-
-def _collect_phi(payload: Any, into: set[str]) -> None:
-    if isinstance(payload, dict):
-        for key, value in payload.items():
-            if key in PHI_KEYS and isinstance(value, str):
-                into.add(value)
-            else:
-                _collect_phi(value, into)
-    elif isinstance(payload, list):
-        for item in payload:
-            _collect_phi(item, into)
-
-
-def redact(payload: Any, refs: Mapping[str, str]) -> tuple[Any, bool]:
-    """Replace every MRN in an audit payload by the patient's patient_ref (or drop it).
-
-    Returns the redacted copy and whether anything was removed.
-    """
-    if isinstance(payload, list):
-        items = [redact(item, refs) for item in payload]
-        return [i for i, _ in items], any(c for _, c in items)
-    if not isinstance(payload, dict):
-        return payload, False
-    out: dict[str, Any] = {}
-    changed = False
-    for key, value in payload.items():
-        if key in PHI_KEYS:
-            changed = True
-            ref = refs.get(value) if isinstance(value, str) else None
-            if ref is not None and "patient_ref" not in payload:
-                out["patient_ref"] = ref
-            continue
-        out[key], inner = redact(value, refs)
-        changed = changed or inner
-    return out, changed
-
-
 # --- built-in sections -----------------------------------------------------------------------
 
 register_section(Section(
     "procedures", "procedures.csv", "The procedure log, one row per procedure",
-    procedures_section, count_procedures,
+    "audit.export_sections:procedures_section", "audit.export_sections:count_procedures",
     honours=("from", "before", "site", "room", "physician", "procedure_code",
              "include_voided"), period_of="performed_at",
 ))
 register_section(Section(
     "audit_trail", "audit_trail.csv", "Audit events of the period (who changed what, when)",
-    audit_trail_section, count_audit_events, honours=("from", "before"),
-    period_of="occurred_at",
+    "audit.export_sections:audit_trail_section", "audit.export_sections:count_audit_events",
+    honours=("from", "before"), period_of="occurred_at",
 ))
 # The summaries plug in here (see register_section for the contract), one register_section
 # each, naming their function as "module:function" so this file imports nothing of them until
@@ -734,8 +447,8 @@ def export(
                                    include_phi, files))
         manifest = _manifest(export_id, generated_at, actor, chosen, checked, include_phi, files)
         _write_json(staging / MANIFEST, manifest)
-        listed = [*files, _file_info(staging / MANIFEST)]
-        _write_sums(staging / SUMS, listed)
+        listed = [*files, sha256_file(staging / MANIFEST)]
+        write_sums(staging / SUMS, listed)
         event_id = _audit(engine, actor, export_id, chosen, checked, include_phi, listed)
         if target.exists():
             target.rmdir()
@@ -834,7 +547,7 @@ def _write_readme(folder: Path, export_id: str, generated_at: datetime, actor: A
     path = folder / README
     with open(path, "x", encoding="utf-8", newline="\r\n") as handle:
         handle.write("\n".join(lines) + "\n")
-    return _file_info(path)
+    return sha256_file(path)
 
 
 def _manifest(export_id: str, generated_at: datetime, actor: Actor, sections: Sequence[Section],
@@ -868,21 +581,6 @@ def _write_json(path: Path, payload: Mapping[str, Any]) -> None:
         handle.write("\n")
 
 
-def _file_info(path: Path) -> FileInfo:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return FileInfo(path.name, None, path.stat().st_size, digest.hexdigest())
-
-
-def _write_sums(path: Path, files: Sequence[FileInfo]) -> None:
-    """GNU coreutils format: "<hex>  <name>" (two spaces: text mode), LF line ends."""
-    lines = "".join(f"{f.sha256}  {f.name}\n" for f in sorted(files, key=lambda f: f.name))
-    with open(path, "x", encoding="ascii", newline="\n") as handle:
-        handle.write(lines)
-
-
 def _audit(engine: Engine, actor: Actor, export_id: str, sections: Sequence[Section],
            filters: ExportFilters, include_phi: bool, files: Sequence[FileInfo]) -> int:
     with write_session(engine) as session:
@@ -909,128 +607,3 @@ def _zip(folder: Path, zip_path: Path) -> None:
         raise
 
 
-# --- verifying an export ---------------------------------------------------------------------
-
-@dataclass
-class VerifyReport:
-    """What verify_export found; `problems` names each file and what differs."""
-
-    path: Path
-    checked: list[str] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    def message(self) -> str:
-        if self.ok:
-            return (f"export intact: {len(self.checked)} files match SHA256SUMS and the "
-                    f"manifest ({', '.join(self.checked)})")
-        return "export DOES NOT MATCH:\n" + "\n".join(f"  {p}" for p in self.problems)
-
-
-def verify_export(path: Path | str) -> VerifyReport:
-    """Recheck an export folder (or its zip): every SHA-256 in SHA256SUMS and the manifest,
-    byte sizes, CSV record counts (read with the csv module), and files nobody listed."""
-    path = Path(path)
-    if path.is_file() and zipfile.is_zipfile(path):
-        return _verify_zip(path)
-    report = VerifyReport(path)
-    if not path.is_dir():
-        report.problems.append(f"{path}: not an export folder or zip")
-        return report
-    sums = _read_sums(path / SUMS, report)
-    manifest = _read_manifest(path / MANIFEST, report)
-    listed = {e.get("name"): e for e in manifest.get("files", []) if isinstance(e, dict)}
-    present = {p.name for p in path.iterdir() if p.is_file()}
-    for name in sorted(present - set(sums) - {SUMS}):
-        report.problems.append(f"{name}: present but not listed in {SUMS}")
-    for name in sorted(set(sums) | set(listed)):
-        file = path / name
-        if "/" in name or name.startswith(".."):
-            report.problems.append(f"{name}: not a plain file name")
-            continue
-        if not file.is_file():
-            report.problems.append(f"{name}: listed but missing")
-            continue
-        actual = _file_info(file)
-        if name in sums and sums[name] != actual.sha256:
-            report.problems.append(f"{name}: SHA-256 differs from {SUMS} (expected "
-                                   f"{sums[name]}, found {actual.sha256})")
-        if name != MANIFEST and name not in listed:
-            report.problems.append(f"{name}: not listed in {MANIFEST}")
-        entry = listed.get(name)
-        if entry is not None:
-            _compare_entry(file, entry, actual, report)
-        report.checked.append(name)
-    return report
-
-
-def _compare_entry(file: Path, entry: Mapping[str, Any], actual: FileInfo,
-                   report: VerifyReport) -> None:
-    name = file.name
-    if entry.get("sha256") != actual.sha256:
-        report.problems.append(f"{name}: SHA-256 differs from {MANIFEST} (expected "
-                               f"{entry.get('sha256')}, found {actual.sha256})")
-    if entry.get("bytes") != actual.bytes:
-        report.problems.append(f"{name}: {actual.bytes} bytes, {MANIFEST} says "
-                               f"{entry.get('bytes')}")
-    if name.endswith(".csv") and isinstance(entry.get("rows"), int):
-        try:
-            rows = csvsafe.count_records(file)
-        except (UnicodeDecodeError, csv.Error) as exc:
-            report.problems.append(f"{name}: not readable as UTF-8 CSV ({exc})")
-            return
-        if rows != entry["rows"]:
-            report.problems.append(f"{name}: {rows} records, {MANIFEST} says {entry['rows']}")
-
-
-_SUMS_LINE = re.compile(r"^([0-9a-fA-F]{64}) [ *](.+)$")
-
-
-def _read_sums(path: Path, report: VerifyReport) -> dict[str, str]:
-    """SHA256SUMS in GNU format: "<hex>  <name>" (or "<hex> *<name>", binary mode)."""
-    if not path.is_file():
-        report.problems.append(f"{SUMS}: missing")
-        return {}
-    sums: dict[str, str] = {}
-    for number, line in enumerate(path.read_text("utf-8", errors="replace").splitlines(), 1):
-        match = _SUMS_LINE.match(line)
-        if match is None:
-            report.problems.append(f"{SUMS}: line {number} is not '<sha256>  <file>'")
-            continue
-        sums[match[2]] = match[1].lower()
-    return sums
-
-
-def _read_manifest(path: Path, report: VerifyReport) -> dict[str, Any]:
-    if not path.is_file():
-        report.problems.append(f"{MANIFEST}: missing")
-        return {}
-    try:
-        manifest = json.loads(path.read_text("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        report.problems.append(f"{MANIFEST}: not valid JSON ({exc})")
-        return {}
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        report.problems.append(f"{MANIFEST}: not a fluoro-audit export manifest (expected "
-                               f"format {FORMAT!r})")
-        return manifest if isinstance(manifest, dict) else {}
-    return manifest
-
-
-def _verify_zip(path: Path) -> VerifyReport:
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(path) as archive:
-        names = archive.namelist()
-        tops = {n.split("/", 1)[0] for n in names}
-        if len(tops) != 1 or any(n.startswith("/") or ".." in n.split("/") for n in names):
-            report = VerifyReport(path)
-            report.problems.append(f"{path.name}: expected one export folder inside")
-            return report
-        archive.extractall(tmp)
-        inner = verify_export(Path(tmp) / tops.pop())
-    inner.path = path
-    return inner
