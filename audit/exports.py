@@ -61,7 +61,7 @@ from sqlalchemy import Connection, Engine, func, select
 from audit import __version__, csvsafe
 from audit.auth import Actor, Permission, require
 from audit.csvsafe import CsvWriter, FileInfo, Kind
-from audit.db import write_session
+from audit.db import retrying, write_session
 from audit.errors import AuditError, FieldError, ValidationFailed
 from audit.export_verify import FORMAT, MANIFEST, SUMS, sha256_file, write_sums
 from audit.export_verify import VerifyReport as VerifyReport  # re-exported: the public API
@@ -328,7 +328,8 @@ class ExportResult:
     audit_event_id: int
 
     @property
-    def rows(self) -> dict[str, int]:
+    def rows(self) -> dict[str, int | None]:
+        """Data records of each file (None for files that are not CSV)."""
         return {f.name: f.rows for f in self.files}
 
 
@@ -568,8 +569,10 @@ def _manifest(export_id: str, generated_at: datetime, actor: Actor, sections: Se
                      for s in sections],
         "files": [f.as_dict() for f in files],
         "csv": {"encoding": "UTF-8 with BOM", "line_end": "CRLF", "quoting": "RFC 4180",
-                "timestamps": "ISO 8601 UTC", "formula_guard": "leading apostrophe; restore by "
-                "removing one leading apostrophe from a text cell"},
+                "timestamps": "ISO 8601 UTC", "lists": "';'-separated",
+                "formula_guard": "a leading apostrophe on text starting with = + - @ tab CR LF "
+                "or an apostrophe; restore by removing one leading apostrophe from each text "
+                "cell (from each item of a list cell)"},
         "audit_event": "the export is recorded in the audit trail: action export, entity "
                        "export, entity_id = export_id, with every file's SHA-256",
     }
@@ -583,15 +586,17 @@ def _write_json(path: Path, payload: Mapping[str, Any]) -> None:
 
 def _audit(engine: Engine, actor: Actor, export_id: str, sections: Sequence[Section],
            filters: ExportFilters, include_phi: bool, files: Sequence[FileInfo]) -> int:
-    with write_session(engine) as session:
-        event = record_event(
-            session, actor=actor.username, action=AuditAction.EXPORT, entity="export",
-            entity_id=export_id,
-            after={"sections": [s.name for s in sections], "filters": filters.as_dict(),
-                   "include_phi": include_phi,
-                   "files": [f.as_dict() for f in files]},
-        )
-        return int(event.id)
+    """The export's audit event: who, which sections and filters, PHI or not, every hash."""
+    after = {"sections": [s.name for s in sections], "filters": filters.as_dict(),
+             "include_phi": include_phi, "files": [f.as_dict() for f in files]}
+
+    def work() -> int:
+        with write_session(engine) as session:
+            event = record_event(session, actor=actor.username, action=AuditAction.EXPORT,
+                                 entity="export", entity_id=export_id, after=after)
+            return int(event.id)
+
+    return retrying(work)
 
 
 def _zip(folder: Path, zip_path: Path) -> None:

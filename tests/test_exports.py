@@ -266,6 +266,8 @@ def test_phi_only_when_allowed(engine: Engine, logged_all: list[int], tmp_path: 
     assert export_events(engine) == []
     with pytest.raises(PermissionDenied):
         export(engine, Actor("tech1", Role.TECHNOLOGIST), tmp_path / "tech")
+    with pytest.raises(PermissionDenied):
+        count_rows(engine, Actor("doc", Role.PHYSICIAN))
 
     result = export(engine, RSO, tmp_path / "rso", include_phi=True,
                     sections=("procedures", "audit_trail"))
