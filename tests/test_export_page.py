@@ -95,3 +95,13 @@ def test_an_export_produces_a_download_that_verifies(page: AppTest, tmp_path: Pa
         "manifest.json", "procedures.csv"]
     assert "MRN0002" in (folder / "procedures.csv").read_text("utf-8-sig")
     assert "ready (with patient_id)" in at.success[0].value
+
+
+def test_reached_through_the_app_navigation(page: AppTest) -> None:
+    app = str(Path(PAGE).parent.parent / "app.py")
+    at = AppTest.from_file(app, default_timeout=30)
+    at.session_state["actor"] = Actor("rso1", Role.RSO)
+    at.run()
+    at.switch_page("views/export.py").run()
+    assert not at.exception
+    assert [t.value for t in at.title] == ["Audit export"]
