@@ -38,6 +38,7 @@ PAGES: tuple[PageSpec, ...] = (
              "Dose"),
     PageSpec("reconciliation.py", "Reconciliation", ":material/rule:",
              Permission.VIEW_DASHBOARDS, "Dose"),
+    PageSpec("export.py", "Export", ":material/download:", Permission.EXPORT, "Audit"),
 )
 
 

@@ -1,0 +1,315 @@
+"""The built-in export sections: the procedure log and the audit trail.
+
+The procedure log is one SELECT whose cells are rendered in SQL (audit.csvsafe.sql_cell, with
+the levels and warnings aggregated and neutralised item by item in SQL), streamed from a
+server-side cursor in chunks. The audit trail is rendered in Python, chunk by chunk, because its
+JSON payloads are redacted of patient identity unless PHI was asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC
+from typing import Any
+
+from sqlalchemy import Connection, Select, and_, func, literal, select
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.expression import ColumnElement, FunctionElement
+
+from audit import csvsafe, exports
+from audit.csvsafe import Kind
+from audit.dictionary import FIELDS
+from audit.exports import Column, ExportFilters, SectionContext, SectionData
+from audit.models import (
+    AuditEvent,
+    Patient,
+    Physician,
+    Procedure,
+    ProcedureType,
+    Room,
+    Site,
+    UserAccount,
+)
+from audit.vocab import AuditAction, RecordStatus
+
+# --- the procedure log -----------------------------------------------------------------------
+
+class sql_levels(FunctionElement[str]):
+    """The procedure's levels, ';'-joined in position order (aggregated in SQL)."""
+
+    inherit_cache = True
+    name = "sql_levels"
+
+
+# SQL templates around compiled column expressions (no user input reaches them). Each item is
+# neutralised inside the aggregate (the csvsafe rule for list cells), so the aggregate, the
+# costliest expression of the export, runs once per row.
+# SQLite 3.40 has no ORDER BY inside group_concat; it concatenates in the ordered subquery's
+# order (the (procedure_id, position) key is walked in that order anyway).
+_LEVELS = {
+    "sqlite": "(SELECT group_concat({item}, ';') FROM (SELECT level FROM procedure_level "
+              "WHERE procedure_id = {x} ORDER BY position) AS pl)",
+    "postgresql": "(SELECT string_agg({item}, ';' ORDER BY pl.position) "
+                  "FROM procedure_level AS pl WHERE pl.procedure_id = {x})",
+}
+# Items without a field print their message alone; JSON 'null' (no warnings) yields NULL.
+_WARNINGS = {
+    "sqlite": "(SELECT group_concat({item}, '; ') FROM json_each({x}) AS j "
+              "WHERE j.type = 'object')",
+    "postgresql": "(SELECT string_agg({item}, '; ' ORDER BY t.n) FROM json_array_elements("
+                  "CASE WHEN json_typeof({x}) = 'array' THEN {x} END) WITH ORDINALITY "
+                  "AS t(e, n))",
+}
+_WARNING_ITEM = {
+    "sqlite": "coalesce(json_extract(j.value, '$.field') || ': ', '') || "
+              "json_extract(j.value, '$.message')",
+    "postgresql": "coalesce((t.e ->> 'field') || ': ', '') || (t.e ->> 'message')",
+}
+
+
+@compiles(sql_levels)
+def _levels_sql(element: sql_levels, compiler: Any, **kw: Any) -> str:
+    x = compiler.process(next(iter(element.clauses)), **kw)
+    dialect = compiler.dialect.name
+    item = csvsafe.neutralise_sql("pl.level", dialect)
+    return _LEVELS[dialect].format(x=x, item=item)
+
+
+class sql_warnings(FunctionElement[str]):
+    """The confirmed warnings (JSON list of {field, message}) as "field: message; ..."."""
+
+    inherit_cache = True
+    name = "sql_warnings"
+
+
+@compiles(sql_warnings)
+def _warnings_sql(element: sql_warnings, compiler: Any, **kw: Any) -> str:
+    x = compiler.process(next(iter(element.clauses)), **kw)
+    dialect = compiler.dialect.name
+    item = csvsafe.neutralise_sql(_WARNING_ITEM[dialect], dialect)
+    return _WARNINGS[dialect].format(x=x, item=item)
+
+
+#: Dictionary fields that are not a Procedure column of the same name.
+_JOINED: dict[str, ColumnElement[Any]] = {
+    "record_id": Procedure.id,
+    "site": Site.name,
+    "room": Room.name,
+    "physician": Physician.name,
+    "technologist": UserAccount.username,
+    "patient_id": Patient.mrn,
+    "patient_ref": Patient.pseudonym,
+    "procedure_code": ProcedureType.code,
+}
+
+
+def procedure_columns(include_phi: bool) -> list[Column]:
+    """The procedure log's columns: the data dictionary, in order; patient_id only with PHI."""
+    return [Column(f.name, f.type, f.unit, f.allowed, f.required, f.description)
+            for f in FIELDS if include_phi or f.name != "patient_id"]
+
+
+def _procedure_conditions(f: ExportFilters) -> list[ColumnElement[bool]]:
+    """Filters as conditions on the procedure table alone (names resolved by subquery), so the
+    count needs no joins."""
+    conditions: list[ColumnElement[bool]] = []
+    if not f.include_voided:
+        conditions.append(Procedure.status == RecordStatus.FINAL.value)
+    if f.date_from is not None:
+        conditions.append(Procedure.performed_at >= f.date_from)
+    if f.date_to is not None:
+        conditions.append(Procedure.performed_at < f.date_to)
+    if f.site:
+        conditions.append(Procedure.site_id.in_(select(Site.id).where(Site.name == f.site)))
+    if f.room:
+        rooms = select(Room.id).where(Room.name == f.room)
+        if f.site:
+            rooms = rooms.where(Room.site_id.in_(select(Site.id).where(Site.name == f.site)))
+        conditions.append(Procedure.room_id.in_(rooms))
+    if f.physician:
+        conditions.append(Procedure.physician_id.in_(
+            select(Physician.id).where(Physician.name == f.physician)))
+    if f.procedure_code:
+        conditions.append(Procedure.procedure_type_id.in_(
+            select(ProcedureType.id).where(ProcedureType.code == f.procedure_code)))
+    return conditions
+
+
+def procedure_log_query(filters: ExportFilters, include_phi: bool,
+                        annual_background_msv: float = 3.1) -> Select[Any]:
+    """One SELECT that yields the procedure log's rows already rendered as CSV cells."""
+    cells: list[ColumnElement[Any]] = []
+    for column in procedure_columns(include_phi):
+        if column.name == "levels":  # rendered (items neutralised) by the aggregate itself
+            cells.append(sql_levels(Procedure.id).label(column.name))
+            continue
+        if column.name == "warnings":
+            cells.append(sql_warnings(Procedure.warnings).label(column.name))
+            continue
+        if column.name == "background_days":
+            raw: ColumnElement[Any] | None = csvsafe.sql_round(
+                Procedure.effective_dose_msv * 365.0 / literal(float(annual_background_msv)), 1)
+        else:
+            raw = _JOINED.get(column.name, getattr(Procedure, column.name, None))
+        if raw is None:
+            raise AssertionError(f"dictionary field {column.name} has no source column")
+        cells.append(csvsafe.sql_cell(raw, column.kind).label(column.name))
+    return (
+        select(*cells)
+        .select_from(Procedure)
+        .join(Site, Site.id == Procedure.site_id)
+        .join(Room, Room.id == Procedure.room_id)
+        .join(Physician, Physician.id == Procedure.physician_id)
+        .join(UserAccount, UserAccount.id == Procedure.technologist_id)
+        .join(Patient, Patient.id == Procedure.patient_id)
+        .join(ProcedureType, ProcedureType.id == Procedure.procedure_type_id)
+        .where(and_(True, *_procedure_conditions(filters)))
+        .order_by(Procedure.performed_at, Procedure.id)
+    )
+
+
+def _stream(connection: Connection, query: Select[Any],
+            chunk: int | None = None) -> Iterator[Sequence[Sequence[Any]]]:
+    """Rows from a server-side cursor (PostgreSQL) or SQLite's stepping cursor, in chunks."""
+    chunk = chunk or exports.CHUNK_ROWS
+    result = connection.execution_options(stream_results=True, max_row_buffer=chunk,
+                                          yield_per=chunk).execute(query)
+    try:
+        yield from result.partitions(chunk)
+    finally:
+        result.close()
+
+
+def count_procedures(ctx: SectionContext) -> int:
+    query = select(func.count()).select_from(Procedure).where(
+        and_(True, *_procedure_conditions(ctx.filters)))
+    return int(ctx.connection.scalar(query) or 0)
+
+
+def procedures_section(ctx: SectionContext) -> SectionData:
+    annual = float(ctx.settings.get("annual_background_msv", 3.1))
+    query = procedure_log_query(ctx.filters, ctx.include_phi, annual)
+    return SectionData(procedure_columns(ctx.include_phi), _stream(ctx.connection, query),
+                       rendered=True)
+
+
+# --- the audit trail -------------------------------------------------------------------------
+
+#: Keys in audit payloads that hold a medical record number.
+PHI_KEYS = frozenset({"patient_id", "mrn"})
+
+AUDIT_COLUMNS: tuple[Column, ...] = (
+    Column("event_id", Kind.INTEGER, required="yes",
+           description="Position in the append-only audit trail"),
+    Column("occurred_at", Kind.DATETIME, "ISO 8601, UTC, microseconds", required="yes",
+           description="When it happened (to the microsecond, as the hash covers it)"),
+    Column("actor", Kind.TEXT, required="yes", description="Who did it (username, cli:<user>, "
+           "or demo)"),
+    Column("action", Kind.ENUM, allowed="; ".join(AuditAction.values()), required="yes",
+           description="What was done"),
+    Column("entity", Kind.TEXT, required="yes", description="What kind of thing it was done to "
+           "(procedure, user_account, setting, export, ...)"),
+    Column("entity_id", Kind.TEXT, description="Which one (a record_id for procedures)"),
+    Column("reason", Kind.TEXT, description="The reason given (amend, void, ...)"),
+    Column("before", Kind.JSON, description="Changed values before (JSON, keys sorted)"),
+    Column("after", Kind.JSON, description="Values after (JSON, keys sorted)"),
+    Column("redacted", Kind.BOOLEAN, required="yes", description="true when patient_id was "
+           "replaced by patient_ref in before/after (an export without PHI); the hash is then "
+           "of the stored, unredacted event"),
+    Column("prev_hash", Kind.TEXT, required="yes", description="Hash of the previous event"),
+    Column("hash", Kind.TEXT, required="yes", description="SHA-256 of this event and prev_hash "
+           "(audit.trail.event_hash); with PHI included it can be recomputed from this row"),
+)
+
+
+def _audit_conditions(f: ExportFilters) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    if f.date_from is not None:
+        conditions.append(AuditEvent.occurred_at >= f.date_from)
+    if f.date_to is not None:
+        conditions.append(AuditEvent.occurred_at < f.date_to)
+    return conditions
+
+
+def count_audit_events(ctx: SectionContext) -> int:
+    query = select(func.count()).select_from(AuditEvent).where(
+        and_(True, *_audit_conditions(ctx.filters)))
+    return int(ctx.connection.scalar(query) or 0)
+
+
+def audit_trail_section(ctx: SectionContext) -> SectionData:
+    query = (select(AuditEvent.id, AuditEvent.occurred_at, AuditEvent.actor, AuditEvent.action,
+                    AuditEvent.entity, AuditEvent.entity_id, AuditEvent.reason,
+                    AuditEvent.before, AuditEvent.after, AuditEvent.prev_hash, AuditEvent.hash)
+             .where(and_(True, *_audit_conditions(ctx.filters)))
+             .order_by(AuditEvent.id))
+
+    def chunks() -> Iterator[list[list[Any]]]:
+        for part in _stream(ctx.connection, query):
+            refs = {} if ctx.include_phi else _pseudonyms(ctx.connection, part)
+            yield [_audit_row(row, refs, ctx.include_phi) for row in part]
+
+    return SectionData(AUDIT_COLUMNS, chunks(), rendered=True)
+
+
+def _audit_row(row: Sequence[Any], refs: Mapping[str, str], include_phi: bool) -> list[Any]:
+    event_id, occurred, actor, action, entity, entity_id, reason, before, after, prev, digest = row
+    redacted = False
+    if not include_phi:
+        before, changed_before = redact(before, refs)
+        after, changed_after = redact(after, refs)
+        redacted = changed_before or changed_after
+    stamp = occurred.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    values = (event_id, stamp, actor, action, entity, entity_id, reason, before, after,
+              redacted, prev, digest)
+    return [v if c.kind == Kind.DATETIME else csvsafe.cell(v, c.kind)
+            for v, c in zip(values, AUDIT_COLUMNS, strict=True)]
+
+
+def _pseudonyms(connection: Connection, rows: Sequence[Sequence[Any]]) -> dict[str, str]:
+    """MRN -> patient_ref for every MRN in this chunk's payloads (one query per chunk)."""
+    mrns: set[str] = set()
+    for row in rows:
+        for payload in (row[7], row[8]):
+            _collect_phi(payload, mrns)
+    if not mrns:
+        return {}
+    found = connection.execute(select(Patient.mrn, Patient.pseudonym)
+                               .where(Patient.mrn.in_(sorted(mrns))))
+    return {mrn: ref for mrn, ref in found}
+
+
+def _collect_phi(payload: Any, into: set[str]) -> None:
+    if isinstance(payload, dict):
+        for key, value in payload.items():
+            if key in PHI_KEYS and isinstance(value, str):
+                into.add(value)
+            else:
+                _collect_phi(value, into)
+    elif isinstance(payload, list):
+        for item in payload:
+            _collect_phi(item, into)
+
+
+def redact(payload: Any, refs: Mapping[str, str]) -> tuple[Any, bool]:
+    """Replace every MRN in an audit payload by the patient's patient_ref (or drop it).
+
+    Returns the redacted copy and whether anything was removed.
+    """
+    if isinstance(payload, list):
+        items = [redact(item, refs) for item in payload]
+        return [i for i, _ in items], any(c for _, c in items)
+    if not isinstance(payload, dict):
+        return payload, False
+    out: dict[str, Any] = {}
+    changed = False
+    for key, value in payload.items():
+        if key in PHI_KEYS:
+            changed = True
+            ref = refs.get(value) if isinstance(value, str) else None
+            if ref is not None and "patient_ref" not in payload:
+                out["patient_ref"] = ref
+            continue
+        out[key], inner = redact(value, refs)
+        changed = changed or inner
+    return out, changed

@@ -1,0 +1,107 @@
+"""The Export page (Streamlit AppTest, both databases): who sees the PHI option, the row count
+before export, and a download that verifies."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from audit.auth import Actor
+from audit.exports import verify_export
+from audit.records import ProcedureLog
+from audit.vocab import Role
+from dashboard.navigation import PAGES
+from tests.conftest import valid_record
+
+PAGE = str(Path(__file__).resolve().parent.parent / "dashboard" / "views" / "export.py")
+
+
+@pytest.fixture
+def page(db_url: str, service: ProcedureLog, admin: Actor,
+         monkeypatch: pytest.MonkeyPatch) -> AppTest:
+    service.log_many([valid_record(), valid_record(performed_at="2026-03-20T10:00:00Z",
+                                                   patient_id="MRN0002", physician="Ελένη")],
+                     admin, create_missing=True)
+    monkeypatch.setenv("FLUORO_AUDIT_DB", db_url)
+    st.cache_resource.clear()  # the engine is per process: point it at this test's database
+    st.cache_data.clear()
+    return AppTest.from_file(PAGE, default_timeout=30)
+
+
+def run_as(page: AppTest, role: Role) -> AppTest:
+    page.session_state["actor"] = Actor(f"{role.value}1", role)
+    return page.run()
+
+
+def labels(at: AppTest) -> list[str]:
+    return [c.label for c in at.checkbox]
+
+
+def test_quality_officer_is_offered_no_phi(page: AppTest) -> None:
+    at = run_as(page, Role.QUALITY_OFFICER)
+    assert not at.exception
+    assert "Include patient_id (MRN)" not in labels(at)
+    assert any("patient_ref" in c.value for c in at.caption)
+
+
+def test_rso_is_offered_phi(page: AppTest) -> None:
+    at = run_as(page, Role.RSO)
+    assert "Include patient_id (MRN)" in labels(at)
+
+
+def test_technologist_cannot_open_the_page(page: AppTest) -> None:
+    at = run_as(page, Role.TECHNOLOGIST)
+    assert [e.value for e in at.error] == ["Your role (technologist) cannot open this page."]
+    assert not at.button
+
+
+@pytest.mark.parametrize(("role", "shown"), [
+    (Role.QUALITY_OFFICER, True), (Role.RSO, True), (Role.ADMIN, True),
+    (Role.TECHNOLOGIST, False), (Role.PHYSICIAN, False),
+])
+def test_navigation_offers_the_page_to_exporting_roles(role: Role, shown: bool) -> None:
+    actor = Actor("u", role)  # pages_for keeps exactly the specs the actor's role can open
+    assert any(p.module == "export.py" and actor.can(p.permission) for p in PAGES) is shown
+
+
+def test_row_count_follows_the_filters(page: AppTest) -> None:
+    at = run_as(page, Role.QUALITY_OFFICER)
+    assert at.metric[0].label == "Rows to export" and at.metric[0].value == "2"
+    at.selectbox[2].select("Ελένη").run()  # physician
+    assert at.metric[0].value == "1"
+
+
+def test_an_export_produces_a_download_that_verifies(page: AppTest, tmp_path: Path) -> None:
+    at = run_as(page, Role.RSO)
+    phi = next(c for c in at.checkbox if c.label == "Include patient_id (MRN)")
+    phi.check().run()
+    at.multiselect[0].select("audit_trail").run()
+    at.button[0].click().run()
+    assert not at.exception and not at.error
+    assert [b.label for b in at.download_button] == ["Download zip"]
+    download = at.session_state["export_download"]
+    assert download["file_name"].endswith(".zip") and download["include_phi"] is True
+    with zipfile.ZipFile(io.BytesIO(download["data"])) as archive:
+        archive.extractall(tmp_path)
+        folder = tmp_path / archive.namelist()[0].split("/")[0]
+    assert verify_export(folder).ok
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "README.txt", "SHA256SUMS", "audit_trail.csv", "data_dictionary.csv",
+        "manifest.json", "procedures.csv"]
+    assert "MRN0002" in (folder / "procedures.csv").read_text("utf-8-sig")
+    assert "ready (with patient_id)" in at.success[0].value
+
+
+def test_reached_through_the_app_navigation(page: AppTest) -> None:
+    app = str(Path(PAGE).parent.parent / "app.py")
+    at = AppTest.from_file(app, default_timeout=30)
+    at.session_state["actor"] = Actor("rso1", Role.RSO)
+    at.run()
+    at.switch_page("views/export.py").run()
+    assert not at.exception
+    assert [t.value for t in at.title] == ["Audit export"]
