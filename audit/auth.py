@@ -115,6 +115,32 @@ def _validate_username(username: str) -> str:
     return name
 
 
+def _check_new_account(username: str, role: Role | str,
+                       password: str | None) -> tuple[str, Role]:
+    """Every problem with a new account at once (username, role, password), so a form is
+    fixed in one pass."""
+    errors: list[FieldError] = []
+    name = username.strip()
+    try:
+        name = _validate_username(username)
+    except ValidationFailed as exc:
+        errors += exc.errors
+    parsed: Role | None = None
+    try:
+        parsed = Role.parse(role)
+    except ValueError as exc:
+        errors.append(FieldError("role", str(exc)))
+    if password is not None:
+        try:
+            check_password_strength(password)
+        except ValidationFailed as exc:
+            errors += exc.errors
+    if errors:
+        raise ValidationFailed(errors)
+    assert parsed is not None
+    return name, parsed
+
+
 def account_count(engine: Engine) -> int:
     with Session(engine) as session:
         return session.scalar(select(func.count()).select_from(UserAccount)) or 0
@@ -130,13 +156,7 @@ def add_user(
 ) -> UserAccount:
     """Create an account. Without a password the account exists but cannot sign in."""
     require(actor, Permission.ADMIN)
-    name = _validate_username(username)
-    try:
-        role = Role.parse(role)
-    except ValueError as exc:
-        raise ValidationFailed([FieldError("role", str(exc))]) from None
-    if password is not None:
-        check_password_strength(password)
+    name, role = _check_new_account(username, role, password)
 
     def work() -> UserAccount:
         with write_session(engine) as session:
@@ -254,8 +274,7 @@ def create_first_admin(engine: Engine, username: str, password: str,
                        display_name: str | None = None) -> Actor:
     """Create the first administrator, only while no account can sign in (checked in the same
     transaction, so two browsers racing through first-run setup cannot both succeed)."""
-    name = _validate_username(username)
-    check_password_strength(password)
+    name, _ = _check_new_account(username, Role.ADMIN, password)
 
     def work() -> Actor:
         with write_session(engine) as session:
