@@ -447,13 +447,12 @@ def add_procedure_type(engine: Engine, actor: Actor, **fields: Any) -> int:
                                 "max_expected_time_s": None, "typical_source": None,
                                 "active": True}
     errors = _unknown(fields, set(CATALOG_FIELDS))
-    for key in ("code", "name", "region", "contrast_policy"):
-        if fields.get(key) in (None, ""):
-            errors.append(FieldError(key, "required"))
-    if errors:
-        raise ValidationFailed(errors)
-    values = _catalog_values({**defaults, **fields}, errors)
-    _check_catalog(values, errors)
+    given = {k: v for k, v in fields.items() if k in CATALOG_FIELDS and v not in (None, "")}
+    errors += [FieldError(k, "required") for k in ("code", "name", "region", "contrast_policy")
+               if k not in given]
+    values = _catalog_values({**defaults, **given}, errors)
+    if not errors:
+        _check_catalog(values, errors)
     if errors:
         raise ValidationFailed(errors)
 
