@@ -18,7 +18,7 @@ st.set_page_config(page_title="fluoro-audit", page_icon="☢", layout="wide")
 
 def _sidebar(actor: auth.Actor) -> None:
     with st.sidebar:
-        st.markdown(f"Signed in as **{actor.username}**  \n{actor.role.value.replace('_', ' ')}")
+        st.markdown(f"Signed in as **{actor.username}** ({actor.role.value.replace('_', ' ')})")
         st.button("Sign out", key="sign_out", icon=":material/logout:",
                   on_click=state.sign_out, kwargs={"message": "You have signed out."})
         st.caption(f"Sessions end after {state.idle_minutes():g} min without activity.")

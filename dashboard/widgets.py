@@ -60,3 +60,34 @@ class FieldErrors:
 def yes_no_blank(value: str | None) -> str:
     """Labels of the three-state pickers."""
     return {"yes": "Yes", "no": "No"}.get(value or "", "—")
+
+
+#: How the record's fields are named on screen (the dictionary names stay in exports and CLI).
+FIELD_LABELS: dict[str, str] = {
+    "record_id": "Record", "status": "Status", "version": "Version",
+    "performed_at": "Performed at", "site": "Site", "room": "Room", "physician": "Physician",
+    "technologist": "Technologist", "patient_id": "Patient ID (MRN)",
+    "patient_ref": "Patient reference", "accession_number": "Accession number",
+    "patient_sex": "Sex", "patient_weight_kg": "Weight (kg)",
+    "pregnancy_status": "Pregnancy status", "procedure_code": "Procedure",
+    "region": "Region", "levels": "Levels", "laterality": "Laterality",
+    "guidance": "Guidance", "fluoro_time_s": "Fluoro time (s)",
+    "dap_gycm2": "DAP (Gy·cm²)", "dap_value": "DAP as displayed", "dap_unit": "DAP unit",
+    "dap_missing_reason": "Why no DAP", "air_kerma_mgy": "Ka,r (mGy)",
+    "saved_images": "Saved images", "dsa_runs": "DSA runs", "pulsed_fluoro": "Pulsed fluoro",
+    "pulse_rate_pps": "Pulse rate (pulses/s)", "low_dose_mode": "Low-dose mode",
+    "contrast_agent": "Contrast agent", "contrast_volume_ml": "Contrast volume (mL)",
+    "contrast_confirmation": "Contrast confirmation",
+    "contrast_exception_reason": "Contraindication", "contrast_exception_detail":
+    "Contraindication detail", "confirmation_views": "Views saved",
+    "realtime_contrast": "Real-time contrast", "vascular_uptake": "Vascular uptake",
+    "needle_repositioned": "Needle repositioned", "injectate": "Injectate", "notes": "Notes",
+    "dose_source": "Dose source", "effective_dose_msv": "Effective dose (mSv)",
+    "background_days": "Days of background", "warnings": "Confirmed warnings",
+    "void_reason": "Void reason", "created_at": "Created", "created_by": "Created by",
+    "updated_at": "Last changed", "updated_by": "Changed by",
+}
+
+
+def label(name: str) -> str:
+    return FIELD_LABELS.get(name, name.replace("_", " "))

@@ -79,7 +79,8 @@ with users_tab:
                          columns=["username", "display_name", "role", "active", "can_sign_in",
                                   "locked", "last_login_at", "created_at"])
     st.dataframe(users, hide_index=True, width="stretch", column_config={
-        "display_name": "Name", "can_sign_in": "Can sign in",
+        "username": "Username", "display_name": "Name", "role": "Role", "active": "Active",
+        "can_sign_in": "Can sign in", "locked": "Locked",
         "last_login_at": st.column_config.DatetimeColumn("Last sign-in", format="YYYY-MM-DD HH:mm"),
         "created_at": st.column_config.DatetimeColumn("Created", format="YYYY-MM-DD"),
     })
@@ -147,8 +148,11 @@ with rooms_tab:
                                   "dap_display_unit", "kap_correction_factor", "active"])
     st.markdown("**Rooms and C-arms**")
     st.dataframe(rooms.drop(columns=["room_id"]), hide_index=True, width="stretch",
-                 column_config={"dap_display_unit": "DAP display unit",
-                                "kap_correction_factor": "KAP correction"})
+                 column_config={"site": "Site", "name": "Room", "make": "Make",
+                                "model": "Model", "serial": "Serial",
+                                "dap_display_unit": "DAP display unit",
+                                "kap_correction_factor": "KAP correction",
+                                "active": "Active"})
     left, middle, right = st.columns(3)
     with left, st.form("add_site"):
         st.markdown("**Add a site**")
@@ -160,7 +164,8 @@ with rooms_tab:
             f"Site {text('as_name')} added.", ("as_name",)))
     with left:
         if not sites.empty:
-            st.dataframe(sites.drop(columns=["site_id"]), hide_index=True, width="stretch")
+            st.dataframe(sites.drop(columns=["site_id"]), hide_index=True, width="stretch",
+                         column_config={"name": "Site", "active": "Active"})
             site_pick = st.selectbox("Site to rename or deactivate", sites["name"].tolist(),
                                      index=None, key="es_site", placeholder="Choose a site")
             if site_pick:
@@ -261,7 +266,8 @@ with doctors_tab:
     doctors = pd.DataFrame(admin.list_physicians(engine),
                            columns=["physician_id", "name", "username", "active"])
     st.dataframe(doctors.drop(columns=["physician_id"]), hide_index=True, width="stretch",
-                 column_config={"username": "Linked account"})
+                 column_config={"name": "Physician", "username": "Linked account",
+                                "active": "Active"})
     accounts = ["", *(u["username"] for u in auth.list_users(engine, actor)
                       if u["role"] == Role.PHYSICIAN.value)]
     left, right = st.columns(2)

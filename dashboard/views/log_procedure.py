@@ -235,18 +235,18 @@ with case:
     col_site, col_room, col_doc, col_proc = st.columns([2, 2, 2, 3])
     with col_site:
         st.selectbox("Site", site_names, key="lp_site", on_change=_site_changed,
-                     accept_new_options=True, placeholder="Choose or type a new site")
+                     accept_new_options=True, placeholder="Choose or add")
         errors.show("site")
     with col_room:
         chosen_site = ss.get("lp_site")
         st.selectbox("Room / C-arm", rooms_at(chosen_site), key="lp_room",
                      format_func=lambda name, site=chosen_site: room_label(site, name),
                      accept_new_options=True,
-                     placeholder="Choose or type a new room")
+                     placeholder="Choose or add")
         errors.show("room")
     with col_doc:
         st.selectbox("Physician", doctor_names, key="lp_physician", accept_new_options=True,
-                     placeholder="Choose or type a new name")
+                     placeholder="Choose or add")
         errors.show("physician")
     with col_proc:
         st.selectbox("Procedure", codes, key="lp_procedure", format_func=procedure_label,
@@ -330,7 +330,8 @@ with st.form("log_procedure", enter_to_submit=True, border=True):
             limit = f", at most {layout.max_levels}" if layout.max_levels else ""
             st.multiselect(f"Levels ({'required' if layout.levels_required else 'optional'}"
                            f"{limit})", layout.levels, key=key(gen, f"levels_{layout.code}"),
-                           placeholder="Type e.g. L4 or L5-S1")
+                           placeholder="Type e.g. L4 or L5-S1", select_all=False,
+                           filter_mode="prefix")
             field("levels")
     if layout.laterality:
         with c[1]:
@@ -397,7 +398,8 @@ with st.form("log_procedure", enter_to_submit=True, border=True):
         if "confirmation_views" in detail:
             with c[2]:
                 st.multiselect(f"Views saved (at least {layout.min_views})", View.values(),
-                               key=key(gen, "confirmation_views"),
+                               key=key(gen, "confirmation_views"), select_all=False,
+                               filter_mode="prefix",
                                format_func=lambda v: {"CLO": "CLO (contralateral oblique)"}
                                .get(v, v))
                 field("confirmation_views")
@@ -453,6 +455,11 @@ st.caption("Tab moves between fields; Enter saves. Site, room, physician and pro
 mine, _ = service.list(actor, RecordFilter(technologist=actor.username), limit=5)
 if mine:
     st.markdown("**Your latest entries**")
-    recent = pd.DataFrame(mine)[["record_id", "performed_at", "procedure_code", "room",
-                                 "physician", "status"]]
+    zone_ = state.user_zone()
+    recent = pd.DataFrame([{
+        "Record": r["record_id"],
+        "Performed": (r["performed_at"].astimezone(zone_) if zone_ else
+                      r["performed_at"].astimezone()).strftime("%Y-%m-%d %H:%M"),
+        "Procedure": r["procedure_code"], "Room": r["room"], "Physician": r["physician"],
+        "Status": r["status"]} for r in mine])
     st.dataframe(recent, hide_index=True, width="stretch")

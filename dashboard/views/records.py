@@ -32,7 +32,7 @@ from audit.records import RecordFilter, may_change, record_history
 from audit.units import format_duration
 from audit.vocab import RecordStatus, Role
 from dashboard import state
-from dashboard.widgets import FieldErrors
+from dashboard.widgets import FieldErrors, label
 
 PAGE_SIZE = 50
 actor = state.require(Permission.VIEW_RECORDS)
@@ -92,7 +92,7 @@ def choices(kind: str) -> list[str]:
 
 
 with st.container(border=True):
-    c = st.columns([1.2, 1.2, 1.5, 1.8, 1.3, 1, 1.4])
+    c = st.columns([1.4, 1.4, 1.5, 1.8, 1.3, 1, 1.4])
     c[0].date_input("From", value=None, key="rec_from", on_change=_to_first_page,
                     format="YYYY-MM-DD")
     c[1].date_input("To (inclusive)", value=None, key="rec_to", on_change=_to_first_page,
@@ -149,7 +149,8 @@ def _selected_row() -> None:
 
 ss["rec_page_ids"] = frame["record_id"].tolist()
 st.dataframe(
-    frame, hide_index=True, width="stretch", key="rec_table", on_select=_selected_row,
+    frame, hide_index=True, width="stretch", height=min(36 * len(frame) + 40, 580),
+    key="rec_table", on_select=_selected_row,
     selection_mode="single-row",
     column_config={
         "record_id": st.column_config.NumberColumn("Record", format="%d"),
@@ -222,7 +223,7 @@ cols = st.columns(len(GROUPS))
 for col, (title, names) in zip(cols, GROUPS.items(), strict=True):
     with col:
         st.markdown(f"**{title}**")
-        lines = [f"{name.replace('_', ' ')}: **{shown(name, record.get(name))}**"
+        lines = [f"{label(name)}: **{shown(name, record.get(name))}**"
                  for name in names if record.get(name) not in (None, "", [])]
         st.markdown("  \n".join(lines) or "—")
 if record.get("warnings"):
@@ -329,9 +330,11 @@ with amend_tab, st.form(f"amend_{rid}_{version}"):
     grid = st.columns(4)
     for index, name in enumerate(editable):
         spec = BY_NAME[name]
-        label = name.replace("_", " ")
-        if spec.unit and spec.unit not in {"as entered", "ISO 8601, UTC"}:
-            label += f" ({spec.unit})"
+        title = label(name)
+        if name == "performed_at":
+            title += " (ISO, with offset)"
+        elif name == "fluoro_time_s":
+            title = "Fluoro time (s, m:ss or min)"
         current = as_text(record.get(name))
         ss.setdefault(prefix + name, current)
         with grid[index % 4]:
@@ -339,9 +342,9 @@ with amend_tab, st.form(f"amend_{rid}_{version}"):
                 allowed = ["yes", "no"] if spec.type == "boolean" else \
                     spec.allowed.split("; ")
                 opts = ["", *allowed] if current in ("", *allowed) else ["", current, *allowed]
-                st.selectbox(label, opts, key=prefix + name, format_func=lambda v: v or "—")
+                st.selectbox(title, opts, key=prefix + name, format_func=lambda v: v or "—")
             else:
-                st.text_input(label, key=prefix + name)
+                st.text_input(title, key=prefix + name)
             amend_errors.show(name, *(("dap_gycm2",) if name == "dap_value" else ()))
             amend_warnings.show(name, warning=True)
     st.text_input("Reason for the change (required)", key=prefix + "reason")

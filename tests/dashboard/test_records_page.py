@@ -125,7 +125,8 @@ def test_detail_shows_the_record_and_its_history(
     at = open_record(records_page(app, "tech1"), rid)
     assert f"Record {rid}" in texts(at.subheader)
     body = " ".join(m.value for m in at.markdown)
-    assert "fluoro time s: **0:32 (32 s)**" in body and "patient id: **MRN0000**" in body
+    assert "Fluoro time (s): **0:32 (32 s)**" in body
+    assert "Patient ID (MRN): **MRN0000**" in body
     assert any(m.value.startswith("**Created** by **cli:") for m in at.markdown)
 
 
