@@ -394,11 +394,11 @@ class ProcedureLog:
         f = filters or RecordFilter()
         order = (Procedure.performed_at.desc(), Procedure.id.desc())
         with read_session(self.engine) as session:
-            conditions = _id_conditions(session, actor, f)
-            if conditions is None:  # a name matched nothing
+            where = _resolve(session, actor, f)
+            if where is None:  # a name matched nothing
                 return [], 0
-            total = _count(session, conditions, f)
-            ids = session.scalars(select(Procedure.id).where(*conditions).order_by(*order)
+            total = where.count(session)
+            ids = session.scalars(select(Procedure.id).where(*where.page()).order_by(*order)
                                   .limit(limit).offset(offset)).all() if total else []
             rows = session.execute(
                 list_query(actor, RecordFilter(record_ids=ids)).order_by(*order)
@@ -455,12 +455,58 @@ def list_query(actor: Actor, f: RecordFilter) -> Select[Any]:
     return q
 
 
-def _id_conditions(session: Session, actor: Actor, f: RecordFilter) -> list[Any] | None:
-    """list_query's scope and filters as conditions on the procedure table's own columns, with
-    names resolved to ids first (so the planner sees `room_id IN (3, 7)` and picks the right
-    index). None when a name matches nothing: the answer is empty without touching the table.
+@dataclass
+class _Where:
+    """list_query's scope and filters as conditions on the procedure table's own columns.
+
+    Names are resolved to ids first, so the planner sees `room_id = 3` and the right index.
+    A page walks one index in performed_at order and checks the other filters on the few rows
+    it reads. A count must visit every match, so there each further filter becomes a set of ids
+    read from its own (covering) index instead of a table read per row.
     """
-    conditions: list[Any] = []
+
+    ids: list[Any]
+    dates: list[Any]
+    status: str | None
+    record_ids: Sequence[int] | None
+
+    def _common(self) -> list[Any]:
+        extra = [] if self.record_ids is None else [Procedure.id.in_(list(self.record_ids))]
+        return [*self.dates, *extra]
+
+    def page(self) -> list[Any]:
+        status = []
+        if self.status == RecordStatus.VOID.value:
+            status = [_VOID_IDS]
+        elif self.status:
+            status = [Procedure.status == self.status]
+        return [*self.ids, *self._common(), *status]
+
+    def _count_conditions(self) -> list[Any]:
+        first, rest = self.ids[:1], self.ids[1:]
+        sets = [Procedure.id.in_(select(Procedure.id).where(c, *self.dates).scalar_subquery())
+                for c in rest]
+        return [*first, *sets, *self._common()]
+
+    def count(self, session: Session) -> int:
+        """Matching records. "final" is all minus void: void records are few, so they are
+        fetched by their index and checked one by one, instead of checking every match."""
+        conditions = self._count_conditions()
+        if self.status == RecordStatus.VOID.value:
+            conditions.append(_VOID_IDS)
+        total = session.scalar(select(func.count(Procedure.id)).where(*conditions)) or 0
+        if self.status == RecordStatus.FINAL.value and total:
+            void = session.scalars(select(Procedure.id).where(
+                Procedure.status == RecordStatus.VOID.value)).all()
+            for chunk in (void[i:i + 5000] for i in range(0, len(void), 5000)):
+                total -= session.scalar(select(func.count(Procedure.id)).where(
+                    Procedure.id.in_(chunk), *self.ids, *self._common())) or 0
+        return total
+
+
+def _resolve(session: Session, actor: Actor, f: RecordFilter) -> _Where | None:
+    """The filters and the actor's scope as a _Where; None when a name matches nothing (the
+    answer is empty without reading the table)."""
     lookups: list[tuple[Any, Any, Any]] = []
     if not actor.can(Permission.VIEW_ALL_RECORDS):
         if actor.role is Role.PHYSICIAN:
@@ -479,45 +525,24 @@ def _id_conditions(session: Session, actor: Actor, f: RecordFilter) -> list[Any]
     ]
     lookups += [(column, key, name == value) for value, column, key, name in by_name
                 if value is not None and value != ""]
+    ids: list[Any] = []
     for column, key, where in lookups:
-        ids = session.scalars(select(key).where(where)).all()
-        if not ids:
+        found = session.scalars(select(key).where(where)).all()
+        if not found:
             return None
-        conditions.append(column == ids[0] if len(ids) == 1 else column.in_(ids))
+        ids.append(column == found[0] if len(found) == 1 else column.in_(found))
+    dates = []
     if f.date_from is not None:
-        conditions.append(Procedure.performed_at >= f.date_from)
+        dates.append(Procedure.performed_at >= f.date_from)
     if f.date_to is not None:
-        conditions.append(Procedure.performed_at < f.date_to)
-    if f.status == RecordStatus.VOID.value:
-        conditions.append(_VOID_IDS)
-    elif f.status:
-        conditions.append(Procedure.status == f.status)
-    if f.record_ids is not None:
-        conditions.append(Procedure.id.in_(list(f.record_ids)))
-    return conditions
+        dates.append(Procedure.performed_at < f.date_to)
+    return _Where(ids, dates, f.status or None, f.record_ids)
 
 
 #: "Is void" as a set of ids from the (status, performed_at) index: the other filters then run
-#: on their own covering index and only probe this (small) set, instead of reading every
-#: matching row to look at its status.
+#: on their own covering index and only probe this (small) set.
 _VOID_IDS = Procedure.id.in_(
     select(Procedure.id).where(Procedure.status == RecordStatus.VOID.value).scalar_subquery())
-
-
-def _count(session: Session, conditions: list[Any], f: RecordFilter) -> int:
-    """How many records match. "final" is counted as all minus void: void records are few and
-    indexed, while checking the status of every matching row would read the whole table."""
-    if f.status == RecordStatus.FINAL.value:
-        others = [c for c in conditions if not _is_status(c)]
-        every = session.scalar(select(func.count(Procedure.id)).where(*others)) or 0
-        void = session.scalar(select(func.count(Procedure.id)).where(*others, _VOID_IDS)) or 0
-        return every - void
-    return session.scalar(select(func.count(Procedure.id)).where(*conditions)) or 0
-
-
-def _is_status(condition: Any) -> bool:
-    left = getattr(condition, "left", None)
-    return left is not None and getattr(left, "key", None) == "status"
 
 
 def _check_can_read(actor: Actor, names: Mapping[str, Any]) -> None:

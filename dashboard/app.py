@@ -7,6 +7,8 @@ session ends after `session_idle_minutes` without activity, or on "Sign out".
 
 from __future__ import annotations
 
+import time
+
 import streamlit as st
 
 from audit import auth
@@ -22,6 +24,16 @@ def _sidebar(actor: auth.Actor) -> None:
         st.button("Sign out", key="sign_out", icon=":material/logout:",
                   on_click=state.sign_out, kwargs={"message": "You have signed out."})
         st.caption(f"Sessions end after {state.idle_minutes():g} min without activity.")
+        _idle_watch()
+
+
+@st.fragment(run_every=60)
+def _idle_watch() -> None:
+    """Once a minute, without counting as activity: when the idle time is up, rerun the app,
+    which signs out, so an unattended screen stops showing patient data."""
+    last = float(st.session_state.get(state.LAST_SEEN_KEY, time.time()))
+    if time.time() - last > state.idle_minutes() * 60:
+        st.rerun(scope="app")
 
 
 if auth.needs_first_admin(state.engine()):

@@ -64,6 +64,10 @@ FILTERS = [
     RecordFilter(site="Riverside", patient_id="MRN3"),
     RecordFilter(date_from=datetime(2026, 1, 6, tzinfo=UTC),
                  date_to=datetime(2026, 1, 8, tzinfo=UTC)),
+    RecordFilter(room="OR 1", procedure_code="TFESI", status="final"),
+    RecordFilter(date_from=datetime(2026, 1, 6, tzinfo=UTC), room="OR 2",
+                 physician="Dr. Chen", procedure_code="CAUDAL", status="final"),
+    RecordFilter(room="OR 2", technologist="tech2", status="void"),
     RecordFilter(room="Nowhere"),
     RecordFilter(record_ids=[]),
 ]
@@ -91,6 +95,10 @@ def test_list_keeps_each_roles_scope(service: ProcedureLog, mixed: list[int],
                                      actor: Actor) -> None:
     want = expected(service, actor, RecordFilter())
     rows, total = service.list(actor, RecordFilter(), limit=100)
+    assert ([r["record_id"] for r in rows], total) == (want, len(want))
+    narrowed = RecordFilter(room="OR 1", status="final")
+    want = expected(service, actor, narrowed)
+    rows, total = service.list(actor, narrowed, limit=100)
     assert ([r["record_id"] for r in rows], total) == (want, len(want))
     if actor.role is Role.QUALITY_OFFICER:
         assert total == 12 and all(r["patient_id"] is None for r in rows)
