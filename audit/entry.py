@@ -171,12 +171,23 @@ def amend_changes(record: Mapping[str, Any], edited: Mapping[str, str]) -> dict[
     for name, text in edited.items():
         if name not in AMENDABLE or text.strip() == as_text(record.get(name)).strip():
             continue
+        if name == "performed_at" and _same_instant(text, record.get(name)):
+            continue  # shown in the user's zone, stored in UTC: the same moment
         changes[name] = _parse_edit(name, text)
     if DAP_INPUT & set(changes):
         for name in DAP_INPUT:
             changes.setdefault(name, _parse_edit(name, edited.get(
                 name, as_text(record.get(name)))))
     return changes
+
+
+def _same_instant(text: str, stored: Any) -> bool:
+    try:
+        typed = datetime.fromisoformat(text.strip())
+        kept = datetime.fromisoformat(str(stored))
+    except ValueError:
+        return False
+    return typed.tzinfo is not None and kept.tzinfo is not None and typed == kept
 
 
 def _parse_edit(name: str, text: str) -> Any:

@@ -123,3 +123,10 @@ def test_a_dap_change_sends_value_and_unit_together() -> None:
     edited["dap_unit"] = "mGy·cm²"
     assert amend_changes(record, edited) == {"dap_value": "71", "dap_unit": "mGy·cm²",
                                              "dap_missing_reason": None}
+
+
+def test_the_same_moment_in_another_zone_is_no_change() -> None:
+    record = {"performed_at": "2026-03-14T14:30:00+00:00"}
+    assert amend_changes(record, {"performed_at": "2026-03-14T09:30:00-05:00"}) == {}
+    assert amend_changes(record, {"performed_at": "2026-03-14T09:45:00-05:00"}) == {
+        "performed_at": "2026-03-14T09:45:00-05:00"}

@@ -92,7 +92,7 @@ def choices(kind: str) -> list[str]:
 
 
 with st.container(border=True):
-    c = st.columns([1.4, 1.4, 1.5, 1.8, 1.3, 1, 1.4])
+    c = st.columns([1.6, 1.6, 1.5, 1.8, 1.2, 1, 1.4])
     c[0].date_input("From", value=None, key="rec_from", on_change=_to_first_page,
                     format="YYYY-MM-DD")
     c[1].date_input("To (inclusive)", value=None, key="rec_to", on_change=_to_first_page,
@@ -336,6 +336,9 @@ with amend_tab, st.form(f"amend_{rid}_{version}"):
         elif name == "fluoro_time_s":
             title = "Fluoro time (s, m:ss or min)"
         current = as_text(record.get(name))
+        if name == "performed_at" and current:  # typed and shown in the user's zone
+            moment = datetime.fromisoformat(current)
+            current = (moment.astimezone(tz) if tz else moment.astimezone()).isoformat()
         ss.setdefault(prefix + name, current)
         with grid[index % 4]:
             if spec.type in {"enum", "boolean"}:

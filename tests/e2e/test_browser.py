@@ -40,9 +40,11 @@ def snap(page: Any, folder: Path, name: str) -> None:
 
 def sign_in(page: Any, server: Server, username: str) -> None:
     page.goto(server.url)
+    field(page, "Username").wait_for()
+    wait_idle(page)
     field(page, "Username").fill(username)
     field(page, "Password").fill(PASSWORD)
-    field(page, "Password").press("Enter")
+    page.get_by_role("button", name="Sign in").click()
     page.get_by_test_id("stSidebar").get_by_text(f"Signed in as {username}").wait_for()
 
 
@@ -89,8 +91,28 @@ def test_first_start_creates_the_administrator_who_adds_a_technologist(
     page.get_by_role("button", name="Sign out").click()
     page.get_by_text("You have signed out.").wait_for()
 
+    # The technologist logs the first case at once: new names are typed into the form.
     sign_in(page, fresh_server, "tnguyen")
-    assert page.get_by_test_id("stHeading").get_by_text("Log procedure").is_visible()
+    page.get_by_test_id("stHeading").get_by_text("Log procedure").wait_for()
+    choose(page, "Site", "Main Clinic")
+    choose(page, "Room / C-arm", "C-arm 1")
+    choose(page, "Physician", "Dr. Rivera")
+    choose(page, "Procedure", "MBB")
+    page.get_by_test_id("stRadio").get_by_text("Not required", exact=True).click()
+    wait_idle(page)
+    field(page, "Patient ID (MRN)").fill("MRN-FIRST")
+    choose(page, "Pregnancy status", "not applicable")
+    levels = page.get_by_role("combobox", name="Levels (required, at most 4)")
+    levels.click()
+    levels.fill("L4-L5")
+    levels.press("Enter")
+    levels.press("Escape")
+    choose(page, "Laterality", "bilateral")
+    field(page, "Fluoro time").fill("40")
+    field(page, "DAP (KAP)").fill("0.9")
+    page.get_by_role("spinbutton", name="Saved images").fill("2")
+    page.get_by_role("spinbutton", name="Saved images").press("Enter")
+    page.get_by_text("Saved as record 1").wait_for()
 
 
 def test_a_wrong_password_is_refused(page: Any, demo_server: Server,
