@@ -225,10 +225,8 @@ def test_a_contraindication_is_saved_with_its_reason(
 @pytest.mark.parametrize(("typed", "seconds"), [("78", 78), ("1:18", 78), ("1.3 min", 78)])
 def test_fluoro_time_accepts_seconds_m_ss_and_minutes(
     app: AppFactory, people: dict[str, Actor], service: ProcedureLog, typed: str,
-    seconds: float, backend: str,
+    seconds: float,
 ) -> None:
-    if backend != "sqlite":
-        pytest.skip("parsing is the same on both databases")
     at = save(fill(open_form(log_page(app)), {**FORM, "fluoro_time_s": typed}))
     record = service.get(at.session_state["lp_saved"]["record_id"], cli_actor())
     assert record["fluoro_time_s"] == seconds
