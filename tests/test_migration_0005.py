@@ -22,11 +22,11 @@ def test_0005_adds_and_removes_the_records_page_indexes(databases: Databases,
                                                         backend: str) -> None:
     url = databases.empty(backend)
     migrate(url, "0005")
-    assert INDEXES <= procedure_indexes(url)
+    assert procedure_indexes(url) >= INDEXES
     downgrade(url, "0005-1")
     assert not INDEXES & procedure_indexes(url)
     migrate(url)
-    assert INDEXES <= procedure_indexes(url)
+    assert procedure_indexes(url) >= INDEXES
 
 
 def test_the_schema_at_head_matches_the_models(databases: Databases, backend: str) -> None:
