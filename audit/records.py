@@ -387,8 +387,8 @@ class ProcedureLog:
         """A page of records (newest first) and the total count matching the filters.
 
         Fast at a million rows: the count and the page's ids come from the procedure table
-        alone (names become id subqueries, so each filter can use its index), and only the
-        page's rows are joined to their names. Same rows and order as list_query.
+        alone, names resolved to ids so each filter can use its index (see _Where), and only
+        the page's rows are joined to their names. Same rows and order as list_query.
         """
         require(actor, Permission.VIEW_RECORDS)
         f = filters or RecordFilter()

@@ -46,7 +46,9 @@ def prepare(url: str, procedures: int) -> ProcedureLog:
     if have < procedures:
         print(f"generating {procedures - have:,} demo procedures ...", flush=True)
         started = time.perf_counter()
-        generate(engine, procedures=procedures - have, seed=11, progress=True)
+        # A new seed when topping up: the demo's patient numbers are per seed.
+        seed = 11 if not have else 12 + have % 900
+        generate(engine, procedures=procedures - have, seed=seed, progress=True)
         print(f"  done in {time.perf_counter() - started:.0f} s", flush=True)
         if engine.dialect.name == "postgresql":
             # What autovacuum does shortly after a bulk load; without statistics the planner
