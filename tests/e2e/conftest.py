@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -159,7 +160,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = outcome.get_result()  # type: ignore[attr-defined]
     tab = item.funcargs.get("page") if hasattr(item, "funcargs") else None
     if report.when == "call" and report.failed and tab is not None:
-        target = Path(str(item.config.cache.mkdir("e2e-failures"))) / f"{item.name}.png"
+        cache = getattr(item.config, "cache", None)
+        folder = Path(str(cache.mkdir("e2e-failures"))) if cache else Path(tempfile.gettempdir())
+        target = folder / f"{item.name}.png"
         try:
             tab.screenshot(path=str(target))
             report.sections.append(("browser", f"screenshot: {target}"))
