@@ -7,7 +7,7 @@ STAMP   = $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 PORT   ?= 8501
 PYTEST_ARGS ?=
 
-.PHONY: run test bench setup lint clean
+.PHONY: run test bench setup lint clean screenshots
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,9 @@ lint: setup
 
 test: setup lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+screenshots: setup
+	FLUORO_AUDIT_SCREENSHOTS=docs/screenshots $(PY) -m pytest -q -m e2e tests/e2e
 
 bench: setup
 	$(PY) bench/run_all.py

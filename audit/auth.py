@@ -8,13 +8,15 @@ defaults follow RFC 9106's second recommended profile).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
 from audit.db import retrying, write_session
@@ -113,6 +115,32 @@ def _validate_username(username: str) -> str:
     return name
 
 
+def _check_new_account(username: str, role: Role | str,
+                       password: str | None) -> tuple[str, Role]:
+    """Every problem with a new account at once (username, role, password), so a form is
+    fixed in one pass."""
+    errors: list[FieldError] = []
+    name = username.strip()
+    try:
+        name = _validate_username(username)
+    except ValidationFailed as exc:
+        errors += exc.errors
+    parsed: Role | None = None
+    try:
+        parsed = Role.parse(role)
+    except ValueError as exc:
+        errors.append(FieldError("role", str(exc)))
+    if password is not None:
+        try:
+            check_password_strength(password)
+        except ValidationFailed as exc:
+            errors += exc.errors
+    if errors:
+        raise ValidationFailed(errors)
+    assert parsed is not None
+    return name, parsed
+
+
 def account_count(engine: Engine) -> int:
     with Session(engine) as session:
         return session.scalar(select(func.count()).select_from(UserAccount)) or 0
@@ -128,13 +156,7 @@ def add_user(
 ) -> UserAccount:
     """Create an account. Without a password the account exists but cannot sign in."""
     require(actor, Permission.ADMIN)
-    name = _validate_username(username)
-    try:
-        role = Role.parse(role)
-    except ValueError as exc:
-        raise ValidationFailed([FieldError("role", str(exc))]) from None
-    if password is not None:
-        check_password_strength(password)
+    name, role = _check_new_account(username, role, password)
 
     def work() -> UserAccount:
         with write_session(engine) as session:
@@ -218,3 +240,237 @@ def get_user(session: Session, username: str) -> UserAccount:
     if user is None:
         raise NotFound(f"no account named {username!r}")
     return user
+
+
+# --- first run, sessions ------------------------------------------------------------------------
+
+SETUP_ACTOR = "setup"
+#: Preferences a user's screen may remember (UserAccount.preferences); anything else is refused.
+PREFERENCE_KEYS = frozenset({"site", "room", "physician", "procedure_code"})
+
+
+def _can_sign_in_clause() -> Any:
+    return (UserAccount.active.is_(True) & UserAccount.can_sign_in.is_(True)
+            & UserAccount.password_hash.is_not(None))
+
+
+def needs_first_admin(engine: Engine) -> bool:
+    """True on a fresh installation: no account can sign in yet, so the app asks for the
+    administrator instead of showing a login. Accounts created by imports or demo data (which
+    cannot sign in) do not count: they would otherwise lock everyone out."""
+    with Session(engine) as session:
+        return session.scalar(select(func.count()).select_from(UserAccount)
+                              .where(_can_sign_in_clause())) == 0
+
+
+def _lock_accounts(session: Session) -> None:
+    """Serialise account changes that depend on counting accounts (first admin, last admin).
+    SQLite write transactions already begin IMMEDIATE; PostgreSQL needs a table lock."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("LOCK TABLE user_account IN SHARE ROW EXCLUSIVE MODE"))
+
+
+def create_first_admin(engine: Engine, username: str, password: str,
+                       display_name: str | None = None) -> Actor:
+    """Create the first administrator, only while no account can sign in (checked in the same
+    transaction, so two browsers racing through first-run setup cannot both succeed)."""
+    name, _ = _check_new_account(username, Role.ADMIN, password)
+
+    def work() -> Actor:
+        with write_session(engine) as session:
+            _lock_accounts(session)
+            if session.scalar(select(func.count()).select_from(UserAccount)
+                              .where(_can_sign_in_clause())):
+                raise PermissionDenied("the administrator account already exists: sign in")
+            user = session.scalar(select(UserAccount).where(UserAccount.username == name))
+            if user is not None:  # e.g. a name created by an import, which cannot sign in
+                raise ValidationFailed([FieldError(
+                    "username", f"{name!r} already exists (created by an import); choose "
+                    "another name")])
+            user = UserAccount(username=name, role=Role.ADMIN.value, display_name=display_name,
+                               password_hash=hash_password(password), can_sign_in=True,
+                               active=True, failed_logins=0, last_login_at=utcnow())
+            session.add(user)
+            session.flush()
+            record_event(session, actor=SETUP_ACTOR, action=AuditAction.CREATE,
+                         entity="user_account", entity_id=user.id,
+                         after={"username": name, "role": Role.ADMIN.value,
+                                "can_sign_in": True},
+                         reason="first-run setup: the first administrator")
+            return Actor(username=name, role=Role.ADMIN)
+
+    return retrying(work)
+
+
+def current_actor_state(engine: Engine, actor: Actor) -> Actor | None:
+    """The actor as the database sees them now: None if the account was deactivated (or can no
+    longer sign in), with the current role if an administrator changed it. The app calls this
+    on every page load so an admin's change takes effect at the user's next click."""
+    if actor.system:
+        return actor
+    with Session(engine) as session:
+        row = session.execute(select(UserAccount.role, UserAccount.active,
+                                     UserAccount.can_sign_in)
+                              .where(UserAccount.username == actor.username)).one_or_none()
+    if row is None or not row.active or not row.can_sign_in:
+        return None
+    role = Role(row.role)
+    return actor if role is actor.role else Actor(actor.username, role)
+
+
+def sign_out(engine: Engine, actor: Actor, reason: str = "signed out") -> None:
+    """Record the end of a session (sign-out or idle timeout) in the audit trail."""
+    with write_session(engine) as session:
+        user_id = session.scalar(select(UserAccount.id)
+                                 .where(UserAccount.username == actor.username))
+        record_event(session, actor=actor.username, action=AuditAction.LOGOUT,
+                     entity="user_account", entity_id=user_id, reason=reason)
+
+
+def get_preferences(engine: Engine, username: str) -> dict[str, Any]:
+    """Remembered choices of one user (last site, room, physician), {} if none."""
+    with Session(engine) as session:
+        prefs = session.scalar(select(UserAccount.preferences)
+                               .where(UserAccount.username == username))
+    return dict(prefs or {})
+
+
+def update_preferences(engine: Engine, actor: Actor, changes: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge `changes` into the actor's own preferences and return them.
+
+    Not audited: these are screen defaults (which room the form opens with), not data or
+    access; auditing each would add an event to every logged case.
+    """
+    unknown = sorted(set(changes) - PREFERENCE_KEYS)
+    if unknown:
+        raise ValidationFailed([FieldError(k, f"not a preference; allowed: "
+                                           f"{', '.join(sorted(PREFERENCE_KEYS))}")
+                                for k in unknown])
+    bad = [k for k, v in changes.items() if v is not None and not isinstance(v, str)]
+    if bad:
+        raise ValidationFailed([FieldError(k, "expected text") for k in bad])
+
+    def work() -> dict[str, Any]:
+        with write_session(engine) as session:
+            user = get_user(session, actor.username)
+            prefs = dict(user.preferences or {})
+            prefs.update({k: v for k, v in changes.items() if v is not None})
+            for key in [k for k, v in changes.items() if v is None]:
+                prefs.pop(key, None)
+            user.preferences = prefs
+            return prefs
+
+    return retrying(work)
+
+
+# --- account administration (admin permission checked here, every change audited) -------------
+
+def list_users(engine: Engine, actor: Actor) -> list[dict[str, Any]]:
+    """Every account (never the hash), for the admin page."""
+    require(actor, Permission.ADMIN)
+    with Session(engine) as session:
+        users = session.scalars(select(UserAccount).order_by(UserAccount.username)).all()
+        now = utcnow()
+        return [{
+            "username": u.username, "display_name": u.display_name, "role": u.role,
+            "active": u.active, "can_sign_in": u.can_sign_in and u.password_hash is not None,
+            "locked": bool(u.locked_until and u.locked_until > now),
+            "last_login_at": u.last_login_at, "created_at": u.created_at,
+        } for u in users]
+
+
+def _is_last_admin(session: Session, user: UserAccount) -> bool:
+    if user.role != Role.ADMIN.value or not user.active:
+        return False
+    others = session.scalar(select(func.count()).select_from(UserAccount).where(
+        UserAccount.role == Role.ADMIN.value, UserAccount.id != user.id, _can_sign_in_clause()))
+    return not others
+
+
+def _change_user(engine: Engine, actor: Actor, username: str, action: AuditAction,
+                 reason: str, change: Any) -> None:
+    """Load the account, apply `change(session, user) -> (before, after)`, audit it."""
+    require(actor, Permission.ADMIN)
+
+    def work() -> None:
+        with write_session(engine) as session:
+            _lock_accounts(session)
+            user = get_user(session, username)
+            before, after = change(session, user)
+            record_event(session, actor=actor.username, action=action,
+                         entity="user_account", entity_id=user.id, reason=reason,
+                         before={"username": user.username, **before},
+                         after={"username": user.username, **after})
+
+    retrying(work)
+
+
+def deactivate_user(engine: Engine, actor: Actor, username: str,
+                    reason: str = "deactivated by an administrator") -> None:
+    """The account stays (its records name it) but can no longer sign in; open sessions end
+    at their next page load (see current_actor_state)."""
+    def change(session: Session, user: UserAccount) -> tuple[dict[str, Any], dict[str, Any]]:
+        if not user.active:
+            raise ValidationFailed([FieldError("username", f"{user.username} is already "
+                                               "inactive")])
+        if user.username == actor.username:
+            raise ValidationFailed([FieldError("username", "you cannot deactivate your own "
+                                               "account")])
+        if _is_last_admin(session, user):
+            raise ValidationFailed([FieldError("username", f"{user.username} is the last "
+                                               "active administrator; make another first")])
+        user.active = False
+        return {"active": True}, {"active": False}
+
+    _change_user(engine, actor, username, AuditAction.DEACTIVATE, reason, change)
+
+
+def reactivate_user(engine: Engine, actor: Actor, username: str) -> None:
+    def change(_: Session, user: UserAccount) -> tuple[dict[str, Any], dict[str, Any]]:
+        if user.active:
+            raise ValidationFailed([FieldError("username", f"{user.username} is already "
+                                               "active")])
+        user.active = True
+        user.failed_logins = 0
+        user.locked_until = None
+        return {"active": False}, {"active": True}
+
+    _change_user(engine, actor, username, AuditAction.AMEND, "reactivated", change)
+
+
+def reset_password(engine: Engine, actor: Actor, username: str, new_password: str) -> None:
+    """Set a new password (the administrator tells the user), clear any lockout, and allow
+    sign-in (an imported account becomes a real one this way). The trail records that the
+    password changed, never the password or its hash."""
+    check_password_strength(new_password)
+
+    def change(_: Session, user: UserAccount) -> tuple[dict[str, Any], dict[str, Any]]:
+        before = {"password": "(previous)", "can_sign_in": user.can_sign_in,
+                  "locked": user.locked_until is not None}
+        user.password_hash = hash_password(new_password)
+        user.can_sign_in = True
+        user.failed_logins = 0
+        user.locked_until = None
+        return before, {"password": "(reset)", "can_sign_in": True, "locked": False}
+
+    _change_user(engine, actor, username, AuditAction.AMEND, "password reset", change)
+
+
+def change_role(engine: Engine, actor: Actor, username: str, role: Role | str) -> None:
+    try:
+        new_role = Role.parse(role)
+    except ValueError as exc:
+        raise ValidationFailed([FieldError("role", str(exc))]) from None
+
+    def change(session: Session, user: UserAccount) -> tuple[dict[str, Any], dict[str, Any]]:
+        if user.role == new_role.value:
+            raise ValidationFailed([FieldError("role", f"{user.username} is already "
+                                               f"{new_role.value}")])
+        if new_role is not Role.ADMIN and _is_last_admin(session, user):
+            raise ValidationFailed([FieldError("role", f"{user.username} is the last active "
+                                               "administrator; make another first")])
+        before = {"role": user.role}
+        user.role = new_role.value
+        return before, {"role": new_role.value}
+
+    _change_user(engine, actor, username, AuditAction.AMEND, "role changed", change)

@@ -113,6 +113,42 @@ def cmd_users_add(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _read_new_password(args: argparse.Namespace, name: str) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    password = getpass.getpass(f"new password for {name}: ")
+    if getpass.getpass("again: ") != password:
+        raise CliError("the passwords differ")
+    return password
+
+
+def cmd_users_list(args: argparse.Namespace) -> int:
+    from audit.auth import list_users
+
+    for user in list_users(make_engine(args.db), cli_actor()):
+        _out(user)
+    return EXIT_OK
+
+
+def cmd_users_change(args: argparse.Namespace) -> int:
+    """deactivate / reactivate / reset-password / role: the admin page's actions, audited with
+    the operating-system user as the actor (the way back in when every admin is locked out)."""
+    from audit import auth
+
+    engine = make_engine(args.db)
+    actor = cli_actor()
+    if args.users_command == "deactivate":
+        auth.deactivate_user(engine, actor, args.name, reason=args.reason)
+    elif args.users_command == "reactivate":
+        auth.reactivate_user(engine, actor, args.name)
+    elif args.users_command == "reset-password":
+        auth.reset_password(engine, actor, args.name, _read_new_password(args, args.name))
+    else:
+        auth.change_role(engine, actor, args.name, args.role)
+    _out({"username": args.name, "done": args.users_command})
+    return EXIT_OK
+
+
 def cmd_log(args: argparse.Namespace) -> int:
     if args.file in (None, "-"):
         text = sys.stdin.read()
@@ -447,6 +483,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="read the password from the first line of standard input")
     p.add_argument("--no-password", action="store_true",
                    help="create an account that cannot sign in")
+    add("list", cmd_users_list, "list accounts (JSON lines; never the password hash)", users)
+    p = add("deactivate", cmd_users_change, "stop an account from signing in", users)
+    p.add_argument("name")
+    p.add_argument("--reason", default="deactivated from the command line")
+    p = add("reactivate", cmd_users_change, "let a deactivated account sign in again", users)
+    p.add_argument("name")
+    p = add("reset-password", cmd_users_change, "set a new password and unlock", users)
+    p.add_argument("name")
+    p.add_argument("--password-stdin", action="store_true",
+                   help="read the password from the first line of standard input")
+    p = add("role", cmd_users_change, "change an account's role", users)
+    p.add_argument("name")
+    p.add_argument("role", choices=Role.values())
 
     p = add("log", cmd_log, "log procedures from JSON (object, array or JSON lines)")
     p.add_argument("file", nargs="?", help="JSON file, or - for standard input (default)")

@@ -245,6 +245,9 @@ class Procedure(Base):
         Index(None, "physician_id", "performed_at"),
         Index(None, "room_id", "performed_at"),
         Index(None, "accession_number"),
+        # The Records page: a technologist's own list, and "void" as an indexed id set.
+        Index(None, "technologist_id", "performed_at"),
+        Index(None, "status", "performed_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

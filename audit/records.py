@@ -402,16 +402,25 @@ class ProcedureLog:
 
     def list(self, actor: Actor, filters: RecordFilter | None = None, *, limit: int = 50,
              offset: int = 0) -> tuple[list[dict[str, Any]], int]:
-        """A page of records (newest first) and the total count matching the filters."""
+        """A page of records (newest first) and the total count matching the filters.
+
+        Fast at a million rows: the count and the page's ids come from the procedure table
+        alone, names resolved to ids so each filter can use its index (see _Where), and only
+        the page's rows are joined to their names. Same rows and order as list_query.
+        """
         require(actor, Permission.VIEW_RECORDS)
-        query = list_query(actor, filters or RecordFilter())
+        f = filters or RecordFilter()
+        order = (Procedure.performed_at.desc(), Procedure.id.desc())
         with read_session(self.engine) as session:
-            total = session.scalar(select(func.count()).select_from(
-                query.with_only_columns(Procedure.id).subquery())) or 0
+            where = _resolve(session, actor, f)
+            if where is None:  # a name matched nothing
+                return [], 0
+            total = where.count(session)
+            ids = session.scalars(select(Procedure.id).where(*where.page()).order_by(*order)
+                                  .limit(limit).offset(offset)).all() if total else []
             rows = session.execute(
-                query.order_by(Procedure.performed_at.desc(), Procedure.id.desc())
-                .limit(limit).offset(offset)
-            ).mappings().all()
+                list_query(actor, RecordFilter(record_ids=ids)).order_by(*order)
+            ).mappings().all() if ids else []
         page = [dict(r) for r in rows]
         if not actor.can(Permission.VIEW_PHI):
             for r in page:
@@ -462,6 +471,103 @@ def list_query(actor: Actor, f: RecordFilter) -> Select[Any]:
         if value is not None and value != "":
             q = q.where(condition(value))
     return q
+
+
+@dataclass
+class _Where:
+    """list_query's scope and filters as conditions on the procedure table's own columns.
+
+    Names are resolved to ids first, so the planner sees `room_id = 3` and the right index.
+    A page walks one index in performed_at order and checks the other filters on the few rows
+    it reads. A count must visit every match: on SQLite (one index per table scan) each further
+    filter becomes a set of ids read from its own covering index instead of a table read per
+    row; PostgreSQL combines the indexes itself.
+    """
+
+    ids: list[Any]
+    dates: list[Any]
+    status: str | None
+    record_ids: Sequence[int] | None
+
+    def _common(self) -> list[Any]:
+        extra = [] if self.record_ids is None else [Procedure.id.in_(list(self.record_ids))]
+        return [*self.dates, *extra]
+
+    def page(self) -> list[Any]:
+        status = []
+        if self.status == RecordStatus.VOID.value:
+            status = [_VOID_IDS]
+        elif self.status == RecordStatus.FINAL.value and self.ids:
+            # "not void" (the same: there are two statuses) cannot use the status index, so the
+            # planner walks the index of the other filter instead of nearly every row.
+            status = [Procedure.status != RecordStatus.VOID.value]
+        elif self.status:
+            status = [Procedure.status == self.status]
+        return [*self.ids, *self._common(), *status]
+
+    def _count_conditions(self, dialect: str) -> list[Any]:
+        if dialect != "sqlite":  # PostgreSQL combines several indexes itself (BitmapAnd)
+            return [*self.ids, *self._common()]
+        first, rest = self.ids[:1], self.ids[1:]
+        sets = [Procedure.id.in_(select(Procedure.id).where(c, *self.dates).scalar_subquery())
+                for c in rest]
+        return [*first, *sets, *self._common()]
+
+    def count(self, session: Session) -> int:
+        """Matching records. "final" is all minus void: void records are few, so they are
+        fetched by their index and checked one by one, instead of checking every match."""
+        conditions = self._count_conditions(session.get_bind().dialect.name)
+        if self.status == RecordStatus.VOID.value:
+            conditions.append(_VOID_IDS)
+        total = session.scalar(select(func.count(Procedure.id)).where(*conditions)) or 0
+        if self.status == RecordStatus.FINAL.value and total:
+            void = session.scalars(select(Procedure.id).where(
+                Procedure.status == RecordStatus.VOID.value)).all()
+            for chunk in (void[i:i + 5000] for i in range(0, len(void), 5000)):
+                total -= session.scalar(select(func.count(Procedure.id)).where(
+                    Procedure.id.in_(chunk), *self.ids, *self._common())) or 0
+        return total
+
+
+def _resolve(session: Session, actor: Actor, f: RecordFilter) -> _Where | None:
+    """The filters and the actor's scope as a _Where; None when a name matches nothing (the
+    answer is empty without reading the table)."""
+    lookups: list[tuple[Any, Any, Any]] = []
+    if not actor.can(Permission.VIEW_ALL_RECORDS):
+        if actor.role is Role.PHYSICIAN:
+            lookups.append((Procedure.physician_id, Physician.id,
+                            Physician.username == actor.username))
+        else:
+            lookups.append((Procedure.technologist_id, UserAccount.id,
+                            UserAccount.username == actor.username))
+    by_name = [
+        (f.site, Procedure.site_id, Site.id, Site.name),
+        (f.room, Procedure.room_id, Room.id, Room.name),
+        (f.physician, Procedure.physician_id, Physician.id, Physician.name),
+        (f.technologist, Procedure.technologist_id, UserAccount.id, UserAccount.username),
+        (f.procedure_code, Procedure.procedure_type_id, ProcedureType.id, ProcedureType.code),
+        (f.patient_id, Procedure.patient_id, Patient.id, Patient.mrn),
+    ]
+    lookups += [(column, key, name == value) for value, column, key, name in by_name
+                if value is not None and value != ""]
+    ids: list[Any] = []
+    for column, key, where in lookups:
+        found = session.scalars(select(key).where(where)).all()
+        if not found:
+            return None
+        ids.append(column == found[0] if len(found) == 1 else column.in_(found))
+    dates = []
+    if f.date_from is not None:
+        dates.append(Procedure.performed_at >= f.date_from)
+    if f.date_to is not None:
+        dates.append(Procedure.performed_at < f.date_to)
+    return _Where(ids, dates, f.status or None, f.record_ids)
+
+
+#: "Is void" as a set of ids from the (status, performed_at) index: the other filters then run
+#: on their own covering index and only probe this (small) set.
+_VOID_IDS = Procedure.id.in_(
+    select(Procedure.id).where(Procedure.status == RecordStatus.VOID.value).scalar_subquery())
 
 
 def _check_can_read(actor: Actor, names: Mapping[str, Any]) -> None:
@@ -641,3 +747,71 @@ def _insert_ignore(session: Session, model: Any, values: dict[str, Any]) -> None
     else:
         stmt = insert(model).values(**values)
     session.execute(stmt)
+
+
+# --- history and permissions for the Records page ---------------------------------------------
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One event in a record's life: who did what, when, why, and each field before/after."""
+
+    event_id: int
+    occurred_at: datetime
+    actor: str
+    action: str
+    reason: str | None
+    changes: list[tuple[str, Any, Any]]  # (field, before, after)
+
+
+def record_history(service: ProcedureLog, record_id: int, actor: Actor) -> list[HistoryEntry]:
+    """The audit events of one record, oldest first, readable by whoever may read the record.
+
+    Records loaded in bulk (demo data, batch imports) have one event for a range of ids
+    ("120001-140000"); that event is included so the history never starts from nothing.
+    Patient identifiers inside before/after are hidden from roles without PHI access.
+    """
+    from audit.models import AuditEvent
+    from audit.trail import history
+
+    service.get(record_id, actor)  # raises unless the actor may read this record
+    hide_phi = not actor.can(Permission.VIEW_PHI)
+    with read_session(service.engine) as session:
+        events = history(session, "procedure", record_id)
+        bulk = session.scalars(
+            select(AuditEvent).where(AuditEvent.entity == "procedure",
+                                     AuditEvent.action == AuditAction.BULK_CREATE.value)
+            .order_by(AuditEvent.id)).all()
+    covering = [e for e in bulk if _covers(e.entity_id, record_id)]
+    entries = []
+    for event in sorted([*covering, *events], key=lambda e: e.id):
+        before, after = event.before or {}, event.after or {}
+        if event.action == AuditAction.BULK_CREATE.value:
+            before, after = {}, {}
+        keys = [k for k in dict.fromkeys([*before, *after]) if k != "record_id"]
+        if event.action == AuditAction.CREATE.value:
+            keys = [k for k in keys if after.get(k) not in (None, [], "")]
+        changes = []
+        for key in keys:
+            old, new = before.get(key), after.get(key)
+            if hide_phi and key == "patient_id":
+                old, new = ("(hidden)" if old else old), ("(hidden)" if new else new)
+            changes.append((key, old, new))
+        entries.append(HistoryEntry(event.id, event.occurred_at, event.actor, event.action,
+                                    event.reason, changes))
+    return entries
+
+
+def _covers(entity_id: str | None, record_id: int) -> bool:
+    first, _, last = (entity_id or "").partition("-")
+    return first.isdigit() and last.isdigit() and int(first) <= record_id <= int(last)
+
+
+def may_change(actor: Actor, record: Mapping[str, Any]) -> bool:
+    """Whether `actor` may amend or void `record` (a dict from ProcedureLog.get): the same rule
+    the service enforces, so a page can hide buttons the service would refuse."""
+    if record.get("status") == RecordStatus.VOID.value:
+        return False
+    if actor.can(Permission.AMEND_ANY):
+        return True
+    return actor.can(Permission.AMEND_OWN) and actor.username in (
+        record.get("created_by"), record.get("technologist"))

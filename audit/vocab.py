@@ -387,8 +387,8 @@ def level_region(level: str) -> Region:
 
 def level_order(level: str) -> int:
     """Position along the spine, to print levels top to bottom."""
-    if level == SI_JOINT:
-        return len(SPINE) + 2
+    if level == SI_JOINT:  # below the whole spine (positions are 2 per vertebra)
+        return len(SPINE) * 2 + 2
     if level == COCCYX:
-        return len(SPINE) + 1
+        return len(SPINE) * 2 + 1
     return SPINE.index(level.split("-")[0]) * 2 + (1 if "-" in level else 0)

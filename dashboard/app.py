@@ -1,20 +1,52 @@
 """fluoro-audit dashboard entry point (`fluoro-audit serve` runs this with Streamlit).
 
-Sign-in comes first; then st.navigation is built from the user's role (dashboard.navigation).
-Until the sign-in issue lands, the app acts as a read-only administrator on this machine.
+First start (no account can sign in): the administrator account is created here instead of a
+login. Then sign-in; then st.navigation built from the user's role (dashboard.navigation). The
+session ends after `session_idle_minutes` without activity, or on "Sign out".
 """
 
 from __future__ import annotations
 
+import time
+
 import streamlit as st
 
-from audit.auth import Actor
-from audit.vocab import Role
+from audit import auth
 from dashboard import state
-from dashboard.navigation import pages_for
+from dashboard.navigation import VIEWS, pages_for
 
 st.set_page_config(page_title="fluoro-audit", page_icon="☢", layout="wide")
-actor = state.current_actor()
-if actor is None:
-    actor = st.session_state[state.ACTOR_KEY] = Actor("local", Role.ADMIN)
-st.navigation(pages_for(actor)).run()
+
+
+def _sidebar(actor: auth.Actor) -> None:
+    with st.sidebar:
+        st.markdown(f"Signed in as **{actor.username}** ({actor.role.value.replace('_', ' ')})")
+        st.button("Sign out", key="sign_out", icon=":material/logout:",
+                  on_click=state.sign_out, kwargs={"message": "You have signed out."})
+        st.caption(f"Sessions end after {state.idle_minutes():g} min without activity.")
+        _idle_watch()
+
+
+@st.fragment(run_every=60)
+def _idle_watch() -> None:
+    """Once a minute, without counting as activity: when the idle time is up, rerun the app,
+    which signs out, so an unattended screen stops showing patient data."""
+    last = float(st.session_state.get(state.LAST_SEEN_KEY, time.time()))
+    if time.time() - last > state.idle_minutes() * 60:
+        st.rerun(scope="app")
+
+
+if auth.needs_first_admin(state.engine()):
+    page = st.navigation([st.Page(str(VIEWS / "first_run.py"), title="Set up", default=True)],
+                         position="hidden")
+else:
+    actor = state.check_session()
+    if actor is None:
+        page = st.navigation([st.Page(str(VIEWS / "sign_in.py"), title="Sign in",
+                                      default=True)], position="hidden")
+    else:
+        _sidebar(actor)
+        if message := state.pop_flash():
+            st.success(message, icon=":material/check_circle:")
+        page = st.navigation(pages_for(actor))
+page.run()

@@ -3,30 +3,61 @@
 The engine and the service are owned here (st.cache_resource), not st.connection: its query
 cache never expires, and audit figures must change the moment a record is saved. Pages cache
 only DataFrames (st.cache_data) and call `data_changed()` after every write.
+
+The session: `sign_in()` stores the audit.auth.Actor under ACTOR_KEY; `check_session()` (run by
+app.py before every page) ends it after `session_idle_minutes` without activity, and follows an
+administrator's changes (deactivated account, new role) at the user's next click.
 """
 
 from __future__ import annotations
 
 import os
+import time
+from zoneinfo import ZoneInfo
 
 import streamlit as st
 from sqlalchemy import Engine
 
+from audit import auth
 from audit.auth import Actor, Permission
-from audit.db import make_engine
+from audit.db import ENV_DB, current_revision, default_url, head_revision, make_engine, migrate
+from audit.entry import zone
 from audit.records import ProcedureLog
 
 ACTOR_KEY = "actor"
+LAST_SEEN_KEY = "last_seen"
+FLASH_KEY = "flash"
+DEFAULT_IDLE_MINUTES = 30
 
 
-@st.cache_resource
+def database_url() -> str:
+    """The database this process serves: FLUORO_AUDIT_DB, else the default SQLite file."""
+    return os.environ.get(ENV_DB) or default_url()
+
+
 def engine() -> Engine:
-    return make_engine(os.environ.get("FLUORO_AUDIT_DB"))
+    """The process's engine for the configured database."""
+    return _engine_for(database_url())
 
 
-@st.cache_resource
 def service() -> ProcedureLog:
-    return ProcedureLog(engine())
+    return _service_for(database_url())
+
+
+@st.cache_resource(show_spinner=False)
+def _engine_for(url: str) -> Engine:
+    """One engine per database URL; the schema is brought to head first (once per process),
+    so `streamlit run dashboard/app.py` on a new database file works like `fluoro-audit
+    serve`."""
+    eng = make_engine(url)
+    if current_revision(eng) != head_revision():
+        migrate(url)
+    return eng
+
+
+@st.cache_resource(show_spinner=False)
+def _service_for(url: str) -> ProcedureLog:
+    return ProcedureLog(_engine_for(url))
 
 
 def current_actor() -> Actor | None:
@@ -51,3 +82,70 @@ def require(permission: Permission) -> Actor:
 def data_changed() -> None:
     """Call after any write: cached figures and tables must show it at once."""
     st.cache_data.clear()
+
+
+# --- sign-in session ---------------------------------------------------------------------------
+
+def idle_minutes() -> float:
+    """The idle timeout, from the setting `session_idle_minutes` (default 30)."""
+    try:
+        return float(service().settings.get("session_idle_minutes", DEFAULT_IDLE_MINUTES))
+    except (TypeError, ValueError):
+        return DEFAULT_IDLE_MINUTES
+
+
+def sign_in(actor: Actor) -> None:
+    st.session_state[ACTOR_KEY] = actor
+    st.session_state[LAST_SEEN_KEY] = time.time()
+
+
+def sign_out(reason: str = "signed out", message: str | None = None) -> None:
+    """End the session: audit it, forget everything the session held (form contents included,
+    so the next person at the workstation sees no patient data)."""
+    actor = current_actor()
+    if actor is not None:
+        auth.sign_out(engine(), actor, reason)
+    for key in list(st.session_state.keys()):
+        del st.session_state[key]
+    if message:
+        st.session_state[FLASH_KEY] = message
+
+
+def check_session() -> Actor | None:
+    """The signed-in actor after applying the idle timeout and account changes; None if the
+    session ended (a message for the sign-in screen is left in the flash)."""
+    actor = current_actor()
+    if actor is None:
+        return None
+    now = time.time()
+    limit = idle_minutes()
+    last = float(st.session_state.get(LAST_SEEN_KEY, now))
+    if now - last > limit * 60:
+        sign_out("idle timeout", f"You were signed out after {limit:g} minutes without "
+                 "activity. Please sign in again.")
+        return None
+    fresh = auth.current_actor_state(engine(), actor)
+    if fresh is None:
+        sign_out("account deactivated", "Your account is no longer active. Ask an "
+                 "administrator.")
+        return None
+    if fresh != actor:
+        st.session_state[ACTOR_KEY] = fresh
+    st.session_state[LAST_SEEN_KEY] = now
+    return fresh
+
+
+def flash(message: str) -> None:
+    st.session_state[FLASH_KEY] = message
+
+
+def pop_flash() -> str | None:
+    return st.session_state.pop(FLASH_KEY, None)
+
+
+def user_zone() -> ZoneInfo | None:
+    """The browser's time zone: dates are typed and shown in local time, stored in UTC."""
+    try:
+        return zone(st.context.timezone)
+    except Exception:  # no browser context (bare script run)
+        return None

@@ -1,0 +1,42 @@
+"""Sign in: username and password, checked by audit.auth.authenticate (Argon2id, lockout after
+repeated failures, every attempt in the audit trail)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from audit import auth
+from dashboard import state
+
+
+def _sign_in() -> None:
+    username = st.session_state.get("si_username", "")
+    password = st.session_state.get("si_password", "")
+    st.session_state["si_password"] = ""
+    if not username.strip() or not password:
+        st.session_state["si_error"] = "Enter your username and password."
+        return
+    try:
+        actor = auth.authenticate(state.engine(), username, password)
+    except auth.SignInFailed as exc:
+        st.session_state["si_error"] = str(exc)
+        return
+    st.session_state.pop("si_error", None)
+    state.sign_in(actor)
+
+
+_, middle, _ = st.columns([1, 2, 1])
+with middle:
+    st.title("fluoro-audit")
+    st.caption("Fluoroscopy procedure log and radiation audit")
+    message = state.pop_flash()
+    if message:
+        st.info(message, icon=":material/info:")
+    with st.form("sign_in"):
+        st.text_input("Username", key="si_username", autocomplete="username")
+        st.text_input("Password", type="password", key="si_password",
+                      autocomplete="current-password")
+        error = st.session_state.pop("si_error", None)
+        if error:
+            st.error(error, icon=":material/error:")
+        st.form_submit_button("Sign in", type="primary", on_click=_sign_in)

@@ -1,0 +1,95 @@
+"""Fixtures for the Streamlit pages: AppTest on a fresh database (SQLite and PostgreSQL), with
+real accounts, so the app's own session checks (account still active, role) run as in use."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from sqlalchemy import Engine
+from streamlit.testing.v1 import AppTest
+
+from audit import admin, auth
+from audit.auth import Actor, cli_actor
+from audit.vocab import Role
+from dashboard import state
+
+APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
+VIEWS = APP.parent / "views"
+PASSWORD = "correct horse battery"
+#: One account per role; the physician account is linked to Dr. Chen.
+PEOPLE = {"boss": Role.ADMIN, "tech1": Role.TECHNOLOGIST, "tech2": Role.TECHNOLOGIST,
+          "drchen": Role.PHYSICIAN, "quality": Role.QUALITY_OFFICER, "rso1": Role.RSO}
+ROLE_USER = {role: name for name, role in PEOPLE.items()}
+
+
+@pytest.fixture
+def app_db(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The app serves `db_url`; its engine is disposed afterwards (PostgreSQL connections are
+    shared with everyone's tests)."""
+    monkeypatch.setenv("FLUORO_AUDIT_DB", db_url)
+    st.cache_data.clear()
+    yield db_url
+    state._engine_for(db_url).dispose()
+    st.cache_resource.clear()
+    st.cache_data.clear()
+
+
+@pytest.fixture
+def people(app_db: str, engine: Engine) -> dict[str, Actor]:
+    """Accounts for every role, a site with one room (displays cGy·cm²), two physicians."""
+    system = cli_actor()
+    for name, role in PEOPLE.items():
+        auth.add_user(engine, system, name, role, PASSWORD)
+    admin.add_site(engine, system, "Riverside")
+    admin.add_room(engine, system, "Riverside", "OR 1", make="GE", model="OEC 9900",
+                   dap_display_unit="cGy·cm²")
+    admin.add_room(engine, system, "Riverside", "OR 2", make="Ziehm", model="Vision RFD")
+    admin.add_physician(engine, system, "Dr. Chen", username="drchen")
+    admin.add_physician(engine, system, "Dr. Weiss")
+    return {name: Actor(name, role) for name, role in PEOPLE.items()}
+
+
+AppFactory = Callable[..., AppTest]
+
+
+@pytest.fixture
+def app(app_db: str) -> AppFactory:
+    """make(user=None): the app, signed in as `user` (a PEOPLE name) or not signed in."""
+    def make(user: str | None = None, *, timezone: str = "America/Chicago") -> AppTest:
+        at = AppTest.from_file(str(APP), default_timeout=30)
+        at.context["timezone"] = timezone
+        if user is not None:
+            at.session_state[state.ACTOR_KEY] = Actor(user, PEOPLE[user])
+            at.session_state[state.LAST_SEEN_KEY] = time.time()
+        return at
+
+    return make
+
+
+def page(name: str) -> str:
+    """A view's path relative to app.py, for AppTest.switch_page."""
+    return f"views/{name}.py"
+
+
+def texts(elements: object) -> list[str]:
+    return [str(e.value) for e in elements]  # type: ignore[attr-defined]
+
+
+def messages_after(at: AppTest, key: str) -> list[str]:
+    """The errors and warnings drawn right after the widget `key`, before the next widget:
+    what a person sees next to that field."""
+    from streamlit.testing.v1.element_tree import Block, Widget
+
+    nodes = [n for n in at.main if not isinstance(n, Block)]
+    start = next(i for i, n in enumerate(nodes) if getattr(n, "key", None) == key)
+    found = []
+    for node in nodes[start + 1:]:
+        if isinstance(node, Widget):
+            break
+        if type(node).__name__ in {"Error", "Warning"}:
+            found.append(str(node.value))
+    return found
