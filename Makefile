@@ -5,7 +5,8 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 PORT   ?= 8501
-PYTEST_ARGS ?=
+# Two workers by default (tests wait on PostgreSQL, subprocesses and browsers as much as CPU).
+PYTEST_ARGS ?= -n 2
 
 .PHONY: run test bench setup lint clean screenshots
 
