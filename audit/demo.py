@@ -227,6 +227,9 @@ def generate(
                          entity="procedure", entity_id=f"{first_id + lo}-{first_id + hi - 1}",
                          after={"records": hi - lo, "seed": seed}, reason="demo data")
         tick(hi)
+    if engine.dialect.name == "postgresql":  # fresh statistics, or the planner guesses badly
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("ANALYZE procedure, procedure_level, patient")
     return {"procedures": n, "patients": n_patients, "seed": seed,
             "first_record_id": first_id, "last_record_id": first_id + n - 1,
             "from": start.date().isoformat(), "to": end.date().isoformat()}
@@ -250,17 +253,18 @@ def _progress(progress: bool | ProgressFn, total: int) -> ProgressFn:
 
 
 def _insert_patients(engine: Engine, mrns: list[str], pseudonyms: list[str]) -> None:
+    """Insert the demo patients that are not there yet (a seed run again reuses its patients,
+    and a larger run of the same seed adds only the new ones)."""
+    prefix = mrns[0][:7]  # "DEMO" + the seed: every MRN of this seed
     with read_session(engine) as s:
-        existing = set(s.scalars(select(Patient.mrn).where(Patient.mrn.in_(mrns[:1] + mrns[-1:]))))
-    if existing:
-        return  # the same seed ran before: reuse its patients
+        existing = set(s.scalars(select(Patient.mrn).where(Patient.mrn.like(f"{prefix}%"))))
+    missing = [(m, p) for m, p in zip(mrns, pseudonyms, strict=True) if m not in existing]
     now = utcnow()
     step = CHUNK * 2
-    for lo in range(0, len(mrns), step):
+    for lo in range(0, len(missing), step):
         with write_session(engine) as s:
             s.connection().execute(Patient.__table__.insert(), [
-                {"mrn": m, "pseudonym": p, "created_at": now}
-                for m, p in zip(mrns[lo:lo + step], pseudonyms[lo:lo + step], strict=True)])
+                {"mrn": m, "pseudonym": p, "created_at": now} for m, p in missing[lo:lo + step]])
 
 
 class _Writer:

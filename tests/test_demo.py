@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 import numpy as np
 import pandas as pd
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from audit.auth import cli_actor
@@ -101,3 +101,13 @@ def test_demo_records_pass_the_logs_own_validation(engine: Engine, demo: pd.Data
         record = _input_view(service.get(int(record_id), cli_actor()))
         _, errors = validate(record, catalog, now=datetime.now(UTC))
         assert errors == [], (record_id, errors)
+
+
+def test_demo_runs_again_and_grows(engine: Engine) -> None:
+    """A second run (same seed, more procedures) reuses the patients and adds new records."""
+    first = generate(engine, procedures=300, seed=2, until=UNTIL)
+    second = generate(engine, procedures=600, seed=2, until=UNTIL)
+    assert second["first_record_id"] == first["last_record_id"] + 1
+    with Session(engine) as s:
+        assert s.scalar(select(func.count()).select_from(Procedure)) == 900
+        assert s.scalar(select(func.count()).select_from(Patient)) == 200
