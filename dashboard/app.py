@@ -12,7 +12,7 @@ import time
 import streamlit as st
 
 from audit import auth
-from dashboard import state
+from dashboard import analytics, state
 from dashboard.navigation import VIEWS, pages_for
 
 st.set_page_config(page_title="fluoro-audit", page_icon="☢", layout="wide")
@@ -40,6 +40,9 @@ if auth.needs_first_admin(state.engine()):
     page = st.navigation([st.Page(str(VIEWS / "first_run.py"), title="Set up", default=True)],
                          position="hidden")
 else:
+    # Start reading the analysis frame in the background on the first visit, so the audit
+    # pages are warm by the time someone signs in and opens them (a cached resource: once).
+    analytics.frame_cache()
     actor = state.check_session()
     if actor is None:
         page = st.navigation([st.Page(str(VIEWS / "sign_in.py"), title="Sign in",
