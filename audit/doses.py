@@ -40,8 +40,7 @@ from audit.importers import rdsr
 from audit.models import DoseDiscrepancy, DoseReport, Procedure, Room, utcnow
 from audit.records import ENV_PSEUDONYM_KEY, pseudonym
 from audit.settings import load_settings
-from audit.trail import _lock_chain as lock_chain  # the chain's writer lock, reused
-from audit.trail import record_event
+from audit.trail import lock_chain, record_event
 from audit.vocab import AuditAction, DiscrepancyStatus, DoseReportStatus, RecordStatus
 
 T = TypeVar("T")

@@ -56,7 +56,7 @@ from sqlalchemy.orm import Session
 
 from audit.errors import AuditError
 from audit.models import DoseDiscrepancy, DoseReport, Patient, Procedure, Room, utcnow
-from audit.records import _effective_dose  # the record's own E = KAP x k rule, not a copy
+from audit.records import effective_dose  # the record's own E = KAP x k rule
 from audit.trail import record_event
 from audit.vocab import (
     AuditAction,
@@ -306,7 +306,7 @@ def apply(session: Session, report: DoseReport, procedure_id: int, settings: Map
               and f.value not in filled]
     change("dose_source", DoseSource.MANUAL_RDSR.value if manual else DoseSource.RDSR.value)
     if "dap_gycm2" in after:
-        effective = _effective_dose(procedure.dap_gycm2, _room_factor(session, procedure),
+        effective = effective_dose(procedure.dap_gycm2, _room_factor(session, procedure),
                                     procedure.region, settings)
         change("effective_dose_msv", effective)
     if after:

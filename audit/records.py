@@ -248,7 +248,7 @@ class ProcedureLog:
             warnings=[w.as_dict() for w in checked.warnings] or None,
             **ids, **checked.values,
         )
-        procedure.effective_dose_msv = _effective_dose(
+        procedure.effective_dose_msv = effective_dose(
             procedure.dap_gycm2, refs.room_factor, checked.values["region"], settings)
         procedure.levels = _level_rows(checked.levels)
         session.add(procedure)
@@ -313,7 +313,7 @@ class ProcedureLog:
                     procedure.fluoro_time_entered = entered
                 procedure.procedure_type_id = checked.entry.id
                 procedure.warnings = [w.as_dict() for w in checked.warnings] or None
-                procedure.effective_dose_msv = _effective_dose(
+                procedure.effective_dose_msv = effective_dose(
                     procedure.dap_gycm2, refs.room_factor, checked.values["region"], settings)
                 if [lv.level for lv in procedure.levels] != checked.levels:
                     procedure.levels.clear()
@@ -592,7 +592,7 @@ def _room_unit(session: Session, data: Mapping[str, Any]) -> DapUnit | None:
     return DapUnit(unit) if unit else None
 
 
-def _effective_dose(dap: float | None, room_factor: float, region: str,
+def effective_dose(dap: float | None, room_factor: float, region: str,
                     settings: Mapping[str, Any]) -> float | None:
     """E = KAP x room KAP correction x k(region), in mSv (REFERENCE.md §6)."""
     if dap is None:

@@ -76,7 +76,10 @@ def event_hash(
     return hashlib.sha256(body.encode("utf-8")).hexdigest()
 
 
-def _lock_chain(session: Session) -> None:
+def lock_chain(session: Session) -> None:
+    """Serialise writers of the chain for the rest of this transaction (PostgreSQL; on SQLite
+    the IMMEDIATE write transaction already does). Callers that read-then-write other shared
+    state under the same guarantee (dose report import) take it too."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_CHAIN_LOCK})
 
@@ -93,7 +96,7 @@ def record_event(
     reason: str | None = None,
 ) -> AuditEvent:
     """Append one event in the caller's transaction (flushes, does not commit)."""
-    _lock_chain(session)
+    lock_chain(session)
     session.flush()
     prev = session.execute(
         select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)
