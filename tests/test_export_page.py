@@ -4,17 +4,20 @@ before export, and a download that verifies."""
 from __future__ import annotations
 
 import io
+import time
 import zipfile
 from pathlib import Path
 
 import pytest
 import streamlit as st
+from sqlalchemy import Engine
 from streamlit.testing.v1 import AppTest
 
-from audit.auth import Actor
+from audit.auth import Actor, add_user, cli_actor
 from audit.exports import verify_export
 from audit.records import ProcedureLog
 from audit.vocab import Role
+from dashboard import state
 from dashboard.navigation import PAGES
 from tests.conftest import valid_record
 
@@ -97,10 +100,13 @@ def test_an_export_produces_a_download_that_verifies(page: AppTest, tmp_path: Pa
     assert "ready (with patient_id)" in at.success[0].value
 
 
-def test_reached_through_the_app_navigation(page: AppTest) -> None:
+def test_reached_through_the_app_navigation(page: AppTest, engine: Engine) -> None:
+    """Through the real app: a signed-in RSO account (the app checks it is still active)."""
+    add_user(engine, cli_actor(), "rso1", Role.RSO, "correct horse battery")
     app = str(Path(PAGE).parent.parent / "app.py")
     at = AppTest.from_file(app, default_timeout=30)
-    at.session_state["actor"] = Actor("rso1", Role.RSO)
+    at.session_state[state.ACTOR_KEY] = Actor("rso1", Role.RSO)
+    at.session_state[state.LAST_SEEN_KEY] = time.time()
     at.run()
     at.switch_page("views/export.py").run()
     assert not at.exception
