@@ -24,13 +24,14 @@ and stored alerts no longer met (a record was voided or amended) are withdrawn, 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, func, insert, select, text, update
+from sqlalchemy import Engine, Select, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from audit.auth import Actor, Permission, require
@@ -481,23 +482,24 @@ def alert_counts(engine: Engine, actor: Actor, filters: Filters | None = None) -
     return table
 
 
-def list_alerts(engine: Engine, actor: Actor, filters: Filters | None = None,
-                status: str | None = None, kind: str | None = None,
-                limit: int | None = None) -> pd.DataFrame:
-    """Stored alerts with their trigger record and last acknowledgement, newest first. The
-    patient is the MRN for roles that may see PHI, else the pseudonym."""
-    require(actor, Permission.VIEW_DASHBOARDS)
-    filters = filters or Filters()
+def alerts_query(filters: Filters, patient: Mapping[str, Any], *,
+                 count_acknowledgements: bool = False) -> Select[Any]:
+    """Stored alerts (every status) with their trigger record's names and their latest
+    acknowledgement, under the common filters: what the Alerts page lists and the export's
+    alerts.csv holds. `patient` names the patient columns to show ({"patient": Patient.mrn}
+    or the pseudonym), placed after performed_at: the caller's PHI decision.
+    count_acknowledgements adds a last column, how many follow-up notes the alert has."""
     last_ack = (select(AlertAcknowledgement.alert_id,
-                       func.max(AlertAcknowledgement.id).label("ack_id"))
+                       func.max(AlertAcknowledgement.id).label("ack_id"),
+                       func.count().label("acknowledgements"))
                 .group_by(AlertAcknowledgement.alert_id).subquery())
     ack = AlertAcknowledgement
-    patient = Patient.mrn if actor.can(Permission.VIEW_PHI) else Patient.pseudonym
     query = _scoped(_joined(
         select(Alert.id.label("alert_id"), Alert.kind, Alert.quantity, Alert.status,
-               Alert.performed_at, patient.label("patient"), Alert.procedure_id,
-               ProcedureType.code.label("procedure"), Physician.name.label("physician"),
-               Room.name.label("room"), Site.name.label("site"), Alert.value, Alert.threshold,
+               Alert.performed_at, *(column.label(name) for name, column in patient.items()),
+               Alert.procedure_id, ProcedureType.code.label("procedure"),
+               Physician.name.label("physician"), Room.name.label("room"),
+               Site.name.label("site"), Alert.value, Alert.threshold,
                Alert.threshold_source, Alert.window_start, Alert.window_end,
                Alert.record_ids, Alert.detected_at, Alert.withdrawn_reason,
                ack.acknowledged_at, ack.acknowledged_by, ack.note, ack.patient_informed,
@@ -506,6 +508,20 @@ def list_alerts(engine: Engine, actor: Actor, filters: Filters | None = None,
         .join(Patient, Patient.id == Alert.patient_id))
         .outerjoin(last_ack, last_ack.c.alert_id == Alert.id)
         .outerjoin(ack, ack.id == last_ack.c.ack_id), filters)
+    if count_acknowledgements:
+        query = query.add_columns(
+            func.coalesce(last_ack.c.acknowledgements, 0).label("acknowledgements"))
+    return query
+
+
+def list_alerts(engine: Engine, actor: Actor, filters: Filters | None = None,
+                status: str | None = None, kind: str | None = None,
+                limit: int | None = None) -> pd.DataFrame:
+    """Stored alerts with their trigger record and last acknowledgement, newest first. The
+    patient is the MRN for roles that may see PHI, else the pseudonym."""
+    require(actor, Permission.VIEW_DASHBOARDS)
+    patient = Patient.mrn if actor.can(Permission.VIEW_PHI) else Patient.pseudonym
+    query = alerts_query(filters or Filters(), {"patient": patient})
     if status:
         query = query.where(Alert.status == AlertStatus.parse(status).value)
     if kind:

@@ -334,6 +334,10 @@ def cmd_import_csv(args: argparse.Namespace) -> int:
             for problem in outcome.problems() or [outcome.skipped or ""]:
                 print(f"row {outcome.row}: {problem}", file=sys.stderr)
     summary = result.summary()
+    if result.export_recognised:
+        print(f"{args.file} is a fluoro-audit export ({result.export_recognised}): the "
+              "exporter's formula guard (one leading apostrophe) was removed from text cells",
+              file=sys.stderr)
     if result.committed:
         message = f"imported {summary['imported']} of {summary['rows']} rows from {args.file}"
         if result.rejected_file:
@@ -579,17 +583,21 @@ def build_parser() -> argparse.ArgumentParser:
                                                             metavar="KIND")
     period = ("a date is a whole UTC day (--to includes it); a date-time needs an offset")
     for kind, help_text in (("log", "the procedure log, one row per procedure"),
-                            ("audit-trail", "the audit trail of a period")):
+                            ("audit-trail", "the audit trail of a period"),
+                            ("summary", "the dashboards' figures: compliance by group, dose "
+                             "statistics and reference levels by procedure, alerts with their "
+                             "acknowledgement (whole UTC days)")):
         p = add(kind, cmd_export, help_text, exports)
         p.add_argument("--out", required=True, metavar="DIR",
                        help="new folder to write (never overwritten)")
         p.add_argument("--from", dest="date_from", metavar="DATE", help=f"start; {period}")
         p.add_argument("--to", dest="date_to", metavar="DATE", help=f"end; {period}")
-        if kind == "log":
+        if kind in ("log", "summary"):
             p.add_argument("--site", help="site name")
             p.add_argument("--room", help="room name")
             p.add_argument("--physician", help="performing physician's name")
             p.add_argument("--procedure", metavar="CODE", help="procedure catalog code")
+        if kind == "log":
             p.add_argument("--include-voided", action="store_true",
                            help="include voided records (with status and void_reason)")
         p.add_argument("--include-phi", action="store_true",

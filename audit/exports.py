@@ -4,6 +4,13 @@ An export is a folder (optionally zipped too):
 
     procedures.csv        the log, one row per procedure, columns in data-dictionary order
     audit_trail.csv       (section audit_trail) the audit events of the period
+    compliance.csv        (section compliance) contrast-confirmation compliance, overall and
+                          by physician, room, procedure and month
+    dose_by_procedure.csv (section dose) n, median and 75th percentile of each dose quantity
+                          per procedure, beside the local DRL / achievable / typical value
+    reference_levels.csv  (section reference_levels) the stored reference levels (published,
+                          adopted) and the SRDL settings, each with its kind and source
+    alerts.csv            (section alerts) dose alerts with their latest acknowledgement
     data_dictionary.csv   every column of every CSV: file, field, type, unit, allowed values,
                           required, description (the procedure fields come from
                           audit.dictionary, the source validation uses)
@@ -35,9 +42,14 @@ Decisions an auditor may ask about:
 - The audit trail's free-text reasons are exported as written. Its occurred_at keeps
   microseconds, so with PHI included each row's hash can be recomputed from the file.
 
+- Summaries are the dashboards' figures, computed by the functions the pages and `fluoro-audit
+  report` call, on the frame read inside the export's snapshot (audit.export_summaries); their
+  period must be whole UTC days. Alerts are refreshed before the snapshot is taken.
+
 Modules: this one runs an export and holds the section registry; audit.export_sections has the
-procedure log and audit trail queries; audit.export_verify checks an export without a database;
-audit.csvsafe has the cell rules and the CSV writer.
+procedure log and audit trail queries; audit.export_summaries the summaries;
+audit.export_verify checks an export without a database; audit.csvsafe has the cell rules and
+the CSV writer.
 """
 
 from __future__ import annotations
@@ -49,7 +61,7 @@ import uuid
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from importlib import import_module
 from itertools import islice
@@ -181,12 +193,15 @@ class Column:
 @dataclass
 class SectionContext:
     """What a section function gets: one read connection (a consistent snapshot shared by every
-    section of the export), the filters, whether PHI may be written, and the settings."""
+    section of the export), the filters, whether PHI may be written, and the settings.
+    `cache` is shared by the sections of one export (and filled by their `prepare` steps),
+    e.g. for an analysis frame several summaries use."""
 
     connection: Connection
     filters: ExportFilters
     include_phi: bool
     settings: Mapping[str, Any]
+    cache: dict[str, Any] = field(default_factory=dict)
 
     @property
     def dialect(self) -> str:
@@ -237,6 +252,9 @@ class Section:
     honours: tuple[str, ...] = ()
     #: ... and the timestamp the period (from, before) applies to.
     period_of: str | None = None
+    #: Work before the export's read snapshot is taken, e.g. a write the section's data
+    #: depends on (refreshing the stored alerts): (engine, ctx.cache) -> None.
+    prepare: Callable[[Engine, dict[str, Any]], None] | str | None = None
 
     def _resolve(self, target: Callable[..., Any] | str) -> Callable[..., Any]:
         if callable(target):
@@ -249,6 +267,10 @@ class Section:
 
     def rows(self, ctx: SectionContext) -> int | None:
         return None if self.count is None else int(self._resolve(self.count)(ctx))
+
+    def prepare_for(self, engine: Engine, cache: dict[str, Any]) -> None:
+        if self.prepare is not None:
+            self._resolve(self.prepare)(engine, cache)
 
 
 SECTIONS: dict[str, Section] = {}
@@ -290,29 +312,38 @@ register_section(Section(
     "audit.export_sections:audit_trail_section", "audit.export_sections:count_audit_events",
     honours=("from", "before"), period_of="occurred_at",
 ))
-# The summaries plug in here (see register_section for the contract), one register_section
-# each, naming their function as "module:function" so this file imports nothing of them until
-# an export asks for them (they land from audit/metrics.py and audit/references.py):
-#
-#   register_section(Section("compliance", "compliance.csv",
-#       "Contrast-confirmation compliance by physician, room, procedure and month",
-#       "audit.metrics:compliance_section", honours=(...)))
-#   register_section(Section("dose", "dose_by_procedure.csv",
-#       "Dose statistics and local reference levels by procedure",
-#       "audit.references:dose_section", honours=(...)))
-#   register_section(Section("alerts", "alerts.csv",
-#       "Dose alerts with their acknowledgement", "audit.references:alerts_section", ...))
-#
-# A section function takes a SectionContext (ctx.connection is the export's snapshot,
-# ctx.filters its filters, ctx.include_phi whether patient_id may appear) and returns
-# SectionData.from_rows(columns, rows) or SectionData.from_frame(columns, frame): Python values,
-# rendered here by column kind (numbers stay numbers, text is neutralised). Aggregate in SQL;
-# never put patient_id in a summary unless ctx.include_phi.
+# The summaries (audit.export_summaries): the dashboards' figures, computed by the same
+# functions. Named as "module:function", so this file imports nothing of them until an export
+# asks for them.
+_SUMMARY_FILTERS = ("from", "before", "site", "room", "physician", "procedure_code")
+register_section(Section(
+    "compliance", "compliance.csv",
+    "Contrast-confirmation compliance, overall and by physician, room, procedure and month",
+    "audit.export_summaries:compliance_section", honours=_SUMMARY_FILTERS,
+    period_of="performed_at",
+))
+register_section(Section(
+    "dose", "dose_by_procedure.csv",
+    "Dose statistics by procedure beside the local reference levels (DRL, achievable, typical)",
+    "audit.export_summaries:dose_section", honours=_SUMMARY_FILTERS, period_of="performed_at",
+))
+register_section(Section(
+    "reference_levels", "reference_levels.csv",
+    "Reference levels in use: published, adopted and the SRDLs, each with its source",
+    "audit.export_summaries:reference_section", honours=("procedure_code",),
+))
+register_section(Section(
+    "alerts", "alerts.csv", "Dose alerts with their acknowledgement",
+    "audit.export_summaries:alerts_section", "audit.export_summaries:count_alerts",
+    honours=_SUMMARY_FILTERS, period_of="performed_at",
+    prepare="audit.export_summaries:refresh_stored_alerts",
+))
 
 #: What `fluoro-audit export KIND` writes.
 KINDS: dict[str, tuple[str, ...]] = {
     "log": ("procedures",),
     "audit-trail": ("audit_trail",),
+    "summary": ("compliance", "dose", "reference_levels", "alerts"),
 }
 
 
@@ -439,9 +470,15 @@ def export(
     staging = target.with_name(f".{target.name}.partial-{export_id[:8]}")
     staging.mkdir(parents=True)
     try:
+        cache: dict[str, Any] = {}
+        if any(s.prepare for s in chosen):  # before the snapshot: writes its data depends on
+            with engine.connect() as connection:  # (but not for a typo in a filter)
+                check_filters(connection, filters or ExportFilters())
+            for section in chosen:
+                section.prepare_for(engine, cache)
         with _snapshot(engine) as connection:
             checked = check_filters(connection, filters or ExportFilters())
-            ctx = SectionContext(connection, checked, include_phi, _settings(connection))
+            ctx = SectionContext(connection, checked, include_phi, _settings(connection), cache)
             files, columns = _write_sections(staging, chosen, ctx, progress)
         files.append(_write_dictionary(staging, columns))
         files.append(_write_readme(staging, export_id, generated_at, actor, chosen, checked,

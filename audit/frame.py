@@ -365,14 +365,26 @@ def _head(conn: Connection) -> int:
     return int(conn.execute(select(func.max(AuditEvent.id))).scalar() or 0)
 
 
+def data_version(conn: Connection) -> int:
+    """The highest audit event id this connection sees: the version of the data (every write
+    appends an event in its own transaction), what a Snapshot's `token` records."""
+    return _head(conn)
+
+
 def load_snapshot(engine: Engine) -> Snapshot:
     """Read the whole frame (one query) and the small reference tables."""
     with engine.connect() as conn:
-        token = _head(conn)  # first: the data read below is at least this fresh
-        _check_packable(conn)
-        raw = _fetch(conn, _record_query(engine.dialect.name))
-        levels = _fetch(conn, _levels_query())[0]
-        tables = _reference_tables(conn)
+        return read_snapshot(conn)
+
+
+def read_snapshot(conn: Connection) -> Snapshot:
+    """The frame as this connection sees it: inside a caller's transaction (an export's read
+    snapshot), the figures match every other query made in that transaction."""
+    token = _head(conn)  # first: the data read below is at least this fresh
+    _check_packable(conn)
+    raw = _fetch(conn, _record_query(conn.dialect.name))
+    levels = _fetch(conn, _levels_query())[0]
+    tables = _reference_tables(conn)
     return Snapshot(records=_to_frame(raw, levels), token=token, loaded_at=datetime.now(UTC),
                     **tables)
 
@@ -411,38 +423,43 @@ def refresh_snapshot(engine: Engine, snap: Snapshot) -> Snapshot:
     """The snapshot brought up to date: re-read only the records new audit events name, and
     the small reference tables when something else changed."""
     with engine.connect() as conn:
-        token = _head(conn)
-        if token == snap.token:
-            return snap
-        events = conn.execute(
-            select(AuditEvent.entity, AuditEvent.entity_id, AuditEvent.action)
-            .where(AuditEvent.id > snap.token).limit(INCREMENTAL_LIMIT + 1)
-        ).all()
-        relevant = [(e, i) for e, i, a in events
-                    if e not in _IRRELEVANT_ENTITIES and a not in _IRRELEVANT_ACTIONS]
-        if not relevant and len(events) <= INCREMENTAL_LIMIT:
-            return replace(snap, token=token, cache=snap.cache)
-        changed = _changed_records(relevant) if len(events) <= INCREMENTAL_LIMIT else None
-        if changed is None or token < snap.token:
-            return load_snapshot(engine)
-        ids, ranges = changed
-        records = snap.records
-        if ids or ranges:
-            _check_packable(conn)
-            dialect = engine.dialect.name
-            raw = _fetch(conn, _record_query(dialect)
-                         .where(_id_conditions(Procedure.id, ids, ranges)))
-            levels = _fetch(conn, _levels_query()
-                            .where(_id_conditions(ProcedureLevel.procedure_id, ids, ranges)))[0]
-            fresh = _to_frame(raw, levels)
-            ids_arr = records["id"].to_numpy()
-            stale = np.isin(ids_arr, np.fromiter(ids, dtype=np.int64, count=len(ids)))
-            for lo, hi in ranges:
-                stale |= (ids_arr >= lo) & (ids_arr <= hi)
-            kept = records[~stale]
-            records = pd.concat([kept, fresh], ignore_index=True) if len(fresh) else \
-                kept.reset_index(drop=True)
-        tables = _reference_tables(conn)
+        return catch_up(conn, snap)
+
+
+def catch_up(conn: Connection, snap: Snapshot) -> Snapshot:
+    """`refresh_snapshot` on a given connection: the snapshot as this connection (and its
+    transaction, e.g. an export's read snapshot) sees the data."""
+    token = _head(conn)
+    if token == snap.token:
+        return snap
+    events = conn.execute(
+        select(AuditEvent.entity, AuditEvent.entity_id, AuditEvent.action)
+        .where(AuditEvent.id > snap.token).limit(INCREMENTAL_LIMIT + 1)
+    ).all()
+    relevant = [(e, i) for e, i, a in events
+                if e not in _IRRELEVANT_ENTITIES and a not in _IRRELEVANT_ACTIONS]
+    if not relevant and len(events) <= INCREMENTAL_LIMIT:
+        return replace(snap, token=token, cache=snap.cache)
+    changed = _changed_records(relevant) if len(events) <= INCREMENTAL_LIMIT else None
+    if changed is None or token < snap.token:
+        return read_snapshot(conn)
+    ids, ranges = changed
+    records = snap.records
+    if ids or ranges:
+        _check_packable(conn)
+        raw = _fetch(conn, _record_query(conn.dialect.name)
+                     .where(_id_conditions(Procedure.id, ids, ranges)))
+        levels = _fetch(conn, _levels_query()
+                        .where(_id_conditions(ProcedureLevel.procedure_id, ids, ranges)))[0]
+        fresh = _to_frame(raw, levels)
+        ids_arr = records["id"].to_numpy()
+        stale = np.isin(ids_arr, np.fromiter(ids, dtype=np.int64, count=len(ids)))
+        for lo, hi in ranges:
+            stale |= (ids_arr >= lo) & (ids_arr <= hi)
+        kept = records[~stale]
+        records = pd.concat([kept, fresh], ignore_index=True) if len(fresh) else \
+            kept.reset_index(drop=True)
+    tables = _reference_tables(conn)
     return replace(snap, records=records, token=token, loaded_at=datetime.now(UTC), cache={},
                    **tables)
 

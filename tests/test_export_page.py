@@ -3,6 +3,7 @@ before export, and a download that verifies."""
 
 from __future__ import annotations
 
+import csv
 import io
 import time
 import zipfile
@@ -111,3 +112,35 @@ def test_reached_through_the_app_navigation(page: AppTest, engine: Engine) -> No
     at.switch_page("views/export.py").run()
     assert not at.exception
     assert [t.value for t in at.title] == ["Audit export"]
+
+
+def test_summaries_are_offered_and_exported_with_the_filters(page: AppTest,
+                                                             tmp_path: Path) -> None:
+    at = run_as(page, Role.QUALITY_OFFICER)
+    assert at.multiselect[0].options == [
+        "procedures.csv: The procedure log, one row per procedure",
+        "audit_trail.csv: Audit events of the period (who changed what, when)",
+        "compliance.csv: Contrast-confirmation compliance, overall and by physician, room, "
+        "procedure and month",
+        "dose_by_procedure.csv: Dose statistics by procedure beside the local reference levels "
+        "(DRL, achievable, typical)",
+        "reference_levels.csv: Reference levels in use: published, adopted and the SRDLs, each "
+        "with its source",
+        "alerts.csv: Dose alerts with their acknowledgement"]
+    at.multiselect[0].unselect("procedures").select("compliance").select("alerts").run()
+    assert [s.label for s in at.selectbox] == ["Site", "Room", "Physician", "Procedure"]
+    assert "Include voided records (with their status and reason)" not in labels(at)
+    at.selectbox[2].select("Ελένη").run()  # physician
+    at.button[0].click().run()
+    assert not at.exception and not at.error
+    download = at.session_state["export_download"]
+    with zipfile.ZipFile(io.BytesIO(download["data"])) as archive:
+        archive.extractall(tmp_path)
+        folder = tmp_path / archive.namelist()[0].split("/")[0]
+    assert verify_export(folder).ok
+    assert {"compliance.csv", "alerts.csv"} <= {p.name for p in folder.iterdir()}
+    assert "procedures.csv" not in {p.name for p in folder.iterdir()}
+    with open(folder / "compliance.csv", encoding="utf-8-sig", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows[0]["eligible"] == "1"  # Ελένη's one TFESI
+    assert [r["group"] for r in rows if r["grouping"] == "physician"] == ["Ελένη"]

@@ -15,6 +15,18 @@ none is. Rules:
   created_*/updated_*) are ignored, so an export's procedures.csv round-trips; a row whose
   status is "void" is skipped (it would otherwise come back as a live record). Any other
   column is an error naming it: silently dropping a column could drop a dose.
+* A patient_id column (or a legacy name for it: "MRN", ...) is required: a file without one is
+  refused before any row is read. An export made without PHI carries only patient_ref, a
+  keyed pseudonym that cannot be turned back into the MRN, so it cannot be imported (the error
+  says so); move records between databases with an export made with --include-phi.
+* Our own exports: the exporter neutralises text a spreadsheet could run as a formula with a
+  leading apostrophe (audit.csvsafe). A file recognised as a fluoro-audit export's procedure
+  log gets that undone (csvsafe.restore on every text and enum cell, restore_list on list
+  cells), so "=cmd|' /C calc'!A0" comes back as it was stored. Recognised means: its header row
+  is exactly the export's header (the data dictionary's fields in order, with or without
+  patient_id), or a manifest.json beside it (fluoro-audit export format) lists it by name
+  (an export written by a version whose dictionary differed). Any other file is a legacy log
+  and its cells are taken as written: a leading apostrophe there is the user's text.
 * Units per row: a "dap_unit" column gives each row's DAP unit; fluoro time and air kerma may
   carry their unit in the cell ("1.3 min", "1.2 Gy").
 * Date and time: ISO 8601 with a UTC offset, as `log` requires; a separate "Time" column is
@@ -34,6 +46,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,10 +57,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from audit import csvsafe
 from audit.auth import Actor, Permission, require
 from audit.db import retrying, writer
-from audit.dictionary import FIELDS, INPUT_FIELDS, Io
+from audit.dictionary import BY_NAME, FIELD_NAMES, FIELDS, INPUT_FIELDS, Io
 from audit.errors import AuditError, FieldError, ValidationFailed, WarningsNotConfirmed
+from audit.export_verify import FORMAT, MANIFEST
 from audit.records import ProcedureLog
 from audit.trail import record_event
 from audit.vocab import AuditAction, DapUnit, RecordStatus
@@ -85,6 +100,9 @@ _TIME = "__time__"
 #: Columns an export writes that input does not take: ignored on import.
 IGNORED = frozenset(f.name for f in FIELDS if f.io is Io.OUT)
 REASONS_COLUMN = "reasons"
+#: The headers of an export's procedures.csv: with patient_id (--include-phi) and without.
+EXPORT_HEADERS: frozenset[tuple[str, ...]] = frozenset({
+    tuple(FIELD_NAMES), tuple(n for n in FIELD_NAMES if n != "patient_id")})
 
 #: Units a column header may state, per field; None means "already the canonical unit".
 _MINUTES = {"min", "mins", "minute", "minutes"}
@@ -102,6 +120,10 @@ _HEADER_UNIT = re.compile(r"^(.*?)\s*[(\[]\s*([^)\]]*?)\s*[)\]]\s*$")
 
 class CsvFormatError(AuditError):
     """The file cannot be read as a procedure log (encoding, header); nothing was written."""
+
+
+class MissingPatientId(CsvFormatError):
+    """No patient_id column: no record can be imported without the patient's MRN."""
 
 
 @dataclass(frozen=True)
@@ -151,6 +173,8 @@ class CsvImportResult:
     dry_run: bool
     committed: bool
     rejected_file: str | None = None
+    #: Why the file was taken as a fluoro-audit export (its formula guard undone), or None.
+    export_recognised: str | None = None
 
     @property
     def failed(self) -> list[RowOutcome]:
@@ -167,7 +191,7 @@ class CsvImportResult:
             "invalid": len(self.failed),
             "skipped": sum(1 for r in self.rows if r.status == "skipped"),
             "dry_run": self.dry_run, "committed": self.committed,
-            "rejected_file": self.rejected_file,
+            "rejected_file": self.rejected_file, "export_recognised": self.export_recognised,
         }
 
 
@@ -266,10 +290,15 @@ class ParsedFile:
     rows: list[tuple[int, list[str]]]  # (spreadsheet row, cells)
     columns: list[Column]
     sha256: str
+    #: Why the file is taken as a fluoro-audit export (its formula guard undone), or None.
+    export_recognised: str | None = None
 
 
-def read_csv(data: bytes) -> ParsedFile:
-    """Decode, split and map the header; rows keep their cells for the rejected file."""
+def read_csv(data: bytes, source: Path | None = None) -> ParsedFile:
+    """Decode, split and map the header; rows keep their cells for the rejected file.
+
+    `source` (the file's path) lets a manifest.json beside it mark the file as an export.
+    """
     text = decode(data)
     if not text.strip():
         raise CsvFormatError("the file is empty: expected a header row and procedure rows")
@@ -280,14 +309,65 @@ def read_csv(data: bytes) -> ParsedFile:
         raise CsvFormatError(f"not a readable CSV: {exc}") from None
     headers = table[0]
     columns = map_columns(headers)
+    _require_patient_id(headers, columns)
     rows = [(number, cells) for number, cells in enumerate(table[1:], start=2)
             if any(cell.strip() for cell in cells)]
-    return ParsedFile(headers, delimiter, rows, columns, hashlib.sha256(data).hexdigest())
+    return ParsedFile(headers, delimiter, rows, columns, hashlib.sha256(data).hexdigest(),
+                      recognise_export(headers, source))
 
 
-def row_record(cells: Sequence[str], columns: Sequence[Column],
-               zone: ZoneInfo | None) -> tuple[dict[str, Any], str | None, list[FieldError]]:
-    """(record in dictionary fields, skip reason, cell-shape errors) of one row."""
+def _require_patient_id(headers: Sequence[str], columns: Sequence[Column]) -> None:
+    """Refuse a file without a patient_id column before reading a row (every row would fail)."""
+    if any(c.field == "patient_id" for c in columns):
+        return
+    if any(normalise_header(h) == "patient ref" for h in headers):
+        raise MissingPatientId(
+            "header: no patient_id column, only patient_ref: this looks like a fluoro-audit "
+            "export made without --include-phi. patient_ref is a keyed pseudonym that cannot "
+            "be turned back into a medical record number, so these records cannot be "
+            "imported; export them again with --include-phi (rso role) to move them to "
+            "another database. Nothing was written.")
+    raise MissingPatientId(
+        "header: no patient_id column (the patient's medical record number; also accepted as "
+        "MRN, Patient ID, Medical record number); every procedure needs it. Nothing was "
+        "written.")
+
+
+def recognise_export(headers: Sequence[str], source: Path | None = None) -> str | None:
+    """Why this file is a fluoro-audit export's procedure log, or None (see module doc):
+    the export's exact header, or a fluoro-audit manifest.json beside it naming the file."""
+    if tuple(h.strip() for h in headers) in EXPORT_HEADERS:
+        return "its header is the fluoro-audit export header"
+    if source is None:
+        return None
+    manifest = source.parent / MANIFEST
+    try:
+        content = json.loads(manifest.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(content, dict) or content.get("format") != FORMAT:
+        return None
+    files = content.get("files")
+    if isinstance(files, list) and any(
+            isinstance(f, dict) and f.get("name") == source.name for f in files):
+        return f"{MANIFEST} beside it lists it as a fluoro-audit export file"
+    return None
+
+
+def _restore(field_name: str, value: str) -> str:
+    """Undo the exporter's formula guard on one cell of a recognised export."""
+    kind = BY_NAME[field_name].type if field_name in BY_NAME else ""
+    if kind == csvsafe.Kind.LIST:
+        return csvsafe.LIST_SEPARATOR.join(csvsafe.restore_list(value))
+    if kind in (csvsafe.Kind.TEXT, csvsafe.Kind.ENUM):
+        return csvsafe.restore(value)
+    return value
+
+
+def row_record(cells: Sequence[str], columns: Sequence[Column], zone: ZoneInfo | None,
+               restore: bool = False) -> tuple[dict[str, Any], str | None, list[FieldError]]:
+    """(record in dictionary fields, skip reason, cell-shape errors) of one row. `restore`:
+    the file is one of our exports; undo its formula guard on text cells."""
     errors: list[FieldError] = []
     if len(cells) > len(columns):
         extra = [c for c in cells[len(columns):] if c.strip()]
@@ -305,6 +385,8 @@ def row_record(cells: Sequence[str], columns: Sequence[Column],
             continue
         if value == "":
             continue
+        if restore:
+            value = _restore(column.field, value)
         record[column.field] = _with_unit(column, value)
     if _TIME in record:
         time_text = record.pop(_TIME)
@@ -371,7 +453,7 @@ def import_csv(
         data = source.read_bytes()
     except OSError as exc:
         raise CsvFormatError(f"cannot read {source}: {exc.strerror or exc}") from None
-    parsed = read_csv(data)
+    parsed = read_csv(data, source)
     zone = parse_zone(timezone)
     catalog = service.catalog
     names = {entry.name.casefold(): code for code, entry in catalog.entries.items()}
@@ -393,7 +475,8 @@ def import_csv(
             except BaseException:
                 session.rollback()
                 raise
-        return CsvImportResult(str(source), outcomes, dry_run, commit)
+        return CsvImportResult(str(source), outcomes, dry_run, commit,
+                               export_recognised=parsed.export_recognised)
 
     result = retrying(work)
     if skip_invalid and not dry_run and result.failed:
@@ -408,7 +491,8 @@ def _run_rows(session: Session, service: ProcedureLog, actor: Actor, parsed: Par
     for number, cells in parsed.rows:
         outcome = RowOutcome(number)
         outcomes.append(outcome)
-        record, skip, shape_errors = row_record(cells, parsed.columns, zone)
+        record, skip, shape_errors = row_record(cells, parsed.columns, zone,
+                                                restore=parsed.export_recognised is not None)
         if skip:
             outcome.skipped = skip
             continue
@@ -446,6 +530,7 @@ def _audit_file(session: Session, actor: Actor, source: Path, parsed: ParsedFile
         session, actor=actor.username, action=AuditAction.IMPORT, entity="procedure_csv",
         entity_id=source.name[:64], reason=f"legacy CSV import of {source.name}",
         after={"file": source.name, "sha256": parsed.sha256, "rows": len(outcomes),
+               "fluoro_audit_export": parsed.export_recognised is not None,
                "imported": len(ids), "record_ids": ids,
                "rejected_rows": [o.row for o in outcomes
                                  if o.status in ("invalid", "unconfirmed")],
@@ -476,10 +561,12 @@ __all__ = [
     "ALIASES",
     "CsvFormatError",
     "CsvImportResult",
+    "MissingPatientId",
     "RowOutcome",
     "import_csv",
     "map_columns",
     "read_csv",
+    "recognise_export",
     "rejected_path",
     "write_rejected",
 ]

@@ -1,4 +1,5 @@
-"""Audit export: the procedure log or the audit trail as a verifiable zip for an inspector.
+"""Audit export: the procedure log, the audit trail and the summaries (compliance, dose and
+reference levels, alerts) as a verifiable zip for an inspector.
 
 The page only gathers choices and shows results; audit.exports does the work and the checks
 (permissions included: a role without EXPORT_PHI is refused by the library too).
@@ -49,7 +50,7 @@ stop = right.date_input("To (UTC day, included)", value=None, format="YYYY-MM-DD
 
 picked: dict[str, Any] = {}
 include_voided = False
-if "procedures" in sections:
+if any("site" in SECTIONS[name].honours for name in sections):
     choices = filter_choices(state.engine())
     columns = st.columns(4)
     for column, (key, label) in zip(columns, (("site", "Site"), ("room", "Room"),
@@ -57,6 +58,7 @@ if "procedures" in sections:
                                               ("procedure", "Procedure")), strict=True):
         value = column.selectbox(label, [ALL, *choices[key]])
         picked[key] = None if value == ALL else value
+if "procedures" in sections:
     include_voided = st.checkbox("Include voided records (with their status and reason)")
 
 include_phi = False
@@ -83,8 +85,9 @@ except ValidationFailed as exc:
     st.stop()
 rows = sum(n or 0 for n in counts.values())
 st.metric("Rows to export", f"{rows:,}",
-          help=", ".join(f"{SECTIONS[k].filename}: {v:,}" for k, v in counts.items()
-                         if v is not None))
+          help=", ".join(f"{SECTIONS[k].filename}: " + (f"{v:,}" if v is not None else
+                                                         "counted when written")
+                         for k, v in counts.items()))
 
 if st.button("Export", type="primary"):
     bar = st.progress(0.0, text="Starting...")
