@@ -174,8 +174,8 @@ def test_log_a_procedure_find_it_amend_it_and_read_its_history(
     page.get_by_role("spinbutton", name="Open record number").fill(str(record_id))
     page.get_by_role("spinbutton", name="Open record number").press("Enter")
     page.get_by_text(f"Record {record_id}", exact=True).wait_for()
-    assert page.get_by_text("Patient ID (MRN): MRN-E2E-1").is_visible()
-    assert page.get_by_text("Fluoro time (s): 0:32 (32 s)").is_visible()
+    page.get_by_text("Patient ID (MRN): MRN-E2E-1").wait_for()  # waits until drawn
+    page.get_by_text("Fluoro time (s): 0:32 (32 s)").wait_for()  # waits until drawn
     field(page, "Fluoro time (s, m:ss or min)").fill("0:45")
     field(page, "Reason for the change (required)").fill("counter misread")
     page.get_by_role("button", name="Save amendment").click()
@@ -186,7 +186,7 @@ def test_log_a_procedure_find_it_amend_it_and_read_its_history(
     assert "counter misread" in history.inner_text()
     table = page.get_by_test_id("stTable").last.inner_text()
     assert "fluoro_time_s" in table and "32" in table and "45" in table
-    assert page.get_by_text("Fluoro time (s): 0:45 (45 s)").is_visible()
+    page.get_by_text("Fluoro time (s): 0:45 (45 s)").wait_for()  # waits until drawn
     history.scroll_into_view_if_needed()
     snap(page, screenshots, "record_history")
 
