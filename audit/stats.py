@@ -4,8 +4,9 @@ Wilson score interval.
 Why our own grouped quantile: pandas' groupby().quantile interpolates with a slightly different
 formula (results can differ from numpy in the last bit), and sorting a million values again for
 every filter change is the slow part of a dashboard. Here each quantity is sorted once per
-snapshot; a filter and a grouping then cost a gather and a stable sort of small integer codes,
-and the interpolation replicates numpy's "linear" method (the default) bit for bit.
+snapshot (and, per grouping, put in group order once: `group_layout`); a filter then costs a
+gather and a compress (`grouped_in_layout`), and the interpolation replicates numpy's
+"linear" method (the default) bit for bit.
 """
 
 from __future__ import annotations
