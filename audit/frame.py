@@ -613,6 +613,19 @@ def _ids_for(names: Sequence[str], labels: pd.Series, field_name: str,
     return np.array(ids, dtype=np.int64)
 
 
+def _member(values: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """np.isin for small non-negative ids: one gather through a lookup table (several times
+    faster than isin's sort over a million records)."""
+    if not len(values) or not len(ids):
+        return np.zeros(len(values), dtype=bool)
+    top = int(max(values.max(), ids.max()))
+    if values.min() < 0 or ids.min() < 0 or top > 1 << 24:
+        return np.isin(values, ids)
+    table = np.zeros(top + 1, dtype=bool)
+    table[ids] = True
+    return table[values]
+
+
 def filter_mask(snap: Snapshot, filters: Filters) -> np.ndarray:
     """Which records of the frame match the filters (a boolean array over the frame).
 
@@ -642,7 +655,7 @@ def filter_mask(snap: Snapshot, filters: Filters) -> np.ndarray:
     ):
         if names:
             ids = _ids_for(names, labels, name, errors)
-            mask &= np.isin(r[column].to_numpy(), ids)
+            mask &= _member(r[column].to_numpy(), ids)
     if errors:
         raise ValidationFailed(errors)
     if len(snap.cache) < 64:  # a few recent filters; the snapshot is replaced on change

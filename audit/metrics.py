@@ -34,7 +34,7 @@ from audit.frame import (
     month_label,
     to_datetime,
 )
-from audit.stats import grouped_sorted, wilson
+from audit.stats import group_layout, grouped_in_layout, wilson
 from audit.vocab import DoseQuantity, Region
 
 QUANTITIES: tuple[str, ...] = tuple(DoseQuantity.values())
@@ -334,22 +334,23 @@ def quantiles_by(snap: Snapshot, mask: np.ndarray, by: Sequence[str], quantity: 
                                                    list[np.ndarray]]:
     """Group labels, counts (records with the quantity) and quantiles of one quantity.
 
-    The values in ascending order and their group codes are kept per snapshot, and the
-    filter's selection in that order per filter, so a call costs compresses and one radix
-    sort of the selected codes."""
+    The values in ascending order, and in that order within each group, are kept per snapshot,
+    and the filter's selection in value order per filter, so a call costs a gather and a
+    compress (no sort)."""
     codes, labels = _combined(snap, by)
     values, order, valid = _values_and_order(snap, quantity, per_level)
     present = order[:valid]
     tag = f"{quantity}:{per_level}"
     values_sorted = _cached(snap, f"sorted_values:{tag}", lambda: values[present])
-    codes_sorted = _cached(snap, f"sorted_codes:{tag}:{tuple(by)!r}", lambda: codes[present])
+    layout = _cached(snap, f"group_layout:{tag}:{tuple(by)!r}",
+                     lambda: group_layout(values_sorted, codes[present], len(labels)))
     memo = snap.cache.setdefault(f"sorted_masks:{tag}", {})
     found = memo.get(id(mask))
     if found is None or found[0] is not mask:  # the same filter's mask object: reuse
         if len(memo) > 16:
             memo.clear()
         found = memo[id(mask)] = (mask, mask[present])
-    counts, result = grouped_sorted(values_sorted, codes_sorted, found[1], len(labels), qs)
+    counts, result = grouped_in_layout(layout, found[1], qs)
     return labels, counts, result
 
 

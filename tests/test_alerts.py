@@ -9,7 +9,14 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
-from audit.alerts import acknowledge, acknowledgements, compute_alerts, list_alerts, refresh_alerts
+from audit.alerts import (
+    acknowledge,
+    acknowledgements,
+    alert_counts,
+    compute_alerts,
+    list_alerts,
+    refresh_alerts,
+)
 from audit.auth import Actor, cli_actor
 from audit.db import make_engine, read_session
 from audit.errors import PermissionDenied, ValidationFailed
@@ -229,3 +236,29 @@ def test_alerts_are_not_recomputed_on_unchanged_data(engine: Engine,
     ProcedureLog(engine).log(tfesi("A3", "PAT-A", "02-10", 10.0), cli_actor(),
                              confirm_warnings=True)
     assert refresh_alerts(engine, load_snapshot(engine)).updated >= 1  # new data: recomputed
+
+
+def test_counts_under_every_filter_match_the_listed_alerts(engine: Engine) -> None:
+    """alert_counts resolves names to ids instead of joining: the same alerts as the list."""
+    log_all(engine, [
+        tfesi("R1", "PAT-R", "03-01", 600.0),
+        tfesi("R2", "PAT-S", "03-02", 600.0, site="Hillside", physician="Dr. Park"),
+        tfesi("R3", "PAT-T", "05-03", 600.0, site="Hillside", room="OR 2"),
+    ], refresh_each=False)
+    acknowledge(engine, RSO, [int(list_alerts(engine, RSO)["alert_id"].iloc[0])], "informed")
+    cases = [Filters(), Filters(rooms=("OR 1",)), Filters(rooms=("Hillside · OR 1",)),
+             Filters(rooms=("Riverside · OR 1", "OR 2")), Filters(sites=("Hillside",)),
+             Filters(physicians=("Dr. Park",)), Filters(procedures=("TFESI",)),
+             Filters(start=date(2026, 3, 2), end=date(2026, 3, 31)),
+             Filters(rooms=("No such room",)),
+             Filters(sites=("Hillside",), rooms=("OR 1",), physicians=("Dr. Park",))]
+    seen = set()
+    for filters in cases:
+        listed = list_alerts(engine, RSO, filters)
+        counts = alert_counts(engine, RSO, filters)
+        for status in ("open", "acknowledged", "withdrawn"):
+            expected = int((listed["status"] == status).sum())
+            assert (int(counts[status].sum()) if len(counts) else 0) == expected, \
+                (filters, status)
+        seen.add(len(listed))
+    assert len(seen) >= 3  # the filters do select different alerts
