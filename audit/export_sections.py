@@ -168,14 +168,32 @@ def procedure_log_query(filters: ExportFilters, include_phi: bool,
     )
 
 
-def _stream(connection: Connection, query: Select[Any],
-            chunk: int | None = None) -> Iterator[Sequence[Sequence[Any]]]:
-    """Rows from a server-side cursor (PostgreSQL) or SQLite's stepping cursor, in chunks."""
+def procedure_lines_query(filters: ExportFilters, include_phi: bool,
+                          annual_background_msv: float = 3.1) -> Select[Any]:
+    """The procedure log as whole CSV records, one string per row (SQLite): the cells of
+    procedure_log_query, quoted and joined in SQL (csvsafe.sql_csv_line).
+
+    LIMIT -1 on both the inner and the outer SELECT keeps SQLite from flattening the cells
+    into the record (which would evaluate each quoted cell, and the levels and warnings
+    subqueries, up to three times); the inner SELECT then runs as a co-routine whose ordered
+    rows the outer one reads in turn, so the records keep its ORDER BY.
+    """
+    cells = (procedure_log_query(filters, include_phi, annual_background_msv)
+             .limit(-1).subquery("cells"))
+    parts = [csvsafe.sql_csv_quoted(cells.c[c.name]) if c.kind in Kind.TEXTUAL
+             else cells.c[c.name] for c in procedure_columns(include_phi)]
+    return select(csvsafe.sql_csv_line(*parts)).limit(-1)
+
+
+def _stream(connection: Connection, query: Select[Any], chunk: int | None = None, *,
+            scalars: bool = False) -> Iterator[Sequence[Any]]:
+    """Rows (or, with scalars, first cells) from a server-side cursor (PostgreSQL) or
+    SQLite's stepping cursor, in chunks."""
     chunk = chunk or exports.CHUNK_ROWS
     result = connection.execution_options(stream_results=True, max_row_buffer=chunk,
                                           yield_per=chunk).execute(query)
     try:
-        yield from result.partitions(chunk)
+        yield from (result.scalars() if scalars else result).partitions(chunk)
     finally:
         result.close()
 
@@ -188,9 +206,13 @@ def count_procedures(ctx: SectionContext) -> int:
 
 def procedures_section(ctx: SectionContext) -> SectionData:
     annual = float(ctx.settings.get("annual_background_msv", 3.1))
+    columns = procedure_columns(ctx.include_phi)
+    if ctx.dialect == "sqlite":  # records built in SQL: one string per row (see the query)
+        lines = procedure_lines_query(ctx.filters, ctx.include_phi, annual)
+        return SectionData(columns, _stream(ctx.connection, lines, scalars=True),
+                           rendered=True, lines=True)
     query = procedure_log_query(ctx.filters, ctx.include_phi, annual)
-    return SectionData(procedure_columns(ctx.include_phi), _stream(ctx.connection, query),
-                       rendered=True)
+    return SectionData(columns, _stream(ctx.connection, query), rendered=True)
 
 
 # --- the audit trail -------------------------------------------------------------------------

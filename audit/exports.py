@@ -213,12 +213,14 @@ class SectionData:
     """A section's columns and its rows in chunks.
 
     `rendered=True`: cells are final (rendered in SQL with csvsafe.sql_cell); otherwise each
-    value is rendered with csvsafe.cell by its column's kind.
+    value is rendered with csvsafe.cell by its column's kind. `lines=True`: each chunk is a
+    sequence of whole CSV records (str, no line end; csvsafe.sql_csv_line).
     """
 
     columns: Sequence[Column]
-    chunks: Iterable[Sequence[Sequence[Any]]]
+    chunks: Iterable[Sequence[Any]]
     rendered: bool = False
+    lines: bool = False
 
     @classmethod
     def from_rows(cls, columns: Sequence[Column], rows: Iterable[Sequence[Any]],
@@ -514,6 +516,12 @@ def _write_sections(folder: Path, sections: Sequence[Section], ctx: SectionConte
         kinds = [c.kind for c in data.columns]
         with CsvWriter(folder / section.filename, [c.name for c in data.columns]) as writer:
             for chunk in data.chunks:
+                if data.lines:
+                    writer.write_lines(chunk)
+                    done += len(chunk)
+                    if progress:
+                        progress(done, max(total, done))
+                    continue
                 if not data.rendered:
                     chunk = [[csvsafe.cell(v, k) for v, k in zip(row, kinds, strict=True)]
                              for row in chunk]
