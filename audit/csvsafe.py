@@ -314,6 +314,31 @@ def _csv_line_sqlite(element: sql_csv_line, compiler: Any, **kw: Any) -> str:
     return f"printf('{','.join(['%s'] * len(cells))}', {', '.join(cells)})"
 
 
+class sql_csv_record(FunctionElement[str]):
+    """sql_csv_record(plain, quoted, n): a CSV record of n cells. `plain` is the record with
+    no cell quoted, `quoted` the record with every textual cell quoted as needed (both
+    sql_csv_line). When `plain` holds exactly n - 1 commas and no quote, CR or LF, no cell
+    needs quoting and it is the record; otherwise `quoted` is. SQLite only.
+
+    Why: testing each textual cell (about 25 a row) costs far more than four scans of the
+    whole record, and records that need quoting are rare. `plain` is read five times: give
+    a column of a subquery SQLite does not flatten, not an expression.
+    """
+
+    type = String()
+    inherit_cache = True
+    name = "sql_csv_record"
+
+
+@compiles(sql_csv_record, "sqlite")
+def _csv_record_sqlite(element: sql_csv_record, compiler: Any, **kw: Any) -> str:
+    plain, quoted, cells = (compiler.process(c, **kw) for c in element.clauses)
+    # length() and replace() count characters: the difference is the number of commas.
+    return (f"CASE WHEN length({plain}) - length(replace({plain}, ',', '')) = {cells} - 1 "
+            f"AND instr({plain}, '\"') = 0 AND instr({plain}, '\r') = 0 "
+            f"AND instr({plain}, '\n') = 0 THEN {plain} ELSE {quoted} END")
+
+
 # --- the file --------------------------------------------------------------------------------
 
 @dataclass(frozen=True)

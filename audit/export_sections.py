@@ -171,18 +171,26 @@ def procedure_log_query(filters: ExportFilters, include_phi: bool,
 def procedure_lines_query(filters: ExportFilters, include_phi: bool,
                           annual_background_msv: float = 3.1) -> Select[Any]:
     """The procedure log as whole CSV records, one string per row (SQLite): the cells of
-    procedure_log_query, quoted and joined in SQL (csvsafe.sql_csv_line).
+    procedure_log_query joined in SQL (csvsafe.sql_csv_line), quoted only in the rare row
+    that needs it (csvsafe.sql_csv_record).
 
-    LIMIT -1 on both the inner and the outer SELECT keeps SQLite from flattening the cells
-    into the record (which would evaluate each quoted cell, and the levels and warnings
-    subqueries, up to three times); the inner SELECT then runs as a co-routine whose ordered
-    rows the outer one reads in turn, so the records keep its ORDER BY.
+    Three SELECTs, each with LIMIT -1 so that SQLite does not flatten one into the next
+    (which would evaluate the cells, the levels and warnings subqueries among them, several
+    times a row): the cells; the unquoted record beside the cells; the record. Each inner
+    SELECT runs as a co-routine whose rows the outer one reads in turn, so the records keep
+    the cells' ORDER BY.
     """
+    columns = procedure_columns(include_phi)
     cells = (procedure_log_query(filters, include_phi, annual_background_msv)
              .limit(-1).subquery("cells"))
-    parts = [csvsafe.sql_csv_quoted(cells.c[c.name]) if c.kind in Kind.TEXTUAL
-             else cells.c[c.name] for c in procedure_columns(include_phi)]
-    return select(csvsafe.sql_csv_line(*parts)).limit(-1)
+    plain = csvsafe.sql_csv_line(*[cells.c[c.name] for c in columns]).label("csv_record")
+    records = (select(plain, *[cells.c[c.name] for c in columns])
+               .limit(-1).subquery("records"))
+    quoted = csvsafe.sql_csv_line(*[
+        csvsafe.sql_csv_quoted(records.c[c.name]) if c.kind in Kind.TEXTUAL
+        else records.c[c.name] for c in columns])
+    record = csvsafe.sql_csv_record(records.c.csv_record, quoted, literal(len(columns)))
+    return select(record).limit(-1)
 
 
 def _stream(connection: Connection, query: Select[Any], chunk: int | None = None, *,

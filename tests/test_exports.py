@@ -247,6 +247,9 @@ def test_records_built_in_sqlite_equal_csv_writer_on_the_same_cells(
         s.execute(update(Procedure).where(Procedure.id == first).values(
             notes='a,b "c"\rd\ne,\'f', accession_number='"q"',
             warnings=[{"field": "notes", "message": 'x, "y"'}, {"message": "=z\n"}]))
+        for record_id, notes in zip(logged_all[2:], ("comma, only", "cr\ronly", "lf\nonly",
+                                                      'quote"only'), strict=True):
+            s.execute(update(Procedure).where(Procedure.id == record_id).values(notes=notes))
     filters = exports.ExportFilters(include_voided=True)
     for include_phi in (False, True):
         with engine.connect() as connection:
