@@ -317,8 +317,9 @@ def _csv_line_sqlite(element: sql_csv_line, compiler: Any, **kw: Any) -> str:
 class sql_csv_record(FunctionElement[str]):
     """sql_csv_record(plain, quoted, n): a CSV record of n cells. `plain` is the record with
     no cell quoted, `quoted` the record with every textual cell quoted as needed (both
-    sql_csv_line). When `plain` holds exactly n - 1 commas and no quote, CR or LF, no cell
-    needs quoting and it is the record; otherwise `quoted` is. SQLite only.
+    sql_csv_line; it may be a subquery: it is evaluated only when needed). When `plain` holds
+    exactly n - 1 commas and no quote, CR or LF, no cell needs quoting and it is the record;
+    otherwise `quoted` is. SQLite only.
 
     Why: testing each textual cell (about 25 a row) costs far more than four scans of the
     whole record, and records that need quoting are rare. `plain` is read five times: give
