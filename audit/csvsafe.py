@@ -2,7 +2,9 @@
 
 One set of rules, in two implementations that tests hold equal:
 - `sql_*` constructs render a cell inside the SELECT (SQLite and PostgreSQL), so the big exports
-  go from the database cursor to `csv.writer.writerows` with no Python work per cell;
+  go from the database cursor to `csv.writer.writerows` with no Python work per cell; on SQLite
+  `sql_csv_line` / `sql_csv_record` go further and build the whole record, quoted as csv.writer
+  quotes, so the cursor yields one string per row;
 - `cell()` renders a Python value the same way, for small sections built in Python.
 
 The rules:

@@ -37,8 +37,10 @@ Decisions an auditor may ask about:
   folder; the folder is written under a temporary name and appears only once that event is
   committed. Nothing is overwritten.
 - Streaming: the procedure rows are rendered in SQL (audit.csvsafe.sql_cell) and go from a
-  server-side cursor to the file in chunks; memory does not grow with the number of rows. All
-  sections of one export read one consistent snapshot.
+  server-side cursor to the file in chunks; memory does not grow with the number of rows. On
+  SQLite each row arrives as a whole CSV record (audit.csvsafe.sql_csv_line), one string per
+  row instead of one Python object per cell, and a chunk is written with one join; tests hold
+  those records equal to csv.writer's. All sections of one export read one consistent snapshot.
 - The audit trail's free-text reasons are exported as written. Its occurred_at keeps
   microseconds, so with PHI included each row's hash can be recomputed from the file.
 
