@@ -135,16 +135,17 @@ def _procedure_conditions(f: ExportFilters) -> list[ColumnElement[bool]]:
     return conditions
 
 
-def procedure_log_query(filters: ExportFilters, include_phi: bool,
-                        annual_background_msv: float = 3.1) -> Select[Any]:
-    """One SELECT that yields the procedure log's rows already rendered as CSV cells."""
+def procedure_cells(include_phi: bool,
+                    annual_background_msv: float = 3.1) -> list[ColumnElement[Any]]:
+    """The procedure log's cells as SQL expressions, rendered (csvsafe.sql_cell), in column
+    order, over the tables that _joined joins."""
     cells: list[ColumnElement[Any]] = []
     for column in procedure_columns(include_phi):
         if column.name == "levels":  # rendered (items neutralised) by the aggregate itself
-            cells.append(sql_levels(Procedure.id).label(column.name))
+            cells.append(sql_levels(Procedure.id))
             continue
         if column.name == "warnings":
-            cells.append(sql_warnings(Procedure.warnings).label(column.name))
+            cells.append(sql_warnings(Procedure.warnings))
             continue
         if column.name == "background_days":
             raw: ColumnElement[Any] | None = csvsafe.sql_round(
@@ -153,29 +154,67 @@ def procedure_log_query(filters: ExportFilters, include_phi: bool,
             raw = _JOINED.get(column.name, getattr(Procedure, column.name, None))
         if raw is None:
             raise AssertionError(f"dictionary field {column.name} has no source column")
-        cells.append(csvsafe.sql_cell(raw, column.kind).label(column.name))
-    return (
-        select(*cells)
-        .select_from(Procedure)
-        .join(Site, Site.id == Procedure.site_id)
-        .join(Room, Room.id == Procedure.room_id)
-        .join(Physician, Physician.id == Procedure.physician_id)
-        .join(UserAccount, UserAccount.id == Procedure.technologist_id)
-        .join(Patient, Patient.id == Procedure.patient_id)
-        .join(ProcedureType, ProcedureType.id == Procedure.procedure_type_id)
-        .where(and_(True, *_procedure_conditions(filters)))
-        .order_by(Procedure.performed_at, Procedure.id)
-    )
+        cells.append(csvsafe.sql_cell(raw, column.kind))
+    return cells
 
 
-def _stream(connection: Connection, query: Select[Any],
-            chunk: int | None = None) -> Iterator[Sequence[Sequence[Any]]]:
-    """Rows from a server-side cursor (PostgreSQL) or SQLite's stepping cursor, in chunks."""
+def _joined(query: Select[Any]) -> Select[Any]:
+    return (query.select_from(Procedure)
+            .join(Site, Site.id == Procedure.site_id)
+            .join(Room, Room.id == Procedure.room_id)
+            .join(Physician, Physician.id == Procedure.physician_id)
+            .join(UserAccount, UserAccount.id == Procedure.technologist_id)
+            .join(Patient, Patient.id == Procedure.patient_id)
+            .join(ProcedureType, ProcedureType.id == Procedure.procedure_type_id))
+
+
+def procedure_log_query(filters: ExportFilters, include_phi: bool,
+                        annual_background_msv: float = 3.1) -> Select[Any]:
+    """One SELECT that yields the procedure log's rows already rendered as CSV cells."""
+    cells = procedure_cells(include_phi, annual_background_msv)
+    names = [c.name for c in procedure_columns(include_phi)]
+    return (_joined(select(*[cell.label(name) for cell, name in zip(cells, names, strict=True)]))
+            .where(and_(True, *_procedure_conditions(filters)))
+            .order_by(Procedure.performed_at, Procedure.id))
+
+
+def procedure_lines_query(filters: ExportFilters, include_phi: bool,
+                          annual_background_msv: float = 3.1) -> Select[Any]:
+    """The procedure log as whole CSV records, one string per row (SQLite).
+
+    The inner SELECT joins each row's cells unquoted (csvsafe.sql_csv_line) beside its
+    record_id; the outer one keeps that record when no cell needs quoting and otherwise (a
+    rare row) renders the row again, by record_id, with every text cell quoted as csv.writer
+    would (csvsafe.sql_csv_record). Both SELECTs carry LIMIT -1 so that SQLite does not
+    flatten the inner into the outer (which would evaluate the record up to five times a
+    row); the inner runs as a co-routine whose ordered rows the outer reads in turn, so the
+    records keep its ORDER BY.
+    """
+    columns = procedure_columns(include_phi)
+    cells = procedure_cells(include_phi, annual_background_msv)
+    records = (_joined(select(csvsafe.sql_csv_line(*cells).label("csv_record"),
+                              Procedure.id.label("record_id")))
+               .where(and_(True, *_procedure_conditions(filters)))
+               .order_by(Procedure.performed_at, Procedure.id)
+               .limit(-1).subquery("records"))
+    quoted = csvsafe.sql_csv_line(*[
+        csvsafe.sql_csv_quoted(cell) if column.kind in Kind.TEXTUAL else cell
+        for cell, column in zip(cells, columns, strict=True)])
+    again = (_joined(select(quoted)).where(Procedure.id == records.c.record_id)
+             .scalar_subquery())
+    return select(csvsafe.sql_csv_record(records.c.csv_record, again,
+                                         literal(len(columns)))).limit(-1)
+
+
+def _stream(connection: Connection, query: Select[Any], chunk: int | None = None, *,
+            scalars: bool = False) -> Iterator[Sequence[Any]]:
+    """Rows (or, with scalars, first cells) from a server-side cursor (PostgreSQL) or
+    SQLite's stepping cursor, in chunks."""
     chunk = chunk or exports.CHUNK_ROWS
     result = connection.execution_options(stream_results=True, max_row_buffer=chunk,
                                           yield_per=chunk).execute(query)
     try:
-        yield from result.partitions(chunk)
+        yield from (result.scalars() if scalars else result).partitions(chunk)
     finally:
         result.close()
 
@@ -188,9 +227,13 @@ def count_procedures(ctx: SectionContext) -> int:
 
 def procedures_section(ctx: SectionContext) -> SectionData:
     annual = float(ctx.settings.get("annual_background_msv", 3.1))
+    columns = procedure_columns(ctx.include_phi)
+    if ctx.dialect == "sqlite":  # records built in SQL: one string per row (see the query)
+        lines = procedure_lines_query(ctx.filters, ctx.include_phi, annual)
+        return SectionData(columns, _stream(ctx.connection, lines, scalars=True),
+                           rendered=True, lines=True)
     query = procedure_log_query(ctx.filters, ctx.include_phi, annual)
-    return SectionData(procedure_columns(ctx.include_phi), _stream(ctx.connection, query),
-                       rendered=True)
+    return SectionData(columns, _stream(ctx.connection, query), rendered=True)
 
 
 # --- the audit trail -------------------------------------------------------------------------

@@ -37,8 +37,10 @@ Decisions an auditor may ask about:
   folder; the folder is written under a temporary name and appears only once that event is
   committed. Nothing is overwritten.
 - Streaming: the procedure rows are rendered in SQL (audit.csvsafe.sql_cell) and go from a
-  server-side cursor to the file in chunks; memory does not grow with the number of rows. All
-  sections of one export read one consistent snapshot.
+  server-side cursor to the file in chunks; memory does not grow with the number of rows. On
+  SQLite each row arrives as a whole CSV record (audit.csvsafe.sql_csv_line), one string per
+  row instead of one Python object per cell, and a chunk is written with one join; tests hold
+  those records equal to csv.writer's. All sections of one export read one consistent snapshot.
 - The audit trail's free-text reasons are exported as written. Its occurred_at keeps
   microseconds, so with PHI included each row's hash can be recomputed from the file.
 
@@ -213,12 +215,14 @@ class SectionData:
     """A section's columns and its rows in chunks.
 
     `rendered=True`: cells are final (rendered in SQL with csvsafe.sql_cell); otherwise each
-    value is rendered with csvsafe.cell by its column's kind.
+    value is rendered with csvsafe.cell by its column's kind. `lines=True`: each chunk is a
+    sequence of whole CSV records (str, no line end; csvsafe.sql_csv_line).
     """
 
     columns: Sequence[Column]
-    chunks: Iterable[Sequence[Sequence[Any]]]
+    chunks: Iterable[Sequence[Any]]
     rendered: bool = False
+    lines: bool = False
 
     @classmethod
     def from_rows(cls, columns: Sequence[Column], rows: Iterable[Sequence[Any]],
@@ -514,6 +518,12 @@ def _write_sections(folder: Path, sections: Sequence[Section], ctx: SectionConte
         kinds = [c.kind for c in data.columns]
         with CsvWriter(folder / section.filename, [c.name for c in data.columns]) as writer:
             for chunk in data.chunks:
+                if data.lines:
+                    writer.write_lines(chunk)
+                    done += len(chunk)
+                    if progress:
+                        progress(done, max(total, done))
+                    continue
                 if not data.rendered:
                     chunk = [[csvsafe.cell(v, k) for v, k in zip(row, kinds, strict=True)]
                              for row in chunk]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import shutil
 import subprocess
@@ -22,6 +23,7 @@ from audit.csvsafe import FORMULA_START, Kind, restore, restore_list
 from audit.db import make_engine
 from audit.dictionary import FIELD_NAMES, FIELDS, Io
 from audit.errors import PermissionDenied, ValidationFailed
+from audit.export_sections import procedure_lines_query, procedure_log_query
 from audit.exports import (
     Column,
     ExportFilters,
@@ -231,6 +233,33 @@ def test_hostile_text_survives_and_is_neutralised(
     assert rows[0]["levels"] == "'=1+1;''q"  # each item neutralised, so the rule reverses
     assert restore_list(rows[0]["levels"]) == ["=1+1", "'q"]
     assert rows[0]["warnings"] == "'=HYPERLINK(\"http://x\"); levels: ok"
+
+
+def test_records_built_in_sqlite_equal_csv_writer_on_the_same_cells(
+    engine: Engine, admin: Actor, logged_all: list[int]
+) -> None:
+    """SQLite writes the log as whole records (csvsafe.sql_csv_line): byte for byte what
+    csv.writer writes for the cells of procedure_log_query, hostile text included."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("the records are built in SQL on SQLite only")
+    first = logged_all[0]
+    with Session(engine) as s, s.begin():
+        s.execute(update(Procedure).where(Procedure.id == first).values(
+            notes='a,b "c"\rd\ne,\'f', accession_number='"q"',
+            warnings=[{"field": "notes", "message": 'x, "y"'}, {"message": "=z\n"}]))
+        for record_id, notes in zip(logged_all[2:], ("comma, only", "cr\ronly", "lf\nonly",
+                                                      'quote"only'), strict=True):
+            s.execute(update(Procedure).where(Procedure.id == record_id).values(notes=notes))
+    filters = exports.ExportFilters(include_voided=True)
+    for include_phi in (False, True):
+        with engine.connect() as connection:
+            cells = connection.execute(procedure_log_query(filters, include_phi)).all()
+            lines = connection.scalars(procedure_lines_query(filters, include_phi)).all()
+        buffer = io.StringIO()
+        csv.writer(buffer, dialect="excel", quoting=csv.QUOTE_MINIMAL,
+                   lineterminator="\r\n").writerows(cells)
+        assert len(lines) == len(logged_all)
+        assert "".join(line + "\r\n" for line in lines) == buffer.getvalue()
 
 
 # --- patient identity ------------------------------------------------------------------------
