@@ -57,10 +57,6 @@ class CatalogEntry:
 class Catalog:
     entries: dict[str, CatalogEntry]
 
-    @property
-    def by_id(self) -> dict[int, CatalogEntry]:
-        return {e.id: e for e in self.entries.values()}
-
     def active_codes(self) -> list[str]:
         return [code for code, e in self.entries.items() if e.active]
 
