@@ -19,9 +19,9 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
-from audit.db import retrying, write_session
 from audit.errors import FieldError, NotFound, PermissionDenied, ValidationFailed
-from audit.models import UserAccount, utcnow
+from audit.storage.engine import retrying, write_session
+from audit.storage.models import UserAccount, utcnow
 from audit.trail import record_event
 from audit.vocab import AuditAction, Role
 

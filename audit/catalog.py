@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from audit.models import ProcedureType
+from audit.storage.models import ProcedureType
 from audit.vocab import CatalogRegion, ContrastPolicy, Region
 
 

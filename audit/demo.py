@@ -27,8 +27,10 @@ import numpy as np
 from sqlalchemy import Engine, func, select
 
 from audit.catalog import load_catalog
-from audit.db import read_session, write_session
-from audit.models import (
+from audit.log.service import pseudonym
+from audit.settings import load_settings
+from audit.storage.engine import read_session, write_session
+from audit.storage.models import (
     Patient,
     Physician,
     Procedure,
@@ -38,8 +40,6 @@ from audit.models import (
     UserAccount,
     utcnow,
 )
-from audit.records import pseudonym
-from audit.settings import load_settings
 from audit.trail import record_event
 from audit.vocab import SEGMENTS, AuditAction, DapUnit, Region, Role, level_region
 

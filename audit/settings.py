@@ -8,9 +8,9 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from audit.auth import Actor, Permission, require
-from audit.db import write_session
 from audit.errors import FieldError, NotFound, ValidationFailed
-from audit.models import Setting, utcnow
+from audit.storage.engine import write_session
+from audit.storage.models import Setting, utcnow
 from audit.trail import record_event
 from audit.vocab import AuditAction
 

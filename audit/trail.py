@@ -2,7 +2,8 @@
 
 Every change is written by `record_event` inside the same transaction as the change itself, so a
 change without its event (or the reverse) cannot be committed. The chain is serialised: SQLite
-write transactions begin IMMEDIATE (audit.db.writer) and PostgreSQL takes a transaction-scoped
+write transactions begin IMMEDIATE (audit.storage.engine.writer) and PostgreSQL takes a
+transaction-scoped
 advisory lock, so two writers can never both extend the same last event.
 """
 
@@ -19,7 +20,7 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from audit.models import AuditEvent, utcnow
+from audit.storage.models import AuditEvent, utcnow
 from audit.vocab import AuditAction
 
 GENESIS = "0" * 64

@@ -47,8 +47,8 @@ def demo_database(procedures: int, seed: int = 1,
     """A SQLite file with `procedures` demo records, generated once and kept in bench/out/."""
     from datetime import date
 
-    from audit.db import make_engine, migrate
     from audit.demo import generate
+    from audit.storage.engine import make_engine, migrate
 
     OUT.mkdir(exist_ok=True)
     path = OUT / f"demo-{procedures}-s{seed}.sqlite3"

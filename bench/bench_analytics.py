@@ -25,18 +25,18 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from audit import metrics
-from audit.alerts import (
+from audit.alerts.store import (
     alert_counts,
     investigation_levels,
     list_alerts,
     refresh_alerts,
 )
+from audit.analytics import metrics
+from audit.analytics.reference_levels import local_drls, reference_table
+from audit.analytics.snapshot import Filters, FrameCache, Snapshot
 from audit.auth import Actor
-from audit.db import make_engine, migrate
 from audit.demo import generate
-from audit.frame import Filters, FrameCache, Snapshot
-from audit.references import local_drls, reference_table
+from audit.storage.engine import make_engine, migrate
 from audit.vocab import Role
 
 OUT = Path(__file__).resolve().parent / "out"

@@ -19,10 +19,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np
 
 from audit.auth import cli_actor
-from audit.db import make_engine, migrate
 from audit.demo import CHUNK, _chunk, _ensure_reference_data, generate
-from audit.models import Procedure, ProcedureLevel
-from audit.records import ProcedureLog
+from audit.log.service import ProcedureLog
+from audit.storage.engine import make_engine, migrate
+from audit.storage.models import Procedure, ProcedureLevel
 from bench._common import figure, parser, percentiles
 
 

@@ -8,7 +8,7 @@ and cached under bench/out/ (gitignored). Each run measures, in child processes 
 RSS (ru_maxrss from wait4) and CPU time belong to that run alone:
 - sqlite3: the sqlite3 shell printing the same rows with the same joins, filter and order (raw
   values, levels via group_concat) as CSV: the floor for "rows out of SQLite into a file";
-- export: audit.exports.export() of the procedure log, complete: row count first, rendering,
+- export: audit.export.runner.export() of the procedure log, complete: row count first, rendering,
   BOM/CRLF/quoting, formula guard, SHA-256, data dictionary, manifest, SHA256SUMS, audit event.
 
 Targets (issue 6): export time <= 2x sqlite3's, export peak RSS <= 200 MB at 1M rows. The
@@ -73,8 +73,8 @@ def demo_database(procedures: int) -> Path:
 
 def generate_database(procedures: int) -> None:
     sys.path.insert(0, str(ROOT))
-    from audit.db import make_engine, migrate
     from audit.demo import generate
+    from audit.storage.engine import make_engine, migrate
 
     path = OUT / f"export-demo-{procedures}-seed{SEED}.sqlite3"
     OUT.mkdir(parents=True, exist_ok=True)
@@ -138,8 +138,8 @@ def child(database: str, target: str, report: str) -> None:
     """The measured process: one complete export of the procedure log."""
     sys.path.insert(0, str(ROOT))
     from audit.auth import cli_actor
-    from audit.db import make_engine
-    from audit.exports import export
+    from audit.export.runner import export
+    from audit.storage.engine import make_engine
 
     engine = make_engine(f"sqlite:///{database}")
     result = export(engine, cli_actor(), Path(target))
@@ -170,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     sizes = args.sizes or ([20_000] if args.quick else [100_000, 1_000_000])
     repeat = args.repeat or (1 if args.quick else 2)
     startup = best([measured([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]);"
-                              " import audit.exports, audit.auth, audit.db", str(ROOT)])
+                              " import audit.export.runner, audit.auth,"
+                              " audit.storage.engine", str(ROOT)])
                     for _ in range(repeat)])
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"sqlite3 shell: {shutil.which('sqlite3') or 'not found'}; load average {load} "

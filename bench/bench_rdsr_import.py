@@ -37,10 +37,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from audit.auth import cli_actor  # noqa: E402
-from audit.db import make_engine, migrate  # noqa: E402
-from audit.doses import DoseImporter  # noqa: E402
-from audit.importers.rdsr import read_dose_report  # noqa: E402
-from audit.records import ProcedureLog  # noqa: E402
+from audit.dose_reports.reader import read_dose_report  # noqa: E402
+from audit.dose_reports.store import DoseImporter  # noqa: E402
+from audit.log.service import ProcedureLog  # noqa: E402
+from audit.storage.engine import make_engine, migrate  # noqa: E402
 
 #: One real file carries a UID pydicom finds non-conformant; the warning is noise here.
 warnings.filterwarnings("ignore", message="Invalid value for VR UI", category=UserWarning)

@@ -26,9 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import func, select
 
 from audit.auth import Actor, cli_actor
-from audit.db import make_engine, migrate, read_session
-from audit.models import Procedure
-from audit.records import ProcedureLog, RecordFilter
+from audit.log.service import ProcedureLog, RecordFilter
+from audit.storage.engine import make_engine, migrate, read_session
+from audit.storage.models import Procedure
 from audit.vocab import Role
 
 PAGE = 50

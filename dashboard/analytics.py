@@ -1,6 +1,7 @@
 """What the audit pages share: the analysis frame (one per process) and the common filters.
 
-The frame (audit.frame.FrameCache) is a per-process resource like the engine: it refreshes
+The frame (audit.analytics.snapshot.FrameCache) is a per-process resource like the engine: it
+refreshes
 itself from the audit trail, so a saved record shows on the next rerun without clearing
 anything. It starts loading in the background when the app starts, so the first page a user
 opens usually finds it ready.
@@ -17,14 +18,14 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from audit.frame import Filters, FrameCache, Snapshot, date_range, options
+from audit.analytics.snapshot import Filters, FrameCache, Snapshot, date_range, options
 from dashboard import state
 
 QUANTITY_LABELS = {"dap_gycm2": "KAP (Gy·cm²)", "fluoro_time_s": "Fluoroscopy time (s)",
                    "air_kerma_mgy": "Ka,r (mGy)"}
 
 
-#: Where the frame file that survives restarts is kept (see audit.frame.FrameCache).
+#: Where the frame file that survives restarts is kept (see audit.analytics.snapshot.FrameCache).
 ENV_CACHE_DIR = "FLUORO_AUDIT_CACHE_DIR"
 
 

@@ -20,9 +20,16 @@ from sqlalchemy import Engine
 
 from audit import auth
 from audit.auth import Actor, Permission
-from audit.db import ENV_DB, current_revision, default_url, head_revision, make_engine, migrate
-from audit.entry import zone
-from audit.records import ProcedureLog
+from audit.log.entry_form import zone
+from audit.log.service import ProcedureLog
+from audit.storage.engine import (
+    ENV_DB,
+    current_revision,
+    default_url,
+    head_revision,
+    make_engine,
+    migrate,
+)
 
 ACTOR_KEY = "actor"
 LAST_SEEN_KEY = "last_seen"

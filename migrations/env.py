@@ -1,12 +1,13 @@
-"""Alembic environment: one code path for `alembic` on the command line and audit.db.migrate."""
+"""Alembic environment: one code path for `alembic` on the command line and
+audit.storage.engine.migrate."""
 
 from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import pool
 
-from audit.db import make_engine, normalise_url
-from audit.models import Base
+from audit.storage.engine import make_engine, normalise_url
+from audit.storage.models import Base
 
 config = context.config
 target_metadata = Base.metadata
@@ -42,7 +43,7 @@ def run_migrations_online() -> None:
             context.run_migrations()
         return
     # Called from the `alembic` command: alembic.ini's URL, or FLUORO_AUDIT_DB, or the default.
-    from audit.db import default_url
+    from audit.storage.engine import default_url
 
     url = config.get_main_option("url_for_env") or default_url()
     engine = make_engine(url, foreign_keys=False, poolclass=pool.NullPool)

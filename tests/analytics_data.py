@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from audit.auth import Actor
-from audit.records import ProcedureLog
+from audit.log.service import ProcedureLog
 from tests.conftest import valid_record
 
 SITE = "Riverside"

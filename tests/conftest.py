@@ -24,8 +24,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from audit.auth import Actor, cli_actor
-from audit.db import make_engine, migrate
-from audit.records import ProcedureLog
+from audit.log.service import ProcedureLog
+from audit.storage.engine import make_engine, migrate
 from audit.vocab import Role
 
 PG_ENV = "FLUORO_AUDIT_TEST_PG"

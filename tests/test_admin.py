@@ -1,4 +1,4 @@
-"""Reference data administration (audit.admin): sites, rooms, physicians, the procedure
+"""Reference data administration (audit.reference_data): sites, rooms, physicians, the procedure
 catalog. Admin permission checked in the library; errors name the field; every change audited
 with before and after; nothing deleted."""
 
@@ -8,11 +8,12 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from audit import admin, auth
+from audit import auth
+from audit import reference_data as admin
 from audit.auth import Actor, cli_actor
 from audit.errors import NotFound, PermissionDenied, ValidationFailed
-from audit.models import AuditEvent
-from audit.records import ProcedureLog
+from audit.log.service import ProcedureLog
+from audit.storage.models import AuditEvent
 from audit.vocab import Role
 from tests.conftest import valid_record
 

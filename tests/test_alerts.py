@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
-from audit.alerts import (
+from audit.alerts.store import (
     acknowledge,
     acknowledgements,
     alert_counts,
@@ -17,12 +17,12 @@ from audit.alerts import (
     list_alerts,
     refresh_alerts,
 )
+from audit.analytics.snapshot import Filters, FrameCache, load_snapshot
 from audit.auth import Actor, cli_actor
-from audit.db import make_engine, read_session
 from audit.errors import PermissionDenied, ValidationFailed
-from audit.frame import Filters, FrameCache, load_snapshot
-from audit.models import AuditEvent, Procedure
-from audit.records import ProcedureLog
+from audit.log.service import ProcedureLog
+from audit.storage.engine import make_engine, read_session
+from audit.storage.models import AuditEvent, Procedure
 from audit.vocab import Role
 from tests.conftest import Databases, valid_record
 
@@ -223,14 +223,14 @@ def test_alerts_follow_an_amended_record_and_filter_by_its_names(engine: Engine)
 
 def test_alerts_are_not_recomputed_on_unchanged_data(engine: Engine,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    import audit.alerts
+    import audit.alerts.store
 
     log_all(engine, CUMULATIVE_SET[:2], refresh_each=False)
 
     def recompute(_snap: Any) -> None:
         raise AssertionError("the stored alerts already reflect this data")
 
-    monkeypatch.setattr(audit.alerts, "compute_alerts", recompute)
+    monkeypatch.setattr(audit.alerts.store, "compute_alerts", recompute)
     assert not refresh_alerts(engine, load_snapshot(engine)).changed  # e.g. a new process
     monkeypatch.undo()
     ProcedureLog(engine).log(tfesi("A3", "PAT-A", "02-10", 10.0), cli_actor(),

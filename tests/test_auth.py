@@ -19,7 +19,7 @@ from audit.auth import (
     require,
 )
 from audit.errors import PermissionDenied, ValidationFailed
-from audit.models import AuditEvent, UserAccount, utcnow
+from audit.storage.models import AuditEvent, UserAccount, utcnow
 from audit.vocab import Role
 
 PASSWORD = "correct horse battery"

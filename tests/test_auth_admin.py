@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from audit import auth
 from audit.auth import Actor, cli_actor
 from audit.errors import NotFound, PermissionDenied, ValidationFailed
-from audit.models import AuditEvent, UserAccount
+from audit.storage.models import AuditEvent, UserAccount
 from audit.vocab import Role
 
 PASSWORD = "correct horse battery"
@@ -65,7 +65,7 @@ def test_the_first_administrator_can_be_created_only_once(engine: Engine) -> Non
 
 
 def test_two_racing_first_run_setups_make_one_administrator(db_url: str) -> None:
-    from audit.db import make_engine
+    from audit.storage.engine import make_engine
 
     outcomes: list[str] = []
 

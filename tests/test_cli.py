@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from audit.db import make_engine
-from audit.models import AuditEvent, Procedure, UserAccount
+from audit.storage.engine import make_engine
+from audit.storage.models import AuditEvent, Procedure, UserAccount
 from tests.conftest import valid_record
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,8 +12,8 @@ import sys
 import pytest
 
 from audit.auth import cli_actor
-from audit.db import make_engine
-from audit.records import ProcedureLog
+from audit.log.service import ProcedureLog
+from audit.storage.engine import make_engine
 from tests import analytics_data
 
 

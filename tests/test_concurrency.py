@@ -10,9 +10,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from audit.auth import cli_actor
-from audit.db import make_engine
-from audit.models import AuditEvent, Physician, Procedure, Site
-from audit.records import ProcedureLog
+from audit.log.service import ProcedureLog
+from audit.storage.engine import make_engine
+from audit.storage.models import AuditEvent, Physician, Procedure, Site
 from audit.trail import verify_chain
 from tests.conftest import valid_record
 

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import Boolean, Engine, Float, String, literal, select
 
 from audit import vocab
-from audit.csvsafe import (
+from audit.export.cells import (
     CsvWriter,
     Kind,
     cell,
@@ -28,8 +28,8 @@ from audit.csvsafe import (
     sql_timestamp,
     write_rows,
 )
-from audit.models import Procedure
-from audit.records import ProcedureLog
+from audit.log.service import ProcedureLog
+from audit.storage.models import Procedure
 from tests.conftest import valid_record
 
 HOSTILE = [

@@ -12,11 +12,11 @@ from sqlalchemy.orm import Session
 
 from audit.auth import cli_actor
 from audit.catalog import load_catalog
-from audit.db import make_engine
 from audit.demo import generate
-from audit.models import Patient, Physician, Procedure, ProcedureType
-from audit.records import ProcedureLog, _input_view
-from audit.validation import validate
+from audit.log.service import ProcedureLog, _input_view
+from audit.log.validation import validate
+from audit.storage.engine import make_engine
+from audit.storage.models import Patient, Physician, Procedure, ProcedureType
 from tests.conftest import Databases
 
 UNTIL = date(2026, 6, 30)

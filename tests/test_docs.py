@@ -8,7 +8,7 @@ from pathlib import Path
 
 from audit import dictionary
 from audit.cli import build_parser
-from audit.validation import EXTRA_INPUT, OUTPUT_ONLY
+from audit.log.validation import EXTRA_INPUT, OUTPUT_ONLY
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import command
 from sqlalchemy import inspect, text
 
-from audit.db import alembic_config, downgrade, make_engine, migrate
+from audit.storage.engine import alembic_config, downgrade, make_engine, migrate
 from tests.conftest import Databases
 
 

@@ -1,4 +1,5 @@
-"""audit.entry: what the entry form shows per procedure type, and how form values become the
+"""audit.log.entry_form: what the entry form shows per procedure type, and how form values become
+the
 same input the command line takes (pure functions, no database)."""
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from audit.catalog import CatalogEntry
-from audit.entry import (
+from audit.log.entry_form import (
     AMENDABLE,
     amend_changes,
     as_text,

@@ -11,7 +11,7 @@ import pytest
 
 from audit.auth import Actor
 from audit.dictionary import FIELD_NAMES
-from audit.records import ProcedureLog
+from audit.log.service import ProcedureLog
 from tests.conftest import valid_record
 
 

@@ -15,8 +15,8 @@ from sqlalchemy import Engine
 from streamlit.testing.v1 import AppTest
 
 from audit.auth import Actor, add_user, cli_actor
-from audit.exports import verify_export
-from audit.records import ProcedureLog
+from audit.export.runner import verify_export
+from audit.log.service import ProcedureLog
 from audit.vocab import Role
 from dashboard import state
 from dashboard.navigation import PAGES

@@ -20,11 +20,11 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from audit.auth import Actor
-from audit.db import make_engine
 from audit.dictionary import FIELD_NAMES
-from audit.importers.csvlog import import_csv, recognise_export
-from audit.models import Procedure, Setting
-from audit.records import ENV_PSEUDONYM_KEY, ProcedureLog, pseudonym
+from audit.log.csv_import import import_csv, recognise_export
+from audit.log.service import ENV_PSEUDONYM_KEY, ProcedureLog, pseudonym
+from audit.storage.engine import make_engine
+from audit.storage.models import Procedure, Setting
 from tests.conftest import Databases, valid_record
 from tests.test_exports import records
 

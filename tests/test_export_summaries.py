@@ -18,13 +18,13 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from audit import exports
-from audit.alerts import acknowledge
+from audit.alerts.store import acknowledge
 from audit.auth import Actor, cli_actor
-from audit.csvsafe import restore
 from audit.errors import ValidationFailed
-from audit.exports import ExportFilters, count_rows, export, parse_period, verify_export
-from audit.records import ProcedureLog
+from audit.export import runner as exports
+from audit.export.cells import restore
+from audit.export.runner import ExportFilters, count_rows, export, parse_period, verify_export
+from audit.log.service import ProcedureLog
 from audit.vocab import Role
 from tests import analytics_data
 from tests.conftest import valid_record

@@ -17,14 +17,12 @@ import pytest
 from sqlalchemy import Engine, event, select, update
 from sqlalchemy.orm import Session
 
-from audit import exports
 from audit.auth import Actor
-from audit.csvsafe import FORMULA_START, Kind, restore, restore_list
-from audit.db import make_engine
 from audit.dictionary import FIELD_NAMES, FIELDS, Io
 from audit.errors import PermissionDenied, ValidationFailed
-from audit.export_sections import procedure_lines_query, procedure_log_query
-from audit.exports import (
+from audit.export import runner as exports
+from audit.export.cells import FORMULA_START, Kind, restore, restore_list
+from audit.export.runner import (
     Column,
     ExportFilters,
     ExportTargetExists,
@@ -35,8 +33,10 @@ from audit.exports import (
     parse_period,
     verify_export,
 )
-from audit.models import AuditEvent, Patient, Procedure, ProcedureLevel
-from audit.records import ProcedureLog
+from audit.export.sections import procedure_lines_query, procedure_log_query
+from audit.log.service import ProcedureLog
+from audit.storage.engine import make_engine
+from audit.storage.models import AuditEvent, Patient, Procedure, ProcedureLevel
 from audit.trail import event_hash, verify_chain
 from audit.vocab import AuditAction, Role
 from tests.conftest import Databases, valid_record

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from sqlalchemy import Engine, select
 
-from audit import frame
+from audit.analytics import snapshot as frame
+from audit.analytics.snapshot import FrameCache, load_snapshot
 from audit.auth import cli_actor
-from audit.db import make_engine, migrate, read_session
-from audit.frame import FrameCache, load_snapshot
-from audit.models import Procedure
-from audit.records import ProcedureLog
+from audit.log.service import ProcedureLog
+from audit.storage.engine import make_engine, migrate, read_session
+from audit.storage.models import Procedure
 from tests import analytics_data
 from tests.conftest import valid_record
 

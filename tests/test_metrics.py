@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from sqlalchemy import Engine
 
-from audit import metrics
+from audit.analytics import metrics
+from audit.analytics.reference_levels import levels_in_force, local_drls, room_medians
+from audit.analytics.snapshot import Filters, FrameCache, Snapshot, load_snapshot
 from audit.auth import cli_actor
-from audit.db import make_engine
 from audit.errors import ValidationFailed
-from audit.frame import Filters, FrameCache, Snapshot, load_snapshot
-from audit.records import ProcedureLog
-from audit.references import levels_in_force, local_drls, room_medians
+from audit.log.service import ProcedureLog
+from audit.storage.engine import make_engine
 from tests import analytics_data
 from tests.conftest import BACKENDS, Databases
 

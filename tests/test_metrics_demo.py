@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from sqlalchemy import Engine, select
 
-from audit import metrics
-from audit.db import make_engine, read_session
+from audit.analytics import metrics
+from audit.analytics.reference_levels import local_drls
+from audit.analytics.snapshot import Filters, Snapshot, load_snapshot
 from audit.demo import generate
-from audit.frame import Filters, Snapshot, load_snapshot
-from audit.models import Procedure, ProcedureType, Room
-from audit.references import local_drls
+from audit.storage.engine import make_engine, read_session
+from audit.storage.models import Procedure, ProcedureType, Room
 from tests.conftest import BACKENDS, Databases
 
 ALL = Filters()

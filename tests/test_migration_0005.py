@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import inspect
 
-from audit.db import alembic_config, downgrade, make_engine, migrate
+from audit.storage.engine import alembic_config, downgrade, make_engine, migrate
 from tests.conftest import Databases
 
 INDEXES = {"ix_procedure_status_performed_at", "ix_procedure_technologist_id_performed_at"}

@@ -15,9 +15,9 @@ from sqlalchemy import func, inspect, select
 from sqlalchemy.orm import Session
 
 from audit.auth import cli_actor
-from audit.db import alembic_config, current_revision, downgrade, make_engine, migrate
-from audit.models import Base, ProcedureType, Setting
-from audit.records import ProcedureLog
+from audit.log.service import ProcedureLog
+from audit.storage.engine import alembic_config, current_revision, downgrade, make_engine, migrate
+from audit.storage.models import Base, ProcedureType, Setting
 from tests.conftest import Databases, valid_record
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,7 +97,7 @@ def test_an_installed_copy_migrates_without_the_checkout(tmp_path: Path) -> None
     assert any(n.startswith("audit/_migrations/versions/0001") for n in names)
     assert "dashboard/app.py" in names
     db = tmp_path / "installed.sqlite3"
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); import audit.db as d; "
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import audit.storage.engine as d; "
             "d.migrate(sys.argv[2]); print(d.migrations_dir())")
     result = subprocess.run([sys.executable, "-c", code, str(site), f"sqlite:///{db}"],
                             cwd=tmp_path, capture_output=True, text=True, check=True,

@@ -14,12 +14,12 @@ import pytest
 from sqlalchemy import Engine
 from streamlit.testing.v1 import AppTest
 
-from audit import metrics
-from audit.alerts import list_alerts
+from audit.alerts.store import list_alerts
+from audit.analytics import metrics
+from audit.analytics.snapshot import Filters, load_snapshot
 from audit.auth import Actor, Permission
-from audit.db import make_engine
 from audit.demo import generate
-from audit.frame import Filters, load_snapshot
+from audit.storage.engine import make_engine
 from audit.vocab import Role
 from dashboard.navigation import PAGES, pages_for
 from tests.conftest import BACKENDS, Databases

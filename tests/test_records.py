@@ -17,8 +17,15 @@ from audit.errors import (
     ValidationFailed,
     WarningsNotConfirmed,
 )
-from audit.models import AuditEvent, Patient, Physician, Procedure, ProcedureLevel, UserAccount
-from audit.records import ProcedureLog, RecordFilter
+from audit.log.service import ProcedureLog, RecordFilter
+from audit.storage.models import (
+    AuditEvent,
+    Patient,
+    Physician,
+    Procedure,
+    ProcedureLevel,
+    UserAccount,
+)
 from audit.vocab import Role
 from tests.conftest import valid_record
 
@@ -395,7 +402,7 @@ def test_every_input_field_round_trips(service: ProcedureLog, admin: Actor) -> N
 def test_room_display_unit_is_the_default_dap_unit(
     service: ProcedureLog, admin: Actor, engine: Engine, logged: int
 ) -> None:
-    from audit.models import Room
+    from audit.storage.models import Room
 
     with Session(engine) as s, s.begin():
         s.scalar(select(Room).where(Room.name == "OR 1")).dap_display_unit = "µGy·m²"

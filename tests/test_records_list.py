@@ -10,11 +10,12 @@ from typing import Any
 
 import pytest
 
-from audit import admin, auth
+from audit import auth
+from audit import reference_data as admin
 from audit.auth import Actor, cli_actor
-from audit.db import read_session
 from audit.errors import PermissionDenied
-from audit.records import ProcedureLog, RecordFilter, list_query, may_change, record_history
+from audit.log.service import ProcedureLog, RecordFilter, list_query, may_change, record_history
+from audit.storage.engine import read_session
 from audit.vocab import Role
 from tests.conftest import valid_record
 
@@ -45,7 +46,7 @@ def mixed(service: ProcedureLog) -> list[int]:
 
 def expected(service: ProcedureLog, actor: Actor, f: RecordFilter) -> list[int]:
     """The reference answer: the joined list_query, in the page order."""
-    from audit.models import Procedure
+    from audit.storage.models import Procedure
 
     q = list_query(actor, f).order_by(Procedure.performed_at.desc(), Procedure.id.desc())
     with read_session(service.engine) as s:

@@ -9,20 +9,20 @@ import pytest
 from alembic import command
 from sqlalchemy import Engine, select
 
-from audit import metrics
-from audit.auth import Actor, cli_actor
-from audit.db import alembic_config, downgrade, make_engine, migrate, read_session
-from audit.errors import PermissionDenied, ValidationFailed
-from audit.frame import Filters, FrameCache, load_snapshot
-from audit.models import AuditEvent, ReferenceLevel
-from audit.records import ProcedureLog
-from audit.references import (
+from audit.analytics import metrics
+from audit.analytics.reference_levels import (
     add_reference_level,
     adopt_local_drls,
     levels_in_force,
     reference_table,
     retire_reference_level,
 )
+from audit.analytics.snapshot import Filters, FrameCache, load_snapshot
+from audit.auth import Actor, cli_actor
+from audit.errors import PermissionDenied, ValidationFailed
+from audit.log.service import ProcedureLog
+from audit.storage.engine import alembic_config, downgrade, make_engine, migrate, read_session
+from audit.storage.models import AuditEvent, ReferenceLevel
 from audit.vocab import Role
 from tests import analytics_data
 from tests.conftest import Databases

@@ -10,7 +10,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from audit.db import current_revision, head_revision, make_engine
+from audit.storage.engine import current_revision, head_revision, make_engine
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -10,9 +10,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from audit.auth import Actor, cli_actor
-from audit.db import make_engine
-from audit.models import AuditEvent
-from audit.records import ProcedureLog
+from audit.log.service import ProcedureLog
+from audit.storage.engine import make_engine
+from audit.storage.models import AuditEvent
 from audit.trail import GENESIS, history, verify_chain
 from tests.conftest import Databases, valid_record
 

@@ -1,7 +1,8 @@
 """Admin: users (add, role, password reset, deactivate), sites and rooms (device, display unit,
 KAP correction factor), physicians (linked to their account), the procedure catalog.
 
-Every action is a call into audit.auth / audit.admin, which check the admin permission again,
+Every action is a call into audit.auth / audit.reference_data, which check the admin permission
+again,
 validate, and write the change with its audit event. Nothing is deleted: deactivate instead.
 """
 
@@ -13,7 +14,8 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from audit import admin, auth
+from audit import auth
+from audit import reference_data as admin
 from audit.auth import Permission
 from audit.errors import AuditError, FieldError, ValidationFailed
 from audit.vocab import CatalogRegion, ContrastPolicy, DapUnit, Region, Role

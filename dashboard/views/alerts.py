@@ -9,7 +9,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from audit.alerts import (
+from audit.alerts.store import (
     CUMULATIVE_SETTINGS,
     acknowledge,
     alert_counts,
@@ -17,9 +17,9 @@ from audit.alerts import (
     list_alerts,
     refresh_alerts,
 )
+from audit.analytics.reference_levels import SRDL_SETTINGS
 from audit.auth import Permission
 from audit.errors import AuditError, ValidationFailed
-from audit.references import SRDL_SETTINGS
 from dashboard import analytics, state
 from dashboard.analytics import chart_and_table
 

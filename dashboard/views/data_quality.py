@@ -6,7 +6,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from audit import metrics
+from audit.analytics import metrics
 from audit.auth import Permission
 from audit.errors import ValidationFailed
 from dashboard import analytics, state

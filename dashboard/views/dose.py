@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from audit import metrics
+from audit.analytics import metrics
+from audit.analytics.reference_levels import local_drls, reference_table
 from audit.auth import Permission
 from audit.errors import ValidationFailed
-from audit.references import local_drls, reference_table
 from dashboard import analytics, state
 from dashboard.analytics import QUANTITY_LABELS, chart_and_table
 

@@ -1,7 +1,7 @@
 """Dose reports: upload RDSR files exported from the C-arm or PACS and see each file's outcome.
 
 The page only collects files and shows results; storing, matching and comparing happen in
-audit.doses (one transaction per file, like `fluoro-audit import rdsr`).
+audit.dose_reports.store (one transaction per file, like `fluoro-audit import rdsr`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from audit.auth import Permission
-from audit.doses import DoseImporter, ImportResult
+from audit.dose_reports.store import DoseImporter, ImportResult
 from audit.errors import AuditError
 from dashboard import state
 

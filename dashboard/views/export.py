@@ -1,7 +1,7 @@
 """Audit export: the procedure log, the audit trail and the summaries (compliance, dose and
 reference levels, alerts) as a verifiable zip for an inspector.
 
-The page only gathers choices and shows results; audit.exports does the work and the checks
+The page only gathers choices and shows results; audit.export.runner does the work and the checks
 (permissions included: a role without EXPORT_PHI is refused by the library too).
 """
 
@@ -16,7 +16,7 @@ import streamlit as st
 
 from audit.auth import Permission
 from audit.errors import AuditError, ValidationFailed
-from audit.exports import (
+from audit.export.runner import (
     SECTIONS,
     ExportFilters,
     count_rows,
@@ -24,7 +24,7 @@ from audit.exports import (
     filter_choices,
     parse_period,
 )
-from audit.models import utcnow
+from audit.storage.models import utcnow
 from dashboard import state
 
 DOWNLOAD_KEY = "export_download"

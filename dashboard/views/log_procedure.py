@@ -2,7 +2,8 @@
 
 The case (site, room, physician, procedure type, contrast status) sits above the form because it
 decides what the form shows; the form holds the rest and submits on Enter. The values become
-the same dictionary-field input the command line takes (audit.entry.build_record) and go to the
+the same dictionary-field input the command line takes (audit.log.entry_form.build_record) and go
+to the
 same service call, so the two paths store identical records. Last site, room, physician and
 procedure type are remembered per user.
 """
@@ -15,9 +16,11 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from audit import admin, auth
+from audit import auth
+from audit import reference_data as admin
 from audit.auth import Permission
-from audit.entry import (
+from audit.errors import AuditError, FieldError, ValidationFailed, WarningsNotConfirmed
+from audit.log.entry_form import (
     CONTRAST_LABELS,
     FormLayout,
     build_record,
@@ -26,8 +29,7 @@ from audit.entry import (
     performed_at_iso,
     tri_state,
 )
-from audit.errors import AuditError, FieldError, ValidationFailed, WarningsNotConfirmed
-from audit.records import RecordFilter
+from audit.log.service import RecordFilter
 from audit.vocab import (
     ContrastConfirmation,
     ContrastException,

@@ -2,7 +2,7 @@
 
 Three questions: which manual dose values are off (discrepancies), which procedures the C-arm
 recorded but nobody logged (missing), and what share of the C-arm's procedures are logged
-(completeness). Figures come from audit.doses; this page only shows them.
+(completeness). Figures come from audit.dose_reports.store; this page only shows them.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import streamlit as st
 
-from audit import doses
 from audit.auth import Actor, Permission
-from audit.doses import DoseImporter
+from audit.dose_reports import store as doses
+from audit.dose_reports.store import DoseImporter
 from audit.errors import AuditError
 from dashboard import state
 

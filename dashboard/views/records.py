@@ -2,7 +2,7 @@
 full history; amend (with a reason, refused if someone changed it meanwhile) and void.
 
 What a role may see and change is decided by the library (ProcedureLog.list/get/amend/void);
-this page only hides the buttons the library would refuse anyway (audit.records.may_change).
+this page only hides the buttons the library would refuse anyway (audit.log.service.may_change).
 """
 
 from __future__ import annotations
@@ -15,10 +15,9 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import streamlit as st
 
-from audit import admin
+from audit import reference_data as admin
 from audit.auth import Permission
 from audit.dictionary import BY_NAME
-from audit.entry import AMENDABLE, amend_changes, as_text
 from audit.errors import (
     AuditError,
     FieldError,
@@ -28,7 +27,8 @@ from audit.errors import (
     ValidationFailed,
     WarningsNotConfirmed,
 )
-from audit.records import RecordFilter, may_change, record_history
+from audit.log.entry_form import AMENDABLE, amend_changes, as_text
+from audit.log.service import RecordFilter, may_change, record_history
 from audit.units import format_duration
 from audit.vocab import RecordStatus, Role
 from dashboard import state

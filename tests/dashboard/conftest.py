@@ -12,7 +12,8 @@ import streamlit as st
 from sqlalchemy import Engine
 from streamlit.testing.v1 import AppTest
 
-from audit import admin, auth
+from audit import auth
+from audit import reference_data as admin
 from audit.auth import Actor, cli_actor
 from audit.vocab import Role
 from dashboard import state

@@ -7,9 +7,10 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 from streamlit.testing.v1 import AppTest
 
-from audit import admin, auth
+from audit import auth
+from audit import reference_data as admin
 from audit.auth import Actor
-from audit.models import AuditEvent
+from audit.storage.models import AuditEvent
 from tests.dashboard.conftest import PASSWORD, AppFactory, messages_after, page, texts
 
 

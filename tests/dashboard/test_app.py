@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 from audit import auth
 from audit.auth import Actor
 from audit.errors import PermissionDenied
-from audit.models import AuditEvent, UserAccount
+from audit.storage.models import AuditEvent, UserAccount
 from audit.vocab import Role
 from dashboard import state
 from dashboard.navigation import PAGES

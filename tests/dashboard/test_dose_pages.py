@@ -13,9 +13,9 @@ from sqlalchemy.orm import Session
 from streamlit.testing.v1 import AppTest
 
 from audit.auth import Actor
-from audit.doses import DoseImporter
-from audit.models import DoseDiscrepancy, DoseReport
-from audit.records import ProcedureLog
+from audit.dose_reports.store import DoseImporter
+from audit.log.service import ProcedureLog
+from audit.storage.models import DoseDiscrepancy, DoseReport
 from audit.vocab import Role
 from dashboard.navigation import PAGES
 from tests.importers.dose_helpers import REAL_FILES, log_procedure, make_report

@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 
 from audit import auth
 from audit.auth import Actor, cli_actor
-from audit.records import ProcedureLog
+from audit.log.service import ProcedureLog
 from tests.dashboard.conftest import AppFactory, messages_after, page, texts
 
 #: A complete lumbar TFESI as a person would send it to `fluoro-audit log` ...

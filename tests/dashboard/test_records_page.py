@@ -10,7 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from audit.auth import Actor, cli_actor
-from audit.records import ProcedureLog
+from audit.log.service import ProcedureLog
 from tests.conftest import valid_record
 from tests.dashboard.conftest import AppFactory, messages_after, page, texts
 

@@ -24,7 +24,7 @@ import pytest
 
 from audit import auth
 from audit.auth import cli_actor
-from audit.db import make_engine, migrate
+from audit.storage.engine import make_engine, migrate
 from audit.vocab import Role
 
 ROOT = Path(__file__).resolve().parents[2]

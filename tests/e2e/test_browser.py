@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from audit.auth import cli_actor
-from audit.db import make_engine
-from audit.records import ProcedureLog
+from audit.log.service import ProcedureLog
+from audit.storage.engine import make_engine
 from tests.e2e.conftest import PASSWORD, VIEWPORT, Server
 
 pytestmark = pytest.mark.e2e

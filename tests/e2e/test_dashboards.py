@@ -12,7 +12,7 @@ import pytest
 
 from audit import auth
 from audit.auth import cli_actor
-from audit.db import make_engine
+from audit.storage.engine import make_engine
 from audit.vocab import Role
 from tests.e2e.conftest import PASSWORD, Server
 from tests.e2e.test_browser import sign_in, snap, wait_idle

@@ -10,8 +10,8 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from audit.auth import Actor
-from audit.models import AuditEvent, DoseDiscrepancy, DoseReport, Procedure
-from audit.records import ProcedureLog
+from audit.log.service import ProcedureLog
+from audit.storage.models import AuditEvent, DoseDiscrepancy, DoseReport, Procedure
 from tests.conftest import valid_record
 
 from .rdsr_builder import EventSpec, PlaneSpec, build_rdsr, fluoro_totals, write

@@ -20,9 +20,9 @@ from sqlalchemy.orm import Session
 from audit.auth import Actor
 from audit.dictionary import FIELD_NAMES
 from audit.errors import PermissionDenied
-from audit.importers.csvlog import CsvFormatError, import_csv, map_columns
-from audit.models import AuditEvent, Procedure
-from audit.records import ProcedureLog
+from audit.log.csv_import import CsvFormatError, import_csv, map_columns
+from audit.log.service import ProcedureLog
+from audit.storage.models import AuditEvent, Procedure
 from audit.vocab import Role
 from tests.conftest import valid_record
 

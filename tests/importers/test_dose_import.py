@@ -13,12 +13,13 @@ from pydicom.uid import generate_uid
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from audit import doses, reconcile
 from audit.auth import Actor
-from audit.doses import DoseImporter
+from audit.dose_reports import matching as reconcile
+from audit.dose_reports import store as doses
+from audit.dose_reports.store import DoseImporter
 from audit.errors import PermissionDenied
-from audit.models import DoseReport
-from audit.records import ProcedureLog
+from audit.log.service import ProcedureLog
+from audit.storage.models import DoseReport
 from audit.trail import verify_chain
 from audit.vocab import Role
 

@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import Engine
 
 from audit.auth import Actor
-from audit.doses import DoseImporter
-from audit.importers.folder import Watcher, expand_paths
-from audit.records import ProcedureLog
+from audit.dose_reports.store import DoseImporter
+from audit.dose_reports.watch import Watcher, expand_paths
+from audit.log.service import ProcedureLog
 
 from .dose_helpers import REAL_FILES, counts, log_procedure, make_report
 from .test_rdsr_parse import REAL_EXPECTED, approx

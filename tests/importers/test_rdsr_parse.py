@@ -1,4 +1,4 @@
-"""Behaviour of audit.importers.rdsr on three real C-arm RDSRs and synthetic edge cases."""
+"""Behaviour of audit.dose_reports.reader on three real C-arm RDSRs and synthetic edge cases."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
-from audit.importers.rdsr import DoseReport, RejectedReport, read_dose_report
+from audit.dose_reports.reader import DoseReport, RejectedReport, read_dose_report
 
 from .rdsr_builder import (
     CONTINUOUS,

@@ -13,14 +13,14 @@ from pydicom.uid import generate_uid
 from sqlalchemy import Engine, update
 from sqlalchemy.orm import Session
 
-from audit import doses
 from audit.auth import Actor
-from audit.doses import DoseImporter
+from audit.dose_reports import store as doses
+from audit.dose_reports.matching import likely_cause
+from audit.dose_reports.store import DoseImporter
 from audit.errors import PermissionDenied, ValidationFailed
-from audit.models import DoseDiscrepancy, Room
-from audit.reconcile import likely_cause
-from audit.records import ProcedureLog
+from audit.log.service import ProcedureLog
 from audit.settings import update_setting
+from audit.storage.models import DoseDiscrepancy, Room
 from audit.vocab import DoseField, Role
 
 from .dose_helpers import events, log_procedure, make_report, procedure, reports

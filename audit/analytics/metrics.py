@@ -1,8 +1,10 @@
 """Compliance and dose statistics (DESIGN.md §3) as DataFrames, for the pages and the CLI alike.
 
-Everything is computed on the compact frame (audit.frame) with whole-array numpy operations:
+Everything is computed on the compact frame (audit.analytics.snapshot) with whole-array numpy
+operations:
 per-record rules become boolean arrays once per snapshot, and a filter or a grouping is a mask
-and a bincount (counts) or a grouped quantile (audit.stats). No loop runs over records.
+and a bincount (counts) or a grouped quantile (audit.analytics.quantiles). No loop runs over
+records.
 
 Rules, exactly:
 - compliance is measured over final records whose catalog policy is "required" (eligible);
@@ -22,7 +24,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from audit.frame import (
+from audit.analytics.quantiles import group_layout, grouped_in_layout, wilson
+from audit.analytics.snapshot import (
     CONFIRMATIONS,
     CONFIRMED,
     CONTRAINDICATED,
@@ -34,7 +37,6 @@ from audit.frame import (
     month_label,
     to_datetime,
 )
-from audit.stats import group_layout, grouped_in_layout, wilson
 from audit.vocab import DoseQuantity, Region
 
 QUANTITIES: tuple[str, ...] = tuple(DoseQuantity.values())
@@ -477,8 +479,9 @@ def share_above_reference(snap: Snapshot, filters: Filters, by: str | None = Non
                           quantity: str = "dap_gycm2",
                           levels: pd.DataFrame | None = None) -> pd.DataFrame:
     """Share of records above their procedure's reference level (the DRL in force, else the
-    local DRL or typical value over the period: audit.references.levels_in_force)."""
-    from audit.references import levels_in_force
+    local DRL or typical value over the period:
+    audit.analytics.reference_levels.levels_in_force)."""
+    from audit.analytics.reference_levels import levels_in_force
 
     if levels is None:
         levels = levels_in_force(snap, filters, quantity)

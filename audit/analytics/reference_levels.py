@@ -22,12 +22,12 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, select
 
+from audit.analytics.metrics import QUANTITIES, quantiles_by
+from audit.analytics.snapshot import Filters, Snapshot, filter_mask
 from audit.auth import Actor, Permission, require
-from audit.db import retrying, write_session
 from audit.errors import FieldError, NotFound, ValidationFailed
-from audit.frame import Filters, Snapshot, filter_mask
-from audit.metrics import QUANTITIES, quantiles_by
-from audit.models import ProcedureType, ReferenceLevel, utcnow
+from audit.storage.engine import retrying, write_session
+from audit.storage.models import ProcedureType, ReferenceLevel, utcnow
 from audit.trail import record_event
 from audit.vocab import AuditAction, DoseQuantity, ReferenceKind, ReferenceStatistic
 

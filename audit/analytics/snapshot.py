@@ -46,7 +46,8 @@ from sqlalchemy.sql import ColumnElement
 
 from audit.catalog import Catalog, load_catalog
 from audit.errors import FieldError, ValidationFailed
-from audit.models import (
+from audit.settings import load_settings
+from audit.storage.models import (
     AuditEvent,
     Patient,
     Physician,
@@ -59,7 +60,6 @@ from audit.models import (
     Site,
     UserAccount,
 )
-from audit.settings import load_settings
 from audit.vocab import (
     PARTICULATE_STEROIDS,
     ContrastConfirmation,
@@ -257,7 +257,7 @@ def _check_packable(conn: Connection) -> None:
         top = conn.execute(select(func.max(column))).scalar() or 0
         if top >= limit:
             raise OverflowError(f"{column} reaches {top}: the analysis frame packs it below "
-                                f"{limit}; widen the packing in audit.frame")
+                                f"{limit}; widen the packing in audit.analytics.snapshot")
 
 
 def _months(epoch: np.ndarray) -> np.ndarray:

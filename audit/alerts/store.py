@@ -34,12 +34,14 @@ import pandas as pd
 from sqlalchemy import Engine, Select, and_, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
+from audit.analytics.metrics import quantiles_by
+from audit.analytics.reference_levels import SRDL_SETTINGS
+from audit.analytics.snapshot import Filters, Snapshot
 from audit.auth import Actor, Permission, require
-from audit.db import read_session, retrying, write_session
 from audit.errors import FieldError, NotFound, ValidationFailed
-from audit.frame import Filters, Snapshot
-from audit.metrics import quantiles_by
-from audit.models import (
+from audit.log.service import MIN_LOCAL_RECORDS
+from audit.storage.engine import read_session, retrying, write_session
+from audit.storage.models import (
     Alert,
     AlertAcknowledgement,
     AuditEvent,
@@ -50,8 +52,6 @@ from audit.models import (
     Site,
     utcnow,
 )
-from audit.records import MIN_LOCAL_RECORDS
-from audit.references import SRDL_SETTINGS
 from audit.trail import record_event
 from audit.vocab import AlertKind, AlertStatus, AuditAction, DoseQuantity
 

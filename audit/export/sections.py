@@ -1,6 +1,6 @@
 """The built-in export sections: the procedure log and the audit trail.
 
-The procedure log is one SELECT whose cells are rendered in SQL (audit.csvsafe.sql_cell, with
+The procedure log is one SELECT whose cells are rendered in SQL (audit.export.cells.sql_cell, with
 the levels and warnings aggregated and neutralised item by item in SQL), streamed from a
 server-side cursor in chunks. The audit trail is rendered in Python, chunk by chunk, because its
 JSON payloads are redacted of patient identity unless PHI was asked for.
@@ -16,11 +16,12 @@ from sqlalchemy import Connection, Select, and_, func, literal, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 
-from audit import csvsafe, exports
-from audit.csvsafe import Kind
 from audit.dictionary import FIELDS
-from audit.exports import Column, ExportFilters, SectionContext, SectionData
-from audit.models import (
+from audit.export import cells as csvsafe
+from audit.export import runner as exports
+from audit.export.cells import Kind
+from audit.export.runner import Column, ExportFilters, SectionContext, SectionData
+from audit.storage.models import (
     AuditEvent,
     Patient,
     Physician,

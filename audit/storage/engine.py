@@ -142,8 +142,8 @@ def retrying(work: Callable[[], T], attempts: int = 8) -> T:
 
 def migrations_dir() -> Path:
     """migrations/ in a checkout; audit/_migrations inside an installed wheel."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here.parent / "migrations", here / "_migrations"):
+    package = Path(__file__).resolve().parent.parent
+    for candidate in (package.parent / "migrations", package / "_migrations"):
         if (candidate / "env.py").is_file():
             return candidate
     raise FileNotFoundError("the Alembic migrations were not found next to the audit package")

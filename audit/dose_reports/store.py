@@ -14,7 +14,7 @@ Outcomes per file (``ImportResult.status``):
 - ``duplicate``: the same SOP instance UID is already stored; nothing is written.
 - ``rejected``: not an importable fluoroscopy dose report; ``reason`` says why.
 
-Matching, filling and discrepancy rules: audit.reconcile.
+Matching, filling and discrepancy rules: audit.dose_reports.matching.
 """
 
 from __future__ import annotations
@@ -32,14 +32,14 @@ import pandas as pd
 from sqlalchemy import Engine, and_, case, func, or_, select
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
-from audit import reconcile
 from audit.auth import Actor, Permission, require
-from audit.db import read_session, retrying, write_session, writer
+from audit.dose_reports import matching as reconcile
+from audit.dose_reports import reader as rdsr
 from audit.errors import FieldError, NotFound, ValidationFailed
-from audit.importers import rdsr
-from audit.models import DoseDiscrepancy, DoseReport, Procedure, Room, utcnow
-from audit.records import ENV_PSEUDONYM_KEY, pseudonym
+from audit.log.service import ENV_PSEUDONYM_KEY, pseudonym
 from audit.settings import load_settings
+from audit.storage.engine import read_session, retrying, write_session, writer
+from audit.storage.models import DoseDiscrepancy, DoseReport, Procedure, Room, utcnow
 from audit.trail import lock_chain, record_event
 from audit.vocab import AuditAction, DiscrepancyStatus, DoseReportStatus, RecordStatus
 

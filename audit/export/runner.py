@@ -27,7 +27,7 @@ Decisions an auditor may ask about:
   events carry record snapshots with patient_id: without include_phi it is replaced by the
   patient's patient_ref, and the row is marked redacted.
 - Voided records appear only on request (include_voided), with status and void_reason.
-- Cells follow audit.csvsafe: UTF-8 with BOM, CRLF, RFC 4180 quoting, ISO 8601 UTC timestamps,
+- Cells follow audit.export.cells: UTF-8 with BOM, CRLF, RFC 4180 quoting, ISO 8601 UTC timestamps,
   plain numbers, booleans as true/false, lists ';'-joined, warnings as "field: message" joined
   by "; ", and formula-starting text neutralised with a leading apostrophe (reversibly).
 - Period: a date means that whole day in UTC (from is inclusive, to includes its whole day); a
@@ -36,21 +36,21 @@ Decisions an auditor may ask about:
   holding the filters, include_phi and every file's hash, so the database vouches for the
   folder; the folder is written under a temporary name and appears only once that event is
   committed. Nothing is overwritten.
-- Streaming: the procedure rows are rendered in SQL (audit.csvsafe.sql_cell) and go from a
+- Streaming: the procedure rows are rendered in SQL (audit.export.cells.sql_cell) and go from a
   server-side cursor to the file in chunks; memory does not grow with the number of rows. On
-  SQLite each row arrives as a whole CSV record (audit.csvsafe.sql_csv_line), one string per
+  SQLite each row arrives as a whole CSV record (audit.export.cells.sql_csv_line), one string per
   row instead of one Python object per cell, and a chunk is written with one join; tests hold
   those records equal to csv.writer's. All sections of one export read one consistent snapshot.
 - The audit trail's free-text reasons are exported as written. Its occurred_at keeps
   microseconds, so with PHI included each row's hash can be recomputed from the file.
 
 - Summaries are the dashboards' figures, computed by the functions the pages and `fluoro-audit
-  report` call, on the frame read inside the export's snapshot (audit.export_summaries); their
+  report` call, on the frame read inside the export's snapshot (audit.export.summaries); their
   period must be whole UTC days. Alerts are refreshed before the snapshot is taken.
 
-Modules: this one runs an export and holds the section registry; audit.export_sections has the
-procedure log and audit trail queries; audit.export_summaries the summaries;
-audit.export_verify checks an export without a database; audit.csvsafe has the cell rules and
+Modules: this one runs an export and holds the section registry; audit.export.sections has the
+procedure log and audit trail queries; audit.export.summaries the summaries;
+audit.export.verify checks an export without a database; audit.export.cells has the cell rules and
 the CSV writer.
 """
 
@@ -72,15 +72,16 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select
 
-from audit import __version__, csvsafe
+from audit import __version__
 from audit.auth import Actor, Permission, require
-from audit.csvsafe import CsvWriter, FileInfo, Kind
-from audit.db import retrying, write_session
 from audit.errors import AuditError, FieldError, ValidationFailed
-from audit.export_verify import FORMAT, MANIFEST, SUMS, sha256_file, write_sums
-from audit.export_verify import VerifyReport as VerifyReport  # re-exported: the public API
-from audit.export_verify import verify_export as verify_export
-from audit.models import (
+from audit.export import cells as csvsafe
+from audit.export.cells import CsvWriter, FileInfo, Kind
+from audit.export.verify import FORMAT, MANIFEST, SUMS, sha256_file, write_sums
+from audit.export.verify import VerifyReport as VerifyReport  # re-exported: the public API
+from audit.export.verify import verify_export as verify_export
+from audit.storage.engine import retrying, write_session
+from audit.storage.models import (
     Physician,
     ProcedureType,
     Room,
@@ -307,40 +308,40 @@ def register_section(section: Section) -> None:
 
 register_section(Section(
     "procedures", "procedures.csv", "The procedure log, one row per procedure",
-    "audit.export_sections:procedures_section", "audit.export_sections:count_procedures",
+    "audit.export.sections:procedures_section", "audit.export.sections:count_procedures",
     honours=("from", "before", "site", "room", "physician", "procedure_code",
              "include_voided"), period_of="performed_at",
 ))
 register_section(Section(
     "audit_trail", "audit_trail.csv", "Audit events of the period (who changed what, when)",
-    "audit.export_sections:audit_trail_section", "audit.export_sections:count_audit_events",
+    "audit.export.sections:audit_trail_section", "audit.export.sections:count_audit_events",
     honours=("from", "before"), period_of="occurred_at",
 ))
-# The summaries (audit.export_summaries): the dashboards' figures, computed by the same
+# The summaries (audit.export.summaries): the dashboards' figures, computed by the same
 # functions. Named as "module:function", so this file imports nothing of them until an export
 # asks for them.
 _SUMMARY_FILTERS = ("from", "before", "site", "room", "physician", "procedure_code")
 register_section(Section(
     "compliance", "compliance.csv",
     "Contrast-confirmation compliance, overall and by physician, room, procedure and month",
-    "audit.export_summaries:compliance_section", honours=_SUMMARY_FILTERS,
+    "audit.export.summaries:compliance_section", honours=_SUMMARY_FILTERS,
     period_of="performed_at",
 ))
 register_section(Section(
     "dose", "dose_by_procedure.csv",
     "Dose statistics by procedure beside the local reference levels (DRL, achievable, typical)",
-    "audit.export_summaries:dose_section", honours=_SUMMARY_FILTERS, period_of="performed_at",
+    "audit.export.summaries:dose_section", honours=_SUMMARY_FILTERS, period_of="performed_at",
 ))
 register_section(Section(
     "reference_levels", "reference_levels.csv",
     "Reference levels in use: published, adopted and the SRDLs, each with its source",
-    "audit.export_summaries:reference_section", honours=("procedure_code",),
+    "audit.export.summaries:reference_section", honours=("procedure_code",),
 ))
 register_section(Section(
     "alerts", "alerts.csv", "Dose alerts with their acknowledgement",
-    "audit.export_summaries:alerts_section", "audit.export_summaries:count_alerts",
+    "audit.export.summaries:alerts_section", "audit.export.summaries:count_alerts",
     honours=_SUMMARY_FILTERS, period_of="performed_at",
-    prepare="audit.export_summaries:refresh_stored_alerts",
+    prepare="audit.export.summaries:refresh_stored_alerts",
 ))
 
 #: What `fluoro-audit export KIND` writes.

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from audit import csvsafe
-from audit.csvsafe import FileInfo
+from audit.export import cells as csvsafe
+from audit.export.cells import FileInfo
 
 MANIFEST = "manifest.json"
 SUMS = "SHA256SUMS"

@@ -20,7 +20,7 @@ none is. Rules:
   keyed pseudonym that cannot be turned back into the MRN, so it cannot be imported (the error
   says so); move records between databases with an export made with --include-phi.
 * Our own exports: the exporter neutralises text a spreadsheet could run as a formula with a
-  leading apostrophe (audit.csvsafe). A file recognised as a fluoro-audit export's procedure
+  leading apostrophe (audit.export.cells). A file recognised as a fluoro-audit export's procedure
   log gets that undone (csvsafe.restore on every text and enum cell, restore_list on list
   cells), so "=cmd|' /C calc'!A0" comes back as it was stored. Recognised means: its header row
   is exactly the export's header (the data dictionary's fields in order, with or without
@@ -57,13 +57,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from audit import csvsafe
 from audit.auth import Actor, Permission, require
-from audit.db import retrying, writer
 from audit.dictionary import BY_NAME, FIELD_NAMES, FIELDS, INPUT_FIELDS, Io
 from audit.errors import AuditError, FieldError, ValidationFailed, WarningsNotConfirmed
-from audit.export_verify import FORMAT, MANIFEST
-from audit.records import ProcedureLog
+from audit.export import cells as csvsafe
+from audit.export.verify import FORMAT, MANIFEST
+from audit.log.service import ProcedureLog
+from audit.storage.engine import retrying, writer
 from audit.trail import record_event
 from audit.vocab import AuditAction, DapUnit, RecordStatus
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from audit.doses import DUPLICATE, OK, DoseImporter, ImportResult
+from audit.dose_reports.store import DUPLICATE, OK, DoseImporter, ImportResult
 
 DONE, REJECTED_DIR = "done", "rejected"
 REASON_SUFFIX = ".reason.txt"

@@ -17,9 +17,9 @@ from typing import Any, TextIO
 
 from audit import __version__
 from audit.auth import add_user, cli_actor
-from audit.db import default_url, make_engine, migrate, normalise_url, read_session
 from audit.errors import AuditError, ValidationFailed, WarningsNotConfirmed
-from audit.records import ProcedureLog
+from audit.log.service import ProcedureLog
+from audit.storage.engine import default_url, make_engine, migrate, normalise_url, read_session
 from audit.vocab import Role
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
@@ -78,7 +78,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     migrate(args.db)
     if args.demo:
         from audit.demo import generate
-        from audit.summary import log_summary
+        from audit.log.summary import log_summary
 
         engine = make_engine(args.db)
         if log_summary(engine)["procedures"] == 0:  # sample data only into an empty log
@@ -208,8 +208,8 @@ def _day(text: str | None, option: str) -> Any:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from audit.frame import Filters, load_snapshot
-    from audit.reports import build, render
+    from audit.analytics.reports import build, render
+    from audit.analytics.snapshot import Filters, load_snapshot
 
     filters = Filters(
         start=_day(args.date_from, "--from"), end=_day(args.date_to, "--to"),
@@ -227,7 +227,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
-    from audit.backup import backup
+    from audit.storage.backup import backup
 
     dest = backup(normalise_url(args.db), Path(args.dest))
     _out({"backup": str(dest), "bytes": dest.stat().st_size})
@@ -289,8 +289,8 @@ def cmd_import_rdsr(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import SQLAlchemyError
     from tqdm import tqdm
 
-    from audit.doses import DoseImporter
-    from audit.importers.folder import PathsMissing, expand_paths
+    from audit.dose_reports.store import DoseImporter
+    from audit.dose_reports.watch import PathsMissing, expand_paths
 
     try:
         files = expand_paths(args.paths)
@@ -321,7 +321,7 @@ def cmd_import_rdsr(args: argparse.Namespace) -> int:
 
 
 def cmd_import_csv(args: argparse.Namespace) -> int:
-    from audit.importers.csvlog import import_csv
+    from audit.log.csv_import import import_csv
 
     service = ProcedureLog(make_engine(args.db))
     result = import_csv(service, cli_actor(), args.file, dry_run=args.dry_run,
@@ -359,8 +359,8 @@ def cmd_import_csv(args: argparse.Namespace) -> int:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    from audit.doses import DoseImporter
-    from audit.importers.folder import Watcher
+    from audit.dose_reports.store import DoseImporter
+    from audit.dose_reports.watch import Watcher
 
     folder = Path(args.dir)
     if not folder.is_dir():
@@ -384,7 +384,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
-    from audit.doses import DoseImporter
+    from audit.dose_reports.store import DoseImporter
 
     importer = DoseImporter(make_engine(args.db), cli_actor())
     results = importer.reconcile_unmatched()
@@ -415,7 +415,7 @@ def _progress_bar(description: str) -> Callable[[int, int], None]:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from audit.exports import KINDS, ExportFilters, export, parse_period
+    from audit.export.runner import KINDS, ExportFilters, export, parse_period
 
     start, stop = parse_period(args.date_from, args.date_to)
     filters = ExportFilters(
@@ -436,7 +436,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_verify_export(args: argparse.Namespace) -> int:
-    from audit.exports import verify_export
+    from audit.export.runner import verify_export
 
     report = verify_export(Path(args.path))
     print(report.message(), file=sys.stdout if report.ok else sys.stderr)
@@ -576,7 +576,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("verify-audit", cmd_verify_audit, "walk the audit trail's hash chain")
 
-    from audit.exports import KINDS, SECTIONS
+    from audit.export.runner import KINDS, SECTIONS
 
     exports = sub.add_parser("export", help="write an audit export (CSV, dictionary, manifest, "
                              "SHA256SUMS)").add_subparsers(dest="kind", required=True,
@@ -629,7 +629,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INVALID
     except KeyboardInterrupt:
         return 130
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

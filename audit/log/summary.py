@@ -6,8 +6,8 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from audit.db import read_session
-from audit.models import AuditEvent, Procedure
+from audit.storage.engine import read_session
+from audit.storage.models import AuditEvent, Procedure
 from audit.vocab import RecordStatus
 
 

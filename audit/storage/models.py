@@ -509,7 +509,7 @@ class Alert(Base):
     """A dose alert and what triggered it: the value, the threshold and its source, and the
     records that contributed.
 
-    Alerts are derived from all final records at once (audit.alerts), so they do not depend on
+    Alerts are derived from all final records at once (audit.alerts.store), so they do not depend on
     the order records arrived in. `key` is the alert's identity across refreshes: the same
     exceedance keeps its row (and its acknowledgement) while its evidence is updated.
     """
@@ -536,7 +536,7 @@ class Alert(Base):
     procedure_id: Mapped[int] = mapped_column(ForeignKey("procedure.id"))
     performed_at: Mapped[datetime] = mapped_column(UTCDateTime)
     #: The trigger record's site, room, physician and type, copied so that filtering alerts
-    #: by them never joins the procedure table (kept current by audit.alerts.refresh_alerts).
+    #: by them never joins the procedure table (kept current by audit.alerts.store.refresh_alerts).
     site_id: Mapped[int] = mapped_column(ForeignKey("site.id"))
     room_id: Mapped[int] = mapped_column(ForeignKey("room.id"))
     physician_id: Mapped[int] = mapped_column(ForeignKey("physician.id"))

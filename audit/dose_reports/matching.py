@@ -55,8 +55,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from audit.errors import AuditError
-from audit.models import DoseDiscrepancy, DoseReport, Patient, Procedure, Room, utcnow
-from audit.records import effective_dose  # the record's own E = KAP x k rule
+from audit.log.service import effective_dose  # the record's own E = KAP x k rule
+from audit.storage.models import DoseDiscrepancy, DoseReport, Patient, Procedure, Room, utcnow
 from audit.trail import record_event
 from audit.vocab import (
     AuditAction,

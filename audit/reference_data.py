@@ -16,9 +16,9 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from audit.auth import Actor, Permission, require
-from audit.db import read_session, retrying, write_session
 from audit.errors import FieldError, NotFound, ValidationFailed
-from audit.models import Physician, ProcedureType, Room, Site, UserAccount, utcnow
+from audit.storage.engine import read_session, retrying, write_session
+from audit.storage.models import Physician, ProcedureType, Room, Site, UserAccount, utcnow
 from audit.trail import record_event
 from audit.vocab import AuditAction, CatalogRegion, ContrastPolicy, DapUnit, Region, Role
 

@@ -1,9 +1,10 @@
 """The export's summary sections: compliance, dose and reference levels, alerts.
 
 Each one is the figures the dashboards and `fluoro-audit report` show, computed by the same
-library calls (audit.metrics, audit.references, audit.alerts) on the analysis frame read
+library calls (audit.analytics.metrics, audit.analytics.reference_levels, audit.alerts.store) on
+the analysis frame read
 inside the export's read snapshot, so a summary matches procedures.csv of the same export and
-the numbers on the pages. They plug into audit.exports through register_section.
+the numbers on the pages. They plug into audit.export.runner through register_section.
 
 Filters: the export's period must be whole UTC days (the dashboards' periods); a date-time
 that is not a UTC midnight is refused, naming the field. Site, room, physician and procedure
@@ -11,7 +12,7 @@ filter the records as on the dashboards; local reference levels are the organisa
 the period for every room (ICRP 135), whatever the other filters.
 
 Alerts are stored (each has an identity to acknowledge), so before the export's snapshot is
-taken they are brought up to date with the records (audit.alerts.refresh_alerts, what
+taken they are brought up to date with the records (audit.alerts.store.refresh_alerts, what
 `report alerts` and the Alerts page do); the frame read for that is reused for the other
 summaries when the snapshot shows no change since.
 """
@@ -26,14 +27,14 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Connection, Engine, func, select
 
-from audit import metrics
-from audit.alerts import alerts_query, refresh_alerts
-from audit.csvsafe import Kind
+from audit.alerts.store import alerts_query, refresh_alerts
+from audit.analytics import metrics
+from audit.analytics.reference_levels import local_drls, reference_table
+from audit.analytics.snapshot import Filters, Snapshot, catch_up, load_snapshot, read_snapshot
 from audit.errors import FieldError, ValidationFailed
-from audit.exports import CHUNK_ROWS, Column, SectionContext, SectionData
-from audit.frame import Filters, Snapshot, catch_up, load_snapshot, read_snapshot
-from audit.models import Alert, Patient, Room, Site
-from audit.references import local_drls, reference_table
+from audit.export.cells import Kind
+from audit.export.runner import CHUNK_ROWS, Column, SectionContext, SectionData
+from audit.storage.models import Alert, Patient, Room, Site
 from audit.vocab import AlertKind, AlertStatus, DoseQuantity, ReferenceKind
 
 #: Groupings of compliance.csv after the overall row, in this order.
@@ -72,7 +73,7 @@ def _whole_day(name: str, moment: datetime | None, *, end: bool = False) -> date
 
 def room_labels(connection: Connection, room: str, site: str | None) -> tuple[str, ...]:
     """The dashboards' labels of the rooms named `room` (at `site`, if given): the name, or
-    "site · name" where several sites have a room of that name (audit.frame's rule)."""
+    "site · name" where several sites have a room of that name (audit.analytics.snapshot's rule)."""
     rows = connection.execute(select(Room.name, Site.name).join(Site, Site.id == Room.site_id))
     rooms = list(rows)
     repeated = Counter(name for name, _ in rooms)
@@ -119,7 +120,8 @@ COMPLIANCE_COLUMNS: tuple[Column, ...] = (
 
 
 def compliance_section(ctx: SectionContext) -> SectionData:
-    """Overall, then by physician, room, procedure and month (audit.metrics.compliance, the
+    """Overall, then by physician, room, procedure and month (audit.analytics.metrics.compliance,
+    the
     function the Compliance page and `report compliance` call)."""
     snap, filters = snapshot(ctx), analysis_filters(ctx)
     parts = [metrics.compliance(snap, filters).rename(columns={"scope": "group"})
@@ -166,8 +168,8 @@ DOSE_COLUMNS: tuple[Column, ...] = (
 
 
 def dose_section(ctx: SectionContext) -> SectionData:
-    """Per procedure and quantity: audit.metrics.dose_stats (the Dose page, `report dose`)
-    beside audit.references.local_drls (`report drl`)."""
+    """Per procedure and quantity: audit.analytics.metrics.dose_stats (the Dose page, `report dose`)
+    beside audit.analytics.reference_levels.local_drls (`report drl`)."""
     snap, filters = snapshot(ctx), analysis_filters(ctx)
     stats = metrics.dose_stats(snap, filters, by=("procedure",))
     quantities = list(metrics.QUANTITIES)
@@ -212,7 +214,7 @@ REFERENCE_COLUMNS: tuple[Column, ...] = (
 
 def reference_section(ctx: SectionContext) -> SectionData:
     """Every active stored reference level and the SRDL settings, each with its source
-    (audit.references.reference_table, the Dose page's table)."""
+    (audit.analytics.reference_levels.reference_table, the Dose page's table)."""
     snap = snapshot(ctx)
     table = reference_table(snap, ctx.filters.procedure_code)
     table = table.assign(unit=table["quantity"].map(UNITS),
@@ -293,7 +295,8 @@ def _alerts(ctx: SectionContext) -> Any:
 
 
 def alerts_section(ctx: SectionContext) -> SectionData:
-    """Stored alerts with their latest acknowledgement, oldest first (audit.alerts.alerts_query,
+    """Stored alerts with their latest acknowledgement, oldest first
+    (audit.alerts.store.alerts_query,
     the Alerts page's query), streamed."""
     columns = alert_columns(ctx.include_phi)
     query = _alerts(ctx).order_by(Alert.performed_at, Alert.id)

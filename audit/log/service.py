@@ -24,7 +24,6 @@ from sqlalchemy.orm import Session, selectinload
 
 from audit.auth import Actor, Permission, require
 from audit.catalog import Catalog, load_catalog
-from audit.db import read_session, retrying, write_session
 from audit.errors import (
     FieldError,
     NotFound,
@@ -34,7 +33,10 @@ from audit.errors import (
     ValidationFailed,
     WarningsNotConfirmed,
 )
-from audit.models import (
+from audit.log.validation import Usual, Validated, validate
+from audit.settings import load_settings
+from audit.storage.engine import read_session, retrying, write_session
+from audit.storage.models import (
     Patient,
     Physician,
     Procedure,
@@ -45,9 +47,7 @@ from audit.models import (
     UserAccount,
     utcnow,
 )
-from audit.settings import load_settings
 from audit.trail import record_event
-from audit.validation import Usual, Validated, validate
 from audit.vocab import AuditAction, DapUnit, DoseSource, RecordStatus, Role, level_region
 
 ENV_PSEUDONYM_KEY = "FLUORO_AUDIT_PSEUDONYM_KEY"
@@ -770,7 +770,7 @@ def record_history(service: ProcedureLog, record_id: int, actor: Actor) -> list[
     ("120001-140000"); that event is included so the history never starts from nothing.
     Patient identifiers inside before/after are hidden from roles without PHI access.
     """
-    from audit.models import AuditEvent
+    from audit.storage.models import AuditEvent
     from audit.trail import history
 
     service.get(record_id, actor)  # raises unless the actor may read this record

@@ -17,12 +17,12 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 
-from audit import metrics
-from audit.alerts import alert_counts, list_alerts, refresh_alerts
+from audit.alerts.store import alert_counts, list_alerts, refresh_alerts
+from audit.analytics import metrics
+from audit.analytics.reference_levels import local_drls
+from audit.analytics.snapshot import Filters, Snapshot, filter_mask
 from audit.auth import Actor, Permission, require
 from audit.errors import FieldError, ValidationFailed
-from audit.frame import Filters, Snapshot, filter_mask
-from audit.references import local_drls
 
 KINDS = ("compliance", "dose", "drl", "alerts")
 BY_CHOICES = ("physician", "room", "procedure", "month")

@@ -1,0 +1,1 @@
+"""Dose alerts: detection and the stored, acknowledgeable alerts."""

@@ -1,0 +1,1 @@
+"""The figures the dashboards show: compliance, dose statistics, reference levels."""

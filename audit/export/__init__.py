@@ -1,0 +1,1 @@
+"""Audit exports: CSV files, manifest, checksums and their verification."""

@@ -1,0 +1,1 @@
+"""The procedure log: recording, validating, amending and importing procedures."""

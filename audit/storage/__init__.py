@@ -1,0 +1,1 @@
+"""Database engine, sessions, schema and backups."""
