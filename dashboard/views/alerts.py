@@ -9,14 +9,8 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from audit.alerts.store import (
-    CUMULATIVE_SETTINGS,
-    acknowledge,
-    alert_counts,
-    investigation_levels,
-    list_alerts,
-    refresh_alerts,
-)
+from audit.alerts.detection import CUMULATIVE_SETTINGS, investigation_levels
+from audit.alerts.store import acknowledge, alert_counts, list_alerts, refresh_alerts
 from audit.analytics.reference_levels import SRDL_SETTINGS
 from audit.auth import Permission
 from audit.errors import AuditError, ValidationFailed

@@ -7,8 +7,14 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from audit.analytics import metrics
+from audit.analytics.dose_stats import (
+    dose_distribution,
+    dose_histogram,
+    dose_stats,
+    monthly_medians,
+)
 from audit.analytics.reference_levels import local_drls, reference_table
+from audit.analytics.scorecard import physician_scorecard
 from audit.auth import Permission
 from audit.errors import ValidationFailed
 from dashboard import analytics, state
@@ -27,7 +33,7 @@ st.caption("Local DRL = 75th percentile of room medians, achievable = median of 
            "local median is shown as a typical value. Percentiles: linear interpolation.")
 
 try:
-    distribution = metrics.dose_distribution(snap, chosen, quantity)
+    distribution = dose_distribution(snap, chosen, quantity)
 except ValidationFailed as exc:
     st.error(str(exc))
     st.stop()
@@ -68,7 +74,7 @@ else:
 
     procedure = st.selectbox("Distribution of one procedure", lines["procedure"].tolist(),
                              key="d_procedure")
-    bins = metrics.dose_histogram(snap, chosen, procedure, quantity)
+    bins = dose_histogram(snap, chosen, procedure, quantity)
     marks = lines.set_index("procedure").loc[procedure]
     refs = pd.DataFrame([
         {"line": name, "value": float(marks[column])}
@@ -87,9 +93,9 @@ else:
                     if len(refs) else bins, height=280)
 
 with st.expander(f"{label} by number of levels treated (and per level)"):
-    by_levels = metrics.dose_stats(snap, chosen, by=("procedure", "levels"),
+    by_levels = dose_stats(snap, chosen, by=("procedure", "levels"),
                                    quantities=(quantity,))
-    per_level = metrics.dose_stats(snap, chosen, by=("procedure", "levels"),
+    per_level = dose_stats(snap, chosen, by=("procedure", "levels"),
                                    quantities=(quantity,), per_level=True)
     st.dataframe(by_levels.merge(per_level.drop(columns=["records"]),
                                  on=["procedure", "levels"]), hide_index=True)
@@ -99,7 +105,7 @@ st.subheader("Physician scorecard (normalised per level and for procedure mix)")
 st.caption("KAP and time per level treated, each procedure's median for the physician divided "
            "by everyone's median for that procedure, weighted by records: 1.0 is typical, 2.0 "
            "twice the peers' dose for the same work.")
-card = metrics.physician_scorecard(snap, chosen).sort_values("kap_per_level_ratio",
+card = physician_scorecard(snap, chosen).sort_values("kap_per_level_ratio",
                                                             ascending=False)
 if len(card):
     base = alt.Chart(card).encode(y=alt.Y("physician:N", sort=None, title=None))
@@ -117,7 +123,7 @@ if len(card):
 
 # --- monthly medians --------------------------------------------------------------------------
 st.subheader(f"Monthly median {label}")
-monthly = metrics.monthly_medians(snap, chosen, quantity)
+monthly = monthly_medians(snap, chosen, quantity)
 if len(monthly):
     chart = alt.Chart(monthly).mark_line(point=True).encode(
         x=alt.X("month:O", title="Month (UTC)"),
