@@ -4,7 +4,9 @@ Why a frame: SQLite has no percentile function, and the dashboards need medians 
 percentiles by procedure, room, physician and month under any filter. The columns those figures
 need (about 80 bytes a record, names as integer ids, booleans packed into one bit field) are read
 once in a single query and grouped with pandas/numpy, so a filter change costs milliseconds, on
-SQLite and PostgreSQL alike, and the CLI and the pages compute from the same code.
+SQLite and PostgreSQL alike, and the CLI and the pages compute from the same code. How the
+query packs them is private (audit.analytics._packing): rules read a record's facts by name
+(`Snapshot.fact`, `confirmation_is`, `region_is`), never by bit.
 
 Freshness: every write appends an audit event in the same transaction (audit.trail), so the
 highest audit event id is a version number of the data. `FrameCache.get()` compares it with the
@@ -114,12 +116,9 @@ class Snapshot:
 
     def fact(self, name: str) -> np.ndarray:
         """One boolean fact of every record by name, e.g. "realtime_contrast", "pulsed_fluoro",
-        "pregnant" (the list: audit.analytics._packing.FACTS). Cached per snapshot."""
-        key = f"fact:{name}"
-        found = self.cache.get(key)
-        if found is None:
-            found = self.cache[key] = _packing.fact(self.records["flags"].to_numpy(), name)
-        return found
+        "pregnant" (the list: audit.analytics._packing.FACTS). Not cached: a mask and a compare
+        cost about a millisecond a million records, and `cache` keeps its room for filters."""
+        return _packing.fact(self.records["flags"].to_numpy(), name)
 
     def confirmation_is(self, status: ContrastConfirmation) -> np.ndarray:
         """Which records have this contrast-confirmation status."""
