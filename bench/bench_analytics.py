@@ -25,14 +25,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from audit.alerts.store import (
-    alert_counts,
-    investigation_levels,
-    list_alerts,
-    refresh_alerts,
-)
-from audit.analytics import metrics
+from audit.alerts.detection import investigation_levels
+from audit.alerts.store import alert_counts, list_alerts, refresh_alerts
+from audit.analytics.compliance import compliance, compliance_records, p_chart
+from audit.analytics.data_quality import completeness
+from audit.analytics.dose_stats import dose_distribution, dose_histogram, monthly_medians
 from audit.analytics.reference_levels import local_drls, reference_table
+from audit.analytics.safety import flagged_records, safety_flags
+from audit.analytics.scorecard import physician_scorecard
 from audit.analytics.snapshot import Filters, FrameCache, Snapshot
 from audit.auth import Actor
 from audit.demo import generate
@@ -77,21 +77,21 @@ def plain_group_by(path: Path) -> float:
 # --- what each page computes (the same calls as dashboard/views/*) ---------------------------
 
 def compliance_page(engine: Any, snap: Snapshot, f: Filters) -> None:
-    metrics.compliance(snap, f)
-    metrics.p_chart(snap, f)
+    compliance(snap, f)
+    p_chart(snap, f)
     for by in ("physician", "room", "procedure"):
-        metrics.compliance(snap, f, by)
-    metrics.compliance_records(snap, f, "non_compliant", limit=2000)
+        compliance(snap, f, by)
+    compliance_records(snap, f, "non_compliant", limit=2000)
 
 
 def dose_page(engine: Any, snap: Snapshot, f: Filters) -> None:
-    distribution = metrics.dose_distribution(snap, f, "dap_gycm2")
+    distribution = dose_distribution(snap, f, "dap_gycm2")
     local_drls(snap, f, ("dap_gycm2",))
     reference_table(snap)
     if len(distribution):
-        metrics.dose_histogram(snap, f, distribution["procedure"].iloc[0], "dap_gycm2")
-    metrics.physician_scorecard(snap, f)
-    metrics.monthly_medians(snap, f, "dap_gycm2")
+        dose_histogram(snap, f, distribution["procedure"].iloc[0], "dap_gycm2")
+    physician_scorecard(snap, f)
+    monthly_medians(snap, f, "dap_gycm2")
     local_drls(snap, f)
 
 
@@ -106,11 +106,11 @@ def alerts_page(engine: Any, snap: Snapshot, f: Filters) -> None:
 
 
 def data_quality_page(engine: Any, snap: Snapshot, f: Filters) -> None:
-    metrics.completeness(snap, f)
-    metrics.completeness(snap, f, "room")
-    metrics.completeness(snap, f, "technologist")
-    metrics.safety_flags(snap, f)
-    metrics.flagged_records(snap, f, "particulate_cervical_tfesi", limit=2000)
+    completeness(snap, f)
+    completeness(snap, f, "room")
+    completeness(snap, f, "technologist")
+    safety_flags(snap, f)
+    flagged_records(snap, f, "particulate_cervical_tfesi", limit=2000)
 
 
 PAGES: dict[str, Callable[[Any, Snapshot, Filters], None]] = {

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
+from audit.alerts.detection import compute_alerts
 from audit.alerts.store import (
     acknowledge,
     acknowledgements,
     alert_counts,
-    compute_alerts,
     list_alerts,
     refresh_alerts,
 )

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import Engine, select
 
 from audit.analytics import snapshot as frame
+from audit.analytics._packing import Flag
 from audit.analytics.snapshot import FrameCache, load_snapshot
 from audit.auth import cli_actor
 from audit.log.service import ProcedureLog
@@ -33,11 +34,11 @@ def test_packed_columns_read_back_exactly(engine: Engine) -> None:
     assert records.loc[ids[1], "n_levels"] == 2 and records.loc[ids[6], "n_levels"] == 1
     assert records.loc[ids[7], "saved_images"] == 0
     assert np.isnan(records.loc[ids[4], "air_kerma_mgy"])
-    assert records.loc[ids[1], "flags"] & frame.Flag.PULSED
-    assert not records.loc[ids[2], "flags"] & frame.Flag.PULSED
-    assert records.loc[ids[2], "flags"] & frame.Flag.PULSED_KNOWN
-    assert records.loc[ids[4], "flags"] & frame.Flag.EXCEPTION_REASON
-    assert records.loc[ids[6], "flags"] & frame.Flag.PREGNANT
+    assert records.loc[ids[1], "flags"] & Flag.PULSED
+    assert not records.loc[ids[2], "flags"] & Flag.PULSED
+    assert records.loc[ids[2], "flags"] & Flag.PULSED_KNOWN
+    assert records.loc[ids[4], "flags"] & Flag.EXCEPTION_REASON
+    assert records.loc[ids[6], "flags"] & Flag.PREGNANT
 
 
 def _sqlite(tmp_path: Path, name: str) -> Engine:

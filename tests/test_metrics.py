@@ -10,8 +10,16 @@ import numpy as np
 import pytest
 from sqlalchemy import Engine
 
-from audit.analytics import metrics
-from audit.analytics.reference_levels import levels_in_force, local_drls, room_medians
+from audit.analytics.compliance import compliance, compliance_records, p_chart
+from audit.analytics.data_quality import completeness
+from audit.analytics.dose_stats import dose_stats, technique_use
+from audit.analytics.reference_levels import (
+    levels_in_force,
+    local_drls,
+    room_medians,
+    share_above_reference,
+)
+from audit.analytics.safety import safety_flags
 from audit.analytics.snapshot import Filters, FrameCache, Snapshot, load_snapshot
 from audit.auth import cli_actor
 from audit.errors import ValidationFailed
@@ -51,7 +59,7 @@ def test_voided_records_are_not_in_the_frame(snap: Snapshot) -> None:
 def test_overall_compliance(snap: Snapshot) -> None:
     # eligible: TFESI 1,2,3,4,5,10 and ILESI 6,7 (MBB is "recommended"); compliant 1, 6, 10;
     # excepted 4; non-compliant 2, 3, 5, 7; rate 3 / (8 - 1)
-    result = metrics.compliance(snap, ALL).iloc[0].to_dict()
+    result = compliance(snap, ALL).iloc[0].to_dict()
     assert (result["eligible"], result["compliant"], result["excepted"],
             result["non_compliant"]) == (8, 3, 1, 4)
     assert result["rate"] == pytest.approx(3 / 7)
@@ -60,7 +68,7 @@ def test_overall_compliance(snap: Snapshot) -> None:
 
 
 def test_compliance_by_physician_room_procedure_month(snap: Snapshot) -> None:
-    by_physician = metrics.compliance(snap, ALL, "physician")
+    by_physician = compliance(snap, ALL, "physician")
     a, b = row(by_physician, "physician", "Dr. A"), row(by_physician, "physician", "Dr. B")
     assert (a["eligible"], a["compliant"], a["excepted"], a["non_compliant"]) == (3, 1, 0, 2)
     assert a["rate"] == pytest.approx(1 / 3)
@@ -69,16 +77,16 @@ def test_compliance_by_physician_room_procedure_month(snap: Snapshot) -> None:
     assert b["rate"] == pytest.approx(0.5)
     assert (b["ci_low"], b["ci_high"]) == pytest.approx((0.150039, 0.849961), abs=1e-6)
 
-    by_room = metrics.compliance(snap, ALL, "room")
+    by_room = compliance(snap, ALL, "room")
     assert [tuple(r) for r in by_room[["room", "eligible", "compliant", "excepted"]]
             .itertuples(index=False)] == [("R1", 3, 1, 0), ("R2", 2, 0, 1), ("R3", 3, 2, 0)]
 
-    by_procedure = metrics.compliance(snap, ALL, "procedure")
+    by_procedure = compliance(snap, ALL, "procedure")
     assert set(by_procedure["procedure"]) == {"TFESI", "ILESI"}  # MBB is not eligible
     assert row(by_procedure, "procedure", "TFESI")["rate"] == pytest.approx(2 / 5)
     assert row(by_procedure, "procedure", "ILESI")["rate"] == pytest.approx(1 / 2)
 
-    by_month = metrics.compliance(snap, ALL, "month")
+    by_month = compliance(snap, ALL, "month")
     assert by_month["month"].tolist() == ["2026-01", "2026-02", "2026-03"]
     assert by_month["eligible"].tolist() == [2, 3, 3]
     assert by_month["compliant"].tolist() == [1, 0, 2]
@@ -86,18 +94,18 @@ def test_compliance_by_physician_room_procedure_month(snap: Snapshot) -> None:
 
 
 def test_filters_narrow_every_figure(snap: Snapshot) -> None:
-    february = metrics.compliance(snap, Filters(start=date(2026, 2, 1), end=date(2026, 2, 28)))
+    february = compliance(snap, Filters(start=date(2026, 2, 1), end=date(2026, 2, 28)))
     assert february.iloc[0]["eligible"] == 3
-    only_r3 = metrics.compliance(snap, Filters(rooms=("R3",), physicians=("Dr. B",)))
+    only_r3 = compliance(snap, Filters(rooms=("R3",), physicians=("Dr. B",)))
     assert only_r3.iloc[0][["eligible", "compliant"]].tolist() == [2, 2]
     with pytest.raises(ValidationFailed) as info:
-        metrics.compliance(snap, Filters(physicians=("Dr. Nobody",)))
+        compliance(snap, Filters(physicians=("Dr. Nobody",)))
     assert info.value.errors[0].field == "physician"
     assert "Dr. A" in info.value.errors[0].message
 
 
 def test_p_chart_limits(snap: Snapshot) -> None:
-    chart = metrics.p_chart(snap, ALL)
+    chart = p_chart(snap, ALL)
     centre = 3 / 7
     assert chart["n"].tolist() == [2, 2, 3]
     assert chart["rate"].tolist() == pytest.approx([0.5, 0.0, 2 / 3])
@@ -108,18 +116,18 @@ def test_p_chart_limits(snap: Snapshot) -> None:
 
 
 def test_non_compliant_records_say_why(snap: Snapshot) -> None:
-    listed = metrics.compliance_records(snap, ALL, "non_compliant")
+    listed = compliance_records(snap, ALL, "non_compliant")
     why = dict(zip(listed["performed_at"].dt.strftime("%m-%d"), listed["why"], strict=True))
     assert why == {"01-20": "contrast not confirmed", "02-05": "no real-time contrast",
                    "02-15": "too few views", "03-02": "no saved image"}
-    excepted = metrics.compliance_records(snap, ALL, "excepted")
+    excepted = compliance_records(snap, ALL, "excepted")
     assert excepted["performed_at"].dt.strftime("%m-%d").tolist() == ["02-10"]
-    of_b = metrics.compliance_records(snap, ALL, "non_compliant", group=("physician", "Dr. B"))
+    of_b = compliance_records(snap, ALL, "non_compliant", group=("physician", "Dr. B"))
     assert sorted(of_b["why"]) == ["no real-time contrast", "no saved image"]
 
 
 def test_dose_statistics_by_procedure(snap: Snapshot) -> None:
-    stats = metrics.dose_stats(snap, ALL)
+    stats = dose_stats(snap, ALL)
     tfesi = row(stats, "procedure", "TFESI")
     # KAP 1..6: median 3.5; 75th: index 3.75 -> 4 + 0.75 x (5 - 4) = 4.75
     assert (tfesi["dap_gycm2_n"], tfesi["dap_gycm2_median"], tfesi["dap_gycm2_p75"]) == \
@@ -135,7 +143,7 @@ def test_dose_statistics_by_procedure(snap: Snapshot) -> None:
 
 
 def test_dose_per_level(snap: Snapshot) -> None:
-    stats = metrics.dose_stats(snap, ALL, by=("procedure", "levels"), quantities=("dap_gycm2",),
+    stats = dose_stats(snap, ALL, by=("procedure", "levels"), quantities=("dap_gycm2",),
                                per_level=True)
     tfesi = row(stats, "procedure", "TFESI")
     assert tfesi["levels"] == "2"
@@ -161,26 +169,26 @@ def test_share_above_the_reference_level(snap: Snapshot) -> None:
     levels = levels_in_force(snap, ALL)
     assert row(levels, "procedure", "TFESI")["value"] == 4.5
     # TFESI above 4.5: #5, #10; ILESI above 0.6: #7; MBB typical 2.5: none above
-    by_physician = metrics.share_above_reference(snap, ALL, "physician")
+    by_physician = share_above_reference(snap, ALL, "physician")
     a, b = row(by_physician, "physician", "Dr. A"), row(by_physician, "physician", "Dr. B")
     assert (a["records"], a["above"]) == (4, 1)
     assert (b["records"], b["above"]) == (5, 2)
     assert b["share_above"] == pytest.approx(0.4)
-    overall = metrics.share_above_reference(snap, ALL).iloc[0]
+    overall = share_above_reference(snap, ALL).iloc[0]
     assert (overall["records"], overall["above"]) == (9, 3)
 
 
 def test_technique_and_completeness(snap: Snapshot) -> None:
-    technique = metrics.technique_use(snap, ALL).iloc[0]
+    technique = technique_use(snap, ALL).iloc[0]
     assert (technique["pulsed_recorded"], technique["pulsed"]) == (3, 2)
     assert technique["pulsed_rate"] == pytest.approx(2 / 3)
-    quality = metrics.completeness(snap, ALL).iloc[0]
+    quality = completeness(snap, ALL).iloc[0]
     assert (quality["records"], quality["missing_dap"], quality["missing_air_kerma"]) == (9, 0, 6)
     assert quality["with_warnings"] >= 1  # not confirmed where required: a confirmed warning
 
 
 def test_safety_flags(snap: Snapshot) -> None:
-    flags = metrics.safety_flags(snap, ALL).iloc[0]
+    flags = safety_flags(snap, ALL).iloc[0]
     assert flags["pregnant"] == 1
     assert flags["srdl_reached"] == 0  # the 100 Gy·cm² record is void; 500 is the SRDL
     assert flags["levels_over_limit"] == 0

@@ -11,8 +11,11 @@ import numpy as np
 import pytest
 from sqlalchemy import Engine, select
 
-from audit.analytics import metrics
+from audit.analytics.compliance import compliance
+from audit.analytics.dose_stats import dose_stats
 from audit.analytics.reference_levels import local_drls
+from audit.analytics.safety import SAFETY_FLAGS, safety_flags
+from audit.analytics.scorecard import physician_scorecard
 from audit.analytics.snapshot import Filters, Snapshot, load_snapshot
 from audit.demo import generate
 from audit.storage.engine import make_engine, read_session
@@ -55,7 +58,7 @@ def test_dose_percentiles_equal_numpy(demo_engine: Engine, snap: Snapshot) -> No
         for index, value in enumerate((time_s, dap, kerma)):
             if value is not None:
                 values[(code, index)].append(value)
-    stats = metrics.dose_stats(snap, ALL)
+    stats = dose_stats(snap, ALL)
     checked = 0
     for record in stats.itertuples():
         for index, quantity in enumerate(("fluoro_time_s", "dap_gycm2", "air_kerma_mgy")):
@@ -80,7 +83,7 @@ def test_local_drl_equals_numpy_over_room_medians(demo_engine: Engine, snap: Sna
 
 
 def test_the_physician_who_omits_contrast_stands_out(snap: Snapshot) -> None:
-    rates = metrics.compliance(snap, ALL, "physician").set_index("physician")
+    rates = compliance(snap, ALL, "physician").set_index("physician")
     others = rates.drop(index=OMITS_CONTRAST)
     assert rates["rate"].idxmin() == OMITS_CONTRAST
     # not noise: her whole 95% interval lies below every colleague's
@@ -88,7 +91,7 @@ def test_the_physician_who_omits_contrast_stands_out(snap: Snapshot) -> None:
 
 
 def test_the_high_dose_physician_stands_out(snap: Snapshot) -> None:
-    card = metrics.physician_scorecard(snap, ALL).set_index("physician")
+    card = physician_scorecard(snap, ALL).set_index("physician")
     others = card.drop(index=HIGH_DOSE)
     assert card["kap_per_level_ratio"].idxmax() == HIGH_DOSE
     assert card.loc[HIGH_DOSE, "kap_per_level_ratio"] > 2 * others["kap_per_level_ratio"].max()
@@ -97,6 +100,6 @@ def test_the_high_dose_physician_stands_out(snap: Snapshot) -> None:
 
 
 def test_demo_has_something_for_every_flag(snap: Snapshot) -> None:
-    flags = metrics.safety_flags(snap, ALL).iloc[0]
-    for name in metrics.SAFETY_FLAGS:
+    flags = safety_flags(snap, ALL).iloc[0]
+    for name in SAFETY_FLAGS:
         assert flags[name] > 0, name

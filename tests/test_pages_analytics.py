@@ -15,7 +15,9 @@ from sqlalchemy import Engine
 from streamlit.testing.v1 import AppTest
 
 from audit.alerts.store import list_alerts
-from audit.analytics import metrics
+from audit.analytics.compliance import compliance, p_chart
+from audit.analytics.dose_stats import dose_distribution
+from audit.analytics.safety import SAFETY_FLAGS, safety_flags
 from audit.analytics.snapshot import Filters, load_snapshot
 from audit.auth import Actor, Permission
 from audit.demo import generate
@@ -101,14 +103,14 @@ def test_compliance_page(demo: tuple[str, Engine], monkeypatch: pytest.MonkeyPat
     url, engine = demo
     snap = load_snapshot(engine)
     at = page(url, "compliance", QUALITY, monkeypatch)
-    overall = metrics.compliance(snap, Filters()).iloc[0]
+    overall = compliance(snap, Filters()).iloc[0]
     assert at.metric[0].value == f"{overall['rate']:.1%}"
     assert at.metric[1].value == f"{overall['eligible']:,}"
     found = charts(at)
     assert len(found) == 4  # p-chart and three breakdowns
     spec, data = found[0]
     assert {"month", "rate", "centre", "lcl", "ucl", "signal"} <= fields(spec)
-    expected = metrics.p_chart(snap, Filters())
+    expected = p_chart(snap, Filters())
     assert data["rate"].tolist() == pytest.approx(expected["rate"].tolist())
     assert data["ucl"].tolist() == pytest.approx(expected["ucl"].tolist())
     # the p-chart's table beside it holds the same numbers
@@ -134,7 +136,7 @@ def test_filters_change_the_figures(demo: tuple[str, Engine],
     url, engine = demo
     at = page(url, "compliance", QUALITY, monkeypatch)
     at.multiselect(key="f_physicians").set_value(["Dr. Hannah Weiss"]).run()
-    expected = metrics.compliance(load_snapshot(engine),
+    expected = compliance(load_snapshot(engine),
                                   Filters(physicians=("Dr. Hannah Weiss",))).iloc[0]
     assert at.metric[0].value == f"{expected['rate']:.1%}"
     assert "physician: Dr. Hannah Weiss" in at.caption[0].value
@@ -150,7 +152,7 @@ def test_dose_page(demo: tuple[str, Engine], monkeypatch: pytest.MonkeyPatch) ->
     assert {"p5", "p25", "p50", "p75", "p95", "drl", "achievable",
             "published_median"} <= fields(spec)
     assert spec["layer"][0]["encoding"]["x"]["scale"]["type"] == "log"
-    expected = metrics.dose_distribution(snap, Filters(), "dap_gycm2")
+    expected = dose_distribution(snap, Filters(), "dap_gycm2")
     assert data["p50"].tolist() == pytest.approx(expected["p50"].tolist())
     tfesi = data[data["procedure"] == "TFESI"].iloc[0]
     assert tfesi["published_median"] == 0.68  # Kim 2014, seeded
@@ -197,9 +199,9 @@ def test_data_quality_page(demo: tuple[str, Engine], monkeypatch: pytest.MonkeyP
     at = page(url, "data_quality", QUALITY, monkeypatch)
     found = charts(at)
     assert len(found) == 3  # by room, by technologist, safety flags
-    flags = metrics.safety_flags(snap, Filters()).iloc[0]
+    flags = safety_flags(snap, Filters()).iloc[0]
     flag_data = found[2][1].set_index("flag")
-    for name in metrics.SAFETY_FLAGS:
+    for name in SAFETY_FLAGS:
         assert flag_data.loc[name, "records"] == flags[name]
     by_room = at.dataframe[0].value
     assert by_room["records"].sum() == len(snap.records)

@@ -9,13 +9,13 @@ import pytest
 from alembic import command
 from sqlalchemy import Engine, select
 
-from audit.analytics import metrics
 from audit.analytics.reference_levels import (
     add_reference_level,
     adopt_local_drls,
     levels_in_force,
     reference_table,
     retire_reference_level,
+    share_above_reference,
 )
 from audit.analytics.snapshot import Filters, FrameCache, load_snapshot
 from audit.auth import Actor, cli_actor
@@ -63,7 +63,7 @@ def test_adopted_drl_is_in_force_and_audited(engine: Engine) -> None:
     assert "regional audit 2026" in in_force.loc["TFESI", "source"]
     later = levels_in_force(cache.get(), ALL).set_index("procedure")
     assert later.loc["TFESI", "value"] == 4.5  # the local DRL adopted in April is newer
-    above = metrics.share_above_reference(cache.get(), Filters(end=date(2026, 3, 31)))
+    above = share_above_reference(cache.get(), Filters(end=date(2026, 3, 31)))
     assert above.iloc[0]["above"] == 5  # TFESI > 2.0: #3 #4 #5 #10; ILESI > 0.6: #7
     retire_reference_level(engine, cli_actor(), level, "superseded")
     with read_session(engine) as session:

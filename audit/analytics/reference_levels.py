@@ -1,6 +1,6 @@
 """Reference levels: published comparison values, local DRLs by the ICRP 135 method, SRDLs.
 
-ICRP Publication 135 (DESIGN.md §3): for each procedure, take the median of each room's
+ICRP Publication 135 (docs/design.md §3): for each procedure, take the median of each room's
 records; the local diagnostic reference level (DRL) is the 75th percentile of those room
 medians and the achievable dose (NCRP 172) their median. With fewer than 3 rooms there is no
 distribution to take a percentile of, so the local median is reported as a "typical value".
@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, select
 
-from audit.analytics.metrics import QUANTITIES, quantiles_by
+from audit.analytics.grouping import QUANTITIES, group_codes, quantiles_by
 from audit.analytics.snapshot import Filters, Snapshot, filter_mask
 from audit.auth import Actor, Permission, require
 from audit.errors import FieldError, NotFound, ValidationFailed
@@ -156,8 +156,48 @@ def reference_table(snap: Snapshot, procedure: str | None = None) -> pd.DataFram
                   "source", "note", "effective_from"]].reset_index(drop=True)
 
 
+def published_medians(snap: Snapshot, quantity: str) -> pd.DataFrame:
+    """Per procedure (the index), the published median a dose chart compares with (value and
+    source): of the active published levels for the quantity whose statistic is the median, the
+    first stored. Published values are for comparison only, never a threshold."""
+    table = reference_table(snap)
+    chosen = table[(table["kind"] == ReferenceKind.PUBLISHED.value)
+                   & (table["quantity"] == quantity)
+                   & (table["statistic"] == ReferenceStatistic.MEDIAN.value)]
+    return chosen.groupby("procedure").head(1).set_index("procedure")[["value", "source"]]
+
+
 def _setting_source(snap: Snapshot, key: str) -> str:
     return str(snap.setting_sources.get(key) or "no source given")
+
+
+def share_above_reference(snap: Snapshot, filters: Filters, by: str | None = None,
+                          quantity: str = "dap_gycm2",
+                          levels: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Share of records above their procedure's reference level (the DRL in force, else the
+    local DRL or typical value over the period:
+    `levels_in_force`)."""
+    if levels is None:
+        levels = levels_in_force(snap, filters, quantity)
+    threshold = np.full(int(snap.types.index.max()) + 1 if len(snap.types) else 1, np.nan)
+    known = levels.dropna(subset=["value"])
+    threshold[known["type_id"].to_numpy().astype(int)] = known["value"].to_numpy()
+    type_id = snap.records["type_id"].to_numpy()
+    values = snap.records[quantity].to_numpy()
+    level = threshold[np.minimum(type_id, len(threshold) - 1)]
+    measurable = filter_mask(snap, filters) & ~np.isnan(values) & ~np.isnan(level)
+    above = measurable & (values > level)
+    codes, labels = group_codes(snap, by)
+    k = len(labels)
+    n = np.bincount(codes[measurable], minlength=k)[:k]
+    count = np.bincount(codes[above], minlength=k)[:k]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(n > 0, count / np.maximum(n, 1), np.nan)
+    frame = pd.DataFrame({by or "scope": labels, "records": n, "above": count,
+                          "share_above": share})
+    if by is not None:
+        frame = frame[frame["records"] > 0]
+    return frame.reset_index(drop=True)
 
 
 # --- writes (administrators) ------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""`fluoro-audit report`: the dashboards' figures as tables, CSV or JSON (DESIGN.md §4).
+"""`fluoro-audit report`: the dashboards' figures as tables, CSV or JSON (docs/design.md §4).
 
 Each report is built from the same library calls the pages make, so `--format json` gives the
 numbers the pages show. A report is a few named DataFrames ("overall", "groups", ...); the
@@ -18,7 +18,8 @@ import pandas as pd
 from sqlalchemy import Engine
 
 from audit.alerts.store import alert_counts, list_alerts, refresh_alerts
-from audit.analytics import metrics
+from audit.analytics.compliance import compliance
+from audit.analytics.dose_stats import dose_stats
 from audit.analytics.reference_levels import local_drls
 from audit.analytics.snapshot import Filters, Snapshot, filter_mask
 from audit.auth import Actor, Permission, require
@@ -35,13 +36,13 @@ def build(kind: str, engine: Engine, snap: Snapshot, actor: Actor, filters: Filt
     require(actor, Permission.VIEW_DASHBOARDS)
     filter_mask(snap, filters)  # unknown names are reported before any work
     if kind == "compliance":
-        tables = {"overall": metrics.compliance(snap, filters)}
+        tables = {"overall": compliance(snap, filters)}
         if by:
-            tables["groups"] = metrics.compliance(snap, filters, by)
+            tables["groups"] = compliance(snap, filters, by)
         return tables
     if kind == "dose":
         keys = ("procedure",) if by in (None, "procedure") else ("procedure", by)
-        return {"groups": metrics.dose_stats(snap, filters, by=keys)}
+        return {"groups": dose_stats(snap, filters, by=keys)}
     if kind == "drl":
         if by:
             raise ValidationFailed([FieldError(

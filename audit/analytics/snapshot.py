@@ -4,7 +4,9 @@ Why a frame: SQLite has no percentile function, and the dashboards need medians 
 percentiles by procedure, room, physician and month under any filter. The columns those figures
 need (about 80 bytes a record, names as integer ids, booleans packed into one bit field) are read
 once in a single query and grouped with pandas/numpy, so a filter change costs milliseconds, on
-SQLite and PostgreSQL alike, and the CLI and the pages compute from the same code.
+SQLite and PostgreSQL alike, and the CLI and the pages compute from the same code. How the
+query packs them is private (audit.analytics._packing): rules read a record's facts by name
+(`Snapshot.fact`, `confirmation_is`, `region_is`), never by bit.
 
 Freshness: every write appends an audit event in the same transaction (audit.trail), so the
 highest audit event id is a version number of the data. `FrameCache.get()` compares it with the
@@ -15,10 +17,7 @@ full read when an event does not say which records changed.
 
 from __future__ import annotations
 
-import hashlib
-import os
 import re
-import sqlite3
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -29,235 +28,47 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sqlalchemy import (
-    BigInteger,
     Connection,
     Engine,
-    Integer,
-    Text,
-    and_,
-    case,
-    cast,
-    extract,
     func,
     or_,
     select,
 )
 from sqlalchemy.sql import ColumnElement
 
-from audit.catalog import Catalog, load_catalog
+from audit.analytics import _frame_file, _packing
+from audit.analytics._lookup_tables import read_lookup_tables
+from audit.analytics._packing import COLUMNS
+from audit.catalog import Catalog
 from audit.errors import FieldError, ValidationFailed
-from audit.settings import load_settings
 from audit.storage.models import (
     AuditEvent,
-    Patient,
-    Physician,
     Procedure,
     ProcedureLevel,
-    ProcedureType,
-    ReferenceLevel,
-    Room,
-    Setting,
-    Site,
-    UserAccount,
 )
-from audit.vocab import (
-    PARTICULATE_STEROIDS,
-    ContrastConfirmation,
-    DoseSource,
-    Guidance,
-    PregnancyStatus,
-    RecordStatus,
-    Region,
-)
-
-REGIONS: tuple[str, ...] = tuple(Region.values())
-CONFIRMATIONS: tuple[str, ...] = tuple(ContrastConfirmation.values())
-CONFIRMED = CONFIRMATIONS.index(ContrastConfirmation.CONFIRMED.value)
-CONTRAINDICATED = CONFIRMATIONS.index(ContrastConfirmation.CONTRAINDICATED.value)
-NOT_CONFIRMED = CONFIRMATIONS.index(ContrastConfirmation.NOT_CONFIRMED.value)
+from audit.vocab import ContrastConfirmation, Region
 
 #: Beyond this many changed-record events, one full read is cheaper than many small ones.
 INCREMENTAL_LIMIT = 20_000
 
 
-class Flag:
-    """Bits of the `flags` column (one integer per record instead of a dozen columns)."""
-
-    EXCEPTION_REASON = 1 << 0  # contrast_exception_reason given
-    REALTIME = 1 << 1  # realtime_contrast true
-    PULSED = 1 << 2
-    PULSED_KNOWN = 1 << 3  # pulsed_fluoro recorded (true or false)
-    LOW_DOSE = 1 << 4
-    LOW_DOSE_KNOWN = 1 << 5
-    UPTAKE = 1 << 6  # vascular_uptake true
-    REPOSITIONED = 1 << 7  # needle_repositioned true
-    PARTICULATE = 1 << 8  # particulate steroid injected
-    PREGNANT = 1 << 9
-    WARNINGS = 1 << 10  # saved with confirmed plausibility warnings
-    FROM_RDSR = 1 << 11  # dose totals from a DICOM dose report
-    DSA = 1 << 12  # guidance fluoroscopy_dsa
-    DAP_REASON = 1 << 13  # no DAP, with a documented reason
-
-
-#: Column name -> numpy dtype of the frame.
-COLUMNS: dict[str, str] = {
-    "id": "int64", "t": "int64", "site_id": "int32", "room_id": "int32",
-    "physician_id": "int32", "technologist_id": "int32", "type_id": "int32",
-    "patient_id": "int64", "region": "int8", "fluoro_time_s": "float64",
-    "dap_gycm2": "float64", "air_kerma_mgy": "float64", "saved_images": "int32",
-    "n_views": "int16", "n_levels": "int16", "confirmation": "int8", "flags": "int32",
-}
-#: Packing: reading a value into Python costs about the same whatever it is, so the query returns
-#: 8 numbers a record instead of 17 (ids and small fields packed into integers below 2**53, so
-#: one float64 array holds them exactly), and numpy unpacks them.
-ID_BITS = 12  # site, room, physician and procedure type ids below 4096 pack into one number
-_ID_BASE = 1 << ID_BITS
-_PATIENT_BASE = 1 << 32  # patient id below 2**32, technologist id below 2**20
-MAX_SAVED_IMAGES = 255  # stored exactly up to this; compliance needs only ">= 1"
-CHUNK = 100_000
-
-
-def _bit(condition: ColumnElement[bool], bit: int) -> ColumnElement[int]:
-    return case((condition, bit), else_=0)
-
-
-def _capped(value: ColumnElement[int], cap: int) -> ColumnElement[int]:
-    return case((value > cap, cap), else_=value)
-
-
-def _epoch(dialect: str) -> ColumnElement[int]:
-    """performed_at as integer seconds since 1970 UTC, computed in the database."""
-    if dialect == "sqlite":  # stored as UTC text "YYYY-MM-DD HH:MM:SS.ffffff"
-        if sqlite3.sqlite_version_info >= (3, 38):
-            return func.unixepoch(Procedure.performed_at)  # faster than strftime
-        return cast(func.strftime("%s", Procedure.performed_at), Integer)
-    return cast(extract("epoch", Procedure.performed_at), BigInteger)
-
-
-def _record_query(dialect: str) -> Any:
-    """The frame query: 8 numbers a final record (see the packing above)."""
-    p = Procedure
-    views = func.coalesce(p.confirmation_views, "")
-    n_views = case((views == "", 0),
-                   else_=func.length(views) - func.length(func.replace(views, ";", "")) + 1)
-    particulate = [s.value for s in PARTICULATE_STEROIDS]
-    flags = (
-        _bit(p.contrast_exception_reason.is_not(None), Flag.EXCEPTION_REASON)
-        + _bit(p.realtime_contrast.is_(True), Flag.REALTIME)
-        + _bit(p.pulsed_fluoro.is_(True), Flag.PULSED)
-        + _bit(p.pulsed_fluoro.is_not(None), Flag.PULSED_KNOWN)
-        + _bit(p.low_dose_mode.is_(True), Flag.LOW_DOSE)
-        + _bit(p.low_dose_mode.is_not(None), Flag.LOW_DOSE_KNOWN)
-        + _bit(p.vascular_uptake.is_(True), Flag.UPTAKE)
-        + _bit(p.needle_repositioned.is_(True), Flag.REPOSITIONED)
-        + _bit(p.injectate.in_(particulate), Flag.PARTICULATE)
-        + _bit(p.pregnancy_status == PregnancyStatus.PREGNANT.value, Flag.PREGNANT)
-        + _bit(_has_json(p.warnings), Flag.WARNINGS)
-        + _bit(p.dose_source != DoseSource.MANUAL.value, Flag.FROM_RDSR)
-        + _bit(p.guidance == Guidance.FLUOROSCOPY_DSA.value, Flag.DSA)
-        + _bit(p.dap_missing_reason.is_not(None), Flag.DAP_REASON)
-    )
-    region = case({r: i for i, r in enumerate(REGIONS)}, value=p.region, else_=7)
-    confirmation = case({c: i for i, c in enumerate(CONFIRMATIONS)},
-                        value=p.contrast_confirmation, else_=7)
-    small = (region + 8 * confirmation + 64 * _capped(n_views, 7)
-             + 8192 * _capped(p.saved_images, MAX_SAVED_IMAGES)
-             + 2097152 * cast(flags, BigInteger))  # 64-bit arithmetic on PostgreSQL too
-    ids = (cast(p.procedure_type_id, BigInteger) + _ID_BASE * cast(p.room_id, BigInteger)
-           + _ID_BASE ** 2 * cast(p.physician_id, BigInteger)
-           + _ID_BASE ** 3 * cast(p.site_id, BigInteger))
-    return (
-        select(
-            p.id.label("id"), _epoch(dialect).label("t"), ids.label("ids"),
-            (cast(p.patient_id, BigInteger)
-             + _PATIENT_BASE * cast(p.technologist_id, BigInteger)).label("who"),
-            small.label("small"), p.fluoro_time_s, p.dap_gycm2, p.air_kerma_mgy,
-        )
-        .where(p.status == RecordStatus.FINAL.value)
-    )
-
-
-def _levels_query() -> Any:
-    """Treated levels are counted in numpy from their procedure ids (a covering-index scan):
-    joining a per-procedure count in SQL costs several times more than the whole frame."""
-    return select(ProcedureLevel.procedure_id).order_by(ProcedureLevel.procedure_id)
-
-
-def _has_json(column: Any) -> ColumnElement[bool]:
-    """A JSON column holding something: neither SQL NULL nor JSON null nor an empty list."""
-    as_text = cast(column, Text)
-    return and_(column.is_not(None), as_text.not_in(["null", "[]"]))
-
-
-def _fetch(conn: Connection, query: Any) -> list[np.ndarray]:
-    """Run a numeric query and return its columns as float64 arrays.
-
-    The driver's own cursor is read in chunks (no SQLAlchemy row objects), so memory stays near
-    the arrays' size. (A second SQLite library in the process, e.g. an Arrow driver, would be
-    faster but is unsafe: POSIX locks are per process, and one library closing the file drops
-    the other's locks.)
-    """
-    sql = str(query.compile(conn.engine, compile_kwargs={"literal_binds": True}))
-    width = len(query.selected_columns)
-    cursor = conn.connection.driver_connection.cursor()
-    try:
-        cursor.execute(sql)
-        parts = []
-        while True:
-            rows = cursor.fetchmany(CHUNK)
-            if not rows:
-                break
-            parts.append(np.array(rows, dtype=np.float64).reshape(len(rows), width))
-    finally:
-        cursor.close()
-    block = np.concatenate(parts) if parts else np.empty((0, width), dtype=np.float64)
-    return [np.ascontiguousarray(block[:, i]) for i in range(width)]
-
-
-def _to_frame(raw: list[np.ndarray], level_ids: np.ndarray) -> pd.DataFrame:
-    """Unpack the 8 fetched numbers per record into the frame's columns; count the levels."""
-    record_id = raw[0].astype(np.int64)
-    ids = raw[2].astype(np.int64)
-    who = raw[3].astype(np.int64)
-    small = raw[4].astype(np.int64)
-    levels = level_ids.astype(np.int64)
-    n_levels = (np.searchsorted(levels, record_id, side="right")
-                - np.searchsorted(levels, record_id, side="left"))
-    mask = _ID_BASE - 1
-    data = {
-        "id": record_id,
-        "t": raw[1].astype(np.int64),
-        "site_id": (ids >> (3 * ID_BITS)) & mask,
-        "room_id": (ids >> ID_BITS) & mask,
-        "physician_id": (ids >> (2 * ID_BITS)) & mask,
-        "technologist_id": who >> 32,
-        "type_id": ids & mask,
-        "patient_id": who & (_PATIENT_BASE - 1),
-        "region": small & 7,
-        "fluoro_time_s": raw[5],
-        "dap_gycm2": raw[6],
-        "air_kerma_mgy": raw[7],
-        "saved_images": (small >> 13) & 255,
-        "n_views": (small >> 6) & 7,
-        "n_levels": n_levels,
-        "confirmation": (small >> 3) & 7,
-        "flags": small >> 21,
-    }
-    frame = pd.DataFrame({k: v.astype(COLUMNS[k], copy=False) for k, v in data.items()})
+def _frame(columns: Mapping[str, np.ndarray]) -> pd.DataFrame:
+    """The frame from its stored COLUMNS, plus the `month` grouping key."""
+    frame = pd.DataFrame({k: v.astype(COLUMNS[k], copy=False) for k, v in columns.items()})
     frame["month"] = _months(frame["t"].to_numpy())
     return frame
 
 
-def _check_packable(conn: Connection) -> None:
-    """The packing needs small ids; say so plainly if a database ever outgrows it."""
-    limits = ((Site.id, _ID_BASE), (Room.id, _ID_BASE), (Physician.id, _ID_BASE),
-              (ProcedureType.id, _ID_BASE), (UserAccount.id, 1 << 20),
-              (Patient.id, _PATIENT_BASE))
-    for column, limit in limits:
-        top = conn.execute(select(func.max(column))).scalar() or 0
-        if top >= limit:
-            raise OverflowError(f"{column} reaches {top}: the analysis frame packs it below "
-                                f"{limit}; widen the packing in audit.analytics.snapshot")
+def _read_records(conn: Connection, where: Any = None, level_where: Any = None) -> pd.DataFrame:
+    """Final records (all, or those `where` selects) as frame rows, with their level counts."""
+    _packing.check_packable(conn)
+    query = _packing.record_query(conn.dialect.name)
+    levels = _packing.levels_query()
+    if where is not None:
+        query, levels = query.where(where), levels.where(level_where)
+    raw = _packing.fetch(conn, query)
+    level_ids = _packing.fetch(conn, levels)[0]
+    return _frame(_packing.unpack(raw, level_ids))
 
 
 def _months(epoch: np.ndarray) -> np.ndarray:
@@ -303,6 +114,24 @@ class Snapshot:
             self.cache[key] = found
         return found
 
+    def fact(self, name: str) -> np.ndarray:
+        """One boolean fact of every record by name, e.g. "realtime_contrast", "pulsed_fluoro",
+        "pregnant" (the list: audit.analytics._packing.FACTS). Not cached: a mask and a compare
+        cost about a millisecond a million records, and `cache` keeps its room for filters."""
+        return _packing.fact(self.records["flags"].to_numpy(), name)
+
+    def confirmation_is(self, status: ContrastConfirmation) -> np.ndarray:
+        """Which records have this contrast-confirmation status."""
+        return self.records["confirmation"].to_numpy() == _packing.confirmation_code(status)
+
+    def region_is(self, region: Region) -> np.ndarray:
+        """Which records treated this spinal region."""
+        return self.records["region"].to_numpy() == _packing.region_code(region)
+
+    def confirmation_names(self, rows: pd.DataFrame) -> np.ndarray:
+        """The contrast-confirmation status of some of the records (rows of `records`)."""
+        return _packing.confirmation_names(rows["confirmation"].to_numpy())
+
     def labels(self, by: str) -> pd.Series:
         """id -> display name for a grouping (physician, room, procedure, site, technologist)."""
         if by == "physician":
@@ -316,49 +145,6 @@ class Snapshot:
         if by == "technologist":
             return self.technologists
         raise ValueError(f"no labels for {by!r}")
-
-
-def _reference_tables(conn: Connection) -> dict[str, Any]:
-    from sqlalchemy.orm import Session
-
-    with Session(bind=conn) as session:
-        catalog = load_catalog(session)
-        settings = load_settings(session)
-    sites = pd.Series(dict(conn.execute(select(Site.id, Site.name)).all()), dtype="str")
-    rooms = pd.DataFrame(conn.execute(select(Room.id, Room.name, Room.site_id)).all(),
-                         columns=["id", "name", "site_id"]).set_index("id")
-    if len(rooms):
-        ambiguous = rooms["name"].duplicated(keep=False)
-        site_names = rooms["site_id"].map(sites)
-        rooms["label"] = np.where(ambiguous, site_names + " · " + rooms["name"], rooms["name"])
-    else:
-        rooms["label"] = pd.Series(dtype="str")
-    physicians = pd.Series(dict(conn.execute(select(Physician.id, Physician.name)).all()),
-                           dtype="str")
-    techs = pd.Series(dict(conn.execute(select(UserAccount.id, UserAccount.username)).all()),
-                      dtype="str")
-    types = pd.DataFrame(
-        [(e.id, e.code, e.name, e.contrast_policy.value, e.realtime_contrast_required,
-          e.min_views, e.max_levels if e.max_levels is not None else -1, e.typical_time_s,
-          e.typical_dap_gycm2) for e in catalog.entries.values()],
-        columns=["id", "code", "name", "policy", "realtime_required", "min_views",
-                 "max_levels", "typical_time_s", "typical_dap_gycm2"],
-    ).set_index("id")
-    levels = pd.DataFrame(
-        conn.execute(
-            select(ReferenceLevel.id, ReferenceLevel.procedure_type_id, ReferenceLevel.quantity,
-                   ReferenceLevel.kind, ReferenceLevel.statistic, ReferenceLevel.value,
-                   ReferenceLevel.sample_size, ReferenceLevel.source, ReferenceLevel.note,
-                   ReferenceLevel.effective_from)
-            .where(ReferenceLevel.active.is_(True)).order_by(ReferenceLevel.id)
-        ).all(),
-        columns=["id", "type_id", "quantity", "kind", "statistic", "value", "sample_size",
-                 "source", "note", "effective_from"],
-    )
-    sources = dict(conn.execute(select(Setting.key, Setting.source)).all())
-    return {"catalog": catalog, "settings": settings, "setting_sources": sources,
-            "sites": sites, "rooms": rooms, "physicians": physicians, "technologists": techs,
-            "types": types, "reference_levels": levels}
 
 
 def _head(conn: Connection) -> int:
@@ -381,11 +167,9 @@ def read_snapshot(conn: Connection) -> Snapshot:
     """The frame as this connection sees it: inside a caller's transaction (an export's read
     snapshot), the figures match every other query made in that transaction."""
     token = _head(conn)  # first: the data read below is at least this fresh
-    _check_packable(conn)
-    raw = _fetch(conn, _record_query(conn.dialect.name))
-    levels = _fetch(conn, _levels_query())[0]
-    tables = _reference_tables(conn)
-    return Snapshot(records=_to_frame(raw, levels), token=token, loaded_at=datetime.now(UTC),
+    records = _read_records(conn)
+    tables = read_lookup_tables(conn)
+    return Snapshot(records=records, token=token, loaded_at=datetime.now(UTC),
                     **tables)
 
 
@@ -446,12 +230,8 @@ def catch_up(conn: Connection, snap: Snapshot) -> Snapshot:
     ids, ranges = changed
     records = snap.records
     if ids or ranges:
-        _check_packable(conn)
-        raw = _fetch(conn, _record_query(conn.dialect.name)
-                     .where(_id_conditions(Procedure.id, ids, ranges)))
-        levels = _fetch(conn, _levels_query()
-                        .where(_id_conditions(ProcedureLevel.procedure_id, ids, ranges)))[0]
-        fresh = _to_frame(raw, levels)
+        fresh = _read_records(conn, _id_conditions(Procedure.id, ids, ranges),
+                              _id_conditions(ProcedureLevel.procedure_id, ids, ranges))
         ids_arr = records["id"].to_numpy()
         stale = np.isin(ids_arr, np.fromiter(ids, dtype=np.int64, count=len(ids)))
         for lo, hi in ranges:
@@ -459,7 +239,7 @@ def catch_up(conn: Connection, snap: Snapshot) -> Snapshot:
         kept = records[~stale]
         records = pd.concat([kept, fresh], ignore_index=True) if len(fresh) else \
             kept.reset_index(drop=True)
-    tables = _reference_tables(conn)
+    tables = read_lookup_tables(conn)
     return replace(snap, records=records, token=token, loaded_at=datetime.now(UTC), cache={},
                    **tables)
 
@@ -508,31 +288,23 @@ class FrameCache:
 
     # --- the frame file ---------------------------------------------------------------------
     def _path(self) -> Path | None:
-        if self.store is None:
-            return None
-        url = self.engine.url.render_as_string(hide_password=True)
-        digest = hashlib.sha256(url.encode()).hexdigest()[:16]
-        return Path(self.store) / f"frame-{digest}.npz"
+        return None if self.store is None else _frame_file.path_for(self.store, self.engine)
 
     def _read_store(self) -> Snapshot | None:
         path = self._path()
         if path is None or not path.is_file():
             return None
         try:
-            with np.load(path, allow_pickle=False) as stored:
-                token = int(stored["token"])
-                token_hash = str(stored["token_hash"])
-                columns = {name: stored[name] for name in COLUMNS}
+            token, token_hash, columns = _frame_file.read(path)
             with self.engine.connect() as conn:
                 found = conn.execute(select(AuditEvent.hash)
                                      .where(AuditEvent.id == token)).scalar()
                 if found != token_hash:  # another database, or its trail was rebuilt
                     return None
-                tables = _reference_tables(conn)
+                tables = read_lookup_tables(conn)
         except (OSError, KeyError, ValueError):
             return None  # unreadable or from an older layout: read the database instead
-        records = pd.DataFrame({k: v.astype(COLUMNS[k], copy=False) for k, v in columns.items()})
-        records["month"] = _months(records["t"].to_numpy())
+        records = _frame(columns)
         self._saved_token = token
         return Snapshot(records=records, token=token, loaded_at=datetime.now(UTC), **tables)
 
@@ -548,11 +320,7 @@ class FrameCache:
                                           .where(AuditEvent.id == snap.token)).scalar()
             if token_hash is None:
                 return
-            path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_name(path.name + ".partial.npz")
-            np.savez(partial, token=np.int64(snap.token), token_hash=np.str_(token_hash),
-                     **{name: snap.records[name].to_numpy() for name in COLUMNS})
-            os.replace(partial, path)
+            _frame_file.write(path, snap.token, token_hash, snap.records)
             self._saved_token = snap.token
         except OSError:
             return  # a read-only place: the frame is simply read from the database next time

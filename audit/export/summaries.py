@@ -1,10 +1,10 @@
 """The export's summary sections: compliance, dose and reference levels, alerts.
 
 Each one is the figures the dashboards and `fluoro-audit report` show, computed by the same
-library calls (audit.analytics.metrics, audit.analytics.reference_levels, audit.alerts.store) on
-the analysis frame read
-inside the export's read snapshot, so a summary matches procedures.csv of the same export and
-the numbers on the pages. They plug into audit.export.runner through register_section.
+library calls (audit.analytics.compliance, audit.analytics.dose_stats,
+audit.analytics.reference_levels, audit.alerts.store) on the analysis frame read inside the
+export's read snapshot, so a summary matches procedures.csv of the same export and the numbers
+on the pages. They plug into audit.export.runner through register_section.
 
 Filters: the export's period must be whole UTC days (the dashboards' periods); a date-time
 that is not a UTC midnight is refused, naming the field. Site, room, physician and procedure
@@ -28,7 +28,9 @@ import pandas as pd
 from sqlalchemy import Connection, Engine, func, select
 
 from audit.alerts.store import alerts_query, refresh_alerts
-from audit.analytics import metrics
+from audit.analytics.compliance import compliance
+from audit.analytics.dose_stats import dose_stats
+from audit.analytics.grouping import QUANTITIES
 from audit.analytics.reference_levels import local_drls, reference_table
 from audit.analytics.snapshot import Filters, Snapshot, catch_up, load_snapshot, read_snapshot
 from audit.errors import FieldError, ValidationFailed
@@ -120,14 +122,14 @@ COMPLIANCE_COLUMNS: tuple[Column, ...] = (
 
 
 def compliance_section(ctx: SectionContext) -> SectionData:
-    """Overall, then by physician, room, procedure and month (audit.analytics.metrics.compliance,
+    """Overall, then by physician, room, procedure and month (audit.analytics.compliance.compliance,
     the
     function the Compliance page and `report compliance` call)."""
     snap, filters = snapshot(ctx), analysis_filters(ctx)
-    parts = [metrics.compliance(snap, filters).rename(columns={"scope": "group"})
+    parts = [compliance(snap, filters).rename(columns={"scope": "group"})
              .assign(grouping="overall")]
     for by in COMPLIANCE_GROUPINGS:
-        parts.append(metrics.compliance(snap, filters, by).rename(columns={by: "group"})
+        parts.append(compliance(snap, filters, by).rename(columns={by: "group"})
                      .assign(grouping=by))
     return SectionData.from_frame(COMPLIANCE_COLUMNS, pd.concat(parts, ignore_index=True))
 
@@ -168,11 +170,11 @@ DOSE_COLUMNS: tuple[Column, ...] = (
 
 
 def dose_section(ctx: SectionContext) -> SectionData:
-    """Per procedure and quantity: audit.analytics.metrics.dose_stats (the Dose page, `report dose`)
-    beside audit.analytics.reference_levels.local_drls (`report drl`)."""
+    """Per procedure and quantity: audit.analytics.dose_stats.dose_stats (the Dose page,
+    `report dose`) beside audit.analytics.reference_levels.local_drls (`report drl`)."""
     snap, filters = snapshot(ctx), analysis_filters(ctx)
-    stats = metrics.dose_stats(snap, filters, by=("procedure",))
-    quantities = list(metrics.QUANTITIES)
+    stats = dose_stats(snap, filters, by=("procedure",))
+    quantities = list(QUANTITIES)
     long = pd.concat([
         stats[["procedure", "records", f"{q}_n", f"{q}_median", f"{q}_p75"]]
         .rename(columns={f"{q}_n": "n", f"{q}_median": "median", f"{q}_p75": "p75"})

@@ -509,8 +509,8 @@ class Alert(Base):
     """A dose alert and what triggered it: the value, the threshold and its source, and the
     records that contributed.
 
-    Alerts are derived from all final records at once (audit.alerts.store), so they do not depend on
-    the order records arrived in. `key` is the alert's identity across refreshes: the same
+    Alerts are derived from all final records at once (audit.alerts.detection), so they do not
+    depend on the order records arrived in. `key` is the alert's identity across refreshes: the same
     exceedance keeps its row (and its acknowledgement) while its evidence is updated.
     """
 

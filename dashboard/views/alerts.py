@@ -1,5 +1,5 @@
 """Alerts: SRDL exceedances, investigation levels and cumulative dose, with the RSO's
-follow-up (DESIGN.md §3)."""
+follow-up (docs/design.md §3)."""
 
 from __future__ import annotations
 
@@ -9,15 +9,8 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from audit.alerts.store import (
-    CUMULATIVE_SETTINGS,
-    acknowledge,
-    alert_counts,
-    investigation_levels,
-    list_alerts,
-    refresh_alerts,
-)
-from audit.analytics.reference_levels import SRDL_SETTINGS
+from audit.alerts.detection import KINDS_BY_PRIORITY, THRESHOLD_SETTINGS, investigation_levels
+from audit.alerts.store import acknowledge, alert_counts, list_alerts, refresh_alerts
 from audit.auth import Permission
 from audit.errors import AuditError, ValidationFailed
 from dashboard import analytics, state
@@ -38,7 +31,7 @@ except ValidationFailed as exc:
 open_by_kind = summary.groupby("kind")["open"].sum() if len(summary) else {}
 cols = st.columns(4)
 cols[0].metric("Open", f"{int(summary['open'].sum()) if len(summary) else 0:,}")
-for col, kind, name in zip(cols[1:], ("srdl", "cumulative", "investigation"),
+for col, kind, name in zip(cols[1:], KINDS_BY_PRIORITY,
                            ("Open SRDL", "Open cumulative", "Open investigation"), strict=True):
     col.metric(name, f"{int(open_by_kind.get(kind, 0)):,}")
 
@@ -81,7 +74,7 @@ elif not len(summary) or not int(summary["open"].sum()):
 else:
     priority = pd.concat([list_alerts(state.engine(), actor, chosen, status="open", kind=kind,
                                       limit=200)
-                          for kind in ("srdl", "cumulative", "investigation")])
+                          for kind in KINDS_BY_PRIORITY])
     labels = {int(r.alert_id): f"#{r.alert_id} {r.kind} {r.quantity} · {r.patient} · "
                                f"{r.performed_at:%Y-%m-%d} · {r.value:.4g} ≥ {r.threshold:.4g}"
               for r in priority.itertuples()}
@@ -106,8 +99,7 @@ else:
 
 st.subheader("Thresholds")
 settings = [(key, snap.settings.get(key), snap.setting_sources.get(key))
-            for key in [*SRDL_SETTINGS.values(), "investigation_factor",
-                        *CUMULATIVE_SETTINGS.values(), "cumulative_window_days"]]
+            for key in THRESHOLD_SETTINGS]
 st.dataframe({"setting": [s[0] for s in settings], "value": [s[1] for s in settings],
               "source": [s[2] for s in settings]}, hide_index=True)
 st.caption("Investigation levels per procedure (rounded to 3 significant figures):")

@@ -1,4 +1,4 @@
-"""Compliance: are we confirming needle placement with contrast? (DESIGN.md §3)"""
+"""Compliance: are we confirming needle placement with contrast? (docs/design.md §3)"""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from audit.analytics import metrics
+from audit.analytics.compliance import compliance, compliance_records, p_chart
 from audit.auth import Permission
 from audit.errors import ValidationFailed
 from dashboard import analytics, state
@@ -23,7 +23,7 @@ st.caption("Eligible: final records whose procedure requires contrast. Compliant
            "Rate = compliant / (eligible − excepted), 95% Wilson interval.")
 
 try:
-    overall = metrics.compliance(snap, chosen).iloc[0]
+    overall = compliance(snap, chosen).iloc[0]
 except ValidationFailed as exc:
     st.error(str(exc))
     st.stop()
@@ -40,7 +40,7 @@ st.write(f"95% confidence interval: **{percent(overall['ci_low'])} – "
 
 # --- monthly p-chart ----------------------------------------------------------------------------
 st.subheader("Monthly p-chart")
-chart_data = metrics.p_chart(snap, chosen)
+chart_data = p_chart(snap, chosen)
 if chart_data.empty:
     st.info("No eligible records for these filters.")
 else:
@@ -70,7 +70,7 @@ st.subheader("Breakdowns")
 tabs = st.tabs(["By physician", "By room", "By procedure"])
 for tab, by in zip(tabs, ("physician", "room", "procedure"), strict=True):
     with tab:
-        table = metrics.compliance(snap, chosen, by).sort_values("rate")
+        table = compliance(snap, chosen, by).sort_values("rate")
         if table.empty:
             st.info("No eligible records.")
             continue
@@ -92,11 +92,11 @@ for tab, by in zip(tabs, ("physician", "room", "procedure"), strict=True):
 st.subheader("Records behind the numbers")
 left, right = st.columns(2)
 which = left.radio("Show", ["Non-compliant", "Excepted"], horizontal=True, key="c_which")
-by_physician = metrics.compliance(snap, chosen, "physician").set_index("physician")
+by_physician = compliance(snap, chosen, "physician").set_index("physician")
 who = right.selectbox("Physician", ["All", *by_physician.index], key="c_who")
 group = None if who == "All" else ("physician", who)
 column = which.lower().replace("-", "_")
-listed = metrics.compliance_records(snap, chosen, column, group, limit=2000)
+listed = compliance_records(snap, chosen, column, group, limit=2000)
 count = int(overall[column] if group is None else by_physician.loc[who, column])
 st.caption(f"{len(listed):,} shown (newest first, at most 2,000) of {count:,} "
            f"{which.lower()} records for the filters" + ("" if group is None else

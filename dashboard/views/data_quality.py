@@ -6,7 +6,8 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from audit.analytics import metrics
+from audit.analytics.data_quality import completeness
+from audit.analytics.safety import SAFETY_FLAGS, flagged_records, safety_flags
 from audit.auth import Permission
 from audit.errors import ValidationFailed
 from dashboard import analytics, state
@@ -19,7 +20,7 @@ chosen = analytics.filters(snap)
 analytics.caption(snap, chosen)
 
 try:
-    overall = metrics.completeness(snap, chosen).iloc[0]
+    overall = completeness(snap, chosen).iloc[0]
 except ValidationFailed as exc:
     st.error(str(exc))
     st.stop()
@@ -36,7 +37,7 @@ shares = ["missing_dap_share", "missing_air_kerma_share", "with_warnings_share",
           "from_dose_report_share"]
 for by, title in (("room", "By room"), ("technologist", "By technologist")):
     st.subheader(title)
-    table = metrics.completeness(snap, chosen, by)
+    table = completeness(snap, chosen, by)
     long = table.melt(id_vars=[by], value_vars=shares, var_name="measure", value_name="share")
     chart = alt.Chart(long).mark_bar().encode(
         y=alt.Y(f"{by}:N", title=None), x=alt.X("share:Q", axis=alt.Axis(format="%")),
@@ -46,15 +47,15 @@ for by, title in (("room", "By room"), ("technologist", "By technologist")):
     chart_and_table(chart, table)
 
 st.subheader("Safety flags")
-flags = metrics.safety_flags(snap, chosen).iloc[0]
+flags = safety_flags(snap, chosen).iloc[0]
 flag_table = pd.DataFrame([{"flag": name, "meaning": meaning, "records": int(flags[name])}
-                           for name, meaning in metrics.SAFETY_FLAGS.items()])
+                           for name, meaning in SAFETY_FLAGS.items()])
 chart = alt.Chart(flag_table).mark_bar(color="#f58518").encode(
     y=alt.Y("meaning:N", title=None, sort="-x", axis=alt.Axis(labelLimit=320)),
     x=alt.X("records:Q", title="Records"),
     tooltip=["flag:N", "records:Q"]).properties(height=200)
 chart_and_table(chart, flag_table)
-flag = st.selectbox("Records with", list(metrics.SAFETY_FLAGS),
-                    format_func=metrics.SAFETY_FLAGS.get, key="q_flag")
-st.dataframe(metrics.flagged_records(snap, chosen, flag, limit=2000), hide_index=True,
+flag = st.selectbox("Records with", list(SAFETY_FLAGS),
+                    format_func=SAFETY_FLAGS.get, key="q_flag")
+st.dataframe(flagged_records(snap, chosen, flag, limit=2000), hide_index=True,
              height=300)

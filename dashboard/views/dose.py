@@ -1,4 +1,4 @@
-"""Dose: are we keeping dose as low as we can, and who is not? (DESIGN.md §3, ICRP 135)"""
+"""Dose: are we keeping dose as low as we can, and who is not? (docs/design.md §3, ICRP 135)"""
 
 from __future__ import annotations
 
@@ -7,10 +7,22 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from audit.analytics import metrics
-from audit.analytics.reference_levels import local_drls, reference_table
+from audit.analytics.dose_stats import (
+    dose_distribution,
+    dose_histogram,
+    dose_stats,
+    monthly_medians,
+)
+from audit.analytics.reference_levels import (
+    MIN_ROOMS,
+    local_drls,
+    published_medians,
+    reference_table,
+)
+from audit.analytics.scorecard import HIGHLIGHT_RATIO, physician_scorecard
 from audit.auth import Permission
 from audit.errors import ValidationFailed
+from audit.vocab import ReferenceKind
 from dashboard import analytics, state
 from dashboard.analytics import QUANTITY_LABELS, chart_and_table
 
@@ -23,19 +35,17 @@ quantity = st.sidebar.selectbox("Quantity", list(QUANTITY_LABELS),
 label = QUANTITY_LABELS[quantity]
 analytics.caption(snap, chosen)
 st.caption("Local DRL = 75th percentile of room medians, achievable = median of room medians "
-           "(ICRP 135), computed over the period for every room; with fewer than 3 rooms the "
-           "local median is shown as a typical value. Percentiles: linear interpolation.")
+           f"(ICRP 135), computed over the period for every room; with fewer than {MIN_ROOMS} "
+           "rooms the local median is shown as a typical value. Percentiles: linear "
+           "interpolation.")
 
 try:
-    distribution = metrics.dose_distribution(snap, chosen, quantity)
+    distribution = dose_distribution(snap, chosen, quantity)
 except ValidationFailed as exc:
     st.error(str(exc))
     st.stop()
 drls = local_drls(snap, chosen, (quantity,))
-published = reference_table(snap)
-published = published[(published["kind"] == "published") & (published["quantity"] == quantity)
-                       & (published["statistic"] == "median")]
-first_published = published.groupby("procedure").head(1).set_index("procedure")
+first_published = published_medians(snap, quantity)
 lines = distribution.merge(drls[["procedure", "kind", "drl", "achievable", "typical", "rooms"]],
                            on="procedure", how="left")
 lines["published_median"] = lines["procedure"].map(first_published["value"])
@@ -68,7 +78,7 @@ else:
 
     procedure = st.selectbox("Distribution of one procedure", lines["procedure"].tolist(),
                              key="d_procedure")
-    bins = metrics.dose_histogram(snap, chosen, procedure, quantity)
+    bins = dose_histogram(snap, chosen, procedure, quantity)
     marks = lines.set_index("procedure").loc[procedure]
     refs = pd.DataFrame([
         {"line": name, "value": float(marks[column])}
@@ -87,9 +97,9 @@ else:
                     if len(refs) else bins, height=280)
 
 with st.expander(f"{label} by number of levels treated (and per level)"):
-    by_levels = metrics.dose_stats(snap, chosen, by=("procedure", "levels"),
+    by_levels = dose_stats(snap, chosen, by=("procedure", "levels"),
                                    quantities=(quantity,))
-    per_level = metrics.dose_stats(snap, chosen, by=("procedure", "levels"),
+    per_level = dose_stats(snap, chosen, by=("procedure", "levels"),
                                    quantities=(quantity,), per_level=True)
     st.dataframe(by_levels.merge(per_level.drop(columns=["records"]),
                                  on=["procedure", "levels"]), hide_index=True)
@@ -99,15 +109,15 @@ st.subheader("Physician scorecard (normalised per level and for procedure mix)")
 st.caption("KAP and time per level treated, each procedure's median for the physician divided "
            "by everyone's median for that procedure, weighted by records: 1.0 is typical, 2.0 "
            "twice the peers' dose for the same work.")
-card = metrics.physician_scorecard(snap, chosen).sort_values("kap_per_level_ratio",
+card = physician_scorecard(snap, chosen).sort_values("kap_per_level_ratio",
                                                             ascending=False)
 if len(card):
     base = alt.Chart(card).encode(y=alt.Y("physician:N", sort=None, title=None))
     chart = alt.layer(
         base.mark_bar().encode(
             x=alt.X("kap_per_level_ratio:Q", title="KAP per level vs peers (1 = typical)"),
-            color=alt.condition(alt.datum.kap_per_level_ratio > 1.5, alt.value("#e45756"),
-                                alt.value("#4c78a8")),
+            color=alt.condition(alt.datum.kap_per_level_ratio > HIGHLIGHT_RATIO,
+                                alt.value("#e45756"), alt.value("#4c78a8")),
             tooltip=["physician", "records", alt.Tooltip("kap_per_level_ratio:Q", format=".2f"),
                      alt.Tooltip("time_per_level_ratio:Q", format=".2f"),
                      alt.Tooltip("share_above:Q", format=".1%")]),
@@ -117,7 +127,7 @@ if len(card):
 
 # --- monthly medians --------------------------------------------------------------------------
 st.subheader(f"Monthly median {label}")
-monthly = metrics.monthly_medians(snap, chosen, quantity)
+monthly = monthly_medians(snap, chosen, quantity)
 if len(monthly):
     chart = alt.Chart(monthly).mark_line(point=True).encode(
         x=alt.X("month:O", title="Month (UTC)"),
@@ -133,8 +143,7 @@ every = local_drls(snap, chosen)
 every["quantity"] = every["quantity"].map(QUANTITY_LABELS)
 st.dataframe(every.drop(columns=["type_id"]), hide_index=True)
 shown = reference_table(snap)
-shown = shown[shown["kind"].isin(["published", "srdl", "drl", "achievable", "typical",
-                                  "investigation"])]
+shown = shown[shown["kind"].isin(ReferenceKind.values())]
 st.caption("Stored reference levels (published comparison values, adopted local levels) and "
            "the SRDL settings, each with its source. Values marked unstated: the source's "
            "statistic was not checked against the primary text.")

@@ -1,0 +1,212 @@
+"""Which records and patients call for a dose alert: SRDL exceedances, investigation levels and
+cumulative dose per patient. Pure: the analysis frame and the settings in, a table of alerts
+out; no database is read or written here (audit.alerts.store keeps them).
+
+Alerts are a pure function of the set of final records and the settings, computed from all of
+them at once; storing them (table `alert`) only gives each one an identity to acknowledge.
+That is why the result cannot depend on the order records arrived in. (OpenREM checks a new
+study against the patient's earlier studies when it is imported, so a study imported after a
+newer one is never summed with it.)
+
+- SRDL: a record with Ka,r, KAP or time at or above its substantial radiation dose level
+  (settings srdl_*).
+- Investigation: a record at or above investigation_factor x the local median of its procedure
+  type (all final records; the catalog's typical value while fewer than 30 exist), rounded to
+  3 significant figures so the level does not shift with every new record.
+- Cumulative: for each record of a patient, the sum of KAP (or Ka,r) over the patient's records
+  in the window (t - W, t] (cumulative_window_days; records at the same instant all count). A
+  run of consecutive records whose sum reaches the threshold is one episode, identified by the
+  patient and the time the threshold was first reached.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from audit.analytics.grouping import quantiles_by
+from audit.analytics.reference_levels import SRDL_SETTINGS
+from audit.analytics.snapshot import Snapshot
+from audit.log.service import MIN_LOCAL_RECORDS
+from audit.vocab import AlertKind, DoseQuantity
+
+CUMULATIVE_SETTINGS = {"dap_gycm2": "cumulative_kap_gycm2",
+                       "air_kerma_mgy": "cumulative_air_kerma_mgy"}
+#: Every setting the alerts depend on, in the order the Alerts page lists them.
+THRESHOLD_SETTINGS: tuple[str, ...] = (*SRDL_SETTINGS.values(), "investigation_factor",
+                                       *CUMULATIVE_SETTINGS.values(), "cumulative_window_days")
+#: Alert kinds, most urgent first: an SRDL or cumulative alert may mean skin injury and a
+#: patient to follow up; an investigation level asks for a review of technique.
+KINDS_BY_PRIORITY: tuple[str, ...] = (AlertKind.SRDL.value, AlertKind.CUMULATIVE.value,
+                                      AlertKind.INVESTIGATION.value)
+CATALOG_TYPICAL = {"fluoro_time_s": "typical_time_s", "dap_gycm2": "typical_dap_gycm2"}
+ALERT_COLUMNS = ["key", "kind", "quantity", "patient_id", "procedure_id", "t", "value",
+                 "threshold", "threshold_source", "window_start", "window_end", "record_ids"]
+#: Alert column <- frame column of the trigger record (where it happened: site, room, ...).
+PLACE_COLUMNS = {"site_id": "site_id", "room_id": "room_id", "physician_id": "physician_id",
+                 "procedure_type_id": "type_id"}
+
+
+def round_sig(values: np.ndarray, digits: int = 3) -> np.ndarray:
+    """Round to significant figures (thresholds that do not drift with each new record)."""
+    values = np.asarray(values, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        magnitude = np.where(values > 0, np.floor(np.log10(np.abs(values))), 0)
+    scale = 10.0 ** (digits - 1 - magnitude)
+    return np.round(values * scale) / scale
+
+
+def _source(snap: Snapshot, key: str) -> str:
+    return f"{key} = {snap.settings[key]} ({snap.setting_sources.get(key) or 'no source given'})"
+
+
+def _record_alerts(snap: Snapshot, kind: AlertKind, quantity: str, hit: np.ndarray,
+                   threshold: np.ndarray, source: np.ndarray) -> pd.DataFrame:
+    r = snap.records
+    positions = np.flatnonzero(hit)
+    ids = r["id"].to_numpy()[positions]
+    return pd.DataFrame({
+        "key": [f"{kind.value}:{quantity}:record:{i}" for i in ids.tolist()],
+        "kind": kind.value, "quantity": quantity,
+        "patient_id": r["patient_id"].to_numpy()[positions], "procedure_id": ids,
+        "t": r["t"].to_numpy()[positions], "value": r[quantity].to_numpy()[positions],
+        "threshold": threshold[positions], "threshold_source": source[positions],
+        "window_start": np.nan, "window_end": np.nan,
+        "record_ids": [[i] for i in ids.tolist()],
+    })
+
+
+def srdl_alerts(snap: Snapshot) -> pd.DataFrame:
+    frames = []
+    for quantity, key in SRDL_SETTINGS.items():
+        level = float(snap.settings[key])
+        values = snap.records[quantity].to_numpy()
+        hit = values >= level  # nan compares False
+        n = len(values)
+        frames.append(_record_alerts(snap, AlertKind.SRDL, quantity, hit, np.full(n, level),
+                                     np.full(n, "SRDL: " + _source(snap, key), dtype=object)))
+    return pd.concat(frames, ignore_index=True)
+
+
+def investigation_levels(snap: Snapshot) -> pd.DataFrame:
+    """Per procedure type and quantity: the investigation level and where it comes from
+    (cached per snapshot: it depends on all records, not on the filters)."""
+    found = snap.cache.get("investigation_levels")
+    if found is None:
+        found = snap.cache["investigation_levels"] = _investigation_levels(snap)
+    return found
+
+
+def _investigation_levels(snap: Snapshot) -> pd.DataFrame:
+    factor = float(snap.settings["investigation_factor"])
+    everything = np.ones(len(snap.records), dtype=bool)
+    rows = []
+    for quantity in DoseQuantity.values():
+        labels, counts, (median,) = quantiles_by(snap, everything, ("procedure",), quantity,
+                                                 (0.5,))
+        for type_id, code in enumerate(lab[0] for lab in labels):
+            if type_id not in snap.types.index:
+                continue
+            n = int(counts[type_id])
+            if n >= MIN_LOCAL_RECORDS:
+                base, basis = float(median[type_id]), f"local median of {n} {code} records"
+            else:
+                typical = snap.types.loc[type_id].get(CATALOG_TYPICAL.get(quantity, ""), None)
+                if typical is None or pd.isna(typical):
+                    continue
+                base = float(typical)
+                basis = (f"catalog typical value for {code} (fewer than {MIN_LOCAL_RECORDS} "
+                         "local records)")
+            if not base > 0:
+                continue
+            level = float(round_sig(np.array([factor * base]))[0])
+            rows.append({"type_id": type_id, "procedure": code, "quantity": quantity,
+                         "base": base, "level": level,
+                         "source": f"{factor:g} x {basis} ({base:.4g}); "
+                                   + _source(snap, "investigation_factor")})
+    return pd.DataFrame(rows, columns=["type_id", "procedure", "quantity", "base", "level",
+                                       "source"])
+
+
+def investigation_alerts(snap: Snapshot) -> pd.DataFrame:
+    levels = investigation_levels(snap)
+    type_id = snap.records["type_id"].to_numpy()
+    size = int(max(snap.types.index.max() if len(snap.types) else 0,
+                   type_id.max() if len(type_id) else 0)) + 1
+    frames = []
+    for quantity, group in levels.groupby("quantity"):
+        threshold = np.full(size, np.nan)
+        source = np.full(size, "", dtype=object)
+        threshold[group["type_id"].to_numpy()] = group["level"].to_numpy()
+        source[group["type_id"].to_numpy()] = group["source"].to_numpy()
+        per_record = threshold[type_id]
+        hit = snap.records[str(quantity)].to_numpy() >= per_record
+        frames.append(_record_alerts(snap, AlertKind.INVESTIGATION, str(quantity), hit,
+                                     per_record, source[type_id]))
+    return pd.concat(frames, ignore_index=True) if frames else \
+        pd.DataFrame(columns=ALERT_COLUMNS)
+
+
+def cumulative_alerts(snap: Snapshot) -> pd.DataFrame:
+    """Episodes of cumulative dose per patient over the rolling window (see module doc)."""
+    window = int(float(snap.settings["cumulative_window_days"]) * 86400)
+    r = snap.records
+    rows: list[dict[str, Any]] = []
+    for quantity, key in CUMULATIVE_SETTINGS.items():
+        level = float(snap.settings[key])
+        values = r[quantity].to_numpy()
+        present = np.flatnonzero(~np.isnan(values))
+        if not len(present):
+            continue
+        patient = r["patient_id"].to_numpy()[present]
+        t = r["t"].to_numpy()[present]
+        ids = r["id"].to_numpy()[present]
+        order = np.lexsort((ids, t, patient))
+        patient, t, ids = patient[order], t[order], ids[order]
+        v = values[present][order]
+        _, dense = np.unique(patient, return_inverse=True)
+        span = int(t.max() - t.min()) + window + 1
+        sort_key = dense.astype(np.int64) * span + (t - t.min())
+        left = np.searchsorted(sort_key, sort_key - window, side="right")
+        right = np.searchsorted(sort_key, sort_key, side="right")
+        sums = np.concatenate(([0.0], np.cumsum(v)))
+        total = sums[right] - sums[left]
+        exceed = total >= level
+        if not exceed.any():
+            continue
+        same_patient = np.concatenate(([False], dense[1:] == dense[:-1]))
+        previous = np.concatenate(([False], exceed[:-1]))
+        starts = np.flatnonzero(exceed & ~(previous & same_patient))
+        following = np.concatenate((exceed[1:] & same_patient[1:], [False]))
+        ends = np.flatnonzero(exceed & ~following)
+        peak = np.maximum.reduceat(total, starts) if len(starts) else np.array([])
+        source = f"cumulative over {window // 86400} days: " + _source(snap, key) + \
+            "; " + _source(snap, "cumulative_window_days")
+        for first, last, value in zip(starts.tolist(), ends.tolist(), peak.tolist(),
+                                      strict=True):
+            members = ids[left[first]:right[last]].tolist()
+            rows.append({
+                "key": f"cumulative:{quantity}:patient:{int(patient[first])}:{int(t[first])}",
+                "kind": AlertKind.CUMULATIVE.value, "quantity": quantity,
+                "patient_id": int(patient[first]), "procedure_id": int(ids[first]),
+                "t": int(t[first]), "value": float(value), "threshold": level,
+                "threshold_source": source, "window_start": int(t[left[first]]),
+                "window_end": int(t[right[last] - 1]), "record_ids": members,
+            })
+    return pd.DataFrame(rows, columns=ALERT_COLUMNS)
+
+
+def compute_alerts(snap: Snapshot) -> pd.DataFrame:
+    """Every alert the current records and settings call for (a pure function of them)."""
+    frames = [f for f in (srdl_alerts(snap), investigation_alerts(snap), cumulative_alerts(snap))
+              if len(f)]
+    if not frames:
+        return pd.DataFrame(columns=ALERT_COLUMNS + list(PLACE_COLUMNS))
+    alerts = pd.concat(frames, ignore_index=True)[ALERT_COLUMNS]
+    where = (snap.records.set_index("id")[list(PLACE_COLUMNS.values())]
+             .reindex(alerts["procedure_id"]))
+    for column, source in PLACE_COLUMNS.items():
+        alerts[column] = where[source].to_numpy()
+    return alerts

@@ -1,0 +1,273 @@
+"""How the analysis frame is read: one query returning 8 numbers a record, and their unpacking.
+
+Why packing: reading a value into Python costs about the same whatever it is, so the query
+returns 8 numbers a record instead of 17 (ids and small fields packed into integers below
+2**53, so one float64 array holds them exactly), and numpy unpacks them. The booleans the
+figures need become bits of one integer, the frame's `flags` column.
+
+This module is private on purpose: it alone knows the bit layout. Everything else reads a
+record's facts by name through `audit.analytics.snapshot.Snapshot` (`fact`, `confirmation_is`,
+`region_is`), so the layout can change without touching a rule.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+import numpy as np
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Integer,
+    Text,
+    and_,
+    case,
+    cast,
+    extract,
+    func,
+    select,
+)
+from sqlalchemy.sql import ColumnElement
+
+from audit.storage.models import (
+    Patient,
+    Physician,
+    Procedure,
+    ProcedureLevel,
+    ProcedureType,
+    Room,
+    Site,
+    UserAccount,
+)
+from audit.vocab import (
+    PARTICULATE_STEROIDS,
+    ContrastConfirmation,
+    DoseSource,
+    Guidance,
+    PregnancyStatus,
+    RecordStatus,
+    Region,
+)
+
+#: The `region` and `confirmation` columns hold positions in these tuples (7: anything else).
+REGIONS: tuple[str, ...] = tuple(Region.values())
+CONFIRMATIONS: tuple[str, ...] = tuple(ContrastConfirmation.values())
+
+
+class Flag:
+    """Bits of the `flags` column (one integer per record instead of a dozen columns)."""
+
+    EXCEPTION_REASON = 1 << 0  # contrast_exception_reason given
+    REALTIME = 1 << 1  # realtime_contrast true
+    PULSED = 1 << 2
+    PULSED_KNOWN = 1 << 3  # pulsed_fluoro recorded (true or false)
+    LOW_DOSE = 1 << 4
+    LOW_DOSE_KNOWN = 1 << 5
+    UPTAKE = 1 << 6  # vascular_uptake true
+    REPOSITIONED = 1 << 7  # needle_repositioned true
+    PARTICULATE = 1 << 8  # particulate steroid injected
+    PREGNANT = 1 << 9
+    WARNINGS = 1 << 10  # saved with confirmed plausibility warnings
+    FROM_RDSR = 1 << 11  # dose totals from a DICOM dose report
+    DSA = 1 << 12  # guidance fluoroscopy_dsa
+    DAP_REASON = 1 << 13  # no DAP, with a documented reason
+
+
+#: The per-record facts the figures read, by the name the rules use (Snapshot.fact).
+FACTS: dict[str, int] = {
+    "contrast_exception_reason": Flag.EXCEPTION_REASON,
+    "realtime_contrast": Flag.REALTIME,
+    "pulsed_fluoro": Flag.PULSED,
+    "pulsed_fluoro_recorded": Flag.PULSED_KNOWN,
+    "low_dose_mode": Flag.LOW_DOSE,
+    "low_dose_mode_recorded": Flag.LOW_DOSE_KNOWN,
+    "vascular_uptake": Flag.UPTAKE,
+    "needle_repositioned": Flag.REPOSITIONED,
+    "particulate_steroid": Flag.PARTICULATE,
+    "pregnant": Flag.PREGNANT,
+    "saved_with_warnings": Flag.WARNINGS,
+    "dose_from_report": Flag.FROM_RDSR,
+    "dsa_guidance": Flag.DSA,
+    "dap_missing_reason": Flag.DAP_REASON,
+}
+
+#: Column name -> numpy dtype of the frame (also the columns of the frame file).
+COLUMNS: dict[str, str] = {
+    "id": "int64", "t": "int64", "site_id": "int32", "room_id": "int32",
+    "physician_id": "int32", "technologist_id": "int32", "type_id": "int32",
+    "patient_id": "int64", "region": "int8", "fluoro_time_s": "float64",
+    "dap_gycm2": "float64", "air_kerma_mgy": "float64", "saved_images": "int32",
+    "n_views": "int16", "n_levels": "int16", "confirmation": "int8", "flags": "int32",
+}
+ID_BITS = 12  # site, room, physician and procedure type ids below 4096 pack into one number
+_ID_BASE = 1 << ID_BITS
+_PATIENT_BASE = 1 << 32  # patient id below 2**32, technologist id below 2**20
+MAX_SAVED_IMAGES = 255  # stored exactly up to this; compliance needs only ">= 1"
+CHUNK = 100_000
+
+
+def fact(flags: np.ndarray, name: str) -> np.ndarray:
+    """One named fact (a key of FACTS) of each record, from the `flags` column."""
+    try:
+        bit = FACTS[name]
+    except KeyError:
+        raise ValueError(f"no record fact {name!r}; known: {', '.join(FACTS)}") from None
+    return (flags & bit) != 0
+
+
+def confirmation_code(status: ContrastConfirmation) -> int:
+    """The `confirmation` column's value for a contrast-confirmation status."""
+    return CONFIRMATIONS.index(status.value)
+
+
+def region_code(region: Region) -> int:
+    """The `region` column's value for a spinal region."""
+    return REGIONS.index(region.value)
+
+
+def confirmation_names(codes: np.ndarray) -> np.ndarray:
+    """The `confirmation` column as status names ("?" for a value outside the vocabulary)."""
+    return np.array(CONFIRMATIONS + ("?",) * 4, dtype=object)[codes]
+
+
+def _bit(condition: ColumnElement[bool], bit: int) -> ColumnElement[int]:
+    return case((condition, bit), else_=0)
+
+
+def _capped(value: ColumnElement[int], cap: int) -> ColumnElement[int]:
+    return case((value > cap, cap), else_=value)
+
+
+def _epoch(dialect: str) -> ColumnElement[int]:
+    """performed_at as integer seconds since 1970 UTC, computed in the database."""
+    if dialect == "sqlite":  # stored as UTC text "YYYY-MM-DD HH:MM:SS.ffffff"
+        if sqlite3.sqlite_version_info >= (3, 38):
+            return func.unixepoch(Procedure.performed_at)  # faster than strftime
+        return cast(func.strftime("%s", Procedure.performed_at), Integer)
+    return cast(extract("epoch", Procedure.performed_at), BigInteger)
+
+
+def _has_json(column: Any) -> ColumnElement[bool]:
+    """A JSON column holding something: neither SQL NULL nor JSON null nor an empty list."""
+    as_text = cast(column, Text)
+    return and_(column.is_not(None), as_text.not_in(["null", "[]"]))
+
+
+def record_query(dialect: str) -> Any:
+    """The frame query: 8 numbers a final record (see the packing above)."""
+    p = Procedure
+    views = func.coalesce(p.confirmation_views, "")
+    n_views = case((views == "", 0),
+                   else_=func.length(views) - func.length(func.replace(views, ";", "")) + 1)
+    particulate = [s.value for s in PARTICULATE_STEROIDS]
+    flags = (
+        _bit(p.contrast_exception_reason.is_not(None), Flag.EXCEPTION_REASON)
+        + _bit(p.realtime_contrast.is_(True), Flag.REALTIME)
+        + _bit(p.pulsed_fluoro.is_(True), Flag.PULSED)
+        + _bit(p.pulsed_fluoro.is_not(None), Flag.PULSED_KNOWN)
+        + _bit(p.low_dose_mode.is_(True), Flag.LOW_DOSE)
+        + _bit(p.low_dose_mode.is_not(None), Flag.LOW_DOSE_KNOWN)
+        + _bit(p.vascular_uptake.is_(True), Flag.UPTAKE)
+        + _bit(p.needle_repositioned.is_(True), Flag.REPOSITIONED)
+        + _bit(p.injectate.in_(particulate), Flag.PARTICULATE)
+        + _bit(p.pregnancy_status == PregnancyStatus.PREGNANT.value, Flag.PREGNANT)
+        + _bit(_has_json(p.warnings), Flag.WARNINGS)
+        + _bit(p.dose_source != DoseSource.MANUAL.value, Flag.FROM_RDSR)
+        + _bit(p.guidance == Guidance.FLUOROSCOPY_DSA.value, Flag.DSA)
+        + _bit(p.dap_missing_reason.is_not(None), Flag.DAP_REASON)
+    )
+    region = case({r: i for i, r in enumerate(REGIONS)}, value=p.region, else_=7)
+    confirmation = case({c: i for i, c in enumerate(CONFIRMATIONS)},
+                        value=p.contrast_confirmation, else_=7)
+    small = (region + 8 * confirmation + 64 * _capped(n_views, 7)
+             + 8192 * _capped(p.saved_images, MAX_SAVED_IMAGES)
+             + 2097152 * cast(flags, BigInteger))  # 64-bit arithmetic on PostgreSQL too
+    ids = (cast(p.procedure_type_id, BigInteger) + _ID_BASE * cast(p.room_id, BigInteger)
+           + _ID_BASE ** 2 * cast(p.physician_id, BigInteger)
+           + _ID_BASE ** 3 * cast(p.site_id, BigInteger))
+    return (
+        select(
+            p.id.label("id"), _epoch(dialect).label("t"), ids.label("ids"),
+            (cast(p.patient_id, BigInteger)
+             + _PATIENT_BASE * cast(p.technologist_id, BigInteger)).label("who"),
+            small.label("small"), p.fluoro_time_s, p.dap_gycm2, p.air_kerma_mgy,
+        )
+        .where(p.status == RecordStatus.FINAL.value)
+    )
+
+
+def levels_query() -> Any:
+    """Treated levels are counted in numpy from their procedure ids (a covering-index scan):
+    joining a per-procedure count in SQL costs several times more than the whole frame."""
+    return select(ProcedureLevel.procedure_id).order_by(ProcedureLevel.procedure_id)
+
+
+def fetch(conn: Connection, query: Any) -> list[np.ndarray]:
+    """Run a numeric query and return its columns as float64 arrays.
+
+    The driver's own cursor is read in chunks (no SQLAlchemy row objects), so memory stays near
+    the arrays' size. (A second SQLite library in the process, e.g. an Arrow driver, would be
+    faster but is unsafe: POSIX locks are per process, and one library closing the file drops
+    the other's locks.)
+    """
+    sql = str(query.compile(conn.engine, compile_kwargs={"literal_binds": True}))
+    width = len(query.selected_columns)
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        cursor.execute(sql)
+        parts = []
+        while True:
+            rows = cursor.fetchmany(CHUNK)
+            if not rows:
+                break
+            parts.append(np.array(rows, dtype=np.float64).reshape(len(rows), width))
+    finally:
+        cursor.close()
+    block = np.concatenate(parts) if parts else np.empty((0, width), dtype=np.float64)
+    return [np.ascontiguousarray(block[:, i]) for i in range(width)]
+
+
+def unpack(raw: list[np.ndarray], level_ids: np.ndarray) -> dict[str, np.ndarray]:
+    """The 8 fetched numbers per record as the frame's COLUMNS (not yet in their dtypes); the
+    levels counted."""
+    record_id = raw[0].astype(np.int64)
+    ids = raw[2].astype(np.int64)
+    who = raw[3].astype(np.int64)
+    small = raw[4].astype(np.int64)
+    levels = level_ids.astype(np.int64)
+    n_levels = (np.searchsorted(levels, record_id, side="right")
+                - np.searchsorted(levels, record_id, side="left"))
+    mask = _ID_BASE - 1
+    data = {
+        "id": record_id,
+        "t": raw[1].astype(np.int64),
+        "site_id": (ids >> (3 * ID_BITS)) & mask,
+        "room_id": (ids >> ID_BITS) & mask,
+        "physician_id": (ids >> (2 * ID_BITS)) & mask,
+        "technologist_id": who >> 32,
+        "type_id": ids & mask,
+        "patient_id": who & (_PATIENT_BASE - 1),
+        "region": small & 7,
+        "fluoro_time_s": raw[5],
+        "dap_gycm2": raw[6],
+        "air_kerma_mgy": raw[7],
+        "saved_images": (small >> 13) & 255,
+        "n_views": (small >> 6) & 7,
+        "n_levels": n_levels,
+        "confirmation": (small >> 3) & 7,
+        "flags": small >> 21,
+    }
+    return data
+
+
+def check_packable(conn: Connection) -> None:
+    """The packing needs small ids; say so plainly if a database ever outgrows it."""
+    limits = ((Site.id, _ID_BASE), (Room.id, _ID_BASE), (Physician.id, _ID_BASE),
+              (ProcedureType.id, _ID_BASE), (UserAccount.id, 1 << 20),
+              (Patient.id, _PATIENT_BASE))
+    for column, limit in limits:
+        top = conn.execute(select(func.max(column))).scalar() or 0
+        if top >= limit:
+            raise OverflowError(f"{column} reaches {top}: the analysis frame packs it below "
+                                f"{limit}; widen the packing in audit.analytics._packing")
