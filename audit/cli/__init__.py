@@ -415,7 +415,9 @@ def _progress_bar(description: str) -> Callable[[int, int], None]:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from audit.export.runner import KINDS, ExportFilters, export, parse_period
+    from audit.export.filters import ExportFilters, parse_period
+    from audit.export.registry import KINDS
+    from audit.export.runner import export
 
     start, stop = parse_period(args.date_from, args.date_to)
     filters = ExportFilters(
@@ -436,7 +438,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_verify_export(args: argparse.Namespace) -> int:
-    from audit.export.runner import verify_export
+    from audit.export.verify import verify_export
 
     report = verify_export(Path(args.path))
     print(report.message(), file=sys.stdout if report.ok else sys.stderr)
@@ -576,7 +578,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("verify-audit", cmd_verify_audit, "walk the audit trail's hash chain")
 
-    from audit.export.runner import KINDS, SECTIONS
+    from audit.export.registry import KINDS, SECTIONS
 
     exports = sub.add_parser("export", help="write an audit export (CSV, dictionary, manifest, "
                              "SHA256SUMS)").add_subparsers(dest="kind", required=True,
