@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 from streamlit.testing.v1 import AppTest
 
 from audit.auth import Actor, add_user, cli_actor
-from audit.export.runner import verify_export
+from audit.export.verify import verify_export
 from audit.log.service import ProcedureLog
 from audit.vocab import Role
 from dashboard import state

@@ -21,9 +21,11 @@ from sqlalchemy import Engine
 from audit.alerts.store import acknowledge
 from audit.auth import Actor, cli_actor
 from audit.errors import ValidationFailed
-from audit.export import runner as exports
+from audit.export import registry
 from audit.export.cells import restore
-from audit.export.runner import ExportFilters, count_rows, export, parse_period, verify_export
+from audit.export.filters import ExportFilters, parse_period
+from audit.export.runner import count_rows, export
+from audit.export.verify import verify_export
 from audit.log.service import ProcedureLog
 from audit.vocab import Role
 from tests import analytics_data
@@ -231,7 +233,7 @@ def test_alerts_are_refreshed_and_carry_their_acknowledgement(
 def test_alerts_show_patients_as_patient_ref_unless_phi(
     engine: Engine, hand: dict[int, int], tmp_path: Path
 ) -> None:
-    plain = export(engine, QUALITY, tmp_path / "a", sections=exports.KINDS["summary"])
+    plain = export(engine, QUALITY, tmp_path / "a", sections=registry.KINDS["summary"])
     text = "".join(p.read_text("utf-8", errors="replace") for p in plain.path.iterdir())
     assert "HB0" not in text  # the data set's MRNs are HB001..HB010
     rows = read_csv(plain.path / "alerts.csv")
@@ -251,7 +253,7 @@ def test_a_record_logged_during_the_alert_refresh_is_in_every_file(
     """The frame read for the alert refresh is caught up to the export's snapshot, so the
     summaries count what procedures.csv holds."""
     service = ProcedureLog(engine)
-    original = exports.SECTIONS["alerts"]
+    original = registry.SECTIONS["alerts"]
 
     def prepare_then_log(engine_: Engine, cache: dict[str, Any]) -> None:
         original.prepare_for(engine_, cache)
@@ -259,7 +261,7 @@ def test_a_record_logged_during_the_alert_refresh_is_in_every_file(
                                  room="R1", physician="Dr. A", patient_id="HB099"),
                     cli_actor(), confirm_warnings=True)
 
-    monkeypatch.setitem(exports.SECTIONS, "alerts", replace(original, prepare=prepare_then_log))
+    monkeypatch.setitem(registry.SECTIONS, "alerts", replace(original, prepare=prepare_then_log))
     result = export(engine, QUALITY, tmp_path / "x",
                     sections=("procedures", "compliance", "dose", "alerts"))
     assert result.rows["procedures.csv"] == 10

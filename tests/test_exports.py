@@ -20,20 +20,14 @@ from sqlalchemy.orm import Session
 from audit.auth import Actor
 from audit.dictionary import FIELD_NAMES, FIELDS, Io
 from audit.errors import PermissionDenied, ValidationFailed
-from audit.export import runner as exports
+from audit.export import registry
+from audit.export import types as export_types
 from audit.export.cells import FORMULA_START, Kind, restore, restore_list
-from audit.export.runner import (
-    Column,
-    ExportFilters,
-    ExportTargetExists,
-    Section,
-    SectionData,
-    count_rows,
-    export,
-    parse_period,
-    verify_export,
-)
+from audit.export.filters import ExportFilters, parse_period
+from audit.export.runner import ExportTargetExists, count_rows, export
 from audit.export.sections import procedure_lines_query, procedure_log_query
+from audit.export.types import Column, Section, SectionContext, SectionData
+from audit.export.verify import verify_export
 from audit.log.service import ProcedureLog
 from audit.storage.engine import make_engine
 from audit.storage.models import AuditEvent, Patient, Procedure, ProcedureLevel
@@ -250,7 +244,7 @@ def test_records_built_in_sqlite_equal_csv_writer_on_the_same_cells(
         for record_id, notes in zip(logged_all[2:], ("comma, only", "cr\ronly", "lf\nonly",
                                                       'quote"only'), strict=True):
             s.execute(update(Procedure).where(Procedure.id == record_id).values(notes=notes))
-    filters = exports.ExportFilters(include_voided=True)
+    filters = ExportFilters(include_voided=True)
     for include_phi in (False, True):
         with engine.connect() as connection:
             cells = connection.execute(procedure_log_query(filters, include_phi)).all()
@@ -445,14 +439,14 @@ def test_exports_never_overwrite(engine: Engine, logged_all: list[int], tmp_path
 def test_a_failing_export_leaves_nothing(
     engine: Engine, logged_all: list[int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(ctx: exports.SectionContext) -> SectionData:
+    def broken(ctx: SectionContext) -> SectionData:
         def chunks() -> Iterator[list[list[Any]]]:
             yield [["fine"]]
             raise RuntimeError("disk on fire")
 
         return SectionData([Column("x", Kind.TEXT)], chunks())
 
-    monkeypatch.setitem(exports.SECTIONS, "broken", Section("broken", "broken.csv", "t", broken))
+    monkeypatch.setitem(registry.SECTIONS, "broken", Section("broken", "broken.csv", "t", broken))
     with pytest.raises(RuntimeError, match="disk on fire"):
         export(engine, RSO, tmp_path / "x", sections=("procedures", "broken"))
     assert list(tmp_path.iterdir()) == []
@@ -531,7 +525,7 @@ def test_a_python_section_is_rendered_by_column_kind(
                Column("since", Kind.DATETIME), Column("n", Kind.INTEGER),
                Column("levels", Kind.LIST)]
 
-    def summary(ctx: exports.SectionContext) -> SectionData:
+    def summary(ctx: SectionContext) -> SectionData:
         assert ctx.include_phi is False and ctx.filters.site is None
         return SectionData.from_rows(columns, [
             ("=HYPERLINK(\"x\")", -2.5, True, datetime(2026, 3, 14, 9, tzinfo=UTC), -3,
@@ -539,9 +533,9 @@ def test_a_python_section_is_rendered_by_column_kind(
             ("Żółć", None, False, None, 0, []),
         ])
 
-    monkeypatch.setitem(exports.SECTIONS, "summary",
+    monkeypatch.setitem(registry.SECTIONS, "summary",
                         Section("summary", "summary.csv", "A summary", summary))
-    monkeypatch.setitem(exports.SECTIONS, "frame", Section("frame", "frame.csv", "A frame",
+    monkeypatch.setitem(registry.SECTIONS, "frame", Section("frame", "frame.csv", "A frame",
                                                            frame_section))
     result = export(engine, QUALITY, tmp_path / "x", sections=("summary", "frame"))
     raw = (result.path / "summary.csv").read_bytes().decode("utf-8-sig")
@@ -558,7 +552,7 @@ def test_a_python_section_is_rendered_by_column_kind(
     assert verify_export(result.path).ok
 
 
-def frame_section(ctx: exports.SectionContext) -> SectionData:
+def frame_section(ctx: SectionContext) -> SectionData:
     """A summary built as a pandas DataFrame (numpy scalars, NaN, NaT), columns reordered."""
     import pandas as pd
 
@@ -583,7 +577,7 @@ def test_rows_stream_in_chunks_with_progress_and_bounded_memory(
     from audit.demo import generate
 
     generate(engine, procedures=6000, seed=3, until=date(2026, 1, 1), months=12)
-    monkeypatch.setattr(exports, "CHUNK_ROWS", 500)
+    monkeypatch.setattr(export_types, "CHUNK_ROWS", 500)
     quarter = ExportFilters(*parse_period("2025-10-01", "2025-12-31"))
     cursors: list[str] = []
 

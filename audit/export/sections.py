@@ -18,9 +18,10 @@ from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 
 from audit.dictionary import FIELDS
 from audit.export import cells as csvsafe
-from audit.export import runner as exports
+from audit.export import types as export_types
 from audit.export.cells import Kind
-from audit.export.runner import Column, ExportFilters, SectionContext, SectionData
+from audit.export.filters import ExportFilters
+from audit.export.types import Column, SectionContext, SectionData
 from audit.storage.models import (
     AuditEvent,
     Patient,
@@ -211,7 +212,7 @@ def _stream(connection: Connection, query: Select[Any], chunk: int | None = None
             scalars: bool = False) -> Iterator[Sequence[Any]]:
     """Rows (or, with scalars, first cells) from a server-side cursor (PostgreSQL) or
     SQLite's stepping cursor, in chunks."""
-    chunk = chunk or exports.CHUNK_ROWS
+    chunk = chunk or export_types.CHUNK_ROWS
     result = connection.execution_options(stream_results=True, max_row_buffer=chunk,
                                           yield_per=chunk).execute(query)
     try:

@@ -4,7 +4,8 @@ Each one is the figures the dashboards and `fluoro-audit report` show, computed 
 library calls (audit.analytics.compliance, audit.analytics.dose_stats,
 audit.analytics.reference_levels, audit.alerts.store) on the analysis frame read inside the
 export's read snapshot, so a summary matches procedures.csv of the same export and the numbers
-on the pages. They plug into audit.export.runner through register_section.
+on the pages. audit.export.registry lists them as sections, importing this module only when an
+export asks for one (it loads pandas and the analytics).
 
 Filters: the export's period must be whole UTC days (the dashboards' periods); a date-time
 that is not a UTC midnight is refused, naming the field. Site, room, physician and procedure
@@ -35,7 +36,7 @@ from audit.analytics.reference_levels import local_drls, reference_table
 from audit.analytics.snapshot import Filters, Snapshot, catch_up, load_snapshot, read_snapshot
 from audit.errors import FieldError, ValidationFailed
 from audit.export.cells import Kind
-from audit.export.runner import CHUNK_ROWS, Column, SectionContext, SectionData
+from audit.export.types import CHUNK_ROWS, Column, SectionContext, SectionData
 from audit.storage.models import Alert, Patient, Room, Site
 from audit.vocab import AlertKind, AlertStatus, DoseQuantity, ReferenceKind
 

@@ -8,7 +8,6 @@ not a new record), and names every file that is missing, unlisted or different.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import re
 import zipfile
@@ -19,27 +18,7 @@ from typing import Any
 
 from audit.export import cells as csvsafe
 from audit.export.cells import FileInfo
-
-MANIFEST = "manifest.json"
-SUMS = "SHA256SUMS"
-FORMAT = "fluoro-audit export 1"
-
-
-def sha256_file(path: Path) -> FileInfo:
-    """Size and SHA-256 of a file (read in 1 MiB blocks)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return FileInfo(path.name, None, path.stat().st_size, digest.hexdigest())
-
-
-def write_sums(path: Path, files: list[FileInfo]) -> None:
-    """GNU coreutils format, so `sha256sum -c SHA256SUMS` checks the folder: "<hex>  <name>"
-    (two spaces: text mode), LF line ends, sorted by name."""
-    lines = "".join(f"{f.sha256}  {f.name}\n" for f in sorted(files, key=lambda f: f.name))
-    with open(path, "x", encoding="ascii", newline="\n") as handle:
-        handle.write(lines)
+from audit.export.manifest import FORMAT, MANIFEST, SUMS, sha256_file
 
 
 @dataclass

@@ -61,7 +61,7 @@ from audit.auth import Actor, Permission, require
 from audit.dictionary import BY_NAME, FIELD_NAMES, FIELDS, INPUT_FIELDS, Io
 from audit.errors import AuditError, FieldError, ValidationFailed, WarningsNotConfirmed
 from audit.export import cells as csvsafe
-from audit.export.verify import FORMAT, MANIFEST
+from audit.export.manifest import FORMAT, MANIFEST
 from audit.log.service import ProcedureLog
 from audit.storage.engine import retrying, writer
 from audit.trail import record_event

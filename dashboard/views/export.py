@@ -16,14 +16,9 @@ import streamlit as st
 
 from audit.auth import Permission
 from audit.errors import AuditError, ValidationFailed
-from audit.export.runner import (
-    SECTIONS,
-    ExportFilters,
-    count_rows,
-    export,
-    filter_choices,
-    parse_period,
-)
+from audit.export.filters import ExportFilters, filter_choices, parse_period
+from audit.export.registry import SECTIONS
+from audit.export.runner import count_rows, export
 from audit.storage.models import utcnow
 from dashboard import state
 

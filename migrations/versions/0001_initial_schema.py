@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from alembic import op
 
-from audit.storage.models import UTCDateTime
+from audit.storage.types import UTCDateTime
 
 revision: str = '0001'
 down_revision: str | None = None

@@ -1,0 +1,124 @@
+"""Running the installation: migrate, serve, demo, backup, verify-audit.
+
+`serve` finds dashboard/app.py without importing the dashboard package: the library and its
+command line never import Streamlit code; Streamlit runs the app in its own process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+from audit.cli.common import (
+    EXIT_INVALID,
+    EXIT_OK,
+    CliError,
+    Subcommands,
+    add_command,
+    display_url,
+    print_json,
+)
+from audit.storage.engine import make_engine, migrate, normalise_url, read_session
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    migrate(args.db)
+    print(f"database at head: {display_url(args.db)}")
+    return EXIT_OK
+
+
+def dashboard_app() -> Path:
+    """dashboard/app.py, located by the import system without executing the dashboard package
+    (find_spec of a top-level package only finds it)."""
+    spec = importlib.util.find_spec("dashboard")
+    locations = list(spec.submodule_search_locations or ()) if spec is not None else []
+    if not locations:
+        raise CliError("the dashboard package is not installed beside audit; reinstall "
+                       "fluoro-audit")
+    return Path(locations[0]) / "app.py"
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    migrate(args.db)
+    if args.demo:
+        from audit.demo import generate
+        from audit.log.summary import log_summary
+
+        engine = make_engine(args.db)
+        if log_summary(engine)["procedures"] == 0:  # sample data only into an empty log
+            generate(engine, procedures=args.demo_procedures, seed=1, progress=True)
+        engine.dispose()
+    app = dashboard_app()
+    env = {**os.environ, "FLUORO_AUDIT_DB": normalise_url(args.db)}
+    command = [sys.executable, "-m", "streamlit", "run", str(app),
+               "--server.port", str(args.port), "--server.headless", "true",
+               "--browser.gatherUsageStats", "false", "--server.address", args.address]
+    print(f"fluoro-audit dashboard on http://localhost:{args.port} ({display_url(args.db)})",
+          flush=True)
+    # Become the Streamlit process, so signals (Ctrl-C, a service manager's TERM) reach it.
+    os.execve(sys.executable, command, env)
+    return EXIT_OK  # pragma: no cover - execve does not return
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from audit.demo import generate
+
+    migrate(args.db)
+    engine = make_engine(args.db)
+    summary = generate(engine, procedures=args.procedures, seed=args.seed, progress=True)
+    print_json(summary)
+    return EXIT_OK
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    from audit.storage.backup import backup
+
+    dest = backup(normalise_url(args.db), Path(args.dest))
+    print_json({"backup": str(dest), "bytes": dest.stat().st_size})
+    return EXIT_OK
+
+
+def cmd_verify_audit(args: argparse.Namespace) -> int:
+    from audit.trail import verify_chain
+
+    engine = make_engine(args.db)
+    with read_session(engine) as session:
+        report = verify_chain(session)
+    print(report.message())
+    return EXIT_OK if report.ok else EXIT_INVALID
+
+
+def add_migrate(sub: Subcommands) -> None:
+    """Add `migrate` to the command line."""
+    add_command(sub, "migrate", cmd_migrate, "upgrade the schema to head")
+
+
+def add_serve(sub: Subcommands) -> None:
+    """Add `serve` to the command line."""
+    p = add_command(sub, "serve", cmd_serve, "migrate, then start the dashboard")
+    p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--address", default="0.0.0.0", help="interface to listen on")
+    p.add_argument("--demo", action="store_true", help="load sample data into an empty database")
+    p.add_argument("--demo-procedures", type=int, default=5000, help=argparse.SUPPRESS)
+
+
+def add_demo(sub: Subcommands) -> None:
+    """Add `demo` to the command line."""
+    p = add_command(sub, "demo", cmd_demo,
+                    "load realistic synthetic data (published distributions)")
+    p.add_argument("--procedures", type=int, default=5000)
+    p.add_argument("--seed", type=int, default=1)
+
+
+def add_backup(sub: Subcommands) -> None:
+    """Add `backup` to the command line."""
+    p = add_command(sub, "backup", cmd_backup, "write a consistent copy of the database")
+    p.add_argument("dest", help="file (SQLite) or file/directory (PostgreSQL: pg_dump format)")
+
+
+def add_verify_audit(sub: Subcommands) -> None:
+    """Add `verify-audit` to the command line."""
+    add_command(sub, "verify-audit", cmd_verify_audit, "walk the audit trail's hash chain")

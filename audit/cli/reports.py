@@ -1,0 +1,61 @@
+"""`report`: the dashboards' figures as a table, CSV or JSON (audit.analytics.reports)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from audit.auth import cli_actor
+from audit.cli.common import EXIT_OK, CliError, Subcommands, add_command
+from audit.errors import ValidationFailed
+from audit.storage.engine import make_engine
+
+
+def _day(text: str | None, option: str) -> Any:
+    from datetime import date
+
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise CliError(f"{option}: {text!r} is not a date; give YYYY-MM-DD") from None
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from audit.analytics.reports import build, render
+    from audit.analytics.snapshot import Filters, load_snapshot
+
+    filters = Filters(
+        start=_day(args.date_from, "--from"), end=_day(args.date_to, "--to"),
+        sites=tuple(args.site or ()), rooms=tuple(args.room or ()),
+        physicians=tuple(args.physician or ()),
+        procedures=tuple(p.upper() for p in args.procedure or ()))
+    engine = make_engine(args.db)
+    snap = load_snapshot(engine)
+    try:
+        tables = build(args.kind, engine, snap, cli_actor(), filters, args.by)
+    except ValidationFailed as exc:  # a report writes nothing: say only what was wrong
+        raise CliError("; ".join(str(e) for e in exc.errors)) from None
+    sys.stdout.write(render(args.kind, tables, args.format, filters, args.by))
+    return EXIT_OK
+
+
+def add_report(sub: Subcommands) -> None:
+    """Add `report` to the command line."""
+    p = add_command(sub, "report", cmd_report,
+                    "compliance, dose, local DRL and alert figures (the numbers the dashboards "
+                    "show)")
+    p.add_argument("kind", choices=("compliance", "dose", "drl", "alerts"))
+    p.add_argument("--from", dest="date_from", metavar="DATE",
+                   help="first day, YYYY-MM-DD (UTC), inclusive")
+    p.add_argument("--to", dest="date_to", metavar="DATE",
+                   help="last day, YYYY-MM-DD (UTC), inclusive")
+    p.add_argument("--by", choices=("physician", "room", "procedure", "month"),
+                   help="also break the figures down by this")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    for option, noun in (("--site", "site"), ("--room", "room"), ("--physician", "physician"),
+                         ("--procedure", "procedure code")):
+        p.add_argument(option, action="append", metavar="NAME",
+                       help=f"only this {noun} (repeat for several)")

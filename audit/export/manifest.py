@@ -1,0 +1,146 @@
+"""The files that describe and vouch for an export: data_dictionary.csv, README.txt,
+manifest.json and SHA256SUMS, and the format constants they share with the verifier.
+
+Kept apart from the runner so that audit.export.verify, which checks an export without a
+database, reads the same names and format string the writer wrote, without importing the
+runner (and through it the sections and the database).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from audit import __version__
+from audit.export import cells as csvsafe
+from audit.export.cells import FileInfo, Kind
+
+if TYPE_CHECKING:  # annotations only: the verifier imports this module without the database
+    from audit.auth import Actor
+    from audit.export.filters import ExportFilters
+    from audit.export.types import Column, Section
+
+MANIFEST = "manifest.json"
+SUMS = "SHA256SUMS"
+#: The manifest's "format": how verify-export and the CSV importer recognise our exports.
+FORMAT = "fluoro-audit export 1"
+DICTIONARY_FILE = "data_dictionary.csv"
+README = "README.txt"
+DICTIONARY_HEADER = ("file", "field", "type", "unit", "allowed_values", "required", "description")
+
+
+def sha256_file(path: Path) -> FileInfo:
+    """Size and SHA-256 of a file (read in 1 MiB blocks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return FileInfo(path.name, None, path.stat().st_size, digest.hexdigest())
+
+
+def write_sums(path: Path, files: list[FileInfo]) -> None:
+    """GNU coreutils format, so `sha256sum -c SHA256SUMS` checks the folder: "<hex>  <name>"
+    (two spaces: text mode), LF line ends, sorted by name."""
+    lines = "".join(f"{f.sha256}  {f.name}\n" for f in sorted(files, key=lambda f: f.name))
+    with open(path, "x", encoding="ascii", newline="\n") as handle:
+        handle.write(lines)
+
+
+def write_dictionary(folder: Path, columns: Mapping[str, Sequence[Column]]) -> FileInfo:
+    """data_dictionary.csv: one row per column of every CSV of the export, in file order."""
+    rows = [[filename, c.name, c.kind, c.unit, c.allowed, c.required, c.description]
+            for filename, cols in columns.items() for c in cols]
+    rendered = [[csvsafe.cell(v, Kind.TEXT) for v in row] for row in rows]
+    return csvsafe.write_rows(folder / DICTIONARY_FILE, DICTIONARY_HEADER, rendered)
+
+
+def write_readme(folder: Path, export_id: str, generated_at: datetime, actor: Actor,
+                 sections: Sequence[Section], filters: ExportFilters, include_phi: bool,
+                 files: Sequence[FileInfo]) -> FileInfo:
+    """README.txt: what the folder holds and how to check it, for whoever opens the zip."""
+    titles = {s.filename: s.title for s in sections}
+    titles[DICTIONARY_FILE] = "Every column of every CSV: type, unit, allowed values, meaning"
+    width = max(len(f.name) for f in files) + 2
+    listing = [f"  {f.name:<{width}}{f'{f.rows:,} rows':>14}  {titles.get(f.name, '')}"
+               for f in files if f.rows is not None]
+    blank = " " * 16
+    applied = [f"{k}={v}" for k, v in filters.as_dict().items() if v not in (None, False)]
+    identity = ("INCLUDES patient_id (medical record numbers): protected health information; "
+                "keep it secure." if include_phi else
+                "patients appear only as patient_ref, a keyed pseudonym (HMAC-SHA-256 with the "
+                "site's secret): stable across exports, not reversible.")
+    lines = [
+        f"fluoro-audit export {export_id}",
+        f"Generated {csvsafe.timestamp_text(generated_at)} by {actor.username} "
+        f"({actor.role.value}) with fluoro-audit {__version__}.",
+        f"Patient identity: {identity}",
+        f"Filters: {', '.join(applied) or 'none (everything)'}; voided records "
+        f"{'included (status void, with void_reason)' if filters.include_voided else 'left out'}.",
+        "",
+        "Files",
+        *listing,
+        f"  {README:<{width}}{blank}this file",
+        f"  {MANIFEST:<{width}}{blank}what was exported, with which filters; each file's rows, "
+        "size and SHA-256",
+        f"  {SUMS:<{width}}{blank}SHA-256 of every file",
+        "",
+        "Checking the files",
+        "  Linux or macOS, in this folder:   sha256sum -c SHA256SUMS   (every line must say OK)",
+        "  Windows PowerShell:               Get-FileHash -Algorithm SHA256 <file>",
+        "  fluoro-audit:                     fluoro-audit verify-export <folder or zip>",
+        "                                    (also recounts the rows of each CSV)",
+        f"  The export is recorded in the fluoro-audit audit trail (action export, entity_id "
+        f"{export_id}) with the SHA-256 of every file.",
+        "",
+        "Reading the CSV files",
+        "  UTF-8 with a byte-order mark, comma-separated, CRLF line ends, RFC 4180 quoting.",
+        "  Times are ISO 8601 in UTC (2026-03-14T14:30:00Z). Numbers use '.' as the decimal",
+        "  mark and no thousands separator. Lists are separated by ';'.",
+        "  Text that a spreadsheet could take for a formula (starting with = + - @, tab, CR or",
+        "  LF) begins with an apostrophe ('), and so does text that itself began with one:",
+        "  remove one leading apostrophe (from each list item) to get the stored text.",
+    ]
+    path = folder / README
+    with open(path, "x", encoding="utf-8", newline="\r\n") as handle:
+        handle.write("\n".join(lines) + "\n")
+    return sha256_file(path)
+
+
+def build_manifest(export_id: str, generated_at: datetime, actor: Actor,
+                   sections: Sequence[Section], filters: ExportFilters, include_phi: bool,
+                   files: Sequence[FileInfo]) -> dict[str, Any]:
+    """manifest.json: what was exported, by whom, with which filters, and each file's rows,
+    bytes and SHA-256 (the manifest itself is covered by SHA256SUMS)."""
+    return {
+        "format": FORMAT,
+        "export_id": export_id,
+        "generated_at": csvsafe.timestamp_text(generated_at),
+        "generated_by": actor.username,
+        "generated_by_role": actor.role.value,
+        "tool": "fluoro-audit",
+        "tool_version": __version__,
+        "include_phi": include_phi,
+        "filters": filters.as_dict(),
+        "sections": [{"name": s.name, "file": s.filename, "title": s.title,
+                      "filters": list(s.honours), "period_of": s.period_of}
+                     for s in sections],
+        "files": [f.as_dict() for f in files],
+        "csv": {"encoding": "UTF-8 with BOM", "line_end": "CRLF", "quoting": "RFC 4180",
+                "timestamps": "ISO 8601 UTC", "lists": "';'-separated",
+                "formula_guard": "a leading apostrophe on text starting with = + - @ tab CR LF "
+                "or an apostrophe; restore by removing one leading apostrophe from each text "
+                "cell (from each item of a list cell)"},
+        "audit_event": "the export is recorded in the audit trail: action export, entity "
+                       "export, entity_id = export_id, with every file's SHA-256",
+    }
+
+
+def write_json(path: Path, payload: Mapping[str, Any]) -> None:
+    """Pretty, UTF-8, LF-terminated JSON in a new file (never overwritten)."""
+    with open(path, "x", encoding="utf-8", newline="\n") as handle:
+        json.dump(payload, handle, indent=2, ensure_ascii=False)
+        handle.write("\n")

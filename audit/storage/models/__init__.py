@@ -1,0 +1,53 @@
+"""The schema, as SQLAlchemy 2 typed ORM classes: one import for every table.
+
+The classes live by area (audit.storage.models.log: the procedure log, its reference data, the
+audit trail and the settings; audit.storage.models.dose: dose reports, reference levels and
+alerts) and are re-exported here, so that importing this package registers every table on
+Base.metadata: the complete schema that Alembic's autogenerate and `alembic check` compare the
+migrations with. Base and utcnow (audit.storage.types) are re-exported because every caller
+that stamps or creates rows needs them beside the classes.
+
+Conventions: see audit.storage.types; nothing is deleted: records are voided, accounts and rooms
+deactivated.
+"""
+
+from audit.storage.models.dose import (
+    Alert,
+    AlertAcknowledgement,
+    DoseDiscrepancy,
+    DoseReport,
+    ReferenceLevel,
+)
+from audit.storage.models.log import (
+    AuditEvent,
+    Patient,
+    Physician,
+    Procedure,
+    ProcedureLevel,
+    ProcedureType,
+    Room,
+    Setting,
+    Site,
+    UserAccount,
+)
+from audit.storage.types import Base, utcnow
+
+__all__ = [
+    "Alert",
+    "AlertAcknowledgement",
+    "AuditEvent",
+    "Base",
+    "DoseDiscrepancy",
+    "DoseReport",
+    "Patient",
+    "Physician",
+    "Procedure",
+    "ProcedureLevel",
+    "ProcedureType",
+    "ReferenceLevel",
+    "Room",
+    "Setting",
+    "Site",
+    "UserAccount",
+    "utcnow",
+]
