@@ -24,7 +24,7 @@ from audit.vocab import Role
 from dashboard.navigation import PAGES, pages_for
 from tests.conftest import BACKENDS, Databases
 
-VIEWS = Path(__file__).resolve().parent.parent / "dashboard" / "views"
+VIEWS = Path(__file__).resolve().parents[2] / "dashboard" / "views"
 RSO = Actor("rso1", Role.RSO)
 QUALITY = Actor("qo1", Role.QUALITY_OFFICER)
 
