@@ -20,6 +20,7 @@ from audit.storage.models import Patient, Physician, Procedure, ProcedureType
 from tests.conftest import Databases
 
 UNTIL = date(2026, 6, 30)
+pytestmark = pytest.mark.slow  # thousands of demo procedures per database
 
 
 def frame(engine: Engine) -> pd.DataFrame:

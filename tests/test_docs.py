@@ -13,7 +13,7 @@ from audit.log.validation import EXTRA_INPUT, OUTPUT_ONLY
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
-# DESIGN.md §2: the contract's field names, which exports and outside scripts depend on.
+# The contract's field names, which exports and outside scripts depend on.
 DESIGN_FIELDS = """record_id status version performed_at site room physician technologist patient_id
 patient_ref accession_number patient_sex patient_weight_kg pregnancy_status procedure_code levels
 laterality guidance fluoro_time_s dap_gycm2 dap_value dap_unit air_kerma_mgy saved_images dsa_runs

@@ -18,7 +18,7 @@ from audit.log.service import ProcedureLog
 from audit.storage.models import DoseDiscrepancy, DoseReport
 from audit.vocab import Role
 from dashboard.navigation import PAGES
-from tests.importers.dose_helpers import REAL_FILES, log_procedure, make_report
+from tests.dose_reports.dose_helpers import REAL_FILES, log_procedure, make_report
 
 VIEWS = Path(__file__).resolve().parents[2] / "dashboard" / "views"
 TECH = Actor("tech1", Role.TECHNOLOGIST)

@@ -15,7 +15,8 @@ from audit.log.service import ProcedureLog
 from audit.storage.engine import make_engine
 from tests.e2e.conftest import PASSWORD, VIEWPORT, Server
 
-pytestmark = pytest.mark.e2e
+# A browser, a served app and (for the dashboards) demo data start inside the first test.
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 def wait_idle(page: Any) -> None:

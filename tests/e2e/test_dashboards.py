@@ -17,7 +17,8 @@ from audit.vocab import Role
 from tests.e2e.conftest import PASSWORD, Server
 from tests.e2e.test_browser import sign_in, snap, wait_idle
 
-pytestmark = pytest.mark.e2e
+# A browser, a served app and (for the dashboards) demo data start inside the first test.
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 @pytest.fixture(scope="module")

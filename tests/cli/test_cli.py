@@ -18,7 +18,7 @@ from audit.storage.engine import make_engine
 from audit.storage.models import AuditEvent, Procedure, UserAccount
 from tests.conftest import valid_record
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def cli(db_url: str, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:

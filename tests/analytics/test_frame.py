@@ -16,7 +16,7 @@ from audit.auth import cli_actor
 from audit.log.service import ProcedureLog
 from audit.storage.engine import make_engine, migrate, read_session
 from audit.storage.models import Procedure
-from tests import analytics_data
+from tests.analytics import analytics_data
 from tests.conftest import valid_record
 
 

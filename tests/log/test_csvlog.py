@@ -25,8 +25,7 @@ from audit.log.service import ProcedureLog
 from audit.storage.models import AuditEvent, Procedure
 from audit.vocab import Role
 from tests.conftest import valid_record
-
-from .dose_helpers import log_procedure
+from tests.dose_reports.dose_helpers import log_procedure
 
 COLUMNS = list(valid_record())
 

@@ -26,7 +26,7 @@ from audit.vocab import Role
 from dashboard.navigation import PAGES, pages_for
 from tests.conftest import BACKENDS, Databases
 
-VIEWS = Path(__file__).resolve().parent.parent / "dashboard" / "views"
+VIEWS = Path(__file__).resolve().parents[2] / "dashboard" / "views"
 RSO = Actor("rso1", Role.RSO)
 QUALITY = Actor("qo1", Role.QUALITY_OFFICER)
 
@@ -91,6 +91,7 @@ def test_audit_pages_are_registered_for_dashboard_roles() -> None:
     assert "Audit" not in pages_for(Actor("t", Role.TECHNOLOGIST))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["compliance", "dose", "alerts", "data_quality"])
 def test_pages_refuse_roles_without_dashboards(demo: tuple[str, Engine], name: str,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
@@ -99,6 +100,7 @@ def test_pages_refuse_roles_without_dashboards(demo: tuple[str, Engine], name: s
     assert not at.get("vega_lite_chart")
 
 
+@pytest.mark.slow
 def test_compliance_page(demo: tuple[str, Engine], monkeypatch: pytest.MonkeyPatch) -> None:
     url, engine = demo
     snap = load_snapshot(engine)
@@ -131,6 +133,7 @@ def test_compliance_page(demo: tuple[str, Engine], monkeypatch: pytest.MonkeyPat
     assert set(at.dataframe[-1].value["physician"]) == {"Dr. Hannah Weiss"}
 
 
+@pytest.mark.slow
 def test_filters_change_the_figures(demo: tuple[str, Engine],
                                     monkeypatch: pytest.MonkeyPatch) -> None:
     url, engine = demo
@@ -142,6 +145,7 @@ def test_filters_change_the_figures(demo: tuple[str, Engine],
     assert "physician: Dr. Hannah Weiss" in at.caption[0].value
 
 
+@pytest.mark.slow
 def test_dose_page(demo: tuple[str, Engine], monkeypatch: pytest.MonkeyPatch) -> None:
     url, engine = demo
     snap = load_snapshot(engine)
@@ -164,6 +168,7 @@ def test_dose_page(demo: tuple[str, Engine], monkeypatch: pytest.MonkeyPatch) ->
     assert charts(at)[0][0]["layer"][0]["encoding"]["x"]["title"] == "Fluoroscopy time (s)"
 
 
+@pytest.mark.slow
 def test_alerts_page_and_acknowledgement(demo: tuple[str, Engine],
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     url, engine = demo
@@ -184,6 +189,7 @@ def test_alerts_page_and_acknowledgement(demo: tuple[str, Engine],
         ("acknowledged", "patient informed; skin check in 3 weeks", True)
 
 
+@pytest.mark.slow
 def test_alerts_page_without_manage_alerts(demo: tuple[str, Engine],
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     at = page(demo[0], "alerts", QUALITY, monkeypatch)
@@ -193,6 +199,7 @@ def test_alerts_page_without_manage_alerts(demo: tuple[str, Engine],
     assert all(str(p).startswith("P") for p in patients)  # pseudonyms, not MRNs
 
 
+@pytest.mark.slow
 def test_data_quality_page(demo: tuple[str, Engine], monkeypatch: pytest.MonkeyPatch) -> None:
     url, engine = demo
     snap = load_snapshot(engine)

@@ -1,7 +1,7 @@
 """Export summaries on both databases: compliance, dose and reference levels, alerts.
 
 The figures are those of `fluoro-audit report` (the dashboards' functions) on the hand-built
-data set of tests/analytics_data.py, whose numbers are worked out on paper there.
+data set of tests/analytics/analytics_data.py, whose numbers are worked out on paper there.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from audit.export.runner import count_rows, export
 from audit.export.verify import verify_export
 from audit.log.service import ProcedureLog
 from audit.vocab import Role
-from tests import analytics_data
+from tests.analytics import analytics_data
 from tests.conftest import valid_record
 
 RSO = Actor("rso1", Role.RSO)
@@ -124,7 +124,7 @@ def test_compliance_csv_holds_the_reports_numbers(
         assert [g["group"] for g in groups] == [g[by] for g in figures["groups"]]
         for row, reported in zip(groups, figures["groups"], strict=True):
             same_figures(row, reported)
-    if not period:  # the hand-worked figures (tests/analytics_data.py)
+    if not period:  # the hand-worked figures (tests/analytics/analytics_data.py)
         assert [overall[0][k] for k in FIGURES[:4]] == ["8", "3", "1", "4"]
         assert float(overall[0]["rate"]) == pytest.approx(3 / 7)
         months = {r["group"]: r["eligible"] for r in rows if r["grouping"] == "month"}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import multiprocessing
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -37,6 +38,8 @@ def _worker(url: str, worker: int, start: Any, results: Any) -> None:
     results.put((worker, errors))
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(1900)  # beyond the 1800 s the results are waited for below
 def test_four_processes_logging_at_once(db_url: str) -> None:
     ctx = multiprocessing.get_context("spawn")
     start = ctx.Event()

@@ -26,7 +26,7 @@ from audit.log.service import ENV_PSEUDONYM_KEY, ProcedureLog, pseudonym
 from audit.storage.engine import make_engine
 from audit.storage.models import Procedure, Setting
 from tests.conftest import Databases, valid_record
-from tests.test_exports import records
+from tests.export.test_exports import records
 
 #: Fields that may differ after a round trip (new rows in another database).
 NOT_COMPARED = {"record_id", "version", "created_at", "created_by", "updated_at", "updated_by",
@@ -42,7 +42,7 @@ def cli(url: str, *args: str, env: dict[str, str] | None = None
 
 
 def hostile_records() -> list[dict[str, Any]]:
-    """tests/test_exports.py's varied records (formula-like site, room, physician, accession,
+    """tests/export/test_exports.py's varied records (formula-like site, room, physician, accession,
     detail and DAP reason; quotes, CRLF and tabs in notes; Polish, Japanese and Greek text)
     plus formula-like contrast agents and notes, and text that starts with an apostrophe."""
     return [*records(), *[

@@ -25,6 +25,7 @@ from tests.conftest import BACKENDS, Databases
 ALL = Filters()
 HIGH_DOSE = "Dr. Grant Holloway"
 OMITS_CONTRAST = "Dr. Hannah Weiss"
+pytestmark = pytest.mark.slow  # 4000 demo procedures per database
 
 
 @pytest.fixture(scope="module", params=BACKENDS)

@@ -22,7 +22,7 @@ from dashboard import state
 from dashboard.navigation import PAGES
 from tests.conftest import valid_record
 
-PAGE = str(Path(__file__).resolve().parent.parent / "dashboard" / "views" / "export.py")
+PAGE = str(Path(__file__).resolve().parents[2] / "dashboard" / "views" / "export.py")
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 from audit.auth import cli_actor
 from audit.log.service import ProcedureLog
 from audit.storage.engine import make_engine
-from tests import analytics_data
+from tests.analytics import analytics_data
 
 
 def run(url: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -569,6 +569,7 @@ def frame_section(ctx: SectionContext) -> SectionData:
 
 # --- streaming -------------------------------------------------------------------------------
 
+@pytest.mark.slow  # 6000 demo procedures, exported twice under tracemalloc
 def test_rows_stream_in_chunks_with_progress_and_bounded_memory(
     engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -20,7 +20,7 @@ from audit.storage.engine import alembic_config, current_revision, downgrade, ma
 from audit.storage.models import Base, ProcedureType, Setting
 from tests.conftest import Databases, valid_record
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def revisions() -> list[str]:

@@ -24,7 +24,7 @@ from audit.log.service import ProcedureLog
 from audit.storage.engine import alembic_config, downgrade, make_engine, migrate, read_session
 from audit.storage.models import AuditEvent, ReferenceLevel
 from audit.vocab import Role
-from tests import analytics_data
+from tests.analytics import analytics_data
 from tests.conftest import Databases
 
 ALL = Filters()

@@ -1,5 +1,6 @@
-"""Compliance and dose metrics: every figure of the hand-built data set (tests/analytics_data)
-checked against the value worked out by hand, on SQLite and PostgreSQL."""
+"""Compliance and dose metrics: every figure of the hand-built data set
+(tests/analytics/analytics_data.py) checked against the value worked out by hand, on SQLite and
+PostgreSQL."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from audit.auth import cli_actor
 from audit.errors import ValidationFailed
 from audit.log.service import ProcedureLog
 from audit.storage.engine import make_engine
-from tests import analytics_data
+from tests.analytics import analytics_data
 from tests.conftest import BACKENDS, Databases
 
 ALL = Filters()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from audit.storage.engine import current_revision, head_revision, make_engine
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
