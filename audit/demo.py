@@ -41,6 +41,7 @@ from audit.storage.models import (
     utcnow,
 )
 from audit.trail import record_event
+from audit.units import dap_factor
 from audit.vocab import SEGMENTS, AuditAction, DapUnit, Region, Role, level_region
 
 DEMO_ACTOR = "demo"
@@ -378,7 +379,7 @@ def _chunk(rng: np.random.Generator, first_id: int, n: int, ref: dict[str, Any],
     time_s = np.where(big, np.maximum(time_s * 30, 3700), time_s)
     time_s = np.round(np.minimum(time_s, 5 * 3600), 1)
     unit = np.array([r.unit for r in ROOMS], dtype=object)[room_i]
-    factor = np.array([DapUnit(r.unit).to_gycm2 for r in ROOMS])[room_i]
+    factor = np.array([dap_factor(DapUnit(r.unit)) for r in ROOMS])[room_i]
     dap_value = np.round(kap / factor, 2)
     kap = dap_value * factor
     kerma = np.round(kap / (120 * np.exp(noise[0] * 0.3)) * 1000, 2)

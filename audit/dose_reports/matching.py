@@ -58,6 +58,7 @@ from audit.errors import AuditError
 from audit.log.service import effective_dose  # the record's own E = KAP x k rule
 from audit.storage.models import DoseDiscrepancy, DoseReport, Patient, Procedure, Room, utcnow
 from audit.trail import record_event
+from audit.units import dap_factor, parse_dap_unit
 from audit.vocab import (
     AuditAction,
     DapUnit,
@@ -402,11 +403,11 @@ def _unit_suggestion(dap_unit: str | None, ratio: float) -> str:
     if not dap_unit:
         return ""
     try:
-        entered = DapUnit.parse(dap_unit)
+        entered = parse_dap_unit(dap_unit)
     except ValueError:
         return ""
-    wanted = entered.to_gycm2 / ratio
+    wanted = dap_factor(entered) / ratio
     for unit in DapUnit:
-        if math.isclose(unit.to_gycm2, wanted, rel_tol=0.15):
+        if math.isclose(dap_factor(unit), wanted, rel_tol=0.15):
             return f" (entered in {entered.value}; the report agrees with {unit.value})"
     return ""

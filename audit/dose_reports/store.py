@@ -34,7 +34,10 @@ from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from audit.auth import Actor, Permission, require
 from audit.dose_reports import matching as reconcile
-from audit.dose_reports import reader as rdsr
+from audit.dose_reports.dicom_bytes import MAX_INPUT_BYTES
+from audit.dose_reports.reader import read_dose_report
+from audit.dose_reports.report import DoseReport as ParsedReport
+from audit.dose_reports.report import RejectedReport
 from audit.errors import FieldError, NotFound, ValidationFailed
 from audit.log.service import ENV_PSEUDONYM_KEY, pseudonym
 from audit.settings import load_settings
@@ -115,9 +118,9 @@ class DoseImporter:
         label = name or str(path)
         try:
             size = Path(path).stat().st_size
-            if size > rdsr.MAX_INPUT_BYTES:  # a video or an image dropped in the folder
+            if size > MAX_INPUT_BYTES:  # a video or an image dropped in the folder
                 return ImportResult(label, REJECTED, f"not a dose report: {size} bytes, larger "
-                                    f"than any RDSR ({rdsr.MAX_INPUT_BYTES} bytes)",
+                                    f"than any RDSR ({MAX_INPUT_BYTES} bytes)",
                                     dry_run=dry_run)
             data = Path(path).read_bytes()
         except OSError as exc:
@@ -128,15 +131,15 @@ class DoseImporter:
     def import_bytes(self, data: bytes, name: str, *, dry_run: bool = False) -> ImportResult:
         """Import one report given as bytes (an upload); ``name`` is kept as its source."""
         try:
-            report = rdsr.read_dose_report(data)
-        except rdsr.RejectedReport as exc:
+            report = read_dose_report(data)
+        except RejectedReport as exc:
             return ImportResult(name, REJECTED, exc.reason, dry_run=dry_run)
         problem = _unstorable(report)
         if problem:
             return ImportResult(name, REJECTED, problem, dry_run=dry_run)
         return self.store(report, name, sha256_hex(data), dry_run=dry_run)
 
-    def store(self, report: rdsr.DoseReport, name: str, digest: str, *,
+    def store(self, report: ParsedReport, name: str, digest: str, *,
               dry_run: bool = False) -> ImportResult:
         """Store a parsed report and reconcile it, in one transaction (rolled back if dry)."""
         settings = self.settings()
@@ -174,7 +177,7 @@ class DoseImporter:
                 session.rollback()
             return result
 
-    def _store(self, session: Session, parsed: rdsr.DoseReport, name: str, digest: str,
+    def _store(self, session: Session, parsed: ParsedReport, name: str, digest: str,
                settings: Mapping[str, Any], dry_run: bool) -> ImportResult:
         # Serialise imports like every audited write (SQLite: BEGIN IMMEDIATE; PostgreSQL:
         # the audit chain's advisory lock, taken here before the duplicate and supersession
@@ -336,7 +339,7 @@ class DoseImporter:
 _UID_LIMIT = 64
 
 
-def _unstorable(report: rdsr.DoseReport) -> str | None:
+def _unstorable(report: ParsedReport) -> str | None:
     """Why a parsed report cannot be stored faithfully (a UID is its identity: never cut)."""
     for name in ("sop_instance_uid", "study_instance_uid", "sop_class_uid"):
         value = getattr(report, name)
