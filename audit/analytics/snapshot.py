@@ -46,7 +46,7 @@ from sqlalchemy.sql import ColumnElement
 
 from audit.catalog import Catalog, load_catalog
 from audit.errors import FieldError, ValidationFailed
-from audit.settings import load_settings
+from audit.settings import Settings, load_settings
 from audit.storage.models import (
     AuditEvent,
     Patient,
@@ -279,7 +279,7 @@ class Snapshot:
 
     records: pd.DataFrame
     catalog: Catalog
-    settings: Mapping[str, Any]
+    settings: Settings
     setting_sources: Mapping[str, str | None]
     sites: pd.Series  # id -> name
     rooms: pd.DataFrame  # index id: name, site_id, label (name, or "site · name" if ambiguous)

@@ -56,6 +56,7 @@ from sqlalchemy.orm import Session
 
 from audit.errors import AuditError
 from audit.log.service import effective_dose  # the record's own E = KAP x k rule
+from audit.settings import Settings
 from audit.storage.models import DoseDiscrepancy, DoseReport, Patient, Procedure, Room, utcnow
 from audit.trail import record_event
 from audit.units import dap_factor, parse_dap_unit
@@ -86,16 +87,15 @@ ROUNDING: Mapping[DoseField, float] = {
     DoseField.AIR_KERMA: 0.1,
     DoseField.FLUORO_TIME: 6.0,
 }
-DEFAULT_TOLERANCE = 0.10
 
 
 class SettingInvalid(AuditError):
     """A setting holds a value the operation cannot use; the message names the setting."""
 
 
-def site_zone(settings: Mapping[str, Any]) -> ZoneInfo:
+def site_zone(settings: Settings) -> ZoneInfo:
     """The site's time zone (setting ``site_timezone``, default UTC)."""
-    name = str(settings.get("site_timezone") or "UTC")
+    name = str(settings.site_timezone or "UTC")
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
@@ -119,9 +119,9 @@ def day_bounds(day: date, zone: ZoneInfo) -> tuple[datetime, datetime]:
     return start, end
 
 
-def tolerance(settings: Mapping[str, Any]) -> float:
+def tolerance(settings: Settings) -> float:
     """The discrepancy tolerance as a fraction (0.10 = 10%)."""
-    value = settings.get("discrepancy_tolerance", DEFAULT_TOLERANCE)
+    value = settings.discrepancy_tolerance
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -256,7 +256,7 @@ class Applied:
     changed: bool
 
 
-def apply(session: Session, report: DoseReport, procedure_id: int, settings: Mapping[str, Any],
+def apply(session: Session, report: DoseReport, procedure_id: int, settings: Settings,
           actor: str, *, previous: DoseReport | None = None) -> Applied:
     """Fill what the log lacks, flag what disagrees, audit any change to the procedure.
 

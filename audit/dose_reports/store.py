@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -38,7 +38,7 @@ from audit.dose_reports.reader import read_dose_report
 from audit.dose_reports.report import DoseReport as ParsedReport
 from audit.dose_reports.report import RejectedReport
 from audit.log.service import ENV_PSEUDONYM_KEY, pseudonym
-from audit.settings import load_settings
+from audit.settings import Settings, load_settings
 from audit.storage.engine import read_session, retrying, writer
 from audit.storage.models import DoseDiscrepancy, DoseReport, Procedure, utcnow
 from audit.trail import lock_chain, record_event
@@ -99,9 +99,9 @@ class DoseImporter:
         require(actor, Permission.IMPORT)
         self.engine = engine
         self.actor = actor
-        self._settings: dict[str, Any] | None = None
+        self._settings: Settings | None = None
 
-    def settings(self) -> dict[str, Any]:
+    def settings(self) -> Settings:
         if self._settings is None:
             with read_session(self.engine) as session:
                 self._settings = load_settings(session)
@@ -176,7 +176,7 @@ class DoseImporter:
             return result
 
     def _store(self, session: Session, parsed: ParsedReport, name: str, digest: str,
-               settings: Mapping[str, Any], dry_run: bool) -> ImportResult:
+               settings: Settings, dry_run: bool) -> ImportResult:
         # Serialise imports like every audited write (SQLite: BEGIN IMMEDIATE; PostgreSQL:
         # the audit chain's advisory lock, taken here before the duplicate and supersession
         # checks so two importers cannot both find "no earlier report" for one study).
@@ -198,7 +198,7 @@ class DoseImporter:
 
         zone = reconcile.site_zone(settings)
         instant, day = reconcile.study_moment(parsed.study_datetime, zone)
-        secret = os.environ.get(ENV_PSEUDONYM_KEY) or str(settings["pseudonym_secret"])
+        secret = os.environ.get(ENV_PSEUDONYM_KEY) or str(settings.pseudonym_secret)
         row = DoseReport(
             sop_instance_uid=parsed.sop_instance_uid, sop_class_uid=parsed.sop_class_uid,
             study_instance_uid=parsed.study_instance_uid,
@@ -285,7 +285,7 @@ class DoseImporter:
             },
         )
 
-    def _link(self, session: Session, row: DoseReport, settings: Mapping[str, Any],
+    def _link(self, session: Session, row: DoseReport, settings: Settings,
               zone: ZoneInfo, previous: DoseReport | None, result: ImportResult) -> None:
         """Find the procedure (the superseded report's, if still final) and reconcile."""
         match: reconcile.Match | None = None
@@ -307,7 +307,7 @@ class DoseImporter:
         result.filled, result.discrepancies = applied.filled, applied.discrepancies
 
     def _relink(self, session: Session, report_id: int,
-                settings: Mapping[str, Any]) -> ImportResult | None:
+                settings: Settings) -> ImportResult | None:
         lock_chain(session)
         row = session.get(DoseReport, report_id, with_for_update=True)
         if row is None or row.status != DoseReportStatus.CURRENT.value:

@@ -80,12 +80,12 @@ from audit.export.cells import CsvWriter, FileInfo, Kind
 from audit.export.verify import FORMAT, MANIFEST, SUMS, sha256_file, write_sums
 from audit.export.verify import VerifyReport as VerifyReport  # re-exported: the public API
 from audit.export.verify import verify_export as verify_export
+from audit.settings import Settings, load_public_settings
 from audit.storage.engine import retrying, write_session
 from audit.storage.models import (
     Physician,
     ProcedureType,
     Room,
-    Setting,
     Site,
     utcnow,
 )
@@ -203,7 +203,7 @@ class SectionContext:
     connection: Connection
     filters: ExportFilters
     include_phi: bool
-    settings: Mapping[str, Any]
+    settings: Settings
     cache: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -381,11 +381,6 @@ def _snapshot(engine: Engine) -> Iterator[Connection]:
             yield connection
 
 
-def _settings(connection: Connection) -> dict[str, Any]:
-    return {k: v for k, v in connection.execute(select(Setting.key, Setting.value))
-            if k != "pseudonym_secret"}
-
-
 def check_filters(connection: Connection, filters: ExportFilters) -> ExportFilters:
     """Refuse names that match nothing (an empty export by typo is worse than an error)."""
     errors: list[FieldError] = []
@@ -441,7 +436,7 @@ def count_rows(engine: Engine, actor: Actor, filters: ExportFilters | None = Non
     chosen = _sections(sections)
     with _snapshot(engine) as connection:
         checked = check_filters(connection, filters or ExportFilters())
-        ctx = SectionContext(connection, checked, False, _settings(connection))
+        ctx = SectionContext(connection, checked, False, load_public_settings(connection))
         return {s.name: s.rows(ctx) for s in chosen}
 
 
@@ -483,7 +478,8 @@ def export(
                 section.prepare_for(engine, cache)
         with _snapshot(engine) as connection:
             checked = check_filters(connection, filters or ExportFilters())
-            ctx = SectionContext(connection, checked, include_phi, _settings(connection), cache)
+            settings = load_public_settings(connection)
+            ctx = SectionContext(connection, checked, include_phi, settings, cache)
             files, columns = _write_sections(staging, chosen, ctx, progress)
         files.append(_write_dictionary(staging, columns))
         files.append(_write_readme(staging, export_id, generated_at, actor, chosen, checked,

@@ -18,6 +18,7 @@ from audit.catalog import Catalog, CatalogEntry
 from audit.dictionary import FIELDS as DICTIONARY
 from audit.dictionary import INPUT_FIELDS, Io
 from audit.errors import FieldError
+from audit.settings import Settings
 from audit.vocab import (
     PARTICULATE_STEROIDS,
     CatalogRegion,
@@ -213,7 +214,7 @@ def validate(
     now: datetime,
     default_dap_unit: DapUnit | None = None,
     usual: Usual | None = None,
-    warning_kap_ratio: float = 40.0,
+    warning_kap_ratio: float = Settings.warning_kap_ratio,
 ) -> tuple[Validated | None, list[FieldError]]:
     """Return (validated record, errors). With errors, the record is None."""
     if not isinstance(data, Mapping):

@@ -105,7 +105,7 @@ else:
             st.rerun()
 
 st.subheader("Thresholds")
-settings = [(key, snap.settings.get(key), snap.setting_sources.get(key))
+settings = [(key, getattr(snap.settings, key), snap.setting_sources.get(key))
             for key in [*SRDL_SETTINGS.values(), "investigation_factor",
                         *CUMULATIVE_SETTINGS.values(), "cumulative_window_days"]]
 st.dataframe({"setting": [s[0] for s in settings], "value": [s[1] for s in settings],
