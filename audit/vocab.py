@@ -1,8 +1,8 @@
 """Domain vocabulary: every enumerated value the record, the rules and the UI share.
 
-Values are the strings stored in the database and written to exports (DESIGN.md §2), so they are
-part of the contract: add members, never rename them. Each enum knows how to explain itself in an
-error message (`allowed()`), because "what is allowed" must accompany every validation error.
+Values are the strings stored in the database and written to exports (docs/design.md §2), so they
+are part of the contract: add members, never rename them. Each enum knows how to explain itself in
+an error message (`allowed()`), because "what is allowed" must accompany every validation error.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ class RecordStatus(Vocabulary):
 
 
 class Role(Vocabulary):
-    """Roles of DESIGN.md §5. Permissions per role live in audit.auth."""
+    """Roles of docs/design.md §5. Permissions per role live in audit.auth."""
 
     TECHNOLOGIST = "technologist"
     PHYSICIAN = "physician"

@@ -366,7 +366,7 @@ def likely_cause(dose_field: DoseField, manual: float, report: float,
                  dap_unit: str | None = None) -> str | None:
     """The usual entry error that explains the difference, if the numbers fit one.
 
-    REFERENCE.md §2: DAP unit mix-ups (10x-1000x), fluoro time typed as m.ss or minutes,
+    docs/reference.md §2: DAP unit mix-ups (10x-1000x), fluoro time typed as m.ss or minutes,
     Ka,r in Gy for mGy, and a counter not reset between patients.
     """
     if report <= 0 or manual <= 0:
