@@ -41,6 +41,7 @@ from audit.storage.models import (
     utcnow,
 )
 from audit.trail import record_event
+from audit.units import dap_factor
 from audit.vocab import SEGMENTS, AuditAction, DapUnit, Region, Role, level_region
 
 DEMO_ACTOR = "demo"
@@ -207,7 +208,7 @@ def generate(
         "sex": rng.choice(np.array(["F", "M"], dtype=object), n_patients),
     }
     mrns = [f"DEMO{seed:03d}{i:07d}" for i in range(n_patients)]
-    secret = str(settings["pseudonym_secret"])
+    secret = str(settings.pseudonym_secret)
     _insert_patients(engine, mrns, [pseudonym(secret, m) for m in mrns])
     with read_session(engine) as s:
         ids = dict(s.execute(select(Patient.mrn, Patient.id)
@@ -378,11 +379,11 @@ def _chunk(rng: np.random.Generator, first_id: int, n: int, ref: dict[str, Any],
     time_s = np.where(big, np.maximum(time_s * 30, 3700), time_s)
     time_s = np.round(np.minimum(time_s, 5 * 3600), 1)
     unit = np.array([r.unit for r in ROOMS], dtype=object)[room_i]
-    factor = np.array([DapUnit(r.unit).to_gycm2 for r in ROOMS])[room_i]
+    factor = np.array([dap_factor(DapUnit(r.unit)) for r in ROOMS])[room_i]
     dap_value = np.round(kap / factor, 2)
     kap = dap_value * factor
     kerma = np.round(kap / (120 * np.exp(noise[0] * 0.3)) * 1000, 2)
-    k = np.array([ref["settings"]["effective_dose_k"][r] for r in region.tolist()])
+    k = np.array([ref["settings"].effective_dose_k[r] for r in region.tolist()])
     correction = np.array([r.kap_correction for r in ROOMS])[room_i]
 
     # Contrast: policy, the physician's habit, contraindications.

@@ -20,6 +20,7 @@ from audit.errors import FieldError, NotFound, ValidationFailed
 from audit.storage.engine import read_session, retrying, write_session
 from audit.storage.models import Physician, ProcedureType, Room, Site, UserAccount, utcnow
 from audit.trail import record_event
+from audit.units import parse_dap_unit
 from audit.vocab import AuditAction, CatalogRegion, ContrastPolicy, DapUnit, Region, Role
 
 _CODE = re.compile(r"^[A-Z0-9_]{2,32}$")
@@ -206,7 +207,7 @@ def _room_values(changes: Mapping[str, Any], errors: list[FieldError]) -> dict[s
             values[key] = _optional_text(errors, key, changes[key])
     if "dap_display_unit" in changes:
         try:
-            values["dap_display_unit"] = DapUnit.parse(changes["dap_display_unit"]).value
+            values["dap_display_unit"] = parse_dap_unit(changes["dap_display_unit"]).value
         except ValueError as exc:
             errors.append(FieldError("dap_display_unit", str(exc)))
     if "kap_correction_factor" in changes:

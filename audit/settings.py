@@ -1,10 +1,18 @@
-"""Settings: thresholds and site configuration, each with its source, every change audited."""
+"""Settings: thresholds and site configuration, each with its source, every change audited.
+
+The values live in the ``setting`` table (seeded by the migrations, each row with its source, so
+an auditor can see where a threshold came from, and changed only through :func:`update_setting`,
+which audits the change). Code reads them as one typed :class:`Settings` object, so a key is
+spelled once, a misspelt key fails at once, and each default is written in one place.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.orm import Session
 
 from audit.auth import Actor, Permission, require
@@ -18,8 +26,71 @@ from audit.vocab import AuditAction
 SECRET_KEYS = frozenset({"pseudonym_secret"})
 
 
-def load_settings(session: Session) -> dict[str, Any]:
-    return {s.key: s.value for s in session.scalars(select(Setting))}
+_EFFECTIVE_DOSE_K: Mapping[str, float] = {
+    "cervical": 0.08, "thoracic": 0.20, "lumbar": 0.33, "sacral": 0.26, "other": 0.26}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting, typed, defaulting to the value the migrations seed.
+
+    Values are taken from the rows as stored (JSON), not coerced: the code that uses a value
+    checks it and names the setting when it cannot be used (e.g. a site_timezone that is not a
+    time zone), as it always has. A default applies only when a row is missing. Sources quoted
+    in the comments are the rows' ``source`` as seeded.
+    """
+
+    #: NCRP Report 168; AAPM MPPG 12.a (seeded by migration 0001).
+    srdl_air_kerma_mgy: float = 5000
+    #: NCRP Report 168 / SIR 2009, assuming a 100 cm² field (0001).
+    srdl_kap_gycm2: float = 500
+    #: NCRP Report 168 / SIR 2009, 60 min (0001).
+    srdl_fluoro_time_s: float = 3600
+    #: Local policy: investigate above 3x the local median (0001).
+    investigation_factor: float = 3
+    #: OpenREM default, 12 weeks (0001).
+    cumulative_window_days: float = 84
+    #: OpenREM default (0001).
+    cumulative_kap_gycm2: float = 200
+    #: OpenREM default, 2 Gy (0001).
+    cumulative_air_kerma_mgy: float = 2000
+    #: mSv per Gy·cm² by region; lumbar: Kim S, AJR 2009 (mobile C-arm phantom); others
+    #: unverified (0001).
+    effective_dose_k: Mapping[str, float] = field(default_factory=lambda: dict(_EFFECTIVE_DOSE_K))
+    #: NCRP Report 160 (US); 2.4 worldwide per UNSCEAR (0001).
+    annual_background_msv: float = 3.1
+    #: Plausibility: a KAP this many times the usual asks for confirmation (0001).
+    warning_kap_ratio: float = 40
+    #: Local policy: minutes of inactivity before the dashboard signs out (0001).
+    session_idle_minutes: float = 30
+    #: Manual vs dose report: relative differences over 10% are flagged (0001).
+    discrepancy_tolerance: float = 0.10
+    #: IANA time zone of the site and its C-arm clocks (seeded by migration 0003).
+    site_timezone: str = "UTC"
+    #: Not seeded: rooms with fewer records do not count towards a local DRL (1: every room).
+    drl_min_room_records: int = 1
+    #: Key of the patient pseudonyms (HMAC-SHA-256), generated at installation (0001). Never
+    #: shown, exported or printed: kept out of repr.
+    pseudonym_secret: str = field(default="", repr=False)
+
+
+_KEYS = frozenset(f.name for f in fields(Settings))
+
+
+def settings_from_rows(rows: Iterable[tuple[str, Any]]) -> Settings:
+    """Settings from (key, value) rows; keys no field knows are ignored."""
+    return Settings(**{key: value for key, value in rows if key in _KEYS})
+
+
+def load_settings(session: Session) -> Settings:
+    """The current settings, from the ``setting`` rows."""
+    return settings_from_rows(session.execute(select(Setting.key, Setting.value)).all())
+
+
+def load_public_settings(connection: Connection) -> Settings:
+    """The settings without the secret ones (their fields keep the empty default): for exports."""
+    rows = connection.execute(select(Setting.key, Setting.value)).all()
+    return settings_from_rows((k, v) for k, v in rows if k not in SECRET_KEYS)
 
 
 def list_settings(session: Session) -> list[Setting]:

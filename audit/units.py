@@ -1,16 +1,24 @@
-"""Parsing and conversion of the dose quantities people type or C-arms display.
+"""Every unit of a dose figure the log accepts, and the parsers of what people type.
+
+Why one table: the same units arrive from three directions (a C-arm's RDSR, a person at the entry
+form, a spreadsheet's column header) and a wrong factor is a 10x, 100x or 1000x dose error in the
+audit (docs/reference.md §2). So every spelling and factor lives in :data:`UNITS` below, once;
+each reader looks only at the spellings of its own source, because each source is allowed a
+different set (an RDSR carries case-sensitive UCUM codes; people type "1.3 min").
 
 The stored units are canonical (Gy·cm², s, mGy); what was entered is kept beside them, because a
-unit mix-up (REFERENCE.md §2: 10×, 100× or 1000× errors) can only be found later if the original
-is still there. Every parser raises ValueError with a sentence that says what is allowed; the
-service prefixes the field name.
+unit mix-up can only be found later if the original is still there. Every parser raises
+ValueError with a sentence that says what is allowed; the service prefixes the field name.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final
 
 from audit.vocab import DapUnit
 
@@ -20,6 +28,165 @@ MAX_FLUORO_TIME_S = 6 * 3600
 MAX_DAP_GYCM2 = 25_000.0
 MAX_AIR_KERMA_MGY = 100_000.0
 
+
+class Quantity(StrEnum):
+    """A kind of figure; its value is the canonical unit every figure of that kind is kept in."""
+
+    DAP = "Gy·cm²"
+    AIR_KERMA = "mGy"
+    TIME = "s"
+    COUNT = "count"
+    PULSE_RATE = "pulse/s"
+    WEIGHT = "kg"
+    VOLUME = "ml"
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One unit: its label, its factor into the canonical unit, and who may spell it how.
+
+    ``rdsr``: UCUM code values in dose reports, compared after :func:`fold_ucum` (case matters:
+    UCUM "mGy" is not "MGy"). ``typed``: what people type after a number, compared lower case
+    (DAP: after :func:`fold_typed_dap`). ``header``: what a CSV column header may state in
+    brackets ("Fluoro time (min)"), compared casefolded without spaces.
+    """
+
+    quantity: Quantity
+    label: str
+    factor: float
+    rdsr: tuple[str, ...] = ()
+    typed: tuple[str, ...] = ()
+    header: tuple[str, ...] = ()
+
+
+_DAP, _KERMA, _TIME = Quantity.DAP, Quantity.AIR_KERMA, Quantity.TIME
+
+#: The unit table. DAP factors: docs/reference.md §2 (Gy·m² x10000; dGy·cm² x0.1; cGy·cm² x0.01;
+#: µGy·m² x0.01; mGy·cm² x0.001). The DAP units people may type are exactly the DapUnit members
+#: (stored values); dose reports may also use mGy·m² and µGy·cm². "Gym2" is how Siemens writes
+#: Gy·m².
+UNITS: Final[tuple[Unit, ...]] = (
+    Unit(_DAP, "Gy·cm²", 1.0, rdsr=("Gy.cm2", "Gycm2"), typed=("gycm2",)),
+    Unit(_DAP, "dGy·cm²", 0.1, rdsr=("dGy.cm2",), typed=("dgycm2",)),
+    Unit(_DAP, "cGy·cm²", 0.01, rdsr=("cGy.cm2",), typed=("cgycm2",)),
+    Unit(_DAP, "mGy·cm²", 1e-3, rdsr=("mGy.cm2",), typed=("mgycm2",)),
+    Unit(_DAP, "µGy·m²", 0.01, rdsr=("uGy.m2",), typed=("ugym2",)),
+    Unit(_DAP, "Gy·m²", 1e4, rdsr=("Gy.m2", "Gym2"), typed=("gym2",)),
+    Unit(_DAP, "mGy·m²", 10.0, rdsr=("mGy.m2",)),
+    Unit(_DAP, "µGy·cm²", 1e-6, rdsr=("uGy.cm2",)),
+    Unit(_KERMA, "Gy", 1e3, rdsr=("Gy",), typed=("gy",), header=("gy",)),
+    Unit(_KERMA, "dGy", 100.0, rdsr=("dGy",)),
+    Unit(_KERMA, "cGy", 10.0, rdsr=("cGy",)),
+    Unit(_KERMA, "mGy", 1.0, rdsr=("mGy",), typed=("mgy",), header=("mgy",)),
+    Unit(_KERMA, "µGy", 1e-3, rdsr=("uGy",), typed=("ugy", "µgy", "μgy"),
+         header=("ugy", "µgy", "μgy")),
+    # "m:ss" in a header: the cells are m:ss, which the time parser reads as it is.
+    Unit(_TIME, "s", 1.0, rdsr=("s",), typed=("s", "sec", "secs", "second", "seconds"),
+         header=("s", "sec", "secs", "seconds", "m:ss", "mm:ss")),
+    Unit(_TIME, "ms", 1e-3, rdsr=("ms",)),
+    # C-arms display minutes and tenths; "m" is typed, never a header (it reads as metres).
+    Unit(_TIME, "min", 60.0, rdsr=("min",), typed=("m", "min", "mins", "minute", "minutes"),
+         header=("min", "mins", "minute", "minutes")),
+    Unit(_TIME, "h", 3600.0, rdsr=("h",)),
+    # A frame count is dimensionless: UCUM "1", an annotation, or no unit at all.
+    Unit(Quantity.COUNT, "count", 1.0,
+         rdsr=("1", "{frames}", "{frame}", "{images}", "{count}")),
+    Unit(Quantity.PULSE_RATE, "pulse/s", 1.0,
+         rdsr=("{pulse}/s", "{pulses}/s", "{frame}/s", "{frames}/s", "/s", "1/s", "Hz"),
+         header=("pps", "p/s", "pulses/s", "/s", "fps")),
+    Unit(Quantity.WEIGHT, "kg", 1.0, header=("kg",)),
+    Unit(Quantity.VOLUME, "ml", 1.0, header=("ml",)),
+)
+
+
+def _units_of(quantity: Quantity) -> tuple[Unit, ...]:
+    return tuple(u for u in UNITS if u.quantity is quantity)
+
+
+# --- dose reports (UCUM) -------------------------------------------------------------------------
+
+# Vendors write the same UCUM unit with typographic variants; fold them before lookup.
+_UCUM_FOLDS: Final = str.maketrans({"·": ".", "⋅": ".", "*": ".", "²": "2", "µ": "u", "μ": "u"})
+
+
+def fold_ucum(unit: str) -> str:
+    """Fold typographic variants (·, ², µ/μ, spaces) so one table entry covers them."""
+    return "".join(unit.translate(_UCUM_FOLDS).split())
+
+
+_RDSR_FACTORS: Final[Mapping[tuple[Quantity, str], float]] = {
+    (u.quantity, spelling): u.factor for u in UNITS for spelling in u.rdsr
+}
+
+
+def rdsr_unit_factor(quantity: Quantity, code_value: str) -> float | None:
+    """Factor from a dose report's unit code into the canonical unit; None if unknown."""
+    return _RDSR_FACTORS.get((quantity, fold_ucum(code_value)))
+
+
+# --- dose-area product units people enter ------------------------------------------------------
+
+
+def fold_typed_dap(text: str) -> str:
+    """Fold the many ways a unit is typed ("µGy.m2", "uGy*m^2", "μGy m²") to one key."""
+    text = text.strip().lower()
+    text = text.replace("\u03bc", "u").replace("\u00b5", "u")  # Greek mu and micro sign
+    text = text.replace("²", "2").replace("^", "")
+    return re.sub(r"[\s·.*×x]", "", text)
+
+
+_DAP_FACTORS: Final[Mapping[DapUnit, float]] = {
+    DapUnit(u.label): u.factor for u in _units_of(_DAP) if u.typed
+}
+_DAP_SPELLINGS: Final[Mapping[str, DapUnit]] = {
+    spelling: DapUnit(u.label) for u in _units_of(_DAP) for spelling in u.typed
+}
+# Air kerma labels, folded the DAP way: typed where a DAP unit belongs, they earn a hint.
+_KERMA_AS_DAP: Final = frozenset(fold_typed_dap(u.label) for u in _units_of(_KERMA))
+
+
+def dap_factor(unit: DapUnit) -> float:
+    """Factor from a DAP unit into Gy·cm²."""
+    return _DAP_FACTORS[unit]
+
+
+def parse_dap_unit(raw: object) -> DapUnit:
+    """The DAP unit a person typed, in any of its usual spellings."""
+    if isinstance(raw, DapUnit):
+        return raw
+    key = fold_typed_dap(str(raw))
+    try:
+        return _DAP_SPELLINGS[key]
+    except KeyError:
+        hint = ""
+        if key in _KERMA_AS_DAP:
+            hint = (" (that is an air kerma unit, not a dose-area product: give air kerma in "
+                    "air_kerma_mgy)")
+        raise ValueError(
+            f"{raw!r} is not a dose-area product unit{hint}; allowed: {DapUnit.allowed()}"
+        ) from None
+
+
+# --- CSV column headers ------------------------------------------------------------------------
+
+#: Record fields a CSV header may give a unit for, and the quantity each holds.
+_HEADER_FIELDS: Final[Mapping[str, Quantity]] = {
+    "fluoro_time_s": _TIME,
+    "air_kerma_mgy": _KERMA,
+    "patient_weight_kg": Quantity.WEIGHT,
+    "contrast_volume_ml": Quantity.VOLUME,
+    "pulse_rate_pps": Quantity.PULSE_RATE,
+}
+#: Units a column header may state, per field: spelling -> the unit to append to a bare number
+#: in the cell, or None when it is already the field's canonical unit.
+HEADER_UNITS: Final[Mapping[str, Mapping[str, str | None]]] = {
+    field: {spelling: None if u.label == quantity.value else u.label
+            for u in _units_of(quantity) for spelling in u.header}
+    for field, quantity in _HEADER_FIELDS.items()
+}
+
+
+# --- typed figures -------------------------------------------------------------------------------
 
 def as_number(raw: object, what: str = "a number") -> float:
     """A finite float from a number or numeric text ("1,25" with a decimal comma is accepted)."""
@@ -49,11 +216,11 @@ class Dap:
 
 def parse_dap(value: object, unit: object | None) -> Dap:
     """Convert a displayed DAP value in `unit` (default Gy·cm²) to Gy·cm²."""
-    dap_unit = DapUnit.GY_CM2 if unit in (None, "") else DapUnit.parse(unit)
+    dap_unit = DapUnit.GY_CM2 if unit in (None, "") else parse_dap_unit(unit)
     number = as_number(value, "a dose-area product value")
     if number < 0:
         raise ValueError(f"must be zero or more, got {number:g}")
-    gycm2 = number * dap_unit.to_gycm2
+    gycm2 = number * dap_factor(dap_unit)
     if gycm2 > MAX_DAP_GYCM2:
         raise ValueError(
             f"{number:g} {dap_unit.value} is {gycm2:g} Gy·cm², beyond any fluoroscopic procedure "
@@ -63,8 +230,11 @@ def parse_dap(value: object, unit: object | None) -> Dap:
 
 
 _MSS = re.compile(r"^(\d+):([0-5]?\d(?:\.\d+)?)$")
+_TIME_FACTORS: Final[Mapping[str, float]] = {
+    spelling.casefold(): u.factor for u in _units_of(_TIME) for spelling in u.typed
+}
 _WITH_UNIT = re.compile(
-    r"^(\d+(?:[.,]\d+)?)\s*(s|sec|secs|second|seconds|m|min|mins|minute|minutes)$", re.IGNORECASE
+    r"^(\d+(?:[.,]\d+)?)\s*(" + "|".join(map(re.escape, _TIME_FACTORS)) + ")$", re.IGNORECASE
 )
 
 FLUORO_TIME_FORMS = "seconds (78), 'm:ss' (1:18), or minutes with a unit ('1.3 min')"
@@ -94,7 +264,7 @@ def parse_fluoro_time(raw: object) -> float:
             )
         elif unit:
             number = float(unit[1].replace(",", "."))
-            seconds = number * 60 if unit[2].lower().startswith("m") else number
+            seconds = number * _TIME_FACTORS[unit[2].casefold()]
         else:
             try:
                 seconds = as_number(text, "a time")
@@ -110,7 +280,18 @@ def parse_fluoro_time(raw: object) -> float:
     return round(seconds, 1)
 
 
-_KERMA = re.compile(r"^(\d+(?:[.,]\d+)?(?:e[-+]?\d+)?)\s*(mgy|gy|ugy|µgy|μgy)?$", re.IGNORECASE)
+def _fold_kerma(text: str) -> str:
+    return text.lower().replace("µ", "u").replace("μ", "u")
+
+
+_KERMA_FACTORS: Final[Mapping[str, float]] = {
+    _fold_kerma(spelling): u.factor for u in _units_of(_KERMA) for spelling in u.typed
+}
+_KERMA_SPELLINGS: Final = tuple(s for u in _units_of(_KERMA) for s in u.typed)
+_KERMA_TEXT = re.compile(
+    r"^(\d+(?:[.,]\d+)?(?:e[-+]?\d+)?)\s*(" + "|".join(map(re.escape, _KERMA_SPELLINGS)) + ")?$",
+    re.IGNORECASE,
+)
 
 
 def parse_air_kerma(raw: object) -> float:
@@ -120,12 +301,11 @@ def parse_air_kerma(raw: object) -> float:
     if isinstance(raw, int | float):
         mgy = as_number(raw, "air kerma in mGy")
     else:
-        match = _KERMA.match(str(raw).strip())
+        match = _KERMA_TEXT.match(str(raw).strip())
         if not match:
             raise ValueError(f"{raw!r} is not an air kerma; give mGy (12.5) or a unit ('1.2 Gy')")
         number = float(match[1].replace(",", "."))
-        unit = (match[2] or "mgy").lower().replace("µ", "u").replace("μ", "u")
-        mgy = number * {"mgy": 1.0, "gy": 1000.0, "ugy": 0.001}[unit]
+        mgy = number * _KERMA_FACTORS[_fold_kerma(match[2] or "mgy")]
     if mgy < 0:
         raise ValueError(f"must be zero or more, got {mgy:g}")
     if mgy > MAX_AIR_KERMA_MGY:

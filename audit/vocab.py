@@ -1,8 +1,8 @@
 """Domain vocabulary: every enumerated value the record, the rules and the UI share.
 
-Values are the strings stored in the database and written to exports (DESIGN.md §2), so they are
-part of the contract: add members, never rename them. Each enum knows how to explain itself in an
-error message (`allowed()`), because "what is allowed" must accompany every validation error.
+Values are the strings stored in the database and written to exports (docs/design.md §2), so they
+are part of the contract: add members, never rename them. Each enum knows how to explain itself in
+an error message (`allowed()`), because "what is allowed" must accompany every validation error.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ class RecordStatus(Vocabulary):
 
 
 class Role(Vocabulary):
-    """Roles of DESIGN.md §5. Permissions per role live in audit.auth."""
+    """Roles of docs/design.md §5. Permissions per role live in audit.auth."""
 
     TECHNOLOGIST = "technologist"
     PHYSICIAN = "physician"
@@ -171,7 +171,11 @@ class ContrastPolicy(Vocabulary):
 
 
 class DapUnit(Vocabulary):
-    """Dose-area product units a C-arm may display, with factors into Gy·cm² (REFERENCE.md §2)."""
+    """Dose-area product units a C-arm may display: the stored values of ``dap_unit``.
+
+    Spellings people type and the factors into Gy·cm² are in audit.units (the one unit table);
+    parse with ``audit.units.parse_dap_unit``.
+    """
 
     GY_CM2 = "Gy·cm²"
     DGY_CM2 = "dGy·cm²"
@@ -179,57 +183,6 @@ class DapUnit(Vocabulary):
     MGY_CM2 = "mGy·cm²"
     UGY_M2 = "µGy·m²"
     GY_M2 = "Gy·m²"
-
-    @property
-    def to_gycm2(self) -> float:
-        return _DAP_FACTORS[self]
-
-    @classmethod
-    def parse(cls, raw: object) -> DapUnit:
-        if isinstance(raw, cls):
-            return raw
-        key = _unit_key(str(raw))
-        try:
-            return _DAP_ALIASES[key]
-        except KeyError:
-            hint = ""
-            if key in {"gy", "mgy", "cgy", "dgy", "ugy"}:
-                hint = (" (that is an air kerma unit, not a dose-area product: give air kerma in "
-                        "air_kerma_mgy)")
-            raise ValueError(
-                f"{raw!r} is not a dose-area product unit{hint}; allowed: {cls.allowed()}"
-            ) from None
-
-
-_DAP_FACTORS = {
-    DapUnit.GY_CM2: 1.0,
-    DapUnit.DGY_CM2: 0.1,
-    DapUnit.CGY_CM2: 0.01,
-    DapUnit.MGY_CM2: 0.001,
-    DapUnit.UGY_M2: 0.01,
-    DapUnit.GY_M2: 10000.0,
-}
-
-
-def _unit_key(text: str) -> str:
-    """Fold the many ways a unit is typed ("µGy.m2", "uGy*m^2", "μGy m²") to one key."""
-    text = text.strip().lower()
-    text = text.replace("\u03bc", "u").replace("\u00b5", "u")  # Greek mu and micro sign
-    text = text.replace("²", "2").replace("^", "")
-    return re.sub(r"[\s·.*×x]", "", text)
-
-
-_DAP_ALIASES: dict[str, DapUnit] = {_unit_key(u.value): u for u in DapUnit}
-_DAP_ALIASES.update(
-    {
-        "gycm2": DapUnit.GY_CM2,
-        "dgycm2": DapUnit.DGY_CM2,
-        "cgycm2": DapUnit.CGY_CM2,
-        "mgycm2": DapUnit.MGY_CM2,
-        "ugym2": DapUnit.UGY_M2,
-        "gym2": DapUnit.GY_M2,
-    }
-)
 
 
 class DoseQuantity(Vocabulary):

@@ -22,6 +22,7 @@ from audit import auth
 from audit.auth import Actor, Permission
 from audit.log.entry_form import zone
 from audit.log.service import ProcedureLog
+from audit.settings import Settings
 from audit.storage.engine import (
     ENV_DB,
     current_revision,
@@ -34,7 +35,6 @@ from audit.storage.engine import (
 ACTOR_KEY = "actor"
 LAST_SEEN_KEY = "last_seen"
 FLASH_KEY = "flash"
-DEFAULT_IDLE_MINUTES = 30
 
 
 def database_url() -> str:
@@ -96,9 +96,9 @@ def data_changed() -> None:
 def idle_minutes() -> float:
     """The idle timeout, from the setting `session_idle_minutes` (default 30)."""
     try:
-        return float(service().settings.get("session_idle_minutes", DEFAULT_IDLE_MINUTES))
+        return float(service().settings.session_idle_minutes)
     except (TypeError, ValueError):
-        return DEFAULT_IDLE_MINUTES
+        return Settings.session_idle_minutes
 
 
 def sign_in(actor: Actor) -> None:

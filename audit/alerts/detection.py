@@ -59,7 +59,8 @@ def round_sig(values: np.ndarray, digits: int = 3) -> np.ndarray:
 
 
 def _source(snap: Snapshot, key: str) -> str:
-    return f"{key} = {snap.settings[key]} ({snap.setting_sources.get(key) or 'no source given'})"
+    source = snap.setting_sources.get(key) or "no source given"
+    return f"{key} = {getattr(snap.settings, key)} ({source})"
 
 
 def _record_alerts(snap: Snapshot, kind: AlertKind, quantity: str, hit: np.ndarray,
@@ -81,7 +82,7 @@ def _record_alerts(snap: Snapshot, kind: AlertKind, quantity: str, hit: np.ndarr
 def srdl_alerts(snap: Snapshot) -> pd.DataFrame:
     frames = []
     for quantity, key in SRDL_SETTINGS.items():
-        level = float(snap.settings[key])
+        level = float(getattr(snap.settings, key))
         values = snap.records[quantity].to_numpy()
         hit = values >= level  # nan compares False
         n = len(values)
@@ -100,7 +101,7 @@ def investigation_levels(snap: Snapshot) -> pd.DataFrame:
 
 
 def _investigation_levels(snap: Snapshot) -> pd.DataFrame:
-    factor = float(snap.settings["investigation_factor"])
+    factor = float(snap.settings.investigation_factor)
     everything = np.ones(len(snap.records), dtype=bool)
     rows = []
     for quantity in DoseQuantity.values():
@@ -151,11 +152,11 @@ def investigation_alerts(snap: Snapshot) -> pd.DataFrame:
 
 def cumulative_alerts(snap: Snapshot) -> pd.DataFrame:
     """Episodes of cumulative dose per patient over the rolling window (see module doc)."""
-    window = int(float(snap.settings["cumulative_window_days"]) * 86400)
+    window = int(float(snap.settings.cumulative_window_days) * 86400)
     r = snap.records
     rows: list[dict[str, Any]] = []
     for quantity, key in CUMULATIVE_SETTINGS.items():
-        level = float(snap.settings[key])
+        level = float(getattr(snap.settings, key))
         values = r[quantity].to_numpy()
         present = np.flatnonzero(~np.isnan(values))
         if not len(present):

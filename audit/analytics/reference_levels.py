@@ -36,7 +36,6 @@ MIN_ROOMS = 3
 #: Settings that are reference levels for every procedure (kind srdl), by quantity.
 SRDL_SETTINGS = {"air_kerma_mgy": "srdl_air_kerma_mgy", "dap_gycm2": "srdl_kap_gycm2",
                  "fluoro_time_s": "srdl_fluoro_time_s"}
-DEFAULT_MIN_ROOM_RECORDS = 1
 DRL_COLUMNS = ["procedure", "type_id", "quantity", "rooms", "records", "local_median", "drl",
                "achievable", "typical", "kind", "level", "basis"]
 
@@ -60,8 +59,7 @@ def local_drls(snap: Snapshot, filters: Filters, quantities: Sequence[str] = QUA
     `kind` says which.
     """
     if min_room_records is None:
-        min_room_records = int(snap.settings.get("drl_min_room_records",
-                                                 DEFAULT_MIN_ROOM_RECORDS))
+        min_room_records = int(snap.settings.drl_min_room_records)
     frames = []
     for quantity in quantities:  # cached per period: a room or physician filter keeps them
         key = f"drl:{filters.period!r}:{quantity}:{min_room_records}"
@@ -144,10 +142,10 @@ def reference_table(snap: Snapshot, procedure: str | None = None) -> pd.DataFram
         lambda i: snap.types["code"].get(int(i)) if pd.notna(i) else "all")
     srdl = [{"procedure": "all", "quantity": quantity, "kind": ReferenceKind.SRDL.value,
              "statistic": ReferenceStatistic.THRESHOLD.value,
-             "value": float(snap.settings[key]), "sample_size": None,
+             "value": float(getattr(snap.settings, key)), "sample_size": None,
              "source": f"setting {key}: {_setting_source(snap, key)}", "note": None,
              "effective_from": None}
-            for quantity, key in SRDL_SETTINGS.items() if key in snap.settings]
+            for quantity, key in SRDL_SETTINGS.items()]
     frame = pd.concat([levels.drop(columns=["id", "type_id"]), pd.DataFrame(srdl)],
                       ignore_index=True)
     if procedure:

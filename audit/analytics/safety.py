@@ -34,9 +34,9 @@ def flag_arrays(snap: Snapshot) -> dict[str, np.ndarray]:
         cervical = snap.region_is(Region.CERVICAL)
         max_levels = by_type(snap, "max_levels", -1, np.int64)
         s = snap.settings
-        srdl = ((r["air_kerma_mgy"].to_numpy() >= float(s["srdl_air_kerma_mgy"]))
-                | (r["dap_gycm2"].to_numpy() >= float(s["srdl_kap_gycm2"]))
-                | (r["fluoro_time_s"].to_numpy() >= float(s["srdl_fluoro_time_s"])))
+        srdl = ((r["air_kerma_mgy"].to_numpy() >= float(s.srdl_air_kerma_mgy))
+                | (r["dap_gycm2"].to_numpy() >= float(s.srdl_kap_gycm2))
+                | (r["fluoro_time_s"].to_numpy() >= float(s.srdl_fluoro_time_s)))
         return {
             "particulate_cervical_tfesi": (code == "TFESI") & cervical
             & snap.fact("particulate_steroid"),

@@ -41,6 +41,7 @@ from audit.analytics._lookup_tables import read_lookup_tables
 from audit.analytics._packing import COLUMNS
 from audit.catalog import Catalog
 from audit.errors import FieldError, ValidationFailed
+from audit.settings import Settings
 from audit.storage.models import (
     AuditEvent,
     Procedure,
@@ -90,7 +91,7 @@ class Snapshot:
 
     records: pd.DataFrame
     catalog: Catalog
-    settings: Mapping[str, Any]
+    settings: Settings
     setting_sources: Mapping[str, str | None]
     sites: pd.Series  # id -> name
     rooms: pd.DataFrame  # index id: name, site_id, label (name, or "site · name" if ambiguous)

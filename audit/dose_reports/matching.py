@@ -56,8 +56,10 @@ from sqlalchemy.orm import Session
 
 from audit.errors import AuditError
 from audit.log.service import effective_dose  # the record's own E = KAP x k rule
+from audit.settings import Settings
 from audit.storage.models import DoseDiscrepancy, DoseReport, Patient, Procedure, Room, utcnow
 from audit.trail import record_event
+from audit.units import dap_factor, parse_dap_unit
 from audit.vocab import (
     AuditAction,
     DapUnit,
@@ -85,16 +87,15 @@ ROUNDING: Mapping[DoseField, float] = {
     DoseField.AIR_KERMA: 0.1,
     DoseField.FLUORO_TIME: 6.0,
 }
-DEFAULT_TOLERANCE = 0.10
 
 
 class SettingInvalid(AuditError):
     """A setting holds a value the operation cannot use; the message names the setting."""
 
 
-def site_zone(settings: Mapping[str, Any]) -> ZoneInfo:
+def site_zone(settings: Settings) -> ZoneInfo:
     """The site's time zone (setting ``site_timezone``, default UTC)."""
-    name = str(settings.get("site_timezone") or "UTC")
+    name = str(settings.site_timezone or "UTC")
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
@@ -118,9 +119,9 @@ def day_bounds(day: date, zone: ZoneInfo) -> tuple[datetime, datetime]:
     return start, end
 
 
-def tolerance(settings: Mapping[str, Any]) -> float:
+def tolerance(settings: Settings) -> float:
     """The discrepancy tolerance as a fraction (0.10 = 10%)."""
-    value = settings.get("discrepancy_tolerance", DEFAULT_TOLERANCE)
+    value = settings.discrepancy_tolerance
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -255,7 +256,7 @@ class Applied:
     changed: bool
 
 
-def apply(session: Session, report: DoseReport, procedure_id: int, settings: Mapping[str, Any],
+def apply(session: Session, report: DoseReport, procedure_id: int, settings: Settings,
           actor: str, *, previous: DoseReport | None = None) -> Applied:
     """Fill what the log lacks, flag what disagrees, audit any change to the procedure.
 
@@ -365,7 +366,7 @@ def likely_cause(dose_field: DoseField, manual: float, report: float,
                  dap_unit: str | None = None) -> str | None:
     """The usual entry error that explains the difference, if the numbers fit one.
 
-    REFERENCE.md §2: DAP unit mix-ups (10x-1000x), fluoro time typed as m.ss or minutes,
+    docs/reference.md §2: DAP unit mix-ups (10x-1000x), fluoro time typed as m.ss or minutes,
     Ka,r in Gy for mGy, and a counter not reset between patients.
     """
     if report <= 0 or manual <= 0:
@@ -402,11 +403,11 @@ def _unit_suggestion(dap_unit: str | None, ratio: float) -> str:
     if not dap_unit:
         return ""
     try:
-        entered = DapUnit.parse(dap_unit)
+        entered = parse_dap_unit(dap_unit)
     except ValueError:
         return ""
-    wanted = entered.to_gycm2 / ratio
+    wanted = dap_factor(entered) / ratio
     for unit in DapUnit:
-        if math.isclose(unit.to_gycm2, wanted, rel_tol=0.15):
+        if math.isclose(dap_factor(unit), wanted, rel_tol=0.15):
             return f" (entered in {entered.value}; the report agrees with {unit.value})"
     return ""

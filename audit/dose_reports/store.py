@@ -1,4 +1,4 @@
-"""Store dose reports (RDSR) and reconcile them with the log; list what needs review.
+"""Store dose reports (RDSR) and reconcile them with the log, one transaction per file.
 
 One file is one transaction: the report row, its audit event, the supersession of an earlier
 report of the same study, the procedure it fills and the discrepancies it raises commit
@@ -14,32 +14,33 @@ Outcomes per file (``ImportResult.status``):
 - ``duplicate``: the same SOP instance UID is already stored; nothing is written.
 - ``rejected``: not an importable fluoroscopy dose report; ``reason`` says why.
 
-Matching, filling and discrepancy rules: audit.dose_reports.matching.
+Matching, filling and discrepancy rules: audit.dose_reports.matching. What the pages list for
+review (discrepancies, reports missing from the log, completeness): audit.dose_reports.review.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-import pandas as pd
-from sqlalchemy import Engine, and_, case, func, or_, select
+from sqlalchemy import Engine, or_, select
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from audit.auth import Actor, Permission, require
 from audit.dose_reports import matching as reconcile
-from audit.dose_reports import reader as rdsr
-from audit.errors import FieldError, NotFound, ValidationFailed
+from audit.dose_reports.dicom_bytes import MAX_INPUT_BYTES
+from audit.dose_reports.reader import read_dose_report
+from audit.dose_reports.report import DoseReport as ParsedReport
+from audit.dose_reports.report import RejectedReport
 from audit.log.service import ENV_PSEUDONYM_KEY, pseudonym
-from audit.settings import load_settings
-from audit.storage.engine import read_session, retrying, write_session, writer
-from audit.storage.models import DoseDiscrepancy, DoseReport, Procedure, Room, utcnow
+from audit.settings import Settings, load_settings
+from audit.storage.engine import read_session, retrying, writer
+from audit.storage.models import DoseDiscrepancy, DoseReport, Procedure, utcnow
 from audit.trail import lock_chain, record_event
 from audit.vocab import AuditAction, DiscrepancyStatus, DoseReportStatus, RecordStatus
 
@@ -98,9 +99,9 @@ class DoseImporter:
         require(actor, Permission.IMPORT)
         self.engine = engine
         self.actor = actor
-        self._settings: dict[str, Any] | None = None
+        self._settings: Settings | None = None
 
-    def settings(self) -> dict[str, Any]:
+    def settings(self) -> Settings:
         if self._settings is None:
             with read_session(self.engine) as session:
                 self._settings = load_settings(session)
@@ -115,9 +116,9 @@ class DoseImporter:
         label = name or str(path)
         try:
             size = Path(path).stat().st_size
-            if size > rdsr.MAX_INPUT_BYTES:  # a video or an image dropped in the folder
+            if size > MAX_INPUT_BYTES:  # a video or an image dropped in the folder
                 return ImportResult(label, REJECTED, f"not a dose report: {size} bytes, larger "
-                                    f"than any RDSR ({rdsr.MAX_INPUT_BYTES} bytes)",
+                                    f"than any RDSR ({MAX_INPUT_BYTES} bytes)",
                                     dry_run=dry_run)
             data = Path(path).read_bytes()
         except OSError as exc:
@@ -128,15 +129,15 @@ class DoseImporter:
     def import_bytes(self, data: bytes, name: str, *, dry_run: bool = False) -> ImportResult:
         """Import one report given as bytes (an upload); ``name`` is kept as its source."""
         try:
-            report = rdsr.read_dose_report(data)
-        except rdsr.RejectedReport as exc:
+            report = read_dose_report(data)
+        except RejectedReport as exc:
             return ImportResult(name, REJECTED, exc.reason, dry_run=dry_run)
         problem = _unstorable(report)
         if problem:
             return ImportResult(name, REJECTED, problem, dry_run=dry_run)
         return self.store(report, name, sha256_hex(data), dry_run=dry_run)
 
-    def store(self, report: rdsr.DoseReport, name: str, digest: str, *,
+    def store(self, report: ParsedReport, name: str, digest: str, *,
               dry_run: bool = False) -> ImportResult:
         """Store a parsed report and reconcile it, in one transaction (rolled back if dry)."""
         settings = self.settings()
@@ -149,7 +150,7 @@ class DoseImporter:
         (or whose procedure was voided): the technologist may have logged it since."""
         settings = self.settings()
         with read_session(self.engine) as session:
-            ids = list(session.scalars(_unmatched_query().with_only_columns(DoseReport.id)))
+            ids = list(session.scalars(unmatched_query().with_only_columns(DoseReport.id)))
         results = []
         for report_id in ids:
             result = retrying(lambda rid=report_id: self._transaction(
@@ -174,8 +175,8 @@ class DoseImporter:
                 session.rollback()
             return result
 
-    def _store(self, session: Session, parsed: rdsr.DoseReport, name: str, digest: str,
-               settings: Mapping[str, Any], dry_run: bool) -> ImportResult:
+    def _store(self, session: Session, parsed: ParsedReport, name: str, digest: str,
+               settings: Settings, dry_run: bool) -> ImportResult:
         # Serialise imports like every audited write (SQLite: BEGIN IMMEDIATE; PostgreSQL:
         # the audit chain's advisory lock, taken here before the duplicate and supersession
         # checks so two importers cannot both find "no earlier report" for one study).
@@ -197,7 +198,7 @@ class DoseImporter:
 
         zone = reconcile.site_zone(settings)
         instant, day = reconcile.study_moment(parsed.study_datetime, zone)
-        secret = os.environ.get(ENV_PSEUDONYM_KEY) or str(settings["pseudonym_secret"])
+        secret = os.environ.get(ENV_PSEUDONYM_KEY) or str(settings.pseudonym_secret)
         row = DoseReport(
             sop_instance_uid=parsed.sop_instance_uid, sop_class_uid=parsed.sop_class_uid,
             study_instance_uid=parsed.study_instance_uid,
@@ -284,7 +285,7 @@ class DoseImporter:
             },
         )
 
-    def _link(self, session: Session, row: DoseReport, settings: Mapping[str, Any],
+    def _link(self, session: Session, row: DoseReport, settings: Settings,
               zone: ZoneInfo, previous: DoseReport | None, result: ImportResult) -> None:
         """Find the procedure (the superseded report's, if still final) and reconcile."""
         match: reconcile.Match | None = None
@@ -306,7 +307,7 @@ class DoseImporter:
         result.filled, result.discrepancies = applied.filled, applied.discrepancies
 
     def _relink(self, session: Session, report_id: int,
-                settings: Mapping[str, Any]) -> ImportResult | None:
+                settings: Settings) -> ImportResult | None:
         lock_chain(session)
         row = session.get(DoseReport, report_id, with_for_update=True)
         if row is None or row.status != DoseReportStatus.CURRENT.value:
@@ -336,7 +337,7 @@ class DoseImporter:
 _UID_LIMIT = 64
 
 
-def _unstorable(report: rdsr.DoseReport) -> str | None:
+def _unstorable(report: ParsedReport) -> str | None:
     """Why a parsed report cannot be stored faithfully (a UID is its identity: never cut)."""
     for name in ("sop_instance_uid", "study_instance_uid", "sop_class_uid"):
         value = getattr(report, name)
@@ -354,42 +355,7 @@ def _clip(text: str | None, limit: int) -> str | None:
     return text.replace("\x00", "")[:limit] or None
 
 
-# --- review --------------------------------------------------------------------------------
-
-def review_discrepancy(engine: Engine, actor: Actor, discrepancy_id: int, note: str) -> None:
-    """Mark an open discrepancy reviewed, with a note saying what was found (audited).
-
-    Correcting the record itself is an ordinary amend of the procedure.
-    """
-    require(actor, Permission.VIEW_DASHBOARDS)
-    if not (note or "").strip():
-        raise ValidationFailed([FieldError("note", "required: say what the review found")])
-
-    def work() -> None:
-        with write_session(engine) as session:
-            row = session.get(DoseDiscrepancy, discrepancy_id, with_for_update=True)
-            if row is None:
-                raise NotFound(f"no discrepancy {discrepancy_id}")
-            if row.status != DiscrepancyStatus.OPEN.value:
-                raise ValidationFailed([FieldError(
-                    "status", f"discrepancy {discrepancy_id} is {row.status}; only open ones "
-                    "are reviewed")])
-            row.status = DiscrepancyStatus.REVIEWED.value
-            row.reviewed_at = utcnow()
-            row.reviewed_by = actor.username
-            row.review_note = note.strip()
-            session.flush()
-            record_event(session, actor=actor.username, action=AuditAction.ACKNOWLEDGE,
-                         entity="dose_discrepancy", entity_id=row.id, reason=note.strip(),
-                         before={"status": DiscrepancyStatus.OPEN.value},
-                         after={"status": row.status, "procedure_id": row.procedure_id})
-
-    retrying(work)
-
-
-# --- listings (SQL; DataFrames for pages and reports) --------------------------------------
-
-def _unmatched_query() -> Any:
+def unmatched_query() -> Any:
     """Current reports with no final procedure linked: missing from the log."""
     linked = aliased(Procedure)
     return (
@@ -401,135 +367,6 @@ def _unmatched_query() -> Any:
     )
 
 
-def _period(column: Any, date_from: datetime | None, date_to: datetime | None) -> list[Any]:
-    conditions = []
-    if date_from is not None:
-        conditions.append(column >= date_from)
-    if date_to is not None:
-        conditions.append(column < date_to)
-    return conditions
-
-
-def list_discrepancies(engine: Engine, actor: Actor, *, status: str | None = "open",
-                       date_from: datetime | None = None,
-                       date_to: datetime | None = None) -> pd.DataFrame:
-    """Discrepancies (default: open, of final records) with their record id, newest first."""
-    require(actor, Permission.VIEW_DASHBOARDS)
-    query = (
-        select(
-            DoseDiscrepancy.id.label("discrepancy_id"),
-            DoseDiscrepancy.procedure_id.label("record_id"),
-            Procedure.performed_at, Room.name.label("room"),
-            DoseDiscrepancy.field, DoseDiscrepancy.manual_value, DoseDiscrepancy.report_value,
-            DoseDiscrepancy.relative_difference, DoseDiscrepancy.likely_cause,
-            DoseDiscrepancy.status, DoseDiscrepancy.dose_report_id,
-            DoseReport.source_file, DoseDiscrepancy.reviewed_by, DoseDiscrepancy.review_note,
-        )
-        .join(Procedure, Procedure.id == DoseDiscrepancy.procedure_id)
-        .join(Room, Room.id == Procedure.room_id)
-        .join(DoseReport, DoseReport.id == DoseDiscrepancy.dose_report_id)
-        .where(*_period(Procedure.performed_at, date_from, date_to))
-        .order_by(Procedure.performed_at.desc(), DoseDiscrepancy.id)
-    )
-    if status:
-        query = query.where(DoseDiscrepancy.status == status)
-    if status == DiscrepancyStatus.OPEN.value:  # a voided record has nothing left to review
-        query = query.where(Procedure.status == RecordStatus.FINAL.value)
-    with read_session(engine) as session:
-        rows = session.execute(query).mappings().all()
-    columns = [c.name for c in query.selected_columns]
-    return pd.DataFrame([dict(r) for r in rows], columns=columns)
-
-
-def list_missing(engine: Engine, actor: Actor, *, date_from: datetime | None = None,
-                 date_to: datetime | None = None) -> pd.DataFrame:
-    """Current reports whose procedure is missing from the log (patient_id only with PHI)."""
-    require(actor, Permission.VIEW_DASHBOARDS)
-    query = (
-        _unmatched_query()
-        .with_only_columns(
-            DoseReport.id.label("report_id"), DoseReport.study_datetime,
-            DoseReport.accession_number, DoseReport.patient_id, DoseReport.patient_ref,
-            DoseReport.manufacturer, DoseReport.model, DoseReport.serial,
-            DoseReport.dap_total_gycm2, DoseReport.fluoro_time_s,
-            DoseReport.air_kerma_total_mgy, DoseReport.events, DoseReport.source_file,
-            DoseReport.procedure_id.label("voided_record_id"),
-        )
-        .where(*_period(DoseReport.study_datetime, date_from, date_to))
-        .order_by(DoseReport.study_datetime.desc(), DoseReport.id.desc())
-    )
-    with read_session(engine) as session:
-        rows = session.execute(query).mappings().all()
-    columns = [c.name for c in query.selected_columns]
-    frame = pd.DataFrame([dict(r) for r in rows], columns=columns)
-    if not actor.can(Permission.VIEW_PHI):
-        frame["patient_id"] = None
-    return frame
-
-
-def completeness(engine: Engine, actor: Actor, *, date_from: datetime | None = None,
-                 date_to: datetime | None = None) -> pd.DataFrame:
-    """Log completeness by device: current reports and how many match a final procedure.
-
-    The rate is matched / reports: the share of procedures the C-arm recorded that were
-    also logged. One row per device (manufacturer, model, serial).
-    """
-    require(actor, Permission.VIEW_DASHBOARDS)
-    linked = aliased(Procedure)
-    matched = func.sum(case((and_(DoseReport.procedure_id.is_not(None),
-                                  linked.status == RecordStatus.FINAL.value), 1), else_=0))
-    query = (
-        select(DoseReport.manufacturer, DoseReport.model, DoseReport.serial,
-               func.count(DoseReport.id).label("reports"), matched.label("matched"))
-        .outerjoin(linked, linked.id == DoseReport.procedure_id)
-        .where(DoseReport.status == DoseReportStatus.CURRENT.value,
-               *_period(DoseReport.study_datetime, date_from, date_to))
-        .group_by(DoseReport.manufacturer, DoseReport.model, DoseReport.serial)
-        .order_by(DoseReport.manufacturer, DoseReport.model, DoseReport.serial)
-    )
-    with read_session(engine) as session:
-        rows = session.execute(query).mappings().all()
-    frame = pd.DataFrame([dict(r) for r in rows],
-                         columns=["manufacturer", "model", "serial", "reports", "matched"])
-    frame["matched"] = frame["matched"].fillna(0).astype(int)
-    frame["reports"] = frame["reports"].astype(int)
-    frame["rate"] = frame["matched"] / frame["reports"]
-    return frame
-
-
-def completeness_rate(frame: pd.DataFrame) -> dict[str, Any]:
-    """Overall figures from :func:`completeness`'s frame (rate None when there are none)."""
-    reports = int(frame["reports"].sum()) if len(frame) else 0
-    matched = int(frame["matched"].sum()) if len(frame) else 0
-    return {"reports": reports, "matched": matched, "missing": reports - matched,
-            "rate": matched / reports if reports else None}
-
-
-def report_for_record(engine: Engine, actor: Actor, record_id: int) -> pd.DataFrame:
-    """Every dose report linked to one record (current and superseded), newest first."""
-    require(actor, Permission.VIEW_RECORDS)
-    query = (
-        select(DoseReport.id.label("report_id"), DoseReport.status, DoseReport.study_datetime,
-               DoseReport.events, DoseReport.match_rule, DoseReport.filled_fields,
-               *(getattr(DoseReport, k) for k in TOTAL_FIELDS), DoseReport.source_file,
-               DoseReport.imported_at, DoseReport.imported_by)
-        .where(DoseReport.procedure_id == record_id)
-        .order_by(DoseReport.id.desc())
-    )
-    with read_session(engine) as session:
-        rows = session.execute(query).mappings().all()
-    return pd.DataFrame([dict(r) for r in rows], columns=[c.name for c in query.selected_columns])
-
-
-def count_reports(engine: Engine) -> dict[str, int]:
-    """Stored reports by status (for tests and the summary)."""
-    with read_session(engine) as session:
-        rows = session.execute(
-            select(DoseReport.status, func.count()).group_by(DoseReport.status)).all()
-    counts = {status.value: 0 for status in DoseReportStatus}
-    counts.update({status: int(n) for status, n in rows})
-    return counts
-
 
 __all__ = [
     "DUPLICATE",
@@ -539,10 +376,6 @@ __all__ = [
     "TOTAL_FIELDS",
     "DoseImporter",
     "ImportResult",
-    "completeness",
-    "completeness_rate",
-    "list_discrepancies",
-    "list_missing",
-    "report_for_record",
-    "review_discrepancy",
+    "sha256_hex",
+    "unmatched_query",
 ]

@@ -68,7 +68,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine
 
 from audit.auth import Actor, Permission, require
 from audit.errors import AuditError
@@ -87,8 +87,9 @@ from audit.export.manifest import (
 )
 from audit.export.registry import lookup
 from audit.export.types import Column, Section, SectionContext
+from audit.settings import load_public_settings
 from audit.storage.engine import retrying, write_session
-from audit.storage.models import Setting, utcnow
+from audit.storage.models import utcnow
 from audit.trail import record_event
 from audit.vocab import AuditAction
 
@@ -128,11 +129,6 @@ def _snapshot(engine: Engine) -> Iterator[Connection]:
             yield connection
 
 
-def _settings(connection: Connection) -> dict[str, Any]:
-    return {k: v for k, v in connection.execute(select(Setting.key, Setting.value))
-            if k != "pseudonym_secret"}
-
-
 def _authorise(actor: Actor, include_phi: bool) -> None:
     require(actor, Permission.EXPORT)
     if include_phi:
@@ -146,7 +142,7 @@ def count_rows(engine: Engine, actor: Actor, filters: ExportFilters | None = Non
     chosen = lookup(sections)
     with _snapshot(engine) as connection:
         checked = check_filters(connection, filters or ExportFilters())
-        ctx = SectionContext(connection, checked, False, _settings(connection))
+        ctx = SectionContext(connection, checked, False, load_public_settings(connection))
         return {s.name: s.rows(ctx) for s in chosen}
 
 
@@ -188,7 +184,8 @@ def export(
                 section.prepare_for(engine, cache)
         with _snapshot(engine) as connection:
             checked = check_filters(connection, filters or ExportFilters())
-            ctx = SectionContext(connection, checked, include_phi, _settings(connection), cache)
+            settings = load_public_settings(connection)
+            ctx = SectionContext(connection, checked, include_phi, settings, cache)
             files, columns = _write_sections(staging, chosen, ctx, progress)
         files.append(write_dictionary(staging, columns))
         files.append(write_readme(staging, export_id, generated_at, actor, chosen, checked,

@@ -22,6 +22,7 @@ from audit.export import types as export_types
 from audit.export.cells import Kind
 from audit.export.filters import ExportFilters
 from audit.export.types import Column, SectionContext, SectionData
+from audit.settings import Settings
 from audit.storage.models import (
     AuditEvent,
     Patient,
@@ -137,8 +138,9 @@ def _procedure_conditions(f: ExportFilters) -> list[ColumnElement[bool]]:
     return conditions
 
 
-def procedure_cells(include_phi: bool,
-                    annual_background_msv: float = 3.1) -> list[ColumnElement[Any]]:
+def procedure_cells(
+    include_phi: bool, annual_background_msv: float = Settings.annual_background_msv,
+) -> list[ColumnElement[Any]]:
     """The procedure log's cells as SQL expressions, rendered (csvsafe.sql_cell), in column
     order, over the tables that _joined joins."""
     cells: list[ColumnElement[Any]] = []
@@ -170,8 +172,10 @@ def _joined(query: Select[Any]) -> Select[Any]:
             .join(ProcedureType, ProcedureType.id == Procedure.procedure_type_id))
 
 
-def procedure_log_query(filters: ExportFilters, include_phi: bool,
-                        annual_background_msv: float = 3.1) -> Select[Any]:
+def procedure_log_query(
+    filters: ExportFilters, include_phi: bool,
+    annual_background_msv: float = Settings.annual_background_msv,
+) -> Select[Any]:
     """One SELECT that yields the procedure log's rows already rendered as CSV cells."""
     cells = procedure_cells(include_phi, annual_background_msv)
     names = [c.name for c in procedure_columns(include_phi)]
@@ -180,8 +184,10 @@ def procedure_log_query(filters: ExportFilters, include_phi: bool,
             .order_by(Procedure.performed_at, Procedure.id))
 
 
-def procedure_lines_query(filters: ExportFilters, include_phi: bool,
-                          annual_background_msv: float = 3.1) -> Select[Any]:
+def procedure_lines_query(
+    filters: ExportFilters, include_phi: bool,
+    annual_background_msv: float = Settings.annual_background_msv,
+) -> Select[Any]:
     """The procedure log as whole CSV records, one string per row (SQLite).
 
     The inner SELECT joins each row's cells unquoted (csvsafe.sql_csv_line) beside its
@@ -228,7 +234,7 @@ def count_procedures(ctx: SectionContext) -> int:
 
 
 def procedures_section(ctx: SectionContext) -> SectionData:
-    annual = float(ctx.settings.get("annual_background_msv", 3.1))
+    annual = float(ctx.settings.annual_background_msv)
     columns = procedure_columns(ctx.include_phi)
     if ctx.dialect == "sqlite":  # records built in SQL: one string per row (see the query)
         lines = procedure_lines_query(ctx.filters, ctx.include_phi, annual)

@@ -9,7 +9,7 @@ string reference.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 
 from audit.export.filters import ExportFilters
+from audit.settings import Settings
 
 #: Rows per chunk: what a section streams at a time (memory does not grow with the row count).
 #: Read at call time (not bound at import), so a test may lower it.
@@ -45,7 +46,7 @@ class SectionContext:
     connection: Connection
     filters: ExportFilters
     include_phi: bool
-    settings: Mapping[str, Any]
+    settings: Settings
     cache: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -65,6 +65,7 @@ from audit.export.manifest import FORMAT, MANIFEST
 from audit.log.service import ProcedureLog
 from audit.storage.engine import retrying, writer
 from audit.trail import record_event
+from audit.units import HEADER_UNITS, parse_dap_unit
 from audit.vocab import AuditAction, DapUnit, RecordStatus
 
 #: Legacy header -> dictionary field. Keys are normalised (see :func:`normalise_header`).
@@ -104,16 +105,6 @@ REASONS_COLUMN = "reasons"
 EXPORT_HEADERS: frozenset[tuple[str, ...]] = frozenset({
     tuple(FIELD_NAMES), tuple(n for n in FIELD_NAMES if n != "patient_id")})
 
-#: Units a column header may state, per field; None means "already the canonical unit".
-_MINUTES = {"min", "mins", "minute", "minutes"}
-_HEADER_UNITS: Mapping[str, Mapping[str, str | None]] = {
-    "fluoro_time_s": {"s": None, "sec": None, "secs": None, "seconds": None, "m:ss": None,
-                      "mm:ss": None, **dict.fromkeys(_MINUTES, "min")},
-    "air_kerma_mgy": {"mgy": None, "gy": "Gy", "ugy": "µGy", "µgy": "µGy", "μgy": "µGy"},
-    "patient_weight_kg": {"kg": None},
-    "contrast_volume_ml": {"ml": None},
-    "pulse_rate_pps": {"pps": None, "p/s": None, "pulses/s": None, "/s": None, "fps": None},
-}
 _BARE_NUMBER = re.compile(r"^\s*\d+(?:[.,]\d+)?\s*$")
 _HEADER_UNIT = re.compile(r"^(.*?)\s*[(\[]\s*([^)\]]*?)\s*[)\]]\s*$")
 
@@ -269,13 +260,13 @@ def _column_unit(target: str, unit: str | None) -> str | None:
     if unit is None or not unit.strip():
         return None
     if target == "dap_value":
-        return DapUnit.parse(unit).value
+        return parse_dap_unit(unit).value
     if target == "dap_gycm2":
-        if DapUnit.parse(unit) is not DapUnit.GY_CM2:
+        if parse_dap_unit(unit) is not DapUnit.GY_CM2:
             raise ValueError("dap_gycm2 is always Gy·cm²; name the column 'DAP' or 'dap_value' "
                              "for another unit")
         return None
-    allowed = _HEADER_UNITS.get(target)
+    allowed = HEADER_UNITS.get(target)
     key = unit.strip().casefold().replace(" ", "")
     if allowed is None or key not in allowed:
         options = ", ".join(sorted(allowed)) if allowed else "none (give the unit in the cell)"
@@ -402,7 +393,7 @@ def row_record(cells: Sequence[str], columns: Sequence[Column], zone: ZoneInfo |
 
 
 def _with_unit(column: Column, value: str) -> str:
-    if column.unit and column.field in _HEADER_UNITS and _BARE_NUMBER.match(value):
+    if column.unit and column.field in HEADER_UNITS and _BARE_NUMBER.match(value):
         return f"{value} {column.unit}"
     return value
 

@@ -34,7 +34,7 @@ from audit.errors import (
     WarningsNotConfirmed,
 )
 from audit.log.validation import Usual, Validated, validate
-from audit.settings import load_settings
+from audit.settings import Settings, load_settings
 from audit.storage.engine import read_session, retrying, write_session
 from audit.storage.models import (
     Patient,
@@ -87,7 +87,7 @@ class RecordFilter:
 @dataclass
 class _Cache:
     catalog: Catalog | None = None
-    settings: dict[str, Any] = field(default_factory=dict)
+    settings: Settings = field(default_factory=Settings)
     loaded_at: float = 0.0
     usual: dict[int, tuple[float, Usual | None]] = field(default_factory=dict)
 
@@ -110,7 +110,7 @@ class ProcedureLog:
         """Forget cached catalog and settings (after an admin changes them)."""
         self._cache = _Cache()
 
-    def _reference(self, session: Session) -> tuple[Catalog, dict[str, Any]]:
+    def _reference(self, session: Session) -> tuple[Catalog, Settings]:
         cache = self._cache
         if cache.catalog is None or time.monotonic() - cache.loaded_at > _CACHE_SECONDS:
             cache.catalog = load_catalog(session)
@@ -124,7 +124,7 @@ class ProcedureLog:
             return self._reference(session)[0]
 
     @property
-    def settings(self) -> dict[str, Any]:
+    def settings(self) -> Settings:
         with read_session(self.engine) as session:
             return self._reference(session)[1]
 
@@ -148,8 +148,8 @@ class ProcedureLog:
         self._cache.usual[type_id] = (time.monotonic(), usual)
         return usual
 
-    def _secret(self, settings: Mapping[str, Any]) -> str:
-        return os.environ.get(ENV_PSEUDONYM_KEY) or str(settings["pseudonym_secret"])
+    def _secret(self, settings: Settings) -> str:
+        return os.environ.get(ENV_PSEUDONYM_KEY) or str(settings.pseudonym_secret)
 
     # --- writes ------------------------------------------------------------------------------
     def log(
@@ -260,13 +260,13 @@ class ProcedureLog:
                          background_days(procedure.effective_dose_msv, settings))
 
     def _validate(self, session: Session, data: Mapping[str, Any], catalog: Catalog,
-                  settings: Mapping[str, Any]) -> Validated:
+                  settings: Settings) -> Validated:
         code = str(data.get("procedure_code") or "").strip().upper()
         entry = catalog.lookup(code) if code else None
         usual = self._usual(session, entry.id) if entry else None
         checked, errors = validate(
             data, catalog, now=utcnow(), default_dap_unit=_room_unit(session, data),
-            usual=usual, warning_kap_ratio=float(settings.get("warning_kap_ratio", 40)),
+            usual=usual, warning_kap_ratio=float(settings.warning_kap_ratio),
         )
         if errors:
             raise ValidationFailed(errors)
@@ -593,18 +593,18 @@ def _room_unit(session: Session, data: Mapping[str, Any]) -> DapUnit | None:
 
 
 def effective_dose(dap: float | None, room_factor: float, region: str,
-                    settings: Mapping[str, Any]) -> float | None:
+                    settings: Settings) -> float | None:
     """E = KAP x room KAP correction x k(region), in mSv (REFERENCE.md §6)."""
     if dap is None:
         return None
-    k = settings.get("effective_dose_k", {}).get(region)
+    k = settings.effective_dose_k.get(region)
     return None if k is None else round(dap * room_factor * float(k), 6)
 
 
-def background_days(effective_msv: float | None, settings: Mapping[str, Any]) -> float | None:
+def background_days(effective_msv: float | None, settings: Settings) -> float | None:
     if effective_msv is None:
         return None
-    annual = float(settings.get("annual_background_msv", 3.1))
+    annual = float(settings.annual_background_msv)
     return round(effective_msv * 365 / annual, 1)
 
 

@@ -18,6 +18,7 @@ from audit.catalog import Catalog, CatalogEntry
 from audit.dictionary import FIELDS as DICTIONARY
 from audit.dictionary import INPUT_FIELDS, Io
 from audit.errors import FieldError
+from audit.settings import Settings
 from audit.vocab import (
     PARTICULATE_STEROIDS,
     CatalogRegion,
@@ -213,7 +214,7 @@ def validate(
     now: datetime,
     default_dap_unit: DapUnit | None = None,
     usual: Usual | None = None,
-    warning_kap_ratio: float = 40.0,
+    warning_kap_ratio: float = Settings.warning_kap_ratio,
 ) -> tuple[Validated | None, list[FieldError]]:
     """Return (validated record, errors). With errors, the record is None."""
     if not isinstance(data, Mapping):
@@ -305,7 +306,7 @@ def _dap(c: _Collector, values: dict[str, Any], default_unit: DapUnit | None) ->
     unit: DapUnit | None = None
     if unit_raw is not None:
         try:
-            unit = DapUnit.parse(unit_raw)
+            unit = units.parse_dap_unit(unit_raw)
         except ValueError as exc:
             c.error("dap_unit", str(exc))
             return
@@ -509,9 +510,10 @@ def _plausibility(c: _Collector, values: dict[str, Any], entry: CatalogEntry, re
 def _unit_hint(dap: float, usual: float, unit: DapUnit, smaller: bool) -> str:
     """Suggest the unit that would make the number typical (the 10/100/1000 mix-ups)."""
     for factor in (10, 100, 1000, 10000):
-        candidate_factor = unit.to_gycm2 / factor if smaller else unit.to_gycm2 * factor
+        candidate_factor = (units.dap_factor(unit) / factor if smaller
+                            else units.dap_factor(unit) * factor)
         for other in DapUnit:
-            if abs(other.to_gycm2 - candidate_factor) < 1e-12 * max(1, candidate_factor):
+            if abs(units.dap_factor(other) - candidate_factor) < 1e-12 * max(1, candidate_factor):
                 corrected = dap / factor if smaller else dap * factor
                 if usual / 5 <= corrected <= usual * 5:
                     return f": is the unit {other.value}?"

@@ -98,7 +98,7 @@ else:
             st.rerun()
 
 st.subheader("Thresholds")
-settings = [(key, snap.settings.get(key), snap.setting_sources.get(key))
+settings = [(key, getattr(snap.settings, key), snap.setting_sources.get(key))
             for key in THRESHOLD_SETTINGS]
 st.dataframe({"setting": [s[0] for s in settings], "value": [s[1] for s in settings],
               "source": [s[2] for s in settings]}, hide_index=True)

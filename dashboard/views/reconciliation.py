@@ -2,7 +2,7 @@
 
 Three questions: which manual dose values are off (discrepancies), which procedures the C-arm
 recorded but nobody logged (missing), and what share of the C-arm's procedures are logged
-(completeness). Figures come from audit.dose_reports.store; this page only shows them.
+(completeness). Figures come from audit.dose_reports.review; this page only shows them.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from audit.auth import Actor, Permission
-from audit.dose_reports import store as doses
+from audit.dose_reports import review
 from audit.dose_reports.store import DoseImporter
 from audit.errors import AuditError
 from dashboard import state
@@ -35,9 +35,9 @@ def load(who: Actor, days: int | None) -> tuple[pd.DataFrame, pd.DataFrame, pd.D
     cleared by state.data_changed() after every write."""
     engine = state.engine()
     since = datetime.now(UTC) - timedelta(days=days) if days else None
-    return (doses.list_discrepancies(engine, who, date_from=since),
-            doses.list_missing(engine, who, date_from=since),
-            doses.completeness(engine, who, date_from=since))
+    return (review.list_discrepancies(engine, who, date_from=since),
+            review.list_missing(engine, who, date_from=since),
+            review.completeness(engine, who, date_from=since))
 
 
 def _label(frame: pd.DataFrame, discrepancy_id: int) -> str:
@@ -47,7 +47,7 @@ def _label(frame: pd.DataFrame, discrepancy_id: int) -> str:
 
 
 discrepancies, missing, by_device = load(actor, PERIODS[period])
-overall = doses.completeness_rate(by_device)
+overall = review.completeness_rate(by_device)
 
 cols = st.columns(4)
 rate = overall["rate"]
@@ -100,7 +100,7 @@ with tab_disc:
                                  placeholder="e.g. unit typed as Gy·cm², record amended")
             if st.form_submit_button("Mark reviewed"):
                 try:
-                    doses.review_discrepancy(state.engine(), actor, int(chosen), note)
+                    review.review_discrepancy(state.engine(), actor, int(chosen), note)
                 except AuditError as exc:
                     st.error(str(exc))
                 else:
@@ -137,5 +137,5 @@ if record_ids:
             "" if v is None else str(v) for v in record.values()]}),
             hide_index=True, width="stretch")
         st.caption("Dose reports linked to this record")
-        st.dataframe(doses.report_for_record(state.engine(), actor, int(record_id)),
+        st.dataframe(review.report_for_record(state.engine(), actor, int(record_id)),
                      hide_index=True, width="stretch")

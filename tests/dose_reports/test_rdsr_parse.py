@@ -16,7 +16,8 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
-from audit.dose_reports.reader import DoseReport, RejectedReport, read_dose_report
+from audit.dose_reports.reader import read_dose_report
+from audit.dose_reports.report import DoseReport, RejectedReport
 
 from .rdsr_builder import (
     CONTINUOUS,

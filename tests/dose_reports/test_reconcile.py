@@ -14,6 +14,7 @@ from sqlalchemy import Engine, update
 from sqlalchemy.orm import Session
 
 from audit.auth import Actor
+from audit.dose_reports import review
 from audit.dose_reports import store as doses
 from audit.dose_reports.matching import likely_cause
 from audit.dose_reports.store import DoseImporter
@@ -114,7 +115,7 @@ def test_a_dap_ten_times_off_is_flagged_with_the_unit_mix_up(
     record_id = log(service, admin, dap_value=15, dap_unit="Gy·cm²")
     result = importer.import_path(make_report(tmp_path, dap=1.5))
     assert [d["field"] for d in result.discrepancies] == ["dap_gycm2"]
-    frame = doses.list_discrepancies(engine, QUALITY)
+    frame = review.list_discrepancies(engine, QUALITY)
     assert frame["record_id"].tolist() == [record_id]
     found = frame.iloc[0]
     assert (found["manual_value"], found["report_value"]) == (15.0, 1.5)
@@ -285,7 +286,7 @@ def test_a_fuller_report_updates_what_the_earlier_filled_and_compares_again(
     assert row.air_kerma_mgy == 15.0 and row.version == 3
     statuses = [(d.dose_report_id, d.status) for d in open_discrepancies(engine)]
     assert statuses == [(first.report_id, "superseded")]
-    assert doses.list_discrepancies(engine, QUALITY).empty
+    assert review.list_discrepancies(engine, QUALITY).empty
 
 
 def test_a_value_amended_by_hand_is_not_overwritten_by_a_fuller_report(
@@ -308,16 +309,16 @@ def test_a_procedure_logged_after_its_report_is_linked_by_reconcile(
 ) -> None:
     result = importer.import_path(make_report(tmp_path))
     assert result.record_id is None
-    missing = doses.list_missing(engine, QUALITY)
+    missing = review.list_missing(engine, QUALITY)
     assert missing["report_id"].tolist() == [result.report_id]
-    assert doses.completeness_rate(doses.completeness(engine, QUALITY))["rate"] == 0.0
+    assert review.completeness_rate(review.completeness(engine, QUALITY))["rate"] == 0.0
 
     record_id = log(service, admin, air_kerma_mgy=None)
     relinked = DoseImporter(engine, admin).reconcile_unmatched()
     assert [(r.report_id, r.record_id, r.filled) for r in relinked] == [
         (result.report_id, record_id, ["air_kerma_mgy"])]
-    assert doses.list_missing(engine, QUALITY).empty
-    overall = doses.completeness_rate(doses.completeness(engine, QUALITY))
+    assert review.list_missing(engine, QUALITY).empty
+    overall = review.completeness_rate(review.completeness(engine, QUALITY))
     assert overall == {"reports": 1, "matched": 1, "missing": 0, "rate": 1.0}
     assert DoseImporter(engine, admin).reconcile_unmatched() == []  # nothing left to do
 
@@ -327,10 +328,10 @@ def test_a_voided_procedure_puts_its_report_back_on_the_missing_list(
 ) -> None:
     record_id = log(service, admin, dap_value=15)
     importer.import_path(make_report(tmp_path))
-    assert len(doses.list_discrepancies(engine, QUALITY)) == 1
+    assert len(review.list_discrepancies(engine, QUALITY)) == 1
     service.void(record_id, admin, version=2, reason="wrong patient")
-    assert doses.list_discrepancies(engine, QUALITY).empty  # nothing left to review
-    missing = doses.list_missing(engine, QUALITY)
+    assert review.list_discrepancies(engine, QUALITY).empty  # nothing left to review
+    missing = review.list_missing(engine, QUALITY)
     assert missing["voided_record_id"].tolist() == [record_id]
     replacement = log(service, admin, patient_id="MRN-1")
     relinked = DoseImporter(engine, admin).reconcile_unmatched()
@@ -343,8 +344,8 @@ def test_missing_list_shows_the_mrn_only_to_roles_with_phi(
     engine: Engine, importer: DoseImporter, tmp_path: Path
 ) -> None:
     importer.import_path(make_report(tmp_path))
-    hidden = doses.list_missing(engine, QUALITY).iloc[0]
-    shown = doses.list_missing(engine, RSO).iloc[0]
+    hidden = review.list_missing(engine, QUALITY).iloc[0]
+    shown = review.list_missing(engine, RSO).iloc[0]
     assert hidden["patient_id"] is None and hidden["patient_ref"].startswith("P")
     assert shown["patient_id"] == "MRN-1" and shown["patient_ref"] == hidden["patient_ref"]
 
@@ -357,16 +358,16 @@ def test_completeness_is_counted_per_device(
     importer.import_path(make_report(tmp_path, "2.dcm", accession="ACC-9", patient="MRN-9"))
     importer.import_path(make_report(tmp_path, "3.dcm", accession="ACC-8", serial="OTHER",
                                      patient="MRN-8"))
-    frame = doses.completeness(engine, QUALITY)
+    frame = review.completeness(engine, QUALITY)
     rows = {r.serial: (r.reports, r.matched) for r in frame.itertuples()}
     assert rows == {"SN-42": (2, 1), "OTHER": (1, 0)}
-    overall = doses.completeness_rate(frame)
+    overall = review.completeness_rate(frame)
     assert overall["rate"] == pytest.approx(1 / 3)
 
 
 def test_listings_need_dashboard_permission(engine: Engine) -> None:
     tech = Actor("tech1", Role.TECHNOLOGIST)
-    for listing in (doses.list_missing, doses.list_discrepancies, doses.completeness):
+    for listing in (review.list_missing, review.list_discrepancies, review.completeness):
         with pytest.raises(PermissionDenied):
             listing(engine, tech)
 
@@ -378,15 +379,15 @@ def test_reviewing_a_discrepancy_is_audited_once(
     importer.import_path(make_report(tmp_path))
     (found,) = open_discrepancies(engine)
     with pytest.raises(PermissionDenied):
-        doses.review_discrepancy(engine, Actor("tech1", Role.TECHNOLOGIST), found.id, "ok")
+        review.review_discrepancy(engine, Actor("tech1", Role.TECHNOLOGIST), found.id, "ok")
     with pytest.raises(ValidationFailed):
-        doses.review_discrepancy(engine, QUALITY, found.id, "  ")
-    doses.review_discrepancy(engine, QUALITY, found.id, "typed in dGy·cm²; record amended")
+        review.review_discrepancy(engine, QUALITY, found.id, "  ")
+    review.review_discrepancy(engine, QUALITY, found.id, "typed in dGy·cm²; record amended")
     (reviewed,) = open_discrepancies(engine)
     assert (reviewed.status, reviewed.reviewed_by) == ("reviewed", "qo")
-    assert doses.list_discrepancies(engine, QUALITY).empty
-    assert len(doses.list_discrepancies(engine, QUALITY, status="reviewed")) == 1
+    assert review.list_discrepancies(engine, QUALITY).empty
+    assert len(review.list_discrepancies(engine, QUALITY, status="reviewed")) == 1
     acknowledged = events(engine, "dose_discrepancy", found.id)
     assert [e.action for e in acknowledged] == ["acknowledge"]
     with pytest.raises(ValidationFailed, match="reviewed"):
-        doses.review_discrepancy(engine, QUALITY, found.id, "again")
+        review.review_discrepancy(engine, QUALITY, found.id, "again")

@@ -1,0 +1,204 @@
+"""The DICOM vocabulary of an X-Ray Radiation Dose SR (PS3.16 TID 10001-10004, 10011).
+
+Why a module of its own: the reader finds content items by concept code value and never by code
+meaning (vendors misspell meanings), so the codes are the whole contract with the C-arms. They are
+kept here as data, in one place, with the totals each accumulated concept fills, so a reader of
+the parser sees the rules and a reader of this file sees the standard. Meanings appear only as
+documentation and in error messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final
+
+from audit.units import Quantity
+
+DCM: Final = "DCM"
+
+
+class SopClass(StrEnum):
+    """SOP classes that may carry an X-Ray Radiation Dose Report (PS3.4)."""
+
+    XRAY_RADIATION_DOSE_SR = "1.2.840.10008.5.1.4.1.1.88.67"
+    ENHANCED_SR = "1.2.840.10008.5.1.4.1.1.88.22"
+
+
+ACCEPTED_SOP_CLASSES: Final = frozenset(SopClass)
+
+
+class Concept(StrEnum):
+    """DCM concept names read by this module (TID 10001-10004, 10011, 10005 markers)."""
+
+    XRAY_RADIATION_DOSE_REPORT = "113701"
+    ACCUMULATED_XRAY_DOSE_DATA = "113702"
+    SCOPE_OF_ACCUMULATION = "113705"
+    IRRADIATION_EVENT_XRAY_DATA = "113706"
+    IRRADIATION_EVENT_TYPE = "113721"
+    DOSE_AREA_PRODUCT_TOTAL = "113722"
+    DOSE_RP_TOTAL = "113725"
+    FLUORO_DOSE_AREA_PRODUCT_TOTAL = "113726"
+    ACQUISITION_DOSE_AREA_PRODUCT_TOTAL = "113727"
+    FLUORO_DOSE_RP_TOTAL = "113728"
+    ACQUISITION_DOSE_RP_TOTAL = "113729"
+    TOTAL_FLUORO_TIME = "113730"
+    TOTAL_NUMBER_OF_RADIOGRAPHIC_FRAMES = "113731"
+    FLUORO_MODE = "113732"
+    ACQUISITION_PLANE = "113764"
+    PULSE_RATE = "113791"
+    TOTAL_ACQUISITION_TIME = "113855"
+    PROCEDURE_REPORTED = "121058"
+    DEVICE_OBSERVER_MANUFACTURER = "121014"
+    DEVICE_OBSERVER_MODEL_NAME = "121015"
+    DEVICE_OBSERVER_SERIAL_NUMBER = "121016"
+    # Markers of non-fluoroscopy reports.
+    CT_ACCUMULATED_DOSE_DATA = "113811"
+    CT_DOSE_LENGTH_PRODUCT_TOTAL = "113813"
+    CT_ACQUISITION = "113819"
+    ACCUMULATED_AVERAGE_GLANDULAR_DOSE = "111637"
+
+
+class Plane(StrEnum):
+    """Equipment plane identification (CID 10003), value of Acquisition Plane (113764)."""
+
+    PLANE_A = "113620"
+    PLANE_B = "113621"
+    SINGLE_PLANE = "113622"
+    ALL_PLANES = "113890"
+
+
+PLANE_LABELS: Final[Mapping[str, str]] = {
+    Plane.PLANE_A: "A",
+    Plane.PLANE_B: "B",
+    Plane.SINGLE_PLANE: "single",
+    Plane.ALL_PLANES: "all",
+}
+
+
+class EventType(StrEnum):
+    """Irradiation event type (CID 10002); fluoroscopy has an SRT and a newer SCT code."""
+
+    STATIONARY_ACQUISITION = "113611"
+    STEPPING_ACQUISITION = "113612"
+    ROTATIONAL_ACQUISITION = "113613"
+    FLUOROSCOPY_SRT = "P5-06000"
+    FLUOROSCOPY_SCT = "44491008"
+
+
+FLUOROSCOPY_EVENT_TYPES: Final = frozenset({EventType.FLUOROSCOPY_SRT, EventType.FLUOROSCOPY_SCT})
+ACQUISITION_EVENT_TYPES: Final = frozenset(
+    {
+        EventType.STATIONARY_ACQUISITION,
+        EventType.STEPPING_ACQUISITION,
+        EventType.ROTATIONAL_ACQUISITION,
+    }
+)
+
+
+class FluoroMode(StrEnum):
+    """Fluoro mode (CID 10004)."""
+
+    CONTINUOUS = "113630"
+    PULSED = "113631"
+
+
+class ProcedureType(StrEnum):
+    """Values of Procedure reported (121058, CID 10005) that name a non-fluoroscopy report."""
+
+    CT_SRT = "P5-08000"
+    CT_SCT = "77477000"
+    CONE_BEAM_CT_SCT = "717193008"
+    MAMMOGRAPHY_SRT = "P5-40010"
+    MAMMOGRAPHY_SCT = "71651007"
+
+
+CT_MARKERS: Final = frozenset(
+    {Concept.CT_ACCUMULATED_DOSE_DATA, Concept.CT_DOSE_LENGTH_PRODUCT_TOTAL, Concept.CT_ACQUISITION}
+)
+MAMMOGRAPHY_MARKERS: Final = frozenset({Concept.ACCUMULATED_AVERAGE_GLANDULAR_DOSE})
+CT_PROCEDURES: Final = frozenset(
+    {ProcedureType.CT_SRT, ProcedureType.CT_SCT, ProcedureType.CONE_BEAM_CT_SCT}
+)
+MAMMOGRAPHY_PROCEDURES: Final = frozenset(
+    {ProcedureType.MAMMOGRAPHY_SRT, ProcedureType.MAMMOGRAPHY_SCT}
+)
+
+@dataclass(frozen=True)
+class ValueSpec:
+    """What a numeric concept means to the audit: field name, quantity, standard meaning.
+
+    The meaning is the standard's, used only in error messages: the reader matches codes, never
+    meanings (vendors misspell them).
+    """
+
+    code: str
+    meaning: str
+    quantity: Quantity
+    field: str
+
+
+ACCUMULATED_TOTALS: Final[Mapping[str, ValueSpec]] = {
+    spec.code: spec
+    for spec in (
+        ValueSpec(
+            Concept.DOSE_AREA_PRODUCT_TOTAL,
+            "Dose Area Product Total",
+            Quantity.DAP,
+            "dap_total_gycm2",
+        ),
+        ValueSpec(
+            Concept.FLUORO_DOSE_AREA_PRODUCT_TOTAL,
+            "Fluoro Dose Area Product Total",
+            Quantity.DAP,
+            "fluoro_dap_gycm2",
+        ),
+        ValueSpec(
+            Concept.ACQUISITION_DOSE_AREA_PRODUCT_TOTAL,
+            "Acquisition Dose Area Product Total",
+            Quantity.DAP,
+            "acquisition_dap_gycm2",
+        ),
+        ValueSpec(Concept.TOTAL_FLUORO_TIME, "Total Fluoro Time", Quantity.TIME, "fluoro_time_s"),
+        ValueSpec(
+            Concept.TOTAL_ACQUISITION_TIME,
+            "Total Acquisition Time",
+            Quantity.TIME,
+            "acquisition_time_s",
+        ),
+        ValueSpec(
+            Concept.DOSE_RP_TOTAL, "Dose (RP) Total", Quantity.AIR_KERMA, "air_kerma_total_mgy"
+        ),
+        ValueSpec(
+            Concept.FLUORO_DOSE_RP_TOTAL,
+            "Fluoro Dose (RP) Total",
+            Quantity.AIR_KERMA,
+            "fluoro_air_kerma_mgy",
+        ),
+        ValueSpec(
+            Concept.ACQUISITION_DOSE_RP_TOTAL,
+            "Acquisition Dose (RP) Total",
+            Quantity.AIR_KERMA,
+            "acquisition_air_kerma_mgy",
+        ),
+        ValueSpec(
+            Concept.TOTAL_NUMBER_OF_RADIOGRAPHIC_FRAMES,
+            "Total Number of Radiographic Frames",
+            Quantity.COUNT,
+            "frames",
+        ),
+    )
+}
+PULSE_RATE_SPEC: Final = ValueSpec(
+    Concept.PULSE_RATE, "Pulse Rate", Quantity.PULSE_RATE, "pulse_rate"
+)
+
+FLOAT_TOTAL_FIELDS: Final = tuple(
+    s.field for s in ACCUMULATED_TOTALS.values() if s.field != "frames"
+)
+DEVICE_FIELDS: Final[Mapping[str, str]] = {
+    Concept.DEVICE_OBSERVER_MANUFACTURER: "manufacturer",
+    Concept.DEVICE_OBSERVER_MODEL_NAME: "model",
+    Concept.DEVICE_OBSERVER_SERIAL_NUMBER: "serial",
+}
