@@ -34,12 +34,13 @@ import pandas as pd
 from sqlalchemy import Engine, Select, and_, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
+from audit import access
 from audit.analytics.metrics import quantiles_by
 from audit.analytics.reference_levels import SRDL_SETTINGS
 from audit.analytics.snapshot import Filters, Snapshot
 from audit.auth import Actor, Permission, require
 from audit.errors import FieldError, NotFound, ValidationFailed
-from audit.log.service import MIN_LOCAL_RECORDS
+from audit.log.reference_cache import MIN_LOCAL_RECORDS
 from audit.storage.engine import read_session, retrying, write_session
 from audit.storage.models import (
     Alert,
@@ -544,7 +545,7 @@ def list_alerts(engine: Engine, actor: Actor, filters: Filters | None = None,
     """Stored alerts with their trigger record and last acknowledgement, newest first. The
     patient is the MRN for roles that may see PHI, else the pseudonym."""
     require(actor, Permission.VIEW_DASHBOARDS)
-    patient = Patient.mrn if actor.can(Permission.VIEW_PHI) else Patient.pseudonym
+    patient = access.patient_column(actor)
     query = alerts_query(filters or Filters(), {"patient": patient})
     if status:
         query = query.where(Alert.status == AlertStatus.parse(status).value)

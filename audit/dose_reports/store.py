@@ -32,11 +32,12 @@ import pandas as pd
 from sqlalchemy import Engine, and_, case, func, or_, select
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
+from audit import access
 from audit.auth import Actor, Permission, require
 from audit.dose_reports import matching as reconcile
 from audit.dose_reports import reader as rdsr
 from audit.errors import FieldError, NotFound, ValidationFailed
-from audit.log.service import ENV_PSEUDONYM_KEY, pseudonym
+from audit.log.pseudonym import pseudonym, site_secret
 from audit.settings import load_settings
 from audit.storage.engine import read_session, retrying, write_session, writer
 from audit.storage.models import DoseDiscrepancy, DoseReport, Procedure, Room, utcnow
@@ -197,7 +198,7 @@ class DoseImporter:
 
         zone = reconcile.site_zone(settings)
         instant, day = reconcile.study_moment(parsed.study_datetime, zone)
-        secret = os.environ.get(ENV_PSEUDONYM_KEY) or str(settings["pseudonym_secret"])
+        secret = site_secret(settings)
         row = DoseReport(
             sop_instance_uid=parsed.sop_instance_uid, sop_class_uid=parsed.sop_class_uid,
             study_instance_uid=parsed.study_instance_uid,
@@ -462,7 +463,7 @@ def list_missing(engine: Engine, actor: Actor, *, date_from: datetime | None = N
         rows = session.execute(query).mappings().all()
     columns = [c.name for c in query.selected_columns]
     frame = pd.DataFrame([dict(r) for r in rows], columns=columns)
-    if not actor.can(Permission.VIEW_PHI):
+    if not access.may_see_patient_id(actor):
         frame["patient_id"] = None
     return frame
 

@@ -17,6 +17,11 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 
 from audit.dictionary import FIELDS
+from audit.dosimetry import (
+    BACKGROUND_DAYS_DECIMALS,
+    DEFAULT_ANNUAL_BACKGROUND_MSV,
+    background_days_sql,
+)
 from audit.export import cells as csvsafe
 from audit.export import runner as exports
 from audit.export.cells import Kind
@@ -136,8 +141,8 @@ def _procedure_conditions(f: ExportFilters) -> list[ColumnElement[bool]]:
     return conditions
 
 
-def procedure_cells(include_phi: bool,
-                    annual_background_msv: float = 3.1) -> list[ColumnElement[Any]]:
+def procedure_cells(include_phi: bool, annual_background_msv: float = DEFAULT_ANNUAL_BACKGROUND_MSV
+                    ) -> list[ColumnElement[Any]]:
     """The procedure log's cells as SQL expressions, rendered (csvsafe.sql_cell), in column
     order, over the tables that _joined joins."""
     cells: list[ColumnElement[Any]] = []
@@ -150,7 +155,8 @@ def procedure_cells(include_phi: bool,
             continue
         if column.name == "background_days":
             raw: ColumnElement[Any] | None = csvsafe.sql_round(
-                Procedure.effective_dose_msv * 365.0 / literal(float(annual_background_msv)), 1)
+                background_days_sql(Procedure.effective_dose_msv, annual_background_msv),
+                BACKGROUND_DAYS_DECIMALS)
         else:
             raw = _JOINED.get(column.name, getattr(Procedure, column.name, None))
         if raw is None:
@@ -170,7 +176,8 @@ def _joined(query: Select[Any]) -> Select[Any]:
 
 
 def procedure_log_query(filters: ExportFilters, include_phi: bool,
-                        annual_background_msv: float = 3.1) -> Select[Any]:
+                        annual_background_msv: float = DEFAULT_ANNUAL_BACKGROUND_MSV
+                        ) -> Select[Any]:
     """One SELECT that yields the procedure log's rows already rendered as CSV cells."""
     cells = procedure_cells(include_phi, annual_background_msv)
     names = [c.name for c in procedure_columns(include_phi)]
@@ -180,7 +187,8 @@ def procedure_log_query(filters: ExportFilters, include_phi: bool,
 
 
 def procedure_lines_query(filters: ExportFilters, include_phi: bool,
-                          annual_background_msv: float = 3.1) -> Select[Any]:
+                          annual_background_msv: float = DEFAULT_ANNUAL_BACKGROUND_MSV
+                          ) -> Select[Any]:
     """The procedure log as whole CSV records, one string per row (SQLite).
 
     The inner SELECT joins each row's cells unquoted (csvsafe.sql_csv_line) beside its
@@ -227,7 +235,7 @@ def count_procedures(ctx: SectionContext) -> int:
 
 
 def procedures_section(ctx: SectionContext) -> SectionData:
-    annual = float(ctx.settings.get("annual_background_msv", 3.1))
+    annual = float(ctx.settings.get("annual_background_msv", DEFAULT_ANNUAL_BACKGROUND_MSV))
     columns = procedure_columns(ctx.include_phi)
     if ctx.dialect == "sqlite":  # records built in SQL: one string per row (see the query)
         lines = procedure_lines_query(ctx.filters, ctx.include_phi, annual)

@@ -2,7 +2,7 @@
 full history; amend (with a reason, refused if someone changed it meanwhile) and void.
 
 What a role may see and change is decided by the library (ProcedureLog.list/get/amend/void);
-this page only hides the buttons the library would refuse anyway (audit.log.service.may_change).
+this page only hides the buttons the library would refuse anyway (audit.access.may_change).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from audit import reference_data as admin
+from audit.access import ReadScope, may_change, may_see_patient_id, read_scope
 from audit.auth import Permission
 from audit.dictionary import BY_NAME
 from audit.errors import (
@@ -28,9 +29,10 @@ from audit.errors import (
     WarningsNotConfirmed,
 )
 from audit.log.entry_form import AMENDABLE, amend_changes, as_text
-from audit.log.service import RecordFilter, may_change, record_history
+from audit.log.history import record_history
+from audit.log.queries import RecordFilter
 from audit.units import format_duration
-from audit.vocab import RecordStatus, Role
+from audit.vocab import RecordStatus
 from dashboard import state
 from dashboard.widgets import FieldErrors, label
 
@@ -105,7 +107,7 @@ with st.container(border=True):
                    on_change=_to_first_page, format_func=lambda v: v or "any")
     c[5].selectbox("Status", ["", *RecordStatus.values()], key="rec_status",
                    on_change=_to_first_page, format_func=lambda v: v or "any")
-    if actor.can(Permission.VIEW_PHI):
+    if may_see_patient_id(actor):
         c[6].text_input("Patient ID (MRN)", key="rec_patient", on_change=_to_first_page)
 
 date_from, date_to = ss.get("rec_from"), ss.get("rec_to")
@@ -123,8 +125,8 @@ if page > pages:
     ss["rec_page"] = page = pages
     rows, _ = service.list(actor, filters, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
 
-scope = "" if actor.can(Permission.VIEW_ALL_RECORDS) else (
-    " (your patients)" if actor.role is Role.PHYSICIAN else " (the ones you logged)")
+scope = {ReadScope.ALL: "", ReadScope.OWN_PATIENTS: " (your patients)",
+         ReadScope.OWN_ENTRIES: " (the ones you logged)"}[read_scope(actor)]
 st.caption(f"{total:,} records{scope} · page {page:,} of {pages:,} · newest first · times in "
            f"{tz_label}")
 
@@ -135,7 +137,7 @@ frame = pd.DataFrame(rows, columns=[*columns, "patient_ref"])
 frame["performed_at"] = [local(v) for v in frame["performed_at"]]
 frame["fluoro_time_s"] = [format_duration(v) if v is not None and not pd.isna(v) else ""
                           for v in frame["fluoro_time_s"]]
-if not actor.can(Permission.VIEW_PHI):
+if not may_see_patient_id(actor):
     frame["patient_id"] = frame["patient_ref"]
 frame = frame[columns]
 
@@ -157,7 +159,7 @@ st.dataframe(
         "status": "Status", "performed_at": "Performed", "procedure_code": "Procedure",
         "region": "Region", "room": "Room", "physician": "Physician",
         "technologist": "Technologist",
-        "patient_id": "Patient ID" if actor.can(Permission.VIEW_PHI) else "Patient ref",
+        "patient_id": "Patient ID" if may_see_patient_id(actor) else "Patient ref",
         "fluoro_time_s": "Fluoro (m:ss)",
         "dap_gycm2": st.column_config.NumberColumn("DAP (Gy·cm²)", format="%.3g"),
         "air_kerma_mgy": st.column_config.NumberColumn("Ka,r (mGy)", format="%.3g"),
@@ -257,7 +259,7 @@ amend_warnings = FieldErrors("rec_amend_warnings")
 void_errors = FieldErrors("rec_void_errors")
 rid, version = int(record["record_id"]), int(record["version"])
 prefix = f"am_{rid}_{version}_"
-editable = [n for n in AMENDABLE if actor.can(Permission.VIEW_PHI) or n != "patient_id"]
+editable = [n for n in AMENDABLE if may_see_patient_id(actor) or n != "patient_id"]
 
 
 def _amend() -> None:
