@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from audit.catalog import Catalog, load_catalog
-from audit.log.validation import Usual
+from audit.log.plausibility import Usual
 from audit.settings import load_settings
 from audit.storage.models import Procedure
 from audit.vocab import RecordStatus
