@@ -16,7 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from audit import reference_data as admin
-from audit.access import ReadScope, may_change, may_see_patient_id, read_scope
+from audit.access import ReadScope, may_change, read_scope
 from audit.auth import Permission
 from audit.dictionary import BY_NAME
 from audit.errors import (
@@ -107,7 +107,7 @@ with st.container(border=True):
                    on_change=_to_first_page, format_func=lambda v: v or "any")
     c[5].selectbox("Status", ["", *RecordStatus.values()], key="rec_status",
                    on_change=_to_first_page, format_func=lambda v: v or "any")
-    if may_see_patient_id(actor):
+    if actor.can(Permission.VIEW_PHI):
         c[6].text_input("Patient ID (MRN)", key="rec_patient", on_change=_to_first_page)
 
 date_from, date_to = ss.get("rec_from"), ss.get("rec_to")
@@ -137,7 +137,7 @@ frame = pd.DataFrame(rows, columns=[*columns, "patient_ref"])
 frame["performed_at"] = [local(v) for v in frame["performed_at"]]
 frame["fluoro_time_s"] = [format_duration(v) if v is not None and not pd.isna(v) else ""
                           for v in frame["fluoro_time_s"]]
-if not may_see_patient_id(actor):
+if not actor.can(Permission.VIEW_PHI):
     frame["patient_id"] = frame["patient_ref"]
 frame = frame[columns]
 
@@ -159,7 +159,7 @@ st.dataframe(
         "status": "Status", "performed_at": "Performed", "procedure_code": "Procedure",
         "region": "Region", "room": "Room", "physician": "Physician",
         "technologist": "Technologist",
-        "patient_id": "Patient ID" if may_see_patient_id(actor) else "Patient ref",
+        "patient_id": "Patient ID" if actor.can(Permission.VIEW_PHI) else "Patient ref",
         "fluoro_time_s": "Fluoro (m:ss)",
         "dap_gycm2": st.column_config.NumberColumn("DAP (Gy·cm²)", format="%.3g"),
         "air_kerma_mgy": st.column_config.NumberColumn("Ka,r (mGy)", format="%.3g"),
@@ -259,7 +259,7 @@ amend_warnings = FieldErrors("rec_amend_warnings")
 void_errors = FieldErrors("rec_void_errors")
 rid, version = int(record["record_id"]), int(record["version"])
 prefix = f"am_{rid}_{version}_"
-editable = [n for n in AMENDABLE if may_see_patient_id(actor) or n != "patient_id"]
+editable = [n for n in AMENDABLE if actor.can(Permission.VIEW_PHI) or n != "patient_id"]
 
 
 def _amend() -> None:
