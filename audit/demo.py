@@ -27,7 +27,7 @@ import numpy as np
 from sqlalchemy import Engine, func, select
 
 from audit.catalog import load_catalog
-from audit.log.service import pseudonym
+from audit.log.pseudonym import pseudonym
 from audit.settings import load_settings
 from audit.storage.engine import read_session, write_session
 from audit.storage.models import (

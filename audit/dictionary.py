@@ -1,7 +1,11 @@
-"""The data dictionary (DESIGN.md §2): one list of fields for input, validation, export and docs.
+"""The data dictionary (docs/design.md §2): one list of fields for input, validation, export
+and docs.
 
-The order here is the export's column order. `data_dictionary.csv` in every export and the
-dictionary table in docs/ are generated from this list, and a test fails if the docs drift.
+Why one list: the names, units, bounds and required rules a user reads in the docs must be the
+ones the validation enforces and the export writes. The order here is the export's column
+order. `data_dictionary.csv` in every export and the dictionary table in docs/ are generated
+from this list, and a test fails if the docs drift. Input validation (audit.log.validation)
+takes each field's bounds, text length and whether it is always required from here.
 """
 
 from __future__ import annotations
@@ -10,6 +14,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from audit import vocab
+from audit.units import MAX_DAP_GYCM2
+
+#: What the `required` column says for a field every record must have.
+ALWAYS = "yes"
+#: Longest text a text field takes when it names no max_length.
+DEFAULT_MAX_LENGTH = 200
 
 
 class Io(StrEnum):
@@ -21,6 +31,10 @@ class Io(StrEnum):
 
 @dataclass(frozen=True)
 class Field:
+    """One field. `required` is the rule as the docs state it: "yes" (always; validation
+    enforces it generically), "no", or a condition validation checks by hand ("per catalog",
+    "if contrast", ...). `minimum`/`maximum` bound a number in `unit`; `max_length` a text."""
+
     name: str
     type: str
     unit: str
@@ -28,6 +42,34 @@ class Field:
     description: str
     allowed: str = ""
     io: Io = Io.IN_OUT
+    minimum: float | None = None
+    maximum: float | None = None
+    max_length: int | None = None
+
+    @property
+    def always_required(self) -> bool:
+        return self.required == ALWAYS
+
+    @property
+    def is_integer(self) -> bool:
+        return self.type == "integer"
+
+    @property
+    def bound_unit(self) -> str:
+        """The unit after a number's bounds in messages; counts have none."""
+        return "" if self.is_integer else self.unit
+
+    @property
+    def text_limit(self) -> int:
+        return self.max_length or DEFAULT_MAX_LENGTH
+
+    def range_text(self) -> str:
+        """The accepted range as the docs print it, e.g. "0.3 to 350", "≤ 120 characters"."""
+        if self.minimum is not None and self.maximum is not None:
+            return f"{self.minimum:g} to {self.maximum:g}"
+        if self.type == "text" and self.io is Io.IN_OUT:
+            return f"≤ {self.text_limit} characters"
+        return ""
 
 
 def _allowed(enum: type[vocab.Vocabulary]) -> str:
@@ -43,20 +85,22 @@ FIELDS: tuple[Field, ...] = (
           "read", io=Io.OUT),
     Field("performed_at", "datetime", "ISO 8601, UTC", "yes", "When the procedure was performed; "
           "input needs a UTC offset; not in the future"),
-    Field("site", "text", "", "yes", "Site name"),
+    Field("site", "text", "", "yes", "Site name", max_length=120),
     Field("room", "text", "", "yes", "Room or C-arm name; carries the device and its KAP "
-          "correction factor"),
-    Field("physician", "text", "", "yes", "Performing physician"),
-    Field("technologist", "text", "", "yes", "Username of the technologist who logged it"),
+          "correction factor", max_length=120),
+    Field("physician", "text", "", "yes", "Performing physician", max_length=160),
+    Field("technologist", "text", "", "yes", "Username of the technologist who logged it",
+          max_length=80),
     Field("patient_id", "text", "", "yes", "Medical record number (PHI: exported only with "
-          "permission)"),
+          "permission)", max_length=64),
     Field("patient_ref", "text", "", "out only", "Keyed pseudonym of the patient "
           "(HMAC-SHA-256 with the site secret): stable across exports, not reversible",
           io=Io.OUT),
     Field("accession_number", "text", "", "no", "Accession number; links the C-arm's dose "
-          "report"),
+          "report", max_length=64),
     Field("patient_sex", "enum", "", "no", "Patient sex", _allowed(vocab.Sex)),
-    Field("patient_weight_kg", "number", "kg", "no", "Patient weight; dose rises with body size"),
+    Field("patient_weight_kg", "number", "kg", "no", "Patient weight; dose rises with body size",
+          minimum=0.3, maximum=350),
     Field("pregnancy_status", "enum", "", "yes", "Pregnant patients are flagged for review",
           _allowed(vocab.PregnancyStatus)),
     Field("procedure_code", "text", "", "yes", "Procedure catalog code, e.g. TFESI"),
@@ -68,26 +112,31 @@ FIELDS: tuple[Field, ...] = (
     Field("fluoro_time_s", "number", "s", "yes", "Fluoroscopy (beam-on) time; input also 'm:ss' "
           "or minutes with a unit ('1.3 min' = 78 s)"),
     Field("dap_gycm2", "number", "Gy·cm²", "yes*", "Kerma-area product (DAP) in Gy·cm²; *or "
-          "dap_missing_reason when the unit shows none"),
+          "dap_missing_reason when the unit shows none", minimum=0, maximum=MAX_DAP_GYCM2),
     Field("dap_value", "number", "as entered", "no", "DAP as displayed on the C-arm"),
     Field("dap_unit", "enum", "", "with dap_value", "Unit of dap_value",
           _allowed(vocab.DapUnit)),
-    Field("dap_missing_reason", "text", "", "if no DAP", "Why no DAP was recorded"),
+    Field("dap_missing_reason", "text", "", "if no DAP", "Why no DAP was recorded",
+          max_length=500),
     Field("air_kerma_mgy", "number", "mGy", "no", "Cumulative air kerma at the reference point "
           "(Ka,r)"),
-    Field("saved_images", "integer", "count", "yes", "Confirmation images saved to PACS"),
-    Field("dsa_runs", "integer", "count", "no", "Digital subtraction angiography runs"),
+    Field("saved_images", "integer", "count", "yes", "Confirmation images saved to PACS",
+          minimum=0, maximum=10_000),
+    Field("dsa_runs", "integer", "count", "no", "Digital subtraction angiography runs",
+          minimum=0, maximum=1000),
     Field("pulsed_fluoro", "boolean", "", "no", "Pulsed fluoroscopy used"),
-    Field("pulse_rate_pps", "number", "pulses/s", "no", "Pulse rate"),
+    Field("pulse_rate_pps", "number", "pulses/s", "no", "Pulse rate", minimum=0.1, maximum=60),
     Field("low_dose_mode", "boolean", "", "no", "Low-dose mode used"),
-    Field("contrast_agent", "text", "", "if contrast", "Contrast agent, e.g. iohexol 240"),
-    Field("contrast_volume_ml", "number", "mL", "if contrast", "Contrast volume"),
+    Field("contrast_agent", "text", "", "if contrast", "Contrast agent, e.g. iohexol 240",
+          max_length=80),
+    Field("contrast_volume_ml", "number", "mL", "if contrast", "Contrast volume", minimum=0,
+          maximum=100),
     Field("contrast_confirmation", "enum", "", "yes", "Needle placement confirmed with contrast",
           _allowed(vocab.ContrastConfirmation)),
     Field("contrast_exception_reason", "enum", "", "if contraindicated", "Why contrast was not "
           "used", _allowed(vocab.ContrastException)),
     Field("contrast_exception_detail", "text", "", "if reason is other", "Free-text detail of the "
-          "exception"),
+          "exception", max_length=500),
     Field("confirmation_views", "list", "", "if confirmed", "Views saved, ';'-separated",
           _allowed(vocab.View)),
     Field("realtime_contrast", "boolean", "", "if confirmed", "Contrast injected under live "
@@ -95,7 +144,7 @@ FIELDS: tuple[Field, ...] = (
     Field("vascular_uptake", "boolean", "", "no", "Intravascular contrast uptake seen"),
     Field("needle_repositioned", "boolean", "", "no", "Needle repositioned after uptake"),
     Field("injectate", "enum", "", "no", "Medication injected", _allowed(vocab.Injectate)),
-    Field("notes", "text", "", "no", "Free-text notes"),
+    Field("notes", "text", "", "no", "Free-text notes", max_length=4000),
     Field("dose_source", "enum", "", "out only", "Where the dose figures came from",
           _allowed(vocab.DoseSource), Io.OUT),
     Field("region", "enum", "", "out only", "Anatomical region (from the catalog or the levels)",
@@ -129,11 +178,11 @@ def to_markdown() -> str:
         "the `data_dictionary.csv` every export ships. Generated from `audit/dictionary.py`.",
         "Stored units are canonical; the DAP value and unit as entered are kept too.",
         "",
-        "| field | type | unit | required | allowed values | description |",
-        "|---|---|---|---|---|---|",
+        "| field | type | unit | required | range | allowed values | description |",
+        "|---|---|---|---|---|---|---|",
     ]
     for f in FIELDS:
-        cells = (f.name, f.type, f.unit, f.required, f.allowed, f.description)
+        cells = (f.name, f.type, f.unit, f.required, f.range_text(), f.allowed, f.description)
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -16,6 +16,7 @@ from sqlalchemy import Connection, Engine, select
 from sqlalchemy.orm import Session
 
 from audit.auth import Actor, Permission, require
+from audit.dosimetry import DEFAULT_ANNUAL_BACKGROUND_MSV
 from audit.errors import FieldError, NotFound, ValidationFailed
 from audit.storage.engine import write_session
 from audit.storage.models import Setting, utcnow
@@ -58,7 +59,7 @@ class Settings:
     #: unverified (0001).
     effective_dose_k: Mapping[str, float] = field(default_factory=lambda: dict(_EFFECTIVE_DOSE_K))
     #: NCRP Report 160 (US); 2.4 worldwide per UNSCEAR (0001).
-    annual_background_msv: float = 3.1
+    annual_background_msv: float = DEFAULT_ANNUAL_BACKGROUND_MSV
     #: Plausibility: a KAP this many times the usual asks for confirmation (0001).
     warning_kap_ratio: float = 40
     #: Local policy: minutes of inactivity before the dashboard signs out (0001).

@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import func, select
 
 from audit.auth import Actor, cli_actor
-from audit.log.service import ProcedureLog, RecordFilter
+from audit.log.queries import RecordFilter
+from audit.log.service import ProcedureLog
 from audit.storage.engine import make_engine, migrate, read_session
 from audit.storage.models import Procedure
 from audit.vocab import Role

@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 from audit.auth import cli_actor
 from audit.catalog import load_catalog
 from audit.demo import generate
-from audit.log.service import ProcedureLog, _input_view
+from audit.log.record_fields import input_view
+from audit.log.service import ProcedureLog
 from audit.log.validation import validate
 from audit.storage.engine import make_engine
 from audit.storage.models import Patient, Physician, Procedure, ProcedureType
@@ -99,7 +100,7 @@ def test_demo_records_pass_the_logs_own_validation(engine: Engine, demo: pd.Data
         catalog = load_catalog(s)
     sample = demo["id"].sample(300, random_state=1).tolist()
     for record_id in sample:
-        record = _input_view(service.get(int(record_id), cli_actor()))
+        record = input_view(service.get(int(record_id), cli_actor()))
         _, errors = validate(record, catalog, now=datetime.now(UTC))
         assert errors == [], (record_id, errors)
 

@@ -20,6 +20,7 @@ import pandas as pd
 from sqlalchemy import Engine, Select, and_, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
+from audit import access
 from audit.alerts.detection import PLACE_COLUMNS, compute_alerts
 from audit.analytics.snapshot import Filters, Snapshot
 from audit.auth import Actor, Permission, require
@@ -354,7 +355,7 @@ def list_alerts(engine: Engine, actor: Actor, filters: Filters | None = None,
     """Stored alerts with their trigger record and last acknowledgement, newest first. The
     patient is the MRN for roles that may see PHI, else the pseudonym."""
     require(actor, Permission.VIEW_DASHBOARDS)
-    patient = Patient.mrn if actor.can(Permission.VIEW_PHI) else Patient.pseudonym
+    patient = access.patient_column(actor)
     query = alerts_query(filters or Filters(), {"patient": patient})
     if status:
         query = query.where(Alert.status == AlertStatus.parse(status).value)

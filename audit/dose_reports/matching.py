@@ -54,8 +54,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from audit.dosimetry import effective_dose  # the record's own E = KAP x k rule
 from audit.errors import AuditError
-from audit.log.service import effective_dose  # the record's own E = KAP x k rule
 from audit.settings import Settings
 from audit.storage.models import DoseDiscrepancy, DoseReport, Patient, Procedure, Room, utcnow
 from audit.trail import record_event
@@ -308,7 +308,7 @@ def apply(session: Session, report: DoseReport, procedure_id: int, settings: Set
     change("dose_source", DoseSource.MANUAL_RDSR.value if manual else DoseSource.RDSR.value)
     if "dap_gycm2" in after:
         effective = effective_dose(procedure.dap_gycm2, _room_factor(session, procedure),
-                                    procedure.region, settings)
+                                    procedure.region, settings.effective_dose_k)
         change("effective_dose_msv", effective)
     if after:
         version = procedure.version

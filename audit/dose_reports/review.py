@@ -15,6 +15,7 @@ import pandas as pd
 from sqlalchemy import Engine, and_, case, func, select
 from sqlalchemy.orm import aliased
 
+from audit import access
 from audit.auth import Actor, Permission, require
 from audit.dose_reports.store import TOTAL_FIELDS, unmatched_query
 from audit.errors import FieldError, NotFound, ValidationFailed
@@ -117,7 +118,7 @@ def list_missing(engine: Engine, actor: Actor, *, date_from: datetime | None = N
         rows = session.execute(query).mappings().all()
     columns = [c.name for c in query.selected_columns]
     frame = pd.DataFrame([dict(r) for r in rows], columns=columns)
-    if not actor.can(Permission.VIEW_PHI):
+    if not access.may_see_patient_id(actor):
         frame["patient_id"] = None
     return frame
 

@@ -37,7 +37,7 @@ from audit.dose_reports.dicom_bytes import MAX_INPUT_BYTES
 from audit.dose_reports.reader import read_dose_report
 from audit.dose_reports.report import DoseReport as ParsedReport
 from audit.dose_reports.report import RejectedReport
-from audit.log.service import ENV_PSEUDONYM_KEY, pseudonym
+from audit.log.pseudonym import pseudonym, site_secret
 from audit.settings import Settings, load_settings
 from audit.storage.engine import read_session, retrying, writer
 from audit.storage.models import DoseDiscrepancy, DoseReport, Procedure, utcnow
@@ -198,7 +198,7 @@ class DoseImporter:
 
         zone = reconcile.site_zone(settings)
         instant, day = reconcile.study_moment(parsed.study_datetime, zone)
-        secret = os.environ.get(ENV_PSEUDONYM_KEY) or str(settings.pseudonym_secret)
+        secret = site_secret(settings)
         row = DoseReport(
             sop_instance_uid=parsed.sop_instance_uid, sop_class_uid=parsed.sop_class_uid,
             study_instance_uid=parsed.study_instance_uid,

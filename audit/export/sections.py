@@ -17,6 +17,10 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 
 from audit.dictionary import FIELDS
+from audit.dosimetry import (
+    BACKGROUND_DAYS_DECIMALS,
+    background_days_sql,
+)
 from audit.export import cells as csvsafe
 from audit.export import types as export_types
 from audit.export.cells import Kind
@@ -153,7 +157,8 @@ def procedure_cells(
             continue
         if column.name == "background_days":
             raw: ColumnElement[Any] | None = csvsafe.sql_round(
-                Procedure.effective_dose_msv * 365.0 / literal(float(annual_background_msv)), 1)
+                background_days_sql(Procedure.effective_dose_msv, annual_background_msv),
+                BACKGROUND_DAYS_DECIMALS)
         else:
             raw = _JOINED.get(column.name, getattr(Procedure, column.name, None))
         if raw is None:

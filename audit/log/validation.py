@@ -2,7 +2,10 @@
 
 Pure: no database. The service resolves names (site, room, ...) and supplies what needs data
 (the procedure's usual KAP). All problems are collected, not just the first, so a technologist
-fixes a form in one pass. Errors block; warnings (implausible but possible) need confirmation.
+fixes a form in one pass. Errors block; warnings (implausible but possible, see
+audit.log.plausibility) need confirmation. Bounds, text lengths and "always required" come from
+the data dictionary (audit.dictionary), so the documented rules are the enforced ones; the
+conditional rules (contrast, DAP, levels) are written out below.
 """
 
 from __future__ import annotations
@@ -15,12 +18,12 @@ from typing import Any, TypeVar
 
 from audit import units
 from audit.catalog import Catalog, CatalogEntry
+from audit.dictionary import BY_NAME, INPUT_FIELDS, Io
 from audit.dictionary import FIELDS as DICTIONARY
-from audit.dictionary import INPUT_FIELDS, Io
 from audit.errors import FieldError
+from audit.log.plausibility import Usual, plausibility_warnings
 from audit.settings import Settings
 from audit.vocab import (
-    PARTICULATE_STEROIDS,
     CatalogRegion,
     ContrastConfirmation,
     ContrastException,
@@ -41,23 +44,12 @@ from audit.vocab import (
 OUTPUT_ONLY = frozenset(f.name for f in DICTIONARY if f.io is Io.OUT)
 #: Fields accepted on input beyond the dictionary's (alternatives the dictionary documents).
 EXTRA_INPUT = frozenset({"fluoro_time", "contrast_exception_detail"})
+#: How far ahead of the server's clock a performed_at may be (clocks drift).
 CLOCK_SKEW = timedelta(minutes=5)
 EARLIEST = datetime(1990, 1, 1, tzinfo=UTC)
-MAX_TEXT = {"site": 120, "room": 120, "physician": 160, "technologist": 80, "patient_id": 64,
-            "accession_number": 64, "contrast_agent": 80, "notes": 4000,
-            "dap_missing_reason": 500, "contrast_exception_detail": 500}
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 E = TypeVar("E", bound=Vocabulary)
-
-
-@dataclass(frozen=True)
-class Usual:
-    """What is usual for this procedure type, for plausibility warnings."""
-
-    dap_gycm2: float | None
-    time_s: float | None
-    source: str  # "local median of N records" or the catalog's published source
 
 
 @dataclass
@@ -72,7 +64,8 @@ class Validated:
 
 
 class _Collector:
-    """Accumulates errors while parsing each field; a field that fails yields None."""
+    """Accumulates errors while parsing each field; a field that fails yields None. A field
+    the dictionary marks always required is an error when missing."""
 
     def __init__(self, data: Mapping[str, Any]):
         self.data = data
@@ -93,10 +86,10 @@ class _Collector:
     def warn(self, name: str, message: str) -> None:
         self.warnings.append(FieldError(name, message))
 
-    def text(self, name: str, required: bool = False) -> str | None:
+    def text(self, name: str) -> str | None:
         value = self.raw(name)
         if value is None:
-            if required:
+            if BY_NAME[name].always_required:
                 self.error(name, "required")
             return None
         if not isinstance(value, str | int):
@@ -106,16 +99,16 @@ class _Collector:
         if _CONTROL.search(text):
             self.error(name, "contains control characters")
             return None
-        limit = MAX_TEXT.get(name, 200)
+        limit = BY_NAME[name].text_limit
         if len(text) > limit:
             self.error(name, f"is {len(text)} characters; at most {limit} allowed")
             return None
         return text
 
-    def enum(self, name: str, enum: type[E], required: bool = False) -> E | None:
+    def enum(self, name: str, enum: type[E]) -> E | None:
         value = self.raw(name)
         if value is None:
-            if required:
+            if BY_NAME[name].always_required:
                 self.error(name, f"required; allowed: {enum.allowed()}")
             return None
         try:
@@ -140,11 +133,14 @@ class _Collector:
         self.error(name, f"{value!r} is not a yes/no value; allowed: true, false")
         return None
 
-    def number(self, name: str, low: float, high: float, *, required: bool = False,
-               unit: str = "", integer: bool = False) -> float | None:
+    def number(self, name: str) -> float | None:
+        """A number within the dictionary's bounds (a whole one for integer fields)."""
+        spec = BY_NAME[name]
+        assert spec.minimum is not None and spec.maximum is not None, name
+        low, high, unit, integer = spec.minimum, spec.maximum, spec.bound_unit, spec.is_integer
         value = self.raw(name)
         if value is None:
-            if required:
+            if spec.always_required:
                 self.error(name, "required")
             return None
         kind = "a whole number" if integer else "a number"
@@ -162,10 +158,10 @@ class _Collector:
             return None
         return int(number) if integer else number
 
-    def convert(self, name: str, parser: Any, *args: Any, required: bool = False) -> Any:
+    def convert(self, name: str, parser: Any, *args: Any) -> Any:
         value = self.raw(name)
         if value is None:
-            if required:
+            if BY_NAME[name].always_required:
                 self.error(name, "required")
             return None
         try:
@@ -224,10 +220,9 @@ def validate(
         if name not in INPUT_FIELDS and name not in OUTPUT_ONLY and name not in EXTRA_INPUT:
             c.error(str(name), "unknown field; see the data dictionary for the field names")
 
-    performed_at = c.convert("performed_at", parse_datetime, now, required=True)
-    names = {n: c.text(n, required=True) for n in
-             ("site", "room", "physician", "technologist", "patient_id")}
-    code = c.text("procedure_code", required=True)
+    performed_at = c.convert("performed_at", parse_datetime, now)
+    names = {n: c.text(n) for n in ("site", "room", "physician", "technologist", "patient_id")}
+    code = c.text("procedure_code")
     entry = catalog.lookup(code) if code else None
     if code and (entry is None or not entry.active):
         c.error("procedure_code", f"{code!r} is not in the procedure catalog; allowed: "
@@ -238,14 +233,14 @@ def validate(
         "performed_at": performed_at,
         "accession_number": c.text("accession_number"),
         "patient_sex": _value(c.enum("patient_sex", Sex)),
-        "patient_weight_kg": c.number("patient_weight_kg", 0.3, 350, unit="kg"),
-        "pregnancy_status": _value(c.enum("pregnancy_status", PregnancyStatus, required=True)),
-        "guidance": _value(c.enum("guidance", Guidance, required=True)),
+        "patient_weight_kg": c.number("patient_weight_kg"),
+        "pregnancy_status": _value(c.enum("pregnancy_status", PregnancyStatus)),
+        "guidance": _value(c.enum("guidance", Guidance)),
         "air_kerma_mgy": c.convert("air_kerma_mgy", units.parse_air_kerma),
-        "saved_images": c.number("saved_images", 0, 10_000, required=True, integer=True),
-        "dsa_runs": c.number("dsa_runs", 0, 1000, integer=True),
+        "saved_images": c.number("saved_images"),
+        "dsa_runs": c.number("dsa_runs"),
         "pulsed_fluoro": c.boolean("pulsed_fluoro"),
-        "pulse_rate_pps": c.number("pulse_rate_pps", 0.1, 60, unit="pulses/s"),
+        "pulse_rate_pps": c.number("pulse_rate_pps"),
         "low_dose_mode": c.boolean("low_dose_mode"),
         "injectate": _value(c.enum("injectate", Injectate)),
         "notes": c.text("notes"),
@@ -266,7 +261,7 @@ def validate(
     if c.errors:
         return None, c.errors
     assert entry is not None and region is not None
-    _plausibility(c, values, entry, region, levels, usual, warning_kap_ratio)
+    c.warnings += plausibility_warnings(values, entry, region, levels, usual, warning_kap_ratio)
     return Validated(
         names={k: v for k, v in names.items() if v is not None},
         entry=entry, values=values, levels=levels, warnings=c.warnings,
@@ -318,7 +313,7 @@ def _dap(c: _Collector, values: dict[str, Any], default_unit: DapUnit | None) ->
             return
         values.update(dap_gycm2=dap.gycm2, dap_value=dap.value, dap_unit=dap.unit.value)
         if gycm2_raw is not None:
-            stated = c.number("dap_gycm2", 0, units.MAX_DAP_GYCM2, unit="Gy·cm²")
+            stated = c.number("dap_gycm2")
             if stated is not None and abs(stated - dap.gycm2) > max(1e-9, 0.005 * dap.gycm2):
                 c.error("dap_gycm2", f"{stated:g} Gy·cm² disagrees with dap_value {dap.value:g} "
                         f"{dap.unit.value} (= {dap.gycm2:g} Gy·cm²); give one or make them agree")
@@ -327,7 +322,7 @@ def _dap(c: _Collector, values: dict[str, Any], default_unit: DapUnit | None) ->
             c.error("dap_unit", f"{unit.value} given with dap_gycm2, which is always Gy·cm²; put "
                     "the displayed number in dap_value instead")
             return
-        stated = c.number("dap_gycm2", 0, units.MAX_DAP_GYCM2, unit="Gy·cm²")
+        stated = c.number("dap_gycm2")
         if stated is not None:
             values.update(dap_gycm2=stated, dap_value=stated, dap_unit=DapUnit.GY_CM2.value)
     elif unit is not None:
@@ -395,10 +390,10 @@ def _region(c: _Collector, entry: CatalogEntry | None, levels: list[str]) -> Reg
 
 
 def _contrast(c: _Collector, values: dict[str, Any], entry: CatalogEntry) -> None:
-    status = c.enum("contrast_confirmation", ContrastConfirmation, required=True)
+    status = c.enum("contrast_confirmation", ContrastConfirmation)
     values["contrast_confirmation"] = _value(status)
     agent = c.text("contrast_agent")
-    volume = c.number("contrast_volume_ml", 0, 100, unit="mL")
+    volume = c.number("contrast_volume_ml")
     reason = c.enum("contrast_exception_reason", ContrastException)
     detail = c.text("contrast_exception_detail")
     realtime = c.boolean("realtime_contrast")
@@ -460,61 +455,3 @@ def _contrast(c: _Collector, values: dict[str, Any], entry: CatalogEntry) -> Non
     if status is ContrastConfirmation.NOT_CONFIRMED and entry.contrast_required:
         c.warn("contrast_confirmation", f"{entry.code} requires contrast confirmation; saved as "
                "not confirmed, it will count as non-compliant")
-
-
-def _plausibility(c: _Collector, values: dict[str, Any], entry: CatalogEntry, region: Region,
-                  levels: list[str], usual: Usual | None, ratio_limit: float) -> None:
-    """Warnings: values that are possible but usually a mistake (REFERENCE.md §2)."""
-    if entry.max_levels is not None and len(levels) > entry.max_levels:
-        c.warn("levels", f"{len(levels)} levels exceeds the {entry.max_levels} that {entry.code} "
-               "allows per session; it will be flagged for review")
-    dap = values["dap_gycm2"]
-    usual_dap = usual.dap_gycm2 if usual else entry.typical_dap_gycm2
-    source = usual.source if usual else (entry.typical_source or "catalog")
-    if dap and usual_dap:
-        ratio = dap / usual_dap
-        unit = DapUnit(values["dap_unit"]) if values["dap_unit"] else DapUnit.GY_CM2
-        if ratio >= ratio_limit:
-            hint = _unit_hint(dap, usual_dap, unit, smaller=True)
-            c.warn("dap_value", f"KAP {dap:.3g} Gy·cm² is {ratio:.0f}× the usual for "
-                   f"{entry.name.lower()} ({usual_dap:.3g} Gy·cm², {source}){hint}")
-        elif ratio <= 1 / ratio_limit:
-            hint = _unit_hint(dap, usual_dap, unit, smaller=False)
-            c.warn("dap_value", f"KAP {dap:.3g} Gy·cm² is 1/{1 / ratio:.0f} of the usual for "
-                   f"{entry.name.lower()} ({usual_dap:.3g} Gy·cm², {source}){hint}")
-    time_s = values["fluoro_time_s"]
-    if entry.max_expected_time_s and time_s and time_s > entry.max_expected_time_s:
-        c.warn("fluoro_time_s", f"{units.format_duration(time_s)} (m:ss) of fluoroscopy is "
-               f"unusually long for {entry.name.lower()} (over "
-               f"{entry.max_expected_time_s / 60:g} min): was the counter reset?")
-    kerma = values["air_kerma_mgy"]
-    if dap and kerma:
-        field_cm2 = dap / kerma * 1000  # Ka,r (mGy) ≈ KAP / field area at the reference point
-        if field_cm2 > 5000 or field_cm2 < 2:
-            c.warn("air_kerma_mgy", f"Ka,r {kerma:g} mGy and KAP {dap:g} Gy·cm² imply a "
-                   f"{field_cm2:.3g} cm² field at the reference point (usual 10-1000): check "
-                   "the units (Ka,r is in mGy)")
-    weight = values["patient_weight_kg"]
-    if weight is not None and (weight < 25 or weight > 250):
-        c.warn("patient_weight_kg", f"{weight:g} kg is unusual for an adult: is it in kg?")
-    steroid = values["injectate"]
-    if (entry.code == "TFESI" and region is Region.CERVICAL and steroid
-            and Injectate(steroid) in PARTICULATE_STEROIDS):
-        c.warn("injectate", f"{steroid} is a particulate steroid: not for cervical "
-               "transforaminal injection (Rathmell 2015); it will be flagged for review")
-    if values["vascular_uptake"] and not values["needle_repositioned"]:
-        c.warn("needle_repositioned", "vascular uptake recorded but the needle was not "
-               "repositioned; it will be flagged for review")
-
-
-def _unit_hint(dap: float, usual: float, unit: DapUnit, smaller: bool) -> str:
-    """Suggest the unit that would make the number typical (the 10/100/1000 mix-ups)."""
-    for factor in (10, 100, 1000, 10000):
-        candidate_factor = (units.dap_factor(unit) / factor if smaller
-                            else units.dap_factor(unit) * factor)
-        for other in DapUnit:
-            if abs(units.dap_factor(other) - candidate_factor) < 1e-12 * max(1, candidate_factor):
-                corrected = dap / factor if smaller else dap * factor
-                if usual / 5 <= corrected <= usual * 5:
-                    return f": is the unit {other.value}?"
-    return ": check the unit"

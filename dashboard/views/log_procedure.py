@@ -29,7 +29,7 @@ from audit.log.entry_form import (
     performed_at_iso,
     tri_state,
 )
-from audit.log.service import RecordFilter
+from audit.log.queries import RecordFilter
 from audit.vocab import (
     ContrastConfirmation,
     ContrastException,

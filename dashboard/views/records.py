@@ -2,7 +2,7 @@
 full history; amend (with a reason, refused if someone changed it meanwhile) and void.
 
 What a role may see and change is decided by the library (ProcedureLog.list/get/amend/void);
-this page only hides the buttons the library would refuse anyway (audit.log.service.may_change).
+this page only hides the buttons the library would refuse anyway (audit.access.may_change).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from audit import reference_data as admin
+from audit.access import ReadScope, may_change, read_scope
 from audit.auth import Permission
 from audit.dictionary import BY_NAME
 from audit.errors import (
@@ -28,9 +29,10 @@ from audit.errors import (
     WarningsNotConfirmed,
 )
 from audit.log.entry_form import AMENDABLE, amend_changes, as_text
-from audit.log.service import RecordFilter, may_change, record_history
+from audit.log.history import record_history
+from audit.log.queries import RecordFilter
 from audit.units import format_duration
-from audit.vocab import RecordStatus, Role
+from audit.vocab import RecordStatus
 from dashboard import state
 from dashboard.widgets import FieldErrors, label
 
@@ -123,8 +125,8 @@ if page > pages:
     ss["rec_page"] = page = pages
     rows, _ = service.list(actor, filters, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
 
-scope = "" if actor.can(Permission.VIEW_ALL_RECORDS) else (
-    " (your patients)" if actor.role is Role.PHYSICIAN else " (the ones you logged)")
+scope = {ReadScope.ALL: "", ReadScope.OWN_PATIENTS: " (your patients)",
+         ReadScope.OWN_ENTRIES: " (the ones you logged)"}[read_scope(actor)]
 st.caption(f"{total:,} records{scope} · page {page:,} of {pages:,} · newest first · times in "
            f"{tz_label}")
 

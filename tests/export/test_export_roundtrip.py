@@ -22,7 +22,8 @@ from sqlalchemy.orm import Session
 from audit.auth import Actor
 from audit.dictionary import FIELD_NAMES
 from audit.log.csv_import import import_csv, recognise_export
-from audit.log.service import ENV_PSEUDONYM_KEY, ProcedureLog, pseudonym
+from audit.log.pseudonym import ENV_PSEUDONYM_KEY, pseudonym
+from audit.log.service import ProcedureLog
 from audit.storage.engine import make_engine
 from audit.storage.models import Procedure, Setting
 from tests.conftest import Databases, valid_record

@@ -20,7 +20,8 @@ from sqlalchemy.orm import Session
 from audit.auth import Actor
 from audit.dictionary import FIELD_NAMES
 from audit.errors import PermissionDenied
-from audit.log.csv_import import CsvFormatError, import_csv, map_columns
+from audit.log.csv_headers import CsvFormatError, map_columns
+from audit.log.csv_import import import_csv
 from audit.log.service import ProcedureLog
 from audit.storage.models import AuditEvent, Procedure
 from audit.vocab import Role

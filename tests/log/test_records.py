@@ -17,7 +17,8 @@ from audit.errors import (
     ValidationFailed,
     WarningsNotConfirmed,
 )
-from audit.log.service import ProcedureLog, RecordFilter
+from audit.log.queries import RecordFilter
+from audit.log.service import ProcedureLog
 from audit.storage.models import (
     AuditEvent,
     Patient,

@@ -12,9 +12,12 @@ import pytest
 
 from audit import auth
 from audit import reference_data as admin
+from audit.access import may_change
 from audit.auth import Actor, cli_actor
 from audit.errors import PermissionDenied
-from audit.log.service import ProcedureLog, RecordFilter, list_query, may_change, record_history
+from audit.log.history import record_history
+from audit.log.queries import RecordFilter, list_query
+from audit.log.service import ProcedureLog
 from audit.storage.engine import read_session
 from audit.vocab import Role
 from tests.conftest import valid_record

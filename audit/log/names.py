@@ -1,0 +1,159 @@
+"""Names in a record (site, room, physician, technologist, patient) and the rows they stand for.
+
+Why: input names things as people say them; the database stores ids. Each write resolves the
+names to ids here and, with create_missing (a first import, or the demo), creates what does not
+exist yet, each creation audited like any other change. Without it an unknown name is an error
+that lists the known ones, so a typo does not silently create a second physician.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from audit.auth import Actor
+from audit.errors import FieldError, ValidationFailed
+from audit.log.pseudonym import pseudonym
+from audit.storage.models import (
+    Patient,
+    Physician,
+    Procedure,
+    ProcedureType,
+    Room,
+    Site,
+    UserAccount,
+    utcnow,
+)
+from audit.trail import record_event
+from audit.vocab import AuditAction, DapUnit, Role
+
+#: How many known names an "unknown name" error lists.
+KNOWN_NAMES_SHOWN = 20
+#: The keys of record_names, in the order its query selects them.
+RECORD_NAME_KEYS = ("site", "room", "physician", "physician_username", "technologist",
+                    "patient_id", "patient_ref", "procedure_code")
+
+
+class NameResolver:
+    """Finds (or, with create_missing, creates) the referenced site, room, physician,
+    technologist and patient. Creation is race-safe: INSERT .. ON CONFLICT DO NOTHING."""
+
+    def __init__(self, session: Session, actor: Actor, create_missing: bool, secret: str):
+        self.session, self.actor, self.create, self.secret = session, actor, create_missing, secret
+        self.room_factor = 1.0
+        #: The record's names in dictionary fields, known once resolved (no query needed).
+        self.names: dict[str, str] = {}
+        self.errors: list[FieldError] = []
+
+    def resolve(self, names: Mapping[str, str], code: str) -> dict[str, int]:
+        """The Procedure id columns for `names`; ValidationFailed lists every unknown name."""
+        s = self.session
+        known_room = s.execute(
+            select(Room.site_id, Room.id, Room.kap_correction_factor).join(Site)
+            .where(Site.name == names["site"], Room.name == names["room"])
+        ).first()
+        if known_room is not None:  # the usual case: one query for site and room
+            site_id, room_id, self.room_factor = known_room
+        else:
+            site_id = self._find_or_create(
+                "site", Site, Site.name == names["site"],
+                {"name": names["site"], "active": True, "created_at": utcnow()})
+            room_id = None
+            if site_id is not None:
+                room_id = self._find_or_create(
+                    "room", Room, (Room.name == names["room"]) & (Room.site_id == site_id),
+                    {"name": names["room"], "site_id": site_id, "active": True,
+                     "dap_display_unit": DapUnit.GY_CM2.value, "kap_correction_factor": 1.0,
+                     "created_at": utcnow()}, scope=f" at site {names['site']!r}")
+                if room_id is not None:
+                    self.room_factor = s.scalar(select(Room.kap_correction_factor)
+                                                .where(Room.id == room_id)) or 1.0
+        physician_id = self._find_or_create(
+            "physician", Physician, Physician.name == names["physician"],
+            {"name": names["physician"], "active": True, "created_at": utcnow()})
+        tech_id = self._find_or_create(
+            "technologist", UserAccount, UserAccount.username == names["technologist"],
+            {"username": names["technologist"], "role": Role.TECHNOLOGIST.value,
+             "can_sign_in": False, "active": True, "failed_logins": 0, "created_at": utcnow()},
+            entity="user_account")
+        if self.errors:
+            raise ValidationFailed(self.errors)
+        assert site_id and room_id and physician_id and tech_id
+        mrn = names["patient_id"]
+        patient = s.execute(select(Patient.id, Patient.pseudonym)
+                            .where(Patient.mrn == mrn)).first()
+        if patient is None:
+            insert_ignore(s, Patient, {"mrn": mrn, "pseudonym": pseudonym(self.secret, mrn),
+                                       "created_at": utcnow()})
+            patient = s.execute(select(Patient.id, Patient.pseudonym)
+                                .where(Patient.mrn == mrn)).one()
+        self.names = {**names, "patient_ref": patient[1], "procedure_code": code}
+        return {"site_id": site_id, "room_id": room_id, "physician_id": physician_id,
+                "technologist_id": tech_id, "patient_id": patient[0]}
+
+    def _find_or_create(self, field_name: str, model: Any, where: Any, values: dict[str, Any],
+                        scope: str = "", entity: str | None = None) -> int | None:
+        found = self.session.scalar(select(model.id).where(where))
+        if found is not None:
+            return int(found)
+        if not self.create:
+            known = self.session.scalars(select(
+                model.username if model is UserAccount else model.name)
+                .limit(KNOWN_NAMES_SHOWN)).all()
+            listing = ", ".join(repr(k) for k in known) or "none yet"
+            self.errors.append(FieldError(
+                field_name, f"no {field_name} named {values.get('name', values.get('username'))!r}"
+                f"{scope}; known: {listing} (or allow creating missing names)"))
+            return None
+        insert_ignore(self.session, model, values)
+        new_id = int(self.session.scalar(select(model.id).where(where)))
+        record_event(self.session, actor=self.actor.username, action=AuditAction.CREATE,
+                     entity=entity or field_name, entity_id=new_id,
+                     after={k: v for k, v in values.items() if k != "created_at"},
+                     reason="created from a logged record (create missing)")
+        return new_id
+
+
+def insert_ignore(session: Session, model: Any, values: dict[str, Any]) -> None:
+    """INSERT that does nothing when a unique key already exists (a concurrent writer won)."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        stmt = postgresql.insert(model).values(**values).on_conflict_do_nothing()
+    elif dialect == "sqlite":
+        stmt = sqlite.insert(model).values(**values).on_conflict_do_nothing()
+    else:
+        stmt = insert(model).values(**values)
+    session.execute(stmt)
+
+
+def room_display_unit(session: Session, data: Mapping[str, Any]) -> DapUnit | None:
+    """The room's display unit: the default when a DAP value comes without a unit."""
+    room, site = data.get("room"), data.get("site")
+    if not room or not site:
+        return None
+    unit = session.scalar(
+        select(Room.dap_display_unit).join(Site)
+        .where(Room.name == str(room).strip(), Site.name == str(site).strip())
+    )
+    return DapUnit(unit) if unit else None
+
+
+def record_names(session: Session, procedure: Procedure) -> dict[str, Any]:
+    """A stored record's names (RECORD_NAME_KEYS), with the physician's username for the read
+    check (audit.access.may_read)."""
+    row = session.execute(
+        select(Site.name, Room.name, Physician.name, Physician.username, UserAccount.username,
+               Patient.mrn, Patient.pseudonym, ProcedureType.code)
+        .select_from(Procedure)
+        .join(Site, Site.id == Procedure.site_id).join(Room, Room.id == Procedure.room_id)
+        .join(Physician, Physician.id == Procedure.physician_id)
+        .join(UserAccount, UserAccount.id == Procedure.technologist_id)
+        .join(Patient, Patient.id == Procedure.patient_id)
+        .join(ProcedureType, ProcedureType.id == Procedure.procedure_type_id)
+        .where(Procedure.id == procedure.id)
+    ).one()
+    return dict(zip(RECORD_NAME_KEYS, row, strict=True))
