@@ -29,7 +29,7 @@ import pandas as pd
 from audit.analytics.grouping import quantiles_by
 from audit.analytics.reference_levels import SRDL_SETTINGS
 from audit.analytics.snapshot import Snapshot
-from audit.log.service import MIN_LOCAL_RECORDS
+from audit.log.reference_cache import MIN_LOCAL_RECORDS
 from audit.vocab import AlertKind, DoseQuantity
 
 CUMULATIVE_SETTINGS = {"dap_gycm2": "cumulative_kap_gycm2",
