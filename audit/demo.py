@@ -1,4 +1,4 @@
-"""Realistic synthetic data, drawn from the published distributions of REFERENCE.md §4.
+"""Realistic synthetic data, drawn from the published distributions of docs/reference.md §4.
 
 What the data is built to show (so the dashboards have something true to find):
 - per-procedure log-normal fluoroscopy time and KAP around the catalog's typical (published)

@@ -240,8 +240,8 @@ def upgrade() -> None:
     _seed()
 
 
-# Procedure catalog (DESIGN.md §2). Typical time and KAP feed plausibility warnings until local
-# data exists; they come from the published series in REFERENCE.md §4 where one exists and are
+# Procedure catalog (docs/design.md §5). Typical time and KAP feed plausibility warnings until local
+# data exists; they come from the published series in docs/reference.md §4 where one exists and are
 # otherwise estimates, as typical_source says. Admins can edit every value.
 _PUBLISHED = "Kim SJ, J Spinal Disord Tech 2014 (median of 181 lumbosacral TFESI / 47 caudal)"
 _CATALOG = [

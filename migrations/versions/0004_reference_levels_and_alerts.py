@@ -4,8 +4,8 @@ Revision ID: 0004
 Revises: 0003
 Create Date: 2026-11-21
 
-The seeded values are written out here (REFERENCE.md §4), each with its source, so this revision
-means the same thing forever. The substantial radiation dose levels (REFERENCE.md §3) are not
+The seeded values are written out here (docs/reference.md §4), each with its source, so this revision
+means the same thing forever. The substantial radiation dose levels (docs/reference.md §9) are not
 copied into reference_level: they are already settings (srdl_*, seeded by 0001 with their
 sources) and the alerts read them there, so there is one value to change, not two.
 """
@@ -119,7 +119,7 @@ _MCCORMICK = "McCormick, Pain Med 2016"
 _CHOI = "Choi, JKMS 2016"
 _ZHOU = "Zhou, Pain Physician 2005"
 _T, _KAP = "fluoro_time_s", "dap_gycm2"
-# Published comparison values (REFERENCE.md §4): KAP in Gy·cm², time in s. kind "published":
+# Published comparison values (docs/reference.md §4): KAP in Gy·cm², time in s. kind "published":
 # for comparison on the dose page, never a threshold.
 # (procedure code, quantity, statistic, value, sample size, source, note, effective from)
 _PUBLISHED = [

@@ -86,7 +86,7 @@ def test_a_missing_dap_is_filled_with_its_effective_dose(
     row = procedure(engine, record_id)
     assert (row.dap_gycm2, row.dap_value, row.dap_unit) == (1.5, 1.5, "Gy·cm²")
     assert row.dap_missing_reason is None
-    assert row.effective_dose_msv == pytest.approx(1.5 * 0.33)  # lumbar k (REFERENCE §6)
+    assert row.effective_dose_msv == pytest.approx(1.5 * 0.33)  # lumbar k (docs/reference.md §8)
 
 
 def test_a_report_agreeing_with_the_log_only_marks_the_source(
