@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from audit.dictionary import FIELDS, INPUT_FIELDS, Io
 from audit.errors import AuditError
+from audit.units import HEADER_UNITS, parse_dap_unit
 from audit.vocab import DapUnit
 
 #: Legacy header -> dictionary field. Keys are normalised (see :func:`normalise_header`).
@@ -51,16 +52,6 @@ TIME_FIELD = "__time__"
 #: Columns an export writes that input does not take: ignored on import.
 IGNORED = frozenset(f.name for f in FIELDS if f.io is Io.OUT)
 
-#: Units a column header may state, per field; None means "already the canonical unit".
-_MINUTES = {"min", "mins", "minute", "minutes"}
-_HEADER_UNITS: Mapping[str, Mapping[str, str | None]] = {
-    "fluoro_time_s": {"s": None, "sec": None, "secs": None, "seconds": None, "m:ss": None,
-                      "mm:ss": None, **dict.fromkeys(_MINUTES, "min")},
-    "air_kerma_mgy": {"mgy": None, "gy": "Gy", "ugy": "µGy", "µgy": "µGy", "μgy": "µGy"},
-    "patient_weight_kg": {"kg": None},
-    "contrast_volume_ml": {"ml": None},
-    "pulse_rate_pps": {"pps": None, "p/s": None, "pulses/s": None, "/s": None, "fps": None},
-}
 _BARE_NUMBER = re.compile(r"^\s*\d+(?:[.,]\d+)?\s*$")
 _HEADER_UNIT = re.compile(r"^(.*?)\s*[(\[]\s*([^)\]]*?)\s*[)\]]\s*$")
 
@@ -139,13 +130,13 @@ def _column_unit(target: str, unit: str | None) -> str | None:
     if unit is None or not unit.strip():
         return None
     if target == "dap_value":
-        return DapUnit.parse(unit).value
+        return parse_dap_unit(unit).value
     if target == "dap_gycm2":
-        if DapUnit.parse(unit) is not DapUnit.GY_CM2:
+        if parse_dap_unit(unit) is not DapUnit.GY_CM2:
             raise ValueError("dap_gycm2 is always Gy·cm²; name the column 'DAP' or 'dap_value' "
                              "for another unit")
         return None
-    allowed = _HEADER_UNITS.get(target)
+    allowed = HEADER_UNITS.get(target)
     key = unit.strip().casefold().replace(" ", "")
     if allowed is None or key not in allowed:
         options = ", ".join(sorted(allowed)) if allowed else "none (give the unit in the cell)"
@@ -172,6 +163,6 @@ def require_patient_id(headers: Sequence[str], columns: Sequence[Column]) -> Non
 
 def with_header_unit(column: Column, value: str) -> str:
     """A bare number in a column whose header states a unit, with that unit appended."""
-    if column.unit and column.field in _HEADER_UNITS and _BARE_NUMBER.match(value):
+    if column.unit and column.field in HEADER_UNITS and _BARE_NUMBER.match(value):
         return f"{value} {column.unit}"
     return value

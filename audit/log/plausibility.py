@@ -96,9 +96,10 @@ def plausibility_warnings(values: Mapping[str, Any], entry: CatalogEntry, region
 def _unit_hint(dap: float, usual: float, unit: DapUnit, smaller: bool) -> str:
     """Suggest the unit that would make the number typical (the 10/100/1000 mix-ups)."""
     for factor in (10, 100, 1000, 10000):
-        candidate_factor = unit.to_gycm2 / factor if smaller else unit.to_gycm2 * factor
+        candidate_factor = (units.dap_factor(unit) / factor if smaller
+                            else units.dap_factor(unit) * factor)
         for other in DapUnit:
-            if abs(other.to_gycm2 - candidate_factor) < 1e-12 * max(1, candidate_factor):
+            if abs(units.dap_factor(other) - candidate_factor) < 1e-12 * max(1, candidate_factor):
                 corrected = dap / factor if smaller else dap * factor
                 if usual / 5 <= corrected <= usual * 5:
                     return f": is the unit {other.value}?"
