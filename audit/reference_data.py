@@ -170,23 +170,36 @@ def add_site(engine: Engine, actor: Actor, name: str) -> int:
     return int(_write(engine, actor, work))
 
 
-def update_site(engine: Engine, actor: Actor, site_id: int, **changes: Any) -> None:
-    """Rename, deactivate (active=False) or reactivate a site."""
-    errors = _unknown(changes, {"name", "active"})
+def _name_and_active(changes: Mapping[str, Any], allowed: set[str],
+                     limit: int = MAX_NAME) -> dict[str, Any]:
+    """The checked name and active flag of an update (sites and physicians share the rule)."""
+    errors = _unknown(changes, allowed)
     values: dict[str, Any] = {}
     if "name" in changes:
-        values["name"] = _name(errors, "name", changes["name"])
+        values["name"] = _name(errors, "name", changes["name"], limit)
     if "active" in changes:
         values["active"] = bool(changes["active"])
     if errors:
         raise ValidationFailed(errors)
+    return values
+
+
+def _refuse_taken_name(s: Session, model: Any, ident: int, what: str,
+                       values: Mapping[str, Any]) -> None:
+    """A rename must not take another row's name (names are how people find them)."""
+    if "name" in values and s.scalar(select(model.id).where(
+            model.name == values["name"], model.id != ident)):
+        raise ValidationFailed([FieldError("name", f"a {what} named {values['name']!r} "
+                                           "exists")])
+
+
+def update_site(engine: Engine, actor: Actor, site_id: int, **changes: Any) -> None:
+    """Rename, deactivate (active=False) or reactivate a site."""
+    values = _name_and_active(changes, {"name", "active"})
 
     def work(s: Session) -> None:
         site = _get(s, Site, site_id, "site")
-        if "name" in values and s.scalar(select(Site.id).where(
-                Site.name == values["name"], Site.id != site_id)):
-            raise ValidationFailed([FieldError("name", f"a site named {values['name']!r} "
-                                               "exists")])
+        _refuse_taken_name(s, Site, site_id, "site", values)
         _apply(s, actor, "site", site, values)
 
     _write(engine, actor, work)
@@ -316,21 +329,11 @@ def add_physician(engine: Engine, actor: Actor, name: str, username: str | None 
 
 
 def update_physician(engine: Engine, actor: Actor, physician_id: int, **changes: Any) -> None:
-    errors = _unknown(changes, {"name", "username", "active"})
-    values: dict[str, Any] = {}
-    if "name" in changes:
-        values["name"] = _name(errors, "name", changes["name"], 160)
-    if "active" in changes:
-        values["active"] = bool(changes["active"])
-    if errors:
-        raise ValidationFailed(errors)
+    values = _name_and_active(changes, {"name", "username", "active"}, 160)
 
     def work(s: Session) -> None:
         doc = _get(s, Physician, physician_id, "physician")
-        if "name" in values and s.scalar(select(Physician.id).where(
-                Physician.name == values["name"], Physician.id != physician_id)):
-            raise ValidationFailed([FieldError("name", f"a physician named {values['name']!r} "
-                                               "exists")])
+        _refuse_taken_name(s, Physician, physician_id, "physician", values)
         if "username" in changes:
             values["username"] = _physician_username(s, changes["username"], physician_id)
         _apply(s, actor, "physician", doc, values)

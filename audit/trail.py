@@ -1,9 +1,8 @@
 """The audit trail: append-only events chained by SHA-256.
 
 Every change is written by `record_event` inside the same transaction as the change itself, so a
-change without its event (or the reverse) cannot be committed. The chain is serialised: SQLite
-write transactions begin IMMEDIATE (audit.storage.engine.writer) and PostgreSQL takes a
-transaction-scoped
+change without its event (or the reverse) cannot be committed. The chain is serialised: SQLite write
+transactions begin IMMEDIATE (audit.storage.engine.writer) and PostgreSQL takes a transaction-scoped
 advisory lock, so two writers can never both extend the same last event.
 """
 

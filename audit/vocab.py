@@ -41,7 +41,7 @@ class RecordStatus(Vocabulary):
 
 
 class Role(Vocabulary):
-    """Roles of docs/design.md §5. Permissions per role live in audit.auth."""
+    """Roles of docs/design.md §8. Permissions per role live in audit.auth."""
 
     TECHNOLOGIST = "technologist"
     PHYSICIAN = "physician"

@@ -1,10 +1,9 @@
 """What the audit pages share: the analysis frame (one per process) and the common filters.
 
 The frame (audit.analytics.snapshot.FrameCache) is a per-process resource like the engine: it
-refreshes
-itself from the audit trail, so a saved record shows on the next rerun without clearing
-anything. It starts loading in the background when the app starts, so the first page a user
-opens usually finds it ready.
+refreshes itself from the audit trail, so a saved record shows on the next rerun without clearing
+anything. It starts loading in the background when the app starts, so the first page a user opens
+usually finds it ready.
 """
 
 from __future__ import annotations

@@ -123,9 +123,8 @@ COMPLIANCE_COLUMNS: tuple[Column, ...] = (
 
 
 def compliance_section(ctx: SectionContext) -> SectionData:
-    """Overall, then by physician, room, procedure and month (audit.analytics.compliance.compliance,
-    the
-    function the Compliance page and `report compliance` call)."""
+    """Overall, then by physician, room, procedure and month (audit.analytics.compliance's
+    compliance(), the function the Compliance page and `report compliance` call)."""
     snap, filters = snapshot(ctx), analysis_filters(ctx)
     parts = [compliance(snap, filters).rename(columns={"scope": "group"})
              .assign(grouping="overall")]

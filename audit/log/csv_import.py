@@ -53,7 +53,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -71,6 +71,7 @@ from audit.log.csv_headers import (
     require_patient_id,
     with_header_unit,
 )
+from audit.log.entry_form import zone as known_zone
 from audit.log.service import ProcedureLog
 from audit.storage.engine import retrying, writer
 from audit.trail import record_event
@@ -272,13 +273,12 @@ def _localise(text: str, zone: ZoneInfo) -> str:
 
 
 def parse_zone(name: str | None) -> ZoneInfo | None:
-    if not name:
-        return None
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    """--timezone as a zone; a name zoneinfo does not know is a format error, not UTC."""
+    found = known_zone(name)
+    if name and found is None:
         raise CsvFormatError(f"--timezone {name!r} is not an IANA time zone (e.g. "
-                             "America/New_York, Europe/Paris, UTC)") from None
+                             "America/New_York, Europe/Paris, UTC)")
+    return found
 
 
 # --- importing ----------------------------------------------------------------------------------

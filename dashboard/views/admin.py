@@ -2,8 +2,7 @@
 KAP correction factor), physicians (linked to their account), the procedure catalog.
 
 Every action is a call into audit.auth / audit.reference_data, which check the admin permission
-again,
-validate, and write the change with its audit event. Nothing is deleted: deactivate instead.
+again, validate, and write the change with its audit event. Nothing is deleted: deactivate instead.
 """
 
 from __future__ import annotations

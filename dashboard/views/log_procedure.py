@@ -1,9 +1,8 @@
 """Log procedure: one screen, keyboard first (Tab through, Enter saves).
 
 The case (site, room, physician, procedure type, contrast status) sits above the form because it
-decides what the form shows; the form holds the rest and submits on Enter. The values become
-the same dictionary-field input the command line takes (audit.log.entry_form.build_record) and go
-to the
+decides what the form shows; the form holds the rest and submits on Enter. The values become the
+same dictionary-field input the command line takes (audit.log.entry_form.build_record) and go to the
 same service call, so the two paths store identical records. Last site, room, physician and
 procedure type are remembered per user.
 """

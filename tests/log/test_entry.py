@@ -1,6 +1,5 @@
 """audit.log.entry_form: what the entry form shows per procedure type, and how form values become
-the
-same input the command line takes (pure functions, no database)."""
+the same input the command line takes (pure functions, no database)."""
 
 from __future__ import annotations
 
