@@ -42,7 +42,7 @@ from audit.storage.models import (
 )
 from audit.trail import record_event
 from audit.units import dap_factor
-from audit.vocab import SEGMENTS, AuditAction, DapUnit, Region, Role, level_region
+from audit.vocab import CONTRAST_AGENTS, SEGMENTS, AuditAction, DapUnit, Region, Role, level_region
 
 DEMO_ACTOR = "demo"
 CHUNK = 20_000
@@ -104,7 +104,8 @@ REGION_SHARE = {  # (cervical, thoracic, lumbar) for by-level types
     "RFA": (0.2, 0.05, 0.75), "FACET": (0.15, 0.05, 0.80), "DISCOGRAPHY": (0.1, 0.0, 0.9),
     "SYMPATHETIC": (0.3, 0.0, 0.7),
 }
-CONTRAST_AGENTS = ("iohexol 240", "iohexol 300", "iopamidol 200")
+#: The agents demo records use: the three iodinated ones the entry form lists first.
+DEMO_AGENTS = CONTRAST_AGENTS[:3]
 
 
 def _ensure_reference_data(engine: Engine) -> dict[str, Any]:
@@ -402,7 +403,7 @@ def _chunk(rng: np.random.Generator, first_id: int, n: int, ref: dict[str, Any],
     second = np.where((code == "ILESI") & (u[9] < 0.5), "AP;CLO", "AP;LAT")
     views = np.where(u[9] > 0.93, "AP", second).astype(object)
     agent_used = confirmed | ((confirmation == "not_confirmed") & (u[6] > 0.5))
-    agent = np.array(CONTRAST_AGENTS, dtype=object)[(u[0] * 3).astype(int)]
+    agent = np.array(DEMO_AGENTS, dtype=object)[(u[0] * 3).astype(int)]
     tfesi_confirmed = (code == "TFESI") & confirmed
     uptake = tfesi_confirmed & (u[10] < np.where(region == "cervical", 0.2, 0.1))
     realtime = np.where(code == "TFESI", u[1] < 0.92, u[1] < 0.5)

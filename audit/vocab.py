@@ -139,6 +139,14 @@ PARTICULATE_STEROIDS = frozenset(
 )
 
 
+#: Contrast agents the entry form offers first (iodinated agents at the concentrations spine
+#: practices use; gadolinium where iodine is contraindicated). contrast_agent stays free text:
+#: this is a list of suggestions, not a rule, and a site may type another agent.
+CONTRAST_AGENTS: tuple[str, ...] = (
+    "iohexol 240", "iohexol 300", "iopamidol 200", "iopamidol 300", "gadolinium",
+)
+
+
 class DoseSource(Vocabulary):
     MANUAL = "manual"
     RDSR = "rdsr"

@@ -30,6 +30,7 @@ from audit.log.entry_form import (
 )
 from audit.log.queries import RecordFilter
 from audit.vocab import (
+    CONTRAST_AGENTS,
     ContrastConfirmation,
     ContrastException,
     DapUnit,
@@ -49,7 +50,6 @@ ss = st.session_state
 errors = FieldErrors("lp_errors")
 warnings = FieldErrors("lp_warnings")
 YES_NO = ["", "yes", "no"]
-AGENTS = ["iohexol 240", "iohexol 300", "iopamidol 200", "iopamidol 300", "gadolinium"]
 
 
 @st.cache_data(ttl=60, show_spinner=False)
@@ -280,7 +280,7 @@ ss.setdefault(key(gen, "date"), now.date())
 ss.setdefault(key(gen, "time"), now.time().replace(second=0, microsecond=0))
 ss.setdefault(key(gen, "guidance"), Guidance.FLUOROSCOPY.value)
 if status is ContrastConfirmation.CONFIRMED:
-    ss.setdefault(key(gen, "contrast_agent"), AGENTS[0])
+    ss.setdefault(key(gen, "contrast_agent"), CONTRAST_AGENTS[0])
 
 shown_fields: set[str] = {"site", "room", "physician", "procedure_code",
                           "contrast_confirmation"}
@@ -390,7 +390,7 @@ with st.form("log_procedure", enter_to_submit=True, border=True):
                 field("contrast_exception_detail")
         if "contrast_agent" in detail:
             with c[0]:
-                st.selectbox("Agent", AGENTS, key=key(gen, "contrast_agent"),
+                st.selectbox("Agent", list(CONTRAST_AGENTS), key=key(gen, "contrast_agent"),
                              accept_new_options=True)
                 field("contrast_agent")
             with c[1]:
