@@ -16,21 +16,22 @@ import time
 from zoneinfo import ZoneInfo
 
 import streamlit as st
-from sqlalchemy import Engine
 
-from audit import auth
-from audit.auth import Actor, Permission
-from audit.log.entry_form import zone
-from audit.log.service import ProcedureLog
-from audit.settings import Settings
-from audit.storage.engine import (
+from audit import (
     ENV_DB,
+    Actor,
+    Engine,
+    Permission,
+    ProcedureLog,
+    Settings,
+    auth,
     current_revision,
     default_url,
     head_revision,
     make_engine,
     migrate,
 )
+from audit.log import browser_zone
 
 ACTOR_KEY = "actor"
 LAST_SEEN_KEY = "last_seen"
@@ -153,6 +154,6 @@ def pop_flash() -> str | None:
 def user_zone() -> ZoneInfo | None:
     """The browser's time zone: dates are typed and shown in local time, stored in UTC."""
     try:
-        return zone(st.context.timezone)
+        return browser_zone(st.context.timezone)
     except Exception:  # no browser context (bare script run)
         return None

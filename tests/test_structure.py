@@ -1,5 +1,7 @@
-"""The shape of the code, checked from files and ASTs alone (nothing imported, no database).
+"""The shape of the code, checked from files and ASTs alone (no database).
 
+Nothing is imported here: the public-face rules, which must import the library to see that its
+lazy names resolve, do it in a fresh interpreter (a subprocess), as a user of the library would.
 Each test's name is the rule it enforces. The checkers are plain functions over a directory, so
 the tests at the end run them on small made-up trees to show they find what they claim to find.
 """
@@ -7,8 +9,11 @@ the tests at the end run them on small made-up trees to show they find what they
 from __future__ import annotations
 
 import ast
+import json
+import os
 import re
 import subprocess
+import sys
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -325,6 +330,152 @@ def top_level_directories(files: Iterable[str]) -> set[str]:
             if "/" in name and not name.startswith(".")}
 
 
+# --- helpers: the public face -------------------------------------------------------------------
+
+#: The packages that declare public names (docs/design.md §3): the library itself and the
+#: subpackages the dashboard may import names from.
+FACES = ("audit", "audit.storage", "audit.log", "audit.dose_reports", "audit.analytics",
+         "audit.alerts", "audit.export")
+
+#: The filter types being unified into audit/filters.py in a parallel branch (issue 9): the
+#: dashboard lines importing them stay as they are until that merge points them at the public
+#: face; then this exemption goes.
+FILTERS_IN_TRANSIT = frozenset({"Filters", "RecordFilter", "ExportFilters", "parse_period",
+                                "check_filters", "filter_choices"})
+
+
+def package_dir(root: Path, package: str) -> Path:
+    return root.joinpath(*package.split("."))
+
+
+def is_package(root: Path, module: str) -> bool:
+    return (package_dir(root, module) / "__init__.py").is_file()
+
+
+def is_module_or_package(root: Path, module: str) -> bool:
+    path = package_dir(root, module)
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
+def public_face_violations(root: Path, directory: str, library: str = "audit",
+                           exempt: frozenset[str] = frozenset()) -> list[str]:
+    """Imports in `directory` that reach past the library's public face.
+
+    Allowed: `import audit`, `from audit import X`, the shared top-level modules
+    (`from audit.vocab import Role`) and a subpackage's declared names (`from audit.log import
+    ProcedureLog`). Refused: any module inside a subpackage (`audit.log.service`), a private
+    module (`audit._lazy`), and `from audit.<subpackage> import <its submodule>`. An import
+    naming one of `exempt` is let through (see FILTERS_IN_TRANSIT).
+    """
+    found = []
+    for path in python_files(root / directory):
+        for imp in imports_of(path, root):
+            if top_name(imp.module) != library or exempt.intersection(imp.names):
+                continue
+            parts = imp.module.split(".")
+            where = f"{rel(path, root)}:{imp.line}: "
+            if any(part.startswith("_") for part in parts[1:]):
+                found.append(where + f"{imp.module} is private")
+            elif len(parts) > 2 or (len(parts) == 2 and is_package(root, imp.module)
+                                    and not imp.names):
+                found.append(where + f"{imp.module} is not the public face")
+            elif len(parts) == 2 and is_package(root, imp.module):
+                found.extend(where + f"{imp.module}.{name} is a module inside a subpackage"
+                             for name in imp.names
+                             if is_module_or_package(root, f"{imp.module}.{name}"))
+    return found
+
+
+@dataclass(frozen=True)
+class Face:
+    """What one package's __init__ declares: its literal `__all__` and, from its
+    `if TYPE_CHECKING:` block, where each public name comes from (name -> (module, attribute))."""
+
+    package: str
+    all_names: tuple[str, ...]
+    targets: dict[str, tuple[str, str]]
+
+
+def read_face(root: Path, package: str) -> Face:
+    tree = ast.parse((package_dir(root, package) / "__init__.py").read_text(encoding="utf-8"))
+    all_names: tuple[str, ...] = ()
+    targets: dict[str, tuple[str, str]] = {}
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and len(node.targets) == 1
+                and isinstance(node.targets[0], ast.Name) and node.targets[0].id == "__all__"):
+            all_names = tuple(ast.literal_eval(node.value))
+        elif (isinstance(node, ast.If) and isinstance(node.test, ast.Name)
+              and node.test.id == "TYPE_CHECKING"):
+            for sub in node.body:
+                if isinstance(sub, ast.ImportFrom) and sub.module:
+                    for alias in sub.names:
+                        targets[alias.asname or alias.name] = (sub.module, alias.name)
+    return Face(package, all_names, targets)
+
+
+def face_problems(root: Path, face: Face) -> list[str]:
+    """What is wrong with a face without importing it: `__all__` and the names type checkers see
+    differ, or a public name is also the name of one of the package's submodules (once that
+    module is imported, Python sets it on the package and it hides the name)."""
+    problems = []
+    declared = set(face.all_names) - {"__version__"}
+    if declared != set(face.targets):
+        problems.append(f"{face.package}: __all__ and the TYPE_CHECKING imports differ: "
+                        f"only in __all__ {sorted(declared - set(face.targets))}, "
+                        f"only under TYPE_CHECKING {sorted(set(face.targets) - declared)}")
+    problems.extend(f"{face.package}.{name} is also a submodule's name"
+                    for name in face.all_names
+                    if is_module_or_package(root, f"{face.package}.{name}"))
+    return problems
+
+
+def names_differing_between_faces(faces: Iterable[Face]) -> list[str]:
+    """One object, one public name: the same target published under two names is a problem."""
+    names: dict[tuple[str, str], set[str]] = {}
+    for face in faces:
+        for name, target in face.targets.items():
+            names.setdefault(target, set()).add(f"{face.package}.{name}")
+    return [f"{module}.{attribute}: {sorted(published)}"
+            for (module, attribute), published in sorted(names.items())
+            if len({p.rpartition(".")[2] for p in published}) > 1]
+
+
+#: Run in a fresh interpreter: every target module is imported first (so that a public name
+#: shadowed by a submodule shows), then each public name must be the very object it stands for.
+RESOLVE_SCRIPT = """
+import importlib, json, sys
+faces = json.loads(sys.argv[1])
+for targets in faces.values():
+    for module, attribute in targets.values():
+        importlib.import_module(module)
+problems = []
+for package, targets in faces.items():
+    face = importlib.import_module(package)
+    missing = set(face.__all__) - set(dir(face))
+    if missing:
+        problems.append(f"{package}: dir() lacks {sorted(missing)}")
+    for name in face.__all__:
+        try:
+            value = getattr(face, name)
+        except Exception as exc:
+            problems.append(f"{package}.{name}: {type(exc).__name__}: {exc}")
+            continue
+        if name in targets:
+            module, attribute = targets[name]
+            if value is not getattr(importlib.import_module(module), attribute):
+                problems.append(f"{package}.{name} is {value!r}, not {module}.{attribute}")
+print(json.dumps(problems))
+"""
+
+
+def run_python(root: Path, *args: str) -> str:
+    """Run this interpreter on `args` with `root` first on the path; its stdout."""
+    done = subprocess.run([sys.executable, *args], cwd=root, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(root)}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
 # --- the rules ------------------------------------------------------------------------------------
 
 def test_no_module_in_audit_or_dashboard_is_over_500_lines() -> None:
@@ -403,6 +554,31 @@ def test_every_audit_package_and_top_level_module_and_top_directory_is_in_the_re
     wanted = packages_and_modules(ROOT, "audit") | top_level_directories(tracked_files())
     unlisted = sorted(wanted - listed)
     assert not unlisted, "in the tree but not in README.md's Layout:\n" + "\n".join(unlisted)
+
+
+def test_dashboard_imports_the_library_only_through_its_public_face() -> None:
+    found = public_face_violations(ROOT, "dashboard", exempt=FILTERS_IN_TRANSIT)
+    assert not found, ("dashboard/ imports library internals (use `from audit import X`, "
+                       "`from audit.<subpackage> import X` or a shared module):\n"
+                       + "\n".join(found))
+
+
+def test_every_public_name_is_declared_once_and_resolves_to_what_it_names() -> None:
+    faces = [read_face(ROOT, package) for package in FACES]
+    problems = [p for face in faces for p in face_problems(ROOT, face)]
+    problems += [f"one object, two public names: {d}" for d in names_differing_between_faces(faces)]
+    assert all(face.all_names for face in faces), "a face has no literal __all__"
+    payload = json.dumps({face.package: face.targets for face in faces})
+    problems += json.loads(run_python(ROOT, "-c", RESOLVE_SCRIPT, payload))
+    assert not problems, "broken public names:\n" + "\n".join(problems)
+
+
+def test_importing_the_export_runner_or_the_faces_loads_no_pandas() -> None:
+    assert run_python(ROOT, "-c", "import audit.export.runner; import sys; "
+                      "print('pandas' in sys.modules)") == "False"
+    faces = ", ".join(FACES)
+    assert run_python(ROOT, "-c", f"import {faces}; import sys; "
+                      "print(sorted({'pandas', 'sqlalchemy', 'numpy'} & set(sys.modules)))") == "[]"
 
 
 # --- the checkers, on made-up trees -------------------------------------------------------------
@@ -519,3 +695,49 @@ def test_layout_wants_every_package_and_top_level_module(tmp_path: Path) -> None
         "audit/", "audit/__init__.py", "audit/vocab.py", "audit/log/", "audit/log/deep/"}
     assert top_level_directories(["a.txt", ".ci/run", "audit/x.py", "docs/d.md"]) == {
         "audit/", "docs/"}
+
+
+def test_public_face_check_finds_imports_past_the_face(tmp_path: Path) -> None:
+    root = write_tree(tmp_path, {
+        "lib/__init__.py": "", "lib/vocab.py": "", "lib/_lazy.py": "",
+        "lib/log/__init__.py": "", "lib/log/service.py": "",
+        "ui/page.py": ("import lib\n"
+                       "from lib import ProcedureLog, vocab\n"
+                       "from lib.vocab import Role\n"
+                       "from lib.log import ProcedureLog\n"
+                       "from lib.log.service import ProcedureLog\n"
+                       "import lib.log.service\n"
+                       "from lib.log import service\n"
+                       "from lib._lazy import lazy_names\n"
+                       "import lib.log\n"
+                       "from lib.log.service import Filters\n"
+                       "def f():\n    from lib.log.service import x\n"),
+    })
+    found = public_face_violations(root, "ui", "lib", exempt=frozenset({"Filters"}))
+    assert [line.split(": ")[0] for line in found] == [
+        "ui/page.py:5", "ui/page.py:6", "ui/page.py:7", "ui/page.py:8", "ui/page.py:9",
+        "ui/page.py:12"]
+
+
+def test_face_checks_find_undeclared_shadowed_and_twice_named_names(tmp_path: Path) -> None:
+    root = write_tree(tmp_path, {
+        "lib/__init__.py": ("from typing import TYPE_CHECKING\n"
+                            "if TYPE_CHECKING:\n"
+                            "    from lib.sub.calc import total as grand_total\n"
+                            "__all__ = ['__version__', 'grand_total']\n"),
+        "lib/sub/__init__.py": ("from typing import TYPE_CHECKING\n"
+                                "if TYPE_CHECKING:\n"
+                                "    from lib.sub.calc import total as total\n"
+                                "    from lib.sub.calc import calc as calc\n"
+                                "__all__ = ['calc', 'extra']\n"),
+        "lib/sub/calc.py": "def total(): ...\ndef calc(): ...\n",
+    })
+    top, sub = read_face(root, "lib"), read_face(root, "lib.sub")
+    assert top.targets == {"grand_total": ("lib.sub.calc", "total")}
+    assert face_problems(root, top) == []
+    problems = face_problems(root, sub)
+    assert len(problems) == 2
+    assert "only in __all__ ['extra']" in problems[0] and "['total']" in problems[0]
+    assert problems[1] == "lib.sub.calc is also a submodule's name"
+    assert names_differing_between_faces([top, sub]) == [
+        "lib.sub.calc.total: ['lib.grand_total', 'lib.sub.total']"]

@@ -1,1 +1,100 @@
-"""The figures the dashboards show: compliance, dose statistics, reference levels."""
+"""The figures the dashboards show: compliance, dose statistics, reference levels.
+
+The public names below load lazily (audit/_lazy.py), so importing this package loads neither
+pandas nor numpy. Two functions are published under a longer name than in their module
+because the short one is also a submodule's name (`audit.analytics.compliance` is the module;
+its `compliance()` is `compliance_rates` here; likewise `dose_stats()` is `dose_statistics`),
+and the report functions say which report they build.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from audit._lazy import lazy_names
+
+if TYPE_CHECKING:
+    from audit.analytics.compliance import compliance as compliance_rates
+    from audit.analytics.compliance import compliance_records as compliance_records
+    from audit.analytics.compliance import p_chart as p_chart
+    from audit.analytics.data_quality import completeness as completeness
+    from audit.analytics.dose_stats import dose_distribution as dose_distribution
+    from audit.analytics.dose_stats import dose_histogram as dose_histogram
+    from audit.analytics.dose_stats import dose_stats as dose_statistics
+    from audit.analytics.dose_stats import monthly_medians as monthly_medians
+    from audit.analytics.dose_stats import technique_use as technique_use
+    from audit.analytics.reference_levels import MIN_ROOMS as MIN_ROOMS
+    from audit.analytics.reference_levels import local_drls as local_drls
+    from audit.analytics.reference_levels import published_medians as published_medians
+    from audit.analytics.reference_levels import reference_table as reference_table
+    from audit.analytics.reports import build as build_report
+    from audit.analytics.reports import render as render_report
+    from audit.analytics.safety import SAFETY_FLAGS as SAFETY_FLAGS
+    from audit.analytics.safety import flagged_records as flagged_records
+    from audit.analytics.safety import safety_flags as safety_flags
+    from audit.analytics.scorecard import HIGHLIGHT_RATIO as HIGHLIGHT_RATIO
+    from audit.analytics.scorecard import physician_scorecard as physician_scorecard
+    from audit.analytics.snapshot import FrameCache as FrameCache
+    from audit.analytics.snapshot import Snapshot as Snapshot
+    from audit.analytics.snapshot import load_snapshot as load_snapshot
+
+__all__ = [
+    "HIGHLIGHT_RATIO",
+    "MIN_ROOMS",
+    "SAFETY_FLAGS",
+    "FrameCache",
+    "Snapshot",
+    "build_report",
+    "completeness",
+    "compliance_rates",
+    "compliance_records",
+    "dose_distribution",
+    "dose_histogram",
+    "dose_statistics",
+    "flagged_records",
+    "load_snapshot",
+    "local_drls",
+    "monthly_medians",
+    "p_chart",
+    "physician_scorecard",
+    "published_medians",
+    "reference_table",
+    "render_report",
+    "safety_flags",
+    "technique_use",
+]
+
+#: Public name -> where it lives ("module:attribute" where the public name differs).
+_PUBLIC = {
+    # the analysis frame
+    "Snapshot": "audit.analytics.snapshot",
+    "FrameCache": "audit.analytics.snapshot",
+    "load_snapshot": "audit.analytics.snapshot",
+    # contrast compliance
+    "compliance_rates": "audit.analytics.compliance:compliance",
+    "compliance_records": "audit.analytics.compliance",
+    "p_chart": "audit.analytics.compliance",
+    # dose
+    "dose_statistics": "audit.analytics.dose_stats:dose_stats",
+    "dose_distribution": "audit.analytics.dose_stats",
+    "dose_histogram": "audit.analytics.dose_stats",
+    "monthly_medians": "audit.analytics.dose_stats",
+    "technique_use": "audit.analytics.dose_stats",
+    "physician_scorecard": "audit.analytics.scorecard",
+    "HIGHLIGHT_RATIO": "audit.analytics.scorecard",
+    # reference levels
+    "local_drls": "audit.analytics.reference_levels",
+    "published_medians": "audit.analytics.reference_levels",
+    "reference_table": "audit.analytics.reference_levels",
+    "MIN_ROOMS": "audit.analytics.reference_levels",
+    # safety and data quality
+    "SAFETY_FLAGS": "audit.analytics.safety",
+    "safety_flags": "audit.analytics.safety",
+    "flagged_records": "audit.analytics.safety",
+    "completeness": "audit.analytics.data_quality",
+    # `fluoro-audit report`
+    "build_report": "audit.analytics.reports:build",
+    "render_report": "audit.analytics.reports:render",
+}
+
+__getattr__, __dir__ = lazy_names(__name__, _PUBLIC)

@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from audit import __version__
+from audit._version import __version__
 from audit.export import cells as csvsafe
 from audit.export.cells import FileInfo, Kind
 

@@ -9,8 +9,15 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from audit.alerts.detection import KINDS_BY_PRIORITY, THRESHOLD_SETTINGS, investigation_levels
-from audit.alerts.store import acknowledge, alert_counts, list_alerts, refresh_alerts
+from audit.alerts import (
+    KINDS_BY_PRIORITY,
+    THRESHOLD_SETTINGS,
+    acknowledge_alerts,
+    alert_counts,
+    investigation_levels,
+    list_alerts,
+    refresh_alerts,
+)
 from audit.auth import Permission
 from audit.errors import AuditError, ValidationFailed
 from dashboard import analytics, state
@@ -87,7 +94,7 @@ else:
         submitted = st.form_submit_button("Acknowledge")
     if submitted:
         try:
-            done = acknowledge(state.engine(), actor, picked, note,
+            done = acknowledge_alerts(state.engine(), actor, picked, note,
                                patient_informed=informed,
                                skin_check_date=check if isinstance(check, date) else None)
         except AuditError as exc:

@@ -6,7 +6,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from audit.analytics.compliance import compliance, compliance_records, p_chart
+from audit.analytics import compliance_rates, compliance_records, p_chart
 from audit.auth import Permission
 from audit.errors import ValidationFailed
 from dashboard import analytics, state
@@ -23,7 +23,7 @@ st.caption("Eligible: final records whose procedure requires contrast. Compliant
            "Rate = compliant / (eligible − excepted), 95% Wilson interval.")
 
 try:
-    overall = compliance(snap, chosen).iloc[0]
+    overall = compliance_rates(snap, chosen).iloc[0]
 except ValidationFailed as exc:
     st.error(str(exc))
     st.stop()
@@ -70,7 +70,7 @@ st.subheader("Breakdowns")
 tabs = st.tabs(["By physician", "By room", "By procedure"])
 for tab, by in zip(tabs, ("physician", "room", "procedure"), strict=True):
     with tab:
-        table = compliance(snap, chosen, by).sort_values("rate")
+        table = compliance_rates(snap, chosen, by).sort_values("rate")
         if table.empty:
             st.info("No eligible records.")
             continue
@@ -92,7 +92,7 @@ for tab, by in zip(tabs, ("physician", "room", "procedure"), strict=True):
 st.subheader("Records behind the numbers")
 left, right = st.columns(2)
 which = left.radio("Show", ["Non-compliant", "Excepted"], horizontal=True, key="c_which")
-by_physician = compliance(snap, chosen, "physician").set_index("physician")
+by_physician = compliance_rates(snap, chosen, "physician").set_index("physician")
 who = right.selectbox("Physician", ["All", *by_physician.index], key="c_who")
 group = None if who == "All" else ("physician", who)
 column = which.lower().replace("-", "_")

@@ -6,8 +6,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from audit.analytics.data_quality import completeness
-from audit.analytics.safety import SAFETY_FLAGS, flagged_records, safety_flags
+from audit.analytics import SAFETY_FLAGS, completeness, flagged_records, safety_flags
 from audit.auth import Permission
 from audit.errors import ValidationFailed
 from dashboard import analytics, state

@@ -7,19 +7,18 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from audit.analytics.dose_stats import (
+from audit.analytics import (
+    HIGHLIGHT_RATIO,
+    MIN_ROOMS,
     dose_distribution,
     dose_histogram,
-    dose_stats,
-    monthly_medians,
-)
-from audit.analytics.reference_levels import (
-    MIN_ROOMS,
+    dose_statistics,
     local_drls,
+    monthly_medians,
+    physician_scorecard,
     published_medians,
     reference_table,
 )
-from audit.analytics.scorecard import HIGHLIGHT_RATIO, physician_scorecard
 from audit.auth import Permission
 from audit.errors import ValidationFailed
 from audit.vocab import ReferenceKind
@@ -97,9 +96,9 @@ else:
                     if len(refs) else bins, height=280)
 
 with st.expander(f"{label} by number of levels treated (and per level)"):
-    by_levels = dose_stats(snap, chosen, by=("procedure", "levels"),
+    by_levels = dose_statistics(snap, chosen, by=("procedure", "levels"),
                                    quantities=(quantity,))
-    per_level = dose_stats(snap, chosen, by=("procedure", "levels"),
+    per_level = dose_statistics(snap, chosen, by=("procedure", "levels"),
                                    quantities=(quantity,), per_level=True)
     st.dataframe(by_levels.merge(per_level.drop(columns=["records"]),
                                  on=["procedure", "levels"]), hide_index=True)

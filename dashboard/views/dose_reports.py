@@ -12,7 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from audit.auth import Permission
-from audit.dose_reports.store import DoseImporter, ImportResult
+from audit.dose_reports import DoseImporter, ImportResult
 from audit.errors import AuditError
 from dashboard import state
 

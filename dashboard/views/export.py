@@ -16,10 +16,9 @@ import streamlit as st
 
 from audit.auth import Permission
 from audit.errors import AuditError, ValidationFailed
+from audit.export import EXPORT_SECTIONS, count_export_rows, run_export
 from audit.export.filters import ExportFilters, filter_choices, parse_period
-from audit.export.registry import SECTIONS
-from audit.export.runner import count_rows, export
-from audit.storage.models import utcnow
+from audit.storage import utcnow
 from dashboard import state
 
 DOWNLOAD_KEY = "export_download"
@@ -33,8 +32,8 @@ st.caption("A zip of CSV files an inspector can open and check: UTF-8 with BOM, 
            "export is written to the audit trail.")
 
 sections = st.multiselect(
-    "Files", list(SECTIONS), default=["procedures"],
-    format_func=lambda name: f"{SECTIONS[name].filename}: {SECTIONS[name].title}",
+    "Files", list(EXPORT_SECTIONS), default=["procedures"],
+    format_func=lambda name: f"{EXPORT_SECTIONS[name].filename}: {EXPORT_SECTIONS[name].title}",
     help="Each becomes one CSV file of the same export (one consistent snapshot).")
 if not sections:
     st.info("Choose at least one file.")
@@ -45,7 +44,7 @@ stop = right.date_input("To (UTC day, included)", value=None, format="YYYY-MM-DD
 
 picked: dict[str, Any] = {}
 include_voided = False
-if any("site" in SECTIONS[name].honours for name in sections):
+if any("site" in EXPORT_SECTIONS[name].honours for name in sections):
     choices = filter_choices(state.engine())
     columns = st.columns(4)
     for column, (key, label) in zip(columns, (("site", "Site"), ("room", "Room"),
@@ -73,14 +72,14 @@ try:
                             room=picked.get("room"), physician=picked.get("physician"),
                             procedure_code=picked.get("procedure"),
                             include_voided=include_voided)
-    counts = count_rows(state.engine(), actor, filters, sections)
+    counts = count_export_rows(state.engine(), actor, filters, sections)
 except ValidationFailed as exc:
     for error in exc.errors:
         st.error(f"{error.field}: {error.message}")
     st.stop()
 rows = sum(n or 0 for n in counts.values())
 st.metric("Rows to export", f"{rows:,}",
-          help=", ".join(f"{SECTIONS[k].filename}: " + (f"{v:,}" if v is not None else
+          help=", ".join(f"{EXPORT_SECTIONS[k].filename}: " + (f"{v:,}" if v is not None else
                                                          "counted when written")
                          for k, v in counts.items()))
 
@@ -94,7 +93,7 @@ if st.button("Export", type="primary"):
     name = f"fluoro-audit-export-{utcnow():%Y%m%dT%H%M%SZ}"
     try:
         with tempfile.TemporaryDirectory(prefix="fluoro-export-") as tmp:
-            result = export(state.engine(), actor, Path(tmp) / name, sections=sections,
+            result = run_export(state.engine(), actor, Path(tmp) / name, sections=sections,
                             filters=filters, include_phi=include_phi, make_zip=True,
                             progress=progress)
             assert result.zip_path is not None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from audit.auth import Permission
-from audit.log.summary import log_summary
+from audit.log import log_summary
 from dashboard import state
 
 state.require(Permission.VIEW_RECORDS)

@@ -19,7 +19,7 @@ from audit import auth
 from audit import reference_data as admin
 from audit.auth import Permission
 from audit.errors import AuditError, FieldError, ValidationFailed, WarningsNotConfirmed
-from audit.log.entry_form import (
+from audit.log import (
     CONTRAST_LABELS,
     FormLayout,
     build_record,

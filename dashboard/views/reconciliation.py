@@ -13,8 +13,15 @@ import pandas as pd
 import streamlit as st
 
 from audit.auth import Actor, Permission
-from audit.dose_reports import review
-from audit.dose_reports.store import DoseImporter
+from audit.dose_reports import (
+    DoseImporter,
+    list_discrepancies,
+    list_missing,
+    log_completeness,
+    log_completeness_rate,
+    report_for_record,
+    review_discrepancy,
+)
 from audit.errors import AuditError
 from dashboard import state
 
@@ -35,9 +42,9 @@ def load(who: Actor, days: int | None) -> tuple[pd.DataFrame, pd.DataFrame, pd.D
     cleared by state.data_changed() after every write."""
     engine = state.engine()
     since = datetime.now(UTC) - timedelta(days=days) if days else None
-    return (review.list_discrepancies(engine, who, date_from=since),
-            review.list_missing(engine, who, date_from=since),
-            review.completeness(engine, who, date_from=since))
+    return (list_discrepancies(engine, who, date_from=since),
+            list_missing(engine, who, date_from=since),
+            log_completeness(engine, who, date_from=since))
 
 
 def _label(frame: pd.DataFrame, discrepancy_id: int) -> str:
@@ -47,7 +54,7 @@ def _label(frame: pd.DataFrame, discrepancy_id: int) -> str:
 
 
 discrepancies, missing, by_device = load(actor, PERIODS[period])
-overall = review.completeness_rate(by_device)
+overall = log_completeness_rate(by_device)
 
 cols = st.columns(4)
 rate = overall["rate"]
@@ -100,7 +107,7 @@ with tab_disc:
                                  placeholder="e.g. unit typed as Gy·cm², record amended")
             if st.form_submit_button("Mark reviewed"):
                 try:
-                    review.review_discrepancy(state.engine(), actor, int(chosen), note)
+                    review_discrepancy(state.engine(), actor, int(chosen), note)
                 except AuditError as exc:
                     st.error(str(exc))
                 else:
@@ -137,5 +144,5 @@ if record_ids:
             "" if v is None else str(v) for v in record.values()]}),
             hide_index=True, width="stretch")
         st.caption("Dose reports linked to this record")
-        st.dataframe(review.report_for_record(state.engine(), actor, int(record_id)),
+        st.dataframe(report_for_record(state.engine(), actor, int(record_id)),
                      hide_index=True, width="stretch")

@@ -28,8 +28,7 @@ from audit.errors import (
     ValidationFailed,
     WarningsNotConfirmed,
 )
-from audit.log.entry_form import AMENDABLE, amend_changes, as_text
-from audit.log.history import record_history
+from audit.log import AMENDABLE, amend_changes, as_text, record_history
 from audit.log.queries import RecordFilter
 from audit.units import format_duration
 from audit.vocab import RecordStatus
