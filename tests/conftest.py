@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -193,3 +194,30 @@ def valid_record(**overrides: Any) -> dict[str, Any]:
 def logged(service: ProcedureLog, admin: Actor) -> int:
     """One record logged (creating the site, room, physician and technologist)."""
     return service.log(valid_record(), admin, create_missing=True).record_id
+
+
+def race(calls: list[Callable[[], Any]], timeout: float = 60) -> list[BaseException | None]:
+    """Run each call in its own thread, all released at once by a barrier, and return what each
+    raised (None for a success).
+
+    Why threads and a barrier: a race between two transactions only shows when both are open at
+    once, each on its own pooled connection; one after the other they never conflict.
+    """
+    barrier = threading.Barrier(len(calls))
+    outcomes: list[BaseException | None] = [None] * len(calls)
+
+    def run(index: int, call: Callable[[], Any]) -> None:
+        barrier.wait()
+        try:
+            call()
+        except BaseException as exc:  # the caller asserts on every outcome
+            outcomes[index] = exc
+
+    threads = [threading.Thread(target=run, args=(i, c), daemon=True)
+               for i, c in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    assert not any(t.is_alive() for t in threads), "a racing call did not finish"
+    return outcomes
