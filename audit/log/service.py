@@ -8,12 +8,14 @@ by audit.log.names; with create_missing they are created, and each creation is a
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm.exc import StaleDataError
 
 from audit import access, dosimetry
 from audit.auth import Actor, Permission, require
@@ -35,7 +37,7 @@ from audit.log.validation import Validated, validate
 from audit.settings import Settings
 from audit.storage.engine import read_session, retrying, write_session
 from audit.storage.models import Procedure, UserAccount, utcnow
-from audit.trail import record_event
+from audit.trail import lock_chain, record_event
 from audit.vocab import AuditAction, DoseSource, RecordStatus
 
 DAP_FIELDS = frozenset({"dap_gycm2", "dap_value", "dap_unit", "dap_missing_reason"})
@@ -233,7 +235,7 @@ class ProcedureLog:
             raise ValidationFailed([FieldError("changes", "nothing to change")])
 
         def work() -> LogResult:
-            with write_session(self.engine) as session:
+            with self._changing(record_id, version) as session:
                 procedure = self._load_for_change(session, record_id, actor, version)
                 catalog, settings = self._reference(session)
                 before_names = record_names(session, procedure)
@@ -287,7 +289,7 @@ class ProcedureLog:
                                                "voided")])
 
         def work() -> None:
-            with write_session(self.engine) as session:
+            with self._changing(record_id, version) as session:
                 procedure = self._load_for_change(session, record_id, actor, version)
                 procedure.status = RecordStatus.VOID.value
                 procedure.void_reason = reason.strip()
@@ -304,9 +306,39 @@ class ProcedureLog:
 
         retrying(work)
 
+    @contextmanager
+    def _changing(self, record_id: int, version: int) -> Iterator[Session]:
+        """The write transaction of an amend or void, with the database's version check turned
+        into the same StaleVersion the service raises itself.
+
+        _load_for_change locks the row, so the version it compares is the committed one; the
+        UPDATE still names the version read (Procedure's version_id_col), and if it finds no
+        such row (a writer that did not lock) the whole transaction is rolled back.
+        """
+        try:
+            with write_session(self.engine) as session:
+                yield session
+        except StaleDataError:
+            with read_session(self.engine) as session:
+                row = session.execute(select(Procedure.version, Procedure.updated_by)
+                                      .where(Procedure.id == record_id)).one()
+            raise StaleVersion(record_id, version, row.version, row.updated_by) from None
+
     def _load_for_change(self, session: Session, record_id: int, actor: Actor,
                          version: int) -> Procedure:
-        procedure = session.get(Procedure, record_id, options=[selectinload(Procedure.levels)])
+        """The record, locked for the rest of the transaction, checked for the actor's right
+        to change it and for the version the user read.
+
+        Why lock (issue 10): on PostgreSQL two amends naming version 1 both read version 1
+        without a lock and both committed, each audit event saying 1->2. The chain lock is
+        taken first, the order every other writer of the chain and a record uses (dose report
+        import), so the two locks cannot deadlock; FOR UPDATE then waits for any writer of
+        this row, and reads the version it committed. SQLite's IMMEDIATE transaction already
+        serialises writers (FOR UPDATE is not emitted there).
+        """
+        lock_chain(session)
+        procedure = session.get(Procedure, record_id, options=[selectinload(Procedure.levels)],
+                                with_for_update=True)
         if procedure is None:
             raise NotFound(f"no record {record_id}")
         if not actor.can(Permission.AMEND_ANY):  # only then is the owner looked up

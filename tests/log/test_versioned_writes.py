@@ -67,9 +67,9 @@ def test_void_against_amend_exactly_one_wins(engine: Engine, service: ProcedureL
         record_id = service.log(valid_record(patient_id=f"V{round_:03d}"), admin,
                                 create_missing=True).record_id
         outcomes = race([
-            lambda: service.void(record_id, admin, version=1, reason="duplicate"),
-            lambda: service.amend(record_id, {"air_kerma_mgy": 7.5}, admin, version=1,
-                                  reason="race", confirm_warnings=True),
+            lambda rid=record_id: service.void(rid, admin, version=1, reason="duplicate"),
+            lambda rid=record_id: service.amend(rid, {"air_kerma_mgy": 7.5}, admin, version=1,
+                                                reason="race", confirm_warnings=True),
         ])
         voided, amended = (o is None for o in outcomes)
         assert voided != amended, f"round {round_}: {outcomes}"

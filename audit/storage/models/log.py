@@ -8,7 +8,7 @@ Nothing is deleted: records are voided, accounts and rooms deactivated. Column c
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -197,6 +197,12 @@ class Procedure(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     status: Mapped[str] = mapped_column(String(8), default=vocab.RecordStatus.FINAL.value)
     version: Mapped[int] = mapped_column(Integer, default=1)
+    #: Optimistic locking in the database: every UPDATE of a record says WHERE version = <the
+    #: version read>, so a writer that read an older version changes no row and gets
+    #: StaleDataError instead of silently overwriting (issue 10). The writers still set the
+    #: version themselves (generator False): only a real change bumps it.
+    __mapper_args__: ClassVar[dict[str, Any]] = {"version_id_col": version,
+                                                  "version_id_generator": False}
     performed_at: Mapped[datetime] = mapped_column(UTCDateTime)
     site_id: Mapped[int] = mapped_column(ForeignKey("site.id"))
     room_id: Mapped[int] = mapped_column(ForeignKey("room.id"))
