@@ -19,10 +19,11 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
+from audit import lockout
 from audit.errors import FieldError, NotFound, PermissionDenied, ValidationFailed
-from audit.storage.engine import retrying, write_session
+from audit.storage.engine import read_session, retrying, write_session
 from audit.storage.models import UserAccount, utcnow
-from audit.trail import record_event
+from audit.trail import lock_chain, record_event
 from audit.vocab import AuditAction, Role
 
 MAX_FAILED_LOGINS = 5
@@ -183,49 +184,35 @@ class SignInFailed(Exception):
 
 
 def authenticate(engine: Engine, username: str, password: str) -> Actor:
-    """Check a password; count failures, lock after MAX_FAILED_LOGINS, audit both outcomes.
+    """Check a password; count failures, lock after MAX_FAILED_LOGINS, audit every outcome.
 
-    The failure is committed before SignInFailed is raised: a rolled-back failure would let an
-    attacker guess forever.
+    Argon2 runs before the write transaction (it is slow on purpose; no lock should wait on
+    it); audit.lockout then writes the outcome so that concurrent attempts are all counted and
+    exactly one locks. A failure commits before SignInFailed is raised: a rolled-back failure
+    would let an attacker guess forever.
     """
+    name = username.strip()
+    with read_session(engine) as session:
+        user = session.scalar(select(UserAccount).where(UserAccount.username == name))
     now = utcnow()
-    failure: str | None = None
-    with write_session(engine) as session:
-        user = session.scalar(select(UserAccount).where(UserAccount.username == username.strip()))
-        if user is None or not user.active or not user.can_sign_in or not user.password_hash:
-            record_event(session, actor=username.strip()[:80] or "?",
-                         action=AuditAction.LOGIN_FAILED, entity="user_account",
-                         entity_id=user.id if user else None, reason="unknown or disabled")
-            failure = "Wrong username or password."
-        elif user.locked_until and user.locked_until > now:
-            minutes = int((user.locked_until - now).total_seconds() // 60) + 1
-            record_event(session, actor=user.username, action=AuditAction.LOGIN_FAILED,
-                         entity="user_account", entity_id=user.id, reason="locked")
-            failure = (f"This account is locked after repeated failures; try again in {minutes} "
-                       "min or ask an administrator.")
-        elif not _verify(user.password_hash, password):
-            user.failed_logins += 1
-            locked = user.failed_logins >= MAX_FAILED_LOGINS
-            if locked:
-                user.locked_until = now + LOCKOUT
-                user.failed_logins = 0
-            record_event(session, actor=user.username, action=AuditAction.LOGIN_FAILED,
-                         entity="user_account", entity_id=user.id,
-                         reason="locked for 15 min" if locked else "wrong password")
-            failure = ("Too many failed attempts: the account is locked for 15 minutes."
-                       if locked else "Wrong username or password.")
-        else:
-            if _hasher.check_needs_rehash(user.password_hash):
-                user.password_hash = hash_password(password)
-            user.failed_logins = 0
-            user.locked_until = None
-            user.last_login_at = now
-            record_event(session, actor=user.username, action=AuditAction.LOGIN,
-                         entity="user_account", entity_id=user.id)
-            actor = Actor(username=user.username, role=Role(user.role))
-    if failure:
+    if user is None or not (user.active and user.can_sign_in and user.password_hash):
+        user_id = user.id if user else None
+        with write_session(engine) as session:
+            failure = lockout.refuse(session, name[:80] or "?", user_id, "unknown or disabled",
+                                     lockout.WRONG)
         raise SignInFailed(failure)
-    return actor
+    locked = lockout.is_locked(user.locked_until, now)
+    verified = not locked and _verify(user.password_hash, password)
+    new_hash = (hash_password(password)
+                if verified and _hasher.check_needs_rehash(user.password_hash) else None)
+    with write_session(engine) as session:
+        lock_chain(session)  # before the account row: the lock order of every audited write
+        role = lockout.record_success(session, user, now, new_hash) if verified else None
+        if role is not None:
+            return Actor(username=user.username, role=Role(role))
+        failure = lockout.record_refusal(session, user, now, wrong=not locked,
+                                         limit=MAX_FAILED_LOGINS, lock_for=LOCKOUT)
+    raise SignInFailed(failure)
 
 
 def _verify(password_hash: str, password: str) -> bool:
@@ -249,18 +236,13 @@ SETUP_ACTOR = "setup"
 PREFERENCE_KEYS = frozenset({"site", "room", "physician", "procedure_code"})
 
 
-def _can_sign_in_clause() -> Any:
-    return (UserAccount.active.is_(True) & UserAccount.can_sign_in.is_(True)
-            & UserAccount.password_hash.is_not(None))
-
-
 def needs_first_admin(engine: Engine) -> bool:
     """True on a fresh installation: no account can sign in yet, so the app asks for the
     administrator instead of showing a login. Accounts created by imports or demo data (which
     cannot sign in) do not count: they would otherwise lock everyone out."""
     with Session(engine) as session:
         return session.scalar(select(func.count()).select_from(UserAccount)
-                              .where(_can_sign_in_clause())) == 0
+                              .where(lockout.can_sign_in_clause())) == 0
 
 
 def _lock_accounts(session: Session) -> None:
@@ -280,7 +262,7 @@ def create_first_admin(engine: Engine, username: str, password: str,
         with write_session(engine) as session:
             _lock_accounts(session)
             if session.scalar(select(func.count()).select_from(UserAccount)
-                              .where(_can_sign_in_clause())):
+                              .where(lockout.can_sign_in_clause())):
                 raise PermissionDenied("the administrator account already exists: sign in")
             user = session.scalar(select(UserAccount).where(UserAccount.username == name))
             if user is not None:  # e.g. a name created by an import, which cannot sign in
@@ -383,7 +365,8 @@ def _is_last_admin(session: Session, user: UserAccount) -> bool:
     if user.role != Role.ADMIN.value or not user.active:
         return False
     others = session.scalar(select(func.count()).select_from(UserAccount).where(
-        UserAccount.role == Role.ADMIN.value, UserAccount.id != user.id, _can_sign_in_clause()))
+        UserAccount.role == Role.ADMIN.value, UserAccount.id != user.id,
+        lockout.can_sign_in_clause()))
     return not others
 
 
