@@ -16,7 +16,6 @@ import streamlit as st
 
 from audit.errors import FieldError
 
-
 #: Characters that start a Markdown (or Streamlit directive) construct wherever they appear:
 #: links and images need `[`, autolinks `<`, emphasis `*` `_` `~`, code `` ` ``, LaTeX `$`,
 #: tables `|`, headings `#`, entities `&`, e-mail autolinks `@`, colour directives `[`/`{`.
