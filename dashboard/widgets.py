@@ -18,10 +18,13 @@ from audit.errors import FieldError
 
 #: Characters that start a Markdown (or Streamlit directive) construct wherever they appear:
 #: links and images need `[`, autolinks `<`, emphasis `*` `_` `~`, code `` ` ``, LaTeX `$`,
-#: tables `|`, headings `#`, entities `&`, e-mail autolinks `@`, colour directives `[`/`{`.
-_INLINE = re.compile(r"([\\`*_{}\[\]<>#|~$&@])")
-#: GitHub's bare-URL autolinks (`https://…`, `www.…`): breaking `//` or `www.` is enough.
-_BARE_URL = re.compile(r"(?i)(://|\bwww\.)")
+#: tables `|`, headings `#`, entities `&`, colour directives `[`/`{`.
+_INLINE = re.compile(r"([\\`*_{}\[\]<>#|~$&])")
+#: GitHub's bare-URL and e-mail autolinks (`https://…`, `www.…`, `a@b.c`) are found in the text
+#: after escapes are resolved, so a backslash cannot stop them: an invisible WORD JOINER
+#: (U+2060) inside `://`, `www.` and after `@` does, and shows nothing.
+_BARE_URL = re.compile(r"(?i)(:(?=//)|\bwww(?=\.)|@)")
+_JOINER = "\u2060"
 #: Block markers that only count at the start of a line (lists, quotes, rules, headings).
 _LINE_START = re.compile(r"^([ \t]*(?:\d+)?)([-+=.)])", re.MULTILINE)
 
@@ -38,7 +41,7 @@ def plain(text: object) -> str:
     if text is None:
         return ""
     out = _INLINE.sub(r"\\\1", str(text))
-    out = _BARE_URL.sub(lambda m: m.group(1).replace("/", "\\/").replace(".", "\\."), out)
+    out = _BARE_URL.sub(lambda m: m.group(1) + _JOINER, out)
     return _LINE_START.sub(r"\1\\\2", out)
 
 
