@@ -17,9 +17,11 @@ import streamlit as st
 from audit.errors import FieldError
 
 #: Characters that start a Markdown (or Streamlit directive) construct wherever they appear:
-#: links and images need `[`, autolinks `<`, emphasis `*` `_` `~`, code `` ` ``, LaTeX `$`,
+#: links and images need `[`, autolinks `<`, emphasis `*` `~`, code `` ` ``, LaTeX `$`,
 #: tables `|`, headings `#`, entities `&`, colour directives `[`/`{`.
-_INLINE = re.compile(r"([\\`*_{}\[\]<>#|~$&])")
+_INLINE = re.compile(r"([\\`*{}\[\]<>#|~$&])")
+#: `_` emphasises only at a word's edge: runs inside a word (`by_level`) stay as typed.
+_UNDERSCORES = re.compile(r"(?<![^\W_])_+|_+(?![^\W_])")
 #: GitHub's bare-URL and e-mail autolinks (`https://…`, `www.…`, `a@b.c`) are found in the text
 #: after escapes are resolved, so a backslash cannot stop them: an invisible WORD JOINER
 #: (U+2060) inside `://`, `www.` and after `@` does, and shows nothing.
@@ -41,6 +43,7 @@ def plain(text: object) -> str:
     if text is None:
         return ""
     out = _INLINE.sub(r"\\\1", str(text))
+    out = _UNDERSCORES.sub(lambda m: "\\_" * len(m.group()), out)
     out = _BARE_URL.sub(lambda m: m.group(1) + _JOINER, out)
     return _LINE_START.sub(r"\1\\\2", out)
 

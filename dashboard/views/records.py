@@ -242,8 +242,7 @@ for event in record_history(service, int(record_id), actor):
                     f"{local(event.occurred_at)}{reason}")
         if event.changes and event.action != "create":
             st.table(pd.DataFrame(
-                [(plain(f), plain(as_text(b)), plain(as_text(a)))
-                 for f, b, a in event.changes],
+                [(f, plain(as_text(b)), plain(as_text(a))) for f, b, a in event.changes],
                 columns=["Field", "Before", "After"]))
         elif event.changes:
             st.caption(f"{len(event.changes)} fields recorded.")

@@ -88,6 +88,7 @@ def test_plain_escapes_links_images_and_autolinks() -> None:
         "www\u2060.evil.example a@\u2060b.c \\<https:\u2060//x\\>"
     assert plain("- one\n1. two") == "\\- one\n1\\. two"
     assert plain("required: say why (0-59).") == "required: say why (0-59)."
+    assert plain("by_level _emphasis_") == r"by_level \_emphasis\_"  # only at a word's edge
     assert plain(None) == ""
 
 
