@@ -1,5 +1,6 @@
 # fluoro-audit: `make run` serves the dashboard on the embedded SQLite database;
-# `make test` runs every test (PostgreSQL half needs FLUORO_AUDIT_TEST_PG, see .ci/run).
+# `make test` runs every test; its PostgreSQL half uses FLUORO_AUDIT_TEST_PG when set, else a
+# throwaway cluster when PostgreSQL's server binaries are installed (.ci/throwaway_pg.sh).
 PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
@@ -26,7 +27,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 
 test: setup lint
-	$(PY) -m pytest $(PYTEST_ARGS)
+	.ci/throwaway_pg.sh $(PY) -m pytest $(PYTEST_ARGS)
 
 screenshots: setup
 	FLUORO_AUDIT_SCREENSHOTS=docs/screenshots $(PY) -m pytest -q -m e2e tests/e2e

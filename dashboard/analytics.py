@@ -19,6 +19,7 @@ import streamlit as st
 
 from audit.analytics.snapshot import Filters, FrameCache, Snapshot, date_range, options
 from dashboard import state
+from dashboard.widgets import plain
 
 QUANTITY_LABELS = {"dap_gycm2": "KAP (Gy·cm²)", "fluoro_time_s": "Fluoroscopy time (s)",
                    "air_kerma_mgy": "Ka,r (mGy)"}
@@ -80,7 +81,7 @@ def _as_date(value: object) -> date | None:
 
 
 def caption(snap: Snapshot, chosen: Filters) -> None:
-    st.caption(f"{chosen.describe()} · {len(snap.records):,} final records in the log · "
+    st.caption(f"{plain(chosen.describe())} · {len(snap.records):,} final records in the log · "
                f"data as of audit event {snap.token} · months and dates in UTC")
 
 

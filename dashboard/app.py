@@ -14,13 +14,15 @@ import streamlit as st
 from audit import auth
 from dashboard import analytics, state
 from dashboard.navigation import VIEWS, pages_for
+from dashboard.widgets import plain
 
 st.set_page_config(page_title="fluoro-audit", page_icon="☢", layout="wide")
 
 
 def _sidebar(actor: auth.Actor) -> None:
     with st.sidebar:
-        st.markdown(f"Signed in as **{actor.username}** ({actor.role.value.replace('_', ' ')})")
+        role = actor.role.value.replace("_", " ")
+        st.markdown(f"Signed in as **{plain(actor.username)}** ({role})")
         st.button("Sign out", key="sign_out", icon=":material/logout:",
                   on_click=state.sign_out, kwargs={"message": "You have signed out."})
         st.caption(f"Sessions end after {state.idle_minutes():g} min without activity.")
@@ -50,6 +52,6 @@ else:
     else:
         _sidebar(actor)
         if message := state.pop_flash():
-            st.success(message, icon=":material/check_circle:")
+            st.success(plain(message), icon=":material/check_circle:")
         page = st.navigation(pages_for(actor))
 page.run()

@@ -1,4 +1,6 @@
-"""Small pieces the pages share: field errors shown next to their field, labels for values.
+"""Small pieces the pages share: field errors shown next to their field, labels for values,
+and `plain()`, which every piece of user-supplied text passes through before a Markdown-rendering
+call (st.markdown, st.error, widget labels, st.table cells, ...).
 
 Forms here submit through a callback (on_click of the submit button): the callback calls the
 library and keeps the outcome in st.session_state, and the script that runs right after draws
@@ -7,11 +9,43 @@ each error under the field it names. No rules live here; the messages come from 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 import streamlit as st
 
 from audit.errors import FieldError
+
+#: Characters that start a Markdown (or Streamlit directive) construct wherever they appear:
+#: links and images need `[`, autolinks `<`, emphasis `*` `~`, code `` ` ``, LaTeX `$`,
+#: tables `|`, headings `#`, entities `&`, colour directives `[`/`{`.
+_INLINE = re.compile(r"([\\`*{}\[\]<>#|~$&])")
+#: `_` emphasises only at a word's edge: runs inside a word (`by_level`) stay as typed.
+_UNDERSCORES = re.compile(r"(?<![^\W_])_+|_+(?![^\W_])")
+#: GitHub's bare-URL and e-mail autolinks (`https://…`, `www.…`, `a@b.c`) are found in the text
+#: after escapes are resolved, so a backslash cannot stop them: an invisible WORD JOINER
+#: (U+2060) inside `://`, `www.` and after `@` does, and shows nothing.
+_BARE_URL = re.compile(r"(?i)(:(?=//)|\bwww(?=\.)|@)")
+_JOINER = "\u2060"
+#: Block markers that only count at the start of a line (lists, quotes, rules, headings).
+_LINE_START = re.compile(r"^([ \t]*(?:\d+)?)([-+=.)])", re.MULTILINE)
+
+
+def plain(text: object) -> str:
+    """`text` escaped so that Streamlit's Markdown shows it literally.
+
+    Names, notes, reasons and messages quoting them are typed by users; rendered as Markdown,
+    `[x](https://…)` becomes a live link and `![b](https://…)` an image the browser fetches the
+    moment the page opens. Backslash escapes keep every character visible as typed. Only the
+    characters that can start a construct are escaped, so ordinary text (and the tests reading
+    it) stays as it was. None shows as an empty string.
+    """
+    if text is None:
+        return ""
+    out = _INLINE.sub(r"\\\1", str(text))
+    out = _UNDERSCORES.sub(lambda m: "\\_" * len(m.group()), out)
+    out = _BARE_URL.sub(lambda m: m.group(1) + _JOINER, out)
+    return _LINE_START.sub(r"\1\\\2", out)
 
 
 class FieldErrors:
@@ -41,16 +75,16 @@ class FieldErrors:
         for field, message in self.items:
             if field in fields:
                 if warning:
-                    st.warning(message, icon=":material/warning:")
+                    st.warning(plain(message), icon=":material/warning:")
                 else:
-                    st.error(message, icon=":material/error:")
+                    st.error(plain(message), icon=":material/error:")
 
     def show_others(self, shown: Iterable[str], warning: bool = False) -> None:
         """Messages about fields that have no widget of their own, with the field named."""
         known = set(shown)
         for field, message in self.items:
             if field not in known:
-                text = f"{field}: {message}"
+                text = plain(f"{field}: {message}")
                 if warning:
                     st.warning(text, icon=":material/warning:")
                 else:

@@ -1,8 +1,10 @@
 """Shared fixtures: every database test runs on a real SQLite file and a real PostgreSQL.
 
 PostgreSQL comes from FLUORO_AUDIT_TEST_PG, an admin URL such as
-postgresql://fluoro:fluoro@127.0.0.1:5432/postgres (.ci/run starts one). Without it the
-PostgreSQL half is skipped locally, and fails under CI=true: CI must never pass by skipping.
+postgresql://fluoro:fluoro@127.0.0.1:5432/postgres (.ci/run starts one; `make test` starts a
+throwaway cluster through .ci/throwaway_pg.sh when the server binaries are installed). Without
+it the PostgreSQL half is skipped locally, and fails under CI=true: CI must never pass by
+skipping.
 
 Each test gets a fresh database copied from a template migrated once per session, so tests are
 isolated without paying for a migration each time.

@@ -19,7 +19,7 @@ from audit.auth import Permission
 from audit.errors import AuditError, FieldError, ValidationFailed
 from audit.vocab import CatalogRegion, ContrastPolicy, DapUnit, Region, Role
 from dashboard import state
-from dashboard.widgets import FieldErrors
+from dashboard.widgets import FieldErrors, plain
 
 actor = state.require(Permission.ADMIN)
 engine = state.engine()
@@ -103,7 +103,7 @@ with users_tab:
             "add_user", lambda: auth.add_user(engine, actor, text("au_username"),
                                               text("au_role"), ss.get("au_password") or "",
                                               text("au_name") or None),
-            f"User {text('au_username')} added as {text('au_role')}.",
+            f"User {plain(text('au_username'))} added as {text('au_role')}.",
             ("au_username", "au_name", "au_password")))
 
     with right:
@@ -121,7 +121,7 @@ with users_tab:
                 st.form_submit_button("Change role", on_click=lambda: act(
                     "change_role", lambda: auth.change_role(engine, actor, chosen,
                                                             text("cu_role")),
-                    f"{chosen} is now {text('cu_role')}."))
+                    f"{plain(chosen)} is now {text('cu_role')}."))
             with st.form("reset_password"):
                 e = errs("reset_password")
                 st.text_input("New password", type="password", key="cu_password")
@@ -129,16 +129,17 @@ with users_tab:
                 st.form_submit_button("Reset password (and unlock)", on_click=lambda: act(
                     "reset_password", lambda: auth.reset_password(
                         engine, actor, chosen, ss.get("cu_password") or ""),
-                    f"Password of {chosen} reset; the account is unlocked.", ("cu_password",)))
+                    f"Password of {plain(chosen)} reset; the account is unlocked.",
+                    ("cu_password",)))
             e = errs("activation")
             if row["active"]:
-                st.button(f"Deactivate {chosen}", icon=":material/person_off:",
+                st.button(f"Deactivate {plain(chosen)}", icon=":material/person_off:",
                           on_click=lambda: act("activation", lambda: auth.deactivate_user(
-                              engine, actor, chosen), f"{chosen} deactivated."))
+                              engine, actor, chosen), f"{plain(chosen)} deactivated."))
             else:
-                st.button(f"Reactivate {chosen}", icon=":material/person_add:",
+                st.button(f"Reactivate {plain(chosen)}", icon=":material/person_add:",
                           on_click=lambda: act("activation", lambda: auth.reactivate_user(
-                              engine, actor, chosen), f"{chosen} reactivated."))
+                              engine, actor, chosen), f"{plain(chosen)} reactivated."))
             e.show("username", "action")
 
 # --- sites and rooms ------------------------------------------------------------------------------
@@ -162,7 +163,7 @@ with rooms_tab:
         e.show("name", "action")
         st.form_submit_button("Add site", on_click=lambda: act(
             "add_site", lambda: admin.add_site(engine, actor, text("as_name")),
-            f"Site {text('as_name')} added.", ("as_name",)))
+            f"Site {plain(text('as_name'))} added.", ("as_name",)))
     with left:
         if not sites.empty:
             st.dataframe(sites.drop(columns=["site_id"]), hide_index=True, width="stretch",
@@ -186,7 +187,7 @@ with rooms_tab:
                         changes = {k: v for k, v in changes.items() if v != row[k]}
                         act("edit_site", lambda: admin.update_site(engine, actor, sid,
                                                                    **changes),
-                            f"Site {row['name']} updated.")
+                            f"Site {plain(row['name'])} updated.")
 
                     st.form_submit_button("Save site", on_click=_edit_site)
 
@@ -228,7 +229,7 @@ with rooms_tab:
                 model=text("ar_model") or None, serial=text("ar_serial") or None,
                 dap_display_unit=text("ar_dap_display_unit"),
                 kap_correction_factor=text("ar_kap_correction_factor")),
-            f"Room {text('ar_name')} added at {text('ar_site')}.",
+            f"Room {plain(text('ar_name'))} added at {plain(text('ar_site'))}.",
             tuple(f"ar_{k}" for k in ("name", "make", "model", "serial",
                                       "kap_correction_factor"))))
     with right:
@@ -258,7 +259,7 @@ with rooms_tab:
                         changes["active"] = bool(ss.get(prefix + "active"))
                     act("edit_room", lambda: admin.update_room(engine, actor,
                                                                int(row["room_id"]), **changes),
-                        f"Room {row['name']} updated.")
+                        f"Room {plain(row['name'])} updated.")
 
                 st.form_submit_button("Save room", on_click=_edit_room)
 
@@ -284,7 +285,7 @@ with doctors_tab:
         st.form_submit_button("Add physician", type="primary", on_click=lambda: act(
             "add_physician", lambda: admin.add_physician(engine, actor, text("ap_name"),
                                                          text("ap_username") or None),
-            f"Physician {text('ap_name')} added.", ("ap_name", "ap_username")))
+            f"Physician {plain(text('ap_name'))} added.", ("ap_name", "ap_username")))
     with right:
         st.markdown("**Edit a physician**")
         ids = {int(r.physician_id): r.name for r in doctors.itertuples()}
@@ -318,7 +319,7 @@ with doctors_tab:
                         changes["active"] = bool(ss.get(prefix + "active"))
                     act("edit_physician", lambda: admin.update_physician(
                         engine, actor, int(row["physician_id"]), **changes),
-                        f"Physician {row['name']} updated.")
+                        f"Physician {plain(row['name'])} updated.")
 
                 st.form_submit_button("Save physician", on_click=_edit_doc)
 
@@ -400,7 +401,7 @@ with catalog_tab:
         st.form_submit_button("Add procedure type", type="primary", on_click=lambda: act(
             "add_type", lambda: admin.add_procedure_type(engine, actor,
                                                          **catalog_values("at_")),
-            f"Procedure type {text('at_code').upper()} added.",
+            f"Procedure type {plain(text('at_code').upper())} added.",
             tuple(f"at_{k}" for k in admin.CATALOG_FIELDS)))
     with right:
         st.markdown("**Edit a procedure type**")
@@ -423,7 +424,7 @@ with catalog_tab:
                     changes = {k: v for k, v in values.items() if not _same(fresh[k], v)}
                     act("edit_type", lambda: admin.update_procedure_type(engine, actor, code,
                                                                          **changes),
-                        f"Procedure type {code} updated.")
+                        f"Procedure type {plain(code)} updated.")
 
                 st.form_submit_button("Save procedure type", on_click=_edit_type)
 

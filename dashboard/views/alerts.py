@@ -22,6 +22,7 @@ from audit.auth import Permission
 from audit.errors import AuditError, ValidationFailed
 from dashboard import analytics, state
 from dashboard.analytics import chart_and_table
+from dashboard.widgets import plain
 
 actor = state.require(Permission.VIEW_DASHBOARDS)
 st.title("Dose alerts")
@@ -32,7 +33,7 @@ refresh_alerts(state.engine(), snap)  # derived from all records: arrival order 
 try:
     summary = alert_counts(state.engine(), actor, chosen)
 except ValidationFailed as exc:
-    st.error(str(exc))
+    st.error(plain(exc))
     st.stop()
 
 open_by_kind = summary.groupby("kind")["open"].sum() if len(summary) else {}
@@ -98,7 +99,7 @@ else:
                                patient_informed=informed,
                                skin_check_date=check if isinstance(check, date) else None)
         except AuditError as exc:
-            st.error(str(exc))
+            st.error(plain(exc))
         else:
             state.data_changed()
             st.success(f"{done} alert(s) acknowledged.")

@@ -11,6 +11,7 @@ from audit.auth import Permission
 from audit.errors import ValidationFailed
 from dashboard import analytics, state
 from dashboard.analytics import chart_and_table, percent
+from dashboard.widgets import plain
 
 state.require(Permission.VIEW_DASHBOARDS)
 st.title("Contrast-confirmation compliance")
@@ -25,7 +26,7 @@ st.caption("Eligible: final records whose procedure requires contrast. Compliant
 try:
     overall = compliance_rates(snap, chosen).iloc[0]
 except ValidationFailed as exc:
-    st.error(str(exc))
+    st.error(plain(exc))
     st.stop()
 
 cols = st.columns(5)
@@ -100,5 +101,5 @@ listed = compliance_records(snap, chosen, column, group, limit=2000)
 count = int(overall[column] if group is None else by_physician.loc[who, column])
 st.caption(f"{len(listed):,} shown (newest first, at most 2,000) of {count:,} "
            f"{which.lower()} records for the filters" + ("" if group is None else
-                                                          f", physician {who}"))
+                                                          f", physician {plain(who)}"))
 st.dataframe(listed, hide_index=True, height=320)

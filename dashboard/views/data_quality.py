@@ -11,6 +11,7 @@ from audit.auth import Permission
 from audit.errors import ValidationFailed
 from dashboard import analytics, state
 from dashboard.analytics import chart_and_table, percent
+from dashboard.widgets import plain
 
 state.require(Permission.VIEW_DASHBOARDS)
 st.title("Data quality")
@@ -21,7 +22,7 @@ analytics.caption(snap, chosen)
 try:
     overall = completeness(snap, chosen).iloc[0]
 except ValidationFailed as exc:
-    st.error(str(exc))
+    st.error(plain(exc))
     st.stop()
 
 cols = st.columns(5)

@@ -24,6 +24,7 @@ from audit.errors import ValidationFailed
 from audit.vocab import ReferenceKind
 from dashboard import analytics, state
 from dashboard.analytics import QUANTITY_LABELS, chart_and_table
+from dashboard.widgets import plain
 
 state.require(Permission.VIEW_DASHBOARDS)
 st.title("Dose")
@@ -41,7 +42,7 @@ st.caption("Local DRL = 75th percentile of room medians, achievable = median of 
 try:
     distribution = dose_distribution(snap, chosen, quantity)
 except ValidationFailed as exc:
-    st.error(str(exc))
+    st.error(plain(exc))
     st.stop()
 drls = local_drls(snap, chosen, (quantity,))
 first_published = published_medians(snap, quantity)

@@ -15,6 +15,7 @@ from audit.auth import Permission
 from audit.dose_reports import DoseImporter, ImportResult
 from audit.errors import AuditError
 from dashboard import state
+from dashboard.widgets import plain
 
 RESULTS_KEY = "dose_report_results"
 
@@ -60,10 +61,10 @@ if submitted:
                 rows.append(_row(importer.import_bytes(upload.getvalue(), upload.name,
                                                        dry_run=dry_run)))
                 progress.progress(number / len(files),
-                                  text=f"{number} of {len(files)}: {upload.name}")
+                                  text=f"{number} of {len(files)}: {plain(upload.name)}")
             progress.empty()
         except AuditError as exc:
-            st.error(str(exc))
+            st.error(plain(exc))
         else:
             if not dry_run:
                 state.data_changed()

@@ -20,6 +20,7 @@ from audit.export import EXPORT_SECTIONS, count_export_rows, run_export
 from audit.export.filters import ExportFilters, filter_choices, parse_period
 from audit.storage import utcnow
 from dashboard import state
+from dashboard.widgets import plain
 
 DOWNLOAD_KEY = "export_download"
 ALL = "All"
@@ -75,7 +76,7 @@ try:
     counts = count_export_rows(state.engine(), actor, filters, sections)
 except ValidationFailed as exc:
     for error in exc.errors:
-        st.error(f"{error.field}: {error.message}")
+        st.error(plain(f"{error.field}: {error.message}"))
     st.stop()
 rows = sum(n or 0 for n in counts.values())
 st.metric("Rows to export", f"{rows:,}",
@@ -99,7 +100,7 @@ if st.button("Export", type="primary"):
             assert result.zip_path is not None
             data = result.zip_path.read_bytes()
     except AuditError as exc:
-        st.error(str(exc))
+        st.error(plain(exc))
         st.stop()
     state.data_changed()  # the export is an audit event
     st.session_state[DOWNLOAD_KEY] = {

@@ -42,7 +42,7 @@ from audit.vocab import (
     View,
 )
 from dashboard import state
-from dashboard.widgets import FieldErrors
+from dashboard.widgets import FieldErrors, plain
 
 actor = state.require(Permission.LOG_PROCEDURE)
 service = state.service()
@@ -228,7 +228,7 @@ saved = ss.get("lp_saved")
 if saved:
     note = f" ({saved['warnings']} confirmed warning(s) kept on the record)" \
         if saved["warnings"] else ""
-    st.success(f"**Saved as record {saved['record_id']}** — {saved['summary']}{note}.  \n"
+    st.success(f"**Saved as record {saved['record_id']}** — {plain(saved['summary'])}{note}.  \n"
                f"{saved['dose']}", icon=":material/check_circle:")
 
 case = st.container(border=True)
@@ -266,7 +266,7 @@ ss.setdefault(status_key, layout.contrast_default.value)
 with case:
     policy = {"required": "required", "recommended": "recommended",
               "not_required": "not required"}[layout.contrast_policy.value]
-    st.radio(f"Contrast confirmation (policy for {layout.code}: {policy})",
+    st.radio(f"Contrast confirmation (policy for {plain(layout.code)}: {policy})",
              [c.value for c in layout.contrast_choices], key=status_key, horizontal=True,
              format_func=lambda v: CONTRAST_LABELS[ContrastConfirmation(v)])
     errors.show("contrast_confirmation")
@@ -324,7 +324,7 @@ with st.form("log_procedure", enter_to_submit=True, border=True):
                      format_func=lambda v: v.replace("_", " "))
         field("pregnancy_status")
 
-    st.markdown(f"**{entry.name}**")
+    st.markdown(f"**{plain(entry.name)}**")
     c = st.columns([3, 1.5, 1.5])
     if layout.levels:
         with c[0]:
@@ -360,7 +360,7 @@ with st.form("log_procedure", enter_to_submit=True, border=True):
         field("dap_value", ("dap_gycm2",))
     with c[2]:
         st.selectbox("DAP unit", DapUnit.values(), key=unit_key,
-                     help=f"Defaults to the unit {room or 'this room'} displays.")
+                     help=f"Defaults to the unit {plain(room or 'this room')} displays.")
         field("dap_unit")
     with c[3]:
         st.text_input("Ka,r (mGy)", key=key(gen, "air_kerma_mgy"),

@@ -24,6 +24,7 @@ from audit.dose_reports import (
 )
 from audit.errors import AuditError
 from dashboard import state
+from dashboard.widgets import plain
 
 PERIODS = {"All time": None, "Last 30 days": 30, "Last 90 days": 90, "Last 12 months": 365}
 
@@ -69,7 +70,7 @@ if actor.can(Permission.IMPORT) and st.button(
     try:
         linked = DoseImporter(state.engine(), actor).reconcile_unmatched()
     except AuditError as exc:
-        st.error(str(exc))
+        st.error(plain(exc))
     else:
         state.data_changed()
         st.session_state["reconciliation_message"] = (
@@ -109,7 +110,7 @@ with tab_disc:
                 try:
                     review_discrepancy(state.engine(), actor, int(chosen), note)
                 except AuditError as exc:
-                    st.error(str(exc))
+                    st.error(plain(exc))
                 else:
                     state.data_changed()
                     st.session_state["reconciliation_message"] = f"Discrepancy {chosen} reviewed."
@@ -138,7 +139,7 @@ if record_ids:
     try:
         record = state.service().get(int(record_id), actor)
     except AuditError as exc:
-        st.error(str(exc))
+        st.error(plain(exc))
     else:
         st.dataframe(pd.DataFrame({"field": list(record), "value": [
             "" if v is None else str(v) for v in record.values()]}),

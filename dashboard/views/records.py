@@ -33,7 +33,7 @@ from audit.log.queries import RecordFilter
 from audit.units import format_duration
 from audit.vocab import RecordStatus
 from dashboard import state
-from dashboard.widgets import FieldErrors, label
+from dashboard.widgets import FieldErrors, label, plain
 
 PAGE_SIZE = 50
 actor = state.require(Permission.VIEW_RECORDS)
@@ -183,7 +183,7 @@ if not record_id:
 try:
     record = service.get(int(record_id), actor)
 except (NotFound, PermissionDenied) as exc:
-    st.error(str(exc), icon=":material/error:")
+    st.error(plain(exc), icon=":material/error:")
     st.stop()
 
 st.divider()
@@ -191,8 +191,8 @@ void = record["status"] == RecordStatus.VOID.value
 head = f"Record {record['record_id']}"
 st.subheader(f"{head} — VOID" if void else head)
 if void:
-    st.error(f"This record is **void**: {record['void_reason']}. It stays in the log and its "
-             "history, and counts in no statistic.", icon=":material/block:")
+    st.error(f"This record is **void**: {plain(record['void_reason'])}. It stays in the log "
+             "and its history, and counts in no statistic.", icon=":material/block:")
 if notice := ss.pop("rec_notice", None):
     st.success(notice, icon=":material/check_circle:")
 
@@ -224,25 +224,25 @@ cols = st.columns(len(GROUPS))
 for col, (title, names) in zip(cols, GROUPS.items(), strict=True):
     with col:
         st.markdown(f"**{title}**")
-        lines = [f"{label(name)}: **{shown(name, record.get(name))}**"
+        lines = [f"{label(name)}: **{plain(shown(name, record.get(name)))}**"
                  for name in names if record.get(name) not in (None, "", [])]
         st.markdown("  \n".join(lines) or "—")
 if record.get("warnings"):
-    st.warning("Confirmed warnings: " + "; ".join(
-        f"{w.get('field')}: {w.get('message')}" for w in record["warnings"]),
+    st.warning("Confirmed warnings: " + plain("; ".join(
+        f"{w.get('field')}: {w.get('message')}" for w in record["warnings"])),
         icon=":material/warning:")
 
 st.markdown("#### History")
 for event in record_history(service, int(record_id), actor):
-    reason = f" — *{event.reason}*" if event.reason else ""
+    reason = f" — *{plain(event.reason)}*" if event.reason else ""
     verb = {"create": "created", "amend": "amended", "void": "voided", "import": "imported",
             "bulk_create": "loaded in bulk"}.get(event.action, event.action)
     with st.container(border=True):
-        st.markdown(f"**{verb.capitalize()}** by **{event.actor}** on "
+        st.markdown(f"**{verb.capitalize()}** by **{plain(event.actor)}** on "
                     f"{local(event.occurred_at)}{reason}")
         if event.changes and event.action != "create":
             st.table(pd.DataFrame(
-                [(f, as_text(b), as_text(a)) for f, b, a in event.changes],
+                [(f, plain(as_text(b)), plain(as_text(a))) for f, b, a in event.changes],
                 columns=["Field", "Before", "After"]))
         elif event.changes:
             st.caption(f"{len(event.changes)} fields recorded.")
@@ -320,7 +320,7 @@ def _reload() -> None:
 
 stale = [m for f, m in [*amend_errors.items, *void_errors.items] if f == "stale"]
 if stale:
-    st.error(f"**Not saved: this record changed while you were editing.** {stale[0]}",
+    st.error(f"**Not saved: this record changed while you were editing.** {plain(stale[0])}",
              icon=":material/sync_problem:")
     st.button("Reload the record", on_click=_reload, icon=":material/refresh:")
 

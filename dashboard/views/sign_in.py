@@ -7,6 +7,7 @@ import streamlit as st
 
 from audit import auth
 from dashboard import state
+from dashboard.widgets import plain
 
 
 def _sign_in() -> None:
@@ -31,12 +32,12 @@ with middle:
     st.caption("Fluoroscopy procedure log and radiation audit")
     message = state.pop_flash()
     if message:
-        st.info(message, icon=":material/info:")
+        st.info(plain(message), icon=":material/info:")
     with st.form("sign_in"):
         st.text_input("Username", key="si_username", autocomplete="username")
         st.text_input("Password", type="password", key="si_password",
                       autocomplete="current-password")
         error = st.session_state.pop("si_error", None)
         if error:
-            st.error(error, icon=":material/error:")
+            st.error(plain(error), icon=":material/error:")
         st.form_submit_button("Sign in", type="primary", on_click=_sign_in)
