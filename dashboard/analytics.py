@@ -18,7 +18,8 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from audit.analytics.snapshot import Filters, FrameCache, Snapshot, date_range, options
+from audit.analytics.snapshot import FrameCache, Snapshot, date_range, options
+from audit.filters import Filters
 from dashboard import state
 
 QUANTITY_LABELS = {"dap_gycm2": "KAP (Gy·cm²)", "fluoro_time_s": "Fluoroscopy time (s)",
@@ -73,7 +74,7 @@ def filters(snap: Snapshot) -> Filters:
     for key, label in (("sites", "Site"), ("rooms", "Room"), ("physicians", "Physician"),
                        ("procedures", "Procedure")):
         chosen[key] = tuple(sidebar.multiselect(label, choices[key], key=f"f_{key}"))
-    return Filters(start=_as_date(start), end=_as_date(end), **chosen)
+    return Filters.days(_as_date(start), _as_date(end), **chosen)
 
 
 def _as_date(value: object) -> date | None:

@@ -20,6 +20,7 @@ from audit import auth
 from audit import reference_data as admin
 from audit.auth import Permission
 from audit.errors import AuditError, FieldError, ValidationFailed, WarningsNotConfirmed
+from audit.filters import Filters
 from audit.log.entry_form import (
     CONTRAST_LABELS,
     FormLayout,
@@ -29,7 +30,6 @@ from audit.log.entry_form import (
     performed_at_iso,
     tri_state,
 )
-from audit.log.queries import RecordFilter
 from audit.vocab import (
     ContrastConfirmation,
     ContrastException,
@@ -454,7 +454,8 @@ with st.form("log_procedure", enter_to_submit=True, border=True):
 st.caption("Tab moves between fields; Enter saves. Site, room, physician and procedure are "
            "remembered for your next case.")
 
-mine, _ = service.list(actor, RecordFilter(technologist=actor.username), limit=5)
+mine, _ = service.list(actor, Filters(technologists=(actor.username,), include_voided=True),
+                       limit=5)
 if mine:
     st.markdown("**Your latest entries**")
     zone_ = state.user_zone()
