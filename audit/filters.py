@@ -12,7 +12,7 @@ ways that give the same records:
   dashboards' figures. The frame is described by the `Frame` protocol, so this module does
   not import the analytics (which import it).
 
-The rules (docs/design.md §4):
+The rules (this module is where docs/design.md §4 places them):
 
 - a period is [start, before) in UTC instants; `Filters.days(first, last)` is whole UTC days,
   both included (the dashboards' and reports' periods), and `first_day` / `last_day` read them
@@ -135,7 +135,7 @@ class Filters:
 
     def as_dict(self) -> dict[str, Any]:
         """The filters as an export's manifest and audit event record them: a fixed point
-        (docs/design.md §8), so one name is a string, as it always was. Filters exports do not
+        (docs/design.md §10), so one name is a string, as it always was. Filters exports do not
         offer appear only when set."""
         record: dict[str, Any] = {
             "from": _iso(self.start), "before": _iso(self.before), "site": _named(self.sites),

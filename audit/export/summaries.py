@@ -50,7 +50,7 @@ _ROOM_LABEL = "room name, or 'site · room' where two sites have a room of that 
 
 # --- filters and the frame -------------------------------------------------------------------
 
-def analysis_filters(ctx: SectionContext) -> Filters:
+def summary_filters(ctx: SectionContext) -> Filters:
     """The export's filters, checked for what the summaries need: whole UTC days (the
     dashboards' periods), and where a room and a site are both named, that room at that site
     (else a summary would be silently empty)."""
@@ -125,7 +125,7 @@ def compliance_section(ctx: SectionContext) -> SectionData:
     """Overall, then by physician, room, procedure and month (audit.analytics.compliance.compliance,
     the
     function the Compliance page and `report compliance` call)."""
-    snap, filters = snapshot(ctx), analysis_filters(ctx)
+    snap, filters = snapshot(ctx), summary_filters(ctx)
     parts = [compliance(snap, filters).rename(columns={"scope": "group"})
              .assign(grouping="overall")]
     for by in COMPLIANCE_GROUPINGS:
@@ -172,7 +172,7 @@ DOSE_COLUMNS: tuple[Column, ...] = (
 def dose_section(ctx: SectionContext) -> SectionData:
     """Per procedure and quantity: audit.analytics.dose_stats.dose_stats (the Dose page,
     `report dose`) beside audit.analytics.reference_levels.local_drls (`report drl`)."""
-    snap, filters = snapshot(ctx), analysis_filters(ctx)
+    snap, filters = snapshot(ctx), summary_filters(ctx)
     stats = dose_stats(snap, filters, by=("procedure",))
     quantities = list(QUANTITIES)
     long = pd.concat([
@@ -293,7 +293,7 @@ def _alerts(ctx: SectionContext) -> Any:
     patient: dict[str, Any] = {"patient_ref": Patient.pseudonym}
     if ctx.include_phi:
         patient["patient_id"] = Patient.mrn
-    return alerts_query(analysis_filters(ctx), patient, count_acknowledgements=True)
+    return alerts_query(summary_filters(ctx), patient, count_acknowledgements=True)
 
 
 def alerts_section(ctx: SectionContext) -> SectionData:
