@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from audit.export.registry import SECTIONS as EXPORT_SECTIONS
     from audit.export.runner import export as run_export
     from audit.export.verify import verify_export as verify_export
+    from audit.filters import Filters as Filters
     from audit.log.csv_import import import_csv as import_csv
     from audit.log.service import ProcedureLog as ProcedureLog
     from audit.log.summary import log_summary as log_summary
@@ -63,6 +64,7 @@ __all__ = [
     "AuditError",
     "DoseImporter",
     "Engine",
+    "Filters",
     "FrameCache",
     "Permission",
     "ProcedureLog",
@@ -95,6 +97,7 @@ __all__ = [
 _PUBLIC = {
     # the database
     "Engine": "sqlalchemy",
+    "Filters": "audit.filters",
     "ENV_DB": "audit.storage.engine",
     "default_url": "audit.storage.engine",
     "make_engine": "audit.storage.engine",

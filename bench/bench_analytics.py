@@ -33,9 +33,10 @@ from audit.analytics.dose_stats import dose_distribution, dose_histogram, monthl
 from audit.analytics.reference_levels import local_drls, reference_table
 from audit.analytics.safety import flagged_records, safety_flags
 from audit.analytics.scorecard import physician_scorecard
-from audit.analytics.snapshot import Filters, FrameCache, Snapshot
+from audit.analytics.snapshot import FrameCache, Snapshot
 from audit.auth import Actor
 from audit.demo import generate
+from audit.filters import Filters
 from audit.storage.engine import make_engine, migrate
 from audit.vocab import Role
 
@@ -119,7 +120,7 @@ PAGES: dict[str, Callable[[Any, Snapshot, Filters], None]] = {
 }
 WARM_FILTERS = [
     Filters(physicians=("Dr. Hannah Weiss",)),
-    Filters(start=date(2025, 11, 1), end=date(2026, 10, 31)),
+    Filters.days(date(2025, 11, 1), date(2026, 10, 31)),
     Filters(rooms=("OR 2", "Suite A"), procedures=("TFESI", "ILESI")),
 ]
 

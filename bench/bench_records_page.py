@@ -20,13 +20,14 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import func, select
 
 from audit.auth import Actor, cli_actor
-from audit.log.queries import RecordFilter
+from audit.filters import Filters
 from audit.log.service import ProcedureLog
 from audit.storage.engine import make_engine, migrate, read_session
 from audit.storage.models import Procedure
@@ -81,7 +82,7 @@ def timed(call: Callable[[], tuple[list[dict[str, object]], int]],
     return times[0], statistics.median(rest), len(rows), total
 
 
-def views(service: ProcedureLog) -> list[tuple[str, Actor, RecordFilter, int]]:
+def views(service: ProcedureLog) -> list[tuple[str, Actor, Filters, int]]:
     """What a person does on the page: open it, page on, filter (as admin and as a
     technologist, whose list is scoped to their own entries)."""
     with read_session(service.engine) as s:
@@ -89,24 +90,28 @@ def views(service: ProcedureLog) -> list[tuple[str, Actor, RecordFilter, int]]:
     if isinstance(latest, str):  # SQLite's max() bypasses the column type
         latest = datetime.fromisoformat(latest)
     latest = (latest or datetime.now(UTC)).replace(tzinfo=UTC)
-    month = RecordFilter(date_from=latest - timedelta(days=30), date_to=latest)
+
+    def records(**chosen: Any) -> Filters:  # the page lists voided records too
+        return Filters(include_voided=True, **chosen)
+
+    month = records(start=latest - timedelta(days=30), before=latest)
     admin, tech = cli_actor(), Actor("jsmith", Role.TECHNOLOGIST)
     return [
-        ("open (all records), page 1", admin, RecordFilter(), 0),
-        ("page 100", admin, RecordFilter(), 99 * PAGE),
-        ("page 1000", admin, RecordFilter(), 999 * PAGE),
+        ("open (all records), page 1", admin, records(), 0),
+        ("page 100", admin, records(), 99 * PAGE),
+        ("page 1000", admin, records(), 999 * PAGE),
         ("filter: room + procedure + final", admin,
-         RecordFilter(room="OR 2", procedure_code="TFESI", status="final"), 0),
-        ("filter: physician, page 100", admin, RecordFilter(physician="Dr. Li Wei"),
+         records(rooms=("OR 2",), procedures=("TFESI",), status="final"), 0),
+        ("filter: physician, page 100", admin, records(physicians=("Dr. Li Wei",)),
          99 * PAGE),
         ("filter: last 30 days", admin, month, 0),
-        ("filter: void", admin, RecordFilter(status="void"), 0),
+        ("filter: void", admin, records(status="void"), 0),
         ("filter: all five (dates, room, physician, procedure, status)", admin,
-         RecordFilter(date_from=latest - timedelta(days=365), date_to=latest, room="OR 2",
-                      physician="Dr. Li Wei", procedure_code="TFESI", status="final"), 0),
-        ("technologist: open, page 1", tech, RecordFilter(), 0),
-        ("technologist: page 100", tech, RecordFilter(), 99 * PAGE),
-        ("technologist: filter room + void", tech, RecordFilter(room="OR 1", status="void"),
+         records(start=latest - timedelta(days=365), before=latest, rooms=("OR 2",),
+                 physicians=("Dr. Li Wei",), procedures=("TFESI",), status="final"), 0),
+        ("technologist: open, page 1", tech, records(), 0),
+        ("technologist: page 100", tech, records(), 99 * PAGE),
+        ("technologist: filter room + void", tech, records(rooms=("OR 1",), status="void"),
          0),
     ]
 

@@ -17,7 +17,8 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from audit.analytics.snapshot import Filters, FrameCache, Snapshot, date_range, options
+from audit import Filters
+from audit.analytics import FrameCache, Snapshot, date_range, filter_options
 from dashboard import state
 from dashboard.widgets import plain
 
@@ -49,7 +50,7 @@ def snapshot() -> Snapshot:
 
 def filters(snap: Snapshot) -> Filters:
     """The common filters in the sidebar: period, site, room, physician, procedure."""
-    choices = options(snap)
+    choices = filter_options(snap)
     span = date_range(snap)
     sidebar = st.sidebar
     sidebar.header("Filters")
@@ -73,7 +74,7 @@ def filters(snap: Snapshot) -> Filters:
     for key, label in (("sites", "Site"), ("rooms", "Room"), ("physicians", "Physician"),
                        ("procedures", "Procedure")):
         chosen[key] = tuple(sidebar.multiselect(label, choices[key], key=f"f_{key}"))
-    return Filters(start=_as_date(start), end=_as_date(end), **chosen)
+    return Filters.days(_as_date(start), _as_date(end), **chosen)
 
 
 def _as_date(value: object) -> date | None:

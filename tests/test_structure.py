@@ -337,13 +337,6 @@ def top_level_directories(files: Iterable[str]) -> set[str]:
 FACES = ("audit", "audit.storage", "audit.log", "audit.dose_reports", "audit.analytics",
          "audit.alerts", "audit.export")
 
-#: The filter types being unified into audit/filters.py in a parallel branch (issue 9): the
-#: dashboard lines importing them stay as they are until that merge points them at the public
-#: face; then this exemption goes.
-FILTERS_IN_TRANSIT = frozenset({"Filters", "RecordFilter", "ExportFilters", "parse_period",
-                                "check_filters", "filter_choices"})
-
-
 def package_dir(root: Path, package: str) -> Path:
     return root.joinpath(*package.split("."))
 
@@ -365,7 +358,7 @@ def public_face_violations(root: Path, directory: str, library: str = "audit",
     (`from audit.vocab import Role`) and a subpackage's declared names (`from audit.log import
     ProcedureLog`). Refused: any module inside a subpackage (`audit.log.service`), a private
     module (`audit._lazy`), and `from audit.<subpackage> import <its submodule>`. An import
-    naming one of `exempt` is let through (see FILTERS_IN_TRANSIT).
+    naming one of `exempt` is let through.
     """
     found = []
     for path in python_files(root / directory):
@@ -557,7 +550,7 @@ def test_every_audit_package_and_top_level_module_and_top_directory_is_in_the_re
 
 
 def test_dashboard_imports_the_library_only_through_its_public_face() -> None:
-    found = public_face_violations(ROOT, "dashboard", exempt=FILTERS_IN_TRANSIT)
+    found = public_face_violations(ROOT, "dashboard")
     assert not found, ("dashboard/ imports library internals (use `from audit import X`, "
                        "`from audit.<subpackage> import X` or a shared module):\n"
                        + "\n".join(found))

@@ -17,14 +17,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, Select, and_, func, insert, or_, select, text, update
+from sqlalchemy import Engine, Select, false, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from audit import access
 from audit.alerts.detection import PLACE_COLUMNS, compute_alerts
-from audit.analytics.snapshot import Filters, Snapshot
+from audit.analytics.snapshot import Snapshot
 from audit.auth import Actor, Permission, require
 from audit.errors import FieldError, NotFound, ValidationFailed
+from audit.filters import Filters, Target
 from audit.storage.engine import read_session, retrying, write_session
 from audit.storage.models import (
     Alert,
@@ -241,23 +242,6 @@ def acknowledge(engine: Engine, actor: Actor, alert_ids: list[int], note: str, *
     return retrying(work)
 
 
-def _scoped(query: Any, filters: Filters) -> Any:
-    """The common filters on an alert query joined to its trigger record."""
-    lo, hi = filters.bounds()
-    if lo is not None:
-        query = query.where(Alert.performed_at >= datetime.fromtimestamp(lo, UTC))
-    if hi is not None:
-        query = query.where(Alert.performed_at < datetime.fromtimestamp(hi, UTC))
-    for values, column in ((filters.sites, Site.name), (filters.physicians, Physician.name),
-                           (filters.procedures, ProcedureType.code)):
-        if values:
-            query = query.where(column.in_(list(values)))
-    if filters.rooms:  # a room label is its name, or "site · name" where names repeat
-        rooms = list(filters.rooms)
-        query = query.where(Room.name.in_(rooms) | (Site.name + " · " + Room.name).in_(rooms))
-    return query
-
-
 def _joined(query: Any) -> Any:
     """The names of the alert's site, room, physician and procedure (small tables, by key)."""
     return (query.join(ProcedureType, ProcedureType.id == Alert.procedure_type_id)
@@ -266,34 +250,10 @@ def _joined(query: Any) -> Any:
             .join(Site, Site.id == Alert.site_id))
 
 
-def _by_ids(session: Session, query: Any, filters: Filters) -> Any:
-    """`_scoped` without the joins: the names resolved to ids in the small tables first, so
-    the count reads the alert table alone (about 3x faster over 250,000 alerts on SQLite).
-    Same rows: an alert's site, room, physician and type are required foreign keys, and a
-    room label matches by the room's name or by "site · name" of the alert's site."""
-    lo, hi = filters.bounds()
-    if lo is not None:
-        query = query.where(Alert.performed_at >= datetime.fromtimestamp(lo, UTC))
-    if hi is not None:
-        query = query.where(Alert.performed_at < datetime.fromtimestamp(hi, UTC))
-    for values, key, column in ((filters.sites, Site.name, Alert.site_id),
-                                (filters.physicians, Physician.name, Alert.physician_id),
-                                (filters.procedures, ProcedureType.code,
-                                 Alert.procedure_type_id)):
-        if values:
-            table = key.class_
-            ids = session.scalars(select(table.id).where(key.in_(list(values)))).all()
-            query = query.where(column.in_(list(ids)))
-    if filters.rooms:
-        wanted = set(filters.rooms)
-        rooms = session.execute(select(Room.id, Room.name)).all()
-        sites = session.execute(select(Site.id, Site.name)).all()
-        conditions = [Alert.room_id.in_([r for r, name in rooms if name in wanted])]
-        conditions += [and_(Alert.site_id == s, Alert.room_id == r)
-                       for s, site in sites for r, room in rooms
-                       if f"{site} · {room}" in wanted]
-        query = query.where(or_(*conditions))
-    return query
+#: The stored alerts as a filter target: each alert copies its trigger record's keys (the record
+#: is `procedure_id`), so the common filters apply to the alert table alone.
+ALERTS = Target(Alert.performed_at, Alert.procedure_id, Alert.site_id, Alert.room_id,
+                Alert.physician_id, Alert.procedure_type_id, patient_id=Alert.patient_id)
 
 
 def alert_counts(engine: Engine, actor: Actor, filters: Filters | None = None) -> pd.DataFrame:
@@ -303,7 +263,11 @@ def alert_counts(engine: Engine, actor: Actor, filters: Filters | None = None) -
     query = select(Alert.kind, Alert.quantity, Alert.status,
                    func.count().label("alerts")).select_from(Alert)
     with read_session(engine) as session:
-        query = _by_ids(session, query, filters)
+        # names looked up first, so the count reads the alert table alone (about 3x faster
+        # over 250,000 alerts on SQLite than joining the names); same alerts as alerts_query
+        found = filters.id_conditions(session, ALERTS)
+        query = query.where(*filters.where(ALERTS, names=False),
+                            *(found if found is not None else [false()]))
         rows = session.execute(query.group_by(Alert.kind, Alert.quantity, Alert.status)).all()
     frame = pd.DataFrame(rows, columns=["kind", "quantity", "status", "alerts"])
     statuses = AlertStatus.values()
@@ -329,7 +293,7 @@ def alerts_query(filters: Filters, patient: Mapping[str, Any], *,
                        func.count().label("acknowledgements"))
                 .group_by(AlertAcknowledgement.alert_id).subquery())
     ack = AlertAcknowledgement
-    query = _scoped(_joined(
+    query = (_joined(
         select(Alert.id.label("alert_id"), Alert.kind, Alert.quantity, Alert.status,
                Alert.performed_at, *(column.label(name) for name, column in patient.items()),
                Alert.procedure_id, ProcedureType.code.label("procedure"),
@@ -342,7 +306,8 @@ def alerts_query(filters: Filters, patient: Mapping[str, Any], *,
         .select_from(Alert)
         .join(Patient, Patient.id == Alert.patient_id))
         .outerjoin(last_ack, last_ack.c.alert_id == Alert.id)
-        .outerjoin(ack, ack.id == last_ack.c.ack_id), filters)
+        .outerjoin(ack, ack.id == last_ack.c.ack_id)
+        .where(*filters.where(ALERTS)))
     if count_acknowledgements:
         query = query.add_columns(
             func.coalesce(last_ack.c.acknowledgements, 0).label("acknowledgements"))

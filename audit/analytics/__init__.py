@@ -36,7 +36,9 @@ if TYPE_CHECKING:
     from audit.analytics.scorecard import physician_scorecard as physician_scorecard
     from audit.analytics.snapshot import FrameCache as FrameCache
     from audit.analytics.snapshot import Snapshot as Snapshot
+    from audit.analytics.snapshot import date_range as date_range
     from audit.analytics.snapshot import load_snapshot as load_snapshot
+    from audit.analytics.snapshot import options as filter_options
 
 __all__ = [
     "HIGHLIGHT_RATIO",
@@ -48,9 +50,11 @@ __all__ = [
     "completeness",
     "compliance_rates",
     "compliance_records",
+    "date_range",
     "dose_distribution",
     "dose_histogram",
     "dose_statistics",
+    "filter_options",
     "flagged_records",
     "load_snapshot",
     "local_drls",
@@ -70,6 +74,8 @@ _PUBLIC = {
     "Snapshot": "audit.analytics.snapshot",
     "FrameCache": "audit.analytics.snapshot",
     "load_snapshot": "audit.analytics.snapshot",
+    "date_range": "audit.analytics.snapshot",
+    "filter_options": "audit.analytics.snapshot:options",
     # contrast compliance
     "compliance_rates": "audit.analytics.compliance:compliance",
     "compliance_records": "audit.analytics.compliance",

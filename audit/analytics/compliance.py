@@ -21,7 +21,8 @@ import pandas as pd
 
 from audit.analytics.grouping import by_type, cached, group_codes, record_names
 from audit.analytics.quantiles import wilson
-from audit.analytics.snapshot import Filters, Snapshot, filter_mask
+from audit.analytics.snapshot import Snapshot
+from audit.filters import Filters
 from audit.vocab import ContrastConfirmation, ContrastPolicy
 
 
@@ -97,7 +98,7 @@ def compliance(snap: Snapshot, filters: Filters, by: str | None = None) -> pd.Da
     """eligible, compliant, excepted, non_compliant, rate, ci_low, ci_high: one row per group
     with eligible records (by None: one row, "all")."""
     a = compliance_arrays(snap)
-    mask = filter_mask(snap, filters) & a["eligible"]
+    mask = filters.mask(snap) & a["eligible"]
     codes, labels = group_codes(snap, by)
     k = len(labels)
     frame = pd.DataFrame({
@@ -142,7 +143,7 @@ def compliance_records(snap: Snapshot, filters: Filters, which: str = "non_compl
     if which not in ("non_compliant", "excepted"):
         raise ValueError("which: non_compliant or excepted")
     a = compliance_arrays(snap)
-    mask = filter_mask(snap, filters) & a[which]
+    mask = filters.mask(snap) & a[which]
     if group is not None:
         codes, labels = group_codes(snap, group[0])
         wanted = [i for i, name in enumerate(labels) if name == group[1]]

@@ -12,13 +12,14 @@ import numpy as np
 import pandas as pd
 
 from audit.analytics.grouping import group_codes
-from audit.analytics.snapshot import Filters, Snapshot, filter_mask
+from audit.analytics.snapshot import Snapshot
+from audit.filters import Filters
 
 
 def completeness(snap: Snapshot, filters: Filters, by: str | None = None) -> pd.DataFrame:
     """Missing dose (with or without a documented reason), missing Ka,r, records saved with
     confirmed plausibility warnings, and dose taken from a DICOM dose report."""
-    mask = filter_mask(snap, filters)
+    mask = filters.mask(snap)
     r = snap.records
     codes, labels = group_codes(snap, by)
     k = len(labels)

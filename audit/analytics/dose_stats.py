@@ -15,14 +15,15 @@ import numpy as np
 import pandas as pd
 
 from audit.analytics.grouping import QUANTITIES, combined_codes, group_codes, quantiles_by
-from audit.analytics.snapshot import Filters, Snapshot, filter_mask
+from audit.analytics.snapshot import Snapshot
+from audit.filters import Filters
 
 
 def dose_stats(snap: Snapshot, filters: Filters, by: Sequence[str] = ("procedure",),
                quantities: Sequence[str] = QUANTITIES, per_level: bool = False) -> pd.DataFrame:
     """n, median and 75th percentile of each quantity per group (records lacking a quantity
     are left out of that quantity only). per_level: values divided by levels treated."""
-    mask = filter_mask(snap, filters)
+    mask = filters.mask(snap)
     codes, labels = combined_codes(snap, by)
     records = np.bincount(codes[mask], minlength=len(labels))[:len(labels)]
     data: dict[str, Any] = {name: [lab[i] for lab in labels] for i, name in enumerate(by)}
@@ -40,7 +41,7 @@ def dose_stats(snap: Snapshot, filters: Filters, by: Sequence[str] = ("procedure
 def dose_distribution(snap: Snapshot, filters: Filters, quantity: str = "dap_gycm2",
                       by: str = "procedure") -> pd.DataFrame:
     """Box summary per group: n, 5th, 25th, 50th, 75th, 95th percentiles."""
-    mask = filter_mask(snap, filters)
+    mask = filters.mask(snap)
     qs = (0.05, 0.25, 0.5, 0.75, 0.95)
     labels, counts, values = quantiles_by(snap, mask, (by,), quantity, qs)
     frame = pd.DataFrame({by: [lab[0] for lab in labels], "n": counts,
@@ -51,7 +52,7 @@ def dose_distribution(snap: Snapshot, filters: Filters, quantity: str = "dap_gyc
 def dose_histogram(snap: Snapshot, filters: Filters, procedure: str,
                    quantity: str = "dap_gycm2", bins: int = 40) -> pd.DataFrame:
     """Counts in log-spaced bins for one procedure (a distribution chart's data)."""
-    mask = filter_mask(snap, filters)
+    mask = filters.mask(snap)
     type_ids = snap.types.index[snap.types["code"] == procedure].to_numpy()
     mask = mask & np.isin(snap.records["type_id"].to_numpy(), type_ids)
     values = snap.records[quantity].to_numpy()[mask]
@@ -75,7 +76,7 @@ def monthly_medians(snap: Snapshot, filters: Filters,
 
 def technique_use(snap: Snapshot, filters: Filters, by: str | None = None) -> pd.DataFrame:
     """Pulsed fluoroscopy and low-dose mode: use among records where it was recorded."""
-    mask = filter_mask(snap, filters)
+    mask = filters.mask(snap)
     codes, labels = group_codes(snap, by)
     k = len(labels)
 

@@ -23,9 +23,10 @@ import pandas as pd
 from sqlalchemy import Engine, select
 
 from audit.analytics.grouping import QUANTITIES, group_codes, quantiles_by
-from audit.analytics.snapshot import Filters, Snapshot, filter_mask
+from audit.analytics.snapshot import Snapshot
 from audit.auth import Actor, Permission, require
 from audit.errors import FieldError, NotFound, ValidationFailed
+from audit.filters import Filters
 from audit.storage.engine import retrying, write_session
 from audit.storage.models import ProcedureType, ReferenceLevel, utcnow
 from audit.trail import record_event
@@ -42,7 +43,7 @@ DRL_COLUMNS = ["procedure", "type_id", "quantity", "rooms", "records", "local_me
 
 def room_medians(snap: Snapshot, filters: Filters, quantity: str = "dap_gycm2") -> pd.DataFrame:
     """Median (and n) of the quantity per procedure and room over the period."""
-    mask = filter_mask(snap, filters.period)
+    mask = filters.period.mask(snap)
     labels, counts, (median,) = quantiles_by(snap, mask, ("procedure", "room"), quantity, (0.5,))
     frame = pd.DataFrame({"procedure": [lab[0] for lab in labels],
                           "room": [lab[1] for lab in labels], "n": counts, "median": median})
@@ -74,7 +75,7 @@ def local_drls(snap: Snapshot, filters: Filters, quantities: Sequence[str] = QUA
 
 def _local_drl(snap: Snapshot, filters: Filters, quantity: str,
                min_room_records: int) -> pd.DataFrame:
-    mask = filter_mask(snap, filters.period)
+    mask = filters.period.mask(snap)
     rows: list[dict[str, Any]] = []
     codes = snap.types["code"]
     _, cell_n, (cell_median,) = quantiles_by(snap, mask, ("procedure", "room"), quantity,
@@ -119,7 +120,7 @@ def levels_in_force(snap: Snapshot, filters: Filters,
         columns={"level": "value", "basis": "source"})
     adopted = snap.reference_levels
     if len(adopted):
-        end = filters.end or date.max
+        end = filters.last_day or date.max
         adopted = adopted[(adopted["kind"] == ReferenceKind.DRL.value)
                           & (adopted["quantity"] == quantity)
                           & adopted["type_id"].notna()
@@ -135,8 +136,11 @@ def levels_in_force(snap: Snapshot, filters: Filters,
     return out.sort_values("procedure").reset_index(drop=True)
 
 
-def reference_table(snap: Snapshot, procedure: str | None = None) -> pd.DataFrame:
-    """Every stored reference level (active) plus the SRDL settings, each with its source."""
+def reference_table(snap: Snapshot,
+                    procedure: str | Sequence[str] | None = None) -> pd.DataFrame:
+    """Every stored reference level (active) plus the SRDL settings, each with its source;
+    with `procedure` (a code, or codes as in Filters.procedures), that procedure's levels and
+    the SRDLs, which apply to all."""
     levels = snap.reference_levels.copy()
     levels["procedure"] = levels["type_id"].map(
         lambda i: snap.types["code"].get(int(i)) if pd.notna(i) else "all")
@@ -148,8 +152,9 @@ def reference_table(snap: Snapshot, procedure: str | None = None) -> pd.DataFram
             for quantity, key in SRDL_SETTINGS.items()]
     frame = pd.concat([levels.drop(columns=["id", "type_id"]), pd.DataFrame(srdl)],
                       ignore_index=True)
-    if procedure:
-        frame = frame[frame["procedure"].isin([procedure, "all"])]
+    codes = [procedure] if isinstance(procedure, str) else list(procedure or ())
+    if codes:
+        frame = frame[frame["procedure"].isin([*codes, "all"])]
     return frame[["procedure", "quantity", "kind", "statistic", "value", "sample_size",
                   "source", "note", "effective_from"]].reset_index(drop=True)
 
@@ -183,7 +188,7 @@ def share_above_reference(snap: Snapshot, filters: Filters, by: str | None = Non
     type_id = snap.records["type_id"].to_numpy()
     values = snap.records[quantity].to_numpy()
     level = threshold[np.minimum(type_id, len(threshold) - 1)]
-    measurable = filter_mask(snap, filters) & ~np.isnan(values) & ~np.isnan(level)
+    measurable = filters.mask(snap) & ~np.isnan(values) & ~np.isnan(level)
     above = measurable & (values > level)
     codes, labels = group_codes(snap, by)
     k = len(labels)
@@ -255,7 +260,7 @@ def adopt_local_drls(engine: Engine, actor: Actor, snap: Snapshot, filters: Filt
     as reference levels effective from `effective_from` (admin only, each audited)."""
     require(actor, Permission.ADMIN)
     local = local_drls(snap, filters, quantities)
-    period = f"{filters.start or 'first record'} to {filters.end or 'last record'}"
+    period = f"{filters.first_day or 'first record'} to {filters.last_day or 'last record'}"
     ids = []
     for row in local.itertuples():
         pairs = ([(ReferenceKind.DRL, ReferenceStatistic.P75, row.drl),

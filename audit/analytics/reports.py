@@ -21,9 +21,10 @@ from audit.alerts.store import alert_counts, list_alerts, refresh_alerts
 from audit.analytics.compliance import compliance
 from audit.analytics.dose_stats import dose_stats
 from audit.analytics.reference_levels import local_drls
-from audit.analytics.snapshot import Filters, Snapshot, filter_mask
+from audit.analytics.snapshot import Snapshot
 from audit.auth import Actor, Permission, require
 from audit.errors import FieldError, ValidationFailed
+from audit.filters import Filters
 
 KINDS = ("compliance", "dose", "drl", "alerts")
 BY_CHOICES = ("physician", "room", "procedure", "month")
@@ -34,7 +35,7 @@ def build(kind: str, engine: Engine, snap: Snapshot, actor: Actor, filters: Filt
           by: str | None = None) -> dict[str, pd.DataFrame]:
     """The named tables of one report."""
     require(actor, Permission.VIEW_DASHBOARDS)
-    filter_mask(snap, filters)  # unknown names are reported before any work
+    filters.mask(snap)  # unknown names are reported before any work
     if kind == "compliance":
         tables = {"overall": compliance(snap, filters)}
         if by:
@@ -95,7 +96,7 @@ def render(kind: str, tables: dict[str, pd.DataFrame], fmt: str, filters: Filter
     if fmt == "json":
         payload: dict[str, Any] = {
             "report": kind, "by": by,
-            "filters": {"from": _plain(filters.start), "to": _plain(filters.end),
+            "filters": {"from": _plain(filters.first_day), "to": _plain(filters.last_day),
                         "sites": list(filters.sites), "rooms": list(filters.rooms),
                         "physicians": list(filters.physicians),
                         "procedures": list(filters.procedures)},

@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 
 from audit.analytics.grouping import QUANTITIES, by_type, cached, group_codes, record_names
-from audit.analytics.snapshot import Filters, Snapshot, filter_mask
+from audit.analytics.snapshot import Snapshot
+from audit.filters import Filters
 from audit.vocab import Region
 
 SAFETY_FLAGS: dict[str, str] = {
@@ -51,7 +52,7 @@ def flag_arrays(snap: Snapshot) -> dict[str, np.ndarray]:
 
 def safety_flags(snap: Snapshot, filters: Filters, by: str | None = None) -> pd.DataFrame:
     """Records and the count of each safety flag per group."""
-    mask = filter_mask(snap, filters)
+    mask = filters.mask(snap)
     codes, labels = group_codes(snap, by)
     k = len(labels)
     data: dict[str, Any] = {by or "scope": labels,
@@ -68,7 +69,7 @@ def flagged_records(snap: Snapshot, filters: Filters, flag: str,
                     limit: int = 1000) -> pd.DataFrame:
     if flag not in SAFETY_FLAGS:
         raise ValueError(f"unknown flag {flag!r}; allowed: {', '.join(SAFETY_FLAGS)}")
-    mask = filter_mask(snap, filters) & flag_arrays(snap)[flag]
+    mask = filters.mask(snap) & flag_arrays(snap)[flag]
     positions = np.flatnonzero(mask)
     r = snap.records
     positions = positions[np.argsort(-r["t"].to_numpy()[positions], kind="stable")][:limit]

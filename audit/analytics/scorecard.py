@@ -15,7 +15,8 @@ from audit.analytics.compliance import compliance
 from audit.analytics.dose_stats import technique_use
 from audit.analytics.grouping import group_codes, quantiles_by
 from audit.analytics.reference_levels import share_above_reference
-from audit.analytics.snapshot import Filters, Snapshot, filter_mask
+from audit.analytics.snapshot import Snapshot
+from audit.filters import Filters
 
 #: A KAP-per-level ratio above this is highlighted on the Dose page: half again the peers' dose
 #: for the same procedures and levels is more than case mix explains once normalised, so it is
@@ -30,7 +31,7 @@ def physician_scorecard(snap: Snapshot, filters: Filters,
     procedure (same filters), averaged over their procedures weighted by records. 1.0 is
     typical; 2.0 is twice the peers' dose for the same work. Also the share above the
     reference level, pulsed and low-dose use and compliance."""
-    mask = filter_mask(snap, filters)
+    mask = filters.mask(snap)
     physicians = group_codes(snap, "physician")[1]
     out = pd.DataFrame({"physician": physicians})
     out["records"] = np.bincount(snap.records["physician_id"].to_numpy()[mask],

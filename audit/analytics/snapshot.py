@@ -13,15 +13,18 @@ highest audit event id is a version number of the data. `FrameCache.get()` compa
 one it loaded at; when it moved, it re-reads only the records the new events name (a created,
 amended or voided record, or a bulk range) plus the small reference tables, and falls back to a
 full read when an event does not say which records changed.
+
+Which records a figure covers is `audit.filters.Filters.mask(snap)`: the same filters the
+Records list and the exports render to SQL.
 """
 
 from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +43,6 @@ from audit.analytics import _frame_file, _packing
 from audit.analytics._lookup_tables import read_lookup_tables
 from audit.analytics._packing import COLUMNS
 from audit.catalog import Catalog
-from audit.errors import FieldError, ValidationFailed
 from audit.settings import Settings
 from audit.storage.models import (
     AuditEvent,
@@ -331,111 +333,7 @@ class FrameCache:
 STORE_EVERY_EVENTS = 500
 
 
-# --- filters ----------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Filters:
-    """The dashboards' common filters. Dates are inclusive, in UTC; empty tuples mean "all"."""
-
-    start: date | None = None
-    end: date | None = None
-    sites: tuple[str, ...] = ()
-    rooms: tuple[str, ...] = ()
-    physicians: tuple[str, ...] = ()
-    procedures: tuple[str, ...] = ()
-
-    @property
-    def period(self) -> Filters:
-        """Only the period: reference levels are computed over every room and physician."""
-        return Filters(start=self.start, end=self.end)
-
-    def bounds(self) -> tuple[int | None, int | None]:
-        """[lo, hi) in epoch seconds."""
-        lo = _epoch_of(self.start) if self.start else None
-        hi = _epoch_of(self.end + timedelta(days=1)) if self.end else None
-        return lo, hi
-
-    def describe(self) -> str:
-        parts = [f"{self.start or 'start'} to {self.end or 'latest'}"]
-        for name, values in (("site", self.sites), ("room", self.rooms),
-                             ("physician", self.physicians), ("procedure", self.procedures)):
-            if values:
-                parts.append(f"{name}: {', '.join(values)}")
-        return "; ".join(parts)
-
-
-def _epoch_of(day: date) -> int:
-    return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
-
-
-def _ids_for(names: Sequence[str], labels: pd.Series, field_name: str,
-             errors: list[FieldError]) -> np.ndarray:
-    lookup = {str(v): k for k, v in labels.items()}
-    ids = []
-    for name in names:
-        if name in lookup:
-            ids.append(lookup[name])
-        else:
-            known = ", ".join(sorted(lookup)) or "none yet"
-            errors.append(FieldError(field_name, f"no {field_name} named {name!r}; known: "
-                                                 f"{known}"))
-    return np.array(ids, dtype=np.int64)
-
-
-def _member(values: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """np.isin for small non-negative ids: one gather through a lookup table (several times
-    faster than isin's sort over a million records)."""
-    if not len(values) or not len(ids):
-        return np.zeros(len(values), dtype=bool)
-    top = int(max(values.max(), ids.max()))
-    if values.min() < 0 or ids.min() < 0 or top > 1 << 24:
-        return np.isin(values, ids)
-    table = np.zeros(top + 1, dtype=bool)
-    table[ids] = True
-    return table[values]
-
-
-def filter_mask(snap: Snapshot, filters: Filters) -> np.ndarray:
-    """Which records of the frame match the filters (a boolean array over the frame).
-
-    Unknown names are errors naming the filter and listing what is known.
-    """
-    key = f"mask:{filters!r}"
-    cached = snap.cache.get(key)
-    if cached is not None:
-        return cached
-    r = snap.records
-    if filters.start and filters.end and filters.end < filters.start:
-        raise ValidationFailed([FieldError("to", f"{filters.end} is before the start "
-                                                 f"{filters.start}")])
-    errors: list[FieldError] = []
-    mask = np.ones(len(r), dtype=bool)
-    lo, hi = filters.bounds()
-    t = r["t"].to_numpy()
-    if lo is not None:
-        mask &= t >= lo
-    if hi is not None:
-        mask &= t < hi
-    for names, labels, column, name in (
-        (filters.sites, snap.sites, "site_id", "site"),
-        (filters.rooms, snap.rooms["label"], "room_id", "room"),
-        (filters.physicians, snap.physicians, "physician_id", "physician"),
-        (filters.procedures, snap.types["code"], "type_id", "procedure"),
-    ):
-        if names:
-            ids = _ids_for(names, labels, name, errors)
-            mask &= _member(r[column].to_numpy(), ids)
-    if errors:
-        raise ValidationFailed(errors)
-    if len(snap.cache) < 64:  # a few recent filters; the snapshot is replaced on change
-        snap.cache[key] = mask
-    return mask
-
-
-def select_records(snap: Snapshot, filters: Filters) -> pd.DataFrame:
-    """The records matching the filters."""
-    return snap.records[filter_mask(snap, filters)]
-
+# --- what the filters offer (the filters themselves, and the mask over this frame: audit.filters)
 
 def options(snap: Snapshot) -> dict[str, list[str]]:
     """Filter choices: names that occur in the records (plus active catalog codes)."""

@@ -34,15 +34,16 @@ def _progress_bar(description: str) -> Callable[[int, int], None]:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from audit.export.filters import ExportFilters, parse_period
     from audit.export.registry import KINDS
     from audit.export.runner import export
+    from audit.filters import Filters, parse_period, single
 
-    start, stop = parse_period(args.date_from, args.date_to)
-    filters = ExportFilters(
-        date_from=start, date_to=stop, site=getattr(args, "site", None),
-        room=getattr(args, "room", None), physician=getattr(args, "physician", None),
-        procedure_code=getattr(args, "procedure", None),
+    start, before = parse_period(args.date_from, args.date_to)
+    filters = Filters(
+        start=start, before=before, sites=single(getattr(args, "site", None)),
+        rooms=single(getattr(args, "room", None)),
+        physicians=single(getattr(args, "physician", None)),
+        procedures=single(getattr(args, "procedure", None)),
         include_voided=getattr(args, "include_voided", False),
     )
     sections = (*KINDS[args.kind], *args.extra)

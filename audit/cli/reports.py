@@ -25,10 +25,11 @@ def _day(text: str | None, option: str) -> Any:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from audit.analytics.reports import build, render
-    from audit.analytics.snapshot import Filters, load_snapshot
+    from audit.analytics.snapshot import load_snapshot
+    from audit.filters import Filters
 
-    filters = Filters(
-        start=_day(args.date_from, "--from"), end=_day(args.date_to, "--to"),
+    filters = Filters.days(
+        _day(args.date_from, "--from"), _day(args.date_to, "--to"),
         sites=tuple(args.site or ()), rooms=tuple(args.room or ()),
         physicians=tuple(args.physician or ()),
         procedures=tuple(p.upper() for p in args.procedure or ()))

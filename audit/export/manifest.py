@@ -21,8 +21,8 @@ from audit.export.cells import FileInfo, Kind
 
 if TYPE_CHECKING:  # annotations only: the verifier imports this module without the database
     from audit.auth import Actor
-    from audit.export.filters import ExportFilters
     from audit.export.types import Column, Section
+    from audit.filters import Filters
 
 MANIFEST = "manifest.json"
 SUMS = "SHA256SUMS"
@@ -59,7 +59,7 @@ def write_dictionary(folder: Path, columns: Mapping[str, Sequence[Column]]) -> F
 
 
 def write_readme(folder: Path, export_id: str, generated_at: datetime, actor: Actor,
-                 sections: Sequence[Section], filters: ExportFilters, include_phi: bool,
+                 sections: Sequence[Section], filters: Filters, include_phi: bool,
                  files: Sequence[FileInfo]) -> FileInfo:
     """README.txt: what the folder holds and how to check it, for whoever opens the zip."""
     titles = {s.filename: s.title for s in sections}
@@ -111,7 +111,7 @@ def write_readme(folder: Path, export_id: str, generated_at: datetime, actor: Ac
 
 
 def build_manifest(export_id: str, generated_at: datetime, actor: Actor,
-                   sections: Sequence[Section], filters: ExportFilters, include_phi: bool,
+                   sections: Sequence[Section], filters: Filters, include_phi: bool,
                    files: Sequence[FileInfo]) -> dict[str, Any]:
     """manifest.json: what was exported, by whom, with which filters, and each file's rows,
     bytes and SHA-256 (the manifest itself is covered by SHA256SUMS)."""

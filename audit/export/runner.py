@@ -49,7 +49,7 @@ Decisions an auditor may ask about:
   period must be whole UTC days. Alerts are refreshed before the snapshot is taken.
 
 Modules: this one runs an export (snapshot, streaming, audit event, zip);
-audit.export.filters has the filters and the period rules; audit.export.types the shapes a
+audit.filters has the filters and the period rules; audit.export.types the shapes a
 section is made of; audit.export.registry the sections by name; audit.export.sections the
 procedure log and audit trail queries; audit.export.summaries the summaries;
 audit.export.manifest the dictionary, README, manifest and checksums; audit.export.verify checks
@@ -74,7 +74,6 @@ from audit.auth import Actor, Permission, require
 from audit.errors import AuditError
 from audit.export import cells as csvsafe
 from audit.export.cells import CsvWriter, FileInfo
-from audit.export.filters import ExportFilters, check_filters
 from audit.export.manifest import (
     MANIFEST,
     SUMS,
@@ -87,6 +86,7 @@ from audit.export.manifest import (
 )
 from audit.export.registry import lookup
 from audit.export.types import Column, Section, SectionContext
+from audit.filters import Filters, check_names
 from audit.settings import load_public_settings
 from audit.storage.engine import retrying, write_session
 from audit.storage.models import utcnow
@@ -135,13 +135,13 @@ def _authorise(actor: Actor, include_phi: bool) -> None:
         require(actor, Permission.EXPORT_PHI)
 
 
-def count_rows(engine: Engine, actor: Actor, filters: ExportFilters | None = None,
+def count_rows(engine: Engine, actor: Actor, filters: Filters | None = None,
                sections: Sequence[str] = ("procedures",)) -> dict[str, int | None]:
     """Rows each section would export with these filters (what the page shows beforehand)."""
     _authorise(actor, False)
     chosen = lookup(sections)
     with _snapshot(engine) as connection:
-        checked = check_filters(connection, filters or ExportFilters())
+        checked = check_names(connection, filters or Filters())
         ctx = SectionContext(connection, checked, False, load_public_settings(connection))
         return {s.name: s.rows(ctx) for s in chosen}
 
@@ -152,7 +152,7 @@ def export(
     out: Path | str,
     *,
     sections: Sequence[str] = ("procedures",),
-    filters: ExportFilters | None = None,
+    filters: Filters | None = None,
     include_phi: bool = False,
     make_zip: bool = False,
     progress: ProgressFn | None = None,
@@ -179,11 +179,11 @@ def export(
         cache: dict[str, Any] = {}
         if any(s.prepare for s in chosen):  # before the snapshot: writes its data depends on
             with engine.connect() as connection:  # (but not for a typo in a filter)
-                check_filters(connection, filters or ExportFilters())
+                check_names(connection, filters or Filters())
             for section in chosen:
                 section.prepare_for(engine, cache)
         with _snapshot(engine) as connection:
-            checked = check_filters(connection, filters or ExportFilters())
+            checked = check_names(connection, filters or Filters())
             settings = load_public_settings(connection)
             ctx = SectionContext(connection, checked, include_phi, settings, cache)
             files, columns = _write_sections(staging, chosen, ctx, progress)
@@ -244,7 +244,7 @@ def _write_sections(folder: Path, sections: Sequence[Section], ctx: SectionConte
 
 
 def _audit(engine: Engine, actor: Actor, export_id: str, sections: Sequence[Section],
-           filters: ExportFilters, include_phi: bool, files: Sequence[FileInfo]) -> int:
+           filters: Filters, include_phi: bool, files: Sequence[FileInfo]) -> int:
     """The export's audit event: who, which sections and filters, PHI or not, every hash."""
     after = {"sections": [s.name for s in sections], "filters": filters.as_dict(),
              "include_phi": include_phi, "files": [f.as_dict() for f in files]}

@@ -24,8 +24,8 @@ from audit.dosimetry import (
 from audit.export import cells as csvsafe
 from audit.export import types as export_types
 from audit.export.cells import Kind
-from audit.export.filters import ExportFilters
 from audit.export.types import Column, SectionContext, SectionData
+from audit.filters import Filters
 from audit.settings import Settings
 from audit.storage.models import (
     AuditEvent,
@@ -37,7 +37,7 @@ from audit.storage.models import (
     Site,
     UserAccount,
 )
-from audit.vocab import AuditAction, RecordStatus
+from audit.vocab import AuditAction
 
 # --- the procedure log -----------------------------------------------------------------------
 
@@ -116,32 +116,6 @@ def procedure_columns(include_phi: bool) -> list[Column]:
             for f in FIELDS if include_phi or f.name != "patient_id"]
 
 
-def _procedure_conditions(f: ExportFilters) -> list[ColumnElement[bool]]:
-    """Filters as conditions on the procedure table alone (names resolved by subquery), so the
-    count needs no joins."""
-    conditions: list[ColumnElement[bool]] = []
-    if not f.include_voided:
-        conditions.append(Procedure.status == RecordStatus.FINAL.value)
-    if f.date_from is not None:
-        conditions.append(Procedure.performed_at >= f.date_from)
-    if f.date_to is not None:
-        conditions.append(Procedure.performed_at < f.date_to)
-    if f.site:
-        conditions.append(Procedure.site_id.in_(select(Site.id).where(Site.name == f.site)))
-    if f.room:
-        rooms = select(Room.id).where(Room.name == f.room)
-        if f.site:
-            rooms = rooms.where(Room.site_id.in_(select(Site.id).where(Site.name == f.site)))
-        conditions.append(Procedure.room_id.in_(rooms))
-    if f.physician:
-        conditions.append(Procedure.physician_id.in_(
-            select(Physician.id).where(Physician.name == f.physician)))
-    if f.procedure_code:
-        conditions.append(Procedure.procedure_type_id.in_(
-            select(ProcedureType.id).where(ProcedureType.code == f.procedure_code)))
-    return conditions
-
-
 def procedure_cells(
     include_phi: bool, annual_background_msv: float = Settings.annual_background_msv,
 ) -> list[ColumnElement[Any]]:
@@ -178,19 +152,19 @@ def _joined(query: Select[Any]) -> Select[Any]:
 
 
 def procedure_log_query(
-    filters: ExportFilters, include_phi: bool,
+    filters: Filters, include_phi: bool,
     annual_background_msv: float = Settings.annual_background_msv,
 ) -> Select[Any]:
     """One SELECT that yields the procedure log's rows already rendered as CSV cells."""
     cells = procedure_cells(include_phi, annual_background_msv)
     names = [c.name for c in procedure_columns(include_phi)]
     return (_joined(select(*[cell.label(name) for cell, name in zip(cells, names, strict=True)]))
-            .where(and_(True, *_procedure_conditions(filters)))
+            .where(and_(True, *filters.where()))
             .order_by(Procedure.performed_at, Procedure.id))
 
 
 def procedure_lines_query(
-    filters: ExportFilters, include_phi: bool,
+    filters: Filters, include_phi: bool,
     annual_background_msv: float = Settings.annual_background_msv,
 ) -> Select[Any]:
     """The procedure log as whole CSV records, one string per row (SQLite).
@@ -207,7 +181,7 @@ def procedure_lines_query(
     cells = procedure_cells(include_phi, annual_background_msv)
     records = (_joined(select(csvsafe.sql_csv_line(*cells).label("csv_record"),
                               Procedure.id.label("record_id")))
-               .where(and_(True, *_procedure_conditions(filters)))
+               .where(and_(True, *filters.where()))
                .order_by(Procedure.performed_at, Procedure.id)
                .limit(-1).subquery("records"))
     quoted = csvsafe.sql_csv_line(*[
@@ -234,7 +208,7 @@ def _stream(connection: Connection, query: Select[Any], chunk: int | None = None
 
 def count_procedures(ctx: SectionContext) -> int:
     query = select(func.count()).select_from(Procedure).where(
-        and_(True, *_procedure_conditions(ctx.filters)))
+        and_(True, *ctx.filters.where()))
     return int(ctx.connection.scalar(query) or 0)
 
 
@@ -278,18 +252,9 @@ AUDIT_COLUMNS: tuple[Column, ...] = (
 )
 
 
-def _audit_conditions(f: ExportFilters) -> list[ColumnElement[bool]]:
-    conditions: list[ColumnElement[bool]] = []
-    if f.date_from is not None:
-        conditions.append(AuditEvent.occurred_at >= f.date_from)
-    if f.date_to is not None:
-        conditions.append(AuditEvent.occurred_at < f.date_to)
-    return conditions
-
-
 def count_audit_events(ctx: SectionContext) -> int:
     query = select(func.count()).select_from(AuditEvent).where(
-        and_(True, *_audit_conditions(ctx.filters)))
+        and_(True, *ctx.filters.period_conditions(AuditEvent.occurred_at)))
     return int(ctx.connection.scalar(query) or 0)
 
 
@@ -297,7 +262,7 @@ def audit_trail_section(ctx: SectionContext) -> SectionData:
     query = (select(AuditEvent.id, AuditEvent.occurred_at, AuditEvent.actor, AuditEvent.action,
                     AuditEvent.entity, AuditEvent.entity_id, AuditEvent.reason,
                     AuditEvent.before, AuditEvent.after, AuditEvent.prev_hash, AuditEvent.hash)
-             .where(and_(True, *_audit_conditions(ctx.filters)))
+             .where(and_(True, *ctx.filters.period_conditions(AuditEvent.occurred_at)))
              .order_by(AuditEvent.id))
 
     def chunks() -> Iterator[list[list[Any]]]:

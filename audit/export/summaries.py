@@ -20,9 +20,8 @@ summaries when the snapshot shows no change since.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, time
 from typing import Any
 
 import pandas as pd
@@ -33,10 +32,11 @@ from audit.analytics.compliance import compliance
 from audit.analytics.dose_stats import dose_stats
 from audit.analytics.grouping import QUANTITIES
 from audit.analytics.reference_levels import local_drls, reference_table
-from audit.analytics.snapshot import Filters, Snapshot, catch_up, load_snapshot, read_snapshot
+from audit.analytics.snapshot import Snapshot, catch_up, load_snapshot, read_snapshot
 from audit.errors import FieldError, ValidationFailed
 from audit.export.cells import Kind
 from audit.export.types import CHUNK_ROWS, Column, SectionContext, SectionData
+from audit.filters import Filters
 from audit.storage.models import Alert, Patient, Room, Site
 from audit.vocab import AlertKind, AlertStatus, DoseQuantity, ReferenceKind
 
@@ -50,41 +50,40 @@ _ROOM_LABEL = "room name, or 'site · room' where two sites have a room of that 
 
 # --- filters and the frame -------------------------------------------------------------------
 
-def analysis_filters(ctx: SectionContext) -> Filters:
-    """The export's filters as the dashboards' Filters (inclusive UTC days, names)."""
+def summary_filters(ctx: SectionContext) -> Filters:
+    """The export's filters, checked for what the summaries need: whole UTC days (the
+    dashboards' periods), and where a room and a site are both named, that room at that site
+    (else a summary would be silently empty)."""
     f = ctx.filters
-    return Filters(
-        start=_whole_day("from", f.date_from), end=_whole_day("to", f.date_to, end=True),
-        sites=(f.site,) if f.site else (),
-        rooms=room_labels(ctx.connection, f.room, f.site) if f.room else (),
-        physicians=(f.physician,) if f.physician else (),
-        procedures=(f.procedure_code,) if f.procedure_code else (),
-    )
+    _whole_day("from", f.start)
+    _whole_day("to", f.before)
+    if f.rooms and f.sites:
+        _check_rooms_at_sites(ctx.connection, f.rooms, f.sites)
+    return f
 
 
-def _whole_day(name: str, moment: datetime | None, *, end: bool = False) -> date | None:
+def _whole_day(name: str, moment: datetime | None) -> None:
     if moment is None:
-        return None
+        return
     utc = moment.astimezone(UTC)
     if utc.time() != time.min:
         raise ValidationFailed([FieldError(name, (
             f"{utc:%Y-%m-%dT%H:%M:%SZ} is not a UTC midnight; the summaries (compliance, dose, "
             "reference levels, alerts) cover whole UTC days, as the dashboards do: give a date "
             "(YYYY-MM-DD)"))])
-    return (utc - timedelta(days=1)).date() if end else utc.date()
 
 
-def room_labels(connection: Connection, room: str, site: str | None) -> tuple[str, ...]:
-    """The dashboards' labels of the rooms named `room` (at `site`, if given): the name, or
-    "site · name" where several sites have a room of that name (audit.analytics.snapshot's rule)."""
-    rows = connection.execute(select(Room.name, Site.name).join(Site, Site.id == Room.site_id))
-    rooms = list(rows)
-    repeated = Counter(name for name, _ in rooms)
-    labels = sorted({f"{at} · {name}" if repeated[name] > 1 else name for name, at in rooms
-                     if name == room and (not site or at == site)})
-    if not labels:
-        raise ValidationFailed([FieldError("room", f"no room named {room!r} at site {site!r}")])
-    return tuple(labels)
+def _check_rooms_at_sites(connection: Connection, rooms: tuple[str, ...],
+                          sites: tuple[str, ...]) -> None:
+    """Each room (by name, or "site · name") is at one of the sites."""
+    rows = connection.execute(select(Room.name, Site.name).join(Site, Site.id == Room.site_id)
+                              .where(Site.name.in_(sites)))
+    found = {name for pair in rows for name in (pair[0], f"{pair[1]} · {pair[0]}")}
+    site = sites[0] if len(sites) == 1 else ", ".join(sites)
+    for room in rooms:
+        if room not in found:
+            raise ValidationFailed([FieldError("room", f"no room named {room!r} at site "
+                                                       f"{site!r}")])
 
 
 def snapshot(ctx: SectionContext) -> Snapshot:
@@ -125,7 +124,7 @@ COMPLIANCE_COLUMNS: tuple[Column, ...] = (
 def compliance_section(ctx: SectionContext) -> SectionData:
     """Overall, then by physician, room, procedure and month (audit.analytics.compliance's
     compliance(), the function the Compliance page and `report compliance` call)."""
-    snap, filters = snapshot(ctx), analysis_filters(ctx)
+    snap, filters = snapshot(ctx), summary_filters(ctx)
     parts = [compliance(snap, filters).rename(columns={"scope": "group"})
              .assign(grouping="overall")]
     for by in COMPLIANCE_GROUPINGS:
@@ -172,7 +171,7 @@ DOSE_COLUMNS: tuple[Column, ...] = (
 def dose_section(ctx: SectionContext) -> SectionData:
     """Per procedure and quantity: audit.analytics.dose_stats.dose_stats (the Dose page,
     `report dose`) beside audit.analytics.reference_levels.local_drls (`report drl`)."""
-    snap, filters = snapshot(ctx), analysis_filters(ctx)
+    snap, filters = snapshot(ctx), summary_filters(ctx)
     stats = dose_stats(snap, filters, by=("procedure",))
     quantities = list(QUANTITIES)
     long = pd.concat([
@@ -218,7 +217,7 @@ def reference_section(ctx: SectionContext) -> SectionData:
     """Every active stored reference level and the SRDL settings, each with its source
     (audit.analytics.reference_levels.reference_table, the Dose page's table)."""
     snap = snapshot(ctx)
-    table = reference_table(snap, ctx.filters.procedure_code)
+    table = reference_table(snap, ctx.filters.procedures)
     table = table.assign(unit=table["quantity"].map(UNITS),
                          sample_size=table["sample_size"].astype("Int64"))
     return SectionData.from_frame(REFERENCE_COLUMNS, table)
@@ -293,7 +292,7 @@ def _alerts(ctx: SectionContext) -> Any:
     patient: dict[str, Any] = {"patient_ref": Patient.pseudonym}
     if ctx.include_phi:
         patient["patient_id"] = Patient.mrn
-    return alerts_query(analysis_filters(ctx), patient, count_acknowledgements=True)
+    return alerts_query(summary_filters(ctx), patient, count_acknowledgements=True)
 
 
 def alerts_section(ctx: SectionContext) -> SectionData:

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from audit.export.filters import ExportFilters
+from audit.filters import Filters
 from audit.settings import Settings
 
 #: Rows per chunk: what a section streams at a time (memory does not grow with the row count).
@@ -44,7 +44,7 @@ class SectionContext:
     e.g. for an analysis frame several summaries use."""
 
     connection: Connection
-    filters: ExportFilters
+    filters: Filters
     include_phi: bool
     settings: Settings
     cache: dict[str, Any] = field(default_factory=dict)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, func, select
@@ -18,6 +17,7 @@ from sqlalchemy.orm import Session, selectinload
 from audit import access, dosimetry
 from audit.auth import Actor
 from audit.errors import NotFound
+from audit.filters import Filters
 from audit.log.names import record_names
 from audit.log.record_fields import snapshot
 from audit.settings import Settings
@@ -34,22 +34,6 @@ from audit.vocab import RecordStatus
 
 #: Void ids are checked against a count in chunks of this many (bound parameters per query).
 VOID_CHUNK = 5000
-
-
-@dataclass
-class RecordFilter:
-    """Filters of the Records list; None means "any"."""
-
-    date_from: datetime | None = None
-    date_to: datetime | None = None
-    site: str | None = None
-    room: str | None = None
-    physician: str | None = None
-    technologist: str | None = None
-    procedure_code: str | None = None
-    status: str | None = None
-    patient_id: str | None = None
-    record_ids: Sequence[int] | None = None
 
 
 def get_record(session: Session, record_id: int, actor: Actor,
@@ -69,7 +53,7 @@ def get_record(session: Session, record_id: int, actor: Actor,
     return record
 
 
-def list_records(session: Session, actor: Actor, filters: RecordFilter, *, limit: int,
+def list_records(session: Session, actor: Actor, filters: Filters, *, limit: int,
                  offset: int) -> tuple[list[dict[str, Any]], int]:
     """A page of records (newest first) and the total count matching the filters.
 
@@ -85,7 +69,7 @@ def list_records(session: Session, actor: Actor, filters: RecordFilter, *, limit
     ids = session.scalars(select(Procedure.id).where(*where.page()).order_by(*order)
                           .limit(limit).offset(offset)).all() if total else []
     rows = session.execute(
-        list_query(actor, RecordFilter(record_ids=ids)).order_by(*order)
+        list_query(actor, Filters(record_ids=ids, include_voided=True)).order_by(*order)
     ).mappings().all() if ids else []
     page = [dict(r) for r in rows]
     if not access.may_see_patient_id(actor):
@@ -94,8 +78,9 @@ def list_records(session: Session, actor: Actor, filters: RecordFilter, *, limit
     return page, total
 
 
-def list_query(actor: Actor, f: RecordFilter) -> Select[Any]:
-    """The Records list as one joined SELECT, scoped to what the actor may see."""
+def list_query(actor: Actor, f: Filters) -> Select[Any]:
+    """The Records list as one joined SELECT, scoped to what the actor may see (the reference
+    answer list_records must give: its tests compare the two)."""
     q = (
         select(
             Procedure.id.label("record_id"), Procedure.status, Procedure.version,
@@ -117,22 +102,7 @@ def list_query(actor: Actor, f: RecordFilter) -> Select[Any]:
     scope = access.read_predicate(actor)
     if scope is not None:
         q = q.where(scope)
-    conditions = [
-        (f.date_from, lambda v: Procedure.performed_at >= v),
-        (f.date_to, lambda v: Procedure.performed_at < v),
-        (f.site, lambda v: Site.name == v),
-        (f.room, lambda v: Room.name == v),
-        (f.physician, lambda v: Physician.name == v),
-        (f.technologist, lambda v: UserAccount.username == v),
-        (f.procedure_code, lambda v: ProcedureType.code == v),
-        (f.status, lambda v: Procedure.status == v),
-        (f.patient_id, lambda v: Patient.mrn == v),
-        (f.record_ids, lambda v: Procedure.id.in_(list(v))),
-    ]
-    for value, condition in conditions:
-        if value is not None and value != "":
-            q = q.where(condition(value))
-    return q
+    return q.where(*f.where())
 
 
 #: "Is void" as a set of ids from the (status, performed_at) index: the other filters then run
@@ -197,32 +167,19 @@ class RecordConditions:
         return total
 
 
-def resolve_filters(session: Session, actor: Actor, f: RecordFilter) -> RecordConditions | None:
+def resolve_filters(session: Session, actor: Actor, f: Filters) -> RecordConditions | None:
     """The filters and the actor's read scope as RecordConditions; None when a name matches
     nothing (the answer is empty without reading the table)."""
-    lookups: list[tuple[Any, Select[Any]]] = []
+    ids: list[Any] = []
     scope = access.read_scope_ids(actor)
     if scope is not None:
-        lookups.append(scope)
-    by_name = [
-        (f.site, Procedure.site_id, Site.id, Site.name),
-        (f.room, Procedure.room_id, Room.id, Room.name),
-        (f.physician, Procedure.physician_id, Physician.id, Physician.name),
-        (f.technologist, Procedure.technologist_id, UserAccount.id, UserAccount.username),
-        (f.procedure_code, Procedure.procedure_type_id, ProcedureType.id, ProcedureType.code),
-        (f.patient_id, Procedure.patient_id, Patient.id, Patient.mrn),
-    ]
-    lookups += [(column, select(key).where(name == value)) for value, column, key, name in by_name
-                if value is not None and value != ""]
-    ids: list[Any] = []
-    for column, query in lookups:
+        column, query = scope
         found = session.scalars(query).all()
         if not found:
             return None
         ids.append(column == found[0] if len(found) == 1 else column.in_(found))
-    dates = []
-    if f.date_from is not None:
-        dates.append(Procedure.performed_at >= f.date_from)
-    if f.date_to is not None:
-        dates.append(Procedure.performed_at < f.date_to)
-    return RecordConditions(ids, dates, f.status or None, f.record_ids)
+    names = f.id_conditions(session)
+    if names is None:
+        return None
+    return RecordConditions([*ids, *names], f.period_conditions(Procedure.performed_at),
+                            f.record_status, f.record_ids)

@@ -28,9 +28,10 @@ from audit.errors import (
     ValidationFailed,
     WarningsNotConfirmed,
 )
+from audit.filters import Filters
 from audit.log.names import NameResolver, record_names, room_display_unit
 from audit.log.pseudonym import site_secret
-from audit.log.queries import RecordFilter, get_record, list_records
+from audit.log.queries import get_record, list_records
 from audit.log.record_fields import input_view, level_rows, snapshot
 from audit.log.reference_cache import ReferenceCache
 from audit.log.validation import Validated, validate
@@ -360,11 +361,11 @@ class ProcedureLog:
         with read_session(self.engine) as session:
             return get_record(session, record_id, actor, self._reference(session)[1])
 
-    def list(self, actor: Actor, filters: RecordFilter | None = None, *, limit: int = 50,
+    def list(self, actor: Actor, filters: Filters | None = None, *, limit: int = 50,
              offset: int = 0) -> tuple[list[dict[str, Any]], int]:
         """A page of records (newest first) and the total count matching the filters (see
-        audit.log.queries.list_records)."""
+        audit.log.queries.list_records); without filters, every record, voided ones too."""
         require(actor, Permission.VIEW_RECORDS)
         with read_session(self.engine) as session:
-            return list_records(session, actor, filters or RecordFilter(), limit=limit,
-                                offset=offset)
+            return list_records(session, actor, filters or Filters(include_voided=True),
+                                limit=limit, offset=offset)

@@ -17,7 +17,7 @@ import streamlit as st
 from audit.auth import Permission
 from audit.errors import AuditError, ValidationFailed
 from audit.export import EXPORT_SECTIONS, count_export_rows, run_export
-from audit.export.filters import ExportFilters, filter_choices, parse_period
+from audit.filters import Filters, filter_choices, parse_period, single
 from audit.storage import utcnow
 from dashboard import state
 from dashboard.widgets import plain
@@ -68,11 +68,11 @@ else:
                "exports; medical record numbers are exported by the radiation safety officer.")
 
 try:
-    date_from, date_to = parse_period(start, stop)
-    filters = ExportFilters(date_from=date_from, date_to=date_to, site=picked.get("site"),
-                            room=picked.get("room"), physician=picked.get("physician"),
-                            procedure_code=picked.get("procedure"),
-                            include_voided=include_voided)
+    since, before = parse_period(start, stop)
+    filters = Filters(start=since, before=before, sites=single(picked.get("site")),
+                      rooms=single(picked.get("room")),
+                      physicians=single(picked.get("physician")),
+                      procedures=single(picked.get("procedure")), include_voided=include_voided)
     counts = count_export_rows(state.engine(), actor, filters, sections)
 except ValidationFailed as exc:
     for error in exc.errors:

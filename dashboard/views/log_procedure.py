@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from audit import auth
+from audit import Filters, auth
 from audit import reference_data as admin
 from audit.auth import Permission
 from audit.errors import AuditError, FieldError, ValidationFailed, WarningsNotConfirmed
@@ -28,7 +28,6 @@ from audit.log import (
     performed_at_iso,
     tri_state,
 )
-from audit.log.queries import RecordFilter
 from audit.vocab import (
     CONTRAST_AGENTS,
     ContrastConfirmation,
@@ -453,7 +452,8 @@ with st.form("log_procedure", enter_to_submit=True, border=True):
 st.caption("Tab moves between fields; Enter saves. Site, room, physician and procedure are "
            "remembered for your next case.")
 
-mine, _ = service.list(actor, RecordFilter(technologist=actor.username), limit=5)
+mine, _ = service.list(actor, Filters(technologists=(actor.username,), include_voided=True),
+                       limit=5)
 if mine:
     st.markdown("**Your latest entries**")
     zone_ = state.user_zone()

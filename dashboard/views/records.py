@@ -28,8 +28,8 @@ from audit.errors import (
     ValidationFailed,
     WarningsNotConfirmed,
 )
+from audit.filters import Filters, single
 from audit.log import AMENDABLE, amend_changes, as_text, record_history
-from audit.log.queries import RecordFilter
 from audit.units import format_duration
 from audit.vocab import RecordStatus
 from dashboard import state
@@ -110,12 +110,12 @@ with st.container(border=True):
         c[6].text_input("Patient ID (MRN)", key="rec_patient", on_change=_to_first_page)
 
 date_from, date_to = ss.get("rec_from"), ss.get("rec_to")
-filters = RecordFilter(
-    date_from=day_start(date_from) if date_from else None,
-    date_to=day_start(date_to + timedelta(days=1)) if date_to else None,
-    room=ss.get("rec_room") or None, physician=ss.get("rec_physician") or None,
-    procedure_code=ss.get("rec_procedure") or None, status=ss.get("rec_status") or None,
-    patient_id=(ss.get("rec_patient") or "").strip() or None,
+filters = Filters(
+    start=day_start(date_from) if date_from else None,
+    before=day_start(date_to + timedelta(days=1)) if date_to else None,
+    rooms=single(ss.get("rec_room")), physicians=single(ss.get("rec_physician")),
+    procedures=single(ss.get("rec_procedure")), status=ss.get("rec_status") or None,
+    patient_id=(ss.get("rec_patient") or "").strip() or None, include_voided=True,
 )
 page = int(ss.get("rec_page", 1))
 rows, total = service.list(actor, filters, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)

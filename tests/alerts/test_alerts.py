@@ -17,9 +17,10 @@ from audit.alerts.store import (
     list_alerts,
     refresh_alerts,
 )
-from audit.analytics.snapshot import Filters, FrameCache, load_snapshot
+from audit.analytics.snapshot import FrameCache, load_snapshot
 from audit.auth import Actor, cli_actor
 from audit.errors import PermissionDenied, ValidationFailed
+from audit.filters import Filters
 from audit.log.service import ProcedureLog
 from audit.storage.engine import make_engine, read_session
 from audit.storage.models import AuditEvent, Procedure
@@ -249,7 +250,7 @@ def test_counts_under_every_filter_match_the_listed_alerts(engine: Engine) -> No
     cases = [Filters(), Filters(rooms=("OR 1",)), Filters(rooms=("Hillside · OR 1",)),
              Filters(rooms=("Riverside · OR 1", "OR 2")), Filters(sites=("Hillside",)),
              Filters(physicians=("Dr. Park",)), Filters(procedures=("TFESI",)),
-             Filters(start=date(2026, 3, 2), end=date(2026, 3, 31)),
+             Filters.days(date(2026, 3, 2), date(2026, 3, 31)),
              Filters(rooms=("No such room",)),
              Filters(sites=("Hillside",), rooms=("OR 1",), physicians=("Dr. Park",))]
     seen = set()

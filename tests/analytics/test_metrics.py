@@ -21,9 +21,10 @@ from audit.analytics.reference_levels import (
     share_above_reference,
 )
 from audit.analytics.safety import safety_flags
-from audit.analytics.snapshot import Filters, FrameCache, Snapshot, load_snapshot
+from audit.analytics.snapshot import FrameCache, Snapshot, load_snapshot
 from audit.auth import cli_actor
 from audit.errors import ValidationFailed
+from audit.filters import Filters
 from audit.log.service import ProcedureLog
 from audit.storage.engine import make_engine
 from tests.analytics import analytics_data
@@ -95,7 +96,7 @@ def test_compliance_by_physician_room_procedure_month(snap: Snapshot) -> None:
 
 
 def test_filters_narrow_every_figure(snap: Snapshot) -> None:
-    february = compliance(snap, Filters(start=date(2026, 2, 1), end=date(2026, 2, 28)))
+    february = compliance(snap, Filters.days(date(2026, 2, 1), date(2026, 2, 28)))
     assert february.iloc[0]["eligible"] == 3
     only_r3 = compliance(snap, Filters(rooms=("R3",), physicians=("Dr. B",)))
     assert only_r3.iloc[0][["eligible", "compliant"]].tolist() == [2, 2]

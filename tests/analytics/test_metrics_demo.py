@@ -16,8 +16,9 @@ from audit.analytics.dose_stats import dose_stats
 from audit.analytics.reference_levels import local_drls
 from audit.analytics.safety import SAFETY_FLAGS, safety_flags
 from audit.analytics.scorecard import physician_scorecard
-from audit.analytics.snapshot import Filters, Snapshot, load_snapshot
+from audit.analytics.snapshot import Snapshot, load_snapshot
 from audit.demo import generate
+from audit.filters import Filters
 from audit.storage.engine import make_engine, read_session
 from audit.storage.models import Procedure, ProcedureType, Room
 from tests.conftest import BACKENDS, Databases

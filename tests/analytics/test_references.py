@@ -17,9 +17,10 @@ from audit.analytics.reference_levels import (
     retire_reference_level,
     share_above_reference,
 )
-from audit.analytics.snapshot import Filters, FrameCache, load_snapshot
+from audit.analytics.snapshot import FrameCache, load_snapshot
 from audit.auth import Actor, cli_actor
 from audit.errors import PermissionDenied, ValidationFailed
+from audit.filters import Filters
 from audit.log.service import ProcedureLog
 from audit.storage.engine import alembic_config, downgrade, make_engine, migrate, read_session
 from audit.storage.models import AuditEvent, ReferenceLevel
@@ -55,7 +56,7 @@ def test_adopted_drl_is_in_force_and_audited(engine: Engine) -> None:
     level = add_reference_level(engine, cli_actor(), procedure="TFESI", quantity="dap_gycm2",
                                 kind="drl", value=2.0, source="regional audit 2026",
                                 effective_from=date(2026, 1, 1), statistic="p75")
-    in_force = levels_in_force(cache.get(), Filters(end=date(2026, 3, 31))).set_index(
+    in_force = levels_in_force(cache.get(), Filters.days(last=date(2026, 3, 31))).set_index(
         "procedure")
     # by the end of March only the regional DRL (effective January) is in force
     assert in_force.loc["TFESI", "value"] == 2.0
@@ -63,7 +64,7 @@ def test_adopted_drl_is_in_force_and_audited(engine: Engine) -> None:
     assert "regional audit 2026" in in_force.loc["TFESI", "source"]
     later = levels_in_force(cache.get(), ALL).set_index("procedure")
     assert later.loc["TFESI", "value"] == 4.5  # the local DRL adopted in April is newer
-    above = share_above_reference(cache.get(), Filters(end=date(2026, 3, 31)))
+    above = share_above_reference(cache.get(), Filters.days(last=date(2026, 3, 31)))
     assert above.iloc[0]["above"] == 5  # TFESI > 2.0: #3 #4 #5 #10; ILESI > 0.6: #7
     retire_reference_level(engine, cli_actor(), level, "superseded")
     with read_session(engine) as session:
@@ -72,7 +73,7 @@ def test_adopted_drl_is_in_force_and_audited(engine: Engine) -> None:
         actions = session.scalars(select(AuditEvent.action)
                                   .where(AuditEvent.entity == "reference_level")).all()
     assert actions.count("create") == 5 and actions.count("deactivate") == 1
-    assert levels_in_force(cache.get(), Filters(end=date(2026, 3, 31))).set_index(
+    assert levels_in_force(cache.get(), Filters.days(last=date(2026, 3, 31))).set_index(
         "procedure").loc["TFESI", "kind"] == "drl"
 
 

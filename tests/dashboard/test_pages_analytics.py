@@ -18,9 +18,10 @@ from audit.alerts.store import list_alerts
 from audit.analytics.compliance import compliance, p_chart
 from audit.analytics.dose_stats import dose_distribution
 from audit.analytics.safety import SAFETY_FLAGS, safety_flags
-from audit.analytics.snapshot import Filters, load_snapshot
+from audit.analytics.snapshot import load_snapshot
 from audit.auth import Actor, Permission
 from audit.demo import generate
+from audit.filters import Filters
 from audit.storage.engine import make_engine
 from audit.vocab import Role
 from dashboard.navigation import PAGES, pages_for

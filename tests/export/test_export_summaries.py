@@ -23,9 +23,9 @@ from audit.auth import Actor, cli_actor
 from audit.errors import ValidationFailed
 from audit.export import registry
 from audit.export.cells import restore
-from audit.export.filters import ExportFilters, parse_period
 from audit.export.runner import count_rows, export
 from audit.export.verify import verify_export
+from audit.filters import Filters, parse_period
 from audit.log.service import ProcedureLog
 from audit.vocab import Role
 from tests.analytics import analytics_data
@@ -277,7 +277,7 @@ def test_room_filters_match_the_dashboards_rooms(
 ) -> None:
     start, stop = parse_period("2026-03-01", "2026-03-31")
     result = export(engine, QUALITY, tmp_path / "m", sections=("procedures", "compliance"),
-                    filters=ExportFilters(start, stop, room="R1"))
+                    filters=Filters(start, stop, rooms=("R1",)))
     assert result.rows["procedures.csv"] == 1  # #7 (#9 is voided)
     rows = read_csv(result.path / "compliance.csv")
     assert (rows[0]["eligible"], rows[0]["non_compliant"]) == ("1", "1")
@@ -285,10 +285,10 @@ def test_room_filters_match_the_dashboards_rooms(
     ProcedureLog(engine).log(valid_record(site="Elsewhere", room="R1", patient_id="X1"),
                              cli_actor(), create_missing=True, confirm_warnings=True)
     both = export(engine, QUALITY, tmp_path / "n", sections=("compliance",),
-                  filters=ExportFilters(room="R1"))  # R1 at two sites: both count
+                  filters=Filters(rooms=("R1",)))  # R1 at two sites: both count
     assert read_csv(both.path / "compliance.csv")[0]["eligible"] == "4"
     one = export(engine, QUALITY, tmp_path / "o", sections=("compliance",),
-                 filters=ExportFilters(site="Elsewhere", room="R1"))
+                 filters=Filters(sites=("Elsewhere",), rooms=("R1",)))
     rows = read_csv(one.path / "compliance.csv")
     assert rows[0]["eligible"] == "1"
     assert [r["group"] for r in rows if r["grouping"] == "room"] == ["Elsewhere · R1"]
@@ -296,4 +296,4 @@ def test_room_filters_match_the_dashboards_rooms(
                              cli_actor(), create_missing=True, confirm_warnings=True)
     with pytest.raises(ValidationFailed, match="no room named 'R9' at site 'Elsewhere'"):
         export(engine, QUALITY, tmp_path / "p", sections=("compliance",),
-               filters=ExportFilters(site="Elsewhere", room="R9"))
+               filters=Filters(sites=("Elsewhere",), rooms=("R9",)))

@@ -23,11 +23,11 @@ from audit.errors import PermissionDenied, ValidationFailed
 from audit.export import registry
 from audit.export import types as export_types
 from audit.export.cells import FORMULA_START, Kind, restore, restore_list
-from audit.export.filters import ExportFilters, parse_period
 from audit.export.runner import ExportTargetExists, count_rows, export
 from audit.export.sections import procedure_lines_query, procedure_log_query
 from audit.export.types import Column, Section, SectionContext, SectionData
 from audit.export.verify import verify_export
+from audit.filters import Filters, parse_period
 from audit.log.service import ProcedureLog
 from audit.storage.engine import make_engine
 from audit.storage.models import AuditEvent, Patient, Procedure, ProcedureLevel
@@ -244,7 +244,7 @@ def test_records_built_in_sqlite_equal_csv_writer_on_the_same_cells(
         for record_id, notes in zip(logged_all[2:], ("comma, only", "cr\ronly", "lf\nonly",
                                                       'quote"only'), strict=True):
             s.execute(update(Procedure).where(Procedure.id == record_id).values(notes=notes))
-    filters = ExportFilters(include_voided=True)
+    filters = Filters(include_voided=True)
     for include_phi in (False, True):
         with engine.connect() as connection:
             cells = connection.execute(procedure_log_query(filters, include_phi)).all()
@@ -326,7 +326,7 @@ def test_audit_trail_with_phi_can_be_rehashed_from_the_file(
 def test_manifest_sums_and_audit_event_agree(
     engine: Engine, logged_all: list[int], tmp_path: Path
 ) -> None:
-    filters = ExportFilters(*parse_period("2026-03-15", "2026-03-17"), procedure_code="mbb")
+    filters = Filters(*parse_period("2026-03-15", "2026-03-17"), procedures=("mbb",))
     result = export(engine, QUALITY, tmp_path / "x", filters=filters)
     assert sorted(p.name for p in result.path.iterdir()) == [
         "README.txt", "SHA256SUMS", "data_dictionary.csv", "manifest.json", "procedures.csv"]
@@ -456,19 +456,19 @@ def test_a_failing_export_leaves_nothing(
 # --- filters ---------------------------------------------------------------------------------
 
 def _exported(engine: Engine, tmp_path: Path, name: str, **filters: Any) -> list[str]:
-    result = export(engine, RSO, tmp_path / name, filters=ExportFilters(**filters))
+    result = export(engine, RSO, tmp_path / name, filters=Filters(**filters))
     return [restore(r["physician"]) for r in read_csv(result.path / "procedures.csv")]
 
 
 def test_filters(engine: Engine, logged_all: list[int], tmp_path: Path) -> None:
     start, stop = parse_period("2026-03-15", "2026-03-16")
-    assert _exported(engine, tmp_path, "a", date_from=start, date_to=stop) == [
+    assert _exported(engine, tmp_path, "a", start=start, before=stop) == [
         "Łukasz Żółć", "Ελένη Παπαδοπούλου"]
-    assert _exported(engine, tmp_path, "b", site="@SUM(A1)") == ["=cmd|' /C calc'!A0"]
-    assert _exported(engine, tmp_path, "c", room="+1") == ["=cmd|' /C calc'!A0"]
-    assert _exported(engine, tmp_path, "d", physician="Łukasz Żółć") == ["Łukasz Żółć"]
-    assert _exported(engine, tmp_path, "e", procedure_code="ilesi") == ["Łukasz Żółć"]
-    counted = count_rows(engine, QUALITY, ExportFilters(date_from=start, date_to=stop))
+    assert _exported(engine, tmp_path, "b", sites=("@SUM(A1)",)) == ["=cmd|' /C calc'!A0"]
+    assert _exported(engine, tmp_path, "c", rooms=("+1",)) == ["=cmd|' /C calc'!A0"]
+    assert _exported(engine, tmp_path, "d", physicians=("Łukasz Żółć",)) == ["Łukasz Żółć"]
+    assert _exported(engine, tmp_path, "e", procedures=("ilesi",)) == ["Łukasz Żółć"]
+    counted = count_rows(engine, QUALITY, Filters(start=start, before=stop))
     assert counted == {"procedures": 2}
 
 
@@ -479,7 +479,7 @@ def test_voided_records_only_on_request(
     plain = read_csv(export(service.engine, RSO, tmp_path / "a").path / "procedures.csv")
     assert [int(r["record_id"]) for r in plain] == logged_all[:1] + logged_all[2:]
     both = read_csv(export(service.engine, RSO, tmp_path / "b",
-                           filters=ExportFilters(include_voided=True)).path / "procedures.csv")
+                           filters=Filters(include_voided=True)).path / "procedures.csv")
     voided = [r for r in both if r["status"] == "void"]
     assert [int(r["record_id"]) for r in voided] == [logged_all[1]]
     assert voided[0]["void_reason"] == "'=wrong patient" and voided[0]["version"] == "2"
@@ -489,7 +489,7 @@ def test_unknown_names_are_errors_naming_the_field(
     engine: Engine, logged_all: list[int], tmp_path: Path
 ) -> None:
     with pytest.raises(ValidationFailed) as info:
-        export(engine, RSO, tmp_path / "x", filters=ExportFilters(site="Nowhere", room="OR 9"))
+        export(engine, RSO, tmp_path / "x", filters=Filters(sites=("Nowhere",), rooms=("OR 9",)))
     fields = {e.field: e.message for e in info.value.errors}
     assert set(fields) == {"site", "room"}
     assert "no site named 'Nowhere'" in fields["site"] and "'Riverside'" in fields["site"]
@@ -526,7 +526,7 @@ def test_a_python_section_is_rendered_by_column_kind(
                Column("levels", Kind.LIST)]
 
     def summary(ctx: SectionContext) -> SectionData:
-        assert ctx.include_phi is False and ctx.filters.site is None
+        assert ctx.include_phi is False and ctx.filters.sites == ()
         return SectionData.from_rows(columns, [
             ("=HYPERLINK(\"x\")", -2.5, True, datetime(2026, 3, 14, 9, tzinfo=UTC), -3,
              ["L4", "L5"]),
@@ -579,7 +579,7 @@ def test_rows_stream_in_chunks_with_progress_and_bounded_memory(
 
     generate(engine, procedures=6000, seed=3, until=date(2026, 1, 1), months=12)
     monkeypatch.setattr(export_types, "CHUNK_ROWS", 500)
-    quarter = ExportFilters(*parse_period("2025-10-01", "2025-12-31"))
+    quarter = Filters(*parse_period("2025-10-01", "2025-12-31"))
     cursors: list[str] = []
 
     def spy(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
@@ -592,7 +592,7 @@ def test_rows_stream_in_chunks_with_progress_and_bounded_memory(
     if engine.dialect.name == "postgresql":  # rows stay on the server until fetched
         assert cursors == ["ServerCursor"]
 
-    def peak(name: str, filters: ExportFilters) -> tuple[int, list[tuple[int, int]]]:
+    def peak(name: str, filters: Filters) -> tuple[int, list[tuple[int, int]]]:
         calls: list[tuple[int, int]] = []
         tracemalloc.start()
         try:
@@ -605,7 +605,7 @@ def test_rows_stream_in_chunks_with_progress_and_bounded_memory(
         return top, calls
 
     small, _ = peak("quarter", quarter)
-    large, calls = peak("all", ExportFilters())
+    large, calls = peak("all", Filters())
     assert calls[0] == (0, 6000) and len(calls) >= 12
     assert [c[0] for c in calls] == sorted(c[0] for c in calls)
     assert large < 2 * small, (small, large)  # 4x the rows, not 4x the memory

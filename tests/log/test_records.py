@@ -17,7 +17,7 @@ from audit.errors import (
     ValidationFailed,
     WarningsNotConfirmed,
 )
-from audit.log.queries import RecordFilter
+from audit.filters import Filters
 from audit.log.service import ProcedureLog
 from audit.storage.models import (
     AuditEvent,
@@ -295,7 +295,7 @@ def test_void_keeps_the_record_visible_as_void(
     assert count(engine, Procedure) == 1
     with pytest.raises(RecordVoided):
         service.amend(logged, {"saved_images": 3}, admin, version=2, reason="x")
-    page, total = service.list(admin, RecordFilter(status="void"))
+    page, total = service.list(admin, Filters(status="void"))
     assert total == 1 and page[0]["record_id"] == logged
 
 
@@ -364,11 +364,13 @@ def test_list_filters_and_pages(service: ProcedureLog, admin: Actor) -> None:
                                  laterality=None if day % 2 else "left",
                                  realtime_contrast=not day % 2),
                     admin, create_missing=True)
-    page, total = service.list(admin, RecordFilter(procedure_code="CAUDAL"), limit=2)
+    page, total = service.list(admin, Filters(procedures=("CAUDAL",), include_voided=True),
+                               limit=2)
     assert total == 4 and len(page) == 2
     assert page[0]["performed_at"] > page[1]["performed_at"]  # newest first
-    page, total = service.list(admin, RecordFilter(
-        date_from=datetime(2026, 3, 3, tzinfo=UTC), date_to=datetime(2026, 3, 5, tzinfo=UTC)))
+    page, total = service.list(admin, Filters(
+        start=datetime(2026, 3, 3, tzinfo=UTC), before=datetime(2026, 3, 5, tzinfo=UTC),
+        include_voided=True))
     assert total == 2
 
 

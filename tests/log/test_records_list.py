@@ -15,8 +15,9 @@ from audit import reference_data as admin
 from audit.access import may_change
 from audit.auth import Actor, cli_actor
 from audit.errors import PermissionDenied
+from audit.filters import Filters
 from audit.log.history import record_history
-from audit.log.queries import RecordFilter, list_query
+from audit.log.queries import list_query
 from audit.log.service import ProcedureLog
 from audit.storage.engine import read_session
 from audit.vocab import Role
@@ -47,7 +48,7 @@ def mixed(service: ProcedureLog) -> list[int]:
     return ids
 
 
-def expected(service: ProcedureLog, actor: Actor, f: RecordFilter) -> list[int]:
+def expected(service: ProcedureLog, actor: Actor, f: Filters) -> list[int]:
     """The reference answer: the joined list_query, in the page order."""
     from audit.storage.models import Procedure
 
@@ -56,31 +57,37 @@ def expected(service: ProcedureLog, actor: Actor, f: RecordFilter) -> list[int]:
         return [r.record_id for r in s.execute(q)]
 
 
+def records(**chosen: Any) -> Filters:
+    """The Records list's filters: every status unless one is chosen."""
+    return Filters(include_voided=True, **chosen)
+
+
 FILTERS = [
-    RecordFilter(),
-    RecordFilter(status="void"),
-    RecordFilter(status="final"),
-    RecordFilter(room="OR 1"),
-    RecordFilter(room="OR 1", status="final"),
-    RecordFilter(room="OR 2", status="void"),
-    RecordFilter(physician="Dr. Weiss", procedure_code="CAUDAL"),
-    RecordFilter(technologist="tech2"),
-    RecordFilter(site="Riverside", patient_id="MRN3"),
-    RecordFilter(date_from=datetime(2026, 1, 6, tzinfo=UTC),
-                 date_to=datetime(2026, 1, 8, tzinfo=UTC)),
-    RecordFilter(room="OR 1", procedure_code="TFESI", status="final"),
-    RecordFilter(date_from=datetime(2026, 1, 6, tzinfo=UTC), room="OR 2",
-                 physician="Dr. Chen", procedure_code="CAUDAL", status="final"),
-    RecordFilter(room="OR 2", technologist="tech2", status="void"),
-    RecordFilter(room="Nowhere"),
-    RecordFilter(record_ids=[]),
+    records(),
+    records(status="void"),
+    records(status="final"),
+    records(rooms=("OR 1",)),
+    records(rooms=("OR 1",), status="final"),
+    records(rooms=("OR 2",), status="void"),
+    records(physicians=("Dr. Weiss",), procedures=("CAUDAL",)),
+    records(technologists=("tech2",)),
+    records(sites=("Riverside",), patient_id="MRN3"),
+    records(start=datetime(2026, 1, 6, tzinfo=UTC),
+            before=datetime(2026, 1, 8, tzinfo=UTC)),
+    records(rooms=("OR 1",), procedures=("TFESI",), status="final"),
+    records(start=datetime(2026, 1, 6, tzinfo=UTC), rooms=("OR 2",),
+            physicians=("Dr. Chen",), procedures=("CAUDAL",), status="final"),
+    records(rooms=("OR 2",), technologists=("tech2",), status="void"),
+    records(rooms=("Nowhere",)),
+    records(record_ids=[]),
 ]
 
 
 @pytest.mark.parametrize("f", FILTERS, ids=lambda f: ",".join(
-    f"{k}={v}" for k, v in vars(f).items() if v is not None) or "all")
+    f"{k}={v}" for k, v in vars(f).items()
+    if v not in (None, (), True) and k != "include_voided") or "all")
 def test_list_matches_the_joined_query_for_every_filter(
-    service: ProcedureLog, mixed: list[int], f: RecordFilter
+    service: ProcedureLog, mixed: list[int], f: Filters
 ) -> None:
     want = expected(service, cli_actor(), f)
     rows, total = service.list(cli_actor(), f, limit=100)
@@ -97,12 +104,12 @@ def test_list_matches_the_joined_query_for_every_filter(
                          ids=lambda a: a.username)
 def test_list_keeps_each_roles_scope(service: ProcedureLog, mixed: list[int],
                                      actor: Actor) -> None:
-    want = expected(service, actor, RecordFilter())
-    rows, total = service.list(actor, RecordFilter(), limit=100)
+    want = expected(service, actor, records())
+    rows, total = service.list(actor, records(), limit=100)
     assert ([r["record_id"] for r in rows], total) == (want, len(want))
     if actor.role is Role.QUALITY_OFFICER:
         assert total == 12 and all(r["patient_id"] is None for r in rows)
-    narrowed = RecordFilter(room="OR 1", status="final")
+    narrowed = records(rooms=("OR 1",), status="final")
     want = expected(service, actor, narrowed)
     rows, total = service.list(actor, narrowed, limit=100)
     assert ([r["record_id"] for r in rows], total) == (want, len(want))
