@@ -27,6 +27,7 @@ import numpy as np
 from sqlalchemy import Engine, func, select
 
 from audit.catalog import load_catalog
+from audit.dosimetry import effective_doses
 from audit.log.pseudonym import pseudonym
 from audit.settings import load_settings
 from audit.storage.engine import read_session, write_session
@@ -466,7 +467,7 @@ def _chunk(rng: np.random.Generator, first_id: int, n: int, ref: dict[str, Any],
         "vascular_uptake": _pick(tfesi_confirmed, uptake, None),
         "needle_repositioned": _pick(tfesi_confirmed, uptake & (u[11] < 0.93), None),
         "injectate": injectate.tolist(), "notes": none, "dose_source": ["manual"] * n,
-        "effective_dose_msv": np.round(kap * correction * k, 6).tolist(),
+        "effective_dose_msv": effective_doses(kap, correction, k).tolist(),
         "warnings": warnings, "void_reason": none,
         "created_at": [now] * n, "created_by": [DEMO_ACTOR] * n,
         "updated_at": [now] * n, "updated_by": [DEMO_ACTOR] * n,

@@ -44,6 +44,17 @@ def effective_dose(kap_gycm2: float | None, room_factor: float, region: str | No
     return round(kap_gycm2 * room_factor * float(k), EFFECTIVE_DOSE_DECIMALS)
 
 
+def effective_doses(kap_gycm2: Any, room_factor: Any, k: Any) -> Any:
+    """effective_dose over arrays (numpy): KAP x room factor x k, rounded the same way.
+
+    For bulk loads (the demo data), where one Python call per record would be the slow part;
+    the caller looks up each record's k from the same coefficients.
+    """
+    import numpy as np
+
+    return np.round(kap_gycm2 * room_factor * k, EFFECTIVE_DOSE_DECIMALS)
+
+
 def background_days(effective_msv: float | None, annual_background_msv: float) -> float | None:
     """The effective dose as days of natural background radiation (what a patient can picture)."""
     if effective_msv is None:
