@@ -27,7 +27,7 @@ from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql.expression import ColumnElement
 
 from audit.auth import Actor, Permission, require
-from audit.errors import PermissionDenied
+from audit.errors import FieldError, PermissionDenied, ValidationFailed
 from audit.storage.models import Patient, Physician, Procedure, UserAccount
 from audit.vocab import RecordStatus, Role
 
@@ -116,6 +116,20 @@ def logs_only_own_cases(actor: Actor) -> bool:
     """A signed-in technologist logs their own cases only (the record names them); others,
     and the command line, may log a case for any technologist."""
     return not actor.system and actor.role is Role.TECHNOLOGIST
+
+
+def check_names_self_as_technologist(actor: Actor, technologist: Any) -> None:
+    """A signed-in technologist's record names them as its technologist, when logged and
+    after every amend: otherwise one technologist could hand a case to another (who then
+    answers for its dose and contrast) or take theirs out of their own list. Raises
+    ValidationFailed naming the field; other roles and the command line may name anyone."""
+    if not logs_only_own_cases(actor):
+        return
+    named = str(technologist or "").strip()
+    if named and named != actor.username:
+        raise ValidationFailed([FieldError(
+            "technologist", f"you are signed in as {actor.username}; a technologist logs "
+            "their own cases and cannot give a record to another technologist")])
 
 
 def may_see_patient_id(actor: Actor) -> bool:

@@ -172,12 +172,7 @@ class ProcedureLog:
 
     def _log_in(self, session: Session, data: Mapping[str, Any], actor: Actor, confirm: bool,
                 create_missing: bool) -> LogResult:
-        if access.logs_only_own_cases(actor):
-            tech = str(data.get("technologist") or "").strip()
-            if tech and tech != actor.username:
-                raise ValidationFailed([FieldError(
-                    "technologist", f"you are signed in as {actor.username}; a technologist "
-                    "logs their own cases")])
+        access.check_names_self_as_technologist(actor, data.get("technologist"))
         catalog, settings = self._reference(session)
         checked = self._validate(session, data, catalog, settings)
         if not confirm and checked.warnings:
@@ -234,6 +229,8 @@ class ProcedureLog:
             raise ValidationFailed([FieldError("reason", "required: say why the record changes")])
         if not changes:
             raise ValidationFailed([FieldError("changes", "nothing to change")])
+        if "technologist" in changes:
+            access.check_names_self_as_technologist(actor, changes["technologist"])
 
         def work() -> LogResult:
             with self._changing(record_id, version) as session:

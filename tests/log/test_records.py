@@ -412,3 +412,21 @@ def test_room_display_unit_is_the_default_dap_unit(
     record_id = service.log(valid_record(dap_value=71, dap_unit=None), admin).record_id
     record = service.get(record_id, admin)
     assert record["dap_unit"] == "µGy·m²" and record["dap_gycm2"] == pytest.approx(0.71)
+
+
+def test_a_technologist_cannot_hand_a_record_to_another_technologist(
+    service: ProcedureLog, admin: Actor, tech: Actor, logged: int
+) -> None:
+    """Issue 10: amending `technologist` gave a case to someone else (who then answers for its
+    dose and contrast); refused with the field named, and the record keeps its technologist."""
+    service.log(valid_record(technologist="tech2", patient_id="MRN0002"), admin,
+                create_missing=True)
+    with pytest.raises(ValidationFailed, match="technologist: you are signed in as tech1"):
+        service.amend(logged, {"technologist": "tech2"}, tech, version=1, reason="not mine")
+    record = service.get(logged, admin)
+    assert record["technologist"] == "tech1" and record["version"] == 1
+    # naming themselves is allowed; an administrator may re-assign
+    service.amend(logged, {"technologist": "tech1", "saved_images": 3}, tech, version=1,
+                  reason="PACS count")
+    service.amend(logged, {"technologist": "tech2"}, admin, version=2, reason="wrong tech")
+    assert service.get(logged, admin)["technologist"] == "tech2"
