@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 import queue
+import sys
 import time
 from typing import Any
 
@@ -74,7 +75,13 @@ def _collect(workers: list[Any], results: Any, deadline_s: float) -> dict[int, l
 
 @pytest.mark.slow
 @pytest.mark.timeout(1900)  # beyond the 1800 s the results are waited for below
-def test_four_processes_logging_at_once(db_url: str) -> None:
+def test_four_processes_logging_at_once(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A spawned child first re-runs the parent's __main__ file. After an AppTest test in the
+    # same worker that is dashboard/app.py, which opens the default database and can fail with
+    # "database is locked" before _worker ever runs. The workers need nothing from __main__.
+    main = sys.modules["__main__"]
+    monkeypatch.setattr(main, "__spec__", None, raising=False)
+    monkeypatch.delattr(main, "__file__", raising=False)
     ctx = multiprocessing.get_context("spawn")
     start = ctx.Event()
     results = ctx.Queue()
