@@ -28,7 +28,7 @@ from sqlalchemy import Engine, func, select
 
 from audit.catalog import load_catalog
 from audit.dosimetry import effective_doses
-from audit.log.pseudonym import pseudonym
+from audit.log.pseudonym import pseudonym, site_secret
 from audit.settings import load_settings
 from audit.storage.engine import read_session, write_session
 from audit.storage.models import (
@@ -200,7 +200,6 @@ def generate(
         raise ValueError("procedures must be at least 1")
     ref = _ensure_reference_data(engine)
     rng = np.random.default_rng(seed)
-    settings = ref["settings"]
     end = datetime.combine(until or datetime.now(UTC).date(), datetime.min.time(), tzinfo=UTC)
     start = end - timedelta(days=int(months * 30.4))
     n = procedures
@@ -210,7 +209,7 @@ def generate(
         "sex": rng.choice(np.array(["F", "M"], dtype=object), n_patients),
     }
     mrns = [f"DEMO{seed:03d}{i:07d}" for i in range(n_patients)]
-    secret = str(settings.pseudonym_secret)
+    secret = site_secret(engine)
     _insert_patients(engine, mrns, [pseudonym(secret, m) for m in mrns])
     with read_session(engine) as s:
         ids = dict(s.execute(select(Patient.mrn, Patient.id)

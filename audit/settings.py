@@ -23,7 +23,8 @@ from audit.storage.models import Setting, utcnow
 from audit.trail import record_event
 from audit.vocab import AuditAction
 
-#: Settings never shown or exported (the pseudonym key would let anyone reverse patient_ref).
+#: Settings never shown or exported. The pseudonym key was one until migration 0006 moved it to
+#: the key directory (audit.keys); an older database read mid-upgrade still hides it.
 SECRET_KEYS = frozenset({"pseudonym_secret"})
 
 
@@ -70,9 +71,6 @@ class Settings:
     site_timezone: str = "UTC"
     #: Not seeded: rooms with fewer records do not count towards a local DRL (1: every room).
     drl_min_room_records: int = 1
-    #: Key of the patient pseudonyms (HMAC-SHA-256), generated at installation (0001). Never
-    #: shown, exported or printed: kept out of repr.
-    pseudonym_secret: str = field(default="", repr=False)
 
 
 _KEYS = frozenset(f.name for f in fields(Settings))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import threading
 import uuid
 import warnings
@@ -27,11 +28,16 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from audit.auth import Actor, cli_actor
+from audit.keys import ENV_KEY_DIR
 from audit.log.service import ProcedureLog
 from audit.storage.engine import make_engine, migrate
 from audit.vocab import Role
 
 PG_ENV = "FLUORO_AUDIT_TEST_PG"
+# One key directory per test process (audit.keys), shared by every database it makes: the
+# databases are copies of one migrated template, so they share its keys, as a site's restored
+# backup shares the site's. Tests of where keys live unset it.
+os.environ.setdefault(ENV_KEY_DIR, tempfile.mkdtemp(prefix="fluoro-keys-"))
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 BACKENDS = ["sqlite", "postgresql"]
 

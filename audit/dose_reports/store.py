@@ -198,7 +198,7 @@ class DoseImporter:
 
         zone = reconcile.site_zone(settings)
         instant, day = reconcile.study_moment(parsed.study_datetime, zone)
-        secret = site_secret(settings)
+        secret = site_secret(session)
         row = DoseReport(
             sop_instance_uid=parsed.sop_instance_uid, sop_class_uid=parsed.sop_class_uid,
             study_instance_uid=parsed.study_instance_uid,

@@ -177,7 +177,7 @@ class ProcedureLog:
         checked = self._validate(session, data, catalog, settings)
         if not confirm and checked.warnings:
             raise WarningsNotConfirmed(checked.warnings)
-        refs = NameResolver(session, actor, create_missing, site_secret(settings))
+        refs = NameResolver(session, actor, create_missing, site_secret(session))
         ids = refs.resolve(checked.names, checked.entry.code)
         now = utcnow()
         procedure = Procedure(
@@ -245,7 +245,7 @@ class ProcedureLog:
                 checked = self._validate(session, merged, catalog, settings)
                 if not confirm_warnings and checked.warnings:
                     raise WarningsNotConfirmed(checked.warnings)
-                refs = NameResolver(session, actor, create_missing, site_secret(settings))
+                refs = NameResolver(session, actor, create_missing, site_secret(session))
                 entered = procedure.fluoro_time_entered
                 ids = refs.resolve(checked.names, checked.entry.code)
                 for key, value in {**ids, **checked.values}.items():

@@ -21,11 +21,12 @@ from sqlalchemy.orm import Session
 
 from audit.auth import Actor
 from audit.dictionary import FIELD_NAMES
+from audit.keys import load_keys
 from audit.log.csv_import import import_csv, recognise_export
 from audit.log.pseudonym import ENV_PSEUDONYM_KEY, pseudonym
 from audit.log.service import ProcedureLog
 from audit.storage.engine import make_engine
-from audit.storage.models import Procedure, Setting
+from audit.storage.models import Procedure
 from tests.conftest import Databases, valid_record
 from tests.export.test_exports import records
 
@@ -63,8 +64,7 @@ def fresh(databases: Databases, backend: str) -> Iterator[str]:
 
 
 def secret(engine: Engine) -> str:
-    with Session(engine) as s:
-        return str(s.scalar(select(Setting.value).where(Setting.key == "pseudonym_secret")))
+    return load_keys(engine).pseudonym_key
 
 
 def count(engine: Engine) -> int:
