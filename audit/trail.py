@@ -180,3 +180,23 @@ def history(session: Session, entity: str, entity_id: object) -> list[AuditEvent
             .order_by(AuditEvent.id)
         )
     )
+
+
+@dataclass(frozen=True)
+class Head:
+    """The chain's last event: what an export's manifest and a checkpoint record, so a later
+    check can tell the chain was cut back or rewritten after this point."""
+
+    event_id: int
+    mac: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"event_id": self.event_id, "mac": self.mac}
+
+
+def head(session: Session) -> Head | None:
+    """The last event's id and MAC, or None for an empty trail."""
+    row = session.execute(
+        select(AuditEvent.id, AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)
+    ).first()
+    return None if row is None else Head(int(row[0]), str(row[1]))
