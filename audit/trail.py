@@ -1,30 +1,48 @@
-"""The audit trail: append-only events chained by SHA-256.
+"""The audit trail: append-only events chained by HMAC-SHA-256 under the site's trail key.
 
 Every change is written by `record_event` inside the same transaction as the change itself, so a
 change without its event (or the reverse) cannot be committed. The chain is serialised: SQLite write
 transactions begin IMMEDIATE (audit.storage.engine.writer) and PostgreSQL takes a transaction-scoped
 advisory lock, so two writers can never both extend the same last event.
+
+Why a keyed MAC and not a plain hash: with SHA-256 anyone who can write the table can edit an
+event and recompute every later hash, or append a forged event with a correct hash. The MAC key
+lives outside the database (audit.keys), so a holder of the database alone cannot. What the key
+cannot prevent, removing the newest events, is caught by the heads recorded after every commit
+(audit.checkpoints; `verify_chain` compares them). `event_hash` is the one place an event's MAC
+is computed.
 """
+
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, text
-from sqlalchemy.orm import Session
+from sqlalchemy import event, select, text
+from sqlalchemy.orm import Session, SessionTransaction
 
+from audit import checkpoints
+from audit.keys import load_keys
 from audit.storage.models import AuditEvent, utcnow
 from audit.vocab import AuditAction
 
 GENESIS = "0" * 64
 #: Arbitrary constant key for pg_advisory_xact_lock: "one writer extends the chain at a time".
 _PG_CHAIN_LOCK = 0x466C756F  # "Fluo"
+#: session.info keys: this transaction appended events / the head to record once committed.
+_APPENDED = "audit.trail.appended"
+_PENDING = "audit.trail.pending_head"
+#: How long verify_chain waits for a writer that committed but has not yet recorded its head.
+_SETTLE_SECONDS = 0.5
 
 
 def _json_default(value: Any) -> Any:
@@ -46,7 +64,7 @@ def jsonable(payload: dict[str, Any] | None) -> dict[str, Any] | None:
     return json.loads(json.dumps(payload, default=_json_default))
 
 
-def event_hash(
+def _canonical(
     prev_hash: str,
     occurred_at: datetime,
     actor: str,
@@ -56,8 +74,9 @@ def event_hash(
     reason: str | None,
     before: dict[str, Any] | None,
     after: dict[str, Any] | None,
-) -> str:
-    body = json.dumps(
+) -> bytes:
+    """The bytes an event's MAC covers: its content and the previous event's MAC."""
+    return json.dumps(
         {
             "prev": prev_hash,
             "at": occurred_at.astimezone(UTC).isoformat(timespec="microseconds"),
@@ -72,8 +91,51 @@ def event_hash(
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=False,
-    )
-    return hashlib.sha256(body.encode("utf-8")).hexdigest()
+    ).encode("utf-8")
+
+
+def event_hash(
+    prev_hash: str,
+    occurred_at: datetime,
+    actor: str,
+    action: str,
+    entity: str,
+    entity_id: str | None,
+    reason: str | None,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+    *,
+    key: bytes,
+) -> str:
+    """An event's MAC: HMAC-SHA-256 under the trail key (`trail_key`) of the canonical JSON
+    of its content and the previous event's MAC. The only function that computes it."""
+    body = _canonical(prev_hash, occurred_at, actor, action, entity, entity_id, reason,
+                      before, after)
+    return hmac.new(key, body, hashlib.sha256).hexdigest()
+
+
+def legacy_event_hash(
+    prev_hash: str,
+    occurred_at: datetime,
+    actor: str,
+    action: str,
+    entity: str,
+    entity_id: str | None,
+    reason: str | None,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+) -> str:
+    """The plain SHA-256 of the same body: the chain before migration 0007, which checks it
+    and re-keys it (and its downgrade, which writes it back). Nothing else may use it."""
+    body = _canonical(prev_hash, occurred_at, actor, action, entity, entity_id, reason,
+                      before, after)
+    return hashlib.sha256(body).hexdigest()
+
+
+def trail_key(session: Session) -> bytes:
+    """The trail MAC key of the session's database (audit.keys caches it per process, so
+    this reads no file per event)."""
+    return load_keys(checkpoints.engine_of(session.get_bind())).trail_key
 
 
 def lock_chain(session: Session) -> None:
@@ -95,14 +157,16 @@ def record_event(
     after: dict[str, Any] | None = None,
     reason: str | None = None,
 ) -> AuditEvent:
-    """Append one event in the caller's transaction (flushes, does not commit)."""
+    """Append one event in the caller's transaction (flushes, does not commit). When the
+    transaction commits, its new head is recorded in the checkpoint file."""
+    key = trail_key(session)
     lock_chain(session)
     session.flush()
     prev = session.execute(
         select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)
     ).scalar_one_or_none()
     prev_hash = prev or GENESIS
-    # Microsecond precision survives both databases, so the hash can be recomputed exactly.
+    # Microsecond precision survives both databases, so the MAC can be recomputed exactly.
     occurred_at = utcnow()
     before_j, after_j = jsonable(before), jsonable(after)
     ident = None if entity_id is None else str(entity_id)
@@ -116,71 +180,50 @@ def record_event(
         before=before_j,
         after=after_j,
         prev_hash=prev_hash,
-        hash=event_hash(
-            prev_hash, occurred_at, actor, action.value, entity, ident, reason, before_j, after_j
-        ),
+        hash=event_hash(prev_hash, occurred_at, actor, action.value, entity, ident, reason,
+                        before_j, after_j, key=key),
     )
     session.add(event)
     session.flush()
+    session.info[_APPENDED] = True
     return event
 
 
-@dataclass(frozen=True)
-class ChainReport:
-    events: int
-    ok: bool
-    broken_at: int | None = None
-    problem: str | None = None
+# --- Recording the head after each commit (audit.checkpoints) ----------------------------------
+# Why Session events: every writer commits through a Session, and only after the commit is the
+# head a fact; recording it earlier could name an event a failed commit never wrote. The head
+# is read in before_commit, while the chain lock is still held (so it is this transaction's
+# last event), and written in after_commit, when SQL can no longer be issued.
 
-    def message(self) -> str:
-        if self.ok:
-            return f"audit trail intact: {self.events} events, hash chain verified"
-        return f"audit trail BROKEN at event {self.broken_at}: {self.problem}"
-
-
-def _iter_events(session: Session, chunk: int = 5000) -> Iterator[AuditEvent]:
-    last_id = 0
-    while True:
-        rows = session.scalars(
-            select(AuditEvent).where(AuditEvent.id > last_id).order_by(AuditEvent.id).limit(chunk)
-        ).all()
-        if not rows:
-            return
-        yield from rows
-        last_id = rows[-1].id
-        session.expunge_all()
+@event.listens_for(Session, "before_commit")
+def _read_head_to_record(session: Session) -> None:
+    session.info.pop(_PENDING, None)
+    if session.in_nested_transaction() or not session.info.pop(_APPENDED, False):
+        return
+    path = checkpoints.path_for(session.get_bind())
+    current = head(session) if path is not None else None
+    if current is not None:
+        session.info[_PENDING] = (path, current)
 
 
-def verify_chain(session: Session) -> ChainReport:
-    """Walk the chain in id order; report the first event whose link or content does not match."""
-    prev_hash = GENESIS
-    count = 0
-    for event in _iter_events(session):
-        count += 1
-        if event.prev_hash != prev_hash:
-            return ChainReport(count, False, event.id, "its previous-hash does not match the "
-                               "event before it (an event was removed or inserted)")
-        expected = event_hash(
-            event.prev_hash, event.occurred_at, event.actor, event.action, event.entity,
-            event.entity_id, event.reason, event.before, event.after,
-        )
-        if expected != event.hash:
-            return ChainReport(count, False, event.id, "its content does not match its hash "
-                               "(the event was altered)")
-        prev_hash = event.hash
-    return ChainReport(count, True)
+@event.listens_for(Session, "after_commit")
+def _record_head(session: Session) -> None:
+    if session.in_nested_transaction():
+        return
+    pending = session.info.pop(_PENDING, None)
+    if pending is not None:
+        path, current = pending
+        checkpoints.append_quietly(path, current.event_id, current.mac)
 
 
-def history(session: Session, entity: str, entity_id: object) -> list[AuditEvent]:
-    """All events about one entity, oldest first (the record's history view)."""
-    return list(
-        session.scalars(
-            select(AuditEvent)
-            .where(AuditEvent.entity == entity, AuditEvent.entity_id == str(entity_id))
-            .order_by(AuditEvent.id)
-        )
-    )
+@event.listens_for(Session, "after_transaction_end")
+def _forget_head(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:  # the outermost transaction ended: committed or not
+        session.info.pop(_PENDING, None)
+        session.info.pop(_APPENDED, None)
 
+
+# --- Verification ------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Head:
@@ -200,3 +243,157 @@ def head(session: Session) -> Head | None:
         select(AuditEvent.id, AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)
     ).first()
     return None if row is None else Head(int(row[0]), str(row[1]))
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    """What verify_chain found: the count, the first problem (with the event it concerns) and
+    warnings that are not failures (no checkpoint file yet)."""
+
+    events: int
+    ok: bool
+    broken_at: int | None = None
+    problem: str | None = None
+    head: Head | None = None
+    checkpoint: Path | None = None
+    recorded_heads: int = 0
+    warnings: tuple[str, ...] = field(default=())
+
+    def message(self) -> str:
+        if self.ok:
+            seen = (f"; it ends on a recorded checkpoint ({self.recorded_heads} recorded heads "
+                    "all in place)" if self.recorded_heads else "")
+            return (f"audit trail intact: {self.events} events, hash chain verified "
+                    f"(HMAC-SHA-256 under the site's trail key){seen}")
+        return f"audit trail BROKEN at event {self.broken_at}: {self.problem}"
+
+
+def _iter_events(session: Session, chunk: int = 5000) -> Iterator[AuditEvent]:
+    last_id = 0
+    while True:
+        rows = session.scalars(
+            select(AuditEvent).where(AuditEvent.id > last_id).order_by(AuditEvent.id).limit(chunk)
+        ).all()
+        if not rows:
+            return
+        yield from rows
+        last_id = rows[-1].id
+        session.expunge_all()
+
+
+class _HeadCheck:
+    """Compares the chain, event by event in id order, with the heads recorded for it."""
+
+    def __init__(self, recorded: checkpoints.Recorded | None) -> None:
+        self._heads = recorded.in_order() if recorded is not None else iter(())
+        self._next = next(self._heads, None)
+        self.problem: tuple[int, str] | None = None
+        self.last_seen = False
+        self.last_recorded: int | None = None
+
+    def _fail(self, event_id: int, message: str) -> None:
+        if self.problem is None:
+            self.problem = (event_id, message)
+
+    def event(self, event_id: int, mac: str) -> None:
+        self.last_seen = False
+        while self._next is not None and self._next.event_id <= event_id:
+            recorded = self._next
+            if recorded.event_id < event_id:
+                self._fail(recorded.event_id, f"{recorded.describe()} is missing from "
+                           "the chain: events were removed and the chain re-linked with the "
+                           "trail key")
+            elif recorded.mac != mac:
+                self._fail(event_id, f"event {event_id} differs from the head recorded at "
+                           f"{recorded.at} (the chain was rewritten)")
+            else:
+                self.last_seen = True
+                self.last_recorded = event_id
+            self._next = next(self._heads, None)
+
+    def end(self, last_id: int | None) -> None:
+        """Heads recorded beyond the chain's last event: the chain was cut."""
+        if self._next is None:
+            return
+        first, beyond = self._next, 1 + sum(1 for _ in self._heads)
+        end = f"the chain now ends at event {last_id}" if last_id else "the trail is empty"
+        more = f"; {beyond} recorded heads are beyond its end" if beyond > 1 else ""
+        self._fail(first.event_id, f"the chain is shorter than a recorded head: "
+                   f"{first.describe()} is missing ({end}{more})")
+
+
+def verify_chain(session: Session, *, use_checkpoints: bool = True) -> ChainReport:
+    """Walk the chain in id order; report the first event whose link or MAC does not match,
+    then compare the chain with the heads recorded in the checkpoint file: each must still be
+    in the chain with its MAC, and the chain must end on one."""
+    key = trail_key(session)
+    path = checkpoints.path_for(session.get_bind()) if use_checkpoints else None
+    recorded = checkpoints.read(path) if path is not None else None
+    heads = _HeadCheck(recorded)
+    prev_hash, count, last = GENESIS, 0, None
+    for ev in _iter_events(session):
+        count += 1
+        chain_problem = None
+        if ev.prev_hash != prev_hash:
+            chain_problem = ("its previous-hash does not match the event before it (an event "
+                             "was removed or inserted)")
+        elif ev.hash != event_hash(ev.prev_hash, ev.occurred_at, ev.actor, ev.action, ev.entity,
+                                   ev.entity_id, ev.reason, ev.before, ev.after, key=key):
+            chain_problem = ("its content does not match its MAC (the event was altered, or "
+                             "written without the site's trail key)")
+        if chain_problem is not None:
+            if heads.problem is not None:  # an earlier recorded head is gone or differs
+                return ChainReport(count, False, *heads.problem, checkpoint=path)
+            return ChainReport(count, False, ev.id, chain_problem, checkpoint=path)
+        heads.event(ev.id, ev.hash)
+        prev_hash, last = ev.hash, Head(ev.id, ev.hash)
+    heads.end(last.event_id if last else None)
+    if heads.problem is not None:
+        return ChainReport(count, False, *heads.problem, head=last, checkpoint=path)
+    return _check_end(count, last, path, recorded, heads)
+
+
+def _check_end(count: int, last: Head | None, path: Path | None,
+               recorded: checkpoints.Recorded | None, heads: _HeadCheck) -> ChainReport:
+    """The chain must end on a recorded head; no checkpoint file at all is only a warning."""
+    if last is None or path is None:
+        return ChainReport(count, True, head=last, checkpoint=path)
+    if recorded is None or not len(recorded):
+        return ChainReport(count, True, head=last, checkpoint=path, warnings=(
+            f"no checkpoint has been recorded for this database yet ({path}): this is the "
+            "first verification since upgrading, or the database was moved, restored or "
+            "renamed (checkpoints are named by the database's location). The chain's MACs "
+            "were verified; whether events were cut from its end cannot be told until heads "
+            "are recorded, starting now",))
+    if not heads.last_seen:
+        # A writer may have committed and not yet recorded its head: give it a moment.
+        time.sleep(_SETTLE_SECONDS)
+        again = checkpoints.read(path)
+        if again is None or not again.has(last.event_id, last.mac):
+            after = heads.last_recorded
+            which = (f"the events after event {after}, the last recorded head, were"
+                     if after else "its events were")
+            return ChainReport(count, False, last.event_id, (
+                f"the chain ends at event {last.event_id}, which no checkpoint has seen: "
+                f"{which} written outside the application, or the application stopped "
+                "between committing them and recording their checkpoint (a crash; then the "
+                "next change it records settles this)"), head=last, checkpoint=path)
+    return ChainReport(count, True, head=last, checkpoint=path, recorded_heads=len(recorded))
+
+
+def record_verified_head(report: ChainReport) -> None:
+    """After an intact verification, record the head it verified (verify-audit does), which
+    also starts the checkpoint file of a database that had none."""
+    if report.ok and report.head is not None and report.checkpoint is not None:
+        checkpoints.append(report.checkpoint, report.head.event_id, report.head.mac)
+
+
+def history(session: Session, entity: str, entity_id: object) -> list[AuditEvent]:
+    """All events about one entity, oldest first (the record's history view)."""
+    return list(
+        session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.entity == entity, AuditEvent.entity_id == str(entity_id))
+            .order_by(AuditEvent.id)
+        )
+    )

@@ -28,6 +28,7 @@ from audit.export.sections import procedure_lines_query, procedure_log_query
 from audit.export.types import Column, Section, SectionContext, SectionData
 from audit.export.verify import verify_export
 from audit.filters import Filters, parse_period
+from audit.keys import load_keys
 from audit.log.service import ProcedureLog
 from audit.storage.engine import make_engine
 from audit.storage.models import AuditEvent, Patient, Procedure, ProcedureLevel
@@ -318,6 +319,7 @@ def test_audit_trail_with_phi_can_be_rehashed_from_the_file(
             cells["entity_id"], cells["reason"],
             json.loads(cells["before"]) if cells["before"] else None,
             json.loads(cells["after"]) if cells["after"] else None,
+            key=load_keys(engine).trail_key,
         ) == row["hash"]
 
 
