@@ -6,6 +6,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import pool
 
+from audit import checkpoints
 from audit.storage.engine import make_engine, normalise_url
 from audit.storage.models import Base
 
@@ -48,9 +49,11 @@ def run_migrations_online() -> None:
     url = config.get_main_option("url_for_env") or default_url()
     engine = make_engine(url, foreign_keys=False, poolclass=pool.NullPool)
     with engine.begin() as conn:
+        info = conn.info
         _configure(conn)
         with context.begin_transaction():
             context.run_migrations()
+    checkpoints.record_pending(info)  # the chain head a migration appended, once committed
     engine.dispose()
 
 

@@ -173,17 +173,25 @@ def downgrade(url: str, revision: str) -> None:
 
 
 def _run_alembic(url: str | None, step: Callable[[Any], None]) -> None:
+    """Run `step` in one transaction; afterwards record the audit chain head a migration
+    noted (audit.checkpoints: only a committed head may be recorded)."""
+    from audit import checkpoints
+
     config = alembic_config(url)
     engine = make_engine(url, foreign_keys=False)
+    info: dict[str, Any] = {}
     try:
         with engine.begin() as connection:
+            info = connection.info
             config.attributes["connection"] = connection
             step(config)
             if is_sqlite(engine):
                 broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
                 if broken:
                     raise RuntimeError(f"migration left broken foreign keys: {broken[:5]}")
+        checkpoints.record_pending(info)
     finally:
+        info.pop(checkpoints.PENDING_KEY, None)
         engine.dispose()
 
 
