@@ -82,13 +82,28 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 
 def cmd_verify_audit(args: argparse.Namespace) -> int:
-    from audit.trail import verify_chain
+    """The chain (keys, links, recorded heads), then every procedure against its history.
+
+    One snapshot for both: a REPEATABLE READ transaction on PostgreSQL (SQLite's read
+    transaction already is one), so a record changed while the check runs is seen with its
+    event or without both, never half."""
+    from audit.log.replay import check_procedures
+    from audit.trail import record_verified_head, verify_chain
 
     engine = make_engine(args.db)
     with read_session(engine) as session:
+        if engine.dialect.name == "postgresql":
+            session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
         report = verify_chain(session)
+        procedures = check_procedures(session, limit=args.max_findings)
+    for warning in report.warnings:
+        print(f"warning: {warning}")
     print(report.message())
-    return EXIT_OK if report.ok else EXIT_INVALID
+    for line in procedures.lines():
+        print(line)
+    record_verified_head(report)  # only when intact: a broken chain's head is no checkpoint
+    engine.dispose()
+    return EXIT_OK if report.ok and not procedures.found else EXIT_INVALID
 
 
 def add_migrate(sub: Subcommands) -> None:
@@ -121,4 +136,8 @@ def add_backup(sub: Subcommands) -> None:
 
 def add_verify_audit(sub: Subcommands) -> None:
     """Add `verify-audit` to the command line."""
-    add_command(sub, "verify-audit", cmd_verify_audit, "walk the audit trail's hash chain")
+    p = add_command(sub, "verify-audit", cmd_verify_audit,
+                    "check the audit trail (keyed chain, recorded heads) and every procedure "
+                    "against its history")
+    p.add_argument("--max-findings", type=int, default=20, metavar="N",
+                   help="list at most N damaged records (all are counted; default 20)")
