@@ -85,7 +85,7 @@ fi
 
 as_owner "$bindir/psql" -h "$dir" -p "$port" -U fluoro_admin -d postgres -qtA \
   -v ON_ERROR_STOP=1 >/dev/null <<SQL
-CREATE ROLE $role LOGIN CREATEDB PASSWORD '$password';
+CREATE ROLE $role LOGIN CREATEDB CREATEROLE PASSWORD '$password';
 GRANT pg_signal_backend TO $role;
 SQL
 echo "Throwaway PostgreSQL $("$bindir/pg_ctl" --version | awk '{print $3}') on" \

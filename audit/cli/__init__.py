@@ -4,8 +4,9 @@ Exit codes: 0 success; 1 invalid input or a refused operation, with a message na
 2 usage errors (argparse). Output meant for scripts is JSON, one object per line.
 
 This module assembles the parser from the command modules (admin, users, records, reports,
-imports, export: one per group of commands) in the order `--help` lists them, and turns the
-library's refusals into exit codes and messages; audit.cli.common holds what they share.
+imports, export, database: one per group of commands) in the order `--help` lists them, and
+turns the library's refusals into exit codes and messages; audit.cli.common holds what they
+share.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import argparse
 from collections.abc import Sequence
 
 from audit import __version__
-from audit.cli import admin, export, imports, records, reports, users
+from audit.cli import admin, database, export, imports, records, reports, users
 from audit.cli.common import EXIT_INVALID, EXIT_OK, EXIT_USAGE, CliError, print_error
 from audit.errors import AuditError, ValidationFailed
 from audit.storage.engine import default_url
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     imports.add_watch(sub)
     imports.add_reconcile(sub)
     admin.add_verify_audit(sub)
+    database.add_db(sub)
     export.add_export(sub)
     export.add_verify_export(sub)
     return parser

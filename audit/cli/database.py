@@ -1,0 +1,38 @@
+"""`db ...`: administering the database itself, as its owner.
+
+`db grant-app ROLE` gives a PostgreSQL role exactly the application's privileges
+(audit.storage.roles): the owner runs migrations, the dashboards and commands connect as that
+role, which cannot change or remove audit events, disable their triggers or delete records.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from audit.auth import cli_actor
+from audit.cli.common import EXIT_OK, Subcommands, add_command, print_json
+from audit.storage.engine import make_engine
+
+
+def cmd_grant_app(args: argparse.Namespace) -> int:
+    from audit.storage.roles import grant_app
+
+    engine = make_engine(args.db)
+    try:
+        grants = grant_app(engine, cli_actor(), args.role)
+    finally:
+        engine.dispose()
+    print_json(grants.as_dict())
+    return EXIT_OK
+
+
+def add_db(sub: Subcommands) -> None:
+    """Add `db grant-app` to the command line."""
+    db = sub.add_parser("db", help="administer the database (as its owner)").add_subparsers(
+        dest="db_command", required=True, metavar="ACTION")
+    p = add_command(db, "grant-app", cmd_grant_app,
+                    "PostgreSQL: give ROLE the application's privileges (SELECT and INSERT on "
+                    "the audit trail; SELECT, INSERT, UPDATE elsewhere; no DELETE, TRUNCATE or "
+                    "ALTER); idempotent, audited; run as the tables' owner, again after each "
+                    "upgrade")
+    p.add_argument("role", help="the role the application connects as")
