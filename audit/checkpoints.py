@@ -26,6 +26,7 @@ from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -153,18 +154,10 @@ def read(path: Path) -> Recorded | None:
 
 # --- Heads noted on a Connection: migrations write the trail without a Session -------------------
 
-PENDING_KEY = "audit.checkpoints.pending"
-
-
 def note_pending(info: dict[str, Any], path: Path | None, event_id: int, mac: str) -> None:
-    """Remember a head to record once the connection's transaction has committed
-    (`record_pending`, called by audit.storage.engine after a migration commits)."""
+    """Record this head once the connection's transaction has committed (audit.storage.engine
+    runs what a migration leaves in Connection.info under AFTER_COMMIT)."""
+    from audit.storage.engine import AFTER_COMMIT
+
     if path is not None:
-        info[PENDING_KEY] = (path, event_id, mac)
-
-
-def record_pending(info: dict[str, Any]) -> None:
-    """Record the head a committed migration noted, if any."""
-    pending = info.pop(PENDING_KEY, None)
-    if pending is not None:
-        append_quietly(*pending)
+        info.setdefault(AFTER_COMMIT, []).append(partial(append_quietly, path, event_id, mac))

@@ -21,7 +21,7 @@ import hmac
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -357,7 +357,12 @@ def verify_chain(session: Session, *, use_checkpoints: bool = True) -> ChainRepo
     heads.end(last.event_id if last else None)
     if heads.problem is not None:
         return ChainReport(count, False, *heads.problem, head=last, checkpoint=path)
-    return _check_end(count, last, path, recorded, heads)
+    report = _check_end(count, last, path, recorded, heads)
+    if recorded is not None and recorded.unreadable:
+        report = replace(report, warnings=(*report.warnings, (
+            f"{recorded.unreadable} lines of {path} could not be read (a write cut short by a "
+            "crash, or an edit) and were left out of the comparison")))
+    return report
 
 
 def _check_end(count: int, last: Head | None, path: Path | None,

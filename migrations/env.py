@@ -6,8 +6,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import pool
 
-from audit import checkpoints
-from audit.storage.engine import make_engine, normalise_url
+from audit.storage.engine import make_engine, normalise_url, run_after_commit
 from audit.storage.models import Base
 
 config = context.config
@@ -53,7 +52,7 @@ def run_migrations_online() -> None:
         _configure(conn)
         with context.begin_transaction():
             context.run_migrations()
-    checkpoints.record_pending(info)  # the chain head a migration appended, once committed
+    run_after_commit(info)  # e.g. record the chain head a migration appended, once committed
     engine.dispose()
 
 

@@ -172,11 +172,19 @@ def downgrade(url: str, revision: str) -> None:
     _run_alembic(url, lambda config: command.downgrade(config, revision))
 
 
-def _run_alembic(url: str | None, step: Callable[[Any], None]) -> None:
-    """Run `step` in one transaction; afterwards record the audit chain head a migration
-    noted (audit.checkpoints: only a committed head may be recorded)."""
-    from audit import checkpoints
+#: Connection.info key: what to do once a migration's transaction has committed (a migration
+#: that appends an audit event records the chain head there: audit.checkpoints.note_pending).
+AFTER_COMMIT = "audit.after_commit"
 
+
+def run_after_commit(info: dict[str, Any]) -> None:
+    """Run what a committed migration left to do after its commit."""
+    for action in info.pop(AFTER_COMMIT, []):
+        action()
+
+
+def _run_alembic(url: str | None, step: Callable[[Any], None]) -> None:
+    """Run `step` in one transaction, then what it left for after the commit."""
     config = alembic_config(url)
     engine = make_engine(url, foreign_keys=False)
     info: dict[str, Any] = {}
@@ -189,9 +197,9 @@ def _run_alembic(url: str | None, step: Callable[[Any], None]) -> None:
                 broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
                 if broken:
                     raise RuntimeError(f"migration left broken foreign keys: {broken[:5]}")
-        checkpoints.record_pending(info)
+        run_after_commit(info)
     finally:
-        info.pop(checkpoints.PENDING_KEY, None)
+        info.pop(AFTER_COMMIT, None)
         engine.dispose()
 
 
