@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text
 
+from audit import keys as keys_module
 from audit.keys import (
     ENV_KEY_DIR,
     KeyMissing,
@@ -82,6 +83,9 @@ def test_a_lost_key_is_an_error_naming_where_it_was_looked_for_never_a_new_key(
     (tmp_path / "a.keys" / "trail.key").unlink()
     migrate(str(db))  # a later migrate must not make a new one silently
     assert not (tmp_path / "a.keys" / "trail.key").exists()
+    # The next process to start: keys are loaded once per process, and this one loaded them
+    # while migrating (migration 0007 re-keys the trail with the trail key).
+    keys_module._load.cache_clear()
     with pytest.raises(KeyMissing, match=r"a\.keys/trail\.key .*FLUORO_AUDIT_TRAIL_KEY"):
         load_keys(str(db))
 
