@@ -175,6 +175,8 @@ def _shown(value: Any) -> str:
 
 def _compare(record_id: int, p: Procedure, names: _Names, replayed: _Replayed) -> str | None:
     """A finding if the row differs from its replayed history, else None."""
+    if not replayed.state:  # loaded in bulk and never changed since: nothing to compare
+        return None
     current = snapshot(p, names.of(p))
     differences = []
     for name, expected in replayed.state.items():
