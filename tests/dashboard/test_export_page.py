@@ -96,7 +96,7 @@ def test_an_export_produces_a_download_that_verifies(page: AppTest, tmp_path: Pa
     assert verify_export(folder).ok
     assert sorted(p.name for p in folder.iterdir()) == [
         "README.txt", "SHA256SUMS", "audit_trail.csv", "data_dictionary.csv",
-        "manifest.json", "procedures.csv"]
+        "manifest.json", "manifest.sig", "procedures.csv", "signing_public_key.txt"]
     assert "MRN0002" in (folder / "procedures.csv").read_text("utf-8-sig")
     assert "ready (with patient_id)" in at.success[0].value
 
