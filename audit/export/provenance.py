@@ -14,6 +14,7 @@ before manifests carried it is found by its export id.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,20 +24,29 @@ from sqlalchemy.orm import Session
 
 from audit.export.events import COMPLETED, ENTITY
 from audit.export.manifest import AFTER_EVENT, MANIFEST, sha256_file
-from audit.export.verify import VerifyReport
 from audit.storage.models import AuditEvent
 from audit.vocab import AuditAction
 
 
-def compare_with_event(engine: Engine, folder: Path, manifest: Mapping[str, Any],
-                       report: VerifyReport) -> None:
-    """Add to `report` every way the folder differs from the export's audit event."""
+@dataclass
+class Findings:
+    """What the comparison found: problems (each naming a file or the manifest) and notes."""
+
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def compare_with_event(engine: Engine, folder: Path, manifest: Mapping[str, Any]) -> Findings:
+    """Every way the folder differs from the export's audit event (audit.export.verify adds
+    them to its report; this module does not import it, to keep the verifier database-free)."""
+    report = Findings()
     try:
         with Session(engine) as session:
             _compare(session, folder, manifest, report)
     except SQLAlchemyError as exc:
         report.problems.append(f"database: the export's audit event could not be read "
                                f"({type(exc).__name__}: {str(exc).splitlines()[0]})")
+    return report
 
 
 def _find(session: Session, manifest: Mapping[str, Any]) -> AuditEvent | None:
@@ -51,7 +61,7 @@ def _find(session: Session, manifest: Mapping[str, Any]) -> AuditEvent | None:
 
 
 def _compare(session: Session, folder: Path, manifest: Mapping[str, Any],
-             report: VerifyReport) -> None:
+             report: Findings) -> None:
     export_id = manifest.get("export_id")
     recorded = manifest.get("audit_event")
     recorded = recorded if isinstance(recorded, dict) else {}
@@ -90,7 +100,7 @@ def _compare(session: Session, folder: Path, manifest: Mapping[str, Any],
                             "SHA-256 it recorded")
 
 
-def _compare_head(session: Session, head: Any, report: VerifyReport) -> None:
+def _compare_head(session: Session, head: Any, report: Findings) -> None:
     """The trail's head as the export saw it must still be there, with the same MAC."""
     if not isinstance(head, dict) or not isinstance(head.get("event_id"), int):
         return
@@ -103,7 +113,7 @@ def _compare_head(session: Session, head: Any, report: VerifyReport) -> None:
                                "export was made, has another MAC now: the trail was rewritten")
 
 
-def _compare_files(folder: Path, recorded: list[Any], report: VerifyReport) -> None:
+def _compare_files(folder: Path, recorded: list[Any], report: Findings) -> None:
     by_name = {f["name"]: f for f in recorded if isinstance(f, dict) and "name" in f}
     for name, entry in sorted(by_name.items()):
         file = folder / name

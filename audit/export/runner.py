@@ -15,8 +15,11 @@ An export is a folder (optionally zipped too):
                           required, description (the procedure fields come from
                           audit.dictionary, the source validation uses)
     README.txt            what the folder holds and how to check it, in plain words
+    signing_public_key.txt  the site's public signing key and fingerprint (audit.export.signing)
     manifest.json         export_id, generated_at (UTC), generated_by, tool version, filters,
-                          include_phi, and each file's rows, bytes and SHA-256
+                          include_phi, each file's rows, bytes and SHA-256, the signing key,
+                          the trail's head and the export's own audit event (id, MAC)
+    manifest.sig          the site's Ed25519 signature of manifest.json's bytes
     SHA256SUMS            `sha256sum -c SHA256SUMS` checks every file, the manifest included
 
 Decisions an auditor may ask about:
@@ -32,10 +35,14 @@ Decisions an auditor may ask about:
   by "; ", and formula-starting text neutralised with a leading apostrophe (reversibly).
 - Period: a date means that whole day in UTC (from is inclusive, to includes its whole day); a
   date-time with an offset is an exact instant (from inclusive, to exclusive).
-- Every export writes one audit event (action export, entity "export", entity_id = export_id)
-  holding the filters, include_phi and every file's hash, so the database vouches for the
-  folder; the folder is written under a temporary name and appears only once that event is
-  committed. Nothing is overwritten.
+- Every export writes a completion audit event (action export, entity "export", entity_id =
+  export_id) holding the filters, include_phi and every file's hash, so the database vouches
+  for the folder; a PHI export also writes a "started" event before its first byte, and a
+  failure closes either with a "failed" event (audit.export.events). The manifest records the
+  completion event's id and MAC and is then signed with the site's key (audit.export.signing).
+- The folder is written in a private partial folder and appears (renamed) only once complete;
+  failures and interruptions remove it, and each export first sweeps away what killed
+  processes left (audit.export.staging). Nothing is overwritten.
 - Streaming: the procedure rows are rendered in SQL (audit.export.cells.sql_cell) and go from a
   server-side cursor to the file in chunks; memory does not grow with the number of rows. On
   SQLite each row arrives as a whole CSV record (audit.export.cells.sql_csv_line), one string per
@@ -48,12 +55,15 @@ Decisions an auditor may ask about:
   report` call, on the frame read inside the export's snapshot (audit.export.summaries); their
   period must be whole UTC days. Alerts are refreshed before the snapshot is taken.
 
-Modules: this one runs an export (snapshot, streaming, audit event, zip);
+Modules: this one runs an export (snapshot, streaming, the order of the steps, zip);
+audit.export.staging the partial folder; audit.export.events the audit events;
+audit.export.signing the signature;
 audit.filters has the filters and the period rules; audit.export.types the shapes a
 section is made of; audit.export.registry the sections by name; audit.export.sections the
 procedure log and audit trail queries; audit.export.summaries the summaries;
 audit.export.manifest the dictionary, README, manifest and checksums; audit.export.verify checks
-an export without a database; audit.export.cells has the cell rules and the CSV writer.
+an export without a database (audit.export.provenance, with one); audit.export.cells has the
+cell rules and the CSV writer.
 """
 
 from __future__ import annotations

@@ -119,7 +119,9 @@ def verify_export(path: Path | str, *, trusted: TrustedKey | None = None,
     if engine is not None and manifest:
         from audit.export.provenance import compare_with_event
 
-        compare_with_event(engine, path, manifest, report)
+        found = compare_with_event(engine, path, manifest)
+        report.problems.extend(found.problems)
+        report.notes.extend(found.notes)
     return report
 
 
