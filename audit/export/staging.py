@@ -125,26 +125,39 @@ class Staging:
         self.folder.mkdir()
 
     def commit(self) -> None:
-        """Rename the finished export (then its zip) into place and remove the partial folder.
-        An empty target folder (allowed: exports never overwrite content) is replaced."""
-        if self.zip_target is not None and self.zip_target.exists():
-            raise FileExistsError(f"{self.zip_target} appeared during the export; exports "
-                                  "never overwrite")
-        if self.target.is_dir() and not any(self.target.iterdir()):
-            self.target.rmdir()
-        os.rename(self.folder, self.target)  # fails on a folder that has content meanwhile
+        """Move the finished zip, then the folder, into place, and remove the partial folder:
+        all or nothing (a zip placed here is taken back if the folder cannot follow). An
+        empty target folder (allowed: exports never overwrite content) is replaced."""
+        placed: Path | None = None
         if self.zip_path is not None and self.zip_target is not None:
-            try:
-                os.link(self.zip_path, self.zip_target)  # never overwrites: fails if it exists
-            except FileExistsError:
-                raise
-            except OSError:  # a file system without hard links: checked above
-                os.replace(self.zip_path, self.zip_target)
-            else:
-                self.zip_path.unlink()
+            _place_file(self.zip_path, self.zip_target)
+            placed = self.zip_target
+        try:
+            if self.target.is_dir() and not any(self.target.iterdir()):
+                self.target.rmdir()
+            os.rename(self.folder, self.target)  # fails on a folder that has content meanwhile
+        except BaseException:
+            if placed is not None:
+                placed.unlink(missing_ok=True)
+            raise
         (self.root / OWNER_FILE).unlink(missing_ok=True)
         self.root.rmdir()
 
     def discard(self) -> None:
         """Remove the partial folder and all it holds (the export failed or was stopped)."""
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _place_file(source: Path, target: Path) -> None:
+    """Move `source` to `target`, never overwriting: a hard link fails if `target` exists."""
+    try:
+        os.link(source, target)
+    except FileExistsError:
+        raise FileExistsError(f"{target} appeared during the export; exports never "
+                              "overwrite") from None
+    except OSError:  # a file system without hard links
+        if target.exists():
+            raise FileExistsError(f"{target} appeared during the export") from None
+        os.replace(source, target)
+        return
+    source.unlink()

@@ -23,7 +23,7 @@ from audit.cli.export import EXIT_TERMINATED, sigterm_stops_cleanly
 from audit.export import registry, runner
 from audit.export.cells import Kind
 from audit.export.runner import PAUSE_ENV, export
-from audit.export.staging import GRACE_SECONDS, OWNER_FILE, _process_start, sweep
+from audit.export.staging import GRACE_SECONDS, OWNER_FILE, Staging, _process_start, sweep
 from audit.export.types import Column, Section, SectionContext, SectionData
 from audit.log.service import ProcedureLog
 from audit.storage.models import AuditEvent
@@ -251,3 +251,36 @@ def test_the_sweep_removes_only_what_a_dead_process_left(tmp_path: Path) -> None
         gone.append(_partial(tmp_path, "reused", {"pid": alive, "host": host, "started": "-1"}))
     assert sorted(sweep(tmp_path)) == sorted(gone)
     assert all(p.exists() for p in keep) and not any(p.exists() for p in gone)
+
+
+def test_commit_is_all_or_nothing_and_never_overwrites(tmp_path: Path) -> None:
+    def staged(name: str) -> Staging:
+        staging = Staging(tmp_path / name, tmp_path / f"{name}.zip", "0000")
+        staging.create()
+        (staging.folder / "a.csv").write_text("x")
+        assert staging.zip_path is not None
+        staging.zip_path.write_bytes(b"zip")
+        return staging
+
+    theirs = tmp_path / "a.zip"  # a zip of the same name appears while the export runs
+    first = staged("a")
+    theirs.write_bytes(b"someone else's")
+    with pytest.raises(FileExistsError, match="never overwrite"):
+        first.commit()
+    first.discard()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.zip"]
+    assert theirs.read_bytes() == b"someone else's"
+
+    second = staged("b")  # the folder gets content meanwhile: the placed zip is taken back
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "keep.txt").write_text("mine")
+    with pytest.raises(OSError):
+        second.commit()
+    second.discard()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.zip", "b"]
+    assert [p.name for p in (tmp_path / "b").iterdir()] == ["keep.txt"]
+
+    third = staged("c")
+    third.commit()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.zip", "b", "c", "c.zip"]
+    assert (tmp_path / "c" / "a.csv").read_text() == "x"
