@@ -142,7 +142,8 @@ def cmd_verify_export(args: argparse.Namespace) -> int:
             keyring = None
         if keyring is not None:
             site = TrustedKey(keyring.public_key_b64(),
-                              f"this site's key (key directory {keyring.directory})")
+                              f"this site's key (key directory {keyring.directory})",
+                              local=True)
             if trusted is None:
                 trusted = site
             if given or trusted.b64 == site.b64:

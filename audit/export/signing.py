@@ -43,6 +43,8 @@ class TrustedKey:
 
     b64: str
     source: str
+    #: The local site's own key (not one given): a mismatch may be another site's export.
+    local: bool = False
 
     @property
     def fingerprint(self) -> str:

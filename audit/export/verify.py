@@ -155,9 +155,11 @@ def _check_signature(folder: Path, manifest: Mapping[str, Any], trusted: Trusted
             report.problems.append(f"{PUBLIC_KEY_FILE}: is not the key {MANIFEST} names "
                                    f"({report.signed_by})")
     if trusted is not None and shipped is not None and shipped != trusted.b64:
+        hint = (" (an export from another site: check it with --public-key and the key that "
+                "site gave you)" if trusted.local else "")
         report.problems.append(
             f"{SIGNATURE_FILE}: signed by a different key: the export names fingerprint "
-            f"{report.signed_by}, {trusted.source} has fingerprint {trusted.fingerprint}")
+            f"{report.signed_by}, {trusted.source} has fingerprint {trusted.fingerprint}{hint}")
         return
     key = trusted.b64 if trusted is not None else shipped
     assert key is not None

@@ -210,6 +210,7 @@ def test_a_manifest_re_signed_with_another_key_fails_on_the_fingerprint(
     assert code == 1 and mismatch in err and f"has fingerprint {site.fingerprint}" in err
     code, _, err = run(capsys, "verify-export", str(zipped(result.path)), "--db", db_url)
     assert code == 1 and mismatch in err and EDITED in err
+    assert "an export from another site: check it with --public-key" in err
 
 
 def test_an_unsigned_export_is_refused(
