@@ -278,3 +278,26 @@ def test_a_bad_public_key_is_refused(
     folder = export(engine, RSO, tmp_path / "x").path
     code, _, err = run(capsys, "verify-export", str(folder), "--public-key", "c2hvcnQ=")
     assert code == 1 and "error: --public-key 'c2hvcnQ=': not an Ed25519 public key" in err
+
+
+def test_the_default_database_is_at_hand_when_it_exists(
+    engine: Engine, db_url: str, two_records: None, tmp_path: Path, site: TrustedKey,
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At the site (FLUORO_AUDIT_DB set, no --db): its key is trusted and its trail compared;
+    a key given for another site's export keeps this site's trail out of it."""
+    monkeypatch.setenv("FLUORO_AUDIT_DB", db_url)
+    monkeypatch.chdir(tmp_path)
+    result = export(engine, RSO, tmp_path / "x")
+    code, out, _ = run(capsys, "verify-export", str(result.path))
+    assert code == 0 and "made with this site's key" in out
+    assert f"audit event {result.audit_event_id} (export by rso1" in out
+
+    other = Ed25519PrivateKey.generate()
+    code, _, err = run(capsys, "verify-export", str(result.path), "--public-key",
+                       public_key_b64(other.public_key()))
+    assert code == 1 and "signed by a different key" in err and "audit event" not in err
+
+    forge(result.path)
+    code, _, err = run(capsys, "verify-export", str(result.path))
+    assert code == 1 and EDITED in err and CHANGED in err
