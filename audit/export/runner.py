@@ -224,7 +224,8 @@ def export(
             settings = load_public_settings(connection)
             ctx = SectionContext(connection, checked, include_phi, settings, cache)
             files, columns = _write_sections(folder, chosen, ctx, progress)
-            chain = trail_head(Session(bind=connection))  # the chain the exported data saw
+            with Session(bind=connection) as session:  # the chain the exported data saw
+                chain = trail_head(session)
         files.append(write_dictionary(folder, columns))
         files.append(write_readme(folder, export_id, generated_at, actor, chosen, checked,
                                   include_phi, files, keyring.fingerprint()))
