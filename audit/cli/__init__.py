@@ -4,9 +4,9 @@ Exit codes: 0 success; 1 invalid input or a refused operation, with a message na
 2 usage errors (argparse). Output meant for scripts is JSON, one object per line.
 
 This module assembles the parser from the command modules (admin, users, records, reports,
-imports, export, database: one per group of commands) in the order `--help` lists them, and
-turns the library's refusals into exit codes and messages; audit.cli.common holds what they
-share.
+imports, export, keys, database: one per group of commands) in the order `--help` lists
+them, and turns the library's refusals into exit codes and messages; audit.cli.common holds what
+they share.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import argparse
 from collections.abc import Sequence
 
 from audit import __version__
-from audit.cli import admin, database, export, imports, records, reports, users
+from audit.cli import admin, database, export, imports, keys, records, reports, users
 from audit.cli.common import EXIT_INVALID, EXIT_OK, EXIT_USAGE, CliError, print_error
 from audit.errors import AuditError, ValidationFailed
 from audit.storage.engine import default_url
@@ -49,12 +49,14 @@ def build_parser() -> argparse.ArgumentParser:
     database.add_db(sub)
     export.add_export(sub)
     export.add_verify_export(sub)
+    keys.add_keys(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.db_given = args.db is not None  # verify-export trusts a named database's key
     args.db = args.db or default_url()
     try:
         return int(args.handler(args))

@@ -3,14 +3,54 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from audit.auth import cli_actor
-from audit.cli.common import EXIT_INVALID, EXIT_OK, Subcommands, add_command, print_json
-from audit.storage.engine import make_engine
+from audit.cli.common import (
+    EXIT_INVALID,
+    EXIT_OK,
+    CliError,
+    Subcommands,
+    add_command,
+    print_json,
+)
+from audit.storage.engine import default_url, make_engine
+
+#: The exit status of a process stopped by SIGTERM (128 + 15), as a shell reports it.
+EXIT_TERMINATED = 128 + signal.SIGTERM
+
+
+@contextmanager
+def sigterm_stops_cleanly() -> Iterator[None]:
+    """While the export runs, SIGTERM raises SystemExit(143) instead of ending the process on
+    the spot, so the runner's cleanup runs: the partial folder (maybe holding MRNs) is removed
+    and a PHI export's failure event written. A second SIGTERM during that cleanup is ignored
+    (it would cut the cleanup short); SIGKILL still ends the process, and the next export
+    removes what it left. The previous handler is restored afterwards. Signal handlers can only
+    be set in the main thread; elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    fired: list[int] = []
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        if fired:
+            return
+        fired.append(signum)
+        raise SystemExit(EXIT_TERMINATED)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _progress_bar(description: str) -> Callable[[int, int], None]:
@@ -47,20 +87,72 @@ def cmd_export(args: argparse.Namespace) -> int:
         include_voided=getattr(args, "include_voided", False),
     )
     sections = (*KINDS[args.kind], *args.extra)
-    result = export(make_engine(args.db), cli_actor(), Path(args.out),
-                    sections=sections, filters=filters, include_phi=args.include_phi,
-                    make_zip=args.zip, progress=_progress_bar(f"export {args.kind}"))
+    with sigterm_stops_cleanly():
+        result = export(make_engine(args.db), cli_actor(), Path(args.out),
+                        sections=sections, filters=filters, include_phi=args.include_phi,
+                        make_zip=args.zip, progress=_progress_bar(f"export {args.kind}"))
     print_json({"export_id": result.export_id, "path": str(result.path),
                 "zip": str(result.zip_path) if result.zip_path else None,
                 "include_phi": args.include_phi, "audit_event_id": result.audit_event_id,
+                "started_event_id": result.started_event_id,
+                "signed_by": result.fingerprint,
                 "files": [f.as_dict() for f in result.files]})
     return EXIT_OK
 
 
-def cmd_verify_export(args: argparse.Namespace) -> int:
-    from audit.export.verify import verify_export
+def _database_at_hand(args: argparse.Namespace) -> tuple[str | None, bool]:
+    """(URL, given): the database named with --db (before or after the command), else the
+    default one when it exists (FLUORO_AUDIT_DB set, or the default SQLite file present)."""
+    url = args.verify_db or (args.db if getattr(args, "db_given", False) else None)
+    if url:
+        return url, True
+    import os
 
-    report = verify_export(Path(args.path))
+    from audit.storage.engine import DEFAULT_SQLITE_PATH, ENV_DB
+
+    if os.environ.get(ENV_DB) or Path(DEFAULT_SQLITE_PATH).is_file():
+        return default_url(), False
+    return None, False
+
+
+def cmd_verify_export(args: argparse.Namespace) -> int:
+    """Which key to trust and whether to compare with the database are decided here:
+    --public-key first, else the key of the database at hand; the database's audit event is
+    compared when --db was given, or when the default database's key is the one trusted
+    (an export from another site is not looked up in this site's trail)."""
+    from audit.export.signing import TrustedKey, read_public_key
+    from audit.export.verify import verify_export
+    from audit.keys import KeyMissing, KeyUnreadable, load_keys
+
+    trusted: TrustedKey | None = None
+    if args.public_key:
+        try:
+            trusted = TrustedKey(read_public_key(args.public_key), "the key given with "
+                                 "--public-key")
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+    url, given = _database_at_hand(args)
+    engine = None
+    if url is not None:
+        try:
+            keyring = load_keys(url)
+        except (KeyMissing, KeyUnreadable) as exc:
+            if given:
+                raise CliError(f"this database's signing key: {exc}") from None
+            keyring = None
+        if keyring is not None:
+            site = TrustedKey(keyring.public_key_b64(),
+                              f"this site's key (key directory {keyring.directory})",
+                              local=True)
+            if trusted is None:
+                trusted = site
+            if given or trusted.b64 == site.b64:
+                engine = make_engine(url)
+    try:
+        report = verify_export(Path(args.path), trusted=trusted, engine=engine)
+    finally:
+        if engine is not None:
+            engine.dispose()
     print(report.message(), file=sys.stdout if report.ok else sys.stderr)
     return EXIT_OK if report.ok else EXIT_INVALID
 
@@ -102,5 +194,14 @@ def add_export(sub: Subcommands) -> None:
 def add_verify_export(sub: Subcommands) -> None:
     """Add `verify-export` to the command line."""
     p = add_command(sub, "verify-export", cmd_verify_export,
-            "recheck an export's SHA-256 sums and row counts against its manifest")
-    p.add_argument("path", metavar="DIR", help="export folder (or its .zip)")
+                    "recheck an export: SHA-256 sums, row counts, the manifest's signature "
+                    "and, at the site, the export's audit event")
+    p.add_argument("path", metavar="DIR|ZIP", help="export folder (or its .zip)")
+    p.add_argument("--public-key", metavar="B64|FILE",
+                   help="the site's public key (base64, or a file holding it: "
+                        "signing_public_key.txt, PEM); default: the key of the database at "
+                        "hand, else the key shipped in the export (the output then says what "
+                        "that does not prove)")
+    p.add_argument("--db", dest="verify_db", metavar="URL",
+                   help="the site's database: trust its key and compare the files with the "
+                        "export's audit event (default: the default database, if it exists)")

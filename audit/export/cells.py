@@ -410,6 +410,12 @@ class CsvWriter:
             self._text.write("\r\n".join(lines) + "\r\n")
             self.rows += len(lines)
 
+    def flush(self) -> None:
+        """Push what was written so far to the file (the test hook's pause: rows on disk)."""
+        self._text.flush()
+        self._buffer.flush()
+        self._file.flush()
+
     def __enter__(self) -> CsvWriter:
         return self
 

@@ -30,6 +30,13 @@ SUMS = "SHA256SUMS"
 FORMAT = "fluoro-audit export 1"
 DICTIONARY_FILE = "data_dictionary.csv"
 README = "README.txt"
+#: The site's Ed25519 signature of manifest.json's bytes, and the key to check it with
+#: (audit.export.signing writes both).
+SIGNATURE_FILE = "manifest.sig"
+PUBLIC_KEY_FILE = "signing_public_key.txt"
+#: Files the export's completion event cannot hold the hash of: they are written after it
+#: (the manifest records the event's id and MAC) or are made from the manifest.
+AFTER_EVENT = frozenset({MANIFEST, SIGNATURE_FILE, SUMS})
 DICTIONARY_HEADER = ("file", "field", "type", "unit", "allowed_values", "required", "description")
 
 
@@ -60,11 +67,11 @@ def write_dictionary(folder: Path, columns: Mapping[str, Sequence[Column]]) -> F
 
 def write_readme(folder: Path, export_id: str, generated_at: datetime, actor: Actor,
                  sections: Sequence[Section], filters: Filters, include_phi: bool,
-                 files: Sequence[FileInfo]) -> FileInfo:
+                 files: Sequence[FileInfo], fingerprint: str) -> FileInfo:
     """README.txt: what the folder holds and how to check it, for whoever opens the zip."""
     titles = {s.filename: s.title for s in sections}
     titles[DICTIONARY_FILE] = "Every column of every CSV: type, unit, allowed values, meaning"
-    width = max(len(f.name) for f in files) + 2
+    width = max(len(n) for n in [*(f.name for f in files), PUBLIC_KEY_FILE]) + 2
     listing = [f"  {f.name:<{width}}{f'{f.rows:,} rows':>14}  {titles.get(f.name, '')}"
                for f in files if f.rows is not None]
     blank = " " * 16
@@ -86,15 +93,27 @@ def write_readme(folder: Path, export_id: str, generated_at: datetime, actor: Ac
         f"  {README:<{width}}{blank}this file",
         f"  {MANIFEST:<{width}}{blank}what was exported, with which filters; each file's rows, "
         "size and SHA-256",
+        f"  {PUBLIC_KEY_FILE:<{width}}{blank}the site's public signing key, its fingerprint, "
+        "and how to check the signature",
+        f"  {SIGNATURE_FILE:<{width}}{blank}the site's signature of {MANIFEST}",
         f"  {SUMS:<{width}}{blank}SHA-256 of every file",
         "",
-        "Checking the files",
-        "  Linux or macOS, in this folder:   sha256sum -c SHA256SUMS   (every line must say OK)",
-        "  Windows PowerShell:               Get-FileHash -Algorithm SHA256 <file>",
-        "  fluoro-audit:                     fluoro-audit verify-export <folder or zip>",
-        "                                    (also recounts the rows of each CSV)",
-        f"  The export is recorded in the fluoro-audit audit trail (action export, entity_id "
-        f"{export_id}) with the SHA-256 of every file.",
+        "Checking the export",
+        "  1. Every file is as the manifest lists it:",
+        "     Linux or macOS, in this folder:   sha256sum -c SHA256SUMS   (every line must say OK)",
+        "     Windows PowerShell:               Get-FileHash -Algorithm SHA256 <file>",
+        "  2. The manifest is the site's: sums alone can be recomputed by whoever edits a file,",
+        f"     so {SIGNATURE_FILE} holds the site's Ed25519 signature of {MANIFEST} (which lists",
+        "     every file's SHA-256). This export was signed by the key with fingerprint",
+        f"         {fingerprint}",
+        "     Ask the site for its fingerprint by another channel (telephone, letter; the site",
+        "     reads it from `fluoro-audit keys show`) and compare: a forger can ship a key too.",
+        "     fluoro-audit verify-export <folder or zip> --public-key <the site's public key>",
+        "     checks sums, row counts and the signature; for OpenSSL alone see",
+        f"     {PUBLIC_KEY_FILE}.",
+        "  3. At the site, `fluoro-audit verify-export <folder or zip>` also compares every file",
+        f"     with the export's audit event (action export, entity_id {export_id}),",
+        "     which holds each file's SHA-256.",
         "",
         "Reading the CSV files",
         "  UTF-8 with a byte-order mark, comma-separated, CRLF line ends, RFC 4180 quoting.",
@@ -112,9 +131,13 @@ def write_readme(folder: Path, export_id: str, generated_at: datetime, actor: Ac
 
 def build_manifest(export_id: str, generated_at: datetime, actor: Actor,
                    sections: Sequence[Section], filters: Filters, include_phi: bool,
-                   files: Sequence[FileInfo]) -> dict[str, Any]:
+                   files: Sequence[FileInfo], *, signing: Mapping[str, str],
+                   trail_head: Mapping[str, Any] | None,
+                   audit_event: Mapping[str, Any]) -> dict[str, Any]:
     """manifest.json: what was exported, by whom, with which filters, and each file's rows,
-    bytes and SHA-256 (the manifest itself is covered by SHA256SUMS)."""
+    bytes and SHA-256; which key signs it (manifest.sig), the audit trail's head as the
+    export's snapshot saw it, and the export's own audit event (id and MAC), so that the
+    site can find the event and compare (verify-export --db)."""
     return {
         "format": FORMAT,
         "export_id": export_id,
@@ -134,8 +157,11 @@ def build_manifest(export_id: str, generated_at: datetime, actor: Actor,
                 "formula_guard": "a leading apostrophe on text starting with = + - @ tab CR LF "
                 "or an apostrophe; restore by removing one leading apostrophe from each text "
                 "cell (from each item of a list cell)"},
-        "audit_event": "the export is recorded in the audit trail: action export, entity "
-                       "export, entity_id = export_id, with every file's SHA-256",
+        "signing": dict(signing),
+        "trail_head": dict(trail_head) if trail_head is not None else None,
+        "audit_event": {**audit_event, "action": "export", "entity": "export",
+                        "entity_id": export_id,
+                        "holds": "every file's SHA-256 except " + ", ".join(sorted(AFTER_EVENT))},
     }
 
 

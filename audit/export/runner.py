@@ -15,8 +15,11 @@ An export is a folder (optionally zipped too):
                           required, description (the procedure fields come from
                           audit.dictionary, the source validation uses)
     README.txt            what the folder holds and how to check it, in plain words
+    signing_public_key.txt  the site's public signing key and fingerprint (audit.export.signing)
     manifest.json         export_id, generated_at (UTC), generated_by, tool version, filters,
-                          include_phi, and each file's rows, bytes and SHA-256
+                          include_phi, each file's rows, bytes and SHA-256, the signing key,
+                          the trail's head and the export's own audit event (id, MAC)
+    manifest.sig          the site's Ed25519 signature of manifest.json's bytes
     SHA256SUMS            `sha256sum -c SHA256SUMS` checks every file, the manifest included
 
 Decisions an auditor may ask about:
@@ -32,10 +35,14 @@ Decisions an auditor may ask about:
   by "; ", and formula-starting text neutralised with a leading apostrophe (reversibly).
 - Period: a date means that whole day in UTC (from is inclusive, to includes its whole day); a
   date-time with an offset is an exact instant (from inclusive, to exclusive).
-- Every export writes one audit event (action export, entity "export", entity_id = export_id)
-  holding the filters, include_phi and every file's hash, so the database vouches for the
-  folder; the folder is written under a temporary name and appears only once that event is
-  committed. Nothing is overwritten.
+- Every export writes a completion audit event (action export, entity "export", entity_id =
+  export_id) holding the filters, include_phi and every file's hash, so the database vouches
+  for the folder; a PHI export also writes a "started" event before its first byte, and a
+  failure closes either with a "failed" event (audit.export.events). The manifest records the
+  completion event's id and MAC and is then signed with the site's key (audit.export.signing).
+- The folder is written in a private partial folder and appears (renamed) only once complete;
+  failures and interruptions remove it, and each export first sweeps away what killed
+  processes left (audit.export.staging). Nothing is overwritten.
 - Streaming: the procedure rows are rendered in SQL (audit.export.cells.sql_cell) and go from a
   server-side cursor to the file in chunks; memory does not grow with the number of rows. On
   SQLite each row arrives as a whole CSV record (audit.export.cells.sql_csv_line), one string per
@@ -48,18 +55,20 @@ Decisions an auditor may ask about:
   report` call, on the frame read inside the export's snapshot (audit.export.summaries); their
   period must be whole UTC days. Alerts are refreshed before the snapshot is taken.
 
-Modules: this one runs an export (snapshot, streaming, audit event, zip);
+Modules: this one runs an export (snapshot, streaming, the order of the steps, zip);
+audit.export.staging the partial folder; audit.export.events the audit events;
+audit.export.signing the signature;
 audit.filters has the filters and the period rules; audit.export.types the shapes a
 section is made of; audit.export.registry the sections by name; audit.export.sections the
 procedure log and audit trail queries; audit.export.summaries the summaries;
 audit.export.manifest the dictionary, README, manifest and checksums; audit.export.verify checks
-an export without a database; audit.export.cells has the cell rules and the CSV writer.
+an export without a database (audit.export.provenance, with one); audit.export.cells has the
+cell rules and the CSV writer.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import uuid
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
@@ -69,11 +78,13 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine
+from sqlalchemy.orm import Session
 
 from audit.auth import Actor, Permission, require
 from audit.errors import AuditError
 from audit.export import cells as csvsafe
 from audit.export.cells import CsvWriter, FileInfo
+from audit.export.events import ExportAudit
 from audit.export.manifest import (
     MANIFEST,
     SUMS,
@@ -85,13 +96,14 @@ from audit.export.manifest import (
     write_sums,
 )
 from audit.export.registry import lookup
+from audit.export.signing import signing_entry, write_public_key, write_signature
+from audit.export.staging import Staging, sweep
 from audit.export.types import Column, Section, SectionContext
 from audit.filters import Filters, check_names
+from audit.keys import load_keys
 from audit.settings import load_public_settings
-from audit.storage.engine import retrying, write_session
 from audit.storage.models import utcnow
-from audit.trail import record_event
-from audit.vocab import AuditAction
+from audit.trail import head as trail_head
 
 ProgressFn = Callable[[int, int], None]
 
@@ -102,7 +114,8 @@ class ExportTargetExists(AuditError):
 
 @dataclass
 class ExportResult:
-    """What an export wrote: its id, folder (and zip), files, manifest and audit event."""
+    """What an export wrote: its id, folder (and zip), files, manifest, audit events and the
+    fingerprint of the key that signed it."""
 
     export_id: str
     path: Path
@@ -110,11 +123,27 @@ class ExportResult:
     files: list[FileInfo]
     manifest: dict[str, Any]
     audit_event_id: int
+    started_event_id: int | None = None
+    fingerprint: str = ""
 
     @property
     def rows(self) -> dict[str, int | None]:
         """Data records of each file (None for files that are not CSV)."""
         return {f.name: f.rows for f in self.files}
+
+
+#: Test hook: seconds to sleep once the first rows are on disk, so that a test can stop a
+#: real export process midway (tests/export/test_export_staging.py). Read in this one place.
+PAUSE_ENV = "FLUORO_AUDIT_TEST_EXPORT_PAUSE"
+
+
+def _pause_for_tests(writer: CsvWriter) -> None:
+    seconds = os.environ.get(PAUSE_ENV)
+    if seconds:
+        import time
+
+        writer.flush()
+        time.sleep(float(seconds))
 
 
 @contextmanager
@@ -157,10 +186,13 @@ def export(
     make_zip: bool = False,
     progress: ProgressFn | None = None,
 ) -> ExportResult:
-    """Write an export folder at `out` (and `out`.zip with make_zip); audit it.
+    """Write an export folder at `out` (and `out`.zip with make_zip), signed and audited.
 
     Raises PermissionDenied (no EXPORT, or include_phi without EXPORT_PHI), ValidationFailed
-    (unknown section or filter name), ExportTargetExists. On any failure nothing is left behind.
+    (unknown section or filter name), ExportTargetExists, KeyMissing (no signing key). On any
+    failure, KeyboardInterrupt or SystemExit nothing is left behind (audit.export.staging);
+    a PHI export's started event is committed before its first byte is written, and closed by
+    a completion or failure event (audit.export.events).
     """
     _authorise(actor, include_phi)
     chosen = lookup(sections)
@@ -171,40 +203,52 @@ def export(
                                  "overwrite: choose a new folder")
     if zip_path is not None and zip_path.exists():
         raise ExportTargetExists(f"{zip_path} exists; exports never overwrite")
+    keyring = load_keys(engine)  # a site that cannot sign does not export
     export_id = uuid.uuid4().hex
     generated_at = utcnow()
-    staging = target.with_name(f".{target.name}.partial-{export_id[:8]}")
-    staging.mkdir(parents=True)
+    staging = Staging(target, zip_path, export_id[:8])
+    sweep(staging.root.parent)
+    with engine.connect() as connection:  # a typo in a filter is refused before any event
+        checked = check_names(connection, filters or Filters())
+    audit = ExportAudit(engine, actor, export_id, chosen, checked, include_phi, target)
+    if include_phi:
+        audit.start()
     try:
+        staging.create()
+        folder = staging.folder
         cache: dict[str, Any] = {}
-        if any(s.prepare for s in chosen):  # before the snapshot: writes its data depends on
-            with engine.connect() as connection:  # (but not for a typo in a filter)
-                check_names(connection, filters or Filters())
-            for section in chosen:
-                section.prepare_for(engine, cache)
+        for section in chosen:  # before the snapshot: writes its data depends on
+            section.prepare_for(engine, cache)
         with _snapshot(engine) as connection:
             checked = check_names(connection, filters or Filters())
             settings = load_public_settings(connection)
             ctx = SectionContext(connection, checked, include_phi, settings, cache)
-            files, columns = _write_sections(staging, chosen, ctx, progress)
-        files.append(write_dictionary(staging, columns))
-        files.append(write_readme(staging, export_id, generated_at, actor, chosen, checked,
-                                  include_phi, files))
-        manifest = build_manifest(export_id, generated_at, actor, chosen, checked, include_phi,
-                                  files)
-        write_json(staging / MANIFEST, manifest)
-        listed = [*files, sha256_file(staging / MANIFEST)]
-        write_sums(staging / SUMS, listed)
-        event_id = _audit(engine, actor, export_id, chosen, checked, include_phi, listed)
-        if target.exists():
-            target.rmdir()
-        os.replace(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+            files, columns = _write_sections(folder, chosen, ctx, progress)
+            with Session(bind=connection) as session:  # the chain the exported data saw
+                chain = trail_head(session)
+        files.append(write_dictionary(folder, columns))
+        files.append(write_readme(folder, export_id, generated_at, actor, chosen, checked,
+                                  include_phi, files, keyring.fingerprint()))
+        files.append(write_public_key(folder, keyring))
+        event = audit.complete(files)
+        manifest = build_manifest(
+            export_id, generated_at, actor, chosen, checked, include_phi, files,
+            signing=signing_entry(keyring),
+            trail_head=None if chain is None else chain.as_dict(),
+            audit_event={"event_id": event.event_id, "mac": event.mac,
+                         "started_event_id": audit.started_event_id})
+        write_json(folder / MANIFEST, manifest)
+        listed = [*files, sha256_file(folder / MANIFEST), write_signature(folder, keyring)]
+        write_sums(folder / SUMS, listed)
+        if staging.zip_path is not None:
+            _zip(folder, staging.zip_path)
+        staging.commit()
+    except BaseException as exc:
+        staging.discard()
+        audit.fail(exc)
         raise
-    if zip_path is not None:
-        _zip(target, zip_path)
-    return ExportResult(export_id, target, zip_path, files, manifest, event_id)
+    return ExportResult(export_id, target, zip_path, files, manifest, event.event_id,
+                        audit.started_event_id, keyring.fingerprint())
 
 
 def _write_sections(folder: Path, sections: Sequence[Section], ctx: SectionContext,
@@ -217,6 +261,7 @@ def _write_sections(folder: Path, sections: Sequence[Section], ctx: SectionConte
         progress(0, total)
     files: list[FileInfo] = []
     columns: dict[str, Sequence[Column]] = {}
+    paused = False
     for section in sections:
         data = section.run(ctx)
         kinds = [c.kind for c in data.columns]
@@ -227,6 +272,9 @@ def _write_sections(folder: Path, sections: Sequence[Section], ctx: SectionConte
                     done += len(chunk)
                     if progress:
                         progress(done, max(total, done))
+                    if not paused:
+                        paused = True
+                        _pause_for_tests(writer)
                     continue
                 if not data.rendered:
                     chunk = [[csvsafe.cell(v, k) for v, k in zip(row, kinds, strict=True)]
@@ -235,6 +283,9 @@ def _write_sections(folder: Path, sections: Sequence[Section], ctx: SectionConte
                 done += len(chunk)
                 if progress:
                     progress(done, max(total, done))
+                if not paused:
+                    paused = True
+                    _pause_for_tests(writer)
         assert writer.info is not None
         files.append(writer.info)
         columns[section.filename] = data.columns
@@ -243,31 +294,10 @@ def _write_sections(folder: Path, sections: Sequence[Section], ctx: SectionConte
     return files, columns
 
 
-def _audit(engine: Engine, actor: Actor, export_id: str, sections: Sequence[Section],
-           filters: Filters, include_phi: bool, files: Sequence[FileInfo]) -> int:
-    """The export's audit event: who, which sections and filters, PHI or not, every hash."""
-    after = {"sections": [s.name for s in sections], "filters": filters.as_dict(),
-             "include_phi": include_phi, "files": [f.as_dict() for f in files]}
-
-    def work() -> int:
-        with write_session(engine) as session:
-            event = record_event(session, actor=actor.username, action=AuditAction.EXPORT,
-                                 entity="export", entity_id=export_id, after=after)
-            return int(event.id)
-
-    return retrying(work)
-
-
 def _zip(folder: Path, zip_path: Path) -> None:
-    partial = zip_path.with_name(f".{zip_path.name}.partial")
-    try:
-        with zipfile.ZipFile(partial, "x", compression=zipfile.ZIP_DEFLATED,
-                             compresslevel=6) as archive:
-            for path in sorted(folder.iterdir()):
-                archive.write(path, f"{folder.name}/{path.name}")
-        os.replace(partial, zip_path)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-
-
+    """The folder as one zip (a top-level folder of the same name), written in the partial
+    folder beside it; the runner renames it into place with the folder."""
+    with zipfile.ZipFile(zip_path, "x", compression=zipfile.ZIP_DEFLATED,
+                         compresslevel=6) as archive:
+        for path in sorted(folder.iterdir()):
+            archive.write(path, f"{folder.name}/{path.name}")

@@ -1,12 +1,22 @@
 """Audit export: the procedure log, the audit trail and the summaries (compliance, dose and
-reference levels, alerts) as a verifiable zip for an inspector.
+reference levels, alerts) as a verifiable, signed zip for an inspector.
 
 The page only gathers choices and shows results; audit.export.runner does the work and the checks
-(permissions included: a role without EXPORT_PHI is refused by the library too).
+(permissions included: a role without EXPORT_PHI is refused by the library too), the signature,
+the audit events (a PHI export's "started" event before its first byte) and the partial folder.
+
+The export is written into one private folder per server account (_workdir), the same every
+time, read into memory and removed: a server killed mid-export leaves its partial folder there,
+where the next export's sweep finds and removes it (a fresh temporary folder each time would
+hide it from the sweep for good).
 """
 
 from __future__ import annotations
 
+import os
+import secrets
+import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -25,12 +35,29 @@ from dashboard.widgets import plain
 DOWNLOAD_KEY = "export_download"
 ALL = "All"
 
+
+def _workdir() -> Path:
+    """<temp>/fluoro-audit-exports-<uid>, 0700 and ours; a fresh private folder instead if
+    that name is taken by anything else (another user's folder, a symlink)."""
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    base = Path(tempfile.gettempdir()) / f"fluoro-audit-exports-{uid if uid is not None else 'x'}"
+    try:
+        base.mkdir(mode=0o700, exist_ok=True)
+        info = base.lstat()
+        if stat.S_ISDIR(info.st_mode) and (uid is None or info.st_uid == uid):
+            os.chmod(base, 0o700)
+            return base
+    except OSError:
+        pass
+    return Path(tempfile.mkdtemp(prefix="fluoro-audit-exports-"))
+
+
 actor = state.require(Permission.EXPORT)
 st.title("Audit export")
 st.caption("A zip of CSV files an inspector can open and check: UTF-8 with BOM, ISO 8601 UTC "
-           "times, the data dictionary, a manifest with each file's row count and SHA-256, and "
-           "SHA256SUMS (`sha256sum -c SHA256SUMS`, or `fluoro-audit verify-export`). Every "
-           "export is written to the audit trail.")
+           "times, the data dictionary, a manifest with each file's row count and SHA-256, "
+           "SHA256SUMS (`sha256sum -c SHA256SUMS`), and the site's signature of the manifest "
+           "(`fluoro-audit verify-export`). Every export is written to the audit trail.")
 
 sections = st.multiselect(
     "Files", list(EXPORT_SECTIONS), default=["procedures"],
@@ -91,21 +118,24 @@ if st.button("Export", type="primary"):
         bar.progress(min(1.0, done / total) if total else 1.0,
                      text=f"{done:,} of {total:,} rows written")
 
-    name = f"fluoro-audit-export-{utcnow():%Y%m%dT%H%M%SZ}"
+    name = f"fluoro-audit-export-{utcnow():%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+    target = _workdir() / name
     try:
-        with tempfile.TemporaryDirectory(prefix="fluoro-export-") as tmp:
-            result = run_export(state.engine(), actor, Path(tmp) / name, sections=sections,
+        result = run_export(state.engine(), actor, target, sections=sections,
                             filters=filters, include_phi=include_phi, make_zip=True,
                             progress=progress)
-            assert result.zip_path is not None
-            data = result.zip_path.read_bytes()
+        assert result.zip_path is not None
+        data = result.zip_path.read_bytes()
     except AuditError as exc:
         st.error(plain(exc))
         st.stop()
+    finally:  # the bytes are in memory now: no copy stays on the server's disk
+        shutil.rmtree(target, ignore_errors=True)
+        target.with_name(f"{name}.zip").unlink(missing_ok=True)
     state.data_changed()  # the export is an audit event
     st.session_state[DOWNLOAD_KEY] = {
         "file_name": f"{name}.zip", "data": data, "export_id": result.export_id,
-        "include_phi": include_phi,
+        "include_phi": include_phi, "fingerprint": result.fingerprint,
         "files": [f.as_dict() for f in result.files],
     }
 
@@ -113,7 +143,9 @@ download = st.session_state.get(DOWNLOAD_KEY)
 if download:
     phi = "with patient_id" if download["include_phi"] else "without PHI"
     st.success(f"Export {download['export_id']} is ready ({phi}); it is recorded in the audit "
-               "trail with these hashes.")
+               "trail with these hashes, and signed with this site's key, fingerprint "
+               f"{download['fingerprint']}. Give the receiver that fingerprint by another "
+               "channel (telephone, letter) so they can check the signature.")
     st.dataframe(pd.DataFrame(download["files"]), hide_index=True, width="stretch")
     st.download_button("Download zip", data=download["data"], file_name=download["file_name"],
                        mime="application/zip", type="primary")

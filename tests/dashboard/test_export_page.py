@@ -11,12 +11,16 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
 from streamlit.testing.v1 import AppTest
 
 from audit.auth import Actor, add_user, cli_actor
+from audit.export.signing import TrustedKey
 from audit.export.verify import verify_export
+from audit.keys import load_keys
 from audit.log.service import ProcedureLog
+from audit.storage.models import AuditEvent
 from audit.vocab import Role
 from dashboard import state
 from dashboard.navigation import PAGES
@@ -80,7 +84,8 @@ def test_row_count_follows_the_filters(page: AppTest) -> None:
     assert at.metric[0].value == "1"
 
 
-def test_an_export_produces_a_download_that_verifies(page: AppTest, tmp_path: Path) -> None:
+def test_an_export_produces_a_download_that_verifies(page: AppTest, tmp_path: Path,
+                                                     engine: Engine) -> None:
     at = run_as(page, Role.RSO)
     phi = next(c for c in at.checkbox if c.label == "Include patient_id (MRN)")
     phi.check().run()
@@ -96,9 +101,21 @@ def test_an_export_produces_a_download_that_verifies(page: AppTest, tmp_path: Pa
     assert verify_export(folder).ok
     assert sorted(p.name for p in folder.iterdir()) == [
         "README.txt", "SHA256SUMS", "audit_trail.csv", "data_dictionary.csv",
-        "manifest.json", "procedures.csv"]
+        "manifest.json", "manifest.sig", "procedures.csv", "signing_public_key.txt"]
     assert "MRN0002" in (folder / "procedures.csv").read_text("utf-8-sig")
     assert "ready (with patient_id)" in at.success[0].value
+    fingerprint = load_keys(engine).fingerprint()
+    assert fingerprint in at.success[0].value and download["fingerprint"] == fingerprint
+    report = verify_export(folder, trusted=TrustedKey(load_keys(engine).public_key_b64(),
+                                                      "this site's key"), engine=engine)
+    assert report.ok, report.problems
+    with Session(engine) as s:  # the same runner: audited before its first byte
+        events = s.scalars(select(AuditEvent).where(
+            AuditEvent.action == "export").order_by(AuditEvent.id)).all()
+    assert [(e.actor, e.after["stage"], e.after["include_phi"]) for e in events] == [
+        ("rso1", "started", True), ("rso1", "completed", True)]
+    name = download["file_name"].removesuffix(".zip")  # no copy stays on the server's disk
+    assert not list(Path(events[0].after["target"]).parent.glob(f"*{name}*"))
 
 
 def test_reached_through_the_app_navigation(page: AppTest, engine: Engine) -> None:

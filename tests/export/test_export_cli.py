@@ -36,11 +36,12 @@ def test_export_log_then_verify(db_url: str, two_records: None, tmp_path: Path) 
     summary = json.loads(done.stdout)
     assert summary["include_phi"] is True and summary["zip"] == str(out) + ".zip"
     assert {f["name"]: f.get("rows") for f in summary["files"]} == {
-        "procedures.csv": 1, "data_dictionary.csv": len(FIELD_NAMES), "README.txt": None}
+        "procedures.csv": 1, "data_dictionary.csv": len(FIELD_NAMES), "README.txt": None,
+        "signing_public_key.txt": None}
     assert "MRN0001" in (out / "procedures.csv").read_text("utf-8-sig")
 
     checked = cli(db_url, "verify-export", str(out))
-    assert checked.returncode == 0 and checked.stdout.startswith("export intact: 4 files")
+    assert checked.returncode == 0 and checked.stdout.startswith("export intact: 6 files")
     assert cli(db_url, "verify-export", str(out) + ".zip").returncode == 0
 
     path = out / "procedures.csv"
@@ -55,7 +56,8 @@ def test_audit_trail_without_phi(db_url: str, two_records: None, tmp_path: Path)
     done = cli(db_url, "export", "log", "--out", str(out), "--with", "audit_trail")
     assert done.returncode == 0, done.stderr
     assert [f["name"] for f in json.loads(done.stdout)["files"]] == [
-        "procedures.csv", "audit_trail.csv", "data_dictionary.csv", "README.txt"]
+        "procedures.csv", "audit_trail.csv", "data_dictionary.csv", "README.txt",
+        "signing_public_key.txt"]
     text = (out / "audit_trail.csv").read_text("utf-8-sig")
     assert "patient_ref" in text and "MRN0001" not in text and "MRN0002" not in text
     only = cli(db_url, "export", "audit-trail", "--out", str(tmp_path / "only"))

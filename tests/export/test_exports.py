@@ -331,7 +331,8 @@ def test_manifest_sums_and_audit_event_agree(
     filters = Filters(*parse_period("2026-03-15", "2026-03-17"), procedures=("mbb",))
     result = export(engine, QUALITY, tmp_path / "x", filters=filters)
     assert sorted(p.name for p in result.path.iterdir()) == [
-        "README.txt", "SHA256SUMS", "data_dictionary.csv", "manifest.json", "procedures.csv"]
+        "README.txt", "SHA256SUMS", "data_dictionary.csv", "manifest.json", "manifest.sig",
+        "procedures.csv", "signing_public_key.txt"]
     manifest = json.loads((result.path / "manifest.json").read_text("utf-8"))
     assert manifest["generated_by"] == "qo1" and manifest["tool_version"]
     assert manifest["generated_at"].endswith("Z")
@@ -341,18 +342,23 @@ def test_manifest_sums_and_audit_event_agree(
     files = {f["name"]: f for f in manifest["files"]}
     assert files["procedures.csv"]["rows"] == 1
     sums = (result.path / "SHA256SUMS").read_text("ascii").splitlines()
-    assert len(sums) == 4 and f"{files['procedures.csv']['sha256']}  procedures.csv" in sums
+    assert len(sums) == 6 and f"{files['procedures.csv']['sha256']}  procedures.csv" in sums
 
     event = export_events(engine)[-1]
     assert event.entity_id == manifest["export_id"] == result.export_id
     assert event.actor == "qo1" and event.after["include_phi"] is False
     assert event.after["filters"] == manifest["filters"]
+    assert manifest["audit_event"]["event_id"] == event.id == result.audit_event_id
+    assert manifest["audit_event"]["mac"] == event.hash
+    assert event.after["stage"] == "completed" and event.after["started_event_id"] is None
     by_name = {f["name"]: f["sha256"] for f in event.after["files"]}
+    # Written after the event (the manifest records its id and MAC), signed instead.
     assert set(by_name) == {"procedures.csv", "data_dictionary.csv", "README.txt",
-                            "manifest.json"}
+                            "signing_public_key.txt"}
     for line in sums:
         digest, name = line.split("  ")
-        assert by_name[name] == digest
+        if name not in ("manifest.json", "manifest.sig"):
+            assert by_name[name] == digest
     with Session(engine) as s:
         assert verify_chain(s).ok
 
@@ -369,7 +375,8 @@ def test_an_untouched_export_verifies(
     report = verify_export(result.path)
     assert report.ok, report.problems
     assert set(report.checked) == {"procedures.csv", "audit_trail.csv", "data_dictionary.csv",
-                                   "README.txt", "manifest.json"}
+                                   "README.txt", "manifest.json", "manifest.sig",
+                                   "signing_public_key.txt"}
     checked = _sha256sum(result.path)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "procedures.csv: OK" in checked.stdout
@@ -423,7 +430,8 @@ def test_zip_holds_the_folder_and_verifies(
     with zipfile.ZipFile(result.zip_path) as archive:
         assert sorted(archive.namelist()) == ["x/README.txt", "x/SHA256SUMS",
                                               "x/data_dictionary.csv", "x/manifest.json",
-                                              "x/procedures.csv"]
+                                              "x/manifest.sig", "x/procedures.csv",
+                                              "x/signing_public_key.txt"]
     assert verify_export(result.zip_path).ok
 
 
