@@ -94,7 +94,8 @@ FIELDS: tuple[Field, ...] = (
     Field("patient_id", "text", "", "yes", "Medical record number (PHI: exported only with "
           "permission)", max_length=64),
     Field("patient_ref", "text", "", "out only", "Keyed pseudonym of the patient "
-          "(HMAC-SHA-256 with the site's pseudonym key, kept outside the database): stable across exports, not reversible",
+          "(HMAC-SHA-256 with the site's pseudonym key, kept outside the database): stable "
+          "across exports, not reversible",
           io=Io.OUT),
     Field("accession_number", "text", "", "no", "Accession number; links the C-arm's dose "
           "report", max_length=64),

@@ -247,9 +247,9 @@ AUDIT_COLUMNS: tuple[Column, ...] = (
            "replaced by patient_ref in before/after (an export without PHI); the hash is then "
            "of the stored, unredacted event"),
     Column("prev_hash", Kind.TEXT, required="yes", description="Hash of the previous event"),
-    Column("hash", Kind.TEXT, required="yes", description="HMAC-SHA-256 of this event and prev_hash "
-           "under the site's trail key (audit.trail.event_hash): the site can recompute it from "
-           "this row (with PHI included); nobody without the key can forge it"),
+    Column("hash", Kind.TEXT, required="yes", description="HMAC-SHA-256 of this event and "
+           "prev_hash under the site's trail key (audit.trail.event_hash): the site can "
+           "recompute it from this row (with PHI included); nobody without the key can forge it"),
 )
 
 

@@ -139,6 +139,9 @@ def test_backup_is_a_consistent_restorable_copy(db_url: str, backend: str,
     result = cli(db_url, "backup", str(dest))
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["bytes"] > 0
+    keys = json.loads(result.stdout)["keys_not_included"]
+    assert (Path(keys) / "trail.key").is_file()
+    assert f"the keys are not in this backup: back up {keys} too" in result.stderr
     if backend == "sqlite":
         with sqlite3.connect(dest) as copy:
             assert copy.execute("SELECT count(*) FROM procedure").fetchone() == (1,)
