@@ -28,6 +28,9 @@ Rules (docs/reference.md section 7), each chosen because real files break the na
 * Truncated or corrupt files are rejected, never half-imported: pydicom silently accepts a file
   cut inside a defined-length element, so audit.dose_reports.dicom_bytes compares declared and
   read lengths of the top-level elements.
+* Every number of the result is finite and within the data dictionary's bounds for the field it
+  becomes (audit.dose_reports.bounds); a report with one that is not is rejected whole, naming
+  the quantity, its value and the allowed range.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID
 from pydicom.valuerep import DA, TM
 
+from audit.dose_reports.bounds import report_problem
 from audit.dose_reports.codes import (
     ACCEPTED_SOP_CLASSES,
     ACQUISITION_EVENT_TYPES,
@@ -141,7 +145,7 @@ def _build_report(dataset: Dataset, forced: bool) -> DoseReport:
     if not _is_fluoroscopy(totals, summary["fluoro_events"]):
         raise RejectedReport(_not_fluoroscopy_reason(dataset, found))
 
-    return DoseReport(
+    report = DoseReport(
         sop_instance_uid=sop_instance_uid,
         sop_class_uid=str(dicom_text(dataset.get("SOPClassUID"))),
         study_instance_uid=study_instance_uid,
@@ -155,6 +159,10 @@ def _build_report(dataset: Dataset, forced: bool) -> DoseReport:
         **totals,
         **summary,
     )
+    problem = report_problem(report)
+    if problem:
+        raise RejectedReport(problem)
+    return report
 
 
 def _required_text(dataset: Dataset, keyword: str) -> str:
