@@ -34,6 +34,8 @@ _MANUAL_ENTRY_MAXIMUM: Final[Mapping[str, float]] = {
     "fluoro_time_s": units.MAX_FLUORO_TIME_S,
     "air_kerma_mgy": units.MAX_AIR_KERMA_MGY,
 }
+#: The largest value of an INTEGER column on PostgreSQL (int4), where counts are stored.
+_INTEGER_COLUMN_MAX: Final = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,8 @@ def value_problem(name: str, value: Any, where: str = "") -> str | None:
 
     Attributes with no entry in :data:`QUANTITIES` (counts of events, the pulsed share) are
     computed by the reader from the file's structure; they are only required to be finite
-    numbers, which they always are unless a bug says otherwise.
+    numbers, and counts to fit the INTEGER column they are stored in, which they always do
+    unless a bug says otherwise.
     """
     if value is None:
         return None
@@ -102,6 +105,8 @@ def value_problem(name: str, value: Any, where: str = "") -> str | None:
     if quantity is None:
         if not math.isfinite(value):
             return f"{label} is not a finite number: {_format(value)}"
+        if isinstance(value, int) and not 0 <= value <= _INTEGER_COLUMN_MAX:
+            return f"{label} {value} is out of range; allowed: 0 to {_INTEGER_COLUMN_MAX}"
         return None
     low, high = quantity.bounds()
     if not math.isfinite(value):
