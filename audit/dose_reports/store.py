@@ -176,7 +176,7 @@ class DoseImporter:
         settings = self.settings()
         with read_session(self.engine) as session:
             rows = session.execute(unmatched_query().with_only_columns(
-                DoseReport.id, DoseReport.source_file)).all()
+                DoseReport.id, DoseReport.source_file).order_by(DoseReport.id)).all()
         results = []
         for report_id, source in rows:
             try:
