@@ -293,6 +293,8 @@ def _study_datetime(dataset: Dataset) -> datetime | None:
 
     A missing time gives midnight of the study date (the date is what audits group by); a
     missing or malformed date gives None rather than a rejection: dose data is still valid.
+    Dates in the first or last year a datetime can hold (0001, 9999) are malformed too: the
+    study day could not be converted to UTC or bounded by the next midnight for matching.
     """
     date_text = dicom_text(dataset.get("StudyDate"))
     if date_text is None:
@@ -303,7 +305,7 @@ def _study_datetime(dataset: Dataset) -> datetime | None:
         clock = TM(time_text) if time_text else None
     except (TypeError, ValueError):
         return None
-    if day is None:
+    if day is None or not datetime.min.year < day.year < datetime.max.year:
         return None
     moment = clock if clock is not None else time()
     return datetime(

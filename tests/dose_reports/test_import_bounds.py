@@ -225,3 +225,18 @@ def test_json_safe_replaces_every_non_finite_number() -> None:
     assert json_safe(value) == {"a": None, "b": [1.0, None, {"c": None}], "d": [2, "x"],
                                 "e": None, "f": 1e-320}
 
+
+
+@pytest.mark.parametrize(("date", "offset"), [("99991231", "-1400"), ("00010101", "+1400"),
+                                              ("99991231", None)])
+def test_a_study_date_at_the_edge_of_the_calendar_is_read_as_no_date(
+    engine: Engine, importer: DoseImporter, tmp_path: Path, date: str, offset: str | None
+) -> None:
+    """Found by the fuzz test: 9999-12-31 crashed matching (the next midnight overflows) and
+    0001-01-01 +14:00 crashed the conversion to UTC. A date that cannot be compared with the
+    log by day is malformed: the dose is still imported, without a study day."""
+    path = make_report(tmp_path, study_date=date, timezone_offset=offset)
+    result = importer.import_path(path)
+    assert result.status == "ok", result
+    [row] = reports(engine)
+    assert row.study_datetime is None and row.study_day is None
