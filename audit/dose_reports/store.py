@@ -168,7 +168,9 @@ class DoseImporter:
         except SQLAlchemyError as exc:
             if database_unavailable(exc):
                 raise
-            return ImportResult(name, REJECTED, refusal(exc), dry_run=dry_run)
+            return ImportResult(name, REJECTED, refusal(exc),
+                                sop_instance_uid=report.sop_instance_uid,
+                                study_instance_uid=report.study_instance_uid, dry_run=dry_run)
 
     def reconcile_unmatched(self) -> list[ImportResult]:
         """Try again to link every current report whose procedure is missing from the log
