@@ -49,10 +49,6 @@ class Quantity:
     def unit(self) -> str:
         return BY_NAME[self.field].bound_unit
 
-    @property
-    def is_integer(self) -> bool:
-        return BY_NAME[self.field].is_integer
-
     def bounds(self) -> tuple[float, float]:
         """(minimum, maximum) from the data dictionary, else from manual entry's parser."""
         spec = BY_NAME[self.field]
