@@ -65,6 +65,12 @@ def shown(value: Any, limit: int = 40) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
+def has_surrogate(text: str) -> bool:
+    """Whether `text` holds a lone surrogate: not valid Unicode, so it cannot be encoded to be
+    stored, hashed or sent in a query."""
+    return _SURROGATE.search(text) is not None
+
+
 def text_problem(text: str, limit: int) -> str | None:
     """What makes `text` unfit to store, or None: a NUL, a lone surrogate (not valid Unicode,
     and no database stores it), another control character, or more than `limit` characters.
