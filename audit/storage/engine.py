@@ -18,10 +18,17 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    IntegrityError,
+    OperationalError,
+    ProgrammingError,
+)
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
 
 from audit.errors import NotMigrated
 
@@ -186,13 +193,16 @@ def _sqlite_has_schema(database: str) -> bool:
 
 
 def _server_has_schema(parsed: Any) -> bool:
-    engine = create_engine(parsed, pool_pre_ping=False)
+    """Whether the server database has a migration row; a missing table reads as no schema.
+    One connection, closed at once (NullPool): this runs before every command."""
+    engine = create_engine(parsed, poolclass=NullPool)
     try:
         with engine.connect() as conn:
-            if not inspect(conn).has_table("alembic_version"):
+            try:
+                row = conn.execute(text("SELECT version_num FROM alembic_version")).first()
+            except ProgrammingError:  # no such table
                 return False
-            return conn.execute(text("SELECT version_num FROM alembic_version")).first() \
-                is not None
+            return row is not None
     except DBAPIError as exc:
         reason = str(exc.orig or exc).strip().splitlines()[0]
         raise NotMigrated(f"cannot open the database at "
