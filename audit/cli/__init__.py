@@ -86,6 +86,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INVALID
     except KeyboardInterrupt:
         return 130
+    except OSError as exc:  # a file or folder the command cannot read or write
+        where = f": {exc.filename}" if exc.filename else ""
+        print_error(f"{exc.strerror or one_line(str(exc))}{where}")
+        return EXIT_INVALID
     except SQLAlchemyError as exc:
         print_error(f"database error: {one_line(str(getattr(exc, 'orig', None) or exc))}")
         return EXIT_INVALID

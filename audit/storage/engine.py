@@ -159,9 +159,12 @@ def require_migrated(url: str | None = None) -> None:
     nothing: no SQLite file, no folder (make_engine would create both), no PostgreSQL table."""
     try:
         parsed = make_url(normalise_url(url or default_url()))
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         raise NotMigrated(f"{url!r} is neither a database URL nor a SQLite file") from None
     shown = parsed.render_as_string(hide_password=True)
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise NotMigrated(f"{shown}: fluoro-audit keeps its log in a SQLite file or a "
+                          "PostgreSQL database (postgresql://...)")
     if parsed.get_backend_name() == "sqlite":
         has_schema = _sqlite_has_schema(parsed.database or "")
     else:
