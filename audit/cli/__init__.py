@@ -69,10 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    args.db = args.db or default_url()
     try:
+        args = build_parser().parse_args(argv)
+        args.db = args.db or default_url()
         if args.command not in CREATES_DATABASE | NO_DATABASE:
             require_migrated(args.db)
         return int(args.handler(args))

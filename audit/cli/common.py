@@ -63,7 +63,7 @@ def bounded(kind: type[int] | type[float], low: float, high: float) -> Callable[
             value = kind(text)
         except (ValueError, OverflowError):
             raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a number") from None
-        if not (math.isfinite(value) and low <= value <= high):
+        if (isinstance(value, float) and not math.isfinite(value)) or not low <= value <= high:
             shown = (f"{int(low)} to {int(high)}" if kind is int else f"{low:g} to {high:g}")
             raise argparse.ArgumentTypeError(f"{text[:40]!r} is out of range; allowed: {shown}")
         return value
