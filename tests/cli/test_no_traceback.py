@@ -125,6 +125,12 @@ def test_csv_import_year_1_and_a_folder_as_timezone(
                     "--skip-invalid")
     assert code == 0 and "1 rejected rows" in err
     assert "year 1 is outside" in (tmp_path / "legacy.csv.rejected.csv").read_text("utf-8-sig")
+    local = write_csv(tmp_path / "local.csv", [  # no offset: read in --timezone
+        valid_record(performed_at="0001-01-01T00:00:00"), valid_record(performed_at="9999-12-31")])
+    code, err = run(capsys, "--db", db_url, "import", "csv", str(local), "--create-missing",
+                    "--timezone", "Asia/Tokyo")
+    assert code == 1 and "row 2: performed_at: year 1 is outside" in err
+    assert "row 3: performed_at: year 9999 is outside" in err and "Traceback" not in err
     for zone in ("America", "a" * 300, "../../etc"):
         code, err = run(capsys, "--db", db_url, "import", "csv", str(path), "--timezone", zone)
         assert code == 1 and "is not an IANA time zone" in one_error_line(err)
