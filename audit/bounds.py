@@ -46,6 +46,8 @@ _SURROGATE = re.compile(r"[\ud800-\udfff]")
 _THOUSANDS = re.compile(r"^[+-]?[1-9]\d{0,2}(,\d{3})+$")
 _DECIMAL_COMMA = re.compile(r"^[+-]?\d*,\d+(e[+-]?\d+)?$", re.IGNORECASE)
 _NUMERIC = re.compile(r"^[+-]?[\d.,]+$")
+_PLAIN_NUMBER = re.compile(r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$")
+_NON_FINITE = frozenset({"inf", "infinity", "nan"})
 DECIMALS_HINT = "use a point for decimals (1.25) and no thousands separators (1250)"
 
 
@@ -131,10 +133,10 @@ def finite_number(raw: Any, what: str = "a number", allowed: str = "") -> float:
         if len(text) > MAX_NUMBER_CHARS:
             raise ValueError(f"is {len(text)} characters, too long for a number{suffix}")
         normal = decimal_text(text, allowed)
-        try:
-            value = float(normal)
-        except ValueError:
-            raise ValueError(f"expected {what}, got {shown(raw)}{suffix}") from None
+        if not _PLAIN_NUMBER.match(normal):  # float() would also take "1_000", "١٢", "inf"
+            wanted = "a finite number" if normal.lstrip("+-").lower() in _NON_FINITE else what
+            raise ValueError(f"expected {wanted}, got {shown(raw)}{suffix}")
+        value = float(normal)
     else:
         raise ValueError(f"expected {what}, got {shown(raw)}{suffix}")
     if isinstance(value, Decimal):

@@ -105,3 +105,9 @@ def test_json_keeps_over_long_integers_as_text_and_non_finite_as_floats() -> Non
     value = bounds.loads_bounded('{"a": ' + "9" * 5000 + ', "b": NaN, "c": 1e400, "d": 12}')
     assert value["a"] == "9" * 5000
     assert value["b"] != value["b"] and value["c"] == float("inf") and value["d"] == 12
+
+
+@pytest.mark.parametrize("raw", ["1_000", "\u0661\u0662", "0x10", "1e", "--1", "1.2.3"])
+def test_only_plain_ascii_numbers_are_numbers(raw: str) -> None:
+    with pytest.raises(ValueError, match="expected a number"):
+        bounds.finite_number(raw)
