@@ -219,12 +219,12 @@ def parse_dap(value: object, unit: object | None) -> Dap:
     return Dap(gycm2=gycm2, value=number, unit=dap_unit)
 
 
-_MSS = re.compile(r"^(\d+):([0-5]?\d(?:\.\d+)?)$")
+_MSS = re.compile(r"^([0-9]+):([0-5]?[0-9](?:\.[0-9]+)?)$")
 _TIME_FACTORS: Final[Mapping[str, float]] = {
     spelling.casefold(): u.factor for u in _units_of(_TIME) for spelling in u.typed
 }
 _WITH_UNIT = re.compile(
-    r"^(\d+(?:[.,]\d+)?)\s*(" + "|".join(map(re.escape, _TIME_FACTORS)) + ")$", re.IGNORECASE
+    r"^([0-9]+(?:[.,][0-9]+)?)\s*(" + "|".join(map(re.escape, _TIME_FACTORS)) + ")$", re.IGNORECASE
 )
 
 FLUORO_TIME_FORMS = "seconds (78), 'm:ss' (1:18), or minutes with a unit ('1.3 min')"
@@ -286,7 +286,8 @@ _KERMA_FACTORS: Final[Mapping[str, float]] = {
 }
 _KERMA_SPELLINGS: Final = tuple(s for u in _units_of(_KERMA) for s in u.typed)
 _KERMA_TEXT = re.compile(
-    r"^(\d+(?:[.,]\d+)?(?:e[-+]?\d+)?)\s*(" + "|".join(map(re.escape, _KERMA_SPELLINGS)) + ")?$",
+    r"^([0-9]+(?:[.,][0-9]+)?(?:e[-+]?[0-9]+)?)\s*("
+    + "|".join(map(re.escape, _KERMA_SPELLINGS)) + ")?$",
     re.IGNORECASE,
 )
 
