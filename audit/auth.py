@@ -20,6 +20,7 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
 from audit import lockout
+from audit.bounds import has_surrogate, text_problem
 from audit.errors import FieldError, NotFound, PermissionDenied, ValidationFailed
 from audit.storage.engine import read_session, retrying, write_session
 from audit.storage.models import UserAccount, utcnow
@@ -191,6 +192,8 @@ def authenticate(engine: Engine, username: str, password: str) -> Actor:
     exactly one locks. A failure commits before SignInFailed is raised: a rolled-back failure
     would let an attacker guess forever.
     """
+    if text_problem(username.strip(), 200) or has_surrogate(password):  # no account has these
+        raise SignInFailed(lockout.WRONG)  # and PostgreSQL refuses a NUL even in a query
     name = username.strip()
     with read_session(engine) as session:
         user = session.scalar(select(UserAccount).where(UserAccount.username == name))

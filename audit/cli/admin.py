@@ -18,10 +18,14 @@ from audit.cli.common import (
     CliError,
     Subcommands,
     add_command,
+    bounded,
     display_url,
     print_json,
 )
 from audit.storage.engine import make_engine, migrate, normalise_url, read_session
+
+#: The most demo procedures one run generates (the benchmarks use 1,000,000).
+MAX_DEMO_PROCEDURES = 10_000_000
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -122,18 +126,19 @@ def add_migrate(sub: Subcommands) -> None:
 def add_serve(sub: Subcommands) -> None:
     """Add `serve` to the command line."""
     p = add_command(sub, "serve", cmd_serve, "migrate, then start the dashboard")
-    p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--port", type=bounded(int, 1, 65535), default=8501)
     p.add_argument("--address", default="0.0.0.0", help="interface to listen on")
     p.add_argument("--demo", action="store_true", help="load sample data into an empty database")
-    p.add_argument("--demo-procedures", type=int, default=5000, help=argparse.SUPPRESS)
+    p.add_argument("--demo-procedures", type=bounded(int, 1, MAX_DEMO_PROCEDURES), default=5000,
+                   help=argparse.SUPPRESS)
 
 
 def add_demo(sub: Subcommands) -> None:
     """Add `demo` to the command line."""
     p = add_command(sub, "demo", cmd_demo,
                     "load realistic synthetic data (published distributions)")
-    p.add_argument("--procedures", type=int, default=5000)
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--procedures", type=bounded(int, 1, MAX_DEMO_PROCEDURES), default=5000)
+    p.add_argument("--seed", type=bounded(int, 0, 2**63 - 1), default=1)
 
 
 def add_backup(sub: Subcommands) -> None:

@@ -23,6 +23,7 @@ from audit.cli.common import (
     CliError,
     Subcommands,
     add_command,
+    bounded,
     print_error,
     print_json,
 )
@@ -254,8 +255,9 @@ def add_watch(sub: Subcommands) -> None:
                     "--once, exit 1 when any file was rejected")
     p.add_argument("dir")
     p.add_argument("--once", action="store_true", help="process what is there now, then exit")
-    p.add_argument("--interval", type=float, default=2.0, help="seconds between polls")
-    p.add_argument("--settle", type=float, default=2.0,
+    p.add_argument("--interval", type=bounded(float, 0.1, 86_400), default=2.0,
+                   help="seconds between polls")
+    p.add_argument("--settle", type=bounded(float, 0, 86_400), default=2.0,
                    help="seconds a file's size must stay unchanged before it is read")
 
 

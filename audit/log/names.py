@@ -16,6 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from audit.auth import Actor
+from audit.bounds import text_problem
 from audit.errors import FieldError, ValidationFailed
 from audit.log.pseudonym import pseudonym
 from audit.storage.models import (
@@ -132,14 +133,23 @@ def insert_ignore(session: Session, model: Any, values: dict[str, Any]) -> None:
 
 def room_display_unit(session: Session, data: Mapping[str, Any]) -> DapUnit | None:
     """The room's display unit: the default when a DAP value comes without a unit."""
-    room, site = data.get("room"), data.get("site")
+    room, site = _name_text(data.get("room")), _name_text(data.get("site"))
     if not room or not site:
         return None
     unit = session.scalar(
-        select(Room.dap_display_unit).join(Site)
-        .where(Room.name == str(room).strip(), Site.name == str(site).strip())
+        select(Room.dap_display_unit).join(Site).where(Room.name == room, Site.name == site)
     )
     return DapUnit(unit) if unit else None
+
+
+def _name_text(value: Any) -> str | None:
+    """A name as validation will read it (text, or a number), if it could be stored: only such
+    names are looked up (PostgreSQL refuses a NUL in a query); validation names the others."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 10**40:
+        value = str(value)
+    if not isinstance(value, str) or text_problem(value.strip(), 200):
+        return None
+    return value.strip()
 
 
 def record_names(session: Session, procedure: Procedure) -> dict[str, Any]:

@@ -17,9 +17,10 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.exc import StaleDataError
 
-from audit import access, dosimetry
+from audit import access, bounds, dosimetry
 from audit.auth import Actor, Permission, require
 from audit.catalog import Catalog
+from audit.dictionary import REASON_MAX_LENGTH
 from audit.errors import (
     FieldError,
     NotFound,
@@ -68,6 +69,18 @@ def _effective_dose(dap: float | None, room_factor: float, region: str | None,
 def _background_days(effective_msv: float | None, settings: Settings) -> float | None:
     """dosimetry.background_days with the site's annual background."""
     return dosimetry.background_days(effective_msv, float(settings.annual_background_msv))
+
+
+def _reason(reason: Any, missing: str) -> str:
+    """The reason of an amend or void, trimmed: required, clean text (no NUL, no lone
+    surrogate) and at most REASON_MAX_LENGTH characters, as every stored text is."""
+    text = reason.strip() if isinstance(reason, str) else ""
+    if not text:
+        raise ValidationFailed([FieldError("reason", missing)])
+    problem = bounds.text_problem(text, REASON_MAX_LENGTH)
+    if problem:
+        raise ValidationFailed([FieldError("reason", problem)])
+    return text
 
 
 class ProcedureLog:
@@ -172,6 +185,9 @@ class ProcedureLog:
 
     def _log_in(self, session: Session, data: Mapping[str, Any], actor: Actor, confirm: bool,
                 create_missing: bool) -> LogResult:
+        if not isinstance(data, Mapping):
+            raise ValidationFailed([FieldError("record", "expected an object of dictionary "
+                                               "fields")])
         access.check_names_self_as_technologist(actor, data.get("technologist"))
         catalog, settings = self._reference(session)
         checked = self._validate(session, data, catalog, settings)
@@ -225,8 +241,10 @@ class ProcedureLog:
     ) -> LogResult:
         """Change fields of a record. `version` is the version the user read: if the record
         changed since, StaleVersion is raised and nothing is written."""
-        if not (reason or "").strip():
-            raise ValidationFailed([FieldError("reason", "required: say why the record changes")])
+        reason = _reason(reason, "required: say why the record changes")
+        if not isinstance(changes, Mapping):
+            raise ValidationFailed([FieldError("changes", "expected fields and their new "
+                                               "values")])
         if not changes:
             raise ValidationFailed([FieldError("changes", "nothing to change")])
         if "technologist" in changes:
@@ -282,9 +300,7 @@ class ProcedureLog:
     def void(self, record_id: int, actor: Actor, *, version: int, reason: str) -> None:
         """Mark a record void, with a reason. The row stays, visible as void."""
         require(actor, Permission.VOID)
-        if not (reason or "").strip():
-            raise ValidationFailed([FieldError("reason", "required: say why the record is "
-                                               "voided")])
+        reason = _reason(reason, "required: say why the record is voided")
 
         def work() -> None:
             with self._changing(record_id, version) as session:
