@@ -31,7 +31,10 @@ from audit.vocab import AuditAction, Role
 MAX_FAILED_LOGINS = 5
 LOCKOUT = timedelta(minutes=15)
 MIN_PASSWORD_LENGTH = 10
-_USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{1,79}$")
+_USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{1,79}")  # ASCII only: fullmatch
+#: The username rule, as every refusal states it.
+USERNAME_RULE = ("must be 2-80 characters: letters, digits, '.', '_', '@' or '-', starting "
+                 "with a letter or digit")
 
 _hasher = PasswordHasher()  # argon2id
 
@@ -109,12 +112,18 @@ def check_password_strength(password: str) -> None:
         )
 
 
-def _validate_username(username: str) -> str:
-    name = username.strip()
-    if not _USERNAME.match(name):
-        raise ValidationFailed([FieldError(
-            "username", "must be 2-80 characters: letters, digits, '.', '_', '@' or '-', "
-            "starting with a letter or digit")])
+def validate_username(username: str, field_name: str = "username") -> str:
+    """The username with surrounding spaces removed, or ValidationFailed naming `field_name`
+    and USERNAME_RULE.
+
+    Every path that creates an account calls this (users add, the admin page, first-run
+    setup, and "create missing" technologists of `log`, the form and CSV import): a name that
+    breaks the rule (a quote, a zero-width space, a newline) would otherwise become an account
+    that every later list, export and audit entry carries.
+    """
+    name = username.strip() if isinstance(username, str) else ""
+    if not _USERNAME.fullmatch(name):
+        raise ValidationFailed([FieldError(field_name, USERNAME_RULE)])
     return name
 
 
@@ -125,7 +134,7 @@ def _check_new_account(username: str, role: Role | str,
     errors: list[FieldError] = []
     name = username.strip()
     try:
-        name = _validate_username(username)
+        name = validate_username(username)
     except ValidationFailed as exc:
         errors += exc.errors
     parsed: Role | None = None

@@ -15,7 +15,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from audit.auth import Actor
+from audit.auth import USERNAME_RULE, Actor, validate_username
 from audit.errors import FieldError, ValidationFailed
 from audit.log.pseudonym import pseudonym
 from audit.storage.models import (
@@ -109,6 +109,9 @@ class NameResolver:
                 field_name, f"no {field_name} named {values.get('name', values.get('username'))!r}"
                 f"{scope}; known: {listing} (or allow creating missing names)"))
             return None
+        if model is UserAccount and (problem := new_account_problem(values["username"])):
+            self.errors.append(problem)
+            return None
         insert_ignore(self.session, model, values)
         new_id = int(self.session.scalar(select(model.id).where(where)))
         record_event(self.session, actor=self.actor.username, action=AuditAction.CREATE,
@@ -116,6 +119,17 @@ class NameResolver:
                      after={k: v for k, v in values.items() if k != "created_at"},
                      reason="created from a logged record (create missing)")
         return new_id
+
+
+def new_account_problem(username: str) -> FieldError | None:
+    """Why `username` cannot become a technologist's account (the username rule of
+    audit.auth), as an error on the technologist field; None if it can."""
+    try:
+        validate_username(username, "technologist")
+    except ValidationFailed:
+        return FieldError("technologist", f"no account named {username!r}, and it cannot be "
+                          f"created: a username {USERNAME_RULE}")
+    return None
 
 
 def insert_ignore(session: Session, model: Any, values: dict[str, Any]) -> None:
