@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
@@ -26,12 +27,18 @@ from audit.catalog import Catalog
 from audit.errors import FieldError, ValidationFailed
 from audit.log.names import NameDirectory
 from audit.log.plausibility import Usual
-from audit.log.record_fields import level_rows, snapshot
+from audit.log.record_fields import snapshot
 from audit.log.validation import validate
 from audit.settings import Settings
+from audit.storage.engine import insert_numbered
 from audit.storage.models import Procedure, ProcedureLevel, utcnow
-from audit.trail import NewEvent, lock_chain, record_events
+from audit.trail import NewEvent, jsonable, lock_chain, record_events
 from audit.vocab import AuditAction, DoseSource, RecordStatus, level_region
+
+#: The procedure columns a record sets, all of them (ids and timestamps are added at write time).
+_COLUMNS = tuple(c.key for c in Procedure.__table__.columns
+                 if c.key not in {"id", "site_id", "room_id", "physician_id", "technologist_id",
+                                  "patient_id", "created_at", "updated_at"})
 
 
 @dataclass
@@ -116,6 +123,7 @@ def prepare(records: Sequence[Mapping[str, Any]], actor: Actor, *, catalog: Cata
             "warnings": [w.as_dict() for w in checked.warnings] or None, **checked.values}
         result.values["effective_dose_msv"] = _effective(result.values, result.room_factor,
                                                          settings)
+        result.values = {c: result.values.get(c) for c in _COLUMNS}  # one key set: executemany
         result.after = _snapshot(result.values, result.levels, result.names)
     return Batch(out, directory, settings)
 
@@ -134,11 +142,14 @@ def _effective(values: Mapping[str, Any], room_factor: float,
 
 def _snapshot(values: Mapping[str, Any], levels: Sequence[str],
               names: Mapping[str, str]) -> dict[str, Any]:
-    """record_fields.snapshot of the record as it will be stored (an unsaved Procedure), so
-    the create event is the one ProcedureLog.log writes."""
-    procedure = Procedure(**values)
-    procedure.levels = level_rows(levels)
-    return snapshot(procedure, names)
+    """record_fields.snapshot of the record as it will be stored, in JSON form, so the create
+    event is the one ProcedureLog.log writes. snapshot() reads attributes; an unsaved ORM
+    Procedure per row cost more than validating the row, so a plain object carries them."""
+    stored = SimpleNamespace(**values, id=None, created_at=None, updated_at=None,
+                             levels=[SimpleNamespace(level=level) for level in levels])
+    after = jsonable(snapshot(cast(Procedure, stored), names))
+    assert after is not None
+    return after
 
 
 def write(session: Session, batch: Batch, actor: Actor) -> list[int]:
@@ -166,11 +177,7 @@ def write(session: Session, batch: Batch, actor: Actor) -> list[int]:
                 row, factor, batch.settings)
         values.append(row)
         afters.append(after)
-    table = Procedure.__table__
-    columns = [c.key for c in table.columns if c.key != "id"]
-    values = [{c: row.get(c) for c in columns} for row in values]  # one key set: executemany
-    record_ids = list(session.execute(
-        insert(table).returning(table.c.id, sort_by_parameter_order=True), values).scalars())
+    record_ids = insert_numbered(session, Procedure.__table__, values)
     levels = [{"procedure_id": rid, "position": position, "level": level,
                "region": level_region(level).value}
               for rid, record in zip(record_ids, rows, strict=True)
@@ -180,7 +187,7 @@ def write(session: Session, batch: Batch, actor: Actor) -> list[int]:
     for rid, after in zip(record_ids, afters, strict=True):
         after["record_id"] = rid
     record_events(session, [NewEvent(actor.username, AuditAction.CREATE, "procedure", rid,
-                                     after=after)
+                                     after=after, json_ready=True)
                             for rid, after in zip(record_ids, afters, strict=True)])
     return record_ids
 
