@@ -113,14 +113,11 @@ def check_password_strength(password: str) -> None:
 
 
 def validate_username(username: str, field_name: str = "username") -> str:
-    """The username with surrounding spaces removed, or ValidationFailed naming `field_name`
-    and USERNAME_RULE.
-
-    Every path that creates an account calls this (users add, the admin page, first-run
-    setup, and "create missing" technologists of `log`, the form and CSV import): a name that
-    breaks the rule (a quote, a zero-width space, a newline) would otherwise become an account
-    that every later list, export and audit entry carries.
-    """
+    """The username without surrounding spaces, or ValidationFailed naming `field_name` and
+    USERNAME_RULE. Every path that creates an account calls it (users add, the admin page,
+    first-run setup, "create missing" technologists of `log`, the form and CSV import): a name
+    breaking the rule (a quote, a zero-width space, a newline) would otherwise become an
+    account that every later list, export and audit entry carries."""
     name = username.strip() if isinstance(username, str) else ""
     if not _USERNAME.fullmatch(name):
         raise ValidationFailed([FieldError(field_name, USERNAME_RULE)])
@@ -206,25 +203,6 @@ def _dummy_hash() -> str:
     return _hasher.hash(secrets.token_urlsafe(24))
 
 
-def _queryable(name: str) -> bool:
-    """Whether the database can be asked about `name`: PostgreSQL refuses NUL in text and
-    neither driver encodes a lone surrogate. Such a name names no account."""
-    if "\x00" in name:
-        return False
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _audit_name(name: str) -> str:
-    """The attempted username as the audit trail can store and hash it (NUL and lone
-    surrogates escaped, 80 characters), so a hostile name is recorded, not refused."""
-    text = name.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
-    return text[:80] or "?"
-
-
 def authenticate(engine: Engine, username: str, password: str) -> Actor:
     """Check a password; count failures, lock after MAX_FAILED_LOGINS, audit every outcome.
 
@@ -242,23 +220,21 @@ def authenticate(engine: Engine, username: str, password: str) -> Actor:
     name = username.strip() if isinstance(username, str) else ""
     dummy = _dummy_hash()  # the first attempt of a process pays for it, whatever the outcome
     user = None
-    if _queryable(name):
+    if lockout.queryable_name(name):
         with read_session(engine) as session:
             user = session.scalar(select(UserAccount).where(UserAccount.username == name))
     now = utcnow()
-    usable = (user is not None and user.active and user.can_sign_in
-              and user.password_hash is not None)
+    usable = user is not None and user.active and user.can_sign_in and bool(user.password_hash)
     locked = usable and lockout.is_locked(user.locked_until, now)  # type: ignore[union-attr]
     if usable and not locked:
-        assert user is not None and user.password_hash is not None
-        verified = _verify(user.password_hash, password)
+        verified = _verify(user.password_hash, password)  # type: ignore[union-attr,arg-type]
     else:
         _verify(dummy, password)  # the same work as a wrong password; the result is unused
         verified = False
     if user is None or not usable:
         reason = "unknown username" if user is None else "account disabled"
         with write_session(engine) as session:
-            failure = lockout.refuse(session, _audit_name(name), user.id if user else None,
+            failure = lockout.refuse(session, lockout.audit_name(name), user.id if user else None,
                                      reason, lockout.FAILED)
         raise SignInFailed(failure)
     assert user.password_hash is not None

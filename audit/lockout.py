@@ -40,6 +40,25 @@ def can_sign_in_clause() -> Any:
             & UserAccount.password_hash.is_not(None))
 
 
+def queryable_name(name: str) -> bool:
+    """Whether the database can be asked about `name`: PostgreSQL refuses NUL in text and
+    neither driver encodes a lone surrogate. Such a name names no account."""
+    if "\x00" in name:
+        return False
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def audit_name(name: str) -> str:
+    """The attempted username as the audit trail can store and hash it (NUL and lone
+    surrogates escaped, 80 characters), so a hostile name is recorded, not refused."""
+    text = name.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+    return text[:80] or "?"
+
+
 def is_locked(locked_until: datetime | None, now: datetime) -> bool:
     return locked_until is not None and locked_until > now
 

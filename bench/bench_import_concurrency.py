@@ -1,10 +1,11 @@
 """Benchmark: logging a case while a large CSV import runs (issue 10), on SQLite.
 
 One process imports a legacy CSV log (`fluoro-audit import csv`, 30,000 rows; --quick 3,000);
-meanwhile this process logs one procedure every 0.2 s through the service, as a technologist at
-the form would. Printed: the import's total time, how long it held SQLite's write lock (from
-BEGIN IMMEDIATE to COMMIT of its write transactions, measured in the importing process), and
-the latency of the single logs: p50, p95 and max. Target: log p95 < 1 s.
+meanwhile this process logs one procedure through the service, waits 0.2 s, logs the next, as
+a technologist at the form would. Printed: the import's total time, how long it held SQLite's
+write lock (from BEGIN IMMEDIATE to COMMIT of its write transactions, measured in the importing
+process), and the latency of the single logs: p50, p95 and max. Target: log p95 < 1 s. A log
+that arrives while the import writes waits for its one short write transaction: the max.
 
 Before issue 10 the import validated and wrote every row inside one write transaction: the
 30,000-row file held the lock 251 s and a log waited up to 248 s.
@@ -123,14 +124,12 @@ def main() -> None:
         started.wait(120)
         latencies: list[float] = []
         n = 0
-        next_at = time.perf_counter()
-        while importer.is_alive() and results.empty():
+        while importer.is_alive() and results.empty():  # a technologist: log, 0.2 s, log...
             n += 1
             begin = time.perf_counter()
             service.log(record(n, "L"), actor, confirm_warnings=True)
             latencies.append(time.perf_counter() - begin)
-            next_at += LOG_EVERY_S
-            time.sleep(max(0.0, next_at - time.perf_counter()))
+            time.sleep(LOG_EVERY_S)
         outcome = results.get(timeout=600)
         importer.join(60)
 
@@ -140,9 +139,12 @@ def main() -> None:
            f"{outcome['failed']} failed" if outcome["failed"] else "")
     figure("import total", outcome["total_s"], "s")
     figure("write lock held (sum)", outcome["held_s"], "s",
-           f"{outcome['transactions']} write transaction(s)")
-    figure("longest write transaction", outcome["longest_s"], "s")
-    figure("single logs during the import", f"{len(latencies):,}")
+           f"{outcome['transactions']} write transaction(s), "
+           f"{outcome['held_s'] / outcome['total_s']:.0%} of the import")
+    figure("longest write transaction", outcome["longest_s"], "s",
+           "a log arriving then waits up to this")
+    figure("single logs during the import", f"{len(latencies):,}",
+           "", f"{sum(s > 1 for s in latencies)} took over 1 s")
     if len(latencies) >= 2:
         q = percentiles(latencies)
         figure("log latency p50", q["p50_ms"], "ms")
