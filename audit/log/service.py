@@ -30,7 +30,8 @@ from audit.errors import (
     WarningsNotConfirmed,
 )
 from audit.filters import Filters
-from audit.log.names import NameResolver, record_names, room_display_unit
+from audit.log import bulk
+from audit.log.names import NameDirectory, NameResolver, record_names, room_display_unit
 from audit.log.pseudonym import site_secret
 from audit.log.queries import get_record, list_records
 from audit.log.record_fields import input_view, level_rows, snapshot
@@ -182,6 +183,35 @@ class ProcedureLog:
         """
         require(actor, Permission.LOG_PROCEDURE)
         return self._log_in(session, data, actor, confirm_warnings, create_missing)
+
+    def prepare_batch(
+        self,
+        records: Sequence[Mapping[str, Any]],
+        actor: Actor,
+        *,
+        confirm_warnings: bool = False,
+        create_missing: bool = False,
+    ) -> bulk.Batch:
+        """Check many records for one bulk write (CSV import), holding no lock: reference data
+        and the records' names are read in one short read session, then every record is
+        validated in memory with the checks of log(). Nothing is written; see write_batch."""
+        require(actor, Permission.LOG_PROCEDURE)
+        with read_session(self.engine) as session:
+            catalog, settings = self._reference(session)
+            mappings = [r for r in records if isinstance(r, Mapping)]
+            mrns = [str(r.get("patient_id") or "").strip() for r in mappings]
+            directory = NameDirectory(session, create_missing, site_secret(settings), mrns)
+            entries = [catalog.lookup(c) for c in {bulk.procedure_code(r) for r in mappings}
+                       if c]
+            usual = {e.id: self._cache.usual(session, e.id) for e in entries if e is not None}
+        return bulk.prepare(records, actor, catalog=catalog, settings=settings, usual=usual,
+                            directory=directory, confirm_warnings=confirm_warnings)
+
+    def write_batch(self, session: Session, batch: bulk.Batch, actor: Actor) -> list[int]:
+        """Insert the valid records of a prepared batch in the caller's write transaction
+        (with their audit events; names created as needed) and return their ids."""
+        require(actor, Permission.LOG_PROCEDURE)
+        return bulk.write(session, batch, actor)
 
     def _log_in(self, session: Session, data: Mapping[str, Any], actor: Actor, confirm: bool,
                 create_missing: bool) -> LogResult:
