@@ -16,6 +16,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from audit.auth import Actor, Permission, require
+from audit.bounds import finite_number, text_problem
 from audit.errors import FieldError, NotFound, ValidationFailed
 from audit.storage.engine import read_session, retrying, write_session
 from audit.storage.models import Physician, ProcedureType, Room, Site, UserAccount, utcnow
@@ -87,8 +88,9 @@ def _name(errors: list[FieldError], field: str, raw: Any, limit: int = MAX_NAME)
     if not text:
         errors.append(FieldError(field, "required"))
         return None
-    if len(text) > limit:
-        errors.append(FieldError(field, f"is {len(text)} characters; at most {limit} allowed"))
+    problem = text_problem(text, limit)  # also a NUL, which PostgreSQL cannot store
+    if problem:
+        errors.append(FieldError(field, problem))
         return None
     return text
 
@@ -96,8 +98,9 @@ def _name(errors: list[FieldError], field: str, raw: Any, limit: int = MAX_NAME)
 def _optional_text(errors: list[FieldError], field: str, raw: Any,
                    limit: int = MAX_NAME) -> str | None:
     text = str(raw or "").strip()
-    if len(text) > limit:
-        errors.append(FieldError(field, f"is {len(text)} characters; at most {limit} allowed"))
+    problem = text_problem(text, limit)
+    if problem:
+        errors.append(FieldError(field, problem))
         return None
     return text or None
 
@@ -226,7 +229,7 @@ def _room_values(changes: Mapping[str, Any], errors: list[FieldError]) -> dict[s
     if "kap_correction_factor" in changes:
         low, high = KAP_FACTOR_RANGE
         try:
-            factor = float(str(changes["kap_correction_factor"]).replace(",", "."))
+            factor = finite_number(changes["kap_correction_factor"])
         except ValueError:
             factor = float("nan")
         if not low <= factor <= high:
@@ -360,7 +363,7 @@ def _number(errors: list[FieldError], field: str, raw: Any, low: float, high: fl
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         return None
     try:
-        value = float(str(raw).replace(",", "."))
+        value = finite_number(raw)
     except ValueError:
         value = float("nan")
     if not low <= value <= high or (integer and value != int(value)):

@@ -86,15 +86,18 @@ def read_input(file: str | None) -> str:
 
 def cmd_log(args: argparse.Namespace) -> int:
     records = read_records(read_input(args.file))
-    service = ProcedureLog(make_engine(args.db))
+    engine = make_engine(args.db)
     try:
-        results = service.log_many(records, cli_actor(), confirm_warnings=args.confirm_warnings,
-                                   create_missing=args.create_missing)
+        results = ProcedureLog(engine).log_many(
+            records, cli_actor(), confirm_warnings=args.confirm_warnings,
+            create_missing=args.create_missing)
     except WarningsNotConfirmed as exc:
         for warning in exc.warnings:
             print_error(f"{warning} (confirm with --confirm-warnings)")
         print_error("nothing was written")
         return EXIT_INVALID
+    finally:
+        engine.dispose()  # main() may run in a long-lived process (tests, scripts)
     for result in results:
         print_json(result.as_dict())
     return EXIT_OK

@@ -277,7 +277,8 @@ def _fluoro_time(c: _Collector, values: dict[str, Any]) -> None:
     if raw is None and c.raw("fluoro_time") is not None:
         raw = c.raw("fluoro_time")
     if raw is None:
-        c.error(name, f"required; give {units.FLUORO_TIME_FORMS}")
+        if "fluoro_time" not in c.bad:  # its alias was given, and reported
+            c.error(name, f"required; give {units.FLUORO_TIME_FORMS}")
         values[name] = None
         return
     try:
