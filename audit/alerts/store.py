@@ -21,7 +21,7 @@ from sqlalchemy import Engine, Select, false, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from audit import access
-from audit.alerts.detection import PLACE_COLUMNS, compute_alerts
+from audit.alerts.detection import PLACE_COLUMNS, RULES_VERSION, compute_alerts
 from audit.analytics.snapshot import Snapshot
 from audit.auth import Actor, Permission, require
 from audit.errors import FieldError, NotFound, ValidationFailed
@@ -74,16 +74,18 @@ UNCHANGED = RefreshResult(0, 0, 0, 0)
 
 def _up_to_date(session: Session, snap: Snapshot) -> bool | None:
     """True: the stored alerts already reflect this snapshot's data (the last refresh was made
-    from it, or nothing alerts depend on changed since). False: they need a refresh. None: the
-    snapshot is older than the stored alerts or than the data (refresh it first)."""
+    from it, or nothing alerts depend on changed since). False: they need a refresh (also when
+    the last refresh ran under other rules: a new version of the code). None: the snapshot is
+    older than the stored alerts or than the data (refresh it first)."""
     last = session.execute(
         select(AuditEvent.after).where(AuditEvent.entity == "alert",
                                        AuditEvent.action == AuditAction.BULK_CREATE.value)
         .order_by(AuditEvent.id.desc()).limit(1)).scalar()
     synced = (last or {}).get("data_version")
     stored = session.scalar(select(func.count()).select_from(Alert))
-    if synced is not None and (last or {}).get("stored") != stored:
-        synced = None  # the table does not hold what the last refresh left: recompute
+    if synced is not None and ((last or {}).get("stored") != stored
+                               or (last or {}).get("rules") != RULES_VERSION):
+        synced = None  # the table does not hold what the last refresh left, or older rules
     newer_data = session.scalar(
         select(func.max(AuditEvent.id)).where(AuditEvent.id > snap.token,
                                               AuditEvent.entity.in_(ALERT_INPUTS)))
@@ -184,7 +186,7 @@ def refresh_alerts(engine: Engine, snap: Snapshot) -> RefreshResult:
                          after={"opened": result.opened, "updated": result.updated,
                                 "reopened": result.reopened, "withdrawn": result.withdrawn,
                                 "withdrawn_ids": gone["id"].astype(int).tolist()[:1000],
-                                "data_version": snap.token,
+                                "data_version": snap.token, "rules": RULES_VERSION,
                                 "stored": len(stored) + len(fresh)})
             return result
 
