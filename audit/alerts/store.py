@@ -4,7 +4,8 @@ Which alerts the records call for is decided in audit.alerts.detection (pure); t
 gives them an identity in table `alert`. `refresh_alerts` reconciles the stored alerts with the
 computed ones: new ones are opened, changed evidence is updated (an acknowledged alert whose
 records or value changed is reopened), and stored alerts no longer met (a record was voided or
-amended) are withdrawn, never deleted.
+amended) are withdrawn, never deleted. `acknowledge_many` acknowledges the alerts ticked on the
+Alerts page, all or none; audit.alerts.summary adds them up (rates, per patient, per physician).
 """
 
 from __future__ import annotations
@@ -201,14 +202,9 @@ def acknowledge(engine: Engine, actor: Actor, alert_ids: list[int], note: str, *
     """Record the RSO's follow-up of one or more alerts (all or none). A later note on an
     acknowledged alert is added beside the first. Returns the number acknowledged."""
     require(actor, Permission.MANAGE_ALERTS)
-    errors = []
-    if not (note or "").strip():
-        errors.append(FieldError("note", "required: what was done (patient informed, skin "
-                                         "check booked, no action needed and why)"))
+    errors = _note_errors(note, skin_check_date)
     if not alert_ids:
         errors.append(FieldError("alert_ids", "choose at least one alert"))
-    if skin_check_date is not None and not isinstance(skin_check_date, date):
-        errors.append(FieldError("skin_check_date", "a date, e.g. 2026-03-31"))
     if errors:
         raise ValidationFailed(errors)
 
@@ -242,6 +238,87 @@ def acknowledge(engine: Engine, actor: Actor, alert_ids: list[int], note: str, *
             return len(alerts)
 
     return retrying(work)
+
+
+def acknowledge_many(engine: Engine, actor: Actor, alert_ids: list[int], note: str, *,
+                     patient_informed: bool | None = None,
+                     skin_check_date: date | None = None) -> int:
+    """Acknowledge the open alerts a person ticked one by one, with one follow-up note: all or
+    none, one audit event per alert. Returns how many were acknowledged.
+
+    Unlike `acknowledge` (which adds a later note to an alert already followed up), every id
+    must name an alert that is open now: an unknown id, or one acknowledged or withdrawn since
+    the page was drawn, refuses the whole batch and is named, so a stale or mistaken selection
+    never acknowledges something nobody looked at. The statuses are changed by a conditional
+    UPDATE whose row count is checked, so two people acknowledging at once cannot both win."""
+    require(actor, Permission.MANAGE_ALERTS)
+    ids = list(dict.fromkeys(alert_ids or ()))
+    errors = _note_errors(note, skin_check_date)
+    bad = [i for i in ids if isinstance(i, bool) or not isinstance(i, int | np.integer)]
+    if bad:
+        errors.append(FieldError("alert_ids", f"not alert numbers: {', '.join(map(repr, bad))}"))
+    elif not ids:
+        errors.append(FieldError("alert_ids", "tick at least one alert"))
+    if errors:
+        raise ValidationFailed(errors)
+    ids = [int(i) for i in ids]
+
+    def work() -> int:
+        with write_session(engine) as session:
+            status = dict(session.execute(
+                select(Alert.id, Alert.status).where(Alert.id.in_(ids))
+                .with_for_update()).all())
+            _refuse_unless_open(ids, status)
+            now = utcnow()
+            changed = session.execute(
+                update(Alert).where(Alert.id.in_(ids), Alert.status == AlertStatus.OPEN.value)
+                .values(status=AlertStatus.ACKNOWLEDGED.value, updated_at=now)
+                .execution_options(synchronize_session=False)).rowcount
+            if changed != len(ids):  # changed between the read and the write: none of them
+                _refuse_unless_open(ids, dict(session.execute(
+                    select(Alert.id, Alert.status).where(Alert.id.in_(ids))).all()))
+                raise ValidationFailed([FieldError("alert_ids", "the alerts changed while "
+                                                                "acknowledging; reload")])
+            text_note = note.strip()
+            for alert_id in sorted(ids):
+                session.add(AlertAcknowledgement(
+                    alert_id=alert_id, acknowledged_at=now, acknowledged_by=actor.username,
+                    note=text_note, patient_informed=patient_informed,
+                    skin_check_date=skin_check_date))
+                record_event(session, actor=actor.username, action=AuditAction.ACKNOWLEDGE,
+                             entity="alert", entity_id=alert_id, reason=text_note,
+                             before={"status": AlertStatus.OPEN.value},
+                             after={"status": AlertStatus.ACKNOWLEDGED.value,
+                                    "patient_informed": patient_informed,
+                                    "skin_check_date": skin_check_date,
+                                    "acknowledged_together": len(ids)})
+            return len(ids)
+
+    return retrying(work)
+
+
+def _note_errors(note: str, skin_check_date: date | None) -> list[FieldError]:
+    errors = []
+    if not (note or "").strip():
+        errors.append(FieldError("note", "required: what was done (patient informed, skin "
+                                         "check booked, no action needed and why)"))
+    if skin_check_date is not None and not isinstance(skin_check_date, date):
+        errors.append(FieldError("skin_check_date", "a date, e.g. 2026-03-31"))
+    return errors
+
+
+def _refuse_unless_open(ids: list[int], status: Mapping[int, str]) -> None:
+    """ValidationFailed naming every id that is not an open alert, grouped by why."""
+    why = {"no such alert": [i for i in ids if i not in status],
+           "already acknowledged": [i for i in ids
+                                    if status.get(i) == AlertStatus.ACKNOWLEDGED.value],
+           "withdrawn (no longer met)": [i for i in ids
+                                         if status.get(i) == AlertStatus.WITHDRAWN.value]}
+    parts = [f"{reason}: {', '.join(f'#{i}' for i in found)}"
+             for reason, found in why.items() if found]
+    if parts:
+        raise ValidationFailed([FieldError(
+            "alert_ids", "nothing was acknowledged; " + "; ".join(parts))])
 
 
 def _joined(query: Any) -> Any:
