@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from audit.alerts.store import RefreshResult as RefreshResult
     from audit.alerts.store import acknowledge as acknowledge_alerts
     from audit.alerts.store import acknowledge_many as acknowledge_many
+    from audit.alerts.store import acknowledgement_errors as acknowledgement_errors
     from audit.alerts.store import acknowledgements as acknowledgements
     from audit.alerts.store import alert_counts as alert_counts
     from audit.alerts.store import list_alerts as list_alerts
@@ -36,6 +37,7 @@ __all__ = [
     "RefreshResult",
     "acknowledge_alerts",
     "acknowledge_many",
+    "acknowledgement_errors",
     "acknowledgements",
     "alert_counts",
     "alert_rates",
@@ -62,6 +64,7 @@ _PUBLIC = {
     "alert_counts": "audit.alerts.store",
     "acknowledge_alerts": "audit.alerts.store:acknowledge",
     "acknowledge_many": "audit.alerts.store",
+    "acknowledgement_errors": "audit.alerts.store",
     "acknowledgements": "audit.alerts.store",
     # what the open alerts add up to
     "alert_rates": "audit.alerts.summary",

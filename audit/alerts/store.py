@@ -252,16 +252,10 @@ def acknowledge_many(engine: Engine, actor: Actor, alert_ids: list[int], note: s
     never acknowledges something nobody looked at. The statuses are changed by a conditional
     UPDATE whose row count is checked, so two people acknowledging at once cannot both win."""
     require(actor, Permission.MANAGE_ALERTS)
-    ids = list(dict.fromkeys(alert_ids or ()))
-    errors = _note_errors(note, skin_check_date)
-    bad = [i for i in ids if isinstance(i, bool) or not isinstance(i, int | np.integer)]
-    if bad:
-        errors.append(FieldError("alert_ids", f"not alert numbers: {', '.join(map(repr, bad))}"))
-    elif not ids:
-        errors.append(FieldError("alert_ids", "tick at least one alert"))
+    errors = acknowledgement_errors(alert_ids, note, skin_check_date)
     if errors:
         raise ValidationFailed(errors)
-    ids = [int(i) for i in ids]
+    ids = [int(i) for i in dict.fromkeys(alert_ids)]
 
     def work() -> int:
         with write_session(engine) as session:
@@ -295,6 +289,21 @@ def acknowledge_many(engine: Engine, actor: Actor, alert_ids: list[int], note: s
             return len(ids)
 
     return retrying(work)
+
+
+def acknowledgement_errors(alert_ids: list[int], note: str,
+                           skin_check_date: date | None = None) -> list[FieldError]:
+    """What acknowledge_many would refuse before reading the database (no note, nothing
+    ticked, not alert numbers), so a page can ask "Acknowledge 3 alerts?" only when the answer
+    can be yes; the same checks acknowledge_many makes."""
+    errors = _note_errors(note, skin_check_date)
+    ids = list(alert_ids or ())
+    bad = [i for i in ids if isinstance(i, bool) or not isinstance(i, int | np.integer)]
+    if bad:
+        errors.append(FieldError("alert_ids", f"not alert numbers: {', '.join(map(repr, bad))}"))
+    elif not ids:
+        errors.append(FieldError("alert_ids", "tick at least one alert"))
+    return errors
 
 
 def _note_errors(note: str, skin_check_date: date | None) -> list[FieldError]:
