@@ -16,9 +16,10 @@ newer one is never summed with it.)
   shift with every new record. A type with fewer than investigation_min_records records with the
   quantity gets no level (a percentile of a few records is noise); the SRDLs still apply.
   Why a high percentile and not a multiple of the median alone: a multiple flags however many
-  cases the spread of dose (patient size, levels treated, operator) puts above it, a quarter of
-  all procedures on realistic data at 3x, too many to review; a percentile flags about 1 record
-  in 100 per quantity by construction, whatever the spread (docs/reference.md §10).
+  cases the spread of dose (patient size, levels treated, operator) puts above it, about 24
+  alerts per 100 procedures on realistic data at 3x, too many to review; a percentile flags
+  about 1 record in 100 per quantity by construction, whatever the spread (docs/reference.md
+  §10).
 - Cumulative: for each record of a patient, the sum of KAP (or Ka,r) over the patient's records
   in the window (t - W, t] (cumulative_window_days; records at the same instant all count). A
   run of consecutive records whose sum reaches the threshold is one episode, identified by the

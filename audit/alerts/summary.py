@@ -2,7 +2,7 @@
 per physician.
 
 Why: a count of open alerts says nothing without the number of procedures it comes from (5,008
-alerts is a quarter of 20,007 procedures, or 1 in 200 of a million), and a list of thousands
+alerts are 25 per 100 of 20,007 procedures, or 1 per 200 of a million), and a list of thousands
 of alerts hides that most belong to a few patients or one physician's technique. The RSO acts
 on a patient (inform, book a skin check) or on a physician (review technique), so the open
 alerts are grouped the same ways. Counts are GROUP BYs over the alert table alone, filtered

@@ -5,8 +5,8 @@ Revises: 0007
 Create Date: 2026-11-30
 
 Until now an investigation alert was any record at or above 3x the local median of its type
-(setting investigation_factor). On realistic data that flagged a quarter of all procedures,
-too many to review, so alerts were acknowledged unread. The level is now the local 99th
+(setting investigation_factor). On realistic data that raised about 24 alerts per 100
+procedures, too many to review, so alerts were acknowledged unread. The level is now the local 99th
 percentile of the type's records (investigation_percentile), never below investigation_factor
 x their median, and only from investigation_min_records records with the quantity
 (docs/reference.md §10). Both new settings are seeded here with their sources, only where absent;
