@@ -26,6 +26,7 @@ from audit.storage.engine import read_session
 from audit.storage.models import AuditEvent, Procedure
 from audit.vocab import Role
 from tests.alerts.test_alerts import QUALITY, RSO, log_all, tfesi
+from tests.conftest import race
 
 #: Five patients each with one SRDL KAP alert (600 >= 500 Gy·cm²), which is also a cumulative
 #: KAP alert (600 >= 200 in 84 days): ten alerts. Two more ordinary records give procedures
@@ -169,3 +170,21 @@ def test_rates_per_100_procedures_and_the_groupings(engine: Engine,
     assert doctors.loc["Dr. Chen", ["procedures", "open"]].tolist() == [5, 6]
     assert doctors.loc["Dr. Chen", "open_per_100"] == 120.0
     assert doctors.index.tolist() == ["Dr. Park", "Dr. Chen"]  # highest rate first
+
+
+def test_two_people_acknowledging_overlapping_batches_at_once(engine: Engine,
+                                                             srdl_ids: list[int]) -> None:
+    """Both transactions open at once: one batch wins whole, the other is refused whole and
+    names the alert they shared; no alert has two first acknowledgements."""
+    other = Actor("rso2", Role.RSO)
+    outcomes = race([
+        lambda: acknowledge_many(engine, RSO, srdl_ids[:3], "first"),
+        lambda: acknowledge_many(engine, other, srdl_ids[2:], "second"),
+    ])
+    failed = [o for o in outcomes if o is not None]
+    assert len(failed) == 1 and isinstance(failed[0], ValidationFailed), outcomes
+    assert f"already acknowledged: #{srdl_ids[2]}" in failed[0].errors[0].message
+    won = srdl_ids[:3] if outcomes[0] is None else srdl_ids[2:]
+    after = statuses(engine)
+    assert {i for i in srdl_ids if after[i] == "acknowledged"} == set(won)
+    assert sorted(int(e.entity_id) for e in acknowledge_events(engine)) == sorted(won)
