@@ -48,7 +48,14 @@ class Settings:
     srdl_kap_gycm2: float = 500
     #: NCRP Report 168 / SIR 2009, 60 min (0001).
     srdl_fluoro_time_s: float = 3600
-    #: Local policy: investigate above 3x the local median (0001).
+    #: Local QA choice: the investigation level is the local 99th percentile of the procedure
+    #: type's records (about 1 record in 100 per quantity; docs/reference.md §10) (0011).
+    investigation_percentile: float = 99
+    #: Local QA choice: a type gets an investigation level from 100 records with the quantity
+    #: (a 99th percentile of fewer is the largest record or two, not a level) (0011).
+    investigation_min_records: int = 100
+    #: Local policy: the investigation level is never below 3x the local median (0001; its
+    #: source text reworded by 0011, when an administrator had not changed it).
     investigation_factor: float = 3
     #: OpenREM default, 12 weeks (0001).
     cumulative_window_days: float = 84

@@ -44,14 +44,20 @@ def figure(name: str, value: float | str, unit: str = "", note: str = "") -> Non
 
 def demo_database(procedures: int, seed: int = 1,
                   progress: Callable[[int, int], None] | bool = True) -> Path:
-    """A SQLite file with `procedures` demo records, generated once and kept in bench/out/."""
+    """A SQLite file with `procedures` demo records, generated once and kept in bench/out/
+    (its key directory beside it). The name carries a digest of the generator's source, so a
+    changed generator (other distributions) makes a new file instead of reusing stale data."""
+    import hashlib
     from datetime import date
 
+    import audit.demo
     from audit.demo import generate
     from audit.storage.engine import make_engine, migrate
 
     OUT.mkdir(exist_ok=True)
-    path = OUT / f"demo-{procedures}-s{seed}.sqlite3"
+    source = Path(audit.demo.__file__).read_bytes()
+    stamp = hashlib.blake2b(source, digest_size=4).hexdigest()
+    path = OUT / f"demo-{procedures}-s{seed}-{stamp}.sqlite3"
     if not path.exists():
         partial = path.with_suffix(".partial")
         partial.unlink(missing_ok=True)

@@ -4,7 +4,8 @@ Which alerts the records call for is decided in audit.alerts.detection (pure); t
 gives them an identity in table `alert`. `refresh_alerts` reconciles the stored alerts with the
 computed ones: new ones are opened, changed evidence is updated (an acknowledged alert whose
 records or value changed is reopened), and stored alerts no longer met (a record was voided or
-amended) are withdrawn, never deleted.
+amended) are withdrawn, never deleted. `acknowledge_many` acknowledges the alerts ticked on the
+Alerts page, all or none; audit.alerts.summary adds them up (rates, per patient, per physician).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from sqlalchemy import Engine, Select, false, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from audit import access
-from audit.alerts.detection import PLACE_COLUMNS, compute_alerts
+from audit.alerts.detection import PLACE_COLUMNS, RULES_VERSION, compute_alerts
 from audit.analytics.snapshot import Snapshot
 from audit.auth import Actor, Permission, require
 from audit.errors import FieldError, NotFound, ValidationFailed
@@ -74,16 +75,18 @@ UNCHANGED = RefreshResult(0, 0, 0, 0)
 
 def _up_to_date(session: Session, snap: Snapshot) -> bool | None:
     """True: the stored alerts already reflect this snapshot's data (the last refresh was made
-    from it, or nothing alerts depend on changed since). False: they need a refresh. None: the
-    snapshot is older than the stored alerts or than the data (refresh it first)."""
+    from it, or nothing alerts depend on changed since). False: they need a refresh (also when
+    the last refresh ran under other rules: a new version of the code). None: the snapshot is
+    older than the stored alerts or than the data (refresh it first)."""
     last = session.execute(
         select(AuditEvent.after).where(AuditEvent.entity == "alert",
                                        AuditEvent.action == AuditAction.BULK_CREATE.value)
         .order_by(AuditEvent.id.desc()).limit(1)).scalar()
     synced = (last or {}).get("data_version")
     stored = session.scalar(select(func.count()).select_from(Alert))
-    if synced is not None and (last or {}).get("stored") != stored:
-        synced = None  # the table does not hold what the last refresh left: recompute
+    if synced is not None and ((last or {}).get("stored") != stored
+                               or (last or {}).get("rules") != RULES_VERSION):
+        synced = None  # the table does not hold what the last refresh left, or older rules
     newer_data = session.scalar(
         select(func.max(AuditEvent.id)).where(AuditEvent.id > snap.token,
                                               AuditEvent.entity.in_(ALERT_INPUTS)))
@@ -184,7 +187,7 @@ def refresh_alerts(engine: Engine, snap: Snapshot) -> RefreshResult:
                          after={"opened": result.opened, "updated": result.updated,
                                 "reopened": result.reopened, "withdrawn": result.withdrawn,
                                 "withdrawn_ids": gone["id"].astype(int).tolist()[:1000],
-                                "data_version": snap.token,
+                                "data_version": snap.token, "rules": RULES_VERSION,
                                 "stored": len(stored) + len(fresh)})
             return result
 
@@ -199,14 +202,9 @@ def acknowledge(engine: Engine, actor: Actor, alert_ids: list[int], note: str, *
     """Record the RSO's follow-up of one or more alerts (all or none). A later note on an
     acknowledged alert is added beside the first. Returns the number acknowledged."""
     require(actor, Permission.MANAGE_ALERTS)
-    errors = []
-    if not (note or "").strip():
-        errors.append(FieldError("note", "required: what was done (patient informed, skin "
-                                         "check booked, no action needed and why)"))
+    errors = _note_errors(note, skin_check_date)
     if not alert_ids:
         errors.append(FieldError("alert_ids", "choose at least one alert"))
-    if skin_check_date is not None and not isinstance(skin_check_date, date):
-        errors.append(FieldError("skin_check_date", "a date, e.g. 2026-03-31"))
     if errors:
         raise ValidationFailed(errors)
 
@@ -240,6 +238,96 @@ def acknowledge(engine: Engine, actor: Actor, alert_ids: list[int], note: str, *
             return len(alerts)
 
     return retrying(work)
+
+
+def acknowledge_many(engine: Engine, actor: Actor, alert_ids: list[int], note: str, *,
+                     patient_informed: bool | None = None,
+                     skin_check_date: date | None = None) -> int:
+    """Acknowledge the open alerts a person ticked one by one, with one follow-up note: all or
+    none, one audit event per alert. Returns how many were acknowledged.
+
+    Unlike `acknowledge` (which adds a later note to an alert already followed up), every id
+    must name an alert that is open now: an unknown id, or one acknowledged or withdrawn since
+    the page was drawn, refuses the whole batch and is named, so a stale or mistaken selection
+    never acknowledges something nobody looked at. The statuses are changed by a conditional
+    UPDATE whose row count is checked, so two people acknowledging at once cannot both win."""
+    require(actor, Permission.MANAGE_ALERTS)
+    errors = acknowledgement_errors(alert_ids, note, skin_check_date)
+    if errors:
+        raise ValidationFailed(errors)
+    ids = [int(i) for i in dict.fromkeys(alert_ids)]
+
+    def work() -> int:
+        with write_session(engine) as session:
+            status = dict(session.execute(
+                select(Alert.id, Alert.status).where(Alert.id.in_(ids))
+                .with_for_update()).all())
+            _refuse_unless_open(ids, status)
+            now = utcnow()
+            changed = session.execute(
+                update(Alert).where(Alert.id.in_(ids), Alert.status == AlertStatus.OPEN.value)
+                .values(status=AlertStatus.ACKNOWLEDGED.value, updated_at=now)
+                .execution_options(synchronize_session=False)).rowcount
+            if changed != len(ids):  # changed between the read and the write: none of them
+                _refuse_unless_open(ids, dict(session.execute(
+                    select(Alert.id, Alert.status).where(Alert.id.in_(ids))).all()))
+                raise ValidationFailed([FieldError("alert_ids", "the alerts changed while "
+                                                                "acknowledging; reload")])
+            text_note = note.strip()
+            for alert_id in sorted(ids):
+                session.add(AlertAcknowledgement(
+                    alert_id=alert_id, acknowledged_at=now, acknowledged_by=actor.username,
+                    note=text_note, patient_informed=patient_informed,
+                    skin_check_date=skin_check_date))
+                record_event(session, actor=actor.username, action=AuditAction.ACKNOWLEDGE,
+                             entity="alert", entity_id=alert_id, reason=text_note,
+                             before={"status": AlertStatus.OPEN.value},
+                             after={"status": AlertStatus.ACKNOWLEDGED.value,
+                                    "patient_informed": patient_informed,
+                                    "skin_check_date": skin_check_date,
+                                    "acknowledged_together": len(ids)})
+            return len(ids)
+
+    return retrying(work)
+
+
+def acknowledgement_errors(alert_ids: list[int], note: str,
+                           skin_check_date: date | None = None) -> list[FieldError]:
+    """What acknowledge_many would refuse before reading the database (no note, nothing
+    ticked, not alert numbers), so a page can ask "Acknowledge 3 alerts?" only when the answer
+    can be yes; the same checks acknowledge_many makes."""
+    errors = _note_errors(note, skin_check_date)
+    ids = list(alert_ids or ())
+    bad = [i for i in ids if isinstance(i, bool) or not isinstance(i, int | np.integer)]
+    if bad:
+        errors.append(FieldError("alert_ids", f"not alert numbers: {', '.join(map(repr, bad))}"))
+    elif not ids:
+        errors.append(FieldError("alert_ids", "tick at least one alert"))
+    return errors
+
+
+def _note_errors(note: str, skin_check_date: date | None) -> list[FieldError]:
+    errors = []
+    if not (note or "").strip():
+        errors.append(FieldError("note", "required: what was done (patient informed, skin "
+                                         "check booked, no action needed and why)"))
+    if skin_check_date is not None and not isinstance(skin_check_date, date):
+        errors.append(FieldError("skin_check_date", "a date, e.g. 2026-03-31"))
+    return errors
+
+
+def _refuse_unless_open(ids: list[int], status: Mapping[int, str]) -> None:
+    """ValidationFailed naming every id that is not an open alert, grouped by why."""
+    why = {"no such alert": [i for i in ids if i not in status],
+           "already acknowledged": [i for i in ids
+                                    if status.get(i) == AlertStatus.ACKNOWLEDGED.value],
+           "withdrawn (no longer met)": [i for i in ids
+                                         if status.get(i) == AlertStatus.WITHDRAWN.value]}
+    parts = [f"{reason}: {', '.join(f'#{i}' for i in found)}"
+             for reason, found in why.items() if found]
+    if parts:
+        raise ValidationFailed([FieldError(
+            "alert_ids", "nothing was acknowledged; " + "; ".join(parts))])
 
 
 def _joined(query: Any) -> Any:

@@ -18,6 +18,7 @@ import pandas as pd
 from sqlalchemy import Engine
 
 from audit.alerts.store import alert_counts, list_alerts, refresh_alerts
+from audit.alerts.summary import alert_rates, open_by_patient, open_by_physician
 from audit.analytics.compliance import compliance
 from audit.analytics.dose_stats import dose_stats
 from audit.analytics.reference_levels import local_drls
@@ -53,7 +54,10 @@ def build(kind: str, engine: Engine, snap: Snapshot, actor: Actor, filters: Filt
     if kind == "alerts":
         refresh_alerts(engine, snap)
         alerts = list_alerts(engine, actor, filters)
-        tables = {"overall": alert_counts(engine, actor, filters)}
+        tables = {"overall": alert_counts(engine, actor, filters),
+                  "rates": alert_rates(engine, actor, snap, filters),
+                  "by_physician": open_by_physician(engine, actor, snap, filters),
+                  "by_patient": open_by_patient(engine, actor, filters)}
         if by:
             months = [f"{t:%Y-%m}" for t in alerts["performed_at"]]  # alerts, not records
             tables["groups"] = (alerts.assign(month=months).groupby([by, "kind", "status"])

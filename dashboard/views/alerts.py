@@ -1,8 +1,17 @@
 """Alerts: SRDL exceedances, investigation levels and cumulative dose, with the RSO's
-follow-up (docs/design.md §3)."""
+follow-up (docs/design.md §3).
+
+What the page is for: deciding what to do next. So it shows how many alerts per 100 procedures
+(a count alone says nothing), which patients and which physicians the open alerts belong to,
+and lets the RSO acknowledge several alerts at once, but only ones ticked one by one in a
+table: a type-to-search picker once selected every alert whose text matched what was typed.
+A failed submit keeps the ticks and shows the error next to what must change; a successful
+one says what was acknowledged.
+"""
 
 from __future__ import annotations
 
+import hashlib
 from datetime import date
 
 import altair as alt
@@ -10,38 +19,60 @@ import pandas as pd
 import streamlit as st
 
 from audit.alerts import (
+    INVESTIGATION_SETTINGS,
     KINDS_BY_PRIORITY,
     THRESHOLD_SETTINGS,
-    acknowledge_alerts,
+    acknowledge_many,
+    acknowledgement_errors,
     alert_counts,
+    alert_rates,
     investigation_levels,
     list_alerts,
+    open_by_patient,
+    open_by_physician,
     refresh_alerts,
 )
 from audit.auth import Permission
-from audit.errors import AuditError, ValidationFailed
+from audit.errors import AuditError, FieldError, ValidationFailed
 from dashboard import analytics, state
 from dashboard.analytics import chart_and_table
-from dashboard.widgets import plain
+from dashboard.widgets import FieldErrors, plain
+
+KIND_COLOURS = alt.Scale(domain=list(KINDS_BY_PRIORITY), range=["#e45756", "#f58518", "#4c78a8"])
+#: Session keys of the acknowledge form: the listed ids (with the editor's key), the batch
+#: waiting for "Acknowledge N alerts?", the message after success, the editor generation.
+LISTED, PENDING, DONE, GENERATION = "a_listed", "a_pending", "a_done", "a_generation"
+ERRORS = FieldErrors("a_errors")
+TABLE_COLUMNS = ["alert_id", "kind", "quantity", "performed_at", "patient", "procedure",
+                 "physician", "room", "value", "threshold"]
 
 actor = state.require(Permission.VIEW_DASHBOARDS)
 st.title("Dose alerts")
 snap = analytics.snapshot()
 chosen = analytics.filters(snap)
 analytics.caption(snap, chosen)
-refresh_alerts(state.engine(), snap)  # derived from all records: arrival order cannot matter
+try:
+    refresh_alerts(state.engine(), snap)  # derived from all records: arrival order cannot matter
+except ValidationFailed as exc:  # a threshold setting that cannot be used: say which
+    st.error("Alerts were not recomputed: " + plain(exc))
 try:
     summary = alert_counts(state.engine(), actor, chosen)
+    rates = alert_rates(state.engine(), actor, snap, chosen).set_index("kind")
 except ValidationFailed as exc:
     st.error(plain(exc))
     st.stop()
 
-open_by_kind = summary.groupby("kind")["open"].sum() if len(summary) else {}
+# --- how many, and how many per 100 procedures -------------------------------------------------
+procedures = int(rates.loc["all", "procedures"])
 cols = st.columns(4)
-cols[0].metric("Open", f"{int(summary['open'].sum()) if len(summary) else 0:,}")
-for col, kind, name in zip(cols[1:], KINDS_BY_PRIORITY,
-                           ("Open SRDL", "Open cumulative", "Open investigation"), strict=True):
-    col.metric(name, f"{int(open_by_kind.get(kind, 0)):,}")
+for col, kind, name in zip(cols, ("all", *KINDS_BY_PRIORITY),
+                           ("Open", "Open SRDL", "Open cumulative", "Open investigation"),
+                           strict=True):
+    col.metric(name, f"{int(rates.loc[kind, 'open']):,}")
+    per_100 = rates.loc[kind, "open_per_100"]
+    col.caption(f"{per_100:.2f} per 100 procedures" if procedures else "no procedures")
+st.caption(f"Out of {procedures:,} procedures under these filters. Investigation levels flag "
+           "about 1 record in 100 per dose quantity by design (see Thresholds below).")
 
 if len(summary):
     long = summary.melt(id_vars=["kind", "quantity"], value_vars=["open", "acknowledged",
@@ -58,15 +89,45 @@ if len(summary):
     chart_and_table(chart, summary)
 else:
     st.success("No alerts for these filters.")
+st.caption("Alerts per 100 procedures, by kind (raised = open + acknowledged):")
+st.dataframe(rates.reset_index(), hide_index=True)
 
-columns = ["alert_id", "kind", "quantity", "performed_at", "patient", "procedure", "physician",
-           "room", "value", "threshold", "records", "window_start", "window_end",
-           "threshold_source"]
+# --- who the open alerts belong to ---------------------------------------------------------------
+st.subheader("Open alerts by physician")
+doctors = open_by_physician(state.engine(), actor, snap, chosen)
+if doctors["open"].sum():
+    per_kind = doctors[doctors["procedures"] > 0].melt(
+        id_vars=["physician", "procedures"], value_vars=list(KINDS_BY_PRIORITY),
+        var_name="kind", value_name="alerts")
+    per_kind["per_100"] = (100 * per_kind["alerts"] / per_kind["procedures"]).round(2)
+    chart = alt.Chart(per_kind).mark_bar().encode(
+        y=alt.Y("physician:N", sort=doctors["physician"].tolist(), title=None),
+        x=alt.X("sum(per_100):Q", title="Open alerts per 100 procedures"),
+        color=alt.Color("kind:N", scale=KIND_COLOURS),
+        tooltip=["physician", "kind", "alerts", "procedures", "per_100"],
+    ).properties(height=24 * len(doctors) + 40,
+                 title="Open alerts per 100 of each physician's procedures")
+    chart_and_table(chart, doctors.drop(columns=["latest"]))
+    st.caption("A physician far above the others needs one review of technique, not one "
+               "acknowledgement per case.")
+else:
+    st.write("No open alerts.")
+
+st.subheader("Open alerts by patient")
+patients = open_by_patient(state.engine(), actor, chosen)
+if len(patients):
+    st.caption(f"{len(patients):,} patients with open alerts, most urgent first (SRDL, then "
+               "cumulative, then how many); one follow-up can answer several alerts.")
+    st.dataframe(patients.head(500), hide_index=True, height=250)
+else:
+    st.write("No open alerts.")
+
+# --- the alerts themselves -----------------------------------------------------------------------
+columns = [*TABLE_COLUMNS, "records", "window_start", "window_end", "threshold_source"]
 tabs = st.tabs(["Open", "Acknowledged", "Withdrawn"])
 for tab, status in zip(tabs, ("open", "acknowledged", "withdrawn"), strict=True):
     with tab:
-        shown = list_alerts(state.engine(), actor, chosen, status=status,
-                                             limit=2000)
+        shown = list_alerts(state.engine(), actor, chosen, status=status, limit=2000)
         extra = {"acknowledged": ["acknowledged_at", "acknowledged_by", "note",
                                   "patient_informed", "skin_check_date"],
                  "withdrawn": ["withdrawn_reason"]}.get(status, [])
@@ -74,41 +135,125 @@ for tab, status in zip(tabs, ("open", "acknowledged", "withdrawn"), strict=True)
         st.caption(f"{len(shown):,} shown of {total:,} {status} (newest first)")
         st.dataframe(shown[columns + extra], hide_index=True, height=300)
 
+
+# --- acknowledge: explicit ticks, one note, a count to confirm -----------------------------------
+def _ticked(listed: tuple[str, list[int]] | None) -> list[int]:
+    """The alert ids ticked in the editor `listed` names (its rows are those ids, in order)."""
+    if not listed:
+        return []
+    key, ids = listed
+    edits = (st.session_state.get(key) or {}).get("edited_rows", {})
+    return [ids[int(row)] for row, change in sorted(edits.items(), key=lambda e: int(e[0]))
+            if change.get("acknowledge") and int(row) < len(ids)]
+
+
+def _ask() -> None:
+    """Submit: check what can be checked without the database; if nothing is wrong, ask for
+    confirmation with the count. The ticks and the note stay as they are either way."""
+    ticked = _ticked(st.session_state.get(LISTED))
+    note = st.session_state.get("a_note", "")
+    check = st.session_state.get("a_check")
+    errors = acknowledgement_errors(ticked, note, check if isinstance(check, date) else None)
+    st.session_state.pop(PENDING, None)
+    if errors:
+        ERRORS.set(errors)
+        return
+    ERRORS.clear()
+    st.session_state[PENDING] = {"ids": ticked, "note": note,
+                                 "informed": bool(st.session_state.get("a_informed")),
+                                 "check": check if isinstance(check, date) else None}
+
+
+def _confirm() -> None:
+    pending = st.session_state.pop(PENDING, None)
+    if not pending:
+        return
+    try:
+        done = acknowledge_many(state.engine(), actor, pending["ids"], pending["note"],
+                                patient_informed=pending["informed"],
+                                skin_check_date=pending["check"])
+    except ValidationFailed as exc:
+        ERRORS.set(exc.errors)
+        return
+    except AuditError as exc:  # e.g. the role changed meanwhile
+        ERRORS.set([FieldError("alert_ids", str(exc))])
+        return
+    state.data_changed()
+    ERRORS.clear()
+    st.session_state[DONE] = (f"{done} alert{'s' if done != 1 else ''} acknowledged: "
+                              + ", ".join(f"#{i}" for i in pending["ids"]) + ".")
+    st.session_state[GENERATION] = st.session_state.get(GENERATION, 0) + 1  # ticks cleared
+    for widget in ("a_note", "a_informed", "a_check"):  # the next batch starts blank
+        st.session_state.pop(widget, None)
+
+
+def _cancel() -> None:
+    st.session_state.pop(PENDING, None)
+
+
 st.subheader("Acknowledge")
+message = st.session_state.pop(DONE, None)
+if message:
+    st.success(plain(message), icon=":material/check_circle:")
 if not actor.can(Permission.MANAGE_ALERTS):
     st.info("Only the radiation safety officer acknowledges alerts.")
-elif not len(summary) or not int(summary["open"].sum()):
+elif not int(rates.loc["all", "open"]):
     st.write("Nothing to acknowledge.")
 else:
-    priority = pd.concat([list_alerts(state.engine(), actor, chosen, status="open", kind=kind,
-                                      limit=200)
-                          for kind in KINDS_BY_PRIORITY])
-    labels = {int(r.alert_id): f"#{r.alert_id} {r.kind} {r.quantity} · {r.patient} · "
-                               f"{r.performed_at:%Y-%m-%d} · {r.value:.4g} ≥ {r.threshold:.4g}"
-              for r in priority.itertuples()}
-    with st.form("acknowledge", clear_on_submit=True):
-        picked = st.multiselect("Alerts", list(labels), format_func=labels.get, key="a_ids")
-        note = st.text_area("Follow-up note", key="a_note",
-                            placeholder="e.g. patient informed by phone; skin check booked")
-        informed = st.checkbox("Patient informed", key="a_informed")
-        check = st.date_input("Skin check date (optional)", value=None, key="a_check")
-        submitted = st.form_submit_button("Acknowledge")
-    if submitted:
-        try:
-            done = acknowledge_alerts(state.engine(), actor, picked, note,
-                               patient_informed=informed,
-                               skin_check_date=check if isinstance(check, date) else None)
-        except AuditError as exc:
-            st.error(plain(exc))
-        else:
-            state.data_changed()
-            st.success(f"{done} alert(s) acknowledged.")
-            st.rerun()
+    listed = pd.concat([list_alerts(state.engine(), actor, chosen, status="open", kind=kind,
+                                    limit=200) for kind in KINDS_BY_PRIORITY],
+                       ignore_index=True)
+    ids = [int(i) for i in listed["alert_id"]]
+    # The editor's ticks are kept by row position: a key naming the listed ids means a list
+    # that changed (new alerts, another person's acknowledgement) starts unticked instead of
+    # moving the ticks onto other alerts.
+    digest = hashlib.blake2b(",".join(map(str, ids)).encode(), digest_size=6).hexdigest()
+    key = f"a_table_{st.session_state.get(GENERATION, 0)}_{digest}"
+    st.session_state[LISTED] = (key, ids)
+    table = listed[TABLE_COLUMNS].copy()
+    table.insert(0, "acknowledge", False)
+    st.caption(f"Open alerts, most urgent first ({len(ids):,} listed). Tick each alert to "
+               "acknowledge; nothing is ticked for you.")
+    with st.form("acknowledge"):
+        st.data_editor(
+            table, key=key, hide_index=True, height=300,
+            disabled=TABLE_COLUMNS,
+            column_config={"acknowledge": st.column_config.CheckboxColumn(
+                "Acknowledge", help="Tick the alerts this follow-up note answers",
+                default=False)})
+        ticked = _ticked((key, ids))
+        st.caption(f"{len(ticked)} ticked" + (": " + ", ".join(f"#{i}" for i in ticked)
+                                              if ticked else ""))
+        ERRORS.show("alert_ids")
+        st.text_area("Follow-up note", key="a_note",
+                     placeholder="e.g. patient informed by phone; skin check booked")
+        ERRORS.show("note")
+        st.checkbox("Patient informed", key="a_informed")
+        st.date_input("Skin check date (optional)", value=None, key="a_check")
+        ERRORS.show("skin_check_date")
+        st.form_submit_button("Acknowledge ticked alerts", on_click=_ask)
+    pending = st.session_state.get(PENDING)
+    if pending:
+        count = len(pending["ids"])
+        st.warning(f"Acknowledge {count} alert{'s' if count != 1 else ''}? "
+                   + ", ".join(f"#{i}" for i in pending["ids"]), icon=":material/help:")
+        yes, no = st.columns(2)
+        yes.button(f"Yes, acknowledge {count}", key="a_yes", type="primary",
+                   on_click=_confirm)
+        no.button("Cancel", key="a_cancel", on_click=_cancel)
 
 st.subheader("Thresholds")
 settings = [(key, getattr(snap.settings, key), snap.setting_sources.get(key))
             for key in THRESHOLD_SETTINGS]
 st.dataframe({"setting": [s[0] for s in settings], "value": [s[1] for s in settings],
               "source": [s[2] for s in settings]}, hide_index=True)
-st.caption("Investigation levels per procedure (rounded to 3 significant figures):")
-st.dataframe(investigation_levels(snap), hide_index=True)
+try:
+    levels = investigation_levels(snap)
+except ValidationFailed as exc:
+    st.error(plain(exc))
+else:
+    named = ", ".join(INVESTIGATION_SETTINGS)
+    st.caption("Investigation levels per procedure: the local percentile of the type's records, "
+               "never below the factor x their median, rounded to 3 significant figures; none "
+               f"below the minimum number of records ({plain(named)}).")
+    st.dataframe(levels.drop(columns=["type_id"]), hide_index=True)

@@ -13,6 +13,7 @@ import pytest
 
 from audit.auth import cli_actor
 from audit.log.service import ProcedureLog
+from audit.settings import update_setting
 from audit.storage.engine import make_engine
 from tests.analytics import analytics_data
 
@@ -65,11 +66,34 @@ def test_dose_and_drl_reports(hand_url: str) -> None:
 
 
 def test_alerts_report(hand_url: str) -> None:
+    # Investigation levels from 5 records, at the 90th percentile, floor 1 x the median: TFESI
+    # KAP 1, 2, 3, 4, 5, 6 (#9 is void) -> level 5.5, #10 above it (Dr. B); TFESI time 20, 30,
+    # 35, 40, 50, 60 -> level 55, #5 above it (Dr. A); Ka,r, ILESI and MBB: too few records.
+    engine = make_engine(hand_url)
+    for key, value in (("investigation_min_records", 5), ("investigation_percentile", 90),
+                       ("investigation_factor", 1)):
+        update_setting(engine, cli_actor(), key, value)
+    engine.dispose()
     done = run(hand_url, "alerts", "--format", "json")
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    assert {row["kind"] for row in report["overall"]} == {"investigation"}
+    assert {(row["kind"], row["quantity"]) for row in report["overall"]} == \
+        {("investigation", "dap_gycm2"), ("investigation", "fluoro_time_s")}
     assert all(alert["status"] == "open" for alert in report["alerts"])
+    rates = {row["kind"]: row for row in report["rates"]}
+    assert list(rates) == ["srdl", "cumulative", "investigation", "all"]
+    assert (rates["investigation"]["procedures"], rates["investigation"]["open"]) == (9, 2)
+    assert rates["investigation"]["open_per_100"] == pytest.approx(22.22)
+    assert rates["srdl"]["open_per_100"] == 0
+    doctors = {row["physician"]: row for row in report["by_physician"]}
+    assert (doctors["Dr. A"]["procedures"], doctors["Dr. A"]["open"],
+            doctors["Dr. A"]["open_per_100"]) == (4, 1, 25.0)
+    assert (doctors["Dr. B"]["procedures"], doctors["Dr. B"]["open_per_100"]) == (5, 20.0)
+    assert sorted(row["patient"] for row in report["by_patient"]) == ["HB005", "HB010"]
+    table = run(hand_url, "alerts")
+    assert table.returncode == 0
+    assert "rates:" in table.stdout and "open_per_100" in table.stdout
+    assert "by_physician:" in table.stdout and "by_patient:" in table.stdout
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -27,6 +27,7 @@ from audit.export.runner import count_rows, export
 from audit.export.verify import verify_export
 from audit.filters import Filters, parse_period
 from audit.log.service import ProcedureLog
+from audit.settings import update_setting
 from audit.vocab import Role
 from tests.analytics import analytics_data
 from tests.conftest import valid_record
@@ -48,9 +49,18 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+#: Investigation levels the hand data set can have (the defaults need 100 records of a type):
+#: TFESI KAP 1, 2, 3, 4, 5, 6 -> 80th percentile 5, #10 (6) above it; TFESI time 20, 30, 35,
+#: 40, 50, 60 -> 50, #5 (60) above it; the other types and Ka,r have fewer than 6 records.
+INVESTIGATION = {"investigation_min_records": 6, "investigation_percentile": 80,
+                 "investigation_factor": 1}
+
+
 @pytest.fixture
 def hand(engine: Engine) -> dict[int, int]:
     """The hand-built data set: table number -> record id."""
+    for key, value in INVESTIGATION.items():
+        update_setting(engine, cli_actor(), key, value)
     return analytics_data.load(ProcedureLog(engine), cli_actor())
 
 
@@ -209,13 +219,14 @@ def test_alerts_are_refreshed_and_carry_their_acknowledgement(
 ) -> None:
     first = export(engine, QUALITY, tmp_path / "a", sections=("alerts",))
     rows = read_csv(first.path / "alerts.csv")  # never refreshed before: the export did it
-    assert [r["record_id"] for r in rows] == [str(hand[n]) for n in (3, 4, 5, 10)]
-    assert {(r["kind"], r["quantity"], r["unit"], r["status"]) for r in rows} == {
-        ("investigation", "dap_gycm2", "Gy·cm²", "open")}
-    assert rows[0]["value"] == "3" and rows[0]["threshold"] == "2.04"
-    assert "investigation_factor = 3" in rows[0]["threshold_source"]
-    assert rows[0]["record_ids"] == str(hand[3]) and rows[0]["acknowledgements"] == "0"
-    assert count_rows(engine, QUALITY, sections=("alerts",)) == {"alerts": 4}
+    assert [r["record_id"] for r in rows] == [str(hand[n]) for n in (5, 10)]
+    assert [(r["kind"], r["quantity"], r["unit"], r["status"]) for r in rows] == [
+        ("investigation", "fluoro_time_s", "s", "open"),
+        ("investigation", "dap_gycm2", "Gy·cm²", "open")]
+    assert rows[0]["value"] == "60" and rows[0]["threshold"] == "50"
+    assert "investigation_percentile = 80" in rows[0]["threshold_source"]
+    assert rows[0]["record_ids"] == str(hand[5]) and rows[0]["acknowledgements"] == "0"
+    assert count_rows(engine, QUALITY, sections=("alerts",)) == {"alerts": 2}
 
     note = '=HYPERLINK("x") patient informed; Ελένη booked a skin check'
     acknowledge(engine, RSO, [int(rows[0]["alert_id"])], note, patient_informed=True,
@@ -240,7 +251,7 @@ def test_alerts_show_patients_as_patient_ref_unless_phi(
     assert "patient_id" not in rows[0] and rows[0]["patient_ref"].startswith("P")
     with_phi = export(engine, RSO, tmp_path / "b", sections=("alerts",), include_phi=True)
     rows = read_csv(with_phi.path / "alerts.csv")
-    assert [r["patient_id"] for r in rows] == ["HB003", "HB004", "HB005", "HB010"]
+    assert [r["patient_id"] for r in rows] == ["HB005", "HB010"]
     header = list(rows[0])
     assert header.index("patient_id") == header.index("patient_ref") + 1
 
