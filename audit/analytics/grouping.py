@@ -111,7 +111,7 @@ def per_level_values(snap: Snapshot, quantity: str) -> np.ndarray:
     comparing operators, since dose rises with levels (docs/reference.md §4)."""
     def build() -> np.ndarray:
         levels = np.maximum(snap.records["n_levels"].to_numpy(), 1)
-        return snap.records[quantity].to_numpy() / levels
+        return snap.values(quantity) / levels
     return cached(snap, f"per_level:{quantity}", build)
 
 
@@ -119,7 +119,7 @@ def _values_and_order(snap: Snapshot, quantity: str,
                       per_level: bool) -> tuple[np.ndarray, np.ndarray, int]:
     if not per_level:
         order, valid = snap.order(quantity)
-        return snap.records[quantity].to_numpy(), order, valid
+        return snap.values(quantity), order, valid
     values = per_level_values(snap, quantity)
 
     def build() -> tuple[np.ndarray, int]:
