@@ -13,9 +13,9 @@ installations too. A row is changed only while it still holds the value first se
 administrator has changed since is theirs, and is left alone.
 
 - catalog ILESI typical time 25 s -> 18 s (McCormick, Pain Med 2016: mean 18 ± 10 s, n = 366);
-- catalog MBB typical time 40 s credited to Choi 2016 (which pools lumbar root, MBB and facet
-  blocks) -> 28 s (Bakır 2024, lumbar MBB, AP approach; unverified beyond the abstract); its
-  KAP 0.9 stays, labelled an estimate;
+- catalog MBB: its 40 s and 0.9 Gy·cm² were credited to Choi 2016, which pools lumbar root,
+  MBB and facet blocks; both stay, now labelled estimates (40 s lies between Bakır 2024's
+  lumbar MBB means, 28 s AP and 46 s oblique, unverified beyond the abstract);
 - catalog MBB, RFA, FACET max_levels 4 -> 2 (Medicare facet joint intervention LCDs);
 - every seeded catalog row's typical_source now cites the paper and the number each figure
   takes, or says it is an estimate or local policy;
@@ -79,10 +79,10 @@ _SOURCES = {
                f"n = 47); max levels 1: {_ESI_LCD}; {_LOCAL_TIME}"),
     "MBB": ("Choi, JKMS 2016 (lumbar root, MBB, facet blocks; physician-operated C-arm); "
             "estimated",
-            "time 28 s: Bakır 2024, PMID 39337962 (lumbar MBB, AP approach, mean; oblique 46 s; "
-            "unverified beyond the abstract); KAP 0.9: estimate, no published MBB figure found "
-            "(Choi, JKMS 2016 pools root, MBB and facet blocks); max levels 2: "
-            f"{_FACET_LCD}; {_LOCAL_TIME}"),
+            "time 40 s: estimate, between Bakır 2024's lumbar MBB means of 28 s (AP) and 46 s "
+            "(oblique), PMID 39337962, unverified beyond the abstract; KAP 0.9: estimate, no "
+            "published MBB figure found (Choi, JKMS 2016 pools root, MBB and facet blocks); "
+            f"max levels 2: {_FACET_LCD}; {_LOCAL_TIME}"),
     "RFA": ("estimated from Zhou, Pain Physician 2005 (facet procedures)",
             f"time 90 s: estimate scaled from {_ZHOU} (facet procedures mean 81.5 s); KAP 2.0: "
             f"estimate, no published figure found; max levels 2: {_FACET_LCD}; "
@@ -109,7 +109,6 @@ _SOURCES = {
 # (code, column, first seeded, now)
 _VALUES = [
     ("ILESI", "typical_time_s", 25.0, 18.0),
-    ("MBB", "typical_time_s", 40.0, 28.0),
     ("MBB", "max_levels", 4, 2),
     ("RFA", "max_levels", 4, 2),
     ("FACET", "max_levels", 4, 2),
