@@ -76,13 +76,16 @@ def seeded_coefficients() -> dict[str, Coefficient]:
 
 def coefficient_basis(region: str, k: float | None) -> str:
     """What the coefficient in use for a region rests on, in words: the seeded basis while the
-    value is the seeded one, else "set locally"."""
+    value is the seeded one (paper and tissue weights, or "estimate"), else "set locally"."""
     seeded = seeded_coefficients().get(region)
     if k is None:
         return "no coefficient: no effective dose is estimated"
     if seeded is None or abs(float(k) - seeded.k) > 1e-12:
-        return f"{k:g} set locally (no seeded source)"
-    return f"{seeded.k:g}: {seeded.source}; {seeded.figure}"
+        return f"{float(k):g} mSv per Gy·cm², set locally (no seeded source)"
+    if seeded.basis == "estimate":
+        return f"{seeded.k:g} mSv per Gy·cm², an estimate: {seeded.figure}"
+    return (f"{seeded.k:g} mSv per Gy·cm², {seeded.source} ({seeded.tissue_weights} tissue "
+            f"weights): {seeded.figure}")
 
 
 def effective_dose(kap_gycm2: float | None, room_factor: float, region: str | None,
