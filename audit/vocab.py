@@ -263,10 +263,10 @@ class WeightBand(Vocabulary):
     Cushman 2016 compared BMI categories (docs/reference.md §4). Bounds in
     audit/data/weight_bands.csv."""
 
-    UNDER_60 = "<60 kg"
-    FROM_60 = "60-79 kg"
-    FROM_80 = "80-99 kg"
-    FROM_100 = ">=100 kg"
+    UNDER_60 = "under 60 kg"
+    FROM_60 = "60 to under 80 kg"
+    FROM_80 = "80 to under 100 kg"
+    FROM_100 = "100 kg and over"
     UNKNOWN = "not recorded"
 
 

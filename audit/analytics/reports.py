@@ -30,7 +30,7 @@ KINDS = ("compliance", "dose", "drl", "alerts")
 #: The columns `report drl` shows as a table (JSON and CSV carry every column, basis included).
 DRL_TABLE_COLUMNS = ["procedure", "quantity", "figure", "level", "achievable", "rooms",
                      "rooms_with_records", "records", "room_records_min"]
-BY_CHOICES = ("physician", "room", "procedure", "month")
+BY_CHOICES = ("physician", "room", "procedure", "month", "weight_band")
 FORMATS = ("table", "csv", "json")
 
 
@@ -39,6 +39,9 @@ def build(kind: str, engine: Engine, snap: Snapshot, actor: Actor, filters: Filt
     """The named tables of one report."""
     require(actor, Permission.VIEW_DASHBOARDS)
     filters.mask(snap)  # unknown names are reported before any work
+    if by == "weight_band" and kind not in ("dose", "compliance"):
+        raise ValidationFailed([FieldError(
+            "by", f"weight_band applies to report dose and report compliance, not {kind}")])
     if kind == "compliance":
         tables = {"overall": compliance(snap, filters)}
         if by:

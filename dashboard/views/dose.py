@@ -21,6 +21,8 @@ from audit.analytics import (
     reference_table,
 )
 from audit.auth import Permission
+from audit.catalog import figure_sources
+from audit.dosimetry import coefficient_basis
 from audit.errors import ValidationFailed
 from audit.vocab import ReferenceKind
 from dashboard import analytics, state
@@ -114,6 +116,16 @@ with st.expander(f"{label} by number of levels treated (and per level)"):
     st.dataframe(by_levels.merge(per_level.drop(columns=["records"]),
                                  on=["procedure", "levels"]), hide_index=True)
 
+with st.expander(f"{label} by patient weight band"):
+    st.caption("Dose rises with body size: in Cushman (Spine J 2016, 2443 lumbar TFESI "
+               "injections) the mean KAP was 1.38, 1.91 and 3.03 Gy·cm² from normal-weight to "
+               "overweight to obese patients, about double. Height is not recorded, so body "
+               "mass index cannot be computed: weight bands stand in for it (records without a "
+               "weight: 'not recorded'). Compare like with like before reading a difference as "
+               "technique.")
+    st.dataframe(dose_statistics(snap, chosen, by=("procedure", "weight_band"),
+                                 quantities=(quantity,)), hide_index=True)
+
 # --- physician scorecard ----------------------------------------------------------------------
 st.subheader("Physician scorecard (normalised per level and for procedure mix)")
 st.caption("KAP and time per level treated, each procedure's median for the physician divided "
@@ -164,3 +176,14 @@ st.caption("Stored reference levels (published comparison values, adopted local 
            "the SRDL settings, each with its source. Values marked unstated: the source's "
            "statistic was not checked against the primary text.")
 st.dataframe(shown.replace({np.nan: None}), hide_index=True)
+
+with st.expander("Where the catalog's typical values and the effective-dose coefficients come "
+                 "from"):
+    st.caption("Each seeded figure with the paper and the number it takes, or 'estimate' (no "
+               "published source: local data replaces it after 30 records), 'regulation' or "
+               "'local policy'. A value changed by an administrator shows as set locally.")
+    st.dataframe(pd.DataFrame(figure_sources(snap.catalog)), hide_index=True)
+    coefficients = snap.settings.effective_dose_k
+    st.dataframe(pd.DataFrame([{"region": region, "k (mSv per Gy·cm²)": k,
+                                "basis": coefficient_basis(region, k)}
+                               for region, k in coefficients.items()]), hide_index=True)
