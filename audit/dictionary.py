@@ -158,9 +158,11 @@ FIELDS: tuple[Field, ...] = (
     Field("region", "enum", "", "out only", "Anatomical region (from the catalog or the levels)",
           _allowed(vocab.Region), Io.OUT),
     Field("effective_dose_msv", "number", "mSv", "out only", "Patient effective dose estimate "
-          "E = KAP x k(region)", io=Io.OUT),
+          "E = KAP x room KAP correction factor x k(region); k is an estimate except lumbar "
+          "(ICRP 60 basis)", io=Io.OUT),
     Field("background_days", "number", "days", "out only", "Days of natural background "
-          "radiation equal to the effective dose", io=Io.OUT),
+          "radiation equal to the effective dose: a population estimate for comparison, not "
+          "a measure of the patient's personal risk (NCRP Report 184)", io=Io.OUT),
     Field("warnings", "list", "", "out only", "Plausibility warnings confirmed when saving",
           io=Io.OUT),
     Field("void_reason", "text", "", "out only", "Why the record was voided", io=Io.OUT,

@@ -63,8 +63,9 @@ class Settings:
     cumulative_kap_gycm2: float = 200
     #: OpenREM default, 2 Gy (0001).
     cumulative_air_kerma_mgy: float = 2000
-    #: mSv per Gy·cm² by region; lumbar: Kim S, AJR 2009 (mobile C-arm phantom); others
-    #: unverified (0001).
+    #: mSv per Gy·cm² by region; lumbar: Kim S, AJR 2009 (one phantom, mobile C-arm, ICRP 60
+    #: tissue weights); cervical, thoracic, sacral, other: estimates, no source found (source
+    #: text corrected by migration 0010; each basis in audit/data/effective_dose_k.csv).
     effective_dose_k: Mapping[str, float] = field(default_factory=lambda: dict(_EFFECTIVE_DOSE_K))
     #: NCRP Report 160 (US); 2.4 worldwide per UNSCEAR (0001).
     annual_background_msv: float = DEFAULT_ANNUAL_BACKGROUND_MSV
@@ -76,8 +77,13 @@ class Settings:
     discrepancy_tolerance: float = 0.10
     #: IANA time zone of the site and its C-arm clocks (seeded by migration 0003).
     site_timezone: str = "UTC"
-    #: Not seeded: rooms with fewer records do not count towards a local DRL (1: every room).
-    drl_min_room_records: int = 1
+    #: ICRP Publication 135: a local DRL needs a reasonable number of rooms (10-20 given as an
+    #: example), each with its own median; with fewer, the figure is a typical value (seeded by
+    #: migration 0010; docs/reference.md §12).
+    drl_min_rooms: int = 10
+    #: ICRP Publication 135: a room's median counts only over a minimum patient sample (20, the
+    #: smallest minimum ICRP 135 gives for a survey; seeded by migration 0010, §12).
+    drl_min_room_records: int = 20
 
 
 _KEYS = frozenset(f.name for f in fields(Settings))

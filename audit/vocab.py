@@ -240,6 +240,36 @@ class ReferenceStatistic(Vocabulary):
     UNSTATED = "unstated"
 
 
+class FigureBasis(Vocabulary):
+    """What a seeded domain figure (catalog value, effective-dose coefficient) rests on
+    (docs/reference.md: the words Setting, Unverified, Estimate).
+
+    published: taken from the cited paper; published_unverified: from its abstract or a
+    secondary summary, not checked against the primary text; estimate: no published source,
+    a plausible value until local data replaces it; regulation: a payer or regulator's rule
+    (e.g. a Medicare LCD); local_policy: the site's choice.
+    """
+
+    PUBLISHED = "published"
+    PUBLISHED_UNVERIFIED = "published_unverified"
+    ESTIMATE = "estimate"
+    REGULATION = "regulation"
+    LOCAL_POLICY = "local_policy"
+
+
+class WeightBand(Vocabulary):
+    """Patient weight bands for dose comparisons (audit.analytics.grouping). Height is not
+    recorded, so body mass index cannot be computed: weight stands in for body size, the way
+    Cushman 2016 compared BMI categories (docs/reference.md §4). Bounds in
+    audit/data/weight_bands.csv."""
+
+    UNDER_60 = "under 60 kg"
+    FROM_60 = "60 to under 80 kg"
+    FROM_80 = "80 to under 100 kg"
+    FROM_100 = "100 kg and over"
+    UNKNOWN = "not recorded"
+
+
 class AlertKind(Vocabulary):
     SRDL = "srdl"
     INVESTIGATION = "investigation"

@@ -183,7 +183,7 @@ def test_editing_the_catalog_records_before_and_after(engine: Engine) -> None:
     [mbb] = [e for e in admin.list_procedure_types(engine) if e["code"] == "MBB"]
     assert mbb["max_levels"] == 3 and mbb["level_regions"] == ["cervical", "lumbar"]
     last = trail(engine, "procedure_type")[-1]
-    assert last.before == {"name": "MBB", "max_levels": 4,
+    assert last.before == {"name": "MBB", "max_levels": 2,  # the facet LCDs (migration 0010)
                            "level_regions": "cervical;thoracic;lumbar;sacral"}
     assert last.after == {"name": "MBB", "max_levels": 3, "level_regions": "cervical;lumbar"}
     with pytest.raises(NotFound):

@@ -23,9 +23,10 @@ if TYPE_CHECKING:
     from audit.analytics.dose_stats import dose_stats as dose_statistics
     from audit.analytics.dose_stats import monthly_medians as monthly_medians
     from audit.analytics.dose_stats import technique_use as technique_use
-    from audit.analytics.reference_levels import MIN_ROOMS as MIN_ROOMS
+    from audit.analytics.reference_levels import drl_thresholds as drl_thresholds
     from audit.analytics.reference_levels import local_drls as local_drls
     from audit.analytics.reference_levels import published_medians as published_medians
+    from audit.analytics.reference_levels import reference_column as reference_column
     from audit.analytics.reference_levels import reference_table as reference_table
     from audit.analytics.reports import build as build_report
     from audit.analytics.reports import render as render_report
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HIGHLIGHT_RATIO",
-    "MIN_ROOMS",
     "SAFETY_FLAGS",
     "FrameCache",
     "Snapshot",
@@ -54,6 +54,7 @@ __all__ = [
     "dose_distribution",
     "dose_histogram",
     "dose_statistics",
+    "drl_thresholds",
     "filter_options",
     "flagged_records",
     "load_snapshot",
@@ -62,6 +63,7 @@ __all__ = [
     "p_chart",
     "physician_scorecard",
     "published_medians",
+    "reference_column",
     "reference_table",
     "render_report",
     "safety_flags",
@@ -92,7 +94,8 @@ _PUBLIC = {
     "local_drls": "audit.analytics.reference_levels",
     "published_medians": "audit.analytics.reference_levels",
     "reference_table": "audit.analytics.reference_levels",
-    "MIN_ROOMS": "audit.analytics.reference_levels",
+    "reference_column": "audit.analytics.reference_levels",
+    "drl_thresholds": "audit.analytics.reference_levels",
     # safety and data quality
     "SAFETY_FLAGS": "audit.analytics.safety",
     "safety_flags": "audit.analytics.safety",

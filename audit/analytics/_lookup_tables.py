@@ -26,8 +26,9 @@ def read_lookup_tables(conn: Connection) -> dict[str, Any]:
         catalog = load_catalog(session)
         settings = load_settings(session)
     sites = pd.Series(dict(conn.execute(select(Site.id, Site.name)).all()), dtype="str")
-    rooms = pd.DataFrame(conn.execute(select(Room.id, Room.name, Room.site_id)).all(),
-                         columns=["id", "name", "site_id"]).set_index("id")
+    rooms = pd.DataFrame(conn.execute(select(Room.id, Room.name, Room.site_id,
+                                             Room.kap_correction_factor)).all(),
+                         columns=["id", "name", "site_id", "kap_factor"]).set_index("id")
     if len(rooms):
         ambiguous = rooms["name"].duplicated(keep=False)
         site_names = rooms["site_id"].map(sites)

@@ -1,7 +1,7 @@
-"""How the analysis frame is read: one query returning 8 numbers a record, and their unpacking.
+"""How the analysis frame is read: one query returning 9 numbers a record, and their unpacking.
 
 Why packing: reading a value into Python costs about the same whatever it is, so the query
-returns 8 numbers a record instead of 17 (ids and small fields packed into integers below
+returns 9 numbers a record instead of 18 (ids and small fields packed into integers below
 2**53, so one float64 array holds them exactly), and numpy unpacks them. The booleans the
 figures need become bits of one integer, the frame's `flags` column.
 
@@ -99,6 +99,7 @@ COLUMNS: dict[str, str] = {
     "patient_id": "int64", "region": "int8", "fluoro_time_s": "float64",
     "dap_gycm2": "float64", "air_kerma_mgy": "float64", "saved_images": "int32",
     "n_views": "int16", "n_levels": "int16", "confirmation": "int8", "flags": "int32",
+    "weight_kg": "float64",
 }
 ID_BITS = 12  # site, room, physician and procedure type ids below 4096 pack into one number
 _ID_BASE = 1 << ID_BITS
@@ -155,7 +156,7 @@ def _has_json(column: Any) -> ColumnElement[bool]:
 
 
 def record_query(dialect: str) -> Any:
-    """The frame query: 8 numbers a final record (see the packing above)."""
+    """The frame query: 9 numbers a final record (see the packing above)."""
     p = Procedure
     views = func.coalesce(p.confirmation_views, "")
     n_views = case((views == "", 0),
@@ -192,6 +193,7 @@ def record_query(dialect: str) -> Any:
             (cast(p.patient_id, BigInteger)
              + _PATIENT_BASE * cast(p.technologist_id, BigInteger)).label("who"),
             small.label("small"), p.fluoro_time_s, p.dap_gycm2, p.air_kerma_mgy,
+            p.patient_weight_kg,
         )
         .where(p.status == RecordStatus.FINAL.value)
     )
@@ -229,7 +231,7 @@ def fetch(conn: Connection, query: Any) -> list[np.ndarray]:
 
 
 def unpack(raw: list[np.ndarray], level_ids: np.ndarray) -> dict[str, np.ndarray]:
-    """The 8 fetched numbers per record as the frame's COLUMNS (not yet in their dtypes); the
+    """The 9 fetched numbers per record as the frame's COLUMNS (not yet in their dtypes); the
     levels counted."""
     record_id = raw[0].astype(np.int64)
     ids = raw[2].astype(np.int64)
@@ -257,6 +259,7 @@ def unpack(raw: list[np.ndarray], level_ids: np.ndarray) -> dict[str, np.ndarray
         "n_levels": n_levels,
         "confirmation": (small >> 3) & 7,
         "flags": small >> 21,
+        "weight_kg": raw[8],  # nan where not recorded
     }
     return data
 

@@ -55,7 +55,7 @@ def dose_histogram(snap: Snapshot, filters: Filters, procedure: str,
     mask = filters.mask(snap)
     type_ids = snap.types.index[snap.types["code"] == procedure].to_numpy()
     mask = mask & np.isin(snap.records["type_id"].to_numpy(), type_ids)
-    values = snap.records[quantity].to_numpy()[mask]
+    values = snap.values(quantity)[mask]
     values = values[~np.isnan(values) & (values > 0)]
     if not len(values):
         return pd.DataFrame({"low": [], "high": [], "count": []})

@@ -9,7 +9,10 @@ calendar months in UTC.
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Callable, Sequence
+from functools import cache
+from importlib import resources
 from typing import Any, TypeVar
 
 import numpy as np
@@ -17,11 +20,11 @@ import pandas as pd
 
 from audit.analytics.quantiles import group_layout, grouped_in_layout
 from audit.analytics.snapshot import Snapshot, month_label, to_datetime
-from audit.vocab import DoseQuantity
+from audit.vocab import DoseQuantity, WeightBand
 
 QUANTITIES: tuple[str, ...] = tuple(DoseQuantity.values())
 GROUPINGS: tuple[str, ...] = ("physician", "room", "procedure", "month", "site", "technologist",
-                              "levels")
+                              "levels", "weight_band")
 _ID_COLUMN = {"physician": "physician_id", "room": "room_id", "procedure": "type_id",
               "site": "site_id", "technologist": "technologist_id"}
 T = TypeVar("T")
@@ -45,6 +48,8 @@ def group_codes(snap: Snapshot, by: str | None) -> tuple[np.ndarray, list[str]]:
         levels = r["n_levels"].to_numpy().astype(np.int64)
         top = int(levels.max()) if len(levels) else 0
         return levels, [str(i) for i in range(top + 1)]
+    if by == "weight_band":
+        return weight_band_codes(r["weight_kg"].to_numpy())
     if by not in _ID_COLUMN:
         raise ValueError(f"cannot group by {by!r}; allowed: {', '.join(GROUPINGS)}")
     ids = r[_ID_COLUMN[by]].to_numpy().astype(np.int64)
@@ -54,6 +59,30 @@ def group_codes(snap: Snapshot, by: str | None) -> tuple[np.ndarray, list[str]]:
     for key, name in labels.items():
         names[int(key)] = str(name)
     return ids, names
+
+
+@cache
+def weight_bands() -> tuple[tuple[str, float, float], ...]:
+    """(label, low, high) kg per band, low inclusive, high exclusive (audit/data/
+    weight_bands.csv, read once). Weight stands in for body size because height is not
+    recorded (no BMI): Cushman 2016 found KAP about doubles from normal-weight to obese
+    patients (docs/reference.md §4)."""
+    text = resources.files("audit").joinpath("data/weight_bands.csv").read_text("utf-8")
+    bands = tuple((r["band"], float(r["low_kg"]), float(r["high_kg"] or "inf"))
+                  for r in csv.DictReader(text.splitlines()))
+    labels = [b[0] for b in bands]
+    if [*labels, WeightBand.UNKNOWN.value] != WeightBand.values():
+        raise ValueError(f"weight_bands.csv bands {labels} differ from vocab.WeightBand")
+    return bands
+
+
+def weight_band_codes(weight_kg: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Band number per record (the last, "not recorded", where the weight is missing)."""
+    bands = weight_bands()
+    codes = np.full(len(weight_kg), len(bands), dtype=np.int64)
+    for index, (_, low, high) in enumerate(bands):
+        codes[(weight_kg >= low) & (weight_kg < high)] = index
+    return codes, WeightBand.values()
 
 
 def combined_codes(snap: Snapshot, by: Sequence[str]) -> tuple[np.ndarray, list[tuple[str, ...]]]:
@@ -111,7 +140,7 @@ def per_level_values(snap: Snapshot, quantity: str) -> np.ndarray:
     comparing operators, since dose rises with levels (docs/reference.md §4)."""
     def build() -> np.ndarray:
         levels = np.maximum(snap.records["n_levels"].to_numpy(), 1)
-        return snap.records[quantity].to_numpy() / levels
+        return snap.values(quantity) / levels
     return cached(snap, f"per_level:{quantity}", build)
 
 
@@ -119,7 +148,7 @@ def _values_and_order(snap: Snapshot, quantity: str,
                       per_level: bool) -> tuple[np.ndarray, np.ndarray, int]:
     if not per_level:
         order, valid = snap.order(quantity)
-        return snap.records[quantity].to_numpy(), order, valid
+        return snap.values(quantity), order, valid
     values = per_level_values(snap, quantity)
 
     def build() -> tuple[np.ndarray, int]:

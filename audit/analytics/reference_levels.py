@@ -1,11 +1,19 @@
-"""Reference levels: published comparison values, local DRLs by the ICRP 135 method, SRDLs.
+"""Reference levels: published comparison values, local DRLs or typical values by the ICRP 135
+method, SRDLs.
 
-ICRP Publication 135 (docs/design.md §3): for each procedure, take the median of each room's
+ICRP Publication 135 (docs/reference.md §12): for each procedure, take the median of each room's
 records; the local diagnostic reference level (DRL) is the 75th percentile of those room
-medians and the achievable dose (NCRP 172) their median. With fewer than 3 rooms there is no
-distribution to take a percentile of, so the local median is reported as a "typical value".
-Reference lines are computed over the period only (every room and physician), whatever the
-other filters: a reference is the organisation's, not one room's.
+medians and the achievable dose (NCRP 172) their median. A room's median counts only over at
+least `drl_min_room_records` records, and a DRL needs at least `drl_min_rooms` such rooms (both
+settings, ICRP 135 their source). Below that the facility's figure is a *typical value*: the
+median of its pooled distribution (every record of the procedure in the period), compared with
+the published values, never called a DRL. A one- to three-C-arm clinic sees typical values.
+
+KAP is taken as the room-corrected KAP (the displayed KAP times the room's KAP correction
+factor, audit.dosimetry.corrected_kap via Snapshot.values), for the figures and for the
+comparisons with them alike (`reference_column`). Reference lines are computed over the period
+only (every room and physician), whatever the other filters: a reference is the
+organisation's, not one room's.
 
 Adopted levels (kind drl/achievable/typical/investigation) are rows of reference_level with an
 effective date, written by an administrator and audited; the SRDLs and the investigation factor
@@ -15,6 +23,7 @@ stay settings (one value for the alerts to read) and are listed here beside the 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -23,7 +32,7 @@ import pandas as pd
 from sqlalchemy import Engine, select
 
 from audit.analytics.grouping import QUANTITIES, group_codes, quantiles_by
-from audit.analytics.snapshot import Snapshot
+from audit.analytics.snapshot import KAP_CORRECTED, Snapshot
 from audit.auth import Actor, Permission, require
 from audit.errors import FieldError, NotFound, ValidationFailed
 from audit.filters import Filters
@@ -32,41 +41,84 @@ from audit.storage.models import ProcedureType, ReferenceLevel, utcnow
 from audit.trail import record_event
 from audit.vocab import AuditAction, DoseQuantity, ReferenceKind, ReferenceStatistic
 
-#: Rooms needed before a percentile of room medians means anything (ICRP 135).
-MIN_ROOMS = 3
 #: Settings that are reference levels for every procedure (kind srdl), by quantity.
 SRDL_SETTINGS = {"air_kerma_mgy": "srdl_air_kerma_mgy", "dap_gycm2": "srdl_kap_gycm2",
                  "fluoro_time_s": "srdl_fluoro_time_s"}
-DRL_COLUMNS = ["procedure", "type_id", "quantity", "rooms", "records", "local_median", "drl",
-               "achievable", "typical", "kind", "level", "basis"]
+#: The frame column each quantity's reference levels are computed from and compared with.
+REFERENCE_COLUMNS = {"dap_gycm2": KAP_CORRECTED}
+#: What each kind of local figure is called wherever it is shown.
+FIGURE_LABELS = {ReferenceKind.DRL.value: "local DRL",
+                 ReferenceKind.TYPICAL.value: "typical value"}
+DRL_COLUMNS = ["procedure", "type_id", "quantity", "kind", "figure", "level", "rooms",
+               "rooms_with_records", "records", "room_records_min", "local_median", "drl",
+               "achievable", "typical", "min_rooms", "min_room_records", "kap_corrected",
+               "published", "basis", "source"]
+
+
+def reference_column(quantity: str) -> str:
+    """The frame column a quantity's reference levels use: KAP corrected by the room's factor
+    (docs/reference.md §12); time and Ka,r as recorded."""
+    return REFERENCE_COLUMNS.get(quantity, quantity)
+
+
+@dataclass(frozen=True)
+class DrlThresholds:
+    """What a local DRL needs (ICRP 135): rooms with their own median, records per room."""
+
+    min_rooms: int
+    min_room_records: int
+    source: str
+
+
+def drl_thresholds(snap: Snapshot, min_rooms: int | None = None,
+                   min_room_records: int | None = None) -> DrlThresholds:
+    """The thresholds in force (settings drl_min_rooms, drl_min_room_records, with their
+    sources), or those given. Whatever is set, a DRL needs at least 2 rooms (a percentile of
+    one median is that median) and a room at least 1 record."""
+    parts = []
+    values = []
+    for given, key, floor in ((min_rooms, "drl_min_rooms", 2),
+                              (min_room_records, "drl_min_room_records", 1)):
+        value = int(getattr(snap.settings, key)) if given is None else int(given)
+        origin = _setting_source(snap, key) if given is None else "given for this computation"
+        values.append(max(value, floor))
+        parts.append(f"{key} = {values[-1]} ({origin})")
+    return DrlThresholds(values[0], values[1], "; ".join(parts))
 
 
 def room_medians(snap: Snapshot, filters: Filters, quantity: str = "dap_gycm2") -> pd.DataFrame:
-    """Median (and n) of the quantity per procedure and room over the period."""
+    """Median (and n) of the quantity (KAP room-corrected) per procedure and room over the
+    period."""
     mask = filters.period.mask(snap)
-    labels, counts, (median,) = quantiles_by(snap, mask, ("procedure", "room"), quantity, (0.5,))
+    labels, counts, (median,) = quantiles_by(snap, mask, ("procedure", "room"),
+                                             reference_column(quantity), (0.5,))
     frame = pd.DataFrame({"procedure": [lab[0] for lab in labels],
                           "room": [lab[1] for lab in labels], "n": counts, "median": median})
     return frame[frame["n"] > 0].reset_index(drop=True)
 
 
 def local_drls(snap: Snapshot, filters: Filters, quantities: Sequence[str] = QUANTITIES,
-               min_room_records: int | None = None) -> pd.DataFrame:
-    """Per procedure and quantity: rooms, records, local median, and either the DRL (75th
-    percentile of room medians) and achievable dose (their median), or, with fewer than 3
-    rooms of at least `min_room_records` records, the typical value (the local median).
+               min_room_records: int | None = None,
+               min_rooms: int | None = None) -> pd.DataFrame:
+    """Per procedure and quantity, the local figure and its basis (ICRP 135).
 
-    `level` is the value to compare records with (the DRL, else the typical value) and
-    `kind` says which.
+    With at least `min_rooms` rooms of at least `min_room_records` records each (default: the
+    settings), kind "drl": the DRL (75th percentile of those rooms' medians) and the achievable
+    dose (their median). Otherwise kind "typical": the typical value, the median of all the
+    procedure's records in the period (the pooled distribution). `level` is the figure records
+    are compared with, `figure` its name; `rooms` the rooms counted, `rooms_with_records` all
+    rooms with the quantity, `room_records_min` the fewest records in a room the figure rests
+    on; `min_rooms`, `min_room_records` and `source` the thresholds applied; `published` the
+    published values for the procedure and quantity, for comparison.
     """
-    if min_room_records is None:
-        min_room_records = int(snap.settings.drl_min_room_records)
+    limits = drl_thresholds(snap, min_rooms, min_room_records)
     frames = []
     for quantity in quantities:  # cached per period: a room or physician filter keeps them
-        key = f"drl:{filters.period!r}:{quantity}:{min_room_records}"
+        key = (f"drl:{filters.period!r}:{quantity}:{limits.min_rooms}:"
+               f"{limits.min_room_records}:{limits.source}")
         found = snap.cache.get(key)
         if found is None:
-            found = snap.cache[key] = _local_drl(snap, filters, quantity, min_room_records)
+            found = snap.cache[key] = _local_drl(snap, filters, quantity, limits)
         frames.append(found)
     if not frames:
         return pd.DataFrame(columns=DRL_COLUMNS)
@@ -74,41 +126,74 @@ def local_drls(snap: Snapshot, filters: Filters, quantities: Sequence[str] = QUA
 
 
 def _local_drl(snap: Snapshot, filters: Filters, quantity: str,
-               min_room_records: int) -> pd.DataFrame:
+               limits: DrlThresholds) -> pd.DataFrame:
     mask = filters.period.mask(snap)
+    column = reference_column(quantity)
+    corrected = column == KAP_CORRECTED
+    published = published_summary(snap, quantity)
     rows: list[dict[str, Any]] = []
     codes = snap.types["code"]
-    _, cell_n, (cell_median,) = quantiles_by(snap, mask, ("procedure", "room"), quantity,
-                                                 (0.5,))
-    types, type_n, (type_median,) = quantiles_by(snap, mask, ("procedure",), quantity,
-                                                 (0.5,))
+    _, cell_n, (cell_median,) = quantiles_by(snap, mask, ("procedure", "room"), column, (0.5,))
+    types, type_n, (type_median,) = quantiles_by(snap, mask, ("procedure",), column, (0.5,))
     n_types = len(types)
     per_room_n = cell_n.reshape(n_types, -1)
     per_room_median = cell_median.reshape(n_types, -1)
     for type_index, code in enumerate(t[0] for t in types):
         if type_n[type_index] == 0 or type_index not in codes.index:
             continue
-        qualifying = per_room_n[type_index] >= max(min_room_records, 1)
+        room_n = per_room_n[type_index]
+        with_records = room_n > 0
+        qualifying = room_n >= limits.min_room_records
         medians = per_room_median[type_index][qualifying]
+        records = int(type_n[type_index])
         row: dict[str, Any] = {
             "procedure": code, "type_id": type_index, "quantity": quantity,
-            "rooms": int(qualifying.sum()), "records": int(type_n[type_index]),
-            "local_median": float(type_median[type_index]),
+            "rooms": int(qualifying.sum()), "rooms_with_records": int(with_records.sum()),
+            "records": records, "local_median": float(type_median[type_index]),
             "drl": np.nan, "achievable": np.nan, "typical": np.nan,
+            "min_rooms": limits.min_rooms, "min_room_records": limits.min_room_records,
+            "kap_corrected": corrected, "published": published.get(code, ""),
+            "source": limits.source,
         }
-        if len(medians) >= MIN_ROOMS:
+        if len(medians) >= limits.min_rooms:
             row["drl"] = float(np.quantile(medians, 0.75))
             row["achievable"] = float(np.quantile(medians, 0.5))
             row["kind"], row["level"] = ReferenceKind.DRL.value, row["drl"]
-            row["basis"] = (f"ICRP 135: 75th percentile of {len(medians)} room medians "
-                            f"({row['records']} records)")
+            row["room_records_min"] = int(room_n[qualifying].min())
+            row["basis"] = (f"local DRL (ICRP 135): 75th percentile of {len(medians)} room "
+                            f"medians, each room with at least {limits.min_room_records} "
+                            f"records (fewest {row['room_records_min']}); {records} records")
         else:
             row["typical"] = row["local_median"]
             row["kind"], row["level"] = ReferenceKind.TYPICAL.value, row["typical"]
-            row["basis"] = (f"typical value: local median of {row['records']} records "
-                            f"(fewer than {MIN_ROOMS} rooms with >= {min_room_records})")
+            row["room_records_min"] = int(room_n[with_records].min())
+            row["basis"] = (f"typical value (ICRP 135): median of all {records} records from "
+                            f"{row['rooms_with_records']} room(s); a local DRL needs at least "
+                            f"{limits.min_rooms} rooms with at least "
+                            f"{limits.min_room_records} records each, {row['rooms']} "
+                            "qualify")
+        if corrected:
+            row["basis"] += "; KAP x each room's KAP correction factor"
+        row["figure"] = FIGURE_LABELS[row["kind"]]
         rows.append(row)
     return pd.DataFrame(rows, columns=DRL_COLUMNS)
+
+
+def published_summary(snap: Snapshot, quantity: str) -> dict[str, str]:
+    """Per procedure code, the active published values for the quantity in words, e.g.
+    "median 0.68 (Kim SJ, J Spinal Disord Tech 2014, n = 181)": shown beside a local figure,
+    for comparison only."""
+    levels = snap.reference_levels
+    chosen = levels[(levels["kind"] == ReferenceKind.PUBLISHED.value)
+                    & (levels["quantity"] == quantity) & levels["type_id"].notna()]
+    out: dict[str, list[str]] = {}
+    for row in chosen.itertuples():
+        code = snap.types["code"].get(int(row.type_id))
+        if code is None:
+            continue
+        n = f", n = {int(row.sample_size)}" if pd.notna(row.sample_size) else ""
+        out.setdefault(code, []).append(f"{row.statistic} {row.value:g} ({row.source}{n})")
+    return {code: "; ".join(items) for code, items in out.items()}
 
 
 def levels_in_force(snap: Snapshot, filters: Filters,
@@ -178,15 +263,15 @@ def share_above_reference(snap: Snapshot, filters: Filters, by: str | None = Non
                           quantity: str = "dap_gycm2",
                           levels: pd.DataFrame | None = None) -> pd.DataFrame:
     """Share of records above their procedure's reference level (the DRL in force, else the
-    local DRL or typical value over the period:
-    `levels_in_force`)."""
+    local DRL or typical value over the period: `levels_in_force`); KAP room-corrected on
+    both sides (`reference_column`)."""
     if levels is None:
         levels = levels_in_force(snap, filters, quantity)
     threshold = np.full(int(snap.types.index.max()) + 1 if len(snap.types) else 1, np.nan)
     known = levels.dropna(subset=["value"])
     threshold[known["type_id"].to_numpy().astype(int)] = known["value"].to_numpy()
     type_id = snap.records["type_id"].to_numpy()
-    values = snap.records[quantity].to_numpy()
+    values = snap.values(reference_column(quantity))
     level = threshold[np.minimum(type_id, len(threshold) - 1)]
     measurable = filters.mask(snap) & ~np.isnan(values) & ~np.isnan(level)
     above = measurable & (values > level)

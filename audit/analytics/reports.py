@@ -28,7 +28,10 @@ from audit.errors import FieldError, ValidationFailed
 from audit.filters import Filters
 
 KINDS = ("compliance", "dose", "drl", "alerts")
-BY_CHOICES = ("physician", "room", "procedure", "month")
+#: The columns `report drl` shows as a table (JSON and CSV carry every column, basis included).
+DRL_TABLE_COLUMNS = ["procedure", "quantity", "figure", "level", "achievable", "rooms",
+                     "rooms_with_records", "records", "room_records_min"]
+BY_CHOICES = ("physician", "room", "procedure", "month", "weight_band")
 FORMATS = ("table", "csv", "json")
 
 
@@ -37,6 +40,9 @@ def build(kind: str, engine: Engine, snap: Snapshot, actor: Actor, filters: Filt
     """The named tables of one report."""
     require(actor, Permission.VIEW_DASHBOARDS)
     filters.mask(snap)  # unknown names are reported before any work
+    if by == "weight_band" and kind not in ("dose", "compliance"):
+        raise ValidationFailed([FieldError(
+            "by", f"weight_band applies to report dose and report compliance, not {kind}")])
     if kind == "compliance":
         tables = {"overall": compliance(snap, filters)}
         if by:
@@ -118,7 +124,21 @@ def render(kind: str, tables: dict[str, pd.DataFrame], fmt: str, filters: Filter
         return out.getvalue()
     parts = [f"{kind} report: {filters.describe()}"]
     for name, frame in tables.items():
+        shown = frame[DRL_TABLE_COLUMNS] if kind == "drl" and len(frame) else frame
         parts.append(f"\n{name}:")
-        parts.append(frame.to_string(index=False, float_format=lambda x: f"{x:.4g}")
+        parts.append(shown.to_string(index=False, float_format=lambda x: f"{x:.4g}")
                      if len(frame) else "(none)")
+        if kind == "drl" and len(frame):
+            parts.append(_drl_notes(frame))
     return "\n".join(parts) + "\n"
+
+
+def _drl_notes(frame: pd.DataFrame) -> str:
+    """Below `report drl`'s table: each figure's basis and published values, the thresholds."""
+    lines = ["", "basis (ICRP 135; local DRL = 75th percentile of room medians, typical value = "
+             "median of the pooled records):"]
+    for row in frame.itertuples():
+        published = f"\n    published: {row.published}" if row.published else ""
+        lines.append(f"  {row.procedure} {row.quantity}: {row.basis}{published}")
+    lines.append(f"thresholds: {'; '.join(sorted(set(frame['source'])))}")
+    return "\n".join(lines)

@@ -43,6 +43,7 @@ from audit.analytics import _frame_file, _packing
 from audit.analytics._lookup_tables import read_lookup_tables
 from audit.analytics._packing import COLUMNS
 from audit.catalog import Catalog
+from audit.dosimetry import corrected_kap
 from audit.settings import Settings
 from audit.storage.models import (
     AuditEvent,
@@ -53,6 +54,9 @@ from audit.vocab import ContrastConfirmation, Region
 
 #: Beyond this many changed-record events, one full read is cheaper than many small ones.
 INCREMENTAL_LIMIT = 20_000
+#: A derived column (`Snapshot.values`): the displayed KAP times the room's KAP correction
+#: factor, what reference levels are computed from and compared with (docs/reference.md §12).
+KAP_CORRECTED = "kap_corrected_gycm2"
 
 
 def _frame(columns: Mapping[str, np.ndarray]) -> pd.DataFrame:
@@ -96,7 +100,7 @@ class Snapshot:
     settings: Settings
     setting_sources: Mapping[str, str | None]
     sites: pd.Series  # id -> name
-    rooms: pd.DataFrame  # index id: name, site_id, label (name, or "site · name" if ambiguous)
+    rooms: pd.DataFrame  # index id: name, site_id, kap_factor, label ("site · name" if ambiguous)
     physicians: pd.Series  # id -> name
     technologists: pd.Series  # id -> username
     types: pd.DataFrame  # index id: code, name, policy, realtime_required, min_views, max_levels
@@ -106,13 +110,34 @@ class Snapshot:
     #: Per-snapshot derived arrays (sorted orders); a refreshed snapshot starts a new one.
     cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
+    def values(self, column: str) -> np.ndarray:
+        """A frame column, or the derived KAP_CORRECTED: each record's displayed KAP times its
+        room's KAP correction factor (audit.dosimetry.corrected_kap, the one place the factor
+        is applied). Built once per snapshot; a changed factor is a room event, which gives a
+        new snapshot (and cache)."""
+        if column != KAP_CORRECTED:
+            return self.records[column].to_numpy()
+        found = self.cache.get(f"values:{column}")
+        if found is None:
+            room_id = self.records["room_id"].to_numpy()
+            size = int(max(self.rooms.index.max() if len(self.rooms) else 0,
+                           room_id.max() if len(room_id) else 0)) + 1
+            factor = np.ones(size, dtype=np.float64)
+            if len(self.rooms):
+                factor[self.rooms.index.to_numpy()] = self.rooms["kap_factor"].to_numpy(
+                    dtype=np.float64)
+            found = corrected_kap(self.records["dap_gycm2"].to_numpy(), factor[room_id])
+            self.cache[f"values:{column}"] = found
+        return found
+
     def order(self, column: str) -> tuple[np.ndarray, int]:
-        """Record positions sorted by `column` (stable; missing values last) and how many
-        values are present. Computed once per snapshot: grouped quantiles reuse it."""
+        """Record positions sorted by `column` (a frame column or a derived one, `values`;
+        stable; missing values last) and how many values are present. Computed once per
+        snapshot: grouped quantiles reuse it."""
         key = f"order:{column}"
         found = self.cache.get(key)
         if found is None:
-            values = self.records[column].to_numpy()
+            values = self.values(column)
             found = (np.argsort(values, kind="stable"), int(np.count_nonzero(~np.isnan(values))))
             self.cache[key] = found
         return found

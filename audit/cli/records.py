@@ -18,6 +18,7 @@ from audit.cli.common import (
     print_error,
     print_json,
 )
+from audit.dosimetry import BACKGROUND_CAUTION
 from audit.errors import NotFound, WarningsNotConfirmed
 from audit.log.service import ProcedureLog
 from audit.storage.engine import make_engine
@@ -116,6 +117,8 @@ def cmd_show(args: argparse.Namespace) -> int:
             value = "; ".join(v if isinstance(v, str) else
                               f"{v.get('field')}: {v.get('message')}" for v in value)
         print(f"{key:<{width}}  {'' if value is None else value}")
+    if record.get("background_days") is not None:
+        print(f"\n{BACKGROUND_CAUTION}")
     return EXIT_OK
 
 

@@ -53,8 +53,9 @@ def add_report(sub: Subcommands) -> None:
                    help="first day, YYYY-MM-DD (UTC), inclusive")
     p.add_argument("--to", dest="date_to", metavar="DATE",
                    help="last day, YYYY-MM-DD (UTC), inclusive")
-    p.add_argument("--by", choices=("physician", "room", "procedure", "month"),
-                   help="also break the figures down by this")
+    p.add_argument("--by", choices=("physician", "room", "procedure", "month", "weight_band"),
+                   help="also break the figures down by this (weight_band: patient weight "
+                        "bands, for dose and compliance; height is not recorded, so no BMI)")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     for option, noun in (("--site", "site"), ("--room", "room"), ("--physician", "physician"),
                          ("--procedure", "procedure code")):

@@ -149,22 +149,42 @@ DOSE_COLUMNS: tuple[Column, ...] = (
            "numpy's default)"),
     Column("p75", Kind.NUMBER, "unit column", description="75th percentile (linear "
            "interpolation)"),
-    Column("local_rooms", Kind.INTEGER, "rooms", description="Rooms whose median enters the "
-           "local reference level (over the period, every room and physician)"),
-    Column("local_records", Kind.INTEGER, "records", description="Records behind the local "
-           "reference level (over the period, every room and physician)"),
-    Column("local_median", Kind.NUMBER, "unit column", description="Median of those records"),
-    Column("local_drl", Kind.NUMBER, "unit column", description="Local diagnostic reference "
-           "level: 75th percentile of the room medians (ICRP 135); empty with fewer than 3 "
-           "rooms"),
-    Column("achievable", Kind.NUMBER, "unit column", description="Achievable dose: median of "
-           "the room medians (NCRP 172); empty with fewer than 3 rooms"),
-    Column("typical", Kind.NUMBER, "unit column", description="Typical value: the local median, "
-           "given instead of a DRL with fewer than 3 rooms"),
+    Column("local_figure", Kind.ENUM, allowed="local DRL; typical value",
+           description="What the local figure is (ICRP 135): a local DRL, with enough rooms of "
+           "enough records (settings drl_min_rooms, drl_min_room_records), else a typical value, "
+           "the median of the pooled records: a comparator, not a DRL"),
     Column("local_kind", Kind.ENUM, allowed="; ".join((ReferenceKind.DRL.value,
                                                         ReferenceKind.TYPICAL.value)),
-           description="Which local level applies: drl, or typical (fewer than 3 rooms)"),
-    Column("local_basis", Kind.TEXT, description="How the local level was computed"),
+           description="The same as a code: drl, or typical"),
+    Column("local_rooms", Kind.INTEGER, "rooms", description="Rooms counted: rooms with at "
+           "least local_min_room_records records (over the period, every room and physician)"),
+    Column("local_rooms_with_records", Kind.INTEGER, "rooms", description="Rooms with any "
+           "record of the quantity over the period"),
+    Column("local_records", Kind.INTEGER, "records", description="Records behind the local "
+           "figure (over the period, every room and physician)"),
+    Column("local_room_records_min", Kind.INTEGER, "records", description="Fewest records in "
+           "a room the figure rests on (the rooms counted for a DRL; every room for a typical "
+           "value)"),
+    Column("local_min_rooms", Kind.INTEGER, "rooms", description="Threshold applied: rooms a "
+           "local DRL needs (setting drl_min_rooms, ICRP 135)"),
+    Column("local_min_room_records", Kind.INTEGER, "records", description="Threshold applied: "
+           "records a room needs to count (setting drl_min_room_records, ICRP 135)"),
+    Column("local_median", Kind.NUMBER, "unit column", description="Median of those records "
+           "(KAP: times each room's KAP correction factor)"),
+    Column("local_drl", Kind.NUMBER, "unit column", description="Local diagnostic reference "
+           "level: 75th percentile of the room medians (ICRP 135); empty when the figure is a "
+           "typical value"),
+    Column("achievable", Kind.NUMBER, "unit column", description="Achievable dose: median of "
+           "the room medians (NCRP 172); empty when the figure is a typical value"),
+    Column("typical", Kind.NUMBER, "unit column", description="Typical value: the median of "
+           "the pooled records, given instead of a DRL below the thresholds"),
+    Column("local_kap_corrected", Kind.BOOLEAN, description="true: the local figure is computed "
+           "from KAP times each room's KAP correction factor (median and p75 above are the "
+           "displayed KAP)"),
+    Column("local_basis", Kind.TEXT, description="How the local figure was computed"),
+    Column("local_source", Kind.TEXT, description="The thresholds applied and their sources"),
+    Column("published", Kind.TEXT, description="Published values for the procedure and "
+           "quantity, for comparison (statistic, value, source, n)"),
 )
 
 
@@ -181,7 +201,11 @@ def dose_section(ctx: SectionContext) -> SectionData:
         for i, q in enumerate(quantities)], ignore_index=True)
     local = local_drls(snap, filters).rename(columns={
         "rooms": "local_rooms", "records": "local_records", "drl": "local_drl",
-        "kind": "local_kind", "basis": "local_basis"}).drop(columns=["type_id", "level"])
+        "kind": "local_kind", "basis": "local_basis", "figure": "local_figure",
+        "rooms_with_records": "local_rooms_with_records",
+        "room_records_min": "local_room_records_min", "min_rooms": "local_min_rooms",
+        "min_room_records": "local_min_room_records", "kap_corrected": "local_kap_corrected",
+        "source": "local_source"}).drop(columns=["type_id", "level"])
     table = long.merge(local, on=["procedure", "quantity"], how="left")
     table = (table.assign(key=table["procedure"].str.lower())
              .sort_values(["key", "order"], kind="stable"))

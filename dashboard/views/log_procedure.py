@@ -18,6 +18,7 @@ import streamlit as st
 from audit import Filters, auth
 from audit import reference_data as admin
 from audit.auth import Permission
+from audit.dosimetry import BACKGROUND_CAUTION
 from audit.errors import AuditError, FieldError, ValidationFailed, WarningsNotConfirmed
 from audit.log import (
     CONTRAST_LABELS,
@@ -214,7 +215,8 @@ def _save(gen: int, layout: FormLayout, status: str) -> None:
     ss["lp_saved"] = {
         "record_id": result.record_id, "summary": f"{layout.code} · {record.get('room')} · "
         f"{record.get('physician')}", "dose": dose_in_words(result.effective_dose_msv,
-                                                            result.background_days),
+                                                            result.background_days)
+        + (f"  \n*{BACKGROUND_CAUTION}*" if result.background_days is not None else ""),
         "warnings": len(result.warnings),
     }
     ss["lp_gen"] = gen + 1

@@ -19,6 +19,7 @@ from audit import reference_data as admin
 from audit.access import ReadScope, may_change, read_scope
 from audit.auth import Permission
 from audit.dictionary import BY_NAME
+from audit.dosimetry import BACKGROUND_CAUTION
 from audit.errors import (
     AuditError,
     FieldError,
@@ -227,6 +228,8 @@ for col, (title, names) in zip(cols, GROUPS.items(), strict=True):
         lines = [f"{label(name)}: **{plain(shown(name, record.get(name)))}**"
                  for name in names if record.get(name) not in (None, "", [])]
         st.markdown("  \n".join(lines) or "—")
+        if "background_days" in names and record.get("background_days") is not None:
+            st.caption(BACKGROUND_CAUTION)  # NCRP 184: never read as personal risk
 if record.get("warnings"):
     st.warning("Confirmed warnings: " + plain("; ".join(
         f"{w.get('field')}: {w.get('message')}" for w in record["warnings"])),

@@ -1,7 +1,7 @@
 """Investigation levels a person can act on: the settings of the percentile rule.
 
 Revision ID: 0011
-Revises: 0007
+Revises: 0010
 Create Date: 2026-11-30
 
 Until now an investigation alert was any record at or above 3x the local median of its type
@@ -23,7 +23,7 @@ from alembic import op
 from audit.storage.types import UTCDateTime
 
 revision: str = "0011"
-down_revision: str | None = "0007"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -73,15 +73,32 @@ def test_dose_percentiles_equal_numpy(demo_engine: Engine, snap: Snapshot) -> No
 
 
 def test_local_drl_equals_numpy_over_room_medians(demo_engine: Engine, snap: Snapshot) -> None:
+    with read_session(demo_engine) as session:
+        factor = dict(session.execute(select(Room.name, Room.kap_correction_factor)).all())
+    assert set(factor.values()) != {1.0}  # the demo's OR 1 has a KAP correction factor
     by_room: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for code, room, _time, dap, _kerma, _ in _rows(demo_engine):
-        by_room[code][room].append(dap)
-    drls = local_drls(snap, ALL, ("dap_gycm2",))
+        by_room[code][room].append(dap * factor[room])  # reference levels: corrected KAP
+    # the demo has 5 rooms: under ICRP 135's thresholds (10 rooms) every figure is typical
+    assert set(local_drls(snap, ALL, ("dap_gycm2",))["kind"]) == {"typical"}
+    drls = local_drls(snap, ALL, ("dap_gycm2",), min_rooms=5)  # rooms of >= 20 records
+    kinds = set()
     for record in drls.itertuples():
-        medians = np.array([np.percentile(v, 50) for v in by_room[record.procedure].values()])
-        assert record.rooms == len(medians) == 5
-        assert record.drl == np.percentile(medians, 75)
-        assert record.achievable == np.percentile(medians, 50)
+        rooms = by_room[record.procedure].values()
+        counted = [v for v in rooms if len(v) >= 20]
+        assert (record.rooms, record.rooms_with_records) == (len(counted), len(rooms))
+        assert record.kap_corrected
+        if len(counted) == 5:
+            medians = np.array([np.percentile(v, 50) for v in counted])
+            assert record.kind == "drl"
+            assert record.drl == np.percentile(medians, 75)
+            assert record.achievable == np.percentile(medians, 50)
+            assert record.room_records_min == min(len(v) for v in counted)
+        else:  # a rare procedure: a room under 20 records leaves a typical value
+            assert record.kind == "typical"
+            assert record.typical == np.percentile(np.concatenate(list(rooms)), 50)
+        kinds.add(record.kind)
+    assert kinds == {"drl", "typical"}
 
 
 def test_the_physician_who_omits_contrast_stands_out(snap: Snapshot) -> None:

@@ -22,6 +22,7 @@ from audit.auth import Actor, cli_actor
 from audit.errors import PermissionDenied, ValidationFailed
 from audit.filters import Filters
 from audit.log.service import ProcedureLog
+from audit.settings import update_setting
 from audit.storage.engine import alembic_config, downgrade, make_engine, migrate, read_session
 from audit.storage.models import AuditEvent, ReferenceLevel
 from audit.vocab import Role
@@ -47,6 +48,9 @@ def test_published_values_are_seeded_with_their_sources(engine: Engine) -> None:
 
 def test_adopted_drl_is_in_force_and_audited(engine: Engine) -> None:
     analytics_data.load(ProcedureLog(engine), cli_actor())
+    # a site that sets lower thresholds than ICRP 135's (3 rooms of 1 record) gets a TFESI DRL
+    update_setting(engine, cli_actor(), "drl_min_rooms", 3)
+    update_setting(engine, cli_actor(), "drl_min_room_records", 1)
     cache = FrameCache(engine)
     computed = levels_in_force(cache.get(), ALL).set_index("procedure")
     assert computed.loc["TFESI", "value"] == 4.5 and computed.loc["TFESI", "kind"] == "drl"
@@ -93,7 +97,8 @@ def test_reference_levels_need_an_admin_and_a_source(engine: Engine) -> None:
     assert info.value.errors[0].field == "procedure" and "TFESI" in info.value.errors[0].message
 
 
-def test_migration_0004_round_trips_without_drift(databases: Databases, backend: str) -> None:
+def test_migrations_0004_and_0010_round_trip_without_drift(databases: Databases,
+                                                           backend: str) -> None:
     url = databases.empty(backend)
     migrate(url)
     downgrade(url, "0002")
@@ -106,7 +111,7 @@ def test_migration_0004_round_trips_without_drift(databases: Databases, backend:
             command.check(config)  # raises if the models and the migrations disagree
         with read_session(engine) as session:
             seeded = session.scalars(select(ReferenceLevel)).all()
-        assert len(seeded) == 23
+        assert len(seeded) == 25  # 23 by 0004, Bakır 2024's two MBB times by 0010
         assert all(level.source and level.procedure_type_id for level in seeded)
     finally:
         engine.dispose()

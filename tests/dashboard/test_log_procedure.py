@@ -124,6 +124,8 @@ def test_after_saving_the_record_id_and_the_dose_in_plain_words_are_shown(
     assert f"Saved as record {record_id}" in message
     # 0.71 Gy·cm² x 0.33 mSv/Gy·cm² (lumbar) = 0.23 mSv = 28 days at 3.1 mSv/year
     assert "about 28 days of natural background radiation" in message
+    # NCRP 184: the days figure never stands without its caution
+    assert "A population estimate for comparison, not a measure of your personal risk" in message
     # the form is empty again for the next patient; the case stays chosen
     assert at.text_input(key=f"lp{at.session_state['lp_gen']}_patient_id").value == ""
     assert at.session_state["lp_procedure"] == "TFESI"

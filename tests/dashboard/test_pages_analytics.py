@@ -17,6 +17,7 @@ from streamlit.testing.v1 import AppTest
 from audit.alerts.store import list_alerts
 from audit.analytics.compliance import compliance, p_chart
 from audit.analytics.dose_stats import dose_distribution
+from audit.analytics.reference_levels import reference_column
 from audit.analytics.safety import SAFETY_FLAGS, safety_flags
 from audit.analytics.snapshot import load_snapshot
 from audit.auth import Actor, Permission
@@ -157,8 +158,10 @@ def test_dose_page(demo: tuple[str, Engine], monkeypatch: pytest.MonkeyPatch) ->
     assert {"p5", "p25", "p50", "p75", "p95", "drl", "achievable",
             "published_median"} <= fields(spec)
     assert spec["layer"][0]["encoding"]["x"]["scale"]["type"] == "log"
-    expected = dose_distribution(snap, Filters(), "dap_gycm2")
+    # the boxes share the reference lines' basis: KAP times each room's correction factor
+    expected = dose_distribution(snap, Filters(), reference_column("dap_gycm2"))
     assert data["p50"].tolist() == pytest.approx(expected["p50"].tolist())
+    assert set(data["figure"]) == {"typical value"}  # 5 demo rooms: fewer than ICRP 135's 10
     tfesi = data[data["procedure"] == "TFESI"].iloc[0]
     assert tfesi["published_median"] == 0.68  # Kim 2014, seeded
     card = next(d.value for d in at.dataframe if "kap_per_level_ratio" in d.value.columns)

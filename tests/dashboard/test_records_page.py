@@ -128,6 +128,8 @@ def test_detail_shows_the_record_and_its_history(
     assert "Fluoro time (s): **0:32 (32 s)**" in body
     assert "Patient ID (MRN): **MRN0000**" in body
     assert any(m.value.startswith("**Created** by **cli:") for m in at.markdown)
+    assert "Days of background" in body  # ... and beside it, NCRP 184's caution
+    assert any("not a measure of your personal risk" in c.value for c in at.caption)
 
 
 def test_amending_with_a_reason_records_before_and_after_in_the_history(

@@ -152,9 +152,15 @@ def test_dose_and_reference_levels_by_procedure(
     kap = tfesi["dap_gycm2"]  # 1, 2, 3, 4, 5, 6 Gy·cm² (the voided 100 does not count)
     assert (kap["unit"], kap["records"], kap["n"], kap["median"], kap["p75"]) == (
         "Gy·cm²", "6", "6", "3.5", "4.75")
-    assert (kap["local_rooms"], kap["local_drl"], kap["achievable"], kap["typical"],
-            kap["local_kind"]) == ("3", "4.5", "3.5", "", "drl")
-    assert kap["local_basis"].startswith("ICRP 135: 75th percentile of 3 room medians")
+    # 3 rooms of 1-2 records, under ICRP 135's thresholds: a typical value, the pooled median
+    assert (kap["local_rooms"], kap["local_rooms_with_records"], kap["local_drl"],
+            kap["achievable"], kap["typical"], kap["local_kind"], kap["local_figure"]) == (
+        "0", "3", "", "", "3.5", "typical", "typical value")
+    assert (kap["local_min_rooms"], kap["local_min_room_records"],
+            kap["local_room_records_min"], kap["local_kap_corrected"]) == ("10", "20", "2", "true")
+    assert kap["local_basis"].startswith("typical value (ICRP 135): median of all 6 records")
+    assert "ICRP Publication 135" in kap["local_source"]
+    assert "median 0.68 (Kim SJ, J Spinal Disord Tech 2014, n = 181)" in kap["published"]
     kerma = tfesi["air_kerma_mgy"]  # 10, 20, 30 mGy in two rooms: a typical value
     assert (kerma["n"], kerma["median"], kerma["local_kind"], kerma["typical"]) == (
         "3", "20", "typical", "20")
