@@ -148,6 +148,18 @@ def lock_chain(session: Session) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_CHAIN_LOCK})
 
 
+def _extend(session: Session) -> tuple[bytes, str]:
+    """Take the chain for this transaction and return (trail key, last event's MAC): what
+    record_event and record_events both start from."""
+    key = trail_key(session)
+    lock_chain(session)
+    session.flush()
+    prev = session.execute(
+        select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)
+    ).scalar_one_or_none()
+    return key, prev or GENESIS
+
+
 def record_event(
     session: Session,
     *,
@@ -161,13 +173,7 @@ def record_event(
 ) -> AuditEvent:
     """Append one event in the caller's transaction (flushes, does not commit). When the
     transaction commits, its new head is recorded in the checkpoint file."""
-    key = trail_key(session)
-    lock_chain(session)
-    session.flush()
-    prev = session.execute(
-        select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)
-    ).scalar_one_or_none()
-    prev_hash = prev or GENESIS
+    key, prev_hash = _extend(session)
     # Microsecond precision survives both databases, so the MAC can be recomputed exactly.
     occurred_at = utcnow()
     before_j, after_j = jsonable(before), jsonable(after)
@@ -275,12 +281,7 @@ def record_events(session: Session, events: Sequence[NewEvent]) -> list[int]:
     """
     if not events:
         return []
-    lock_chain(session)
-    session.flush()
-    key = trail_key(session)
-    prev_hash = session.execute(
-        select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)
-    ).scalar_one_or_none() or GENESIS
+    key, prev_hash = _extend(session)
     rows: list[dict[str, Any]] = []
     for new in events:
         occurred_at = utcnow()

@@ -1,7 +1,7 @@
 """Shared fixtures: every database test runs on a real SQLite file and a real PostgreSQL.
 
 PostgreSQL comes from FLUORO_AUDIT_TEST_PG, an admin URL such as
-postgresql://fluoro:fluoro@127.0.0.1:5432/postgres (.ci/run starts one; `make test` starts a
+postgresql://fluoro:fluoro@127.0.0.1:5432/postgres; else `make test` (and so .ci/run) starts a
 throwaway cluster through .ci/throwaway_pg.sh when the server binaries are installed). Without
 it the PostgreSQL half is skipped locally, and fails under CI=true: CI must never pass by
 skipping.

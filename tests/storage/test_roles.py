@@ -3,8 +3,8 @@ migrates; the application role logs, amends, voids and verifies, but the server 
 change to history; what the owner can still do is caught by verify-audit.
 
 Each test creates its owner and application roles with random names, and a database owned by
-the owner, and drops them afterwards. The admin URL's role needs CREATEROLE (.ci/run and
-.ci/throwaway_pg.sh give it); without it these tests are skipped locally and fail under CI.
+the owner, and drops them afterwards. The admin URL's role needs CREATEROLE (.ci/throwaway_pg.sh,
+which .ci/run goes through, gives it); without it these tests are skipped locally and fail under CI.
 """
 
 from __future__ import annotations
