@@ -103,8 +103,9 @@ class RowOutcome:
 
     def problems(self) -> list[str]:
         found = [f"{e.field}: {e.message}" for e in self.errors]
-        found += [f"warning: {w.field}: {w.message} (confirm with --confirm-warnings)"
-                  for w in self.warnings]
+        found += [f"warning: {w.field}: {w.message}" + (
+            "" if "--confirm-warnings" in w.message else " (confirm with --confirm-warnings)")
+            for w in self.warnings]
         return found
 
     def as_json(self) -> dict[str, Any]:

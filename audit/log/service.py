@@ -29,7 +29,12 @@ from audit.errors import (
     WarningsNotConfirmed,
 )
 from audit.filters import Filters
-from audit.log.names import NameResolver, record_names, room_display_unit
+from audit.log.names import (
+    NameResolver,
+    new_name_warnings,
+    record_names,
+    room_display_unit,
+)
 from audit.log.pseudonym import site_secret
 from audit.log.queries import get_record, list_records
 from audit.log.record_fields import input_view, level_rows, snapshot
@@ -68,6 +73,17 @@ def _effective_dose(dap: float | None, room_factor: float, region: str | None,
 def _background_days(effective_msv: float | None, settings: Settings) -> float | None:
     """dosimetry.background_days with the site's annual background."""
     return dosimetry.background_days(effective_msv, float(settings.annual_background_msv))
+
+
+def _refuse_unconfirmed(session: Session, checked: Validated, create_missing: bool) -> None:
+    """WarningsNotConfirmed with the record's plausibility warnings and, when names may be
+    created, each new name near an existing one (audit.log.names.new_name_warnings). The name
+    warnings are not kept on the record: a confirmed one is in the new name's creation event."""
+    pending = list(checked.warnings)
+    if create_missing:
+        pending += new_name_warnings(session, checked.names)
+    if pending:
+        raise WarningsNotConfirmed(pending)
 
 
 class ProcedureLog:
@@ -175,10 +191,10 @@ class ProcedureLog:
         access.check_names_self_as_technologist(actor, data.get("technologist"))
         catalog, settings = self._reference(session)
         checked = self._validate(session, data, catalog, settings)
-        if not confirm and checked.warnings:
-            raise WarningsNotConfirmed(checked.warnings)
+        if not confirm:
+            _refuse_unconfirmed(session, checked, create_missing)
         refs = NameResolver(session, actor, create_missing, site_secret(session))
-        ids = refs.resolve(checked.names, checked.entry.code)
+        ids = refs.resolve(checked.names, checked.entry.code, checked.values.get("dap_unit"))
         now = utcnow()
         procedure = Procedure(
             status=RecordStatus.FINAL.value, version=1, procedure_type_id=checked.entry.id,
@@ -243,11 +259,12 @@ class ProcedureLog:
                     merged = {k: v for k, v in merged.items() if k not in DAP_FIELDS}
                 merged.update(changes)
                 checked = self._validate(session, merged, catalog, settings)
-                if not confirm_warnings and checked.warnings:
-                    raise WarningsNotConfirmed(checked.warnings)
+                if not confirm_warnings:
+                    _refuse_unconfirmed(session, checked, create_missing)
                 refs = NameResolver(session, actor, create_missing, site_secret(session))
                 entered = procedure.fluoro_time_entered
-                ids = refs.resolve(checked.names, checked.entry.code)
+                ids = refs.resolve(checked.names, checked.entry.code,
+                                   checked.values.get("dap_unit"))
                 for key, value in {**ids, **checked.values}.items():
                     setattr(procedure, key, value)
                 if not {"fluoro_time_s", "fluoro_time"} & set(changes):
