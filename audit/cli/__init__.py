@@ -3,8 +3,8 @@
 Exit codes: 0 success; 1 invalid input or a refused operation, with a message naming why;
 2 usage errors (argparse). Output meant for scripts is JSON, one object per line.
 
-This module assembles the parser from the command modules (admin, users, records, reports,
-imports, export, keys, database: one per group of commands) in the order `--help` lists
+This module assembles the parser from the command modules (admin, users, records, names,
+reports, imports, export, keys, database: one per group of commands) in the order `--help` lists
 them, and turns the library's refusals into exit codes and messages; audit.cli.common holds what
 they share.
 """
@@ -15,7 +15,7 @@ import argparse
 from collections.abc import Sequence
 
 from audit import __version__
-from audit.cli import admin, database, export, imports, keys, records, reports, users
+from audit.cli import admin, database, export, imports, keys, names, records, reports, users
 from audit.cli.common import EXIT_INVALID, EXIT_OK, EXIT_USAGE, CliError, print_error
 from audit.errors import AuditError, ValidationFailed
 from audit.storage.engine import default_url
@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     users.add_users(sub)
     records.add_log(sub)
     records.add_show(sub)
+    names.add_merge(sub)
     admin.add_demo(sub)
     reports.add_report(sub)
     admin.add_backup(sub)

@@ -251,7 +251,8 @@ class NameResolver:
             return None
         values = {**values, spec.column: name}
         insert_ignore(self.session, spec.model, values)
-        new_id = int(self.session.scalar(select(spec.model.id).where(_column(kind) == name)))
+        new_id = int(self.session.scalar(_scoped(kind, select(spec.model.id), scope)
+                                         .where(_column(kind) == name)))
         after = {k: v for k, v in values.items() if k != "created_at"}
         reason = "created from a logged record (create missing)"
         if near:

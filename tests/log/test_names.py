@@ -176,6 +176,13 @@ def test_a_room_created_by_create_missing_displays_the_unit_its_record_was_enter
     with Session(engine) as s:
         assert s.scalar(select(Room.dap_display_unit).where(Room.name == "Hybrid 3")) \
             == "cGy·cm²"
+    # a room named like another site's belongs to its own site
+    elsewhere = clinic.log(record(site="Northgate", patient_id="MRN0011"), admin,
+                           create_missing=True)
+    with Session(engine) as s:
+        room = s.get(Room, s.get(Procedure, elsewhere.record_id).room_id)  # type: ignore
+        assert room is not None and room.name == "OR 1"
+        assert s.get(Site, room.site_id).name == "Northgate"  # type: ignore[union-attr]
 
 
 # --- the log form's "Add new" --------------------------------------------------------------------
