@@ -71,3 +71,12 @@ class PermissionDenied(AuditError):
 
 class RecordVoided(AuditError):
     """The record is void; it can be read but not amended or voided again."""
+
+
+class NearNamesFound(WarningsNotConfirmed):
+    """A name to be added is near existing ones ("Chen" beside "Dr. Amelia Chen", issue 11):
+    confirm that it is another one, or choose one of `matches` instead."""
+
+    def __init__(self, warnings: list[FieldError], matches: list[str]):
+        self.matches = matches
+        super().__init__(warnings)

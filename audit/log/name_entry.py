@@ -24,7 +24,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from audit.auth import Actor, Permission, require
-from audit.errors import FieldError, ValidationFailed, WarningsNotConfirmed
+from audit.errors import FieldError, NearNamesFound, ValidationFailed
 from audit.log import near_names
 from audit.log.names import KINDS, candidates_for, find, insert_ignore
 from audit.storage.engine import retrying, write_session
@@ -64,7 +64,8 @@ def add_name(engine: Engine, actor: Actor, kind: str, name: str, *, site: str | 
     """Add a site, room or physician (see the module docstring); returns what to select.
 
     Raises ValidationFailed (nothing to add, a room without its site or display unit),
-    WarningsNotConfirmed (near names, unless `confirm`) or PermissionDenied.
+    NearNamesFound (a WarningsNotConfirmed naming the near names, unless `confirm`) or
+    PermissionDenied.
     """
     require(actor, Permission.LOG_PROCEDURE)
     errors: list[FieldError] = []
@@ -106,9 +107,9 @@ def _add_once(engine: Engine, actor: Actor, kind: str, name: str, site: str,
             return NameAdded(kind, existing[1], False, site_name)
         near = candidates_for(s, kind, name, scope)
         if near and not confirm:
-            raise WarningsNotConfirmed([FieldError(
+            raise NearNamesFound([FieldError(
                 kind, f"{name!r} is new; {near_names.did_you_mean(near)} Choose it, or "
-                f"confirm that {name!r} is a different {kind} to add it")])
+                f"confirm that {name!r} is a different {kind} to add it")], near)
         spec = KINDS[kind]
         values: dict[str, Any] = {spec.column: name, "active": True, "created_at": utcnow()}
         if kind == "room":
