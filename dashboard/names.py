@@ -47,11 +47,15 @@ def add_new_panel(actor: Actor, site: str | None, select: Callable[[NameAdded], 
     ss = st.session_state
     errors = FieldErrors(f"{ADD}errors")
     pending: dict[str, Any] | None = ss.get(f"{ADD}pending")
-    if done := ss.pop(f"{ADD}done", None):
-        st.success(plain(done), icon=":material/check_circle:")
-    open_ = bool(errors or pending)
-    with st.expander("Add a new site, room or physician", expanded=open_,
+    done = ss.pop(f"{ADD}done", None)
+    # Once used, the panel stays open (ADD + "open", until a record is saved): a panel that
+    # closed between adding a site and adding its room would be in the way. For the same
+    # reason nothing is drawn above it only sometimes (that would draw it anew, closed).
+    with st.expander("Add a new site, room or physician",
+                     expanded=bool(errors or pending or ss.get(f"{ADD}open")),
                      icon=":material/add_circle:"):
+        if done:
+            st.success(plain(done), icon=":material/check_circle:")
         kind = st.radio("What to add", FORM_KINDS, key=f"{ADD}kind", horizontal=True)
         at = f" (at {site})" if kind == "room" and site else ""
         st.text_input(f"New {kind} name{plain(at)}", key=f"{ADD}name",
@@ -77,8 +81,14 @@ def _use(kind: str, name: str, site: str | None, select: Callable[[NameAdded], N
     _finish(NameAdded(kind, name, False, site), select)
 
 
+def close_add_panel() -> None:
+    """Let the panel close again (the log form calls this once a record is saved)."""
+    st.session_state.pop(f"{ADD}open", None)
+
+
 def _add(actor: Actor, site: str | None, select: Callable[[NameAdded], None]) -> None:
     ss = st.session_state
+    ss[f"{ADD}open"] = True
     errors = FieldErrors(f"{ADD}errors")
     kind, name = ss.get(f"{ADD}kind") or "site", str(ss.get(f"{ADD}name") or "")
     pending = ss.get(f"{ADD}pending")

@@ -47,7 +47,7 @@ from audit.vocab import (
     View,
 )
 from dashboard import state
-from dashboard.names import add_new_panel
+from dashboard.names import add_new_panel, close_add_panel
 from dashboard.widgets import FieldErrors, plain
 
 actor = state.require(Permission.LOG_PROCEDURE)
@@ -230,6 +230,7 @@ def _save(gen: int, layout: FormLayout, status: str) -> None:
         "warnings": len(result.warnings),
     }
     ss["lp_gen"] = gen + 1
+    close_add_panel()
     state.data_changed()
 
 
