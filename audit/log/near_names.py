@@ -36,16 +36,18 @@ MIN_PREFIX = 3
 #: How many near matches a message names.
 SHOWN = 3
 
-_DOTTED_INITIALS = re.compile(r"\b(?:[a-z]\.){2,}")
-_NOT_WORD = re.compile(r"[^a-z0-9]+")
+_DOTTED_INITIALS = re.compile(r"\b(?:[^\W\d_]\.){2,}")
+_NOT_WORD = re.compile(r"[\W_]+")
 _DIGITS = re.compile(r"\d+")
 
 
 def tokens(name: str, kind: str = "site") -> list[str]:
-    """The words of a name as compared: lower case, accents and punctuation removed, and for
+    """The words of a name as compared: case folded, accents and punctuation removed (letters of
+    every script kept: "Ελένη" is a word), and for
     people the leading titles and trailing credentials dropped (never every word: "Dr. Do"
     keeps "do")."""
-    text = unicodedata.normalize("NFKD", str(name)).encode("ascii", "ignore").decode().lower()
+    decomposed = unicodedata.normalize("NFKD", str(name))
+    text = "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
     text = _DOTTED_INITIALS.sub(lambda m: m.group(0).replace(".", ""), text)
     words = [w for w in _NOT_WORD.split(text) if w]
     if kind in PERSON_KINDS:

@@ -109,3 +109,11 @@ def test_levenshtein_counts_edits() -> None:
 def test_did_you_mean_lists_names_as_a_question() -> None:
     assert did_you_mean(["Dr. Amelia Chen"]) == "did you mean 'Dr. Amelia Chen'?"
     assert did_you_mean(["A", "B", "C"]) == "did you mean 'A', 'B' or 'C'?"
+
+
+def test_names_in_other_scripts_are_compared_too() -> None:
+    assert same_name("ΕΛΕΝΗ Παπαδοπούλου", "Ελένη Παπαδοπούλου", "physician")
+    assert near_matches("Ελένη", ["Ελένη Παπαδοπούλου", "Łukasz Żółć"], "physician") == [
+        "Ελένη Παπαδοπούλου"]
+    assert same_name("Lukasz Zolc", "Łukasz Żółć", "physician") is False  # Ł is its own letter
+    assert near_matches("Lukasz Zolc", ["Łukasz Żółć"], "physician") == ["Łukasz Żółć"]
