@@ -154,9 +154,14 @@ def new_name_warnings(session: Session, names: Mapping[str, str]) -> list[FieldE
     confirmed, as plausibility warnings are. Kept apart from audit.log.plausibility, which
     judges values, not names."""
     warnings: list[FieldError] = []
+    known_place = session.execute(  # the usual case: one query for site and room
+        select(Room.id).join(Site).where(Site.name == names.get("site"),
+                                         Room.name == names.get("room"),
+                                         Site.active.is_(True), Room.active.is_(True))
+    ).first() is not None
     for kind in near_names.NAME_KINDS:
         name = names.get(kind)
-        if not name:
+        if not name or (known_place and kind in ("site", "room")):
             continue
         known, scope = _scope_of(session, kind, names)
         if not known or find(session, kind, name, scope) is not None:
