@@ -77,3 +77,12 @@ class NotMigrated(AuditError):
     """No fluoro-audit database at the URL: a missing file, an empty one, or a database without
     the schema. Only `migrate` (and `serve`, which migrates) create one, so a typo in --db is
     reported instead of silently starting an empty log."""
+
+
+class NearNamesFound(WarningsNotConfirmed):
+    """A name to be added is near existing ones ("Chen" beside "Dr. Amelia Chen", issue 11):
+    confirm that it is another one, or choose one of `matches` instead."""
+
+    def __init__(self, warnings: list[FieldError], matches: list[str]):
+        self.matches = matches
+        super().__init__(warnings)

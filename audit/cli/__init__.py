@@ -9,8 +9,8 @@ Only `migrate`, `serve` and `demo` (which migrate first) may create a database; 
 command that opens one checks it exists and is migrated before anything else, so a mistyped
 --db is an error, not a new empty file.
 
-This module assembles the parser from the command modules (admin, users, records, reports,
-imports, export, keys, database: one per group of commands) in the order `--help` lists
+This module assembles the parser from the command modules (admin, users, records, names,
+reports, imports, export, keys, database: one per group of commands) in the order `--help` lists
 them, and turns the library's refusals into exit codes and messages; audit.cli.common holds what
 they share.
 """
@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from sqlalchemy.exc import SQLAlchemyError
 
 from audit import __version__
-from audit.cli import admin, database, export, imports, keys, records, reports, users
+from audit.cli import admin, database, export, imports, keys, names, records, reports, users
 from audit.cli.common import EXIT_INVALID, EXIT_OK, EXIT_USAGE, CliError, print_error
 from audit.errors import AuditError, ValidationFailed
 from audit.storage.engine import default_url, require_migrated
@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     users.add_users(sub)
     records.add_log(sub)
     records.add_show(sub)
+    names.add_merge(sub)
     admin.add_demo(sub)
     reports.add_report(sub)
     admin.add_backup(sub)

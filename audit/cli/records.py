@@ -93,8 +93,10 @@ def cmd_log(args: argparse.Namespace) -> int:
             records, cli_actor(), confirm_warnings=args.confirm_warnings,
             create_missing=args.create_missing)
     except WarningsNotConfirmed as exc:
-        for warning in exc.warnings:
-            print_error(f"{warning} (confirm with --confirm-warnings)")
+        for warning in exc.warnings:  # a new-name warning already says how to confirm it
+            hint = "" if "--confirm-warnings" in warning.message else \
+                " (confirm with --confirm-warnings)"
+            print_error(f"{warning}{hint}")
         print_error("nothing was written")
         return EXIT_INVALID
     finally:

@@ -28,6 +28,13 @@ if TYPE_CHECKING:
     from audit.log.entry_form import zone as browser_zone
     from audit.log.history import HistoryEntry as HistoryEntry
     from audit.log.history import record_history as record_history
+    from audit.log.merge import MergeResult as MergeResult
+    from audit.log.merge import merge_names as merge_names
+    from audit.log.name_entry import FORM_KINDS as FORM_KINDS
+    from audit.log.name_entry import NameAdded as NameAdded
+    from audit.log.name_entry import add_name as add_name
+    from audit.log.near_names import NAME_KINDS as NAME_KINDS
+    from audit.log.near_names import near_matches as near_matches
     from audit.log.service import LogResult as LogResult
     from audit.log.service import ProcedureLog as ProcedureLog
     from audit.log.summary import log_summary as log_summary
@@ -35,11 +42,16 @@ if TYPE_CHECKING:
 __all__ = [
     "AMENDABLE",
     "CONTRAST_LABELS",
+    "FORM_KINDS",
+    "NAME_KINDS",
     "CsvImportResult",
     "FormLayout",
     "HistoryEntry",
     "LogResult",
+    "MergeResult",
+    "NameAdded",
     "ProcedureLog",
+    "add_name",
     "amend_changes",
     "as_text",
     "browser_zone",
@@ -48,6 +60,8 @@ __all__ = [
     "import_csv",
     "layout_for",
     "log_summary",
+    "merge_names",
+    "near_matches",
     "performed_at_iso",
     "record_history",
     "tri_state",
@@ -63,6 +77,14 @@ _PUBLIC = {
     "log_summary": "audit.log.summary",
     "import_csv": "audit.log.csv_import",
     "CsvImportResult": "audit.log.csv_import",
+    # names: adding one on purpose, near matches, merging duplicates (issue 11)
+    "add_name": "audit.log.name_entry",
+    "NameAdded": "audit.log.name_entry",
+    "FORM_KINDS": "audit.log.name_entry",
+    "NAME_KINDS": "audit.log.near_names",
+    "near_matches": "audit.log.near_names",
+    "merge_names": "audit.log.merge",
+    "MergeResult": "audit.log.merge",
     # the entry and amend forms
     "FormLayout": "audit.log.entry_form",
     "layout_for": "audit.log.entry_form",

@@ -48,6 +48,9 @@ class Checked:
     errors: list[FieldError] = field(default_factory=list)
     #: Plausibility warnings: confirmed ones are stored with the record; unconfirmed refuse it.
     warnings: list[FieldError] = field(default_factory=list)
+    #: New names near existing ones (create_missing): confirmed like warnings, but kept in the
+    #: name's creation event, not on the record (as ProcedureLog.log does).
+    name_warnings: list[FieldError] = field(default_factory=list)
     confirmed: bool = False
     #: Procedure column values, without the name ids (known at write time) and timestamps.
     values: dict[str, Any] = field(default_factory=dict)
@@ -61,7 +64,12 @@ class Checked:
 
     @property
     def ok(self) -> bool:
-        return not self.errors and (self.confirmed or not self.warnings)
+        return not self.errors and (self.confirmed or not self.pending)
+
+    @property
+    def pending(self) -> list[FieldError]:
+        """Every warning that needs confirmation: the record's, then its names'."""
+        return [*self.warnings, *self.name_warnings]
 
 
 @dataclass
@@ -106,16 +114,17 @@ def prepare(records: Sequence[Mapping[str, Any]], actor: Actor, *, catalog: Cata
             continue
         assert checked is not None
         result.warnings, result.confirmed = checked.warnings, confirm_warnings
+        names, result.name_warnings = directory.canonical(checked.names)
         if not result.ok:
             continue
-        result.errors = directory.check(checked.names)
+        result.errors = directory.check(names)
         if result.errors:
             continue
-        mrn = checked.names["patient_id"]
-        result.names = {**checked.names, "patient_ref": directory.patient_ref(mrn),
+        mrn = names["patient_id"]
+        result.names = {**names, "patient_ref": directory.patient_ref(mrn),
                         "procedure_code": checked.entry.code}
         result.levels = checked.levels
-        result.room_factor = directory.room_factor(checked.names)
+        result.room_factor = directory.room_factor(names)
         result.values = {
             "status": RecordStatus.FINAL.value, "version": 1,
             "procedure_type_id": checked.entry.id, "dose_source": DoseSource.MANUAL.value,
@@ -163,7 +172,8 @@ def write(session: Session, batch: Batch, actor: Actor) -> list[int]:
     lock_chain(session)  # first, like every audited write
     if not rows:
         return []
-    ids = batch.directory.write_names(session, actor, [r.names for r in rows])
+    ids = batch.directory.write_names(session, actor, [r.names for r in rows],
+                                      [r.values.get("dap_unit") for r in rows])
     factors = batch.directory.factors(session, (i["room_id"] for i in ids))
     now = utcnow()
     stamp = now.isoformat()

@@ -103,8 +103,9 @@ class RowOutcome:
 
     def problems(self) -> list[str]:
         found = [f"{e.field}: {e.message}" for e in self.errors]
-        found += [f"warning: {w.field}: {w.message} (confirm with --confirm-warnings)"
-                  for w in self.warnings]
+        found += [f"warning: {w.field}: {w.message}" + (
+            "" if "--confirm-warnings" in w.message else " (confirm with --confirm-warnings)")
+            for w in self.warnings]
         return found
 
     def as_json(self) -> dict[str, Any]:
@@ -324,7 +325,7 @@ def import_csv(
     for outcome, checked in zip(checked_rows, batch.records, strict=True):
         outcome.errors = [_hint(e, zone) for e in checked.errors]
         if not checked.errors and not checked.ok:
-            outcome.warnings = list(checked.warnings)
+            outcome.warnings = list(checked.pending)
     failed = any(o.status in ("invalid", "unconfirmed") for o in outcomes)
     commit = not dry_run and (skip_invalid or not failed)
     if commit:

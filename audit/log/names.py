@@ -4,11 +4,18 @@ Why: input names things as people say them; the database stores ids. Each write 
 names to ids here and, with create_missing (a first import, or the demo), creates what does not
 exist yet, each creation audited like any other change. Without it an unknown name is an error
 that lists the known ones, so a typo does not silently create a second physician.
+
+Issue 11 (split names): a name resolves to an existing row when it is that row's name, a name
+merged into it (audit.log.merge, table name_alias), or its name written another way ("dr amelia
+chen"; audit.log.near_names.same_name). A new name near an existing one ("Chen" beside "Dr.
+Amelia Chen") is a warning (new_name_warnings) that must be confirmed before it is created, and
+the log form creates names only through add_name (audit.log.name_entry), which asks the same.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -19,8 +26,10 @@ from sqlalchemy.orm import Session
 from audit.auth import USERNAME_RULE, Actor, validate_username
 from audit.bounds import text_problem
 from audit.errors import FieldError, ValidationFailed
+from audit.log import near_names
 from audit.log.pseudonym import pseudonym
 from audit.storage.models import (
+    NameAlias,
     Patient,
     Physician,
     Procedure,
@@ -40,9 +49,140 @@ RECORD_NAME_KEYS = ("site", "room", "physician", "physician_username", "technolo
                     "patient_id", "patient_ref", "procedure_code")
 
 
+@dataclass(frozen=True)
+class NameKind:
+    """Where a kind of name is stored, and how its creation is audited."""
+
+    model: Any
+    column: str
+    entity: str
+    limit: int
+
+
+KINDS: dict[str, NameKind] = {
+    "site": NameKind(Site, "name", "site", 120),
+    "room": NameKind(Room, "name", "room", 120),
+    "physician": NameKind(Physician, "name", "physician", 160),
+    "technologist": NameKind(UserAccount, "username", "user_account", 80),
+}
+
+
+def _column(kind: str) -> Any:
+    spec = KINDS[kind]
+    return getattr(spec.model, spec.column)
+
+
+def _scoped(kind: str, query: Any, scope: int | None) -> Any:
+    """A room's names are its site's; the other kinds have one list each."""
+    return query.where(Room.site_id == scope) if kind == "room" else query
+
+
+def stored_names(session: Session, kind: str, scope: int | None = None, *,
+                 active_only: bool = False) -> list[tuple[int, str, bool]]:
+    """(id, name, active) of every `kind` (a room: at site `scope`), ordered by name."""
+    model = KINDS[kind].model
+    query = _scoped(kind, select(model.id, _column(kind), model.active), scope)
+    if active_only:
+        query = query.where(model.active.is_(True))
+    return [(int(i), str(n), bool(a)) for i, n, a in
+            session.execute(query.order_by(_column(kind)))]
+
+
+def find(session: Session, kind: str, name: str, scope: int | None = None
+         ) -> tuple[int, str] | None:
+    """The row that `name` stands for, as (id, stored name), or None if it is new.
+
+    In order: an active row with exactly this name; a merged name (name_alias) and the row it
+    was merged into; a deactivated row with exactly this name; the one row whose name is this
+    one written another way (near_names.same_name: "dr amelia chen" is "Dr. Amelia Chen").
+    A merged row is deactivated, so its alias wins over its own name.
+    """
+    model = KINDS[kind].model
+    found = session.execute(_scoped(kind, select(model.id, _column(kind)), scope)
+                            .where(_column(kind) == name, model.active.is_(True))).first()
+    if found is not None:
+        return int(found[0]), str(found[1])
+    aliased = _alias_target(session, kind, name, scope)
+    if aliased is not None:
+        return aliased
+    rows = stored_names(session, kind, scope)
+    exact = [(i, n) for i, n, _ in rows if n == name]
+    if exact:
+        return exact[0]
+    same = [(i, n, a) for i, n, a in rows if near_names.same_name(name, n, kind)]
+    live = [(i, n) for i, n, a in same if a]
+    if len(live) == 1:
+        return live[0]
+    if len(same) == 1:
+        return same[0][0], same[0][1]
+    return None
+
+
+def _alias_target(session: Session, kind: str, name: str, scope: int | None
+                  ) -> tuple[int, str] | None:
+    """The row a merged name now means (exactly, or written another way)."""
+    aliases = session.execute(select(NameAlias.alias, NameAlias.target_id).where(
+        NameAlias.kind == kind, NameAlias.scope_id == (scope or 0))).all()
+    exact = [t for a, t in aliases if a == name]
+    same = exact or list(dict.fromkeys(t for a, t in aliases
+                                       if near_names.same_name(name, a, kind)))
+    if len(same) != 1:
+        return None
+    target = session.scalar(select(_column(kind)).where(KINDS[kind].model.id == same[0]))
+    return (int(same[0]), str(target)) if target is not None else None
+
+
+def candidates_for(session: Session, kind: str, name: str, scope: int | None = None
+                   ) -> list[str]:
+    """The existing active names a new `name` may have meant: names that are it written
+    another way but ambiguous (two rows), then near matches, nearest first."""
+    live = [n for _, n, active in stored_names(session, kind, scope) if active]
+    same = near_names.same_names(name, live, kind)
+    near = near_names.near_matches(name, live, kind)
+    return list(dict.fromkeys([*same, *near]))[:near_names.SHOWN]
+
+
+def _scope_of(session: Session, kind: str, names: Mapping[str, str]) -> tuple[bool, int | None]:
+    """(whether the name can be looked up, its scope): a room needs its site to exist."""
+    if kind != "room":
+        return True, None
+    site = find(session, "site", names["site"])
+    return site is not None, site[0] if site else None
+
+
+def new_name_warnings(session: Session, names: Mapping[str, str]) -> list[FieldError]:
+    """Warnings for each name that `create_missing` would create while an existing name is
+    near it (issue 11: "Chen" beside "Dr. Amelia Chen"): the record is refused until they are
+    confirmed, as plausibility warnings are. Kept apart from audit.log.plausibility, which
+    judges values, not names."""
+    warnings: list[FieldError] = []
+    known_place = session.execute(  # the usual case: one query for site and room
+        select(Room.id).join(Site).where(Site.name == names.get("site"),
+                                         Room.name == names.get("room"),
+                                         Site.active.is_(True), Room.active.is_(True))
+    ).first() is not None
+    for kind in near_names.NAME_KINDS:
+        name = names.get(kind)
+        if not name or (known_place and kind in ("site", "room")):
+            continue
+        known, scope = _scope_of(session, kind, names)
+        if not known or find(session, kind, name, scope) is not None:
+            continue
+        matches = candidates_for(session, kind, name, scope)
+        if matches:
+            warnings.append(FieldError(kind, f"{name!r} is new; "
+                                       f"{near_names.did_you_mean(matches)} "
+                                       "(--confirm-warnings to add it anyway)"))
+    return warnings
+
+
 class NameResolver:
     """Finds (or, with create_missing, creates) the referenced site, room, physician,
-    technologist and patient. Creation is race-safe: INSERT .. ON CONFLICT DO NOTHING."""
+    technologist and patient. Creation is race-safe: INSERT .. ON CONFLICT DO NOTHING.
+
+    A name resolves as audit.log.names.find says (exact, merged alias, written another way);
+    the record then carries the stored name, so "dr amelia chen" is saved as "Dr. Amelia
+    Chen"."""
 
     def __init__(self, session: Session, actor: Actor, create_missing: bool, secret: str):
         self.session, self.actor, self.create, self.secret = session, actor, create_missing, secret
@@ -51,37 +191,39 @@ class NameResolver:
         self.names: dict[str, str] = {}
         self.errors: list[FieldError] = []
 
-    def resolve(self, names: Mapping[str, str], code: str) -> dict[str, int]:
-        """The Procedure id columns for `names`; ValidationFailed lists every unknown name."""
+    def resolve(self, names: Mapping[str, str], code: str,
+                dap_unit: str | None = None) -> dict[str, int]:
+        """The Procedure id columns for `names`; ValidationFailed lists every unknown name.
+        A room created here displays `dap_unit` (the unit its first record was read in)."""
         s = self.session
+        stored: dict[str, str] = {}
         known_room = s.execute(
             select(Room.site_id, Room.id, Room.kap_correction_factor).join(Site)
-            .where(Site.name == names["site"], Room.name == names["room"])
+            .where(Site.name == names["site"], Room.name == names["room"],
+                   Site.active.is_(True), Room.active.is_(True))
         ).first()
         if known_room is not None:  # the usual case: one query for site and room
             site_id, room_id, self.room_factor = known_room
         else:
             site_id = self._find_or_create(
-                "site", Site, Site.name == names["site"],
-                {"name": names["site"], "active": True, "created_at": utcnow()})
+                "site", names["site"], stored, {"active": True, "created_at": utcnow()})
             room_id = None
             if site_id is not None:
                 room_id = self._find_or_create(
-                    "room", Room, (Room.name == names["room"]) & (Room.site_id == site_id),
-                    {"name": names["room"], "site_id": site_id, "active": True,
-                     "dap_display_unit": DapUnit.GY_CM2.value, "kap_correction_factor": 1.0,
-                     "created_at": utcnow()}, scope=f" at site {names['site']!r}")
+                    "room", names["room"], stored,
+                    {"site_id": site_id, "active": True,
+                     "dap_display_unit": dap_unit or DapUnit.GY_CM2.value,
+                     "kap_correction_factor": 1.0, "created_at": utcnow()},
+                    scope=site_id, where=f" at site {stored['site']!r}")
                 if room_id is not None:
                     self.room_factor = s.scalar(select(Room.kap_correction_factor)
                                                 .where(Room.id == room_id)) or 1.0
         physician_id = self._find_or_create(
-            "physician", Physician, Physician.name == names["physician"],
-            {"name": names["physician"], "active": True, "created_at": utcnow()})
+            "physician", names["physician"], stored, {"active": True, "created_at": utcnow()})
         tech_id = self._find_or_create(
-            "technologist", UserAccount, UserAccount.username == names["technologist"],
-            {"username": names["technologist"], "role": Role.TECHNOLOGIST.value,
-             "can_sign_in": False, "active": True, "failed_logins": 0, "created_at": utcnow()},
-            entity="user_account")
+            "technologist", names["technologist"], stored,
+            {"role": Role.TECHNOLOGIST.value, "can_sign_in": False, "active": True,
+             "failed_logins": 0, "created_at": utcnow()})
         if self.errors:
             raise ValidationFailed(self.errors)
         assert site_id and room_id and physician_id and tech_id
@@ -93,33 +235,42 @@ class NameResolver:
                                        "created_at": utcnow()})
             patient = s.execute(select(Patient.id, Patient.pseudonym)
                                 .where(Patient.mrn == mrn)).one()
-        self.names = {**names, "patient_ref": patient[1], "procedure_code": code}
+        self.names = {**names, **stored, "patient_ref": patient[1], "procedure_code": code}
         return {"site_id": site_id, "room_id": room_id, "physician_id": physician_id,
                 "technologist_id": tech_id, "patient_id": patient[0]}
 
-    def _find_or_create(self, field_name: str, model: Any, where: Any, values: dict[str, Any],
-                        scope: str = "", entity: str | None = None) -> int | None:
-        found = self.session.scalar(select(model.id).where(where))
+    def _find_or_create(self, kind: str, name: str, stored: dict[str, str],
+                        values: dict[str, Any], scope: int | None = None,
+                        where: str = "") -> int | None:
+        found = find(self.session, kind, name, scope)
         if found is not None:
-            return int(found)
+            stored[kind] = found[1]
+            return found[0]
+        spec = KINDS[kind]
+        near = candidates_for(self.session, kind, name, scope)
         if not self.create:
-            known = self.session.scalars(select(
-                model.username if model is UserAccount else model.name)
-                .limit(KNOWN_NAMES_SHOWN)).all()
-            listing = ", ".join(repr(k) for k in known) or "none yet"
+            known = [n for _, n, _ in stored_names(self.session, kind, scope)]
+            listing = ", ".join(repr(k) for k in known[:KNOWN_NAMES_SHOWN]) or "none yet"
+            hint = f"; {near_names.did_you_mean(near)}" if near else ""
             self.errors.append(FieldError(
-                field_name, f"no {field_name} named {values.get('name', values.get('username'))!r}"
-                f"{scope}; known: {listing} (or allow creating missing names)"))
+                kind, f"no {kind} named {name!r}{where}{hint}; known: {listing} (or allow "
+                "creating missing names)"))
             return None
-        if model is UserAccount and (problem := new_account_problem(values["username"])):
+        if kind == "technologist" and (problem := new_account_problem(name)):
             self.errors.append(problem)
             return None
-        insert_ignore(self.session, model, values)
-        new_id = int(self.session.scalar(select(model.id).where(where)))
+        values = {**values, spec.column: name}
+        insert_ignore(self.session, spec.model, values)
+        new_id = int(self.session.scalar(_scoped(kind, select(spec.model.id), scope)
+                                         .where(_column(kind) == name)))
+        after = {k: v for k, v in values.items() if k != "created_at"}
+        reason = "created from a logged record (create missing)"
+        if near:
+            after["near_names_confirmed"] = near
+            reason += ("; confirmed as different from " + ", ".join(repr(n) for n in near))
         record_event(self.session, actor=self.actor.username, action=AuditAction.CREATE,
-                     entity=entity or field_name, entity_id=new_id,
-                     after={k: v for k, v in values.items() if k != "created_at"},
-                     reason="created from a logged record (create missing)")
+                     entity=spec.entity, entity_id=new_id, after=after, reason=reason)
+        stored[kind] = name
         return new_id
 
 
@@ -147,13 +298,20 @@ def insert_ignore(session: Session, model: Any, values: dict[str, Any]) -> None:
 
 
 def room_display_unit(session: Session, data: Mapping[str, Any]) -> DapUnit | None:
-    """The room's display unit: the default when a DAP value comes without a unit."""
+    """The room's display unit: the default when a DAP value comes without a unit. The room
+    is found as a record's names are (a merged or differently written name included)."""
     room, site = _name_text(data.get("room")), _name_text(data.get("site"))
     if not room or not site:
         return None
     unit = session.scalar(
         select(Room.dap_display_unit).join(Site).where(Room.name == room, Site.name == site)
     )
+    if unit is None:
+        site_row = find(session, "site", site)
+        room_row = find(session, "room", room, site_row[0]) if site_row else None
+        if room_row is not None:
+            unit = session.scalar(select(Room.dap_display_unit)
+                                  .where(Room.id == room_row[0]))
     return DapUnit(unit) if unit else None
 
 
@@ -221,14 +379,68 @@ class NameDirectory:
             self.patients.update((mrn, (pid, ref)) for mrn, pid, ref in session.execute(
                 select(Patient.mrn, Patient.id, Patient.pseudonym)
                 .where(Patient.mrn.in_(chunk))))
+        self._session = session
+        #: (kind, name as written, site name for a room) -> (stored name or None, near names)
+        self._resolved: dict[tuple[str, str, str], tuple[str | None, list[str]]] = {}
+        #: (kind, name, site for a room) -> near names confirmed by creating it anyway
+        self.near_confirmed: dict[tuple[str, str, str], list[str]] = {}
 
     # --- before the write: per record --------------------------------------------------------
+    def canonical(self, names: Mapping[str, str]) -> tuple[dict[str, str], list[FieldError]]:
+        """The record's names as stored (a merged name or one written another way becomes the
+        kept row's name, as NameResolver resolves it) and, with create_missing, a warning for
+        each new name near an existing one (new_name_warnings). Each distinct name is looked
+        up once per batch, during prepare (the read session is still open)."""
+        out, warnings = dict(names), []
+        for kind in ("site", "room", "physician", "technologist"):
+            name = out.get(kind)
+            if not name:
+                continue
+            site = out["site"] if kind == "room" else ""
+            if kind == "room" and (site, name) in self.rooms:
+                continue
+            if kind != "room" and name in self._exact(kind):
+                continue
+            stored, near = self._lookup(kind, name, site)
+            if stored is not None:
+                out[kind] = stored
+            elif near and self.create:
+                self.near_confirmed[kind, name, site] = near
+                warnings.append(FieldError(kind, f"{name!r} is new; "
+                                           f"{near_names.did_you_mean(near)} "
+                                           "(--confirm-warnings to add it anyway)"))
+        return out, warnings
+
+    def _exact(self, kind: str) -> Mapping[str, int]:
+        return {"site": self.sites, "physician": self.physicians,
+                "technologist": self.users}[kind]
+
+    def _lookup(self, kind: str, name: str, site: str) -> tuple[str | None, list[str]]:
+        key = (kind, name, site)
+        if key not in self._resolved:
+            scope = None
+            if kind == "room":
+                scope = self.sites.get(site)
+                if scope is None:  # a new site: its rooms are new too
+                    self._resolved[key] = (None, [])
+                    return self._resolved[key]
+            found = find(self._session, kind, name, scope)
+            near = [] if found else candidates_for(self._session, kind, name, scope)
+            self._resolved[key] = (found[1] if found else None, near)
+        return self._resolved[key]
+
     def display_unit(self, data: Mapping[str, Any]) -> DapUnit | None:
-        """room_display_unit without a query."""
-        room, site = data.get("room"), data.get("site")
+        """room_display_unit from the names read (a merged or differently written name is
+        looked up once)."""
+        room, site = _name_text(data.get("room")), _name_text(data.get("site"))
         if not room or not site:
             return None
-        known = self.rooms.get((str(site).strip(), str(room).strip()))
+        if site not in self.sites:
+            site = self._lookup("site", site, "")[0] or site
+        known = self.rooms.get((site, room))
+        if known is None and site in self.sites:
+            stored = self._lookup("room", room, site)[0]
+            known = self.rooms.get((site, stored)) if stored else None
         return DapUnit(known[2]) if known else None
 
     def room_factor(self, names: Mapping[str, str]) -> float:
@@ -268,39 +480,45 @@ class NameDirectory:
 
     # --- in the write transaction --------------------------------------------------------------
     def write_names(self, session: Session, actor: Actor,
-                    records: Sequence[Mapping[str, str]]) -> list[dict[str, int]]:
+                    records: Sequence[Mapping[str, str]],
+                    units: Sequence[str | None] | None = None) -> list[dict[str, int]]:
         """Create the names `records` need that do not exist yet (each creation audited), add
-        their new patients, and return each record's Procedure id columns.
+        their new patients, and return each record's Procedure id columns. A room created
+        here displays the DAP unit of its first record (`units`, as NameResolver does).
 
         Works on copies: a transaction that is rolled back and retried starts again from what
         was read before it."""
         sites, physicians, users = dict(self.sites), dict(self.physicians), dict(self.users)
         rooms = {key: value[0] for key, value in self.rooms.items()}
         now = utcnow()
-        for names in records:
+        near = self.near_confirmed
+        for index, names in enumerate(records):
             site, room = names["site"], names["room"]
             if site not in sites:
                 sites[site] = _create(session, actor, "site", Site, Site.name == site,
-                                      {"name": site, "active": True, "created_at": now})
+                                      {"name": site, "active": True, "created_at": now},
+                                      near=near.get(("site", site, "")))
             if (site, room) not in rooms:
                 site_id = sites[site]
+                unit = (units[index] if units else None) or DapUnit.GY_CM2.value
                 rooms[site, room] = _create(
                     session, actor, "room", Room, (Room.name == room) & (Room.site_id == site_id),
                     {"name": room, "site_id": site_id, "active": True,
-                     "dap_display_unit": DapUnit.GY_CM2.value, "kap_correction_factor": 1.0,
-                     "created_at": now})
+                     "dap_display_unit": unit, "kap_correction_factor": 1.0,
+                     "created_at": now}, near=near.get(("room", room, site)))
             doctor = names["physician"]
             if doctor not in physicians:
                 physicians[doctor] = _create(
                     session, actor, "physician", Physician, Physician.name == doctor,
-                    {"name": doctor, "active": True, "created_at": now})
+                    {"name": doctor, "active": True, "created_at": now},
+                    near=near.get(("physician", doctor, "")))
             tech = names["technologist"]
             if tech not in users:
                 users[tech] = _create(
                     session, actor, "technologist", UserAccount, UserAccount.username == tech,
                     {"username": tech, "role": Role.TECHNOLOGIST.value, "can_sign_in": False,
                      "active": True, "failed_logins": 0, "created_at": now},
-                    entity="user_account")
+                    entity="user_account", near=near.get(("technologist", tech, "")))
         patients = self._write_patients(session, [n["patient_id"] for n in records], now)
         return [{"site_id": sites[n["site"]], "room_id": rooms[n["site"], n["room"]],
                  "physician_id": physicians[n["physician"]],
@@ -342,15 +560,20 @@ class NameDirectory:
 
 
 def _create(session: Session, actor: Actor, field_name: str, model: Any, where: Any,
-            values: dict[str, Any], entity: str | None = None) -> int:
-    """The id of the row `where` finds, created (and audited) if there is none yet."""
+            values: dict[str, Any], entity: str | None = None,
+            near: list[str] | None = None) -> int:
+    """The id of the row `where` finds, created (and audited) if there is none yet. `near`:
+    the near names the import confirmed this one differs from (kept in the event)."""
     found = session.scalar(select(model.id).where(where))
     if found is not None:  # created by someone else since the batch was checked
         return int(found)
     insert_ignore(session, model, values)
     new_id = int(session.scalar(select(model.id).where(where)))
+    after = {k: v for k, v in values.items() if k != "created_at"}
+    reason = "created from a logged record (create missing)"
+    if near:
+        after["near_names_confirmed"] = near
+        reason += "; confirmed as different from " + ", ".join(repr(n) for n in near)
     record_event(session, actor=actor.username, action=AuditAction.CREATE,
-                 entity=entity or field_name, entity_id=new_id,
-                 after={k: v for k, v in values.items() if k != "created_at"},
-                 reason="created from a logged record (create missing)")
+                 entity=entity or field_name, entity_id=new_id, after=after, reason=reason)
     return new_id

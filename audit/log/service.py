@@ -31,7 +31,13 @@ from audit.errors import (
 )
 from audit.filters import Filters
 from audit.log import bulk
-from audit.log.names import NameDirectory, NameResolver, record_names, room_display_unit
+from audit.log.names import (
+    NameDirectory,
+    NameResolver,
+    new_name_warnings,
+    record_names,
+    room_display_unit,
+)
 from audit.log.pseudonym import site_secret
 from audit.log.queries import get_record, list_records
 from audit.log.record_fields import input_view, level_rows, snapshot
@@ -82,6 +88,17 @@ def _reason(reason: Any, missing: str) -> str:
     if problem:
         raise ValidationFailed([FieldError("reason", problem)])
     return text
+
+
+def _refuse_unconfirmed(session: Session, checked: Validated, create_missing: bool) -> None:
+    """WarningsNotConfirmed with the record's plausibility warnings and, when names may be
+    created, each new name near an existing one (audit.log.names.new_name_warnings). The name
+    warnings are not kept on the record: a confirmed one is in the new name's creation event."""
+    pending = list(checked.warnings)
+    if create_missing:
+        pending += new_name_warnings(session, checked.names)
+    if pending:
+        raise WarningsNotConfirmed(pending)
 
 
 class ProcedureLog:
@@ -204,8 +221,11 @@ class ProcedureLog:
             entries = [catalog.lookup(c) for c in {bulk.procedure_code(r) for r in mappings}
                        if c]
             usual = {e.id: self._cache.usual(session, e.id) for e in entries if e is not None}
-        return bulk.prepare(records, actor, catalog=catalog, settings=settings, usual=usual,
-                            directory=directory, confirm_warnings=confirm_warnings)
+            # Inside the read session: names written another way or merged are looked up
+            # (once per distinct name) as the records are checked.
+            return bulk.prepare(records, actor, catalog=catalog, settings=settings,
+                                usual=usual, directory=directory,
+                                confirm_warnings=confirm_warnings)
 
     def write_batch(self, session: Session, batch: bulk.Batch, actor: Actor) -> list[int]:
         """Insert the valid records of a prepared batch in the caller's write transaction
@@ -221,10 +241,10 @@ class ProcedureLog:
         access.check_names_self_as_technologist(actor, data.get("technologist"))
         catalog, settings = self._reference(session)
         checked = self._validate(session, data, catalog, settings)
-        if not confirm and checked.warnings:
-            raise WarningsNotConfirmed(checked.warnings)
+        if not confirm:
+            _refuse_unconfirmed(session, checked, create_missing)
         refs = NameResolver(session, actor, create_missing, site_secret(session))
-        ids = refs.resolve(checked.names, checked.entry.code)
+        ids = refs.resolve(checked.names, checked.entry.code, checked.values.get("dap_unit"))
         now = utcnow()
         procedure = Procedure(
             status=RecordStatus.FINAL.value, version=1, procedure_type_id=checked.entry.id,
@@ -291,11 +311,12 @@ class ProcedureLog:
                     merged = {k: v for k, v in merged.items() if k not in DAP_FIELDS}
                 merged.update(changes)
                 checked = self._validate(session, merged, catalog, settings)
-                if not confirm_warnings and checked.warnings:
-                    raise WarningsNotConfirmed(checked.warnings)
+                if not confirm_warnings:
+                    _refuse_unconfirmed(session, checked, create_missing)
                 refs = NameResolver(session, actor, create_missing, site_secret(session))
                 entered = procedure.fluoro_time_entered
-                ids = refs.resolve(checked.names, checked.entry.code)
+                ids = refs.resolve(checked.names, checked.entry.code,
+                                   checked.values.get("dap_unit"))
                 for key, value in {**ids, **checked.values}.items():
                     setattr(procedure, key, value)
                 if not {"fluoro_time_s", "fluoro_time"} & set(changes):

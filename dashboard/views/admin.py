@@ -1,5 +1,6 @@
 """Admin: users (add, role, password reset, deactivate), sites and rooms (device, display unit,
-KAP correction factor), physicians (linked to their account), the procedure catalog.
+KAP correction factor), physicians (linked to their account), the procedure catalog, and merging
+a duplicate site, room, physician or technologist into the one kept (dashboard/names.py).
 
 Every action is a call into audit.auth / audit.reference_data, which check the admin permission
 again, validate, and write the change with its audit event. Nothing is deleted: deactivate instead.
@@ -19,6 +20,7 @@ from audit.auth import Permission
 from audit.errors import AuditError, FieldError, ValidationFailed
 from audit.vocab import CatalogRegion, ContrastPolicy, DapUnit, Region, Role
 from dashboard import state
+from dashboard.names import merge_panel
 from dashboard.widgets import FieldErrors, plain
 
 actor = state.require(Permission.ADMIN)
@@ -71,8 +73,8 @@ def _same(stored: Any, edited: Any) -> bool:
 st.title("Admin")
 if notice := ss.pop(NOTICE, None):
     st.success(notice, icon=":material/check_circle:")
-users_tab, rooms_tab, doctors_tab, catalog_tab = st.tabs(
-    ["Users", "Sites and rooms", "Physicians", "Procedure catalog"])
+users_tab, rooms_tab, doctors_tab, catalog_tab, merge_tab = st.tabs(
+    ["Users", "Sites and rooms", "Physicians", "Procedure catalog", "Merge names"])
 
 # --- users ----------------------------------------------------------------------------------------
 with users_tab:
@@ -428,3 +430,13 @@ with catalog_tab:
 
                 st.form_submit_button("Save procedure type", on_click=_edit_type)
 
+
+# --- merging duplicate names (issue 11; dashboard/names.py) --------------------------------------
+def _merged(message: str) -> None:
+    ss[NOTICE] = message
+    state.data_changed()
+    state.service().refresh()
+
+
+with merge_tab:
+    merge_panel(actor, _merged)

@@ -5,6 +5,11 @@ decides what the form shows; the form holds the rest and submits on Enter. The v
 same dictionary-field input the command line takes (audit.log.entry_form.build_record) and go to the
 same service call, so the two paths store identical records. Last site, room, physician and
 procedure type are remembered per user.
+
+Site, room and physician are chosen from the existing names only (issue 11: "River" and Enter
+used to create a site): a new one comes through the "Add a new site, room or physician" panel
+(dashboard/names.py), which shows near names and asks before creating one. So what is saved,
+and remembered, is always an existing name.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from audit.errors import AuditError, FieldError, ValidationFailed, WarningsNotCo
 from audit.log import (
     CONTRAST_LABELS,
     FormLayout,
+    NameAdded,
     build_record,
     dose_in_words,
     layout_for,
@@ -42,6 +48,7 @@ from audit.vocab import (
     View,
 )
 from dashboard import state
+from dashboard.names import add_new_panel, close_add_panel
 from dashboard.widgets import FieldErrors, plain
 
 actor = state.require(Permission.LOG_PROCEDURE)
@@ -136,6 +143,14 @@ def procedure_label(code: str) -> str:
     return f"{code} — {entry.name}" if entry else code
 
 
+def _select_added(added: NameAdded) -> None:
+    """Choose a name the "Add new" panel added (or found): it exists, so it may be remembered."""
+    if added.kind == "site":
+        ss["lp_site"], ss["lp_room"] = added.name, None
+    else:
+        ss["lp_room" if added.kind == "room" else "lp_physician"] = added.name
+
+
 # --- saving (runs as the submit button's callback, before the page is drawn again) -------------
 def _values(gen: int, layout: FormLayout, status: str) -> dict[str, Any]:
     def get(name: str) -> Any:
@@ -183,14 +198,11 @@ def _values(gen: int, layout: FormLayout, status: str) -> dict[str, Any]:
 def _save(gen: int, layout: FormLayout, status: str) -> None:
     ss.pop("lp_saved", None)
     record = build_record(_values(gen, layout, status), layout)
-    new_names = (record.get("site") not in site_names
-                 or record.get("room") not in rooms_at(record.get("site"))
-                 or record.get("physician") not in doctor_names)
     confirmed = bool(ss.get(key(gen, "confirm")))
     shown = warnings.items
-    try:
+    try:  # names are only chosen here (new ones come through "Add new"): never created
         try:
-            result = service.log(record, actor, create_missing=new_names)
+            result = service.log(record, actor)
         except WarningsNotConfirmed as exc:
             current = [(w.field, w.message) for w in exc.warnings]
             if not (confirmed and current == shown):
@@ -198,7 +210,7 @@ def _save(gen: int, layout: FormLayout, status: str) -> None:
                 warnings.set(exc.warnings)
                 ss[key(gen, "confirm")] = False
                 return
-            result = service.log(record, actor, confirm_warnings=True, create_missing=new_names)
+            result = service.log(record, actor, confirm_warnings=True)
     except ValidationFailed as exc:
         warnings.clear()
         errors.set(exc.errors)
@@ -220,6 +232,7 @@ def _save(gen: int, layout: FormLayout, status: str) -> None:
         "warnings": len(result.warnings),
     }
     ss["lp_gen"] = gen + 1
+    close_add_panel()
     state.data_changed()
 
 
@@ -237,23 +250,24 @@ with case:
     col_site, col_room, col_doc, col_proc = st.columns([2, 2, 2, 3])
     with col_site:
         st.selectbox("Site", site_names, key="lp_site", on_change=_site_changed,
-                     accept_new_options=True, placeholder="Choose or add")
+                     placeholder="Choose (or add one below)")
         errors.show("site")
     with col_room:
         chosen_site = ss.get("lp_site")
         st.selectbox("Room / C-arm", rooms_at(chosen_site), key="lp_room",
                      format_func=lambda name, site=chosen_site: room_label(site, name),
-                     accept_new_options=True,
-                     placeholder="Choose or add")
+                     placeholder="Choose (or add one below)")
         errors.show("room")
     with col_doc:
-        st.selectbox("Physician", doctor_names, key="lp_physician", accept_new_options=True,
-                     placeholder="Choose or add")
+        st.selectbox("Physician", doctor_names, key="lp_physician",
+                     placeholder="Choose (or add one below)")
         errors.show("physician")
     with col_proc:
         st.selectbox("Procedure", codes, key="lp_procedure", format_func=procedure_label,
                      placeholder="Choose the procedure type")
         errors.show("procedure_code")
+
+    add_new_panel(actor, ss.get("lp_site"), _select_added)
 
 code = ss.get("lp_procedure")
 entry = catalog.lookup(code) if code else None

@@ -64,6 +64,21 @@ def choose(page: Any, label: str, text: str) -> None:
     wait_idle(page)
 
 
+def add_name(page: Any, kind: str, label: str, name: str, unit: str | None = None) -> None:
+    """Add a site, room or physician through the log form's "Add new" panel (issue 11)."""
+    panel = page.get_by_test_id("stExpander")
+    if panel.locator("details").get_attribute("open") is None:
+        page.get_by_text("Add a new site, room or physician").click()
+    panel.get_by_test_id("stRadio").get_by_text(kind, exact=True).click()
+    wait_idle(page)
+    field(page, label).fill(name)
+    if unit:
+        choose(page, "DAP display unit of this C-arm", unit)
+    page.get_by_role("button", name=f"Add {kind}").click()
+    page.get_by_text(f"Added {kind} '{name}': chosen.").wait_for()
+    wait_idle(page)
+
+
 def nav(page: Any, title: str, heading: str | None = None) -> None:
     """Open a page from the sidebar and wait for its heading."""
     page.get_by_test_id("stSidebarNav").get_by_role("link", name=title).click()
@@ -93,12 +108,13 @@ def test_first_start_creates_the_administrator_who_adds_a_technologist(
     page.get_by_role("button", name="Sign out").click()
     page.get_by_text("You have signed out.").wait_for()
 
-    # The technologist logs the first case at once: new names are typed into the form.
+    # The technologist logs the first case at once: new names are added on the form.
     sign_in(page, fresh_server, "tnguyen")
     page.get_by_test_id("stHeading").get_by_text("Log procedure").wait_for()
-    choose(page, "Site", "Main Clinic")
-    choose(page, "Room / C-arm", "C-arm 1")
-    choose(page, "Physician", "Dr. Rivera")
+    add_name(page, "site", "New site name", "Main Clinic")
+    add_name(page, "room", "New room name (at Main Clinic)", "C-arm 1", unit="Gy·cm²")
+    add_name(page, "physician", "New physician name", "Dr. Rivera")
+    assert page.get_by_role("combobox", name="Site", exact=True).input_value() == "Main Clinic"
     choose(page, "Procedure", "MBB")
     page.get_by_test_id("stRadio").get_by_text("Not required", exact=True).click()
     wait_idle(page)

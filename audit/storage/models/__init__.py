@@ -20,6 +20,7 @@ from audit.storage.models.dose import (
 )
 from audit.storage.models.log import (
     AuditEvent,
+    NameAlias,
     Patient,
     Physician,
     Procedure,
@@ -39,6 +40,7 @@ __all__ = [
     "Base",
     "DoseDiscrepancy",
     "DoseReport",
+    "NameAlias",
     "Patient",
     "Physician",
     "Procedure",

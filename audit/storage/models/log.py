@@ -77,6 +77,29 @@ class Physician(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class NameAlias(Base):
+    """A site, room, physician or technologist name merged into another (issue 11): entries
+    under the merged name resolve to the kept row (audit.log.names), and the merged row stays,
+    deactivated. A room's alias is scoped to its site (`scope_id`, 0 for the other kinds);
+    `target_id` and `source_id` are ids in the kind's own table."""
+
+    __tablename__ = "name_alias"
+    __table_args__ = (
+        UniqueConstraint("kind", "scope_id", "alias"),
+        CheckConstraint("kind IN ('site', 'room', 'physician', 'technologist')",
+                        name="kind_allowed"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    scope_id: Mapped[int] = mapped_column(Integer, default=0)
+    alias: Mapped[str] = mapped_column(String(160))
+    target_id: Mapped[int] = mapped_column(Integer)
+    source_id: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(80))
+
+
 class UserAccount(Base):
     __tablename__ = "user_account"
     __table_args__ = (
