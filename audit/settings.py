@@ -69,6 +69,10 @@ class Settings:
     discrepancy_tolerance: float = 0.10
     #: IANA time zone of the site and its C-arm clocks (seeded by migration 0003).
     site_timezone: str = "UTC"
+    #: Local policy: a record of the same patient and procedure type within this many minutes
+    #: of a final record asks "duplicate?" before saving; 0 turns the check off (seeded by
+    #: migration 0009).
+    duplicate_window_minutes: float = 30
     #: Not seeded: rooms with fewer records do not count towards a local DRL (1: every room).
     drl_min_room_records: int = 1
 

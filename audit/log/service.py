@@ -29,6 +29,8 @@ from audit.errors import (
     WarningsNotConfirmed,
 )
 from audit.filters import Filters
+from audit.log.compliance_check import compliance_warnings
+from audit.log.duplicates import Duplicates, scan
 from audit.log.names import NameResolver, record_names, room_display_unit
 from audit.log.pseudonym import site_secret
 from audit.log.queries import get_record, list_records
@@ -134,11 +136,13 @@ class ProcedureLog:
             errors: list[FieldError] = []
             warnings: list[FieldError] = []
             with write_session(self.engine) as session:
+                batch = self.duplicates(session, records, name_saved=confirm_warnings)
                 for index, data in enumerate(records, start=1):
                     try:
                         with session.begin_nested():
-                            results.append(self._log_in(session, data, actor, confirm_warnings,
-                                                        create_missing))
+                            results.append(self._log_in(
+                                session, data, actor, confirm_warnings, create_missing,
+                                batch, f"record {index} of this batch"))
                     except ValidationFailed as exc:
                         errors += [FieldError(f"record {index}: {e.field}", e.message)
                                    for e in exc.errors]
@@ -161,21 +165,50 @@ class ProcedureLog:
         *,
         confirm_warnings: bool = False,
         create_missing: bool = False,
+        batch: Duplicates | None = None,
+        label: str | None = None,
     ) -> LogResult:
         """Log one record inside the caller's transaction.
 
         For importers that own the transaction: a whole file commits or not at all, each row
         runs in a savepoint, and a dry run is rolled back. Same checks and audit event as log().
+        `batch` (from :meth:`duplicates`, read once for the whole file) holds the stored records
+        the file's records may duplicate and the file's earlier records; `label` names this
+        record to the later ones ("row 5 of this file").
         """
         require(actor, Permission.LOG_PROCEDURE)
-        return self._log_in(session, data, actor, confirm_warnings, create_missing)
+        return self._log_in(session, data, actor, confirm_warnings, create_missing, batch, label)
+
+    def duplicates(self, session: Session, records: Sequence[Mapping[str, Any]], *,
+                   name_saved: bool = False) -> Duplicates:
+        """The stored records that raw input `records` may duplicate, read in one go (one
+        query per 500 patients) for a batch or file; see audit.log.duplicates."""
+        catalog, settings = self._reference(session)
+        return Duplicates.load(session, scan(records, catalog, utcnow()), settings,
+                               name_saved=name_saved)
+
+    def _entry_warnings(self, session: Session, checked: Validated, dups: Duplicates,
+                        exclude_id: int | None = None) -> list[FieldError]:
+        """Every warning of a record about to be written: a possible duplicate
+        (audit.log.duplicates), the plausibility warnings validation found, and why it will
+        count as non-compliant (audit.log.compliance_check)."""
+        mrn, at = checked.names["patient_id"], checked.values["performed_at"]
+        dups.ensure(session, mrn, checked.entry.id, at)
+        return [*dups.warnings(mrn, checked.entry.id, checked.entry.code, at, exclude_id),
+                *checked.warnings, *compliance_warnings(checked.values, checked.entry)]
 
     def _log_in(self, session: Session, data: Mapping[str, Any], actor: Actor, confirm: bool,
-                create_missing: bool) -> LogResult:
+                create_missing: bool, batch: Duplicates | None = None,
+                label: str | None = None) -> LogResult:
         access.check_names_self_as_technologist(actor, data.get("technologist"))
         catalog, settings = self._reference(session)
         checked = self._validate(session, data, catalog, settings)
+        checked.warnings = self._entry_warnings(
+            session, checked, batch if batch is not None else Duplicates.for_settings(settings))
+        key = (checked.names["patient_id"], checked.entry.id, checked.values["performed_at"])
         if not confirm and checked.warnings:
+            if batch is not None and label:  # valid: its batch's later records may repeat it
+                batch.remember(*key, label)
             raise WarningsNotConfirmed(checked.warnings)
         refs = NameResolver(session, actor, create_missing, site_secret(session))
         ids = refs.resolve(checked.names, checked.entry.code)
@@ -195,6 +228,8 @@ class ProcedureLog:
         record_event(session, actor=actor.username, action=AuditAction.CREATE,
                      entity="procedure", entity_id=procedure.id,
                      after=snapshot(procedure, refs.names))
+        if batch is not None and label:
+            batch.remember(*key, label, procedure.id)
         return LogResult(procedure.id, checked.warnings, procedure.effective_dose_msv,
                          _background_days(procedure.effective_dose_msv, settings))
 
@@ -243,6 +278,8 @@ class ProcedureLog:
                     merged = {k: v for k, v in merged.items() if k not in DAP_FIELDS}
                 merged.update(changes)
                 checked = self._validate(session, merged, catalog, settings)
+                checked.warnings = self._entry_warnings(  # not a duplicate of itself
+                    session, checked, Duplicates.for_settings(settings), exclude_id=record_id)
                 if not confirm_warnings and checked.warnings:
                     raise WarningsNotConfirmed(checked.warnings)
                 refs = NameResolver(session, actor, create_missing, site_secret(session))
