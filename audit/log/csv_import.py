@@ -35,7 +35,10 @@ none is. Rules:
 * Lists are ';'-separated, booleans true/false (yes/no, 1/0 too). A procedure may be given by
   its catalog code or its catalog name ("Medial branch block").
 * Rows are numbered as a spreadsheet shows them: the header is row 1, the first record row 2.
-* Warnings (implausible but possible values) need ``confirm_warnings``, as with `log`.
+* Warnings (implausible but possible values, a possible duplicate, a record that will count as
+  non-compliant) need ``confirm_warnings``, as with `log`. A possible duplicate is of a final
+  record in the database or of an earlier valid row of the file ("row 5 of this file"); the
+  database's candidates are read once for the whole file, not once per row.
 * ``dry_run``: every row is validated (names resolved, duplicates of earlier rows included) in
   a transaction that is rolled back; nothing is written.
 * ``skip_invalid``: valid rows are written; the others are copied with a ``reasons`` column to
@@ -317,7 +320,7 @@ def import_csv(
             session.begin()
             try:
                 outcomes = _run_rows(session, service, actor, parsed, zone, names,
-                                     confirm_warnings, create_missing)
+                                     confirm_warnings, create_missing, dry_run)
                 failed = any(o.status in ("invalid", "unconfirmed") for o in outcomes)
                 commit = not dry_run and (skip_invalid or not failed)
                 if commit:
@@ -339,8 +342,12 @@ def import_csv(
 
 def _run_rows(session: Session, service: ProcedureLog, actor: Actor, parsed: ParsedFile,
               zone: ZoneInfo | None, procedure_names: Mapping[str, str], confirm: bool,
-              create_missing: bool) -> list[RowOutcome]:
+              create_missing: bool, dry_run: bool = False) -> list[RowOutcome]:
+    """Every row through the service, each in a savepoint. The records the rows may duplicate
+    are read once for the whole file first (audit.log.duplicates: one query per 500 patients,
+    not one per row), and each valid row is remembered for the rows after it."""
     outcomes = []
+    loggable: list[tuple[RowOutcome, dict[str, Any]]] = []
     for number, cells in parsed.rows:
         outcome = RowOutcome(number)
         outcomes.append(outcome)
@@ -355,11 +362,16 @@ def _run_rows(session: Session, service: ProcedureLog, actor: Actor, parsed: Par
         named = str(record.get("procedure_code") or "").strip().casefold()
         if named in procedure_names:  # legacy logs write the name, not the catalog code
             record["procedure_code"] = procedure_names[named]
+        loggable.append((outcome, record))
+    batch = service.duplicates(session, [record for _, record in loggable],
+                               name_saved=confirm and not dry_run)
+    for outcome, record in loggable:
         try:
             with session.begin_nested():
                 result = service.log_in_session(session, record, actor,
                                                 confirm_warnings=confirm,
-                                                create_missing=create_missing)
+                                                create_missing=create_missing, batch=batch,
+                                                label=f"row {outcome.row} of this file")
             outcome.record_id = result.record_id
         except ValidationFailed as exc:
             outcome.errors = [_hint(e, zone) for e in exc.errors]

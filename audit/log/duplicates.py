@@ -23,7 +23,6 @@ then looked up in memory, so a 30,000-row CSV import does not query once per row
 from __future__ import annotations
 
 import bisect
-from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -90,10 +89,12 @@ def _when(at: datetime, other: datetime, zone: ZoneInfo) -> str:
     return f"{relative} ({other.astimezone(zone):%Y-%m-%d %H:%M})"
 
 
-def message(prior: Prior, code: str, at: datetime, zone: ZoneInfo) -> str:
-    """The warning's text for one possible duplicate of a record of type `code` at `at`."""
-    return (f"{prior.label} is the same patient and {code} {_when(at, prior.performed_at, zone)}; "
-            "confirm to log it anyway")
+def message(prior: Prior, code: str, at: datetime, zone: ZoneInfo,
+            then: str | None = "confirm to log it anyway") -> str:
+    """The warning's text for one possible duplicate of a record of type `code` at `at`;
+    `then` says what to do about it."""
+    text = f"{prior.label} is the same patient and {code} {_when(at, prior.performed_at, zone)}"
+    return f"{text}; {then}" if then else text
 
 
 @dataclass
@@ -232,28 +233,42 @@ def scan(records: Iterable[Mapping[str, Any]], catalog: Catalog,
     return keys
 
 
+@dataclass(frozen=True)
+class Possible:
+    """A stored record and the other final records it may duplicate (nearest first)."""
+
+    record_id: int
+    code: str
+    performed_at: datetime
+    others: list[Prior]
+
+
 def record_duplicates(session: Session, record_ids: Sequence[int],
-                      settings: Settings) -> Mapping[int, list[Prior]]:
+                      settings: Settings) -> dict[int, Possible]:
     """For stored records, the other final records of the same patient and type within the
     window (e.g. of the procedure a dose report fills): one read of the records, then one
     :meth:`Duplicates.load` for them all. Records without any are left out."""
     if not record_ids:
         return {}
-    rows = session.execute(
-        select(Procedure.id, Procedure.performed_at, Procedure.procedure_type_id, Patient.mrn,
-               ProcedureType.code)
-        .join(Patient, Patient.id == Procedure.patient_id)
-        .join(ProcedureType, ProcedureType.id == Procedure.procedure_type_id)
-        .where(Procedure.id.in_(list(record_ids)))
-    ).all()
+    rows = []
+    ids = sorted(set(record_ids))
+    for first in range(0, len(ids), CHUNK):
+        rows += session.execute(
+            select(Procedure.id, Procedure.performed_at, Procedure.procedure_type_id,
+                   Patient.mrn, ProcedureType.code)
+            .join(Patient, Patient.id == Procedure.patient_id)
+            .join(ProcedureType, ProcedureType.id == Procedure.procedure_type_id)
+            .where(Procedure.id.in_(ids[first:first + CHUNK]))
+        ).all()
     known = Duplicates.load(session, [(r.mrn, r.procedure_type_id, r.performed_at)
                                       for r in rows], settings)
-    found: dict[int, list[Prior]] = defaultdict(list)
+    found: dict[int, Possible] = {}
     for r in rows:
         others = known.near(r.mrn, r.procedure_type_id, r.performed_at, exclude_id=r.id)
         if others:
-            found[r.id] = others
-    return dict(found)
+            found[r.id] = Possible(r.id, r.code, r.performed_at, others)
+    return found
 
 
-__all__ = ["FIELD", "Duplicates", "Prior", "message", "record_duplicates", "scan", "window"]
+__all__ = ["FIELD", "Duplicates", "Possible", "Prior", "message", "record_duplicates", "scan",
+           "window"]
