@@ -99,8 +99,9 @@ def test_a_record_entered_in_the_form_is_identical_to_the_same_record_sent_by_th
     assert not at.error, texts(at.error)
     form_id = at.session_state["lp_saved"]["record_id"]
 
+    # the same case again is a possible duplicate of the form's record: confirmed here
     cli = subprocess.run(
-        [sys.executable, "-m", "audit.cli", "--db", db_url, "log", "-"],
+        [sys.executable, "-m", "audit.cli", "--db", db_url, "log", "-", "--confirm-warnings"],
         input=json.dumps(CLI_RECORD), capture_output=True, text=True, check=False)
     assert cli.returncode == 0, cli.stderr
     cli_id = json.loads(cli.stdout)["record_id"]
@@ -110,7 +111,9 @@ def test_a_record_entered_in_the_form_is_identical_to_the_same_record_sent_by_th
     assert set(from_form) == set(from_cli)
     differing = {k: (from_form[k], from_cli[k]) for k in from_form
                  if k not in NOT_COMPARED and from_form[k] != from_cli[k]}
-    assert differing == {}
+    assert differing == {"warnings": ([], [{
+        "field": "duplicate?", "message": f"record {form_id} is the same patient and TFESI at "
+        "the same time (2026-03-14 14:30); confirm to log it anyway"}])}
     assert from_form["dap_gycm2"] == pytest.approx(0.71)
     assert from_form["fluoro_time_s"] == 32
 
