@@ -4,6 +4,9 @@ Why a service object: every write is one transaction with its audit event, check
 actor's role (audit.access), retried on lock contention, and validated in full before anything
 is written, whichever door it came through (command line, form, CSV import). Names are resolved
 by audit.log.names; with create_missing they are created, and each creation is audited too.
+Before a record is written it gets every warning it calls for (`_entry_warnings`): a possible
+duplicate (audit.log.duplicates), the plausibility warnings of validation, and why it will count
+as non-compliant (audit.log.compliance_check); unconfirmed, nothing is written.
 """
 
 from __future__ import annotations
