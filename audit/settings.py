@@ -84,6 +84,10 @@ class Settings:
     #: ICRP Publication 135: a room's median counts only over a minimum patient sample (20, the
     #: smallest minimum ICRP 135 gives for a survey; seeded by migration 0010, §12).
     drl_min_room_records: int = 20
+    #: Local policy: a record of the same patient and procedure type within this many minutes
+    #: of a final record asks "duplicate?" before saving; 0 turns the check off (seeded by
+    #: migration 0009).
+    duplicate_window_minutes: float = 30
 
 
 _KEYS = frozenset(f.name for f in fields(Settings))

@@ -83,7 +83,7 @@ def test_an_edited_event_breaks_the_chain_at_that_event(
 def test_a_removed_event_breaks_the_chain_after_the_gap(
     service: ProcedureLog, admin: Actor, engine: Engine, backend: str, logged: int
 ) -> None:
-    service.log(valid_record(), admin)
+    service.log(valid_record(patient_id="MRN0002"), admin)
     with Session(engine) as s:
         ids = list(s.scalars(select(AuditEvent.id).order_by(AuditEvent.id)))
     _disable_guard(engine, backend)

@@ -1,6 +1,8 @@
 """What counts as compliant: contrast confirmation of needle placement, per record and as rates.
 
-The whole rule is here, over named inputs (docs/design.md §3):
+The rule itself is audit.contrast_rule.contrast_compliance, the one function the log's
+entry-time warning also calls (docs/design.md §6); here it is applied to every record of the
+analysis frame and counted:
 
 - eligible: a final record whose catalog policy is "required" (voided records are not in the
   frame, so they never count);
@@ -10,8 +12,9 @@ The whole rule is here, over named inputs (docs/design.md §3):
 - rate = compliant / (eligible - excepted), with a Wilson 95% interval; monthly rates form a
   p-chart with 3-sigma limits.
 
-`contrast_compliance` states the rule on plain arrays (one value per record), so it reads and
-tests without a database; `compliance_arrays` only gathers its inputs from the analysis frame.
+`contrast_compliance` states the rule on plain values or arrays (one value per record), so it
+reads and tests without a database; `compliance_arrays` only gathers its inputs from the
+analysis frame.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from audit import contrast_rule
 from audit.analytics.grouping import by_type, cached, group_codes, record_names
 from audit.analytics.quantiles import wilson
 from audit.analytics.snapshot import Snapshot
@@ -26,42 +30,12 @@ from audit.filters import Filters
 from audit.vocab import ContrastConfirmation, ContrastPolicy
 
 
-def contrast_compliance(*, policy_required: np.ndarray, confirmed: np.ndarray,
-                        contraindicated: np.ndarray, exception_reason: np.ndarray,
-                        saved_images: np.ndarray, views: np.ndarray, min_views: np.ndarray,
-                        realtime_required: np.ndarray,
-                        realtime_contrast: np.ndarray) -> dict[str, np.ndarray]:
-    """The compliance rule, per record (numpy arrays of equal length; booleans as bool).
-
-    Returns the verdicts (eligible, compliant, excepted, non_compliant) and the parts a
-    non-compliant record is explained by (confirmed, contraindicated, images, views, realtime,
-    min_views).
-    """
-    eligible = policy_required
-    images = saved_images >= 1
-    enough_views = views >= min_views
-    realtime = ~realtime_required | realtime_contrast
-    compliant = eligible & confirmed & images & enough_views & realtime
-    excepted = eligible & contraindicated & exception_reason
-    return {"eligible": eligible, "compliant": compliant, "excepted": excepted,
-            "non_compliant": eligible & ~compliant & ~excepted, "confirmed": confirmed,
-            "contraindicated": contraindicated, "images": images, "views": enough_views,
-            "realtime": realtime, "min_views": min_views}
-
-
 def why_non_compliant(parts: dict[str, np.ndarray]) -> np.ndarray:
-    """For non-compliant records (`contrast_compliance` results), every reason, "; "-joined."""
-    contraindicated = parts["contraindicated"]
-    confirmed = parts["confirmed"]
-    reasons = pd.Series([""] * len(confirmed), dtype=object)
-    because = [
-        (contraindicated, "contraindicated without a reason"),
-        (~confirmed & ~contraindicated, "contrast not confirmed"),
-        (~parts["images"], "no saved image"),
-        (confirmed & ~parts["views"], "too few views"),
-        (confirmed & ~parts["realtime"], "no real-time contrast"),
-    ]
-    for condition, text in because:
+    """For non-compliant records (`contrast_compliance` results), every reason, "; "-joined
+    (the reasons and their order: audit.contrast_rule)."""
+    reasons = pd.Series([""] * len(parts["confirmed"]), dtype=object)
+    for name, condition in contrast_rule.reasons(parts).items():
+        text = contrast_rule.REASONS[name]
         reasons = reasons.where(~condition, reasons + np.where(reasons == "", "", "; ") + text)
     return reasons.to_numpy()
 
@@ -70,7 +44,7 @@ def compliance_arrays(snap: Snapshot) -> dict[str, np.ndarray]:
     """`contrast_compliance` for every record of the frame (cached per snapshot)."""
     def build() -> dict[str, np.ndarray]:
         r = snap.records
-        return contrast_compliance(
+        return contrast_rule.contrast_compliance(
             policy_required=by_type(snap, "policy", "", object) == ContrastPolicy.REQUIRED.value,
             confirmed=snap.confirmation_is(ContrastConfirmation.CONFIRMED),
             contraindicated=snap.confirmation_is(ContrastConfirmation.CONTRAINDICATED),

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from audit.dose_reports.review import completeness_rate as log_completeness_rate
     from audit.dose_reports.review import count_reports as count_reports
     from audit.dose_reports.review import list_discrepancies as list_discrepancies
+    from audit.dose_reports.review import list_duplicates as list_duplicates
     from audit.dose_reports.review import list_missing as list_missing
     from audit.dose_reports.review import report_for_record as report_for_record
     from audit.dose_reports.review import review_discrepancy as review_discrepancy
@@ -37,6 +38,7 @@ __all__ = [
     "count_reports",
     "expand_paths",
     "list_discrepancies",
+    "list_duplicates",
     "list_missing",
     "log_completeness",
     "log_completeness_rate",
@@ -59,6 +61,7 @@ _PUBLIC = {
     "list_discrepancies": "audit.dose_reports.review",
     "review_discrepancy": "audit.dose_reports.review",
     "list_missing": "audit.dose_reports.review",
+    "list_duplicates": "audit.dose_reports.review",
     "log_completeness": "audit.dose_reports.review:completeness",
     "log_completeness_rate": "audit.dose_reports.review:completeness_rate",
     "report_for_record": "audit.dose_reports.review",

@@ -25,6 +25,10 @@ a candidate (a second study that day is more likely a second, unlogged procedure
 several candidates, one not yet linked wins (by accession), then the one closest in time to
 the study, then the lowest record id. A report with no match is
 "procedure missing from the log" until a later run (:func:`find_procedure` again) finds it.
+When the procedure linked may be logged twice (another final record of the same patient and
+type within ``duplicate_window_minutes``, e.g. two candidates that are copies of one case), the
+link stands but the report is flagged for review naming the other record
+(:func:`duplicate_review`).
 
 Filling and comparing, per dose field (``dap_gycm2`` <- DAP total, ``air_kerma_mgy`` <- Dose
 (RP) total, ``fluoro_time_s`` <- total fluoro time):
@@ -57,6 +61,7 @@ from sqlalchemy.orm import Session
 from audit.dose_reports.bounds import json_safe
 from audit.dosimetry import effective_dose  # the record's own E = KAP x k rule
 from audit.errors import AuditError
+from audit.log.duplicates import Possible, message, record_duplicates
 from audit.settings import Settings
 from audit.storage.models import DoseDiscrepancy, DoseReport, Patient, Procedure, Room, utcnow
 from audit.trail import record_event
@@ -243,6 +248,29 @@ def find_procedure(session: Session, report: DoseReport, zone: ZoneInfo) -> Matc
     if len(found) == 1:
         return Match(found[0].id, MATCH_PATIENT_DAY, 1)
     return None
+
+
+def duplicate_review(session: Session, procedure_id: int, settings: Settings) -> str | None:
+    """Why a report linked to this procedure needs review, when the procedure may be logged
+    twice (audit.log.duplicates: another final record of the same patient and type within
+    ``duplicate_window_minutes``), naming the other record; None when it may not.
+
+    Why not choose silently: of two copies of one procedure, matching links the report to one
+    (by the rules above: unlinked, closest in time, lowest id) and fills it, and the other stays
+    in every statistic without its dose. The link is kept (it is the best guess), and the
+    report is flagged so that someone voids the copy entered twice (review.list_duplicates).
+    """
+    found = record_duplicates(session, [procedure_id], settings).get(procedure_id)
+    return None if found is None else review_text(found, site_zone(settings))
+
+
+def review_text(found: Possible, zone: ZoneInfo) -> str:
+    """:func:`duplicate_review`'s text for a linked record and its possible duplicates."""
+    named = "; ".join(message(p, found.code, found.performed_at, zone, then=None)
+                      for p in found.others)
+    return (f"duplicate?: linked to record {found.record_id}, which may be logged twice: "
+            f"{named}; check which record this report belongs to and void the one entered "
+            "twice")
 
 
 # --- filling and comparing --------------------------------------------------------------------

@@ -17,8 +17,11 @@ from sqlalchemy.orm import aliased
 
 from audit import access
 from audit.auth import Actor, Permission, require
+from audit.dose_reports.matching import review_text, site_zone
 from audit.dose_reports.store import TOTAL_FIELDS, unmatched_query
 from audit.errors import FieldError, NotFound, ValidationFailed
+from audit.log.duplicates import record_duplicates
+from audit.settings import load_settings
 from audit.storage.engine import read_session, retrying, write_session
 from audit.storage.models import DoseDiscrepancy, DoseReport, Procedure, Room, utcnow
 from audit.trail import record_event
@@ -123,6 +126,34 @@ def list_missing(engine: Engine, actor: Actor, *, date_from: datetime | None = N
     return frame
 
 
+def list_duplicates(engine: Engine, actor: Actor, *, date_from: datetime | None = None,
+                    date_to: datetime | None = None) -> pd.DataFrame:
+    """Current reports linked to a final procedure that may be logged twice, with why
+    (matching.duplicate_review): one row per report, until one copy is voided or moved."""
+    require(actor, Permission.VIEW_DASHBOARDS)
+    query = (
+        select(DoseReport.id.label("report_id"), DoseReport.procedure_id.label("record_id"),
+               DoseReport.study_datetime, DoseReport.source_file)
+        .join(Procedure, Procedure.id == DoseReport.procedure_id)
+        .where(DoseReport.status == DoseReportStatus.CURRENT.value,
+               Procedure.status == RecordStatus.FINAL.value,
+               *_period(DoseReport.study_datetime, date_from, date_to))
+        .order_by(DoseReport.study_datetime.desc(), DoseReport.id.desc())
+    )
+    columns = ["report_id", "record_id", "study_datetime", "source_file", "possible_duplicates",
+               "review"]
+    with read_session(engine) as session:
+        rows = session.execute(query).mappings().all()
+        settings = load_settings(session)
+        found = record_duplicates(session, [r["record_id"] for r in rows], settings)
+    zone = site_zone(settings)
+    listed = [{**dict(r), "possible_duplicates": ", ".join(
+        str(p.record_id) for p in found[r["record_id"]].others),
+        "review": review_text(found[r["record_id"]], zone)}
+        for r in rows if r["record_id"] in found]
+    return pd.DataFrame(listed, columns=columns)
+
+
 def completeness(engine: Engine, actor: Actor, *, date_from: datetime | None = None,
                  date_to: datetime | None = None) -> pd.DataFrame:
     """Log completeness by device: current reports and how many match a final procedure.
@@ -192,6 +223,7 @@ __all__ = [
     "completeness_rate",
     "count_reports",
     "list_discrepancies",
+    "list_duplicates",
     "list_missing",
     "report_for_record",
     "review_discrepancy",

@@ -21,6 +21,10 @@ file's transaction back and rejects the file; the next file is unaffected. An er
 the database cannot be reached (:func:`database_unavailable`) is raised: every file would fail
 the same way, so the caller stops or waits instead of rejecting them all.
 
+A report linked to a procedure that may be logged twice (the same patient and type within
+``duplicate_window_minutes``) carries ``review`` naming the other record
+(matching.duplicate_review); the Reconciliation page lists such links until one copy is voided.
+
 Matching, filling and discrepancy rules: audit.dose_reports.matching. What the pages list for
 review (discrepancies, reports missing from the log, completeness): audit.dose_reports.review.
 """
@@ -91,6 +95,8 @@ class ImportResult:
     supersedes: list[int] = field(default_factory=list)
     superseded_by: int | None = None
     note: str | None = None
+    #: Why the link needs a person's look: the procedure may be logged twice (names the other).
+    review: str | None = None
     dry_run: bool = False
 
     def as_json(self) -> dict[str, Any]:
@@ -348,6 +354,7 @@ class DoseImporter:
                                   self.actor.username, previous=previous)
         result.record_id, result.match = match.procedure_id, match.rule
         result.filled, result.discrepancies = applied.filled, applied.discrepancies
+        result.review = reconcile.duplicate_review(session, match.procedure_id, settings)
 
     def _relink(self, session: Session, report_id: int,
                 settings: Settings) -> ImportResult | None:
@@ -379,7 +386,9 @@ class DoseImporter:
                             study_instance_uid=row.study_instance_uid, events=row.events,
                             totals={k: getattr(row, k) for k in TOTAL_FIELDS},
                             match=match.rule, filled=applied.filled,
-                            discrepancies=applied.discrepancies)
+                            discrepancies=applied.discrepancies,
+                            review=reconcile.duplicate_review(session, match.procedure_id,
+                                                              settings))
 
 
 _UID_LIMIT = 64

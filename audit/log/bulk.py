@@ -13,7 +13,7 @@ kept: the caller writes only when every record is valid (or chose to skip the in
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any, cast
@@ -28,7 +28,7 @@ from audit.errors import FieldError, ValidationFailed
 from audit.log.names import NameDirectory
 from audit.log.plausibility import Usual
 from audit.log.record_fields import snapshot
-from audit.log.validation import validate
+from audit.log.validation import Validated, validate
 from audit.settings import Settings
 from audit.storage.engine import insert_numbered
 from audit.storage.models import Procedure, ProcedureLevel, utcnow
@@ -87,13 +87,18 @@ class Batch:
 
 def prepare(records: Sequence[Mapping[str, Any]], actor: Actor, *, catalog: Catalog,
             settings: Settings, usual: Mapping[int, Usual | None], directory: NameDirectory,
-            confirm_warnings: bool) -> Batch:
+            confirm_warnings: bool,
+            entry_warnings: Callable[[Validated, str], list[FieldError]] | None = None,
+            labels: Sequence[str] | None = None) -> Batch:
     """Check every record as ProcedureLog.log would (same errors, same order of checks)
-    against reference data read beforehand: no database access, so no lock is held.
-    `usual` holds the usual values of the records' procedure types (by type id)."""
+    against reference data read beforehand; no write, so no lock is held.
+    `usual` holds the usual values of the records' procedure types (by type id).
+    `entry_warnings(checked, label)` gives a valid record's warnings as ProcedureLog.log
+    does (a possible duplicate, plausibility, compliance) and remembers it, by `label`, for
+    the records after it; without it only the plausibility warnings count."""
     ratio = float(settings.warning_kap_ratio)
     out: list[Checked] = []
-    for data in records:
+    for index, data in enumerate(records):
         result = Checked()
         out.append(result)
         if not isinstance(data, Mapping):
@@ -113,6 +118,9 @@ def prepare(records: Sequence[Mapping[str, Any]], actor: Actor, *, catalog: Cata
             result.errors = errors
             continue
         assert checked is not None
+        if entry_warnings is not None:
+            label = labels[index] if labels else f"record {index + 1} of this batch"
+            checked.warnings = entry_warnings(checked, label)
         result.warnings, result.confirmed = checked.warnings, confirm_warnings
         names, result.name_warnings = directory.canonical(checked.names)
         if not result.ok:

@@ -35,9 +35,14 @@ none is. Rules:
 * Lists are ';'-separated, booleans true/false (yes/no, 1/0 too). A procedure may be given by
   its catalog code or its catalog name ("Medial branch block").
 * Rows are numbered as a spreadsheet shows them: the header is row 1, the first record row 2.
-* Warnings (implausible but possible values) need ``confirm_warnings``, as with `log`.
-* ``dry_run``: every row is validated (names resolved) exactly as for an import; nothing is
-  written (an import writes only after every row has been checked: see import_csv).
+* Warnings (implausible but possible values, a possible duplicate, a record that will count as
+  non-compliant, a new name near an existing one) need ``confirm_warnings``, as with `log`. A
+  possible duplicate is of a final record in the database or of an earlier valid row of the
+  file ("row 5 of this file"); the database's candidates are read once for the whole file, not
+  once per row.
+* ``dry_run``: every row is validated (names resolved, duplicates of earlier rows included)
+  exactly as for an import; nothing is written (an import writes only after every row has been
+  checked: see import_csv).
 * ``skip_invalid``: valid rows are written; the others are copied with a ``reasons`` column to
   ``<input>.rejected.csv`` beside the input.
 """
@@ -321,7 +326,8 @@ def import_csv(
 
     outcomes, records, checked_rows = _read_rows(parsed, zone, names)
     batch = service.prepare_batch(records, actor, confirm_warnings=confirm_warnings,
-                                  create_missing=create_missing)
+                                  create_missing=create_missing,
+                                  labels=[f"row {o.row} of this file" for o in checked_rows])
     for outcome, checked in zip(checked_rows, batch.records, strict=True):
         outcome.errors = [_hint(e, zone) for e in checked.errors]
         if not checked.errors and not checked.ok:

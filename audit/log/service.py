@@ -4,6 +4,9 @@ Why a service object: every write is one transaction with its audit event, check
 actor's role (audit.access), retried on lock contention, and validated in full before anything
 is written, whichever door it came through (command line, form, CSV import). Names are resolved
 by audit.log.names; with create_missing they are created, and each creation is audited too.
+Before a record is written it gets every warning it calls for (`_entry_warnings`): a possible
+duplicate (audit.log.duplicates), the plausibility warnings of validation, and why it will count
+as non-compliant (audit.log.compliance_check); unconfirmed, nothing is written.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from audit.errors import (
 )
 from audit.filters import Filters
 from audit.log import bulk
+from audit.log.compliance_check import compliance_warnings
+from audit.log.duplicates import Duplicates, scan
 from audit.log.names import (
     NameDirectory,
     NameResolver,
@@ -165,11 +170,13 @@ class ProcedureLog:
             errors: list[FieldError] = []
             warnings: list[FieldError] = []
             with write_session(self.engine) as session:
+                batch = self.duplicates(session, records, name_saved=confirm_warnings)
                 for index, data in enumerate(records, start=1):
                     try:
                         with session.begin_nested():
-                            results.append(self._log_in(session, data, actor, confirm_warnings,
-                                                        create_missing))
+                            results.append(self._log_in(
+                                session, data, actor, confirm_warnings, create_missing,
+                                batch, f"record {index} of this batch"))
                     except ValidationFailed as exc:
                         errors += [FieldError(f"record {index}: {e.field}", e.message)
                                    for e in exc.errors]
@@ -192,14 +199,37 @@ class ProcedureLog:
         *,
         confirm_warnings: bool = False,
         create_missing: bool = False,
+        batch: Duplicates | None = None,
+        label: str | None = None,
     ) -> LogResult:
         """Log one record inside the caller's transaction.
 
         For importers that own the transaction: a whole file commits or not at all, each row
         runs in a savepoint, and a dry run is rolled back. Same checks and audit event as log().
+        `batch` (from :meth:`duplicates`, read once for the whole file) holds the stored records
+        the file's records may duplicate and the file's earlier records; `label` names this
+        record to the later ones ("row 5 of this file").
         """
         require(actor, Permission.LOG_PROCEDURE)
-        return self._log_in(session, data, actor, confirm_warnings, create_missing)
+        return self._log_in(session, data, actor, confirm_warnings, create_missing, batch, label)
+
+    def duplicates(self, session: Session, records: Sequence[Mapping[str, Any]], *,
+                   name_saved: bool = False) -> Duplicates:
+        """The stored records that raw input `records` may duplicate, read in one go (one
+        query per 500 patients) for a batch or file; see audit.log.duplicates."""
+        catalog, settings = self._reference(session)
+        return Duplicates.load(session, scan(records, catalog, utcnow()), settings,
+                               name_saved=name_saved)
+
+    def _entry_warnings(self, session: Session, checked: Validated, dups: Duplicates,
+                        exclude_id: int | None = None) -> list[FieldError]:
+        """Every warning of a record about to be written: a possible duplicate
+        (audit.log.duplicates), the plausibility warnings validation found, and why it will
+        count as non-compliant (audit.log.compliance_check)."""
+        mrn, at = checked.names["patient_id"], checked.values["performed_at"]
+        dups.ensure(session, mrn, checked.entry.id, at)
+        return [*dups.warnings(mrn, checked.entry.id, checked.entry.code, at, exclude_id),
+                *checked.warnings, *compliance_warnings(checked.values, checked.entry)]
 
     def prepare_batch(
         self,
@@ -208,10 +238,13 @@ class ProcedureLog:
         *,
         confirm_warnings: bool = False,
         create_missing: bool = False,
+        labels: Sequence[str] | None = None,
     ) -> bulk.Batch:
-        """Check many records for one bulk write (CSV import), holding no lock: reference data
-        and the records' names are read in one short read session, then every record is
-        validated in memory with the checks of log(). Nothing is written; see write_batch."""
+        """Check many records for one bulk write (CSV import), holding no lock: reference data,
+        the records' names and the stored records they may duplicate are read in one short
+        read session, and every record is checked with the checks of log() (the "duplicate?"
+        and compliance warnings included; `labels` name the records to the later ones, "row 5
+        of this file"). Nothing is written; see write_batch."""
         require(actor, Permission.LOG_PROCEDURE)
         with read_session(self.engine) as session:
             catalog, settings = self._reference(session)
@@ -221,11 +254,20 @@ class ProcedureLog:
             entries = [catalog.lookup(c) for c in {bulk.procedure_code(r) for r in mappings}
                        if c]
             usual = {e.id: self._cache.usual(session, e.id) for e in entries if e is not None}
-            # Inside the read session: names written another way or merged are looked up
-            # (once per distinct name) as the records are checked.
+            dups = Duplicates.load(session, scan(mappings, catalog, utcnow()), settings)
+
+            def entry_warnings(checked: Validated, label: str) -> list[FieldError]:
+                found = self._entry_warnings(session, checked, dups)
+                dups.remember(checked.names["patient_id"], checked.entry.id,
+                              checked.values["performed_at"], label)
+                return found
+
+            # Inside the read session: names written another way or merged, and records the
+            # batch's read did not cover, are looked up as the records are checked.
             return bulk.prepare(records, actor, catalog=catalog, settings=settings,
                                 usual=usual, directory=directory,
-                                confirm_warnings=confirm_warnings)
+                                confirm_warnings=confirm_warnings,
+                                entry_warnings=entry_warnings, labels=labels)
 
     def write_batch(self, session: Session, batch: bulk.Batch, actor: Actor) -> list[int]:
         """Insert the valid records of a prepared batch in the caller's write transaction
@@ -234,15 +276,24 @@ class ProcedureLog:
         return bulk.write(session, batch, actor)
 
     def _log_in(self, session: Session, data: Mapping[str, Any], actor: Actor, confirm: bool,
-                create_missing: bool) -> LogResult:
+                create_missing: bool, batch: Duplicates | None = None,
+                label: str | None = None) -> LogResult:
         if not isinstance(data, Mapping):
             raise ValidationFailed([FieldError("record", "expected an object of dictionary "
                                                "fields")])
         access.check_names_self_as_technologist(actor, data.get("technologist"))
         catalog, settings = self._reference(session)
         checked = self._validate(session, data, catalog, settings)
+        checked.warnings = self._entry_warnings(
+            session, checked, batch if batch is not None else Duplicates.for_settings(settings))
+        key = (checked.names["patient_id"], checked.entry.id, checked.values["performed_at"])
         if not confirm:
-            _refuse_unconfirmed(session, checked, create_missing)
+            try:
+                _refuse_unconfirmed(session, checked, create_missing)
+            except WarningsNotConfirmed:
+                if batch is not None and label:  # valid: its batch's later records may repeat it
+                    batch.remember(*key, label)
+                raise
         refs = NameResolver(session, actor, create_missing, site_secret(session))
         ids = refs.resolve(checked.names, checked.entry.code, checked.values.get("dap_unit"))
         now = utcnow()
@@ -261,6 +312,8 @@ class ProcedureLog:
         record_event(session, actor=actor.username, action=AuditAction.CREATE,
                      entity="procedure", entity_id=procedure.id,
                      after=snapshot(procedure, refs.names))
+        if batch is not None and label:
+            batch.remember(*key, label, procedure.id)
         return LogResult(procedure.id, checked.warnings, procedure.effective_dose_msv,
                          _background_days(procedure.effective_dose_msv, settings))
 
@@ -311,6 +364,8 @@ class ProcedureLog:
                     merged = {k: v for k, v in merged.items() if k not in DAP_FIELDS}
                 merged.update(changes)
                 checked = self._validate(session, merged, catalog, settings)
+                checked.warnings = self._entry_warnings(  # not a duplicate of itself
+                    session, checked, Duplicates.for_settings(settings), exclude_id=record_id)
                 if not confirm_warnings:
                     _refuse_unconfirmed(session, checked, create_missing)
                 refs = NameResolver(session, actor, create_missing, site_secret(session))

@@ -452,6 +452,6 @@ def _contrast(c: _Collector, values: dict[str, Any], entry: CatalogEntry) -> Non
     if uptake and not used:
         c.error("vascular_uptake", "vascular uptake is seen with contrast, but no contrast was "
                 "used")
-    if status is ContrastConfirmation.NOT_CONFIRMED and entry.contrast_required:
-        c.warn("contrast_confirmation", f"{entry.code} requires contrast confirmation; saved as "
-               "not confirmed, it will count as non-compliant")
+    # Whether the record will count as non-compliant (not confirmed where required, too few
+    # views, ...) is warned by the service with the compliance rule itself
+    # (audit.log.compliance_check), not restated here.

@@ -1,8 +1,9 @@
 """Reconciliation: where the log and the C-arm's dose reports disagree, for the quality officer.
 
-Three questions: which manual dose values are off (discrepancies), which procedures the C-arm
-recorded but nobody logged (missing), and what share of the C-arm's procedures are logged
-(completeness). Figures come from audit.dose_reports.review; this page only shows them.
+Four questions: which manual dose values are off (discrepancies), which procedures the C-arm
+recorded but nobody logged (missing), which reports went to a procedure that may be logged twice
+(possible duplicates), and what share of the C-arm's procedures are logged (completeness).
+Figures come from audit.dose_reports.review; this page only shows them.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from audit.auth import Actor, Permission
 from audit.dose_reports import (
     DoseImporter,
     list_discrepancies,
+    list_duplicates,
     list_missing,
     log_completeness,
     log_completeness_rate,
@@ -38,14 +40,16 @@ period = st.selectbox("Period", list(PERIODS), key="reconciliation_period")
 
 
 @st.cache_data(ttl=60, show_spinner=False)
-def load(who: Actor, days: int | None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """The three frames of the page, cached per user (PHI differs by role) and period, and
+def load(who: Actor, days: int | None
+         ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The four frames of the page, cached per user (PHI differs by role) and period, and
     cleared by state.data_changed() after every write."""
     engine = state.engine()
     since = datetime.now(UTC) - timedelta(days=days) if days else None
     return (list_discrepancies(engine, who, date_from=since),
             list_missing(engine, who, date_from=since),
-            log_completeness(engine, who, date_from=since))
+            log_completeness(engine, who, date_from=since),
+            list_duplicates(engine, who, date_from=since))
 
 
 def _label(frame: pd.DataFrame, discrepancy_id: int) -> str:
@@ -54,7 +58,7 @@ def _label(frame: pd.DataFrame, discrepancy_id: int) -> str:
             f"{row['manual_value']:g} vs {row['report_value']:g}")
 
 
-discrepancies, missing, by_device = load(actor, PERIODS[period])
+discrepancies, missing, by_device, duplicates = load(actor, PERIODS[period])
 overall = log_completeness_rate(by_device)
 
 cols = st.columns(4)
@@ -79,9 +83,9 @@ if actor.can(Permission.IMPORT) and st.button(
 if message := st.session_state.pop("reconciliation_message", None):
     st.success(message)
 
-tab_disc, tab_missing, tab_device = st.tabs(
+tab_disc, tab_missing, tab_dupes, tab_device = st.tabs(
     [f"Discrepancies ({len(discrepancies)})", f"Missing from the log ({len(missing)})",
-     "Completeness by device"])
+     f"Possible duplicates ({len(duplicates)})", "Completeness by device"])
 
 with tab_disc:
     if discrepancies.empty:
@@ -126,13 +130,30 @@ with tab_missing:
             "study_datetime": st.column_config.DatetimeColumn("study (UTC)"),
         })
 
+with tab_dupes:
+    if duplicates.empty:
+        st.info("No dose report is linked to a procedure that may be logged twice.")
+    else:
+        st.caption("Each report was linked to one of two records of the same patient and "
+                   "procedure close in time. Open both, and void the one entered twice.")
+        st.dataframe(duplicates, hide_index=True, width="stretch", column_config={
+            "report_id": st.column_config.NumberColumn("report", format="%d"),
+            "record_id": st.column_config.NumberColumn("linked record", format="%d"),
+            "study_datetime": st.column_config.DatetimeColumn("study (UTC)"),
+            "possible_duplicates": st.column_config.TextColumn("possible duplicates"),
+            "review": st.column_config.TextColumn("why", width="large"),
+        })
+
 with tab_device:
     st.dataframe(by_device, hide_index=True, width="stretch", column_config={
         "rate": st.column_config.ProgressColumn("completeness", format="percent",
                                                 min_value=0.0, max_value=1.0)})
 
 record_ids = sorted({int(i) for i in discrepancies["record_id"].dropna()}
-                    | {int(i) for i in missing["voided_record_id"].dropna()})
+                    | {int(i) for i in missing["voided_record_id"].dropna()}
+                    | {int(i) for i in duplicates["record_id"].dropna()}
+                    | {int(i) for text in duplicates["possible_duplicates"]
+                       for i in str(text).split(", ") if i})
 if record_ids:
     st.subheader("Record")
     record_id = st.selectbox("Open record", record_ids, key="reconciliation_record")

@@ -1,7 +1,7 @@
 """Reference levels by ICRP 135 and domain figures corrected and sourced (issue 11).
 
 Revision ID: 0010
-Revises: 0007
+Revises: 0009
 Create Date: 2026-12-10
 
 Seeds two settings, each with ICRP Publication 135 as its source: drl_min_rooms (10) and
@@ -37,7 +37,7 @@ from alembic import op
 from audit.storage.types import UTCDateTime
 
 revision: str = "0010"
-down_revision: str | None = "0007"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

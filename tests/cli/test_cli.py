@@ -69,12 +69,13 @@ def test_invalid_input_exits_1_naming_the_field_and_writes_nothing(
 
 
 def test_arrays_and_json_lines_are_all_or_nothing(db_url: str) -> None:
-    good = valid_record()
-    lines = "\n".join(json.dumps(r) for r in (good, good, valid_record(levels=["L9-L10"])))
+    good, other = valid_record(), valid_record(patient_id="MRN0002")
+    bad = valid_record(levels=["L9-L10"], patient_id="MRN0003")
+    lines = "\n".join(json.dumps(r) for r in (good, other, bad))
     result = cli(db_url, "log", "--create-missing", stdin=lines)
     assert result.returncode == 1 and "record 3: levels" in result.stderr
     assert rows(db_url) == 0
-    result = cli(db_url, "log", "--create-missing", stdin=json.dumps([good, good]))
+    result = cli(db_url, "log", "--create-missing", stdin=json.dumps([good, other]))
     assert result.returncode == 0
     ids = [json.loads(line)["record_id"] for line in result.stdout.splitlines()]
     assert len(ids) == 2 and ids[0] < ids[1]  # PostgreSQL never reuses a sequence value

@@ -15,6 +15,7 @@ from streamlit.testing.v1 import AppTest
 
 from audit import auth
 from audit.auth import Actor, cli_actor
+from audit.log.compliance_check import CONSEQUENCE
 from audit.log.service import ProcedureLog
 from tests.dashboard.conftest import AppFactory, messages_after, page, texts
 
@@ -99,8 +100,9 @@ def test_a_record_entered_in_the_form_is_identical_to_the_same_record_sent_by_th
     assert not at.error, texts(at.error)
     form_id = at.session_state["lp_saved"]["record_id"]
 
+    # the same case again is a possible duplicate of the form's record: confirmed here
     cli = subprocess.run(
-        [sys.executable, "-m", "audit.cli", "--db", db_url, "log", "-"],
+        [sys.executable, "-m", "audit.cli", "--db", db_url, "log", "-", "--confirm-warnings"],
         input=json.dumps(CLI_RECORD), capture_output=True, text=True, check=False)
     assert cli.returncode == 0, cli.stderr
     cli_id = json.loads(cli.stdout)["record_id"]
@@ -110,7 +112,9 @@ def test_a_record_entered_in_the_form_is_identical_to_the_same_record_sent_by_th
     assert set(from_form) == set(from_cli)
     differing = {k: (from_form[k], from_cli[k]) for k in from_form
                  if k not in NOT_COMPARED and from_form[k] != from_cli[k]}
-    assert differing == {}
+    assert differing == {"warnings": ([], [{
+        "field": "duplicate?", "message": f"record {form_id} is the same patient and TFESI at "
+        "the same time (2026-03-14 14:30); confirm to log it anyway"}])}
     assert from_form["dap_gycm2"] == pytest.approx(0.71)
     assert from_form["fluoro_time_s"] == 32
 
@@ -173,6 +177,29 @@ def test_a_plausibility_warning_must_be_confirmed_before_saving(
     record = service.get(saved["record_id"], cli_actor())
     assert record["dap_gycm2"] == 71
     assert [w["field"] for w in record["warnings"]] == ["dap_value", "air_kerma_mgy"]
+
+
+def test_a_possible_duplicate_and_a_non_compliance_are_warned_before_saving(
+    app: AppFactory, people: dict[str, Actor], service: ProcedureLog
+) -> None:
+    """Issue 11: the same case entered twice, with one confirmation view, is stopped with both
+    warnings on screen; ticking the box saves it with both kept on the record."""
+    earlier = service.log(CLI_RECORD, cli_actor()).record_id
+    at = open_form(log_page(app))
+    gen = at.session_state["lp_gen"]
+    save(fill(at, {**FORM, "confirmation_views": ["AP"]}))
+    assert (f"duplicate?: record {earlier} is the same patient and TFESI at the same time "
+            "(2026-03-14 14:30); confirm to log it anyway") in texts(at.warning)
+    assert messages_after(at, f"lp{gen}_confirmation_views") == [
+        f"TFESI needs 2 confirmation views; 1 given: {CONSEQUENCE}"]
+    assert service.list(cli_actor())[1] == 1  # nothing saved yet
+    at.checkbox(key=f"lp{gen}_confirm").check()
+    save(at)
+    saved = at.session_state["lp_saved"]
+    assert saved["warnings"] == 2
+    record = service.get(saved["record_id"], cli_actor())
+    assert [w["field"] for w in record["warnings"]] == ["duplicate?", "confirmation_views"]
+    assert record["confirmation_views"] == ["AP"]
 
 
 def test_the_procedure_type_decides_what_the_form_shows(

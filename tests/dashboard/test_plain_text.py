@@ -77,7 +77,7 @@ def hostile_record(service: ProcedureLog, engine: Engine) -> int:
     admin.add_room(engine, system, SITE, ROOM)
     admin.add_physician(engine, system, DOCTOR)
     [result] = service.log_many([valid_record(site=SITE, room=ROOM, physician=DOCTOR,
-                                              notes=HOSTILE)], system)
+                                              notes=HOSTILE, patient_id="MRN0666")], system)
     return result.record_id
 
 

@@ -16,10 +16,13 @@ from tests.dashboard.conftest import AppFactory, messages_after, page, texts
 
 
 def seed(service: ProcedureLog, n: int = 3, **overrides: Any) -> list[int]:
-    """n TFESI records on successive days from 1 March 2026, newest last."""
+    """n TFESI records on successive days from 1 March 2026, newest last, each of its own
+    patient (numbered on from the records already there: no two are possible duplicates)."""
     first = datetime(2026, 3, 1, 9, 30, tzinfo=timezone(timedelta(hours=-5)))
+    known = service.list(cli_actor())[1]
     records = [valid_record(performed_at=(first + timedelta(days=day)).isoformat(),
-                            patient_id=f"MRN{day:04d}", **overrides) for day in range(n)]
+                            patient_id=f"MRN{known + day:04d}", **overrides)
+               for day in range(n)]
     return [r.record_id for r in service.log_many(records, cli_actor())]
 
 

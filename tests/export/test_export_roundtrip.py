@@ -211,8 +211,8 @@ def test_the_guard_is_undone_only_for_files_recognised_as_exports(
     copy = ProcedureLog(make_engine(fresh))
     try:
         results = {}
-        for path in (alone / "log.csv", legacy, beside):
-            result = import_csv(copy, admin, path, create_missing=True)
+        for path in (alone / "log.csv", legacy, beside):  # the 2nd and 3rd: possible duplicates
+            result = import_csv(copy, admin, path, create_missing=True, confirm_warnings=True)
             assert result.committed, [r.problems() for r in result.rows]
             record = copy.get(result.rows[0].record_id, admin)  # type: ignore[arg-type]
             results[path.name] = (result.export_recognised, record["notes"],

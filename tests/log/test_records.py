@@ -346,13 +346,13 @@ def test_physicians_read_their_own_records(
 # --- batches and filters ----------------------------------------------------------------------
 
 def test_a_batch_is_all_or_nothing(service: ProcedureLog, admin: Actor, engine: Engine) -> None:
-    good = valid_record()
-    bad = valid_record(levels=["L9-L10"])
+    good, other = valid_record(), valid_record(patient_id="MRN0002")
+    bad = valid_record(levels=["L9-L10"], patient_id="MRN0003")
     with pytest.raises(ValidationFailed) as info:
-        service.log_many([good, good, bad], admin, create_missing=True)
+        service.log_many([good, other, bad], admin, create_missing=True)
     assert [e.field for e in info.value.errors] == ["record 3: levels"]
     assert count(engine, Procedure) == 0 and count(engine, AuditEvent) == 0
-    results = service.log_many([good, good], admin, create_missing=True)
+    results = service.log_many([good, other], admin, create_missing=True)
     assert len(results) == 2 and count(engine, Procedure) == 2
 
 
@@ -409,7 +409,8 @@ def test_room_display_unit_is_the_default_dap_unit(
 
     with Session(engine) as s, s.begin():
         s.scalar(select(Room).where(Room.name == "OR 1")).dap_display_unit = "µGy·m²"
-    record_id = service.log(valid_record(dap_value=71, dap_unit=None), admin).record_id
+    record_id = service.log(valid_record(dap_value=71, dap_unit=None, patient_id="MRN0002"),
+                            admin).record_id
     record = service.get(record_id, admin)
     assert record["dap_unit"] == "µGy·m²" and record["dap_gycm2"] == pytest.approx(0.71)
 
