@@ -99,7 +99,7 @@ def bench_demo(tmp: Path, n: int) -> None:
     raw_s = 0.0
     for lo in range(0, n, CHUNK):
         columns, levels = build_chunk(rng, 1 + lo, min(CHUNK, n - lo), ref, patients,
-                                 end - timedelta(days=730), end, end)
+                                      end - timedelta(days=730), end, end)
         for key in ("performed_at", "created_at", "updated_at"):
             columns[key] = [v.strftime("%Y-%m-%d %H:%M:%S.%f") for v in columns[key]]
         proc_rows = list(zip(*(columns[c] for c in proc_cols), strict=True))
