@@ -130,6 +130,10 @@ class _Writer:
         if self.dialect == "postgresql":
             self._copy(conn, "procedure", self.proc_cols, columns)
             self._copy(conn, "procedure_level", self.level_cols, levels)
+            # COPY with explicit ids leaves the id sequence behind: without this, the next
+            # record logged by hand would be given an id the demo already took.
+            conn.exec_driver_sql("SELECT setval(pg_get_serial_sequence('procedure', 'id'), "
+                                 "(SELECT max(id) FROM procedure))")
             return
         if self.dialect == "sqlite":
             columns["performed_at"] = [_sqlite_datetime(v) for v in columns["performed_at"]]

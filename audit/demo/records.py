@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from audit.demo.cast import DEMO_ACTOR, PHYSICIANS, ROOMS, TECHNOLOGISTS
-from audit.demo.distributions import SRDL, draw_doses, plant
+from audit.demo.distributions import OUTLIER, SRDL, draw_doses, plant
 from audit.dosimetry import effective_doses
 from audit.units import dap_factor
 from audit.vocab import CONTRAST_AGENTS, SEGMENTS, DapUnit, Region, level_region
@@ -93,7 +93,11 @@ def build_chunk(rng: np.random.Generator, first_id: int, n: int, ref: dict[str, 
     entries = [catalog.entries[c] for c in codes]
     kinds = np.zeros(n, dtype=np.int8) if kinds is None else kinds
     code_i = rng.choice(len(codes), size=n, p=np.array(list(MIX.values())))
-    code_i = np.where(kinds == SRDL, codes.index("OTHER"), code_i)  # SRDL work is non-spine
+    other = codes.index("OTHER")
+    spine_mix = np.array([0.0 if c == "OTHER" else MIX[c] for c in codes])
+    spine_i = rng.choice(len(codes), size=n, p=spine_mix / spine_mix.sum())
+    code_i = np.where((kinds == OUTLIER) & (code_i == other), spine_i, code_i)  # spine ones
+    code_i = np.where(kinds == SRDL, other, code_i)  # SRDL work is non-spine
     code = np.array(codes, dtype=object)[code_i]
     room_i = rng.integers(0, len(ROOMS), n)
     shares = np.array([p.share for p in PHYSICIANS])
