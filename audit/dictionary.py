@@ -14,12 +14,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from audit import vocab
-from audit.units import MAX_DAP_GYCM2
+from audit.units import MAX_AIR_KERMA_MGY, MAX_DAP_GYCM2, MAX_FLUORO_TIME_S
 
 #: What the `required` column says for a field every record must have.
 ALWAYS = "yes"
 #: Longest text a text field takes when it names no max_length.
 DEFAULT_MAX_LENGTH = 200
+#: Longest reason an amend or a void takes (stored in the audit trail and void_reason).
+REASON_MAX_LENGTH = 1000
 
 
 class Io(StrEnum):
@@ -33,7 +35,9 @@ class Io(StrEnum):
 class Field:
     """One field. `required` is the rule as the docs state it: "yes" (always; validation
     enforces it generically), "no", or a condition validation checks by hand ("per catalog",
-    "if contrast", ...). `minimum`/`maximum` bound a number in `unit`; `max_length` a text."""
+    "if contrast", ...). `minimum`/`maximum` bound a number in `unit`; `max_length` a text;
+    `max_items` a list. What no field may exceed (finite numbers, no NUL, the date window) is
+    in audit.bounds."""
 
     name: str
     type: str
@@ -45,6 +49,7 @@ class Field:
     minimum: float | None = None
     maximum: float | None = None
     max_length: int | None = None
+    max_items: int | None = None
 
     @property
     def always_required(self) -> bool:
@@ -69,6 +74,8 @@ class Field:
             return f"{self.minimum:g} to {self.maximum:g}"
         if self.type == "text" and self.io is Io.IN_OUT:
             return f"≤ {self.text_limit} characters"
+        if self.max_items is not None:
+            return f"≤ {self.max_items} items"
         return ""
 
 
@@ -107,11 +114,11 @@ FIELDS: tuple[Field, ...] = (
     Field("procedure_code", "text", "", "yes", "Procedure catalog code, e.g. TFESI"),
     Field("levels", "list", "", "per catalog", "Spinal levels, ';'-separated, e.g. L4-L5; L5-S1; "
           "valid for the procedure's region", "C1-C7, T1-T12, L1-L5, S1-S5, segments "
-          "(e.g. L5-S1), coccyx, SIJ"),
+          "(e.g. L5-S1), coccyx, SIJ", max_items=30),
     Field("laterality", "enum", "", "per catalog", "Side treated", _allowed(vocab.Laterality)),
     Field("guidance", "enum", "", "yes", "Imaging guidance", _allowed(vocab.Guidance)),
     Field("fluoro_time_s", "number", "s", "yes", "Fluoroscopy (beam-on) time; input also 'm:ss' "
-          "or minutes with a unit ('1.3 min' = 78 s)"),
+          "or minutes with a unit ('1.3 min' = 78 s)", minimum=0, maximum=MAX_FLUORO_TIME_S),
     Field("dap_gycm2", "number", "Gy·cm²", "yes*", "Kerma-area product (DAP) in Gy·cm²; *or "
           "dap_missing_reason when the unit shows none", minimum=0, maximum=MAX_DAP_GYCM2),
     Field("dap_value", "number", "as entered", "no", "DAP as displayed on the C-arm"),
@@ -120,7 +127,7 @@ FIELDS: tuple[Field, ...] = (
     Field("dap_missing_reason", "text", "", "if no DAP", "Why no DAP was recorded",
           max_length=500),
     Field("air_kerma_mgy", "number", "mGy", "no", "Cumulative air kerma at the reference point "
-          "(Ka,r)"),
+          "(Ka,r)", minimum=0, maximum=MAX_AIR_KERMA_MGY),
     Field("saved_images", "integer", "count", "yes", "Confirmation images saved to PACS",
           minimum=0, maximum=10_000),
     Field("dsa_runs", "integer", "count", "no", "Digital subtraction angiography runs",
@@ -139,7 +146,7 @@ FIELDS: tuple[Field, ...] = (
     Field("contrast_exception_detail", "text", "", "if reason is other", "Free-text detail of the "
           "exception", max_length=500),
     Field("confirmation_views", "list", "", "if confirmed", "Views saved, ';'-separated",
-          _allowed(vocab.View)),
+          _allowed(vocab.View), max_items=8),
     Field("realtime_contrast", "boolean", "", "if confirmed", "Contrast injected under live "
           "fluoroscopy or DSA (required for TFESI)"),
     Field("vascular_uptake", "boolean", "", "no", "Intravascular contrast uptake seen"),
@@ -156,7 +163,8 @@ FIELDS: tuple[Field, ...] = (
           "radiation equal to the effective dose", io=Io.OUT),
     Field("warnings", "list", "", "out only", "Plausibility warnings confirmed when saving",
           io=Io.OUT),
-    Field("void_reason", "text", "", "out only", "Why the record was voided", io=Io.OUT),
+    Field("void_reason", "text", "", "out only", "Why the record was voided", io=Io.OUT,
+          max_length=REASON_MAX_LENGTH),
     Field("created_at", "datetime", "ISO 8601, UTC", "out only", "When the record was created",
           io=Io.OUT),
     Field("created_by", "text", "", "out only", "Who created it", io=Io.OUT),

@@ -71,3 +71,9 @@ class PermissionDenied(AuditError):
 
 class RecordVoided(AuditError):
     """The record is void; it can be read but not amended or voided again."""
+
+
+class NotMigrated(AuditError):
+    """No fluoro-audit database at the URL: a missing file, an empty one, or a database without
+    the schema. Only `migrate` (and `serve`, which migrates) create one, so a typo in --db is
+    reported instead of silently starting an empty log."""

@@ -92,7 +92,7 @@ class Filters:
         """Whole UTC days from `first` to `last`, both included (the dashboards' periods).
         A `last` before `first` is kept as given: mask() reports it, naming the field."""
         return cls(start=_midnight(first) if first else None,
-                   before=_midnight(last + timedelta(days=1)) if last else None, **rest)
+                   before=_day_end(last) if last else None, **rest)
 
     @property
     def first_day(self) -> date | None:
@@ -334,6 +334,12 @@ def _midnight(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=UTC)
 
 
+def _day_end(day: date) -> datetime | None:
+    """The midnight after `day`: a period's exclusive end; none after the last date there is
+    (9999-12-31 + 1 day would overflow, and nothing lies beyond it)."""
+    return None if day == date.max else _midnight(day + timedelta(days=1))
+
+
 def _named(values: tuple[str, ...]) -> str | list[str] | None:
     """A name filter as the manifest writes it: None, the one name, or a list."""
     return None if not values else values[0] if len(values) == 1 else list(values)
@@ -421,7 +427,7 @@ def _bound(name: str, raw: str | date | datetime | None, *, end: bool) -> dateti
     if isinstance(raw, datetime):
         moment = raw
     elif isinstance(raw, date):
-        return _midnight(raw + timedelta(days=1 if end else 0))
+        return _day_end(raw) if end else _midnight(raw)
     else:
         text = str(raw).strip()
         try:
@@ -436,7 +442,11 @@ def _bound(name: str, raw: str | date | datetime | None, *, end: bool) -> dateti
         raise ValidationFailed([FieldError(name, f"{raw} has no UTC offset; give a date "
                                            "(YYYY-MM-DD) or a date-time with offset, e.g. "
                                            "2026-03-14T00:00:00-05:00")])
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # year 1 east of UTC, 9999 west of it
+        raise ValidationFailed([FieldError(name, f"{raw} is beyond the dates a record can "
+                                           "have; give a date (YYYY-MM-DD)")]) from None
 
 
 def check_names(connection: Connection, filters: Filters) -> Filters:

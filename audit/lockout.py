@@ -7,6 +7,10 @@ back its own +1: the count ended at 3 and the account never locked. Here failed_
 computed by the UPDATE (its row lock orders the attempts), the attempt that reaches the limit
 locks, and an attempt that finds the account locked meanwhile is refused as locked. Callers take
 the audit chain's lock first (audit.trail.lock_chain), the order every audited write uses.
+
+Every refusal returns the same message (FAILED): a distinct "locked" text told an attacker which
+usernames exist. The reason goes to the audit trail instead, and the lock itself is an event of
+its own (LOCKOUT_ACTOR amends the account), written in the transaction that locks.
 """
 
 from __future__ import annotations
@@ -21,7 +25,11 @@ from audit.storage.models import UserAccount
 from audit.trail import record_event
 from audit.vocab import AuditAction
 
-WRONG = "Wrong username or password."
+#: What every refused sign-in shows: unknown user, wrong password, deactivated or locked account.
+FAILED = ("Sign-in failed: wrong username or password, or the account is locked. If it keeps "
+          "failing, ask an administrator.")
+#: The audit trail's actor of an automatic lock (no person locks the account).
+LOCKOUT_ACTOR = "lockout"
 #: Bulk UPDATEs here change columns no loaded object is used for afterwards.
 _NO_SYNC = {"synchronize_session": False}
 
@@ -30,6 +38,25 @@ def can_sign_in_clause() -> Any:
     """The accounts that can sign in: active, allowed to, with a password."""
     return (UserAccount.active.is_(True) & UserAccount.can_sign_in.is_(True)
             & UserAccount.password_hash.is_not(None))
+
+
+def queryable_name(name: str) -> bool:
+    """Whether the database can be asked about `name`: PostgreSQL refuses NUL in text and
+    neither driver encodes a lone surrogate. Such a name names no account."""
+    if "\x00" in name:
+        return False
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def audit_name(name: str) -> str:
+    """The attempted username as the audit trail can store and hash it (NUL and lone
+    surrogates escaped, 80 characters), so a hostile name is recorded, not refused."""
+    text = name.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+    return text[:80] or "?"
 
 
 def is_locked(locked_until: datetime | None, now: datetime) -> bool:
@@ -70,11 +97,12 @@ def record_success(session: Session, user: UserAccount, now: datetime,
 
 def record_refusal(session: Session, user: UserAccount, now: datetime, *, wrong: bool,
                    limit: int, lock_for: timedelta) -> str:
-    """Audit a refused sign-in of an existing account and return its message.
+    """Audit a refused sign-in of an existing account and return its message (FAILED).
 
     A wrong password is counted in SQL (failed_logins + 1 ... RETURNING); the attempt that
-    reaches `limit` locks the account for `lock_for` and starts the count again. An account
-    locked by now (before or meanwhile) is refused as locked.
+    reaches `limit` locks the account for `lock_for`, starts the count again and records the
+    lock as an event of its own, all in this transaction. An account locked by now (before or
+    meanwhile) is refused as locked.
     """
     if wrong:
         count = session.execute(update(UserAccount).where(_unlocked(user, now))
@@ -82,19 +110,21 @@ def record_refusal(session: Session, user: UserAccount, now: datetime, *, wrong:
                                 .returning(UserAccount.failed_logins),
                                 execution_options=_NO_SYNC).scalar()
         if count is not None and count < limit:
-            return refuse(session, user.username, user.id, "wrong password", WRONG)
+            return refuse(session, user.username, user.id, "wrong password", FAILED)
         if count is not None:
+            until = now + lock_for
             session.execute(update(UserAccount).where(UserAccount.id == user.id)
-                            .values(failed_logins=0, locked_until=now + lock_for),
+                            .values(failed_logins=0, locked_until=until),
                             execution_options=_NO_SYNC)
             minutes = int(lock_for.total_seconds() // 60)
-            return refuse(session, user.username, user.id, f"locked for {minutes} min",
-                          f"Too many failed attempts: the account is locked for {minutes} "
-                          "minutes.")
+            refuse(session, user.username, user.id, f"locked for {minutes} min", FAILED)
+            record_event(session, actor=LOCKOUT_ACTOR, action=AuditAction.AMEND,
+                         entity="user_account", entity_id=user.id,
+                         reason=f"locked for {minutes} min after {count} failed sign-ins",
+                         before={"locked": False, "failed_logins": count - 1},
+                         after={"locked": True, "locked_until": until, "failed_logins": 0})
+            return FAILED
     until = session.scalar(select(UserAccount.locked_until).where(UserAccount.id == user.id))
     if until is None or not is_locked(until, now):  # disabled, or a new password, meanwhile
-        return refuse(session, user.username, user.id, "account changed during sign-in", WRONG)
-    minutes = int((until - now).total_seconds() // 60) + 1
-    return refuse(session, user.username, user.id, "locked",
-                  f"This account is locked after repeated failures; try again in {minutes} "
-                  "min or ask an administrator.")
+        return refuse(session, user.username, user.id, "account changed during sign-in", FAILED)
+    return refuse(session, user.username, user.id, "locked", FAILED)

@@ -13,13 +13,13 @@ ValueError with a sentence that says what is allowed; the service prefixes the f
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
+from audit import bounds
 from audit.vocab import DapUnit
 
 #: Longest plausible beam-on time for any fluoroscopic procedure; beyond this it is a typo.
@@ -188,23 +188,11 @@ HEADER_UNITS: Final[Mapping[str, Mapping[str, str | None]]] = {
 
 # --- typed figures -------------------------------------------------------------------------------
 
-def as_number(raw: object, what: str = "a number") -> float:
-    """A finite float from a number or numeric text ("1,25" with a decimal comma is accepted)."""
-    if isinstance(raw, bool):
-        raise ValueError(f"expected {what}, got {raw!r}")
-    if isinstance(raw, int | float):
-        value = float(raw)
-    else:
-        text = str(raw).strip().replace(",", ".") if raw is not None else ""
-        if not text:
-            raise ValueError(f"expected {what}, got nothing")
-        try:
-            value = float(text)
-        except ValueError:
-            raise ValueError(f"expected {what}, got {raw!r}") from None
-    if not math.isfinite(value):
-        raise ValueError(f"expected a finite {what}, got {raw!r}")
-    return value
+def as_number(raw: object, what: str = "a number", allowed: str = "") -> float:
+    """A finite float from a number or numeric text ("1,25" with a decimal comma is accepted,
+    "1,250" is refused as ambiguous: audit.bounds.finite_number). `allowed` (the range) ends
+    each error."""
+    return bounds.finite_number(raw, what, allowed)
 
 
 @dataclass(frozen=True)
@@ -217,24 +205,26 @@ class Dap:
 def parse_dap(value: object, unit: object | None) -> Dap:
     """Convert a displayed DAP value in `unit` (default Gy·cm²) to Gy·cm²."""
     dap_unit = DapUnit.GY_CM2 if unit in (None, "") else parse_dap_unit(unit)
-    number = as_number(value, "a dose-area product value")
+    factor = dap_factor(dap_unit)
+    allowed = bounds.range_text(0, MAX_DAP_GYCM2 / factor, dap_unit.value)
+    number = as_number(value, "a dose-area product value", allowed)
     if number < 0:
-        raise ValueError(f"must be zero or more, got {number:g}")
-    gycm2 = number * dap_factor(dap_unit)
+        raise ValueError(f"must be zero or more, got {number:g}; allowed: {allowed}")
+    gycm2 = number * factor
     if gycm2 > MAX_DAP_GYCM2:
         raise ValueError(
             f"{number:g} {dap_unit.value} is {gycm2:g} Gy·cm², beyond any fluoroscopic procedure "
-            f"(limit {MAX_DAP_GYCM2:g} Gy·cm²): check the unit"
+            f"(limit {MAX_DAP_GYCM2:g} Gy·cm²; allowed: {allowed}): check the unit"
         )
     return Dap(gycm2=gycm2, value=number, unit=dap_unit)
 
 
-_MSS = re.compile(r"^(\d+):([0-5]?\d(?:\.\d+)?)$")
+_MSS = re.compile(r"^([0-9]+):([0-5]?[0-9](?:\.[0-9]+)?)$")
 _TIME_FACTORS: Final[Mapping[str, float]] = {
     spelling.casefold(): u.factor for u in _units_of(_TIME) for spelling in u.typed
 }
 _WITH_UNIT = re.compile(
-    r"^(\d+(?:[.,]\d+)?)\s*(" + "|".join(map(re.escape, _TIME_FACTORS)) + ")$", re.IGNORECASE
+    r"^([0-9]+(?:[.,][0-9]+)?)\s*(" + "|".join(map(re.escape, _TIME_FACTORS)) + ")$", re.IGNORECASE
 )
 
 FLUORO_TIME_FORMS = "seconds (78), 'm:ss' (1:18), or minutes with a unit ('1.3 min')"
@@ -246,14 +236,18 @@ def parse_fluoro_time(raw: object) -> float:
     C-arms display minutes and tenths, so "1.3 min" is 78 s, not 1 min 30 s; "1:30" is 90 s.
     A bare number is seconds (the dictionary's unit).
     """
+    allowed = bounds.range_text(0, MAX_FLUORO_TIME_S, "s")
     if isinstance(raw, bool) or raw is None:
         raise ValueError(f"expected fluoroscopy time as {FLUORO_TIME_FORMS}")
-    if isinstance(raw, int | float):
-        seconds = as_number(raw, "a time")
+    if not isinstance(raw, str):
+        seconds = as_number(raw, "a time", allowed)
     else:
-        text = str(raw).strip()
+        text = raw.strip()
+        if len(text) > bounds.MAX_NUMBER_CHARS:
+            raise ValueError(f"is {len(text)} characters, too long for a time; use "
+                             f"{FLUORO_TIME_FORMS}")
         if text.startswith("-"):
-            raise ValueError(f"must be zero or more, got {text!r}")
+            raise ValueError(f"must be zero or more, got {text!r}; allowed: {allowed}")
         mss = _MSS.match(text)
         unit = _WITH_UNIT.match(text)
         if mss:
@@ -263,19 +257,22 @@ def parse_fluoro_time(raw: object) -> float:
                 f"{text!r} is not m:ss (seconds must be 00-59); use {FLUORO_TIME_FORMS}"
             )
         elif unit:
-            number = float(unit[1].replace(",", "."))
+            number = float(bounds.decimal_text(unit[1], allowed))
             seconds = number * _TIME_FACTORS[unit[2].casefold()]
         else:
             try:
-                seconds = as_number(text, "a time")
+                seconds = as_number(text, "a time", allowed)
+            except bounds.AmbiguousNumber:
+                raise
             except ValueError:
-                raise ValueError(f"{text!r} is not a time; use {FLUORO_TIME_FORMS}") from None
+                raise ValueError(f"{bounds.shown(text)} is not a time; use {FLUORO_TIME_FORMS}; "
+                                 f"allowed: {allowed}") from None
     if seconds < 0:
-        raise ValueError(f"must be zero or more, got {seconds:g}")
+        raise ValueError(f"must be zero or more, got {seconds:g}; allowed: {allowed}")
     if seconds > MAX_FLUORO_TIME_S:
         raise ValueError(
-            f"{seconds:g} s is more than {MAX_FLUORO_TIME_S // 3600} hours of beam-on time; "
-            "is it in seconds? use " + FLUORO_TIME_FORMS
+            f"{seconds:g} s is more than {MAX_FLUORO_TIME_S // 3600} hours of beam-on time "
+            f"(allowed: {allowed}); is it in seconds? use " + FLUORO_TIME_FORMS
         )
     return round(seconds, 1)
 
@@ -289,27 +286,35 @@ _KERMA_FACTORS: Final[Mapping[str, float]] = {
 }
 _KERMA_SPELLINGS: Final = tuple(s for u in _units_of(_KERMA) for s in u.typed)
 _KERMA_TEXT = re.compile(
-    r"^(\d+(?:[.,]\d+)?(?:e[-+]?\d+)?)\s*(" + "|".join(map(re.escape, _KERMA_SPELLINGS)) + ")?$",
+    r"^([0-9]+(?:[.,][0-9]+)?(?:e[-+]?[0-9]+)?)\s*("
+    + "|".join(map(re.escape, _KERMA_SPELLINGS)) + ")?$",
     re.IGNORECASE,
 )
 
 
 def parse_air_kerma(raw: object) -> float:
     """Reference air kerma (Ka,r) in mGy from a number (mGy) or text with a unit ("1.2 Gy")."""
+    allowed = bounds.range_text(0, MAX_AIR_KERMA_MGY, "mGy")
     if isinstance(raw, bool):
-        raise ValueError("expected air kerma in mGy")
-    if isinstance(raw, int | float):
-        mgy = as_number(raw, "air kerma in mGy")
+        raise ValueError(f"expected air kerma in mGy; allowed: {allowed}")
+    if not isinstance(raw, str):
+        mgy = as_number(raw, "air kerma in mGy", allowed)
     else:
-        match = _KERMA_TEXT.match(str(raw).strip())
+        text = raw.strip()
+        if len(text) > bounds.MAX_NUMBER_CHARS:
+            raise ValueError(f"is {len(text)} characters, too long for an air kerma; allowed: "
+                             f"{allowed}")
+        match = _KERMA_TEXT.match(text)
         if not match:
-            raise ValueError(f"{raw!r} is not an air kerma; give mGy (12.5) or a unit ('1.2 Gy')")
-        number = float(match[1].replace(",", "."))
+            raise ValueError(f"{raw!r} is not an air kerma; give mGy (12.5) or a unit ('1.2 Gy'); "
+                             f"allowed: {allowed}")
+        number = as_number(bounds.decimal_text(match[1], allowed), "air kerma", allowed)
         mgy = number * _KERMA_FACTORS[_fold_kerma(match[2] or "mgy")]
     if mgy < 0:
-        raise ValueError(f"must be zero or more, got {mgy:g}")
+        raise ValueError(f"must be zero or more, got {mgy:g}; allowed: {allowed}")
     if mgy > MAX_AIR_KERMA_MGY:
-        raise ValueError(f"{mgy:g} mGy is beyond any fluoroscopic procedure: check the unit")
+        raise ValueError(f"{mgy:g} mGy is beyond any fluoroscopic procedure (allowed: {allowed}): "
+                         "check the unit")
     return mgy
 
 

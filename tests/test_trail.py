@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, select, text
@@ -101,3 +102,36 @@ def test_history_of_a_record(service: ProcedureLog, admin: Actor, engine: Engine
     with Session(engine) as s:
         actions = [e.action for e in history(s, "procedure", logged)]
     assert actions == ["create", "amend", "void"]
+
+
+def test_record_events_appends_what_record_event_would(engine: Engine) -> None:
+    """The bulk append (CSV import, issue 10) stores each event as record_event does, chained
+    in list order, between events written one at a time."""
+    from datetime import UTC, datetime
+
+    from audit.storage.engine import write_session
+    from audit.trail import NewEvent, record_event, record_events
+    from audit.vocab import AuditAction
+
+    spec: dict[str, Any] = {
+        "actor": "cli:ana", "action": AuditAction.AMEND, "entity": "procedure", "entity_id": 7,
+        "before": {"at": datetime(2026, 3, 14, 9, 30, tzinfo=UTC), "views": ("AP", "LAT")},
+        "after": {"levels": {"L5", "L4"}, "dose": 0.71}, "reason": "PACS count"}
+    with write_session(engine) as s:
+        record_event(s, actor="first", action=AuditAction.CREATE, entity="site", entity_id=1)
+        single = record_event(s, **spec)
+        ids = record_events(s, [NewEvent(**spec), NewEvent("x", AuditAction.CREATE, "room"),
+                                NewEvent(**spec)])
+        assert record_events(s, []) == []
+        record_event(s, actor="last", action=AuditAction.CREATE, entity="site", entity_id=2)
+    assert ids == [single.id + 1, single.id + 2, single.id + 3]
+    fields = ("actor", "action", "entity", "entity_id", "reason", "before", "after")
+    with Session(engine) as s:
+        events = list(s.scalars(select(AuditEvent).order_by(AuditEvent.id)))
+        assert verify_chain(s).ok
+    by_id = {e.id: e for e in events}
+    expected = [getattr(by_id[single.id], f) for f in fields]
+    assert [getattr(by_id[ids[0]], f) for f in fields] == expected
+    assert [getattr(by_id[ids[2]], f) for f in fields] == expected
+    assert by_id[ids[1]].before is None and by_id[ids[1]].entity_id is None
+    assert [e.actor for e in events] == ["first", "cli:ana", "cli:ana", "x", "cli:ana", "last"]

@@ -19,10 +19,14 @@ from audit.cli.common import (
     CliError,
     Subcommands,
     add_command,
+    bounded,
     display_url,
     print_json,
 )
 from audit.storage.engine import make_engine, migrate, normalise_url, read_session
+
+#: The most demo procedures one run generates (the benchmarks use 1,000,000).
+MAX_DEMO_PROCEDURES = 10_000_000
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -102,8 +106,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     holding records the loader did not write unless --force (audit.demo.guard)."""
     from audit.demo.guard import census, forced, refusal
 
-    if args.procedures < 1:
-        raise CliError("--procedures must be at least 1")
     url = demo_database(args)
     found = census(url)  # reads only: nothing is migrated or created before the decision
     if found.other and not args.force:
@@ -172,12 +174,13 @@ def add_migrate(sub: Subcommands) -> None:
 def add_serve(sub: Subcommands) -> None:
     """Add `serve` to the command line."""
     p = add_command(sub, "serve", cmd_serve, "migrate, then start the dashboard")
-    p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--port", type=bounded(int, 1, 65535), default=8501)
     p.add_argument("--address", default="0.0.0.0", help="interface to listen on")
     p.add_argument("--demo", action="store_true",
                    help="serve the demo's own database (var/fluoro-audit-demo.sqlite3 unless "
                         "--db or FLUORO_AUDIT_DB names one), loading sample data if it is empty")
-    p.add_argument("--demo-procedures", type=int, default=5000, help=argparse.SUPPRESS)
+    p.add_argument("--demo-procedures", type=bounded(int, 1, MAX_DEMO_PROCEDURES), default=5000,
+                   help=argparse.SUPPRESS)
 
 
 def add_demo(sub: Subcommands) -> None:
@@ -186,8 +189,8 @@ def add_demo(sub: Subcommands) -> None:
                     "load realistic synthetic data (published distributions) into the demo's "
                     "own database (var/fluoro-audit-demo.sqlite3 unless --db or FLUORO_AUDIT_DB "
                     "names one)")
-    p.add_argument("--procedures", type=int, default=5000)
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--procedures", type=bounded(int, 1, MAX_DEMO_PROCEDURES), default=5000)
+    p.add_argument("--seed", type=bounded(int, 0, 2**63 - 1), default=1)
     p.add_argument("--force", action="store_true",
                    help="load even into a database holding records the demo loader did not "
                         "write (saying first what it will do)")

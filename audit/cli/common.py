@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Callable
 from typing import Any, TextIO
@@ -51,3 +52,21 @@ def add_command(parent: Subcommands, name: str, handler: Handler,
     p: argparse.ArgumentParser = parent.add_parser(name, help=help_text, description=help_text)
     p.set_defaults(handler=handler)
     return p
+
+
+def bounded(kind: type[int] | type[float], low: float, high: float) -> Callable[[str], Any]:
+    """An argparse type: a finite number of `kind` from low to high, else a usage error
+    naming the range (10**400 or nan as --interval would otherwise fail far from the
+    option)."""
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except (ValueError, OverflowError):
+            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a number") from None
+        if (isinstance(value, float) and not math.isfinite(value)) or not low <= value <= high:
+            shown = (f"{int(low)} to {int(high)}" if kind is int else f"{low:g} to {high:g}")
+            raise argparse.ArgumentTypeError(f"{text[:40]!r} is out of range; allowed: {shown}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse

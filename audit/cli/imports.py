@@ -1,7 +1,11 @@
 """Bringing data in: `import rdsr` (DICOM dose reports), `import csv` (a legacy log),
 `watch` (a drop folder of dose reports) and `reconcile` (link reports logged since).
 
-Rejected files and rows are reported, not fatal: a run that completes exits 0.
+Each dose report file is imported on its own: a file that is rejected (unreadable, not a
+fluoroscopy report, a number outside the data dictionary's bounds, refused by the database, or
+an unexpected error) is reported with its reason and the run goes on with the next file. The
+exit code is 1 when any file was rejected (invalid input, as for every command), after every
+file was tried; only a database that cannot be reached stops the run early.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from audit.cli.common import (
     CliError,
     Subcommands,
     add_command,
+    bounded,
     print_error,
     print_json,
 )
@@ -67,6 +72,30 @@ def _rdsr_summary(results: Sequence[Any], dry_run: bool) -> str:
     return text
 
 
+def _exit_code(results: Sequence[Any]) -> int:
+    """1 when any file (or report) was rejected, else 0: every file was tried either way."""
+    return EXIT_INVALID if any(r.status == "rejected" for r in results) else EXIT_OK
+
+
+def _import_one(importer: Any, path: Path, dry_run: bool) -> Any:
+    """One file's ImportResult, whatever goes wrong with it; raises SQLAlchemyError only when
+    the database cannot be reached (every later file would fail the same way)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from audit.dose_reports.store import REJECTED, ImportResult, refusal
+
+    try:
+        return importer.import_path(path, dry_run=dry_run)
+    except SQLAlchemyError as exc:  # the importer raises only "unavailable" errors
+        if not importer.database_reachable():
+            raise
+        return ImportResult(str(path), REJECTED, refusal(exc), dry_run=dry_run)
+    except Exception as exc:  # a bug must not stop the files behind this one
+        return ImportResult(str(path), REJECTED, "internal error while importing: "
+                            f"{type(exc).__name__}: {exc}; nothing of it was written",
+                            dry_run=dry_run)
+
+
 def cmd_import_rdsr(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import SQLAlchemyError
     from tqdm import tqdm
@@ -85,11 +114,11 @@ def cmd_import_rdsr(args: argparse.Namespace) -> int:
               dynamic_ncols=True) as progress:
         for path in progress:
             try:
-                result = importer.import_path(path, dry_run=args.dry_run)
+                result = _import_one(importer, path, args.dry_run)
             except SQLAlchemyError as exc:
                 progress.close()
                 print(_rdsr_summary(results, args.dry_run), file=sys.stderr)
-                raise CliError(f"database error while importing {path}: "
+                raise CliError(f"the database cannot be reached while importing {path}: "
                                f"{getattr(exc, 'orig', None) or exc}; nothing of this file was "
                                f"written, the {len(results)} files before it were "
                                "processed") from None
@@ -99,7 +128,7 @@ def cmd_import_rdsr(args: argparse.Namespace) -> int:
             sys.stdout.flush()
     summary = _rdsr_summary(results, args.dry_run)
     print(summary, file=sys.stderr if args.json else sys.stdout)
-    return EXIT_OK
+    return _exit_code(results)
 
 
 def cmd_import_csv(args: argparse.Namespace) -> int:
@@ -141,6 +170,8 @@ def cmd_import_csv(args: argparse.Namespace) -> int:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
     from audit.dose_reports.store import DoseImporter
     from audit.dose_reports.watch import Watcher
 
@@ -152,13 +183,17 @@ def cmd_watch(args: argparse.Namespace) -> int:
     watcher = Watcher(importer, folder, settle=args.settle,
                       report=lambda result: (print_json(result.as_json()), sys.stdout.flush()))
     if args.once:
-        results = watcher.run_once()
+        try:
+            results = watcher.run_once()
+        except SQLAlchemyError as exc:
+            raise CliError(f"the database cannot be reached: {getattr(exc, 'orig', None) or exc}"
+                           "; the files not yet moved are left for the next run") from None
         pending = watcher.pending()
         message = _rdsr_summary(results, False)
         if pending:
             message += f"; {len(pending)} files still being written, left for the next run"
         print(message, file=sys.stderr)
-        return EXIT_OK
+        return _exit_code(results)
     print(f"watching {folder} every {args.interval:g} s (Ctrl-C to stop)", file=sys.stderr)
     watcher.run_forever(interval=args.interval,
                         on_error=lambda exc: print_error(f"{type(exc).__name__}: {exc}; retrying"))
@@ -172,8 +207,12 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     results = importer.reconcile_unmatched()
     for result in results:
         _print_result(result, args.json)
-    print(f"{len(results)} reports newly linked to the log", file=sys.stderr)
-    return EXIT_OK
+    linked = sum(1 for r in results if r.status == "ok")
+    message = f"{linked} reports newly linked to the log"
+    if linked != len(results):
+        message += f"; {len(results) - linked} could not be reconciled (reasons above)"
+    print(message, file=sys.stderr)
+    return _exit_code(results)
 
 
 def add_import(sub: Subcommands) -> None:
@@ -183,8 +222,9 @@ def add_import(sub: Subcommands) -> None:
                              ).add_subparsers(dest="import_command", required=True,
                                               metavar="KIND")
     p = add_command(imports, "rdsr", cmd_import_rdsr,
-                    "import DICOM dose reports (RDSR) from files or folders (recursive); "
-                    "rejected files are reported, not fatal: exit 0 when the run completes")
+                    "import DICOM dose reports (RDSR) from files or folders (recursive); each "
+                    "file on its own: a rejected file is reported with its reason and the run "
+                    "goes on; exit 1 when any file was rejected")
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--dry-run", action="store_true",
                    help="read, match and compare, then roll back: nothing is written")
@@ -211,11 +251,13 @@ def add_watch(sub: Subcommands) -> None:
     """Add `watch` to the command line."""
     p = add_command(sub, "watch", cmd_watch,
                     "import each dose report dropped into DIR once; move it to DIR/done/ or "
-                    "DIR/rejected/ (with a .reason.txt)")
+                    "DIR/rejected/ (with a .reason.txt) and go on with the next file; with "
+                    "--once, exit 1 when any file was rejected")
     p.add_argument("dir")
     p.add_argument("--once", action="store_true", help="process what is there now, then exit")
-    p.add_argument("--interval", type=float, default=2.0, help="seconds between polls")
-    p.add_argument("--settle", type=float, default=2.0,
+    p.add_argument("--interval", type=bounded(float, 0.1, 86_400), default=2.0,
+                   help="seconds between polls")
+    p.add_argument("--settle", type=bounded(float, 0, 86_400), default=2.0,
                    help="seconds a file's size must stay unchanged before it is read")
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
+from audit import bounds
 from audit.auth import cli_actor
 from audit.cli.common import (
     EXIT_INVALID,
@@ -18,9 +18,21 @@ from audit.cli.common import (
     print_error,
     print_json,
 )
-from audit.errors import WarningsNotConfirmed
+from audit.errors import NotFound, WarningsNotConfirmed
 from audit.log.service import ProcedureLog
 from audit.storage.engine import make_engine
+
+#: The largest record number a database stores (a 64-bit integer key).
+MAX_RECORD_ID = 2**63 - 1
+
+
+def _loads(text: str, where: str = "") -> Any:
+    """JSON within audit.bounds' size and depth limits; a limit is a CliError, bad JSON is
+    json.JSONDecodeError (the caller may try JSON lines)."""
+    try:
+        return bounds.loads_bounded(text)
+    except bounds.InputTooLarge as exc:
+        raise CliError(f"{where}{exc}") from None
 
 
 def read_records(text: str) -> list[dict[str, Any]]:
@@ -29,7 +41,7 @@ def read_records(text: str) -> list[dict[str, Any]]:
     if not stripped:
         raise CliError("no input: give a JSON object, an array of objects, or JSON lines")
     try:
-        value = json.loads(stripped)
+        value = _loads(stripped)
     except json.JSONDecodeError:
         value = None
         records = []
@@ -37,7 +49,7 @@ def read_records(text: str) -> list[dict[str, Any]]:
             if not line.strip():
                 continue
             try:
-                records.append(json.loads(line))
+                records.append(_loads(line, f"line {number}: "))
             except json.JSONDecodeError as exc:
                 raise CliError(f"line {number}: not JSON ({exc.msg} at column {exc.colno})"
                                ) from None
@@ -50,15 +62,30 @@ def read_records(text: str) -> list[dict[str, Any]]:
     return items
 
 
+def read_input(file: str | None) -> str:
+    """The JSON text from FILE or standard input: UTF-8, at most audit.bounds.MAX_JSON_CHARS
+    characters (read no further than that, so a runaway pipe is refused, not swallowed)."""
+    limit = bounds.MAX_JSON_CHARS
+    where = "standard input" if file in (None, "-") else file
+    try:
+        if file in (None, "-"):
+            text = sys.stdin.read(limit + 1)
+        else:
+            with open(file, encoding="utf-8-sig") as handle:
+                text = handle.read(limit + 1)
+    except OSError as exc:
+        raise CliError(f"cannot read {file}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise CliError(f"{where} is not UTF-8 text (byte {exc.start}); save it as UTF-8"
+                       ) from None
+    if len(text) > limit:
+        raise CliError(f"{where} is longer than {limit:,} characters; split it into smaller "
+                       "files")
+    return text
+
+
 def cmd_log(args: argparse.Namespace) -> int:
-    if args.file in (None, "-"):
-        text = sys.stdin.read()
-    else:
-        try:
-            text = Path(args.file).read_text(encoding="utf-8-sig")
-        except OSError as exc:
-            raise CliError(f"cannot read {args.file}: {exc.strerror}") from None
-    records = read_records(text)
+    records = read_records(read_input(args.file))
     service = ProcedureLog(make_engine(args.db))
     try:
         results = service.log_many(records, cli_actor(), confirm_warnings=args.confirm_warnings,
@@ -74,6 +101,8 @@ def cmd_log(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    if not 1 <= args.id <= MAX_RECORD_ID:
+        raise NotFound(f"no record {bounds.shown(args.id)}")
     record = ProcedureLog(make_engine(args.db)).get(args.id, cli_actor())
     if args.json:
         print_json(record)

@@ -9,7 +9,9 @@ import getpass
 import sys
 
 from audit.auth import add_user, cli_actor
+from audit.bounds import has_surrogate, text_problem
 from audit.cli.common import EXIT_OK, CliError, Subcommands, add_command, print_json
+from audit.dictionary import REASON_MAX_LENGTH
 from audit.storage.engine import make_engine
 from audit.vocab import Role
 
@@ -22,6 +24,9 @@ def cmd_users_add(args: argparse.Namespace) -> int:
         password = getpass.getpass(f"password for {args.name}: ")
         if getpass.getpass("again: ") != password:
             raise CliError("the passwords differ")
+    if password is not None and has_surrogate(password):
+        raise CliError("password is not valid UTF-8 text")
+    _check_text(args.display_name or "", "--display-name", 160)
     engine = make_engine(args.db)
     user = add_user(engine, cli_actor(), args.name, args.role, password, args.display_name)
     print_json({"user_id": user.id, "username": user.username, "role": user.role,
@@ -29,12 +34,23 @@ def cmd_users_add(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _check_text(text: str, what: str, limit: int = REASON_MAX_LENGTH) -> None:
+    """Arguments are looked up and stored: text that is not valid Unicode (bytes that are not
+    UTF-8 arrive as lone surrogates) or holds control characters is refused first."""
+    problem = text_problem(text, limit)
+    if problem:
+        raise CliError(f"{what} {problem}")
+
+
 def _read_new_password(args: argparse.Namespace, name: str) -> str:
     if args.password_stdin:
-        return sys.stdin.readline().rstrip("\r\n")
-    password = getpass.getpass(f"new password for {name}: ")
-    if getpass.getpass("again: ") != password:
-        raise CliError("the passwords differ")
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass(f"new password for {name}: ")
+        if getpass.getpass("again: ") != password:
+            raise CliError("the passwords differ")
+    if has_surrogate(password):
+        raise CliError("password is not valid UTF-8 text")
     return password
 
 
@@ -51,6 +67,8 @@ def cmd_users_change(args: argparse.Namespace) -> int:
     the operating-system user as the actor (the way back in when every admin is locked out)."""
     from audit import auth
 
+    _check_text(args.name, "username", 80)
+    _check_text(getattr(args, "reason", None) or "", "--reason")
     engine = make_engine(args.db)
     actor = cli_actor()
     if args.users_command == "deactivate":

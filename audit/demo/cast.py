@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
+from audit.auth import validate_username
 from audit.catalog import load_catalog
 from audit.settings import load_settings
 from audit.storage.engine import write_session
@@ -135,7 +136,7 @@ def ensure_cast(engine: Engine) -> dict[str, Any]:
                              entity_id=doc.id, after={"name": p.name}, reason=DEMO_REASON)
             physicians.append(doc.id)
         techs = []
-        for username in TECHNOLOGISTS:
+        for username in map(validate_username, TECHNOLOGISTS):  # the rule of every account
             user = s.scalar(select(UserAccount).where(UserAccount.username == username))
             if user is None:
                 user = UserAccount(username=username, role=Role.TECHNOLOGIST.value,

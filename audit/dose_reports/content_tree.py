@@ -19,6 +19,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
+from audit.dose_reports.bounds import QUANTITIES
 from audit.dose_reports.codes import (
     ACCUMULATED_TOTALS,
     CT_MARKERS,
@@ -193,9 +194,11 @@ def _measured_value(item: Dataset, spec: ValueSpec) -> float | None:
         return None
     value = _scale(number, _unit_factor(measured[0], spec))
     if not math.isfinite(value) or value < 0:
+        quantity = QUANTITIES.get(spec.field)
+        allowed = f"; {quantity.allowed()}" if quantity else ""
         raise RejectedReport(
             f"invalid value {number!r} for {spec.meaning} ({spec.code}): "
-            "must be a finite number >= 0"
+            f"must be a finite number >= 0 ({value:g} {spec.quantity.value}){allowed}"
         )
     return value
 

@@ -54,6 +54,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from audit.dose_reports.bounds import json_safe
 from audit.dosimetry import effective_dose  # the record's own E = KAP x k rule
 from audit.errors import AuditError
 from audit.settings import Settings
@@ -322,8 +323,8 @@ def apply(session: Session, report: DoseReport, procedure_id: int, settings: Set
             entity_id=procedure.id,
             reason=f"reconciled with dose report {report.id} (SOP instance "
                    f"{report.sop_instance_uid}, file {report.source_file}): {what}",
-            before={**before, "version": version},
-            after={**after, "version": procedure.version},
+            before=json_safe({**before, "version": version}),
+            after=json_safe({**after, "version": procedure.version}),
         )
     for found in flagged:
         session.add(DoseDiscrepancy(dose_report_id=report.id, procedure_id=procedure.id,
@@ -347,6 +348,8 @@ def _compare(dose_field: DoseField, manual: float, report: float, limit: float,
     if abs(difference) <= ROUNDING[dose_field]:
         return None
     relative = difference / report if report else None
+    if relative is not None and not math.isfinite(relative):
+        relative = None  # a report value near zero (1e-320): no meaningful ratio to store
     if relative is not None and abs(relative) <= limit:
         return None
     return {

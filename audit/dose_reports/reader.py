@@ -28,6 +28,9 @@ Rules (docs/reference.md section 7), each chosen because real files break the na
 * Truncated or corrupt files are rejected, never half-imported: pydicom silently accepts a file
   cut inside a defined-length element, so audit.dose_reports.dicom_bytes compares declared and
   read lengths of the top-level elements.
+* Every number of the result is finite and within the data dictionary's bounds for the field it
+  becomes (audit.dose_reports.bounds); a report with one that is not is rejected whole, naming
+  the quantity, its value and the allowed range.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID
 from pydicom.valuerep import DA, TM
 
+from audit.dose_reports.bounds import report_problem
 from audit.dose_reports.codes import (
     ACCEPTED_SOP_CLASSES,
     ACQUISITION_EVENT_TYPES,
@@ -141,7 +145,7 @@ def _build_report(dataset: Dataset, forced: bool) -> DoseReport:
     if not _is_fluoroscopy(totals, summary["fluoro_events"]):
         raise RejectedReport(_not_fluoroscopy_reason(dataset, found))
 
-    return DoseReport(
+    report = DoseReport(
         sop_instance_uid=sop_instance_uid,
         sop_class_uid=str(dicom_text(dataset.get("SOPClassUID"))),
         study_instance_uid=study_instance_uid,
@@ -155,6 +159,10 @@ def _build_report(dataset: Dataset, forced: bool) -> DoseReport:
         **totals,
         **summary,
     )
+    problem = report_problem(report)
+    if problem:
+        raise RejectedReport(problem)
+    return report
 
 
 def _required_text(dataset: Dataset, keyword: str) -> str:
@@ -285,6 +293,8 @@ def _study_datetime(dataset: Dataset) -> datetime | None:
 
     A missing time gives midnight of the study date (the date is what audits group by); a
     missing or malformed date gives None rather than a rejection: dose data is still valid.
+    Dates in the first or last year a datetime can hold (0001, 9999) are malformed too: the
+    study day could not be converted to UTC or bounded by the next midnight for matching.
     """
     date_text = dicom_text(dataset.get("StudyDate"))
     if date_text is None:
@@ -295,7 +305,7 @@ def _study_datetime(dataset: Dataset) -> datetime | None:
         clock = TM(time_text) if time_text else None
     except (TypeError, ValueError):
         return None
-    if day is None:
+    if day is None or not datetime.min.year < day.year < datetime.max.year:
         return None
     moment = clock if clock is not None else time()
     return datetime(

@@ -12,7 +12,14 @@ Outcomes per file (``ImportResult.status``):
   irradiation events is stored as ``superseded`` on arrival (it adds nothing); a report with
   more events supersedes the earlier one (audited) and takes over its reconciliation.
 - ``duplicate``: the same SOP instance UID is already stored; nothing is written.
-- ``rejected``: not an importable fluoroscopy dose report; ``reason`` says why.
+- ``rejected``: not an importable fluoroscopy dose report (unreadable, not fluoroscopy, or a
+  number that is not finite or outside the data dictionary's bounds: audit.dose_reports.bounds),
+  or the database refused this file's data; ``reason`` says why. Nothing of the file is stored.
+
+A database error caused by one file's data (PostgreSQL: a data or integrity error) rolls that
+file's transaction back and rejects the file; the next file is unaffected. An error that means
+the database cannot be reached (:func:`database_unavailable`) is raised: every file would fail
+the same way, so the caller stops or waits instead of rejecting them all.
 
 Matching, filling and discrepancy rules: audit.dose_reports.matching. What the pages list for
 review (discrepancies, reports missing from the log, completeness): audit.dose_reports.review.
@@ -28,11 +35,19 @@ from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, or_, select
+from sqlalchemy import Engine, or_, select, text
+from sqlalchemy.exc import (
+    DisconnectionError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from audit.auth import Actor, Permission, require
 from audit.dose_reports import matching as reconcile
+from audit.dose_reports.bounds import json_safe, report_problem, value_problem
 from audit.dose_reports.dicom_bytes import MAX_INPUT_BYTES
 from audit.dose_reports.reader import read_dose_report
 from audit.dose_reports.report import DoseReport as ParsedReport
@@ -132,32 +147,60 @@ class DoseImporter:
             report = read_dose_report(data)
         except RejectedReport as exc:
             return ImportResult(name, REJECTED, exc.reason, dry_run=dry_run)
-        problem = _unstorable(report)
-        if problem:
-            return ImportResult(name, REJECTED, problem, dry_run=dry_run)
         return self.store(report, name, sha256_hex(data), dry_run=dry_run)
 
     def store(self, report: ParsedReport, name: str, digest: str, *,
               dry_run: bool = False) -> ImportResult:
-        """Store a parsed report and reconcile it, in one transaction (rolled back if dry)."""
+        """Store a parsed report and reconcile it, in one transaction (rolled back if dry).
+
+        The report is checked again here (UIDs, finite numbers within bounds), since a caller
+        may hand over a report it did not get from read_dose_report. A database error caused
+        by this report rejects it; one that means the database is unavailable is raised.
+        """
+        problem = _unstorable(report)
+        if problem:
+            return ImportResult(name, REJECTED, problem, dry_run=dry_run)
         settings = self.settings()
-        return retrying(lambda: self._transaction(
-            lambda session: self._store(session, report, name, digest, settings, dry_run),
-            commit=not dry_run))
+        try:
+            return retrying(lambda: self._transaction(
+                lambda session: self._store(session, report, name, digest, settings, dry_run),
+                commit=not dry_run))
+        except SQLAlchemyError as exc:
+            if database_unavailable(exc):
+                raise
+            return ImportResult(name, REJECTED, refusal(exc),
+                                sop_instance_uid=report.sop_instance_uid,
+                                study_instance_uid=report.study_instance_uid, dry_run=dry_run)
 
     def reconcile_unmatched(self) -> list[ImportResult]:
         """Try again to link every current report whose procedure is missing from the log
         (or whose procedure was voided): the technologist may have logged it since."""
         settings = self.settings()
         with read_session(self.engine) as session:
-            ids = list(session.scalars(unmatched_query().with_only_columns(DoseReport.id)))
+            rows = session.execute(unmatched_query().with_only_columns(
+                DoseReport.id, DoseReport.source_file).order_by(DoseReport.id)).all()
         results = []
-        for report_id in ids:
-            result = retrying(lambda rid=report_id: self._transaction(
-                lambda session: self._relink(session, rid, settings), commit=True))
+        for report_id, source in rows:
+            try:
+                result = retrying(lambda rid=report_id: self._transaction(
+                    lambda session: self._relink(session, rid, settings), commit=True))
+            except SQLAlchemyError as exc:  # this report's data; the others go on
+                if database_unavailable(exc):
+                    raise
+                result = ImportResult(source, REJECTED, refusal(exc), report_id=report_id)
             if result is not None:
                 results.append(result)
         return results
+
+    def database_reachable(self) -> bool:
+        """Whether the database answers at all: tells a file the database refuses from a
+        database that is down (the watcher rejects the first, waits out the second)."""
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except SQLAlchemyError:
+            return False
+        return True
 
     # --- transaction work -----------------------------------------------------------------
     def _transaction(self, work: Callable[[Session], T], *, commit: bool) -> T:
@@ -208,7 +251,7 @@ class DoseImporter:
             study_datetime=instant, study_day=day,
             manufacturer=_clip(parsed.manufacturer, 120), model=_clip(parsed.model, 120),
             serial=_clip(parsed.serial, 120),
-            planes=[asdict(p) for p in parsed.planes],
+            planes=json_safe([asdict(p) for p in parsed.planes]),
             **{k: getattr(parsed, k) for k in TOTAL_FIELDS},
             events=parsed.events, fluoro_events=parsed.fluoro_events,
             acquisition_events=parsed.acquisition_events,
@@ -265,8 +308,8 @@ class DoseImporter:
             entity_id=old.id,
             reason=f"superseded by dose report {new.id} of the same study with more events "
                    f"({old.events} -> {new.events})",
-            before={"status": DoseReportStatus.CURRENT.value, "events": old.events,
-                    "open_discrepancies": [d.id for d in closed]},
+            before=json_safe({"status": DoseReportStatus.CURRENT.value, "events": old.events,
+                              "open_discrepancies": [d.id for d in closed]}),
             after={"status": DoseReportStatus.SUPERSEDED.value, "superseded_by": new.id},
         )
 
@@ -274,7 +317,7 @@ class DoseImporter:
         record_event(
             session, actor=self.actor.username, action=AuditAction.IMPORT, entity="dose_report",
             entity_id=row.id, reason=f"RDSR import of {row.source_file}",
-            after={
+            after=json_safe({
                 "sop_instance_uid": row.sop_instance_uid,
                 "study_instance_uid": row.study_instance_uid,
                 "accession_number": row.accession_number, "patient_ref": row.patient_ref,
@@ -282,7 +325,7 @@ class DoseImporter:
                 "status": row.status, "superseded_by": row.superseded_by_id,
                 "supersedes": result.supersedes, "events": row.events,
                 **{k: getattr(row, k) for k in TOTAL_FIELDS},
-            },
+            }),
         )
 
     def _link(self, session: Session, row: DoseReport, settings: Settings,
@@ -312,6 +355,11 @@ class DoseImporter:
         row = session.get(DoseReport, report_id, with_for_update=True)
         if row is None or row.status != DoseReportStatus.CURRENT.value:
             return None
+        problem = _stored_problem(row)
+        if problem:  # stored before bounds were checked: never let it fill a procedure
+            return ImportResult(row.source_file, REJECTED, problem, report_id=row.id,
+                                sop_instance_uid=row.sop_instance_uid,
+                                study_instance_uid=row.study_instance_uid, events=row.events)
         zone = reconcile.site_zone(settings)
         match = reconcile.find_procedure(session, row, zone)
         if match is None or match.procedure_id == row.procedure_id:
@@ -338,13 +386,35 @@ _UID_LIMIT = 64
 
 
 def _unstorable(report: ParsedReport) -> str | None:
-    """Why a parsed report cannot be stored faithfully (a UID is its identity: never cut)."""
+    """Why a parsed report cannot be stored faithfully (a UID is its identity: never cut; a
+    number must be finite and within the data dictionary's bounds)."""
     for name in ("sop_instance_uid", "study_instance_uid", "sop_class_uid"):
         value = getattr(report, name)
         if len(value) > _UID_LIMIT or "\x00" in value:
             return (f"invalid dose report: {name} is not a DICOM UID (at most {_UID_LIMIT} "
                     f"characters, no NUL): {value[:80]!r}")
-    return None
+    return report_problem(report)
+
+
+def _stored_problem(row: DoseReport) -> str | None:
+    """A stored report's out-of-bounds totals (rows imported before the bounds existed)."""
+    found = [problem for name in TOTAL_FIELDS
+             if (problem := value_problem(name, getattr(row, name)))]
+    return "implausible dose report, not reconciled: " + "; ".join(found) if found else None
+
+
+def database_unavailable(exc: SQLAlchemyError) -> bool:
+    """Whether ``exc`` means the database cannot be used at all (connection lost or refused,
+    locked beyond the busy timeout, pool exhausted) rather than that it refused this data."""
+    return isinstance(exc, OperationalError | InterfaceError | DisconnectionError | PoolTimeout)
+
+
+def refusal(exc: BaseException) -> str:
+    """The reason of a file the database refused: the driver's message, first line."""
+    original = getattr(exc, "orig", None) or exc
+    message = str(original).strip().splitlines()[0] if str(original).strip() else ""
+    return (f"the database refused this report ({type(original).__name__}: {message}); "
+            "nothing of it was written")
 
 
 def _clip(text: str | None, limit: int) -> str | None:
@@ -376,6 +446,8 @@ __all__ = [
     "TOTAL_FIELDS",
     "DoseImporter",
     "ImportResult",
+    "database_unavailable",
+    "refusal",
     "sha256_hex",
     "unmatched_query",
 ]

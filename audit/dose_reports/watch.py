@@ -6,6 +6,12 @@ until its size and modification time stop changing, imports it once, and moves i
 way: to ``done/`` (imported, or a duplicate of one already stored) or ``rejected/`` with a
 ``<name>.reason.txt`` beside it. A file is moved only after its transaction committed, so a
 crash in between leaves it in place and the next pass sees a duplicate and moves it.
+
+One file never holds up the others: a file the reader or the database refuses, or whose import
+fails with an unexpected error, is rejected with the reason and the watcher goes on. Only a
+database that cannot be reached leaves files in place for the next poll; a file that keeps
+failing that way while the database answers is rejected after ``attempts`` tries, so no file is
+retried forever.
 """
 
 from __future__ import annotations
@@ -18,7 +24,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from audit.dose_reports.store import DUPLICATE, OK, DoseImporter, ImportResult
+from sqlalchemy.exc import SQLAlchemyError
+
+from audit.dose_reports.store import (
+    DUPLICATE,
+    OK,
+    REJECTED,
+    DoseImporter,
+    ImportResult,
+    database_unavailable,
+    refusal,
+)
 
 DONE, REJECTED_DIR = "done", "rejected"
 REASON_SUFFIX = ".reason.txt"
@@ -82,12 +98,16 @@ class Watcher:
 
     ``settle`` is how long (seconds) a file's size and mtime must stay unchanged before it is
     read. ``report`` receives each file's result (the CLI prints it as a JSON line).
+    ``attempts`` and ``retry_delay`` bound how often one file is tried while the database
+    fails without being unreachable (see the module docstring).
     """
 
     importer: DoseImporter
     folder: Path
     settle: float = 2.0
     report: Callable[[ImportResult], None] = lambda _result: None
+    attempts: int = 3
+    retry_delay: float = 1.0
     _seen: dict[Path, _Seen] = field(default_factory=dict)
 
     @property
@@ -122,9 +142,13 @@ class Watcher:
         return stable
 
     def process(self, path: Path) -> ImportResult:
-        """Import one file, then move it to done/ or rejected/ (with its reason)."""
+        """Import one file, then move it to done/ or rejected/ (with its reason).
+
+        Raises the database's error, leaving the file in place, only when the database cannot
+        be reached: then every file would fail, and the next poll tries again.
+        """
         relative = path.relative_to(self.folder)
-        result = self.importer.import_path(path, name=str(relative))
+        result = self._import(path, str(relative))
         if result.status in (OK, DUPLICATE):
             _move(path, self.done / relative)
         else:
@@ -135,6 +159,26 @@ class Watcher:
         self._seen.pop(path, None)
         self.report(result)
         return result
+
+    def _import(self, path: Path, name: str) -> ImportResult:
+        """import_path, turning any failure of this file into a rejection (see process)."""
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return self.importer.import_path(path, name=name)
+            except SQLAlchemyError as exc:
+                if not database_unavailable(exc):
+                    return ImportResult(name, REJECTED, refusal(exc))
+                if attempt < self.attempts:
+                    time.sleep(self.retry_delay)
+                    continue
+                if not self.importer.database_reachable():
+                    raise
+                return ImportResult(name, REJECTED, f"{refusal(exc)}; {self.attempts} "
+                                    "attempts while the database answered other queries")
+            except Exception as exc:  # a bug must not hold up the files behind this one
+                return ImportResult(name, REJECTED, "internal error while importing: "
+                                    f"{type(exc).__name__}: {exc}; nothing of it was written")
+        raise AssertionError("unreachable")
 
     def run_once(self) -> list[ImportResult]:
         """Process what is in the folder now: observe, wait ``settle``, import what held."""
@@ -150,8 +194,9 @@ class Watcher:
     def run_forever(self, interval: float = 2.0,
                     on_error: Callable[[Exception], None] | None = None,
                     reconcile_every: float = 600.0) -> None:
-        """Poll until interrupted. Database or file errors are reported and retried on the
-        next poll; the file stays where it is. Unmatched reports are reconciled again every
+        """Poll until interrupted. Each file is imported and moved on its own (process); an
+        unreachable database or a failing move is reported and retried on the next poll, the
+        file staying where it is. Unmatched reports are reconciled again every
         ``reconcile_every`` seconds, since procedures are often logged after the report."""
         last_reconcile = time.monotonic()
         while True:

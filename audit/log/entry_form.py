@@ -90,12 +90,14 @@ def layout_for(entry: CatalogEntry) -> FormLayout:
 
 
 def zone(name: str | None) -> ZoneInfo | None:
-    """The browser's time zone, if it is a name zoneinfo knows."""
+    """The browser's time zone, if it is a name zoneinfo knows. Any other name is None: a
+    folder of the zone database ("America") or an over-long name raises OSError, not
+    ZoneInfoNotFoundError."""
     if not name:
         return None
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         return None
 
 

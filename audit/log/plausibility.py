@@ -79,6 +79,7 @@ def plausibility_warnings(values: Mapping[str, Any], entry: CatalogEntry, region
             c.warn("air_kerma_mgy", f"Ka,r {kerma:g} mGy and KAP {dap:g} Gy·cm² imply a "
                    f"{field_cm2:.3g} cm² field at the reference point (usual 10-1000): check "
                    "the units (Ka,r is in mGy)")
+    _impossible_doses(c, values)
     weight = values["patient_weight_kg"]
     if weight is not None and (weight < ADULT_KG_RANGE[0] or weight > ADULT_KG_RANGE[1]):
         c.warn("patient_weight_kg", f"{weight:g} kg is unusual for an adult: is it in kg?")
@@ -91,6 +92,23 @@ def plausibility_warnings(values: Mapping[str, Any], entry: CatalogEntry, region
         c.warn("needle_repositioned", "vascular uptake recorded but the needle was not "
                "repositioned; it will be flagged for review")
     return c.warnings
+
+
+def _impossible_doses(c: _Warnings, values: Mapping[str, Any]) -> None:
+    """Combinations no exposure produces, nearly always a field left at 0 or a slipped column:
+    an air kerma without a KAP, DSA runs without a saved image, dose without beam-on time."""
+    dap, kerma, time_s = values["dap_gycm2"], values["air_kerma_mgy"], values["fluoro_time_s"]
+    if dap == 0 and kerma:
+        c.warn("dap_value", f"KAP is 0 Gy·cm² but Ka,r is {kerma:g} mGy: an exposure that gives "
+               "air kerma also gives a KAP; check the DAP")
+    runs = values["dsa_runs"]
+    if runs and values["saved_images"] == 0:
+        c.warn("saved_images", f"{runs} DSA runs but 0 saved images: a DSA run is a stored "
+               "series; check the image count")
+    if time_s == 0 and (dap or kerma):
+        what = " and ".join(n for n, v in (("KAP", dap), ("Ka,r", kerma)) if v)
+        c.warn("fluoro_time_s", f"fluoroscopy time is 0 s but a {what} was recorded: was the "
+               "time left out?")
 
 
 def _unit_hint(dap: float, usual: float, unit: DapUnit, smaller: bool) -> str:

@@ -17,9 +17,10 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.exc import StaleDataError
 
-from audit import access, dosimetry
+from audit import access, bounds, dosimetry
 from audit.auth import Actor, Permission, require
 from audit.catalog import Catalog
+from audit.dictionary import REASON_MAX_LENGTH
 from audit.errors import (
     FieldError,
     NotFound,
@@ -29,7 +30,8 @@ from audit.errors import (
     WarningsNotConfirmed,
 )
 from audit.filters import Filters
-from audit.log.names import NameResolver, record_names, room_display_unit
+from audit.log import bulk
+from audit.log.names import NameDirectory, NameResolver, record_names, room_display_unit
 from audit.log.pseudonym import site_secret
 from audit.log.queries import get_record, list_records
 from audit.log.record_fields import input_view, level_rows, snapshot
@@ -68,6 +70,18 @@ def _effective_dose(dap: float | None, room_factor: float, region: str | None,
 def _background_days(effective_msv: float | None, settings: Settings) -> float | None:
     """dosimetry.background_days with the site's annual background."""
     return dosimetry.background_days(effective_msv, float(settings.annual_background_msv))
+
+
+def _reason(reason: Any, missing: str) -> str:
+    """The reason of an amend or void, trimmed: required, clean text (no NUL, no lone
+    surrogate) and at most REASON_MAX_LENGTH characters, as every stored text is."""
+    text = reason.strip() if isinstance(reason, str) else ""
+    if not text:
+        raise ValidationFailed([FieldError("reason", missing)])
+    problem = bounds.text_problem(text, REASON_MAX_LENGTH)
+    if problem:
+        raise ValidationFailed([FieldError("reason", problem)])
+    return text
 
 
 class ProcedureLog:
@@ -170,8 +184,40 @@ class ProcedureLog:
         require(actor, Permission.LOG_PROCEDURE)
         return self._log_in(session, data, actor, confirm_warnings, create_missing)
 
+    def prepare_batch(
+        self,
+        records: Sequence[Mapping[str, Any]],
+        actor: Actor,
+        *,
+        confirm_warnings: bool = False,
+        create_missing: bool = False,
+    ) -> bulk.Batch:
+        """Check many records for one bulk write (CSV import), holding no lock: reference data
+        and the records' names are read in one short read session, then every record is
+        validated in memory with the checks of log(). Nothing is written; see write_batch."""
+        require(actor, Permission.LOG_PROCEDURE)
+        with read_session(self.engine) as session:
+            catalog, settings = self._reference(session)
+            mappings = [r for r in records if isinstance(r, Mapping)]
+            mrns = [str(r.get("patient_id") or "").strip() for r in mappings]
+            directory = NameDirectory(session, create_missing, site_secret(settings), mrns)
+            entries = [catalog.lookup(c) for c in {bulk.procedure_code(r) for r in mappings}
+                       if c]
+            usual = {e.id: self._cache.usual(session, e.id) for e in entries if e is not None}
+        return bulk.prepare(records, actor, catalog=catalog, settings=settings, usual=usual,
+                            directory=directory, confirm_warnings=confirm_warnings)
+
+    def write_batch(self, session: Session, batch: bulk.Batch, actor: Actor) -> list[int]:
+        """Insert the valid records of a prepared batch in the caller's write transaction
+        (with their audit events; names created as needed) and return their ids."""
+        require(actor, Permission.LOG_PROCEDURE)
+        return bulk.write(session, batch, actor)
+
     def _log_in(self, session: Session, data: Mapping[str, Any], actor: Actor, confirm: bool,
                 create_missing: bool) -> LogResult:
+        if not isinstance(data, Mapping):
+            raise ValidationFailed([FieldError("record", "expected an object of dictionary "
+                                               "fields")])
         access.check_names_self_as_technologist(actor, data.get("technologist"))
         catalog, settings = self._reference(session)
         checked = self._validate(session, data, catalog, settings)
@@ -225,8 +271,10 @@ class ProcedureLog:
     ) -> LogResult:
         """Change fields of a record. `version` is the version the user read: if the record
         changed since, StaleVersion is raised and nothing is written."""
-        if not (reason or "").strip():
-            raise ValidationFailed([FieldError("reason", "required: say why the record changes")])
+        reason = _reason(reason, "required: say why the record changes")
+        if not isinstance(changes, Mapping):
+            raise ValidationFailed([FieldError("changes", "expected fields and their new "
+                                               "values")])
         if not changes:
             raise ValidationFailed([FieldError("changes", "nothing to change")])
         if "technologist" in changes:
@@ -282,9 +330,7 @@ class ProcedureLog:
     def void(self, record_id: int, actor: Actor, *, version: int, reason: str) -> None:
         """Mark a record void, with a reason. The row stays, visible as void."""
         require(actor, Permission.VOID)
-        if not (reason or "").strip():
-            raise ValidationFailed([FieldError("reason", "required: say why the record is "
-                                               "voided")])
+        reason = _reason(reason, "required: say why the record is voided")
 
         def work() -> None:
             with self._changing(record_id, version) as session:

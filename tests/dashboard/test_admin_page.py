@@ -73,6 +73,21 @@ def test_add_user_errors_show_next_to_their_field(
     assert "'tech1' already exists" in messages_after(at, "au_username")[0]
 
 
+def test_a_username_that_breaks_the_rule_is_refused_next_to_the_field(
+    app: AppFactory, people: dict[str, Actor], engine: Engine
+) -> None:
+    at = admin_page(app)
+    for name in ("' OR 1=1 --", "new\u200btech"):
+        at.text_input(key="au_username").input(name)
+        at.selectbox(key="au_role").select("technologist")
+        at.text_input(key="au_password").input(PASSWORD)
+        click(at, "Add user")
+        [shown] = messages_after(at, "au_username")  # markdown-escaped by the page
+        assert shown.startswith("must be 2-80 characters: letters, digits"), name
+    assert {u["username"] for u in auth.list_users(engine, auth.cli_actor())} == set(
+        people)
+
+
 def test_changing_a_role_resetting_a_password_and_deactivating(
     app: AppFactory, people: dict[str, Actor], engine: Engine
 ) -> None:

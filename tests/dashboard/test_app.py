@@ -10,10 +10,10 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 from streamlit.testing.v1 import AppTest
 
-from audit import auth
+from audit import auth, lockout
 from audit.auth import Actor
 from audit.errors import PermissionDenied
-from audit.storage.models import AuditEvent, UserAccount
+from audit.storage.models import AuditEvent, UserAccount, utcnow
 from audit.vocab import Role
 from dashboard import state
 from dashboard.navigation import PAGES
@@ -112,7 +112,7 @@ def test_a_wrong_password_is_refused_and_audited(
     app: AppFactory, people: dict[str, Actor], engine: Engine
 ) -> None:
     at = sign_in(app().run(), "tech1", "not the password")
-    assert "Wrong username or password." in texts(at.error)
+    assert texts(at.error) == [lockout.FAILED]
     assert state.ACTOR_KEY not in at.session_state
     assert events(engine, "login_failed")[-1].reason == "wrong password"
 
@@ -123,10 +123,32 @@ def test_five_failures_lock_the_account_even_for_the_right_password(
     at = app().run()
     for _ in range(auth.MAX_FAILED_LOGINS):
         sign_in(at, "tech2", "guess guess guess")
-    assert "locked for 15 minutes" in texts(at.error)[0]
+    assert texts(at.error) == [lockout.FAILED]
     sign_in(at, "tech2", PASSWORD)
-    assert "locked" in texts(at.error)[0]
+    assert texts(at.error) == [lockout.FAILED]
     assert state.ACTOR_KEY not in at.session_state
+
+
+def test_the_sign_in_page_says_the_same_for_every_refusal(
+    app: AppFactory, people: dict[str, Actor], engine: Engine
+) -> None:
+    """Unknown user, wrong password, deactivated and locked accounts (issue 10): one message,
+    so the page does not tell which usernames exist or are locked."""
+    with Session(engine) as s, s.begin():
+        s.scalar(select(UserAccount).where(UserAccount.username == "quality")).active = False
+        s.scalar(select(UserAccount).where(UserAccount.username == "rso1")).locked_until = (
+            utcnow() + auth.LOCKOUT)
+    shown = {}
+    for case, (name, password) in {"unknown": ("nobody", PASSWORD),
+                                   "wrong password": ("tech1", "not the password"),
+                                   "deactivated": ("quality", PASSWORD),
+                                   "locked": ("rso1", PASSWORD),
+                                   "NUL in the name": ("tech\x001", PASSWORD)}.items():
+        at = sign_in(app().run(), name, password)
+        assert not at.exception, case
+        assert state.ACTOR_KEY not in at.session_state, case
+        shown[case] = texts(at.error)
+    assert all(errors == [lockout.FAILED] for errors in shown.values()), shown
 
 
 def test_sign_out_ends_the_session_and_is_audited(

@@ -46,7 +46,7 @@ def test_import_a_folder_twice_adds_nothing_the_second_time_and_says_so(
     db_url: str, engine: Engine, folder: Path
 ) -> None:
     first = cli(db_url, "import", "rdsr", str(folder), "--json")
-    assert first.returncode == 0, first.stderr
+    assert first.returncode == 1, first.stderr  # README.txt was rejected; the rest imported
     results = {Path(str(r["file"])).name: r for r in lines(first.stdout)}
     assert sorted(results) == ["README.txt", *sorted(p.name for p in REAL_FILES)]
     assert results["README.txt"]["status"] == "rejected"
@@ -60,7 +60,7 @@ def test_import_a_folder_twice_adds_nothing_the_second_time_and_says_so(
     before = counts(engine)
 
     second = cli(db_url, "import", "rdsr", str(folder), "--json")
-    assert second.returncode == 0
+    assert second.returncode == 1
     statuses = sorted(str(r["status"]) for r in lines(second.stdout))
     assert statuses == ["duplicate", "duplicate", "duplicate", "rejected"]
     assert "0 imported, 3 duplicate" in second.stderr
@@ -89,7 +89,7 @@ def test_dry_run_prints_the_outcome_and_writes_nothing(
 ) -> None:
     before = counts(engine)
     run = cli(db_url, "import", "rdsr", str(folder), "--dry-run", "--json")
-    assert run.returncode == 0
+    assert run.returncode == 1  # README.txt is not a report
     assert [r["dry_run"] for r in lines(run.stdout)] == [True] * 4
     assert "dry run, nothing written" in run.stderr
     assert counts(engine) == before
@@ -126,7 +126,7 @@ def test_watch_once_imports_and_moves_every_file(
     duplicate = folder / "resent.dcm"
     shutil.copy(REAL_FILES[0], duplicate)
     run = cli(db_url, "watch", str(folder), "--once", "--settle", "0")
-    assert run.returncode == 0, run.stderr
+    assert run.returncode == 1, run.stderr  # README.txt was rejected, every other file moved
     statuses = sorted(str(r["status"]) for r in lines(run.stdout))
     assert statuses == ["duplicate", "ok", "ok", "ok", "rejected"]
     done = sorted(p.relative_to(folder / "done").as_posix()

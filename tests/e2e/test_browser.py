@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from audit import lockout
 from audit.auth import cli_actor
 from audit.log.service import ProcedureLog
 from audit.storage.engine import make_engine
@@ -123,7 +124,7 @@ def test_a_wrong_password_is_refused(page: Any, demo_server: Server,
     field(page, "Password").fill("not my password")
     snap(page, screenshots, "sign_in")
     field(page, "Password").press("Enter")
-    page.get_by_text("Wrong username or password.").wait_for()
+    page.get_by_text(lockout.FAILED).wait_for()
     assert page.get_by_test_id("stSidebarNav").count() == 0
 
 

@@ -310,3 +310,30 @@ def test_an_exported_log_round_trips_and_void_rows_are_skipped(
     out_only = {"record_id", "created_at", "updated_at", "version"}
     differing = {k for k in FIELD_NAMES if k not in out_only and copy[k] != original[k]}
     assert differing == set()
+
+
+def test_an_imported_row_is_stored_and_audited_as_the_same_record_logged(
+    engine: Engine, service: ProcedureLog, admin: Actor, tmp_path: Path
+) -> None:
+    """The bulk write (issue 10) stores what ProcedureLog.log stores, with the same create
+    event, apart from the record's id and timestamps."""
+    record = valid_record(dap_value=71, notes="a note", accession_number="ACC-9")  # 100x: warns
+    logged = service.log(record, admin, create_missing=True, confirm_warnings=True).record_id
+    path = write_csv(tmp_path / "same.csv", [record], list(record))
+    result = import_csv(service, admin, path, confirm_warnings=True)
+    [imported] = [r.record_id for r in result.imported]
+    differ = {"record_id", "created_at", "updated_at"}
+
+    def without(d: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in d.items() if k not in differ}
+
+    assert without(service.get(imported, admin)) == without(service.get(logged, admin))
+    with Session(engine) as session:
+        after = {e.entity_id: e.after for e in session.scalars(select(AuditEvent).where(
+            AuditEvent.entity == "procedure", AuditEvent.action == "create"))}
+        levels = session.scalars(select(Procedure).where(Procedure.id == imported)).one().levels
+        assert [(lv.position, lv.level, lv.region) for lv in levels] == [
+            (1, "L4", "lumbar"), (2, "L5", "lumbar")]
+    assert without(after[str(imported)]) == without(after[str(logged)])
+    assert after[str(imported)]["record_id"] == imported
+    assert after[str(imported)]["warnings"] and after[str(imported)]["effective_dose_msv"]
