@@ -1,4 +1,5 @@
-# fluoro-audit: `make run` serves the dashboard on the embedded SQLite database;
+# fluoro-audit: `make run` serves the dashboard on the embedded SQLite database (the real one,
+# empty on a fresh machine); `make demo` serves the demo's own database, with sample data;
 # `make test` runs every test; its PostgreSQL half uses FLUORO_AUDIT_TEST_PG when set, else a
 # throwaway cluster when PostgreSQL's server binaries are installed (.ci/throwaway_pg.sh).
 PYTHON ?= python3
@@ -9,7 +10,7 @@ PORT   ?= 8501
 # Two workers by default (tests wait on PostgreSQL, subprocesses and browsers as much as CPU).
 PYTEST_ARGS ?= -n 2
 
-.PHONY: run test bench setup lint clean screenshots
+.PHONY: run demo test bench setup lint clean screenshots
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +23,10 @@ setup: $(STAMP)
 run: setup
 	$(VENV)/bin/fluoro-audit migrate
 	$(VENV)/bin/fluoro-audit serve --port $(PORT)
+
+# Never the real database: var/fluoro-audit-demo.sqlite3 with its own keys (audit/demo/guard.py).
+demo: setup
+	env -u FLUORO_AUDIT_DB $(VENV)/bin/fluoro-audit serve --demo --port $(PORT)
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -19,7 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np
 
 from audit.auth import cli_actor
-from audit.demo import CHUNK, _chunk, _ensure_reference_data, generate
+from audit.demo.cast import ensure_cast
+from audit.demo.loading import CHUNK, generate
+from audit.demo.records import build_chunk
 from audit.log.service import ProcedureLog
 from audit.storage.engine import make_engine, migrate
 from audit.storage.models import Procedure, ProcedureLevel
@@ -75,7 +77,7 @@ def bench_demo(tmp: Path, n: int) -> None:
     raw_path = tmp / "raw.sqlite3"
     migrate(f"sqlite:///{raw_path}")
     ref_engine = make_engine(f"sqlite:///{raw_path}")
-    ref = _ensure_reference_data(ref_engine)
+    ref = ensure_cast(ref_engine)
     ref_engine.dispose()
     rng = np.random.default_rng(1)
     patients = {"weight": np.full(max(1, n // 3), 80.0), "sex": np.array(["F"] * max(1, n // 3),
@@ -96,8 +98,8 @@ def bench_demo(tmp: Path, n: int) -> None:
     end = datetime(2026, 11, 1, tzinfo=UTC)
     raw_s = 0.0
     for lo in range(0, n, CHUNK):
-        columns, levels = _chunk(rng, 1 + lo, min(CHUNK, n - lo), ref, patients,
-                                 end - timedelta(days=730), end, end)
+        columns, levels = build_chunk(rng, 1 + lo, min(CHUNK, n - lo), ref, patients,
+                                      end - timedelta(days=730), end, end)
         for key in ("performed_at", "created_at", "updated_at"):
             columns[key] = [v.strftime("%Y-%m-%d %H:%M:%S.%f") for v in columns[key]]
         proc_rows = list(zip(*(columns[c] for c in proc_cols), strict=True))

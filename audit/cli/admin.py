@@ -11,6 +11,7 @@ import importlib.util
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from audit.cli.common import (
     EXIT_INVALID,
@@ -45,16 +46,40 @@ def dashboard_app() -> Path:
     return Path(locations[0]) / "app.py"
 
 
+def demo_database(args: argparse.Namespace) -> str:
+    """The database `demo` and `serve --demo` use, said out loud: the one --db or
+    FLUORO_AUDIT_DB names, else the demo's own file with its own keys (audit.demo.guard)."""
+    from audit.demo.guard import demo_url, use_own_keys
+
+    url, own = demo_url(args.db if args.db_given else None)
+    if own:
+        keys = use_own_keys(url)
+        print(f"demo database: {display_url(url)} (its own; keys in {keys}; --db or "
+              f"FLUORO_AUDIT_DB names another)", flush=True)
+    else:
+        print(f"demo database: {display_url(url)} (named by "
+              f"{'--db' if args.db_given else 'FLUORO_AUDIT_DB'})", flush=True)
+    return url
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
-    migrate(args.db)
     if args.demo:
         from audit.demo import generate
         from audit.log.summary import log_summary
 
+        args.db = demo_database(args)
+        migrate(args.db)
         engine = make_engine(args.db)
-        if log_summary(engine)["procedures"] == 0:  # sample data only into an empty log
-            generate(engine, procedures=args.demo_procedures, seed=1, progress=True)
+        held = log_summary(engine)["procedures"]
+        if held == 0:  # sample data only into an empty log
+            summary = generate(engine, procedures=args.demo_procedures, seed=1, progress=True)
+            print(demo_line(summary), flush=True)
+        else:
+            print(f"demo data not loaded: the database already holds {held:,} records",
+                  flush=True)
         engine.dispose()
+    else:
+        migrate(args.db)
     app = dashboard_app()
     env = {**os.environ, "FLUORO_AUDIT_DB": normalise_url(args.db)}
     command = [sys.executable, "-m", "streamlit", "run", str(app),
@@ -67,13 +92,36 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK  # pragma: no cover - execve does not return
 
 
+def demo_line(summary: dict[str, Any]) -> str:
+    """What a demo run loaded, for people (the JSON line after it is for scripts)."""
+    return (f"loaded {summary['procedures']:,} demo records (ids {summary['first_record_id']}-"
+            f"{summary['last_record_id']}, {summary['from']} to {summary['to']}); planted "
+            f"outliers: {summary['planted_outliers']} at 3-8x the typical dose and "
+            f"{summary['planted_srdl']} above the substantial radiation dose levels, each noted "
+            "\"demo: planted outlier\"")
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
+    """Load demo data, into the demo's own database unless one is named; refuse a database
+    holding records the loader did not write unless --force (audit.demo.guard)."""
+    from audit.demo.guard import census, forced, refusal
+
+    url = demo_database(args)
+    found = census(url)  # reads only: nothing is migrated or created before the decision
+    if found.other and not args.force:
+        raise CliError(refusal(display_url(url), found))
+    if found.other:
+        print(forced(display_url(url), found, args.procedures), flush=True)
     from audit.demo import generate
 
-    migrate(args.db)
-    engine = make_engine(args.db)
-    summary = generate(engine, procedures=args.procedures, seed=args.seed, progress=True)
-    print_json(summary)
+    migrate(url)
+    engine = make_engine(url)
+    try:
+        summary = generate(engine, procedures=args.procedures, seed=args.seed, progress=True)
+    finally:
+        engine.dispose()
+    print(demo_line(summary))
+    print_json({"database": display_url(url), **summary})
     return EXIT_OK
 
 
@@ -128,7 +176,9 @@ def add_serve(sub: Subcommands) -> None:
     p = add_command(sub, "serve", cmd_serve, "migrate, then start the dashboard")
     p.add_argument("--port", type=bounded(int, 1, 65535), default=8501)
     p.add_argument("--address", default="0.0.0.0", help="interface to listen on")
-    p.add_argument("--demo", action="store_true", help="load sample data into an empty database")
+    p.add_argument("--demo", action="store_true",
+                   help="serve the demo's own database (var/fluoro-audit-demo.sqlite3 unless "
+                        "--db or FLUORO_AUDIT_DB names one), loading sample data if it is empty")
     p.add_argument("--demo-procedures", type=bounded(int, 1, MAX_DEMO_PROCEDURES), default=5000,
                    help=argparse.SUPPRESS)
 
@@ -136,9 +186,14 @@ def add_serve(sub: Subcommands) -> None:
 def add_demo(sub: Subcommands) -> None:
     """Add `demo` to the command line."""
     p = add_command(sub, "demo", cmd_demo,
-                    "load realistic synthetic data (published distributions)")
+                    "load realistic synthetic data (published distributions) into the demo's "
+                    "own database (var/fluoro-audit-demo.sqlite3 unless --db or FLUORO_AUDIT_DB "
+                    "names one)")
     p.add_argument("--procedures", type=bounded(int, 1, MAX_DEMO_PROCEDURES), default=5000)
     p.add_argument("--seed", type=bounded(int, 0, 2**63 - 1), default=1)
+    p.add_argument("--force", action="store_true",
+                   help="load even into a database holding records the demo loader did not "
+                        "write (saying first what it will do)")
 
 
 def add_backup(sub: Subcommands) -> None:

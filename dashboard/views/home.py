@@ -19,5 +19,6 @@ right.metric("Audit events", f"{summary['audit_events']:,}")
 if summary["latest"]:
     st.write(f"Latest procedure: {summary['latest']:%Y-%m-%d %H:%M} UTC")
 else:
-    st.info("No procedures yet. Log one with `fluoro-audit log`, or load sample data with "
-            "`fluoro-audit demo`.")
+    st.info("No procedures yet. Log one with `fluoro-audit log`. To try the app on sample "
+            "data, run `fluoro-audit serve --demo`: it serves a separate demo database, so "
+            "no demo record ever lands in this log.")

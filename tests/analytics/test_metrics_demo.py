@@ -17,15 +17,14 @@ from audit.analytics.reference_levels import local_drls
 from audit.analytics.safety import SAFETY_FLAGS, safety_flags
 from audit.analytics.scorecard import physician_scorecard
 from audit.analytics.snapshot import Snapshot, load_snapshot
-from audit.demo import generate
+from audit.demo import HIGH_DOSE_PHYSICIAN, OMITS_CONTRAST, generate
 from audit.filters import Filters
 from audit.storage.engine import make_engine, read_session
 from audit.storage.models import Procedure, ProcedureType, Room
 from tests.conftest import BACKENDS, Databases
 
 ALL = Filters()
-HIGH_DOSE = "Dr. Grant Holloway"
-OMITS_CONTRAST = "Dr. Hannah Weiss"
+HIGH_DOSE = HIGH_DOSE_PHYSICIAN
 pytestmark = pytest.mark.slow  # 4000 demo procedures per database
 
 

@@ -21,7 +21,7 @@ from audit.analytics.reference_levels import reference_column
 from audit.analytics.safety import SAFETY_FLAGS, safety_flags
 from audit.analytics.snapshot import load_snapshot
 from audit.auth import Actor, Permission
-from audit.demo import generate
+from audit.demo import HIGH_DOSE_PHYSICIAN, OMITS_CONTRAST, generate
 from audit.filters import Filters
 from audit.storage.engine import make_engine
 from audit.vocab import Role
@@ -120,7 +120,7 @@ def test_compliance_page(demo: tuple[str, Engine], monkeypatch: pytest.MonkeyPat
     # the p-chart's table beside it holds the same numbers
     assert at.dataframe[0].value["n"].tolist() == expected["n"].tolist()
     by_physician = at.dataframe[1].value
-    assert by_physician.iloc[0]["physician"] == "Dr. Hannah Weiss"  # lowest rate, unfiltered
+    assert by_physician.iloc[0]["physician"] == OMITS_CONTRAST  # lowest rate, unfiltered
     assert {"rate", "ci_low", "ci_high"} <= fields(found[1][0])
     listed = at.dataframe[-1].value
     assert len(listed) > 0 and set(listed["why"]) <= {
@@ -131,8 +131,8 @@ def test_compliance_page(demo: tuple[str, Engine], monkeypatch: pytest.MonkeyPat
         "contrast"}
     at.radio(key="c_which").set_value("Excepted").run()
     assert set(at.dataframe[-1].value["why"]) == {"contraindicated, reason documented"}
-    at.selectbox(key="c_who").set_value("Dr. Hannah Weiss").run()
-    assert set(at.dataframe[-1].value["physician"]) == {"Dr. Hannah Weiss"}
+    at.selectbox(key="c_who").set_value(OMITS_CONTRAST).run()
+    assert set(at.dataframe[-1].value["physician"]) == {OMITS_CONTRAST}
 
 
 @pytest.mark.slow
@@ -140,11 +140,10 @@ def test_filters_change_the_figures(demo: tuple[str, Engine],
                                     monkeypatch: pytest.MonkeyPatch) -> None:
     url, engine = demo
     at = page(url, "compliance", QUALITY, monkeypatch)
-    at.multiselect(key="f_physicians").set_value(["Dr. Hannah Weiss"]).run()
-    expected = compliance(load_snapshot(engine),
-                                  Filters(physicians=("Dr. Hannah Weiss",))).iloc[0]
+    at.multiselect(key="f_physicians").set_value([OMITS_CONTRAST]).run()
+    expected = compliance(load_snapshot(engine), Filters(physicians=(OMITS_CONTRAST,))).iloc[0]
     assert at.metric[0].value == f"{expected['rate']:.1%}"
-    assert "physician: Dr. Hannah Weiss" in at.caption[0].value
+    assert f"physician: {OMITS_CONTRAST}" in at.caption[0].value
 
 
 @pytest.mark.slow
@@ -165,7 +164,7 @@ def test_dose_page(demo: tuple[str, Engine], monkeypatch: pytest.MonkeyPatch) ->
     tfesi = data[data["procedure"] == "TFESI"].iloc[0]
     assert tfesi["published_median"] == 0.68  # Kim 2014, seeded
     card = next(d.value for d in at.dataframe if "kap_per_level_ratio" in d.value.columns)
-    assert card.iloc[0]["physician"] == "Dr. Grant Holloway"  # highest normalised dose
+    assert card.iloc[0]["physician"] == HIGH_DOSE_PHYSICIAN  # highest normalised dose
     assert card.iloc[0]["kap_per_level_ratio"] > 2
     assert "kap_per_level_ratio" in fields(found[2][0])
     at.selectbox(key="d_quantity").set_value("fluoro_time_s").run()

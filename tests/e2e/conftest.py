@@ -33,6 +33,9 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-g
                  "--disable-dev-shm-usage"]
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 PASSWORD = "correct horse battery"
+#: The demo technologist the browser tests sign in as (audit.demo.cast creates it unable to sign
+#: in; demo_server gives it a password).
+DEMO_TECH = "demo-tech1"
 VIEWPORT = {"width": 1440, "height": 1000}
 
 
@@ -97,7 +100,7 @@ def fresh_server(tmp_path: Path) -> Iterator[Server]:
 @pytest.fixture(scope="module")
 def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server on a database with 600 demo procedures, an administrator `admin`, and the demo
-    technologist `jsmith` made able to sign in (the demo creates accounts that cannot)."""
+    technologist DEMO_TECH made able to sign in (the demo creates accounts that cannot)."""
     from audit.demo import generate
 
     tmp = tmp_path_factory.mktemp("e2e")
@@ -106,7 +109,7 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     engine = make_engine(f"sqlite:///{db_path}")
     generate(engine, procedures=600, seed=7)
     auth.add_user(engine, cli_actor(), "admin", Role.ADMIN, PASSWORD)
-    auth.reset_password(engine, cli_actor(), "jsmith", PASSWORD)
+    auth.reset_password(engine, cli_actor(), DEMO_TECH, PASSWORD)
     engine.dispose()
     proc, server = start_server(db_path, tmp / "streamlit.log")
     yield server

@@ -14,7 +14,7 @@ from audit import lockout
 from audit.auth import cli_actor
 from audit.log.service import ProcedureLog
 from audit.storage.engine import make_engine
-from tests.e2e.conftest import PASSWORD, VIEWPORT, Server
+from tests.e2e.conftest import DEMO_TECH, PASSWORD, VIEWPORT, Server
 
 # A browser, a served app and (for the dashboards) demo data start inside the first test.
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(600)]
@@ -136,7 +136,7 @@ def test_first_start_creates_the_administrator_who_adds_a_technologist(
 def test_a_wrong_password_is_refused(page: Any, demo_server: Server,
                                      screenshots: Path) -> None:
     page.goto(demo_server.url)
-    field(page, "Username").fill("jsmith")
+    field(page, "Username").fill(DEMO_TECH)
     field(page, "Password").fill("not my password")
     snap(page, screenshots, "sign_in")
     field(page, "Password").press("Enter")
@@ -147,11 +147,11 @@ def test_a_wrong_password_is_refused(page: Any, demo_server: Server,
 def test_log_a_procedure_find_it_amend_it_and_read_its_history(
     page: Any, demo_server: Server, screenshots: Path
 ) -> None:
-    sign_in(page, demo_server, "jsmith")
+    sign_in(page, demo_server, DEMO_TECH)
     page.get_by_test_id("stHeading").get_by_text("Log procedure").wait_for()
-    choose(page, "Site", "Riverside Spine Center")
-    choose(page, "Room / C-arm", "OR 2")
-    choose(page, "Physician", "Dr. Amelia Chen")
+    choose(page, "Site", "Demo Riverside Spine Center")
+    choose(page, "Room / C-arm", "Demo OR 2")
+    choose(page, "Physician", "Dr. Demo Chen")
     choose(page, "Procedure", "TFESI")
     field(page, "Patient ID (MRN)").fill("MRN-E2E-1")
     choose(page, "Pregnancy status", "not pregnant")
@@ -165,7 +165,7 @@ def test_log_a_procedure_find_it_amend_it_and_read_its_history(
     field(page, "Fluoro time").fill("0:32")
     field(page, "DAP (KAP)").fill("0.71")
     unit = page.get_by_role("combobox", name="DAP unit")
-    assert unit.input_value() == "Gy·cm²"  # OR 2 displays Gy·cm²
+    assert unit.input_value() == "Gy·cm²"  # Demo OR 2 displays Gy·cm²
     field(page, "Ka,r (mGy)").fill("5.2")
     page.get_by_role("spinbutton", name="Saved images").fill("2")
     field(page, "Volume (mL)").fill("1.5")
@@ -200,7 +200,7 @@ def test_log_a_procedure_find_it_amend_it_and_read_its_history(
     page.get_by_text(f"Record {record_id} amended (fluoro_time_s)").wait_for()
     wait_idle(page)
     history = page.get_by_test_id("stVerticalBlock").filter(
-        has_text="Amended by jsmith").last
+        has_text=f"Amended by {DEMO_TECH}").last
     assert "counter misread" in history.inner_text()
     table = page.get_by_test_id("stTable").last.inner_text()
     assert "fluoro_time_s" in table and "32" in table and "45" in table
@@ -210,11 +210,11 @@ def test_log_a_procedure_find_it_amend_it_and_read_its_history(
 
     record = ProcedureLog(make_engine(demo_server.db_url)).get(record_id, cli_actor())
     assert (record["fluoro_time_s"], record["version"], record["technologist"]) == (
-        45, 2, "jsmith")
+        45, 2, DEMO_TECH)
 
 
 def test_a_technologist_has_no_admin_page(page: Any, demo_server: Server) -> None:
-    sign_in(page, demo_server, "jsmith")
+    sign_in(page, demo_server, DEMO_TECH)
     wait_idle(page)
     links = page.get_by_test_id("stSidebarNav").get_by_role("link").all_inner_texts()
     assert any("Records" in link for link in links)
@@ -232,8 +232,8 @@ def test_the_admin_page(page: Any, demo_server: Server, screenshots: Path) -> No
     sign_in(page, demo_server, "admin")
     nav(page, "Admin")
     page.get_by_test_id("stDataFrame").first.wait_for()
-    choose(page, "User", "jsmith")
-    page.get_by_role("button", name="Deactivate jsmith").wait_for()
+    choose(page, "User", DEMO_TECH)
+    page.get_by_role("button", name=f"Deactivate {DEMO_TECH}").wait_for()
     snap(page, screenshots, "admin")
     page.get_by_role("tab", name="Sites and rooms").click()
     page.get_by_text("Add a room").wait_for()
