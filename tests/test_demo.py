@@ -168,7 +168,7 @@ def test_census_counts_only_what_the_loader_wrote(db_url: str, engine: Engine,
                                                   service: ProcedureLog) -> None:
     generate(engine, procedures=200, seed=6, until=UNTIL)
     assert (census(db_url).procedures, census(db_url).other) == (200, 0)
-    service.log(valid_record(), cli_actor(), create_missing=True)
+    service.log(valid_record(), cli_actor(), create_missing=True, confirm_warnings=True)
     found = census(db_url)
     assert (found.procedures, found.demo, found.other) == (201, 200, 1)
     assert list(found.others) == [cli_actor().username]

@@ -18,14 +18,15 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any, cast
 
-from sqlalchemy import insert
+from sqlalchemy import insert, update
 from sqlalchemy.orm import Session
 
 from audit import access, dosimetry
 from audit.auth import Actor
 from audit.catalog import Catalog
 from audit.errors import FieldError, ValidationFailed
-from audit.log.names import NameDirectory
+from audit.log import duplicates
+from audit.log.name_directory import NameDirectory
 from audit.log.plausibility import Usual
 from audit.log.record_fields import snapshot
 from audit.log.validation import Validated, validate
@@ -52,6 +53,8 @@ class Checked:
     #: name's creation event, not on the record (as ProcedureLog.log does).
     name_warnings: list[FieldError] = field(default_factory=list)
     confirmed: bool = False
+    #: How later records name this one in a "duplicate?" warning ("row 5 of this file").
+    label: str = ""
     #: Procedure column values, without the name ids (known at write time) and timestamps.
     values: dict[str, Any] = field(default_factory=dict)
     #: The record's names: site, room, physician, technologist, patient_id, patient_ref,
@@ -119,8 +122,8 @@ def prepare(records: Sequence[Mapping[str, Any]], actor: Actor, *, catalog: Cata
             continue
         assert checked is not None
         if entry_warnings is not None:
-            label = labels[index] if labels else f"record {index + 1} of this batch"
-            checked.warnings = entry_warnings(checked, label)
+            result.label = labels[index] if labels else f"record {index + 1} of this batch"
+            checked.warnings = entry_warnings(checked, result.label)
         result.warnings, result.confirmed = checked.warnings, confirm_warnings
         names, result.name_warnings = directory.canonical(checked.names)
         if not result.ok:
@@ -204,10 +207,39 @@ def write(session: Session, batch: Batch, actor: Actor) -> list[int]:
         session.execute(insert(ProcedureLevel.__table__), levels)
     for rid, after in zip(record_ids, afters, strict=True):
         after["record_id"] = rid
+    _name_saved_rows(session, rows, record_ids, afters)
     record_events(session, [NewEvent(actor.username, AuditAction.CREATE, "procedure", rid,
                                      after=after, json_ready=True)
                             for rid, after in zip(record_ids, afters, strict=True)])
     return record_ids
+
+
+def _name_saved_rows(session: Session, rows: Sequence[Checked], record_ids: Sequence[int],
+                     afters: Sequence[dict[str, Any]]) -> None:
+    """A confirmed "duplicate?" warning naming an earlier row of the batch ("row 22 of this
+    file is the same patient ...") names it by its new id too, once written ("record 57 (row 22
+    of this file) ..."), as ProcedureLog.log_many does: the stored warning must still say which
+    record it meant when the file is long gone. Only the few rows with such a warning are
+    updated, before their create events are written (the events show the stored value)."""
+    saved = {row.label: rid for row, rid in zip(rows, record_ids, strict=True) if row.label}
+    for rid, after in zip(record_ids, afters, strict=True):
+        stored = after.get("warnings")
+        if not stored:
+            continue
+        changed = [dict(w, message=_named(w["message"], saved))
+                   if w.get("field") == duplicates.FIELD else w for w in stored]
+        if changed != stored:
+            after["warnings"] = changed
+            session.execute(update(Procedure).where(Procedure.id == rid)
+                            .values(warnings=changed))
+
+
+def _named(message: str, saved: Mapping[str, int]) -> str:
+    label = message.split(" is the same patient", 1)[0]
+    rid = saved.get(label)
+    if rid is None or label == message:
+        return message
+    return f"record {rid} ({label}){message[len(label):]}"
 
 
 __all__ = ["Batch", "Checked", "prepare", "write"]

@@ -32,6 +32,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from audit.bounds import text_problem
 from audit.catalog import Catalog
 from audit.errors import FieldError, ValidationFailed
 from audit.log.validation import parse_datetime
@@ -41,6 +42,8 @@ from audit.vocab import RecordStatus
 
 #: The field a duplicate warning names: no one field is wrong, the record as a whole may be.
 FIELD = "duplicate?"
+#: Longer MRNs are refused by validation; they are not looked up.
+MRN_MAX_LENGTH = 64
 SETTING = "duplicate_window_minutes"
 #: How many patients one candidate query names (well under every backend's parameter limit).
 CHUNK = 500
@@ -220,16 +223,21 @@ def scan(records: Iterable[Mapping[str, Any]], catalog: Catalog,
     differently here than by validation is still checked: :meth:`Duplicates.ensure` reads it."""
     keys = []
     for data in records:
+        if not isinstance(data, Mapping):
+            continue  # validation names it
         mrn = data.get("patient_id")
         code = data.get("procedure_code")
         entry = catalog.lookup(str(code)) if isinstance(code, str) and code.strip() else None
-        if entry is None or not isinstance(mrn, str | int) or not str(mrn).strip():
+        if entry is None or isinstance(mrn, bool) or not isinstance(mrn, str | int):
             continue
+        mrn = str(mrn).strip() if isinstance(mrn, str) or abs(mrn) < 10**40 else ""
+        if not mrn or text_problem(mrn, MRN_MAX_LENGTH):
+            continue  # only text that could be stored is looked up (no NUL, no surrogate)
         try:
             at = parse_datetime(data.get("performed_at"), now)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, OverflowError):
             continue
-        keys.append((str(mrn).strip(), entry.id, at))
+        keys.append((mrn, entry.id, at))
     return keys
 
 

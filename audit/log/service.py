@@ -36,8 +36,8 @@ from audit.filters import Filters
 from audit.log import bulk
 from audit.log.compliance_check import compliance_warnings
 from audit.log.duplicates import Duplicates, scan
+from audit.log.name_directory import NameDirectory
 from audit.log.names import (
-    NameDirectory,
     NameResolver,
     new_name_warnings,
     record_names,

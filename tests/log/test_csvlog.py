@@ -23,6 +23,7 @@ from audit.errors import PermissionDenied
 from audit.log.csv_headers import CsvFormatError, map_columns
 from audit.log.csv_import import import_csv
 from audit.log.service import ProcedureLog
+from audit.settings import update_setting
 from audit.storage.models import AuditEvent, Procedure
 from audit.vocab import Role
 from tests.conftest import valid_record
@@ -318,7 +319,10 @@ def test_an_imported_row_is_stored_and_audited_as_the_same_record_logged(
     engine: Engine, service: ProcedureLog, admin: Actor, tmp_path: Path
 ) -> None:
     """The bulk write (issue 10) stores what ProcedureLog.log stores, with the same create
-    event, apart from the record's id and timestamps."""
+    event, apart from the record's id and timestamps. The same record twice would be a
+    possible duplicate (tests/log/test_duplicates.py): the window is off here."""
+    update_setting(service.engine, admin, "duplicate_window_minutes", 0)
+    service.refresh()
     record = valid_record(dap_value=71, notes="a note", accession_number="ACC-9")  # 100x: warns
     logged = service.log(record, admin, create_missing=True, confirm_warnings=True).record_id
     path = write_csv(tmp_path / "same.csv", [record], list(record))
