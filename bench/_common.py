@@ -55,7 +55,8 @@ def demo_database(procedures: int, seed: int = 1,
     from audit.storage.engine import make_engine, migrate
 
     OUT.mkdir(exist_ok=True)
-    source = Path(audit.demo.__file__).read_bytes()
+    package = Path(audit.demo.__file__).parent  # every module of the generator counts
+    source = b"".join(p.read_bytes() for p in sorted(package.glob("*.py")))
     stamp = hashlib.blake2b(source, digest_size=4).hexdigest()
     path = OUT / f"demo-{procedures}-s{seed}-{stamp}.sqlite3"
     if not path.exists():

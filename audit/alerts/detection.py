@@ -20,6 +20,10 @@ newer one is never summed with it.)
   alerts per 100 procedures on realistic data at 3x, too many to review; a percentile flags
   about 1 record in 100 per quantity by construction, whatever the spread (docs/reference.md
   §10).
+- KAP is the room-corrected KAP (audit.dosimetry.corrected_kap: the displayed KAP times the
+  room's KAP correction factor, which the physicist sets from a calibration) in every rule, as
+  in the reference levels and effective dose: a C-arm whose display reads 20% low must not
+  hide a high-dose case (issue 11). Ka,r and time are compared as displayed.
 - Cumulative: for each record of a patient, the sum of KAP (or Ka,r) over the patient's records
   in the window (t - W, t] (cumulative_window_days; records at the same instant all count). A
   run of consecutive records whose sum reaches the threshold is one episode, identified by the
@@ -35,7 +39,7 @@ import pandas as pd
 
 from audit.analytics.grouping import quantiles_by
 from audit.analytics.reference_levels import SRDL_SETTINGS
-from audit.analytics.snapshot import Snapshot
+from audit.analytics.snapshot import KAP_CORRECTED, Snapshot
 from audit.errors import FieldError, ValidationFailed
 from audit.vocab import AlertKind, DoseQuantity
 
@@ -48,7 +52,7 @@ THRESHOLD_SETTINGS: tuple[str, ...] = (*SRDL_SETTINGS.values(), *INVESTIGATION_S
                                        *CUMULATIVE_SETTINGS.values(), "cumulative_window_days")
 #: Bumped whenever the rules in this module change meaning, so stored alerts computed under
 #: older rules are recomputed once (audit.alerts.store records it with each refresh).
-RULES_VERSION = 2
+RULES_VERSION = 3
 #: Alert kinds, most urgent first: an SRDL or cumulative alert may mean skin injury and a
 #: patient to follow up; an investigation level asks for a review of technique.
 KINDS_BY_PRIORITY: tuple[str, ...] = (AlertKind.SRDL.value, AlertKind.CUMULATIVE.value,
@@ -60,6 +64,11 @@ ALERT_COLUMNS = ["key", "kind", "quantity", "patient_id", "procedure_id", "t", "
 #: Alert column <- frame column of the trigger record (where it happened: site, room, ...).
 PLACE_COLUMNS = {"site_id": "site_id", "room_id": "room_id", "physician_id": "physician_id",
                  "procedure_type_id": "type_id"}
+
+
+def measured(quantity: str) -> str:
+    """The column an alert on `quantity` compares: the room-corrected KAP for KAP."""
+    return KAP_CORRECTED if quantity == DoseQuantity.DAP.value else quantity
 
 
 def round_sig(values: np.ndarray, digits: int = 3) -> np.ndarray:
@@ -85,7 +94,8 @@ def _record_alerts(snap: Snapshot, kind: AlertKind, quantity: str, hit: np.ndarr
         "key": [f"{kind.value}:{quantity}:record:{i}" for i in ids.tolist()],
         "kind": kind.value, "quantity": quantity,
         "patient_id": r["patient_id"].to_numpy()[positions], "procedure_id": ids,
-        "t": r["t"].to_numpy()[positions], "value": r[quantity].to_numpy()[positions],
+        "t": r["t"].to_numpy()[positions],
+        "value": snap.values(measured(quantity))[positions],
         "threshold": threshold[positions], "threshold_source": source[positions],
         "window_start": np.nan, "window_end": np.nan,
         "record_ids": [[i] for i in ids.tolist()],
@@ -96,7 +106,7 @@ def srdl_alerts(snap: Snapshot) -> pd.DataFrame:
     frames = []
     for quantity, key in SRDL_SETTINGS.items():
         level = float(getattr(snap.settings, key))
-        values = snap.records[quantity].to_numpy()
+        values = snap.values(measured(quantity))
         hit = values >= level  # nan compares False
         n = len(values)
         frames.append(_record_alerts(snap, AlertKind.SRDL, quantity, hit, np.full(n, level),
@@ -138,7 +148,7 @@ def _investigation_levels(snap: Snapshot) -> pd.DataFrame:
     rows = []
     for quantity in DoseQuantity.values():
         labels, counts, (median, upper) = quantiles_by(
-            snap, everything, ("procedure",), quantity, (0.5, percentile / 100))
+            snap, everything, ("procedure",), measured(quantity), (0.5, percentile / 100))
         for type_id, code in enumerate(lab[0] for lab in labels):
             if type_id not in snap.types.index or not counts[type_id]:
                 continue
@@ -174,7 +184,7 @@ def investigation_alerts(snap: Snapshot) -> pd.DataFrame:
         threshold[group["type_id"].to_numpy()] = group["level"].to_numpy()
         source[group["type_id"].to_numpy()] = group["source"].to_numpy()
         per_record = threshold[type_id]
-        hit = snap.records[str(quantity)].to_numpy() > per_record  # above; nan compares False
+        hit = snap.values(measured(str(quantity))) > per_record  # above; nan compares False
         frames.append(_record_alerts(snap, AlertKind.INVESTIGATION, str(quantity), hit,
                                      per_record, source[type_id]))
     return pd.concat(frames, ignore_index=True) if frames else \
@@ -188,7 +198,7 @@ def cumulative_alerts(snap: Snapshot) -> pd.DataFrame:
     rows: list[dict[str, Any]] = []
     for quantity, key in CUMULATIVE_SETTINGS.items():
         level = float(getattr(snap.settings, key))
-        values = r[quantity].to_numpy()
+        values = snap.values(measured(quantity))
         present = np.flatnonzero(~np.isnan(values))
         if not len(present):
             continue

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from audit.analytics.grouping import QUANTITIES, by_type, cached, group_codes, record_names
-from audit.analytics.snapshot import Snapshot
+from audit.analytics.snapshot import KAP_CORRECTED, Snapshot
 from audit.filters import Filters
 from audit.vocab import Region
 
@@ -36,7 +36,7 @@ def flag_arrays(snap: Snapshot) -> dict[str, np.ndarray]:
         max_levels = by_type(snap, "max_levels", -1, np.int64)
         s = snap.settings
         srdl = ((r["air_kerma_mgy"].to_numpy() >= float(s.srdl_air_kerma_mgy))
-                | (r["dap_gycm2"].to_numpy() >= float(s.srdl_kap_gycm2))
+                | (snap.values(KAP_CORRECTED) >= float(s.srdl_kap_gycm2))  # as the alerts
                 | (r["fluoro_time_s"].to_numpy() >= float(s.srdl_fluoro_time_s)))
         return {
             "particulate_cervical_tfesi": (code == "TFESI") & cervical

@@ -118,3 +118,25 @@ def test_realistic_demo_data_raise_at_most_5_open_alerts_per_100_procedures(
     assert rates.loc["all", "procedures"] == 5000
     assert rates.loc["all", "open_per_100"] <= 5.0, rates
     assert 0 < rates.loc["investigation", "open_per_100"] <= 3.5, rates
+
+
+def test_kap_alerts_compare_the_room_corrected_kap(engine: Engine, admin: Actor) -> None:
+    """A room whose display reads low (factor 1.25, set from a calibration) must not hide a
+    high-dose case: 450 Gy·cm² displayed is 562.5 Gy·cm² corrected, above the 500 SRDL."""
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from audit import reference_data
+    from audit.storage.models import Room
+
+    log_all(engine, [tfesi("R1", "PAT-R1", "03-01", 450.0)], refresh_each=False)
+    kap_srdl = list_alerts(engine, RSO, kind="srdl")
+    assert "dap_gycm2" not in set(kap_srdl["quantity"])  # 450 displayed, factor 1: below 500
+    with Session(engine) as s:
+        room_id = s.scalar(select(Room.id))
+    reference_data.update_room(engine, admin, room_id, kap_correction_factor=1.25)
+    refresh_alerts(engine, load_snapshot(engine))
+    kap_srdl = list_alerts(engine, RSO, kind="srdl")
+    kap_srdl = kap_srdl[kap_srdl["quantity"] == "dap_gycm2"]
+    assert kap_srdl["value"].tolist() == [562.5]
+    assert kap_srdl["threshold"].tolist() == [500.0]
