@@ -56,7 +56,8 @@ def test_frame_file_survives_a_restart_and_catches_up(tmp_path: Path,
     first = FrameCache(engine, store=store).get()
     assert len(list(store.glob("frame-*.npz"))) == 1
     new = service.log(valid_record(patient_id="LATE", performed_at="2026-04-01T10:00:00+00:00"),
-                      cli_actor(), create_missing=True).record_id
+                      cli_actor(), create_missing=True,
+                      confirm_warnings=True).record_id  # room 'OR 1' beside 'R1': near
 
     def no_full_read(_engine: Engine) -> None:
         raise AssertionError("the frame file should have been used")
