@@ -68,8 +68,9 @@ def _digests(texts: Any) -> list[str]:
     return [hashlib.blake2b(t.encode(), digest_size=8).hexdigest() for t in texts]
 
 
-#: Audit entities whose changes can change the alerts (records, thresholds, catalog).
-ALERT_INPUTS = ("procedure", "setting", "procedure_type")
+#: Audit entities whose changes can change the alerts (records, thresholds, catalog, and rooms:
+#: a room's KAP correction factor scales the KAP every alert compares).
+ALERT_INPUTS = ("procedure", "setting", "procedure_type", "room")
 UNCHANGED = RefreshResult(0, 0, 0, 0)
 
 
