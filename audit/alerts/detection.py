@@ -68,7 +68,7 @@ PLACE_COLUMNS = {"site_id": "site_id", "room_id": "room_id", "physician_id": "ph
 
 def measured(quantity: str) -> str:
     """The column an alert on `quantity` compares: the room-corrected KAP for KAP."""
-    return KAP_CORRECTED if quantity == DoseQuantity.DAP.value else quantity
+    return KAP_CORRECTED if quantity == DoseQuantity.DAP_GYCM2.value else quantity
 
 
 def round_sig(values: np.ndarray, digits: int = 3) -> np.ndarray:
