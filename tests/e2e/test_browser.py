@@ -120,7 +120,7 @@ def test_first_start_creates_the_administrator_who_adds_a_technologist(
     wait_idle(page)
     field(page, "Patient ID (MRN)").fill("MRN-FIRST")
     choose(page, "Pregnancy status", "not applicable")
-    levels = page.get_by_role("combobox", name="Levels (required, at most 4)")
+    levels = page.get_by_role("combobox", name="Levels (required, at most 2)")
     levels.click()
     levels.fill("L4-L5")
     levels.press("Enter")
