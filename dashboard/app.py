@@ -17,6 +17,12 @@ from dashboard.navigation import VIEWS, pages_for
 from dashboard.widgets import plain
 
 st.set_page_config(page_title="fluoro-audit", page_icon="☢", layout="wide")
+# No table's toolbar offers "Download as CSV" (nor copies cells): the Records, Alerts and
+# Reconciliation tables carry MRNs for roles that see PHI, and data leave through the Export
+# page, audited. `fluoro-audit serve` passes this on Streamlit's command line; set here too
+# so that a bare `streamlit run dashboard/app.py`, from any folder, keeps it (it reaches the
+# browser with the next run, and every page with a table comes after sign-in).
+st.set_option("client.disableDataExport", True)
 
 
 def _sidebar(actor: auth.Actor) -> None:

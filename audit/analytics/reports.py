@@ -10,7 +10,9 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -75,19 +77,40 @@ def build(kind: str, engine: Engine, snap: Snapshot, actor: Actor, filters: Filt
                                                  f"{', '.join(KINDS)}")])
 
 
+#: Columns that count something (records, rooms, alerts, ids): written as integers in JSON and
+#: CSV even where pandas made them floats (a missing value in an integer column makes it float,
+#: and "12.0 records" reads as a measurement). Names ending in "_n" count records too.
+COUNT_COLUMNS = frozenset({
+    "eligible", "compliant", "excepted", "non_compliant", "records", "rooms",
+    "rooms_with_records", "room_records_min", "min_rooms", "min_room_records", "procedures",
+    "open", "acknowledged", "withdrawn", "total", "raised", "srdl", "cumulative",
+    "investigation", "alerts", "alert_id", "procedure_id"})
+
+
+def _is_count(column: str) -> bool:
+    return column in COUNT_COLUMNS or column.endswith("_n")
+
+
 def _plain(value: Any) -> Any:
-    if isinstance(value, float | np.floating):
-        return None if math.isnan(value) else float(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, pd.Timestamp | datetime | date):
-        return value.isoformat()
+    """One cell as JSON: null for every missing value (NaN, NaT, pd.NA, inf), Python numbers,
+    ISO 8601 times, lists and dicts cell by cell.
+
+    Missing values are tested first: pd.NaT is an instance of datetime, and its isoformat()
+    is the string "NaT", which a JSON reader takes for text."""
+    if value is None or value is pd.NaT or value is pd.NA:
+        return None
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple | np.ndarray):
         return [_plain(v) for v in value]
-    if value is pd.NaT or value is None:
-        return None
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, pd.Timestamp | datetime | date):
+        return value.isoformat()
     try:
         if pd.isna(value):
             return None
@@ -96,9 +119,74 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def with_integer_counts(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with every count column (COUNT_COLUMNS) as a nullable integer: 12, not 12.0;
+    a missing count stays missing. A column holding a fraction is left as it is."""
+    frame = frame.copy()
+    for column in frame.columns:
+        if not _is_count(str(column)) or pd.api.types.is_integer_dtype(frame[column]):
+            continue
+        numbers = pd.to_numeric(frame[column], errors="coerce")
+        present = numbers.notna()
+        if present.sum() != frame[column].notna().sum():
+            continue  # text in a count column: not ours to change
+        if (numbers[present] % 1 == 0).all():
+            frame[column] = numbers.astype("Int64")
+    return frame
+
+
 def records_of(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """A DataFrame as JSON-ready records (nan/NaT -> null, numpy -> Python)."""
-    return [{k: _plain(v) for k, v in row.items()} for row in frame.to_dict("records")]
+    """A DataFrame as JSON-ready records (nan/NaT -> null, numpy -> Python, counts as
+    integers)."""
+    return [{str(k): _plain(v) for k, v in row.items()}
+            for row in with_integer_counts(frame).to_dict("records")]
+
+
+def _csv_cell(value: Any) -> Any:
+    """A cell as the CSV shows it: times in ISO 8601 (as in JSON), lists ";"-joined (as in
+    exports), missing values empty."""
+    if isinstance(value, list | tuple | np.ndarray):
+        return ";".join(str(_plain(v)) for v in value)
+    plain = _plain(value)
+    return "" if plain is None else plain
+
+
+def csv_text(frame: pd.DataFrame) -> str:
+    """One table as CSV: a header, then its rows, counts as integers."""
+    shown = with_integer_counts(frame)
+    for column in shown.columns:
+        if not (pd.api.types.is_numeric_dtype(shown[column])
+                and not pd.api.types.is_bool_dtype(shown[column])):
+            shown[column] = [_csv_cell(v) for v in shown[column]]
+    out = io.StringIO()
+    shown.to_csv(out, index=False, lineterminator="\n")
+    return out.getvalue()
+
+
+def csv_sections(tables: dict[str, pd.DataFrame]) -> str:
+    """Every table as CSV, each its own: a report of one table is plain CSV; of several, each
+    table follows a line "# NAME" and a blank line separates them. Never one table of all of
+    them: their columns differ, and a union fills the gaps with NaN, which turns counts into
+    floats and mixes rows of different meaning."""
+    if len(tables) == 1:
+        return csv_text(next(iter(tables.values())))
+    return "\n".join(f"# {name}\n{csv_text(frame)}" for name, frame in tables.items())
+
+
+def write_csv_files(kind: str, tables: dict[str, pd.DataFrame],
+                    folder: Path) -> list[dict[str, Any]]:
+    """Each table of a report in its own file, FOLDER/<kind>_<table>.csv, for a spreadsheet to
+    open as it is. Each file is written beside its target and renamed into place, so a reader
+    never sees half a file. Returns what was written: file, table, rows."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, frame in tables.items():
+        target = folder / f"{kind}_{name}.csv"
+        partial = target.with_name(f".{target.name}.partial")
+        partial.write_text(csv_text(frame), encoding="utf-8", newline="")
+        os.replace(partial, target)
+        written.append({"file": str(target), "table": name, "rows": len(frame)})
+    return written
 
 
 def render(kind: str, tables: dict[str, pd.DataFrame], fmt: str, filters: Filters,
@@ -114,14 +202,11 @@ def render(kind: str, tables: dict[str, pd.DataFrame], fmt: str, filters: Filter
         for name, frame in tables.items():
             rows = records_of(frame)
             payload[name] = rows[0] if name == "overall" and kind == "compliance" else rows
-        return json.dumps(payload, ensure_ascii=False, indent=1)
+        # allow_nan=False: a NaN or Infinity that slipped past _plain fails here instead of
+        # reaching a reader as invalid JSON.
+        return json.dumps(payload, ensure_ascii=False, indent=1, allow_nan=False)
     if fmt == "csv":
-        frames = []
-        for name, frame in tables.items():
-            frames.append(frame.assign(table=name) if len(tables) > 1 else frame)
-        out = io.StringIO()
-        pd.concat(frames, ignore_index=True).to_csv(out, index=False, lineterminator="\n")
-        return out.getvalue()
+        return csv_sections(tables)
     parts = [f"{kind} report: {filters.describe()}"]
     for name, frame in tables.items():
         shown = frame[DRL_TABLE_COLUMNS] if kind == "drl" and len(frame) else frame

@@ -83,13 +83,44 @@ def cmd_serve(args: argparse.Namespace) -> int:
     app = dashboard_app()
     env = {**os.environ, "FLUORO_AUDIT_DB": normalise_url(args.db)}
     command = [sys.executable, "-m", "streamlit", "run", str(app),
-               "--server.port", str(args.port), "--server.headless", "true",
-               "--browser.gatherUsageStats", "false", "--server.address", args.address]
-    print(f"fluoro-audit dashboard on http://localhost:{args.port} ({display_url(args.db)})",
-          flush=True)
+               *streamlit_options(args.address, args.port)]
+    print(f"fluoro-audit dashboard on {served_url(args.address, args.port)} "
+          f"({display_url(args.db)})", flush=True)
     # Become the Streamlit process, so signals (Ctrl-C, a service manager's TERM) reach it.
     os.execve(sys.executable, command, env)
     return EXIT_OK  # pragma: no cover - execve does not return
+
+
+def streamlit_options(address: str, port: int) -> list[str]:
+    """The Streamlit settings `serve` gives on the `streamlit run` command line.
+
+    On the command line because Streamlit reads .streamlit/config.toml only from the working
+    directory (and ~/.streamlit), so `serve` started anywhere else, as a service manager does,
+    would otherwise listen on every interface, show the Deploy button and offer each table's
+    unaudited CSV download. The command line also outranks both files, so no stray config
+    undoes them."""
+    settings = {
+        "server.address": address,  # 127.0.0.1 by default: a TLS reverse proxy faces users
+        "server.port": str(port),
+        "server.headless": "true",  # a server: no browser opened, no e-mail prompt
+        "server.runOnSave": "false",
+        "server.fileWatcherType": "none",  # served code does not change under the users
+        "browser.gatherUsageStats": "false",  # nothing about the clinic leaves the machine
+        "client.toolbarMode": "minimal",  # no Deploy button or developer menu
+        # No table offers "Download as CSV" or copies its cells: rows carry MRNs, and the
+        # Export page is the way data leaves, audited (dashboard/app.py sets it again).
+        "client.disableDataExport": "true",
+    }
+    return [part for name, value in settings.items() for part in (f"--{name}", value)]
+
+
+def served_url(address: str, port: int) -> str:
+    """Where the dashboard answers, as people type it: localhost for the loopback address,
+    brackets around an IPv6 address, and a warning word for every interface."""
+    if address in ("127.0.0.1", "localhost"):
+        return f"http://localhost:{port}"
+    url = f"http://[{address}]:{port}" if ":" in address else f"http://{address}:{port}"
+    return f"{url}, every interface" if address in ("0.0.0.0", "::") else url
 
 
 def demo_line(summary: dict[str, Any]) -> str:
@@ -175,7 +206,9 @@ def add_serve(sub: Subcommands) -> None:
     """Add `serve` to the command line."""
     p = add_command(sub, "serve", cmd_serve, "migrate, then start the dashboard")
     p.add_argument("--port", type=bounded(int, 1, 65535), default=8501)
-    p.add_argument("--address", default="0.0.0.0", help="interface to listen on")
+    p.add_argument("--address", default="127.0.0.1", metavar="ADDR",
+                   help="the address to listen on (default 127.0.0.1: this machine only, "
+                        "behind a TLS reverse proxy; 0.0.0.0 listens on every interface)")
     p.add_argument("--demo", action="store_true",
                    help="serve the demo's own database (var/fluoro-audit-demo.sqlite3 unless "
                         "--db or FLUORO_AUDIT_DB names one), loading sample data if it is empty")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from audit.auth import cli_actor
-from audit.cli.common import EXIT_OK, CliError, Subcommands, add_command
+from audit.cli.common import EXIT_OK, CliError, Subcommands, add_command, print_json
 from audit.errors import ValidationFailed
 from audit.storage.engine import make_engine
 
@@ -24,10 +25,13 @@ def _day(text: str | None, option: str) -> Any:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from audit.analytics.reports import build, render
+    from audit.analytics.reports import build, render, write_csv_files
     from audit.analytics.snapshot import load_snapshot
     from audit.filters import Filters
 
+    if args.out is not None and args.format not in (None, "csv"):
+        raise CliError(f"--out writes one CSV file per table; --format {args.format} does not "
+                       "go with it (leave --format out, or give --format csv)")
     filters = Filters.days(
         _day(args.date_from, "--from"), _day(args.date_to, "--to"),
         sites=tuple(args.site or ()), rooms=tuple(args.room or ()),
@@ -39,7 +43,11 @@ def cmd_report(args: argparse.Namespace) -> int:
         tables = build(args.kind, engine, snap, cli_actor(), filters, args.by)
     except ValidationFailed as exc:  # a report writes nothing: say only what was wrong
         raise CliError("; ".join(str(e) for e in exc.errors)) from None
-    sys.stdout.write(render(args.kind, tables, args.format, filters, args.by))
+    if args.out is not None:
+        for written in write_csv_files(args.kind, tables, Path(args.out)):
+            print_json(written)
+        return EXIT_OK
+    sys.stdout.write(render(args.kind, tables, args.format or "table", filters, args.by))
     return EXIT_OK
 
 
@@ -56,7 +64,12 @@ def add_report(sub: Subcommands) -> None:
     p.add_argument("--by", choices=("physician", "room", "procedure", "month", "weight_band"),
                    help="also break the figures down by this (weight_band: patient weight "
                         "bands, for dose and compliance; height is not recorded, so no BMI)")
-    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.add_argument("--format", choices=("table", "csv", "json"),
+                   help="table (default), csv (one table, or each table after a line "
+                        "\"# NAME\", a blank line between) or json (missing values null)")
+    p.add_argument("--out", metavar="DIR",
+                   help="write each table to its own file, DIR/<report>_<table>.csv (CSV); "
+                        "prints one JSON line per file")
     for option, noun in (("--site", "site"), ("--room", "room"), ("--physician", "physician"),
                          ("--procedure", "procedure code")):
         p.add_argument(option, action="append", metavar="NAME",

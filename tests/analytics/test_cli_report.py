@@ -48,9 +48,10 @@ def test_period_and_csv(hand_url: str) -> None:
     done = run(hand_url, "compliance", "--from", "2026-02-01", "--to", "2026-02-28",
                "--by", "month", "--format", "csv")
     assert done.returncode == 0, done.stderr
-    rows = list(csv.DictReader(io.StringIO(done.stdout)))
-    assert [r["table"] for r in rows] == ["overall", "groups"]
-    assert rows[1]["month"] == "2026-02" and rows[1]["eligible"] == "3"
+    overall, groups = done.stdout.split("\n\n")  # one section per table
+    assert overall.startswith("# overall\nscope,eligible,") and groups.startswith("# groups\n")
+    rows = list(csv.DictReader(io.StringIO(groups.partition("\n")[2])))
+    assert [(r["month"], r["eligible"]) for r in rows] == [("2026-02", "3")]
 
 
 def test_dose_and_drl_reports(hand_url: str) -> None:
