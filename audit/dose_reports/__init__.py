@@ -21,8 +21,10 @@ if TYPE_CHECKING:
     from audit.dose_reports.review import list_discrepancies as list_discrepancies
     from audit.dose_reports.review import list_duplicates as list_duplicates
     from audit.dose_reports.review import list_missing as list_missing
+    from audit.dose_reports.review import logged_without_report as logged_without_report
     from audit.dose_reports.review import report_for_record as report_for_record
     from audit.dose_reports.review import review_discrepancy as review_discrepancy
+    from audit.dose_reports.review import without_report_total as without_report_total
     from audit.dose_reports.store import DoseImporter as DoseImporter
     from audit.dose_reports.store import ImportResult as ImportResult
     from audit.dose_reports.watch import PathsMissing as PathsMissing
@@ -42,9 +44,11 @@ __all__ = [
     "list_missing",
     "log_completeness",
     "log_completeness_rate",
+    "logged_without_report",
     "read_dose_report",
     "report_for_record",
     "review_discrepancy",
+    "without_report_total",
 ]
 
 #: Public name -> where it lives ("module:attribute" where the public name differs).
@@ -64,6 +68,8 @@ _PUBLIC = {
     "list_duplicates": "audit.dose_reports.review",
     "log_completeness": "audit.dose_reports.review:completeness",
     "log_completeness_rate": "audit.dose_reports.review:completeness_rate",
+    "logged_without_report": "audit.dose_reports.review",
+    "without_report_total": "audit.dose_reports.review",
     "report_for_record": "audit.dose_reports.review",
     "count_reports": "audit.dose_reports.review",
 }

@@ -23,7 +23,7 @@ from audit.errors import FieldError, NotFound, ValidationFailed
 from audit.log.duplicates import record_duplicates
 from audit.settings import load_settings
 from audit.storage.engine import read_session, retrying, write_session
-from audit.storage.models import DoseDiscrepancy, DoseReport, Procedure, Room, utcnow
+from audit.storage.models import DoseDiscrepancy, DoseReport, Procedure, Room, Site, utcnow
 from audit.trail import record_event
 from audit.vocab import AuditAction, DiscrepancyStatus, DoseReportStatus, RecordStatus
 
@@ -192,6 +192,51 @@ def completeness_rate(frame: pd.DataFrame) -> dict[str, Any]:
             "rate": matched / reports if reports else None}
 
 
+def logged_without_report(engine: Engine, actor: Actor, *, date_from: datetime | None = None,
+                          date_to: datetime | None = None) -> pd.DataFrame:
+    """The other side of log completeness: final procedures performed in the period with no
+    current dose report linked, by room (site, room, logged, without_report, counted).
+
+    `counted` marks the rooms whose C-arm sends dose reports (at least one report linked to
+    one of its procedures, at any time): a room whose C-arm sends none would otherwise count
+    every case it ever logged. Until any room has a linked report, every room counts.
+    """
+    require(actor, Permission.VIEW_DASHBOARDS)
+    current = DoseReport.status == DoseReportStatus.CURRENT.value
+    reported = select(DoseReport.procedure_id).where(current, DoseReport.procedure_id.is_not(None))
+    query = (
+        select(Site.name.label("site"), Room.name.label("room"), Room.id.label("room_id"),
+               func.count(Procedure.id).label("logged"),
+               func.sum(case((Procedure.id.in_(reported), 0), else_=1)).label("without_report"))
+        .join(Room, Room.id == Procedure.room_id)
+        .join(Site, Site.id == Procedure.site_id)
+        .where(Procedure.status == RecordStatus.FINAL.value,
+               *_period(Procedure.performed_at, date_from, date_to))
+        .group_by(Site.name, Room.name, Room.id)
+        .order_by(Site.name, Room.name)
+    )
+    sending = (select(Procedure.room_id).join(DoseReport, DoseReport.procedure_id == Procedure.id)
+               .where(current).distinct())
+    with read_session(engine) as session:
+        rows = session.execute(query).mappings().all()
+        rooms = set(session.scalars(sending))
+    frame = pd.DataFrame([dict(r) for r in rows],
+                         columns=["site", "room", "room_id", "logged", "without_report"])
+    frame["logged"] = frame["logged"].astype(int)
+    frame["without_report"] = frame["without_report"].fillna(0).astype(int)
+    frame["counted"] = frame["room_id"].isin(rooms) if rooms else True
+    return frame.drop(columns=["room_id"])
+
+
+def without_report_total(frame: pd.DataFrame) -> dict[str, Any]:
+    """Overall figures from :func:`logged_without_report`'s frame: cases without a report and
+    cases logged, in the counted rooms, and whether every room counted."""
+    counted = frame[frame["counted"].astype(bool)] if len(frame) else frame
+    return {"cases": int(counted["without_report"].sum()) if len(counted) else 0,
+            "logged": int(counted["logged"].sum()) if len(counted) else 0,
+            "all_rooms": bool(frame["counted"].all()) if len(frame) else True}
+
+
 def report_for_record(engine: Engine, actor: Actor, record_id: int) -> pd.DataFrame:
     """Every dose report linked to one record (current and superseded), newest first."""
     require(actor, Permission.VIEW_RECORDS)
@@ -225,6 +270,8 @@ __all__ = [
     "list_discrepancies",
     "list_duplicates",
     "list_missing",
+    "logged_without_report",
     "report_for_record",
     "review_discrepancy",
+    "without_report_total",
 ]

@@ -1,14 +1,17 @@
 """Reconciliation: where the log and the C-arm's dose reports disagree, for the quality officer.
 
-Four questions: which manual dose values are off (discrepancies), which procedures the C-arm
-recorded but nobody logged (missing), which reports went to a procedure that may be logged twice
-(possible duplicates), and what share of the C-arm's procedures are logged (completeness).
-Figures come from audit.dose_reports.review; this page only shows them.
+The headline says in words what does not match, both ways: dose reports with no logged case
+(the C-arm recorded a procedure nobody logged) and logged cases with no dose report. Then four
+questions: which manual dose values are off (discrepancies), which reports are missing from
+the log, which reports went to a procedure that may be logged twice (possible duplicates), and
+what share of each C-arm's reports are logged (completeness by device). Figures come from
+audit.dose_reports.review; this page only shows them.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pandas as pd
 import streamlit as st
@@ -21,8 +24,10 @@ from audit.dose_reports import (
     list_missing,
     log_completeness,
     log_completeness_rate,
+    logged_without_report,
     report_for_record,
     review_discrepancy,
+    without_report_total,
 )
 from audit.errors import AuditError
 from dashboard import state
@@ -41,15 +46,42 @@ period = st.selectbox("Period", list(PERIODS), key="reconciliation_period")
 
 @st.cache_data(ttl=60, show_spinner=False)
 def load(who: Actor, days: int | None
-         ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """The four frames of the page, cached per user (PHI differs by role) and period, and
+         ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The five frames of the page, cached per user (PHI differs by role) and period, and
     cleared by state.data_changed() after every write."""
     engine = state.engine()
     since = datetime.now(UTC) - timedelta(days=days) if days else None
     return (list_discrepancies(engine, who, date_from=since),
             list_missing(engine, who, date_from=since),
             log_completeness(engine, who, date_from=since),
-            list_duplicates(engine, who, date_from=since))
+            list_duplicates(engine, who, date_from=since),
+            logged_without_report(engine, who, date_from=since))
+
+
+def counted(n: int, one: str, many: str) -> str:
+    """ "1 dose report has", "3 dose reports have"."""
+    return f"{n:,} {one if n == 1 else many}"
+
+
+def headline(overall: dict[str, Any], unreported: dict[str, Any]) -> list[str]:
+    """The page's headline in words: what does not match, both ways."""
+    if not overall["reports"]:
+        lines = ["No dose report imported for this period: nothing to compare the log with "
+                 "yet. The C-arm's reports are imported on the Dose reports page."]
+    elif overall["missing"]:
+        lines = [f"**{counted(overall['missing'], 'dose report has', 'dose reports have')} "
+                 f"no logged case** (of {overall['reports']:,} imported)."]
+    else:
+        lines = [f"Every dose report has a logged case ({overall['reports']:,} imported)."]
+    if not overall["reports"]:
+        return lines
+    where = "" if unreported["all_rooms"] else " in the rooms whose C-arm sends dose reports"
+    if unreported["cases"]:
+        lines.append(f"**{counted(unreported['cases'], 'logged case has', 'logged cases have')} "
+                     f"no dose report**{where} (of {unreported['logged']:,} logged).")
+    else:
+        lines.append(f"Every logged case{where} has a dose report.")
+    return lines
 
 
 def _label(frame: pd.DataFrame, discrepancy_id: int) -> str:
@@ -58,16 +90,21 @@ def _label(frame: pd.DataFrame, discrepancy_id: int) -> str:
             f"{row['manual_value']:g} vs {row['report_value']:g}")
 
 
-discrepancies, missing, by_device, duplicates = load(actor, PERIODS[period])
+discrepancies, missing, by_device, duplicates, by_room = load(actor, PERIODS[period])
 overall = log_completeness_rate(by_device)
+unreported = without_report_total(by_room)
 
+with st.container(border=True):
+    st.markdown("  \n".join(headline(overall, unreported)))
 cols = st.columns(4)
+cols[0].metric("Dose reports without a logged case", overall["missing"],
+               help="The C-arm recorded these procedures; nobody logged them.")
+cols[1].metric("Logged cases without a dose report", unreported["cases"],
+               help="Logged, but no dose report of the C-arm matches them.")
+cols[2].metric("Open discrepancies", len(discrepancies))
 rate = overall["rate"]
-cols[0].metric("Log completeness", "—" if rate is None else f"{rate:.0%}",
+cols[3].metric("Log completeness", "—" if rate is None else f"{rate:.0%}",
                help="Share of the C-arm's dose reports matched to a logged procedure")
-cols[1].metric("Dose reports", overall["reports"])
-cols[2].metric("Missing from the log", overall["missing"])
-cols[3].metric("Open discrepancies", len(discrepancies))
 
 if actor.can(Permission.IMPORT) and st.button(
         "Match again", help="Link reports to procedures logged since they were imported"):
@@ -83,8 +120,9 @@ if actor.can(Permission.IMPORT) and st.button(
 if message := st.session_state.pop("reconciliation_message", None):
     st.success(message)
 
-tab_disc, tab_missing, tab_dupes, tab_device = st.tabs(
+tab_disc, tab_missing, tab_unreported, tab_dupes, tab_device = st.tabs(
     [f"Discrepancies ({len(discrepancies)})", f"Missing from the log ({len(missing)})",
+     f"Logged without a dose report ({unreported['cases']})",
      f"Possible duplicates ({len(duplicates)})", "Completeness by device"])
 
 with tab_disc:
@@ -129,6 +167,16 @@ with tab_missing:
             "voided_record_id": st.column_config.NumberColumn("voided record", format="%d"),
             "study_datetime": st.column_config.DatetimeColumn("study (UTC)"),
         })
+
+with tab_unreported:
+    if by_room.empty:
+        st.info("No logged case in this period.")
+    else:
+        st.caption("Logged cases with no dose report, by room. Only rooms whose C-arm has "
+                   "sent a dose report count in the headline (all rooms, until one has).")
+        st.dataframe(by_room, hide_index=True, width="stretch", column_config={
+            "site": "Site", "room": "Room", "logged": "Logged",
+            "without_report": "Without a dose report", "counted": "Counted"})
 
 with tab_dupes:
     if duplicates.empty:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import streamlit as st
 from sqlalchemy import Engine, select
@@ -109,19 +110,79 @@ def test_reconciliation_shows_discrepancies_missing_reports_and_completeness(
 ) -> None:
     app = page("reconciliation.py", QUALITY)
     assert not app.exception
+    assert headline(app) == ["1 dose report has no logged case (of 2 imported).",
+                             "Every logged case has a dose report."]
     metrics = {m.label: m.value for m in app.metric}
     assert metrics["Log completeness"] == "50%"
-    assert metrics["Missing from the log"] == "1" and metrics["Open discrepancies"] == "1"
-    discrepancies, missing, by_device = (frame.value for frame in app.dataframe[:3])
+    assert metrics["Dose reports without a logged case"] == "1"
+    assert metrics["Logged cases without a dose report"] == "0"
+    assert metrics["Open discrepancies"] == "1"
+    discrepancies, missing, _, by_device = (frame.value for frame in app.dataframe[:4])
     assert discrepancies["record_id"].tolist() == [reconciled]
     assert discrepancies["field"].tolist() == ["dap_gycm2"]
     assert "unit mix-up" in discrepancies["likely_cause"].iloc[0]
     assert missing["accession_number"].tolist() == ["ACC-9"]
     assert missing["patient_id"].isna().all()  # no PHI for the quality officer
     assert by_device["rate"].tolist() == [0.5]
-    record = app.dataframe[3].value
+    record = app.dataframe[4].value
     assert dict(zip(record["field"], record["value"], strict=True))["record_id"] == str(
         reconciled)
+
+
+def headline(app: AppTest) -> list[str]:
+    """The page's headline as a person reads it (its first Markdown, bold marks removed)."""
+    return [line.replace("**", "").strip() for line in app.markdown[0].value.split("  \n")]
+
+
+def by_room_frame(app: AppTest) -> pd.DataFrame:
+    """The "Logged without a dose report" table."""
+    [frame] = [f.value for f in app.dataframe if "without_report" in f.value.columns]
+    return frame
+
+
+def test_the_headline_says_in_words_what_does_not_match_both_ways(
+    app_db: str, engine: Engine, service: ProcedureLog, admin: Actor, tmp_path: Path
+) -> None:
+    """Issue 12: three dose reports that match no logged case read "3 dose reports have no
+    logged case", not "Log completeness 0%"; the logged cases with no report are counted too."""
+    for n in range(2):  # logged, but on another day than any report
+        log_procedure(service, admin, patient_id=f"MRN-L{n}", accession_number=f"ACC-L{n}",
+                      performed_at="2024-03-20T09:00:00+00:00")
+    importer = DoseImporter(engine, admin)
+    for n in range(3):
+        importer.import_path(make_report(tmp_path, f"r{n}.dcm", accession=f"ACC-R{n}",
+                                         patient=f"MRN-R{n}"))
+    app = page("reconciliation.py", QUALITY)
+    assert not app.exception
+    assert headline(app) == ["3 dose reports have no logged case (of 3 imported).",
+                             "2 logged cases have no dose report (of 2 logged)."]
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics["Dose reports without a logged case"] == "3"
+    assert metrics["Logged cases without a dose report"] == "2"
+    by_room = by_room_frame(app)
+    assert by_room[["room", "logged", "without_report"]].values.tolist() == [["OR 1", 2, 2]]
+
+    # A room whose C-arm sends reports counts; a room whose C-arm never did does not.
+    log_procedure(service, admin, patient_id="MRN-R0", accession_number="ACC-R0",
+                  performed_at="2024-03-15T09:30:00+00:00", room="OR 2")
+    assert len(DoseImporter(engine, admin).reconcile_unmatched()) == 1
+    st.cache_data.clear()  # written outside the app, which clears it after its own writes
+    app = page("reconciliation.py", QUALITY)
+    assert headline(app) == [
+        "2 dose reports have no logged case (of 3 imported).",
+        "Every logged case in the rooms whose C-arm sends dose reports has a dose report."]
+    by_room = by_room_frame(app).set_index("room")
+    assert by_room.loc["OR 1", "counted"] == False  # noqa: E712 - a numpy bool
+    assert by_room.loc["OR 2", "without_report"] == 0
+
+
+def test_without_dose_reports_the_headline_says_so(app_db: str, service: ProcedureLog,
+                                                   admin: Actor) -> None:
+    log_procedure(service, admin)
+    app = page("reconciliation.py", QUALITY)
+    assert headline(app) == ["No dose report imported for this period: nothing to compare "
+                             "the log with yet. The C-arm's reports are imported on the Dose "
+                             "reports page."]
 
 
 def test_a_quality_officer_marks_a_discrepancy_reviewed(
