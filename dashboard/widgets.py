@@ -1,20 +1,22 @@
-"""Small pieces the pages share: field errors shown next to their field, labels for values,
-and `plain()`, which every piece of user-supplied text passes through before a Markdown-rendering
-call (st.markdown, st.error, widget labels, st.table cells, ...).
+"""Small pieces the pages share: field errors shown next to their field, and `plain()`, which
+every piece of user-supplied text passes through before a Markdown-rendering call (st.markdown,
+st.error, widget labels, st.table cells, ...).
 
 Forms here submit through a callback (on_click of the submit button): the callback calls the
 library and keeps the outcome in st.session_state, and the script that runs right after draws
-each error under the field it names. No rules live here; the messages come from audit/.
+each error under the field it names. No rules live here; the messages come from audit/, and a
+form that passes `wording` (dashboard.wording.say_with) shows them in its own words.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import streamlit as st
 
 from audit.errors import FieldError
+from dashboard.wording import label
 
 #: Characters that start a Markdown (or Streamlit directive) construct wherever they appear:
 #: links and images need `[`, autolinks `<`, emphasis `*` `~`, code `` ` ``, LaTeX `$`,
@@ -49,10 +51,15 @@ def plain(text: object) -> str:
 
 
 class FieldErrors:
-    """The errors (or warnings) of one form, kept across the rerun that shows them."""
+    """The errors (or warnings) of one form, kept across the rerun that shows them.
 
-    def __init__(self, key: str):
+    `wording(field, message)` is how the form words them (the field as it labels it, what to
+    do); without it a message is shown as the library wrote it, and one about a field with no
+    widget of its own is prefixed with the field's label."""
+
+    def __init__(self, key: str, wording: Callable[[str, str], str] | None = None):
         self.key = key
+        self.wording = wording
 
     @property
     def items(self) -> list[tuple[str, str]]:
@@ -70,58 +77,27 @@ class FieldErrors:
     def fields(self) -> set[str]:
         return {field for field, _ in self.items}
 
+    def text(self, field: str, message: str, named: bool = False) -> str:
+        """One message as shown; `named`: prefixed with its field when it is not worded."""
+        if self.wording is not None:
+            return self.wording(field, message)
+        return f"{label(field)}: {message}" if named else message
+
+    def _draw(self, text: str, warning: bool) -> None:
+        if warning:
+            st.warning(plain(text), icon=":material/warning:")
+        else:
+            st.error(plain(text), icon=":material/error:")
+
     def show(self, *fields: str, warning: bool = False) -> None:
         """Draw the messages of these fields here, right under their widget."""
         for field, message in self.items:
             if field in fields:
-                if warning:
-                    st.warning(plain(message), icon=":material/warning:")
-                else:
-                    st.error(plain(message), icon=":material/error:")
+                self._draw(self.text(field, message), warning)
 
     def show_others(self, shown: Iterable[str], warning: bool = False) -> None:
         """Messages about fields that have no widget of their own, with the field named."""
         known = set(shown)
         for field, message in self.items:
             if field not in known:
-                text = plain(f"{field}: {message}")
-                if warning:
-                    st.warning(text, icon=":material/warning:")
-                else:
-                    st.error(text, icon=":material/error:")
-
-
-def yes_no_blank(value: str | None) -> str:
-    """Labels of the three-state pickers."""
-    return {"yes": "Yes", "no": "No"}.get(value or "", "—")
-
-
-#: How the record's fields are named on screen (the dictionary names stay in exports and CLI).
-FIELD_LABELS: dict[str, str] = {
-    "record_id": "Record", "status": "Status", "version": "Version",
-    "performed_at": "Performed at", "site": "Site", "room": "Room", "physician": "Physician",
-    "technologist": "Technologist", "patient_id": "Patient ID (MRN)",
-    "patient_ref": "Patient reference", "accession_number": "Accession number",
-    "patient_sex": "Sex", "patient_weight_kg": "Weight (kg)",
-    "pregnancy_status": "Pregnancy status", "procedure_code": "Procedure",
-    "region": "Region", "levels": "Levels", "laterality": "Laterality",
-    "guidance": "Guidance", "fluoro_time_s": "Fluoro time (s)",
-    "dap_gycm2": "DAP (Gy·cm²)", "dap_value": "DAP as displayed", "dap_unit": "DAP unit",
-    "dap_missing_reason": "Why no DAP", "air_kerma_mgy": "Ka,r (mGy)",
-    "saved_images": "Saved images", "dsa_runs": "DSA runs", "pulsed_fluoro": "Pulsed fluoro",
-    "pulse_rate_pps": "Pulse rate (pulses/s)", "low_dose_mode": "Low-dose mode",
-    "contrast_agent": "Contrast agent", "contrast_volume_ml": "Contrast volume (mL)",
-    "contrast_confirmation": "Contrast confirmation",
-    "contrast_exception_reason": "Contraindication", "contrast_exception_detail":
-    "Contraindication detail", "confirmation_views": "Views saved",
-    "realtime_contrast": "Real-time contrast", "vascular_uptake": "Vascular uptake",
-    "needle_repositioned": "Needle repositioned", "injectate": "Injectate", "notes": "Notes",
-    "dose_source": "Dose source", "effective_dose_msv": "Effective dose (mSv)",
-    "background_days": "Days of background", "warnings": "Confirmed warnings",
-    "void_reason": "Void reason", "created_at": "Created", "created_by": "Created by",
-    "updated_at": "Last changed", "updated_by": "Changed by",
-}
-
-
-def label(name: str) -> str:
-    return FIELD_LABELS.get(name, name.replace("_", " "))
+                self._draw(self.text(field, message, named=True), warning)

@@ -18,6 +18,7 @@ from audit.catalog import CatalogEntry
 from audit.dictionary import BY_NAME
 from audit.vocab import (
     ALL_LEVELS,
+    SPINE,
     ContrastConfirmation,
     ContrastPolicy,
     level_order,
@@ -62,6 +63,39 @@ class FormLayout:
 
     def contrast_fields(self, status: ContrastConfirmation) -> tuple[str, ...]:
         return CONTRAST_DETAIL[status]
+
+    @property
+    def levels_allowed(self) -> str:
+        """The levels this type takes, in words: "S1 to S5, coccyx or SIJ" (a vertebra range
+        says "to", so that it never reads as a segment such as L5-S1)."""
+        vertebrae = [lv for lv in self.levels if lv in SPINE]
+        segments = [lv for lv in self.levels if "-" in lv]
+        parts: list[str] = []
+        for prefix in dict.fromkeys(lv[0] for lv in vertebrae):
+            run = [lv for lv in vertebrae if lv[0] == prefix]
+            parts.append(run[0] if len(run) == 1 else f"{run[0]} to {run[-1]}")
+        if segments:
+            parts.append(segments[0] if len(segments) == 1
+                         else f"segments {segments[0]} to {segments[-1]}")
+        parts += [lv for lv in self.levels if lv not in SPINE and "-" not in lv]
+        if len(parts) < 2:
+            return "".join(parts)
+        return f"{', '.join(parts[:-1])} or {parts[-1]}"
+
+    @property
+    def levels_example(self) -> str:
+        """Two levels this type takes, to show how one is typed ("L4 or L5-S1")."""
+        usual = [lv for lv in ("L4", "L5-S1") if lv in self.levels]
+        picked = usual if len(usual) == 2 else list(self.levels[:2])
+        return " or ".join(picked)
+
+    @property
+    def levels_hint(self) -> str:
+        """The levels field's placeholder: what this type takes when that is short ("Type a
+        level: S1 to S5, coccyx or SIJ"), else how one is typed; the field's help says all."""
+        allowed = self.levels_allowed
+        return f"Type a level: {allowed}" if len(allowed) <= 40 \
+            else f"Type e.g. {self.levels_example}"
 
 
 def layout_for(entry: CatalogEntry) -> FormLayout:

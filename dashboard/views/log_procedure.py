@@ -50,12 +50,13 @@ from audit.vocab import (
 from dashboard import state
 from dashboard.names import add_new_panel, close_add_panel
 from dashboard.widgets import FieldErrors, plain
+from dashboard.wording import LOG_FORM_LABELS, say_with, value_label
 
 actor = state.require(Permission.LOG_PROCEDURE)
 service = state.service()
 ss = st.session_state
-errors = FieldErrors("lp_errors")
-warnings = FieldErrors("lp_warnings")
+errors = FieldErrors("lp_errors", say_with(LOG_FORM_LABELS))
+warnings = FieldErrors("lp_warnings", say_with(LOG_FORM_LABELS))
 YES_NO = ["", "yes", "no"]
 
 
@@ -84,7 +85,7 @@ def key(gen: int, name: str) -> str:
 
 
 def _blank(choice: str) -> str:
-    return choice or "—"
+    return {"yes": "Yes", "no": "No"}.get(choice, choice) or "—"
 
 
 # --- reference data and remembered choices ------------------------------------------------------
@@ -276,6 +277,9 @@ if entry is None:
             icon=":material/arrow_upward:")
     st.stop()
 layout = layout_for(entry)
+# Messages name each field as this form labels it and say what to do (dashboard.wording).
+errors = FieldErrors("lp_errors", say_with(LOG_FORM_LABELS, layout))
+warnings = FieldErrors("lp_warnings", say_with(LOG_FORM_LABELS, layout))
 status_key = f"lp_contrast_{layout.code}"
 ss.setdefault(status_key, layout.contrast_default.value)
 with case:
@@ -328,7 +332,7 @@ with st.form("log_procedure", enter_to_submit=True, border=True):
     c = st.columns([1, 1, 2, 2])
     with c[0]:
         st.selectbox("Sex", ["", *Sex.values()], key=key(gen, "patient_sex"),
-                     format_func=_blank)
+                     format_func=lambda v: value_label("patient_sex", v) or "—")
         field("patient_sex")
     with c[1]:
         st.text_input("Weight (kg)", key=key(gen, "patient_weight_kg"))
@@ -336,7 +340,7 @@ with st.form("log_procedure", enter_to_submit=True, border=True):
     with c[2]:
         st.selectbox("Pregnancy status", PregnancyStatus.values(),
                      key=key(gen, "pregnancy_status"), index=None, placeholder="Choose",
-                     format_func=lambda v: v.replace("_", " "))
+                     format_func=lambda v: value_label("pregnancy_status", v))
         field("pregnancy_status")
 
     st.markdown(f"**{plain(entry.name)}**")
@@ -346,19 +350,18 @@ with st.form("log_procedure", enter_to_submit=True, border=True):
             limit = f", at most {layout.max_levels}" if layout.max_levels else ""
             st.multiselect(f"Levels ({'required' if layout.levels_required else 'optional'}"
                            f"{limit})", layout.levels, key=key(gen, f"levels_{layout.code}"),
-                           placeholder="Type e.g. L4 or L5-S1", select_all=False,
-                           filter_mode="prefix")
+                           placeholder=layout.levels_hint, select_all=False,
+                           filter_mode="prefix",
+                           help=f"{plain(layout.code)} takes {layout.levels_allowed}.")
             field("levels")
     if layout.laterality:
         with c[1]:
             st.selectbox("Laterality", ["", *Laterality.values()], key=key(gen, "laterality"),
-                         format_func=_blank)
+                         format_func=lambda v: value_label("laterality", v) or "—")
             field("laterality")
     with c[2]:
         st.selectbox("Guidance", Guidance.values(), key=key(gen, "guidance"),
-                     format_func=lambda v: {"fluoroscopy": "fluoroscopy",
-                                            "fluoroscopy_dsa": "fluoroscopy + DSA",
-                                            "ct_fluoroscopy": "CT fluoroscopy"}[v])
+                     format_func=lambda v: value_label("guidance", v))
         field("guidance")
 
     st.markdown("**Dose** (as shown on the C-arm)")
@@ -395,21 +398,22 @@ with st.form("log_procedure", enter_to_submit=True, border=True):
         c = st.columns(4)
         if "contrast_exception_reason" in detail:
             with c[0]:
-                st.selectbox("Reason", ContrastException.values(), index=None,
+                st.selectbox("Why no contrast", ContrastException.values(), index=None,
                              key=key(gen, "contrast_exception_reason"), placeholder="Choose",
-                             format_func=lambda v: v.replace("_", " "))
+                             format_func=lambda v: value_label("contrast_exception_reason", v))
                 field("contrast_exception_reason")
             with c[1]:
-                st.text_input("Detail (required for 'other')",
+                st.text_input("Detail of why no contrast (required for Other)",
                               key=key(gen, "contrast_exception_detail"))
                 field("contrast_exception_detail")
         if "contrast_agent" in detail:
             with c[0]:
-                st.selectbox("Agent", list(CONTRAST_AGENTS), key=key(gen, "contrast_agent"),
+                st.selectbox("Contrast agent", list(CONTRAST_AGENTS),
+                             key=key(gen, "contrast_agent"),
                              accept_new_options=True)
                 field("contrast_agent")
             with c[1]:
-                st.text_input("Volume (mL)", key=key(gen, "contrast_volume_ml"))
+                st.text_input("Contrast volume (mL)", key=key(gen, "contrast_volume_ml"))
                 field("contrast_volume_ml")
         if "confirmation_views" in detail:
             with c[2]:
@@ -452,7 +456,7 @@ with st.form("log_procedure", enter_to_submit=True, border=True):
         field("dsa_runs")
     with c[4]:
         st.selectbox("Injectate", ["", *Injectate.values()], key=key(gen, "injectate"),
-                     format_func=lambda v: v.replace("_", " ") if v else "—")
+                     format_func=lambda v: value_label("injectate", v) or "—")
         field("injectate")
     st.text_input("Notes", key=key(gen, "notes"))
     field("notes")

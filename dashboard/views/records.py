@@ -30,11 +30,19 @@ from audit.errors import (
     WarningsNotConfirmed,
 )
 from audit.filters import Filters, single
-from audit.log import AMENDABLE, amend_changes, as_text, record_history
+from audit.log import (
+    AMENDABLE,
+    amend_changes,
+    as_text,
+    layout_for,
+    performed_at_iso,
+    record_history,
+)
 from audit.units import format_duration
 from audit.vocab import RecordStatus
 from dashboard import state
-from dashboard.widgets import FieldErrors, label, plain
+from dashboard.widgets import FieldErrors, plain
+from dashboard.wording import AMEND_FORM_LABELS, label, say, say_with, shown_value, value_label
 
 PAGE_SIZE = 50
 actor = state.require(Permission.VIEW_RECORDS)
@@ -214,11 +222,12 @@ GROUPS = {
 
 
 def shown(name: str, value: Any) -> str:
+    """A field's value as a person reads it: local times, m:ss, labels of stored values."""
     if name in {"performed_at", "created_at", "updated_at"} and value:
         return local(value)
     if name == "fluoro_time_s" and value is not None:
         return f"{format_duration(value)} ({value:g} s)"
-    return as_text(value)
+    return shown_value(name, value)
 
 
 cols = st.columns(len(GROUPS))
@@ -232,7 +241,7 @@ for col, (title, names) in zip(cols, GROUPS.items(), strict=True):
             st.caption(BACKGROUND_CAUTION)  # NCRP 184: never read as personal risk
 if record.get("warnings"):
     st.warning("Confirmed warnings: " + plain("; ".join(
-        f"{w.get('field')}: {w.get('message')}" for w in record["warnings"])),
+        say(str(w.get("field")), str(w.get("message"))) for w in record["warnings"])),
         icon=":material/warning:")
 
 st.markdown("#### History")
@@ -245,8 +254,8 @@ for event in record_history(service, int(record_id), actor):
                     f"{local(event.occurred_at)}{reason}")
         if event.changes and event.action != "create":
             st.table(pd.DataFrame(
-                [(f, plain(as_text(b)), plain(as_text(a))) for f, b, a in event.changes],
-                columns=["Field", "Before", "After"]))
+                [(plain(label(f)), plain(shown_value(f, b)), plain(shown_value(f, a)))
+                 for f, b, a in event.changes], columns=["Field", "Before", "After"]))
         elif event.changes:
             st.caption(f"{len(event.changes)} fields recorded.")
 
@@ -256,16 +265,35 @@ if not may_change(actor, record):
     st.stop()
 
 # --- amend and void -------------------------------------------------------------------------------
-amend_errors = FieldErrors("rec_amend_errors")
-amend_warnings = FieldErrors("rec_amend_warnings")
+entry = service.catalog.lookup(str(record["procedure_code"]))
+wording = say_with(AMEND_FORM_LABELS, layout_for(entry) if entry else None)
+amend_errors = FieldErrors("rec_amend_errors", wording)
+amend_warnings = FieldErrors("rec_amend_warnings", wording)
 void_errors = FieldErrors("rec_void_errors")
 rid, version = int(record["record_id"]), int(record["version"])
 prefix = f"am_{rid}_{version}_"
 editable = [n for n in AMENDABLE if actor.can(Permission.VIEW_PHI) or n != "patient_id"]
+#: When the record says it was performed, in the zone the page shows times in, to the minute:
+#: what the amend form's date and time start from.
+performed = datetime.fromisoformat(as_text(record["performed_at"]))
+performed = performed.astimezone(tz) if tz else performed.astimezone()
+
+
+def _performed_at_typed() -> str:
+    """The amend form's date and time as the ISO text amend takes; the stored text while they
+    still show the stored minute (seconds the form cannot show are kept)."""
+    day, clock = ss.get(prefix + "performed_date"), ss.get(prefix + "performed_time")
+    if not day or not clock:
+        return ""
+    if (day, clock.replace(second=0, microsecond=0)) == (
+            performed.date(), performed.time().replace(second=0, microsecond=0)):
+        return as_text(record["performed_at"])
+    return performed_at_iso(day, clock, tz)
 
 
 def _amend() -> None:
-    edited = {n: str(ss.get(prefix + n) or "") for n in editable}
+    edited = {n: _performed_at_typed() if n == "performed_at" else str(ss.get(prefix + n) or "")
+              for n in editable}
     changes = amend_changes(record, edited)
     reason = str(ss.get(prefix + "reason") or "")
     confirm = bool(ss.get(prefix + "confirm"))
@@ -293,8 +321,9 @@ def _amend() -> None:
         return
     amend_errors.clear()
     amend_warnings.clear()
-    fields = ", ".join(sorted(changes))
-    ss["rec_notice"] = f"Record {rid} amended ({fields}). The change is in its history below."
+    fields = ", ".join(label(n, AMEND_FORM_LABELS) for n in editable if n in changes)
+    ss["rec_notice"] = (f"Record {rid} amended: {plain(fields)}. The change is in its history "
+                        "below.")
     state.data_changed()
 
 
@@ -334,24 +363,28 @@ with amend_tab, st.form(f"amend_{rid}_{version}"):
     grid = st.columns(4)
     for index, name in enumerate(editable):
         spec = BY_NAME[name]
-        title = label(name)
-        if name == "performed_at":
-            title += " (ISO, with offset)"
-        elif name == "fluoro_time_s":
-            title = "Fluoro time (s, m:ss or min)"
+        title = label(name, AMEND_FORM_LABELS)
         current = as_text(record.get(name))
-        if name == "performed_at" and current:  # typed and shown in the user's zone
-            moment = datetime.fromisoformat(current)
-            current = (moment.astimezone(tz) if tz else moment.astimezone()).isoformat()
-        ss.setdefault(prefix + name, current)
         with grid[index % 4]:
-            if spec.type in {"enum", "boolean"}:
+            if name == "performed_at":  # a date and a time in the zone the page shows
+                ss.setdefault(prefix + "performed_date", performed.date())
+                ss.setdefault(prefix + "performed_time",
+                              performed.time().replace(second=0, microsecond=0))
+                st.date_input("Date performed", key=prefix + "performed_date",
+                              format="YYYY-MM-DD")
+                st.time_input(f"Time performed ({tz_label})", key=prefix + "performed_time",
+                              step=60)
+            elif spec.type in {"enum", "boolean"}:
+                ss.setdefault(prefix + name, current)
                 allowed = ["yes", "no"] if spec.type == "boolean" else \
                     spec.allowed.split("; ")
                 opts = ["", *allowed] if current in ("", *allowed) else ["", current, *allowed]
-                st.selectbox(title, opts, key=prefix + name, format_func=lambda v: v or "—")
+                st.selectbox(title, opts, key=prefix + name,
+                             format_func=lambda v, n=name: value_label(n, v) or "—")
             else:
-                st.text_input(title, key=prefix + name)
+                ss.setdefault(prefix + name, current)
+                st.text_input(title, key=prefix + name, placeholder="78, 1:18 or 1.3 min"
+                              if name == "fluoro_time_s" else None)
             amend_errors.show(name, *(("dap_gycm2",) if name == "dap_value" else ()))
             amend_warnings.show(name, warning=True)
     st.text_input("Reason for the change (required)", key=prefix + "reason")

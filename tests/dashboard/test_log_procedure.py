@@ -4,6 +4,7 @@ warnings confirmed before saving, remembered choices, and a record identical to 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from datetime import date, time
@@ -142,13 +143,15 @@ def test_each_error_is_shown_next_to_its_field_and_nothing_is_saved(
     fill(at, {"fluoro_time_s": "1:75", "dap_value": "lots", "patient_weight_kg": "-3"})
     save(at)
     gen = at.session_state["lp_gen"]
-    assert messages_after(at, f"lp{gen}_patient_id") == ["required"]
+    assert messages_after(at, f"lp{gen}_patient_id") == ["Patient ID (MRN): required"]
     assert "seconds must be 00-59" in messages_after(at, f"lp{gen}_fluoro_time_s")[0]
     assert "expected a dose-area product value" in messages_after(at, f"lp{gen}_dap_value")[0]
     assert "out of range" in messages_after(at, f"lp{gen}_patient_weight_kg")[0]
-    assert "required" in messages_after(at, f"lp{gen}_pregnancy_status")[0]
-    assert "required" in messages_after(at, f"lp{gen}_saved_images")[0]
-    assert "required for TFESI" in messages_after(at, f"lp{gen}_levels_TFESI")[0]
+    assert messages_after(at, f"lp{gen}_pregnancy_status") == [
+        "Pregnancy status: required: choose Not applicable, Not pregnant, Pregnant or Unknown"]
+    assert messages_after(at, f"lp{gen}_saved_images") == ["Saved images: required"]
+    assert messages_after(at, f"lp{gen}_levels_TFESI") == [
+        "Levels: pick at least one level for TFESI (e.g. L4 or L5-S1)"]
     assert messages_after(at, f"lp{gen}_accession_number") == []
     assert "lp_saved" not in at.session_state
     assert service.list(cli_actor())[1] == 0
@@ -188,10 +191,10 @@ def test_a_possible_duplicate_and_a_non_compliance_are_warned_before_saving(
     at = open_form(log_page(app))
     gen = at.session_state["lp_gen"]
     save(fill(at, {**FORM, "confirmation_views": ["AP"]}))
-    assert (f"duplicate?: record {earlier} is the same patient and TFESI at the same time "
-            "(2026-03-14 14:30); confirm to log it anyway") in texts(at.warning)
+    assert (f"Possible duplicate: record {earlier} is the same patient and TFESI at the same "
+            "time (2026-03-14 14:30); confirm to log it anyway") in texts(at.warning)
     assert messages_after(at, f"lp{gen}_confirmation_views") == [
-        f"TFESI needs 2 confirmation views; 1 given: {CONSEQUENCE}"]
+        f"Views saved: TFESI needs 2 confirmation views; 1 given: {CONSEQUENCE}"]
     assert service.list(cli_actor())[1] == 1  # nothing saved yet
     at.checkbox(key=f"lp{gen}_confirm").check()
     save(at)
@@ -242,8 +245,9 @@ def test_a_contraindication_is_saved_with_its_reason(
         "confirmation_views", "realtime_contrast", "vascular_uptake", "needle_repositioned"}}
     save(fill(at, {**values, "levels_ILESI": ["L5-S1"], "contrast_exception_reason": "other"}))
     gen = at.session_state["lp_gen"]
-    assert "required when the reason is other" in \
-        messages_after(at, f"lp{gen}_contrast_exception_detail")[0]
+    assert messages_after(at, f"lp{gen}_contrast_exception_detail") == [
+        "Detail of why no contrast: say why contrast was not used (required when the reason "
+        "is “Other”)"]
     save(fill(at, {"contrast_exception_detail": "iodine and gadolinium reactions"}))
     record = service.get(at.session_state["lp_saved"]["record_id"], cli_actor())
     assert record["contrast_confirmation"] == "contraindicated"
@@ -292,3 +296,65 @@ def test_the_technologist_is_the_signed_in_user(
     at = save(fill(open_form(log_page(app, "boss")), FORM))
     record = service.get(at.session_state["lp_saved"]["record_id"], cli_actor())
     assert record["technologist"] == "boss" and record["created_by"] == "boss"
+
+
+# --- issue 12: plain language -------------------------------------------------------------------
+
+#: A snake_case word: how a dictionary field name or a stored value looks.
+SNAKE = re.compile(r"\b[a-z][a-z0-9]*(?:_[a-z0-9]+)+\b")
+
+
+def test_errors_name_the_field_as_the_form_labels_it_and_say_what_to_do(
+    app: AppFactory, people: dict[str, Actor], service: ProcedureLog
+) -> None:
+    at = open_form(log_page(app))  # TFESI, confirmed with contrast
+    values = {k: v for k, v in FORM.items() if k not in {
+        "contrast_volume_ml", "confirmation_views", "realtime_contrast", "pulsed_fluoro"}}
+    fill(at, {**values, "pregnancy_status": "pregnant", "patient_sex": "M",
+              "pulsed_fluoro": "no", "dsa_runs": 2})
+    save(at)
+    gen = at.session_state["lp_gen"]
+    assert messages_after(at, f"lp{gen}_confirmation_views") == [
+        "Views saved: pick at least 2 views for TFESI (AP, LAT, CLO or OBL)"]
+    assert messages_after(at, f"lp{gen}_contrast_volume_ml") == [
+        "Contrast volume (mL): type the volume injected, in mL"]
+    assert messages_after(at, f"lp{gen}_realtime_contrast") == [
+        "Real-time fluoro / DSA during contrast: answer Yes or No: was contrast injected "
+        "under live fluoroscopy or DSA?"]
+    assert messages_after(at, f"lp{gen}_pregnancy_status") == [
+        "Pregnancy status: “Pregnant”, but Sex is “Male”: correct one of them"]
+    assert messages_after(at, f"lp{gen}_pulse_rate_pps") == [
+        "Pulse rate (pulses/s): given, but Pulsed fluoro is “No”: leave it empty, or set "
+        "Pulsed fluoro to “Yes”"]
+    assert messages_after(at, f"lp{gen}_dsa_runs") == [
+        "DSA runs: 2 DSA runs recorded, but Guidance is “Fluoroscopy”: set Guidance to "
+        "“Fluoroscopy + DSA”"]
+    shown = texts(at.error) + texts(at.warning)
+    assert len(shown) == 6 and not [t for t in shown if SNAKE.search(t)], shown
+    assert service.list(cli_actor())[1] == 0
+
+
+def test_the_levels_hint_lists_what_the_procedure_takes(
+    app: AppFactory, people: dict[str, Actor]
+) -> None:
+    at = open_form(log_page(app), procedure="CAUDAL")
+    gen = at.session_state["lp_gen"]
+    levels = at.multiselect(key=f"lp{gen}_levels_CAUDAL")
+    assert levels.proto.placeholder == "Type a level: S1 to S5, coccyx or SIJ"
+    assert levels.proto.help == "CAUDAL takes S1 to S5, coccyx or SIJ."
+    at.selectbox(key="lp_procedure").select("TFESI").run()
+    levels = at.multiselect(key=f"lp{gen}_levels_TFESI")
+    assert levels.proto.placeholder == "Type e.g. L4 or L5-S1"
+    assert levels.proto.help == ("TFESI takes C1 to C7, T1 to T12, L1 to L5, S1 to S5, "
+                                 "segments C1-C2 to L5-S1, coccyx or SIJ.")
+
+
+def test_choices_read_as_words_not_stored_values(
+    app: AppFactory, people: dict[str, Actor]
+) -> None:
+    at = open_form(log_page(app))
+    gen = at.session_state["lp_gen"]
+    pregnancy = at.selectbox(key=f"lp{gen}_pregnancy_status")
+    assert pregnancy.options == ["Not applicable", "Not pregnant", "Pregnant", "Unknown"]
+    assert "Fluoroscopy + DSA" in at.selectbox(key=f"lp{gen}_guidance").options
+    assert "Local anesthetic only" in at.selectbox(key=f"lp{gen}_injectate").options

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -147,13 +147,13 @@ def test_amending_with_a_reason_records_before_and_after_in_the_history(
     at.text_input(key=amend_key(at, "reason")).input("typed the wrong counter")
     submit(at, "Save amendment")
     assert not at.exception
-    assert f"Record {rid} amended (fluoro_time_s)" in texts(at.success)[0]
+    assert f"Record {rid} amended: Fluoro time." in texts(at.success)[0]
     record = service.get(rid, cli_actor())
     assert record["fluoro_time_s"] == 65 and record["version"] == 2
     amended = [m.value for m in at.markdown if m.value.startswith("**Amended** by **tech1**")]
     assert amended and "typed the wrong counter" in amended[0]
     history = at.table[-1].value
-    row = history[history["Field"] == "fluoro_time_s"].iloc[0]
+    row = history[history["Field"] == "Fluoro time (s)"].iloc[0]
     assert (row["Before"], row["After"]) == ("32", "65")
 
 
@@ -219,3 +219,42 @@ def test_who_may_amend_sees_the_forms(
     at = open_record(records_page(app, user), rid)
     assert [b.label for b in at.button if b.label in {"Save amendment", "Void record"}] == [
         "Save amendment", "Void record"]
+
+
+# --- issue 12: stored values as words; the time as a date and a time -----------------------------
+
+def test_detail_shows_stored_values_as_words(
+    app: AppFactory, people: dict[str, Actor], service: ProcedureLog
+) -> None:
+    [rid] = seed(service, 1, patient_sex="F", injectate="local_anesthetic_only",
+                 guidance="fluoroscopy_dsa", dsa_runs=1, vascular_uptake=False)
+    at = open_record(records_page(app, "tech1"), rid)
+    body = " ".join(m.value for m in at.markdown)
+    for line in ("Pregnancy status: **Not pregnant**", "Sex: **Female**",
+                 "Contrast confirmation: **Confirmed with contrast**",
+                 "Injectate: **Local anesthetic only**", "Guidance: **Fluoroscopy + DSA**",
+                 "Real-time contrast: **Yes**", "Vascular uptake: **No**",
+                 "Dose source: **Typed in**", "Laterality: **Left**"):
+        assert line in body, line
+    for raw in ("not_pregnant", "local_anesthetic_only", "fluoroscopy_dsa", "**confirmed**"):
+        assert raw not in body, raw
+    pregnancy = at.selectbox(key=amend_key(at, "pregnancy_status"))
+    assert pregnancy.value == "not_pregnant" and "Not pregnant" in pregnancy.options
+
+
+def test_the_amend_form_asks_a_date_and_a_time_in_the_users_zone(
+    app: AppFactory, people: dict[str, Actor], service: ProcedureLog
+) -> None:
+    [rid] = seed(service, 1)  # 2026-03-01 09:30 -05:00 = 08:30 in Chicago (CST)
+    at = open_record(records_page(app, "tech1"), rid)
+    assert not [w for w in at.text_input if "ISO" in w.label or "offset" in w.label]
+    day = at.date_input(key=amend_key(at, "performed_date"))
+    clock = at.time_input(key=amend_key(at, "performed_time"))
+    assert (day.label, clock.label) == ("Date performed", "Time performed (America/Chicago)")
+    assert (day.value, clock.value) == (date(2026, 3, 1), time(8, 30))
+    clock.set_value(time(10, 15))
+    at.text_input(key=amend_key(at, "reason")).input("time read off the wrong clock")
+    submit(at, "Save amendment")
+    assert f"Record {rid} amended: Date and time performed." in texts(at.success)[0]
+    moment = service.get(rid, cli_actor())["performed_at"]
+    assert datetime.fromisoformat(str(moment)) == datetime(2026, 3, 1, 16, 15, tzinfo=UTC)

@@ -130,3 +130,14 @@ def test_the_same_moment_in_another_zone_is_no_change() -> None:
     assert amend_changes(record, {"performed_at": "2026-03-14T09:30:00-05:00"}) == {}
     assert amend_changes(record, {"performed_at": "2026-03-14T09:45:00-05:00"}) == {
         "performed_at": "2026-03-14T09:45:00-05:00"}
+
+
+def test_the_levels_hint_says_what_the_type_takes() -> None:
+    """Issue 12: a caudal epidural offered only sacral levels, under "Type e.g. L4 or L5-S1"."""
+    caudal = layout_for(entry(code="CAUDAL", level_regions=frozenset({Region.SACRAL})))
+    assert caudal.levels_allowed == "S1 to S5, coccyx or SIJ"
+    assert caudal.levels_hint == "Type a level: S1 to S5, coccyx or SIJ"
+    lumbar = layout_for(entry())
+    assert lumbar.levels_allowed == "L1 to L5, S1 to S5, segments L1-L2 to L5-S1, coccyx or SIJ"
+    assert lumbar.levels_hint == "Type e.g. L4 or L5-S1"
+    assert layout_for(entry(level_regions=frozenset())).levels_allowed == ""
