@@ -22,6 +22,7 @@ from audit.vocab import CatalogRegion, ContrastPolicy, DapUnit, Region, Role
 from dashboard import state
 from dashboard.names import merge_panel
 from dashboard.widgets import FieldErrors, plain
+from dashboard.wording import value_label
 
 actor = state.require(Permission.ADMIN)
 engine = state.engine()
@@ -29,8 +30,14 @@ ss = st.session_state
 NOTICE = "adm_notice"
 
 
-def act(form: str, work: Callable[[], Any], done: str, clear: tuple[str, ...] = ()) -> None:
-    """Run one admin action; keep its errors for the form, or a notice and a fresh form."""
+def act(form: str, work: Callable[[], Any], done: str, clear: tuple[str, ...] = (),
+        reset: dict[str, Any] | None = None, forget: tuple[str, ...] = ()) -> None:
+    """Run one admin action; keep its errors for the form, or a notice and a fresh form.
+
+    A fresh form: each text field in `clear` is set to "" and each key of `reset` to its
+    value. Set, not deleted: a widget whose key is only deleted keeps showing what was typed
+    in the browser. Keys in `forget` are deleted: their form sets them again (setdefault)
+    before drawing. A success also removes every form's earlier errors (they are stale)."""
     errors = FieldErrors(f"adm_err_{form}")
     try:
         work()
@@ -40,8 +47,10 @@ def act(form: str, work: Callable[[], Any], done: str, clear: tuple[str, ...] = 
     except AuditError as exc:
         errors.set([FieldError("action", str(exc))])
         return
-    errors.clear()
-    for name in clear:
+    for name in [k for k in ss if str(k).startswith("adm_err_")]:
+        del ss[name]
+    ss.update({**dict.fromkeys(clear, ""), **(reset or {})})
+    for name in forget:
         ss.pop(name, None)
     ss[NOTICE] = done
     state.data_changed()
@@ -70,22 +79,45 @@ def _same(stored: Any, edited: Any) -> bool:
         return str(stored) == str(edited)
 
 
+def password_rules() -> None:
+    """The password rules, stated before anyone types one (audit.auth enforces them)."""
+    st.caption(f"Passwords need at least {auth.MIN_PASSWORD_LENGTH} characters. Tell the user "
+               "the password yourself.")
+
+
+def when(moment: Any, never: str = "Never") -> str:
+    """A stored time in the user's zone, to the minute; `never` when there is none."""
+    if moment is None or pd.isna(moment):
+        return never
+    zone = state.user_zone()
+    stamp = pd.Timestamp(moment)
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp
+    return (stamp.tz_convert(zone) if zone else stamp.tz_convert(None)).strftime(
+        "%Y-%m-%d %H:%M")
+
+
 st.title("Admin")
 if notice := ss.pop(NOTICE, None):
     st.success(notice, icon=":material/check_circle:")
+# A key and on_change="rerun": the open tab is widget state kept by the server, so a rerun
+# (after "Add room", say) shows the same tab instead of jumping back to the first one.
 users_tab, rooms_tab, doctors_tab, catalog_tab, merge_tab = st.tabs(
-    ["Users", "Sites and rooms", "Physicians", "Procedure catalog", "Merge names"])
+    ["Users", "Sites and rooms", "Physicians", "Procedure catalog", "Merge names"],
+    key="adm_tab", on_change="rerun")
 
 # --- users ----------------------------------------------------------------------------------------
 with users_tab:
     users = pd.DataFrame(auth.list_users(engine, actor),
                          columns=["username", "display_name", "role", "active", "can_sign_in",
                                   "locked", "last_login_at", "created_at"])
-    st.dataframe(users, hide_index=True, width="stretch", column_config={
+    shown_users = users.assign(
+        role=[value_label("role", r) for r in users["role"]],
+        last_login_at=[when(t) for t in users["last_login_at"]],
+        created_at=[when(t, "")[:10] for t in users["created_at"]])
+    st.dataframe(shown_users, hide_index=True, width="stretch", column_config={
         "username": "Username", "display_name": "Name", "role": "Role", "active": "Active",
-        "can_sign_in": "Can sign in", "locked": "Locked",
-        "last_login_at": st.column_config.DatetimeColumn("Last sign-in", format="YYYY-MM-DD HH:mm"),
-        "created_at": st.column_config.DatetimeColumn("Created", format="YYYY-MM-DD"),
+        "can_sign_in": "Can sign in", "locked": "Locked", "last_login_at": "Last sign-in",
+        "created_at": "Created",
     })
     left, right = st.columns(2)
     with left, st.form("add_user", clear_on_submit=False):
@@ -97,8 +129,8 @@ with users_tab:
         st.selectbox("Role", Role.values(), key="au_role",
                      format_func=lambda v: v.replace("_", " "))
         e.show("role")
-        st.text_input("First password", type="password", key="au_password",
-                      help=f"At least {auth.MIN_PASSWORD_LENGTH} characters; tell the user.")
+        password_rules()
+        st.text_input("First password", type="password", key="au_password")
         e.show("password")
         e.show_others({"username", "role", "password"})
         st.form_submit_button("Add user", type="primary", on_click=lambda: act(
@@ -126,6 +158,7 @@ with users_tab:
                     f"{plain(chosen)} is now {text('cu_role')}."))
             with st.form("reset_password"):
                 e = errs("reset_password")
+                password_rules()
                 st.text_input("New password", type="password", key="cu_password")
                 e.show("password", "username", "action")
                 st.form_submit_button("Reset password (and unlock)", on_click=lambda: act(
@@ -232,8 +265,8 @@ with rooms_tab:
                 dap_display_unit=text("ar_dap_display_unit"),
                 kap_correction_factor=text("ar_kap_correction_factor")),
             f"Room {plain(text('ar_name'))} added at {plain(text('ar_site'))}.",
-            tuple(f"ar_{k}" for k in ("name", "make", "model", "serial",
-                                      "kap_correction_factor"))))
+            ("ar_name", "ar_make", "ar_model", "ar_serial"),
+            {"ar_kap_correction_factor": "1", "ar_dap_display_unit": DapUnit.GY_CM2.value}))
     with right:
         st.markdown("**Edit a room**")
         labels = {int(r.room_id): f"{r.name} · {r.site}" for r in rooms.itertuples()}
@@ -404,7 +437,7 @@ with catalog_tab:
             "add_type", lambda: admin.add_procedure_type(engine, actor,
                                                          **catalog_values("at_")),
             f"Procedure type {plain(text('at_code').upper())} added.",
-            tuple(f"at_{k}" for k in admin.CATALOG_FIELDS)))
+            forget=tuple(f"at_{k}" for k in admin.CATALOG_FIELDS)))
     with right:
         st.markdown("**Edit a procedure type**")
         code = st.selectbox("Procedure type", catalog["code"].tolist(), key="et_code",

@@ -1,7 +1,9 @@
 """First start: no account can sign in yet, so the app asks for the administrator account.
 
 audit.auth.create_first_admin re-checks "no accounts" in the same transaction, so this page
-cannot be used to add a second administrator once setup is done.
+cannot be used to add a second administrator once setup is done. The password rules are stated
+before the password is typed, and every rule a try breaks is listed at once (a short password
+typed differently twice is told both).
 """
 
 from __future__ import annotations
@@ -16,12 +18,27 @@ from dashboard.widgets import FieldErrors
 errors = FieldErrors("fr_errors")
 
 
+def _unmet(username: str, password: str, repeat: str) -> list[FieldError]:
+    """Every rule the form breaks, checked by the library's own rules (audit.auth)."""
+    found: list[FieldError] = []
+    for check in (lambda: auth.validate_username(username),
+                  lambda: auth.check_password_strength(password)):
+        try:
+            check()
+        except ValidationFailed as exc:
+            found += exc.errors
+    if password != repeat:
+        found.append(FieldError("repeat", "the two passwords differ: type the same password "
+                                "twice"))
+    return found
+
+
 def _create() -> None:
     ss = st.session_state
     password, repeat = ss.get("fr_password", ""), ss.get("fr_repeat", "")
     ss["fr_password"] = ss["fr_repeat"] = ""
-    if password != repeat:
-        errors.set([FieldError("repeat", "the two passwords differ")])
+    if unmet := _unmet(ss.get("fr_username", ""), password, repeat):
+        errors.set(unmet)
         return
     try:
         actor = auth.create_first_admin(state.engine(), ss.get("fr_username", ""), password,
@@ -49,9 +66,10 @@ with middle:
         errors.show("username")
         st.text_input("Full name (optional)", key="fr_display_name")
         errors.show("display_name")
+        st.caption(f"The password needs at least {auth.MIN_PASSWORD_LENGTH} characters, typed "
+                   "the same twice.")
         st.text_input("Password", type="password", key="fr_password",
-                      autocomplete="new-password",
-                      help=f"At least {auth.MIN_PASSWORD_LENGTH} characters.")
+                      autocomplete="new-password")
         errors.show("password")
         st.text_input("Repeat the password", type="password", key="fr_repeat",
                       autocomplete="new-password")

@@ -3,9 +3,12 @@ next to their field, every change through the library (and so audited)."""
 
 from __future__ import annotations
 
+import re
+
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 from streamlit.testing.v1 import AppTest
+from streamlit.testing.v1.element_tree import Block
 
 from audit import auth
 from audit import reference_data as admin
@@ -190,3 +193,114 @@ def test_adding_and_editing_a_procedure_type(
     assert last_event(engine).after == {"name": "MBB", "max_levels": 3}
     click(at, "Save procedure type")
     assert "nothing would change" in " ".join(texts(at.error))
+
+
+# --- issue 12: the page stays where the user is, and says what it needs -------------------------
+
+def open_tab(at: AppTest) -> str:
+    """The tab the browser is told to show (the tab container's selected tab)."""
+    def containers(node: object) -> list[Block]:
+        found = []
+        for child in getattr(node, "children", {}).values():
+            if isinstance(child, Block) and child.type == "tab_container":
+                found.append(child)
+            found += containers(child)
+        return found
+
+    [container] = containers(at._tree)
+    tabs = [child for child in container.children.values()]
+    return str(tabs[container.proto.tab_container.default_tab_index].label)
+
+
+def test_after_an_add_the_page_stays_on_the_tab_the_user_was_on(
+    app: AppFactory, people: dict[str, Actor]
+) -> None:
+    at = admin_page(app)
+    assert open_tab(at) == "Users"
+    at.session_state["adm_tab"] = "Sites and rooms"  # the user opens the tab
+    at.run()
+    at.selectbox(key="ar_site").select("Riverside")
+    at.text_input(key="ar_name").input("Suite C")
+    click(at, "Add room")
+    assert "Room Suite C added at Riverside." in texts(at.success)
+    assert open_tab(at) == "Sites and rooms"
+    at.session_state["adm_tab"] = "Physicians"
+    at.run()
+    at.text_input(key="ap_name").input("Dr. New")
+    click(at, "Add physician")
+    assert "Physician Dr. New added." in texts(at.success)
+    assert open_tab(at) == "Physicians"
+
+
+def test_each_form_is_empty_again_after_it_adds(
+    app: AppFactory, people: dict[str, Actor], engine: Engine
+) -> None:
+    auth.add_user(engine, people["boss"], "drnew", "physician", PASSWORD)
+    at = admin_page(app)
+    at.text_input(key="ap_name").input("Dr. New")
+    at.selectbox(key="ap_username").select("drnew")
+    click(at, "Add physician")
+    assert "Physician Dr. New added." in texts(at.success)
+    assert (at.text_input(key="ap_name").value, at.selectbox(key="ap_username").value) == (
+        "", "")
+    at.text_input(key="as_name").input("Northgate")
+    click(at, "Add site")
+    assert at.text_input(key="as_name").value == ""
+    at.selectbox(key="ar_site").select("Riverside")
+    at.text_input(key="ar_name").input("Suite C")
+    at.text_input(key="ar_make").input("Siemens")
+    at.text_input(key="ar_kap_correction_factor").input("0.8")
+    click(at, "Add room")
+    assert [at.text_input(key=f"ar_{k}").value for k in ("name", "make",
+                                                           "kap_correction_factor")] == [
+        "", "", "1"]
+    at.text_input(key="au_username").input("newtech")
+    at.text_input(key="au_password").input(PASSWORD)
+    click(at, "Add user")
+    assert (at.text_input(key="au_username").value, at.text_input(key="au_password").value) \
+        == ("", "")
+
+
+def test_a_success_removes_the_errors_left_on_other_forms(
+    app: AppFactory, people: dict[str, Actor]
+) -> None:
+    at = admin_page(app)
+    at.selectbox(key="ar_site").select("Riverside")
+    at.text_input(key="ar_name").input("Suite C")
+    at.text_input(key="ar_kap_correction_factor").input("7")
+    click(at, "Add room")
+    assert at.error
+    at.text_input(key="as_name").input("Northgate")
+    click(at, "Add site")
+    assert "Site Northgate added." in texts(at.success)
+    assert not at.error, texts(at.error)
+
+
+def test_last_sign_in_reads_never_for_who_never_signed_in(
+    app: AppFactory, people: dict[str, Actor], engine: Engine
+) -> None:
+    auth.authenticate(engine, "tech1", PASSWORD)
+    at = admin_page(app)
+    users = at.dataframe[0].value.set_index("username")
+    assert users.loc["tech2", "last_login_at"] == "Never"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", users.loc["tech1", "last_login_at"])
+    assert not users["last_login_at"].isna().any()
+    assert "None" not in users["last_login_at"].tolist()
+
+
+def test_password_rules_are_stated_up_front_and_every_unmet_rule_is_listed(
+    app: AppFactory, people: dict[str, Actor]
+) -> None:
+    rule = "Passwords need at least 10 characters"
+    at = admin_page(app)
+    assert sum(rule in c for c in texts(at.caption)) == 1  # the add-user form
+    at.selectbox(key="cu_user").select("tech2").run()
+    assert sum(rule in c for c in texts(at.caption)) == 2  # ... and the reset form
+    at.text_input(key="au_username").input("x")
+    at.text_input(key="au_password").input("short")
+    click(at, "Add user")
+    assert "2-80 characters" in messages_after(at, "au_username")[0]
+    assert messages_after(at, "au_password") == ["must be at least 10 characters"]
+    at.text_input(key="cu_password").input("short")
+    click(at, "Reset password (and unlock)")
+    assert messages_after(at, "cu_password") == ["must be at least 10 characters"]
