@@ -168,7 +168,7 @@ def test_log_a_procedure_find_it_amend_it_and_read_its_history(
     assert unit.input_value() == "Gy·cm²"  # Demo OR 2 displays Gy·cm²
     field(page, "Ka,r (mGy)").fill("5.2")
     page.get_by_role("spinbutton", name="Saved images").fill("2")
-    field(page, "Volume (mL)").fill("1.5")
+    field(page, "Contrast volume (mL)").fill("1.5")
     views = page.get_by_role("combobox", name="Views saved (at least 2)")
     for view in ("AP", "LAT"):
         views.click()
@@ -194,16 +194,16 @@ def test_log_a_procedure_find_it_amend_it_and_read_its_history(
     page.get_by_text(f"Record {record_id}", exact=True).wait_for()
     page.get_by_text("Patient ID (MRN): MRN-E2E-1").wait_for()  # waits until drawn
     page.get_by_text("Fluoro time (s): 0:32 (32 s)").wait_for()  # waits until drawn
-    field(page, "Fluoro time (s, m:ss or min)").fill("0:45")
+    field(page, "Fluoro time").fill("0:45")
     field(page, "Reason for the change (required)").fill("counter misread")
     page.get_by_role("button", name="Save amendment").click()
-    page.get_by_text(f"Record {record_id} amended (fluoro_time_s)").wait_for()
+    page.get_by_text(f"Record {record_id} amended: Fluoro time.").wait_for()
     wait_idle(page)
     history = page.get_by_test_id("stVerticalBlock").filter(
         has_text=f"Amended by {DEMO_TECH}").last
     assert "counter misread" in history.inner_text()
     table = page.get_by_test_id("stTable").last.inner_text()
-    assert "fluoro_time_s" in table and "32" in table and "45" in table
+    assert "Fluoro time (s)" in table and "32" in table and "45" in table
     page.get_by_text("Fluoro time (s): 0:45 (45 s)").wait_for()  # waits until drawn
     history.scroll_into_view_if_needed()
     snap(page, screenshots, "record_history")
