@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 import streamlit as st
 
 from audit.errors import FieldError
-from dashboard.wording import label
+from dashboard.wording import named as named_message
 
 #: Characters that start a Markdown (or Streamlit directive) construct wherever they appear:
 #: links and images need `[`, autolinks `<`, emphasis `*` `~`, code `` ` ``, LaTeX `$`,
@@ -81,7 +81,7 @@ class FieldErrors:
         """One message as shown; `named`: prefixed with its field when it is not worded."""
         if self.wording is not None:
             return self.wording(field, message)
-        return f"{label(field)}: {message}" if named else message
+        return named_message(field, message) if named else message
 
     def _draw(self, text: str, warning: bool) -> None:
         if warning:

@@ -239,15 +239,25 @@ def _no_field_names(message: str, labels: Mapping[str, str] | None) -> str:
                    for index, part in enumerate(parts))
 
 
+#: What a message may be about that is no field: the record, the change, the action as a whole.
+GENERAL = frozenset({"record", "changes", "stale", "action", "setup"})
+
+
+def named(field: str, message: str, labels: Mapping[str, str] | None = None) -> str:
+    """A message led by its field's label ("Saved images: required"); one about no field in
+    particular (GENERAL) as a sentence of its own."""
+    if field in GENERAL:
+        return message[:1].upper() + message[1:]
+    return f"{label(field, labels)}: {message}"
+
+
 def say(field: str, message: str, labels: Mapping[str, str] | None = None,
         layout: FormLayout | None = None) -> str:
     """One error or warning as the form shows it: the field as the form labels it, then what
     is wrong and what to do, with no dictionary field name or stored value left in it
     ("Views saved: pick at least 2 views for TFESI (AP, LAT, CLO or OBL)")."""
-    text = _no_field_names(_reword(field, message, labels, layout), labels)
-    if field in {"record", "changes", "stale", "action"}:
-        return text[:1].upper() + text[1:]
-    return f"{label(field, labels)}: {text}"
+    return named(field, _no_field_names(_reword(field, message, labels, layout), labels),
+                 labels)
 
 
 def say_with(labels: Mapping[str, str] | None = None, layout: FormLayout | None = None) -> Any:

@@ -32,6 +32,7 @@ from audit.dose_reports import (
 from audit.errors import AuditError
 from dashboard import state
 from dashboard.widgets import plain
+from dashboard.wording import label, shown_value
 
 PERIODS = {"All time": None, "Last 30 days": 30, "Last 90 days": 90, "Last 12 months": 365}
 
@@ -86,7 +87,7 @@ def headline(overall: dict[str, Any], unreported: dict[str, Any]) -> list[str]:
 
 def _label(frame: pd.DataFrame, discrepancy_id: int) -> str:
     row = frame.loc[frame["discrepancy_id"] == discrepancy_id].iloc[0]
-    return (f"#{discrepancy_id}: record {row['record_id']}, {row['field']} "
+    return (f"#{discrepancy_id}: record {row['record_id']}, {label(row['field'])} "
             f"{row['manual_value']:g} vs {row['report_value']:g}")
 
 
@@ -130,7 +131,8 @@ with tab_disc:
         st.info("No open discrepancies.")
     else:
         shown = discrepancies.assign(
-            difference=discrepancies["relative_difference"] * 100)[
+            difference=discrepancies["relative_difference"] * 100,
+            field=[label(f) for f in discrepancies["field"]])[
             ["discrepancy_id", "record_id", "performed_at", "room", "field", "manual_value",
              "report_value", "difference", "likely_cause", "source_file"]]
         st.dataframe(shown, hide_index=True, width="stretch", column_config={
@@ -210,8 +212,8 @@ if record_ids:
     except AuditError as exc:
         st.error(plain(exc))
     else:
-        st.dataframe(pd.DataFrame({"field": list(record), "value": [
-            "" if v is None else str(v) for v in record.values()]}),
+        st.dataframe(pd.DataFrame({"field": [label(f) for f in record], "value": [
+            shown_value(f, v) for f, v in record.items()]}),
             hide_index=True, width="stretch")
         st.caption("Dose reports linked to this record")
         st.dataframe(report_for_record(state.engine(), actor, int(record_id)),

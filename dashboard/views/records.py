@@ -145,6 +145,8 @@ frame = pd.DataFrame(rows, columns=[*columns, "patient_ref"])
 frame["performed_at"] = [local(v) for v in frame["performed_at"]]
 frame["fluoro_time_s"] = [format_duration(v) if v is not None and not pd.isna(v) else ""
                           for v in frame["fluoro_time_s"]]
+frame["contrast_confirmation"] = [shown_value("contrast_confirmation", v)
+                                  for v in frame["contrast_confirmation"]]
 if not actor.can(Permission.VIEW_PHI):
     frame["patient_id"] = frame["patient_ref"]
 frame = frame[columns]

@@ -119,13 +119,13 @@ def test_reconciliation_shows_discrepancies_missing_reports_and_completeness(
     assert metrics["Open discrepancies"] == "1"
     discrepancies, missing, _, by_device = (frame.value for frame in app.dataframe[:4])
     assert discrepancies["record_id"].tolist() == [reconciled]
-    assert discrepancies["field"].tolist() == ["dap_gycm2"]
+    assert discrepancies["field"].tolist() == ["DAP (Gy·cm²)"]
     assert "unit mix-up" in discrepancies["likely_cause"].iloc[0]
     assert missing["accession_number"].tolist() == ["ACC-9"]
     assert missing["patient_id"].isna().all()  # no PHI for the quality officer
     assert by_device["rate"].tolist() == [0.5]
     record = app.dataframe[4].value
-    assert dict(zip(record["field"], record["value"], strict=True))["record_id"] == str(
+    assert dict(zip(record["field"], record["value"], strict=True))["Record"] == str(
         reconciled)
 
 
