@@ -18,6 +18,8 @@ FLUORO_AUDIT_CACHE_DIR), so a warm-up must read every record. Timed, in headless
 - forms during warm-up: three more visitors open the sign-in page while the frame loads;
 - frame ready: from that sign-in until the quality officer's Compliance page shows its heading.
 
+Beside them, the same first-form time of a one-field Streamlit page (no database, nothing
+imported) started the same way: what the browser and Streamlit themselves take on this machine.
 Figures are printed, nothing passes or fails.
 """
 
@@ -83,14 +85,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(url: str, cache: Path, log: Path) -> tuple[subprocess.Popen[bytes], str, float]:
+FLOOR_SCRIPT = 'import streamlit as st\nst.text_input("Username")\n'
+
+
+def start_server(url: str, cache: Path, log: Path,
+                 script: Path | None = None) -> tuple[subprocess.Popen[bytes], str, float]:
     """A new server; (process, address, seconds until /_stcore/health answered)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "FLUORO_AUDIT_KEY_DIR"}
     env.update({"FLUORO_AUDIT_DB": url, "FLUORO_AUDIT_CACHE_DIR": str(cache)})
     started = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(entry_script()), "--server.headless",
+        [sys.executable, "-m", "streamlit", "run", str(script or entry_script()),
+         "--server.headless",
          "true", "--server.port", str(port), "--server.address", "127.0.0.1",
          "--browser.gatherUsageStats", "false"],
         cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
@@ -128,6 +135,17 @@ def form_time(browser: Any, address: str) -> float:
     elapsed = time.perf_counter() - started
     context.close()
     return elapsed
+
+
+def floor(browser: Any, folder: Path) -> float:
+    """The first form of a one-field Streamlit page, started the same way."""
+    script = folder / "floor.py"
+    script.write_text(FLOOR_SCRIPT)
+    proc, address, _ = start_server("sqlite://", folder, folder / "floor.log", script)
+    try:
+        return form_time(browser, address)
+    finally:
+        stop(proc)
 
 
 def one_start(browser: Any, url: str, folder: Path, number: int) -> dict[str, Any]:
@@ -178,8 +196,10 @@ def main(argv: list[str] | None = None) -> int:
             browser = playwright.chromium.launch(
                 executable_path=str(CHROMIUM),
                 args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+            floors = []
             for number in range(args.starts):
                 runs.append(one_start(browser, url, folder, number))
+                floors.append(floor(browser, folder))
             browser.close()
     print(f"\nfluoro-audit sign-in page: {size:,} demo procedures (SQLite), {args.starts} "
           f"fresh starts of {entry_script().relative_to(ROOT)}, median (slowest) in seconds")
@@ -189,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     during = [value for run in runs for value in run["forms during warm-up"]]
     figure("form while the frame warms up", statistics.median(during), "s",
            f"(slowest {max(during):.3f}, {len(during)} visits)")
+    figure("first form of a one-field page (floor)", statistics.median(floors), "s",
+           f"(slowest {max(floors):.3f})")
     print("first form: the address opened until the Username field shows, after the health "
           "check answered; frame ready: sign-in until the Compliance page shows")
     return 0

@@ -85,8 +85,12 @@ def _end(token: str) -> None:
 async def start(request: Request) -> Response:
     if not _same_origin(request):
         return Response(status_code=403)
-    body = await request.body()
-    handoff = body[:_MAX_BODY].decode("ascii", "replace").strip()
+    body = b""
+    async for chunk in request.stream():  # never more than a code's worth
+        body += chunk
+        if len(body) > _MAX_BODY:
+            return Response(status_code=403)
+    handoff = body.decode("ascii", "replace").strip()
     token = await run_in_threadpool(_redeem, handoff)  # the database off the event loop
     if token is None:  # unknown, used or expired code: nothing to set
         return Response(status_code=403)
