@@ -172,6 +172,9 @@ def one_start(browser: Any, url: str, folder: Path, number: int) -> dict[str, An
         found["frame ready"] = time.perf_counter() - signed
         officer.close()
         return found
+    except Exception:
+        print((folder / f"streamlit-{number}.log").read_text()[-4000:], file=sys.stderr)
+        raise
     finally:
         stop(proc)
 
