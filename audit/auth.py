@@ -21,7 +21,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
-from audit import lockout
+from audit import lockout, sessions
 from audit.errors import FieldError, NotFound, PermissionDenied, ValidationFailed
 from audit.storage.engine import read_session, retrying, write_session
 from audit.storage.models import UserAccount, utcnow
@@ -324,8 +324,8 @@ def create_first_admin(engine: Engine, username: str, password: str,
 
 def current_actor_state(engine: Engine, actor: Actor) -> Actor | None:
     """The actor as the database sees them now: None if the account was deactivated (or can no
-    longer sign in), with the current role if an administrator changed it. The app calls this
-    on every page load so an admin's change takes effect at the user's next click."""
+    longer sign in), with the current role if an administrator changed it (the dashboard's
+    sessions check the same at every click: audit.sessions)."""
     if actor.system:
         return actor
     with Session(engine) as session:
@@ -409,8 +409,8 @@ def _is_last_admin(session: Session, user: UserAccount) -> bool:
 
 
 def _change_user(engine: Engine, actor: Actor, username: str, action: AuditAction,
-                 reason: str, change: Any) -> None:
-    """Load the account, apply `change(session, user) -> (before, after)`, audit it."""
+                 reason: str, change: Any, end_sessions: str | None = None) -> None:
+    """Apply `change(session, user) -> (before, after)`, audit it; end its sessions if asked."""
     require(actor, Permission.ADMIN)
 
     def work() -> None:
@@ -422,14 +422,15 @@ def _change_user(engine: Engine, actor: Actor, username: str, action: AuditActio
                          entity="user_account", entity_id=user.id, reason=reason,
                          before={"username": user.username, **before},
                          after={"username": user.username, **after})
+            if end_sessions:
+                sessions.end_for_user(session, user.id, actor.username, end_sessions)
 
     retrying(work)
 
 
 def deactivate_user(engine: Engine, actor: Actor, username: str,
                     reason: str = "deactivated by an administrator") -> None:
-    """The account stays (its records name it) but can no longer sign in; open sessions end
-    at their next page load (see current_actor_state)."""
+    """The account stays (its records name it) but cannot sign in; its sessions end now."""
     def change(session: Session, user: UserAccount) -> tuple[dict[str, Any], dict[str, Any]]:
         if not user.active:
             raise ValidationFailed([FieldError("username", f"{user.username} is already "
@@ -443,7 +444,8 @@ def deactivate_user(engine: Engine, actor: Actor, username: str,
         user.active = False
         return {"active": True}, {"active": False}
 
-    _change_user(engine, actor, username, AuditAction.DEACTIVATE, reason, change)
+    _change_user(engine, actor, username, AuditAction.DEACTIVATE, reason, change,
+                 sessions.DEACTIVATED)
 
 
 def reactivate_user(engine: Engine, actor: Actor, username: str) -> None:
@@ -460,9 +462,9 @@ def reactivate_user(engine: Engine, actor: Actor, username: str) -> None:
 
 
 def reset_password(engine: Engine, actor: Actor, username: str, new_password: str) -> None:
-    """Set a new password (the administrator tells the user), clear any lockout, and allow
-    sign-in (an imported account becomes a real one this way). The trail records that the
-    password changed, never the password or its hash."""
+    """Set a new password (the administrator tells the user), clear any lockout, allow sign-in
+    (so an imported account becomes a real one), end the account's sessions. The trail records
+    that the password changed, never the password or its hash."""
     check_password_strength(new_password)
 
     def change(_: Session, user: UserAccount) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -474,7 +476,8 @@ def reset_password(engine: Engine, actor: Actor, username: str, new_password: st
         user.locked_until = None
         return before, {"password": "(reset)", "can_sign_in": True, "locked": False}
 
-    _change_user(engine, actor, username, AuditAction.AMEND, "password reset", change)
+    _change_user(engine, actor, username, AuditAction.AMEND, "password reset", change,
+                 sessions.PASSWORD_RESET)
 
 
 def change_role(engine: Engine, actor: Actor, username: str, role: Role | str) -> None:

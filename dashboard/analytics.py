@@ -2,8 +2,9 @@
 
 The frame (audit.analytics.snapshot.FrameCache) is a per-process resource like the engine: it
 refreshes itself from the audit trail, so a saved record shows on the next rerun without clearing
-anything. It starts loading in the background when the app starts, so the first page a user opens
-usually finds it ready.
+anything. It starts loading in the background when someone who can open the audit pages signs in
+(dashboard/app.py; never for the sign-in page, which imports none of this), so the first audit
+page they open usually finds it ready.
 """
 
 from __future__ import annotations

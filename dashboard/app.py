@@ -1,8 +1,13 @@
-"""fluoro-audit dashboard entry point (`fluoro-audit serve` runs this with Streamlit).
+"""fluoro-audit dashboard entry point (`fluoro-audit serve` runs it through dashboard/launcher.py,
+which adds the session-cookie routes).
 
 First start (no account can sign in): the administrator account is created here instead of a
-login. Then sign-in; then st.navigation built from the user's role (dashboard.navigation). The
-session ends after `session_idle_minutes` without activity, or on "Sign out".
+login. Then sign-in, at the root or at any page's address (a deep link goes on to its page after
+sign-in); then st.navigation built from the user's role (dashboard.navigation). A reload keeps the
+session (its cookie); it ends after `session_idle_minutes` without activity, or on "Sign out".
+
+The sign-in page loads nothing it does not need: the analysis frame (pandas, every record) starts
+loading only once someone who can open the audit pages has signed in.
 """
 
 from __future__ import annotations
@@ -12,8 +17,9 @@ import time
 import streamlit as st
 
 from audit import auth
-from dashboard import analytics, state
-from dashboard.navigation import VIEWS, pages_for
+from audit.auth import Permission
+from dashboard import state
+from dashboard.navigation import VIEWS, pages_for, refused, signed_out_pages, start_page
 from dashboard.widgets import plain
 
 st.set_page_config(page_title="fluoro-audit", page_icon="☢", layout="wide")
@@ -37,27 +43,47 @@ def _sidebar(actor: auth.Actor) -> None:
 
 @st.fragment(run_every=60)
 def _idle_watch() -> None:
-    """Once a minute, without counting as activity: when the idle time is up, rerun the app,
-    which signs out, so an unattended screen stops showing patient data."""
+    """Once a minute, without counting as activity: when the idle time may be up, rerun the
+    app, whose session check (a look, not activity) signs out if it is, so an unattended
+    screen stops showing patient data."""
     last = float(st.session_state.get(state.LAST_SEEN_KEY, time.time()))
     if time.time() - last > state.idle_minutes() * 60:
+        state.probe_idle()
         st.rerun(scope="app")
 
 
+def _warm_analysis_frame(actor: auth.Actor) -> None:
+    """Start reading the analysis frame in the background (a cached resource: once per
+    process) for someone who can open the audit pages, so they are warm when opened."""
+    if actor.can(Permission.VIEW_DASHBOARDS):
+        from dashboard import analytics  # pandas and altair: never for the sign-in page
+
+        analytics.frame_cache()
+
+
+# Always the first element of the page, so nothing after it moves when the cookie script is
+# drawn into it (once, after a sign-in or a sign-out) and gone again at the next run.
+cookie_slot = st.empty()
 if auth.needs_first_admin(state.engine()):
     page = st.navigation([st.Page(str(VIEWS / "first_run.py"), title="Set up", default=True)],
                          position="hidden")
 else:
-    # Start reading the analysis frame in the background on the first visit, so the audit
-    # pages are warm by the time someone signs in and opens them (a cached resource: once).
-    analytics.frame_cache()
     actor = state.check_session()
     if actor is None:
-        page = st.navigation([st.Page(str(VIEWS / "sign_in.py"), title="Sign in",
-                                      default=True)], position="hidden")
+        page = st.navigation(signed_out_pages(), position="hidden")
     else:
+        page = st.navigation(pages_for(actor))
+        spec = refused(page, actor)
+        start = start_page(actor)
+        if spec is not None and start is not None:
+            role = actor.role.value.replace("_", " ")
+            state.notice(f"{spec.title} is not available for your role ({role}).")
+            st.switch_page(str(VIEWS / start.module))
+        _warm_analysis_frame(actor)
         _sidebar(actor)
+        if message := state.pop_notice():
+            st.warning(plain(message), icon=":material/block:")
         if message := state.pop_flash():
             st.success(plain(message), icon=":material/check_circle:")
-        page = st.navigation(pages_for(actor))
+state.cookie_script(cookie_slot)
 page.run()

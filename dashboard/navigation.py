@@ -1,6 +1,13 @@
 """Which pages exist and who may open them: the single registry the app builds st.navigation
 from. Each page module (dashboard/views/*.py) also calls state.require() itself, so a page that
-is reached by URL or switch_page is still refused to a role that may not see it."""
+is reached by URL or switch_page is still refused to a role that may not see it.
+
+Deep links (issue 12): every page's address (/compliance, /records?record=7) exists in every
+navigation, so Streamlit never answers "Page not found" for one. Signed out, each is the sign-in
+form (hidden from the menu), and signing in there goes on to that page: Streamlit keeps the
+page's address (its script hash is the URL path) and query parameters through the rerun. Signed
+in, a page the role may not open is a hidden stand-in (`refused()` names it), which app.py turns
+into "not available for your role" on the role's start page."""
 
 from __future__ import annotations
 
@@ -59,13 +66,43 @@ def start_page(actor: Actor, specs: tuple[PageSpec, ...] = PAGES) -> PageSpec | 
     return next((s for s in allowed if s.default), allowed[0] if allowed else None)
 
 
+def url_path(spec: PageSpec) -> str:
+    """The page's address below the app's root (Streamlit's default: the module's name)."""
+    return spec.module.removesuffix(".py")
+
+
+def signed_out_pages() -> list[st.Page]:
+    """Signed out: the sign-in form at the root and at every page's address (hidden)."""
+    form = str(VIEWS / "sign_in.py")
+    return [st.Page(form, title="Sign in", default=True),
+            *(st.Page(form, title="Sign in", url_path=url_path(spec), visibility="hidden")
+              for spec in PAGES)]
+
+
+def _not_available() -> None:  # app.py redirects before a stand-in would run
+    st.stop()
+
+
 def pages_for(actor: Actor) -> dict[str, list[st.Page]]:
-    """The navigation of one user: only the pages their role may open."""
+    """The navigation of one user: the pages their role may open, and a hidden stand-in at the
+    address of each other page (see `refused`)."""
     start = start_page(actor)
     sections: dict[str, list[st.Page]] = {}
+    stand_ins: list[st.Page] = []
     for spec in PAGES:
         if actor.can(spec.permission):
             page = st.Page(str(VIEWS / spec.module), title=spec.title, icon=spec.icon,
                            default=spec is start)
             sections.setdefault(spec.section, []).append(page)
+        else:
+            stand_ins.append(st.Page(_not_available, title=f"{spec.title} (not available)",
+                                     url_path=url_path(spec), visibility="hidden"))
+    if stand_ins:
+        sections.setdefault(next(iter(sections), ""), []).extend(stand_ins)
     return sections
+
+
+def refused(page: st.Page, actor: Actor) -> PageSpec | None:
+    """The page at `page`'s address if `actor` may not open it (`page` is its stand-in)."""
+    spec = next((spec for spec in PAGES if url_path(spec) == page.url_path), None)
+    return spec if spec is not None and not actor.can(spec.permission) else None

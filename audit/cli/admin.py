@@ -1,6 +1,6 @@
 """Running the installation: migrate, serve, demo, backup, verify-audit.
 
-`serve` finds dashboard/app.py without importing the dashboard package: the library and its
+`serve` finds dashboard/launcher.py without importing the dashboard package: the library and its
 command line never import Streamlit code; Streamlit runs the app in its own process.
 """
 
@@ -36,14 +36,15 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def dashboard_app() -> Path:
-    """dashboard/app.py, located by the import system without executing the dashboard package
-    (find_spec of a top-level package only finds it)."""
+    """dashboard/launcher.py (the app with its session-cookie routes), located by the import
+    system without executing the dashboard package (find_spec of a top-level package only
+    finds it)."""
     spec = importlib.util.find_spec("dashboard")
     locations = list(spec.submodule_search_locations or ()) if spec is not None else []
     if not locations:
         raise CliError("the dashboard package is not installed beside audit; reinstall "
                        "fluoro-audit")
-    return Path(locations[0]) / "app.py"
+    return Path(locations[0]) / "launcher.py"
 
 
 def demo_database(args: argparse.Namespace) -> str:

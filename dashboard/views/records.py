@@ -82,7 +82,13 @@ def _to_first_page() -> None:
 
 
 def _open(record_id: int | None) -> None:
+    """Show one record (or none); its number is in the address (?record=N), to reload or share."""
     ss["rec_selected"] = record_id
+    ss["rec_linked"] = str(record_id) if record_id else None
+    if record_id:
+        st.query_params["record"] = str(record_id)
+    else:
+        st.query_params.pop("record", None)
     for name in ("rec_amend_errors", "rec_amend_warnings", "rec_void_errors", "rec_notice"):
         ss.pop(name, None)
 
@@ -91,6 +97,11 @@ def _open_typed() -> None:
     typed = ss.get("rec_open")
     _open(int(typed) if typed else None)
 
+
+# A link to one record (/records?record=7): opened once, as if its number had been typed.
+linked = st.query_params.get("record")
+if linked and linked.isdigit() and linked != ss.get("rec_linked"):
+    _open(int(linked))
 
 # --- filters ------------------------------------------------------------------------------------
 st.title("Records")

@@ -1,11 +1,13 @@
 """Sign in: username and password, checked by audit.auth.authenticate (Argon2id, lockout after
-repeated failures, every attempt in the audit trail)."""
+repeated failures, every attempt in the audit trail). Shown at the root and at every page's
+address while signed out (dashboard.navigation), so a deep link goes on to its page."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from audit import auth
+from audit import auth, lockout
+from audit.errors import PermissionDenied
 from dashboard import state
 from dashboard.widgets import plain
 
@@ -22,8 +24,12 @@ def _sign_in() -> None:
     except auth.SignInFailed as exc:
         st.session_state["si_error"] = str(exc)
         return
+    try:
+        state.sign_in(actor)  # a stored session; the browser collects its cookie
+    except PermissionDenied:  # the account was disabled since the password was checked
+        st.session_state["si_error"] = lockout.FAILED
+        return
     st.session_state.pop("si_error", None)
-    state.sign_in(actor)
 
 
 _, middle, _ = st.columns([1, 2, 1])

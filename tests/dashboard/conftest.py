@@ -12,7 +12,7 @@ import streamlit as st
 from sqlalchemy import Engine
 from streamlit.testing.v1 import AppTest
 
-from audit import auth
+from audit import auth, sessions
 from audit import reference_data as admin
 from audit.auth import Actor, cli_actor
 from audit.vocab import Role
@@ -64,11 +64,20 @@ def app(app_db: str) -> AppFactory:
         at = AppTest.from_file(str(APP), default_timeout=30)
         at.context["timezone"] = timezone
         if user is not None:
-            at.session_state[state.ACTOR_KEY] = Actor(user, PEOPLE[user])
-            at.session_state[state.LAST_SEEN_KEY] = time.time()
+            signed_in(at, user, PEOPLE[user])
         return at
 
     return make
+
+
+def signed_in(at: AppTest, username: str, role: Role) -> AppTest:
+    """`at` signed in as `username`, as the sign-in page leaves it: a stored session
+    (audit.sessions), its id and the actor in the session state."""
+    session_id, _ = sessions.start(state.engine(), username)
+    at.session_state[state.ACTOR_KEY] = Actor(username, role)
+    at.session_state[state.SESSION_KEY] = session_id
+    at.session_state[state.LAST_SEEN_KEY] = time.time()
+    return at
 
 
 def page(name: str) -> str:

@@ -3,7 +3,7 @@ role (including that a role cannot reach a page it must not, by switch_page or b
 
 from __future__ import annotations
 
-import time
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import Engine, select
@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 from audit import auth, lockout
 from audit.auth import Actor
 from audit.errors import PermissionDenied
-from audit.storage.models import AuditEvent, UserAccount, utcnow
+from audit.storage.models import AuditEvent, UserAccount, UserSession, utcnow
 from audit.vocab import Role
 from dashboard import state
 from dashboard.navigation import PAGES
@@ -38,6 +38,15 @@ def sign_in(at: AppTest, username: str, password: str) -> AppTest:
     at.text_input(key="si_username").input(username)
     at.text_input(key="si_password").input(password)
     return at.button[0].click().run()
+
+
+def idle_for(engine: Engine, at: AppTest, minutes: float) -> None:
+    """The stored session of `at` last saw activity `minutes` ago."""
+    then = utcnow() - timedelta(minutes=minutes)
+    with Session(engine) as s, s.begin():
+        row = s.get(UserSession, at.session_state[state.SESSION_KEY])
+        row.last_seen_at, row.expires_at = then, then + timedelta(minutes=30)
+    at.session_state[state.LAST_SEEN_KEY] = then.timestamp()
 
 
 def nav_titles(at: AppTest) -> list[str]:
@@ -166,7 +175,7 @@ def test_an_idle_session_ends_after_the_configured_minutes(
     app: AppFactory, people: dict[str, Actor], engine: Engine
 ) -> None:
     at = app("tech1")
-    at.session_state[state.LAST_SEEN_KEY] = time.time() - 31 * 60
+    idle_for(engine, at, 31)
     at.run()
     assert state.ACTOR_KEY not in at.session_state
     assert "signed out after 30 minutes without activity" in texts(at.info)[0]
@@ -181,11 +190,11 @@ def test_the_idle_limit_is_the_session_idle_minutes_setting(
 
     update_setting(engine, auth.cli_actor(), "session_idle_minutes", 5)
     at = app("tech1")
-    at.session_state[state.LAST_SEEN_KEY] = time.time() - 6 * 60
+    idle_for(engine, at, 6)
     at.run()
     assert "after 5 minutes" in texts(at.info)[0]
     at = app("tech1")
-    at.session_state[state.LAST_SEEN_KEY] = time.time() - 4 * 60
+    idle_for(engine, at, 4)
     at.run()
     assert at.session_state[state.ACTOR_KEY].username == "tech1"
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import time
 import zipfile
 from pathlib import Path
 
@@ -22,9 +21,9 @@ from audit.keys import load_keys
 from audit.log.service import ProcedureLog
 from audit.storage.models import AuditEvent
 from audit.vocab import Role
-from dashboard import state
 from dashboard.navigation import PAGES
 from tests.conftest import valid_record
+from tests.dashboard.conftest import signed_in
 
 PAGE = str(Path(__file__).resolve().parents[2] / "dashboard" / "views" / "export.py")
 
@@ -123,8 +122,7 @@ def test_reached_through_the_app_navigation(page: AppTest, engine: Engine) -> No
     add_user(engine, cli_actor(), "rso1", Role.RSO, "correct horse battery")
     app = str(Path(PAGE).parent.parent / "app.py")
     at = AppTest.from_file(app, default_timeout=30)
-    at.session_state[state.ACTOR_KEY] = Actor("rso1", Role.RSO)
-    at.session_state[state.LAST_SEEN_KEY] = time.time()
+    signed_in(at, "rso1", Role.RSO)
     at.run()
     at.switch_page("views/export.py").run()
     assert not at.exception

@@ -54,13 +54,14 @@ class Server:
 
 
 def start_server(db_path: Path, log: Path) -> tuple[subprocess.Popen[bytes], Server]:
-    """`python -m streamlit run dashboard/app.py` on `db_path`; waits for /_stcore/health."""
+    """`python -m streamlit run dashboard/launcher.py` (the app and its session-cookie routes,
+    as `fluoro-audit serve` starts it) on `db_path`; waits for /_stcore/health."""
     port = _free_port()
     db_url = f"sqlite:///{db_path}"
     env = {**os.environ, "FLUORO_AUDIT_DB": db_url}
     out = log.open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.headless",
+        [sys.executable, "-m", "streamlit", "run", "dashboard/launcher.py", "--server.headless",
          "true", "--server.port", str(port), "--server.address", "127.0.0.1",
          "--browser.gatherUsageStats", "false"],
         cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -87,6 +88,20 @@ def stop_server(proc: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def session_cookie(context: Any, present: bool = True) -> dict[str, Any] | None:
+    """The session cookie of a browser context once it is there (or gone, `present=False`):
+    the page collects it with a fetch() after signing in and drops it after signing out."""
+    from dashboard.cookies import COOKIE_NAME
+
+    deadline = time.monotonic() + 15
+    while True:
+        found = next((c for c in context.cookies() if c["name"] == COOKIE_NAME), None)
+        if (found is not None) == present:
+            return found
+        assert time.monotonic() < deadline, f"session cookie {'never set' if present else 'kept'}"
+        time.sleep(0.1)
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ from audit.storage.models.log import (
     Setting,
     Site,
     UserAccount,
+    UserSession,
 )
 from audit.storage.types import Base, utcnow
 
@@ -51,5 +52,6 @@ __all__ = [
     "Setting",
     "Site",
     "UserAccount",
+    "UserSession",
     "utcnow",
 ]

@@ -123,6 +123,29 @@ class UserAccount(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class UserSession(Base):
+    """A signed-in browser session (audit.sessions; migration 0012). Only SHA-256 hashes of its
+    secrets are stored: the cookie token (NULL until the browser has collected it) and the
+    one-time handoff code that lets the browser collect it. Never deleted: a session ends by
+    `revoked_at` (sign-out, idle timeout, deactivation, password reset) or by `expires_at`."""
+
+    __tablename__ = "user_session"
+    __table_args__ = (Index(None, "user_id", "revoked_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    handoff_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    handoff_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: last_seen_at + the idle timeout as it was at the last activity (a shorter setting
+    #: applies at once: audit.sessions compares last_seen_at with the current one too).
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_reason: Mapped[str | None] = mapped_column(String(80))
+
+
 class Patient(Base):
     """A patient by MRN, with the keyed pseudonym that exports carry instead of the MRN."""
 

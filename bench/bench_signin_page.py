@@ -1,0 +1,223 @@
+"""Benchmark: how fast the sign-in form answers after a fresh start, and while the analysis
+frame warms up, in a real browser.
+
+    python bench/bench_signin_page.py              # 1,000,000 demo procedures
+    python bench/bench_signin_page.py --quick      # 20,000
+    python bench/bench_signin_page.py --starts 5   # more fresh starts (the median is printed)
+
+Each start is a new server, as `fluoro-audit serve` starts it (`streamlit run`), on a copy of the
+cached demo database (bench/_common.demo_database) with no saved analysis frame (a fresh
+FLUORO_AUDIT_CACHE_DIR), so a warm-up must read every record. Timed, in headless Chromium
+(/usr/bin/chromium, or $FLUORO_AUDIT_CHROMIUM), each visit a new browser context:
+
+- health: from the start of the process to /_stcore/health answering;
+- first form: the first visitor opens the address until the Username field shows;
+- second form: another visitor, the process now warm;
+- sign-in: a quality officer submits the form until the signed-in sidebar shows (their audit
+  pages need the frame, which starts loading now);
+- forms during warm-up: three more visitors open the sign-in page while the frame loads;
+- frame ready: from that sign-in until the quality officer's Compliance page shows its heading.
+
+Beside them, the same first-form time of a one-field Streamlit page (no database, nothing
+imported) started the same way: what the browser and Streamlit themselves take on this machine.
+Figures are printed, nothing passes or fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._common import demo_database, figure
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path(os.environ.get("FLUORO_AUDIT_CHROMIUM", "/usr/bin/chromium"))
+USER = "bench-qo"
+PASSWORD = "bench password 1"
+DURING_WARMUP = 3
+
+
+def prepare(procedures: int, folder: Path) -> str:
+    """A copy of the cached demo database (and its keys) with a quality officer who can sign
+    in; its URL."""
+    from audit import auth
+    from audit.auth import cli_actor
+    from audit.keys import key_dir
+    from audit.storage.engine import make_engine, migrate
+    from audit.vocab import Role
+
+    source = demo_database(procedures)
+    target = folder / "signin.sqlite3"
+    shutil.copyfile(source, target)
+    keys = key_dir(f"sqlite:///{source}")
+    if keys.is_dir():
+        shutil.copytree(keys, key_dir(f"sqlite:///{target}"))
+    url = f"sqlite:///{target}"
+    migrate(url)
+    engine = make_engine(url)
+    auth.add_user(engine, cli_actor(), USER, Role.QUALITY_OFFICER, PASSWORD)
+    engine.dispose()
+    return url
+
+
+def entry_script() -> Path:
+    """What `fluoro-audit serve` runs."""
+    from audit.cli.admin import dashboard_app
+
+    return dashboard_app()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+FLOOR_SCRIPT = 'import streamlit as st\nst.text_input("Username")\n'
+
+
+def start_server(url: str, cache: Path, log: Path,
+                 script: Path | None = None) -> tuple[subprocess.Popen[bytes], str, float]:
+    """A new server; (process, address, seconds until /_stcore/health answered)."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "FLUORO_AUDIT_KEY_DIR"}
+    env.update({"FLUORO_AUDIT_DB": url, "FLUORO_AUDIT_CACHE_DIR": str(cache)})
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(script or entry_script()),
+         "--server.headless",
+         "true", "--server.port", str(port), "--server.address", "127.0.0.1",
+         "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    address = f"http://127.0.0.1:{port}"
+    while True:
+        try:
+            with urllib.request.urlopen(f"{address}/_stcore/health", timeout=2) as answer:
+                if answer.read().strip() == b"ok":
+                    return proc, address, time.perf_counter() - started
+        except OSError:
+            pass
+        if proc.poll() is not None or time.perf_counter() - started > 120:
+            proc.kill()
+            raise RuntimeError(f"streamlit did not start: {log.read_text()[-2000:]}")
+        time.sleep(0.05)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def form_time(browser: Any, address: str) -> float:
+    """A new visitor: seconds from opening the address to the Username field."""
+    context = browser.new_context()
+    context.set_default_timeout(120_000)
+    page = context.new_page()
+    started = time.perf_counter()
+    page.goto(address)
+    page.get_by_role("textbox", name="Username", exact=True).wait_for()
+    elapsed = time.perf_counter() - started
+    context.close()
+    return elapsed
+
+
+def floor(browser: Any, folder: Path) -> float:
+    """The first form of a one-field Streamlit page, started the same way."""
+    script = folder / "floor.py"
+    script.write_text(FLOOR_SCRIPT)
+    proc, address, _ = start_server("sqlite://", folder, folder / "floor.log", script)
+    try:
+        return form_time(browser, address)
+    finally:
+        stop(proc)
+
+
+def one_start(browser: Any, url: str, folder: Path, number: int) -> dict[str, Any]:
+    proc, address, health = start_server(url, folder / f"cache-{number}",
+                                         folder / f"streamlit-{number}.log")
+    try:
+        found: dict[str, Any] = {"health": health}
+        found["first form"] = form_time(browser, address)
+        found["second form"] = form_time(browser, address)
+        officer = browser.new_context()
+        officer.set_default_timeout(300_000)
+        page = officer.new_page()
+        page.goto(address)
+        page.get_by_role("textbox", name="Username", exact=True).fill(USER)
+        page.get_by_role("textbox", name="Password", exact=True).fill(PASSWORD)
+        signed = time.perf_counter()
+        page.get_by_role("button", name="Sign in").click()
+        page.get_by_test_id("stSidebar").get_by_text(f"Signed in as {USER}").wait_for()
+        found["sign-in"] = time.perf_counter() - signed
+        found["forms during warm-up"] = [form_time(browser, address)
+                                         for _ in range(DURING_WARMUP)]
+        page.get_by_test_id("stSidebarNav").get_by_role("link", name="Compliance").click()
+        page.get_by_role("heading", name="Contrast-confirmation compliance").first.wait_for()
+        found["frame ready"] = time.perf_counter() - signed
+        officer.close()
+        return found
+    except Exception:
+        print((folder / f"streamlit-{number}.log").read_text()[-4000:], file=sys.stderr)
+        raise
+    finally:
+        stop(proc)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="20,000 procedures")
+    parser.add_argument("--procedures", type=int, help="override the size")
+    parser.add_argument("--starts", type=int, default=3, help="fresh server starts (3)")
+    args = parser.parse_args(argv)
+    size = args.procedures or (20_000 if args.quick else 1_000_000)
+    if not CHROMIUM.exists():
+        print(f"Chromium not found at {CHROMIUM} (Debian: apt-get install chromium)")
+        return 1
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory(prefix="bench-signin-") as tmp:
+        folder = Path(tmp)
+        url = prepare(size, folder)
+        runs = []
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=str(CHROMIUM),
+                args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+            floors = []
+            for number in range(args.starts):
+                runs.append(one_start(browser, url, folder, number))
+                floors.append(floor(browser, folder))
+            browser.close()
+    print(f"\nfluoro-audit sign-in page: {size:,} demo procedures (SQLite), {args.starts} "
+          f"fresh starts of {entry_script().relative_to(ROOT)}, median (slowest) in seconds")
+    for name in ("health", "first form", "second form", "sign-in", "frame ready"):
+        values = [run[name] for run in runs]
+        figure(name, statistics.median(values), "s", f"(slowest {max(values):.3f})")
+    during = [value for run in runs for value in run["forms during warm-up"]]
+    figure("form while the frame warms up", statistics.median(during), "s",
+           f"(slowest {max(during):.3f}, {len(during)} visits)")
+    figure("first form of a one-field page (floor)", statistics.median(floors), "s",
+           f"(slowest {max(floors):.3f})")
+    print("first form: the address opened until the Username field shows, after the health "
+          "check answered; frame ready: sign-in until the Compliance page shows")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
