@@ -35,8 +35,9 @@ REFERENCES: dict[str, tuple[str, list[int]]] = {
     "Typical value": (ORANGE, []),
     "Published median": (BLACK, [2, 2]),
 }
-#: Pixels per category row, and the room the axis and title take besides.
-ROW, FRAME = 26, 80
+#: Pixels per category row; the room the title and the value axis take besides, and a legend
+#: under the chart. Streamlit fits the whole chart, title and legend included, into its height.
+ROW, FRAME, LEGEND = 26, 100, 40
 
 
 def category_axis(**options: object) -> alt.Axis:
@@ -44,12 +45,17 @@ def category_axis(**options: object) -> alt.Axis:
     return alt.Axis(labelLimit=0, labelOverlap=False, **options)
 
 
-def rows_height(rows: int, per_row: int = ROW) -> int:
-    return max(1, rows) * per_row + FRAME
+def rows_height(rows: int, per_row: int = ROW, *, legend: bool = False) -> int:
+    """A chart's height giving each of `rows` categories `per_row` pixels."""
+    return max(1, rows) * per_row + FRAME + (LEGEND if legend else 0)
 
 
-def _legend(title: str | None = None) -> alt.Legend:
-    return alt.Legend(title=title, labelLimit=0, orient="bottom", direction="horizontal")
+def _legend(title: str | None = None, columns: int | None = None) -> alt.Legend:
+    """A legend under the chart, its labels in full (`columns` entries a row, so that long
+    labels wrap to a second row instead of running past the chart's edge)."""
+    extra = {} if columns is None else {"columns": columns}
+    return alt.Legend(title=title, labelLimit=0, orient="bottom", direction="horizontal",
+                      **extra)
 
 
 def _reference_scale(names: Sequence[str]) -> alt.Scale:
@@ -158,13 +164,13 @@ def share_bars(table: pd.DataFrame, by: str) -> alt.Chart:
     return alt.Chart(long).mark_bar().encode(
         y=alt.Y(f"{by}:N", title=None, axis=category_axis()),
         x=alt.X("share:Q", title="Share of records", axis=alt.Axis(format="%")),
-        color=alt.Color("measure:N", legend=_legend(),
+        color=alt.Color("measure:N", legend=_legend(columns=2),
                         scale=alt.Scale(domain=names, range=SHARE_COLOURS)),
         yOffset=alt.YOffset("measure:N", sort=names),
         tooltip=[alt.Tooltip(f"{by}:N", title=labels.words(by)),
                  alt.Tooltip("measure:N", title="Measure"),
                  alt.Tooltip("share:Q", title="Share", format=".1%")],
-    ).properties(height=rows_height(len(table), per_row=4 * 11 + 8))
+    ).properties(height=rows_height(len(table), per_row=4 * 11 + 8, legend=True))
 
 
 FLAGS_CAPTION = ("How to read this: one bar per safety flag, its length the number of records "
@@ -206,7 +212,7 @@ def alerts_by_kind(summary: pd.DataFrame, kinds: Sequence[str]) -> alt.Chart:
                  alt.Tooltip("quantity:N", title="Quantity"),
                  alt.Tooltip("status:N", title="Status"),
                  alt.Tooltip("alerts:Q", title="Alerts", format=",")],
-    ).properties(height=rows_height(len(order), per_row=36),
+    ).properties(height=rows_height(len(order), per_row=36, legend=True),
                  title="Alerts by kind and status")
 
 
@@ -232,5 +238,5 @@ def alerts_by_physician(per_kind: pd.DataFrame, order: Sequence[str],
                  alt.Tooltip("alerts:Q", title="Open alerts", format=","),
                  alt.Tooltip("procedures:Q", title="Procedures", format=","),
                  alt.Tooltip("per_100:Q", title="Per 100 procedures", format=".2f")],
-    ).properties(height=rows_height(len(order)),
+    ).properties(height=rows_height(len(order), legend=True),
                  title="Open alerts per 100 of each physician's procedures")

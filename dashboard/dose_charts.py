@@ -89,7 +89,7 @@ def distribution(lines: pd.DataFrame, quantity: str) -> alt.LayerChart:
                                                        opacity=1),
         ]
     return alt.layer(*layers).properties(
-        height=rows_height(len(lines), per_row=34),
+        height=rows_height(len(lines), per_row=34, legend=bool(len(refs))),
         title=f"{label} per procedure against its reference figures")
 
 
@@ -106,9 +106,12 @@ def histogram(bins: pd.DataFrame, refs: pd.DataFrame, procedure: str,
     (`reference_lines`) drawn in its own colour and dash, labelled at its top."""
     label = labels.quantity_label(quantity)
     unit = labels.unit_of(quantity)
+    # headroom above the tallest bar for the reference lines' labels, one line each
+    top = max(1.0, float(bins["count"].max()) if len(bins) else 1.0) * (1.1 + 0.12 * len(refs))
     bars = alt.Chart(bins).mark_bar(color=BOX).encode(
         x=alt.X("low:Q", scale=alt.Scale(type="log"), title=label), x2="high:Q",
-        y=alt.Y("count:Q", title="Records"), y2=alt.datum(0),
+        y=alt.Y("count:Q", title="Records", scale=alt.Scale(domain=[0, top], nice=False)),
+        y2=alt.datum(0),
         tooltip=[alt.Tooltip("low:Q", title=f"From ({unit})", format=",.3~f"),
                  alt.Tooltip("high:Q", title=f"To ({unit})", format=",.3~f"),
                  alt.Tooltip("count:Q", title="Records", format=",")])
@@ -178,7 +181,7 @@ def scorecard(card: pd.DataFrame, highlight: float) -> alt.LayerChart:
         one.mark_text(color=BLACK, align="left", baseline="bottom", dx=4, dy=-2,
                       fontWeight="bold").encode(x="value:Q", y=alt.value(alt.expr("height")),
                                                 text="label:N"),
-    ).properties(height=rows_height(len(card)), title="Physician scorecard")
+    ).properties(height=rows_height(len(card), legend=True), title="Physician scorecard")
 
 
 def monthly_caption(quantity: str) -> str:
@@ -205,3 +208,15 @@ def monthly(monthly_medians: pd.DataFrame, quantity: str, columns: int = 5) -> a
         facet=alt.Facet("procedure:N", title=None, header=alt.Header(
             labelLimit=0, labelFontSize=13, labelFontWeight="bold")),
         columns=columns, title=f"Monthly median {label} per procedure")
+
+
+def catalog_value(figure: str, value: object) -> str:
+    """A catalog figure (audit.catalog.FIGURE_FIELDS) as text with its unit."""
+    if value is None or pd.isna(value):
+        return ""
+    number = float(value)  # type: ignore[arg-type]
+    if figure.endswith("_time_s"):
+        return f"{number:,.0f} s"
+    if figure.endswith("_gycm2"):
+        return f"{number:,.2f} Gy·cm²"
+    return f"{number:,.0f}"

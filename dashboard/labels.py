@@ -258,6 +258,22 @@ def setting_label(key: str) -> str:
     return SETTING_LABELS.get(key, words(key))
 
 
+def plain_number(value: object) -> object:
+    """A setting's number as people write it: 5000 -> "5,000", 2.5 -> "2.5"."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return value
+    return f"{value:,.3f}".rstrip("0").rstrip(".")
+
+
+def ordinal(number: float) -> str:
+    """99 -> "99th", 1 -> "1st", 97.5 -> "97.5th"."""
+    if number != int(number):
+        return f"{number:g}th"
+    n = int(number)
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
 _NAMES_IN_TEXT = re.compile(r"\b(" + "|".join(sorted(
     {*SETTING_LABELS, *QUANTITIES, *QUANTITY_ALIASES}, key=len, reverse=True)) + r")\b")
 

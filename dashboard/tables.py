@@ -97,6 +97,11 @@ def _is_text(series: pd.Series) -> bool:
     return series.dtype == object or pd.api.types.is_string_dtype(series.dtype)
 
 
+def _numbers_only(series: pd.Series) -> bool:
+    return all(v is None or (isinstance(v, int | float) and not isinstance(v, bool))
+               for v in series)
+
+
 def _is_time(series: pd.Series) -> bool:
     if pd.api.types.is_datetime64_any_dtype(series):
         return True
@@ -124,6 +129,9 @@ def prepare(frame: pd.DataFrame, *, enums: Mapping[str, Any] | None = None,
         elif _is_time(series):
             day = column in DATE_COLUMNS
             out[column] = [local_text(v, zone, day=day) for v in series]
+        elif series.dtype == object and _numbers_only(series) and (
+                column in labels.COUNT_COLUMNS or column in labels.DECIMALS):
+            out[column] = pd.to_numeric(series)  # e.g. a count with None where unknown
         elif column in labels.SHARE_COLUMNS and pd.api.types.is_numeric_dtype(series):
             out[column] = series * 100
         elif column in LIBRARY_TEXT and _is_text(series):
