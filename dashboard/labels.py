@@ -75,7 +75,8 @@ ANALYTIC_LABELS: dict[str, str] = {
     "acknowledge": "Acknowledge", "percentile": "Local percentile",
     "floor": "Floor (factor × median)", "setting": "Setting",
     # effective dose, dose reports, exports
-    "region": "Region", "k": "k (mSv per Gy·cm²)", "file": "File", "match": "Matched by",
+    "region": "Region", "k": "Coefficient k (mSv per Gy·cm²)", "file": "File",
+    "match": "Matched by",
     "events": "Irradiation events", "filled": "Filled from the report", "details": "Details",
     "name": "File", "rows": "Rows", "bytes": "Bytes", "sha256": "SHA-256",
 }
