@@ -13,6 +13,7 @@ import os
 import threading
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import altair as alt
 import pandas as pd
@@ -20,11 +21,13 @@ import streamlit as st
 
 from audit import Filters
 from audit.analytics import FrameCache, Snapshot, date_range, filter_options
-from dashboard import state
+from audit.vocab import DoseQuantity
+from dashboard import state, tables
 from dashboard.widgets import plain
 
-QUANTITY_LABELS = {"dap_gycm2": "KAP (Gy·cm²)", "fluoro_time_s": "Fluoroscopy time (s)",
-                   "air_kerma_mgy": "Ka,r (mGy)"}
+#: The dose quantities in the order the Dose page offers them, with their labels.
+QUANTITY_LABELS = {q.value: q.label for q in (DoseQuantity.DAP_GYCM2, DoseQuantity.FLUORO_TIME_S,
+                                              DoseQuantity.AIR_KERMA_MGY)}
 
 
 #: Where the frame file that survives restarts is kept (see audit.analytics.snapshot.FrameCache).
@@ -83,8 +86,10 @@ def _as_date(value: object) -> date | None:
 
 
 def caption(snap: Snapshot, chosen: Filters) -> None:
+    zone = tables.display_zone()[1]
     st.caption(f"{plain(chosen.describe())} · {len(snap.records):,} final records in the log · "
-               f"data as of audit event {snap.token} · months and dates in UTC")
+               f"data as of audit event {snap.token} · months and dates in UTC, times of day "
+               f"in {zone}")
 
 
 def percent(value: float | None) -> str:
@@ -92,13 +97,15 @@ def percent(value: float | None) -> str:
 
 
 def chart_and_table(chart: alt.TopLevelMixin, table: pd.DataFrame, *, side: bool = True,
-                    height: int | None = None) -> None:
-    """Every chart with its numbers beside (or below) it."""
+                    height: int | None = None, caption: str | None = None,
+                    **table_options: Any) -> None:
+    """Every chart with its "how to read this" caption under it and its numbers beside (or
+    below) it, the table drawn by dashboard.tables.show (`table_options` go there)."""
     size = height if height is not None else "auto"
-    if side:
-        left, right = st.columns([3, 2])
-        left.altair_chart(chart, width="stretch")
-        right.dataframe(table, hide_index=True, height=size)
-    else:
-        st.altair_chart(chart, width="stretch")
-        st.dataframe(table, hide_index=True, height=size)
+    # small multiples keep their panels' size; single charts fill the column
+    width = "content" if isinstance(chart, alt.FacetChart) else "stretch"
+    left, right = st.columns([3, 2]) if side else (st.container(), st.container())
+    left.altair_chart(chart, width=width)
+    if caption:
+        left.caption(caption)
+    tables.show(table, container=right, height=size, **table_options)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 from datetime import date
 
-import altair as alt
 import pandas as pd
 import streamlit as st
 
@@ -34,11 +33,14 @@ from audit.alerts import (
 )
 from audit.auth import Permission
 from audit.errors import AuditError, FieldError, ValidationFailed
-from dashboard import analytics, state
+from audit.vocab import AlertKind
+from dashboard import analytics, charts, labels, state, tables
 from dashboard.analytics import chart_and_table
+from dashboard.labels import glossary
 from dashboard.widgets import FieldErrors, plain
 
-KIND_COLOURS = alt.Scale(domain=list(KINDS_BY_PRIORITY), range=["#e45756", "#f58518", "#4c78a8"])
+#: Alert kinds in words, and "all" (the rates table's total row).
+KINDS = {**{k: labels.value_label(AlertKind, k) for k in AlertKind.values()}, "all": "All kinds"}
 #: Session keys of the acknowledge form: the listed ids (with the editor's key), the batch
 #: waiting for "Acknowledge N alerts?", the message after success, the editor generation.
 LISTED, PENDING, DONE, GENERATION = "a_listed", "a_pending", "a_done", "a_generation"
@@ -65,32 +67,24 @@ except ValidationFailed as exc:
 # --- how many, and how many per 100 procedures -------------------------------------------------
 procedures = int(rates.loc["all", "procedures"])
 cols = st.columns(4)
-for col, kind, name in zip(cols, ("all", *KINDS_BY_PRIORITY),
-                           ("Open", "Open SRDL", "Open cumulative", "Open investigation"),
-                           strict=True):
-    col.metric(name, f"{int(rates.loc[kind, 'open']):,}")
+for col, kind, name, term in zip(
+        cols, ("all", *KINDS_BY_PRIORITY),
+        ("Open", "Open SRDL", "Open cumulative", "Open investigation"),
+        (None, "SRDL", "Cumulative dose", "Investigation level"), strict=True):
+    col.metric(name, f"{int(rates.loc[kind, 'open']):,}",
+               help=glossary(term) if term else "Alerts not yet acknowledged, all kinds.")
     per_100 = rates.loc[kind, "open_per_100"]
     col.caption(f"{per_100:.2f} per 100 procedures" if procedures else "no procedures")
 st.caption(f"Out of {procedures:,} procedures under these filters. Investigation levels flag "
            "about 1 record in 100 per dose quantity by design (see Thresholds below).")
 
 if len(summary):
-    long = summary.melt(id_vars=["kind", "quantity"], value_vars=["open", "acknowledged",
-                                                                  "withdrawn"],
-                        var_name="status", value_name="alerts")
-    chart = alt.Chart(long).mark_bar().encode(
-        y=alt.Y("kind:N", title=None), x=alt.X("sum(alerts):Q", title="Alerts"),
-        color=alt.Color("status:N", scale=alt.Scale(
-            domain=["open", "acknowledged", "withdrawn"],
-            range=["#e45756", "#54a24b", "#bab0ac"])),
-        tooltip=["kind", "quantity", "status", "alerts"],
-    ).properties(height=50 * summary["kind"].nunique() + 40,
-                 title="Alerts by kind and status")
-    chart_and_table(chart, summary)
+    chart_and_table(charts.alerts_by_kind(summary, KINDS_BY_PRIORITY), summary,
+                    caption=charts.ALERTS_CAPTION, enums={"kind": KINDS})
 else:
     st.success("No alerts for these filters.")
 st.caption("Alerts per 100 procedures, by kind (raised = open + acknowledged):")
-st.dataframe(rates.reset_index(), hide_index=True)
+tables.show(rates.reset_index(), enums={"kind": KINDS})
 
 # --- who the open alerts belong to ---------------------------------------------------------------
 st.subheader("Open alerts by physician")
@@ -100,14 +94,12 @@ if doctors["open"].sum():
         id_vars=["physician", "procedures"], value_vars=list(KINDS_BY_PRIORITY),
         var_name="kind", value_name="alerts")
     per_kind["per_100"] = (100 * per_kind["alerts"] / per_kind["procedures"]).round(2)
-    chart = alt.Chart(per_kind).mark_bar().encode(
-        y=alt.Y("physician:N", sort=doctors["physician"].tolist(), title=None),
-        x=alt.X("sum(per_100):Q", title="Open alerts per 100 procedures"),
-        color=alt.Color("kind:N", scale=KIND_COLOURS),
-        tooltip=["physician", "kind", "alerts", "procedures", "per_100"],
-    ).properties(height=24 * len(doctors) + 40,
-                 title="Open alerts per 100 of each physician's procedures")
-    chart_and_table(chart, doctors.drop(columns=["latest"]))
+    chart = charts.alerts_by_physician(per_kind, doctors["physician"].tolist(),
+                                       KINDS_BY_PRIORITY)
+    chart_and_table(chart, doctors.drop(columns=["latest"]),
+                    caption=charts.PHYSICIAN_ALERTS_CAPTION,
+                    names={"srdl": "Open SRDL", "cumulative": "Open cumulative",
+                           "investigation": "Open investigation", "open": "Open, all kinds"})
     st.caption("A physician far above the others needs one review of technique, not one "
                "acknowledgement per case.")
 else:
@@ -118,7 +110,9 @@ patients = open_by_patient(state.engine(), actor, chosen)
 if len(patients):
     st.caption(f"{len(patients):,} patients with open alerts, most urgent first (SRDL, then "
                "cumulative, then how many); one follow-up can answer several alerts.")
-    st.dataframe(patients.head(500), hide_index=True, height=250)
+    tables.show(patients.head(500), height=250,
+                names={"srdl": "Open SRDL", "cumulative": "Open cumulative",
+                       "investigation": "Open investigation", "open": "Open, all kinds"})
 else:
     st.write("No open alerts.")
 
@@ -133,7 +127,8 @@ for tab, status in zip(tabs, ("open", "acknowledged", "withdrawn"), strict=True)
                  "withdrawn": ["withdrawn_reason"]}.get(status, [])
         total = int(summary[status].sum()) if len(summary) else 0
         st.caption(f"{len(shown):,} shown of {total:,} {status} (newest first)")
-        st.dataframe(shown[columns + extra], hide_index=True, height=300)
+        tables.show(tables.with_units(shown[columns + extra], ["value", "threshold"]),
+                    height=300, enums={"kind": AlertKind})
 
 
 # --- acknowledge: explicit ticks, one note, a count to confirm -----------------------------------
@@ -210,17 +205,19 @@ else:
     digest = hashlib.blake2b(",".join(map(str, ids)).encode(), digest_size=6).hexdigest()
     key = f"a_table_{st.session_state.get(GENERATION, 0)}_{digest}"
     st.session_state[LISTED] = (key, ids)
-    table = listed[TABLE_COLUMNS].copy()
+    table = tables.prepare(tables.with_units(listed[TABLE_COLUMNS], ["value", "threshold"]),
+                           enums={"kind": AlertKind}, zone=tables.display_zone()[0])
     table.insert(0, "acknowledge", False)
     st.caption(f"Open alerts, most urgent first ({len(ids):,} listed). Tick each alert to "
                "acknowledge; nothing is ticked for you.")
     with st.form("acknowledge"):
         st.data_editor(
-            table, key=key, hide_index=True, height=300,
+            table, key=key, hide_index=True, height=300, placeholder=tables.EMPTY,
             disabled=TABLE_COLUMNS,
-            column_config={"acknowledge": st.column_config.CheckboxColumn(
-                "Acknowledge", help="Tick the alerts this follow-up note answers",
-                default=False)})
+            column_config={**tables.column_config(table[TABLE_COLUMNS]),
+                           "acknowledge": st.column_config.CheckboxColumn(
+                               "Acknowledge", help="Tick the alerts this follow-up note answers",
+                               default=False)})
         ticked = _ticked((key, ids))
         st.caption(f"{len(ticked)} ticked" + (": " + ", ".join(f"#{i}" for i in ticked)
                                               if ticked else ""))
@@ -242,18 +239,22 @@ else:
                    on_click=_confirm)
         no.button("Cancel", key="a_cancel", on_click=_cancel)
 
-st.subheader("Thresholds")
-settings = [(key, getattr(snap.settings, key), snap.setting_sources.get(key))
-            for key in THRESHOLD_SETTINGS]
-st.dataframe({"setting": [s[0] for s in settings], "value": [s[1] for s in settings],
-              "source": [s[2] for s in settings]}, hide_index=True)
+st.subheader("Thresholds", help=glossary("SRDL", "Investigation level", "Cumulative dose"))
+tables.show(pd.DataFrame({
+    "setting": [labels.setting_label(key) for key in THRESHOLD_SETTINGS],
+    "value": [labels.plain_number(getattr(snap.settings, key)) for key in THRESHOLD_SETTINGS],
+    "source": [snap.setting_sources.get(key) for key in THRESHOLD_SETTINGS]}))
 try:
     levels = investigation_levels(snap)
 except ValidationFailed as exc:
     st.error(plain(exc))
 else:
-    named = ", ".join(INVESTIGATION_SETTINGS)
+    named = "; ".join(labels.setting_label(key) for key in INVESTIGATION_SETTINGS)
     st.caption("Investigation levels per procedure: the local percentile of the type's records, "
-               "never below the factor x their median, rounded to 3 significant figures; none "
-               f"below the minimum number of records ({plain(named)}).")
-    st.dataframe(levels.drop(columns=["type_id"]), hide_index=True)
+               "never below the factor × their median, rounded to 3 significant figures; none "
+               f"below the minimum number of records (settings: {plain(named)}).")
+    percentile = labels.ordinal(float(snap.settings.investigation_percentile))
+    tables.show(tables.with_units(levels.drop(columns=["type_id"]),
+                                  ["median", "percentile", "floor", "level"]),
+                names={"percentile": f"{percentile} percentile",
+                       "level": "Investigation level"})

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import altair as alt
-import pandas as pd
 import streamlit as st
 
 from audit.analytics import compliance_rates, compliance_records, p_chart
 from audit.auth import Permission
 from audit.errors import ValidationFailed
-from dashboard import analytics, state
+from dashboard import analytics, charts, state, tables
 from dashboard.analytics import chart_and_table, percent
+from dashboard.labels import glossary
 from dashboard.widgets import plain
 
 state.require(Permission.VIEW_DASHBOARDS)
@@ -31,7 +30,8 @@ except ValidationFailed as exc:
 
 cols = st.columns(5)
 cols[0].metric("Compliance", percent(overall["rate"]),
-               help=f"95% CI {percent(overall['ci_low'])} – {percent(overall['ci_high'])}")
+               help=f"95% CI {percent(overall['ci_low'])} – {percent(overall['ci_high'])}. "
+                    + glossary("95% CI"))
 cols[1].metric("Eligible", f"{overall['eligible']:,}")
 cols[2].metric("Compliant", f"{overall['compliant']:,}")
 cols[3].metric("Excepted", f"{overall['excepted']:,}")
@@ -40,31 +40,13 @@ st.write(f"95% confidence interval: **{percent(overall['ci_low'])} – "
          f"{percent(overall['ci_high'])}**")
 
 # --- monthly p-chart ----------------------------------------------------------------------------
-st.subheader("Monthly p-chart")
+st.subheader("Monthly p-chart", help=glossary("Control limits"))
 chart_data = p_chart(snap, chosen)
 if chart_data.empty:
     st.info("No eligible records for these filters.")
 else:
-    base = alt.Chart(chart_data).encode(x=alt.X("month:O", title="Month (UTC)"))
-    y_scale = alt.Scale(zero=False, domain=[max(0.0, float(chart_data["lcl"].min()) - 0.05),
-                                            min(1.0, float(chart_data["ucl"].max()) + 0.02)])
-    limits = base.mark_line(strokeDash=[4, 3], color="#888", interpolate="step-after")
-    chart = alt.layer(
-        base.mark_line(color="#54a24b").encode(
-            y=alt.Y("centre:Q", title="Compliance", scale=y_scale,
-                    axis=alt.Axis(format="%"))),
-        limits.encode(y="ucl:Q"),
-        limits.encode(y="lcl:Q"),
-        base.mark_line(color="#4c78a8").encode(y="rate:Q"),
-        base.mark_point(filled=True, size=60).encode(
-            y="rate:Q",
-            color=alt.Color("signal:N", title="Outside limits",
-                            scale=alt.Scale(domain=[False, True], range=["#4c78a8", "#e45756"])),
-            tooltip=["month", "n", "compliant", alt.Tooltip("rate:Q", format=".1%"),
-                     alt.Tooltip("lcl:Q", format=".1%"), alt.Tooltip("ucl:Q", format=".1%")]),
-    ).properties(height=280, title="Monthly rate (blue), centre line (green), 3-sigma limits "
-                                   "(dashed)")
-    chart_and_table(chart, chart_data, height=300)
+    chart_and_table(charts.p_chart(chart_data), chart_data.drop(columns=["signal"]),
+                    height=320, caption=charts.P_CHART_CAPTION)
 
 # --- breakdowns -----------------------------------------------------------------------------
 st.subheader("Breakdowns")
@@ -75,19 +57,8 @@ for tab, by in zip(tabs, ("physician", "room", "procedure"), strict=True):
         if table.empty:
             st.info("No eligible records.")
             continue
-        base = alt.Chart(table).encode(y=alt.Y(f"{by}:N", sort=None, title=None))
-        chart = alt.layer(
-            base.mark_bar(color="#4c78a8").encode(
-                x=alt.X("rate:Q", title="Compliance", axis=alt.Axis(format="%"),
-                        scale=alt.Scale(domain=[0, 1])),
-                tooltip=[by, "eligible", "compliant", "excepted", "non_compliant",
-                         alt.Tooltip("rate:Q", format=".1%")]),
-            base.mark_rule(color="black").encode(x="ci_low:Q", x2="ci_high:Q"),
-            alt.Chart(pd.DataFrame({"overall": [overall["rate"]]})).mark_rule(
-                color="#e45756", strokeDash=[4, 3]).encode(x="overall:Q"),
-        ).properties(height=max(120, 28 * len(table)),
-                     title=f"Rate by {by} with 95% intervals (dashed: overall)")
-        chart_and_table(chart, table)
+        chart_and_table(charts.rate_bars(table, by, float(overall["rate"])), table,
+                        caption=charts.rate_caption(by))
 
 # --- the records behind the numbers -------------------------------------------------------------
 st.subheader("Records behind the numbers")
@@ -102,4 +73,4 @@ count = int(overall[column] if group is None else by_physician.loc[who, column])
 st.caption(f"{len(listed):,} shown (newest first, at most 2,000) of {count:,} "
            f"{which.lower()} records for the filters" + ("" if group is None else
                                                           f", physician {plain(who)}"))
-st.dataframe(listed, hide_index=True, height=320)
+tables.show(listed, height=320)

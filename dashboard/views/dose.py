@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import altair as alt
-import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -24,9 +22,10 @@ from audit.auth import Permission
 from audit.catalog import figure_sources
 from audit.dosimetry import coefficient_basis
 from audit.errors import ValidationFailed
-from audit.vocab import ReferenceKind
-from dashboard import analytics, state
+from audit.vocab import FigureBasis, ReferenceKind
+from dashboard import analytics, dose_charts, labels, state, tables
 from dashboard.analytics import QUANTITY_LABELS, chart_and_table
+from dashboard.labels import glossary
 from dashboard.widgets import plain
 
 state.require(Permission.VIEW_DASHBOARDS)
@@ -47,7 +46,11 @@ st.caption(
     "(the pooled distribution), to compare with the published values, not a DRL. Computed over "
     "the period for every room. "
     + ("KAP here is the displayed KAP times each room's KAP correction factor. " if corrected
-       else "") + f"Thresholds: {limits.source}. Percentiles: linear interpolation.")
+       else "") + f"Thresholds: {plain(labels.humanize(limits.source))}. Percentiles: linear "
+    "interpolation.")
+with st.expander("Terms used on this page"):
+    st.markdown(glossary("KAP", "Ka,r", "DRL", "Typical value", "Achievable dose",
+                         "Published value", "Percentile"))
 
 try:
     distribution = dose_distribution(snap, chosen, reference_column(quantity))
@@ -60,61 +63,36 @@ lines = distribution.merge(drls[["procedure", "figure", "drl", "achievable", "ty
                                  "rooms"]], on="procedure", how="left")
 lines["published_median"] = lines["procedure"].map(first_published["value"])
 lines["published_source"] = lines["procedure"].map(first_published["source"])
+as_sentence = {"figure": labels.sentence}
 
 # --- distribution per procedure against the reference lines -----------------------------------
-st.subheader(f"{label} per procedure against the local DRL or typical value")
+st.subheader(f"{label} per procedure against the local DRL or typical value",
+             help=glossary("DRL", "Typical value", "Achievable dose", "Published value"))
 if lines.empty:
     st.info("No records for these filters.")
 else:
-    scale = alt.Scale(type="log")
-    base = alt.Chart(lines).encode(y=alt.Y("procedure:N", title=None, sort=None))
-    chart = alt.layer(
-        base.mark_rule(color="#999").encode(x=alt.X("p5:Q", scale=scale, title=label),
-                                            x2="p95:Q"),
-        base.mark_bar(size=14, color="#9ecae9").encode(x="p25:Q", x2="p75:Q"),
-        base.mark_tick(color="#1f4e79", thickness=3, size=18).encode(
-            x="p50:Q", tooltip=["procedure", "n", "p5", "p25", "p50", "p75", "p95"]),
-        base.mark_tick(color="#e45756", thickness=3, size=24).encode(
-            x="drl:Q", tooltip=["procedure", "drl", "rooms"]),
-        base.mark_tick(color="#54a24b", thickness=3, size=24).encode(
-            x="achievable:Q", tooltip=["procedure", "achievable"]),
-        base.mark_tick(color="#f58518", thickness=3, size=24).encode(
-            x="typical:Q", tooltip=["procedure", "typical", "rooms"]),
-        base.mark_point(shape="diamond", color="#555", filled=True, size=70).encode(
-            x="published_median:Q", tooltip=["procedure", "published_median",
-                                             "published_source"]),
-    ).properties(height=36 * len(lines) + 40,
-                 title="Box 25th-75th, whiskers 5th-95th, dark tick median; red local DRL, "
-                       "green achievable, orange typical value, grey diamond published median")
-    chart_and_table(chart, lines.drop(columns=["published_source"]), side=False)
+    chart_and_table(dose_charts.distribution(lines, quantity),
+                    lines.drop(columns=["published_source"]), side=False,
+                    caption=dose_charts.distribution_caption(quantity), quantity=quantity,
+                    enums=as_sentence)
 
     procedure = st.selectbox("Distribution of one procedure", lines["procedure"].tolist(),
                              key="d_procedure")
     bins = dose_histogram(snap, chosen, procedure, reference_column(quantity))
-    marks = lines.set_index("procedure").loc[procedure]
-    refs = pd.DataFrame([
-        {"line": name, "value": float(marks[column])}
-        for name, column in (("local DRL", "drl"), ("achievable", "achievable"),
-                             ("typical value", "typical"), ("published median",
-                                                            "published_median"))
-        if pd.notna(marks[column])])
-    hist = alt.Chart(bins).mark_bar(color="#9ecae9").encode(
-        x=alt.X("low:Q", scale=alt.Scale(type="log"), title=label), x2="high:Q",
-        y=alt.Y("count:Q", title="Records"), y2=alt.datum(0), tooltip=["low", "high", "count"])
-    if len(refs):
-        hist = alt.layer(hist, alt.Chart(refs).mark_rule(strokeWidth=2).encode(
-            x="value:Q", color=alt.Color("line:N", title=None), tooltip=["line", "value"]))
-    chart_and_table(hist.properties(height=260, title=f"{procedure}: {label}"),
-                    pd.concat([refs, bins.assign(line="bin")], ignore_index=True)
-                    if len(refs) else bins, height=280)
+    refs = dose_charts.reference_lines(lines.set_index("procedure").loc[procedure])
+    finer = f"%,.{labels.DECIMALS[quantity] + 1}f"  # bands are narrower than the figures
+    chart_and_table(dose_charts.histogram(bins, refs, procedure, quantity),
+                    bins[bins["count"] > 0], height=300,
+                    caption=dose_charts.histogram_caption(procedure, quantity),
+                    quantity=quantity, formats={"low": finer, "high": finer})
 
 with st.expander(f"{label} by number of levels treated (and per level)"):
     by_levels = dose_statistics(snap, chosen, by=("procedure", "levels"),
-                                   quantities=(quantity,))
+                                quantities=(quantity,))
     per_level = dose_statistics(snap, chosen, by=("procedure", "levels"),
-                                   quantities=(quantity,), per_level=True)
-    st.dataframe(by_levels.merge(per_level.drop(columns=["records"]),
-                                 on=["procedure", "levels"]), hide_index=True)
+                                quantities=(quantity,), per_level=True)
+    tables.show(by_levels.merge(per_level.drop(columns=["records"]),
+                                on=["procedure", "levels"]), quantity=quantity)
 
 with st.expander(f"{label} by patient weight band"):
     st.caption("Dose rises with body size: in Cushman (Spine J 2016, 2443 lumbar TFESI "
@@ -123,8 +101,9 @@ with st.expander(f"{label} by patient weight band"):
                "mass index cannot be computed: weight bands stand in for it (records without a "
                "weight: 'not recorded'). Compare like with like before reading a difference as "
                "technique.")
-    st.dataframe(dose_statistics(snap, chosen, by=("procedure", "weight_band"),
-                                 quantities=(quantity,)), hide_index=True)
+    tables.show(dose_statistics(snap, chosen, by=("procedure", "weight_band"),
+                                quantities=(quantity,)), quantity=quantity,
+                enums={"weight_band": labels.sentence})
 
 # --- physician scorecard ----------------------------------------------------------------------
 st.subheader("Physician scorecard (normalised per level and for procedure mix)")
@@ -134,56 +113,51 @@ st.caption("KAP and time per level treated, each procedure's median for the phys
 card = physician_scorecard(snap, chosen).sort_values("kap_per_level_ratio",
                                                             ascending=False)
 if len(card):
-    base = alt.Chart(card).encode(y=alt.Y("physician:N", sort=None, title=None))
-    chart = alt.layer(
-        base.mark_bar().encode(
-            x=alt.X("kap_per_level_ratio:Q", title="KAP per level vs peers (1 = typical)"),
-            color=alt.condition(alt.datum.kap_per_level_ratio > HIGHLIGHT_RATIO,
-                                alt.value("#e45756"), alt.value("#4c78a8")),
-            tooltip=["physician", "records", alt.Tooltip("kap_per_level_ratio:Q", format=".2f"),
-                     alt.Tooltip("time_per_level_ratio:Q", format=".2f"),
-                     alt.Tooltip("share_above:Q", format=".1%")]),
-        alt.Chart(pd.DataFrame({"one": [1.0]})).mark_rule(strokeDash=[4, 3]).encode(x="one:Q"),
-    ).properties(height=max(120, 30 * len(card)))
-    chart_and_table(chart, card)
+    chart_and_table(dose_charts.scorecard(card, HIGHLIGHT_RATIO), card,
+                    caption=dose_charts.SCORECARD_CAPTION)
 
 # --- monthly medians --------------------------------------------------------------------------
 st.subheader(f"Monthly median {label}")
 monthly = monthly_medians(snap, chosen, quantity)
 if len(monthly):
-    chart = alt.Chart(monthly).mark_line(point=True).encode(
-        x=alt.X("month:O", title="Month (UTC)"),
-        y=alt.Y("median:Q", title=f"Median {label}", scale=alt.Scale(type="log")),
-        color=alt.Color("procedure:N"), tooltip=["month", "procedure", "n", "median"],
-    ).properties(height=300)
     wide = monthly.pivot(index="month", columns="procedure", values="median").reset_index()
-    chart_and_table(chart, wide, side=False, height=260)
+    wide.columns.name = None
+    number = tables.number_format(quantity, float)
+    chart_and_table(dose_charts.monthly(monthly, quantity), wide, side=False, height=260,
+                    caption=dose_charts.monthly_caption(quantity),
+                    formats={str(c): number for c in wide.columns[1:]})
 
 # --- reference levels -------------------------------------------------------------------------
-st.subheader("Local DRLs or typical values, beside the published values")
+st.subheader("Local DRLs or typical values, beside the published values",
+             help=glossary("DRL", "Typical value", "SRDL"))
 st.caption("Each procedure's figure says what it is: a local DRL (enough rooms and records, "
            "ICRP 135) or a typical value (the pooled median), with the rooms counted, the fewest "
            "records in a room it rests on, the thresholds applied and the published values for "
            "the same procedure.")
-every = local_drls(snap, chosen)
-every["quantity"] = every["quantity"].map(QUANTITY_LABELS)
-st.dataframe(every[["procedure", "quantity", "figure", "level", "achievable", "rooms",
-                    "rooms_with_records", "records", "room_records_min", "published",
-                    "basis", "source"]], hide_index=True)
+every = tables.with_units(local_drls(snap, chosen), ["level", "achievable"])
+tables.show(every[["procedure", "quantity", "figure", "level", "achievable", "rooms",
+                   "rooms_with_records", "records", "room_records_min", "published",
+                   "basis", "source"]], enums=as_sentence)
 shown = reference_table(snap)
-shown = shown[shown["kind"].isin(ReferenceKind.values())]
+shown = tables.with_units(shown[shown["kind"].isin(ReferenceKind.values())], ["value"])
 st.caption("Stored reference levels (published comparison values, adopted local levels) and "
-           "the SRDL settings, each with its source. Values marked unstated: the source's "
+           "the SRDL settings, each with its source. Statistic 'not stated': the source's "
            "statistic was not checked against the primary text.")
-st.dataframe(shown.replace({np.nan: None}), hide_index=True)
+tables.show(shown, enums={"kind": ReferenceKind})
 
 with st.expander("Where the catalog's typical values and the effective-dose coefficients come "
                  "from"):
     st.caption("Each seeded figure with the paper and the number it takes, or 'estimate' (no "
                "published source: local data replaces it after 30 records), 'regulation' or "
                "'local policy'. A value changed by an administrator shows as set locally.")
-    st.dataframe(pd.DataFrame(figure_sources(snap.catalog)), hide_index=True)
+    figures = pd.DataFrame(figure_sources(snap.catalog))
+    if len(figures):
+        figures["value"] = [dose_charts.catalog_value(f, v)
+                            for f, v in zip(figures["figure_field"], figures["value"],
+                                            strict=True)]
+    tables.show(figures, enums={"figure_field": labels.CATALOG_FIGURES,
+                                "basis": FigureBasis})
     coefficients = snap.settings.effective_dose_k
-    st.dataframe(pd.DataFrame([{"region": region, "k (mSv per Gy·cm²)": k,
-                                "basis": coefficient_basis(region, k)}
-                               for region, k in coefficients.items()]), hide_index=True)
+    tables.show(pd.DataFrame([{"region": region, "k": k,
+                               "basis": coefficient_basis(region, k)}
+                              for region, k in coefficients.items()]))

@@ -14,10 +14,14 @@ import streamlit as st
 from audit.auth import Permission
 from audit.dose_reports import DoseImporter, ImportResult
 from audit.errors import AuditError
-from dashboard import state
+from dashboard import labels, state, tables
 from dashboard.widgets import plain
 
 RESULTS_KEY = "dose_report_results"
+#: Each file's outcome and how its report was matched to the log, in words.
+OUTCOMES = {"ok": "Imported", "duplicate": "Duplicate", "rejected": "Rejected"}
+MATCHES = {"accession": "Accession number", "patient_room_day": "Patient, room and day",
+           "patient_day": "Patient and day"}
 
 actor = state.require(Permission.IMPORT)
 st.title("Dose reports")
@@ -43,8 +47,9 @@ def _row(result: ImportResult) -> dict[str, Any]:
     return {
         "file": data["file"], "status": data["status"], "record_id": data["record_id"],
         "match": data["match"], "events": data["events"],
-        "DAP (Gy·cm²)": data["dap_total_gycm2"], "fluoro time (s)": data["fluoro_time_s"],
-        "Ka,r (mGy)": data["air_kerma_total_mgy"], "filled": ", ".join(data["filled"]),
+        "dap_gycm2": data["dap_total_gycm2"], "fluoro_time_s": data["fluoro_time_s"],
+        "air_kerma_mgy": data["air_kerma_total_mgy"],
+        "filled": ", ".join(labels.column_label(name) for name in data["filled"]),
         "details": message,
     }
 
@@ -84,11 +89,5 @@ if results:
     cols[3].metric("Linked to the log", linked)
     if counts.get("duplicate", 0) == len(frame):
         st.success("Nothing new: every file was already imported.")
-    st.dataframe(
-        frame, hide_index=True, width="stretch",
-        column_config={
-            "record_id": st.column_config.NumberColumn("record", format="%d"),
-            "DAP (Gy·cm²)": st.column_config.NumberColumn(format="%.4g"),
-            "Ka,r (mGy)": st.column_config.NumberColumn(format="%.4g"),
-        },
-    )
+    tables.show(frame, names={"status": "Outcome", "record_id": "Linked record"},
+                enums={"status": OUTCOMES, "match": MATCHES})

@@ -29,7 +29,7 @@ from audit.errors import AuditError, ValidationFailed
 from audit.export import EXPORT_SECTIONS, count_export_rows, run_export
 from audit.filters import Filters, filter_choices, parse_period, single
 from audit.storage import utcnow
-from dashboard import state
+from dashboard import state, tables
 from dashboard.widgets import plain
 
 DOWNLOAD_KEY = "export_download"
@@ -146,6 +146,6 @@ if download:
                "trail with these hashes, and signed with this site's key, fingerprint "
                f"{download['fingerprint']}. Give the receiver that fingerprint by another "
                "channel (telephone, letter) so they can check the signature.")
-    st.dataframe(pd.DataFrame(download["files"]), hide_index=True, width="stretch")
+    tables.show(pd.DataFrame(download["files"]))
     st.download_button("Download zip", data=download["data"], file_name=download["file_name"],
                        mime="application/zip", type="primary")

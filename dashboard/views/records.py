@@ -40,7 +40,7 @@ from audit.log import (
 )
 from audit.units import format_duration
 from audit.vocab import RecordStatus
-from dashboard import state
+from dashboard import state, tables
 from dashboard.widgets import FieldErrors, plain
 from dashboard.wording import AMEND_FORM_LABELS, label, say, say_with, shown_value, value_label
 
@@ -171,21 +171,13 @@ def _selected_row() -> None:
 
 
 ss["rec_page_ids"] = frame["record_id"].tolist()
-st.dataframe(
-    frame, hide_index=True, width="stretch", height=min(36 * len(frame) + 40, 580),
-    key="rec_table", on_select=_selected_row,
+tables.show(
+    frame, height=min(36 * len(frame) + 40, 580), key="rec_table", on_select=_selected_row,
     selection_mode="single-row",
-    column_config={
-        "record_id": st.column_config.NumberColumn("Record", format="%d"),
-        "status": "Status", "performed_at": "Performed", "procedure_code": "Procedure",
-        "region": "Region", "room": "Room", "physician": "Physician",
-        "technologist": "Technologist",
-        "patient_id": "Patient ID" if actor.can(Permission.VIEW_PHI) else "Patient ref",
-        "fluoro_time_s": "Fluoro (m:ss)",
-        "dap_gycm2": st.column_config.NumberColumn("DAP (Gy·cm²)", format="%.3g"),
-        "air_kerma_mgy": st.column_config.NumberColumn("Ka,r (mGy)", format="%.3g"),
-        "contrast_confirmation": "Contrast", "saved_images": "Images",
-    },
+    names={"performed_at": f"Performed ({tz_label})", "procedure_code": "Procedure",
+           "patient_id": "Patient ID (MRN)" if actor.can(Permission.VIEW_PHI)
+           else "Patient reference", "fluoro_time_s": "Fluoroscopy time (m:ss)",
+           "contrast_confirmation": "Contrast", "saved_images": "Images"},
 )
 c = st.columns([3, 1])
 with c[0]:

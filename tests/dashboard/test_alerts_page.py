@@ -68,7 +68,7 @@ def test_rates_and_groupings(five: str, engine: Engine) -> None:
     assert [m.value for m in at.metric] == ["5", "5", "0", "0"]
     assert "62.50 per 100 procedures" in [c.value for c in at.caption]  # 5 of 8
     rates = table_with(at, "open_per_100", "raised_per_100").set_index("kind")
-    assert rates.loc["srdl", ["procedures", "open", "open_per_100"]].tolist() == [8, 5, 62.5]
+    assert rates.loc["SRDL", ["procedures", "open", "open_per_100"]].tolist() == [8, 5, 62.5]
     doctors = table_with(at, "physician", "open_per_100").set_index("physician")
     assert doctors.loc["Dr. Park", ["procedures", "srdl", "open", "open_per_100"]].tolist() \
         == [2, 2, 2, 100.0]

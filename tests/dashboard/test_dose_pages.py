@@ -60,15 +60,15 @@ def test_upload_imports_each_file_and_shows_its_outcome(app_db: str, engine: Eng
     app.button[0].click().run()
     assert not app.exception
     table = app.dataframe[0].value
-    assert table["status"].tolist() == ["ok", "ok", "ok", "rejected"]
+    assert table["status"].tolist() == ["Imported", "Imported", "Imported", "Rejected"]
     assert table.loc[3, "details"].startswith("unreadable or non-DICOM")
-    assert table["DAP (Gy·cm²)"].iloc[2] == pytest.approx(2.7902)
+    assert table["dap_gycm2"].iloc[2] == pytest.approx(2.7902)
     metrics = {m.label: m.value for m in app.metric}
     assert metrics["Imported"] == "3" and metrics["Rejected"] == "1"
 
     app.file_uploader[0].set_value(uploads[:3])
     app.button[0].click().run()
-    assert app.dataframe[0].value["status"].tolist() == ["duplicate"] * 3
+    assert app.dataframe[0].value["status"].tolist() == ["Duplicate"] * 3
     assert "Nothing new" in app.success[0].value
 
 
@@ -79,7 +79,7 @@ def test_upload_dry_run_saves_nothing(app_db: str, engine: Engine) -> None:
     app.checkbox[0].check()
     app.button[0].click().run()
     assert "nothing was saved" in app.info[0].value
-    assert app.dataframe[0].value["status"].tolist() == ["ok"]
+    assert app.dataframe[0].value["status"].tolist() == ["Imported"]
     with Session(engine) as session:
         assert session.scalar(select(DoseReport.id)) is None
 

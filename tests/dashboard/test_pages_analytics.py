@@ -113,7 +113,7 @@ def test_compliance_page(demo: tuple[str, Engine], monkeypatch: pytest.MonkeyPat
     found = charts(at)
     assert len(found) == 4  # p-chart and three breakdowns
     spec, data = found[0]
-    assert {"month", "rate", "centre", "lcl", "ucl", "signal"} <= fields(spec)
+    assert {"month", "rate", "centre", "lcl", "ucl", "status"} <= fields(spec)  # status: words
     expected = p_chart(snap, Filters())
     assert data["rate"].tolist() == pytest.approx(expected["rate"].tolist())
     assert data["ucl"].tolist() == pytest.approx(expected["ucl"].tolist())
@@ -154,8 +154,7 @@ def test_dose_page(demo: tuple[str, Engine], monkeypatch: pytest.MonkeyPatch) ->
     found = charts(at)
     assert len(found) == 4  # distribution, one procedure's histogram, scorecard, monthly
     spec, data = found[0]
-    assert {"p5", "p25", "p50", "p75", "p95", "drl", "achievable",
-            "published_median"} <= fields(spec)
+    assert {"p5", "p25", "p50", "p75", "p95", "reference", "value"} <= fields(spec)
     assert spec["layer"][0]["encoding"]["x"]["scale"]["type"] == "log"
     # the boxes share the reference lines' basis: KAP times each room's correction factor
     expected = dose_distribution(snap, Filters(), reference_column("dap_gycm2"))
@@ -182,7 +181,7 @@ def test_alerts_page_and_acknowledgement(demo: tuple[str, Engine],
     assert {"kind", "alerts", "status"} <= fields(spec)
     assert int(data["alerts"].sum()) == len(stored)
     listed = at.data_editor[0].value  # open alerts, most urgent (SRDL) first
-    assert listed["kind"].iloc[0] == "srdl" and not listed["acknowledge"].any()
+    assert listed["kind"].iloc[0] == "SRDL" and not listed["acknowledge"].any()
     target = int(listed["alert_id"].iloc[0])
     key = at.data_editor[0].key
     at.session_state[key] = {"edited_rows": {0: {"acknowledge": True}}, "added_rows": [],

@@ -196,7 +196,7 @@ def test_voiding_keeps_the_record_visible_as_void(
     submit(at, "Void record")
     assert f"Record {rid} — VOID" in texts(at.subheader)
     assert any("duplicate of another entry" in e for e in texts(at.error))
-    assert table(at)[0]["status"] == "void"
+    assert table(at)[0]["status"] == "Void"
     assert not [b for b in at.button if b.label == "Save amendment"]
     at.selectbox(key="rec_status").select("void").run()
     assert [r["record_id"] for r in table(at)] == [rid]
