@@ -52,15 +52,6 @@ def _idle_watch() -> None:
         st.rerun(scope="app")
 
 
-def _warm_analysis_frame(actor: auth.Actor) -> None:
-    """Start reading the analysis frame in the background (a cached resource: once per
-    process) for someone who can open the audit pages, so they are warm when opened."""
-    if actor.can(Permission.VIEW_DASHBOARDS):
-        from dashboard import analytics  # pandas and altair: never for the sign-in page
-
-        analytics.frame_cache()
-
-
 # Always the first element of the page, so nothing after it moves when the cookie script is
 # drawn into it (once, after a sign-in or a sign-out) and gone again at the next run.
 cookie_slot = st.empty()
@@ -79,7 +70,8 @@ else:
             role = actor.role.value.replace("_", " ")
             state.notice(f"{spec.title} is not available for your role ({role}).")
             st.switch_page(str(VIEWS / start.module))
-        _warm_analysis_frame(actor)
+        if actor.can(Permission.VIEW_DASHBOARDS):  # their audit pages read the frame
+            state.warm_analysis_frame()
         _sidebar(actor)
         if message := state.pop_notice():
             st.warning(plain(message), icon=":material/block:")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -85,6 +86,23 @@ def _engine_for(url: str) -> Engine:
 @st.cache_resource(show_spinner=False)
 def _service_for(url: str) -> ProcedureLog:
     return ProcedureLog(_engine_for(url))
+
+
+@st.cache_resource(show_spinner=False)
+def warm_analysis_frame() -> None:
+    """Once per process, when someone who can open the audit pages has signed in: import the
+    analysis pages' modules (pandas, altair) and start reading the analysis frame, both in a
+    background thread, so that neither the sign-in page nor the answer to signing in waits for
+    them (dashboard.analytics.frame_cache; the pages' own call waits for the frame)."""
+    def load() -> None:
+        try:
+            from dashboard import analytics
+
+            analytics.frame_cache()
+        except Exception:  # the page's own call reports it
+            return
+
+    threading.Thread(target=load, daemon=True, name="frame-import").start()
 
 
 def current_actor() -> Actor | None:
