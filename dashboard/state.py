@@ -245,8 +245,8 @@ def cookie_script(slot: Any) -> None:
     url = cookies.route_url(cookies.START_PATH if set_it else cookies.END_PATH)
     body = f", body: {json.dumps(action[1])}" if set_it else ""
     slot.html(f"<script>fetch({json.dumps(url)}, {{method: 'POST', credentials: 'same-origin', "
-            f"cache: 'no-store'{body}}}).catch(() => {{}});</script>",
-            unsafe_allow_javascript=True)
+              f"cache: 'no-store'{body}}}).catch(() => {{}});</script>",
+              unsafe_allow_javascript=True)
 
 
 def notice(message: str) -> None:
