@@ -196,7 +196,12 @@ with tab_dupes:
 
 with tab_device:
     st.dataframe(by_device, hide_index=True, width="stretch", column_config={
-        "rate": st.column_config.ProgressColumn("completeness", format="percent",
+        "manufacturer": st.column_config.TextColumn("Manufacturer"),
+        "model": st.column_config.TextColumn("Model"),
+        "serial": st.column_config.TextColumn("Serial number"),
+        "reports": st.column_config.NumberColumn("Dose reports", format="%d"),
+        "matched": st.column_config.NumberColumn("Reports with a logged case", format="%d"),
+        "rate": st.column_config.ProgressColumn("Completeness", format="percent",
                                                 min_value=0.0, max_value=1.0)})
 
 record_ids = sorted({int(i) for i in discrepancies["record_id"].dropna()}

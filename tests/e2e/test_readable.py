@@ -11,9 +11,7 @@ sideways to read every header. Those accessible cells carry the raw values, not 
 ones, so number formats and empty cells are checked under AppTest
 (tests/dashboard/test_table_labels.py) on the column_config the pages pass.
 
-The Admin, Overview, Reconciliation and Log procedure pages belong to other changes: what they
-show wrong is reported (the test is marked xfail naming it), while an exception anywhere, or
-anything wrong on the other pages, fails.
+Every page counts, for every role: any finding, or an uncaught exception, fails the test.
 """
 
 from __future__ import annotations
@@ -38,9 +36,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]
 ACCOUNTS = {Role.TECHNOLOGIST: DEMO_TECH, Role.PHYSICIAN: "dr-reader",
             Role.QUALITY_OFFICER: "qo-reader", Role.RSO: "rso-reader", Role.ADMIN: "admin"}
 #: Pages whose text another change owns: findings there are reported, not failed.
-#: Pages whose findings are reported without failing: none since the plain-words change
-#: (admin-ux) and this one met.
-OTHERS: set[str] = set()
 BAD_TEXT = re.compile(r"\b(None|NaT|nan|NaN)\b|\d[eE][+-]\d")
 #: The run the last action started has finished and drawn: the app says it is not running
 #: (an attribute Streamlit sets for tests), and no element is left over from the run before.
@@ -176,20 +171,11 @@ def test_every_page_reads_as_words(page: Any, readers: Server, role: Role) -> No
     idle(page)
     titles = [spec.title for spec in PAGES if Actor(ACCOUNTS[role], role).can(spec.permission)]
     assert titles, "no pages for this role"
-    mine: dict[str, list[str]] = {}
-    others: dict[str, list[str]] = {}
+    seen: dict[str, list[str]] = {}
     for title in titles:
         found = visit(page, title)
-        exceptions = [f for f in found if f.startswith("exception")]
-        if exceptions:
-            mine[title] = exceptions  # an exception fails on any page
-        if found and title in OTHERS:
-            others[title] = [f for f in found if f not in exceptions]
-        elif found:
-            mine[title] = found
-    report = "\n".join(f"{title}: {problem}" for title, found in mine.items()
+        if found:
+            seen[title] = found
+    report = "\n".join(f"{title}: {problem}" for title, found in seen.items()
                        for problem in found)
-    assert not mine, f"{role.value} sees:\n{report}"
-    if any(others.values()):
-        pytest.xfail(f"{role.value}, on pages owned by other changes: " + "; ".join(
-            f"{title}: {', '.join(found)}" for title, found in others.items() if found))
+    assert not seen, f"{role.value} sees:\n{report}"
