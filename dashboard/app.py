@@ -18,7 +18,8 @@ import streamlit as st
 
 from audit import auth
 from audit.auth import Permission
-from dashboard import state
+from audit.errors import PermissionDenied
+from dashboard import sso, state
 from dashboard.navigation import VIEWS, pages_for, refused, signed_out_pages, start_page
 from dashboard.widgets import plain
 
@@ -52,6 +53,19 @@ def _idle_watch() -> None:
         st.rerun(scope="app")
 
 
+def _single_sign_on() -> auth.Actor | None:
+    """The account a single sign-on identity signs in as, now with fluoro-audit's own session
+    and cookie; None without one (or when refused: the sign-in page says why)."""
+    actor = sso.signed_in_account(state.engine())
+    if actor is None:
+        return None
+    try:
+        state.sign_in(actor)
+    except PermissionDenied:  # disabled between the match and the session
+        return None
+    return actor
+
+
 # Always the first element of the page, so nothing after it moves when the cookie script is
 # drawn into it (once, after a sign-in or a sign-out) and gone again at the next run.
 cookie_slot = st.empty()
@@ -60,6 +74,8 @@ if auth.needs_first_admin(state.engine()):
                          position="hidden")
 else:
     actor = state.check_session()
+    if actor is None:
+        actor = _single_sign_on()
     if actor is None:
         page = st.navigation(signed_out_pages(), position="hidden")
     else:

@@ -39,7 +39,7 @@ from audit import (
     sessions,
 )
 from audit.log import browser_zone
-from dashboard import cookies
+from dashboard import cookies, sso
 
 ACTOR_KEY = "actor"
 #: The stored session (audit.sessions) this Streamlit session is signed in with.
@@ -159,7 +159,12 @@ def sign_out(reason: str = sessions.SIGNED_OUT, message: str | None = None) -> N
     _forget(message)
 
 
-def _forget(message: str | None) -> None:
+def _forget(message: str | None, *, end_identity: bool = True) -> None:
+    """Forget the signed-in user. With `end_identity`, a single sign-on identity held in this
+    browser ends too (a session that ended must not come back through the provider's cookie);
+    not for a stale cookie found on arrival, which may come with a sign-on just made."""
+    if end_identity:
+        sso.end_identity()
     for key in list(st.session_state.keys()):
         del st.session_state[key]
     st.session_state[COOKIE_READ_KEY] = True
@@ -210,7 +215,8 @@ def _resume() -> Actor | None:
     reason = outcome.reason if outcome is not None else ""
     # A reload after sign-out says nothing; after a timeout or a deactivation it says why.
     _forget(_ended_message(reason) if reason in {sessions.IDLE_TIMEOUT, sessions.DEACTIVATED,
-                                                 sessions.PASSWORD_RESET} else None)
+                                                 sessions.PASSWORD_RESET} else None,
+            end_identity=False)
     return None
 
 

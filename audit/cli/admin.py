@@ -64,6 +64,9 @@ def demo_database(args: argparse.Namespace) -> str:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    if args.secrets is not None and not args.secrets.is_file():
+        raise CliError(f"--secrets: no file at {args.secrets} (a TOML secrets file; README: "
+                       "Single sign-on)")
     if args.demo:
         from audit.demo import generate
         from audit.log.summary import log_summary
@@ -84,7 +87,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     app = dashboard_app()
     env = {**os.environ, "FLUORO_AUDIT_DB": normalise_url(args.db)}
     command = [sys.executable, "-m", "streamlit", "run", str(app),
-               *streamlit_options(args.address, args.port)]
+               *streamlit_options(args.address, args.port, args.secrets)]
     print(f"fluoro-audit dashboard on {served_url(args.address, args.port)} "
           f"({display_url(args.db)})", flush=True)
     # Become the Streamlit process, so signals (Ctrl-C, a service manager's TERM) reach it.
@@ -92,7 +95,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK  # pragma: no cover - execve does not return
 
 
-def streamlit_options(address: str, port: int) -> list[str]:
+def streamlit_options(address: str, port: int, secrets: Path | None = None) -> list[str]:
     """The Streamlit settings `serve` gives on the `streamlit run` command line.
 
     On the command line because Streamlit reads .streamlit/config.toml only from the working
@@ -112,6 +115,8 @@ def streamlit_options(address: str, port: int) -> list[str]:
         # Export page is the way data leaves, audited (dashboard/app.py sets it again).
         "client.disableDataExport": "true",
     }
+    if secrets is not None:  # else Streamlit's own places (.streamlit/secrets.toml, ~/.streamlit)
+        settings["secrets.files"] = str(secrets.resolve())
     return [part for name, value in settings.items() for part in (f"--{name}", value)]
 
 
@@ -210,6 +215,9 @@ def add_serve(sub: Subcommands) -> None:
     p.add_argument("--address", default="127.0.0.1", metavar="ADDR",
                    help="the address to listen on (default 127.0.0.1: this machine only, "
                         "behind a TLS reverse proxy; 0.0.0.0 listens on every interface)")
+    p.add_argument("--secrets", type=Path, metavar="FILE",
+                   help="Streamlit secrets file to use (TOML); its [auth] section turns on "
+                        "single sign-on through the site's OpenID Connect provider")
     p.add_argument("--demo", action="store_true",
                    help="serve the demo's own database (var/fluoro-audit-demo.sqlite3 unless "
                         "--db or FLUORO_AUDIT_DB names one), loading sample data if it is empty")

@@ -1,6 +1,7 @@
 """Sign in: username and password, checked by audit.auth.authenticate (Argon2id, lockout after
-repeated failures, every attempt in the audit trail). Shown at the root and at every page's
-address while signed out (dashboard.navigation), so a deep link goes on to its page."""
+repeated failures, every attempt in the audit trail), and, where the site configured its OpenID
+Connect provider, "Sign in with single sign-on" (dashboard.sso). Shown at the root and at every
+page's address while signed out (dashboard.navigation), so a deep link goes on to its page."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import streamlit as st
 
 from audit import auth, lockout
 from audit.errors import PermissionDenied
-from dashboard import state
+from dashboard import sso, state
 from dashboard.widgets import plain
 
 
@@ -47,3 +48,11 @@ with middle:
         if error:
             st.error(plain(error), icon=":material/error:")
         st.form_submit_button("Sign in", type="primary", on_click=_sign_in)
+    if sso.configured():
+        refused = sso.refusal()
+        if refused:
+            st.error(plain(refused), icon=":material/error:")
+            st.button("Use another account", key="sso_sign_out", on_click=sso.end_identity)
+        else:
+            st.caption("Or, with your organisation's account:")
+            sso.offer()

@@ -40,7 +40,7 @@ VIEWPORT = {"width": 1440, "height": 1000}
 
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -53,17 +53,19 @@ class Server:
     log: Path
 
 
-def start_server(db_path: Path, log: Path) -> tuple[subprocess.Popen[bytes], Server]:
+def start_server(db_path: Path, log: Path, *, port: int | None = None,
+                 options: tuple[str, ...] = ()) -> tuple[subprocess.Popen[bytes], Server]:
     """`python -m streamlit run dashboard/launcher.py` (the app and its session-cookie routes,
-    as `fluoro-audit serve` starts it) on `db_path`; waits for /_stcore/health."""
-    port = _free_port()
+    as `fluoro-audit serve` starts it) on `db_path`, with more Streamlit `options` if given;
+    waits for /_stcore/health."""
+    port = port or free_port()
     db_url = f"sqlite:///{db_path}"
     env = {**os.environ, "FLUORO_AUDIT_DB": db_url}
     out = log.open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "dashboard/launcher.py", "--server.headless",
          "true", "--server.port", str(port), "--server.address", "127.0.0.1",
-         "--browser.gatherUsageStats", "false"],
+         "--browser.gatherUsageStats", "false", *options],
         cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90

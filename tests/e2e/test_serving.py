@@ -25,7 +25,7 @@ from audit import auth
 from audit.auth import cli_actor
 from audit.storage.engine import make_engine, migrate
 from audit.vocab import Role
-from tests.e2e.conftest import PASSWORD, ROOT, Server, _free_port, stop_server
+from tests.e2e.conftest import PASSWORD, ROOT, Server, free_port, stop_server
 from tests.e2e.test_browser import nav, sign_in, wait_idle
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(600)]
@@ -72,7 +72,7 @@ def elsewhere(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def served(elsewhere: Path) -> Iterator[Server]:
     """`fluoro-audit serve` from that folder, with no --address."""
-    port = _free_port()
+    port = free_port()
     url = f"sqlite:///{elsewhere / 'clinic.sqlite3'}"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = start([sys.executable, "-m", "audit.cli", "--db", url, "serve", "--port", str(port)],
@@ -92,7 +92,7 @@ def test_no_deploy_button_when_served_from_another_folder(
     assert page.get_by_test_id("stAppDeployButton").count() == 0
 
     # The control: the same app under a bare `streamlit run` from the same folder shows it.
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "FLUORO_AUDIT_DB": served.db_url}
     bare = start([sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
                   "--server.port", str(port), "--server.address", "127.0.0.1",
