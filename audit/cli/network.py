@@ -158,3 +158,36 @@ def add_fetch(sub: Subcommands) -> None:
     p.add_argument("--ae-title", default="FLUORO_AUDIT", metavar="AE",
                    help="our AE title, as the PACS knows it (default FLUORO_AUDIT)")
     _add_inbox(p)
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Linux: SIGTERM this child when the process that started it ends (prctl
+    PR_SET_PDEATHSIG), so the receiver stops with the dashboard however it ends."""
+    import contextlib
+    import ctypes
+
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+
+
+def start_receiver_beside(db_url: str) -> int | None:
+    """For `serve`: start `receive` as a child process when the receiver_enabled setting is
+    on; returns its pid (None when off). The child gets SIGTERM when `serve` (then the
+    dashboard, which `serve` becomes) ends, and takes its port and AE title from the
+    settings."""
+    import subprocess
+
+    from audit.dicom_net.status import receiver_settings
+
+    engine = make_engine(db_url)
+    try:
+        enabled = receiver_settings(engine).receiver_enabled is True
+    finally:
+        engine.dispose()
+    if not enabled:
+        return None
+    child = subprocess.Popen([sys.executable, "-m", "audit.cli", "--db", db_url, "receive"],
+                             preexec_fn=_die_with_parent, stdin=subprocess.DEVNULL)
+    print(f"DICOM receiver started beside the dashboard (pid {child.pid}; setting "
+          "receiver_enabled)", flush=True)
+    return child.pid
