@@ -10,7 +10,7 @@ command that opens one checks it exists and is migrated before anything else, so
 --db is an error, not a new empty file.
 
 This module assembles the parser from the command modules (admin, users, records, names,
-reports, imports, network, export, keys, database: one per group of commands) in the order
+reports, imports, network, setting, export, keys, database: one per group of commands) in the order
 `--help` lists them, and turns the library's refusals into exit codes and messages;
 audit.cli.common holds what they share.
 """
@@ -36,6 +36,7 @@ from audit.cli import (
     network,
     records,
     reports,
+    setting,
     users,
 )
 from audit.cli.common import EXIT_INVALID, EXIT_OK, EXIT_USAGE, CliError, print_error
@@ -79,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     imports.add_reconcile(sub)
     network.add_receive(sub)
     network.add_fetch(sub)
+    setting.add_setting(sub)
     admin.add_verify_audit(sub)
     database.add_db(sub)
     export.add_export(sub)
