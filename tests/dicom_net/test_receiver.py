@@ -6,13 +6,22 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from sqlalchemy import Engine, select
 
 from audit.dicom_net.inbox import REFUSED, SUCCESS
 from audit.dicom_net.scp import Receiver
 from audit.storage.engine import read_session
 from audit.storage.models import AuditEvent
-from tests.dicom_net.net_helpers import need, plain_text_sr, receipts, send, stored_uids
+from tests.dicom_net.net_helpers import (
+    need,
+    plain_text_sr,
+    receipts,
+    send,
+    sender,
+    stored_uids,
+)
 from tests.dose_reports.dose_helpers import REAL_FILES
 from tests.dose_reports.rdsr_builder import build_ct_report, write
 
@@ -23,6 +32,7 @@ def real_uids() -> list[str]:
     return sorted(str(dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in REAL_FILES)
 
 
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # no database in an echo
 def test_echoscu_gets_an_answer(receiver: Receiver) -> None:
     done = subprocess.run([need("echoscu"), "-aet", "CHECK", "-aec", "FLUORO_AUDIT",
                            "127.0.0.1", str(receiver.port)], capture_output=True, text=True,
@@ -57,23 +67,17 @@ def test_a_ct_dose_report_and_a_text_report_get_a_failure_status(
     ct = write(build_ct_report(), tmp_path / "ct.dcm")
     text = plain_text_sr(tmp_path / "text.dcm")
     assert send(receiver.port, [ct, text, REAL_FILES[0]]) == [REFUSED, REFUSED, SUCCESS]
+    assoc = sender().associate("127.0.0.1", receiver.port, ae_title="FLUORO_AUDIT")
+    try:
+        answer = assoc.send_c_store(text)  # the reason travels in Error Comment
+    finally:
+        assoc.release()
+    assert answer.Status == REFUSED and str(answer.ErrorComment).startswith("not a")
     rows = receipts(engine)
-    assert [r.outcome for r in rows] == ["rejected", "rejected", "imported"]
-    assert [r.dicom_status for r in rows] == [REFUSED, REFUSED, SUCCESS]
+    assert [r.outcome for r in rows] == ["rejected", "rejected", "imported", "rejected"]
+    assert [r.dicom_status for r in rows] == [REFUSED, REFUSED, SUCCESS, REFUSED]
     assert all(r.reason for r in rows[:2])
     assert len(stored_uids(engine)) == 1
     kept = sorted(p.name for p in (receiver.inbox.folder / "rejected").iterdir())
-    assert len([n for n in kept if n.endswith(".dcm")]) == 2
-    assert len([n for n in kept if n.endswith(".reason.txt")]) == 2
-
-
-def test_the_failure_status_carries_the_reason(receiver: Receiver, tmp_path: Path) -> None:
-    from tests.dicom_net.net_helpers import sender
-
-    assoc = sender().associate("127.0.0.1", receiver.port, ae_title="FLUORO_AUDIT")
-    try:
-        answer = assoc.send_c_store(plain_text_sr(tmp_path / "text.dcm"))
-    finally:
-        assoc.release()
-    assert answer.Status == REFUSED
-    assert answer.ErrorComment
+    assert len([n for n in kept if n.endswith(".dcm")]) == 3
+    assert len([n for n in kept if n.endswith(".reason.txt")]) == 3
