@@ -53,6 +53,30 @@ def _rule(text: str) -> object:
         raise argparse.ArgumentTypeError(str(exc.errors[0])) from None
 
 
+def _server_unreachable(url: str) -> str | None:
+    """Why a database server cannot be reached now (connection refused, no such database
+    yet), or None when it answers or the database is a SQLite file (checked as usual)."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.pool import NullPool
+
+    from audit.storage.engine import normalise_url
+
+    parsed = make_url(normalise_url(url))
+    if parsed.get_backend_name() == "sqlite":
+        return None
+    engine = create_engine(parsed, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except OperationalError as exc:
+        return str(exc.orig or exc).strip().splitlines()[0]
+    finally:
+        engine.dispose()
+    return None
+
+
 def cmd_receive(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -60,12 +84,13 @@ def cmd_receive(args: argparse.Namespace) -> int:
     from audit.storage.engine import require_migrated
 
     _logging()
-    log = logging.getLogger("fluoro_audit.receiver")
-    try:
-        require_migrated(args.db)
-    except SQLAlchemyError as exc:
-        log.warning("the database cannot be reached (%s): receiving into %s until it returns",
-                    getattr(exc, "orig", None) or exc, _inbox(args))
+    reason = _server_unreachable(args.db)
+    if reason is None:
+        require_migrated(args.db)  # a mistyped --db is an error, as for every command
+    else:
+        logging.getLogger("fluoro_audit.receiver").warning(
+            "the database cannot be reached (%s): receiving into %s until it returns", reason,
+            _inbox(args))
     try:
         context = tls_context(args.tls_cert, args.tls_key, args.tls_ca)
     except ValueError as exc:

@@ -178,11 +178,14 @@ class Intake:
             return None
 
     def drain(self) -> list[ImportResult]:
-        """Import every waiting file and record every unrecorded receipt. Raises the
-        database's error when it is still unavailable (the files stay)."""
+        """Import every waiting file and record every unrecorded receipt; nothing while the
+        database cannot be reached (the files stay), or raises its error if it goes away
+        meanwhile."""
         with self._lock:
-            results = [self.watcher.process(path) for path in self.inbox.waiting()
-                       if path.exists()]
+            waiting = self.inbox.waiting()
+            if waiting and not self.watcher.importer.database_reachable():
+                return []  # not worth reading the files again: try at the next drain
+            results = [self.watcher.process(path) for path in waiting if path.exists()]
             for receipt in self.inbox.unrecorded():
                 self._record(receipt)
             return results
