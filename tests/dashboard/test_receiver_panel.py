@@ -3,11 +3,8 @@ the receiving log a real receiver keeps, under Streamlit's AppTest (SQLite and P
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-import streamlit as st
 from sqlalchemy import Engine
 from streamlit.testing.v1 import AppTest
 
@@ -20,16 +17,6 @@ from tests.dose_reports.dose_helpers import REAL_FILES
 
 VIEWS = Path(__file__).resolve().parents[2] / "dashboard" / "views"
 TECH = Actor("tech1", Role.TECHNOLOGIST)
-
-
-@pytest.fixture
-def app_db(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    monkeypatch.setenv("FLUORO_AUDIT_DB", db_url)
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    yield db_url
-    st.cache_resource.clear()
-    st.cache_data.clear()
 
 
 def dose_reports_page() -> AppTest:

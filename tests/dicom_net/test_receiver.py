@@ -7,7 +7,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from sqlalchemy import Engine, select
 
 from audit.dicom_net.inbox import REFUSED, SUCCESS
@@ -40,6 +39,7 @@ def test_echoscu_gets_an_answer(receiver: Receiver) -> None:
     assert done.returncode == 0, done.stderr
 
 
+@pytest.mark.slow  # three real reports imported, then sent again, on both databases
 def test_storescu_reports_are_imported_once_then_duplicates(
         engine: Engine, receiver: Receiver) -> None:
     done = subprocess.run([need("storescu"), "-aet", "CARM1", "-aec", "FLUORO_AUDIT",

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from audit.auth import cli_actor
@@ -56,6 +57,7 @@ def listeners(url: str) -> list[DicomListener]:
         engine.dispose()
 
 
+@pytest.mark.slow
 def test_sigterm_stops_the_receiver_cleanly(databases: Databases, tmp_path: Path) -> None:
     url, port = databases.sqlite(), free_port()
     process = start(["--db", url, "receive", "--port", str(port), "--inbox",
@@ -74,6 +76,7 @@ def test_sigterm_stops_the_receiver_cleanly(databases: Databases, tmp_path: Path
     assert listener.stopped_at is not None and listener.port == port
 
 
+@pytest.mark.slow
 def test_serve_starts_the_receiver_when_enabled_and_stops_it(databases: Databases,
                                                              tmp_path: Path) -> None:
     url, port, web = databases.sqlite(), free_port(), free_port()
