@@ -23,8 +23,8 @@ from tests.dicom_net.net_helpers import free_port, sender
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def echo(port: int) -> bool:
-    assoc = sender("CHECK").associate("127.0.0.1", port, ae_title="FLUORO_AUDIT")
+def echo(port: int, calling_ae: str = "CHECK") -> bool:
+    assoc = sender(calling_ae).associate("127.0.0.1", port, ae_title="FLUORO_AUDIT")
     if not assoc.is_established:
         return False
     try:
@@ -61,9 +61,11 @@ def listeners(url: str) -> list[DicomListener]:
 def test_sigterm_stops_the_receiver_cleanly(databases: Databases, tmp_path: Path) -> None:
     url, port = databases.sqlite(), free_port()
     process = start(["--db", url, "receive", "--port", str(port), "--inbox",
-                     str(tmp_path / "inbox")], tmp_path)
+                     str(tmp_path / "inbox"), "--allow", "CHECK", "--allow", "OTHER@10.0.0.1"],
+                    tmp_path)
     try:
         assert wait_for(lambda: echo(port)), process.stdout.read() if process.stdout else ""
+        assert not echo(port, "STRANGER")  # --allow replaces "loopback only"
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=30)
     finally:
