@@ -175,8 +175,12 @@ def fetch_reports(engine: Engine, actor: Actor, source: Source, inbox: str | Pat
             summary.waiting += 1
             progress(f"waiting   {receipt.sop_instance_uid}: the database is unavailable")
             return SUCCESS
-        setattr(summary, {"ok": "imported"}.get(result.status, result.status),
-                getattr(summary, {"ok": "imported"}.get(result.status, result.status)) + 1)
+        if result.status == "ok":
+            summary.imported += 1
+        elif result.status == "duplicate":
+            summary.duplicate += 1
+        else:
+            summary.rejected += 1
         progress(f"{result.status:<9} {receipt.sop_instance_uid}"
                  + (f": {result.reason}" if result.reason else ""))
         return REFUSED if result.status == "rejected" else SUCCESS
