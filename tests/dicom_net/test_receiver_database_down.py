@@ -9,9 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pydicom import dcmread
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
-from audit.dicom_net.inbox import SUCCESS
+from audit.dicom_net.inbox import SUCCESS, Inbox, Receipt
 from audit.dicom_net.scp import Receiver
 from audit.storage.engine import make_engine
 from tests.conftest import Databases, _pg_admin_engine, pg_admin_url
@@ -81,3 +81,16 @@ def test_postgresql_database_not_there_yet(databases: Databases,
         admin.dispose()
 
     _receive_while_down(Databases._url(admin_url, name), bring_up, start_receiver)
+
+
+def test_what_a_crash_left_in_the_inbox_is_imported_at_the_next_start(
+        engine: Engine, tmp_path: Path, start_receiver: Callable[..., Receiver]) -> None:
+    left = Inbox(tmp_path / "inbox")  # received and synced, then the process died
+    left.accept(REAL_FILES[1].read_bytes(), Receipt(
+        via="receive", calling_ae="CARM1", peer_address="127.0.0.1",
+        sop_instance_uid=str(dcmread(REAL_FILES[1]).SOPInstanceUID), sop_class_uid=None,
+        received_at="2026-01-02T03:04:05+00:00", dicom_status=SUCCESS))
+    receiver = start_receiver(engine, inbox=tmp_path / "inbox")
+    assert _wait_until(lambda: not receiver.inbox.waiting() and len(receipts(engine)) == 1)
+    assert len(stored_uids(engine)) == 1
+    assert (receipts(engine)[0].calling_ae, receipts(engine)[0].outcome) == ("CARM1", "imported")
