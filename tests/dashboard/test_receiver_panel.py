@@ -12,7 +12,7 @@ from audit.auth import Actor, cli_actor
 from audit.dicom_net.access import parse_rule
 from audit.dicom_net.scp import Receiver
 from audit.vocab import Role
-from tests.dicom_net.net_helpers import plain_text_sr, send, sender
+from tests.dicom_net.net_helpers import plain_text_sr, receipts, send, sender, wait_until
 from tests.dose_reports.dose_helpers import REAL_FILES
 
 VIEWS = Path(__file__).resolve().parents[2] / "dashboard" / "views"
@@ -46,6 +46,7 @@ def test_listening_counts_and_rejections_in_words(app_db: str, engine: Engine,
         assert send(receiver.port, [REAL_FILES[0], text], calling_ae="CARM1") == [0, 0xC000]
         assoc = sender("STRANGER").associate("127.0.0.1", receiver.port)
         assert assoc.is_rejected
+        assert wait_until(lambda: len(receipts(engine)) == 3)
         app = dose_reports_page()
         assert not app.exception
         assert any(f"Listening as FLUORO_AUDIT on port {receiver.port}" in s.value

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import shutil
 import socket
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -102,6 +104,16 @@ def plain_text_sr(path: Path) -> Path:
     ds.file_meta = meta
     dcmwrite(path, ds, enforce_file_format=True)
     return path
+
+
+def wait_until(check: Callable[[], bool], seconds: float = 15) -> bool:
+    """Poll ``check`` until it holds (a refusal is recorded just after it is answered)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.1)
+    return check()
 
 
 def receipts(engine: Engine) -> list[DicomReceipt]:

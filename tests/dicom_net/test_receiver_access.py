@@ -16,7 +16,13 @@ from audit.dicom_net.inbox import SUCCESS
 from audit.dicom_net.scp import Receiver, tls_context
 from audit.errors import ValidationFailed
 from audit.settings import update_setting
-from tests.dicom_net.net_helpers import non_loopback_address, receipts, send, sender
+from tests.dicom_net.net_helpers import (
+    non_loopback_address,
+    receipts,
+    send,
+    sender,
+    wait_until,
+)
 from tests.dose_reports.dose_helpers import REAL_FILES
 
 
@@ -55,6 +61,7 @@ def test_an_ae_title_off_the_allow_list_is_refused_and_recorded(
     assert not refused(receiver.port, "CARM2")
     assert not refused(receiver.port, "CLIAE")
     assert send(receiver.port, [REAL_FILES[0]], calling_ae="CARM1") == [SUCCESS]
+    assert wait_until(lambda: len(receipts(engine)) == 2)
     rows = receipts(engine)
     assert [(r.outcome, r.calling_ae) for r in rows] == [("refused", "INTRUDER"),
                                                          ("imported", "CARM1")]
@@ -69,6 +76,7 @@ def test_without_a_rule_only_loopback_peers_may_send(
     receiver = start_receiver(engine, address="0.0.0.0")
     assert not refused(receiver.port, "ANY", host="127.0.0.1")
     assert refused(receiver.port, "ANY", host=address)
+    assert wait_until(lambda: len(receipts(engine)) == 1)
     row = receipts(engine)[-1]
     assert (row.outcome, row.peer_address) == ("refused", address)
     assert "loopback" in (row.reason or "")
