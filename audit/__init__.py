@@ -2,9 +2,9 @@
 
 This is the public face: the entry points the command line, the dashboard and outside scripts
 use, importable as `from audit import ProcedureLog, make_engine, run_export`. Each subpackage
-(audit.log, audit.analytics, audit.alerts, audit.export, audit.dose_reports, audit.storage)
-declares its own public names the same way, and the shared modules (audit.auth, audit.vocab,
-audit.errors, audit.settings, ...) are public as they are.
+(audit.log, audit.analytics, audit.alerts, audit.export, audit.dose_reports, audit.dicom_net,
+audit.storage) declares its own public names the same way, and the shared modules (audit.auth,
+audit.vocab, audit.errors, audit.settings, ...) are public as they are.
 
 Every name loads lazily (PEP 562, audit/_lazy.py): `import audit` imports none of the modules
 below, so a command pays only for what it uses (`import audit.export.runner` loads no pandas;

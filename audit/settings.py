@@ -88,6 +88,16 @@ class Settings:
     #: of a final record asks "duplicate?" before saving; 0 turns the check off (seeded by
     #: migration 0009).
     duplicate_window_minutes: float = 30
+    #: Local choice: `fluoro-audit serve` starts the DICOM receiver beside the dashboard
+    #: (seeded by migration 0013, like the three below; audit.dicom_net).
+    receiver_enabled: bool = False
+    #: DICOM's registered port (IANA 11112).
+    receiver_port: int = 11112
+    #: The receiver's AE title.
+    receiver_ae_title: str = "FLUORO_AUDIT"
+    #: Calling AE titles allowed to send (AE_TITLE or AE_TITLE@ADDRESS, separated by spaces or
+    #: commas); empty: only loopback peers (audit.dicom_net.access).
+    receiver_allowed: str = ""
 
 
 _KEYS = frozenset(f.name for f in fields(Settings))

@@ -251,6 +251,10 @@ SETTING_LABELS: dict[str, str] = {
     "drl_min_rooms": "Local DRL: rooms needed",
     "drl_min_room_records": "Local DRL: records needed per room",
     "duplicate_window_minutes": "Duplicate check: window (minutes)",
+    "receiver_enabled": "DICOM receiver: started with the dashboard",
+    "receiver_port": "DICOM receiver: port",
+    "receiver_ae_title": "DICOM receiver: AE title",
+    "receiver_allowed": "DICOM receiver: senders allowed",
 }
 SETTING_NAMES: tuple[str, ...] = tuple(f.name for f in fields(Settings))
 

@@ -10,9 +10,9 @@ command that opens one checks it exists and is migrated before anything else, so
 --db is an error, not a new empty file.
 
 This module assembles the parser from the command modules (admin, users, records, names,
-reports, imports, export, keys, database: one per group of commands) in the order `--help` lists
-them, and turns the library's refusals into exit codes and messages; audit.cli.common holds what
-they share.
+reports, imports, network, setting, export, keys, database: one per group of commands) in the order
+`--help` lists them, and turns the library's refusals into exit codes and messages;
+audit.cli.common holds what they share.
 """
 
 from __future__ import annotations
@@ -26,7 +26,19 @@ from collections.abc import Sequence
 from sqlalchemy.exc import SQLAlchemyError
 
 from audit import __version__
-from audit.cli import admin, database, export, imports, keys, names, records, reports, users
+from audit.cli import (
+    admin,
+    database,
+    export,
+    imports,
+    keys,
+    names,
+    network,
+    records,
+    reports,
+    setting,
+    users,
+)
 from audit.cli.common import EXIT_INVALID, EXIT_OK, EXIT_USAGE, CliError, print_error
 from audit.errors import AuditError, ValidationFailed
 from audit.storage.engine import default_url, require_migrated
@@ -37,6 +49,8 @@ ENV_DEBUG = "FLUORO_AUDIT_DEBUG"
 CREATES_DATABASE = frozenset({"migrate", "serve", "demo"})
 #: Commands that open no database.
 NO_DATABASE = frozenset({"verify-export", "keys"})
+#: Commands that check their database themselves: `receive` starts while it is unreachable.
+OWN_CHECK = frozenset({"receive"})
 
 __all__ = ["EXIT_INVALID", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
 
@@ -64,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     imports.add_import(sub)
     imports.add_watch(sub)
     imports.add_reconcile(sub)
+    network.add_receive(sub)
+    network.add_fetch(sub)
+    setting.add_setting(sub)
     admin.add_verify_audit(sub)
     database.add_db(sub)
     export.add_export(sub)
@@ -77,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         args.db_given = args.db is not None  # verify-export trusts a named database's key
         args.db = args.db or default_url()
-        if args.command not in CREATES_DATABASE | NO_DATABASE:
+        if args.command not in CREATES_DATABASE | NO_DATABASE | OWN_CHECK:
             require_migrated(args.db)
         return int(args.handler(args))
     except ValidationFailed as exc:

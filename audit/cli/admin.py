@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from audit.cli import network
 from audit.cli.common import (
     EXIT_INVALID,
     EXIT_OK,
@@ -84,6 +85,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         engine.dispose()
     else:
         migrate(args.db)
+        network.start_receiver_beside(args.db)  # when the receiver_enabled setting is on
     app = dashboard_app()
     env = {**os.environ, "FLUORO_AUDIT_DB": normalise_url(args.db)}
     command = [sys.executable, "-m", "streamlit", "run", str(app),

@@ -2,7 +2,8 @@
 
 The classes live by area (audit.storage.models.log: the procedure log, its reference data, the
 audit trail and the settings; audit.storage.models.dose: dose reports, reference levels and
-alerts) and are re-exported here, so that importing this package registers every table on
+alerts; audit.storage.models.network: the DICOM receiver's receipts and heartbeat) and are
+re-exported here, so that importing this package registers every table on
 Base.metadata: the complete schema that Alembic's autogenerate and `alembic check` compare the
 migrations with. Base and utcnow (audit.storage.types) are re-exported because every caller
 that stamps or creates rows needs them beside the classes.
@@ -32,6 +33,7 @@ from audit.storage.models.log import (
     UserAccount,
     UserSession,
 )
+from audit.storage.models.network import DicomListener, DicomReceipt
 from audit.storage.types import Base, utcnow
 
 __all__ = [
@@ -39,6 +41,8 @@ __all__ = [
     "AlertAcknowledgement",
     "AuditEvent",
     "Base",
+    "DicomListener",
+    "DicomReceipt",
     "DoseDiscrepancy",
     "DoseReport",
     "NameAlias",
