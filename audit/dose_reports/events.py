@@ -58,7 +58,7 @@ def _event(number: int, acc: EventAccumulator, found: Findings,
         event_type = EVENT_TYPE_NAMES.get(acc.event_type, "other")
     return IrradiationEvent(
         sequence=number,
-        uid=acc.uid[:64] if acc.uid else None,
+        uid=acc.uid.replace("\x00", "")[:64] or None if acc.uid else None,
         event_type=event_type,
         fluoro_mode=FLUORO_MODE_NAMES.get(acc.fluoro_mode or ""),
         plane=PLANE_LABELS.get(acc.plane_code or ""),
