@@ -57,6 +57,8 @@ class EventAccumulator:
     uid: str | None = None
     started: str | None = None
     values: dict[str, float] = field(default_factory=dict)
+    #: Fields already warned about in this event: a warning counts events, not items.
+    warned: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -169,8 +171,11 @@ def _read_event_item(item: Dataset, code: str, event: EventAccumulator,
     """Keep the irradiation event's fields; the first occurrence of each wins."""
     spec = EVENT_VALUES.get(code)
     if spec is not None:
-        if spec.field not in event.values:
+        if spec.field not in event.values and spec.field not in event.warned:
+            before = len(found.warnings), sum(found.warnings.values())
             value = _event_value(item, spec, found)
+            if (len(found.warnings), sum(found.warnings.values())) != before:
+                event.warned.add(spec.field)
             if value is not None:
                 event.values[spec.field] = value
                 if code == Concept.PULSE_RATE:
