@@ -15,9 +15,6 @@ from audit._lazy import lazy_names
 if TYPE_CHECKING:
     from audit.dose_reports.reader import read_dose_report as read_dose_report
     from audit.dose_reports.report import RdsrError as RdsrError
-    from audit.dose_reports.report_events import EVENT_COLUMNS as EVENT_COLUMNS
-    from audit.dose_reports.report_events import list_reports as list_reports
-    from audit.dose_reports.report_events import report_events as report_events
     from audit.dose_reports.review import completeness as log_completeness
     from audit.dose_reports.review import completeness_rate as log_completeness_rate
     from audit.dose_reports.review import count_reports as count_reports
@@ -30,6 +27,9 @@ if TYPE_CHECKING:
     from audit.dose_reports.review import without_report_total as without_report_total
     from audit.dose_reports.store import DoseImporter as DoseImporter
     from audit.dose_reports.store import ImportResult as ImportResult
+    from audit.dose_reports.stored_events import EVENT_COLUMNS as EVENT_COLUMNS
+    from audit.dose_reports.stored_events import list_reports as list_reports
+    from audit.dose_reports.stored_events import report_events as report_events
     from audit.dose_reports.watch import PathsMissing as PathsMissing
     from audit.dose_reports.watch import Watcher as Watcher
     from audit.dose_reports.watch import expand_paths as expand_paths
@@ -68,9 +68,9 @@ _PUBLIC = {
     "expand_paths": "audit.dose_reports.watch",
     "PathsMissing": "audit.dose_reports.watch",
     # what a stored report holds, event by event
-    "EVENT_COLUMNS": "audit.dose_reports.report_events",
-    "list_reports": "audit.dose_reports.report_events",
-    "report_events": "audit.dose_reports.report_events",
+    "EVENT_COLUMNS": "audit.dose_reports.stored_events",
+    "list_reports": "audit.dose_reports.stored_events",
+    "report_events": "audit.dose_reports.stored_events",
     # reconciliation with the log
     "list_discrepancies": "audit.dose_reports.review",
     "review_discrepancy": "audit.dose_reports.review",

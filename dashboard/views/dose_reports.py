@@ -14,7 +14,7 @@ import streamlit as st
 from audit.auth import Permission
 from audit.dose_reports import DoseImporter, ImportResult
 from audit.errors import AuditError
-from dashboard import labels, state, tables
+from dashboard import labels, report_events, state, tables
 from dashboard.widgets import plain
 
 RESULTS_KEY = "dose_report_results"
@@ -91,3 +91,5 @@ if results:
         st.success("Nothing new: every file was already imported.")
     tables.show(frame, names={"status": "Outcome", "record_id": "Linked record"},
                 enums={"status": OUTCOMES, "match": MATCHES})
+
+report_events.section(actor)
