@@ -124,3 +124,21 @@ def test_the_figures_need_the_dashboard_permission(engine: Engine) -> None:
 def test_no_events_gives_empty_frames(engine: Engine, admin: Actor) -> None:
     assert pulsed_use(engine, admin).empty and events_per_procedure(engine, admin).empty
     assert pulse_rates(engine, admin).empty and split_reports(engine, admin).empty
+
+
+def test_report_events_gives_the_same_figures_as_json(
+        db_url: str, imported: dict) -> None:
+    import json
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "audit.cli", "--db", db_url, "report", "events",
+                          "--format", "json"], capture_output=True, text=True, timeout=180)
+    assert run.returncode == 0, run.stderr
+    payload = json.loads(run.stdout)
+    tfesi = {row["procedure"]: row for row in payload["pulsed_use"]}["TFESI"]
+    assert tfesi["fluoro_events"] == 5 and tfesi["pulsed_event_share"] == pytest.approx(0.8)
+    assert [row["pulse_rate_pps"] for row in payload["pulse_rates"]] == [7.5, 15.0, 30.0]
+    assert payload["events_per_procedure"][0]["median_events"] == 3.0
+    assert [row["record_id"] for row in payload["split_reports"]] == [imported["b"]]
+    assert payload["split_reports"][0]["agrees"] is True
