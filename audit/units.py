@@ -37,6 +37,12 @@ class Quantity(StrEnum):
     TIME = "s"
     COUNT = "count"
     PULSE_RATE = "pulse/s"
+    # Technique figures of an irradiation event in a dose report (never typed, never totals).
+    VOLTAGE = "kV"
+    CURRENT = "mA"
+    LENGTH = "mm"
+    AREA = "cm²"
+    ANGLE = "deg"
     WEIGHT = "kg"
     VOLUME = "ml"
 
@@ -46,15 +52,20 @@ class Unit:
     """One unit: its label, its factor into the canonical unit, and who may spell it how.
 
     ``rdsr``: UCUM code values in dose reports, compared after :func:`fold_ucum` (case matters:
-    UCUM "mGy" is not "MGy"). ``typed``: what people type after a number, compared lower case
-    (DAP: after :func:`fold_typed_dap`). ``header``: what a CSV column header may state in
-    brackets ("Fluoro time (min)"), compared casefolded without spaces.
+    UCUM "mGy" is not "MGy"). ``vendor``: further spellings C-arms write for the technique
+    figures of an irradiation event (pulse rate, kVp, tube current, times, distances, areas,
+    angles), accepted for those alone and compared after :func:`fold_lenient` (case and
+    annotation braces ignored); a dose total or a per-event dose never reads them. ``typed``:
+    what people type after a number, compared lower case (DAP: after :func:`fold_typed_dap`).
+    ``header``: what a CSV column header may state in brackets ("Fluoro time (min)"), compared
+    casefolded without spaces.
     """
 
     quantity: Quantity
     label: str
     factor: float
     rdsr: tuple[str, ...] = ()
+    vendor: tuple[str, ...] = ()
     typed: tuple[str, ...] = ()
     header: tuple[str, ...] = ()
 
@@ -82,8 +93,11 @@ UNITS: Final[tuple[Unit, ...]] = (
          header=("ugy", "µgy", "μgy")),
     # "m:ss" in a header: the cells are m:ss, which the time parser reads as it is.
     Unit(_TIME, "s", 1.0, rdsr=("s",), typed=("s", "sec", "secs", "second", "seconds"),
-         header=("s", "sec", "secs", "seconds", "m:ss", "mm:ss")),
-    Unit(_TIME, "ms", 1e-3, rdsr=("ms",)),
+         header=("s", "sec", "secs", "seconds", "m:ss", "mm:ss"),
+         vendor=("sec", "secs", "second", "seconds")),
+    Unit(_TIME, "ms", 1e-3, rdsr=("ms",),
+         vendor=("msec", "msecs", "millisecond", "milliseconds")),
+    Unit(_TIME, "µs", 1e-6, vendor=("us", "usec", "microsecond", "microseconds")),
     # C-arms display minutes and tenths; "m" is typed, never a header (it reads as metres).
     Unit(_TIME, "min", 60.0, rdsr=("min",), typed=("m", "min", "mins", "minute", "minutes"),
          header=("min", "mins", "minute", "minutes")),
@@ -93,7 +107,31 @@ UNITS: Final[tuple[Unit, ...]] = (
          rdsr=("1", "{frames}", "{frame}", "{images}", "{count}")),
     Unit(Quantity.PULSE_RATE, "pulse/s", 1.0,
          rdsr=("{pulse}/s", "{pulses}/s", "{frame}/s", "{frames}/s", "/s", "1/s", "Hz"),
-         header=("pps", "p/s", "pulses/s", "/s", "fps")),
+         header=("pps", "p/s", "pulses/s", "/s", "fps"),
+         # "pulse/s" is GE's spelling (OEC / Surgery RDSRs), not UCUM: the report issue 13 names.
+         vendor=("pulse/s", "pulses/s", "pulse/sec", "pulses/sec", "pulse per second",
+                 "pulses per second", "frame/s", "frames/s", "frame/sec", "frames/sec", "/sec",
+                 "1/sec", "s-1", "s^-1", "pps", "p/s", "fps", "imp/s", "hertz")),
+    Unit(Quantity.PULSE_RATE, "pulse/min", 1 / 60, rdsr=("/min", "{pulse}/min", "{pulses}/min"),
+         vendor=("pulse/min", "pulses/min", "1/min", "ppm")),
+    Unit(Quantity.VOLTAGE, "kV", 1.0, rdsr=("kV",), vendor=("kvp", "kilovolt", "kilovolts")),
+    Unit(Quantity.VOLTAGE, "V", 1e-3, rdsr=("V",), vendor=("volt", "volts")),
+    Unit(Quantity.CURRENT, "mA", 1.0, rdsr=("mA",),
+         vendor=("milliampere", "milliamperes", "milliamp", "milliamps")),
+    Unit(Quantity.CURRENT, "µA", 1e-3, rdsr=("uA",), vendor=("microampere", "microamperes")),
+    Unit(Quantity.CURRENT, "A", 1e3, rdsr=("A",), vendor=("ampere", "amperes", "amp", "amps")),
+    Unit(Quantity.LENGTH, "mm", 1.0, rdsr=("mm",), vendor=("millimeter", "millimeters",
+                                                           "millimetre", "millimetres")),
+    Unit(Quantity.LENGTH, "cm", 10.0, rdsr=("cm",), vendor=("centimeter", "centimeters",
+                                                            "centimetre", "centimetres")),
+    Unit(Quantity.LENGTH, "m", 1e3, rdsr=("m",), vendor=("meter", "meters", "metre", "metres")),
+    Unit(Quantity.LENGTH, "µm", 1e-3, rdsr=("um",)),
+    Unit(Quantity.AREA, "cm²", 1.0, rdsr=("cm2",), vendor=("sqcm", "sq cm", "cm.cm", "cm*cm")),
+    Unit(Quantity.AREA, "mm²", 0.01, rdsr=("mm2",), vendor=("sqmm", "sq mm", "mm.mm")),
+    Unit(Quantity.AREA, "dm²", 100.0, rdsr=("dm2",)),
+    Unit(Quantity.AREA, "m²", 1e4, rdsr=("m2",), vendor=("sqm", "sq m", "m.m")),
+    Unit(Quantity.ANGLE, "deg", 1.0, rdsr=("deg",), vendor=("°", "degree", "degrees", "{deg}",
+                                                            "dgr")),
     Unit(Quantity.WEIGHT, "kg", 1.0, header=("kg",)),
     Unit(Quantity.VOLUME, "ml", 1.0, header=("ml",)),
 )
@@ -122,6 +160,47 @@ _RDSR_FACTORS: Final[Mapping[tuple[Quantity, str], float]] = {
 def rdsr_unit_factor(quantity: Quantity, code_value: str) -> float | None:
     """Factor from a dose report's unit code into the canonical unit; None if unknown."""
     return _RDSR_FACTORS.get((quantity, fold_ucum(code_value)))
+
+
+#: Quantities whose units are read leniently: the technique figures of an irradiation event.
+#: Never a dose (DAP, air kerma) and never a total (docs/design.md: strict totals).
+LENIENT_QUANTITIES: Final = frozenset({Quantity.PULSE_RATE, Quantity.VOLTAGE, Quantity.CURRENT,
+                                       Quantity.LENGTH, Quantity.AREA, Quantity.ANGLE,
+                                       Quantity.TIME})
+
+
+def fold_lenient(unit: str) -> str:
+    """:func:`fold_ucum`, then case and UCUM annotation braces ignored ("{Pulse}/S" is
+    "pulse/s"), "^" dropped ("cm^2"). Safe only where no two units of one quantity differ by
+    case alone, which holds for the lenient quantities (a megaampere or megasecond is not an
+    X-ray tube's)."""
+    folded = fold_ucum(unit).lower()
+    return folded.replace("{", "").replace("}", "").replace("^", "")
+
+
+def _lenient_table() -> Mapping[tuple[Quantity, str], float]:
+    table: dict[tuple[Quantity, str], float] = {}
+    for u in UNITS:
+        if u.quantity not in LENIENT_QUANTITIES:
+            continue
+        for spelling in (*u.rdsr, *u.vendor):
+            key = (u.quantity, fold_lenient(spelling))
+            if table.setdefault(key, u.factor) != u.factor:  # a table error, caught at import
+                raise AssertionError(f"{spelling!r} is ambiguous for {u.quantity.value}")
+    return table
+
+
+_LENIENT_FACTORS: Final = _lenient_table()
+
+
+def rdsr_lenient_unit_factor(quantity: Quantity, code_value: str) -> float | None:
+    """Factor of a technique figure's unit: the UCUM table first (case matters), then the
+    vendor spellings with case and braces ignored; None if still unknown (the caller drops
+    the figure and keeps a warning: it never rejects the report)."""
+    factor = rdsr_unit_factor(quantity, code_value)
+    if factor is not None or quantity not in LENIENT_QUANTITIES:
+        return factor
+    return _LENIENT_FACTORS.get((quantity, fold_lenient(code_value)))
 
 
 # --- dose-area product units people enter ------------------------------------------------------

@@ -308,6 +308,24 @@ class DoseReportStatus(Vocabulary):
     SUPERSEDED = "superseded"
 
 
+class IrradiationEventType(Vocabulary):
+    """An irradiation event's type (DICOM CID 10002): fluoroscopy, or an acquisition that is
+    stationary (a spot image or run), stepping or rotational; other: a code outside CID 10002."""
+
+    FLUOROSCOPY = "fluoroscopy"
+    STATIONARY = "stationary"
+    STEPPING = "stepping"
+    ROTATIONAL = "rotational"
+    OTHER = "other"
+
+
+class FluoroMode(Vocabulary):
+    """How a fluoroscopy event's beam ran (DICOM CID 10004)."""
+
+    PULSED = "pulsed"
+    CONTINUOUS = "continuous"
+
+
 class DoseField(Vocabulary):
     """Procedure dose fields a dose report can fill or contradict (reconciliation)."""
 

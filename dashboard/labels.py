@@ -79,6 +79,29 @@ ANALYTIC_LABELS: dict[str, str] = {
     "match": "Matched by",
     "events": "Irradiation events", "filled": "Filled from the report", "details": "Details",
     "name": "File", "rows": "Rows", "bytes": "Bytes", "sha256": "SHA-256",
+    # irradiation events of dose reports (issue 13)
+    "sequence": "Event", "event_type": "Event type", "fluoro_mode": "Fluoro mode",
+    "plane": "Plane", "started_at": "Started", "kvp": "kVp", "tube_current_ma":
+    "Tube current (mA)", "field_area_cm2": "Field area (cm²)", "exposure_time_s":
+    "Exposure time (s)", "duration_s": "Irradiation duration (s)", "primary_angle_deg":
+    "Primary angle (°)", "secondary_angle_deg": "Secondary angle (°)",
+    "report_id": "Dose report", "study_datetime": "Study time", "source_file": "File",
+    "model": "C-arm model", "warnings": "Warnings", "reports": "Dose reports",
+    "fluoro_events": "Fluoroscopy events", "pulsed_event_share": "Pulsed (share of events)",
+    "fluoro_event_time_s": "Fluoroscopy time in events (s)",
+    "pulsed_time_share": "Pulsed (share of time)",
+    "low_rate_time_share": "At 7.5 pulses/s or less (share of pulsed time)",
+    "form_recorded": "Forms answering pulsed", "form_pulsed_share": "Pulsed, as the form says",
+    "form_low_dose_share": "Low-dose mode, as the form says",
+    "time_share": "Share of pulsed time", "median_events": "Median events per procedure",
+    "median_fluoro_events": "Median fluoroscopy events",
+    "median_acquisition_events": "Median acquisitions (images and runs)",
+    "agrees": "Sum agrees with the log",
+    "report_dap_gycm2": "KAP, sum of the reports (Gy·cm²)",
+    "report_fluoro_time_s": "Fluoroscopy time, sum of the reports (s)",
+    "report_air_kerma_mgy": "Ka,r, sum of the reports (mGy)",
+    "dap_gycm2_difference": "KAP: log vs sum", "fluoro_time_s_difference":
+    "Fluoroscopy time: log vs sum", "air_kerma_mgy_difference": "Ka,r: log vs sum",
 }
 #: Columns in the unit of the quantity a table is about.
 QUANTITY_COLUMNS = frozenset({
@@ -92,12 +115,15 @@ COUNT_COLUMNS = frozenset({
     "saved_images", "views", "missing_dap", "missing_dap_documented", "missing_air_kerma",
     "with_warnings", "from_dose_report", "procedures", "open", "acknowledged", "withdrawn",
     "total", "raised", "srdl", "cumulative", "investigation", "record_id", "alert_id",
-    "events", "rows", "bytes", "dsa_runs", "version", "levels"})
+    "events", "rows", "bytes", "dsa_runs", "version", "levels", "sequence", "report_id",
+    "warnings", "reports", "fluoro_events", "form_recorded"})
 #: Shares (0 to 1), shown as percentages.
 SHARE_COLUMNS = frozenset({
     "rate", "ci_low", "ci_high", "centre", "lcl", "ucl", "share_above", "pulsed_rate",
     "low_dose_rate", "compliance_rate", "missing_dap_share", "missing_air_kerma_share",
-    "with_warnings_share", "from_dose_report_share"})
+    "with_warnings_share", "from_dose_report_share", "pulsed_event_share", "pulsed_time_share",
+    "low_rate_time_share", "form_pulsed_share", "form_low_dose_share", "time_share",
+    "dap_gycm2_difference", "fluoro_time_s_difference", "air_kerma_mgy_difference"})
 #: Ratios to a peer figure (1.0 = typical).
 RATIO_COLUMNS = frozenset({"kap_per_level_ratio", "time_per_level_ratio"})
 
@@ -105,7 +131,13 @@ RATIO_COLUMNS = frozenset({"kap_per_level_ratio", "time_per_level_ratio"})
 DECIMALS: dict[str, int] = {"dap_gycm2": 2, "fluoro_time_s": 1, "air_kerma_mgy": 1,
                             "effective_dose_msv": 3, "background_days": 1,
                             "patient_weight_kg": 1, "contrast_volume_ml": 1,
-                            "pulse_rate_pps": 1, "dap_value": 2, "k": 2}
+                            "pulse_rate_pps": 1, "dap_value": 2, "k": 2, "kvp": 1,
+                            "tube_current_ma": 1, "field_area_cm2": 1, "exposure_time_s": 3,
+                            "duration_s": 2, "primary_angle_deg": 1, "secondary_angle_deg": 1,
+                            "fluoro_event_time_s": 1, "median_events": 1,
+                            "median_fluoro_events": 1, "median_acquisition_events": 1,
+                            "report_dap_gycm2": 2, "report_fluoro_time_s": 1,
+                            "report_air_kerma_mgy": 1}
 
 _STATS = {"n": "Records with", "median": "Median", "p75": "75th percentile",
           "p95": "95th percentile", "mean": "Mean"}
@@ -203,6 +235,7 @@ ENUM_COLUMNS: dict[str, type[vocab.Vocabulary]] = {
     "pregnancy_status": vocab.PregnancyStatus, "laterality": vocab.Laterality,
     "guidance": vocab.Guidance, "injectate": vocab.Injectate, "dose_source": vocab.DoseSource,
     "contrast_exception_reason": vocab.ContrastException, "statistic": vocab.ReferenceStatistic,
+    "event_type": vocab.IrradiationEventType, "fluoro_mode": vocab.FluoroMode,
 }
 #: Catalog figures (audit.catalog.FIGURE_FIELDS) by name.
 CATALOG_FIGURES = {"typical_time_s": "Typical fluoroscopy time (s)",

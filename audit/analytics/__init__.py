@@ -23,6 +23,11 @@ if TYPE_CHECKING:
     from audit.analytics.dose_stats import dose_stats as dose_statistics
     from audit.analytics.dose_stats import monthly_medians as monthly_medians
     from audit.analytics.dose_stats import technique_use as technique_use
+    from audit.analytics.events import LOW_PULSE_RATE_PPS as LOW_PULSE_RATE_PPS
+    from audit.analytics.events import events_per_procedure as events_per_procedure
+    from audit.analytics.events import pulse_rates as pulse_rates
+    from audit.analytics.events import pulsed_use as pulsed_use
+    from audit.analytics.events import split_reports as split_reports
     from audit.analytics.reference_levels import drl_thresholds as drl_thresholds
     from audit.analytics.reference_levels import local_drls as local_drls
     from audit.analytics.reference_levels import published_medians as published_medians
@@ -43,6 +48,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HIGHLIGHT_RATIO",
+    "LOW_PULSE_RATE_PPS",
     "SAFETY_FLAGS",
     "FrameCache",
     "Snapshot",
@@ -55,6 +61,7 @@ __all__ = [
     "dose_histogram",
     "dose_statistics",
     "drl_thresholds",
+    "events_per_procedure",
     "filter_options",
     "flagged_records",
     "load_snapshot",
@@ -63,10 +70,13 @@ __all__ = [
     "p_chart",
     "physician_scorecard",
     "published_medians",
+    "pulse_rates",
+    "pulsed_use",
     "reference_column",
     "reference_table",
     "render_report",
     "safety_flags",
+    "split_reports",
     "technique_use",
 ]
 
@@ -90,6 +100,12 @@ _PUBLIC = {
     "technique_use": "audit.analytics.dose_stats",
     "physician_scorecard": "audit.analytics.scorecard",
     "HIGHLIGHT_RATIO": "audit.analytics.scorecard",
+    # from the C-arm's irradiation events
+    "pulsed_use": "audit.analytics.events",
+    "pulse_rates": "audit.analytics.events",
+    "events_per_procedure": "audit.analytics.events",
+    "split_reports": "audit.analytics.events",
+    "LOW_PULSE_RATE_PPS": "audit.analytics.events",
     # reference levels
     "local_drls": "audit.analytics.reference_levels",
     "published_medians": "audit.analytics.reference_levels",

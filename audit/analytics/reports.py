@@ -29,7 +29,7 @@ from audit.auth import Actor, Permission, require
 from audit.errors import FieldError, ValidationFailed
 from audit.filters import Filters
 
-KINDS = ("compliance", "dose", "drl", "alerts")
+KINDS = ("compliance", "dose", "drl", "alerts", "events")
 #: The columns `report drl` shows as a table (JSON and CSV carry every column, basis included).
 DRL_TABLE_COLUMNS = ["procedure", "quantity", "figure", "level", "achievable", "rooms",
                      "rooms_with_records", "records", "room_records_min"]
@@ -59,6 +59,8 @@ def build(kind: str, engine: Engine, snap: Snapshot, actor: Actor, filters: Filt
                 "by", "does not apply to report drl: local DRLs are per procedure, over every "
                       "room in the period")])
         return {"groups": local_drls(snap, filters).drop(columns=["type_id"])}
+    if kind == "events":
+        return _event_tables(engine, actor, filters, by)
     if kind == "alerts":
         refresh_alerts(engine, snap)
         alerts = list_alerts(engine, actor, filters)
@@ -77,6 +79,22 @@ def build(kind: str, engine: Engine, snap: Snapshot, actor: Actor, filters: Filt
                                                  f"{', '.join(KINDS)}")])
 
 
+def _event_tables(engine: Engine, actor: Actor, filters: Filters,
+                  by: str | None) -> dict[str, pd.DataFrame]:
+    """`report events`: the figures from the C-arm's irradiation events (period only: a dose
+    report knows no physician, and its procedure type is grouped already)."""
+    from audit.analytics import events
+
+    if by:
+        raise ValidationFailed([FieldError(
+            "by", "does not apply to report events: its tables are per procedure type")])
+    period = {"date_from": filters.start, "date_to": filters.before}
+    return {"pulsed_use": events.pulsed_use(engine, actor, **period),
+            "pulse_rates": events.pulse_rates(engine, actor, **period),
+            "events_per_procedure": events.events_per_procedure(engine, actor, **period),
+            "split_reports": events.split_reports(engine, actor, **period)}
+
+
 #: Columns that count something (records, rooms, alerts, ids): written as integers in JSON and
 #: CSV even where pandas made them floats (a missing value in an integer column makes it float,
 #: and "12.0 records" reads as a measurement). Names ending in "_n" count records too.
@@ -84,7 +102,8 @@ COUNT_COLUMNS = frozenset({
     "eligible", "compliant", "excepted", "non_compliant", "records", "rooms",
     "rooms_with_records", "room_records_min", "min_rooms", "min_room_records", "procedures",
     "open", "acknowledged", "withdrawn", "total", "raised", "srdl", "cumulative",
-    "investigation", "alerts", "alert_id", "procedure_id"})
+    "investigation", "alerts", "alert_id", "procedure_id", "reports", "fluoro_events",
+    "form_recorded", "events", "record_id"})
 
 
 def _is_count(column: str) -> bool:

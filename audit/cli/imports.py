@@ -51,6 +51,8 @@ def _print_result(result: Any, as_json: bool) -> None:
             line += f", {len(result.discrepancies)} discrepancies"
         if result.note:
             line += f"; {result.note}"
+        for warning in result.warnings:  # an event figure left out: the report still imported
+            line += f"; warning: {warning}"
     print(line)
 
 

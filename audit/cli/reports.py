@@ -54,9 +54,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 def add_report(sub: Subcommands) -> None:
     """Add `report` to the command line."""
     p = add_command(sub, "report", cmd_report,
-                    "compliance, dose, local DRL and alert figures (the numbers the dashboards "
-                    "show)")
-    p.add_argument("kind", choices=("compliance", "dose", "drl", "alerts"))
+                    "compliance, dose, local DRL and alert figures, and those from the C-arm's "
+                    "irradiation events (the numbers the dashboards show)")
+    p.add_argument("kind", choices=("compliance", "dose", "drl", "alerts", "events"))
     p.add_argument("--from", dest="date_from", metavar="DATE",
                    help="first day, YYYY-MM-DD (UTC), inclusive")
     p.add_argument("--to", dest="date_to", metavar="DATE",

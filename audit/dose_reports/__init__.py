@@ -27,11 +27,15 @@ if TYPE_CHECKING:
     from audit.dose_reports.review import without_report_total as without_report_total
     from audit.dose_reports.store import DoseImporter as DoseImporter
     from audit.dose_reports.store import ImportResult as ImportResult
+    from audit.dose_reports.stored_events import EVENT_COLUMNS as EVENT_COLUMNS
+    from audit.dose_reports.stored_events import list_reports as list_reports
+    from audit.dose_reports.stored_events import report_events as report_events
     from audit.dose_reports.watch import PathsMissing as PathsMissing
     from audit.dose_reports.watch import Watcher as Watcher
     from audit.dose_reports.watch import expand_paths as expand_paths
 
 __all__ = [
+    "EVENT_COLUMNS",
     "DoseImporter",
     "ImportResult",
     "PathsMissing",
@@ -42,10 +46,12 @@ __all__ = [
     "list_discrepancies",
     "list_duplicates",
     "list_missing",
+    "list_reports",
     "log_completeness",
     "log_completeness_rate",
     "logged_without_report",
     "read_dose_report",
+    "report_events",
     "report_for_record",
     "review_discrepancy",
     "without_report_total",
@@ -61,6 +67,10 @@ _PUBLIC = {
     "Watcher": "audit.dose_reports.watch",
     "expand_paths": "audit.dose_reports.watch",
     "PathsMissing": "audit.dose_reports.watch",
+    # what a stored report holds, event by event
+    "EVENT_COLUMNS": "audit.dose_reports.stored_events",
+    "list_reports": "audit.dose_reports.stored_events",
+    "report_events": "audit.dose_reports.stored_events",
     # reconciliation with the log
     "list_discrepancies": "audit.dose_reports.review",
     "review_discrepancy": "audit.dose_reports.review",

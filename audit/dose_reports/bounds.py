@@ -80,6 +80,49 @@ QUANTITIES: Final[Mapping[str, Quantity]] = {
 }
 
 
+#: Bounds of the figures stored per irradiation event. Doses, times and the pulse rate take
+#: their dictionary field's range (an event holds no more than its report may); the technique
+#: figures a physical range no X-ray tube leaves (diagnostic tubes are rated to 150 kV; the
+#: largest flat detectors cover about 2,000 cm²). A figure outside is left out of its event
+#: with a warning, like a unit not understood: it never rejects the report.
+EVENT_QUANTITIES: Final[Mapping[str, Quantity]] = {
+    "dap_gycm2": Quantity("event DAP", "dap_gycm2"),
+    "air_kerma_mgy": Quantity("event Ka,r", "air_kerma_mgy"),
+    "exposure_time_s": Quantity("exposure time", "fluoro_time_s"),
+    "duration_s": Quantity("irradiation duration", "fluoro_time_s"),
+}
+#: (minimum, maximum, unit) of the technique figures the dictionary has no field for. An
+#: event's pulse rate may be 0 or below the form's 0.1 (vendors write 0 or 0.01 for a single
+#: exposure); its maximum is the dictionary's.
+EVENT_RANGES: Final[Mapping[str, tuple[float, float, str]]] = {
+    "pulse_rate_pps": (0.0, float(BY_NAME["pulse_rate_pps"].maximum or 60), "pulses/s"),
+    "kvp": (0.0, 200.0, "kV"),
+    "tube_current_ma": (0.0, 5000.0, "mA"),
+    "average_tube_current_ma": (0.0, 5000.0, "mA"),
+    "field_area_cm2": (0.0, 10_000.0, "cm²"),
+    "primary_angle_deg": (-360.0, 360.0, "deg"),
+    "secondary_angle_deg": (-360.0, 360.0, "deg"),
+}
+
+
+def event_value_problem(name: str, value: float) -> str | None:
+    """Why an event figure cannot be stored (its range, stated), or None."""
+    quantity = EVENT_QUANTITIES.get(name)
+    if quantity is not None:
+        low, high = quantity.bounds()
+        allowed = quantity.allowed()
+        unit = f" {quantity.unit}" if quantity.unit else ""
+    elif name in EVENT_RANGES:
+        low, high, unit_text = EVENT_RANGES[name]
+        allowed = f"allowed: {low:g} to {high:g} {unit_text}"
+        unit = f" {unit_text}"
+    else:
+        return None
+    if not math.isfinite(value) or not low <= value <= high:
+        return f"value {_format(value)}{unit} is out of range; {allowed}"
+    return None
+
+
 def _format(number: float) -> str:
     return f"{number:g}" if isinstance(number, float) else str(number)
 
@@ -153,4 +196,5 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-__all__ = ["QUANTITIES", "Quantity", "json_safe", "report_problem", "value_problem"]
+__all__ = ["EVENT_QUANTITIES", "EVENT_RANGES", "QUANTITIES", "Quantity", "event_value_problem",
+           "json_safe", "report_problem", "value_problem"]

@@ -25,15 +25,16 @@ from audit.dose_reports.codes import (
     CT_MARKERS,
     DCM,
     DEVICE_FIELDS,
+    EVENT_VALUES,
     MAMMOGRAPHY_MARKERS,
     PLANE_LABELS,
-    PULSE_RATE_SPEC,
+    RADIOGRAPHY_MARKERS,
     Concept,
     ValueSpec,
 )
 from audit.dose_reports.dicom_bytes import CONCEPT_NAME_CODE_SEQUENCE, scan_code_item
 from audit.dose_reports.report import RejectedReport
-from audit.units import Quantity, rdsr_unit_factor
+from audit.units import Quantity, rdsr_lenient_unit_factor, rdsr_unit_factor
 
 
 @dataclass
@@ -46,23 +47,47 @@ class PlaneAccumulator:
 
 @dataclass
 class EventAccumulator:
-    """The fields of one irradiation event the summary needs."""
+    """One irradiation event as read: codes, texts, and numbers in canonical units
+    (``values``, keyed by the event field of codes.EVENT_VALUES)."""
 
     event_type: str | None = None
     fluoro_mode: str | None = None
     pulse_rate_pps: float | None = None
+    plane_code: str | None = None
+    uid: str | None = None
+    started: str | None = None
+    values: dict[str, float] = field(default_factory=dict)
+    #: Fields already warned about in this event: a warning counts events, not items.
+    warned: set[str] = field(default_factory=set)
 
 
 @dataclass
 class Findings:
-    """Everything the walk collects; the report is assembled from it afterwards."""
+    """Everything the walk collects; the report is assembled from it afterwards.
+
+    ``warnings`` counts what was left out of events and why, keyed by (meaning, code,
+    problem), so a report of 500 events with one odd unit says it once, with the count.
+    """
 
     planes: list[PlaneAccumulator] = field(default_factory=list)
     loose: PlaneAccumulator = field(default_factory=PlaneAccumulator)
     events: list[EventAccumulator] = field(default_factory=list)
     device: dict[str, str] = field(default_factory=dict)
     procedures: list[str] = field(default_factory=list)
+    device_types: list[str] = field(default_factory=list)
     markers: set[str] = field(default_factory=set)
+    warnings: dict[tuple[str, str, str], int] = field(default_factory=dict)
+
+    def warn(self, meaning: str, code: str, problem: str) -> None:
+        key = (meaning, code, problem)
+        self.warnings[key] = self.warnings.get(key, 0) + 1
+
+    def warning_texts(self) -> tuple[str, ...]:
+        """ "Pulse Rate (113791) left out of 24 irradiation events: unit 'p/m' is not ..."."""
+        return tuple(
+            f"{meaning} ({code}) left out of {count} irradiation event"
+            f"{'' if count == 1 else 's'}: {problem}"
+            for (meaning, code, problem), count in self.warnings.items())
 
 
 def walk(
@@ -82,7 +107,7 @@ def walk(
         code = _concept_code(item)
         if code is not None:
             if event is not None:
-                _read_event_item(item, code, event)
+                _read_event_item(item, code, event, found)
             elif code in ACCUMULATED_TOTALS:
                 _store_total(item, ACCUMULATED_TOTALS[code], plane or found.loose)
             elif plane is not None and code in (
@@ -92,7 +117,7 @@ def walk(
                 _read_plane_code(item, plane)
             elif at_root:
                 _read_root_item(item, code, found)
-            if code in CT_MARKERS or code in MAMMOGRAPHY_MARKERS:
+            if code in CT_MARKERS or code in MAMMOGRAPHY_MARKERS or code in RADIOGRAPHY_MARKERS:
                 found.markers.add(code)
         children = item.get("ContentSequence")
         if not children:
@@ -141,14 +166,71 @@ def coded_value(item: Dataset) -> str | None:
     return dicom_text(codes[0].get("CodeValue")) if codes else None
 
 
-def _read_event_item(item: Dataset, code: str, event: EventAccumulator) -> None:
-    """Keep the irradiation event fields the summary needs; the first occurrence wins."""
-    if code == Concept.IRRADIATION_EVENT_TYPE and event.event_type is None:
+def _read_event_item(item: Dataset, code: str, event: EventAccumulator,
+                     found: Findings) -> None:
+    """Keep the irradiation event's fields; the first occurrence of each wins."""
+    spec = EVENT_VALUES.get(code)
+    if spec is not None:
+        if spec.field not in event.values and spec.field not in event.warned:
+            before = len(found.warnings), sum(found.warnings.values())
+            value = _event_value(item, spec, found)
+            if (len(found.warnings), sum(found.warnings.values())) != before:
+                event.warned.add(spec.field)
+            if value is not None:
+                event.values[spec.field] = value
+                if code == Concept.PULSE_RATE:
+                    event.pulse_rate_pps = value
+    elif code == Concept.IRRADIATION_EVENT_TYPE and event.event_type is None:
         event.event_type = coded_value(item)
     elif code == Concept.FLUORO_MODE and event.fluoro_mode is None:
         event.fluoro_mode = coded_value(item)
-    elif code == Concept.PULSE_RATE and event.pulse_rate_pps is None:
-        event.pulse_rate_pps = _measured_value(item, PULSE_RATE_SPEC)
+    elif code == Concept.ACQUISITION_PLANE and event.plane_code is None:
+        event.plane_code = coded_value(item)
+    elif code == Concept.IRRADIATION_EVENT_UID and event.uid is None:
+        event.uid = dicom_text(item.get("UID"))
+    elif code == Concept.DATETIME_STARTED and event.started is None:
+        event.started = dicom_text(item.get("DateTime"))
+
+
+def _event_value(item: Dataset, spec: ValueSpec, found: Findings) -> float | None:
+    """An event figure in its canonical unit, or None with a warning kept on the report.
+
+    A unit still unknown after the lenient table (or missing), or a number that cannot be
+    read, drops the figure and never rejects the report. The pulse rate's number alone stays
+    strict, as before: it becomes the report's maximum pulse rate, a stored figure held to the
+    data dictionary's bounds (a non-finite or negative rate rejects the report).
+    """
+    measured = item.get("MeasuredValueSequence")
+    if not measured:
+        return None
+    strict_number = spec.code == Concept.PULSE_RATE
+    try:
+        number = _number(measured[0], spec)
+    except RejectedReport:
+        if strict_number:
+            raise
+        found.warn(spec.meaning, spec.code, "its value is not a number")
+        return None
+    if number is None:
+        return None
+    units = measured[0].get("MeasurementUnitsCodeSequence")
+    unit = dicom_text(units[0].get("CodeValue")) if units else None
+    if unit is None:
+        found.warn(spec.meaning, spec.code, f"no unit given (expected {spec.quantity.value})")
+        return None
+    factor = rdsr_lenient_unit_factor(spec.quantity, unit)
+    if factor is None:
+        found.warn(spec.meaning, spec.code,
+                   f"unit {unit[:40]!r} is not a known {spec.quantity.value} unit")
+        return None
+    if strict_number:
+        return _measured_value(item, spec)
+    value = _scale(number, factor)
+    if not math.isfinite(value) or (value < 0 and spec.quantity is not Quantity.ANGLE):
+        found.warn(spec.meaning, spec.code, f"value {number!r} is not a finite number"
+                   + ("" if spec.quantity is Quantity.ANGLE else " >= 0"))
+        return None
+    return value
 
 
 def _store_total(item: Dataset, spec: ValueSpec, plane: PlaneAccumulator) -> None:
@@ -177,6 +259,10 @@ def _read_root_item(item: Dataset, code: str, found: Findings) -> None:
         value = coded_value(item)
         if value is not None:
             found.procedures.append(value)
+    elif code == Concept.ACQUISITION_DEVICE_TYPE:
+        value = coded_value(item)
+        if value is not None:
+            found.device_types.append(value)
 
 
 # --------------------------------------------------------------------------------------------
@@ -235,9 +321,12 @@ def _unit_factor(measured: Dataset, spec: ValueSpec) -> float:
         if spec.quantity is Quantity.COUNT:
             return 1.0
         raise RejectedReport(f"missing unit for {spec.meaning} ({spec.code})")
-    factor = rdsr_unit_factor(spec.quantity, unit)
+    factor = (rdsr_lenient_unit_factor if spec.code in EVENT_VALUES else rdsr_unit_factor)(
+        spec.quantity, unit)
     if factor is None:
-        raise RejectedReport(f"unknown unit {unit!r} for {spec.meaning} ({spec.code})")
+        raise RejectedReport(
+            f"unknown unit {unit!r} for {spec.meaning} ({spec.code}): a dose total's unit "
+            f"must be a known {spec.quantity.value} unit; nothing of the report was imported")
     return factor
 
 

@@ -6,14 +6,22 @@ carries the same totals in machine-readable form, so the log imports them instea
 
 Rules (docs/reference.md section 7), each chosen because real files break the naive approach:
 
-* Accepted documents: SOP class X-Ray Radiation Dose SR or Enhanced SR whose document title (the
-  root concept name) is 113701 (DCM). Anything else is a :class:`RejectedReport`.
+* Accepted documents: SOP class X-Ray Radiation Dose SR, Enhanced SR or Comprehensive SR whose
+  document title (the root concept name) is 113701 (DCM). Anything else is a
+  :class:`RejectedReport`.
 * Content items are found by concept code value, and only when the item's coding scheme is DCM
   (or absent). Code meanings are never read: vendors misspell them ("Fluoro Dose(RP) Total") and
   private items may reuse meanings under their own scheme.
 * Values are converted to canonical units (Gy·cm², mGy, s, count) through the table in audit.units.
-  An unknown or missing unit rejects the whole report: a silently wrong factor is a 100x dose
-  error in the audit, which is worse than no import.
+  An unknown or missing unit on a dose total rejects the whole report: a silently wrong factor
+  is a 100x dose error in the audit, which is worse than no import. The figures of each
+  irradiation event (pulse rate, kVp, tube current, field area, times, angles, the event's
+  DAP and Ka,r) are only descriptive: their units are read leniently (UCUM and the spellings
+  vendors write, audit.units ``vendor``), and one still not understood leaves that figure out
+  of its event with a warning the report keeps (audit.dose_reports.events). It never rejects.
+* Other modalities are refused before the fluoroscopy rule, whatever totals they carry: a
+  Modality, SOP class, template or content that says CT, mammography, radiography or nuclear
+  medicine rejects the report, naming the evidence (audit.dose_reports.kinds).
 * Fluoroscopy rule: a report is a fluoroscopy report when it has at least one fluoroscopy
   irradiation event, or a total fluoro time > 0, or a fluoro DAP > 0, or a fluoro dose (RP) > 0.
   CT, mammography and radiography-only reports fail that test and are rejected with a reason
@@ -50,13 +58,9 @@ from audit.dose_reports.bounds import report_problem
 from audit.dose_reports.codes import (
     ACCEPTED_SOP_CLASSES,
     ACQUISITION_EVENT_TYPES,
-    CT_MARKERS,
-    CT_PROCEDURES,
     DCM,
     FLOAT_TOTAL_FIELDS,
     FLUOROSCOPY_EVENT_TYPES,
-    MAMMOGRAPHY_MARKERS,
-    MAMMOGRAPHY_PROCEDURES,
     PLANE_LABELS,
     Concept,
     FluoroMode,
@@ -69,6 +73,13 @@ from audit.dose_reports.content_tree import (
     walk,
 )
 from audit.dose_reports.dicom_bytes import parse_dicom, read_source
+from audit.dose_reports.events import build_events
+from audit.dose_reports.kinds import (
+    not_fluoroscopy_reason,
+    other_modality,
+    other_modality_reason,
+    sop_class_modality,
+)
 from audit.dose_reports.report import DoseReport, PlaneTotals, RejectedReport
 
 
@@ -102,6 +113,10 @@ def _check_document(dataset: Dataset, forced: bool) -> None:
         )
     if sop_class not in ACCEPTED_SOP_CLASSES:
         name = UID(sop_class).name if sop_class else "missing"
+        kind = sop_class_modality(sop_class)
+        if kind is not None:
+            raise RejectedReport(f"not a fluoroscopy dose report: SOP class {sop_class} "
+                                 f"({name}) is a {kind} object, not an X-Ray Radiation Dose SR")
         raise RejectedReport(
             f"not an X-Ray Radiation Dose SR: SOP class {sop_class or '(none)'} ({name})"
         )
@@ -142,8 +157,13 @@ def _build_report(dataset: Dataset, forced: bool) -> DoseReport:
     planes = _plane_totals(found)
     totals = _sum_planes(planes)
     summary = _event_summary(found.events)
-    if not _is_fluoroscopy(totals, summary["fluoro_events"]):
-        raise RejectedReport(_not_fluoroscopy_reason(dataset, found))
+    fluoroscopy = _is_fluoroscopy(totals, summary["fluoro_events"])
+    other = other_modality(dataset, found)
+    if other is not None:
+        raise RejectedReport(other_modality_reason(*other, fluoroscopy))
+    if not fluoroscopy:
+        raise RejectedReport(not_fluoroscopy_reason(found))
+    events = build_events(found, _timezone(dataset))
 
     report = DoseReport(
         sop_instance_uid=sop_instance_uid,
@@ -158,6 +178,8 @@ def _build_report(dataset: Dataset, forced: bool) -> DoseReport:
         planes=tuple(planes),
         **totals,
         **summary,
+        irradiation_events=events,
+        warnings=found.warning_texts(),
     )
     problem = report_problem(report)
     if problem:
@@ -238,33 +260,6 @@ def _is_fluoroscopy(totals: Mapping[str, Any], fluoro_events: int) -> bool:
         return True
     fluoro_fields = ("fluoro_time_s", "fluoro_dap_gycm2", "fluoro_air_kerma_mgy")
     return any((totals[name] or 0) > 0 for name in fluoro_fields)
-
-
-def _not_fluoroscopy_reason(dataset: Dataset, found: Findings) -> str:
-    """Name what the report is instead, so the user knows the rejection is not a parse bug."""
-    modality = dicom_text(dataset.get("Modality")) or ""
-    sop_class = dicom_text(dataset.get("SOPClassUID"))
-    ct_markers = sorted(found.markers & CT_MARKERS)
-    evidence = "no fluoroscopy events, no fluoro time and no fluoro DAP or dose"
-    if ct_markers or CT_PROCEDURES.intersection(found.procedures) or modality == "CT":
-        shown = ", ".join(ct_markers) or "procedure reported CT"
-        return (
-            f"not a fluoroscopy dose report: CT Radiation Dose report ({shown} present; "
-            f"SOP class {sop_class}); {evidence}"
-        )
-    mammo = sorted(found.markers & MAMMOGRAPHY_MARKERS)
-    if mammo or MAMMOGRAPHY_PROCEDURES.intersection(found.procedures) or modality == "MG":
-        shown = ", ".join([*mammo, *(["Modality MG"] if modality == "MG" else [])])
-        return (
-            f"not a fluoroscopy dose report: mammography dose report "
-            f"({shown or 'procedure reported Mammography'}); {evidence}"
-        )
-    if not found.planes and not found.loose.values and not found.events:
-        return f"not a fluoroscopy dose report: no accumulated dose data and no events; {evidence}"
-    return (
-        f"not a fluoroscopy dose report: projection radiography only "
-        f"({len(found.events)} irradiation events); {evidence}"
-    )
 
 
 # --------------------------------------------------------------------------------------------

@@ -43,6 +43,34 @@ class PlaneTotals:
 
 
 @dataclass(frozen=True)
+class IrradiationEvent:
+    """One irradiation event of a report (TID 10003), canonical units, ``None`` where the file
+    does not say (or said it in a unit not understood: the report's ``warnings`` tell).
+
+    ``sequence`` is the event's place in the document (1-based); ``event_type`` is fluoroscopy,
+    stationary, stepping, rotational, or other (a code outside CID 10002); ``fluoro_mode``
+    pulsed or continuous; ``started_at`` as the file writes it (aware when it gives an offset).
+    """
+
+    sequence: int
+    uid: str | None = None
+    event_type: str | None = None
+    fluoro_mode: str | None = None
+    plane: str | None = None
+    started_at: datetime | None = None
+    pulse_rate_pps: float | None = None
+    kvp: float | None = None
+    tube_current_ma: float | None = None
+    field_area_cm2: float | None = None
+    dap_gycm2: float | None = None
+    air_kerma_mgy: float | None = None
+    exposure_time_s: float | None = None
+    duration_s: float | None = None
+    primary_angle_deg: float | None = None
+    secondary_angle_deg: float | None = None
+
+
+@dataclass(frozen=True)
 class DoseReport:
     """One RDSR instance reduced to what the fluoroscopy log and audit need.
 
@@ -74,6 +102,10 @@ class DoseReport:
     acquisition_events: int
     pulsed_fluoro_share: float | None
     max_pulse_rate_pps: float | None
+    #: Every irradiation event, in document order.
+    irradiation_events: tuple[IrradiationEvent, ...] = ()
+    #: What was left out and why (an event figure in a unit not understood); never a total.
+    warnings: tuple[str, ...] = ()
 
     def to_json_dict(self) -> dict[str, Any]:
         """Return a ``json.dumps``-safe dict: canonical units, datetime as ISO 8601."""
@@ -82,4 +114,8 @@ class DoseReport:
         data["study_datetime"] = (
             self.study_datetime.isoformat() if self.study_datetime is not None else None
         )
+        data["irradiation_events"] = [
+            {**asdict(e), "started_at": e.started_at.isoformat() if e.started_at else None}
+            for e in self.irradiation_events]
+        data["warnings"] = list(self.warnings)
         return data

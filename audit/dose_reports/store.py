@@ -53,6 +53,7 @@ from audit.auth import Actor, Permission, require
 from audit.dose_reports import matching as reconcile
 from audit.dose_reports.bounds import json_safe, report_problem, value_problem
 from audit.dose_reports.dicom_bytes import MAX_INPUT_BYTES
+from audit.dose_reports.event_store import store_events
 from audit.dose_reports.reader import read_dose_report
 from audit.dose_reports.report import DoseReport as ParsedReport
 from audit.dose_reports.report import RejectedReport
@@ -97,6 +98,8 @@ class ImportResult:
     note: str | None = None
     #: Why the link needs a person's look: the procedure may be logged twice (names the other).
     review: str | None = None
+    #: What the reader left out of the report's events and why (never a total).
+    warnings: list[str] = field(default_factory=list)
     dry_run: bool = False
 
     def as_json(self) -> dict[str, Any]:
@@ -233,7 +236,8 @@ class DoseImporter:
         result = ImportResult(
             name, OK, sop_instance_uid=parsed.sop_instance_uid,
             study_instance_uid=parsed.study_instance_uid, events=parsed.events,
-            totals={k: getattr(parsed, k) for k in TOTAL_FIELDS}, dry_run=dry_run)
+            totals={k: getattr(parsed, k) for k in TOTAL_FIELDS},
+            warnings=list(parsed.warnings), dry_run=dry_run)
         existing = session.execute(
             select(DoseReport.id, DoseReport.procedure_id, DoseReport.source_file)
             .where(DoseReport.sop_instance_uid == parsed.sop_instance_uid)
@@ -263,12 +267,14 @@ class DoseImporter:
             acquisition_events=parsed.acquisition_events,
             pulsed_fluoro_share=parsed.pulsed_fluoro_share,
             max_pulse_rate_pps=parsed.max_pulse_rate_pps,
+            warnings=list(parsed.warnings) or None,
             status=DoseReportStatus.CURRENT.value, source_file=_clip(name, _SOURCE_NAME_MAX),
             source_sha256=digest, imported_at=utcnow(), imported_by=self.actor.username,
         )
         session.add(row)
         session.flush()
         result.report_id = row.id
+        store_events(session, row.id, parsed.irradiation_events, zone)
 
         earlier = list(session.scalars(
             select(DoseReport).where(
@@ -330,6 +336,7 @@ class DoseImporter:
                 "source_file": row.source_file, "source_sha256": row.source_sha256,
                 "status": row.status, "superseded_by": row.superseded_by_id,
                 "supersedes": result.supersedes, "events": row.events,
+                "warnings": row.warnings or [],
                 **{k: getattr(row, k) for k in TOTAL_FIELDS},
             }),
         )

@@ -23,12 +23,12 @@ from audit.catalog import figure_sources
 from audit.dosimetry import coefficient_basis
 from audit.errors import ValidationFailed
 from audit.vocab import FigureBasis, ReferenceKind
-from dashboard import analytics, dose_charts, labels, state, tables
+from dashboard import analytics, carm_technique, dose_charts, labels, state, tables
 from dashboard.analytics import QUANTITY_LABELS, chart_and_table
 from dashboard.labels import glossary
 from dashboard.widgets import plain
 
-state.require(Permission.VIEW_DASHBOARDS)
+actor = state.require(Permission.VIEW_DASHBOARDS)
 st.title("Dose")
 snap = analytics.snapshot()
 chosen = analytics.filters(snap)
@@ -161,3 +161,6 @@ with st.expander("Where the catalog's typical values and the effective-dose coef
     tables.show(pd.DataFrame([{"region": region, "k": k,
                                "basis": coefficient_basis(region, k)}
                               for region, k in coefficients.items()]))
+
+# --- technique as the C-arm recorded it (irradiation events of the dose reports) ------------
+carm_technique.section(actor, chosen)

@@ -14,7 +14,7 @@ import streamlit as st
 from audit.auth import Permission
 from audit.dose_reports import DoseImporter, ImportResult
 from audit.errors import AuditError
-from dashboard import labels, receiver_panel, state, tables
+from dashboard import labels, receiver_panel, report_events, state, tables
 from dashboard.widgets import plain
 
 RESULTS_KEY = "dose_report_results"
@@ -92,4 +92,5 @@ if results:
     tables.show(frame, names={"status": "Outcome", "record_id": "Linked record"},
                 enums={"status": OUTCOMES, "match": MATCHES})
 
+report_events.section(actor)
 receiver_panel.show()

@@ -30,7 +30,7 @@ from audit.dose_reports import (
     without_report_total,
 )
 from audit.errors import AuditError
-from dashboard import state
+from dashboard import split_reports, state
 from dashboard.widgets import plain
 from dashboard.wording import label, shown_value
 
@@ -223,3 +223,5 @@ if record_ids:
         st.caption("Dose reports linked to this record")
         st.dataframe(report_for_record(state.engine(), actor, int(record_id)),
                      hide_index=True, width="stretch")
+
+split_reports.section(actor, PERIODS[period])

@@ -11,7 +11,13 @@ from sqlalchemy.orm import Session
 
 from audit.auth import Actor
 from audit.log.service import ProcedureLog
-from audit.storage.models import AuditEvent, DoseDiscrepancy, DoseReport, Procedure
+from audit.storage.models import (
+    AuditEvent,
+    DoseDiscrepancy,
+    DoseReport,
+    IrradiationEvent,
+    Procedure,
+)
 from tests.conftest import valid_record
 
 from .rdsr_builder import EventSpec, PlaneSpec, build_rdsr, fluoro_totals, write
@@ -67,7 +73,7 @@ def counts(engine: Engine) -> dict[str, int]:
     with Session(engine) as session:
         return {
             model.__tablename__: session.scalar(select(func.count()).select_from(model)) or 0
-            for model in (DoseReport, DoseDiscrepancy, AuditEvent, Procedure)
+            for model in (DoseReport, DoseDiscrepancy, AuditEvent, Procedure, IrradiationEvent)
         }
 
 

@@ -127,6 +127,9 @@ class EventSpec:
     mode: str | None = PULSED
     pulse_rate: float | None = 7.5
     plane: str = SINGLE_PLANE
+    pulse_rate_unit: str | None = "{pulse}/s"
+    #: Further content items of the event (num(...) for kVp, tube current, field area...).
+    extras: tuple[Dataset, ...] = ()
 
 
 def fluoro_totals(
@@ -172,7 +175,8 @@ def _event_container(spec: EventSpec) -> Dataset:
     if spec.mode is not None:
         children.append(coded("113732", spec.mode))
     if spec.pulse_rate is not None:
-        children.append(num("113791", spec.pulse_rate, "{pulse}/s", "Pulse Rate"))
+        children.append(num("113791", spec.pulse_rate, spec.pulse_rate_unit, "Pulse Rate"))
+    children.extend(spec.extras)
     return container("113706", children)
 
 

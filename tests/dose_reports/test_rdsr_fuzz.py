@@ -40,7 +40,13 @@ from sqlalchemy.orm import Session
 from audit.auth import Actor
 from audit.dose_reports.store import DoseImporter, ImportResult
 from audit.log.service import ProcedureLog
-from audit.storage.models import AuditEvent, DoseDiscrepancy, DoseReport, Procedure
+from audit.storage.models import (
+    AuditEvent,
+    DoseDiscrepancy,
+    DoseReport,
+    IrradiationEvent,
+    Procedure,
+)
 from audit.storage.types import Base
 
 from .dose_helpers import REAL_FILES, log_procedure
@@ -157,7 +163,7 @@ def state(engine: Engine) -> tuple[int, ...]:
     with Session(engine) as session:
         return (
             *(session.scalar(select(func.count()).select_from(model)) or 0
-              for model in (DoseReport, DoseDiscrepancy, AuditEvent)),
+              for model in (DoseReport, DoseDiscrepancy, AuditEvent, IrradiationEvent)),
             session.scalar(select(func.coalesce(func.sum(Procedure.version), 0))) or 0,
         )
 

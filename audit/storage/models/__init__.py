@@ -2,11 +2,12 @@
 
 The classes live by area (audit.storage.models.log: the procedure log, its reference data, the
 audit trail and the settings; audit.storage.models.dose: dose reports, reference levels and
-alerts; audit.storage.models.network: the DICOM receiver's receipts and heartbeat) and are
-re-exported here, so that importing this package registers every table on
-Base.metadata: the complete schema that Alembic's autogenerate and `alembic check` compare the
-migrations with. Base and utcnow (audit.storage.types) are re-exported because every caller
-that stamps or creates rows needs them beside the classes.
+alerts; audit.storage.models.network: the DICOM receiver's receipts and heartbeat;
+audit.storage.models.irradiation: each dose report's irradiation events) and are re-exported
+here, so that importing this package registers every table on Base.metadata: the complete schema
+that Alembic's autogenerate and `alembic check` compare the migrations with. Base and utcnow
+(audit.storage.types) are re-exported because every caller that stamps or creates rows needs
+them beside the classes.
 
 Conventions: see audit.storage.types; nothing is deleted: records are voided, accounts and rooms
 deactivated.
@@ -19,6 +20,7 @@ from audit.storage.models.dose import (
     DoseReport,
     ReferenceLevel,
 )
+from audit.storage.models.irradiation import IrradiationEvent
 from audit.storage.models.log import (
     AuditEvent,
     NameAlias,
@@ -45,6 +47,7 @@ __all__ = [
     "DicomReceipt",
     "DoseDiscrepancy",
     "DoseReport",
+    "IrradiationEvent",
     "NameAlias",
     "Patient",
     "Physician",

@@ -80,6 +80,9 @@ class DoseReport(Base):
     acquisition_events: Mapped[int] = mapped_column(Integer)
     pulsed_fluoro_share: Mapped[float | None] = mapped_column(Float)
     max_pulse_rate_pps: Mapped[float | None] = mapped_column(Float)
+    #: What the reader left out and why (an event figure in a unit it did not understand);
+    #: NULL: nothing (and every report imported before migration 0014).
+    warnings: Mapped[list[str] | None] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(12), default=vocab.DoseReportStatus.CURRENT.value)
     superseded_by_id: Mapped[int | None] = mapped_column(ForeignKey("dose_report.id"))
     procedure_id: Mapped[int | None] = mapped_column(ForeignKey("procedure.id"))
