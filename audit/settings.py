@@ -88,6 +88,11 @@ class Settings:
     #: of a final record asks "duplicate?" before saving; 0 turns the check off (seeded by
     #: migration 0009).
     duplicate_window_minutes: float = 30
+    #: The patient letter's letterhead and where it sends the patient (seeded empty by
+    #: migration 0015; the letter says what to do in general words while they are empty).
+    practice_name: str = ""
+    practice_contact: str = ""
+    images_held_at: str = ""
 
 
 _KEYS = frozenset(f.name for f in fields(Settings))

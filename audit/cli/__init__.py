@@ -26,7 +26,18 @@ from collections.abc import Sequence
 from sqlalchemy.exc import SQLAlchemyError
 
 from audit import __version__
-from audit.cli import admin, database, export, imports, keys, names, records, reports, users
+from audit.cli import (
+    admin,
+    database,
+    documents,
+    export,
+    imports,
+    keys,
+    names,
+    records,
+    reports,
+    users,
+)
 from audit.cli.common import EXIT_INVALID, EXIT_OK, EXIT_USAGE, CliError, print_error
 from audit.errors import AuditError, ValidationFailed
 from audit.storage.engine import default_url, require_migrated
@@ -60,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     names.add_merge(sub)
     admin.add_demo(sub)
     reports.add_report(sub)
+    documents.add_patient(sub)
     admin.add_backup(sub)
     imports.add_import(sub)
     imports.add_watch(sub)

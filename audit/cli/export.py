@@ -189,6 +189,9 @@ def add_export(sub: Subcommands) -> None:
         p.add_argument("--with", dest="extra", action="append", default=[],
                        metavar="SECTION", help="add a section to the same export (repeatable): "
                        + ", ".join(n for n in SECTIONS if n not in KINDS[kind]))
+    from audit.cli.documents import add_surveyor
+
+    add_surveyor(exports)
 
 
 def add_verify_export(sub: Subcommands) -> None:
