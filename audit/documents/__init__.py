@@ -18,10 +18,14 @@ from audit._lazy import lazy_names
 
 if TYPE_CHECKING:
     from audit.documents.acting import account_actor as account_actor
+    from audit.documents.charts import DOSE_OVER_TIME_CAPTION as DOSE_OVER_TIME_CAPTION
     from audit.documents.charts import dose_over_time as dose_over_time
     from audit.documents.charts import p_chart_spec as p_chart_spec
+    from audit.documents.committee import committee_document as committee_document
     from audit.documents.committee import committee_pdf as committee_pdf
     from audit.documents.committee import write_committee_report as write_committee_report
+    from audit.documents.committee_figures import STEPS as COMMITTEE_STEPS
+    from audit.documents.letter import letter_document as letter_document
     from audit.documents.letter import letter_pdf as letter_pdf
     from audit.documents.letter import write_letter as write_letter
     from audit.documents.patient_history import PatientHistory as PatientHistory
@@ -31,11 +35,15 @@ if TYPE_CHECKING:
     from audit.documents.typeset import literal as typst_literal
 
 __all__ = [
+    "COMMITTEE_STEPS",
+    "DOSE_OVER_TIME_CAPTION",
     "PatientHistory",
     "account_actor",
+    "committee_document",
     "committee_pdf",
     "dose_over_time",
     "export_surveyor_packet",
+    "letter_document",
     "letter_pdf",
     "p_chart_spec",
     "patient_history",
@@ -49,10 +57,14 @@ __all__ = [
 _PUBLIC = {
     "account_actor": "audit.documents.acting",
     "dose_over_time": "audit.documents.charts",
+    "DOSE_OVER_TIME_CAPTION": "audit.documents.charts",
     "p_chart_spec": "audit.documents.charts",
     "committee_pdf": "audit.documents.committee",
+    "committee_document": "audit.documents.committee",
+    "COMMITTEE_STEPS": "audit.documents.committee_figures:STEPS",
     "write_committee_report": "audit.documents.committee",
     "letter_pdf": "audit.documents.letter",
+    "letter_document": "audit.documents.letter",
     "write_letter": "audit.documents.letter",
     "PatientHistory": "audit.documents.patient_history",
     "patient_history": "audit.documents.patient_history",

@@ -11,6 +11,7 @@ SVG. Written through a temporary name; the audit event holds the period and the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -55,21 +56,36 @@ def write_committee_report(engine: Engine, actor: Actor, out: Path, *, first: da
                            pseudonymise: bool = False,
                            progress: Progress | None = None) -> dict[str, Any]:
     """Gather, typeset, write `out` and audit it; returns file, bytes, SHA-256, event id."""
+    _, info = committee_document(engine, actor, first=first, last=last, sites=sites,
+                                 pseudonymise=pseudonymise, progress=progress,
+                                 deliver=lambda pdf: typeset.write_atomically(out, pdf))
+    return {"file": str(out), **info}
+
+
+def committee_document(engine: Engine, actor: Actor, *, first: date | None, last: date | None,
+                       sites: tuple[str, ...] = (), pseudonymise: bool = False,
+                       progress: Progress | None = None,
+                       deliver: Callable[[bytes], Any] | None = None,
+                       ) -> tuple[bytes, dict[str, Any]]:
+    """The report's PDF and what its audit event recorded (period, sites, SHA-256); the event
+    and `deliver(pdf)` are one transaction."""
     figures = gather(engine, actor, first, last, sites=sites,  # type: ignore[arg-type]
                      pseudonymise=pseudonymise, progress=progress)
     if progress:
         progress(STEPS[-1], len(STEPS) - 1, len(STEPS))
     pdf = committee_pdf(figures)
     period = f"{figures.filters.first_day} to {figures.filters.last_day}"
+    digest = typeset.sha256(pdf)
     with write_session(engine) as session:
         event_id = record_document(session, actor, COMMITTEE_REPORT, period, access="pdf",
-                                   sha256=typeset.sha256(pdf), sites=figures.sites,
+                                   sha256=digest, sites=figures.sites,
                                    pseudonymised=pseudonymise, snapshot=figures.token)
-        digest = typeset.write_atomically(out, pdf)
+        if deliver is not None:
+            deliver(pdf)
     if progress:
         progress("done", len(STEPS), len(STEPS))
-    return {"file": str(out), "bytes": len(pdf), "sha256": digest, "audit_event_id": event_id,
-            "period": period, "records": figures.records}
+    return pdf, {"bytes": len(pdf), "sha256": digest, "audit_event_id": event_id,
+                 "period": period, "records": figures.records}
 
 
 def committee_pdf(figures: CommitteeFigures) -> bytes:
@@ -124,8 +140,8 @@ def _compliance(f: CommitteeFigures, chart: bool) -> str:
         parts.append(typeset.table(
             [by.capitalize(), "Eligible", "Compliant", "Exceptions", "Compliance",
              "95% interval"],
-            [[getattr(r, by), words.count(r.eligible), words.count(r.compliant), words.count(r.excepted),
-              words.percent(r.rate),
+            [[getattr(r, by), words.count(r.eligible), words.count(r.compliant),
+              words.count(r.excepted), words.percent(r.rate),
               f"{words.percent(r.ci_low)} to {words.percent(r.ci_high)}"]
              for r in table.itertuples()], "(1fr, auto, auto, auto, auto, auto)",
             {1, 2, 3, 4, 5}))

@@ -14,6 +14,7 @@ transaction fails.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,29 @@ lit = typeset.literal
 def write_letter(engine: Engine, actor: Actor, mrn: str, out: Path, *,
                  first: date | None = None, last: date | None = None) -> dict[str, Any]:
     """Write the letter PDF to `out`; returns what was written (file, bytes, SHA-256, audit
-    event id)."""
+    event id). The file is written inside the audit event's transaction and removed again if
+    that transaction fails."""
+    def deliver(pdf: bytes) -> None:
+        try:
+            typeset.write_atomically(out, pdf)
+        except BaseException:
+            Path(out).unlink(missing_ok=True)
+            raise
+
+    try:
+        _, info = letter_document(engine, actor, mrn, first=first, last=last, deliver=deliver)
+    except BaseException:
+        Path(out).unlink(missing_ok=True)
+        raise
+    return {"file": str(out), **info}
+
+
+def letter_document(engine: Engine, actor: Actor, mrn: str, *, first: date | None = None,
+                    last: date | None = None,
+                    deliver: Callable[[bytes], None] | None = None,
+                    ) -> tuple[bytes, dict[str, Any]]:
+    """The letter's PDF and what the audit event recorded; the read, the event (with the PDF's
+    SHA-256) and `deliver(pdf)` (e.g. writing the file) are one transaction."""
     with write_session(engine) as session:
         history = read_history(session, actor, mrn, first=first, last=last)
         pdf = letter_pdf(history, load_settings(session))
@@ -43,15 +66,10 @@ def write_letter(engine: Engine, actor: Actor, mrn: str, out: Path, *,
                                    access="pdf", sha256=digest,
                                    procedures=len(history.procedures),
                                    period=period_text(first, last))
-        try:
-            typeset.write_atomically(out, pdf)
-            session.flush()
-        except BaseException:
-            Path(out).unlink(missing_ok=True)
-            raise
-    return {"file": str(out), "bytes": len(pdf), "sha256": digest,
-            "audit_event_id": event_id, "patient_ref": history.pseudonym,
-            "procedures": len(history.procedures)}
+        if deliver is not None:
+            deliver(pdf)
+    return pdf, {"bytes": len(pdf), "sha256": digest, "audit_event_id": event_id,
+                 "patient_ref": history.pseudonym, "procedures": len(history.procedures)}
 
 
 def letter_pdf(history: PatientHistory, settings: Settings) -> bytes:
