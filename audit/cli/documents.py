@@ -41,10 +41,10 @@ def _stderr_progress(step: str, done: int, total: int) -> None:
 
 
 def cmd_patient_history(args: argparse.Namespace) -> int:
-    from audit.documents import patient_history, render_history
+    from audit.documents import patient_dose_history, render_history
 
     engine = make_engine(args.db)
-    history = patient_history(engine, actor_of(args, engine), args.mrn,
+    history = patient_dose_history(engine, actor_of(args, engine), args.mrn,
                               access=args.format or "table")
     sys.stdout.write(render_history(history, args.format or "table"))
     return EXIT_OK

@@ -7,7 +7,8 @@ events), acting (`--as USER`), patient_history, letter, committee and committee_
 report and its figures), surveyor (the signed export packet).
 
 The public names below load lazily (audit/_lazy.py): `import audit.documents` loads neither
-pandas nor the typesetter.
+pandas nor the typesetter. `patient_dose_history` is patient_history.patient_history (the
+short name is its module's).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from audit.documents.letter import letter_pdf as letter_pdf
     from audit.documents.letter import write_letter as write_letter
     from audit.documents.patient_history import PatientHistory as PatientHistory
-    from audit.documents.patient_history import patient_history as patient_history
+    from audit.documents.patient_history import patient_history as patient_dose_history
     from audit.documents.patient_history import render_history as render_history
     from audit.documents.surveyor import export_surveyor_packet as export_surveyor_packet
     from audit.documents.typeset import literal as typst_literal
@@ -46,7 +47,7 @@ __all__ = [
     "letter_document",
     "letter_pdf",
     "p_chart_spec",
-    "patient_history",
+    "patient_dose_history",
     "render_history",
     "typst_literal",
     "write_committee_report",
@@ -67,7 +68,7 @@ _PUBLIC = {
     "letter_document": "audit.documents.letter",
     "write_letter": "audit.documents.letter",
     "PatientHistory": "audit.documents.patient_history",
-    "patient_history": "audit.documents.patient_history",
+    "patient_dose_history": "audit.documents.patient_history:patient_history",
     "render_history": "audit.documents.patient_history",
     "export_surveyor_packet": "audit.documents.surveyor",
     "typst_literal": "audit.documents.typeset:literal",

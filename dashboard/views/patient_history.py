@@ -18,7 +18,7 @@ from audit.documents import (
     PatientHistory,
     dose_over_time,
     letter_document,
-    patient_history,
+    patient_dose_history,
 )
 from audit.errors import AuditError, ValidationFailed
 from dashboard import state, tables
@@ -39,7 +39,7 @@ with st.form("patient_lookup", clear_on_submit=True):
 if searched:
     st.session_state.pop(LETTER_KEY, None)
     try:
-        st.session_state[HISTORY_KEY] = patient_history(state.engine(), actor, mrn)
+        st.session_state[HISTORY_KEY] = patient_dose_history(state.engine(), actor, mrn)
         state.data_changed()  # the view is an audit event
     except ValidationFailed as exc:
         for error in exc.errors:

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from audit.auth import Actor, add_user, cli_actor
 from audit.cli import main
-from audit.documents import patient_history, write_letter
+from audit.documents import patient_dose_history, write_letter
 from audit.errors import PermissionDenied
 from audit.settings import update_setting
 from audit.storage.models import AuditEvent
@@ -55,7 +55,7 @@ def test_the_letter_is_in_plain_words(engine: Engine, patient: str, practice: No
     assert "Contrast dye used: iohexol 240, 1.5 millilitres." in flat
     assert "Contrast dye was not used because of an allergy to contrast dye." in flat
     assert "in your neck, at the C6 level, on the right side" in flat
-    history = patient_history(engine, RSO, patient)
+    history = patient_dose_history(engine, RSO, patient)
     for row in history.procedures.itertuples():
         assert f"{row.effective_dose_msv:.2f} millisieverts" in flat
         assert f"about {round(row.background_days):,} days" in flat

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from audit.auth import Actor, add_user, cli_actor
 from audit.cli import main
-from audit.documents import patient_history
+from audit.documents import patient_dose_history
 from audit.errors import NotFound, PermissionDenied, ValidationFailed
 from audit.storage.models import AuditEvent, Patient
 from audit.vocab import Role
@@ -28,7 +28,7 @@ def events(engine: Engine, entity: str) -> list[AuditEvent]:
 
 
 def test_history_lists_every_procedure_with_its_dose(engine: Engine, patient: str) -> None:
-    history = patient_history(engine, RSO, patient)
+    history = patient_dose_history(engine, RSO, patient)
     rows = history.procedures
     assert rows["procedure"].tolist() == ["TFESI", "TFESI", "ILESI"]
     assert rows["levels"].tolist() == ["L4, L5", "C6", "L4-L5"]
@@ -45,8 +45,8 @@ def test_history_lists_every_procedure_with_its_dose(engine: Engine, patient: st
 
 
 def test_every_view_is_audited_by_pseudonym_never_the_mrn(engine: Engine, patient: str) -> None:
-    history = patient_history(engine, RSO, patient)
-    patient_history(engine, RSO, patient, access="json")
+    history = patient_dose_history(engine, RSO, patient)
+    patient_dose_history(engine, RSO, patient, access="json")
     found = events(engine, "patient_history")
     assert [e.after["access"] for e in found] == ["view", "json"]
     assert {e.actor for e in found} == {"rso1"}
@@ -59,16 +59,16 @@ def test_every_view_is_audited_by_pseudonym_never_the_mrn(engine: Engine, patien
 def test_only_rso_and_admin_may_read_a_history(engine: Engine, patient: str,
                                                role: Role) -> None:
     with pytest.raises(PermissionDenied):
-        patient_history(engine, Actor("someone", role), patient)
+        patient_dose_history(engine, Actor("someone", role), patient)
     assert events(engine, "patient_history") == []
-    patient_history(engine, Actor("boss", Role.ADMIN), patient)
+    patient_dose_history(engine, Actor("boss", Role.ADMIN), patient)
 
 
 def test_an_unknown_or_empty_mrn_is_refused(engine: Engine, patient: str) -> None:
     with pytest.raises(NotFound):
-        patient_history(engine, RSO, "MRN9999")
+        patient_dose_history(engine, RSO, "MRN9999")
     with pytest.raises(ValidationFailed, match="mrn"):
-        patient_history(engine, RSO, "  ")
+        patient_dose_history(engine, RSO, "  ")
     assert events(engine, "patient_history") == []
 
 
