@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     imports.add_reconcile(sub)
     admin.add_verify_audit(sub)
     database.add_db(sub)
-    export.add_export(sub)
+    documents.add_surveyor(export.add_export(sub))
     export.add_verify_export(sub)
     keys.add_keys(sub)
     return parser

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -19,7 +20,7 @@ def pdf_text(path_or_bytes: Path | bytes) -> str:
     return "\n".join(page.extract_text() for page in PdfReader(source).pages)
 
 
-def first_page_png(pdf: Path, out: Path, dpi: int = 60) -> Path:
+def first_page_png(pdf: Path, out: Path, dpi: int = 70) -> Path:
     """Page 1 as PNG with Debian's pdftoppm (poppler-utils)."""
     tool = shutil.which("pdftoppm")
     assert tool, "pdftoppm (Debian poppler-utils) is needed: .ci/run installs it"
@@ -27,6 +28,15 @@ def first_page_png(pdf: Path, out: Path, dpi: int = 60) -> Path:
     subprocess.run([tool, "-png", "-r", str(dpi), "-f", "1", "-l", "1", "-singlefile",
                     str(pdf), str(prefix)], check=True)
     return prefix.with_suffix(".png")
+
+
+def keep_screenshot(png: Path, name: str) -> None:
+    """With FLUORO_AUDIT_SCREENSHOTS set (`make screenshots`), keep the page as the README's
+    picture of the document: docs/screenshots/NAME.png."""
+    folder = os.environ.get("FLUORO_AUDIT_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(png, Path(folder) / f"{name}.png")
 
 
 def assert_not_blank(png: Path) -> None:

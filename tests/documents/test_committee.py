@@ -23,7 +23,7 @@ from audit.documents.words import count, number, percent
 from audit.errors import PermissionDenied
 from audit.storage.models import AuditEvent
 from audit.vocab import Role
-from tests.documents.conftest import assert_not_blank, first_page_png, pdf_text
+from tests.documents.conftest import assert_not_blank, first_page_png, keep_screenshot, pdf_text
 
 PERIOD = ["--from", "2026-01-01", "--to", "2026-06-30"]
 QUALITY = Actor("quality", Role.QUALITY_OFFICER)
@@ -71,7 +71,9 @@ def test_every_figure_equals_the_report_commands(db_url: str, demo: Engine, tmp_
                 f"{count(row['open'])} {count(row['acknowledged'])} {count(row['withdrawn'])} "
                 f"{count(row['total'])}") in text
     assert "Definitions and sources" in text and "ICRP Publication 135" in text
-    assert_not_blank(first_page_png(out, tmp_path / "committee.png"))
+    png = first_page_png(out, tmp_path / "committee.png")
+    assert_not_blank(png)
+    keep_screenshot(png, "committee")
 
 
 @pytest.mark.slow

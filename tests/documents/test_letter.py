@@ -23,6 +23,7 @@ from tests.documents.conftest import (
     SNAKE,
     assert_not_blank,
     first_page_png,
+    keep_screenshot,
     pdf_text,
 )
 
@@ -59,7 +60,9 @@ def test_the_letter_is_in_plain_words(engine: Engine, patient: str, practice: No
     for row in history.procedures.itertuples():
         assert f"{row.effective_dose_msv:.2f} millisieverts" in flat
         assert f"about {round(row.background_days):,} days" in flat
-    assert_not_blank(first_page_png(out, tmp_path / "letter.png"))
+    png = first_page_png(out, tmp_path / "letter.png")
+    assert_not_blank(png)
+    keep_screenshot(png, "letter")
 
 
 def test_the_letter_without_practice_settings_still_reads(engine: Engine, patient: str,

@@ -18,7 +18,7 @@ from audit.errors import NotFound, PermissionDenied
 from audit.export.verify import verify_export
 from audit.storage.models import AuditEvent
 from audit.vocab import Role
-from tests.documents.conftest import assert_not_blank, first_page_png, pdf_text
+from tests.documents.conftest import assert_not_blank, first_page_png, keep_screenshot, pdf_text
 
 RSO = Actor("rso1", Role.RSO)
 
@@ -46,7 +46,9 @@ def test_the_packet_verifies_and_holds_each_patient(engine: Engine, patient: str
         patient, "all time", "3")
     text = " ".join(pdf_text(out / "patient_histories.pdf").split())
     assert f"Patient {patient}" in text and "Patient MRN0002" in text
-    assert_not_blank(first_page_png(out / "patient_histories.pdf", tmp_path / "s.png"))
+    png = first_page_png(out / "patient_histories.pdf", tmp_path / "s.png")
+    assert_not_blank(png)
+    keep_screenshot(png, "surveyor")
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["include_phi"] is True
 
