@@ -36,6 +36,7 @@ from audit.cli import (
     names,
     records,
     reports,
+    settings,
     users,
 )
 from audit.cli.common import EXIT_INVALID, EXIT_OK, EXIT_USAGE, CliError, print_error
@@ -72,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     admin.add_demo(sub)
     reports.add_report(sub)
     documents.add_patient(sub)
+    settings.add_settings(sub)
     admin.add_backup(sub)
     imports.add_import(sub)
     imports.add_watch(sub)

@@ -1,4 +1,4 @@
-"""Typesetting: Typst markup in, PDF bytes out; Altair charts in, SVG out (docs/design.md §13).
+"""Typesetting: Typst markup in, PDF bytes out; Altair charts in, SVG out (docs/design.md §14).
 
 Why Typst (the `typst` wheel) and vl-convert: both are compilers shipped inside a Python wheel,
 with no system library, browser or TeX installation behind them, so a fresh machine that can

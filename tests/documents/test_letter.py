@@ -110,3 +110,22 @@ def test_cli_writes_the_letter_for_a_period(db_url: str, engine: Engine, patient
     assert main(["--db", db_url, "patient", "letter", patient, "--out", str(refused),
                  "--as", "tech9"]) == 1
     assert not refused.exists()
+
+
+def test_cli_sets_the_practice_settings_the_letter_prints(db_url: str, engine: Engine,
+                                                          patient: str, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str],
+                                                          ) -> None:
+    assert main(["--db", db_url, "settings", "set", "practice_name", "12345"]) == 0
+    assert main(["--db", db_url, "settings", "set", "practice_contact",
+                 "Call 555-0100"]) == 0
+    listed = capsys.readouterr().out
+    assert '"value": "12345"' in listed
+    out = tmp_path / "letter.pdf"
+    write_letter(engine, RSO, patient, out)
+    flat = " ".join(pdf_text(out).split())
+    assert flat.startswith("12345") and "Call 555-0100" in flat
+    with Session(engine) as session:
+        changes = session.scalars(select(AuditEvent).where(AuditEvent.entity == "setting")
+                                  .order_by(AuditEvent.id)).all()
+    assert [c.entity_id for c in changes] == ["practice_name", "practice_contact"]
