@@ -1,0 +1,78 @@
+"""Benchmark: the committee report over a year of a large demo database, end to end.
+
+    python bench/bench_committee_report.py            # 20,000 and 1,000,000 demo procedures
+    python bench/bench_committee_report.py --quick    # 20,000 only
+
+Why: the radiation safety committee's report (issue 14) gathers every dashboard figure from
+one snapshot (compliance overall and by physician, room and procedure, the p-chart, dose and
+reference levels, the scorecard, alerts with their first refresh, safety flags, completeness),
+renders the p-chart to SVG and typesets the PDF. Target: under 30 s for a year of a
+1,000,000-record database, with progress shown. Prints the time of each step (as the progress
+callback reports it) and the total, on a copy of the cached demo database (bench/_common.py),
+so every run starts cold: no saved frame, alerts not yet refreshed. No pass/fail.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from audit.auth import Actor
+from audit.documents.committee import committee_document
+from audit.storage.engine import make_engine, migrate
+from audit.vocab import Role
+from bench._common import demo_database, figure, parser
+
+QUALITY = Actor("bench", Role.QUALITY_OFFICER)
+TARGET_S = 30.0
+#: A year of the demo data, which ends on 2026-11-01 (bench/_common.py).
+FIRST, LAST = date(2025, 11, 1), date(2026, 10, 31)
+
+
+def run(size: int) -> None:
+    print(f"\n{size:,} demo procedures, committee report {FIRST} to {LAST}", flush=True)
+    cached = demo_database(size)
+    with tempfile.TemporaryDirectory(prefix="bench-committee-") as tmp:
+        copy = Path(tmp) / "committee.sqlite3"
+        shutil.copyfile(cached, copy)
+        shutil.copytree(cached.with_name(cached.stem + ".keys"),
+                        copy.with_name("committee.keys"))
+        url = f"sqlite:///{copy}"
+        migrate(url)  # the settings the cached file may predate
+        engine = make_engine(url)
+        marks: list[tuple[str, float]] = []
+
+        def progress(step: str, done: int, total: int) -> None:
+            marks.append((step, time.perf_counter()))
+            print(f"    [{done}/{total}] {step}", file=sys.stderr, flush=True)
+
+        try:
+            started = time.perf_counter()
+            pdf, info = committee_document(engine, QUALITY, first=FIRST, last=LAST,
+                                           progress=progress)
+            total = time.perf_counter() - started
+        finally:
+            engine.dispose()
+    figure("records in the period", f"{info['records']:,}")
+    for (step, at), (_, after) in zip(marks, marks[1:], strict=False):
+        figure(f"step: {step}", after - at, "s")
+    figure("total (gather, chart, typeset, audit)", total, "s",
+           "met" if total < TARGET_S else "NOT MET")
+    figure("PDF size", len(pdf) / 1024, "KiB")
+
+
+def main() -> int:
+    args = parser(__doc__.splitlines()[0]).parse_args()
+    for size in (20_000,) if args.quick else (20_000, 1_000_000):
+        run(size)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
