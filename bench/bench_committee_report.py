@@ -14,6 +14,7 @@ so every run starts cold: no saved frame, alerts not yet refreshed. No pass/fail
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import sys
 import tempfile
@@ -60,7 +61,7 @@ def run(size: int) -> None:
         finally:
             engine.dispose()
     figure("records in the period", f"{info['records']:,}")
-    for (step, at), (_, after) in zip(marks, marks[1:], strict=False):
+    for (step, at), (_, after) in itertools.pairwise(marks):
         figure(f"step: {step}", after - at, "s")
     figure("total (gather, chart, typeset, audit)", total, "s",
            "met" if total < TARGET_S else "NOT MET")
