@@ -62,16 +62,23 @@ def cmd_patient_letter(args: argparse.Namespace) -> int:
 
 def cmd_report_committee(args: argparse.Namespace) -> int:
     """`report committee`: called by `report` when its kind is committee."""
+    import os
+
+    from audit.analytics import FrameCache
     from audit.documents import write_committee_report
 
     if not args.out:
         raise CliError("report committee writes a PDF: give --out FILE.pdf")
     engine = make_engine(args.db)
+    # the frame file the app keeps (FLUORO_AUDIT_CACHE_DIR, default var/cache): a report
+    # then reads only what changed since, not every record
+    frames = FrameCache(engine, store=Path(os.environ.get("FLUORO_AUDIT_CACHE_DIR",
+                                                          "var/cache")))
     result = write_committee_report(
         engine, actor_of(args, engine), Path(args.out),
         first=_day(args.date_from, "--from"), last=_day(args.date_to, "--to"),
         sites=tuple(args.site or ()), pseudonymise=args.pseudonymise,
-        progress=_stderr_progress)
+        progress=_stderr_progress, frames=frames)
     print_json(result)
     return EXIT_OK
 

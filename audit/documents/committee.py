@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Engine
 
+from audit.analytics.snapshot import FrameCache
 from audit.auth import Actor
 from audit.documents import typeset, words
 from audit.documents.charts import p_chart_spec
@@ -54,10 +55,11 @@ def dose_value(quantity: str, value: Any) -> str:
 def write_committee_report(engine: Engine, actor: Actor, out: Path, *, first: date | None,
                            last: date | None, sites: tuple[str, ...] = (),
                            pseudonymise: bool = False,
-                           progress: Progress | None = None) -> dict[str, Any]:
+                           progress: Progress | None = None,
+                           frames: FrameCache | None = None) -> dict[str, Any]:
     """Gather, typeset, write `out` and audit it; returns file, bytes, SHA-256, event id."""
     _, info = committee_document(engine, actor, first=first, last=last, sites=sites,
-                                 pseudonymise=pseudonymise, progress=progress,
+                                 pseudonymise=pseudonymise, progress=progress, frames=frames,
                                  deliver=lambda pdf: typeset.write_atomically(out, pdf))
     return {"file": str(out), **info}
 
@@ -66,11 +68,12 @@ def committee_document(engine: Engine, actor: Actor, *, first: date | None, last
                        sites: tuple[str, ...] = (), pseudonymise: bool = False,
                        progress: Progress | None = None,
                        deliver: Callable[[bytes], Any] | None = None,
+                       frames: FrameCache | None = None,
                        ) -> tuple[bytes, dict[str, Any]]:
     """The report's PDF and what its audit event recorded (period, sites, SHA-256); the event
     and `deliver(pdf)` are one transaction."""
     figures = gather(engine, actor, first, last, sites=sites,  # type: ignore[arg-type]
-                     pseudonymise=pseudonymise, progress=progress)
+                     pseudonymise=pseudonymise, progress=progress, frames=frames)
     if progress:
         progress(STEPS[-1], len(STEPS) - 1, len(STEPS))
     pdf = committee_pdf(figures)

@@ -23,7 +23,7 @@ from audit.analytics.data_quality import completeness
 from audit.analytics.reports import build
 from audit.analytics.safety import safety_flags
 from audit.analytics.scorecard import physician_scorecard
-from audit.analytics.snapshot import load_snapshot
+from audit.analytics.snapshot import FrameCache, load_snapshot
 from audit.auth import Actor, Permission, require
 from audit.errors import FieldError, ValidationFailed
 from audit.filters import Filters
@@ -64,8 +64,11 @@ def _quiet(step: str, done: int, total: int) -> None:
 
 def gather(engine: Engine, actor: Actor, first: date, last: date, *,
            sites: tuple[str, ...] = (), pseudonymise: bool = False,
-           progress: Progress | None = None) -> CommitteeFigures:
-    """The figures for the period [first, last] (whole UTC days) and the sites (all: empty)."""
+           progress: Progress | None = None,
+           frames: FrameCache | None = None) -> CommitteeFigures:
+    """The figures for the period [first, last] (whole UTC days) and the sites (all: empty).
+    `frames`: the process's frame cache (the app's; the CLI's reads the frame file the app
+    keeps), so a report does not re-read every record; without it, one full read."""
     require(actor, Permission.VIEW_DASHBOARDS)
     if first is None or last is None:
         raise ValidationFailed([FieldError("from", "the committee report needs a period: give "
@@ -74,7 +77,7 @@ def gather(engine: Engine, actor: Actor, first: date, last: date, *,
     total = len(STEPS)
     tick(STEPS[0], 0, total)
     filters = Filters.days(first, last, sites=tuple(sites))
-    snap = load_snapshot(engine)
+    snap = frames.get() if frames is not None else load_snapshot(engine)
     mask = filters.mask(snap)  # an unknown site is refused here, naming it
     chosen = list(sites) or sorted(str(s) for s in snap.sites.tolist())
     tick(STEPS[1], 1, total)

@@ -18,6 +18,7 @@ from audit.documents import committee_document
 from audit.errors import AuditError, ValidationFailed
 from audit.filters import filter_choices
 from dashboard import state
+from dashboard.analytics import frame_cache
 from dashboard.widgets import plain
 
 REPORT_KEY = "committee_report_pdf"
@@ -57,7 +58,7 @@ if st.button("Prepare report", type="primary"):
     try:
         pdf, info = committee_document(state.engine(), actor, first=first, last=last,
                                        sites=tuple(sites), pseudonymise=pseudonymise,
-                                       progress=progress)
+                                       progress=progress, frames=frame_cache())
         state.data_changed()  # the report is an audit event
         st.session_state[REPORT_KEY] = (pdf, info)
     except ValidationFailed as exc:
