@@ -36,6 +36,8 @@ test: setup lint
 
 screenshots: setup
 	FLUORO_AUDIT_SCREENSHOTS=docs/screenshots $(PY) -m pytest -q -m e2e tests/e2e
+	FLUORO_AUDIT_SCREENSHOTS=docs/screenshots $(PY) -m pytest -q -n 0 tests/documents \
+		-k "sqlite and (plain_words or every_figure or verifies)"
 
 bench: setup
 	$(PY) bench/run_all.py

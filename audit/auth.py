@@ -1,8 +1,7 @@
 """Accounts, password hashing and role permissions.
 
 The library checks permissions on every write (`require`), so a page that forgets to hide a
-button still cannot perform the action. Passwords are hashed with Argon2id (argon2-cffi's
-defaults follow RFC 9106's second recommended profile).
+button still cannot act. Passwords: Argon2id (argon2-cffi's defaults, RFC 9106's 2nd profile).
 """
 
 from __future__ import annotations
@@ -51,6 +50,7 @@ class Permission(StrEnum):
     MANAGE_ALERTS = "manage_alerts"
     EXPORT = "export"
     EXPORT_PHI = "export_phi"
+    PATIENT_HISTORY = "patient_history"  # one patient's history and letter: rso, admin
     IMPORT = "import"
     ADMIN = "admin"
 
@@ -63,10 +63,10 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.QUALITY_OFFICER: frozenset({P.VIEW_RECORDS, P.VIEW_ALL_RECORDS, P.VIEW_DASHBOARDS,
                                      P.EXPORT, P.IMPORT}),
     Role.RSO: frozenset({P.VIEW_RECORDS, P.VIEW_ALL_RECORDS, P.VIEW_PHI, P.VIEW_DASHBOARDS,
-                         P.MANAGE_ALERTS, P.EXPORT, P.EXPORT_PHI, P.IMPORT}),
+                         P.MANAGE_ALERTS, P.EXPORT, P.EXPORT_PHI, P.IMPORT, P.PATIENT_HISTORY}),
     Role.ADMIN: frozenset({P.LOG_PROCEDURE, P.AMEND_OWN, P.AMEND_ANY, P.VOID, P.VIEW_RECORDS,
                            P.VIEW_ALL_RECORDS, P.VIEW_PHI, P.VIEW_DASHBOARDS, P.EXPORT, P.IMPORT,
-                           P.ADMIN}),
+                           P.ADMIN, P.PATIENT_HISTORY}),
 }
 
 

@@ -86,3 +86,8 @@ class NearNamesFound(WarningsNotConfirmed):
     def __init__(self, warnings: list[FieldError], matches: list[str]):
         self.matches = matches
         super().__init__(warnings)
+
+
+class DocumentFailed(AuditError):
+    """A document (PDF) could not be typeset: a fault in its markup or a missing font, named in
+    the message (audit.documents.typeset)."""

@@ -98,6 +98,11 @@ class Settings:
     #: Calling AE titles allowed to send (AE_TITLE or AE_TITLE@ADDRESS, separated by spaces or
     #: commas); empty: only loopback peers (audit.dicom_net.access).
     receiver_allowed: str = ""
+    #: The patient letter's letterhead and where it sends the patient (seeded empty by
+    #: migration 0015; the letter says what to do in general words while they are empty).
+    practice_name: str = ""
+    practice_contact: str = ""
+    images_held_at: str = ""
 
 
 _KEYS = frozenset(f.name for f in fields(Settings))

@@ -79,7 +79,8 @@ else:
     if actor is None:
         page = st.navigation(signed_out_pages(), position="hidden")
     else:
-        page = st.navigation(pages_for(actor))
+        # expanded: every page listed (an admin has 13; collapsed, some hide behind "View more")
+        page = st.navigation(pages_for(actor), expanded=True)
         spec = refused(page, actor)
         start = start_page(actor)
         if spec is not None and start is not None:

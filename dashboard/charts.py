@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import altair as alt
 import pandas as pd
 
+from audit.documents import p_chart_spec
 from audit.vocab import AlertKind
 from dashboard import labels
 
@@ -71,42 +72,9 @@ WITHIN, OUTSIDE = "Within control limits", "Outside control limits"
 
 
 def p_chart(data: pd.DataFrame) -> alt.LayerChart:
-    """Monthly compliance with its centre line and 3-sigma limits (audit.analytics.p_chart)."""
-    frame = data.assign(status=[OUTSIDE if s else WITHIN for s in data["signal"]])
-    low = max(0.0, float(frame["lcl"].min()) - 0.05)
-    high = min(1.0, float(frame["ucl"].max()) + 0.02)
-    y_scale = alt.Scale(zero=False, domain=[low, high])
-    month = alt.X("utcyearmonth(month):T", title="Month (UTC)",
-                  axis=alt.Axis(format="%b %Y", labelAngle=-45))
-    base = alt.Chart(frame).encode(x=month)
-    limits = base.mark_line(strokeDash=[4, 3], color=GREY, interpolate="step-after")
-    last = frame.tail(1).melt(id_vars=["month"], value_vars=["ucl", "centre", "lcl"],
-                              var_name="line", value_name="value")
-    last["label"] = last["line"].map(labels.ANALYTIC_LABELS)
-    last["dy"] = last["line"].map({"ucl": -7, "centre": -7, "lcl": 12})
-    return alt.layer(
-        base.mark_line(color=BLACK, strokeWidth=1).encode(
-            y=alt.Y("centre:Q", title="Compliance", scale=y_scale, axis=alt.Axis(format="%"))),
-        limits.encode(y="ucl:Q"),
-        limits.encode(y="lcl:Q"),
-        alt.Chart(last).mark_text(align="right", fontSize=11, color=GREY,
-                                  dy=alt.expr("datum.dy")).encode(
-            x=month, y="value:Q", text="label:N"),
-        base.mark_line(color=BLUE).encode(y="rate:Q"),
-        base.mark_point(filled=True, size=70, opacity=1).encode(
-            y="rate:Q",
-            color=alt.Color("status:N", legend=_legend(),
-                            scale=alt.Scale(domain=[WITHIN, OUTSIDE], range=[BLUE, VERMILLION])),
-            shape=alt.Shape("status:N", legend=_legend(),
-                            scale=alt.Scale(domain=[WITHIN, OUTSIDE],
-                                            range=["circle", "diamond"])),
-            tooltip=[alt.Tooltip("month:N", title="Month (UTC)"),
-                     alt.Tooltip("n:Q", title="Records", format=","),
-                     alt.Tooltip("compliant:Q", title="Compliant", format=","),
-                     alt.Tooltip("rate:Q", title="Compliance", format=".1%"),
-                     alt.Tooltip("lcl:Q", title="Lower control limit", format=".1%"),
-                     alt.Tooltip("ucl:Q", title="Upper control limit", format=".1%")]),
-    ).properties(height=320, title="Monthly compliance with control limits")
+    """Monthly compliance with its centre line and 3-sigma limits (audit.analytics.p_chart):
+    the builder the committee report prints too (audit.documents.p_chart_spec)."""
+    return p_chart_spec(data, {k: labels.ANALYTIC_LABELS[k] for k in ("ucl", "centre", "lcl")})
 
 
 def rate_caption(by: str) -> str:

@@ -229,3 +229,22 @@ def race(calls: list[Callable[[], Any]], timeout: float = 60) -> list[BaseExcept
         thread.join(timeout)
     assert not any(t.is_alive() for t in threads), "a racing call did not finish"
     return outcomes
+
+
+@pytest.fixture
+def patient(service: ProcedureLog, admin: Actor) -> str:
+    """MRN0001 with three procedures: a lumbar TFESI with contrast, a cervical one where
+    contrast was contraindicated (allergy), and an ILESI; MRN0002 with one (not in the
+    history)."""
+    service.log_many([
+        valid_record(),
+        valid_record(performed_at="2026-04-02T10:00:00Z", procedure_code="TFESI",
+                     levels=["C6"], laterality="right", contrast_agent=None,
+                     contrast_volume_ml=None, contrast_confirmation="contraindicated",
+                     contrast_exception_reason="allergy", confirmation_views=None,
+                     realtime_contrast=None, fluoro_time_s=41, dap_value=0.4),
+        valid_record(performed_at="2026-05-05T10:00:00Z", procedure_code="ILESI",
+                     levels=["L4-L5"], laterality="midline", fluoro_time_s=20, dap_value=0.5),
+        valid_record(patient_id="MRN0002", performed_at="2026-05-06T10:00:00Z"),
+    ], admin, create_missing=True)
+    return "MRN0001"

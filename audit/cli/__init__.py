@@ -10,8 +10,8 @@ command that opens one checks it exists and is migrated before anything else, so
 --db is an error, not a new empty file.
 
 This module assembles the parser from the command modules (admin, users, records, names,
-reports, imports, network, setting, export, keys, database: one per group of commands) in the order
-`--help` lists them, and turns the library's refusals into exit codes and messages;
+reports, imports, network, settings, documents, export, keys, database: one per group of
+commands) in the order `--help` lists them, and turns the library's refusals into exit codes and messages;
 audit.cli.common holds what they share.
 """
 
@@ -29,6 +29,7 @@ from audit import __version__
 from audit.cli import (
     admin,
     database,
+    documents,
     export,
     imports,
     keys,
@@ -36,7 +37,7 @@ from audit.cli import (
     network,
     records,
     reports,
-    setting,
+    settings,
     users,
 )
 from audit.cli.common import EXIT_INVALID, EXIT_OK, EXIT_USAGE, CliError, print_error
@@ -74,16 +75,17 @@ def build_parser() -> argparse.ArgumentParser:
     names.add_merge(sub)
     admin.add_demo(sub)
     reports.add_report(sub)
+    documents.add_patient(sub)
+    settings.add_settings(sub)
     admin.add_backup(sub)
     imports.add_import(sub)
     imports.add_watch(sub)
     imports.add_reconcile(sub)
     network.add_receive(sub)
     network.add_fetch(sub)
-    setting.add_setting(sub)
     admin.add_verify_audit(sub)
     database.add_db(sub)
-    export.add_export(sub)
+    documents.add_surveyor(export.add_export(sub))
     export.add_verify_export(sub)
     keys.add_keys(sub)
     return parser

@@ -157,8 +157,9 @@ def cmd_verify_export(args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else EXIT_INVALID
 
 
-def add_export(sub: Subcommands) -> None:
-    """Add `export log|audit-trail|summary` to the command line."""
+def add_export(sub: Subcommands) -> Subcommands:
+    """Add `export log|audit-trail|summary` to the command line; returns the `export` group
+    (audit.cli.documents adds `export surveyor` to it)."""
     from audit.export.registry import KINDS, SECTIONS
 
     exports = sub.add_parser("export", help="write an audit export (CSV, dictionary, manifest, "
@@ -189,6 +190,7 @@ def add_export(sub: Subcommands) -> None:
         p.add_argument("--with", dest="extra", action="append", default=[],
                        metavar="SECTION", help="add a section to the same export (repeatable): "
                        + ", ".join(n for n in SECTIONS if n not in KINDS[kind]))
+    return exports
 
 
 def add_verify_export(sub: Subcommands) -> None:

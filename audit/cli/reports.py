@@ -29,6 +29,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     from audit.analytics.snapshot import load_snapshot
     from audit.filters import Filters
 
+    if args.kind == "committee":
+        from audit.cli.documents import cmd_report_committee
+
+        return cmd_report_committee(args)
+    if args.pseudonymise:
+        raise CliError("--pseudonymise applies to report committee only")
     if args.out is not None and args.format not in (None, "csv"):
         raise CliError(f"--out writes one CSV file per table; --format {args.format} does not "
                        "go with it (leave --format out, or give --format csv)")
@@ -56,7 +62,9 @@ def add_report(sub: Subcommands) -> None:
     p = add_command(sub, "report", cmd_report,
                     "compliance, dose, local DRL and alert figures, and those from the C-arm's "
                     "irradiation events (the numbers the dashboards show)")
-    p.add_argument("kind", choices=("compliance", "dose", "drl", "alerts", "events"))
+    p.add_argument("kind", choices=("compliance", "dose", "drl", "alerts", "events", "committee"),
+                   help="committee: the radiation safety committee's report as a PDF (--out "
+                        "FILE.pdf; --from, --to, --site; --pseudonymise)")
     p.add_argument("--from", dest="date_from", metavar="DATE",
                    help="first day, YYYY-MM-DD (UTC), inclusive")
     p.add_argument("--to", dest="date_to", metavar="DATE",
@@ -69,7 +77,12 @@ def add_report(sub: Subcommands) -> None:
                         "\"# NAME\", a blank line between) or json (missing values null)")
     p.add_argument("--out", metavar="DIR",
                    help="write each table to its own file, DIR/<report>_<table>.csv (CSV); "
-                        "prints one JSON line per file")
+                        "prints one JSON line per file (committee: the PDF to write)")
+    p.add_argument("--pseudonymise", action="store_true",
+                   help="committee: physicians as Physician A, B, ... instead of their names")
+    from audit.cli.documents import add_as
+
+    add_as(p)
     for option, noun in (("--site", "site"), ("--room", "room"), ("--physician", "physician"),
                          ("--procedure", "procedure code")):
         p.add_argument(option, action="append", metavar="NAME",

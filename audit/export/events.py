@@ -53,13 +53,13 @@ class ExportAudit:
 
     def __init__(self, engine: Engine, actor: Actor, export_id: str,
                  sections: Sequence[Section], filters: Filters, include_phi: bool,
-                 target: Path):
+                 target: Path, details: dict[str, Any] | None = None):
         self.engine = engine
         self.actor = actor
         self.export_id = export_id
         self.base: dict[str, Any] = {
             "sections": [s.name for s in sections], "filters": filters.as_dict(),
-            "include_phi": include_phi, "target": str(target.absolute()),
+            "include_phi": include_phi, "target": str(target.absolute()), **(details or {}),
         }
         self.started_event_id: int | None = None
         self.completed_event: Head | None = None

@@ -106,6 +106,16 @@ from audit.storage.models import utcnow
 from audit.trail import head as trail_head
 
 ProgressFn = Callable[[int, int], None]
+#: Writes extra files (not CSV) into the export folder: (folder, ctx) -> their FileInfo.
+AttachFn = Callable[[Path, SectionContext], list[FileInfo]]
+
+
+def _chosen(sections: Sequence[str | Section]) -> list[Section]:
+    """Registry sections by name, and Section objects as given, in order."""
+    named = [s for s in sections if isinstance(s, str)]
+    found = iter(lookup(named)) if named else iter(())
+    by_name = {s.name: s for s in found}
+    return [by_name[s] if isinstance(s, str) else s for s in dict.fromkeys(sections)]
 
 
 class ExportTargetExists(AuditError):
@@ -180,11 +190,13 @@ def export(
     actor: Actor,
     out: Path | str,
     *,
-    sections: Sequence[str] = ("procedures",),
+    sections: Sequence[str | Section] = ("procedures",),
     filters: Filters | None = None,
     include_phi: bool = False,
     make_zip: bool = False,
     progress: ProgressFn | None = None,
+    attachments: AttachFn | None = None,
+    audit_details: dict[str, Any] | None = None,
 ) -> ExportResult:
     """Write an export folder at `out` (and `out`.zip with make_zip), signed and audited.
 
@@ -193,9 +205,14 @@ def export(
     failure, KeyboardInterrupt or SystemExit nothing is left behind (audit.export.staging);
     a PHI export's started event is committed before its first byte is written, and closed by
     a completion or failure event (audit.export.events).
+
+    `sections` are registry names or Section objects (a document's own CSV files, e.g. the
+    surveyor packet's); `attachments(folder, ctx)` writes further files (a PDF) inside the same
+    snapshot and returns their FileInfo, hashed, listed and signed like the CSV files;
+    `audit_details` go into the export's audit events (e.g. the patients, by pseudonym).
     """
     _authorise(actor, include_phi)
-    chosen = lookup(sections)
+    chosen = _chosen(sections)
     target = Path(out)
     zip_path = target.with_name(target.name + ".zip") if make_zip else None
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
@@ -210,7 +227,8 @@ def export(
     sweep(staging.root.parent)
     with engine.connect() as connection:  # a typo in a filter is refused before any event
         checked = check_names(connection, filters or Filters())
-    audit = ExportAudit(engine, actor, export_id, chosen, checked, include_phi, target)
+    audit = ExportAudit(engine, actor, export_id, chosen, checked, include_phi, target,
+                        audit_details)
     if include_phi:
         audit.start()
     try:
@@ -224,6 +242,8 @@ def export(
             settings = load_public_settings(connection)
             ctx = SectionContext(connection, checked, include_phi, settings, cache)
             files, columns = _write_sections(folder, chosen, ctx, progress)
+            if attachments is not None:
+                files.extend(attachments(folder, ctx))
             with Session(bind=connection) as session:  # the chain the exported data saw
                 chain = trail_head(session)
         files.append(write_dictionary(folder, columns))

@@ -1,0 +1,92 @@
+"""Benchmark: the committee report over a year of a large demo database, end to end.
+
+    python bench/bench_committee_report.py            # 20,000 and 1,000,000 demo procedures
+    python bench/bench_committee_report.py --quick    # 20,000 only
+
+Why: the radiation safety committee's report (issue 14) gathers every dashboard figure from
+one snapshot (compliance overall and by physician, room and procedure, the p-chart, dose and
+reference levels, the scorecard, alerts with their first refresh, safety flags, completeness),
+renders the p-chart to SVG and typesets the PDF. Target: under 30 s for a year of a
+1,000,000-record database, with progress shown. Prints the time of each step (as the progress
+callback reports it) and the total, on a copy of the cached demo database (bench/_common.py),
+twice: cold (no saved frame, alerts never refreshed: a first report after an upgrade) and warm
+(the second report, as the app makes it once its analysis frame is loaded). No pass/fail.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sqlalchemy import Engine
+
+from audit.analytics.snapshot import FrameCache
+from audit.auth import Actor
+from audit.documents.committee import committee_document
+from audit.storage.engine import make_engine, migrate
+from audit.vocab import Role
+from bench._common import demo_database, figure, parser
+
+QUALITY = Actor("bench", Role.QUALITY_OFFICER)
+TARGET_S = 30.0
+#: A year of the demo data, which ends on 2026-11-01 (bench/_common.py).
+FIRST, LAST = date(2025, 11, 1), date(2026, 10, 31)
+
+
+def run(size: int) -> None:
+    print(f"\n{size:,} demo procedures, committee report {FIRST} to {LAST}", flush=True)
+    cached = demo_database(size)
+    with tempfile.TemporaryDirectory(prefix="bench-committee-") as tmp:
+        copy = Path(tmp) / "committee.sqlite3"
+        shutil.copyfile(cached, copy)
+        shutil.copytree(cached.with_name(cached.stem + ".keys"),
+                        copy.with_name("committee.keys"))
+        url = f"sqlite:///{copy}"
+        migrate(url)  # the settings the cached file may predate
+        engine = make_engine(url)
+        try:
+            for label in ("cold", "warm"):  # a new cache each time: as a new process
+                _once(engine, label, FrameCache(engine, store=Path(tmp) / "cache"))
+        finally:
+            engine.dispose()
+
+
+def _once(engine: Engine, label: str, frames: FrameCache) -> None:
+    """One report. Cold: nothing read yet (no saved frame, alerts never refreshed); warm: the
+    second report, from a new process's cache, as `report committee` and the app make it: the
+    saved frame file is read, alerts are up to date."""
+    marks: list[tuple[str, float]] = []
+
+    def progress(step: str, done: int, total: int) -> None:
+        marks.append((step, time.perf_counter()))
+        print(f"    [{done}/{total}] {step}", file=sys.stderr, flush=True)
+
+    started = time.perf_counter()
+    pdf, info = committee_document(engine, QUALITY, first=FIRST, last=LAST, progress=progress,
+                                   frames=frames)
+    total = time.perf_counter() - started
+    print(f"  {label}:")
+    figure("records in the period", f"{info['records']:,}")
+    for (step, at), (_, after) in itertools.pairwise(marks):
+        figure(f"step: {step}", after - at, "s")
+    figure(f"total, {label} (gather, chart, typeset, audit)", total, "s",
+           "met" if total < TARGET_S else "NOT MET")
+    figure("PDF size", len(pdf) / 1024, "KiB")
+
+
+def main() -> int:
+    args = parser(__doc__.splitlines()[0]).parse_args()
+    for size in (20_000,) if args.quick else (20_000, 1_000_000):
+        run(size)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
