@@ -14,7 +14,7 @@ KEYS = ("images_held_at", "practice_contact", "practice_name")
 def test_0015_seeds_the_practice_settings_and_keeps_a_local_value(databases: Databases,
                                                                   backend: str) -> None:
     url = databases.empty(backend)
-    migrate(url, "0012")
+    migrate(url, "0014")
     engine = make_engine(url)
     try:
         with engine.begin() as conn:  # set by hand before the upgrade
@@ -29,7 +29,7 @@ def test_0015_seeds_the_practice_settings_and_keeps_a_local_value(databases: Dat
         assert sorted(rows) == list(KEYS)
         assert rows["practice_name"] == "local"
         assert "patient letter" in rows["images_held_at"]
-        downgrade(url, "0012")
+        downgrade(url, "0014")
         with engine.connect() as conn:
             left = conn.execute(text("SELECT count(*) FROM setting WHERE key IN "
                                      "('practice_contact', 'images_held_at')")).scalar()
