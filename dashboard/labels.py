@@ -81,7 +81,7 @@ ANALYTIC_LABELS: dict[str, str] = {
     "name": "File", "rows": "Rows", "bytes": "Bytes", "sha256": "SHA-256",
     # irradiation events of dose reports (issue 13)
     "sequence": "Event", "event_type": "Event type", "fluoro_mode": "Fluoro mode",
-    "plane": "Plane", "started_at": "Started", "kvp": "kVp", "tube_current_ma":
+    "plane": "Plane", "started_at": "Started", "kvp": "Tube voltage (kVp)", "tube_current_ma":
     "Tube current (mA)", "field_area_cm2": "Field area (cm²)", "exposure_time_s":
     "Exposure time (s)", "duration_s": "Irradiation duration (s)", "primary_angle_deg":
     "Primary angle (°)", "secondary_angle_deg": "Secondary angle (°)",

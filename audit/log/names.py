@@ -168,7 +168,9 @@ def new_name_warnings(session: Session, names: Mapping[str, str]) -> list[FieldE
         if not known or find(session, kind, name, scope) is not None:
             continue
         matches = candidates_for(session, kind, name, scope)
-        if matches:
+        # Another writer may have created this very name between the lookup and the list of
+        # candidates (PostgreSQL reads each statement afresh): then it is not new after all.
+        if matches and find(session, kind, name, scope) is None:
             warnings.append(FieldError(kind, f"{name!r} is new; "
                                        f"{near_names.did_you_mean(matches)} "
                                        "(--confirm-warnings to add it anyway)"))

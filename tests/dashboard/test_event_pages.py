@@ -45,9 +45,9 @@ def test_dose_reports_page_shows_a_reports_events_with_labels_and_its_warnings(
     assert events["pulse_rate_pps"].isna().all()
     assert events["kvp"].iloc[0] == 77.0
     shown = {c.get("label") for c in json.loads(app.dataframe[-1].proto.columns).values()}
-    assert {"Event type", "Fluoro mode", "Pulse rate (pulses/s)", "kVp", "Tube current (mA)",
-            "Field area (cm²)", "KAP (Gy·cm²)", "Ka,r (mGy)", "Exposure time (s)",
-            "Primary angle (°)"} <= shown
+    assert {"Event type", "Fluoro mode", "Pulse rate (pulses/s)", "Tube voltage (kVp)",
+            "Tube current (mA)", "Field area (cm²)", "KAP (Gy·cm²)", "Ka,r (mGy)",
+            "Exposure time (s)", "Primary angle (°)"} <= shown
 
     box.set_value(1).run()
     assert not app.warning
