@@ -24,9 +24,6 @@ import time
 import warnings
 from pathlib import Path
 
-import pydicom
-from pydicom.uid import generate_uid
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -35,24 +32,13 @@ from audit.dicom_net.scp import DOSE_SR_CLASSES, Receiver  # noqa: E402
 from audit.dose_reports.store import DoseImporter  # noqa: E402
 from audit.storage.engine import make_engine, migrate  # noqa: E402
 from bench._common import figure, parser  # noqa: E402
+from bench.bench_rdsr_import import make_copies  # noqa: E402
 
 warnings.filterwarnings("ignore", message="Invalid value for VR UI", category=UserWarning)
-REAL = sorted((ROOT / "tests" / "data" / "rdsr").glob("*.dcm"))
-
-
 def copies(folder: Path, total: int) -> list[Path]:
-    originals = [pydicom.dcmread(path) for path in REAL]
-    folder.mkdir(parents=True, exist_ok=True)
-    made = []
-    for number in range(total):
-        ds = originals[number % len(originals)]
-        ds.SOPInstanceUID = generate_uid()
-        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        ds.StudyInstanceUID = generate_uid()
-        path = folder / f"report{number:04d}.dcm"
-        ds.save_as(path, enforce_file_format=True)
-        made.append(path)
-    return made
+    """``total`` copies of the real reports, each its own study and SOP instance (the import
+    bench's copies, so both benches send the same files)."""
+    return [path for path, *_ in make_copies(folder, total)]
 
 
 def receive_rate(files: list[Path], folder: Path, dcmtk: bool = False) -> float:
