@@ -54,6 +54,7 @@ ENTITY = "user_session"
 SIGNED_OUT = "signed out"
 IDLE_TIMEOUT = "idle timeout"
 DEACTIVATED = "account deactivated"
+ENDED_BY_ADMIN = "ended by an administrator"
 PASSWORD_RESET = "password reset"
 #: A secret longer than this is no token of ours (and is not hashed).
 _MAX_SECRET = 128

@@ -130,6 +130,11 @@ def list_settings(session: Session) -> list[Setting]:
             if s.key not in SECRET_KEYS]
 
 
+def _is_number(value: Any) -> bool:
+    """A number, and not a yes/no: Python counts True as 1, a setting must not."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def update_setting(engine: Engine, actor: Actor, key: str, value: Any,
                    source: str | None = None) -> None:
     require(actor, Permission.ADMIN)
@@ -140,7 +145,7 @@ def update_setting(engine: Engine, actor: Actor, key: str, value: Any,
         if setting is None:
             raise NotFound(f"no setting named {key!r}")
         if type(value) is not type(setting.value) and not (
-            isinstance(value, int | float) and isinstance(setting.value, int | float)
+            _is_number(value) and _is_number(setting.value)
         ):
             raise ValidationFailed([FieldError(
                 key, f"expected a value like {setting.value!r}, got {value!r}")])

@@ -183,6 +183,8 @@ def _ended_message(reason: str) -> str | None:
         return "Your password was reset by an administrator. Please sign in with the new one."
     if reason == sessions.SIGNED_OUT:
         return "You were signed out in another window. Please sign in again."
+    if reason == sessions.ENDED_BY_ADMIN:
+        return "An administrator ended your session. Please sign in again."
     return f"Your session has ended ({reason}). Please sign in again."
 
 
@@ -215,7 +217,8 @@ def _resume() -> Actor | None:
     reason = outcome.reason if outcome is not None else ""
     # A reload after sign-out says nothing; after a timeout or a deactivation it says why.
     _forget(_ended_message(reason) if reason in {sessions.IDLE_TIMEOUT, sessions.DEACTIVATED,
-                                                 sessions.PASSWORD_RESET} else None,
+                                                 sessions.PASSWORD_RESET,
+                                                 sessions.ENDED_BY_ADMIN} else None,
             end_identity=False)
     return None
 

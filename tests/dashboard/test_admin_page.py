@@ -37,7 +37,7 @@ def test_the_admin_page_lists_users_rooms_physicians_and_the_catalog(
     at = admin_page(app)
     assert not at.exception
     assert [t.label for t in at.tabs] == ["Users", "Sites and rooms", "Physicians",
-                                          "Procedure catalog", "Merge names"]
+                                          "Procedure catalog", "Merge names", "Sessions"]
     users = at.dataframe[0].value
     assert set(users["username"]) == {"boss", "tech1", "tech2", "drchen", "quality", "rso1"}
     assert "password_hash" not in users.columns
@@ -304,3 +304,23 @@ def test_password_rules_are_stated_up_front_and_every_unmet_rule_is_listed(
     at.text_input(key="cu_password").input("short")
     click(at, "Reset password (and unlock)")
     assert messages_after(at, "cu_password") == ["must be at least 10 characters"]
+
+
+def test_the_sessions_tab_ends_a_session_and_that_user_is_signed_out(
+    app: AppFactory, people: dict[str, Actor], engine: Engine
+) -> None:
+    tech = app("tech1").run()  # tech1 signed in in another browser
+    at = admin_page(app)
+    listed = at.dataframe[-1].value
+    assert {"tech1", "boss"} <= set(listed["username"])
+    tech_session = tech.session_state["session_id"]
+    at.selectbox(key="sess_chosen").select(tech_session)
+    click(at, "End session")
+    assert "Session ended: that browser is signed out at its next click." in texts(at.success)
+    assert "tech1" not in set(at.dataframe[-1].value["username"])
+    event = last_event(engine)
+    assert (event.actor, event.action, event.reason) == ("boss", "logout",
+                                                         "ended by an administrator")
+    tech.run()  # tech1's next click
+    assert "An administrator ended your session. Please sign in again." in (
+        texts(tech.info) + texts(tech.warning) + texts(tech.error) + texts(tech.markdown))
