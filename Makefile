@@ -8,7 +8,7 @@ PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 PORT   ?= 8501
 # Two workers by default (tests wait on PostgreSQL, subprocesses and browsers as much as CPU).
-PYTEST_ARGS ?= -n 2
+PYTEST_ARGS ?= -n 2 --durations=30
 
 .PHONY: run demo test bench setup lint clean screenshots
 
