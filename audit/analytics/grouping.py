@@ -24,7 +24,7 @@ from audit.vocab import DoseQuantity, WeightBand
 
 QUANTITIES: tuple[str, ...] = tuple(DoseQuantity.values())
 GROUPINGS: tuple[str, ...] = ("physician", "room", "procedure", "month", "site", "technologist",
-                              "levels", "weight_band")
+                              "levels", "weight_band", "bmi_band", "operator")
 _ID_COLUMN = {"physician": "physician_id", "room": "room_id", "procedure": "type_id",
               "site": "site_id", "technologist": "technologist_id"}
 T = TypeVar("T")
@@ -50,6 +50,12 @@ def group_codes(snap: Snapshot, by: str | None) -> tuple[np.ndarray, list[str]]:
         return levels, [str(i) for i in range(top + 1)]
     if by == "weight_band":
         return weight_band_codes(r["weight_kg"].to_numpy())
+    if by in ("bmi_band", "operator"):  # issue 15: fair comparisons (audit.analytics.case_mix)
+        from audit.analytics import case_mix
+
+        if by == "bmi_band":
+            return case_mix.bmi_band_codes(r["bmi"].to_numpy())
+        return case_mix.operator_codes(r["operator"].to_numpy())
     if by not in _ID_COLUMN:
         raise ValueError(f"cannot group by {by!r}; allowed: {', '.join(GROUPINGS)}")
     ids = r[_ID_COLUMN[by]].to_numpy().astype(np.int64)
