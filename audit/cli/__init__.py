@@ -10,8 +10,8 @@ command that opens one checks it exists and is migrated before anything else, so
 --db is an error, not a new empty file.
 
 This module assembles the parser from the command modules (admin, users, records, names,
-complications, reports, imports, network, settings, documents, export, keys, database: one per
-group of commands) in the order `--help` lists them, and turns the library's refusals into exit codes
+complications, reports, imports, network, settings, documents, export, keys, database: one
+per group of commands) in the order `--help` lists them, and turns the library's refusals into exit codes
 and messages; audit.cli.common holds what they share.
 """
 
