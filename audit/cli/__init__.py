@@ -11,8 +11,8 @@ command that opens one checks it exists and is migrated before anything else, so
 
 This module assembles the parser from the command modules (admin, users, records, names,
 complications, reports, imports, network, settings, documents, export, keys, database: one
-per group of commands) in the order `--help` lists them, and turns the library's refusals into exit codes
-and messages; audit.cli.common holds what they share.
+per group of commands) in the order `--help` lists them, and turns the library's refusals into
+exit codes and messages; audit.cli.common holds what they share.
 """
 
 from __future__ import annotations
