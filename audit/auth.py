@@ -271,7 +271,7 @@ def get_user(session: Session, username: str) -> UserAccount:
 
 SETUP_ACTOR = "setup"
 #: Preferences a user's screen may remember (UserAccount.preferences); anything else is refused.
-PREFERENCE_KEYS = frozenset({"site", "room", "physician", "procedure_code"})
+PREFERENCE_KEYS = frozenset({"site", "room", "physician", "procedure_code", "carm_operator"})
 
 
 def needs_first_admin(engine: Engine) -> bool:

@@ -19,29 +19,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from audit.analytics.bands import bmi_band_codes
 from audit.analytics.grouping import group_codes
 from audit.analytics.snapshot import Snapshot
 from audit.filters import Filters
-from audit.vocab import BMI_BAND_LOWER, BmiBand, CarmOperator
 
 #: Fewest records with a dose a physician needs for an adjusted ratio to be shown.
 MIN_RECORDS = 5
-
-
-def bmi_band_codes(bmi: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    """WHO band number per record (BmiBand order; the last, unknown, where BMI is missing)."""
-    codes = np.full(len(bmi), len(BMI_BAND_LOWER), dtype=np.int64)
-    present = ~np.isnan(bmi)
-    codes[present] = np.searchsorted(np.asarray(BMI_BAND_LOWER[1:]), bmi[present],
-                                     side="right")
-    return codes, BmiBand.values()
-
-
-def operator_codes(operator: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    """C-arm operator per record; "not recorded" last (the frame stores 0 for it)."""
-    names = [*CarmOperator.values(), "not recorded"]
-    op = operator.astype(np.int64)
-    return np.where(op == 0, len(names) - 1, op - 1), names
 
 
 def radiation_free_share(snap: Snapshot, filters: Filters) -> pd.DataFrame:

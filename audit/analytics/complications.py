@@ -56,7 +56,8 @@ def complication_rates(snap: Snapshot, filters: Filters, complications: pd.DataF
                         "with_complication": with_one, "complications": total,
                         "severe": severe})
     with np.errstate(invalid="ignore", divide="ignore"):
-        out["rate"] = np.where(procedures > 0, with_one / np.maximum(procedures, 1), np.nan)
+        out["complication_rate"] = np.where(procedures > 0,
+                                            with_one / np.maximum(procedures, 1), np.nan)
     low, high = wilson(with_one.astype(np.float64), procedures.astype(np.float64))
     out["ci_low"], out["ci_high"] = low, high
     for kind in ComplicationKind:

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 
+from audit.analytics.bands import bmi_band_codes, operator_codes
 from audit.analytics.quantiles import group_layout, grouped_in_layout
 from audit.analytics.snapshot import Snapshot, month_label, to_datetime
 from audit.vocab import DoseQuantity, WeightBand
@@ -50,12 +51,10 @@ def group_codes(snap: Snapshot, by: str | None) -> tuple[np.ndarray, list[str]]:
         return levels, [str(i) for i in range(top + 1)]
     if by == "weight_band":
         return weight_band_codes(r["weight_kg"].to_numpy())
-    if by in ("bmi_band", "operator"):  # issue 15: fair comparisons (audit.analytics.case_mix)
-        from audit.analytics import case_mix
-
-        if by == "bmi_band":
-            return case_mix.bmi_band_codes(r["bmi"].to_numpy())
-        return case_mix.operator_codes(r["operator"].to_numpy())
+    if by == "bmi_band":  # issue 15: fair comparisons (audit.analytics.bands)
+        return bmi_band_codes(r["bmi"].to_numpy())
+    if by == "operator":
+        return operator_codes(r["operator"].to_numpy())
     if by not in _ID_COLUMN:
         raise ValueError(f"cannot group by {by!r}; allowed: {', '.join(GROUPINGS)}")
     ids = r[_ID_COLUMN[by]].to_numpy().astype(np.int64)
