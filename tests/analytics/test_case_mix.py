@@ -16,8 +16,8 @@ from sqlalchemy import Engine
 
 from audit.analytics.bands import bmi_band_codes
 from audit.analytics.case_mix import adjusted_scorecard, radiation_free_share
-from audit.analytics.complications import complication_rates, read_complications
 from audit.analytics.compliance import compliance
+from audit.analytics.complications import complication_rates, read_complications
 from audit.analytics.dose_stats import dose_stats
 from audit.analytics.scorecard import HIGHLIGHT_RATIO, physician_scorecard
 from audit.analytics.snapshot import load_snapshot
