@@ -62,11 +62,11 @@ ADJUSTED_METHOD = (
     "Method (indirect standardisation): each record's expected dose is the median dose of its "
     "stratum, the same procedure type, number of levels treated and WHO body-mass-index band "
     "(unknown BMI a band of its own), over all physicians under these filters. A physician's "
-    "adjusted ratio is the median of their observed doses divided by the median of their "
-    "records' expected doses: 1.0 is what the peers give the same case mix, 1.5 half again "
-    "more. The unadjusted ratio divides their median by everyone's. Medians, not sums, so one "
-    "long case does not decide a ranking; fewer than 5 records with the quantity: no ratio. "
-    "Ultrasound-guided records have no dose and are left out.")
+    "adjusted ratio is the median, over their records, of observed dose / expected dose: 1.0 "
+    "is what the peers give the same case mix, 1.5 half again more. The unadjusted ratio "
+    "divides their median by everyone's. Medians, so one long case does not decide a "
+    "ranking; fewer than 5 records with the quantity: no ratio. Ultrasound-guided records "
+    "have no dose and are left out.")
 ADJUSTED, CRUDE = "Adjusted for case mix", "Unadjusted"
 
 

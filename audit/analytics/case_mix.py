@@ -8,10 +8,16 @@ their peers give the same kind of case.
 
 Method (docs/design.md §3, written under the chart too): each record's expected dose is the
 median of its stratum (procedure type x levels treated x WHO BMI band, "unknown" a band of its
-own) over every physician under the same filters; a physician's adjusted ratio is the median
-of their observed doses divided by the median of their records' expected doses. Medians, not
-sums, because dose distributions are skewed and one long case must not decide a ranking.
-Ultrasound-guided records have no dose and are in no stratum.
+own) over every physician under the same filters; a physician's adjusted ratio is the median,
+over their records, of observed / expected. Why not the median of observed over the median of
+expected, or the sum of observed over the sum of expected: on the demo data (whose physicians
+have known dose factors) the first put two physicians of factor 1.0 and 1.05 at 1.12 and
+1.22, because the median of a mix of skewed strata is not the median of their medians, and
+the second put every physician at 1.2-1.5, because an expected value that is a median sits
+below the mean of a skewed distribution; the median of per-record ratios gave 0.99 and 1.03,
+and is centred on 1 for a typical physician by construction (half of each stratum lies above
+its median). Medians, so one long case does not decide a ranking. Ultrasound-guided records
+have no dose and are in no stratum.
 """
 
 from __future__ import annotations
@@ -68,9 +74,9 @@ def expected_values(snap: Snapshot, mask: np.ndarray, quantity: str) -> np.ndarr
 def adjusted_scorecard(snap: Snapshot, filters: Filters,
                        quantity: str = "dap_gycm2") -> pd.DataFrame:
     """Per physician: records with the quantity, observed median, expected median (indirect
-    standardisation, see the module docstring), the adjusted ratio (1.0: what peers give the
-    same case mix), the crude ratio (their median over everyone's, no adjustment at all) and
-    the share of their records with a known BMI."""
+    standardisation, see the module docstring), the adjusted ratio (the median of observed /
+    expected; 1.0: what peers give the same case mix), the crude ratio (their median over
+    everyone's, no adjustment at all) and the share of their records with a known BMI."""
     mask = filters.mask(snap)
     values = snap.values(quantity)
     expected = expected_values(snap, mask, quantity)
@@ -79,6 +85,8 @@ def adjusted_scorecard(snap: Snapshot, filters: Filters,
     frame = pd.DataFrame({"physician_id": r["physician_id"].to_numpy()[use],
                           "observed": values[use], "expected": expected[use],
                           "bmi_known": ~np.isnan(r["bmi"].to_numpy()[use])})
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frame["ratio"] = frame["observed"] / frame["expected"]
     overall = float(np.median(values[use])) if use.any() else np.nan
     grouped = frame.groupby("physician_id")
     out = pd.DataFrame({
@@ -86,9 +94,9 @@ def adjusted_scorecard(snap: Snapshot, filters: Filters,
         "observed_median": grouped["observed"].median(),
         "expected_median": grouped["expected"].median(),
         "bmi_known_share": grouped["bmi_known"].mean(),
+        "adjusted_ratio": grouped["ratio"].median(),
     })
     with np.errstate(invalid="ignore", divide="ignore"):
-        out["adjusted_ratio"] = out["observed_median"] / out["expected_median"]
         out["crude_ratio"] = out["observed_median"] / overall
     out.loc[out["records"] < MIN_RECORDS, ["adjusted_ratio", "crude_ratio"]] = np.nan
     out.insert(0, "physician", out.index.map(snap.physicians).astype(str))
