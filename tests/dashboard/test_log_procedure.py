@@ -65,7 +65,7 @@ def fill(at: AppTest, values: dict[str, Any]) -> AppTest:
     for name, value in values.items():
         key = f"lp{gen}_{name}"
         for kind in ("text_input", "selectbox", "multiselect", "number_input", "date_input",
-                     "time_input", "checkbox"):
+                     "time_input", "checkbox", "radio"):  # guidance: a radio (issue 15)
             widgets = [w for w in getattr(at, kind) if w.key == key]
             if widgets:
                 widget = widgets[0]
