@@ -312,9 +312,9 @@ class FigureBasis(Vocabulary):
 
 
 class WeightBand(Vocabulary):
-    """Patient weight bands for dose comparisons (audit.analytics.grouping). Height is not
-    recorded, so body mass index cannot be computed: weight stands in for body size, the way
-    Cushman 2016 compared BMI categories (docs/reference.md §4). Bounds in
+    """Patient weight bands for dose comparisons (audit.analytics.grouping): body size for the
+    records without a height, hence no body mass index (BmiBand for those with one; Cushman
+    2016 compared BMI categories, docs/reference.md §4). Bounds in
     audit/data/weight_bands.csv."""
 
     UNDER_60 = "under 60 kg"

@@ -69,9 +69,9 @@ def group_codes(snap: Snapshot, by: str | None) -> tuple[np.ndarray, list[str]]:
 @cache
 def weight_bands() -> tuple[tuple[str, float, float], ...]:
     """(label, low, high) kg per band, low inclusive, high exclusive (audit/data/
-    weight_bands.csv, read once). Weight stands in for body size because height is not
-    recorded (no BMI): Cushman 2016 found KAP about doubles from normal-weight to obese
-    patients (docs/reference.md §4)."""
+    weight_bands.csv, read once). Weight stands in for body size where no height is recorded
+    (no BMI; with one, `bmi_band`): Cushman 2016 found KAP about doubles from normal-weight to
+    obese patients (docs/reference.md §4)."""
     text = resources.files("audit").joinpath("data/weight_bands.csv").read_text("utf-8")
     bands = tuple((r["band"], float(r["low_kg"]), float(r["high_kg"] or "inf"))
                   for r in csv.DictReader(text.splitlines()))
