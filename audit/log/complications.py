@@ -22,7 +22,7 @@ from audit import access
 from audit.auth import Actor, Permission, require
 from audit.bounds import check_moment
 from audit.errors import FieldError, NotFound, ValidationFailed
-from audit.log.case_mix import check_complication
+from audit.log.case_mix import COMPLICATIONS, check_complication
 from audit.storage.engine import read_session, retrying, write_session
 from audit.storage.models import Complication, Physician, Procedure, UserAccount, utcnow
 from audit.trail import lock_chain, record_event
@@ -30,6 +30,10 @@ from audit.vocab import AuditAction, ComplicationTiming, RecordStatus
 
 #: The audit trail's entity for complications; entity_id is the procedure's id.
 ENTITY = "complication"
+#: The log input key (audit.log.case_mix) and what an amend naming it is told.
+INPUT_KEY = COMPLICATIONS
+ADD = ("not changed by an amend: record a complication with `fluoro-audit complication add` "
+       "or on the record's detail, and void a mistaken one")
 
 
 def _payload(row: Complication) -> dict[str, Any]:

@@ -351,6 +351,8 @@ class ProcedureLog:
                                                "values")])
         if not changes:
             raise ValidationFailed([FieldError("changes", "nothing to change")])
+        if complications.INPUT_KEY in changes:  # their own table, never an amend (issue 15)
+            raise ValidationFailed([FieldError(complications.INPUT_KEY, complications.ADD)])
         if "technologist" in changes:
             access.check_names_self_as_technologist(actor, changes["technologist"])
 

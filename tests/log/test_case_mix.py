@@ -174,3 +174,11 @@ def test_a_complication_is_voided_never_deleted(engine: Engine, logged: int,
     void_complication(engine, admin, cid, "wrong patient")
     [found] = list_complications(engine, admin, logged)
     assert found["status"] == "void" and found["void_reason"] == "wrong patient"
+
+
+def test_an_amend_cannot_add_a_complication(service: ProcedureLog, logged: int,
+                                            admin: Actor) -> None:
+    with pytest.raises(ValidationFailed) as exc:
+        service.amend(logged, {"complications": [{"kind": "hematoma", "severity": "mild"}]},
+                      admin, version=1, reason="bruise")
+    assert "complication add" in errors_of(exc)["complications"]
