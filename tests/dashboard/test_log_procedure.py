@@ -356,5 +356,6 @@ def test_choices_read_as_words_not_stored_values(
     gen = at.session_state["lp_gen"]
     pregnancy = at.selectbox(key=f"lp{gen}_pregnancy_status")
     assert pregnancy.options == ["Not applicable", "Not pregnant", "Pregnant", "Unknown"]
-    assert "Fluoroscopy + DSA" in at.selectbox(key=f"lp{gen}_guidance").options
+    guidance = at.radio(key=f"lp{gen}_guidance").options  # a radio: it decides the dose fields
+    assert "Fluoroscopy + DSA" in guidance and "Ultrasound (no radiation)" in guidance
     assert "Local anesthetic only" in at.selectbox(key=f"lp{gen}_injectate").options
