@@ -292,9 +292,12 @@ with case:
     radiation_free = ss.get(key(gen, "guidance")) == Guidance.ULTRASOUND.value
     policy = {"required": "required", "recommended": "recommended",
               "not_required": "not required"}[layout.contrast_policy.value]
-    st.radio(f"Contrast confirmation (policy for {plain(layout.code)}: {policy})",
-             case_mix_form.contrast_choices(layout, radiation_free), key=status_key,
-             horizontal=True, format_func=lambda v: CONTRAST_LABELS[ContrastConfirmation(v)])
+    choices = case_mix_form.contrast_choices(layout, radiation_free)
+    if ss[status_key] not in choices:  # "not required" chosen under ultrasound, then left
+        ss[status_key] = layout.contrast_default.value
+    st.radio(f"Contrast confirmation (policy for {plain(layout.code)}: {policy})", choices,
+             key=status_key, horizontal=True,
+             format_func=lambda v: CONTRAST_LABELS[ContrastConfirmation(v)])
     errors.show("contrast_confirmation")
     warnings.show("contrast_confirmation", warning=True)
 status = ContrastConfirmation(ss[status_key])
