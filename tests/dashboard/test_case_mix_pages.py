@@ -98,3 +98,16 @@ def test_the_dose_page_shows_fair_comparisons_and_the_method(
     expanders = [e.label for e in at.expander]
     assert any("body-mass-index band" in label for label in expanders)
     assert any("operated the C-arm" in label for label in expanders)
+
+
+def test_leaving_ultrasound_brings_the_dose_fields_and_the_contrast_policy_back(
+        app: AppFactory, people: dict[str, Actor]) -> None:
+    at = open_form(log_page(app), procedure="SIJ")
+    gen = at.session_state["lp_gen"]
+    assert "Not required" not in at.radio(key="lp_contrast_SIJ").options
+    at.radio(key=f"lp{gen}_guidance").set_value("ultrasound").run()
+    at.radio(key="lp_contrast_SIJ").set_value("not_required").run()
+    at.radio(key=f"lp{gen}_guidance").set_value("fluoroscopy").run()
+    assert not at.exception
+    assert at.radio(key="lp_contrast_SIJ").value == "confirmed"
+    assert any(w.key == f"lp{gen}_fluoro_time_s" for w in at.text_input)
