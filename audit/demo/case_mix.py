@@ -34,6 +34,10 @@ HEAVY_CASELOAD = "Dr. Demo Mensah"
 OPERATORS = {CarmOperator.PHYSICIAN: (0.45, 1.0), CarmOperator.TECHNOLOGIST: (0.40, 1.3),
              CarmOperator.RADIOGRAPHER: (0.15, 2.0)}
 TRAINEE_SHARE, TRAINEE_FACTOR = 0.15, 1.25
+#: The factors' geometric mean over the mix: dividing by it keeps each type's median dose on
+#: the published one (measured on a mix of operators), as records.LEVEL_NORM does for levels.
+BOOST_NORM = float(np.exp(sum(share * np.log(f) for share, f in OPERATORS.values())
+                          + TRAINEE_SHARE * np.log(TRAINEE_FACTOR)))
 #: Share of each type's injections guided by ultrasound (estimate: a practice offering it).
 ULTRASOUND_SHARE = {"SIJ": 0.25, "FACET": 0.10, "MBB": 0.08, "CAUDAL": 0.10}
 #: Per-procedure probability of each complication kind (docs/reference.md §18).
@@ -91,7 +95,7 @@ def draw(first_id: int, code: np.ndarray, planted: np.ndarray) -> CaseMix:
     share = np.array([ULTRASOUND_SHARE.get(str(c), 0.0) for c in code])
     ultrasound = (rng.random(n) < share) & ~planted
     operator = np.where(ultrasound, None, np.array([o.value for o in names], dtype=object)[pick])
-    boost = factor * np.where(trainee, TRAINEE_FACTOR, 1.0)
+    boost = factor * np.where(trainee, TRAINEE_FACTOR, 1.0) / BOOST_NORM
     return CaseMix(operator=operator, trainee=trainee, ultrasound=ultrasound,
                    time_factor=boost, kap_factor=boost)
 
