@@ -53,20 +53,22 @@ class Permission(StrEnum):
     PATIENT_HISTORY = "patient_history"  # one patient's history and letter: rso, admin
     IMPORT = "import"
     ADMIN = "admin"
+    RECORD_COMPLICATION = "record_complication"  # technologist, physician, rso, admin
 
 
 P = Permission
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.TECHNOLOGIST: frozenset({P.LOG_PROCEDURE, P.AMEND_OWN, P.VOID, P.VIEW_RECORDS,
-                                  P.VIEW_PHI, P.IMPORT}),
-    Role.PHYSICIAN: frozenset({P.VIEW_RECORDS, P.VIEW_PHI}),
+                                  P.VIEW_PHI, P.IMPORT, P.RECORD_COMPLICATION}),
+    Role.PHYSICIAN: frozenset({P.VIEW_RECORDS, P.VIEW_PHI, P.RECORD_COMPLICATION}),
     Role.QUALITY_OFFICER: frozenset({P.VIEW_RECORDS, P.VIEW_ALL_RECORDS, P.VIEW_DASHBOARDS,
                                      P.EXPORT, P.IMPORT}),
     Role.RSO: frozenset({P.VIEW_RECORDS, P.VIEW_ALL_RECORDS, P.VIEW_PHI, P.VIEW_DASHBOARDS,
-                         P.MANAGE_ALERTS, P.EXPORT, P.EXPORT_PHI, P.IMPORT, P.PATIENT_HISTORY}),
+                         P.MANAGE_ALERTS, P.EXPORT, P.EXPORT_PHI, P.IMPORT, P.PATIENT_HISTORY,
+                         P.RECORD_COMPLICATION}),
     Role.ADMIN: frozenset({P.LOG_PROCEDURE, P.AMEND_OWN, P.AMEND_ANY, P.VOID, P.VIEW_RECORDS,
                            P.VIEW_ALL_RECORDS, P.VIEW_PHI, P.VIEW_DASHBOARDS, P.EXPORT, P.IMPORT,
-                           P.ADMIN, P.PATIENT_HISTORY}),
+                           P.ADMIN, P.PATIENT_HISTORY, P.RECORD_COMPLICATION}),
 }
 
 
@@ -115,9 +117,8 @@ def check_password_strength(password: str) -> None:
 def validate_username(username: str, field_name: str = "username") -> str:
     """The username without surrounding spaces, or ValidationFailed naming `field_name` and
     USERNAME_RULE. Every path that creates an account calls it (users add, the admin page,
-    first-run setup, "create missing" technologists of `log`, the form and CSV import): a name
-    breaking the rule (a quote, a zero-width space, a newline) would otherwise become an
-    account that every later list, export and audit entry carries."""
+    first-run setup, "create missing" technologists of `log`, the form and CSV import): a bad
+    name (a quote, a zero-width space, a newline) would become an account in every list."""
     name = username.strip() if isinstance(username, str) else ""
     if not _USERNAME.fullmatch(name):
         raise ValidationFailed([FieldError(field_name, USERNAME_RULE)])
@@ -126,8 +127,7 @@ def validate_username(username: str, field_name: str = "username") -> str:
 
 def _check_new_account(username: str, role: Role | str,
                        password: str | None) -> tuple[str, Role]:
-    """Every problem with a new account at once (username, role, password), so a form is
-    fixed in one pass."""
+    """Every problem with a new account at once (username, role, password): one pass fixes."""
     errors: list[FieldError] = []
     name = username.strip()
     try:
@@ -271,7 +271,7 @@ def get_user(session: Session, username: str) -> UserAccount:
 
 SETUP_ACTOR = "setup"
 #: Preferences a user's screen may remember (UserAccount.preferences); anything else is refused.
-PREFERENCE_KEYS = frozenset({"site", "room", "physician", "procedure_code"})
+PREFERENCE_KEYS = frozenset({"site", "room", "physician", "procedure_code", "carm_operator"})
 
 
 def needs_first_admin(engine: Engine) -> bool:

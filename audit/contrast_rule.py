@@ -9,7 +9,12 @@ frame, audit.analytics.compliance), the log with plain Python values for the one
 saved (audit.log.compliance_check). The rule (docs/design.md §6):
 
 - eligible: the record's catalog contrast policy is "required" (voided records never reach the
-  rule: the frame holds final records only, and a voided record is not being saved);
+  rule: the frame holds final records only, and a voided record is not being saved), and the
+  record is not radiation-free (ultrasound-guided) unless its catalog requires real-time
+  contrast (TFESI): under ultrasound the injectate's spread is watched directly, so
+  fluoroscopic contrast confirmation does not apply, but TFESI's safeguard against an
+  intravascular injection is real-time contrast, which ultrasound does not replace
+  (docs/design.md, issue 15);
 - compliant: eligible AND contrast confirmed AND at least one saved image AND at least the
   catalog's minimum number of views AND real-time contrast where the catalog requires it;
 - excepted: eligible AND contraindicated AND a documented reason;
@@ -45,7 +50,8 @@ def _not(value: B) -> B:
 
 def contrast_compliance(*, policy_required: Any, confirmed: Any, contraindicated: Any,
                         exception_reason: Any, saved_images: Any, views: Any, min_views: Any,
-                        realtime_required: Any, realtime_contrast: Any) -> dict[str, Any]:
+                        realtime_required: Any, realtime_contrast: Any,
+                        radiation_free: Any = False) -> dict[str, Any]:
     """The compliance rule, for one record (Python values) or many (numpy arrays of equal
     length; booleans as bool).
 
@@ -53,7 +59,7 @@ def contrast_compliance(*, policy_required: Any, confirmed: Any, contraindicated
     non-compliant record is explained by (confirmed, contraindicated, images, views, realtime,
     min_views); :func:`reasons` turns the parts into reasons.
     """
-    eligible = policy_required
+    eligible = policy_required & (_not(radiation_free) | realtime_required)
     images = saved_images >= 1
     enough_views = views >= min_views
     realtime = _not(realtime_required) | realtime_contrast

@@ -109,6 +109,11 @@ FIELDS: tuple[Field, ...] = (
     Field("patient_sex", "enum", "", "no", "Patient sex", _allowed(vocab.Sex)),
     Field("patient_weight_kg", "number", "kg", "no", "Patient weight; dose rises with body size",
           minimum=0.3, maximum=350),
+    Field("patient_height_cm", "number", "cm", "no", "Patient height; with the weight it gives "
+          "the body mass index that dose comparisons are stratified by", minimum=20,
+          maximum=272),
+    Field("bmi_kg_m2", "number", "kg/m²", "out only", "Body mass index, patient_weight_kg / "
+          "(patient_height_cm / 100)², computed when both are recorded", io=Io.OUT),
     Field("pregnancy_status", "enum", "", "yes", "Pregnant patients are flagged for review",
           _allowed(vocab.PregnancyStatus)),
     Field("procedure_code", "text", "", "yes", "Procedure catalog code, e.g. TFESI"),
@@ -116,11 +121,15 @@ FIELDS: tuple[Field, ...] = (
           "valid for the procedure's region", "C1-C7, T1-T12, L1-L5, S1-S5, segments "
           "(e.g. L5-S1), coccyx, SIJ", max_items=30),
     Field("laterality", "enum", "", "per catalog", "Side treated", _allowed(vocab.Laterality)),
-    Field("guidance", "enum", "", "yes", "Imaging guidance", _allowed(vocab.Guidance)),
-    Field("fluoro_time_s", "number", "s", "yes", "Fluoroscopy (beam-on) time; input also 'm:ss' "
-          "or minutes with a unit ('1.3 min' = 78 s)", minimum=0, maximum=MAX_FLUORO_TIME_S),
+    Field("guidance", "enum", "", "yes", "Imaging guidance; ultrasound uses no radiation, so "
+          "its records take no dose fields and stay out of the dose figures",
+          _allowed(vocab.Guidance)),
+    Field("fluoro_time_s", "number", "s", "unless ultrasound", "Fluoroscopy (beam-on) time; "
+          "input also 'm:ss' or minutes with a unit ('1.3 min' = 78 s); 0 for ultrasound",
+          minimum=0, maximum=MAX_FLUORO_TIME_S),
     Field("dap_gycm2", "number", "Gy·cm²", "yes*", "Kerma-area product (DAP) in Gy·cm²; *or "
-          "dap_missing_reason when the unit shows none", minimum=0, maximum=MAX_DAP_GYCM2),
+          "dap_missing_reason when the unit shows none; empty for ultrasound", minimum=0,
+          maximum=MAX_DAP_GYCM2),
     Field("dap_value", "number", "as entered", "no", "DAP as displayed on the C-arm"),
     Field("dap_unit", "enum", "", "with dap_value", "Unit of dap_value",
           _allowed(vocab.DapUnit)),
@@ -137,6 +146,8 @@ FIELDS: tuple[Field, ...] = (
     Field("low_dose_mode", "boolean", "", "no", "Low-dose mode used"),
     Field("contrast_agent", "text", "", "if contrast", "Contrast agent, e.g. iohexol 240",
           max_length=80),
+    Field("contrast_class", "enum", "", "no", "Class of the contrast agent; none when no "
+          "contrast was injected", _allowed(vocab.ContrastClass)),
     Field("contrast_volume_ml", "number", "mL", "if contrast", "Contrast volume", minimum=0,
           maximum=100),
     Field("contrast_confirmation", "enum", "", "yes", "Needle placement confirmed with contrast",
@@ -152,6 +163,9 @@ FIELDS: tuple[Field, ...] = (
     Field("vascular_uptake", "boolean", "", "no", "Intravascular contrast uptake seen"),
     Field("needle_repositioned", "boolean", "", "no", "Needle repositioned after uptake"),
     Field("injectate", "enum", "", "no", "Medication injected", _allowed(vocab.Injectate)),
+    Field("carm_operator", "enum", "", "no", "Who operated the C-arm (pedal and positioning)",
+          _allowed(vocab.CarmOperator)),
+    Field("trainee_present", "boolean", "", "no", "A trainee (fellow or resident) took part"),
     Field("notes", "text", "", "no", "Free-text notes", max_length=4000),
     Field("dose_source", "enum", "", "out only", "Where the dose figures came from",
           _allowed(vocab.DoseSource), Io.OUT),

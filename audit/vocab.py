@@ -85,6 +85,60 @@ class Guidance(Vocabulary):
     FLUOROSCOPY = "fluoroscopy"
     FLUOROSCOPY_DSA = "fluoroscopy_dsa"
     CT_FLUOROSCOPY = "ct_fluoroscopy"
+    #: No radiation: the record asks no dose fields and is left out of dose figures (issue 15).
+    ULTRASOUND = "ultrasound"
+
+
+#: Guidance that uses no ionising radiation.
+RADIATION_FREE_GUIDANCE = frozenset({Guidance.ULTRASOUND})
+
+
+class CarmOperator(Vocabulary):
+    """Who drove the C-arm (pedal and positioning): fluoro time differs tenfold between a
+    physician and a radiographer in Choi 2016 (docs/reference.md), so dose comparisons are
+    stratified by it."""
+
+    PHYSICIAN = "physician"
+    TECHNOLOGIST = "technologist"
+    RADIOGRAPHER = "radiographer"
+
+
+class ContrastClass(Vocabulary):
+    """The class of contrast agent used: iodinated, gadolinium (where iodine is
+    contraindicated), or none."""
+
+    IODINATED = "iodinated"
+    GADOLINIUM = "gadolinium"
+    NONE = "none"
+
+
+class ComplicationKind(Vocabulary):
+    """The controlled list of adverse events (issue 15); `other` needs a description."""
+
+    CONTRAST_REACTION = "contrast_reaction"
+    VASOVAGAL = "vasovagal_reaction"
+    DURAL_PUNCTURE = "dural_puncture"
+    NERVE_INJURY = "nerve_injury"
+    HEMATOMA = "hematoma"
+    INFECTION = "infection"
+    OTHER = "other"
+
+
+class ComplicationSeverity(Vocabulary):
+    """Severity of an adverse event: the ACR Manual on Contrast Media's grades for contrast
+    reactions (mild: self-limited; moderate: needs treatment; severe: life-threatening), and
+    the same three words for the other kinds (docs/reference.md)."""
+
+    MILD = "mild"
+    MODERATE = "moderate"
+    SEVERE = "severe"
+
+
+class ComplicationTiming(Vocabulary):
+    """When an adverse event was recorded: on the record while logging, or later."""
+
+    AT_PROCEDURE = "at_procedure"
+    FOLLOW_UP = "follow_up"
 
 
 class ContrastConfirmation(Vocabulary):
@@ -258,9 +312,9 @@ class FigureBasis(Vocabulary):
 
 
 class WeightBand(Vocabulary):
-    """Patient weight bands for dose comparisons (audit.analytics.grouping). Height is not
-    recorded, so body mass index cannot be computed: weight stands in for body size, the way
-    Cushman 2016 compared BMI categories (docs/reference.md §4). Bounds in
+    """Patient weight bands for dose comparisons (audit.analytics.grouping): body size for the
+    records without a height, hence no body mass index (BmiBand for those with one; Cushman
+    2016 compared BMI categories, docs/reference.md §4). Bounds in
     audit/data/weight_bands.csv."""
 
     UNDER_60 = "under 60 kg"
@@ -268,6 +322,23 @@ class WeightBand(Vocabulary):
     FROM_80 = "80 to under 100 kg"
     FROM_100 = "100 kg and over"
     UNKNOWN = "not recorded"
+
+
+class BmiBand(Vocabulary):
+    """WHO body-mass-index bands (kg/m²) for dose comparisons (audit.analytics.case_mix);
+    records without weight or height: unknown."""
+
+    UNDER = "under 18.5"
+    NORMAL = "18.5 to 24.9"
+    OVERWEIGHT = "25 to 29.9"
+    OBESE_1 = "30 to 34.9"
+    OBESE_2 = "35 to 39.9"
+    OBESE_3 = "40 and over"
+    UNKNOWN = "unknown"
+
+
+#: Lower bounds of the BmiBand members above (kg/m²), in order; UNKNOWN has none.
+BMI_BAND_LOWER: tuple[float, ...] = (0.0, 18.5, 25.0, 30.0, 35.0, 40.0)
 
 
 class AlertKind(Vocabulary):

@@ -102,12 +102,24 @@ ANALYTIC_LABELS: dict[str, str] = {
     "report_air_kerma_mgy": "Ka,r, sum of the reports (mGy)",
     "dap_gycm2_difference": "KAP: log vs sum", "fluoro_time_s_difference":
     "Fluoroscopy time: log vs sum", "air_kerma_mgy_difference": "Ka,r: log vs sum",
+    # case mix, radiation-free guidance, complications (issue 15)
+    "bmi_band": "BMI band (kg/m²)", "operator": "C-arm operated by",
+    "radiation_free": "Without radiation (ultrasound)",
+    "radiation_free_share": "Share without radiation", "adjusted_ratio":
+    "Case-mix-adjusted ratio", "crude_ratio": "Unadjusted ratio",
+    "observed_median": "Observed median", "expected_median": "Expected median (same case mix)",
+    "bmi_known_share": "Records with a known BMI", "with_complication": "With a complication",
+    "complications": "Complications", "severe": "Severe", "complication_rate":
+    "Complication rate", "contrast_reaction": "Contrast reactions", "vasovagal_reaction":
+    "Vasovagal reactions", "dural_puncture": "Dural punctures", "nerve_injury":
+    "Nerve injuries", "hematoma": "Hematomas", "infection": "Infections", "other": "Other",
+    "severity": "Severity", "timing": "Recorded", "group": "Group",
 }
 #: Columns in the unit of the quantity a table is about.
 QUANTITY_COLUMNS = frozenset({
     "p5", "p25", "p50", "p75", "p95", "median", "mean", "drl", "achievable", "typical",
     "published_median", "local_median", "level", "low", "high", "value", "threshold",
-    "percentile", "floor"})
+    "percentile", "floor", "observed_median", "expected_median"})
 #: Counts: whole numbers with thousands separators, even when a missing value made them float.
 COUNT_COLUMNS = frozenset({
     "n", "records", "count", "rooms", "rooms_with_records", "room_records_min", "min_rooms",
@@ -116,16 +128,20 @@ COUNT_COLUMNS = frozenset({
     "with_warnings", "from_dose_report", "procedures", "open", "acknowledged", "withdrawn",
     "total", "raised", "srdl", "cumulative", "investigation", "record_id", "alert_id",
     "events", "rows", "bytes", "dsa_runs", "version", "levels", "sequence", "report_id",
-    "warnings", "reports", "fluoro_events", "form_recorded"})
+    "warnings", "reports", "fluoro_events", "form_recorded", "radiation_free",
+    "with_complication", "complications", "severe", "contrast_reaction", "vasovagal_reaction",
+    "dural_puncture", "nerve_injury", "hematoma", "infection", "other"})
 #: Shares (0 to 1), shown as percentages.
 SHARE_COLUMNS = frozenset({
     "rate", "ci_low", "ci_high", "centre", "lcl", "ucl", "share_above", "pulsed_rate",
     "low_dose_rate", "compliance_rate", "missing_dap_share", "missing_air_kerma_share",
     "with_warnings_share", "from_dose_report_share", "pulsed_event_share", "pulsed_time_share",
     "low_rate_time_share", "form_pulsed_share", "form_low_dose_share", "time_share",
-    "dap_gycm2_difference", "fluoro_time_s_difference", "air_kerma_mgy_difference"})
+    "dap_gycm2_difference", "fluoro_time_s_difference", "air_kerma_mgy_difference",
+    "radiation_free_share", "bmi_known_share", "complication_rate"})
 #: Ratios to a peer figure (1.0 = typical).
-RATIO_COLUMNS = frozenset({"kap_per_level_ratio", "time_per_level_ratio"})
+RATIO_COLUMNS = frozenset({"kap_per_level_ratio", "time_per_level_ratio", "adjusted_ratio",
+                           "crude_ratio"})
 
 #: Decimals per quantity: KAP to 0.01 Gy·cm², fluoroscopy time to 0.1 s, Ka,r to 0.1 mGy.
 DECIMALS: dict[str, int] = {"dap_gycm2": 2, "fluoro_time_s": 1, "air_kerma_mgy": 1,
@@ -224,9 +240,11 @@ VALUE_LABELS: dict[type[vocab.Vocabulary], dict[str, str]] = {
                        "manual+rdsr": "Manual and dose report"},
     vocab.Sex: {"F": "Female", "M": "Male", "O": "Other", "U": "Unknown"},
     vocab.Guidance: {"fluoroscopy_dsa": "Fluoroscopy with DSA", "ct_fluoroscopy":
-                     "CT fluoroscopy"},
+                     "CT fluoroscopy", "ultrasound": "Ultrasound (no radiation)"},
     vocab.Role: {"rso": "RSO", "quality_officer": "Quality officer"},
     vocab.Injectate: {"local_anesthetic_only": "Local anaesthetic only"},
+    vocab.ComplicationTiming: {"at_procedure": "During the procedure",
+                               "follow_up": "At follow-up"},
 }
 #: Which vocabulary a column holds, where the column's name says it everywhere.
 ENUM_COLUMNS: dict[str, type[vocab.Vocabulary]] = {
@@ -236,6 +254,8 @@ ENUM_COLUMNS: dict[str, type[vocab.Vocabulary]] = {
     "guidance": vocab.Guidance, "injectate": vocab.Injectate, "dose_source": vocab.DoseSource,
     "contrast_exception_reason": vocab.ContrastException, "statistic": vocab.ReferenceStatistic,
     "event_type": vocab.IrradiationEventType, "fluoro_mode": vocab.FluoroMode,
+    "carm_operator": vocab.CarmOperator, "contrast_class": vocab.ContrastClass,
+    "severity": vocab.ComplicationSeverity, "timing": vocab.ComplicationTiming,
 }
 #: Catalog figures (audit.catalog.FIGURE_FIELDS) by name.
 CATALOG_FIGURES = {"typical_time_s": "Typical fluoroscopy time (s)",

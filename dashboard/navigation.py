@@ -48,6 +48,8 @@ PAGES: tuple[PageSpec, ...] = (
              Permission.VIEW_DASHBOARDS, "Audit"),
     PageSpec("data_quality.py", "Data quality", ":material/rule:", Permission.VIEW_DASHBOARDS,
              "Audit"),
+    PageSpec("complications.py", "Complications", ":material/personal_injury:",
+             Permission.VIEW_DASHBOARDS, "Audit"),
     PageSpec("export.py", "Export", ":material/download:", Permission.EXPORT, "Audit"),
     PageSpec("committee_report.py", "Committee report", ":material/summarize:",
              Permission.VIEW_DASHBOARDS, "Audit"),

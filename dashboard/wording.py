@@ -25,6 +25,9 @@ FIELD_LABELS: dict[str, str] = {
     "technologist": "Technologist", "patient_id": "Patient ID (MRN)",
     "patient_ref": "Patient reference", "accession_number": "Accession number",
     "patient_sex": "Sex", "patient_weight_kg": "Weight (kg)",
+    "patient_height_cm": "Height (cm)", "bmi_kg_m2": "BMI (kg/m²)",
+    "carm_operator": "C-arm operated by", "trainee_present": "Trainee present",
+    "contrast_class": "Contrast class", "complications": "Complication",
     "pregnancy_status": "Pregnancy status", "procedure_code": "Procedure",
     "region": "Region", "levels": "Levels", "laterality": "Laterality",
     "guidance": "Guidance", "fluoro_time_s": "Fluoro time (s)", "fluoro_time": "Fluoro time",
@@ -68,7 +71,17 @@ VALUE_LABELS: dict[str, dict[str, str]] = {
     "laterality": {"left": "Left", "right": "Right", "bilateral": "Bilateral",
                    "midline": "Midline"},
     "guidance": {"fluoroscopy": "Fluoroscopy", "fluoroscopy_dsa": "Fluoroscopy + DSA",
-                 "ct_fluoroscopy": "CT fluoroscopy"},
+                 "ct_fluoroscopy": "CT fluoroscopy", "ultrasound": "Ultrasound (no radiation)"},
+    "carm_operator": {"physician": "Physician", "technologist": "Technologist",
+                      "radiographer": "Radiographer"},
+    "contrast_class": {"iodinated": "Iodinated", "gadolinium": "Gadolinium", "none": "None"},
+    "complication_kind": {"contrast_reaction": "Contrast reaction",
+                          "vasovagal_reaction": "Vasovagal reaction",
+                          "dural_puncture": "Dural puncture", "nerve_injury": "Nerve injury",
+                          "hematoma": "Hematoma", "infection": "Infection", "other": "Other"},
+    "complication_severity": {"mild": "Mild", "moderate": "Moderate", "severe": "Severe"},
+    "complication_timing": {"at_procedure": "During the procedure",
+                            "follow_up": "At follow-up"},
     "contrast_confirmation": {"confirmed": "Confirmed with contrast",
                               "not_confirmed": "Contrast used, placement not confirmed",
                               "contraindicated": "Contraindicated",
@@ -91,7 +104,7 @@ VALUE_LABELS: dict[str, dict[str, str]] = {
 }
 #: Fields stored as yes/no.
 BOOLEAN_FIELDS = frozenset({"pulsed_fluoro", "low_dose_mode", "realtime_contrast",
-                            "vascular_uptake", "needle_repositioned"})
+                            "vascular_uptake", "needle_repositioned", "trainee_present"})
 #: Every stored value written with an underscore, to its label (for messages quoting one).
 _SNAKE_VALUES = {value: text for labels in VALUE_LABELS.values()
                  for value, text in labels.items() if "_" in value}

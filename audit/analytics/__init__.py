@@ -14,9 +14,14 @@ from typing import TYPE_CHECKING
 from audit._lazy import lazy_names
 
 if TYPE_CHECKING:
+    from audit.analytics.case_mix import adjusted_scorecard as adjusted_scorecard
+    from audit.analytics.case_mix import radiation_free_share as radiation_free_share
     from audit.analytics.compliance import compliance as compliance_rates
     from audit.analytics.compliance import compliance_records as compliance_records
     from audit.analytics.compliance import p_chart as p_chart
+    from audit.analytics.complications import complication_list as complication_list
+    from audit.analytics.complications import complication_rates as complication_rates
+    from audit.analytics.complications import read_complications as read_complications
     from audit.analytics.data_quality import completeness as completeness
     from audit.analytics.dose_stats import dose_distribution as dose_distribution
     from audit.analytics.dose_stats import dose_histogram as dose_histogram
@@ -52,10 +57,13 @@ __all__ = [
     "SAFETY_FLAGS",
     "FrameCache",
     "Snapshot",
+    "adjusted_scorecard",
     "build_report",
     "completeness",
     "compliance_rates",
     "compliance_records",
+    "complication_list",
+    "complication_rates",
     "date_range",
     "dose_distribution",
     "dose_histogram",
@@ -72,6 +80,8 @@ __all__ = [
     "published_medians",
     "pulse_rates",
     "pulsed_use",
+    "radiation_free_share",
+    "read_complications",
     "reference_column",
     "reference_table",
     "render_report",
@@ -99,6 +109,12 @@ _PUBLIC = {
     "monthly_medians": "audit.analytics.dose_stats",
     "technique_use": "audit.analytics.dose_stats",
     "physician_scorecard": "audit.analytics.scorecard",
+    # fair comparisons and complications (issue 15)
+    "adjusted_scorecard": "audit.analytics.case_mix",
+    "radiation_free_share": "audit.analytics.case_mix",
+    "complication_rates": "audit.analytics.complications",
+    "complication_list": "audit.analytics.complications",
+    "read_complications": "audit.analytics.complications",
     "HIGHLIGHT_RATIO": "audit.analytics.scorecard",
     # from the C-arm's irradiation events
     "pulsed_use": "audit.analytics.events",

@@ -1,7 +1,7 @@
-"""How the analysis frame is read: one query returning 9 numbers a record, and their unpacking.
+"""How the analysis frame is read: one query returning 10 numbers a record, and their unpacking.
 
 Why packing: reading a value into Python costs about the same whatever it is, so the query
-returns 9 numbers a record instead of 18 (ids and small fields packed into integers below
+returns 10 numbers a record instead of 21 (ids and small fields packed into integers below
 2**53, so one float64 array holds them exactly), and numpy unpacks them. The booleans the
 figures need become bits of one integer, the frame's `flags` column.
 
@@ -42,6 +42,7 @@ from audit.storage.models import (
 )
 from audit.vocab import (
     PARTICULATE_STEROIDS,
+    CarmOperator,
     ContrastConfirmation,
     DoseSource,
     Guidance,
@@ -72,6 +73,11 @@ class Flag:
     FROM_RDSR = 1 << 11  # dose totals from a DICOM dose report
     DSA = 1 << 12  # guidance fluoroscopy_dsa
     DAP_REASON = 1 << 13  # no DAP, with a documented reason
+    ULTRASOUND = 1 << 14  # radiation-free guidance: no dose figures (issue 15)
+    TRAINEE = 1 << 15  # trainee_present true
+    TRAINEE_KNOWN = 1 << 16  # trainee_present recorded (true or false)
+    #: Bits 17-18: who operated the C-arm, a position in OPERATORS plus 1 (0: not recorded).
+    OPERATOR_SHIFT = 17
 
 
 #: The per-record facts the figures read, by the name the rules use (Snapshot.fact).
@@ -90,7 +96,12 @@ FACTS: dict[str, int] = {
     "dose_from_report": Flag.FROM_RDSR,
     "dsa_guidance": Flag.DSA,
     "dap_missing_reason": Flag.DAP_REASON,
+    "ultrasound_guidance": Flag.ULTRASOUND,
+    "trainee_present": Flag.TRAINEE,
+    "trainee_present_recorded": Flag.TRAINEE_KNOWN,
 }
+#: The `operator` column holds 1 + a position in this tuple, 0 where not recorded.
+OPERATORS: tuple[str, ...] = tuple(CarmOperator.values())
 
 #: Column name -> numpy dtype of the frame (also the columns of the frame file).
 COLUMNS: dict[str, str] = {
@@ -99,7 +110,7 @@ COLUMNS: dict[str, str] = {
     "patient_id": "int64", "region": "int8", "fluoro_time_s": "float64",
     "dap_gycm2": "float64", "air_kerma_mgy": "float64", "saved_images": "int32",
     "n_views": "int16", "n_levels": "int16", "confirmation": "int8", "flags": "int32",
-    "weight_kg": "float64",
+    "weight_kg": "float64", "bmi": "float64", "operator": "int8",
 }
 ID_BITS = 12  # site, room, physician and procedure type ids below 4096 pack into one number
 _ID_BASE = 1 << ID_BITS
@@ -156,7 +167,7 @@ def _has_json(column: Any) -> ColumnElement[bool]:
 
 
 def record_query(dialect: str) -> Any:
-    """The frame query: 9 numbers a final record (see the packing above)."""
+    """The frame query: 10 numbers a final record (see the packing above)."""
     p = Procedure
     views = func.coalesce(p.confirmation_views, "")
     n_views = case((views == "", 0),
@@ -177,6 +188,11 @@ def record_query(dialect: str) -> Any:
         + _bit(p.dose_source != DoseSource.MANUAL.value, Flag.FROM_RDSR)
         + _bit(p.guidance == Guidance.FLUOROSCOPY_DSA.value, Flag.DSA)
         + _bit(p.dap_missing_reason.is_not(None), Flag.DAP_REASON)
+        + _bit(p.guidance == Guidance.ULTRASOUND.value, Flag.ULTRASOUND)
+        + _bit(p.trainee_present.is_(True), Flag.TRAINEE)
+        + _bit(p.trainee_present.is_not(None), Flag.TRAINEE_KNOWN)
+        + case({o: (i + 1) << Flag.OPERATOR_SHIFT for i, o in enumerate(OPERATORS)},
+               value=p.carm_operator, else_=0)
     )
     region = case({r: i for i, r in enumerate(REGIONS)}, value=p.region, else_=7)
     confirmation = case({c: i for i, c in enumerate(CONFIRMATIONS)},
@@ -193,7 +209,7 @@ def record_query(dialect: str) -> Any:
             (cast(p.patient_id, BigInteger)
              + _PATIENT_BASE * cast(p.technologist_id, BigInteger)).label("who"),
             small.label("small"), p.fluoro_time_s, p.dap_gycm2, p.air_kerma_mgy,
-            p.patient_weight_kg,
+            p.patient_weight_kg, p.bmi_kg_m2,
         )
         .where(p.status == RecordStatus.FINAL.value)
     )
@@ -231,7 +247,7 @@ def fetch(conn: Connection, query: Any) -> list[np.ndarray]:
 
 
 def unpack(raw: list[np.ndarray], level_ids: np.ndarray) -> dict[str, np.ndarray]:
-    """The 9 fetched numbers per record as the frame's COLUMNS (not yet in their dtypes); the
+    """The 10 fetched numbers per record as the frame's COLUMNS (not yet in their dtypes); the
     levels counted."""
     record_id = raw[0].astype(np.int64)
     ids = raw[2].astype(np.int64)
@@ -260,7 +276,13 @@ def unpack(raw: list[np.ndarray], level_ids: np.ndarray) -> dict[str, np.ndarray
         "confirmation": (small >> 3) & 7,
         "flags": small >> 21,
         "weight_kg": raw[8],  # nan where not recorded
+        "bmi": raw[9],  # nan where weight or height is not recorded
+        "operator": (small >> (21 + Flag.OPERATOR_SHIFT)) & 3,
     }
+    # An ultrasound-guided record stores 0 s of fluoroscopy (no beam): no dose figure, so it
+    # stays out of every dose statistic, reference level and alert (issue 15).
+    radiation_free = ((small >> 21) & Flag.ULTRASOUND) != 0
+    data["fluoro_time_s"] = np.where(radiation_free, np.nan, raw[5])
     return data
 
 

@@ -54,6 +54,7 @@ def compliance_arrays(snap: Snapshot) -> dict[str, np.ndarray]:
             min_views=by_type(snap, "min_views", 0, np.int64),
             realtime_required=by_type(snap, "realtime_required", False, bool),
             realtime_contrast=snap.fact("realtime_contrast"),
+            radiation_free=snap.fact("ultrasound_guidance"),
         )
     return cached(snap, "compliance", build)
 

@@ -27,13 +27,15 @@ def completeness(snap: Snapshot, filters: Filters, by: str | None = None) -> pd.
     def count(condition: np.ndarray) -> np.ndarray:
         return np.bincount(codes[mask & condition], minlength=k)[:k]
 
-    missing_dap = np.isnan(r["dap_gycm2"].to_numpy())
+    # an ultrasound-guided record has no dose to miss (issue 15)
+    with_beam = ~snap.fact("ultrasound_guidance")
+    missing_dap = np.isnan(r["dap_gycm2"].to_numpy()) & with_beam
     data = {
         by or "scope": labels,
         "records": count(np.ones(len(r), dtype=bool)),
         "missing_dap": count(missing_dap),
         "missing_dap_documented": count(missing_dap & snap.fact("dap_missing_reason")),
-        "missing_air_kerma": count(np.isnan(r["air_kerma_mgy"].to_numpy())),
+        "missing_air_kerma": count(np.isnan(r["air_kerma_mgy"].to_numpy()) & with_beam),
         "with_warnings": count(snap.fact("saved_with_warnings")),
         "from_dose_report": count(snap.fact("dose_from_report")),
     }

@@ -18,13 +18,14 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 
+from audit.analytics.bands import bmi_band_codes, operator_codes
 from audit.analytics.quantiles import group_layout, grouped_in_layout
 from audit.analytics.snapshot import Snapshot, month_label, to_datetime
 from audit.vocab import DoseQuantity, WeightBand
 
 QUANTITIES: tuple[str, ...] = tuple(DoseQuantity.values())
 GROUPINGS: tuple[str, ...] = ("physician", "room", "procedure", "month", "site", "technologist",
-                              "levels", "weight_band")
+                              "levels", "weight_band", "bmi_band", "operator")
 _ID_COLUMN = {"physician": "physician_id", "room": "room_id", "procedure": "type_id",
               "site": "site_id", "technologist": "technologist_id"}
 T = TypeVar("T")
@@ -50,6 +51,10 @@ def group_codes(snap: Snapshot, by: str | None) -> tuple[np.ndarray, list[str]]:
         return levels, [str(i) for i in range(top + 1)]
     if by == "weight_band":
         return weight_band_codes(r["weight_kg"].to_numpy())
+    if by == "bmi_band":  # issue 15: fair comparisons (audit.analytics.bands)
+        return bmi_band_codes(r["bmi"].to_numpy())
+    if by == "operator":
+        return operator_codes(r["operator"].to_numpy())
     if by not in _ID_COLUMN:
         raise ValueError(f"cannot group by {by!r}; allowed: {', '.join(GROUPINGS)}")
     ids = r[_ID_COLUMN[by]].to_numpy().astype(np.int64)
@@ -64,9 +69,9 @@ def group_codes(snap: Snapshot, by: str | None) -> tuple[np.ndarray, list[str]]:
 @cache
 def weight_bands() -> tuple[tuple[str, float, float], ...]:
     """(label, low, high) kg per band, low inclusive, high exclusive (audit/data/
-    weight_bands.csv, read once). Weight stands in for body size because height is not
-    recorded (no BMI): Cushman 2016 found KAP about doubles from normal-weight to obese
-    patients (docs/reference.md §4)."""
+    weight_bands.csv, read once). Weight stands in for body size where no height is recorded
+    (no BMI; with one, `bmi_band`): Cushman 2016 found KAP about doubles from normal-weight to
+    obese patients (docs/reference.md §4)."""
     text = resources.files("audit").joinpath("data/weight_bands.csv").read_text("utf-8")
     bands = tuple((r["band"], float(r["low_kg"]), float(r["high_kg"] or "inf"))
                   for r in csv.DictReader(text.splitlines()))

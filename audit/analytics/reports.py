@@ -29,11 +29,11 @@ from audit.auth import Actor, Permission, require
 from audit.errors import FieldError, ValidationFailed
 from audit.filters import Filters
 
-KINDS = ("compliance", "dose", "drl", "alerts", "events")
+KINDS = ("compliance", "dose", "drl", "alerts", "events", "complications")
 #: The columns `report drl` shows as a table (JSON and CSV carry every column, basis included).
 DRL_TABLE_COLUMNS = ["procedure", "quantity", "figure", "level", "achievable", "rooms",
                      "rooms_with_records", "records", "room_records_min"]
-BY_CHOICES = ("physician", "room", "procedure", "month", "weight_band")
+BY_CHOICES = ("physician", "room", "procedure", "month", "weight_band", "bmi_band", "operator")
 FORMATS = ("table", "csv", "json")
 
 
@@ -42,9 +42,11 @@ def build(kind: str, engine: Engine, snap: Snapshot, actor: Actor, filters: Filt
     """The named tables of one report."""
     require(actor, Permission.VIEW_DASHBOARDS)
     filters.mask(snap)  # unknown names are reported before any work
-    if by == "weight_band" and kind not in ("dose", "compliance"):
+    if by in ("weight_band", "bmi_band", "operator") and kind not in ("dose", "compliance"):
         raise ValidationFailed([FieldError(
-            "by", f"weight_band applies to report dose and report compliance, not {kind}")])
+            "by", f"{by} applies to report dose and report compliance, not {kind}")])
+    if kind == "complications":
+        return _complication_tables(engine, snap, filters, by)
     if kind == "compliance":
         tables = {"overall": compliance(snap, filters)}
         if by:
@@ -79,6 +81,22 @@ def build(kind: str, engine: Engine, snap: Snapshot, actor: Actor, filters: Filt
                                                  f"{', '.join(KINDS)}")])
 
 
+def _complication_tables(engine: Engine, snap: Snapshot, filters: Filters,
+                         by: str | None) -> dict[str, pd.DataFrame]:
+    """`report complications`: the rate overall and per procedure type, physician and month
+    (or the one `--by` names), as the Complications page shows them."""
+    from audit.analytics import complications as c
+
+    if by is not None and by not in c.BY_CHOICES:
+        raise ValidationFailed([FieldError("by", f"report complications groups by "
+                                                 f"{', '.join(c.BY_CHOICES)}; not {by}")])
+    found = c.read_complications(engine)
+    tables = {"overall": c.complication_rates(snap, filters, found)}
+    for name in (by,) if by else c.BY_CHOICES:
+        tables[f"by_{name}"] = c.complication_rates(snap, filters, found, name)
+    return tables
+
+
 def _event_tables(engine: Engine, actor: Actor, filters: Filters,
                   by: str | None) -> dict[str, pd.DataFrame]:
     """`report events`: the figures from the C-arm's irradiation events (period only: a dose
@@ -103,7 +121,9 @@ COUNT_COLUMNS = frozenset({
     "rooms_with_records", "room_records_min", "min_rooms", "min_room_records", "procedures",
     "open", "acknowledged", "withdrawn", "total", "raised", "srdl", "cumulative",
     "investigation", "alerts", "alert_id", "procedure_id", "reports", "fluoro_events",
-    "form_recorded", "events", "record_id"})
+    "form_recorded", "events", "record_id", "with_complication", "complications", "severe",
+    "radiation_free", "contrast_reaction", "vasovagal_reaction", "dural_puncture",
+    "nerve_injury", "hematoma", "infection", "other"})
 
 
 def _is_count(column: str) -> bool:

@@ -10,9 +10,9 @@ command that opens one checks it exists and is migrated before anything else, so
 --db is an error, not a new empty file.
 
 This module assembles the parser from the command modules (admin, users, records, names,
-reports, imports, network, settings, documents, export, keys, database: one per group of
-commands) in the order `--help` lists them, and turns the library's refusals into exit codes
-and messages; audit.cli.common holds what they share.
+complications, reports, imports, network, settings, documents, export, keys, database: one
+per group of commands) in the order `--help` lists them, and turns the library's refusals into
+exit codes and messages; audit.cli.common holds what they share.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from audit import __version__
 from audit.cli import (
     admin,
+    complications,
     database,
     documents,
     export,
@@ -73,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     records.add_log(sub)
     records.add_show(sub)
     names.add_merge(sub)
+    complications.add_complication(sub)
     admin.add_demo(sub)
     reports.add_report(sub)
     documents.add_patient(sub)

@@ -60,18 +60,22 @@ def cmd_report(args: argparse.Namespace) -> int:
 def add_report(sub: Subcommands) -> None:
     """Add `report` to the command line."""
     p = add_command(sub, "report", cmd_report,
-                    "compliance, dose, local DRL and alert figures, and those from the C-arm's "
-                    "irradiation events (the numbers the dashboards show)")
-    p.add_argument("kind", choices=("compliance", "dose", "drl", "alerts", "events", "committee"),
+                    "compliance, dose, local DRL, alert and complication figures, and those "
+                    "from the C-arm's irradiation events (the numbers the dashboards show)")
+    p.add_argument("kind", choices=("compliance", "dose", "drl", "alerts", "events",
+                                    "complications", "committee"),
                    help="committee: the radiation safety committee's report as a PDF (--out "
-                        "FILE.pdf; --from, --to, --site; --pseudonymise)")
+                        "FILE.pdf; --from, --to, --site; --pseudonymise); complications: "
+                        "complication rates per procedure, physician and month")
     p.add_argument("--from", dest="date_from", metavar="DATE",
                    help="first day, YYYY-MM-DD (UTC), inclusive")
     p.add_argument("--to", dest="date_to", metavar="DATE",
                    help="last day, YYYY-MM-DD (UTC), inclusive")
-    p.add_argument("--by", choices=("physician", "room", "procedure", "month", "weight_band"),
+    p.add_argument("--by", choices=("physician", "room", "procedure", "month", "weight_band",
+                                    "bmi_band", "operator"),
                    help="also break the figures down by this (weight_band: patient weight "
-                        "bands, for dose and compliance; height is not recorded, so no BMI)")
+                        "bands; bmi_band: WHO body-mass-index bands; operator: who drove the "
+                        "C-arm; these three for dose and compliance)")
     p.add_argument("--format", choices=("table", "csv", "json"),
                    help="table (default), csv (one table, or each table after a line "
                         "\"# NAME\", a blank line between) or json (missing values null)")

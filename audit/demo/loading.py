@@ -15,12 +15,13 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Engine, func, select
 
+from audit.demo import case_mix
 from audit.demo.cast import DEMO_ACTOR, DEMO_REASON, MRN_PREFIX, ensure_cast
 from audit.demo.distributions import OUTLIER, SRDL, planted_kinds
 from audit.demo.records import build_chunk
 from audit.log.pseudonym import pseudonym, site_secret
 from audit.storage.engine import read_session, write_session
-from audit.storage.models import Patient, Procedure, ProcedureLevel, utcnow
+from audit.storage.models import Complication, Patient, Procedure, ProcedureLevel, utcnow
 from audit.trail import record_event
 from audit.vocab import AuditAction
 
@@ -50,6 +51,7 @@ def generate(
         "weight": np.round(np.clip(rng.lognormal(np.log(82), 0.2, n_patients), 40, 200), 1),
         "sex": rng.choice(np.array(["F", "M"], dtype=object), n_patients),
     }
+    patients["height"] = case_mix.heights(seed, patients["sex"])
     mrns = [f"{MRN_PREFIX}{seed:03d}{i:07d}" for i in range(n_patients)]
     secret = site_secret(engine)
     _insert_patients(engine, mrns, [pseudonym(secret, m) for m in mrns])
@@ -60,6 +62,7 @@ def generate(
     patients["id"] = np.array([ids[m] for m in mrns])
 
     kinds = planted_kinds(seed, n)
+    complications = 0
     writer = _Writer(engine)
     tick = _progress(progress, n)
     now = utcnow()
@@ -67,11 +70,13 @@ def generate(
         hi = min(n, lo + CHUNK)
         columns, levels = build_chunk(rng, first_id + lo, hi - lo, ref, patients, start, end,
                                       now, kinds[lo:hi])
+        found = _complications(ref, columns, now)  # before the writer converts the times
         with write_session(engine) as s:
             writer.write(s, columns, levels)
             record_event(s, actor=DEMO_ACTOR, action=AuditAction.BULK_CREATE,
                          entity="procedure", entity_id=f"{first_id + lo}-{first_id + hi - 1}",
                          after={"records": hi - lo, "seed": seed}, reason=DEMO_REASON)
+            complications += _write_complications(s, found, f"{first_id + lo}-{first_id + hi - 1}")
         tick(hi)
     if engine.dialect.name == "postgresql":  # fresh statistics, or the planner guesses badly
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
@@ -80,7 +85,30 @@ def generate(
             "first_record_id": first_id, "last_record_id": first_id + n - 1,
             "from": start.date().isoformat(), "to": end.date().isoformat(),
             "planted_outliers": int((kinds == OUTLIER).sum()),
-            "planted_srdl": int((kinds == SRDL).sum())}
+            "planted_srdl": int((kinds == SRDL).sum()), "complications": complications}
+
+
+def _complications(ref: dict[str, Any], columns: dict[str, list[Any]],
+                   now: datetime) -> dict[str, list[Any]]:
+    """The chunk's complications (audit.demo.case_mix) as columns of `complication`."""
+    code_of = {e.id: c for c, e in ref["catalog"].entries.items()}
+    ids = np.array(columns["id"])
+    return case_mix.complications(
+        int(ids[0]), ids, np.array([code_of[t] for t in columns["procedure_type_id"]]),
+        np.array([a is not None for a in columns["contrast_agent"]]),
+        columns["performed_at"], now, DEMO_ACTOR)
+
+
+def _write_complications(session: Any, found: dict[str, list[Any]], span: str) -> int:
+    """Insert them with one bulk audit event naming the chunk's procedures; how many."""
+    if found["procedure_id"]:
+        rows = [dict(zip(found, values, strict=True)) for values in zip(*found.values(),
+                                                                         strict=True)]
+        session.execute(Complication.__table__.insert(), rows)
+        record_event(session, actor=DEMO_ACTOR, action=AuditAction.BULK_CREATE,
+                     entity="complication", entity_id=span,
+                     after={"complications": len(rows)}, reason=DEMO_REASON)
+    return len(found["procedure_id"])
 
 
 def _progress(progress: bool | ProgressFn, total: int) -> ProgressFn:

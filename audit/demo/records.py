@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from audit.demo import case_mix
 from audit.demo.cast import DEMO_ACTOR, PHYSICIANS, ROOMS, TECHNOLOGISTS
 from audit.demo.distributions import OUTLIER, SRDL, draw_doses, plant
 from audit.dosimetry import effective_doses
@@ -104,6 +105,8 @@ def build_chunk(rng: np.random.Generator, first_id: int, n: int, ref: dict[str, 
     phys_i = rng.choice(len(PHYSICIANS), size=n, p=shares / shares.sum())
     tech_i = rng.integers(0, len(TECHNOLOGISTS), n)
     pat_i = rng.integers(0, len(patients["id"]), n)
+    pat_i = case_mix.heavier_patients(first_id, pat_i, np.array(
+        [p.name for p in PHYSICIANS], dtype=object)[phys_i], patients["weight"])
     u = rng.random((12, n))
     ids = np.arange(first_id, first_id + n)
 
@@ -144,8 +147,11 @@ def build_chunk(rng: np.random.Generator, first_id: int, n: int, ref: dict[str, 
     size = (patients["weight"][pat_i] / 80.0) ** 1.3
     level_factor = _level_factor(count) / np.array([LEVEL_NORM[c] for c in codes])[code_i]
     dsa = (code == "TFESI") & (u[3] < 0.08)
-    kap_factor = room_kap * doc_kap * size * level_factor * np.where(dsa, 2.5, 1.0)
-    time_s, kap, area = draw_doses(rng, code, kap_factor, doc_time * level_factor)
+    mix = case_mix.draw(first_id, code, kinds != 0)
+    kap_factor = (room_kap * doc_kap * size * level_factor * np.where(dsa, 2.5, 1.0)
+                  * mix.kap_factor)
+    time_s, kap, area = draw_doses(rng, code, kap_factor,
+                                   doc_time * level_factor * mix.time_factor)
     time_s, kap, area, notes = plant(rng, kinds, code, time_s, kap, area)
     time_s = np.round(time_s, 1)
     unit = np.array([r.unit for r in ROOMS], dtype=object)[room_i]
@@ -241,6 +247,9 @@ def build_chunk(rng: np.random.Generator, first_id: int, n: int, ref: dict[str, 
         "created_at": [now] * n, "created_by": [DEMO_ACTOR] * n,
         "updated_at": [now] * n, "updated_by": [DEMO_ACTOR] * n,
     }
+    height = patients["height"] if "height" in patients else case_mix.heights(
+        first_id, patients["sex"])
+    case_mix.fill(columns, mix, code, height[pat_i])
     level_columns: dict[str, list[Any]] = {"procedure_id": [], "position": [], "level": [],
                                            "region": []}
     for record_id, treated in zip(ids.tolist(), level_lists, strict=True):

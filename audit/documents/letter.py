@@ -28,6 +28,7 @@ from audit.documents.patient_history import PatientHistory, period_text, read_hi
 from audit.dosimetry import BACKGROUND_CAUTION
 from audit.settings import Settings, load_settings
 from audit.storage.engine import write_session
+from audit.vocab import Guidance
 
 lit = typeset.literal
 
@@ -70,6 +71,10 @@ def letter_document(engine: Engine, actor: Actor, mrn: str, *, first: date | Non
             deliver(pdf)
     return pdf, {"bytes": len(pdf), "sha256": digest, "audit_event_id": event_id,
                  "patient_ref": history.pseudonym, "procedures": len(history.procedures)}
+
+
+#: Guidance without radiation: its procedure is worded without an X-ray time or dose.
+RADIATION_FREE = Guidance.ULTRASOUND.value
 
 
 def letter_pdf(history: PatientHistory, settings: Settings) -> bytes:
@@ -118,10 +123,13 @@ def letter_source(history: PatientHistory, settings: Settings) -> str:
                 f"millisieverts, the same as "
                 f"{words.background_words(row.background_days)} of natural background "
                 "radiation.")
+        xray = (f"X-ray time: {words.number(row.fluoro_time_s, 0)} seconds. {dose}"
+                if row.guidance != RADIATION_FREE else
+                "No X-rays were used: the needle was guided by ultrasound, so this procedure "
+                "gave you no radiation dose.")
         parts.append(f"== {lit(words.day(row.performed_at))}\n"
                      f"{lit(what[0].upper() + what[1:] + '.')}\n\n"
-                     f"X-ray time: {lit(words.number(row.fluoro_time_s, 0))} seconds. "
-                     f"{lit(dose)}\n\n{lit(_contrast(row))}\n\n")
+                     f"{lit(xray)}\n\n{lit(_contrast(row))}\n\n")
     if len(rows) > 1:
         total = float(history.procedures["effective_dose_msv"].sum())
         days = total * 365 / history.annual_background_msv

@@ -46,7 +46,8 @@ from audit.vocab import RecordStatus
 #: The columns of the procedure table, in the order every format shows them.
 PROCEDURE_COLUMNS = [
     "procedure_id", "performed_at", "procedure", "procedure_name", "region", "levels",
-    "laterality", "site", "room", "physician", "fluoro_time_s", "dap_gycm2", "air_kerma_mgy",
+    "laterality", "guidance", "site", "room", "physician", "fluoro_time_s", "dap_gycm2",
+    "air_kerma_mgy",
     "effective_dose_msv", "background_days", "contrast_agent", "contrast_volume_ml",
     "contrast_confirmation", "contrast_exception_reason", "contrast_exception_detail"]
 TOTAL_COLUMNS = ["period", "procedures", "fluoro_time_s", "dap_gycm2", "air_kerma_mgy",
@@ -123,7 +124,8 @@ def period_text(first: date | None, last: date | None) -> str:
 
 def _procedures(session: Session, patient_id: int, background: float) -> pd.DataFrame:
     query = (select(Procedure.id, Procedure.performed_at, ProcedureType.code, ProcedureType.name,
-                    Procedure.region, Procedure.laterality, Site.name, Room.name, Physician.name,
+                    Procedure.region, Procedure.laterality, Procedure.guidance, Site.name,
+                    Room.name, Physician.name,
                     Procedure.fluoro_time_s, Procedure.dap_gycm2, Procedure.air_kerma_mgy,
                     Procedure.effective_dose_msv, Procedure.contrast_agent,
                     Procedure.contrast_volume_ml, Procedure.contrast_confirmation,

@@ -13,6 +13,9 @@ from typing import TYPE_CHECKING
 from audit._lazy import lazy_names
 
 if TYPE_CHECKING:
+    from audit.log.complications import list_complications as list_complications
+    from audit.log.complications import record_complication as record_complication
+    from audit.log.complications import void_complication as void_complication
     from audit.log.csv_import import CsvImportResult as CsvImportResult
     from audit.log.csv_import import import_csv as import_csv
     from audit.log.entry_form import AMENDABLE as AMENDABLE
@@ -59,12 +62,15 @@ __all__ = [
     "dose_in_words",
     "import_csv",
     "layout_for",
+    "list_complications",
     "log_summary",
     "merge_names",
     "near_matches",
     "performed_at_iso",
+    "record_complication",
     "record_history",
     "tri_state",
+    "void_complication",
 ]
 
 #: Public name -> where it lives ("module:attribute" where the public name differs).
@@ -73,6 +79,9 @@ _PUBLIC = {
     "ProcedureLog": "audit.log.service",
     "LogResult": "audit.log.service",
     "record_history": "audit.log.history",
+    "record_complication": "audit.log.complications",
+    "list_complications": "audit.log.complications",
+    "void_complication": "audit.log.complications",
     "HistoryEntry": "audit.log.history",
     "log_summary": "audit.log.summary",
     "import_csv": "audit.log.csv_import",

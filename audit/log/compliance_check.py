@@ -20,7 +20,7 @@ from typing import Any
 from audit.catalog import CatalogEntry
 from audit.contrast_rule import contrast_compliance, reasons
 from audit.errors import FieldError
-from audit.vocab import ContrastConfirmation, ContrastPolicy
+from audit.vocab import RADIATION_FREE_GUIDANCE, ContrastConfirmation, ContrastPolicy
 
 #: What every compliance warning ends with: what the warning is about.
 CONSEQUENCE = "it will count as non-compliant in contrast-confirmation compliance"
@@ -42,6 +42,7 @@ def rule_inputs(values: Mapping[str, Any], entry: CatalogEntry) -> dict[str, Any
         "min_views": entry.min_views,
         "realtime_required": bool(entry.realtime_contrast_required),
         "realtime_contrast": values.get("realtime_contrast") is True,
+        "radiation_free": values.get("guidance") in {g.value for g in RADIATION_FREE_GUIDANCE},
     }
 
 

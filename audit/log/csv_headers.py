@@ -44,6 +44,10 @@ ALIASES: Mapping[str, str] = {
     "dsa": "dsa_runs", "pulsed": "pulsed_fluoro", "pulse rate": "pulse_rate_pps",
     "low dose": "low_dose_mode", "contrast": "contrast_agent", "contrast volume":
     "contrast_volume_ml", "views": "confirmation_views", "comments": "notes", "comment": "notes",
+    "height": "patient_height_cm", "patient height": "patient_height_cm",
+    "c arm operator": "carm_operator", "operator": "carm_operator",
+    "trainee": "trainee_present", "fellow present": "trainee_present",
+    "contrast type": "contrast_class", "contrast agent class": "contrast_class",
 }
 #: A separate time-of-day column, joined to the date column.
 TIME_HEADERS = frozenset({"time", "procedure time", "start time"})

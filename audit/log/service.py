@@ -33,7 +33,7 @@ from audit.errors import (
     WarningsNotConfirmed,
 )
 from audit.filters import Filters
-from audit.log import bulk
+from audit.log import bulk, complications
 from audit.log.compliance_check import compliance_warnings
 from audit.log.duplicates import Duplicates, scan
 from audit.log.name_directory import NameDirectory
@@ -312,6 +312,7 @@ class ProcedureLog:
         record_event(session, actor=actor.username, action=AuditAction.CREATE,
                      entity="procedure", entity_id=procedure.id,
                      after=snapshot(procedure, refs.names))
+        complications.write_noted(session, actor, procedure.id, checked.complications)
         if batch is not None and label:
             batch.remember(*key, label, procedure.id)
         return LogResult(procedure.id, checked.warnings, procedure.effective_dose_msv,
@@ -350,6 +351,8 @@ class ProcedureLog:
                                                "values")])
         if not changes:
             raise ValidationFailed([FieldError("changes", "nothing to change")])
+        if complications.INPUT_KEY in changes:  # their own table, never an amend (issue 15)
+            raise ValidationFailed([FieldError(complications.INPUT_KEY, complications.ADD)])
         if "technologist" in changes:
             access.check_names_self_as_technologist(actor, changes["technologist"])
 

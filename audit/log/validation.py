@@ -22,6 +22,7 @@ from audit.catalog import Catalog, CatalogEntry
 from audit.dictionary import BY_NAME, INPUT_FIELDS, Io
 from audit.dictionary import FIELDS as DICTIONARY
 from audit.errors import FieldError
+from audit.log import case_mix
 from audit.log.plausibility import Usual, plausibility_warnings
 from audit.log.screening import screen_all
 from audit.settings import Settings
@@ -45,7 +46,7 @@ from audit.vocab import (
 
 OUTPUT_ONLY = frozenset(f.name for f in DICTIONARY if f.io is Io.OUT)
 #: Fields accepted on input beyond the dictionary's (alternatives the dictionary documents).
-EXTRA_INPUT = frozenset({"fluoro_time", "contrast_exception_detail"})
+EXTRA_INPUT = frozenset({"fluoro_time", "contrast_exception_detail", case_mix.COMPLICATIONS})
 __all__ = ["CLOCK_SKEW", "EARLIEST", "Validated", "parse_datetime", "validate"]
 
 E = TypeVar("E", bound=Vocabulary)
@@ -60,6 +61,8 @@ class Validated:
     values: dict[str, Any]  # Procedure column values
     levels: list[str]
     warnings: list[FieldError] = field(default_factory=list)
+    #: Complications noted while logging (audit.log.case_mix), written beside the record.
+    complications: list[dict[str, str | None]] = field(default_factory=list)
 
 
 class _Collector:
@@ -246,8 +249,12 @@ def validate(
         c.error("pregnancy_status", "pregnant, but patient_sex is M: correct one of them")
     laterality = c.enum("laterality", Laterality)
     values["laterality"] = _value(laterality)
-    _fluoro_time(c, values)
-    _dap(c, values, default_dap_unit)
+    case_mix.case_mix_fields(c, values)
+    if case_mix.is_radiation_free(values["guidance"]):
+        case_mix.radiation_free(c, values)
+    else:
+        _fluoro_time(c, values)
+        _dap(c, values, default_dap_unit)
     _pulses(c, values)
     levels = _levels(c, entry)
     region = _region(c, entry, levels)
@@ -256,6 +263,8 @@ def validate(
         if entry.laterality_required and laterality is None:
             c.error("laterality", f"required for {entry.code}; allowed: {Laterality.allowed()}")
         _contrast(c, values, entry)
+        case_mix.contrast_class_check(c, values)
+    complications = case_mix.complications_noted(c)
 
     if c.errors:
         return None, c.errors
@@ -264,6 +273,7 @@ def validate(
     return Validated(
         names={k: v for k, v in names.items() if v is not None},
         entry=entry, values=values, levels=levels, warnings=c.warnings,
+        complications=complications,
     ), []
 
 
@@ -446,7 +456,12 @@ def _contrast(c: _Collector, values: dict[str, Any], entry: CatalogEntry) -> Non
             if value not in (None, False):
                 c.error(name, f"given, but contrast_confirmation is {status.value} (no contrast "
                         "was used); leave it empty")
-    if status is ContrastConfirmation.NOT_REQUIRED and entry.contrast_required:
+    # Under ultrasound the spread is watched directly: contrast may be not_required, except
+    # where real-time contrast under fluoroscopy is the safeguard (TFESI; docs/design.md).
+    ultrasound_ok = (case_mix.is_radiation_free(values["guidance"])
+                     and not entry.realtime_contrast_required)
+    if (status is ContrastConfirmation.NOT_REQUIRED and entry.contrast_required
+            and not ultrasound_ok):
         c.error("contrast_confirmation", f"not_required is not allowed: {entry.code} requires "
                 "contrast; allowed: confirmed, not_confirmed, or contraindicated with a reason")
     if uptake and not used:

@@ -23,7 +23,15 @@ from audit.catalog import figure_sources
 from audit.dosimetry import coefficient_basis
 from audit.errors import ValidationFailed
 from audit.vocab import FigureBasis, ReferenceKind
-from dashboard import analytics, carm_technique, dose_charts, labels, state, tables
+from dashboard import (
+    analytics,
+    carm_technique,
+    case_mix_dose,
+    dose_charts,
+    labels,
+    state,
+    tables,
+)
 from dashboard.analytics import QUANTITY_LABELS, chart_and_table
 from dashboard.labels import glossary
 from dashboard.widgets import plain
@@ -97,10 +105,9 @@ with st.expander(f"{label} by number of levels treated (and per level)"):
 with st.expander(f"{label} by patient weight band"):
     st.caption("Dose rises with body size: in Cushman (Spine J 2016, 2443 lumbar TFESI "
                "injections) the mean KAP was 1.38, 1.91 and 3.03 Gy·cm² from normal-weight to "
-               "overweight to obese patients, about double. Height is not recorded, so body "
-               "mass index cannot be computed: weight bands stand in for it (records without a "
-               "weight: 'not recorded'). Compare like with like before reading a difference as "
-               "technique.")
+               "overweight to obese patients, about double. Records with a height also have "
+               "a body mass index (below); weight bands serve the records without one "
+               "(without a weight: 'not recorded').")
     tables.show(dose_statistics(snap, chosen, by=("procedure", "weight_band"),
                                 quantities=(quantity,)), quantity=quantity,
                 enums={"weight_band": labels.sentence})
@@ -115,6 +122,8 @@ card = physician_scorecard(snap, chosen).sort_values("kap_per_level_ratio",
 if len(card):
     chart_and_table(dose_charts.scorecard(card, HIGHLIGHT_RATIO), card,
                     caption=dose_charts.SCORECARD_CAPTION)
+
+case_mix_dose.section(snap, chosen, quantity)
 
 # --- monthly medians --------------------------------------------------------------------------
 st.subheader(f"Monthly median {label}")

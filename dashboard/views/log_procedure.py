@@ -47,7 +47,7 @@ from audit.vocab import (
     Sex,
     View,
 )
-from dashboard import state
+from dashboard import case_mix_form, state
 from dashboard.names import add_new_panel, close_add_panel
 from dashboard.widgets import FieldErrors, plain
 from dashboard.wording import LOG_FORM_LABELS, say_with, value_label
@@ -172,6 +172,7 @@ def _values(gen: int, layout: FormLayout, status: str) -> dict[str, Any]:
         "levels": list(get(f"levels_{layout.code}") or []),
         "laterality": get("laterality") or None,
         "guidance": get("guidance"),
+        **case_mix_form.values(get, get("guidance") == Guidance.ULTRASOUND.value),
         "fluoro_time_s": get("fluoro_time_s"),
         "dap_value": get("dap_value"),
         "dap_unit": get(f"dap_unit_{site}_{room}") if get("dap_value") else None,
@@ -198,7 +199,8 @@ def _values(gen: int, layout: FormLayout, status: str) -> dict[str, Any]:
 
 def _save(gen: int, layout: FormLayout, status: str) -> None:
     ss.pop("lp_saved", None)
-    record = build_record(_values(gen, layout, status), layout)
+    record = case_mix_form.for_guidance(build_record(_values(gen, layout, status), layout),
+                                        ss.get(key(gen, "guidance")) == Guidance.ULTRASOUND.value)
     confirmed = bool(ss.get(key(gen, "confirm")))
     shown = warnings.items
     try:  # names are only chosen here (new ones come through "Add new"): never created
@@ -223,7 +225,8 @@ def _save(gen: int, layout: FormLayout, status: str) -> None:
     errors.clear()
     warnings.clear()
     remembered = {"site": record.get("site"), "room": record.get("room"),
-                  "physician": record.get("physician"), "procedure_code": layout.code}
+                  "physician": record.get("physician"), "procedure_code": layout.code,
+                  "carm_operator": record.get("carm_operator")}
     ss["lp_prefs"] = auth.update_preferences(state.engine(), actor, remembered)
     ss["lp_saved"] = {
         "record_id": result.record_id, "summary": f"{layout.code} · {record.get('room')} · "
@@ -283,10 +286,17 @@ warnings = FieldErrors("lp_warnings", say_with(LOG_FORM_LABELS, layout))
 status_key = f"lp_contrast_{layout.code}"
 ss.setdefault(status_key, layout.contrast_default.value)
 with case:
+    ss.setdefault(key(gen, "guidance"), Guidance.FLUOROSCOPY.value)
+    st.radio("Guidance", Guidance.values(), key=key(gen, "guidance"), horizontal=True,
+             format_func=lambda v: value_label("guidance", v))
+    radiation_free = ss.get(key(gen, "guidance")) == Guidance.ULTRASOUND.value
     policy = {"required": "required", "recommended": "recommended",
               "not_required": "not required"}[layout.contrast_policy.value]
-    st.radio(f"Contrast confirmation (policy for {plain(layout.code)}: {policy})",
-             [c.value for c in layout.contrast_choices], key=status_key, horizontal=True,
+    choices = case_mix_form.contrast_choices(layout, radiation_free)
+    if ss[status_key] not in choices:  # "not required" chosen under ultrasound, then left
+        ss[status_key] = layout.contrast_default.value
+    st.radio(f"Contrast confirmation (policy for {plain(layout.code)}: {policy})", choices,
+             key=status_key, horizontal=True,
              format_func=lambda v: CONTRAST_LABELS[ContrastConfirmation(v)])
     errors.show("contrast_confirmation")
     warnings.show("contrast_confirmation", warning=True)
@@ -297,7 +307,6 @@ ss.setdefault(unit_key, room_unit(site, room))
 now = datetime.now(state.user_zone()) if state.user_zone() else datetime.now().astimezone()
 ss.setdefault(key(gen, "date"), now.date())
 ss.setdefault(key(gen, "time"), now.time().replace(second=0, microsecond=0))
-ss.setdefault(key(gen, "guidance"), Guidance.FLUOROSCOPY.value)
 if status is ContrastConfirmation.CONFIRMED:
     ss.setdefault(key(gen, "contrast_agent"), CONTRAST_AGENTS[0])
 
@@ -359,38 +368,38 @@ with st.form("log_procedure", enter_to_submit=True, border=True):
             st.selectbox("Laterality", ["", *Laterality.values()], key=key(gen, "laterality"),
                          format_func=lambda v: value_label("laterality", v) or "—")
             field("laterality")
-    with c[2]:
-        st.selectbox("Guidance", Guidance.values(), key=key(gen, "guidance"),
-                     format_func=lambda v: value_label("guidance", v))
-        field("guidance")
+    field("guidance")
 
-    st.markdown("**Dose** (as shown on the C-arm)")
+    st.markdown("**Dose** (as shown on the C-arm)" if not radiation_free else
+                "**Images** (ultrasound guidance: no radiation, so no dose fields)")
     c = st.columns([1.3, 1.2, 1.2, 1.2, 1])
-    with c[0]:
-        st.text_input("Fluoro time", key=key(gen, "fluoro_time_s"),
-                      placeholder="78, 1:18 or 1.3 min",
-                      help="Seconds (78), minutes:seconds (1:18), or minutes with a unit "
-                           "(1.3 min = 78 s; C-arms show minutes and tenths).")
-        field("fluoro_time_s", ("fluoro_time",))
-    with c[1]:
-        st.text_input("DAP (KAP)", key=key(gen, "dap_value"),
-                      help="The dose-area product exactly as displayed; pick its unit.")
-        field("dap_value", ("dap_gycm2",))
-    with c[2]:
-        st.selectbox("DAP unit", DapUnit.values(), key=unit_key,
-                     help=f"Defaults to the unit {plain(room or 'this room')} displays.")
-        field("dap_unit")
-    with c[3]:
-        st.text_input("Ka,r (mGy)", key=key(gen, "air_kerma_mgy"),
-                      help="Cumulative air kerma at the reference point, in mGy.")
-        field("air_kerma_mgy")
+    if not radiation_free:
+        with c[0]:
+            st.text_input("Fluoro time", key=key(gen, "fluoro_time_s"),
+                          placeholder="78, 1:18 or 1.3 min",
+                          help="Seconds (78), minutes:seconds (1:18), or minutes with a unit "
+                               "(1.3 min = 78 s; C-arms show minutes and tenths).")
+            field("fluoro_time_s", ("fluoro_time",))
+        with c[1]:
+            st.text_input("DAP (KAP)", key=key(gen, "dap_value"),
+                          help="The dose-area product exactly as displayed; pick its unit.")
+            field("dap_value", ("dap_gycm2",))
+        with c[2]:
+            st.selectbox("DAP unit", DapUnit.values(), key=unit_key,
+                         help=f"Defaults to the unit {plain(room or 'this room')} displays.")
+            field("dap_unit")
+        with c[3]:
+            st.text_input("Ka,r (mGy)", key=key(gen, "air_kerma_mgy"),
+                          help="Cumulative air kerma at the reference point, in mGy.")
+            field("air_kerma_mgy")
     with c[4]:
         st.number_input("Saved images", min_value=0, max_value=10_000, step=1, value=None,
                         key=key(gen, "saved_images"))
         field("saved_images")
-    st.text_input("No DAP on the display? Say why (otherwise leave empty)",
-                  key=key(gen, "dap_missing_reason"))
-    field("dap_missing_reason")
+    if not radiation_free:
+        st.text_input("No DAP on the display? Say why (otherwise leave empty)",
+                      key=key(gen, "dap_missing_reason"))
+        field("dap_missing_reason")
 
     detail = layout.contrast_fields(status)
     if detail:
@@ -458,6 +467,8 @@ with st.form("log_procedure", enter_to_submit=True, border=True):
         st.selectbox("Injectate", ["", *Injectate.values()], key=key(gen, "injectate"),
                      format_func=lambda v: value_label("injectate", v) or "—")
         field("injectate")
+    case_mix_form.inputs(lambda name: key(gen, name), field, radiation_free,
+                         prefs.get("carm_operator"))
     st.text_input("Notes", key=key(gen, "notes"))
     field("notes")
 

@@ -40,7 +40,7 @@ from audit.log import (
 )
 from audit.units import format_duration
 from audit.vocab import RecordStatus
-from dashboard import state, tables
+from dashboard import record_complications, state, tables
 from dashboard.widgets import FieldErrors, plain
 from dashboard.wording import AMEND_FORM_LABELS, label, say, say_with, shown_value, value_label
 
@@ -212,14 +212,15 @@ if notice := ss.pop("rec_notice", None):
 
 GROUPS = {
     "Case": ("performed_at", "site", "room", "physician", "technologist", "procedure_code",
-             "region", "levels", "laterality", "guidance"),
+             "region", "levels", "laterality", "guidance", "carm_operator", "trainee_present"),
     "Patient": ("patient_id", "patient_ref", "accession_number", "patient_sex",
-                "patient_weight_kg", "pregnancy_status"),
+                "patient_weight_kg", "patient_height_cm", "bmi_kg_m2", "pregnancy_status"),
     "Dose": ("fluoro_time_s", "dap_value", "dap_unit", "dap_gycm2", "dap_missing_reason",
              "air_kerma_mgy", "saved_images", "dsa_runs", "pulsed_fluoro", "pulse_rate_pps",
              "low_dose_mode", "effective_dose_msv", "background_days", "dose_source"),
     "Contrast and medication": (
-        "contrast_confirmation", "contrast_agent", "contrast_volume_ml", "confirmation_views",
+        "contrast_confirmation", "contrast_agent", "contrast_class", "contrast_volume_ml",
+        "confirmation_views",
         "realtime_contrast", "vascular_uptake", "needle_repositioned",
         "contrast_exception_reason", "contrast_exception_detail", "injectate", "notes"),
     "Record": ("status", "version", "created_at", "created_by", "updated_at", "updated_by"),
@@ -263,6 +264,8 @@ for event in record_history(service, int(record_id), actor):
                  for f, b, a in event.changes], columns=["Field", "Before", "After"]))
         elif event.changes:
             st.caption(f"{len(event.changes)} fields recorded.")
+
+record_complications.section(actor, int(record_id), void)
 
 if not may_change(actor, record):
     if not void and actor.can(Permission.AMEND_OWN):

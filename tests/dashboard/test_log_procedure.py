@@ -65,7 +65,7 @@ def fill(at: AppTest, values: dict[str, Any]) -> AppTest:
     for name, value in values.items():
         key = f"lp{gen}_{name}"
         for kind in ("text_input", "selectbox", "multiselect", "number_input", "date_input",
-                     "time_input", "checkbox"):
+                     "time_input", "checkbox", "radio"):  # guidance: a radio (issue 15)
             widgets = [w for w in getattr(at, kind) if w.key == key]
             if widgets:
                 widget = widgets[0]
@@ -356,5 +356,6 @@ def test_choices_read_as_words_not_stored_values(
     gen = at.session_state["lp_gen"]
     pregnancy = at.selectbox(key=f"lp{gen}_pregnancy_status")
     assert pregnancy.options == ["Not applicable", "Not pregnant", "Pregnant", "Unknown"]
-    assert "Fluoroscopy + DSA" in at.selectbox(key=f"lp{gen}_guidance").options
+    guidance = at.radio(key=f"lp{gen}_guidance").options  # a radio: it decides the dose fields
+    assert "Fluoroscopy + DSA" in guidance and "Ultrasound (no radiation)" in guidance
     assert "Local anesthetic only" in at.selectbox(key=f"lp{gen}_injectate").options

@@ -86,7 +86,7 @@ def _fresh_resources() -> Iterator[None]:
 def test_audit_pages_are_registered_for_dashboard_roles() -> None:
     audit = {s.module: s for s in PAGES if s.section == "Audit"}
     dashboards = {"compliance.py", "dose.py", "alerts.py", "data_quality.py",
-                  "committee_report.py"}
+                  "committee_report.py", "complications.py"}
     assert set(audit) == dashboards | {"export.py"}  # the Export page shares the section
     assert all(audit[m].permission is Permission.VIEW_DASHBOARDS for m in dashboards)
     assert audit["export.py"].permission is Permission.EXPORT
@@ -153,7 +153,9 @@ def test_dose_page(demo: tuple[str, Engine], monkeypatch: pytest.MonkeyPatch) ->
     snap = load_snapshot(engine)
     at = page(url, "dose", QUALITY, monkeypatch)
     found = charts(at)
-    assert len(found) == 4  # distribution, one procedure's histogram, scorecard, monthly
+    # distribution, one procedure's histogram, scorecard, the radiation-free share and the
+    # case-mix-adjusted scorecard (issue 15), monthly
+    assert len(found) == 6
     spec, data = found[0]
     assert {"p5", "p25", "p50", "p75", "p95", "reference", "value"} <= fields(spec)
     assert spec["layer"][0]["encoding"]["x"]["scale"]["type"] == "log"

@@ -139,7 +139,8 @@ def test_the_checks_find_what_they_claim(monkeypatch: pytest.MonkeyPatch) -> Non
 
 @pytest.mark.slow
 @pytest.mark.parametrize("role", [Role.QUALITY_OFFICER, Role.RSO, Role.ADMIN])
-@pytest.mark.parametrize("name", ["compliance", "dose", "alerts", "data_quality"])
+@pytest.mark.parametrize("name", ["compliance", "dose", "alerts", "data_quality",
+                                  "complications"])
 def test_dashboard_tables_read_as_words(demo: str, name: str, role: Role,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     at = open_page(demo, name, ROLES[role], monkeypatch)

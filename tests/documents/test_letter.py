@@ -129,3 +129,19 @@ def test_cli_sets_the_practice_settings_the_letter_prints(db_url: str, engine: E
         changes = session.scalars(select(AuditEvent).where(AuditEvent.entity == "setting")
                                   .order_by(AuditEvent.id)).all()
     assert [c.entity_id for c in changes] == ["practice_name", "practice_contact"]
+
+
+def test_an_ultrasound_guided_procedure_is_worded_without_x_rays(
+        engine: Engine, patient: str, tmp_path: Path) -> None:
+    from audit.log.service import ProcedureLog
+    from tests.log.test_case_mix import ultrasound_sij
+
+    ProcedureLog(engine).log(ultrasound_sij(performed_at="2026-06-01T10:00:00Z",
+                                            patient_id=patient), cli_actor())
+    out = tmp_path / "letter.pdf"
+    write_letter(engine, RSO, patient, out)
+    flat = " ".join(pdf_text(out).split())
+    assert ("No X-rays were used: the needle was guided by ultrasound, so this procedure gave "
+            "you no radiation dose.") in flat
+    assert "X-ray time: 0 seconds" not in flat
+    assert "No contrast dye was needed for this procedure." in flat

@@ -41,6 +41,7 @@ def open_page(page: Any, title: str) -> None:
         ("Dose", "Dose", 2, 2, "dose"),
         ("Alerts", "Dose alerts", 1, 1, "alerts"),
         ("Data quality", "Data quality", 1, 1, "data_quality"),
+        ("Complications", "Complications", 3, 3, "complications"),
         ("Reconciliation", "Reconciliation", 0, 0, "reconciliation"),
         ("Export", "Audit export", 0, 0, "export"),
     ],

@@ -3,7 +3,8 @@
 The classes live by area (audit.storage.models.log: the procedure log, its reference data, the
 audit trail and the settings; audit.storage.models.dose: dose reports, reference levels and
 alerts; audit.storage.models.network: the DICOM receiver's receipts and heartbeat;
-audit.storage.models.irradiation: each dose report's irradiation events) and are re-exported
+audit.storage.models.irradiation: each dose report's irradiation events;
+audit.storage.models.complications: each procedure's adverse events) and are re-exported
 here, so that importing this package registers every table on Base.metadata: the complete schema
 that Alembic's autogenerate and `alembic check` compare the migrations with. Base and utcnow
 (audit.storage.types) are re-exported because every caller that stamps or creates rows needs
@@ -13,6 +14,7 @@ Conventions: see audit.storage.types; nothing is deleted: records are voided, ac
 deactivated.
 """
 
+from audit.storage.models.complications import Complication
 from audit.storage.models.dose import (
     Alert,
     AlertAcknowledgement,
@@ -43,6 +45,7 @@ __all__ = [
     "AlertAcknowledgement",
     "AuditEvent",
     "Base",
+    "Complication",
     "DicomListener",
     "DicomReceipt",
     "DoseDiscrepancy",

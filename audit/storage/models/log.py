@@ -204,11 +204,14 @@ class Procedure(Base):
         allowed_values("injectate", vocab.Injectate),
         allowed_values("dose_source", vocab.DoseSource, nullable=False),
         allowed_values("region", vocab.Region, nullable=False),
+        allowed_values("carm_operator", vocab.CarmOperator),
+        allowed_values("contrast_class", vocab.ContrastClass),
         CheckConstraint("version >= 1", name="version_positive"),
         CheckConstraint("fluoro_time_s >= 0", name="fluoro_time_nonnegative"),
         CheckConstraint("dap_gycm2 IS NULL OR dap_gycm2 >= 0", name="dap_nonnegative"),
         CheckConstraint(
-            "dap_gycm2 IS NOT NULL OR dap_missing_reason IS NOT NULL", name="dap_or_reason"
+            "dap_gycm2 IS NOT NULL OR dap_missing_reason IS NOT NULL OR guidance = 'ultrasound'",
+            name="dap_or_reason",
         ),
         CheckConstraint(
             "air_kerma_mgy IS NULL OR air_kerma_mgy >= 0", name="air_kerma_nonnegative"
@@ -218,6 +221,10 @@ class Procedure(Base):
         CheckConstraint(
             "patient_weight_kg IS NULL OR (patient_weight_kg > 0 AND patient_weight_kg < 400)",
             name="weight_range",
+        ),
+        CheckConstraint(
+            "patient_height_cm IS NULL OR (patient_height_cm > 0 AND patient_height_cm < 300)",
+            name="height_range",
         ),
         CheckConstraint(
             "pulse_rate_pps IS NULL OR (pulse_rate_pps > 0 AND pulse_rate_pps <= 60)",
@@ -258,6 +265,9 @@ class Procedure(Base):
     accession_number: Mapped[str | None] = mapped_column(String(64))
     patient_sex: Mapped[str | None] = mapped_column(String(1))
     patient_weight_kg: Mapped[float | None] = mapped_column(Float)
+    patient_height_cm: Mapped[float | None] = mapped_column(Float)
+    #: weight / height² (kg/m²), computed on every write from the two (audit.log.case_mix).
+    bmi_kg_m2: Mapped[float | None] = mapped_column(Float)
     pregnancy_status: Mapped[str] = mapped_column(String(16))
     procedure_type_id: Mapped[int] = mapped_column(ForeignKey("procedure_type.id"))
     #: The anatomical region: the catalog's, or derived from the levels for by-level types.
@@ -287,6 +297,9 @@ class Procedure(Base):
     vascular_uptake: Mapped[bool | None] = mapped_column(Boolean)
     needle_repositioned: Mapped[bool | None] = mapped_column(Boolean)
     injectate: Mapped[str | None] = mapped_column(String(24))
+    carm_operator: Mapped[str | None] = mapped_column(String(16))
+    trainee_present: Mapped[bool | None] = mapped_column(Boolean)
+    contrast_class: Mapped[str | None] = mapped_column(String(16))
     notes: Mapped[str | None] = mapped_column(Text)
     dose_source: Mapped[str] = mapped_column(String(12), default=vocab.DoseSource.MANUAL.value)
     #: Patient effective dose estimate, E = KAP x k(region), with k in force when written.

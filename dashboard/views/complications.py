@@ -1,0 +1,55 @@
+"""Complications: how often do procedures go wrong, for which procedure, physician and month?
+(issue 15; the same figures as `fluoro-audit report complications`)"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from audit.analytics import complication_list, complication_rates, read_complications
+from audit.auth import Permission
+from audit.errors import ValidationFailed
+from audit.vocab import ComplicationKind
+from dashboard import analytics, case_mix_charts, state, tables
+from dashboard.analytics import chart_and_table, percent
+from dashboard.widgets import plain
+
+state.require(Permission.VIEW_DASHBOARDS)
+st.title("Complications")
+snap = analytics.snapshot()
+chosen = analytics.filters(snap)
+analytics.caption(snap, chosen)
+st.caption("Adverse events from the controlled list (contrast reaction with its ACR grade, "
+           "vasovagal reaction, dural puncture, nerve injury, hematoma, infection, other), "
+           "recorded on the entry form or later on the record (a follow-up call). A rate is "
+           "the share of procedures with at least one complication; voided entries do not "
+           "count.")
+
+found = read_complications(state.engine())
+try:
+    overall = complication_rates(snap, chosen, found).iloc[0] if len(snap.records) else None
+except ValidationFailed as exc:
+    st.error(plain(exc))
+    st.stop()
+if overall is None or not overall["procedures"]:
+    st.info("No records for these filters.")
+    st.stop()
+
+cols = st.columns(4)
+cols[0].metric("Procedures", f"{int(overall['procedures']):,}")
+cols[1].metric("With a complication", f"{int(overall['with_complication']):,}")
+cols[2].metric("Complication rate", percent(overall["complication_rate"]),
+               help=f"95% interval {percent(overall['ci_low'])} to "
+                    f"{percent(overall['ci_high'])}")
+cols[3].metric("Severe", f"{int(overall['severe']):,}")
+
+for by, title in (("procedure", "By procedure type"), ("physician", "By physician"),
+                  ("month", "By month")):
+    st.subheader(title)
+    table = complication_rates(snap, chosen, found, by)
+    chart_and_table(case_mix_charts.complication_bars(table, by,
+                                                      float(overall["complication_rate"])),
+                    table, caption=case_mix_charts.complication_caption(by))
+
+st.subheader("The complications behind these figures")
+tables.show(complication_list(snap, chosen, found), height=300,
+            enums={"kind": ComplicationKind})
