@@ -69,3 +69,65 @@ def demo_database(procedures: int, seed: int = 1,
         engine.dispose()
         partial.rename(path)
     return path
+
+
+def database_url(url: str | None, procedures: int, seed: int = 1) -> str:
+    """The database a bench runs on: `url` when given (a SQLite file or PostgreSQL, already
+    holding the data: see make_pg_demo), else the cached SQLite demo file of `procedures`."""
+    if url:
+        return url
+    return f"sqlite:///{demo_database(procedures, seed, progress=False)}"
+
+
+def add_url(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """--url: run on this database (sqlite:///FILE or postgresql+psycopg://...) instead of the
+    cached SQLite demo file; the bench then uses the records it holds."""
+    p.add_argument("--url", default=None,
+                   help="database URL (SQLite file or PostgreSQL) holding demo records")
+    return p
+
+
+def make_pg_demo(admin_url: str, procedures: int, seed: int = 1,
+                 name: str | None = None) -> str:
+    """A PostgreSQL database holding `procedures` demo records (1M, 5M, 10M...), made once:
+    created from `admin_url` (a role that may create databases), migrated and filled by
+    audit.demo.generate, which writes with COPY on PostgreSQL. Too slow for CI; run by hand
+    (bench/make_pg_demo.py). Returns its URL; an existing complete one is reused (its name
+    carries the size and seed, and a finished database holds a marker table)."""
+    from datetime import date
+
+    from sqlalchemy import create_engine, inspect, make_url, text
+
+    from audit.demo import generate
+    from audit.storage.engine import make_engine, migrate
+
+    name = name or f"fluoro_bench_{procedures}_s{seed}"
+    admin = create_engine(make_url(admin_url).set(drivername="postgresql+psycopg"),
+                          isolation_level="AUTOCOMMIT")
+    url = make_url(admin_url).set(drivername="postgresql+psycopg", database=name) \
+        .render_as_string(hide_password=False)
+    try:
+        with admin.connect() as conn:
+            exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"),
+                                  {"n": name}).scalar()
+            if exists:
+                probe = create_engine(url)
+                done = inspect(probe).has_table("bench_demo_done")
+                probe.dispose()
+                if done:
+                    return url
+                conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        admin.dispose()
+    migrate(url)
+    engine = make_engine(url)
+    try:
+        generate(engine, procedures=procedures, seed=seed, until=date(2026, 11, 1),
+                 progress=False)
+        with engine.begin() as conn:  # a marker outside the schema: the load finished
+            conn.execute(text("CREATE TABLE bench_demo_done (procedures integer)"))
+            conn.execute(text("INSERT INTO bench_demo_done VALUES (:n)"), {"n": procedures})
+    finally:
+        engine.dispose()
+    return url

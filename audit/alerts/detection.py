@@ -52,7 +52,7 @@ THRESHOLD_SETTINGS: tuple[str, ...] = (*SRDL_SETTINGS.values(), *INVESTIGATION_S
                                        *CUMULATIVE_SETTINGS.values(), "cumulative_window_days")
 #: Bumped whenever the rules in this module change meaning, so stored alerts computed under
 #: older rules are recomputed once (audit.alerts.store records it with each refresh).
-RULES_VERSION = 3
+RULES_VERSION = 4
 #: Alert kinds, most urgent first: an SRDL or cumulative alert may mean skin injury and a
 #: patient to follow up; an investigation level asks for a review of technique.
 KINDS_BY_PRIORITY: tuple[str, ...] = (AlertKind.SRDL.value, AlertKind.CUMULATIVE.value,
@@ -213,8 +213,13 @@ def cumulative_alerts(snap: Snapshot) -> pd.DataFrame:
         sort_key = dense.astype(np.int64) * span + (t - t.min())
         left = np.searchsorted(sort_key, sort_key - window, side="right")
         right = np.searchsorted(sort_key, sort_key, side="right")
-        sums = np.concatenate(([0.0], np.cumsum(v)))
-        total = sums[right] - sums[left]
+        # sums from each patient's first record, never across patients: a patient's totals are
+        # then the same float whichever other patients are summed beside them (an incremental
+        # refresh sums only the patients whose records changed; audit.alerts.refresh)
+        within = pd.Series(v).groupby(dense).cumsum().to_numpy()
+        first_of_patient = np.searchsorted(dense, dense, side="left")
+        total = within[right - 1] - np.where(left > first_of_patient,
+                                             within[np.maximum(left - 1, 0)], 0.0)
         exceed = total >= level
         if not exceed.any():
             continue
@@ -242,8 +247,14 @@ def cumulative_alerts(snap: Snapshot) -> pd.DataFrame:
 
 def compute_alerts(snap: Snapshot) -> pd.DataFrame:
     """Every alert the current records and settings call for (a pure function of them)."""
-    frames = [f for f in (srdl_alerts(snap), investigation_alerts(snap), cumulative_alerts(snap))
-              if len(f)]
+    return with_places(snap, [srdl_alerts(snap), investigation_alerts(snap),
+                              cumulative_alerts(snap)])
+
+
+def with_places(snap: Snapshot, frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """The alerts of `frames` in one table, each with its trigger record's site, room,
+    physician and procedure type."""
+    frames = [f for f in frames if len(f)]
     if not frames:
         return pd.DataFrame(columns=ALERT_COLUMNS + list(PLACE_COLUMNS))
     alerts = pd.concat(frames, ignore_index=True)[ALERT_COLUMNS]
