@@ -17,9 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import argparse  # noqa: E402
+import argparse
 
-from bench._common import make_pg_demo  # noqa: E402
+from bench._common import make_pg_demo
 
 
 def main() -> int:

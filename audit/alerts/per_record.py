@@ -195,7 +195,7 @@ def _reconcile(conn: Any, scope: Scope, now: datetime) -> Counts:
             status=AlertStatus.OPEN.value, withdrawn_reason=None, **values))
     if changed:
         conn.execute(update(Alert).where(matched, or_(evidence, context)).values(**values))
-    opened = conn.execute(insert(Alert).from_select(
+    opened = conn.execute(insert(Alert).from_select(  # RETURNING: a count on both drivers
         ["key", "kind", "quantity", "status", "patient_id", "procedure_id", "performed_at",
          "value", "threshold", "threshold_source", *PLACE_COLUMNS, "record_ids", "evidence",
          "context", "detected_at", "updated_at"],
@@ -205,7 +205,8 @@ def _reconcile(conn: Any, scope: Scope, now: datetime) -> Counts:
                _json_list(conn, c.procedure_id), literal(BY_COLUMN, String),
                literal(BY_COLUMN, String), literal(now, UTCDateTime()),
                literal(now, UTCDateTime()))
-        .where(~exists(select(Alert.id).where(Alert.key == c.key))))).rowcount
+        .where(~exists(select(Alert.id).where(Alert.key == c.key))))
+        .returning(Alert.id)).scalars().all()
     gone: list[int] = []
     for kind in (AlertKind.SRDL, AlertKind.INVESTIGATION):
         for quantity in DoseQuantity.values():
@@ -220,7 +221,7 @@ def _reconcile(conn: Any, scope: Scope, now: datetime) -> Counts:
                 .values(status=AlertStatus.WITHDRAWN.value, updated_at=now,
                         withdrawn_reason=WITHDRAWN_REASON)
                 .returning(Alert.id)).scalars().all()
-    return Counts(int(opened), int(changed), int(reopened), tuple(sorted(gone)))
+    return Counts(len(opened), int(changed), int(reopened), tuple(sorted(gone)))
 
 
 def _json_list(conn: Any, column: Any) -> Any:

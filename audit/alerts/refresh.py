@@ -108,14 +108,17 @@ def _plan(session: Session, snap: Snapshot) -> _Plan | str:
         return _STALE
     if synced is None:
         return _Plan(Scope(full=True), None)
-    events = session.execute(
-        select(AuditEvent.entity, AuditEvent.entity_id)
+    rows = session.execute(
+        select(AuditEvent.entity, AuditEvent.entity_id, AuditEvent.action)
         .where(AuditEvent.id > synced, AuditEvent.id <= snap.token,
                AuditEvent.entity.in_(ALERT_INPUTS))
         .order_by(AuditEvent.id).limit(INCREMENTAL_LIMIT + 1)).all()
+    # a new room or procedure type has no records but those its own record events name
+    events = [(e, i) for e, i, a in rows
+              if not (e in ("room", "procedure_type") and a == AuditAction.CREATE.value)]
     levels = last.get("levels")
     full = Scope(full=True)
-    if len(events) > INCREMENTAL_LIMIT:
+    if len(rows) > INCREMENTAL_LIMIT:
         return _Plan(full, levels)
     settings = {i for e, i in events if e == "setting"}
     if any(e in ("room", "procedure_type") for e, _ in events) or None in settings or \
