@@ -84,6 +84,8 @@ def add_url(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     cached SQLite demo file; the bench then uses the records it holds."""
     p.add_argument("--url", default=None,
                    help="database URL (SQLite file or PostgreSQL) holding demo records")
+    p.add_argument("--size", type=int, default=None,
+                   help="how many records the --url database holds (for the printed label)")
     return p
 
 

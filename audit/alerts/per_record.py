@@ -32,6 +32,7 @@ from typing import Any
 from sqlalchemy import (
     Column,
     Float,
+    Index,
     Integer,
     MetaData,
     String,
@@ -70,6 +71,7 @@ CANDIDATE = Table(
     Column("patient_id", Integer), Column("procedure_id", Integer),
     Column("performed_at", UTCDateTime()), Column("value", Float), Column("threshold", Float),
     Column("threshold_source", Text), *(Column(c, Integer) for c in PLACE_COLUMNS),
+    Index("alert_candidate_key", "key"),
     prefixes=["TEMPORARY"], postgresql_on_commit="DROP")
 LEVEL = Table("alert_level", _temp, Column("type_id", Integer), Column("quantity", String(16)),
               Column("level", Float), Column("source", Text),
@@ -165,6 +167,8 @@ def refresh_per_record(session: Session, scope: Scope, srdl: Mapping[str, tuple[
                 measured(quantity) > LEVEL.c.level, where,
                 (LEVEL, and_(LEVEL.c.type_id == Procedure.procedure_type_id,
                              LEVEL.c.quantity == quantity))))
+        if conn.dialect.name == "postgresql":  # a temporary table has no statistics: the
+            conn.execute(text("ANALYZE alert_candidate"))  # planner would loop over it
         return _reconcile(conn, scope, now)
     finally:
         conn.execute(text("DROP TABLE " + ("temp." if conn.dialect.name == "sqlite" else "")
