@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 OUT = Path(__file__).resolve().parent / "out"
 
@@ -133,3 +134,50 @@ def make_pg_demo(admin_url: str, procedures: int, seed: int = 1,
     finally:
         engine.dispose()
     return url
+
+
+def scratch_copy(url: str | None, size: int, tmp: Path) -> tuple[str, Callable[[], None]]:
+    """A copy of the demo database to change (the cached or given one stays as it was): a
+    file copy on SQLite, CREATE DATABASE ... TEMPLATE on PostgreSQL. Returns it and its
+    clean-up."""
+    import shutil
+
+    from sqlalchemy import create_engine, make_url, text
+
+    source = database_url(url, size)
+    parsed = make_url(source)
+    if parsed.get_backend_name() == "sqlite":
+        cached = Path(parsed.database or "")
+        copy = tmp / "scratch.sqlite3"
+        shutil.copyfile(cached, copy)
+        keys = cached.with_name(cached.stem + ".keys")
+        if keys.is_dir():
+            shutil.copytree(keys, copy.with_name("scratch.keys"))
+        return f"sqlite:///{copy}", lambda: None
+    name = f"{parsed.database}_scratch"
+    admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{parsed.database}"'))
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return parsed.set(database=name).render_as_string(hide_password=False), drop
+
+
+def group_by_s(engine: Any) -> float:
+    """A plain GROUP BY over the same records: the database's own floor for one pass."""
+    from sqlalchemy import func, select
+
+    from audit.storage.models import Procedure
+
+    started = time.perf_counter()
+    with engine.connect() as conn:
+        conn.execute(select(Procedure.procedure_type_id, func.count(),
+                            func.avg(Procedure.dap_gycm2), func.max(Procedure.air_kerma_mgy))
+                     .where(Procedure.status == "final")
+                     .group_by(Procedure.procedure_type_id)).all()
+    return time.perf_counter() - started

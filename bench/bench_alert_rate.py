@@ -19,7 +19,6 @@ GROUP BY of the same records in the same run.
 
 from __future__ import annotations
 
-import shutil
 import sys
 import tempfile
 import time
@@ -27,11 +26,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from collections.abc import Callable
 from datetime import date
 
 import numpy as np
-from sqlalchemy import Engine, create_engine, func, make_url, select, text
+from sqlalchemy import make_url
 
 from audit.alerts.store import refresh_alerts
 from audit.alerts.summary import alert_rates
@@ -39,9 +37,8 @@ from audit.analytics.snapshot import Snapshot, load_snapshot, refresh_snapshot
 from audit.auth import Actor
 from audit.demo import generate
 from audit.storage.engine import make_engine, migrate
-from audit.storage.models import Procedure
 from audit.vocab import DoseQuantity, Role
-from bench._common import add_url, database_url, figure, parser, peak_rss_mb
+from bench._common import add_url, figure, group_by_s, parser, peak_rss_mb, scratch_copy
 
 RSO = Actor("bench", Role.RSO)
 TARGET_PER_100 = 5.0
@@ -59,45 +56,6 @@ def old_rule_per_100(snap: Snapshot, factor: float = 3.0) -> float:
         median = values.groupby(records["type_id"]).transform("median")
         hits += int(np.count_nonzero(values.to_numpy() >= factor * median.to_numpy()))
     return 100.0 * hits / max(len(records), 1)
-
-
-def scratch_copy(url: str | None, size: int, tmp: Path) -> tuple[str, Callable[[], None]]:
-    """A copy of the demo database to refresh (the cached or given one stays as it was): a
-    file copy on SQLite, CREATE DATABASE ... TEMPLATE on PostgreSQL. Returns it and its
-    clean-up."""
-    source = database_url(url, size)
-    parsed = make_url(source)
-    if parsed.get_backend_name() == "sqlite":
-        cached = Path(parsed.database or "")
-        copy = tmp / "alerts.sqlite3"
-        shutil.copyfile(cached, copy)
-        keys = cached.with_name(cached.stem + ".keys")
-        if keys.is_dir():
-            shutil.copytree(keys, copy.with_name("alerts.keys"))
-        return f"sqlite:///{copy}", lambda: None
-    name = f"{parsed.database}_alerts_bench"
-    admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{parsed.database}"'))
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    return parsed.set(database=name).render_as_string(hide_password=False), drop
-
-
-def group_by_s(engine: Engine) -> float:
-    """A plain GROUP BY over the same records: the database's own floor for one pass."""
-    started = time.perf_counter()
-    with engine.connect() as conn:
-        conn.execute(select(Procedure.procedure_type_id, func.count(),
-                            func.avg(Procedure.dap_gycm2), func.max(Procedure.air_kerma_mgy))
-                     .where(Procedure.status == "final")
-                     .group_by(Procedure.procedure_type_id)).all()
-    return time.perf_counter() - started
 
 
 def run(size: int, url: str | None) -> None:
