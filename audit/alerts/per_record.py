@@ -73,6 +73,10 @@ CANDIDATE = Table(
     Column("threshold_source", Text), *(Column(c, Integer) for c in PLACE_COLUMNS),
     Index("alert_candidate_key", "key"),
     prefixes=["TEMPORARY"], postgresql_on_commit="DROP")
+HOT = Table("alert_hot", _temp, Column("id", Integer), Column("patient_id", Integer),
+            Column("performed_at", UTCDateTime()), *(Column(c, Integer) for c in PLACE_COLUMNS),
+            *(Column(q, Float) for q in DoseQuantity.values()),
+            prefixes=["TEMPORARY"], postgresql_on_commit="DROP")
 LEVEL = Table("alert_level", _temp, Column("type_id", Integer), Column("quantity", String(16)),
               Column("level", Float), Column("source", Text),
               prefixes=["TEMPORARY"], postgresql_on_commit="DROP")
@@ -125,18 +129,39 @@ def measured(quantity: str) -> Any:
 def _candidates(kind: AlertKind, quantity: str, threshold: Any, source: Any,
                 hit: ColumnElement[bool], where: ColumnElement[bool],
                 joined: Any = None) -> Any:
-    value = measured(quantity)
-    key = literal(f"{kind.value}:{quantity}:record:", String) + cast(Procedure.id, String)
+    h = HOT.c
+    key = literal(f"{kind.value}:{quantity}:record:", String) + cast(h.id, String)
     query = (select(key, literal(kind.value, String), literal(quantity, String),
-                    Procedure.patient_id, Procedure.id, Procedure.performed_at, value,
-                    threshold, source, Procedure.site_id, Procedure.room_id,
-                    Procedure.physician_id, Procedure.procedure_type_id)
-             .select_from(Procedure).join(Room, Room.id == Procedure.room_id))
+                    h.patient_id, h.id, h.performed_at, h[quantity], threshold, source,
+                    *(h[c] for c in PLACE_COLUMNS))
+             .select_from(HOT))
     if joined is not None:
         query = query.join(*joined)
-    return insert(CANDIDATE).from_select(
-        [c.name for c in CANDIDATE.columns],
-        query.where(Procedure.status == RecordStatus.FINAL.value, where, hit))
+    return insert(CANDIDATE).from_select([c.name for c in CANDIDATE.columns],
+                                         query.where(where, hit))
+
+
+def _hot(scope: Scope, lowest: Mapping[str, float]) -> Any:
+    """The final records in scope with a quantity at or above the lowest threshold any rule
+    could apply to it: one scan of the procedure table, a few records in a hundred kept."""
+    types = sorted(set().union(*scope.level_types.values()))
+    where = scope.records(Procedure.id)
+    if types:
+        where = or_(where, Procedure.procedure_type_id.in_(types))
+    return insert(HOT).from_select(
+        [c.name for c in HOT.columns],
+        select(Procedure.id, Procedure.patient_id, Procedure.performed_at,
+               *(getattr(Procedure, c) for c in PLACE_COLUMNS),
+               *(measured(q) for q in DoseQuantity.values()))
+        .select_from(Procedure).join(Room, Room.id == Procedure.room_id)
+        .where(Procedure.status == RecordStatus.FINAL.value, where,
+               or_(*(measured(q) >= level for q, level in lowest.items()))))
+
+
+def _drop(conn: Any, *tables: Table) -> None:
+    for table in tables:
+        prefix = "temp." if conn.dialect.name == "sqlite" else ""
+        conn.execute(text(f"DROP TABLE IF EXISTS {prefix}{table.name}"))
 
 
 def refresh_per_record(session: Session, scope: Scope, srdl: Mapping[str, tuple[float, str]],
@@ -147,34 +172,33 @@ def refresh_per_record(session: Session, scope: Scope, srdl: Mapping[str, tuple[
     level. Runs inside the caller's transaction."""
     conn = session.connection()
     if conn.dialect.name == "sqlite":  # left behind by a failed attempt on this connection
-        conn.execute(text("DROP TABLE IF EXISTS temp.alert_candidate"))
-        conn.execute(text("DROP TABLE IF EXISTS temp.alert_level"))
-    CANDIDATE.create(conn)
-    LEVEL.create(conn)
+        _drop(conn, CANDIDATE, LEVEL, HOT)
+    for table in (CANDIDATE, LEVEL, HOT):
+        table.create(conn)
     try:
         if levels:
             conn.execute(insert(LEVEL), levels)
-        records = scope.records(Procedure.id)
+        lowest = {q: min([level, *(r["level"] for r in levels if r["quantity"] == q)])
+                  for q, (level, _) in srdl.items()}
+        conn.execute(_hot(scope, lowest))
+        records = scope.records(HOT.c.id)
         for quantity, (level, source) in srdl.items():
             conn.execute(_candidates(AlertKind.SRDL, quantity, literal(level, Float),
-                                     literal(source, Text), measured(quantity) >= level,
+                                     literal(source, Text), HOT.c[quantity] >= level,
                                      records))
         for quantity in DoseQuantity.values():
             types = sorted(scope.level_types.get(quantity, ()))
-            where = or_(records, Procedure.procedure_type_id.in_(types)) if types else records
+            where = or_(records, HOT.c.procedure_type_id.in_(types)) if types else records
             conn.execute(_candidates(
                 AlertKind.INVESTIGATION, quantity, LEVEL.c.level, LEVEL.c.source,
-                measured(quantity) > LEVEL.c.level, where,
-                (LEVEL, and_(LEVEL.c.type_id == Procedure.procedure_type_id,
+                HOT.c[quantity] > LEVEL.c.level, where,
+                (LEVEL, and_(LEVEL.c.type_id == HOT.c.procedure_type_id,
                              LEVEL.c.quantity == quantity))))
         if conn.dialect.name == "postgresql":  # a temporary table has no statistics: the
             conn.execute(text("ANALYZE alert_candidate"))  # planner would loop over it
         return _reconcile(conn, scope, now)
     finally:
-        conn.execute(text("DROP TABLE " + ("temp." if conn.dialect.name == "sqlite" else "")
-                          + "alert_candidate"))
-        conn.execute(text("DROP TABLE " + ("temp." if conn.dialect.name == "sqlite" else "")
-                          + "alert_level"))
+        _drop(conn, CANDIDATE, LEVEL, HOT)
 
 
 def _reconcile(conn: Any, scope: Scope, now: datetime) -> Counts:

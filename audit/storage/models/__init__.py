@@ -41,12 +41,12 @@ from audit.storage.models.summary import DailySummary, DailySummaryState
 from audit.storage.types import Base, utcnow
 
 __all__ = [
-    "DailySummary",
-    "DailySummaryState",
     "Alert",
     "AlertAcknowledgement",
     "AuditEvent",
     "Base",
+    "DailySummary",
+    "DailySummaryState",
     "DicomListener",
     "DicomReceipt",
     "DoseDiscrepancy",
