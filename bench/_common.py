@@ -181,3 +181,27 @@ def group_by_s(engine: Any) -> float:
                      .where(Procedure.status == "final")
                      .group_by(Procedure.procedure_type_id)).all()
     return time.perf_counter() - started
+
+
+def fresh_url(url: str | None, name: str, tmp: Path) -> tuple[str, Callable[[], None]]:
+    """An empty database for a bench that fills its own: a SQLite file in `tmp`, or, when `url`
+    names a PostgreSQL server (any database on it, a role that may create databases), a new
+    database there, dropped by the returned clean-up. The caller migrates it."""
+    import uuid
+
+    from sqlalchemy import create_engine, make_url, text
+
+    if url is None or make_url(url).get_backend_name() == "sqlite":
+        return f"sqlite:///{tmp / f'{name}.sqlite3'}", lambda: None
+    parsed = make_url(url).set(drivername="postgresql+psycopg")
+    database = f"fluoro_bench_{name}_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{database}"'))
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+        admin.dispose()
+
+    return parsed.set(database=database).render_as_string(hide_password=False), drop
