@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from audit.analytics.grouping import quantiles_by
+from audit.analytics.quantiles import lerp
 from audit.analytics.reference_levels import SRDL_SETTINGS
 from audit.analytics.snapshot import KAP_CORRECTED, Snapshot
 from audit.errors import FieldError, ValidationFailed
@@ -144,14 +144,15 @@ def _investigation_levels(snap: Snapshot) -> pd.DataFrame:
     minimum = int(_number(snap, "investigation_min_records", 1, 1e9, whole=True))
     factor = _number(snap, "investigation_factor", 0, 1000)
     settings = "; ".join(_source(snap, key) for key in INVESTIGATION_SETTINGS)
-    everything = np.ones(len(snap.records), dtype=bool)
     rows = []
+    codes = snap.types["code"]
     for quantity in DoseQuantity.values():
-        labels, counts, (median, upper) = quantiles_by(
-            snap, everything, ("procedure",), measured(quantity), (0.5, percentile / 100))
-        for type_id, code in enumerate(lab[0] for lab in labels):
-            if type_id not in snap.types.index or not counts[type_id]:
+        counts, (median, upper) = per_type_quantiles(snap, measured(quantity),
+                                                     (0.5, percentile / 100))
+        for type_id in sorted(int(i) for i in codes.index):
+            if type_id >= len(counts) or not counts[type_id]:
                 continue
+            code = str(codes.loc[type_id])
             n = int(counts[type_id])
             row = {"type_id": type_id, "procedure": code, "quantity": quantity, "records": n,
                    "median": float(median[type_id]), "percentile": float(upper[type_id]),
@@ -169,6 +170,39 @@ def _investigation_levels(snap: Snapshot) -> pd.DataFrame:
                                  f"records and at least {factor:g} x their median; " + settings)
             rows.append(row)
     return pd.DataFrame(rows, columns=LEVEL_COLUMNS)
+
+
+def per_type_quantiles(snap: Snapshot, column: str,
+                       qs: tuple[float, ...]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Per procedure type id: the records with a value and its quantiles, equal bit for bit to
+    audit.analytics.grouping.quantiles_by (numpy's linear method, audit.analytics.quantiles),
+    found by partial sorts (np.partition, linear time) of each type's values instead of a sort
+    of every value: the levels are recomputed at every alert refresh that follows new records,
+    and a fresh snapshot has no sorted order cached."""
+    values = snap.values(column)
+    type_id = snap.records["type_id"].to_numpy().astype(np.int64)
+    size = int(max(snap.types.index.max() if len(snap.types) else 0,
+                   type_id.max() if len(type_id) else 0)) + 1
+    present = ~np.isnan(values)
+    grouped = type_id[present]
+    ordered = values[present][np.argsort(grouped, kind="stable")]
+    counts = np.bincount(grouped, minlength=size)[:size]
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    found = [np.full(size, np.nan) for _ in qs]
+    for group in np.flatnonzero(counts):
+        n = int(counts[group])
+        picks = []
+        for q in qs:
+            virtual = (n - 1) * q
+            previous = np.floor(virtual)
+            above = virtual >= n - 1  # numpy clamps both neighbours to the last value here
+            picks.append((n - 1 if above else int(previous), n - 1 if above else int(previous) + 1,
+                          virtual - previous))
+        segment = np.partition(ordered[starts[group]:starts[group] + n],
+                               sorted({i for p in picks for i in p[:2]}))
+        for out, (low, high, gamma) in zip(found, picks, strict=True):
+            out[group] = lerp(segment[[low]], segment[[high]], np.array([gamma]))[0]
+    return counts, found
 
 
 def investigation_alerts(snap: Snapshot) -> pd.DataFrame:

@@ -91,6 +91,9 @@ class Scope:
     ids: set[int] = field(default_factory=set)
     ranges: list[tuple[int, int]] = field(default_factory=list)
     level_types: dict[str, set[int]] = field(default_factory=dict)
+    #: the records of those types above their new level (found in the analysis frame, so a
+    #: moved level costs index look-ups, not a scan of every record of the type)
+    level_records: set[int] = field(default_factory=set)
 
     def records(self, column: Any) -> ColumnElement[bool]:
         """The scope's records as a condition on a record-id column."""
@@ -143,11 +146,11 @@ def _candidates(kind: AlertKind, quantity: str, threshold: Any, source: Any,
 
 def _hot(scope: Scope, lowest: Mapping[str, float]) -> Any:
     """The final records in scope with a quantity at or above the lowest threshold any rule
-    could apply to it: one scan of the procedure table, a few records in a hundred kept."""
-    types = sorted(set().union(*scope.level_types.values()))
+    could apply to it: one scan of the procedure table (a look-up by id when the scope names
+    records), a few records in a hundred kept."""
     where = scope.records(Procedure.id)
-    if types:
-        where = or_(where, Procedure.procedure_type_id.in_(types))
+    if scope.level_records and not scope.full:
+        where = or_(where, Scope(ids=scope.level_records).records(Procedure.id))
     return insert(HOT).from_select(
         [c.name for c in HOT.columns],
         select(Procedure.id, Procedure.patient_id, Procedure.performed_at,

@@ -44,6 +44,7 @@ from audit.alerts.detection import (
     _source,
     cumulative_alerts,
     investigation_levels,
+    measured,
     with_places,
 )
 from audit.alerts.per_record import WITHDRAWN_REASON, Counts, Scope, refresh_per_record
@@ -162,6 +163,23 @@ def _moved(old: dict[str, str] | None, new: dict[str, str]) -> dict[str, set[int
     return moved
 
 
+def _above(snap: Snapshot, moved: dict[str, set[int]],
+           level_rows: list[dict[str, Any]]) -> set[int]:
+    """The records of the types whose level moved that are above their new level: the only
+    ones that can call for an investigation alert of that type now."""
+    levels = {(row["quantity"], row["type_id"]): row["level"] for row in level_rows}
+    type_id = snap.records["type_id"].to_numpy()
+    record_id = snap.records["id"].to_numpy()
+    found: set[int] = set()
+    for quantity, types in moved.items():
+        values = snap.values(measured(quantity))
+        for kind in types:
+            level = levels.get((quantity, kind))
+            if level is not None:
+                found.update(record_id[(type_id == kind) & (values > level)].tolist())
+    return found
+
+
 def refresh_alerts(engine: Any, snap: Snapshot, *, full: bool = False) -> RefreshResult:
     """Make the stored alerts match what the records call for (see module doc), evaluating
     only what changed since the last refresh (`full`: everything, e.g. to check that nothing
@@ -187,7 +205,8 @@ def refresh_alerts(engine: Any, snap: Snapshot, *, full: bool = False) -> Refres
             scope = Scope(full=True) if full or found == _CURRENT else found.scope
             if not scope.full:
                 moved = _moved(found.last_levels, level_digests)
-                scope = Scope(full=True) if moved is None else replace(scope, level_types=moved)
+                scope = Scope(full=True) if moved is None else replace(
+                    scope, level_types=moved, level_records=_above(snap, moved, level_rows))
             return _apply(session, snap, scope, level_rows, level_digests)
 
     result = retrying(work)
