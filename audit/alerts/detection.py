@@ -185,7 +185,8 @@ def per_type_quantiles(snap: Snapshot, column: str,
                    type_id.max() if len(type_id) else 0)) + 1
     present = ~np.isnan(values)
     grouped = type_id[present]
-    ordered = values[present][np.argsort(grouped, kind="stable")]
+    small = grouped.astype(np.uint16) if size <= np.iinfo(np.uint16).max else grouped
+    ordered = values[present][np.argsort(small, kind="stable")]  # radix sort: 16-bit keys
     counts = np.bincount(grouped, minlength=size)[:size]
     starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
     found = [np.full(size, np.nan) for _ in qs]
