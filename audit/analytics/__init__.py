@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from audit.analytics.compliance import compliance as compliance_rates
     from audit.analytics.compliance import compliance_records as compliance_records
     from audit.analytics.compliance import p_chart as p_chart
+    from audit.analytics.daily_summary import monthly_counts as monthly_counts
+    from audit.analytics.daily_summary import refresh_summary as refresh_summary
     from audit.analytics.data_quality import completeness as completeness
     from audit.analytics.dose_stats import dose_distribution as dose_distribution
     from audit.analytics.dose_stats import dose_histogram as dose_histogram
@@ -66,6 +68,7 @@ __all__ = [
     "flagged_records",
     "load_snapshot",
     "local_drls",
+    "monthly_counts",
     "monthly_medians",
     "p_chart",
     "physician_scorecard",
@@ -74,6 +77,7 @@ __all__ = [
     "pulsed_use",
     "reference_column",
     "reference_table",
+    "refresh_summary",
     "render_report",
     "safety_flags",
     "split_reports",
@@ -92,6 +96,9 @@ _PUBLIC = {
     "compliance_rates": "audit.analytics.compliance:compliance",
     "compliance_records": "audit.analytics.compliance",
     "p_chart": "audit.analytics.compliance",
+    # the per-day summary table (counts per month without reading every record)
+    "monthly_counts": "audit.analytics.daily_summary",
+    "refresh_summary": "audit.analytics.daily_summary",
     # dose
     "dose_statistics": "audit.analytics.dose_stats:dose_stats",
     "dose_distribution": "audit.analytics.dose_stats",
