@@ -144,7 +144,17 @@ def _candidates(kind: AlertKind, quantity: str, threshold: Any, source: Any,
                                          query.where(where, hit))
 
 
-def _hot(scope: Scope, lowest: Mapping[str, float]) -> Any:
+def _lowest(quantity: str, srdl: float, levels: list[dict[str, Any]]) -> Any:
+    """The lowest threshold of `quantity` a record can meet: its type's investigation level
+    where that is below the SRDL, as a CASE on the record's type (a handful of types)."""
+    below = {int(r["type_id"]): float(r["level"]) for r in levels
+             if r["quantity"] == quantity and r["level"] < srdl}
+    if not below:
+        return literal(srdl, Float)
+    return case(below, value=Procedure.procedure_type_id, else_=literal(srdl, Float))
+
+
+def _hot(scope: Scope, lowest: Mapping[str, Any]) -> Any:
     """The final records in scope with a quantity at or above the lowest threshold any rule
     could apply to it: one scan of the procedure table (a look-up by id when the scope names
     records), a few records in a hundred kept."""
@@ -181,8 +191,7 @@ def refresh_per_record(session: Session, scope: Scope, srdl: Mapping[str, tuple[
     try:
         if levels:
             conn.execute(insert(LEVEL), levels)
-        lowest = {q: min([level, *(r["level"] for r in levels if r["quantity"] == q)])
-                  for q, (level, _) in srdl.items()}
+        lowest = {q: _lowest(q, level, levels) for q, (level, _) in srdl.items()}
         conn.execute(_hot(scope, lowest))
         records = scope.records(HOT.c.id)
         for quantity, (level, source) in srdl.items():
