@@ -18,6 +18,7 @@ from audit.analytics.snapshot import load_snapshot
 from audit.auth import Actor, cli_actor
 from audit.demo import generate
 from audit.log.service import ProcedureLog
+from audit.reference_data import list_rooms, update_room
 from audit.settings import update_setting
 from audit.storage.engine import make_engine, read_session
 from audit.storage.models import Alert, AuditEvent, Patient, Procedure
@@ -127,6 +128,11 @@ def test_incremental_refresh_equals_a_full_recompute(engine: Engine, admin: Acto
     assert scope != "all records" and scope["level_types"] > 0
     update_setting(engine, admin, "srdl_kap_gycm2", 500)
     refresh_and_compare(engine)
+
+    # a room's KAP correction factor scales every KAP: everything re-evaluated
+    room = next(r for r in list_rooms(engine) if r["name"] == "OR 1")
+    update_room(engine, admin, room["room_id"], kap_correction_factor=0.5)
+    assert refresh_and_compare(engine) == "all records"
 
     # a full pass over every record finds nothing left to change
     result = refresh_alerts(engine, load_snapshot(engine), full=True)
