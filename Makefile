@@ -10,7 +10,7 @@ PORT   ?= 8501
 # Two workers by default (tests wait on PostgreSQL, subprocesses and browsers as much as CPU).
 PYTEST_ARGS ?= -n 2 --durations=30
 
-.PHONY: run demo test bench setup lint clean screenshots
+.PHONY: run demo test bench bench-pg setup lint clean screenshots
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,19 @@ screenshots: setup
 
 bench: setup
 	$(PY) bench/run_all.py
+
+# By hand, not CI (minutes to an hour): PG_ADMIN_URL=postgresql://USER:PW@HOST/postgres
+# SIZES="1000000 5000000 10000000" make bench-pg fills one database per size (COPY), then runs
+# the alert and summary benches on each; keep FLUORO_AUDIT_KEY_DIR for later runs.
+SIZES ?= 1000000
+bench-pg: setup
+	@test -n "$(PG_ADMIN_URL)" || (echo "set PG_ADMIN_URL (a role that may create databases)"; exit 2)
+	export FLUORO_AUDIT_KEY_DIR=$${FLUORO_AUDIT_KEY_DIR:-bench/out/pg-keys}; \
+	for n in $(SIZES); do \
+		url=$$($(PY) bench/make_pg_demo.py "$(PG_ADMIN_URL)" --procedures $$n | cut -d' ' -f1) && \
+		$(PY) bench/bench_alert_rate.py --url "$$url" --size $$n && \
+		$(PY) bench/bench_daily_summary.py --url "$$url" --size $$n || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -2,6 +2,7 @@
 
     python bench/bench_alert_rate.py            # 20,000 and 1,000,000 demo procedures
     python bench/bench_alert_rate.py --quick    # 20,000 only
+    python bench/bench_alert_rate.py --url postgresql+psycopg://.../fluoro_bench_1000000_s1
 
 Why: 5,008 open alerts for 20,007 procedures (a quarter of all cases, nearly all of them
 "investigation" at 3x the local median) were acknowledged unread. Target (issue 11): open
@@ -9,13 +10,15 @@ alerts at most 5 per 100 procedures, at both sizes. Prints, per size, the open a
 procedures by kind under the default settings, beside what the old rule (3x the median of the
 type, no minimum sample) would flag on the same records, and the time of the first refresh.
 No pass/fail: figures are printed (tests/alerts/test_investigation.py holds the rate on 5,000
-procedures). The demo database is generated once and kept under bench/out/ (bench/_common.py);
-each run refreshes the alerts of a copy, so the cached file stays as generated.
+procedures). The demo database is generated once and kept under bench/out/ (bench/_common.py),
+or given with --url (a SQLite file or a PostgreSQL database from bench/make_pg_demo.py); each run
+refreshes the alerts of a copy, so the given database stays as generated. Issue 16: the first
+refresh and the incremental one after 1,000 new records, with the peak RSS, beside a plain
+GROUP BY of the same records in the same run.
 """
 
 from __future__ import annotations
 
-import shutil
 import sys
 import tempfile
 import time
@@ -23,18 +26,24 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from datetime import date
+
 import numpy as np
+from sqlalchemy import make_url
 
 from audit.alerts.store import refresh_alerts
 from audit.alerts.summary import alert_rates
-from audit.analytics.snapshot import Snapshot, load_snapshot
+from audit.analytics.snapshot import Snapshot, load_snapshot, refresh_snapshot
 from audit.auth import Actor
+from audit.demo import generate
 from audit.storage.engine import make_engine, migrate
 from audit.vocab import DoseQuantity, Role
-from bench._common import demo_database, figure, parser
+from bench._common import add_url, figure, group_by_s, parser, peak_rss_mb, scratch_copy
 
 RSO = Actor("bench", Role.RSO)
 TARGET_PER_100 = 5.0
+NEW_RECORDS = 1_000  # the incremental refresh's batch (issue 16: under 2 s after 1,000)
+SEED_NEW = 2  # other patients than the demo's seed 1
 
 
 def old_rule_per_100(snap: Snapshot, factor: float = 3.0) -> float:
@@ -49,25 +58,28 @@ def old_rule_per_100(snap: Snapshot, factor: float = 3.0) -> float:
     return 100.0 * hits / max(len(records), 1)
 
 
-def run(size: int) -> None:
-    print(f"\n{size:,} demo procedures", flush=True)
-    cached = demo_database(size)
+def run(size: int, url: str | None) -> None:
+    print(f"\n{size:,} demo procedures" + (f" ({make_url(url).get_backend_name()})" if url
+                                            else " (SQLite)"), flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-alerts-") as tmp:
-        copy = Path(tmp) / "alerts.sqlite3"
-        shutil.copyfile(cached, copy)
-        shutil.copytree(cached.with_name(cached.stem + ".keys"), copy.with_name("alerts.keys"))
-        url = f"sqlite:///{copy}"
-        migrate(url)  # the settings the cached file may predate (0011)
-        engine = make_engine(url)
+        copy, drop = scratch_copy(url, size, Path(tmp))
+        migrate(copy)  # the settings the cached database may predate (0011)
+        engine = make_engine(copy)
         try:
+            figure("plain GROUP BY of the records", group_by_s(engine), "s")
+            started = time.perf_counter()
             snap = load_snapshot(engine)
+            figure("analysis frame read", time.perf_counter() - started, "s")
             started = time.perf_counter()
             result = refresh_alerts(engine, snap)
             refresh_s = time.perf_counter() - started
             rates = alert_rates(engine, RSO, snap).set_index("kind")
             procedures = int(rates.loc["all", "procedures"])
             figure("procedures", f"{procedures:,}")
-            figure("first refresh (alerts stored)", refresh_s, "s", f"{result.opened:,} opened")
+            figure("first refresh (alerts stored)", refresh_s, "s",
+                   f"{result.opened:,} opened; target < 10 s "
+                   + ("met" if refresh_s < 10 else "NOT MET"))
+            figure("peak RSS after the first refresh", peak_rss_mb(), "MB")
             for kind in rates.index:
                 figure(f"open alerts per 100 procedures: {kind}",
                        float(rates.loc[kind, "open_per_100"]), "",
@@ -76,14 +88,32 @@ def run(size: int) -> None:
             figure("target: at most", TARGET_PER_100, "per 100",
                    "met" if total <= TARGET_PER_100 else "NOT MET")
             figure("old rule (3x median): investigation per 100", old_rule_per_100(snap))
+            generate(engine, procedures=NEW_RECORDS, seed=SEED_NEW, until=date(2026, 11, 2),
+                     months=1)
+            started = time.perf_counter()
+            snap = refresh_snapshot(engine, snap)
+            figure(f"frame caught up after {NEW_RECORDS:,} new records",
+                   time.perf_counter() - started, "s")
+            started = time.perf_counter()
+            result = refresh_alerts(engine, snap)
+            step_s = time.perf_counter() - started
+            figure(f"incremental refresh after {NEW_RECORDS:,} new records", step_s, "s",
+                   f"{result.opened:,} opened, {result.updated:,} updated; target < 2 s "
+                   + ("met" if step_s < 2 else "NOT MET"))
+            figure("peak RSS after the incremental refresh", peak_rss_mb(), "MB")
+            figure("plain GROUP BY again", group_by_s(engine), "s")
         finally:
             engine.dispose()
+            drop()
 
 
 def main() -> int:
-    args = parser(__doc__.splitlines()[0]).parse_args()
+    args = add_url(parser(__doc__.splitlines()[0])).parse_args()
+    if args.url:
+        run(args.size or 1_000_000, args.url)
+        return 0
     for size in (20_000,) if args.quick else (20_000, 1_000_000):
-        run(size)
+        run(size, None)
     return 0
 
 

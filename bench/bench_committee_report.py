@@ -2,6 +2,7 @@
 
     python bench/bench_committee_report.py            # 20,000 and 1,000,000 demo procedures
     python bench/bench_committee_report.py --quick    # 20,000 only
+    python bench/bench_committee_report.py --url postgresql+psycopg://.../fluoro_bench_1000000_s1
 
 Why: the radiation safety committee's report (issue 14) gathers every dashboard figure from
 one snapshot (compliance overall and by physician, room and procedure, the p-chart, dose and
@@ -16,7 +17,6 @@ twice: cold (no saved frame, alerts never refreshed: a first report after an upg
 from __future__ import annotations
 
 import itertools
-import shutil
 import sys
 import tempfile
 import time
@@ -32,7 +32,7 @@ from audit.auth import Actor
 from audit.documents.committee import committee_document
 from audit.storage.engine import make_engine, migrate
 from audit.vocab import Role
-from bench._common import demo_database, figure, parser
+from bench._common import add_url, figure, parser, scratch_copy
 
 QUALITY = Actor("bench", Role.QUALITY_OFFICER)
 TARGET_S = 30.0
@@ -40,22 +40,18 @@ TARGET_S = 30.0
 FIRST, LAST = date(2025, 11, 1), date(2026, 10, 31)
 
 
-def run(size: int) -> None:
+def run(size: int, url: str | None = None) -> None:
     print(f"\n{size:,} demo procedures, committee report {FIRST} to {LAST}", flush=True)
-    cached = demo_database(size)
     with tempfile.TemporaryDirectory(prefix="bench-committee-") as tmp:
-        copy = Path(tmp) / "committee.sqlite3"
-        shutil.copyfile(cached, copy)
-        shutil.copytree(cached.with_name(cached.stem + ".keys"),
-                        copy.with_name("committee.keys"))
-        url = f"sqlite:///{copy}"
-        migrate(url)  # the settings the cached file may predate
-        engine = make_engine(url)
+        copy, drop = scratch_copy(url, size, Path(tmp))  # the cached file, or --url's database
+        migrate(copy)  # the settings the cached file may predate
+        engine = make_engine(copy)
         try:
             for label in ("cold", "warm"):  # a new cache each time: as a new process
                 _once(engine, label, FrameCache(engine, store=Path(tmp) / "cache"))
         finally:
             engine.dispose()
+            drop()
 
 
 def _once(engine: Engine, label: str, frames: FrameCache) -> None:
@@ -82,7 +78,10 @@ def _once(engine: Engine, label: str, frames: FrameCache) -> None:
 
 
 def main() -> int:
-    args = parser(__doc__.splitlines()[0]).parse_args()
+    args = add_url(parser(__doc__.splitlines()[0])).parse_args()
+    if args.url:
+        run(args.size or 1_000_000, args.url)
+        return 0
     for size in (20_000,) if args.quick else (20_000, 1_000_000):
         run(size)
     return 0

@@ -2,6 +2,7 @@
 
     python bench/bench_export.py            100,000 and 1,000,000 demo procedures
     python bench/bench_export.py --quick    20,000 (well under a minute once cached)
+    python bench/bench_export.py --url URL  a given database (PostgreSQL: beside psql's COPY)
 
 For each size a demo database (audit.demo.generate, seed 1, ending 2026-01-01) is generated once
 and cached under bench/out/ (gitignored). Each run measures, in child processes so that peak
@@ -125,7 +126,23 @@ def run_sqlite3(database: Path, target: Path) -> dict[str, float]:
     return result
 
 
-def run_export(database: Path, target: Path) -> dict[str, float]:
+def run_psql(url: str, target: Path) -> dict[str, float]:
+    """PostgreSQL's floor: psql's COPY of the final records (every column, ordered) as CSV."""
+    from sqlalchemy import make_url
+
+    psql = shutil.which("psql")
+    if psql is None:
+        raise FileNotFoundError("psql not found: apt-get install -y postgresql-client")
+    plain = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with open(target, "wb") as handle:
+        result = measured([psql, plain, "-c", "\\copy (SELECT * FROM procedure WHERE status = "
+                           "'final' ORDER BY performed_at, id) TO STDOUT WITH CSV HEADER"],
+                          stdout=handle)
+    result["bytes"] = target.stat().st_size
+    return result
+
+
+def run_export(database: Path | str, target: Path) -> dict[str, float]:
     report = target.with_suffix(".json")
     result = measured([sys.executable, __file__, "--child", str(database), str(target),
                        str(report)])
@@ -141,7 +158,7 @@ def child(database: str, target: str, report: str) -> None:
     from audit.export.runner import export
     from audit.storage.engine import make_engine
 
-    engine = make_engine(f"sqlite:///{database}")
+    engine = make_engine(database if "://" in database else f"sqlite:///{database}")
     result = export(engine, cli_actor(), Path(target))
     files = {f.name: f.as_dict() for f in result.files}
     Path(report).write_text(json.dumps({"rows": files["procedures.csv"]["rows"],
@@ -160,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="runs per tool and size, best kept (default 1 quick, 2 full)")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--generate", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--url", default=None,
+                        help="export this database instead (PostgreSQL: beside psql's COPY)")
     args = parser.parse_args(argv)
     if args.generate:
         generate_database(args.generate)
@@ -180,12 +199,15 @@ def main(argv: list[str] | None = None) -> int:
           f"{startup['peak_rss_mb']:.0f} MB")
     print(f"{'rows':>10} {'tool':<8} {'seconds':>8} {'cpu s':>7} {'rows/s':>10} "
           f"{'peak RSS MB':>11} {'file MB':>8} {'x sqlite3':>9}")
-    for size in sizes:
-        database = demo_database(size)
+    for size in [0] if args.url else sizes:
+        database: Path | str = args.url or demo_database(size)
+        floor = run_psql if args.url and not args.url.startswith("sqlite") else run_sqlite3
+        if args.url and args.url.startswith("sqlite:///"):
+            database = Path(args.url.removeprefix("sqlite:///"))
         runs: dict[str, list[dict[str, float]]] = {"sqlite3": [], "export": []}
         for attempt in range(repeat):
             csv_path = OUT / f"bench-sqlite3-{size}.csv"
-            runs["sqlite3"].append(run_sqlite3(database, csv_path))
+            runs["sqlite3"].append(floor(database, csv_path))  # type: ignore[arg-type]
             csv_path.unlink()
             folder = OUT / f"bench-export-{size}-{attempt}-{os.getpid()}"
             runs["export"].append(run_export(database, folder))

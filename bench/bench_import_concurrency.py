@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from audit.auth import cli_actor
 from audit.log.service import ProcedureLog
 from audit.storage.engine import make_engine, migrate
-from bench._common import figure, parser, percentiles
+from bench._common import add_url, figure, fresh_url, parser, percentiles
 
 LOG_EVERY_S = 0.2
 COLUMNS = ("performed_at", "site", "room", "physician", "technologist", "patient_id",
@@ -103,12 +103,12 @@ def run_import(url: str, path: str, started: Any, results: Any) -> None:
 
 
 def main() -> None:
-    p = parser(__doc__ or "")
+    p = add_url(parser(__doc__ or ""))
     p.add_argument("--rows", type=int, help="rows in the CSV file (default 30,000)")
     args = p.parse_args()
     rows = args.rows or (3_000 if args.quick else 30_000)
     with tempfile.TemporaryDirectory(prefix="fa-bench-") as tmp:
-        url = f"sqlite:///{Path(tmp) / 'import.sqlite3'}"
+        url, drop = fresh_url(args.url, "import", Path(tmp))
         migrate(url)
         service = ProcedureLog(make_engine(url))
         actor = cli_actor()
@@ -150,6 +150,8 @@ def main() -> None:
         figure("log latency p50", q["p50_ms"], "ms")
         figure("log latency p95", q["p95_ms"], "ms", "target < 1000 ms")
         figure("log latency max", q["max_ms"], "ms")
+        service.engine.dispose()
+        drop()
 
 
 if __name__ == "__main__":

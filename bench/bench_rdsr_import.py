@@ -127,7 +127,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="24 files instead of 240")
     parser.add_argument("--files", type=int, help="number of files (overrides --quick)")
-    parser.add_argument("--db", help="database URL (default: a new SQLite file)")
+    parser.add_argument("--url", "--db", dest="db",
+                        help="database URL, SQLite or PostgreSQL (default: a new SQLite file)")
     args = parser.parse_args(argv)
     total = args.files or (24 if args.quick else 240)
 

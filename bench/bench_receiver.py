@@ -31,7 +31,10 @@ from audit.auth import cli_actor  # noqa: E402
 from audit.dicom_net.scp import DOSE_SR_CLASSES, Receiver  # noqa: E402
 from audit.dose_reports.store import DoseImporter  # noqa: E402
 from audit.storage.engine import make_engine, migrate  # noqa: E402
-from bench._common import figure, parser  # noqa: E402
+from bench._common import add_url, figure, fresh_url, parser  # noqa: E402
+
+#: --url: the PostgreSQL server to make scratch databases on (None: SQLite files).
+URL: list[str | None] = [None]
 from bench.bench_rdsr_import import make_copies  # noqa: E402
 
 warnings.filterwarnings("ignore", message="Invalid value for VR UI", category=UserWarning)
@@ -50,7 +53,7 @@ def receive_rate(files: list[Path], folder: Path, dcmtk: bool = False) -> float:
     from pynetdicom import AE
 
     name = "dcmtk" if dcmtk else "pynetdicom"
-    url = f"sqlite:///{folder / f'receive-{name}.sqlite3'}"
+    url, drop = fresh_url(URL[0], f"receive_{name}", folder)
     migrate(url)
     engine = make_engine(url)
     receiver = Receiver(engine, cli_actor(), folder / f"inbox-{name}", port=0,
@@ -73,12 +76,13 @@ def receive_rate(files: list[Path], folder: Path, dcmtk: bool = False) -> float:
     finally:
         receiver.stop()
         engine.dispose()
+        drop()
     assert statuses == [0] * len(files), statuses
     return len(files) / elapsed
 
 
 def import_rate(files: list[Path], folder: Path) -> float:
-    url = f"sqlite:///{folder / 'import.sqlite3'}"
+    url, drop = fresh_url(URL[0], "import", folder)
     migrate(url)
     engine = make_engine(url)
     importer = DoseImporter(engine, cli_actor())
@@ -86,12 +90,14 @@ def import_rate(files: list[Path], folder: Path) -> float:
     results = [importer.import_path(path) for path in files]
     elapsed = time.perf_counter() - start
     engine.dispose()
+    drop()
     assert all(r.status == "ok" for r in results), [r.reason for r in results]
     return len(files) / elapsed
 
 
 def main() -> int:
-    args = parser(__doc__ or "").parse_args()
+    args = add_url(parser(__doc__ or "")).parse_args()
+    URL[0] = args.url
     total = 24 if args.quick else 120
     logging.basicConfig(level=logging.ERROR)
     with tempfile.TemporaryDirectory(prefix="bench-receiver-") as tmp:
@@ -102,7 +108,8 @@ def main() -> int:
         received = receive_rate(files, folder)
         by_dcmtk = receive_rate(files, folder, dcmtk=True) if shutil.which("storescu") else None
         imported = import_rate(files, folder)
-    print(f"receiver throughput, {total} reports over loopback (SQLite)")
+    backend = "SQLite" if args.url is None or args.url.startswith("sqlite") else "PostgreSQL"
+    print(f"receiver throughput, {total} reports over loopback ({backend})")
     figure("receive, sent by pynetdicom StoreSCU", received, "rep/s", "sender in this process")
     if by_dcmtk is not None:
         figure("receive, sent by dcmtk storescu", by_dcmtk, "rep/s", "sender in its own process")

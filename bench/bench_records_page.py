@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="20,000 procedures")
     parser.add_argument("--procedures", type=int, default=None,
                         help="procedures in the database (default 1,000,000)")
-    parser.add_argument("--db", default=None,
+    parser.add_argument("--url", "--db", dest="db", default=None,
                         help="database URL or SQLite file to use (default: a temporary file)")
     parser.add_argument("--repeat", type=int, default=4, help="runs per view")
     args = parser.parse_args(argv)

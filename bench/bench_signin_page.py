@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import socket
 import statistics
 import subprocess
@@ -45,7 +44,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import demo_database, figure
+from bench._common import figure, scratch_copy
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path(os.environ.get("FLUORO_AUDIT_CHROMIUM", "/usr/bin/chromium"))
@@ -54,27 +53,20 @@ PASSWORD = "bench password 1"
 DURING_WARMUP = 3
 
 
-def prepare(procedures: int, folder: Path) -> str:
-    """A copy of the cached demo database (and its keys) with a quality officer who can sign
-    in; its URL."""
+def prepare(procedures: int, folder: Path, given: str | None = None) -> tuple[str, Any]:
+    """A copy of the cached demo database, or of --url's (bench/_common.scratch_copy), with a
+    quality officer who can sign in; its URL and clean-up."""
     from audit import auth
     from audit.auth import cli_actor
-    from audit.keys import key_dir
     from audit.storage.engine import make_engine, migrate
     from audit.vocab import Role
 
-    source = demo_database(procedures)
-    target = folder / "signin.sqlite3"
-    shutil.copyfile(source, target)
-    keys = key_dir(f"sqlite:///{source}")
-    if keys.is_dir():
-        shutil.copytree(keys, key_dir(f"sqlite:///{target}"))
-    url = f"sqlite:///{target}"
+    url, drop = scratch_copy(given, procedures, folder)
     migrate(url)
     engine = make_engine(url)
     auth.add_user(engine, cli_actor(), USER, Role.QUALITY_OFFICER, PASSWORD)
     engine.dispose()
-    return url
+    return url, drop
 
 
 def entry_script() -> Path:
@@ -227,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="20,000 procedures")
     parser.add_argument("--procedures", type=int, help="override the size")
     parser.add_argument("--starts", type=int, default=3, help="fresh server starts (3)")
+    parser.add_argument("--url", default=None,
+                        help="a demo database to copy (SQLite or PostgreSQL) instead of the cache")
     args = parser.parse_args(argv)
     size = args.procedures or (20_000 if args.quick else 1_000_000)
     if not CHROMIUM.exists():
@@ -236,18 +230,22 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="bench-signin-") as tmp:
         folder = Path(tmp)
-        url = prepare(size, folder)
+        url, drop = prepare(size, folder, args.url)
         runs = []
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(
                 executable_path=str(CHROMIUM),
                 args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
             floors = []
-            for number in range(args.starts):
-                runs.append(one_start(browser, url, folder, number))
-                floors.append(floor(browser, folder))
-            browser.close()
-    print(f"\nfluoro-audit sign-in page: {size:,} demo procedures (SQLite), {args.starts} "
+            try:
+                for number in range(args.starts):
+                    runs.append(one_start(browser, url, folder, number))
+                    floors.append(floor(browser, folder))
+            finally:
+                browser.close()
+                drop()
+    backend = "SQLite" if url.startswith("sqlite") else "PostgreSQL"
+    print(f"\nfluoro-audit sign-in page: {size:,} demo procedures ({backend}), {args.starts} "
           f"fresh starts of {entry_script().relative_to(ROOT)}, median (slowest) in seconds")
     for name in ("health", "first answer", "first form", "second answer", "second form",
                  "sign-in", "frame ready"):

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from audit.analytics.grouping import quantiles_by
+from audit.analytics.quantiles import lerp
 from audit.analytics.reference_levels import SRDL_SETTINGS
 from audit.analytics.snapshot import KAP_CORRECTED, Snapshot
 from audit.errors import FieldError, ValidationFailed
@@ -52,7 +52,7 @@ THRESHOLD_SETTINGS: tuple[str, ...] = (*SRDL_SETTINGS.values(), *INVESTIGATION_S
                                        *CUMULATIVE_SETTINGS.values(), "cumulative_window_days")
 #: Bumped whenever the rules in this module change meaning, so stored alerts computed under
 #: older rules are recomputed once (audit.alerts.store records it with each refresh).
-RULES_VERSION = 3
+RULES_VERSION = 4
 #: Alert kinds, most urgent first: an SRDL or cumulative alert may mean skin injury and a
 #: patient to follow up; an investigation level asks for a review of technique.
 KINDS_BY_PRIORITY: tuple[str, ...] = (AlertKind.SRDL.value, AlertKind.CUMULATIVE.value,
@@ -144,14 +144,15 @@ def _investigation_levels(snap: Snapshot) -> pd.DataFrame:
     minimum = int(_number(snap, "investigation_min_records", 1, 1e9, whole=True))
     factor = _number(snap, "investigation_factor", 0, 1000)
     settings = "; ".join(_source(snap, key) for key in INVESTIGATION_SETTINGS)
-    everything = np.ones(len(snap.records), dtype=bool)
     rows = []
+    codes = snap.types["code"]
     for quantity in DoseQuantity.values():
-        labels, counts, (median, upper) = quantiles_by(
-            snap, everything, ("procedure",), measured(quantity), (0.5, percentile / 100))
-        for type_id, code in enumerate(lab[0] for lab in labels):
-            if type_id not in snap.types.index or not counts[type_id]:
+        counts, (median, upper) = per_type_quantiles(snap, measured(quantity),
+                                                     (0.5, percentile / 100))
+        for type_id in sorted(int(i) for i in codes.index):
+            if type_id >= len(counts) or not counts[type_id]:
                 continue
+            code = str(codes.loc[type_id])
             n = int(counts[type_id])
             row = {"type_id": type_id, "procedure": code, "quantity": quantity, "records": n,
                    "median": float(median[type_id]), "percentile": float(upper[type_id]),
@@ -169,6 +170,40 @@ def _investigation_levels(snap: Snapshot) -> pd.DataFrame:
                                  f"records and at least {factor:g} x their median; " + settings)
             rows.append(row)
     return pd.DataFrame(rows, columns=LEVEL_COLUMNS)
+
+
+def per_type_quantiles(snap: Snapshot, column: str,
+                       qs: tuple[float, ...]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Per procedure type id: the records with a value and its quantiles, equal bit for bit to
+    audit.analytics.grouping.quantiles_by (numpy's linear method, audit.analytics.quantiles),
+    found by partial sorts (np.partition, linear time) of each type's values instead of a sort
+    of every value: the levels are recomputed at every alert refresh that follows new records,
+    and a fresh snapshot has no sorted order cached."""
+    values = snap.values(column)
+    type_id = snap.records["type_id"].to_numpy().astype(np.int64)
+    size = int(max(snap.types.index.max() if len(snap.types) else 0,
+                   type_id.max() if len(type_id) else 0)) + 1
+    present = ~np.isnan(values)
+    grouped = type_id[present]
+    small = grouped.astype(np.uint16) if size <= np.iinfo(np.uint16).max else grouped
+    ordered = values[present][np.argsort(small, kind="stable")]  # radix sort: 16-bit keys
+    counts = np.bincount(grouped, minlength=size)[:size]
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    found = [np.full(size, np.nan) for _ in qs]
+    for group in np.flatnonzero(counts):
+        n = int(counts[group])
+        picks = []
+        for q in qs:
+            virtual = (n - 1) * q
+            previous = np.floor(virtual)
+            above = virtual >= n - 1  # numpy clamps both neighbours to the last value here
+            picks.append((n - 1 if above else int(previous), n - 1 if above else int(previous) + 1,
+                          virtual - previous))
+        segment = np.partition(ordered[starts[group]:starts[group] + n],
+                               sorted({i for p in picks for i in p[:2]}))
+        for out, (low, high, gamma) in zip(found, picks, strict=True):
+            out[group] = lerp(segment[[low]], segment[[high]], np.array([gamma]))[0]
+    return counts, found
 
 
 def investigation_alerts(snap: Snapshot) -> pd.DataFrame:
@@ -199,10 +234,18 @@ def cumulative_alerts(snap: Snapshot) -> pd.DataFrame:
     for quantity, key in CUMULATIVE_SETTINGS.items():
         level = float(getattr(snap.settings, key))
         values = snap.values(measured(quantity))
-        present = np.flatnonzero(~np.isnan(values))
+        known = ~np.isnan(values)
+        # doses are never negative, so a window's sum is at most the patient's total: only
+        # patients whose total reaches the level can have an episode (a few in a thousand)
+        all_patients = r["patient_id"].to_numpy()
+        totals = np.bincount(all_patients[known], weights=values[known],
+                             minlength=int(all_patients.max()) + 1 if len(all_patients) else 0)
+        present = np.flatnonzero(known & (totals[all_patients] >= level * (1 - 1e-9))) \
+            if len(totals) \
+            else np.flatnonzero(known)
         if not len(present):
             continue
-        patient = r["patient_id"].to_numpy()[present]
+        patient = all_patients[present]
         t = r["t"].to_numpy()[present]
         ids = r["id"].to_numpy()[present]
         order = np.lexsort((ids, t, patient))
@@ -213,8 +256,13 @@ def cumulative_alerts(snap: Snapshot) -> pd.DataFrame:
         sort_key = dense.astype(np.int64) * span + (t - t.min())
         left = np.searchsorted(sort_key, sort_key - window, side="right")
         right = np.searchsorted(sort_key, sort_key, side="right")
-        sums = np.concatenate(([0.0], np.cumsum(v)))
-        total = sums[right] - sums[left]
+        # sums from each patient's first record, never across patients: a patient's totals are
+        # then the same float whichever other patients are summed beside them (an incremental
+        # refresh sums only the patients whose records changed; audit.alerts.refresh)
+        within = pd.Series(v).groupby(dense).cumsum().to_numpy()
+        first_of_patient = np.searchsorted(dense, dense, side="left")
+        total = within[right - 1] - np.where(left > first_of_patient,
+                                             within[np.maximum(left - 1, 0)], 0.0)
         exceed = total >= level
         if not exceed.any():
             continue
@@ -242,8 +290,14 @@ def cumulative_alerts(snap: Snapshot) -> pd.DataFrame:
 
 def compute_alerts(snap: Snapshot) -> pd.DataFrame:
     """Every alert the current records and settings call for (a pure function of them)."""
-    frames = [f for f in (srdl_alerts(snap), investigation_alerts(snap), cumulative_alerts(snap))
-              if len(f)]
+    return with_places(snap, [srdl_alerts(snap), investigation_alerts(snap),
+                              cumulative_alerts(snap)])
+
+
+def with_places(snap: Snapshot, frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """The alerts of `frames` in one table, each with its trigger record's site, room,
+    physician and procedure type."""
+    frames = [f for f in frames if len(f)]
     if not frames:
         return pd.DataFrame(columns=ALERT_COLUMNS + list(PLACE_COLUMNS))
     alerts = pd.concat(frames, ignore_index=True)[ALERT_COLUMNS]

@@ -1,7 +1,8 @@
 """Stored dose alerts: refreshed from the computed ones, acknowledged by the RSO, listed, counted.
 
 Which alerts the records call for is decided in audit.alerts.detection (pure); this module
-gives them an identity in table `alert`. `refresh_alerts` reconciles the stored alerts with the
+gives them an identity in table `alert`. `refresh_alerts` (audit.alerts.refresh, incremental)
+reconciles the stored alerts with the
 computed ones: new ones are opened, changed evidence is updated (an acknowledged alert whose
 records or value changed is reopened), and stored alerts no longer met (a record was voided or
 amended) are withdrawn, never deleted. `acknowledge_many` acknowledges the alerts ticked on the
@@ -10,20 +11,18 @@ Alerts page, all or none; audit.alerts.summary adds them up (rates, per patient,
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, Select, false, func, insert, select, text, update
+from sqlalchemy import Engine, Select, false, func, select, update
 from sqlalchemy.orm import Session
 
 from audit import access
-from audit.alerts.detection import PLACE_COLUMNS, RULES_VERSION, compute_alerts
-from audit.analytics.snapshot import Snapshot
+from audit.alerts.refresh import RefreshResult as RefreshResult
+from audit.alerts.refresh import refresh_alerts as refresh_alerts
 from audit.auth import Actor, Permission, require
 from audit.errors import FieldError, NotFound, ValidationFailed
 from audit.filters import Filters, Target
@@ -31,7 +30,6 @@ from audit.storage.engine import read_session, retrying, write_session
 from audit.storage.models import (
     Alert,
     AlertAcknowledgement,
-    AuditEvent,
     Patient,
     Physician,
     ProcedureType,
@@ -41,160 +39,6 @@ from audit.storage.models import (
 )
 from audit.trail import record_event
 from audit.vocab import AlertKind, AlertStatus, AuditAction
-
-SYSTEM_ACTOR = "system"
-_PG_ALERT_LOCK = 0x416C7274  # "Alrt": one refresh at a time across processes
-
-
-@dataclass(frozen=True)
-class RefreshResult:
-    opened: int
-    updated: int
-    reopened: int
-    withdrawn: int
-
-    @property
-    def changed(self) -> bool:
-        return bool(self.opened or self.updated or self.reopened or self.withdrawn)
-
-
-def _when(epoch: Any) -> datetime | None:
-    if epoch is None or (isinstance(epoch, float) and np.isnan(epoch)):
-        return None
-    return datetime.fromtimestamp(int(epoch), UTC)
-
-
-def _digests(texts: Any) -> list[str]:
-    return [hashlib.blake2b(t.encode(), digest_size=8).hexdigest() for t in texts]
-
-
-#: Audit entities whose changes can change the alerts (records, thresholds, catalog, and rooms:
-#: a room's KAP correction factor scales the KAP every alert compares).
-ALERT_INPUTS = ("procedure", "setting", "procedure_type", "room")
-UNCHANGED = RefreshResult(0, 0, 0, 0)
-
-
-def _up_to_date(session: Session, snap: Snapshot) -> bool | None:
-    """True: the stored alerts already reflect this snapshot's data (the last refresh was made
-    from it, or nothing alerts depend on changed since). False: they need a refresh (also when
-    the last refresh ran under other rules: a new version of the code). None: the snapshot is
-    older than the stored alerts or than the data (refresh it first)."""
-    last = session.execute(
-        select(AuditEvent.after).where(AuditEvent.entity == "alert",
-                                       AuditEvent.action == AuditAction.BULK_CREATE.value)
-        .order_by(AuditEvent.id.desc()).limit(1)).scalar()
-    synced = (last or {}).get("data_version")
-    stored = session.scalar(select(func.count()).select_from(Alert))
-    if synced is not None and ((last or {}).get("stored") != stored
-                               or (last or {}).get("rules") != RULES_VERSION):
-        synced = None  # the table does not hold what the last refresh left, or older rules
-    newer_data = session.scalar(
-        select(func.max(AuditEvent.id)).where(AuditEvent.id > snap.token,
-                                              AuditEvent.entity.in_(ALERT_INPUTS)))
-    if newer_data is not None or (synced is not None and synced > snap.token):
-        return None
-    if synced is None:
-        return False
-    changed = session.scalar(
-        select(func.max(AuditEvent.id)).where(AuditEvent.id > synced,
-                                              AuditEvent.id <= snap.token,
-                                              AuditEvent.entity.in_(ALERT_INPUTS)))
-    return changed is None
-
-
-def refresh_alerts(engine: Engine, snap: Snapshot) -> RefreshResult:
-    """Make the stored alerts match the computed ones (see module doc). One transaction with
-    one audit event recording what changed and the data version it was computed from, so
-    later calls on the same data (in any process) return at once without recomputing."""
-    if snap.cache.get("alerts_refreshed") is not None:
-        return UNCHANGED
-    with read_session(engine) as session:
-        state = _up_to_date(session, snap)
-    if state is not False:  # current, or this snapshot is stale: nothing to do from it
-        snap.cache["alerts_refreshed"] = True
-        return UNCHANGED
-    computed = compute_alerts(snap)
-    computed["evidence"] = _digests(
-        f"{round(v, 9)!r}|{','.join(map(str, ids))}"
-        for v, ids in zip(computed["value"].tolist(), computed["record_ids"].tolist(),
-                          strict=True))
-    computed["context"] = _digests(
-        "|".join(map(repr, parts)) for parts in zip(
-            *(computed[c].tolist() for c in ("threshold", "threshold_source", *PLACE_COLUMNS)),
-            strict=True))
-
-    def work() -> RefreshResult:
-        with write_session(engine) as session:
-            if session.get_bind().dialect.name == "postgresql":
-                session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_ALERT_LOCK})
-            if _up_to_date(session, snap) is not False:  # another process got there first
-                return UNCHANGED
-            rows = session.connection().execute(
-                select(Alert.id, Alert.key, Alert.status, Alert.evidence, Alert.context)).all()
-            stored = pd.DataFrame({
-                name: pd.Series([r[i] for r in rows], dtype=object)
-                for i, name in enumerate(("id", "key", "status", "stored_evidence",
-                                          "stored_context"))})
-            merged = computed.merge(stored, on="key", how="left")
-            now = utcnow()
-            fresh = merged[merged["id"].isna()]
-            if len(fresh):
-                session.execute(insert(Alert), [
-                    {"key": row.key, "kind": row.kind, "quantity": row.quantity,
-                     "status": AlertStatus.OPEN.value, "patient_id": int(row.patient_id),
-                     "procedure_id": int(row.procedure_id), "performed_at": _when(row.t),
-                     "value": float(row.value), "threshold": float(row.threshold),
-                     "threshold_source": row.threshold_source,
-                     "window_start": _when(row.window_start),
-                     "window_end": _when(row.window_end),
-                     "record_ids": [int(i) for i in row.record_ids],
-                     **{c: int(getattr(row, c)) for c in PLACE_COLUMNS},
-                     "evidence": row.evidence, "context": row.context,
-                     "detected_at": now, "updated_at": now}
-                    for row in fresh.itertuples()])
-            known = merged[merged["id"].notna()]
-            evidence_changed = known["evidence"] != known["stored_evidence"]
-            level_changed = known["context"] != known["stored_context"]
-            withdrawn_before = known["status"] == AlertStatus.WITHDRAWN.value
-            reopen = withdrawn_before | (evidence_changed
-                                         & (known["status"] == AlertStatus.ACKNOWLEDGED.value))
-            touch = known[evidence_changed | level_changed | withdrawn_before]
-            if len(touch):
-                session.execute(update(Alert), [
-                    {"id": int(row.id), "value": float(row.value),
-                     "threshold": float(row.threshold),
-                     "threshold_source": row.threshold_source,
-                     "record_ids": [int(i) for i in row.record_ids],
-                     "window_start": _when(row.window_start),
-                     "window_end": _when(row.window_end), "updated_at": now,
-                     **{c: int(getattr(row, c)) for c in PLACE_COLUMNS},
-                     "evidence": row.evidence, "context": row.context,
-                     **({"status": AlertStatus.OPEN.value, "withdrawn_reason": None}
-                        if reopen.loc[row.Index] else {})}
-                    for row in touch.itertuples()])
-            gone = stored[~stored["key"].isin(computed["key"])
-                          & (stored["status"] != AlertStatus.WITHDRAWN.value)]
-            if len(gone):
-                session.execute(update(Alert), [
-                    {"id": int(i), "status": AlertStatus.WITHDRAWN.value, "updated_at": now,
-                     "withdrawn_reason": "no longer met: a record was voided or amended, or a "
-                                         "threshold changed"}
-                    for i in gone["id"].tolist()])
-            result = RefreshResult(len(fresh), int((evidence_changed | level_changed).sum()),
-                                   int(reopen.sum()), len(gone))
-            record_event(session, actor=SYSTEM_ACTOR, action=AuditAction.BULK_CREATE,
-                         entity="alert", entity_id=None,
-                         reason="alerts recomputed from all final records",
-                         after={"opened": result.opened, "updated": result.updated,
-                                "reopened": result.reopened, "withdrawn": result.withdrawn,
-                                "withdrawn_ids": gone["id"].astype(int).tolist()[:1000],
-                                "data_version": snap.token, "rules": RULES_VERSION,
-                                "stored": len(stored) + len(fresh)})
-            return result
-
-    result = retrying(work)
-    snap.cache["alerts_refreshed"] = True
-    return result
 
 
 def acknowledge(engine: Engine, actor: Actor, alert_ids: list[int], note: str, *,

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from audit.analytics.complications import complication_list as complication_list
     from audit.analytics.complications import complication_rates as complication_rates
     from audit.analytics.complications import read_complications as read_complications
+    from audit.analytics.daily_summary import monthly_counts as monthly_counts
+    from audit.analytics.daily_summary import refresh_summary as refresh_summary
     from audit.analytics.data_quality import completeness as completeness
     from audit.analytics.dose_stats import dose_distribution as dose_distribution
     from audit.analytics.dose_stats import dose_histogram as dose_histogram
@@ -74,6 +76,7 @@ __all__ = [
     "flagged_records",
     "load_snapshot",
     "local_drls",
+    "monthly_counts",
     "monthly_medians",
     "p_chart",
     "physician_scorecard",
@@ -84,6 +87,7 @@ __all__ = [
     "read_complications",
     "reference_column",
     "reference_table",
+    "refresh_summary",
     "render_report",
     "safety_flags",
     "split_reports",
@@ -102,6 +106,9 @@ _PUBLIC = {
     "compliance_rates": "audit.analytics.compliance:compliance",
     "compliance_records": "audit.analytics.compliance",
     "p_chart": "audit.analytics.compliance",
+    # the per-day summary table (counts per month without reading every record)
+    "monthly_counts": "audit.analytics.daily_summary",
+    "refresh_summary": "audit.analytics.daily_summary",
     # dose
     "dose_statistics": "audit.analytics.dose_stats:dose_stats",
     "dose_distribution": "audit.analytics.dose_stats",

@@ -222,14 +222,15 @@ def test_alerts_follow_an_amended_record_and_filter_by_its_names(engine: Engine)
 
 def test_alerts_are_not_recomputed_on_unchanged_data(engine: Engine,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    import audit.alerts.store
+    import audit.alerts.refresh
 
     log_all(engine, CUMULATIVE_SET[:2], refresh_each=False)
 
-    def recompute(_snap: Any) -> None:
+    def recompute(*_args: Any) -> None:
         raise AssertionError("the stored alerts already reflect this data")
 
-    monkeypatch.setattr(audit.alerts.store, "compute_alerts", recompute)
+    monkeypatch.setattr(audit.alerts.refresh, "_apply", recompute)
+    monkeypatch.setattr(audit.alerts.refresh, "_levels", recompute)
     assert not refresh_alerts(engine, load_snapshot(engine)).changed  # e.g. a new process
     monkeypatch.undo()
     ProcedureLog(engine).log(tfesi("A3", "PAT-A", "02-10", 10.0), cli_actor(),

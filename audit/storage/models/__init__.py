@@ -4,7 +4,8 @@ The classes live by area (audit.storage.models.log: the procedure log, its refer
 audit trail and the settings; audit.storage.models.dose: dose reports, reference levels and
 alerts; audit.storage.models.network: the DICOM receiver's receipts and heartbeat;
 audit.storage.models.irradiation: each dose report's irradiation events;
-audit.storage.models.complications: each procedure's adverse events) and are re-exported
+audit.storage.models.complications: each procedure's adverse events; audit.storage.models.summary:
+the per-day summary of the records) and are re-exported
 here, so that importing this package registers every table on Base.metadata: the complete schema
 that Alembic's autogenerate and `alembic check` compare the migrations with. Base and utcnow
 (audit.storage.types) are re-exported because every caller that stamps or creates rows needs
@@ -38,6 +39,7 @@ from audit.storage.models.log import (
     UserSession,
 )
 from audit.storage.models.network import DicomListener, DicomReceipt
+from audit.storage.models.summary import DailySummary, DailySummaryState
 from audit.storage.types import Base, utcnow
 
 __all__ = [
@@ -46,6 +48,8 @@ __all__ = [
     "AuditEvent",
     "Base",
     "Complication",
+    "DailySummary",
+    "DailySummaryState",
     "DicomListener",
     "DicomReceipt",
     "DoseDiscrepancy",

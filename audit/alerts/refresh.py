@@ -1,0 +1,348 @@
+"""Refreshing the stored alerts incrementally: only what changed since the last refresh.
+
+Every write records an audit event naming the records it touched (the highest event id is the
+data version, audit.analytics.snapshot). Each refresh records, in its own audit event, the data
+version it was made from; the next one reads the events after it and evaluates only:
+
+- the per-record alerts (SRDL, investigation level) of the records those events name, in SQL
+  set operations (audit.alerts.per_record);
+- the cumulative alerts of those records' patients (and of the patients whose stored episodes
+  held one of them), from the analysis frame: a patient's rolling windows are independent of
+  every other patient's;
+- the investigation alerts of every record of a procedure type whose investigation level
+  changed. The levels are recomputed from the frame at each refresh that follows new records
+  (a few milliseconds per quantity), but rounded to 3 significant figures they seldom move;
+  only when one does (or its settings change) are the type's records re-evaluated.
+
+Everything is re-evaluated (`full`) on a first refresh, after a change of rules
+(RULES_VERSION), of a threshold setting, a room (its KAP correction factor) or the catalog, when
+an event does not say which records it changed, or when the stored alerts are not what the last
+refresh left. The result is the same as recomputing every alert from every record
+(tests/alerts/test_incremental.py, both databases): same keys, evidence, context,
+reopen/withdraw rules and acknowledgements. One audit event per refresh with the counts, the
+scope and the data version; on PostgreSQL an advisory lock makes concurrent refreshes take turns
+(the second finds the work done).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import func, insert, select, text, update
+from sqlalchemy.orm import Session
+
+from audit.alerts.detection import (
+    INVESTIGATION_SETTINGS,
+    PLACE_COLUMNS,
+    RULES_VERSION,
+    THRESHOLD_SETTINGS,
+    _source,
+    cumulative_alerts,
+    investigation_levels,
+    measured,
+    with_places,
+)
+from audit.alerts.per_record import WITHDRAWN_REASON, Counts, Scope, refresh_per_record
+from audit.analytics.reference_levels import SRDL_SETTINGS
+from audit.analytics.snapshot import INCREMENTAL_LIMIT, Snapshot, _changed_records
+from audit.storage.engine import read_session, retrying, write_session
+from audit.storage.models import Alert, AuditEvent, Procedure, utcnow
+from audit.trail import record_event
+from audit.vocab import AlertKind, AlertStatus, AuditAction
+
+SYSTEM_ACTOR = "system"
+_PG_ALERT_LOCK = 0x416C7274  # "Alrt": one refresh at a time across processes
+#: Audit entities whose changes can change the alerts (records, thresholds, catalog, and rooms:
+#: a room's KAP correction factor scales the KAP every alert compares).
+ALERT_INPUTS = ("procedure", "setting", "procedure_type", "room")
+#: Beyond this many patients to re-sum, the cumulative alerts are recomputed for everyone.
+PATIENT_LIMIT = 5_000
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    opened: int
+    updated: int
+    reopened: int
+    withdrawn: int
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.opened or self.updated or self.reopened or self.withdrawn)
+
+
+UNCHANGED = RefreshResult(0, 0, 0, 0)
+_CURRENT, _STALE = "current", "stale"
+
+
+@dataclass(frozen=True)
+class _Plan:
+    scope: Scope
+    last_levels: dict[str, str] | None  # the last refresh's level digests (None: unknown)
+
+
+def _last_refresh(session: Session) -> dict[str, Any] | None:
+    return session.execute(
+        select(AuditEvent.after).where(AuditEvent.entity == "alert",
+                                       AuditEvent.action == AuditAction.BULK_CREATE.value)
+        .order_by(AuditEvent.id.desc()).limit(1)).scalar()
+
+
+def _plan(session: Session, snap: Snapshot) -> _Plan | str:
+    """What this snapshot's refresh must evaluate; _CURRENT when nothing alerts depend on
+    changed since the last refresh, _STALE when the snapshot is older than the stored alerts or
+    the data (refresh it first)."""
+    last = _last_refresh(session) or {}
+    synced = last.get("data_version")
+    stored = session.scalar(select(func.count()).select_from(Alert))
+    if synced is not None and (last.get("stored") != stored or last.get("rules") != RULES_VERSION):
+        synced = None  # the table does not hold what the last refresh left, or older rules
+    newer_data = session.scalar(
+        select(func.max(AuditEvent.id)).where(AuditEvent.id > snap.token,
+                                              AuditEvent.entity.in_(ALERT_INPUTS)))
+    if newer_data is not None or (synced is not None and synced > snap.token):
+        return _STALE
+    if synced is None:
+        return _Plan(Scope(full=True), None)
+    rows = session.execute(
+        select(AuditEvent.entity, AuditEvent.entity_id, AuditEvent.action)
+        .where(AuditEvent.id > synced, AuditEvent.id <= snap.token,
+               AuditEvent.entity.in_(ALERT_INPUTS))
+        .order_by(AuditEvent.id).limit(INCREMENTAL_LIMIT + 1)).all()
+    # a new room or procedure type has no records but those its own record events name
+    events = [(e, i) for e, i, a in rows
+              if not (e in ("room", "procedure_type") and a == AuditAction.CREATE.value)]
+    levels = last.get("levels")
+    full = Scope(full=True)
+    if len(rows) > INCREMENTAL_LIMIT:
+        return _Plan(full, levels)
+    settings = {i for e, i in events if e == "setting"}
+    if any(e in ("room", "procedure_type") for e, _ in events) or None in settings or \
+            settings & (set(THRESHOLD_SETTINGS) - set(INVESTIGATION_SETTINGS)):
+        return _Plan(full, levels)
+    changed = _changed_records(events)
+    if changed is None:
+        return _Plan(full, levels)
+    ids, ranges = changed
+    if not (ids or ranges or settings & set(INVESTIGATION_SETTINGS)):
+        return _CURRENT  # only settings the alerts do not use
+    return _Plan(Scope(ids=ids, ranges=ranges), levels)
+
+
+def _digest(text_: str) -> str:
+    return hashlib.blake2b(text_.encode(), digest_size=8).hexdigest()
+
+
+def _levels(snap: Snapshot) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """The investigation levels (rows for SQL) and a digest of each type's level and source,
+    "quantity:type_id" -> digest, kept in the refresh event to tell which ones moved."""
+    table = investigation_levels(snap)
+    rows, digests = [], {}
+    for row in table.itertuples():
+        level = None if np.isnan(row.level) else float(row.level)
+        digests[f"{row.quantity}:{int(row.type_id)}"] = _digest(f"{level!r}|{row.source}")
+        if level is not None:
+            rows.append({"type_id": int(row.type_id), "quantity": row.quantity,
+                         "level": level, "source": row.source})
+    return rows, digests
+
+
+def _moved(old: dict[str, str] | None, new: dict[str, str]) -> dict[str, set[int]] | None:
+    """Per quantity, the types whose level or source differs; None: every type (unknown)."""
+    if old is None:
+        return None
+    moved: dict[str, set[int]] = {}
+    for name in set(old) ^ set(new) | {k for k in set(old) & set(new) if old[k] != new[k]}:
+        quantity, type_id = name.rsplit(":", 1)
+        moved.setdefault(quantity, set()).add(int(type_id))
+    return moved
+
+
+def _above(snap: Snapshot, moved: dict[str, set[int]],
+           level_rows: list[dict[str, Any]]) -> set[int]:
+    """The records of the types whose level moved that are above their new level: the only
+    ones that can call for an investigation alert of that type now."""
+    levels = {(row["quantity"], row["type_id"]): row["level"] for row in level_rows}
+    type_id = snap.records["type_id"].to_numpy()
+    record_id = snap.records["id"].to_numpy()
+    found: set[int] = set()
+    for quantity, types in moved.items():
+        values = snap.values(measured(quantity))
+        for kind in types:
+            level = levels.get((quantity, kind))
+            if level is not None:
+                found.update(record_id[(type_id == kind) & (values > level)].tolist())
+    return found
+
+
+def refresh_alerts(engine: Any, snap: Snapshot, *, full: bool = False) -> RefreshResult:
+    """Make the stored alerts match what the records call for (see module doc), evaluating
+    only what changed since the last refresh (`full`: everything, e.g. to check that nothing
+    is left to change). One transaction with one audit event recording what changed and the
+    data version it was computed from, so later calls on the same data (in any process)
+    return at once."""
+    if snap.cache.get("alerts_refreshed") is not None and not full:
+        return UNCHANGED
+    with read_session(engine) as session:
+        plan = _plan(session, snap)
+    if plan == _STALE or (plan == _CURRENT and not full):
+        snap.cache["alerts_refreshed"] = True
+        return UNCHANGED
+    level_rows, level_digests = _levels(snap)
+
+    def work() -> RefreshResult:
+        with write_session(engine) as session:
+            if session.get_bind().dialect.name == "postgresql":
+                session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_ALERT_LOCK})
+            found = _plan(session, snap)  # another process may have refreshed meanwhile
+            if found == _STALE or (found == _CURRENT and not full):
+                return UNCHANGED
+            scope = Scope(full=True) if full or found == _CURRENT else found.scope
+            if not scope.full:
+                moved = _moved(found.last_levels, level_digests)
+                scope = Scope(full=True) if moved is None else replace(
+                    scope, level_types=moved, level_records=_above(snap, moved, level_rows))
+            return _apply(session, snap, scope, level_rows, level_digests)
+
+    result = retrying(work)
+    snap.cache["alerts_refreshed"] = True
+    return result
+
+
+def _apply(session: Session, snap: Snapshot, scope: Scope, level_rows: list[dict[str, Any]],
+           level_digests: dict[str, str]) -> RefreshResult:
+    now = utcnow()
+    srdl = {quantity: (float(getattr(snap.settings, key)), "SRDL: " + _source(snap, key))
+            for quantity, key in SRDL_SETTINGS.items()}
+    counts = refresh_per_record(session, scope, srdl, level_rows, now)
+    cumulative = _refresh_cumulative(session, snap, scope, now)
+    withdrawn = [*counts.withdrawn_ids, *cumulative.withdrawn_ids]
+    result = RefreshResult(counts.opened + cumulative.opened,
+                           counts.updated + cumulative.updated,
+                           counts.reopened + cumulative.reopened, len(withdrawn))
+    record_event(session, actor=SYSTEM_ACTOR, action=AuditAction.BULK_CREATE,
+                 entity="alert", entity_id=None,
+                 reason=("alerts recomputed from all final records" if scope.full else
+                         "alerts recomputed for the records changed since the last refresh"),
+                 after={"opened": result.opened, "updated": result.updated,
+                        "reopened": result.reopened, "withdrawn": result.withdrawn,
+                        "withdrawn_ids": sorted(withdrawn)[:1000],
+                        "data_version": snap.token, "rules": RULES_VERSION,
+                        "scope": "all records" if scope.full else
+                        {"records": len(scope.ids), "ranges": len(scope.ranges),
+                         "level_types": sum(len(t) for t in scope.level_types.values())},
+                        "levels": level_digests,
+                        "stored": session.scalar(select(func.count()).select_from(Alert))})
+    return result
+
+
+def _patients(session: Session, snap: Snapshot, scope: Scope) -> np.ndarray | None:
+    """The patients whose cumulative alerts may have changed (None: everyone): those of the
+    records in scope, now, and those of stored episodes that held one of those records (a
+    record moved to another patient, or voided)."""
+    if scope.full:
+        return None
+    found = set(session.scalars(select(Procedure.patient_id).distinct()
+                                .where(scope.records(Procedure.id))))
+    for patient, records in session.execute(
+            select(Alert.patient_id, Alert.record_ids)
+            .where(Alert.kind == AlertKind.CUMULATIVE.value,
+                   Alert.status != AlertStatus.WITHDRAWN.value)):
+        if any(scope.contains(int(i)) for i in records):
+            found.add(int(patient))
+    return None if len(found) > PATIENT_LIMIT else np.array(sorted(found), dtype=np.int64)
+
+
+def _when(epoch: Any) -> datetime | None:
+    if epoch is None or (isinstance(epoch, float) and np.isnan(epoch)):
+        return None
+    return datetime.fromtimestamp(int(epoch), UTC)
+
+
+def _digests(texts: Any) -> list[str]:
+    return [_digest(t) for t in texts]
+
+
+def _refresh_cumulative(session: Session, snap: Snapshot, scope: Scope,
+                        now: datetime) -> Counts:
+    """Reconcile the stored cumulative alerts of the affected patients with their episodes
+    computed from the frame (few rows: about one alert per thousand records)."""
+    patients = _patients(session, snap, scope)
+    query = select(Alert.id, Alert.key, Alert.status, Alert.evidence, Alert.context).where(
+        Alert.kind == AlertKind.CUMULATIVE.value)
+    part = snap
+    if patients is not None:
+        if not len(patients):
+            return Counts()
+        records = snap.records
+        part = replace(snap, records=records[np.isin(records["patient_id"].to_numpy(),
+                                                     patients)].reset_index(drop=True),
+                       cache={})
+        listed = patients.tolist()
+        query = query.where(Alert.patient_id.in_(listed))
+    computed = with_places(part, [cumulative_alerts(part)])
+    computed["evidence"] = _digests(
+        f"{round(v, 9)!r}|{','.join(map(str, ids))}"
+        for v, ids in zip(computed["value"].tolist(), computed["record_ids"].tolist(),
+                          strict=True))
+    computed["context"] = _digests(
+        "|".join(map(repr, parts)) for parts in zip(
+            *(computed[c].tolist() for c in ("threshold", "threshold_source", *PLACE_COLUMNS)),
+            strict=True))
+    rows = session.execute(query).all()
+    stored = pd.DataFrame({name: pd.Series([r[i] for r in rows], dtype=object)
+                           for i, name in enumerate(("id", "key", "status", "stored_evidence",
+                                                     "stored_context"))})
+    return _merge(session, computed, stored, now)
+
+
+def _merge(session: Session, computed: pd.DataFrame, stored: pd.DataFrame,
+           now: datetime) -> Counts:
+    """Open the new alerts, update changed ones (reopening acknowledged ones whose evidence
+    changed, and withdrawn ones met again) and withdraw the stored ones no longer met."""
+    merged = computed.merge(stored, on="key", how="left")
+    fresh = merged[merged["id"].isna()]
+    if len(fresh):
+        session.execute(insert(Alert), [
+            {"key": row.key, "kind": row.kind, "quantity": row.quantity,
+             "status": AlertStatus.OPEN.value, "patient_id": int(row.patient_id),
+             "procedure_id": int(row.procedure_id), "performed_at": _when(row.t),
+             "value": float(row.value), "threshold": float(row.threshold),
+             "threshold_source": row.threshold_source,
+             "window_start": _when(row.window_start), "window_end": _when(row.window_end),
+             "record_ids": [int(i) for i in row.record_ids],
+             **{c: int(getattr(row, c)) for c in PLACE_COLUMNS},
+             "evidence": row.evidence, "context": row.context,
+             "detected_at": now, "updated_at": now}
+            for row in fresh.itertuples()])
+    known = merged[merged["id"].notna()]
+    evidence_changed = known["evidence"] != known["stored_evidence"]
+    level_changed = known["context"] != known["stored_context"]
+    withdrawn_before = known["status"] == AlertStatus.WITHDRAWN.value
+    reopen = withdrawn_before | (evidence_changed
+                                 & (known["status"] == AlertStatus.ACKNOWLEDGED.value))
+    touch = known[evidence_changed | level_changed | withdrawn_before]
+    if len(touch):
+        session.execute(update(Alert), [
+            {"id": int(row.id), "value": float(row.value), "threshold": float(row.threshold),
+             "threshold_source": row.threshold_source,
+             "record_ids": [int(i) for i in row.record_ids],
+             "window_start": _when(row.window_start), "window_end": _when(row.window_end),
+             "updated_at": now, **{c: int(getattr(row, c)) for c in PLACE_COLUMNS},
+             "evidence": row.evidence, "context": row.context,
+             **({"status": AlertStatus.OPEN.value, "withdrawn_reason": None}
+                if reopen.loc[row.Index] else {})}
+            for row in touch.itertuples()])
+    gone = stored[~stored["key"].isin(computed["key"])
+                  & (stored["status"] != AlertStatus.WITHDRAWN.value)]
+    if len(gone):
+        session.execute(update(Alert), [
+            {"id": int(i), "status": AlertStatus.WITHDRAWN.value, "updated_at": now,
+             "withdrawn_reason": WITHDRAWN_REASON} for i in gone["id"].tolist()])
+    return Counts(len(fresh), int((evidence_changed | level_changed).sum()), int(reopen.sum()),
+                  tuple(int(i) for i in gone["id"].tolist()))

@@ -1,0 +1,182 @@
+"""Incremental alert refresh: after creates, amends, voids, threshold and setting changes and
+investigation levels that move, the stored alerts equal a recomputation from every record
+(audit.alerts.detection.compute_alerts), a full pass finds nothing left to change, only the
+changed records are evaluated, acknowledgements survive, and two refreshes racing on two
+PostgreSQL connections store each alert once. On both databases."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, func, select
+
+from audit.alerts.detection import compute_alerts
+from audit.alerts.store import acknowledge, list_alerts, refresh_alerts
+from audit.analytics.snapshot import load_snapshot
+from audit.auth import Actor, cli_actor
+from audit.demo import generate
+from audit.log.service import ProcedureLog
+from audit.reference_data import list_rooms, update_room
+from audit.settings import update_setting
+from audit.storage.engine import make_engine, read_session
+from audit.storage.models import Alert, AuditEvent, Patient, Procedure
+from tests.alerts.test_alerts import RSO, tfesi
+from tests.conftest import race
+
+PLACES = ("site_id", "room_id", "physician_id", "procedure_type_id")
+
+
+def _epoch(value: datetime | None) -> int | None:
+    return None if value is None else int(value.astimezone(UTC).timestamp())
+
+
+def stored(engine: Engine) -> set[tuple]:
+    """The alerts in force (open or acknowledged), by content."""
+    with read_session(engine) as session:
+        rows = session.execute(select(Alert).where(Alert.status != "withdrawn")).scalars().all()
+        return {(a.key, a.kind, a.quantity, a.patient_id, a.procedure_id,
+                 _epoch(a.performed_at), round(a.value, 6), a.threshold, a.threshold_source,
+                 _epoch(a.window_start), _epoch(a.window_end), tuple(sorted(a.record_ids)),
+                 *(getattr(a, c) for c in PLACES)) for a in rows}
+
+
+def computed(engine: Engine) -> set[tuple]:
+    """Every alert recomputed from all final records, in the same shape."""
+    alerts = compute_alerts(load_snapshot(engine))
+
+    def when(value: Any) -> int | None:
+        return None if value != value else int(value)  # nan: no window
+
+    return {(a.key, a.kind, a.quantity, int(a.patient_id), int(a.procedure_id), int(a.t),
+             round(float(a.value), 6), float(a.threshold), a.threshold_source,
+             when(a.window_start), when(a.window_end), tuple(sorted(int(i) for i in a.record_ids)),
+             *(int(getattr(a, c)) for c in PLACES)) for a in alerts.itertuples()}
+
+
+def last_scope(engine: Engine) -> Any:
+    with read_session(engine) as session:
+        return session.execute(select(AuditEvent.after).where(AuditEvent.entity == "alert")
+                               .order_by(AuditEvent.id.desc()).limit(1)).scalar()["scope"]
+
+
+def refresh_and_compare(engine: Engine) -> Any:
+    """Refresh incrementally, check the stored alerts against a recomputation; the scope."""
+    refresh_alerts(engine, load_snapshot(engine))
+    assert stored(engine) == computed(engine)
+    return last_scope(engine)
+
+
+def record_id(engine: Engine, accession: str) -> int:
+    with read_session(engine) as session:
+        return session.scalar(select(Procedure.id).where(Procedure.accession_number == accession))
+
+
+def a_demo_patient(engine: Engine) -> str:
+    with read_session(engine) as session:
+        return session.scalar(select(Patient.mrn)
+                              .join(Procedure, Procedure.patient_id == Patient.id)
+                              .order_by(Procedure.id).limit(1))
+
+
+def test_incremental_refresh_equals_a_full_recompute(engine: Engine, admin: Actor) -> None:
+    update_setting(engine, admin, "investigation_min_records", 20)
+    generate(engine, procedures=1500, seed=11, until=date(2026, 6, 30))
+    assert refresh_and_compare(engine) == "all records"  # the first refresh: everything
+    assert sum(1 for a in stored(engine) if a[1] == "investigation") > 0
+
+    # creates: an SRDL case, a new patient's cumulative episode, and a demo patient's record
+    log = ProcedureLog(engine)
+    demo_patient = a_demo_patient(engine)
+    for record in (tfesi("N1", "PAT-N", "06-01", 600.0, fluoro_time_s=3700),
+                   tfesi("N2", "PAT-M", "06-02", 150.0), tfesi("N3", "PAT-M", "06-20", 90.0),
+                   tfesi("N4", demo_patient, "06-21", 240.0)):
+        log.log(record, cli_actor(), confirm_warnings=True, create_missing=True)
+    scope = refresh_and_compare(engine)
+    assert scope != "all records" and scope["records"] == 4  # only the new records
+
+    # acknowledge the SRDL alerts of N1 and one of N4's, then amend, void, move to a patient
+    alerts = list_alerts(engine, RSO, status="open")
+    n1, n4 = record_id(engine, "N1"), record_id(engine, "N4")
+    srdl_n1 = alerts[(alerts["procedure_id"] == n1) & (alerts["kind"] == "srdl")]
+    kept = alerts[(alerts["procedure_id"] == n4) & (alerts["kind"] != "cumulative")]
+    acknowledge(engine, RSO, [int(i) for i in srdl_n1["alert_id"]], "patient informed")
+    acknowledge(engine, RSO, [int(kept["alert_id"].iloc[0])], "reviewed")
+    log.amend(n1, {"dap_value": 700.0}, cli_actor(), version=1, reason="read again",
+              confirm_warnings=True)
+    log.amend(record_id(engine, "N2"), {"patient_id": "PAT-Q"}, cli_actor(), version=1,
+              reason="wrong patient", confirm_warnings=True, create_missing=True)
+    log.void(record_id(engine, "N3"), cli_actor(), version=1, reason="duplicate")
+    scope = refresh_and_compare(engine)
+    assert scope != "all records"
+    after = list_alerts(engine, RSO).set_index("alert_id")
+    kap_n1 = srdl_n1[srdl_n1["quantity"] == "dap_gycm2"]["alert_id"].iloc[0]
+    time_n1 = srdl_n1[srdl_n1["quantity"] == "fluoro_time_s"]["alert_id"].iloc[0]
+    assert after.loc[kap_n1, "status"] == "open"  # its evidence changed: reopened
+    assert after.loc[kap_n1, "value"] == pytest.approx(700.0)
+    assert after.loc[time_n1, "status"] == "acknowledged"  # unchanged: stays acknowledged
+    assert after.loc[int(kept["alert_id"].iloc[0]), "status"] == "acknowledged"
+    assert after.loc[int(kept["alert_id"].iloc[0]), "note"] == "reviewed"
+    assert "PAT-M" not in set(after[after["status"] != "withdrawn"]["patient"])
+
+    # a threshold setting: everything re-evaluated; investigation settings: the moved levels
+    update_setting(engine, admin, "srdl_kap_gycm2", 300)
+    assert refresh_and_compare(engine) == "all records"
+    update_setting(engine, admin, "investigation_percentile", 95)
+    scope = refresh_and_compare(engine)
+    assert scope != "all records" and scope["level_types"] > 0
+    update_setting(engine, admin, "srdl_kap_gycm2", 500)
+    refresh_and_compare(engine)
+
+    # a room's KAP correction factor scales every KAP: everything re-evaluated
+    room = next(r for r in list_rooms(engine) if r["name"] == "OR 1")
+    update_room(engine, admin, room["room_id"], kap_correction_factor=0.5)
+    assert refresh_and_compare(engine) == "all records"
+
+    # a full pass over every record finds nothing left to change
+    result = refresh_alerts(engine, load_snapshot(engine), full=True)
+    assert not result.changed, result
+
+
+def test_acknowledgement_survives_refreshes_after_unrelated_records(engine: Engine) -> None:
+    log = ProcedureLog(engine)
+    log.log(tfesi("S1", "PAT-S", "03-01", 600.0), cli_actor(), confirm_warnings=True,
+            create_missing=True)
+    refresh_alerts(engine, load_snapshot(engine))
+    alert = int(list_alerts(engine, RSO, kind="srdl")["alert_id"].iloc[0])
+    acknowledge(engine, RSO, [alert], "skin check booked", patient_informed=True)
+    for k in range(3):
+        log.log(tfesi(f"U{k}", f"PAT-U{k}", f"04-0{k + 1}", 1.0), cli_actor(),
+                confirm_warnings=True, create_missing=True)
+        assert not refresh_alerts(engine, load_snapshot(engine)).changed
+    row = list_alerts(engine, RSO).set_index("alert_id").loc[alert]
+    assert (row["status"], row["note"], row["patient_informed"]) == \
+        ("acknowledged", "skin check booked", True)
+
+
+def test_two_refreshes_racing_on_postgresql_store_each_alert_once(db_url: str,
+                                                                   backend: str) -> None:
+    if backend != "postgresql":
+        pytest.skip("the advisory lock is PostgreSQL's; SQLite has one writer at a time")
+    engines = [make_engine(db_url), make_engine(db_url)]
+    try:
+        log = ProcedureLog(engines[0])
+        for round_ in range(2):  # a first refresh, then an incremental one
+            for k in range(3):
+                log.log(tfesi(f"R{round_}{k}", f"PAT-R{k}", f"0{round_ + 3}-0{k + 1}", 400.0),
+                        cli_actor(), confirm_warnings=True, create_missing=True)
+            snaps = [load_snapshot(e) for e in engines]
+            outcomes = race([lambda e=e, s=s: refresh_alerts(e, s)
+                             for e, s in zip(engines, snaps, strict=True)])
+            assert outcomes == [None, None]
+            assert stored(engines[0]) == computed(engines[0])
+            with read_session(engines[0]) as session:
+                keys = session.execute(select(Alert.key, func.count()).group_by(Alert.key)
+                                       .having(func.count() > 1)).all()
+                refreshes = session.scalar(select(func.count()).select_from(AuditEvent)
+                                           .where(AuditEvent.entity == "alert"))
+            assert keys == [] and refreshes == round_ + 1  # one refresh each round did it
+    finally:
+        for e in engines:
+            e.dispose()
