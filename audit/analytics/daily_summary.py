@@ -52,7 +52,13 @@ from audit.storage.models import (
     Procedure,
     ProcedureType,
 )
-from audit.vocab import AuditAction, ContrastConfirmation, ContrastPolicy, RecordStatus
+from audit.vocab import (
+    AuditAction,
+    ContrastConfirmation,
+    ContrastPolicy,
+    Guidance,
+    RecordStatus,
+)
 
 #: Bumped when what a row holds changes meaning: the next refresh rebuilds the table.
 RULES = 1
@@ -77,7 +83,11 @@ def summary_select(dialect: str, where: Any = None) -> Any:
     n_views = case((views == "", 0),
                    else_=func.length(views) - func.length(func.replace(views, ";", "")) + 1)
     n_views = case((n_views > MAX_VIEWS, MAX_VIEWS), else_=n_views)
-    eligible = t.contrast_policy == ContrastPolicy.REQUIRED.value
+    # The contrast rule's eligibility (audit.contrast_rule): an ultrasound-guided record is
+    # eligible only where the catalog requires real-time contrast (TFESI).
+    eligible = and_(t.contrast_policy == ContrastPolicy.REQUIRED.value,
+                    or_(p.guidance != Guidance.ULTRASOUND.value,
+                        func.coalesce(t.realtime_contrast_required, False).is_(True)))
     compliant = and_(eligible, p.contrast_confirmation == ContrastConfirmation.CONFIRMED.value,
                      p.saved_images >= 1, n_views >= func.coalesce(t.min_views, 0),
                      or_(func.coalesce(t.realtime_contrast_required, False).is_(False),
@@ -85,6 +95,9 @@ def summary_select(dialect: str, where: Any = None) -> Any:
     excepted = and_(eligible,
                     p.contrast_confirmation == ContrastConfirmation.CONTRAINDICATED.value,
                     p.contrast_exception_reason.is_not(None))
+    # Ultrasound-guided records store a fluoro time of 0 that is no measurement (the frame
+    # reads it as missing): left out of the sums and counts.
+    fluoro_time = case((p.guidance != Guidance.ULTRASOUND.value, p.fluoro_time_s))
     day = day_of(dialect)
     keys = [day, p.site_id, p.room_id, p.procedure_type_id, p.physician_id]
 
@@ -94,7 +107,7 @@ def summary_select(dialect: str, where: Any = None) -> Any:
     query = (select(*keys, func.count(), count(eligible), count(compliant), count(excepted),
                     func.sum(p.dap_gycm2), func.count(p.dap_gycm2),
                     func.sum(p.air_kerma_mgy), func.count(p.air_kerma_mgy),
-                    func.sum(p.fluoro_time_s), func.count(p.fluoro_time_s))
+                    func.sum(fluoro_time), func.count(fluoro_time))
              .select_from(p).join(t, t.id == p.procedure_type_id)
              .where(p.status == RecordStatus.FINAL.value))
     if where is not None:
