@@ -23,7 +23,7 @@ from audit.settings import update_setting
 from audit.storage.engine import make_engine, read_session
 from audit.storage.models import Alert, AuditEvent, Patient, Procedure
 from tests.alerts.test_alerts import RSO, tfesi
-from tests.conftest import race
+from tests.conftest import Databases, race
 
 PLACES = ("site_id", "room_id", "physician_id", "procedure_type_id")
 
@@ -155,10 +155,10 @@ def test_acknowledgement_survives_refreshes_after_unrelated_records(engine: Engi
         ("acknowledged", "skin check booked", True)
 
 
-def test_two_refreshes_racing_on_postgresql_store_each_alert_once(db_url: str,
-                                                                   backend: str) -> None:
-    if backend != "postgresql":
-        pytest.skip("the advisory lock is PostgreSQL's; SQLite has one writer at a time")
+def test_two_refreshes_racing_on_postgresql_store_each_alert_once(
+        databases: Databases) -> None:
+    # PostgreSQL only: the advisory lock is PostgreSQL's; SQLite has one writer at a time.
+    db_url = databases.postgresql()
     engines = [make_engine(db_url), make_engine(db_url)]
     try:
         log = ProcedureLog(engines[0])
