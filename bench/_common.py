@@ -142,7 +142,7 @@ def scratch_copy(url: str | None, size: int, tmp: Path) -> tuple[str, Callable[[
     clean-up."""
     import shutil
 
-    from sqlalchemy import create_engine, make_url, text
+    from sqlalchemy import make_url
 
     source = database_url(url, size)
     parsed = make_url(source)
@@ -154,18 +154,7 @@ def scratch_copy(url: str | None, size: int, tmp: Path) -> tuple[str, Callable[[
         if keys.is_dir():
             shutil.copytree(keys, copy.with_name("scratch.keys"))
         return f"sqlite:///{copy}", lambda: None
-    name = f"{parsed.database}_scratch"
-    admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{parsed.database}"'))
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    return parsed.set(database=name).render_as_string(hide_password=False), drop
+    return _pg_database(parsed, f"{parsed.database}_scratch", template=parsed.database)
 
 
 def group_by_s(engine: Any) -> float:
@@ -189,19 +178,30 @@ def fresh_url(url: str | None, name: str, tmp: Path) -> tuple[str, Callable[[], 
     database there, dropped by the returned clean-up. The caller migrates it."""
     import uuid
 
-    from sqlalchemy import create_engine, make_url, text
+    from sqlalchemy import make_url
 
     if url is None or make_url(url).get_backend_name() == "sqlite":
         return f"sqlite:///{tmp / f'{name}.sqlite3'}", lambda: None
     parsed = make_url(url).set(drivername="postgresql+psycopg")
     database = f"fluoro_bench_{name}_{uuid.uuid4().hex[:8]}"
+    return _pg_database(parsed, database)
+
+
+def _pg_database(parsed: Any, name: str,
+                 template: str | None = None) -> tuple[str, Callable[[], None]]:
+    """A new database `name` on `parsed`'s server (replacing one left by an earlier run; a copy
+    of `template` when given): its URL and the clean-up that drops it."""
+    from sqlalchemy import create_engine, text
+
     admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{database}"'))
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        copy = f' TEMPLATE "{template}"' if template else ""
+        conn.execute(text(f'CREATE DATABASE "{name}"{copy}'))
 
     def drop() -> None:
         with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
 
-    return parsed.set(database=database).render_as_string(hide_password=False), drop
+    return parsed.set(database=name).render_as_string(hide_password=False), drop
