@@ -119,9 +119,9 @@ PAGES: dict[str, Callable[[Any, Snapshot, Filters], None]] = {
     "Data quality": data_quality_page,
 }
 WARM_FILTERS = [
-    Filters(physicians=("Dr. Hannah Weiss",)),
+    Filters(physicians=("Dr. Demo Weiss",)),
     Filters.days(date(2025, 11, 1), date(2026, 10, 31)),
-    Filters(rooms=("OR 2", "Suite A"), procedures=("TFESI", "ILESI")),
+    Filters(rooms=("Demo OR 2", "Demo Suite A"), procedures=("TFESI", "ILESI")),
 ]
 
 

@@ -72,6 +72,7 @@ def committee_document(engine: Engine, actor: Actor, *, first: date | None, last
                        ) -> tuple[bytes, dict[str, Any]]:
     """The report's PDF and what its audit event recorded (period, sites, SHA-256); the event
     and `deliver(pdf)` are one transaction."""
+    typeset.warm_up_charts()  # the p-chart's engine starts while the figures are gathered
     figures = gather(engine, actor, first, last, sites=sites,  # type: ignore[arg-type]
                      pseudonymise=pseudonymise, progress=progress, frames=frames)
     if progress:

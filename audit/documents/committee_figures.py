@@ -2,10 +2,14 @@
 
 Every figure comes from the function the dashboards and `fluoro-audit report` call:
 audit.analytics.reports.build for compliance (overall and by physician, room, procedure),
-dose, reference levels and alerts; p_chart, physician_scorecard, safety_flags and completeness
-as the pages call them. All of them read the same Snapshot, loaded once, so the report's pages
-agree with each other and with `report ... --format json` for the same period
-(tests/documents/test_committee.py compares them). Progress is reported step by step.
+dose and reference levels; for alerts the two tables `report alerts` prints that the report
+prints too (alert_counts, alert_rates, after the same refresh_alerts), not its full list of
+alerts nor its per-patient and per-physician tables, which the report does not show and which
+cost more than the rest of the step at a million records; p_chart, physician_scorecard,
+safety_flags and completeness as the pages call them. All of them read the same Snapshot,
+loaded once, so the report's pages agree with each other and with `report ... --format json`
+for the same period (tests/documents/test_committee.py compares them).
+Progress is reported step by step.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from datetime import UTC, date, datetime
 import pandas as pd
 from sqlalchemy import Engine
 
+from audit.alerts.store import alert_counts, refresh_alerts
+from audit.alerts.summary import alert_rates
 from audit.analytics.compliance import p_chart
 from audit.analytics.data_quality import completeness
 from audit.analytics.reports import build
@@ -91,13 +97,15 @@ def gather(engine: Engine, actor: Actor, first: date, last: date, *,
     tick(STEPS[3], 3, total)
     card = physician_scorecard(snap, filters)
     tick(STEPS[4], 4, total)
-    alerts = build("alerts", engine, snap, actor, filters)
+    refresh_alerts(engine, snap)  # at once when current (the incremental refresh's own check)
+    alert_table, rates = alert_counts(engine, actor, filters), alert_rates(engine, actor, snap,
+                                                                          filters)
     tick(STEPS[5], 5, total)
     figures = CommitteeFigures(
         filters=filters, sites=chosen, token=snap.token, generated_at=datetime.now(UTC),
         records=int(mask.sum()), completeness=completeness(snap, filters),
         compliance=overall, breakdowns=breakdowns, p_chart=chart, dose=dose, drl=drl,
-        scorecard=card, alerts=alerts["overall"], alert_rates=alerts["rates"],
+        scorecard=card, alerts=alert_table, alert_rates=rates,
         safety=safety_flags(snap, filters), pseudonymised=pseudonymise)
     if pseudonymise:
         _pseudonymise(figures)

@@ -18,9 +18,11 @@ looks the same on every machine that has the same folder.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -99,6 +101,29 @@ def compile_pdf(source: str, files: Mapping[str, bytes | str] | None = None) -> 
                                        font_paths=font_paths(), ignore_system_fonts=True))
         except RuntimeError as exc:
             raise DocumentFailed(f"the document could not be typeset: {exc}") from None
+
+
+#: The smallest chart: rendering it starts vl-convert's JavaScript engine.
+_WARM_UP_SPEC = {"$schema": "https://vega.github.io/schema/vega-lite/v5.json",
+                 "data": {"values": [{"x": 0}]}, "mark": "point",
+                 "encoding": {"x": {"field": "x", "type": "quantitative"}}}
+
+
+def warm_up_charts() -> threading.Thread:
+    """Start vl-convert's engine in the background and return its thread. The first chart a
+    process renders waits about a second for that engine to start (later ones take tens of
+    milliseconds); a document that first spends seconds gathering its figures (the committee
+    report reading a million records) starts it here, and the engine starts meanwhile on the
+    other core (vl-convert releases the GIL while it works)."""
+
+    def render() -> None:
+        # only a head start: the real chart reports its own errors
+        with contextlib.suppress(Exception):
+            chart_svg(_WARM_UP_SPEC)
+
+    thread = threading.Thread(target=render, name="chart-engine-warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 def chart_svg(chart: Any) -> str:
