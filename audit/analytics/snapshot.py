@@ -70,11 +70,10 @@ def _read_records(conn: Connection, where: Any = None, level_where: Any = None) 
     """Final records (all, or those `where` selects) as frame rows, with their level counts."""
     _packing.check_packable(conn)
     query = _packing.record_query(conn.dialect.name)
-    levels = _packing.levels_query()
     if where is not None:
-        query, levels = query.where(where), levels.where(level_where)
+        query = query.where(where)
     raw = _packing.fetch(conn, query)
-    level_ids = _packing.fetch(conn, levels)[0]
+    level_ids = _packing.level_ids(conn, level_where if where is not None else None)
     return _frame(_packing.unpack(raw, level_ids))
 
 
