@@ -30,6 +30,7 @@ from sqlalchemy import Engine
 from audit.analytics.snapshot import FrameCache
 from audit.auth import Actor
 from audit.documents.committee import committee_document
+from audit.documents.committee_figures import STEPS
 from audit.storage.engine import make_engine, migrate
 from audit.vocab import Role
 from bench._common import add_url, figure, parser, scratch_copy
@@ -59,9 +60,12 @@ def _once(engine: Engine, label: str, frames: FrameCache) -> None:
     second report, from a new process's cache, as `report committee` and the app make it: the
     saved frame file is read, alerts are up to date."""
     marks: list[tuple[str, float]] = []
+    steps_done: list[int] = []
 
     def progress(step: str, done: int, total: int) -> None:
-        marks.append((step, time.perf_counter()))
+        if not steps_done or steps_done[-1] != done:  # a step's own progress is no new step
+            steps_done.append(done)
+            marks.append((STEPS[done] if done < len(STEPS) else step, time.perf_counter()))
         print(f"    [{done}/{total}] {step}", file=sys.stderr, flush=True)
 
     started = time.perf_counter()

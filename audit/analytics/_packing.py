@@ -13,7 +13,7 @@ record's facts by name through `audit.analytics.snapshot.Snapshot` (`fact`, `con
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -268,8 +268,10 @@ def _mapped(conn: Connection) -> Iterator[Any]:
         raw.execute(f"PRAGMA mmap_size = {int(before)}")
 
 
-def fetch(conn: Connection, query: Any) -> list[np.ndarray]:
-    """Run a numeric query and return its columns as float64 arrays.
+def fetch(conn: Connection, query: Any,
+          progress: Callable[[int], None] | None = None) -> list[np.ndarray]:
+    """Run a numeric query and return its columns as float64 arrays (`progress`: told the
+    rows read so far after each chunk).
 
     The driver's own cursor is read in chunks (no SQLAlchemy row objects), so memory stays near
     the arrays' size. (A second SQLite library in the process, e.g. an Arrow driver, would be
@@ -292,6 +294,8 @@ def fetch(conn: Connection, query: Any) -> list[np.ndarray]:
                     break
                 parts.append(np.array(rows, dtype=record).view(np.float64)
                              .reshape(len(rows), width))
+                if progress is not None:
+                    progress(sum(len(part) for part in parts))
         finally:
             cursor.close()
     block = np.concatenate(parts) if parts else np.empty((0, width), dtype=np.float64)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -50,7 +50,7 @@ from audit.storage.models import (
     Procedure,
     ProcedureLevel,
 )
-from audit.vocab import ContrastConfirmation, Region
+from audit.vocab import ContrastConfirmation, RecordStatus, Region
 
 #: Beyond this many changed-record events, one full read is cheaper than many small ones.
 INCREMENTAL_LIMIT = 20_000
@@ -66,13 +66,31 @@ def _frame(columns: Mapping[str, np.ndarray]) -> pd.DataFrame:
     return frame
 
 
-def _read_records(conn: Connection, where: Any = None, level_where: Any = None) -> pd.DataFrame:
-    """Final records (all, or those `where` selects) as frame rows, with their level counts."""
+#: (records read so far, records in all): how far a full read of the frame has come.
+ReadProgress = Callable[[int, int], None]
+
+
+def _read_records(conn: Connection, where: Any = None, level_where: Any = None,
+                  progress: ReadProgress | None = None) -> pd.DataFrame:
+    """Final records (all, or those `where` selects) as frame rows, with their level counts;
+    `progress` is told after each chunk of a full read (the first one after an install takes
+    seconds at a million records)."""
     _packing.check_packable(conn)
     query = _packing.record_query(conn.dialect.name)
     if where is not None:
         query = query.where(where)
-    raw = _packing.fetch(conn, query)
+    told: Callable[[int], None] | None = None
+    if progress is not None and where is None:
+        tell = progress
+        total = int(conn.execute(select(func.count()).select_from(Procedure)
+                                 .where(Procedure.status == RecordStatus.FINAL.value))
+                    .scalar() or 0)  # the (status, performed_at) index: milliseconds
+        tell(0, total)
+
+        def rows_read(done: int) -> None:
+            tell(min(done, total), total)
+        told = rows_read
+    raw = _packing.fetch(conn, query, told)
     level_ids = _packing.level_ids(conn, level_where if where is not None else None)
     return _frame(_packing.unpack(raw, level_ids))
 
@@ -184,17 +202,17 @@ def data_version(conn: Connection) -> int:
     return _head(conn)
 
 
-def load_snapshot(engine: Engine) -> Snapshot:
+def load_snapshot(engine: Engine, progress: ReadProgress | None = None) -> Snapshot:
     """Read the whole frame (one query) and the small reference tables."""
     with engine.connect() as conn:
-        return read_snapshot(conn)
+        return read_snapshot(conn, progress)
 
 
-def read_snapshot(conn: Connection) -> Snapshot:
+def read_snapshot(conn: Connection, progress: ReadProgress | None = None) -> Snapshot:
     """The frame as this connection sees it: inside a caller's transaction (an export's read
     snapshot), the figures match every other query made in that transaction."""
     token = _head(conn)  # first: the data read below is at least this fresh
-    records = _read_records(conn)
+    records = _read_records(conn, progress=progress)
     tables = read_lookup_tables(conn)
     return Snapshot(records=records, token=token, loaded_at=datetime.now(UTC),
                     **tables)
@@ -230,14 +248,16 @@ _IRRELEVANT_ENTITIES = frozenset({"alert", "alert_acknowledgement"})
 _IRRELEVANT_ACTIONS = frozenset({"login", "login_failed", "logout", "export"})
 
 
-def refresh_snapshot(engine: Engine, snap: Snapshot) -> Snapshot:
+def refresh_snapshot(engine: Engine, snap: Snapshot,
+                     progress: ReadProgress | None = None) -> Snapshot:
     """The snapshot brought up to date: re-read only the records new audit events name, and
     the small reference tables when something else changed."""
     with engine.connect() as conn:
-        return catch_up(conn, snap)
+        return catch_up(conn, snap, progress)
 
 
-def catch_up(conn: Connection, snap: Snapshot) -> Snapshot:
+def catch_up(conn: Connection, snap: Snapshot,
+             progress: ReadProgress | None = None) -> Snapshot:
     """`refresh_snapshot` on a given connection: the snapshot as this connection (and its
     transaction, e.g. an export's read snapshot) sees the data."""
     token = _head(conn)
@@ -253,7 +273,7 @@ def catch_up(conn: Connection, snap: Snapshot) -> Snapshot:
         return replace(snap, token=token, cache=snap.cache)
     changed = _changed_records(relevant) if len(events) <= INCREMENTAL_LIMIT else None
     if changed is None or token < snap.token:
-        return read_snapshot(conn)
+        return read_snapshot(conn, progress)
     ids, ranges = changed
     records = snap.records
     if ids or ranges:
@@ -298,14 +318,16 @@ class FrameCache:
     _saved_token: int = -1
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def get(self) -> Snapshot:
+    def get(self, progress: ReadProgress | None = None) -> Snapshot:
+        """The current snapshot; `progress` hears how far a full read has come (only a full
+        read reports: the frame file and a catch-up take a fraction of a second)."""
         with self._lock:
             if self._snap is None:
                 stored = self._read_store()
-                self._snap = (refresh_snapshot(self.engine, stored) if stored is not None
-                              else load_snapshot(self.engine))
+                self._snap = (refresh_snapshot(self.engine, stored, progress)
+                              if stored is not None else load_snapshot(self.engine, progress))
             else:
-                self._snap = refresh_snapshot(self.engine, self._snap)
+                self._snap = refresh_snapshot(self.engine, self._snap, progress)
             self._write_store(self._snap)
             return self._snap
 

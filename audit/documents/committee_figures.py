@@ -83,7 +83,11 @@ def gather(engine: Engine, actor: Actor, first: date, last: date, *,
     total = len(STEPS)
     tick(STEPS[0], 0, total)
     filters = Filters.days(first, last, sites=tuple(sites))
-    snap = frames.get() if frames is not None else load_snapshot(engine)
+
+    def reading(done: int, records: int) -> None:  # a first full read takes seconds
+        tick(f"{STEPS[0]}: {done:,} of {records:,}", 0, total)
+
+    snap = frames.get(reading) if frames is not None else load_snapshot(engine, reading)
     mask = filters.mask(snap)  # an unknown site is refused here, naming it
     chosen = list(sites) or sorted(str(s) for s in snap.sites.tolist())
     tick(STEPS[1], 1, total)

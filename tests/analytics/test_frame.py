@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from sqlalchemy import Engine, select
 
+from audit.analytics import _packing
 from audit.analytics import snapshot as frame
 from audit.analytics._packing import (
     CONFIRMATIONS,
@@ -178,3 +179,18 @@ def test_a_restart_from_the_frame_file_gives_the_same_figures(tmp_path: Path) ->
         assert compliance(restarted, Filters(), by).equals(compliance(full, Filters(), by))
     assert dose_stats(restarted, Filters()).equals(dose_stats(full, Filters()))
     engine.dispose()
+
+
+def test_a_full_read_reports_how_far_it_has_come(engine: Engine,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first full read (seconds at a million records) tells its caller the records read so
+    far after each chunk, from 0 to all of them; the frame is the same as without."""
+    generate(engine, procedures=250, seed=2, until=date(2026, 11, 1), progress=False)
+    monkeypatch.setattr(_packing, "CHUNK", 60)
+    heard: list[tuple[int, int]] = []
+    snap = FrameCache(engine).get(lambda done, total: heard.append((done, total)))
+    final = len(snap.records)
+    assert heard[0] == (0, final) and heard[-1] == (final, final)
+    assert [done for done, _ in heard] == sorted(done for done, _ in heard)
+    assert len(heard) >= final // 60 + 1
+    assert snap.records.equals(load_snapshot(engine).records)

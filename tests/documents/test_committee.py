@@ -14,11 +14,13 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from audit.analytics.snapshot import FrameCache, load_snapshot
 from audit.auth import Actor
 from audit.cli import main
 from audit.demo.loading import generate
 from audit.documents import write_committee_report
 from audit.documents.committee import KIND_WORDS, dose_value, quantity_words
+from audit.documents.committee_figures import gather
 from audit.documents.words import count, number, percent
 from audit.errors import PermissionDenied
 from audit.storage.models import AuditEvent
@@ -85,7 +87,8 @@ def test_pseudonymised_report_names_no_physician(demo: Engine, tmp_path: Path) -
                                     progress=lambda *step: steps.append(step))
     text = pdf_text(out)
     assert "Physician A" in text and "Dr. Demo" not in text
-    assert [done for _, done, _ in steps] == list(range(8))
+    done_steps = [done for _, done, _ in steps]  # step 0 also reports the records read
+    assert done_steps == sorted(done_steps) and sorted(set(done_steps)) == list(range(8))
     with Session(demo) as session:
         event = session.get(AuditEvent, result["audit_event_id"])
     assert event is not None and event.entity == "committee_report"
@@ -108,3 +111,22 @@ def test_cli_committee_needs_out_and_a_period(db_url: str, engine: Engine, tmp_p
     assert main(["--db", db_url, "report", "committee", "--out",
                  str(tmp_path / "r.pdf")]) == 1
     assert "needs a period" in capsys.readouterr().err
+
+
+def test_reading_the_records_shows_how_far_it_has_come(demo: Engine) -> None:
+    """The first step (a full read, seconds at a million records) reports the records read so
+    far within step 0, before compliance begins; the figures are those of a report with the
+    frame already loaded, in which the alerts are up to date (no step reads them again)."""
+    heard: list[tuple[str, int]] = []
+    first = gather(demo, QUALITY, date(2026, 1, 1), date(2026, 6, 30),
+                   progress=lambda step, done, total: heard.append((step, done)))
+    reading = [step for step, done in heard if done == 0]
+    assert reading[0] == "reading the records"
+    assert reading[-1].startswith("reading the records: ") and reading[-1].endswith(
+        f"of {count(len(load_snapshot(demo).records))}")
+    assert [done for _, done in heard] == sorted(done for _, done in heard)
+    frames = FrameCache(demo)
+    frames.get()
+    again = gather(demo, QUALITY, date(2026, 1, 1), date(2026, 6, 30), frames=frames)
+    assert again.alerts.equals(first.alerts) and again.alert_rates.equals(first.alert_rates)
+    assert again.compliance.equals(first.compliance) and again.drl.equals(first.drl)
