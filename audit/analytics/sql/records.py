@@ -94,8 +94,8 @@ def _views() -> ColumnElement[int]:
 def _weight_band(weight: Any) -> ColumnElement[int]:
     """audit.analytics.grouping.weight_band_codes: band index, the last when not recorded."""
     bands = weight_bands()
-    whens = [(and_(weight >= low, weight < high), index)
-             for index, (_, low, high) in enumerate(bands)]
+    whens = [(and_(weight >= low, weight < high) if high != float("inf") else weight >= low,
+              index) for index, (_, low, high) in enumerate(bands)]
     return case(*whens, else_=len(bands))
 
 
