@@ -5,11 +5,12 @@ compliance._rates), so they are the same numbers."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, or_, select, tuple_
 from sqlalchemy.sql import ColumnElement
 
 from audit.analytics.compliance import _rates
@@ -39,15 +40,57 @@ def counted(scope: Scope, by: str | None, sums: dict[str, ColumnElement[Any]],
     return groups.decorate(frame, scope.lookups, bys)
 
 
-def compliance(scope: Scope, by: str | None = None) -> pd.DataFrame:
-    """audit.analytics.compliance.compliance in SQL."""
-    frame = counted(scope, by, {n: scope.total(n) for n in ("eligible", "compliant",
-                                                            "excepted")}, keep="eligible")
+def counted_together(scope: Scope, bys: Sequence[str], sums: dict[str, ColumnElement[Any]],
+                     keep: str | None = None,
+                     overall: str = "scope") -> dict[str | None, pd.DataFrame]:
+    """`counted` for several groupings in one scan (GROUPING SETS), and overall (None): the
+    sums over the first grouping's groups (every record is in one; the sums are counts)."""
+    raw = [scope.col(groups.COLUMNS[b]) for b in bys]
+    groups.check(bys)
+    query = (select(func.grouping(*raw).label("gset"),
+                    *(c.label(f"k{i}") for i, c in enumerate(raw)),
+                    *(e.label(n) for n, e in sums.items()))
+             .select_from(scope.rec).group_by(func.grouping_sets(*(tuple_(c) for c in raw))))
+    names = [f"k{i}" for i in range(len(bys))]
+    frame = as_int(scope.frame(query, ["gset", *names, *sums]), list(sums))
+    found: dict[str | None, pd.DataFrame] = {}
+    every = (1 << len(bys)) - 1
+    for i, by in enumerate(bys):
+        part = frame[frame["gset"] == every - (1 << (len(bys) - 1 - i))]
+        part = part[[names[i], *sums]].rename(columns={names[i]: "g0"})
+        if keep:
+            part = part[part[keep] > 0]
+        found[by] = groups.decorate(part.reset_index(drop=True), scope.lookups, [by])
+    first = found[bys[0]] if bys else frame
+    total = pd.DataFrame({overall: ["all"],
+                          **{n: [int(first[n].sum()) if len(first) else 0] for n in sums}})
+    found[None] = total
+    return found
+
+
+COMPLIANCE_COUNTS = ("eligible", "compliant", "excepted")
+
+
+def _compliance_rates(frame: pd.DataFrame, by: str | None) -> pd.DataFrame:
     frame = _rates(frame)
     if by is not None and by not in ("month", "levels"):
         frame = frame.sort_values(by, key=lambda s: s.str.lower())
     return frame.reset_index(drop=True)[[by or "scope", "eligible", "compliant", "excepted",
                                         "non_compliant", "rate", "ci_low", "ci_high"]]
+
+
+def compliance(scope: Scope, by: str | None = None) -> pd.DataFrame:
+    """audit.analytics.compliance.compliance in SQL."""
+    sums = {n: scope.total(n) for n in COMPLIANCE_COUNTS}
+    return _compliance_rates(counted(scope, by, sums, keep="eligible"), by)
+
+
+def compliance_together(scope: Scope,
+                        bys: Sequence[str]) -> dict[str | None, pd.DataFrame]:
+    """`compliance` overall and for each grouping, in one scan (the Compliance page's)."""
+    sums = {n: scope.total(n) for n in COMPLIANCE_COUNTS}
+    found = counted_together(scope, bys, sums, keep="eligible")
+    return {by: _compliance_rates(frame, by) for by, frame in found.items()}
 
 
 def technique_use(scope: Scope, by: str | None = None) -> pd.DataFrame:
@@ -69,11 +112,25 @@ QUALITY = ("missing_dap", "missing_dap_documented", "missing_air_kerma", "with_w
            "from_dose_report")
 
 
-def completeness(scope: Scope, by: str | None = None) -> pd.DataFrame:
-    """audit.analytics.data_quality.completeness in SQL."""
+def _quality_sums(scope: Scope) -> dict[str, ColumnElement[Any]]:
     sums: dict[str, ColumnElement[Any]] = {"records": func.count()}
     sums.update({name: scope.total(name) for name in QUALITY})
-    frame = counted(scope, by, sums, keep="records")
+    return sums
+
+
+def completeness(scope: Scope, by: str | None = None) -> pd.DataFrame:
+    """audit.analytics.data_quality.completeness in SQL."""
+    return _shares(counted(scope, by, _quality_sums(scope), keep="records"))
+
+
+def completeness_together(scope: Scope,
+                          bys: Sequence[str]) -> dict[str | None, pd.DataFrame]:
+    """`completeness` overall and for each grouping, in one scan (the Data quality page's)."""
+    found = counted_together(scope, bys, _quality_sums(scope), keep="records")
+    return {by: _shares(frame) for by, frame in found.items()}
+
+
+def _shares(frame: pd.DataFrame) -> pd.DataFrame:
     total = frame["records"].replace(0, np.nan)
     for column in ("missing_dap", "missing_air_kerma", "with_warnings", "from_dose_report"):
         frame[f"{column}_share"] = frame[column] / total

@@ -19,7 +19,7 @@ from audit.analytics.reference_levels import (
     reference_column,
 )
 from audit.analytics.sql.counts import counted
-from audit.analytics.sql.dose import quantiles
+from audit.analytics.sql.dose import quantiles_together
 from audit.analytics.sql.scope import Scope
 
 
@@ -28,13 +28,12 @@ def _size(index: pd.Index, found: pd.Series) -> int:
     return top + 1
 
 
-def local_drl(scope: Scope, quantity: str, min_room_records: int | None = None,
+def local_drl(scope: Scope, quantity: str, cells: pd.DataFrame, types: pd.DataFrame,
+              min_room_records: int | None = None,
               min_rooms: int | None = None) -> pd.DataFrame:
-    """One quantity's local figures over the scope's records (the caller's period only)."""
+    """One quantity's local figures from its medians per procedure x room (`cells`: g0 type
+    id, g1 room id, v_n, v_q0) and per procedure (`types`)."""
     limits = drl_thresholds(scope.lookups, min_rooms, min_room_records)
-    column = scope.col(reference_column(quantity))
-    cells = quantiles(scope, ("procedure", "room"), {"v": column}, (0.5,), count_all=False)
-    types = quantiles(scope, ("procedure",), {"v": column}, (0.5,), count_all=False)
     n_types = _size(scope.lookups.types.index, cells["g0"])
     n_rooms = _size(scope.lookups.rooms.index, cells["g1"])
     type_n = np.zeros(n_types, dtype=np.int64)
@@ -52,11 +51,20 @@ def local_drl(scope: Scope, quantity: str, min_room_records: int | None = None,
 def local_drls(scope: Scope, quantities: Sequence[str] = QUANTITIES,
                min_room_records: int | None = None,
                min_rooms: int | None = None) -> pd.DataFrame:
-    """audit.analytics.reference_levels.local_drls in SQL (over the period only)."""
-    period = scope.narrowed(scope.filters.period)
-    frames = [local_drl(period, q, min_room_records, min_rooms) for q in quantities]
-    if not frames:
+    """audit.analytics.reference_levels.local_drls in SQL (over the period only): every
+    quantity's room medians and pooled medians in one scan."""
+    if not quantities:
         return pd.DataFrame(columns=DRL_COLUMNS)
+    period = scope.narrowed(scope.filters.period)
+    values = {f"v{i}": period.col(reference_column(q)) for i, q in enumerate(quantities)}
+    sets = [("procedure", "room"), ("procedure",)]
+    found = quantiles_together(period, sets, values, (0.5,))
+
+    def one(frame: pd.DataFrame, i: int) -> pd.DataFrame:
+        return frame.rename(columns={f"v{i}_n": "v_n", f"v{i}_q0": "v_q0"})
+
+    frames = [local_drl(period, q, one(found[sets[0]], i), one(found[sets[1]], i),
+                        min_room_records, min_rooms) for i, q in enumerate(quantities)]
     return pd.concat(frames, ignore_index=True)
 
 

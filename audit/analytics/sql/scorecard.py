@@ -11,35 +11,41 @@ from sqlalchemy import Float, and_, case, cast, func, literal, select
 
 from audit.analytics.case_mix import MIN_RECORDS
 from audit.analytics.sql import counts, groups
-from audit.analytics.sql.dose import quantiles, value
+from audit.analytics.sql.dose import quantiles_together, value
 from audit.analytics.sql.reference import share_above_reference
 from audit.analytics.sql.scope import Scope, as_float, as_int
 
 
-def _per_level_ratio(scope: Scope, quantity: str, physicians: np.ndarray) -> np.ndarray:
-    """Per physician (ids in `physicians`), the record-weighted mean over procedures of their
-    per-level median over everyone's (the frame's arithmetic, on the SQL medians)."""
-    v = {"v": value(scope, quantity, per_level=True)}
-    cells = quantiles(scope, ("physician", "procedure"), v, (0.5,), count_all=False)
-    types = quantiles(scope, ("procedure",), v, (0.5,), count_all=False)
+def _per_level_ratios(scope: Scope, physicians: np.ndarray) -> dict[str, np.ndarray]:
+    """Per physician (ids in `physicians`) and quantity (KAP, time), the record-weighted mean
+    over procedures of their per-level median over everyone's (the frame's arithmetic, on
+    the SQL medians); both quantities' medians in one scan."""
+    quantities = ("dap_gycm2", "fluoro_time_s")
+    values = {f"v{i}": value(scope, q, per_level=True) for i, q in enumerate(quantities)}
+    sets = [("physician", "procedure"), ("procedure",)]
+    found = quantiles_together(scope, sets, values, (0.5,))
+    cells, types = found[sets[0]], found[sets[1]]
     n_types = int(max(scope.lookups.types.index.max() if len(scope.lookups.types) else 0,
                       cells["g1"].max() if len(cells) else 0)) + 1
-    type_median = np.full(n_types, np.nan)
-    type_median[types["g0"].to_numpy(dtype=np.int64)] = types["v_q0"].to_numpy()
     row = {int(p): i for i, p in enumerate(physicians)}
-    median = np.full((len(physicians), n_types), np.nan)
-    weights = np.zeros((len(physicians), n_types))
-    for p, t, n, m in cells[["g0", "g1", "v_n", "v_q0"]].itertuples(index=False):
-        if int(p) in row:
-            median[row[int(p)], int(t)] = m
-            weights[row[int(p)], int(t)] = n
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ratio = median / type_median[np.newaxis, :]
-    usable = ~np.isnan(ratio) & (weights > 0)
-    total = np.where(usable, weights, 0).sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(total > 0, np.where(usable, ratio * weights, 0).sum(axis=1) / total,
-                        np.nan)
+    out = {}
+    for i, q in enumerate(quantities):
+        type_median = np.full(n_types, np.nan)
+        type_median[types["g0"].to_numpy(dtype=np.int64)] = types[f"v{i}_q0"].to_numpy()
+        median = np.full((len(physicians), n_types), np.nan)
+        weights = np.zeros((len(physicians), n_types))
+        for p, t, n, m in cells[["g0", "g1", f"v{i}_n", f"v{i}_q0"]].itertuples(index=False):
+            if int(p) in row:
+                median[row[int(p)], int(t)] = m
+                weights[row[int(p)], int(t)] = n
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = median / type_median[np.newaxis, :]
+        usable = ~np.isnan(ratio) & (weights > 0)
+        total = np.where(usable, weights, 0).sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[q] = np.where(total > 0,
+                              np.where(usable, ratio * weights, 0).sum(axis=1) / total, np.nan)
+    return out
 
 
 def physician_scorecard(scope: Scope, levels: pd.DataFrame) -> pd.DataFrame:
@@ -52,9 +58,9 @@ def physician_scorecard(scope: Scope, levels: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame({"physician": pd.Series([groups.label_of(scope.lookups, "physician", i)
                                                 for i in ids], dtype=object),
                         "records": found["records"]})
-    for q, name in (("dap_gycm2", "kap_per_level_ratio"),
-                    ("fluoro_time_s", "time_per_level_ratio")):
-        out[name] = _per_level_ratio(scope, q, ids)
+    ratios = _per_level_ratios(scope, ids)
+    out["kap_per_level_ratio"] = ratios["dap_gycm2"]
+    out["time_per_level_ratio"] = ratios["fluoro_time_s"]
     above = share_above_reference(scope, levels, "physician")
     technique = counts.technique_use(scope, "physician")
     rates = counts.compliance(scope, "physician")

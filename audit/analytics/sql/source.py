@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection, Engine, func, select
 
 from audit.analytics._lookup_tables import read_lookup_tables
 from audit.analytics._packing import COLUMNS
@@ -34,6 +34,9 @@ from audit.analytics.sql.scope import Scope
 from audit.filters import Filters
 from audit.storage.models import DailySummary
 
+#: The groupings a page shows together (computed in one scan, GROUPING SETS).
+COMPLIANCE_PAGE = ("physician", "room", "procedure")
+QUALITY_PAGE = ("room", "technologist")
 #: Results kept per process (a page shows about 20; a few filter combinations per user).
 CACHE_SIZE = 512
 
@@ -65,25 +68,32 @@ class SqlSource:
     def lookups(self) -> Snapshot:
         """The lookup tables as of the current data version (re-read when it moved)."""
         with self.engine.connect() as conn:
-            head = data_version(conn)
-            with self._lock:
-                if self._lookups is not None and self._lookups.token == head:
-                    return self._lookups
-            found = Snapshot(records=_empty_records(), token=head,
-                             loaded_at=datetime.now(UTC), **read_lookup_tables(conn))
+            return self._lookups_on(conn)
+
+    def _lookups_on(self, conn: Connection) -> Snapshot:
+        head = data_version(conn)
+        with self._lock:
+            if self._lookups is not None and self._lookups.token == head:
+                return self._lookups
+        found = Snapshot(records=_empty_records(), token=head, loaded_at=datetime.now(UTC),
+                         **read_lookup_tables(conn))
         with self._lock:
             self._lookups = found
             self._results.clear()
         return found
 
-    def _cached(self, key: tuple[Any, ...], compute: Callable[[Snapshot], Any]) -> Any:
-        lookups = self.lookups
-        full = (lookups.token, *key)
-        with self._lock:
-            if full in self._results:
-                self._results.move_to_end(full)
-                return _copy(self._results[full])
-        value = compute(lookups)
+    def _cached(self, key: tuple[Any, ...],
+                compute: Callable[[Connection, Snapshot], Any]) -> Any:
+        """A result as of the current data version: from the cache, or computed on the same
+        connection that read the version (one connection per figure)."""
+        with self.engine.connect() as conn:
+            lookups = self._lookups_on(conn)
+            full = (lookups.token, *key)
+            with self._lock:
+                if full in self._results:
+                    self._results.move_to_end(full)
+                    return _copy(self._results[full])
+            value = compute(conn, lookups)
         self.queries += 1
         with self._lock:
             self._results[full] = value
@@ -95,23 +105,28 @@ class SqlSource:
                 *args: Any) -> Any:
         """One figure under the filters: names checked as the frame checks them (the same
         errors), then computed in one connection."""
-        def compute(lookups: Snapshot) -> Any:
+        def compute(conn: Connection, lookups: Snapshot) -> Any:
             filters.mask(lookups)  # unknown names, an inverted period: ValidationFailed
-            with self.engine.connect() as conn:
-                return work(Scope.open(conn, lookups, filters), *args)
+            return work(Scope.open(conn, lookups, filters), *args)
         return self._cached((name, filters, args), compute)
+
+    def _together(self, name: str, filters: Filters, work: Callable[..., Any],
+                  bys: tuple[str, ...], by: str | None) -> pd.DataFrame:
+        """One of several groupings a page shows together, all computed in one scan."""
+        found = self._figure(name, filters, work, bys)
+        return found[by].copy()  # type: ignore[no-any-return]
 
     # --- from the daily summary ---------------------------------------------------------------
     def _summary(self) -> dict[str, Any]:
-        def compute(lookups: Snapshot) -> dict[str, Any]:
+        def compute(conn: Connection, lookups: Snapshot) -> dict[str, Any]:
             refresh_summary(self.engine)
             s = DailySummary
-            with self.engine.connect() as conn:
-                used = {key: sorted({int(i) for i in conn.scalars(select(column).distinct())})
+            with self.engine.connect() as fresh:  # after the refresh's commit
+                used = {key: sorted({int(i) for i in fresh.scalars(select(column).distinct())})
                         for key, column in (("sites", s.site_id), ("rooms", s.room_id),
                                             ("physicians", s.physician_id),
                                             ("procedures", s.procedure_type_id))}
-                first, last, total = conn.execute(
+                first, last, total = fresh.execute(
                     select(func.min(s.day), func.max(s.day), func.sum(s.procedures))).one()
             names = {"sites": lookups.sites, "rooms": lookups.rooms["label"],
                      "physicians": lookups.physicians, "procedures": lookups.types["code"]}
@@ -133,13 +148,12 @@ class SqlSource:
     def p_chart(self, filters: Filters) -> pd.DataFrame:
         """Monthly counts from the daily summary where it can answer the filters (names and
         whole days), else by GROUP BY month; the chart from them as the frame draws it."""
-        def compute(lookups: Snapshot) -> pd.DataFrame:
+        def compute(conn: Connection, lookups: Snapshot) -> pd.DataFrame:
             filters.mask(lookups)
             try:
                 monthly = monthly_counts(self.engine, filters)
             except ValueError:  # a filter the summary does not hold
-                with self.engine.connect() as conn:
-                    monthly = counts.compliance(Scope.open(conn, lookups, filters), "month")
+                monthly = counts.compliance(Scope.open(conn, lookups, filters), "month")
             monthly = monthly[monthly["eligible"] > 0][["month", "eligible", "compliant",
                                                         "excepted"]]
             monthly = _rates(monthly.astype({c: np.int64 for c in monthly.columns[1:]})
@@ -149,6 +163,9 @@ class SqlSource:
 
     # --- the figures --------------------------------------------------------------------------
     def compliance_rates(self, filters: Filters, by: str | None = None) -> pd.DataFrame:
+        if by in (None, *COMPLIANCE_PAGE):  # the page's four tables, one scan
+            return self._together("compliance_page", filters, counts.compliance_together,
+                                  COMPLIANCE_PAGE, by)
         return self._figure("compliance", filters, counts.compliance, by)
 
     def compliance_records(self, filters: Filters, which: str = "non_compliant",
@@ -214,6 +231,9 @@ class SqlSource:
         return self._figure("radiation_free_share", filters, counts.radiation_free_share)
 
     def completeness(self, filters: Filters, by: str | None = None) -> pd.DataFrame:
+        if by in (None, *QUALITY_PAGE):  # the page's three tables, one scan
+            return self._together("quality_page", filters, counts.completeness_together,
+                                  QUALITY_PAGE, by)
         return self._figure("completeness", filters, counts.completeness, by)
 
     def safety_flags(self, filters: Filters, by: str | None = None) -> pd.DataFrame:
