@@ -41,8 +41,8 @@ def counted(scope: Scope, by: str | None, sums: dict[str, ColumnElement[Any]],
 
 
 def counted_together(scope: Scope, bys: Sequence[str], sums: dict[str, ColumnElement[Any]],
-                     keep: str | None = None,
-                     overall: str = "scope") -> dict[str | None, pd.DataFrame]:
+                     keep: str | None = None, overall: str = "scope",
+                     source: Any = None) -> dict[str | None, pd.DataFrame]:
     """`counted` for several groupings in one scan (GROUPING SETS), and overall (None): the
     sums over the first grouping's groups (every record is in one; the sums are counts)."""
     raw = [scope.col(groups.COLUMNS[b]) for b in bys]
@@ -50,7 +50,8 @@ def counted_together(scope: Scope, bys: Sequence[str], sums: dict[str, ColumnEle
     query = (select(func.grouping(*raw).label("gset"),
                     *(c.label(f"k{i}") for i, c in enumerate(raw)),
                     *(e.label(n) for n, e in sums.items()))
-             .select_from(scope.rec).group_by(func.grouping_sets(*(tuple_(c) for c in raw))))
+             .select_from(scope.rec if source is None else source)
+             .group_by(func.grouping_sets(*(tuple_(c) for c in raw))))
     names = [f"k{i}" for i in range(len(bys))]
     frame = as_int(scope.frame(query, ["gset", *names, *sums]), list(sums))
     found: dict[str | None, pd.DataFrame] = {}
@@ -168,36 +169,32 @@ def radiation_free_share(scope: Scope) -> pd.DataFrame:
     return frame
 
 
-def complication_rates(scope: Scope, by: str | None = None) -> pd.DataFrame:
-    """audit.analytics.complications.complication_rates in SQL: complications joined to the
-    filtered records by id (voided ones do not count)."""
+def _complication_sums(scope: Scope) -> tuple[Any, dict[str, ColumnElement[Any]]]:
+    """The filtered records joined to their complications (counted per record; voided ones do
+    not count), and the sums of complication_rates."""
     c = Complication
-    kinds = [k.value for k in ComplicationKind]
     per_record = (select(c.procedure_id.label("procedure_id"), func.count().label("n"),
                          func.count().filter(c.severity == ComplicationSeverity.SEVERE.value)
                          .label("severe"),
                          *(func.count().filter(c.kind == k).label(f"k{i}")
-                           for i, k in enumerate(kinds)))
+                           for i, k in enumerate(KINDS)))
                   .where(c.status == RecordStatus.FINAL.value)
                   .group_by(c.procedure_id).subquery("per_record"))
-    bys = [by] if by else []
-    keys = groups.keys(scope.rec, bys)
     sums: dict[str, ColumnElement[Any]] = {
         "procedures": func.count(),
         "with_complication": func.count(per_record.c.procedure_id),
         "complications": func.coalesce(func.sum(per_record.c.n), 0),
         "severe": func.coalesce(func.sum(per_record.c.severe), 0)}
     sums.update({k: func.coalesce(func.sum(per_record.c[f"k{i}"]), 0)
-                 for i, k in enumerate(kinds)})
-    query = (select(*keys, *(e.label(n) for n, e in sums.items()))
-             .select_from(scope.rec.outerjoin(
-                 per_record, and_(per_record.c.procedure_id == scope.col("id"))))
-             .group_by(*keys))
-    frame = as_int(scope.frame(query, [*groups.key_names(bys), *sums]), list(sums))
-    if by is None:
-        frame.insert(0, "group", "all")
-    else:
-        frame = groups.decorate(frame, scope.lookups, bys)
+                 for i, k in enumerate(KINDS)})
+    joined = scope.rec.outerjoin(per_record, and_(per_record.c.procedure_id == scope.col("id")))
+    return joined, sums
+
+
+KINDS = [k.value for k in ComplicationKind]
+
+
+def _complication_rates(frame: pd.DataFrame, by: str | None) -> pd.DataFrame:
     procedures = frame["procedures"].to_numpy()
     with_one = frame["with_complication"].to_numpy()
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -206,5 +203,31 @@ def complication_rates(scope: Scope, by: str | None = None) -> pd.DataFrame:
     head = frame[[by or "group", "procedures", "with_complication", "complications",
                   "severe"]].copy()
     head["complication_rate"], head["ci_low"], head["ci_high"] = rate, low, high
-    out = pd.concat([head, frame[kinds]], axis=1)
+    out = pd.concat([head, frame[KINDS]], axis=1)
     return out[out["procedures"] > 0].reset_index(drop=True)
+
+
+def complication_rates(scope: Scope, by: str | None = None) -> pd.DataFrame:
+    """audit.analytics.complications.complication_rates in SQL: complications joined to the
+    filtered records by id."""
+    joined, sums = _complication_sums(scope)
+    bys = [by] if by else []
+    keys = groups.keys(scope.rec, bys)
+    query = select(*keys, *(e.label(n) for n, e in sums.items())).select_from(joined)
+    if keys:
+        query = query.group_by(*keys)
+    frame = as_int(scope.frame(query, [*groups.key_names(bys), *sums]), list(sums))
+    if by is None:
+        frame.insert(0, "group", "all")
+    else:
+        frame = groups.decorate(frame, scope.lookups, bys)
+    return _complication_rates(frame, by)
+
+
+def complication_rates_together(scope: Scope,
+                                bys: Sequence[str]) -> dict[str | None, pd.DataFrame]:
+    """`complication_rates` overall and for each grouping, in one scan (the Complications
+    page's)."""
+    joined, sums = _complication_sums(scope)
+    found = counted_together(scope, bys, sums, overall="group", source=joined)
+    return {by: _complication_rates(frame, by) for by, frame in found.items()}

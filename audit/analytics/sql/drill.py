@@ -35,11 +35,16 @@ def _names(scope: Scope, rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def _rows(scope: Scope, where: list[ColumnElement[bool]], extra: list[str],
-          limit: int | None) -> pd.DataFrame:
+          limit: int | None, newest_id_first: bool = True) -> pd.DataFrame:
+    """Newest first by the stored instant (so the index on performed_at serves and the scan
+    stops after `limit` rows); among records of the same instant, by id as the frame lists
+    them (the frame sorts by whole seconds: the same order unless two records fall within one
+    second with different fractions)."""
     rec = scope.rec
     columns = [*_NAMES, *extra]
     query = (select(*(rec.c[c] for c in columns)).where(*where)
-             .order_by(rec.c.t.desc(), rec.c.id.desc()))
+             .order_by(rec.c.performed_at.desc(),
+                       rec.c.id.desc() if newest_id_first else rec.c.id))
     if limit is not None:
         query = query.limit(limit)
     return scope.frame(query, columns)
@@ -50,6 +55,7 @@ def compliance_records(scope: Scope, which: str = "non_compliant",
     """audit.analytics.compliance.compliance_records in SQL."""
     if which not in ("non_compliant", "excepted"):
         raise ValueError("which: non_compliant or excepted")
+    scope = scope.flat()
     where: list[ColumnElement[bool]] = [scope.col(which) == 1]
     if group is not None:
         column = scope.col(groups.COLUMNS[group[0]]) if group[0] in groups.COLUMNS else None
@@ -78,8 +84,10 @@ def compliance_records(scope: Scope, which: str = "non_compliant",
 
 def flagged_records(scope: Scope, flag: str, limit: int = 1000) -> pd.DataFrame:
     """audit.analytics.safety.flagged_records in SQL (newest first; among records of the same
-    second, the highest id first)."""
-    rows = _rows(scope, [flag_condition(scope, flag)], [*QUANTITIES, "n_levels"], limit)
+    second, the lowest id first, as the frame keeps them)."""
+    scope = scope.flat()
+    rows = _rows(scope, [flag_condition(scope, flag)], [*QUANTITIES, "n_levels"], limit,
+                 newest_id_first=False)
     out = _names(scope, rows)
     for q in QUANTITIES:
         out[q] = pd.to_numeric(rows[q], errors="coerce").to_numpy(dtype=np.float64)

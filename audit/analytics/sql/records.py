@@ -144,7 +144,8 @@ def record_columns(levels: Subquery) -> dict[str, ColumnElement[Any]]:
     excepted = and_(eligible, contraindicated, p.contrast_exception_reason.is_not(None))
     with_beam = not_(ultrasound)
     columns: dict[str, ColumnElement[Any]] = {
-        "id": p.id, "t": cast(func.extract("epoch", p.performed_at), BigInteger),
+        "id": p.id, "performed_at": p.performed_at,
+        "t": cast(func.extract("epoch", p.performed_at), BigInteger),
         "month": month_of(p.performed_at),
         "site_id": p.site_id, "room_id": p.room_id, "physician_id": p.physician_id,
         "technologist_id": p.technologist_id, "type_id": p.procedure_type_id,
@@ -192,10 +193,12 @@ def _has_json(column: Any) -> ColumnElement[bool]:
     return and_(column.is_not(None), as_text.not_in(["null", "[]"]))
 
 
-def records(conn: Connection, filters: Filters) -> Subquery:
+def records(conn: Connection, filters: Filters, unit: bool = True) -> Subquery:
     """The final records under the filters with every derived column. Names were checked by
     the caller (an unknown name is an error, as on the frame); a name that matches no id
-    gives no rows."""
+    gives no rows. unit=False: a plain subquery PostgreSQL may merge into the query, so a
+    drill-down's condition and ORDER BY performed_at ... LIMIT reach the index and stop after
+    LIMIT rows."""
     found = filters.id_conditions(conn)
     names = [false()] if found is None else found
     where: list[ColumnElement[bool]] = [Procedure.status == RecordStatus.FINAL.value,
@@ -211,4 +214,4 @@ def records(conn: Connection, filters: Filters) -> Subquery:
             .join(ProcedureType, ProcedureType.id == Procedure.procedure_type_id)
             .join(Room, Room.id == Procedure.room_id)
             .outerjoin(levels, levels.c.procedure_id == Procedure.id)
-            .where(*where).offset(0).subquery("rec"))
+            .where(*where).offset(0 if unit else None).subquery("rec"))

@@ -25,8 +25,13 @@ class Scope:
     rec: Subquery
 
     @classmethod
-    def open(cls, conn: Connection, lookups: Snapshot, filters: Filters) -> Scope:
-        return cls(conn, lookups, filters, records(conn, filters))
+    def open(cls, conn: Connection, lookups: Snapshot, filters: Filters,
+             unit: bool = True) -> Scope:
+        return cls(conn, lookups, filters, records(conn, filters, unit))
+
+    def flat(self) -> Scope:
+        """The same records as a plain subquery (for drill-downs: audit.analytics.sql.records)."""
+        return Scope.open(self.conn, self.lookups, self.filters, unit=False)
 
     def narrowed(self, filters: Filters) -> Scope:
         """The same connection and lookups, other filters (e.g. the period only)."""

@@ -37,6 +37,7 @@ from audit.storage.models import DailySummary
 #: The groupings a page shows together (computed in one scan, GROUPING SETS).
 COMPLIANCE_PAGE = ("physician", "room", "procedure")
 QUALITY_PAGE = ("room", "technologist")
+COMPLICATIONS_PAGE = ("procedure", "physician", "month")
 #: Results kept per process (a page shows about 20; a few filter combinations per user).
 CACHE_SIZE = 512
 
@@ -243,6 +244,9 @@ class SqlSource:
         return self._figure("flagged_records", filters, drill.flagged_records, flag, limit)
 
     def complication_rates(self, filters: Filters, by: str | None = None) -> pd.DataFrame:
+        if by in (None, *COMPLICATIONS_PAGE):  # the page's four tables, one scan
+            return self._together("complications_page", filters,
+                                  counts.complication_rates_together, COMPLICATIONS_PAGE, by)
         return self._figure("complication_rates", filters, counts.complication_rates, by)
 
     def complication_list(self, filters: Filters) -> pd.DataFrame:
