@@ -23,7 +23,7 @@ from audit.log.service import ProcedureLog
 from audit.storage.engine import make_engine
 from tests.analytics import analytics_data
 from tests.analytics.sql_figures import FIGURES, assert_every_figure_equal, assert_same
-from tests.conftest import Databases
+from tests.conftest import Databases, valid_record
 
 CASES = [
     Filters(),
@@ -110,3 +110,26 @@ def test_the_source_follows_the_database(pg_engine: Engine, databases: Databases
             SqlSource(lite)
     finally:
         lite.dispose()
+
+
+def test_records_in_the_last_half_second_of_a_month_count_as_the_frame_counts_them(
+        databases: Databases) -> None:
+    # The frame rounds an instant to whole seconds: 23:59:59.7 on 31 January is February
+    # there (its month and its period); the SQL figures, the p-chart included (which then does
+    # not read the daily summary, whose days are not rounded), say the same.
+    engine = make_engine(databases.postgresql())
+    try:
+        log = ProcedureLog(engine)
+        for n, moment in enumerate(("2026-01-31T23:59:59.700+00:00",
+                                    "2026-01-31T23:59:59.200+00:00",
+                                    "2026-02-10T12:00:00+00:00"), start=1):
+            log.log(valid_record(performed_at=moment, accession_number=f"EDGE{n}"),
+                    cli_actor(), confirm_warnings=True, create_missing=True)
+        frame, sql = FrameSource(load_snapshot(engine), engine), SqlSource(engine)
+        for filters in (Filters(), Filters.days(None, date(2026, 1, 31)),
+                        Filters.days(date(2026, 2, 1), None)):
+            for name, call in FIGURES:
+                assert_same(name, filters, call(frame, filters), call(sql, filters))
+        assert sql.p_chart(Filters())["n"].tolist() == [1, 2]
+    finally:
+        engine.dispose()

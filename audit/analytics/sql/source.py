@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, Engine, and_, func, or_, select
 
 from audit.analytics._lookup_tables import read_lookup_tables
 from audit.analytics._packing import COLUMNS
@@ -30,9 +30,11 @@ from audit.analytics.grouping import QUANTITIES
 from audit.analytics.reference_levels import levels_in_force
 from audit.analytics.snapshot import Snapshot, _frame, data_version
 from audit.analytics.sql import counts, dose, drill, reference, scorecard
+from audit.analytics.sql.records import HALF_SECOND
 from audit.analytics.sql.scope import Scope
 from audit.filters import Filters
-from audit.storage.models import DailySummary
+from audit.storage.models import DailySummary, Procedure
+from audit.vocab import RecordStatus
 
 #: The groupings a page shows together (computed in one scan, GROUPING SETS).
 COMPLIANCE_PAGE = ("physician", "room", "procedure")
@@ -152,8 +154,10 @@ class SqlSource:
         def compute(conn: Connection, lookups: Snapshot) -> pd.DataFrame:
             filters.mask(lookups)
             try:
+                if not self._summary_exact(conn, filters):
+                    raise ValueError("a record's day differs from the frame's")
                 monthly = monthly_counts(self.engine, filters)
-            except ValueError:  # a filter the summary does not hold
+            except ValueError:  # a filter the summary does not hold, or not the same days
                 monthly = counts.compliance(Scope.open(conn, lookups, filters), "month")
             monthly = monthly[monthly["eligible"] > 0][["month", "eligible", "compliant",
                                                         "excepted"]]
@@ -161,6 +165,27 @@ class SqlSource:
                              .reset_index(drop=True))
             return p_chart_rows(monthly)
         return self._cached(("p_chart", filters), compute)  # type: ignore[no-any-return]
+
+    def _summary_exact(self, conn: Connection, filters: Filters) -> bool:
+        """Whether the summary's days put every record in the frame's month and period: the
+        frame rounds an instant to whole seconds, so a record in the last half second before
+        a month's start (or the period's bounds) counts in the next month there. One indexed
+        probe for such records; where one exists the months are counted from the records."""
+        span = self.date_range()
+        if span is None:
+            return True
+        first, last = span
+        edges = [datetime(y, m, 1, tzinfo=UTC) for y in range(first.year, last.year + 2)
+                 for m in range(1, 13)
+                 if (first.year, first.month) <= (y, m) <= (last.year + (last.month == 12),
+                                                           last.month % 12 + 1)]
+        edges += [moment for moment in (filters.start, filters.before) if moment is not None]
+        p = Procedure
+        near = or_(*(and_(p.performed_at >= e - HALF_SECOND, p.performed_at < e)
+                     for e in edges))
+        found = conn.scalar(select(func.count()).select_from(
+            select(p.id).where(p.status == RecordStatus.FINAL.value, near).limit(1).subquery()))
+        return not found
 
     # --- the figures --------------------------------------------------------------------------
     def compliance_rates(self, filters: Filters, by: str | None = None) -> pd.DataFrame:
