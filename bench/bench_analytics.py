@@ -2,6 +2,7 @@
 
     python bench/bench_analytics.py            # 1,000,000 demo procedures (issue 4's size)
     python bench/bench_analytics.py --quick    # 50,000, under a minute
+    python bench/bench_analytics.py --url postgresql://...   # PostgreSQL: figures from SQL
 
 Cold: a fresh frame cache (as in a new dashboard process): read the analysis frame, then
 compute the page. Warm: the frame is loaded and the user changes a filter. Beside them, the
@@ -135,7 +136,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="50,000 procedures")
     parser.add_argument("--procedures", type=int, help="override the size")
+    parser.add_argument("--url", default=None,
+                        help="a PostgreSQL demo database (bench/make_pg_demo.py): the pages' "
+                             "figures from SQL, as the dashboards compute them there")
     args = parser.parse_args(argv)
+    if args.url and not args.url.startswith("sqlite"):
+        from bench import _pg_pages  # figures from SQL (issue 16)
+
+        return _pg_pages.main(args.url)
     size = args.procedures or (50_000 if args.quick else 1_000_000)
     path = ensure_database(size)
     url = f"sqlite:///{path}"

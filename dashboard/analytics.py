@@ -1,6 +1,10 @@
-"""What the audit pages share: the analysis frame (one per process) and the common filters.
+"""What the audit pages share: where the figures come from (`figures()`), the analysis frame (one
+per process) and the common filters.
 
-The frame (audit.analytics.snapshot.FrameCache) is a per-process resource like the engine: it
+On PostgreSQL the figures come from SQL (audit.analytics.sql.source.SqlSource, one per process:
+it keeps the lookup tables and recent results), and the Compliance, Dose, Data quality and
+Complications pages never load the frame (issue 16); on SQLite they come from the frame. The
+frame (audit.analytics.snapshot.FrameCache) is a per-process resource like the engine: it
 refreshes itself from the audit trail, so a saved record shows on the next rerun without clearing
 anything. It starts loading in the background when someone who can open the audit pages signs in
 (dashboard/app.py; never for the sign-in page, which imports none of this), so the first audit
@@ -20,7 +24,7 @@ import pandas as pd
 import streamlit as st
 
 from audit import Filters
-from audit.analytics import FrameCache, Snapshot, date_range, filter_options
+from audit.analytics import FigureSource, FrameCache, FrameSource, Snapshot, uses_sql
 from audit.vocab import DoseQuantity
 from dashboard import state, tables
 from dashboard.widgets import plain
@@ -52,10 +56,41 @@ def snapshot() -> Snapshot:
     return frame_cache().get()
 
 
-def filters(snap: Snapshot) -> Filters:
-    """The common filters in the sidebar: period, site, room, physician, procedure."""
-    choices = filter_options(snap)
-    span = date_range(snap)
+@st.cache_resource
+def _sql_source(url: str) -> FigureSource:
+    from audit.analytics import SqlSource
+
+    return SqlSource(state.engine())
+
+
+def figures() -> FigureSource:
+    """The figures for this rerun: SQL on PostgreSQL (no frame), the frame on SQLite."""
+    engine = state.engine()
+    if uses_sql(engine):
+        return _sql_source(str(engine.url))
+    return FrameSource(snapshot(), engine)
+
+
+def warm() -> None:
+    """What a sign-in starts in the background (dashboard.state): the frame on SQLite; on
+    PostgreSQL only the SQL source's lookup tables (the frame is never read there)."""
+    engine = state.engine()
+    if uses_sql(engine):
+        _sql_source(str(engine.url)).lookups  # noqa: B018 - read now, kept for the pages
+    else:
+        frame_cache()
+
+
+def _source(found: FigureSource | Snapshot) -> FigureSource:
+    return FrameSource(found) if isinstance(found, Snapshot) else found
+
+
+def filters(found: FigureSource | Snapshot) -> Filters:
+    """The common filters in the sidebar: period, site, room, physician, procedure (choices
+    from the figures' source, or a snapshot)."""
+    source = _source(found)
+    choices = source.options()
+    span = source.date_range()
     sidebar = st.sidebar
     sidebar.header("Filters")
     start = end = None
@@ -85,11 +120,12 @@ def _as_date(value: object) -> date | None:
     return value if isinstance(value, date) else None
 
 
-def caption(snap: Snapshot, chosen: Filters) -> None:
+def caption(found: FigureSource | Snapshot, chosen: Filters) -> None:
+    source = _source(found)
     zone = tables.display_zone()[1]
-    st.caption(f"{plain(chosen.describe())} · {len(snap.records):,} final records in the log · "
-               f"data as of audit event {snap.token} · months and dates in UTC, times of day "
-               f"in {zone}")
+    st.caption(f"{plain(chosen.describe())} · {source.record_count():,} final records in the "
+               f"log · data as of audit event {source.token} · months and dates in UTC, times "
+               f"of day in {zone}")
 
 
 def percent(value: float | None) -> str:

@@ -2,7 +2,8 @@
 dose by BMI band and by who drove the C-arm, and the case-mix-adjusted physician scorecard.
 
 Apart from dashboard/views/dose.py so that page stays short; the figures come from
-audit.analytics (the same functions as `fluoro-audit report dose --by bmi_band|operator`).
+audit.analytics (the same functions as `fluoro-audit report dose --by bmi_band|operator`),
+through the page's figure source (audit.analytics.source).
 """
 
 from __future__ import annotations
@@ -10,15 +11,16 @@ from __future__ import annotations
 import streamlit as st
 
 from audit import Filters
-from audit.analytics import Snapshot, adjusted_scorecard, dose_statistics, radiation_free_share
+from audit.analytics import FigureSource
 from dashboard import case_mix_charts, labels, tables
 from dashboard.analytics import chart_and_table
 
 
-def section(snap: Snapshot, chosen: Filters, quantity: str) -> None:
-    """Draw the section; `quantity` is the one the page's sidebar picked."""
+def section(figures: FigureSource, chosen: Filters, quantity: str) -> None:
+    """Draw the section; `quantity` is the one the page's sidebar picked; the figures from
+    the page's source (SQL on PostgreSQL, the frame on SQLite)."""
     st.subheader("Injections done without radiation")
-    share = radiation_free_share(snap, chosen)
+    share = figures.radiation_free_share(chosen)
     if len(share):
         chart_and_table(case_mix_charts.radiation_free_bars(share), share,
                         caption=case_mix_charts.RADIATION_FREE_CAPTION)
@@ -26,15 +28,15 @@ def section(snap: Snapshot, chosen: Filters, quantity: str) -> None:
         st.caption("Dose rises with body size: in Cushman (Spine J 2016) KAP about doubled "
                    "from normal-weight to obese patients. BMI is weight / height²; records "
                    "without weight or height are 'unknown'. Compare like with like.")
-        tables.show(dose_statistics(snap, chosen, by=("procedure", "bmi_band"),
+        tables.show(figures.dose_statistics(chosen, by=("procedure", "bmi_band"),
                                     quantities=(quantity,)), quantity=quantity)
     with st.expander("Dose by who operated the C-arm"):
         st.caption("Who drives the C-arm matters: in Choi (2016) fluoroscopy time was about 6 s "
                    "with the physician on the pedal against 72 s with a radiographer.")
-        tables.show(dose_statistics(snap, chosen, by=("procedure", "operator"),
+        tables.show(figures.dose_statistics(chosen, by=("procedure", "operator"),
                                     quantities=(quantity,)), quantity=quantity)
     st.subheader("Physician scorecard adjusted for case mix")
-    card = adjusted_scorecard(snap, chosen, quantity)
+    card = figures.adjusted_scorecard(chosen, quantity)
     card = card[card["records"] > 0].drop(columns=["quantity"])
     if card[["adjusted_ratio", "crude_ratio"]].notna().any(axis=None):
         chart_and_table(case_mix_charts.adjusted_scorecard(card), card,

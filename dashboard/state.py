@@ -98,7 +98,7 @@ def warm_analysis_frame() -> None:
         try:
             from dashboard import analytics
 
-            analytics.frame_cache()
+            analytics.warm()  # the frame on SQLite; on PostgreSQL figures come from SQL
         except Exception:  # the page's own call reports it
             return
 

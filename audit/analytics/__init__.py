@@ -52,13 +52,21 @@ if TYPE_CHECKING:
     from audit.analytics.snapshot import date_range as date_range
     from audit.analytics.snapshot import load_snapshot as load_snapshot
     from audit.analytics.snapshot import options as filter_options
+    from audit.analytics.source import FigureSource as FigureSource
+    from audit.analytics.source import FrameSource as FrameSource
+    from audit.analytics.source import figure_source as figure_source
+    from audit.analytics.source import uses_sql as uses_sql
+    from audit.analytics.sql.source import SqlSource as SqlSource
 
 __all__ = [
     "HIGHLIGHT_RATIO",
     "LOW_PULSE_RATE_PPS",
     "SAFETY_FLAGS",
+    "FigureSource",
     "FrameCache",
+    "FrameSource",
     "Snapshot",
+    "SqlSource",
     "adjusted_scorecard",
     "build_report",
     "completeness",
@@ -72,6 +80,7 @@ __all__ = [
     "dose_statistics",
     "drl_thresholds",
     "events_per_procedure",
+    "figure_source",
     "filter_options",
     "flagged_records",
     "load_snapshot",
@@ -92,6 +101,7 @@ __all__ = [
     "safety_flags",
     "split_reports",
     "technique_use",
+    "uses_sql",
 ]
 
 #: Public name -> where it lives ("module:attribute" where the public name differs).
@@ -102,6 +112,12 @@ _PUBLIC = {
     "load_snapshot": "audit.analytics.snapshot",
     "date_range": "audit.analytics.snapshot",
     "filter_options": "audit.analytics.snapshot:options",
+    # where the figures come from: the frame, or SQL on PostgreSQL (issue 16)
+    "FigureSource": "audit.analytics.source",
+    "FrameSource": "audit.analytics.source",
+    "figure_source": "audit.analytics.source",
+    "uses_sql": "audit.analytics.source",
+    "SqlSource": "audit.analytics.sql.source",
     # contrast compliance
     "compliance_rates": "audit.analytics.compliance:compliance",
     "compliance_records": "audit.analytics.compliance",

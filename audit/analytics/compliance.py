@@ -95,7 +95,12 @@ def p_chart(snap: Snapshot, filters: Filters) -> pd.DataFrame:
     """Monthly compliance as a p-chart: each month's proportion against the centre line (the
     pooled rate) and 3-sigma limits for that month's size, p ± 3 sqrt(p(1-p)/n), clipped to
     [0, 1]. `signal` marks months outside the limits (special-cause variation)."""
-    monthly = compliance(snap, filters, by="month")
+    return p_chart_rows(compliance(snap, filters, by="month"))
+
+
+def p_chart_rows(monthly: pd.DataFrame) -> pd.DataFrame:
+    """The p-chart from monthly compliance counts (month, eligible, compliant, excepted, rate),
+    however counted: the frame, or on PostgreSQL the daily summary (audit.analytics.sql)."""
     n = monthly["eligible"] - monthly["excepted"]
     monthly = monthly[n > 0].copy()
     n = n[n > 0]

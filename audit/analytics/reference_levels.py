@@ -129,16 +129,25 @@ def _local_drl(snap: Snapshot, filters: Filters, quantity: str,
                limits: DrlThresholds) -> pd.DataFrame:
     mask = filters.period.mask(snap)
     column = reference_column(quantity)
-    corrected = column == KAP_CORRECTED
-    published = published_summary(snap, quantity)
-    rows: list[dict[str, Any]] = []
-    codes = snap.types["code"]
     _, cell_n, (cell_median,) = quantiles_by(snap, mask, ("procedure", "room"), column, (0.5,))
     types, type_n, (type_median,) = quantiles_by(snap, mask, ("procedure",), column, (0.5,))
     n_types = len(types)
-    per_room_n = cell_n.reshape(n_types, -1)
-    per_room_median = cell_median.reshape(n_types, -1)
-    for type_index, code in enumerate(t[0] for t in types):
+    return drl_rows(snap, quantity, limits, type_n, type_median, cell_n.reshape(n_types, -1),
+                    cell_median.reshape(n_types, -1))
+
+
+def drl_rows(snap: Snapshot, quantity: str, limits: DrlThresholds, type_n: np.ndarray,
+             type_median: np.ndarray, per_room_n: np.ndarray,
+             per_room_median: np.ndarray) -> pd.DataFrame:
+    """The local figures from the counts and medians per procedure type id (arrays indexed by
+    type id) and per type id x room (rows: type ids), however they were computed (the frame,
+    or SQL on PostgreSQL: audit.analytics.sql.reference)."""
+    corrected = reference_column(quantity) == KAP_CORRECTED
+    published = published_summary(snap, quantity)
+    rows: list[dict[str, Any]] = []
+    codes = snap.types["code"]
+    for type_index in range(len(type_n)):
+        code = codes.get(type_index, "")
         if type_n[type_index] == 0 or type_index not in codes.index:
             continue
         room_n = per_room_n[type_index]
@@ -196,11 +205,13 @@ def published_summary(snap: Snapshot, quantity: str) -> dict[str, str]:
     return {code: "; ".join(items) for code, items in out.items()}
 
 
-def levels_in_force(snap: Snapshot, filters: Filters,
-                    quantity: str = "dap_gycm2") -> pd.DataFrame:
+def levels_in_force(snap: Snapshot, filters: Filters, quantity: str = "dap_gycm2",
+                    local: pd.DataFrame | None = None) -> pd.DataFrame:
     """The level each procedure's records are compared with: an adopted DRL (latest effective
-    on or before the period's end), else the local DRL or typical value over the period."""
-    local = local_drls(snap, filters, (quantity,))
+    on or before the period's end), else the local DRL or typical value over the period
+    (`local`: those figures already computed, e.g. in SQL)."""
+    if local is None:
+        local = local_drls(snap, filters, (quantity,))
     out = local[["procedure", "type_id", "level", "kind", "basis"]].rename(
         columns={"level": "value", "basis": "source"})
     adopted = snap.reference_levels

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import streamlit as st
 
-from audit.analytics import compliance_rates, compliance_records, p_chart
 from audit.auth import Permission
 from audit.errors import ValidationFailed
 from dashboard import analytics, charts, state, tables
@@ -14,16 +13,16 @@ from dashboard.widgets import plain
 
 state.require(Permission.VIEW_DASHBOARDS)
 st.title("Contrast-confirmation compliance")
-snap = analytics.snapshot()
-chosen = analytics.filters(snap)
-analytics.caption(snap, chosen)
+source = analytics.figures()  # SQL on PostgreSQL, the analysis frame on SQLite
+chosen = analytics.filters(source)
+analytics.caption(source, chosen)
 st.caption("Eligible: final records whose procedure requires contrast. Compliant: confirmed, "
            "at least one saved image, at least the catalog's views, and real-time contrast "
            "where required (TFESI). Excepted: contraindicated with a documented reason. "
            "Rate = compliant / (eligible − excepted), 95% Wilson interval.")
 
 try:
-    overall = compliance_rates(snap, chosen).iloc[0]
+    overall = source.compliance_rates(chosen).iloc[0]
 except ValidationFailed as exc:
     st.error(plain(exc))
     st.stop()
@@ -41,7 +40,7 @@ st.write(f"95% confidence interval: **{percent(overall['ci_low'])} – "
 
 # --- monthly p-chart ----------------------------------------------------------------------------
 st.subheader("Monthly p-chart", help=glossary("Control limits"))
-chart_data = p_chart(snap, chosen)
+chart_data = source.p_chart(chosen)
 if chart_data.empty:
     st.info("No eligible records for these filters.")
 else:
@@ -53,7 +52,7 @@ st.subheader("Breakdowns")
 tabs = st.tabs(["By physician", "By room", "By procedure"])
 for tab, by in zip(tabs, ("physician", "room", "procedure"), strict=True):
     with tab:
-        table = compliance_rates(snap, chosen, by).sort_values("rate")
+        table = source.compliance_rates(chosen, by).sort_values("rate")
         if table.empty:
             st.info("No eligible records.")
             continue
@@ -64,11 +63,11 @@ for tab, by in zip(tabs, ("physician", "room", "procedure"), strict=True):
 st.subheader("Records behind the numbers")
 left, right = st.columns(2)
 which = left.radio("Show", ["Non-compliant", "Excepted"], horizontal=True, key="c_which")
-by_physician = compliance_rates(snap, chosen, "physician").set_index("physician")
+by_physician = source.compliance_rates(chosen, "physician").set_index("physician")
 who = right.selectbox("Physician", ["All", *by_physician.index], key="c_who")
 group = None if who == "All" else ("physician", who)
 column = which.lower().replace("-", "_")
-listed = compliance_records(snap, chosen, column, group, limit=2000)
+listed = source.compliance_records(chosen, column, group, limit=2000)
 count = int(overall[column] if group is None else by_physician.loc[who, column])
 st.caption(f"{len(listed):,} shown (newest first, at most 2,000) of {count:,} "
            f"{which.lower()} records for the filters" + ("" if group is None else

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import streamlit as st
 
-from audit.analytics import complication_list, complication_rates, read_complications
 from audit.auth import Permission
 from audit.errors import ValidationFailed
 from audit.vocab import ComplicationKind
@@ -15,18 +14,17 @@ from dashboard.widgets import plain
 
 state.require(Permission.VIEW_DASHBOARDS)
 st.title("Complications")
-snap = analytics.snapshot()
-chosen = analytics.filters(snap)
-analytics.caption(snap, chosen)
+source = analytics.figures()  # SQL on PostgreSQL, the analysis frame on SQLite
+chosen = analytics.filters(source)
+analytics.caption(source, chosen)
 st.caption("Adverse events from the controlled list (contrast reaction with its ACR grade, "
            "vasovagal reaction, dural puncture, nerve injury, hematoma, infection, other), "
            "recorded on the entry form or later on the record (a follow-up call). A rate is "
            "the share of procedures with at least one complication; voided entries do not "
            "count.")
 
-found = read_complications(state.engine())
 try:
-    overall = complication_rates(snap, chosen, found).iloc[0] if len(snap.records) else None
+    overall = source.complication_rates(chosen).iloc[0] if source.record_count() else None
 except ValidationFailed as exc:
     st.error(plain(exc))
     st.stop()
@@ -45,11 +43,11 @@ cols[3].metric("Severe", f"{int(overall['severe']):,}")
 for by, title in (("procedure", "By procedure type"), ("physician", "By physician"),
                   ("month", "By month")):
     st.subheader(title)
-    table = complication_rates(snap, chosen, found, by)
+    table = source.complication_rates(chosen, by)
     chart_and_table(case_mix_charts.complication_bars(table, by,
                                                       float(overall["complication_rate"])),
                     table, caption=case_mix_charts.complication_caption(by))
 
 st.subheader("The complications behind these figures")
-tables.show(complication_list(snap, chosen, found), height=300,
+tables.show(source.complication_list(chosen), height=300,
             enums={"kind": ComplicationKind})

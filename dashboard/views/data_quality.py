@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from audit.analytics import SAFETY_FLAGS, completeness, flagged_records, safety_flags
+from audit.analytics import SAFETY_FLAGS
 from audit.auth import Permission
 from audit.errors import ValidationFailed
 from dashboard import analytics, charts, state, tables
@@ -15,12 +15,12 @@ from dashboard.widgets import plain
 
 state.require(Permission.VIEW_DASHBOARDS)
 st.title("Data quality")
-snap = analytics.snapshot()
-chosen = analytics.filters(snap)
-analytics.caption(snap, chosen)
+source = analytics.figures()  # SQL on PostgreSQL, the analysis frame on SQLite
+chosen = analytics.filters(source)
+analytics.caption(source, chosen)
 
 try:
-    overall = completeness(snap, chosen).iloc[0]
+    overall = source.completeness(chosen).iloc[0]
 except ValidationFailed as exc:
     st.error(plain(exc))
     st.stop()
@@ -36,7 +36,7 @@ cols[4].metric("Dose from a dose report", percent(overall["from_dose_report_shar
 
 for by, title in (("room", "By room"), ("technologist", "By technologist")):
     st.subheader(title)
-    table = completeness(snap, chosen, by)
+    table = source.completeness(chosen, by)
     chart_and_table(charts.share_bars(table, by), table, caption=charts.share_caption(by),
                     names={f"{name}_share": f"{label} (%)"
                            for name, label in (("missing_dap", "No KAP"),
@@ -45,11 +45,11 @@ for by, title in (("room", "By room"), ("technologist", "By technologist")):
                                                ("from_dose_report", "Dose from a dose report"))})
 
 st.subheader("Safety flags")
-flags = safety_flags(snap, chosen).iloc[0]
+flags = source.safety_flags(chosen).iloc[0]
 flag_table = pd.DataFrame([{"flag": name, "meaning": meaning, "records": int(flags[name])}
                            for name, meaning in SAFETY_FLAGS.items()])
 chart_and_table(charts.flag_bars(flag_table), flag_table.drop(columns=["flag"]),
                 caption=charts.FLAGS_CAPTION)
 flag = st.selectbox("Records with", list(SAFETY_FLAGS),
                     format_func=SAFETY_FLAGS.get, key="q_flag")
-tables.show(flagged_records(snap, chosen, flag, limit=2000), height=300)
+tables.show(source.flagged_records(chosen, flag, limit=2000), height=300)

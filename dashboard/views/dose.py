@@ -7,13 +7,7 @@ import streamlit as st
 
 from audit.analytics import (
     HIGHLIGHT_RATIO,
-    dose_distribution,
-    dose_histogram,
-    dose_statistics,
     drl_thresholds,
-    local_drls,
-    monthly_medians,
-    physician_scorecard,
     published_medians,
     reference_column,
     reference_table,
@@ -38,12 +32,13 @@ from dashboard.widgets import plain
 
 actor = state.require(Permission.VIEW_DASHBOARDS)
 st.title("Dose")
-snap = analytics.snapshot()
-chosen = analytics.filters(snap)
+source = analytics.figures()  # SQL on PostgreSQL, the analysis frame on SQLite
+snap = source.lookups  # names, catalog, settings, reference levels (no records on PostgreSQL)
+chosen = analytics.filters(source)
 quantity = st.sidebar.selectbox("Quantity", list(QUANTITY_LABELS),
                                 format_func=QUANTITY_LABELS.get, key="d_quantity")
 label = QUANTITY_LABELS[quantity]
-analytics.caption(snap, chosen)
+analytics.caption(source, chosen)
 limits = drl_thresholds(snap)
 corrected = reference_column(quantity) != quantity
 st.caption(
@@ -61,11 +56,11 @@ with st.expander("Terms used on this page"):
                          "Published value", "Percentile"))
 
 try:
-    distribution = dose_distribution(snap, chosen, reference_column(quantity))
+    distribution = source.dose_distribution(chosen, reference_column(quantity))
 except ValidationFailed as exc:
     st.error(plain(exc))
     st.stop()
-drls = local_drls(snap, chosen, (quantity,))
+drls = source.local_drls(chosen, (quantity,))
 first_published = published_medians(snap, quantity)
 lines = distribution.merge(drls[["procedure", "figure", "drl", "achievable", "typical",
                                  "rooms"]], on="procedure", how="left")
@@ -86,7 +81,7 @@ else:
 
     procedure = st.selectbox("Distribution of one procedure", lines["procedure"].tolist(),
                              key="d_procedure")
-    bins = dose_histogram(snap, chosen, procedure, reference_column(quantity))
+    bins = source.dose_histogram(chosen, procedure, reference_column(quantity))
     refs = dose_charts.reference_lines(lines.set_index("procedure").loc[procedure])
     finer = f"%,.{labels.DECIMALS[quantity] + 1}f"  # bands are narrower than the figures
     chart_and_table(dose_charts.histogram(bins, refs, procedure, quantity),
@@ -95,9 +90,9 @@ else:
                     quantity=quantity, formats={"low": finer, "high": finer})
 
 with st.expander(f"{label} by number of levels treated (and per level)"):
-    by_levels = dose_statistics(snap, chosen, by=("procedure", "levels"),
+    by_levels = source.dose_statistics(chosen, by=("procedure", "levels"),
                                 quantities=(quantity,))
-    per_level = dose_statistics(snap, chosen, by=("procedure", "levels"),
+    per_level = source.dose_statistics(chosen, by=("procedure", "levels"),
                                 quantities=(quantity,), per_level=True)
     tables.show(by_levels.merge(per_level.drop(columns=["records"]),
                                 on=["procedure", "levels"]), quantity=quantity)
@@ -108,7 +103,7 @@ with st.expander(f"{label} by patient weight band"):
                "overweight to obese patients, about double. Records with a height also have "
                "a body mass index (below); weight bands serve the records without one "
                "(without a weight: 'not recorded').")
-    tables.show(dose_statistics(snap, chosen, by=("procedure", "weight_band"),
+    tables.show(source.dose_statistics(chosen, by=("procedure", "weight_band"),
                                 quantities=(quantity,)), quantity=quantity,
                 enums={"weight_band": labels.sentence})
 
@@ -117,17 +112,17 @@ st.subheader("Physician scorecard (normalised per level and for procedure mix)")
 st.caption("KAP and time per level treated, each procedure's median for the physician divided "
            "by everyone's median for that procedure, weighted by records: 1.0 is typical, 2.0 "
            "twice the peers' dose for the same work.")
-card = physician_scorecard(snap, chosen).sort_values("kap_per_level_ratio",
+card = source.physician_scorecard(chosen).sort_values("kap_per_level_ratio",
                                                             ascending=False)
 if len(card):
     chart_and_table(dose_charts.scorecard(card, HIGHLIGHT_RATIO), card,
                     caption=dose_charts.SCORECARD_CAPTION)
 
-case_mix_dose.section(snap, chosen, quantity)
+case_mix_dose.section(source, chosen, quantity)
 
 # --- monthly medians --------------------------------------------------------------------------
 st.subheader(f"Monthly median {label}")
-monthly = monthly_medians(snap, chosen, quantity)
+monthly = source.monthly_medians(chosen, quantity)
 if len(monthly):
     wide = monthly.pivot(index="month", columns="procedure", values="median").reset_index()
     wide.columns.name = None
@@ -143,7 +138,7 @@ st.caption("Each procedure's figure says what it is: a local DRL (enough rooms a
            "ICRP 135) or a typical value (the pooled median), with the rooms counted, the fewest "
            "records in a room it rests on, the thresholds applied and the published values for "
            "the same procedure.")
-every = tables.with_units(local_drls(snap, chosen), ["level", "achievable"])
+every = tables.with_units(source.local_drls(chosen), ["level", "achievable"])
 tables.show(every[["procedure", "quantity", "figure", "level", "achievable", "rooms",
                    "rooms_with_records", "records", "room_records_min", "published",
                    "basis", "source"]], enums=as_sentence)

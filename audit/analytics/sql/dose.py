@@ -1,0 +1,143 @@
+"""Dose statistics in SQL: counts, medians, 75th percentiles and distributions per group with
+percentile_cont (linear interpolation between the two nearest values, the same definition as
+numpy's default the frame uses: equal to rounding), and one procedure's histogram."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Float, cast, func, select, tuple_
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.sql import ColumnElement
+
+from audit.analytics.grouping import QUANTITIES
+from audit.analytics.sql import groups
+from audit.analytics.sql.scope import Scope, as_float, as_int
+
+
+def value(scope: Scope, quantity: str, per_level: bool = False) -> ColumnElement[Any]:
+    """A quantity's column (a frame column name; KAP corrected is kap_corrected_gycm2), or
+    per level treated (divided by the levels, at least 1), as the frame's per_level_values."""
+    column = scope.col(quantity)
+    if not per_level:
+        return column
+    return column / func.greatest(scope.col("n_levels"), 1)
+
+
+def quantiles(scope: Scope, by: Sequence[str], values: dict[str, ColumnElement[Any]],
+              qs: Sequence[float], count_all: bool = True) -> pd.DataFrame:
+    """Per group (codes g0..): records, and for each value its count and quantiles
+    (columns "{name}_n", "{name}_q{i}")."""
+    keys = groups.keys(scope.rec, by)
+    columns: list[ColumnElement[Any]] = [func.count().label("records")] if count_all else []
+    names = ["records"] if count_all else []
+    for name, expr in values.items():
+        columns.append(func.count(expr).label(f"{name}_n"))
+        names.append(f"{name}_n")
+        for i, q in enumerate(qs):
+            columns.append(func.percentile_cont(q).within_group(expr).label(f"{name}_q{i}"))
+            names.append(f"{name}_q{i}")
+    query = select(*keys, *columns).select_from(scope.rec)
+    if keys:
+        query = query.group_by(*keys)
+    frame = scope.frame(query, [*groups.key_names(by), *names])
+    counts = [n for n in names if n == "records" or n.endswith("_n")]
+    return as_float(as_int(frame, counts), [n for n in names if n not in counts])
+
+
+def quantiles_together(scope: Scope, sets: Sequence[tuple[str, ...]],
+                       values: dict[str, ColumnElement[Any]],
+                       qs: Sequence[float]) -> dict[tuple[str, ...], pd.DataFrame]:
+    """`quantiles` (without the records count) for several groupings in one scan (GROUPING
+    SETS): one sort per grouping instead of one scan each."""
+    names: list[str] = []
+    for found in sets:
+        names += [n for n in found if n not in names]
+    groups.check(names)
+    raw = [scope.col(groups.COLUMNS[n]) for n in names]
+    columns: list[ColumnElement[Any]] = []
+    out_names: list[str] = []
+    for name, expr in values.items():
+        columns.append(func.count(expr).label(f"{name}_n"))
+        out_names.append(f"{name}_n")
+        for i, q in enumerate(qs):
+            columns.append(func.percentile_cont(q).within_group(expr).label(f"{name}_q{i}"))
+            out_names.append(f"{name}_q{i}")
+    query = (select(func.grouping(*raw).label("gset"),
+                    *(c.label(f"k{i}") for i, c in enumerate(raw)), *columns)
+             .select_from(scope.rec)
+             .group_by(func.grouping_sets(*(tuple_(*(raw[names.index(n)] for n in found))
+                                            for found in sets))))
+    keys = [f"k{i}" for i in range(len(names))]
+    frame = scope.frame(query, ["gset", *keys, *out_names])
+    counts = [n for n in out_names if n.endswith("_n")]
+    frame = as_float(as_int(frame, counts), [n for n in out_names if n not in counts])
+    result: dict[tuple[str, ...], pd.DataFrame] = {}
+    for found in sets:
+        bits = sum(1 << (len(names) - 1 - j) for j, n in enumerate(names) if n not in found)
+        part = frame[frame["gset"] == bits]
+        picked = {keys[names.index(n)]: f"g{i}" for i, n in enumerate(found)}
+        result[tuple(found)] = part[[*picked, *out_names]].rename(columns=picked) \
+            .reset_index(drop=True)
+    return result
+
+
+def dose_stats(scope: Scope, by: Sequence[str] = ("procedure",),
+               quantities: Sequence[str] = QUANTITIES, per_level: bool = False) -> pd.DataFrame:
+    """audit.analytics.dose_stats.dose_stats in SQL."""
+    suffix = "_per_level" if per_level else ""
+    values = {f"{q}{suffix}": value(scope, q, per_level) for q in quantities}
+    frame = quantiles(scope, by, values, (0.5, 0.75))
+    if not by:
+        frame = frame[frame["records"] > 0]
+    frame = groups.decorate(frame, scope.lookups, by)
+    frame = frame.rename(columns={f"{n}_q0": f"{n}_median" for n in values}
+                         | {f"{n}_q1": f"{n}_p75" for n in values})
+    return frame.reset_index(drop=True)
+
+
+def dose_distribution(scope: Scope, quantity: str = "dap_gycm2",
+                      by: str = "procedure") -> pd.DataFrame:
+    """audit.analytics.dose_stats.dose_distribution in SQL."""
+    qs = (0.05, 0.25, 0.5, 0.75, 0.95)
+    frame = quantiles(scope, (by,), {"v": value(scope, quantity)}, qs, count_all=False)
+    frame = frame[frame["v_n"] > 0]
+    frame = groups.decorate(frame, scope.lookups, (by,))
+    frame = frame.rename(columns={"v_n": "n"} | {f"v_q{i}": f"p{int(q * 100)}"
+                                                 for i, q in enumerate(qs)})
+    return frame.reset_index(drop=True)
+
+
+def dose_histogram(scope: Scope, quantity: str = "dap_gycm2", bins: int = 40) -> pd.DataFrame:
+    """audit.analytics.dose_stats.dose_histogram in SQL, for the records in scope (the caller
+    narrows the filters to the procedure): the same log-spaced edges (from the positive
+    values' least and greatest, computed by numpy as there), counted by width_bucket, which
+    puts a value in the bin [low, high) like numpy's histogram."""
+    v = value(scope, quantity)
+    positive = v > 0
+    low, high = scope.conn.execute(select(func.min(v).filter(positive),
+                                          func.max(v).filter(positive))
+                                   .select_from(scope.rec)).one()
+    if low is None:
+        return pd.DataFrame({"low": [], "high": [], "count": []})
+    edges = np.geomspace(float(low), float(high) * (1 + 1e-9), bins + 1)
+    bucket = func.width_bucket(v, cast([float(e) for e in edges], ARRAY(Float)))
+    rows = scope.conn.execute(select(bucket, func.count()).select_from(scope.rec)
+                              .where(positive).group_by(bucket)).all()
+    counts = np.zeros(bins, dtype=np.int64)
+    for index, count in rows:
+        if 1 <= int(index) <= bins:
+            counts[int(index) - 1] = int(count)
+    return pd.DataFrame({"low": edges[:-1], "high": edges[1:], "count": counts})
+
+
+def monthly_medians(scope: Scope, quantity: str = "dap_gycm2") -> pd.DataFrame:
+    """audit.analytics.dose_stats.monthly_medians in SQL."""
+    frame = dose_stats(scope, ("month", "procedure"), (quantity,))
+    frame = frame[frame[f"{quantity}_n"] > 0]
+    return frame[["month", "procedure", f"{quantity}_n", f"{quantity}_median"]] \
+        .rename(columns={f"{quantity}_n": "n", f"{quantity}_median": "median"}) \
+        .reset_index(drop=True)

@@ -1,0 +1,116 @@
+"""The records behind a figure, in SQL: only these fetch rows, newest first, with a LIMIT, and
+show the same columns as the frame's lists (audit.analytics.grouping.record_names)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import select
+from sqlalchemy.sql import ColumnElement
+
+from audit.analytics.compliance import why_non_compliant
+from audit.analytics.grouping import QUANTITIES
+from audit.analytics.snapshot import to_datetime
+from audit.analytics.sql import groups
+from audit.analytics.sql.counts import flag_condition
+from audit.analytics.sql.scope import Scope
+from audit.storage.models import Complication
+from audit.vocab import RecordStatus
+
+_NAMES = ("id", "t", "site_id", "room_id", "physician_id", "type_id")
+
+
+def _names(scope: Scope, rows: pd.DataFrame) -> pd.DataFrame:
+    look = scope.lookups
+    return pd.DataFrame({
+        "record_id": rows["id"].to_numpy(dtype=np.int64),
+        "performed_at": to_datetime(rows["t"].to_numpy(dtype=np.int64)),
+        "site": rows["site_id"].map(look.sites).to_numpy(),
+        "room": rows["room_id"].map(look.rooms["label"]).to_numpy(),
+        "physician": rows["physician_id"].map(look.physicians).to_numpy(),
+        "procedure": rows["type_id"].map(look.types["code"]).to_numpy(),
+    })
+
+
+def _rows(scope: Scope, where: list[ColumnElement[bool]], extra: list[str],
+          limit: int | None, newest_id_first: bool = True) -> pd.DataFrame:
+    """Newest first by the stored instant (so the index on performed_at serves and the scan
+    stops after `limit` rows); among records of the same instant, by id as the frame lists
+    them (the frame sorts by whole seconds: the same order unless two records fall within one
+    second with different fractions)."""
+    rec = scope.rec
+    columns = [*_NAMES, *extra]
+    query = (select(*(rec.c[c] for c in columns)).where(*where)
+             .order_by(rec.c.performed_at.desc(),
+                       rec.c.id.desc() if newest_id_first else rec.c.id))
+    if limit is not None:
+        query = query.limit(limit)
+    return scope.frame(query, columns)
+
+
+def compliance_records(scope: Scope, which: str = "non_compliant",
+                       group: tuple[str, str] | None = None, limit: int = 1000) -> pd.DataFrame:
+    """audit.analytics.compliance.compliance_records in SQL."""
+    if which not in ("non_compliant", "excepted"):
+        raise ValueError("which: non_compliant or excepted")
+    scope = scope.flat()
+    where: list[ColumnElement[bool]] = [scope.col(which) == 1]
+    if group is not None:
+        column = scope.col(groups.COLUMNS[group[0]]) if group[0] in groups.COLUMNS else None
+        if column is None:
+            raise ValueError(f"cannot group by {group[0]!r}")
+        where.append(column.in_(groups.codes_for(scope.lookups, group[0], group[1])))
+    parts = ["part_confirmed", "part_contraindicated", "part_images", "part_views_ok",
+             "part_realtime_ok"]
+    rows = _rows(scope, where, ["contrast_confirmation", "saved_images", "n_views",
+                                "min_views", *parts], limit)
+    out = _names(scope, rows)
+    out["contrast_confirmation"] = rows["contrast_confirmation"].to_numpy(dtype=object)
+    out["saved_images"] = rows["saved_images"].to_numpy(dtype=np.int64)
+    out["views"] = rows["n_views"].to_numpy(dtype=np.int64)
+    if which == "excepted":
+        out["why"] = "contraindicated, reason documented"
+        return out
+    found: dict[str, Any] = {name: rows[f"part_{column}"].to_numpy(dtype=bool)
+                             for name, column in (("confirmed", "confirmed"),
+                                                  ("contraindicated", "contraindicated"),
+                                                  ("images", "images"), ("views", "views_ok"),
+                                                  ("realtime", "realtime_ok"))}
+    out["why"] = why_non_compliant(found)
+    return out
+
+
+def flagged_records(scope: Scope, flag: str, limit: int = 1000) -> pd.DataFrame:
+    """audit.analytics.safety.flagged_records in SQL (newest first; among records of the same
+    second, the lowest id first, as the frame keeps them)."""
+    scope = scope.flat()
+    rows = _rows(scope, [flag_condition(scope, flag)], [*QUANTITIES, "n_levels"], limit,
+                 newest_id_first=False)
+    out = _names(scope, rows)
+    for q in QUANTITIES:
+        out[q] = pd.to_numeric(rows[q], errors="coerce").to_numpy(dtype=np.float64)
+    out["levels"] = rows["n_levels"].to_numpy(dtype=np.int64)
+    return out
+
+
+def complication_list(scope: Scope, limit: int | None = None) -> pd.DataFrame:
+    """audit.analytics.complications.complication_list in SQL (voided ones left out)."""
+    c, rec = Complication, scope.rec
+    query = (select(rec.c.id, rec.c.t, rec.c.physician_id, rec.c.type_id, c.kind, c.severity,
+                    c.timing)
+             .join(c, c.procedure_id == rec.c.id)
+             .where(c.status == RecordStatus.FINAL.value)
+             .order_by(rec.c.t, rec.c.id, c.id))
+    if limit is not None:
+        query = query.limit(limit)
+    rows = scope.frame(query, ["id", "t", "physician_id", "type_id", "kind", "severity",
+                               "timing"])
+    rows["site_id"] = rows["room_id"] = 0
+    names = _names(scope, rows)
+    out = pd.DataFrame({"record_id": names["record_id"], "performed_at": names["performed_at"],
+                        "procedure": names["procedure"], "physician": names["physician"],
+                        "kind": rows["kind"], "severity": rows["severity"],
+                        "timing": rows["timing"]})
+    return out.reset_index(drop=True)

@@ -1,0 +1,62 @@
+"""What every SQL figure is computed in: a connection, the small lookup tables (names, catalog,
+settings, reference levels: a Snapshot without records) and the filtered records' subquery."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Connection, func
+from sqlalchemy.sql import ColumnElement, Subquery
+
+from audit.analytics.snapshot import Snapshot
+from audit.analytics.sql.records import records
+from audit.filters import Filters
+
+
+@dataclass(frozen=True)
+class Scope:
+    conn: Connection
+    lookups: Snapshot
+    filters: Filters
+    rec: Subquery
+
+    @classmethod
+    def open(cls, conn: Connection, lookups: Snapshot, filters: Filters,
+             unit: bool = True) -> Scope:
+        return cls(conn, lookups, filters, records(conn, filters, unit))
+
+    def flat(self) -> Scope:
+        """The same records as a plain subquery (for drill-downs: audit.analytics.sql.records)."""
+        return Scope.open(self.conn, self.lookups, self.filters, unit=False)
+
+    def narrowed(self, filters: Filters) -> Scope:
+        """The same connection and lookups, other filters (e.g. the period only)."""
+        return Scope.open(self.conn, self.lookups, filters)
+
+    def col(self, name: str) -> ColumnElement[Any]:
+        return self.rec.c[name]
+
+    def total(self, name: str) -> ColumnElement[Any]:
+        """The count of records where a 1/0 column is 1."""
+        return func.coalesce(func.sum(self.rec.c[name]), 0)
+
+    def frame(self, query: Any, columns: Sequence[str]) -> pd.DataFrame:
+        rows = self.conn.execute(query).all()
+        return pd.DataFrame([tuple(r) for r in rows], columns=list(columns))
+
+
+def as_float(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """Medians and shares as float64 (NULL -> nan)."""
+    for column in columns:
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(np.float64)
+    return frame
+
+
+def as_int(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    for column in columns:
+        frame[column] = frame[column].fillna(0).astype(np.int64)
+    return frame

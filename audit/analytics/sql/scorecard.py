@@ -1,0 +1,111 @@
+"""The physician scorecards in SQL: the per-level scorecard (audit.analytics.scorecard) from
+grouped medians, and the case-mix-adjusted one (audit.analytics.case_mix) as one query: each
+stratum's median (procedure x levels x BMI band), joined back to its records, then per
+physician the medians of observed, expected and observed / expected."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Float, and_, case, cast, func, literal, select
+
+from audit.analytics.case_mix import MIN_RECORDS
+from audit.analytics.sql import counts, groups
+from audit.analytics.sql.dose import quantiles_together, value
+from audit.analytics.sql.reference import share_above_reference
+from audit.analytics.sql.scope import Scope, as_float, as_int
+
+
+def _per_level_ratios(scope: Scope, physicians: np.ndarray) -> dict[str, np.ndarray]:
+    """Per physician (ids in `physicians`) and quantity (KAP, time), the record-weighted mean
+    over procedures of their per-level median over everyone's (the frame's arithmetic, on
+    the SQL medians); both quantities' medians in one scan."""
+    quantities = ("dap_gycm2", "fluoro_time_s")
+    values = {f"v{i}": value(scope, q, per_level=True) for i, q in enumerate(quantities)}
+    sets = [("physician", "procedure"), ("procedure",)]
+    found = quantiles_together(scope, sets, values, (0.5,))
+    cells, types = found[sets[0]], found[sets[1]]
+    n_types = int(max(scope.lookups.types.index.max() if len(scope.lookups.types) else 0,
+                      cells["g1"].max() if len(cells) else 0)) + 1
+    row = {int(p): i for i, p in enumerate(physicians)}
+    out = {}
+    for i, q in enumerate(quantities):
+        type_median = np.full(n_types, np.nan)
+        type_median[types["g0"].to_numpy(dtype=np.int64)] = types[f"v{i}_q0"].to_numpy()
+        median = np.full((len(physicians), n_types), np.nan)
+        weights = np.zeros((len(physicians), n_types))
+        for p, t, n, m in cells[["g0", "g1", f"v{i}_n", f"v{i}_q0"]].itertuples(index=False):
+            if int(p) in row:
+                median[row[int(p)], int(t)] = m
+                weights[row[int(p)], int(t)] = n
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = median / type_median[np.newaxis, :]
+        usable = ~np.isnan(ratio) & (weights > 0)
+        total = np.where(usable, weights, 0).sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[q] = np.where(total > 0,
+                              np.where(usable, ratio * weights, 0).sum(axis=1) / total, np.nan)
+    return out
+
+
+def physician_scorecard(scope: Scope, levels: pd.DataFrame) -> pd.DataFrame:
+    """audit.analytics.scorecard.physician_scorecard in SQL; `levels`: the levels in force."""
+    rec = scope.rec
+    found = as_int(scope.frame(select(rec.c.physician_id, func.count())
+                               .group_by(rec.c.physician_id), ["id", "records"]), ["records"])
+    found = found.sort_values("id").reset_index(drop=True)
+    ids = found["id"].to_numpy(dtype=np.int64)
+    out = pd.DataFrame({"physician": pd.Series([groups.label_of(scope.lookups, "physician", i)
+                                                for i in ids], dtype=object),
+                        "records": found["records"]})
+    ratios = _per_level_ratios(scope, ids)
+    out["kap_per_level_ratio"] = ratios["dap_gycm2"]
+    out["time_per_level_ratio"] = ratios["fluoro_time_s"]
+    above = share_above_reference(scope, levels, "physician")
+    technique = counts.technique_use(scope, "physician")
+    rates = counts.compliance(scope, "physician")
+    out = out.merge(above[["physician", "share_above"]], on="physician", how="left")
+    out = out.merge(technique[["physician", "pulsed_rate", "low_dose_rate"]], on="physician",
+                    how="left")
+    out = out.merge(rates[["physician", "rate"]].rename(columns={"rate": "compliance_rate"}),
+                    on="physician", how="left")
+    return out.sort_values("physician", key=lambda s: s.str.lower()).reset_index(drop=True)
+
+
+def adjusted_scorecard(scope: Scope, quantity: str = "dap_gycm2") -> pd.DataFrame:
+    """audit.analytics.case_mix.adjusted_scorecard in SQL."""
+    rec = scope.rec
+    v = rec.c[quantity]
+    levels = func.least(rec.c.n_levels, 63)
+    used = (select(rec.c.physician_id, rec.c.type_id, levels.label("lv"),
+                   rec.c.bmi_band, v.label("v"),
+                   case((rec.c.bmi.is_(None), 0), else_=1).label("known"))
+            .where(v.is_not(None)).cte("used"))
+    strata = (select(used.c.type_id, used.c.lv, used.c.bmi_band,
+                     func.percentile_cont(0.5).within_group(used.c.v).label("expected"))
+              .group_by(used.c.type_id, used.c.lv, used.c.bmi_band).cte("strata"))
+    expected = strata.c.expected
+    # observed / expected as numpy divides: x / 0 is inf (0 / 0 no number, left out)
+    ratio = case((expected != 0, used.c.v / expected),
+                 (used.c.v > 0, literal(float("inf"), Float)),
+                 (used.c.v < 0, literal(float("-inf"), Float)))
+    joined = used.join(strata, and_(strata.c.type_id == used.c.type_id,
+                                    strata.c.lv == used.c.lv,
+                                    strata.c.bmi_band == used.c.bmi_band))
+    median = func.percentile_cont(0.5).within_group
+    query = (select(used.c.physician_id, func.count(), median(used.c.v), median(expected),
+                    cast(func.avg(used.c.known), Float), median(ratio))
+             .select_from(joined).group_by(used.c.physician_id))
+    columns = ["id", "records", "observed_median", "expected_median", "bmi_known_share",
+               "adjusted_ratio"]
+    out = as_float(as_int(scope.frame(query, columns), ["records"]), columns[2:])
+    overall = scope.conn.execute(select(median(used.c.v))).scalar()
+    overall = np.nan if overall is None else float(overall)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["crude_ratio"] = out["observed_median"] / overall
+    out.loc[out["records"] < MIN_RECORDS, ["adjusted_ratio", "crude_ratio"]] = np.nan
+    out.insert(0, "physician", pd.Series([groups.label_of(scope.lookups, "physician", i)
+                                          for i in out["id"]], index=out.index, dtype=object))
+    out["quantity"] = quantity
+    out = out.sort_values("id").drop(columns=["id"])
+    return out.sort_values("physician", key=lambda s: s.str.lower()).reset_index(drop=True)

@@ -1,0 +1,287 @@
+"""`SqlSource`: the dashboards' figures computed by PostgreSQL (audit.analytics.source).
+
+What the process keeps: the small lookup tables (names, catalog, settings, reference levels)
+and the last few hundred results, both keyed by the data version (the highest audit event id,
+one indexed read per figure), so a rerun with the same filters costs no query and any write
+shows on the next one. Counts per month, the filter choices, the period and the number of
+records come from the daily summary (audit.analytics.daily_summary); every other figure is one
+or two GROUP BY queries over the filtered records; only drill-down lists fetch records, with a
+LIMIT.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import UTC, date, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Connection, Engine, and_, func, or_, select
+
+from audit.analytics._lookup_tables import read_lookup_tables
+from audit.analytics._packing import COLUMNS
+from audit.analytics.compliance import _rates, p_chart_rows
+from audit.analytics.daily_summary import monthly_counts, refresh_summary
+from audit.analytics.grouping import QUANTITIES
+from audit.analytics.reference_levels import levels_in_force
+from audit.analytics.snapshot import Snapshot, _frame, data_version
+from audit.analytics.sql import counts, dose, drill, reference, scorecard
+from audit.analytics.sql.records import HALF_SECOND
+from audit.analytics.sql.scope import Scope
+from audit.filters import Filters
+from audit.storage.models import DailySummary, Procedure
+from audit.vocab import RecordStatus
+
+#: The groupings a page shows together (computed in one scan, GROUPING SETS).
+COMPLIANCE_PAGE = ("physician", "room", "procedure")
+QUALITY_PAGE = ("room", "technologist")
+COMPLICATIONS_PAGE = ("procedure", "physician", "month")
+#: Results kept per process (a page shows about 20; a few filter combinations per user).
+CACHE_SIZE = 512
+
+
+def _empty_records() -> pd.DataFrame:
+    return _frame({k: np.empty(0, dtype=v) for k, v in COLUMNS.items()})
+
+
+class SqlSource:
+    """The figures of FigureSource, in SQL (PostgreSQL only: percentile_cont)."""
+
+    def __init__(self, engine: Engine, cache_size: int = CACHE_SIZE) -> None:
+        if engine.dialect.name != "postgresql":
+            raise ValueError(f"figures in SQL need PostgreSQL (percentile_cont), not "
+                             f"{engine.dialect.name}: use the analysis frame there")
+        self.engine = engine
+        self.cache_size = cache_size
+        self._lookups: Snapshot | None = None
+        self._results: OrderedDict[Any, Any] = OrderedDict()
+        self._lock = threading.Lock()
+        self.queries = 0  # figures computed (not served from the cache): for tests, benches
+
+    # --- the data version, the lookups and the result cache ---------------------------------
+    @property
+    def token(self) -> int:
+        return self.lookups.token
+
+    @property
+    def lookups(self) -> Snapshot:
+        """The lookup tables as of the current data version (re-read when it moved)."""
+        with self.engine.connect() as conn:
+            return self._lookups_on(conn)
+
+    def _lookups_on(self, conn: Connection) -> Snapshot:
+        head = data_version(conn)
+        with self._lock:
+            if self._lookups is not None and self._lookups.token == head:
+                return self._lookups
+        found = Snapshot(records=_empty_records(), token=head, loaded_at=datetime.now(UTC),
+                         **read_lookup_tables(conn))
+        with self._lock:
+            self._lookups = found
+            self._results.clear()
+        return found
+
+    def _cached(self, key: tuple[Any, ...],
+                compute: Callable[[Connection, Snapshot], Any]) -> Any:
+        """A result as of the current data version: from the cache, or computed on the same
+        connection that read the version (one connection per figure)."""
+        with self.engine.connect() as conn:
+            lookups = self._lookups_on(conn)
+            full = (lookups.token, *key)
+            with self._lock:
+                if full in self._results:
+                    self._results.move_to_end(full)
+                    return _copy(self._results[full])
+            value = compute(conn, lookups)
+        self.queries += 1
+        with self._lock:
+            self._results[full] = value
+            while len(self._results) > self.cache_size:
+                self._results.popitem(last=False)
+        return _copy(value)
+
+    def _figure(self, name: str, filters: Filters, work: Callable[..., Any],
+                *args: Any) -> Any:
+        """One figure under the filters: names checked as the frame checks them (the same
+        errors), then computed in one connection."""
+        def compute(conn: Connection, lookups: Snapshot) -> Any:
+            filters.mask(lookups)  # unknown names, an inverted period: ValidationFailed
+            return work(Scope.open(conn, lookups, filters), *args)
+        return self._cached((name, filters, args), compute)
+
+    def _together(self, name: str, filters: Filters, work: Callable[..., Any],
+                  bys: tuple[str, ...], by: str | None) -> pd.DataFrame:
+        """One of several groupings a page shows together, all computed in one scan."""
+        found = self._figure(name, filters, work, bys)
+        return found[by].copy()  # type: ignore[no-any-return]
+
+    # --- from the daily summary ---------------------------------------------------------------
+    def _summary(self) -> dict[str, Any]:
+        def compute(conn: Connection, lookups: Snapshot) -> dict[str, Any]:
+            refresh_summary(self.engine)
+            s = DailySummary
+            with self.engine.connect() as fresh:  # after the refresh's commit
+                used = {key: sorted({int(i) for i in fresh.scalars(select(column).distinct())})
+                        for key, column in (("sites", s.site_id), ("rooms", s.room_id),
+                                            ("physicians", s.physician_id),
+                                            ("procedures", s.procedure_type_id))}
+                first, last, total = fresh.execute(
+                    select(func.min(s.day), func.max(s.day), func.sum(s.procedures))).one()
+            names = {"sites": lookups.sites, "rooms": lookups.rooms["label"],
+                     "physicians": lookups.physicians, "procedures": lookups.types["code"]}
+            options = {k: sorted(str(names[k][i]) for i in ids if i in names[k].index)
+                       for k, ids in used.items()}
+            return {"options": options, "count": int(total or 0),
+                    "range": None if first is None else (_day(first), _day(last))}
+        return self._cached(("summary",), compute)  # type: ignore[no-any-return]
+
+    def record_count(self) -> int:
+        return int(self._summary()["count"])
+
+    def options(self) -> dict[str, list[str]]:
+        return dict(self._summary()["options"])
+
+    def date_range(self) -> tuple[date, date] | None:
+        return self._summary()["range"]  # type: ignore[no-any-return]
+
+    def p_chart(self, filters: Filters) -> pd.DataFrame:
+        """Monthly counts from the daily summary where it can answer the filters (names and
+        whole days), else by GROUP BY month; the chart from them as the frame draws it."""
+        def compute(conn: Connection, lookups: Snapshot) -> pd.DataFrame:
+            filters.mask(lookups)
+            try:
+                if not self._summary_exact(conn, filters):
+                    raise ValueError("a record's day differs from the frame's")
+                monthly = monthly_counts(self.engine, filters)
+            except ValueError:  # a filter the summary does not hold, or not the same days
+                monthly = counts.compliance(Scope.open(conn, lookups, filters), "month")
+            monthly = monthly[monthly["eligible"] > 0][["month", "eligible", "compliant",
+                                                        "excepted"]]
+            monthly = _rates(monthly.astype({c: np.int64 for c in monthly.columns[1:]})
+                             .reset_index(drop=True))
+            return p_chart_rows(monthly)
+        return self._cached(("p_chart", filters), compute)  # type: ignore[no-any-return]
+
+    def _summary_exact(self, conn: Connection, filters: Filters) -> bool:
+        """Whether the summary's days put every record in the frame's month and period: the
+        frame rounds an instant to whole seconds, so a record in the last half second before
+        a month's start (or the period's bounds) counts in the next month there. One indexed
+        probe for such records; where one exists the months are counted from the records."""
+        span = self.date_range()
+        if span is None:
+            return True
+        first, last = span
+        edges = [datetime(y, m, 1, tzinfo=UTC) for y in range(first.year, last.year + 2)
+                 for m in range(1, 13)
+                 if (first.year, first.month) <= (y, m) <= (last.year + (last.month == 12),
+                                                           last.month % 12 + 1)]
+        edges += [moment for moment in (filters.start, filters.before) if moment is not None]
+        p = Procedure
+        near = or_(*(and_(p.performed_at >= e - HALF_SECOND, p.performed_at < e)
+                     for e in edges))
+        found = conn.scalar(select(func.count()).select_from(
+            select(p.id).where(p.status == RecordStatus.FINAL.value, near).limit(1).subquery()))
+        return not found
+
+    # --- the figures --------------------------------------------------------------------------
+    def compliance_rates(self, filters: Filters, by: str | None = None) -> pd.DataFrame:
+        if by in (None, *COMPLIANCE_PAGE):  # the page's four tables, one scan
+            return self._together("compliance_page", filters, counts.compliance_together,
+                                  COMPLIANCE_PAGE, by)
+        return self._figure("compliance", filters, counts.compliance, by)
+
+    def compliance_records(self, filters: Filters, which: str = "non_compliant",
+                           group: tuple[str, str] | None = None,
+                           limit: int = 1000) -> pd.DataFrame:
+        return self._figure("compliance_records", filters, drill.compliance_records, which,
+                            group, limit)
+
+    def dose_statistics(self, filters: Filters, by: Sequence[str] = ("procedure",),
+                        quantities: Sequence[str] = QUANTITIES,
+                        per_level: bool = False) -> pd.DataFrame:
+        return self._figure("dose_stats", filters, dose.dose_stats, tuple(by),
+                            tuple(quantities), per_level)
+
+    def dose_distribution(self, filters: Filters, quantity: str = "dap_gycm2",
+                          by: str = "procedure") -> pd.DataFrame:
+        return self._figure("dose_distribution", filters, dose.dose_distribution, quantity,
+                            by)
+
+    def dose_histogram(self, filters: Filters, procedure: str, quantity: str = "dap_gycm2",
+                       bins: int = 40) -> pd.DataFrame:
+        def work(scope: Scope) -> pd.DataFrame:
+            if scope.filters.procedures and procedure not in scope.filters.procedures:
+                return pd.DataFrame({"low": [], "high": [], "count": []})
+            narrowed = scope.narrowed(replace(scope.filters, procedures=(procedure,)))
+            return dose.dose_histogram(narrowed, quantity, bins)
+        return self._figure(f"dose_histogram:{procedure}:{quantity}:{bins}", filters, work)
+
+    def monthly_medians(self, filters: Filters, quantity: str = "dap_gycm2") -> pd.DataFrame:
+        return self._figure("monthly_medians", filters, dose.monthly_medians, quantity)
+
+    def technique_use(self, filters: Filters, by: str | None = None) -> pd.DataFrame:
+        return self._figure("technique_use", filters, counts.technique_use, by)
+
+    def local_drls(self, filters: Filters, quantities: Sequence[str] = QUANTITIES,
+                   min_room_records: int | None = None,
+                   min_rooms: int | None = None) -> pd.DataFrame:
+        # over the period only, whatever the other filters (a reference is the organisation's)
+        return self._figure("local_drls", filters.period, reference.local_drls,
+                            tuple(quantities), min_room_records, min_rooms)
+
+    def _levels(self, filters: Filters, quantity: str) -> pd.DataFrame:
+        local = self.local_drls(filters, (quantity,))
+        return levels_in_force(self.lookups, filters, quantity, local=local)
+
+    def share_above_reference(self, filters: Filters, by: str | None = None,
+                              quantity: str = "dap_gycm2") -> pd.DataFrame:
+        levels = self._levels(filters, quantity)
+        return self._figure(f"share_above:{by}:{quantity}", filters,
+                            lambda s: reference.share_above_reference(s, levels, by, quantity))
+
+    def physician_scorecard(self, filters: Filters) -> pd.DataFrame:
+        levels = self._levels(filters, "dap_gycm2")
+        return self._figure("physician_scorecard", filters,
+                            lambda s: scorecard.physician_scorecard(s, levels))
+
+    def adjusted_scorecard(self, filters: Filters,
+                           quantity: str = "dap_gycm2") -> pd.DataFrame:
+        return self._figure("adjusted_scorecard", filters, scorecard.adjusted_scorecard,
+                            quantity)
+
+    def radiation_free_share(self, filters: Filters) -> pd.DataFrame:
+        return self._figure("radiation_free_share", filters, counts.radiation_free_share)
+
+    def completeness(self, filters: Filters, by: str | None = None) -> pd.DataFrame:
+        if by in (None, *QUALITY_PAGE):  # the page's three tables, one scan
+            return self._together("quality_page", filters, counts.completeness_together,
+                                  QUALITY_PAGE, by)
+        return self._figure("completeness", filters, counts.completeness, by)
+
+    def safety_flags(self, filters: Filters, by: str | None = None) -> pd.DataFrame:
+        return self._figure("safety_flags", filters, counts.safety_flags, by)
+
+    def flagged_records(self, filters: Filters, flag: str, limit: int = 1000) -> pd.DataFrame:
+        return self._figure("flagged_records", filters, drill.flagged_records, flag, limit)
+
+    def complication_rates(self, filters: Filters, by: str | None = None) -> pd.DataFrame:
+        if by in (None, *COMPLICATIONS_PAGE):  # the page's four tables, one scan
+            return self._together("complications_page", filters,
+                                  counts.complication_rates_together, COMPLICATIONS_PAGE, by)
+        return self._figure("complication_rates", filters, counts.complication_rates, by)
+
+    def complication_list(self, filters: Filters) -> pd.DataFrame:
+        return self._figure("complication_list", filters, drill.complication_list)
+
+
+def _day(value: Any) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value))
+
+
+def _copy(value: Any) -> Any:
+    """A cached result handed out as a copy: a page may change its table."""
+    return value.copy() if isinstance(value, pd.DataFrame) else value

@@ -1,0 +1,100 @@
+"""bench_analytics.py --url postgresql://...: each audit page's figures from SQL (issue 16),
+cold (a new process: a new SqlSource, nothing cached) and warm (the same process, a filter
+changed: nothing cached for those filters), the process's peak RSS, beside a plain GROUP BY of
+the same run. The calls are the pages' own (dashboard/views/*, through the FigureSource)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import date
+from typing import Any
+
+from audit.analytics import SqlSource, drl_thresholds, reference_table
+from audit.filters import Filters
+from audit.storage.engine import make_engine
+from bench._common import group_by_s, peak_rss_mb
+
+QUANTITY = "dap_gycm2"
+
+
+def compliance_page(s: SqlSource, f: Filters) -> None:
+    s.compliance_rates(f)
+    s.p_chart(f)
+    for by in ("physician", "room", "procedure"):
+        s.compliance_rates(f, by)
+    s.compliance_records(f, "non_compliant", None, limit=2000)
+
+
+def dose_page(s: SqlSource, f: Filters) -> None:
+    drl_thresholds(s.lookups)
+    distribution = s.dose_distribution(f, "kap_corrected_gycm2")
+    s.local_drls(f, (QUANTITY,))
+    if len(distribution):
+        s.dose_histogram(f, distribution["procedure"].iloc[0], "kap_corrected_gycm2")
+    s.dose_statistics(f, by=("procedure", "levels"), quantities=(QUANTITY,))
+    s.dose_statistics(f, by=("procedure", "levels"), quantities=(QUANTITY,), per_level=True)
+    s.dose_statistics(f, by=("procedure", "weight_band"), quantities=(QUANTITY,))
+    s.physician_scorecard(f)
+    s.radiation_free_share(f)
+    s.dose_statistics(f, by=("procedure", "bmi_band"), quantities=(QUANTITY,))
+    s.dose_statistics(f, by=("procedure", "operator"), quantities=(QUANTITY,))
+    s.adjusted_scorecard(f, QUANTITY)
+    s.monthly_medians(f, QUANTITY)
+    s.local_drls(f)
+    reference_table(s.lookups)
+
+
+def data_quality_page(s: SqlSource, f: Filters) -> None:
+    s.completeness(f)
+    s.completeness(f, "room")
+    s.completeness(f, "technologist")
+    s.safety_flags(f)
+    s.flagged_records(f, "particulate_cervical_tfesi", limit=2000)
+
+
+def complications_page(s: SqlSource, f: Filters) -> None:
+    s.complication_rates(f)
+    for by in ("procedure", "physician", "month"):
+        s.complication_rates(f, by)
+    s.complication_list(f)
+
+
+PAGES: dict[str, Callable[[SqlSource, Filters], None]] = {
+    "Compliance": compliance_page, "Dose": dose_page, "Data quality": data_quality_page,
+    "Complications": complications_page,
+}
+WARM_FILTERS = [
+    Filters(physicians=("Dr. Demo Weiss",)),
+    Filters.days(date(2025, 11, 1), date(2026, 10, 31)),
+    Filters(rooms=("Demo OR 2", "Demo Suite A"), procedures=("TFESI", "ILESI")),
+]
+
+
+def _timed(work: Callable[[], Any]) -> float:
+    started = time.perf_counter()
+    work()
+    return time.perf_counter() - started
+
+
+def main(url: str, label: str = "") -> int:
+    engine = make_engine(url)
+    group_by = min(group_by_s(engine) for _ in range(3))
+    records = SqlSource(engine).record_count()  # also brings the daily summary up to date
+    print(f"\nfluoro-audit analytics benchmark, figures from SQL: {records:,} final records "
+          f"(PostgreSQL{label})")
+    print(f"plain GROUP BY over the table: {group_by:.2f} s")
+    print("cold: a new process (nothing cached); warm: a filter change (slowest of "
+          f"{len(WARM_FILTERS)}); repeat: the same filters again")
+    print(f"\n{'page':<14}{'cold s':>8}{'warm s':>8}{'repeat s':>9}{'cold/GB':>9}{'warm/GB':>9}")
+    for name, page in PAGES.items():
+        source = SqlSource(engine)
+        cold = _timed(lambda page=page, s=source: page(s, Filters()))
+        warm = max(_timed(lambda page=page, s=source, f=f: page(s, f)) for f in WARM_FILTERS)
+        repeat = _timed(lambda page=page, s=source: page(s, WARM_FILTERS[0]))
+        print(f"{name:<14}{cold:>8.2f}{warm:>8.3f}{repeat:>9.3f}{cold / group_by:>9.1f}"
+              f"{warm / group_by:>9.2f}", flush=True)
+    print(f"\npeak RSS of this process: {peak_rss_mb():.0f} MB (the frame is never read)")
+    print("targets (issue 16, 5M and 10M): cold <= 3 s, warm <= 0.3 s, RSS < 1 GB")
+    engine.dispose()
+    return 0

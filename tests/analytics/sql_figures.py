@@ -1,0 +1,94 @@
+"""What tests/analytics/test_sql_figures*.py share: every figure the pages show, asked of the
+analysis frame and of SQL (PostgreSQL) alike, compared to 1e-9 (relative)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pandas as pd
+
+from audit.analytics.safety import SAFETY_FLAGS
+from audit.analytics.source import FigureSource
+from audit.filters import Filters
+
+Call = Callable[[FigureSource, Filters], pd.DataFrame]
+GROUPINGS = ("physician", "room", "procedure", "month", "site", "technologist", "levels",
+             "weight_band", "bmi_band", "operator")
+
+def call(method: str, *args: Any, **kwargs: Any) -> Call:
+    """A figure of a source: its method under the filters, with these arguments."""
+    def run(source: FigureSource, filters: Filters) -> pd.DataFrame:
+        return getattr(source, method)(filters, *args, **kwargs)  # type: ignore[no-any-return]
+    return run
+
+
+def _complication_list(source: FigureSource, filters: Filters) -> pd.DataFrame:
+    return _sorted(source.complication_list(filters))
+
+
+QUANTITIES = ("dap_gycm2", "fluoro_time_s", "air_kerma_mgy")
+#: (name, call): every figure, each grouping and quantity the pages use (and more).
+FIGURES: list[tuple[str, Call]] = [
+    ("compliance", call("compliance_rates")),
+    *((f"compliance by {by}", call("compliance_rates", by)) for by in GROUPINGS),
+    ("p_chart", call("p_chart")),
+    ("non-compliant records", call("compliance_records", limit=40)),
+    ("non-compliant records of a physician",
+     call("compliance_records", group=("physician", "Dr. A"), limit=40)),
+    ("excepted records", call("compliance_records", "excepted", limit=40)),
+    ("dose by procedure", call("dose_statistics")),
+    *((f"dose by procedure x {by}{' per level' if per else ''}",
+       call("dose_statistics", by=("procedure", by), per_level=per))
+      for by, per in (("levels", False), ("levels", True), ("weight_band", False),
+                      ("bmi_band", False), ("bmi_band", True), ("operator", False),
+                      ("room", True), ("month", False))),
+    *((f"distribution of {q}", call("dose_distribution", q))
+      for q in ("kap_corrected_gycm2", "fluoro_time_s", "air_kerma_mgy")),
+    ("distribution by physician", call("dose_distribution", "dap_gycm2", "physician")),
+    ("histogram", call("dose_histogram", "TFESI", "kap_corrected_gycm2")),
+    ("histogram of time", call("dose_histogram", "TFESI", "fluoro_time_s", 12)),
+    *((f"monthly medians of {q}", call("monthly_medians", q)) for q in QUANTITIES),
+    ("technique", call("technique_use")),
+    ("technique by room", call("technique_use", "room")),
+    ("local DRLs", call("local_drls")),
+    ("local DRLs, low thresholds", call("local_drls", min_room_records=1, min_rooms=2)),
+    ("share above", call("share_above_reference")),
+    ("share above by physician", call("share_above_reference", "physician")),
+    ("scorecard", call("physician_scorecard")),
+    *((f"adjusted scorecard of {q}", call("adjusted_scorecard", q)) for q in QUANTITIES),
+    ("radiation-free share", call("radiation_free_share")),
+    ("completeness", call("completeness")),
+    ("completeness by room", call("completeness", "room")),
+    ("completeness by technologist", call("completeness", "technologist")),
+    ("safety flags", call("safety_flags")),
+    ("safety flags by physician", call("safety_flags", "physician")),
+    *((f"records flagged {flag}", call("flagged_records", flag, 30)) for flag in SAFETY_FLAGS),
+    ("complication rates", call("complication_rates")),
+    *((f"complication rates by {by}", call("complication_rates", by))
+      for by in ("procedure", "physician", "month")),
+    ("complication list", _complication_list),
+]
+
+
+def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame's list is sorted by time alone (ties in no set order): compare as sets."""
+    return frame.sort_values(list(frame.columns)).reset_index(drop=True)
+
+
+def assert_same(name: str, filters: Filters, frame: Any, sql: Any) -> None:
+    pd.testing.assert_frame_equal(
+        sql.reset_index(drop=True), frame.reset_index(drop=True), check_dtype=False,
+        check_index_type=False, check_column_type=False, rtol=1e-9, atol=0,
+        obj=f"{name} under {filters.describe()}")
+
+
+def assert_every_figure_equal(frame: FigureSource, sql: FigureSource,
+                              cases: list[Filters]) -> int:
+    """Every figure under every filter combination; returns how many were compared."""
+    compared = 0
+    for filters in cases:
+        for name, call in FIGURES:
+            assert_same(name, filters, call(frame, filters), call(sql, filters))
+            compared += 1
+    return compared

@@ -1,0 +1,86 @@
+"""On a demo set (audit.demo: eight physicians, two sites, ultrasound-guided injections, BMI,
+C-arm operators, complications) the SQL figures equal the analysis frame's for every figure
+and filter combination: period, site, room, physician, procedure, their combinations and an
+empty result; and the counts the Alerts page divides by, and the SRDL alerts the stored alerts
+hold, are the records SQL counts. PostgreSQL only (percentile_cont), asked for directly."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date
+
+import pytest
+from sqlalchemy import Engine, func, select
+
+from audit.alerts.refresh import refresh_alerts
+from audit.analytics.snapshot import Snapshot, load_snapshot, options
+from audit.analytics.source import FrameSource
+from audit.analytics.sql.source import SqlSource
+from audit.demo import generate
+from audit.filters import Filters
+from audit.storage.engine import make_engine, read_session
+from audit.storage.models import Alert
+from audit.vocab import AlertKind, AlertStatus
+from tests.analytics.sql_figures import FIGURES, assert_every_figure_equal
+from tests.conftest import Databases
+
+pytestmark = pytest.mark.slow  # 2500 demo procedures, every figure under 8 filters
+
+
+@pytest.fixture(scope="module")
+def demo(databases: Databases) -> Iterator[tuple[Engine, Snapshot]]:
+    engine = make_engine(databases.postgresql())
+    generate(engine, procedures=2500, seed=21, until=date(2026, 6, 30))
+    yield engine, load_snapshot(engine)
+    engine.dispose()
+
+
+def cases(snap: Snapshot) -> list[Filters]:
+    names = options(snap)
+    return [
+        Filters(),
+        Filters.days(date(2025, 10, 1), date(2026, 3, 31)),
+        Filters(sites=(names["sites"][0],)),
+        Filters(rooms=(names["rooms"][-1],), physicians=tuple(names["physicians"][:3])),
+        Filters(procedures=("TFESI", "SIJ", "FACET")),
+        Filters.days(date(2026, 1, 1), None, sites=(names["sites"][-1],),
+                     procedures=(names["procedures"][0],)),
+        Filters(physicians=(names["physicians"][1],), procedures=("MBB",)),
+        Filters.days(date(2030, 1, 1), date(2030, 12, 31)),  # empty
+    ]
+
+
+def test_every_figure_equals_the_frames_on_the_demo(demo: tuple[Engine, Snapshot]) -> None:
+    engine, snap = demo
+    frame, sql = FrameSource(snap, engine), SqlSource(engine)
+    found = cases(snap)
+    assert assert_every_figure_equal(frame, sql, found) == len(found) * len(FIGURES)
+    assert sql.options() == frame.options() and sql.date_range() == frame.date_range()
+    assert sql.record_count() == frame.record_count() == len(snap.records)
+
+
+def test_the_demo_has_what_the_figures_must_handle(demo: tuple[Engine, Snapshot]) -> None:
+    sql = SqlSource(demo[0])
+    free = sql.radiation_free_share(Filters())
+    assert free["radiation_free"].sum() > 0  # ultrasound-guided records, in no dose figure
+    assert sql.complication_rates(Filters()).iloc[0]["complications"] > 0
+    bands = sql.dose_statistics(Filters(), by=("bmi_band",), quantities=("dap_gycm2",))
+    assert len(bands) >= 4
+    card = sql.adjusted_scorecard(Filters())
+    assert card["adjusted_ratio"].notna().sum() >= 6
+
+
+def test_alert_counts_rest_on_the_same_records(demo: tuple[Engine, Snapshot]) -> None:
+    engine, snap = demo
+    refresh_alerts(engine, snap)
+    sql = SqlSource(engine)
+    for filters in cases(snap):
+        flags = sql.safety_flags(filters).iloc[0]
+        # what alert_rates divides by: the final records under the filters
+        assert flags["records"] == int(filters.mask(snap).sum())
+    with read_session(engine) as session:
+        srdl = session.scalar(
+            select(func.count(func.distinct(Alert.procedure_id)))
+            .where(Alert.kind == AlertKind.SRDL.value,
+                   Alert.status != AlertStatus.WITHDRAWN.value))
+    assert srdl == sql.safety_flags(Filters()).iloc[0]["srdl_reached"] > 0
