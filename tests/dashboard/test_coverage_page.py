@@ -18,7 +18,9 @@ from audit.storage.engine import read_session
 from audit.storage.models import AuditEvent
 from audit.vocab import Role
 from dashboard.navigation import PAGES
+from tests.conftest import valid_record
 from tests.dashboard.conftest import AppFactory, page, texts
+from tests.dashboard.test_log_procedure import FORM, fill, log_page, open_form, save
 from tests.dashboard.test_records_page import open_record, records_page, seed, submit
 from tests.rules.helpers import packs_on
 from tests.rules.test_report_rules import fixture_history
@@ -97,3 +99,25 @@ def test_the_admin_switches_a_rule_pack_audited(
     save.click().run()
     assert any("max_sessions_per_region" in e for e in texts(at.error)) or \
         any("from 1 to 52" in e for e in texts(at.error)), texts(at.error)
+
+
+def test_the_entry_form_warns_of_the_fifth_esi_session_and_keeps_it_confirmed(
+        app: AppFactory, people: dict[str, Actor], service: ProcedureLog,
+        engine: Engine) -> None:
+    packs_on(engine)
+    for day in ("2026-01-10", "2026-02-02", "2026-02-20", "2026-03-01"):
+        service.log(valid_record(performed_at=f"{day}T10:00:00Z", dap_unit="Gy·cm²",
+                                 dap_value=0.7), cli_actor(), confirm_warnings=True)
+    at = open_form(log_page(app))
+    gen = at.session_state["lp_gen"]
+    save(fill(at, {**FORM, "dap_value": "71", "vascular_uptake": "no",
+                   "needle_repositioned": "no"}))
+    shown = " ".join(texts(at.warning))
+    assert "5th ESI session in the lumbar region within 12 months (earlier: 2026-01-10, " \
+           "2026-02-02, 2026-02-20, 2026-03-01)" in shown, shown
+    at.checkbox(key=f"lp{gen}_confirm").check()
+    save(at)
+    saved = at.session_state["lp_saved"]
+    record = service.get(saved["record_id"], cli_actor())
+    assert any(w["field"] == "practice_rules" and w["message"].startswith("5th ESI")
+               for w in record["warnings"])
