@@ -220,7 +220,7 @@ GROUPS = {
              "low_dose_mode", "effective_dose_msv", "background_days", "dose_source"),
     "Contrast and medication": (
         "contrast_confirmation", "contrast_agent", "contrast_class", "contrast_volume_ml",
-        "confirmation_views",
+        "confirmation_views", "contrast_test_dose",
         "realtime_contrast", "vascular_uptake", "needle_repositioned",
         "contrast_exception_reason", "contrast_exception_detail", "injectate", "notes"),
     "Record": ("status", "version", "created_at", "created_by", "updated_at", "updated_by"),
