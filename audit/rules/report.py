@@ -106,7 +106,8 @@ def rule_report(engine: Engine, actor: Actor, filters: Filters) -> dict[str, pd.
     overall = _rates(found, ["rule"])
     overall.insert(1, "pack", [RULE_PACK[r] for r in overall["rule"]])
     overall.insert(2, "title", [RULE_TITLES[r] for r in overall["rule"]])
-    exceptions = found[found["exception"]].sort_values(["performed_at", "record_id"])
+    exceptions = found[found["exception"].astype(bool)].sort_values(["performed_at",
+                                                                     "record_id"])
     return {"rules": overall.reset_index(drop=True),
             "by_physician": _rates(found, ["rule", "physician"]),
             "by_month": _rates(found, ["rule", "month"]),

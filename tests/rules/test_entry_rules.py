@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine
 
 from audit.auth import cli_actor
+from audit.errors import ValidationFailed
 from audit.log.service import ProcedureLog
 from audit.rules.follow_up import record_follow_up
 from tests.conftest import valid_record
@@ -120,3 +122,13 @@ def test_packs_off_warn_nothing_and_csv_imports_are_not_blocked(
                     encoding="utf-8")
     result = import_csv(service, cli_actor(), path)
     assert [r.record_id is not None for r in result.imported] == [True], result
+
+
+def test_the_contrast_test_dose_is_for_ilesi_only_and_stored(service: ProcedureLog) -> None:
+    with pytest.raises(ValidationFailed) as caught:
+        service.log(session("2026-04-01", contrast_test_dose=True), cli_actor(),
+                    create_missing=True)
+    [error] = caught.value.errors
+    assert error.field == "contrast_test_dose" and "ILESI only" in error.message
+    rid, = logged(service, [ilesi("2026-04-01", ["L4-L5"])])
+    assert service.get(rid, cli_actor())["contrast_test_dose"] is True

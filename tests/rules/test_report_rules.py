@@ -103,3 +103,14 @@ def test_a_csv_import_is_checked_in_the_report(engine: Engine, service: Procedur
                                                            date(2026, 9, 30)))
     row = tables["rules"].set_index("rule").loc["esi_sessions_per_region"]
     assert (row["eligible"], row["exceptions"]) == (1, 1)
+
+
+def test_with_every_pack_off_or_no_record_the_report_is_empty(engine: Engine,
+                                                              service: ProcedureLog) -> None:
+    empty = rule_report(engine, cli_actor(), Filters())
+    assert all(frame.empty for frame in empty.values())
+    assert "message" in empty["exceptions"].columns
+    packs_on(engine)
+    fixture_history(engine, service)
+    none = rule_report(engine, cli_actor(), Filters.days(date(2020, 1, 1), date(2020, 12, 31)))
+    assert all(frame.empty for frame in none.values())
