@@ -46,8 +46,8 @@ def section(actor: Actor, record_id: int, void: bool) -> None:
     if found:
         st.table(pd.DataFrame([{
             "Followed up on": f["followed_up_on"], "Relief (%)": str(f["relief_percent"]),
-            "For (days)": str(f["relief_days"]), "Note": f["note"] or "",
-            "Recorded by": f["created_by"]} for f in found]))
+            "For (days)": str(f["relief_days"]), "Note": plain(f["note"] or ""),
+            "Recorded by": plain(f["created_by"])} for f in found]))
     else:
         st.caption("No follow-up recorded.")
     if notice := st.session_state.pop(NOTICE, None):

@@ -13,7 +13,7 @@ import streamlit as st
 from audit.auth import Actor
 from audit.rules import PACKS, list_packs, set_enabled, set_parameter
 from dashboard import state
-from dashboard.widgets import FieldErrors
+from dashboard.widgets import FieldErrors, plain
 
 PREFIX = "rp_"
 
@@ -31,7 +31,7 @@ def rule_packs_panel(actor: Actor, act: Callable[..., None],
         with st.container(border=True):
             st.markdown(f"**{'On' if pack['enabled'] else 'Off'}**")
             st.text(pack["title"])
-            st.caption(pack["source"])
+            st.caption(plain(pack["source"]))
             period = (f"In force from {pack['effective_from'] or 'any date'} to "
                       f"{pack['effective_to'] or 'now'}")
             st.caption(period)

@@ -39,24 +39,29 @@ def history_query() -> Select[Any]:
             .where(Procedure.status == RecordStatus.FINAL.value))
 
 
-def cases_from_rows(rows: Sequence[Any]) -> dict[int, Case]:
-    """Rows of history_query() (ordered any way) as Cases by procedure id, follow-ups folded
-    in. Levels are not read: the rules read only the checked procedure's levels."""
-    built: dict[int, dict[str, Any]] = {}
+def cases_from_rows(rows: Sequence[Any],
+                    levels: Mapping[int, Sequence[str]] | None = None) -> dict[int, Case]:
+    """Rows of history_query() (ordered any way; extra columns after COLUMNS ignored) as Cases
+    by procedure id, follow-ups folded in, with the `levels` given (the rules read only the
+    checked procedure's levels; the history's are not needed)."""
+    relief: dict[int, list[Relief]] = {}
+    first: dict[int, Any] = {}
     for r in rows:
-        item = built.get(r.id)
-        if item is None:
-            item = built[r.id] = {
-                "id": r.id, "patient": r.patient_id, "performed_at": r.performed_at,
-                "code": r.code, "region": r.region, "injectate": r.injectate,
-                "guidance": r.guidance, "contrast_confirmation": r.contrast_confirmation,
-                "realtime_contrast": r.realtime_contrast,
-                "views": frozenset((r.confirmation_views or "").split(";")) - {""},
-                "contrast_test_dose": r.contrast_test_dose, "relief": []}
-        if r.relief_percent is not None:
-            item["relief"].append(Relief(int(r.relief_percent), int(r.relief_days)))
-    return {i: Case(**{k: v for k, v in d.items() if k not in ("patient", "relief")},
-                    relief=tuple(d["relief"])) for i, d in built.items()}
+        pid = r[0]
+        if pid not in first:
+            first[pid] = r
+        if r[11] is not None:
+            relief.setdefault(pid, []).append(Relief(int(r[11]), int(r[12])))
+    levels = levels or {}
+    views: dict[str | None, frozenset[str]] = {}
+    cases: dict[int, Case] = {}
+    for pid, r in first.items():
+        seen = views.get(r[9])
+        if seen is None:
+            seen = views[r[9]] = frozenset((r[9] or "").split(";")) - {""}
+        cases[pid] = Case(r[2], r[3], r[4], tuple(levels.get(pid, ())), r[5], r[6], r[7], r[8],
+                          seen, r[10], tuple(relief.get(pid, ())), pid)
+    return cases
 
 
 def for_patient(session: Session, mrn: str, before: datetime,

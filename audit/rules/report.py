@@ -12,7 +12,6 @@ A rule's compliance rate is (eligible - exceptions) / eligible, with a Wilson 95
 
 from __future__ import annotations
 
-import dataclasses
 from collections import defaultdict
 from typing import Any
 
@@ -31,6 +30,8 @@ from audit.storage.engine import read_session
 from audit.storage.models import Physician, Procedure, ProcedureLevel
 
 GROUPS = ("physician", "month")
+COLUMNS = ["record_id", "performed_at", "procedure", "physician", "month", "rule", "pack",
+           "exception", "message"]
 EXCEPTION_COLUMNS = ["record_id", "performed_at", "procedure", "physician", "rule", "pack",
                      "message"]
 
@@ -59,27 +60,26 @@ def findings(engine: Engine, filters: Filters) -> pd.DataFrame:
                 .where(ProcedureLevel.procedure_id.in_(chosen))
                 .order_by(ProcedureLevel.procedure_id, ProcedureLevel.position)):
             levels[pid].append(level)
-    cases = cases_from_rows(rows)
-    patient_of = {r.id: r.patient_id for r in rows}
-    physician_of = {r.id: r.physician for r in rows}
+    cases = cases_from_rows(rows, levels)
+    patient_of = {r[0]: r[1] for r in rows}
+    physician_of = {r[0]: r[13] for r in rows}
     by_patient: dict[int, list[evaluate.Case]] = defaultdict(list)
     for pid, case in cases.items():
         by_patient[patient_of[pid]].append(case)
-    out: list[dict[str, Any]] = []
+    out: dict[str, list[Any]] = {name: [] for name in COLUMNS}
     for pid in sorted(wanted):
-        case = dataclasses.replace(cases[pid], levels=tuple(levels.get(pid, ())))
+        case = cases[pid]
+        month = f"{case.performed_at:%Y-%m}"
         for f in evaluate.check(case, by_patient[patient_of[pid]], packs):
-            out.append({"record_id": pid, "performed_at": case.performed_at,
-                        "procedure": case.code, "physician": physician_of[pid],
-                        "month": f"{case.performed_at:%Y-%m}", "rule": f.rule, "pack": f.pack,
-                        "exception": f.message is not None, "message": f.message})
-    return _frame(out)
+            for name, value in zip(COLUMNS, (pid, case.performed_at, case.code,
+                                             physician_of[pid], month, f.rule, f.pack,
+                                             f.message is not None, f.message), strict=True):
+                out[name].append(value)
+    return pd.DataFrame(out, columns=COLUMNS)
 
 
 def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    columns = ["record_id", "performed_at", "procedure", "physician", "month", "rule", "pack",
-               "exception", "message"]
-    return pd.DataFrame(rows, columns=columns)
+    return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def _rates(found: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
