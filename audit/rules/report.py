@@ -66,16 +66,16 @@ def findings(engine: Engine, filters: Filters) -> pd.DataFrame:
     by_patient: dict[int, list[evaluate.Case]] = defaultdict(list)
     for pid, case in cases.items():
         by_patient[patient_of[pid]].append(case)
-    out: dict[str, list[Any]] = {name: [] for name in COLUMNS}
+    out: list[tuple[Any, ...]] = []
     for pid in sorted(wanted):
         case = cases[pid]
-        month = f"{case.performed_at:%Y-%m}"
-        for f in evaluate.check(case, by_patient[patient_of[pid]], packs):
-            for name, value in zip(COLUMNS, (pid, case.performed_at, case.code,
-                                             physician_of[pid], month, f.rule, f.pack,
-                                             f.message is not None, f.message), strict=True):
-                out[name].append(value)
-    return pd.DataFrame(out, columns=COLUMNS)
+        found = evaluate.check(case, by_patient[patient_of[pid]], packs)
+        if found:
+            head = (pid, case.performed_at, case.code, physician_of[pid],
+                    f"{case.performed_at:%Y-%m}")
+            out.extend((*head, f.rule, f.pack, f.message is not None, f.message)
+                       for f in found)
+    return pd.DataFrame.from_records(out, columns=COLUMNS)
 
 
 def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:

@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from sqlalchemy import Engine, select
 
 from audit.auth import Actor, cli_actor
@@ -121,3 +122,15 @@ def test_the_entry_form_warns_of_the_fifth_esi_session_and_keeps_it_confirmed(
     record = service.get(saved["record_id"], cli_actor())
     assert any(w["field"] == "practice_rules" and w["message"].startswith("5th ESI")
                for w in record["warnings"])
+
+
+def test_only_an_administrator_sees_the_rule_pack_switches(
+        app: AppFactory, people: dict[str, Actor]) -> None:
+    """The Admin page (and its Rule packs tab) is not opened for a quality officer or an RSO;
+    the library refuses them anyway (tests/rules/test_follow_up_and_packs.py)."""
+    for user in ("quality", "rso1"):
+        at = app(user).run()
+        assert not at.exception
+        with pytest.raises(ValueError, match="Could not find a navigation page"):
+            at.switch_page(page("admin"))  # only a "not available" stand-in is registered
+        assert not [b for b in at.button if str(b.key or "").startswith("rp_switch_")]
