@@ -54,13 +54,15 @@ class Permission(StrEnum):
     IMPORT = "import"
     ADMIN = "admin"
     RECORD_COMPLICATION = "record_complication"  # technologist, physician, rso, admin
+    RECORD_FOLLOW_UP = "record_follow_up"  # outcomes: technologist, physician, admin
 
 
 P = Permission
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
-    Role.TECHNOLOGIST: frozenset({P.LOG_PROCEDURE, P.AMEND_OWN, P.VOID, P.VIEW_RECORDS,
-                                  P.VIEW_PHI, P.IMPORT, P.RECORD_COMPLICATION}),
-    Role.PHYSICIAN: frozenset({P.VIEW_RECORDS, P.VIEW_PHI, P.RECORD_COMPLICATION}),
+    Role.TECHNOLOGIST: frozenset({P.LOG_PROCEDURE, P.AMEND_OWN, P.VOID, P.VIEW_RECORDS, P.VIEW_PHI,
+                                  P.IMPORT, P.RECORD_COMPLICATION, P.RECORD_FOLLOW_UP}),
+    Role.PHYSICIAN: frozenset({P.VIEW_RECORDS, P.VIEW_PHI, P.RECORD_COMPLICATION,
+                               P.RECORD_FOLLOW_UP}),
     Role.QUALITY_OFFICER: frozenset({P.VIEW_RECORDS, P.VIEW_ALL_RECORDS, P.VIEW_DASHBOARDS,
                                      P.EXPORT, P.IMPORT}),
     Role.RSO: frozenset({P.VIEW_RECORDS, P.VIEW_ALL_RECORDS, P.VIEW_PHI, P.VIEW_DASHBOARDS,
@@ -68,7 +70,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
                          P.RECORD_COMPLICATION}),
     Role.ADMIN: frozenset({P.LOG_PROCEDURE, P.AMEND_OWN, P.AMEND_ANY, P.VOID, P.VIEW_RECORDS,
                            P.VIEW_ALL_RECORDS, P.VIEW_PHI, P.VIEW_DASHBOARDS, P.EXPORT, P.IMPORT,
-                           P.ADMIN, P.PATIENT_HISTORY, P.RECORD_COMPLICATION}),
+                           P.ADMIN, P.PATIENT_HISTORY, P.RECORD_COMPLICATION, P.RECORD_FOLLOW_UP}),
 }
 
 
@@ -98,9 +100,8 @@ def cli_actor() -> Actor:
 
 def require(actor: Actor, permission: Permission) -> None:
     if not actor.can(permission):
-        raise PermissionDenied(
-            f"{actor.username} ({actor.role.value}) may not {permission.value.replace('_', ' ')}"
-        )
+        raise PermissionDenied(f"{actor.username} ({actor.role.value}) may not "
+                               f"{permission.value.replace('_', ' ')}")
 
 
 def hash_password(password: str) -> str:
@@ -125,8 +126,7 @@ def validate_username(username: str, field_name: str = "username") -> str:
     return name
 
 
-def _check_new_account(username: str, role: Role | str,
-                       password: str | None) -> tuple[str, Role]:
+def _check_new_account(username: str, role: Role | str, password: str | None) -> tuple[str, Role]:
     """Every problem with a new account at once (username, role, password): one pass fixes."""
     errors: list[FieldError] = []
     name = username.strip()

@@ -160,6 +160,8 @@ FIELDS: tuple[Field, ...] = (
           _allowed(vocab.View), max_items=8),
     Field("realtime_contrast", "boolean", "", "if confirmed", "Contrast injected under live "
           "fluoroscopy or DSA (required for TFESI)"),
+    Field("contrast_test_dose", "boolean", "", "ILESI", "ILESI: a contrast test dose was given "
+          "before the injectate (Rathmell 2015); empty for other procedures"),
     Field("vascular_uptake", "boolean", "", "no", "Intravascular contrast uptake seen"),
     Field("needle_repositioned", "boolean", "", "no", "Needle repositioned after uptake"),
     Field("injectate", "enum", "", "no", "Medication injected", _allowed(vocab.Injectate)),

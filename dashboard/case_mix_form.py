@@ -33,9 +33,10 @@ def _tri(choice: str | None) -> bool | None:
 
 
 def inputs(key: Callable[[str], str], field: Callable[[str], None], radiation_free: bool,
-           operator_default: str | None) -> None:
+           operator_default: str | None, ilesi: bool = False) -> None:
     """The widgets, inside the page's form. The operator defaults to the one this user chose
-    last (remembered like the room); under ultrasound no C-arm is used, so it is not asked."""
+    last (remembered like the room); under ultrasound no C-arm is used, so it is not asked.
+    An ILESI asks whether a contrast test dose was given (the 2015 safeguards)."""
     st.markdown("**Case mix** (optional: makes dose comparisons fair)")
     c = st.columns([1, 1.4, 1, 1.4])
     with c[0]:
@@ -58,6 +59,12 @@ def inputs(key: Callable[[str], str], field: Callable[[str], None], radiation_fr
                      key=key("contrast_class"),
                      format_func=lambda v: value_label("contrast_class", v) or "—")
         field("contrast_class")
+    if ilesi:
+        st.selectbox("Contrast test dose given", YES_NO, key=key("contrast_test_dose"),
+                     format_func=lambda v: value_label("contrast_test_dose", v) or "—",
+                     help="ILESI: a test dose of contrast before the injectate (Rathmell "
+                          "2015); the safeguards pack warns without it.")
+        field("contrast_test_dose")
     st.markdown("**Complication during the procedure** (leave at None if there was none)")
     c = st.columns([1.5, 1, 2.5])
     with c[0]:
@@ -94,6 +101,7 @@ def values(get: Callable[[str], Any], radiation_free: bool) -> dict[str, Any]:
             "carm_operator": None if radiation_free else get("carm_operator") or None,
             "trainee_present": _tri(get("trainee_present")),
             "contrast_class": get("contrast_class") or None,
+            "contrast_test_dose": _tri(get("contrast_test_dose")),
             "complications": noted}
 
 

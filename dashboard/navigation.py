@@ -50,6 +50,8 @@ PAGES: tuple[PageSpec, ...] = (
              "Audit"),
     PageSpec("complications.py", "Complications", ":material/personal_injury:",
              Permission.VIEW_DASHBOARDS, "Audit"),
+    PageSpec("coverage.py", "Coverage and safeguards", ":material/policy:",
+             Permission.VIEW_DASHBOARDS, "Audit"),
     PageSpec("export.py", "Export", ":material/download:", Permission.EXPORT, "Audit"),
     PageSpec("committee_report.py", "Committee report", ":material/summarize:",
              Permission.VIEW_DASHBOARDS, "Audit"),

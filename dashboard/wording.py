@@ -27,6 +27,7 @@ FIELD_LABELS: dict[str, str] = {
     "patient_sex": "Sex", "patient_weight_kg": "Weight (kg)",
     "patient_height_cm": "Height (cm)", "bmi_kg_m2": "BMI (kg/m²)",
     "carm_operator": "C-arm operated by", "trainee_present": "Trainee present",
+    "contrast_test_dose": "Contrast test dose", "practice_rules": "Practice rules",
     "contrast_class": "Contrast class", "complications": "Complication",
     "pregnancy_status": "Pregnancy status", "procedure_code": "Procedure",
     "region": "Region", "levels": "Levels", "laterality": "Laterality",
@@ -104,7 +105,8 @@ VALUE_LABELS: dict[str, dict[str, str]] = {
 }
 #: Fields stored as yes/no.
 BOOLEAN_FIELDS = frozenset({"pulsed_fluoro", "low_dose_mode", "realtime_contrast",
-                            "vascular_uptake", "needle_repositioned", "trainee_present"})
+                            "vascular_uptake", "needle_repositioned", "trainee_present",
+                            "contrast_test_dose"})
 #: Every stored value written with an underscore, to its label (for messages quoting one).
 _SNAKE_VALUES = {value: text for labels in VALUE_LABELS.values()
                  for value, text in labels.items() if "_" in value}

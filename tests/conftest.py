@@ -56,6 +56,16 @@ def _pg_admin_engine(url: str) -> Engine:
     return create_engine(parsed, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
 
 
+def rule_packs_off(url: str) -> None:
+    """Switch every rule pack off in the template (issue 15's practice rules): the shared
+    fixtures log the same patient's TFESIs again and again, which the packs would warn about;
+    the rules' own tests switch them on (tests/rules/)."""
+    eng = make_engine(url)
+    with eng.begin() as conn:
+        conn.execute(text("UPDATE rule_pack SET enabled = false"))
+    eng.dispose()
+
+
 class Databases:
     """Creates fresh databases from a migrated template, per backend."""
 
@@ -70,6 +80,7 @@ class Databases:
         if self._sqlite_template is None:
             self._sqlite_template = self.tmp / "template.sqlite3"
             migrate(f"sqlite:///{self._sqlite_template}")
+            rule_packs_off(f"sqlite:///{self._sqlite_template}")
         path = self.tmp / f"{uuid.uuid4().hex[:12]}.sqlite3"
         shutil.copyfile(self._sqlite_template, path)
         return f"sqlite:///{path}"
@@ -86,6 +97,7 @@ class Databases:
                     conn.execute(text(f'CREATE DATABASE "{name}"'))
                     self._pg_dbs.append(name)
                     migrate(self._url(admin_url, name))
+                    rule_packs_off(self._url(admin_url, name))
                     self._pg_template = name
                 name = f"fa_{self.worker}_{uuid.uuid4().hex[:10]}"
                 conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{self._pg_template}"'))

@@ -335,7 +335,7 @@ def top_level_directories(files: Iterable[str]) -> set[str]:
 #: The packages that declare public names (docs/design.md §3): the library itself and the
 #: subpackages the dashboard may import names from.
 FACES = ("audit", "audit.storage", "audit.log", "audit.dose_reports", "audit.analytics",
-         "audit.alerts", "audit.export")
+         "audit.alerts", "audit.export", "audit.rules")
 
 def package_dir(root: Path, package: str) -> Path:
     return root.joinpath(*package.split("."))

@@ -29,7 +29,7 @@ from audit.auth import Actor, Permission, require
 from audit.errors import FieldError, ValidationFailed
 from audit.filters import Filters
 
-KINDS = ("compliance", "dose", "drl", "alerts", "events", "complications")
+KINDS = ("compliance", "dose", "drl", "alerts", "events", "complications", "rules")
 #: The columns `report drl` shows as a table (JSON and CSV carry every column, basis included).
 DRL_TABLE_COLUMNS = ["procedure", "quantity", "figure", "level", "achievable", "rooms",
                      "rooms_with_records", "records", "room_records_min"]
@@ -47,6 +47,14 @@ def build(kind: str, engine: Engine, snap: Snapshot, actor: Actor, filters: Filt
             "by", f"{by} applies to report dose and report compliance, not {kind}")])
     if kind == "complications":
         return _complication_tables(engine, snap, filters, by)
+    if kind == "rules":  # practice rules (issue 15): by physician and month always
+        if by is not None:
+            raise ValidationFailed([FieldError("by", "does not apply to report rules: it "
+                                                     "gives each rule by physician and by "
+                                                     "month")])
+        from audit.rules.report import rule_report
+
+        return rule_report(engine, actor, filters)
     if kind == "compliance":
         tables = {"overall": compliance(snap, filters)}
         if by:

@@ -10,8 +10,8 @@ command that opens one checks it exists and is migrated before anything else, so
 --db is an error, not a new empty file.
 
 This module assembles the parser from the command modules (admin, users, records, names,
-complications, reports, imports, network, settings, documents, export, keys, database: one
-per group of commands) in the order `--help` lists them, and turns the library's refusals into
+complications, rules, reports, imports, network, settings, documents, export, keys, database:
+one per group of commands) in the order `--help` lists them, and turns the library's refusals into
 exit codes and messages; audit.cli.common holds what they share.
 """
 
@@ -38,6 +38,7 @@ from audit.cli import (
     network,
     records,
     reports,
+    rules,
     settings,
     users,
 )
@@ -75,10 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     records.add_show(sub)
     names.add_merge(sub)
     complications.add_complication(sub)
+    rules.add_followup(sub)
     admin.add_demo(sub)
     reports.add_report(sub)
     documents.add_patient(sub)
     settings.add_settings(sub)
+    rules.add_rules(sub)
     admin.add_backup(sub)
     imports.add_import(sub)
     imports.add_watch(sub)

@@ -60,13 +60,16 @@ def cmd_report(args: argparse.Namespace) -> int:
 def add_report(sub: Subcommands) -> None:
     """Add `report` to the command line."""
     p = add_command(sub, "report", cmd_report,
-                    "compliance, dose, local DRL, alert and complication figures, and those "
-                    "from the C-arm's irradiation events (the numbers the dashboards show)")
+                    "compliance, dose, local DRL, alert, complication and practice-rule "
+                    "figures, and those from the C-arm's irradiation events (the numbers the "
+                    "dashboards show)")
     p.add_argument("kind", choices=("compliance", "dose", "drl", "alerts", "events",
-                                    "complications", "committee"),
+                                    "complications", "rules", "committee"),
                    help="committee: the radiation safety committee's report as a PDF (--out "
                         "FILE.pdf; --from, --to, --site; --pseudonymise); complications: "
-                        "complication rates per procedure, physician and month")
+                        "complication rates per procedure, physician and month; rules: "
+                        "compliance with the practice rule packs, by physician and month, "
+                        "with the exceptions")
     p.add_argument("--from", dest="date_from", metavar="DATE",
                    help="first day, YYYY-MM-DD (UTC), inclusive")
     p.add_argument("--to", dest="date_to", metavar="DATE",

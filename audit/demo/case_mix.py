@@ -100,6 +100,11 @@ def draw(first_id: int, code: np.ndarray, planted: np.ndarray) -> CaseMix:
                    time_factor=boost, kap_factor=boost)
 
 
+#: Share of demo ILESIs with contrast whose test dose is recorded (an estimate: most
+#: practices give one; the rest make the safeguards page's exceptions).
+TEST_DOSE_SHARE = 0.93
+
+
 def fill(columns: dict[str, list[Any]], mix: CaseMix, code: np.ndarray,
          height: np.ndarray) -> None:
     """The case-mix columns of a chunk, and an ultrasound record's dose and contrast fields
@@ -111,6 +116,10 @@ def fill(columns: dict[str, list[Any]], mix: CaseMix, code: np.ndarray,
     columns["trainee_present"] = mix.trainee.tolist()
     agent = np.array([a is not None for a in columns["contrast_agent"]])
     columns["contrast_class"] = np.where(agent, "iodinated", "none").tolist()
+    # ILESI: a contrast test dose recorded in TEST_DOSE_SHARE of those with contrast
+    ilesi = (code == "ILESI") & agent
+    given = np.random.default_rng(int(height.sum()) % 2**32).random(len(code)) < TEST_DOSE_SHARE
+    columns["contrast_test_dose"] = np.where(ilesi, given, None).tolist()
     us = mix.ultrasound
     if not us.any():
         return

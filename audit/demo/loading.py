@@ -15,13 +15,20 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Engine, func, select
 
-from audit.demo import case_mix
+from audit.demo import case_mix, follow_ups
 from audit.demo.cast import DEMO_ACTOR, DEMO_REASON, MRN_PREFIX, ensure_cast
 from audit.demo.distributions import OUTLIER, SRDL, planted_kinds
 from audit.demo.records import build_chunk
 from audit.log.pseudonym import pseudonym, site_secret
 from audit.storage.engine import read_session, write_session
-from audit.storage.models import Complication, Patient, Procedure, ProcedureLevel, utcnow
+from audit.storage.models import (
+    Complication,
+    FollowUp,
+    Patient,
+    Procedure,
+    ProcedureLevel,
+    utcnow,
+)
 from audit.trail import record_event
 from audit.vocab import AuditAction
 
@@ -71,12 +78,14 @@ def generate(
         columns, levels = build_chunk(rng, first_id + lo, hi - lo, ref, patients, start, end,
                                       now, kinds[lo:hi])
         found = _complications(ref, columns, now)  # before the writer converts the times
+        outcomes = _follow_ups(ref, columns, now)
         with write_session(engine) as s:
             writer.write(s, columns, levels)
             record_event(s, actor=DEMO_ACTOR, action=AuditAction.BULK_CREATE,
                          entity="procedure", entity_id=f"{first_id + lo}-{first_id + hi - 1}",
                          after={"records": hi - lo, "seed": seed}, reason=DEMO_REASON)
             complications += _write_complications(s, found, f"{first_id + lo}-{first_id + hi - 1}")
+            _write_follow_ups(s, outcomes, f"{first_id + lo}-{first_id + hi - 1}")
         tick(hi)
     if engine.dialect.name == "postgresql":  # fresh statistics, or the planner guesses badly
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
@@ -97,6 +106,26 @@ def _complications(ref: dict[str, Any], columns: dict[str, list[Any]],
         int(ids[0]), ids, np.array([code_of[t] for t in columns["procedure_type_id"]]),
         np.array([a is not None for a in columns["contrast_agent"]]),
         columns["performed_at"], now, DEMO_ACTOR)
+
+
+def _follow_ups(ref: dict[str, Any], columns: dict[str, list[Any]],
+                now: datetime) -> dict[str, list[Any]]:
+    """The chunk's follow-ups (audit.demo.follow_ups) as columns of `follow_up`."""
+    code_of = {e.id: c for c, e in ref["catalog"].entries.items()}
+    return follow_ups.follow_ups(np.array(columns["id"]),
+                                 np.array([code_of[t] for t in columns["procedure_type_id"]]),
+                                 columns["performed_at"], now, DEMO_ACTOR)
+
+
+def _write_follow_ups(session: Any, found: dict[str, list[Any]], span: str) -> None:
+    """Insert them with one bulk audit event naming the chunk's procedures."""
+    if found["procedure_id"]:
+        rows = [dict(zip(found, values, strict=True)) for values in zip(*found.values(),
+                                                                         strict=True)]
+        session.execute(FollowUp.__table__.insert(), rows)
+        record_event(session, actor=DEMO_ACTOR, action=AuditAction.BULK_CREATE,
+                     entity="follow_up", entity_id=span,
+                     after={"follow_ups": len(rows)}, reason=DEMO_REASON)
 
 
 def _write_complications(session: Any, found: dict[str, list[Any]], span: str) -> int:

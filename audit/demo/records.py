@@ -74,6 +74,8 @@ def _level_windows(code: str, region: str, count: int) -> list[tuple[str, ...]]:
             pool = pool[-3:] if code in {"ILESI", "DISCOGRAPHY"} else pool[-4:]
         if region == "cervical":
             pool = pool[3:]
+        if region == "cervical" and code == "ILESI":  # C7-T1 preferred, C6-C7 at least
+            pool = ["C7-T1"] * 5 + ["C6-C7"] * 4 + ["C5-C6"]  # (Rathmell 2015; mix estimated)
     count = min(count, len(set(pool)))
     windows = [tuple(pool[i:i + count]) for i in range(len(pool) - count + 1)]
     return [w for w in windows if len(set(w)) == len(w)] or [tuple(pool[:1])]

@@ -82,6 +82,15 @@ def contrast_class_check(c: Any, values: Mapping[str, Any]) -> None:
                 "was used); allowed: none, or leave it empty")
 
 
+def test_dose_check(c: Any, values: dict[str, Any], code: str) -> None:
+    """The ILESI contrast test dose (issue 15, part B): yes or no for an ILESI, nothing for the
+    other procedures (where the 2015 safeguards ask no test dose)."""
+    values["contrast_test_dose"] = c.boolean("contrast_test_dose")
+    if values["contrast_test_dose"] is not None and code != "ILESI":
+        c.error("contrast_test_dose", f"given, but the procedure is {code}; it is recorded for "
+                "ILESI only: leave it empty")
+
+
 def radiation_free(c: Any, values: dict[str, Any]) -> None:
     """An ultrasound-guided record: no dose fields asked; fluoroscopy time is stored as 0
     (no beam), KAP and Ka,r as empty. A dose figure given anyway is an error, since it says

@@ -48,6 +48,7 @@ ALIASES: Mapping[str, str] = {
     "c arm operator": "carm_operator", "operator": "carm_operator",
     "trainee": "trainee_present", "fellow present": "trainee_present",
     "contrast type": "contrast_class", "contrast agent class": "contrast_class",
+    "test dose": "contrast_test_dose", "contrast test dose": "contrast_test_dose",
 }
 #: A separate time-of-day column, joined to the date column.
 TIME_HEADERS = frozenset({"time", "procedure time", "start time"})

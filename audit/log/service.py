@@ -4,9 +4,10 @@ Why a service object: every write is one transaction with its audit event, check
 actor's role (audit.access), retried on lock contention, and validated in full before anything
 is written, whichever door it came through (command line, form, CSV import). Names are resolved
 by audit.log.names; with create_missing they are created, and each creation is audited too.
-Before a record is written it gets every warning it calls for (`_entry_warnings`): a possible
-duplicate (audit.log.duplicates), the plausibility warnings of validation, and why it will count
-as non-compliant (audit.log.compliance_check); unconfirmed, nothing is written.
+Before a record is written it gets every warning it calls for (audit.log.entry_warnings): a
+possible duplicate, the plausibility warnings of validation, why it will count as non-compliant
+and the practice rules the patient's history breaks (not for CSV imports); unconfirmed, nothing
+is written.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ from audit.errors import (
 )
 from audit.filters import Filters
 from audit.log import bulk, complications
-from audit.log.compliance_check import compliance_warnings
 from audit.log.duplicates import Duplicates, scan
+from audit.log.entry_warnings import entry_warnings
 from audit.log.name_directory import NameDirectory
 from audit.log.names import (
     NameResolver,
@@ -222,14 +223,10 @@ class ProcedureLog:
                                name_saved=name_saved)
 
     def _entry_warnings(self, session: Session, checked: Validated, dups: Duplicates,
-                        exclude_id: int | None = None) -> list[FieldError]:
-        """Every warning of a record about to be written: a possible duplicate
-        (audit.log.duplicates), the plausibility warnings validation found, and why it will
-        count as non-compliant (audit.log.compliance_check)."""
-        mrn, at = checked.names["patient_id"], checked.values["performed_at"]
-        dups.ensure(session, mrn, checked.entry.id, at)
-        return [*dups.warnings(mrn, checked.entry.id, checked.entry.code, at, exclude_id),
-                *checked.warnings, *compliance_warnings(checked.values, checked.entry)]
+                        exclude_id: int | None = None, rules: bool = True) -> list[FieldError]:
+        """audit.log.entry_warnings: duplicate, plausibility, compliance and (unless `rules`
+        is False, as for CSV imports) practice-rule warnings."""
+        return entry_warnings(session, checked, dups, exclude_id, rules=rules)
 
     def prepare_batch(
         self,
@@ -257,7 +254,7 @@ class ProcedureLog:
             dups = Duplicates.load(session, scan(mappings, catalog, utcnow()), settings)
 
             def entry_warnings(checked: Validated, label: str) -> list[FieldError]:
-                found = self._entry_warnings(session, checked, dups)
+                found = self._entry_warnings(session, checked, dups, rules=False)
                 dups.remember(checked.names["patient_id"], checked.entry.id,
                               checked.values["performed_at"], label)
                 return found

@@ -264,6 +264,7 @@ def validate(
             c.error("laterality", f"required for {entry.code}; allowed: {Laterality.allowed()}")
         _contrast(c, values, entry)
         case_mix.contrast_class_check(c, values)
+        case_mix.test_dose_check(c, values, entry.code)
     complications = case_mix.complications_noted(c)
 
     if c.errors:

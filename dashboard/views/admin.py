@@ -21,6 +21,7 @@ from audit.errors import AuditError, FieldError, ValidationFailed
 from audit.vocab import CatalogRegion, ContrastPolicy, DapUnit, Region, Role
 from dashboard import state
 from dashboard.names import merge_panel
+from dashboard.rule_packs_panel import rule_packs_panel
 from dashboard.session_list import session_panel
 from dashboard.widgets import FieldErrors, plain
 from dashboard.wording import value_label
@@ -102,9 +103,9 @@ if notice := ss.pop(NOTICE, None):
     st.success(notice, icon=":material/check_circle:")
 # A key and on_change="rerun": the open tab is widget state kept by the server, so a rerun
 # (after "Add room", say) shows the same tab instead of jumping back to the first one.
-users_tab, rooms_tab, doctors_tab, catalog_tab, merge_tab, sessions_tab = st.tabs(
-    ["Users", "Sites and rooms", "Physicians", "Procedure catalog", "Merge names", "Sessions"],
-    key="adm_tab", on_change="rerun")
+users_tab, rooms_tab, doctors_tab, catalog_tab, merge_tab, sessions_tab, rules_tab = st.tabs(
+    ["Users", "Sites and rooms", "Physicians", "Procedure catalog", "Merge names", "Sessions",
+     "Rule packs"], key="adm_tab", on_change="rerun")
 
 # --- users ----------------------------------------------------------------------------------------
 with users_tab:
@@ -477,3 +478,6 @@ with merge_tab:
 
 with sessions_tab:
     session_panel(actor, act, errs("end_session"))
+
+with rules_tab:
+    rule_packs_panel(actor, act, errs)

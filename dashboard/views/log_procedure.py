@@ -468,7 +468,7 @@ with st.form("log_procedure", enter_to_submit=True, border=True):
                      format_func=lambda v: value_label("injectate", v) or "—")
         field("injectate")
     case_mix_form.inputs(lambda name: key(gen, name), field, radiation_free,
-                         prefs.get("carm_operator"))
+                         prefs.get("carm_operator"), layout.code == "ILESI")
     st.text_input("Notes", key=key(gen, "notes"))
     field("notes")
 

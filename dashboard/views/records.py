@@ -40,7 +40,7 @@ from audit.log import (
 )
 from audit.units import format_duration
 from audit.vocab import RecordStatus
-from dashboard import record_complications, state, tables
+from dashboard import record_complications, record_follow_ups, state, tables
 from dashboard.widgets import FieldErrors, plain
 from dashboard.wording import AMEND_FORM_LABELS, label, say, say_with, shown_value, value_label
 
@@ -220,7 +220,7 @@ GROUPS = {
              "low_dose_mode", "effective_dose_msv", "background_days", "dose_source"),
     "Contrast and medication": (
         "contrast_confirmation", "contrast_agent", "contrast_class", "contrast_volume_ml",
-        "confirmation_views",
+        "confirmation_views", "contrast_test_dose",
         "realtime_contrast", "vascular_uptake", "needle_repositioned",
         "contrast_exception_reason", "contrast_exception_detail", "injectate", "notes"),
     "Record": ("status", "version", "created_at", "created_by", "updated_at", "updated_by"),
@@ -266,6 +266,7 @@ for event in record_history(service, int(record_id), actor):
             st.caption(f"{len(event.changes)} fields recorded.")
 
 record_complications.section(actor, int(record_id), void)
+record_follow_ups.section(actor, int(record_id), void)
 
 if not may_change(actor, record):
     if not void and actor.can(Permission.AMEND_OWN):

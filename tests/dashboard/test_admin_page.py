@@ -37,7 +37,8 @@ def test_the_admin_page_lists_users_rooms_physicians_and_the_catalog(
     at = admin_page(app)
     assert not at.exception
     assert [t.label for t in at.tabs] == ["Users", "Sites and rooms", "Physicians",
-                                          "Procedure catalog", "Merge names", "Sessions"]
+                                          "Procedure catalog", "Merge names", "Sessions",
+                                          "Rule packs"]
     users = at.dataframe[0].value
     assert set(users["username"]) == {"boss", "tech1", "tech2", "drchen", "quality", "rso1"}
     assert "password_hash" not in users.columns

@@ -86,7 +86,7 @@ def _fresh_resources() -> Iterator[None]:
 def test_audit_pages_are_registered_for_dashboard_roles() -> None:
     audit = {s.module: s for s in PAGES if s.section == "Audit"}
     dashboards = {"compliance.py", "dose.py", "alerts.py", "data_quality.py",
-                  "committee_report.py", "complications.py"}
+                  "committee_report.py", "complications.py", "coverage.py"}
     assert set(audit) == dashboards | {"export.py"}  # the Export page shares the section
     assert all(audit[m].permission is Permission.VIEW_DASHBOARDS for m in dashboards)
     assert audit["export.py"].permission is Permission.EXPORT

@@ -192,3 +192,18 @@ def test_export_files_table_reads_as_words(demo: str, monkeypatch: pytest.Monkey
     assert not at.exception, [e.message for e in at.exception]
     assert not page_problems(at), "\n".join(page_problems(at))
 
+
+
+@pytest.mark.slow
+def test_coverage_tables_read_as_words(demo: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Coverage and safeguards page on the demo, its rule packs switched on (issue 15)."""
+    from audit.auth import cli_actor
+    from audit.rules import PACKS, set_enabled
+
+    engine = make_engine(demo)
+    for pack in PACKS:
+        set_enabled(engine, cli_actor(), pack.key, True)
+    engine.dispose()
+    at = open_page(demo, "coverage", ROLES[Role.QUALITY_OFFICER], monkeypatch)
+    assert len(at.dataframe) == 4
+    assert not page_problems(at), "\n".join(page_problems(at))

@@ -5,11 +5,11 @@ audit trail and the settings; audit.storage.models.dose: dose reports, reference
 alerts; audit.storage.models.network: the DICOM receiver's receipts and heartbeat;
 audit.storage.models.irradiation: each dose report's irradiation events;
 audit.storage.models.complications: each procedure's adverse events; audit.storage.models.summary:
-the per-day summary of the records) and are re-exported
-here, so that importing this package registers every table on Base.metadata: the complete schema
-that Alembic's autogenerate and `alembic check` compare the migrations with. Base and utcnow
-(audit.storage.types) are re-exported because every caller that stamps or creates rows needs
-them beside the classes.
+the per-day summary of the records; audit.storage.models.rules: rule packs and follow-ups) and
+are re-exported here, so that importing this package registers every table on Base.metadata:
+the complete schema that Alembic's autogenerate and `alembic check` compare the migrations
+with. Base and utcnow (audit.storage.types) are re-exported because every caller that stamps or
+creates rows needs them beside the classes.
 
 Conventions: see audit.storage.types; nothing is deleted: records are voided, accounts and rooms
 deactivated.
@@ -39,6 +39,7 @@ from audit.storage.models.log import (
     UserSession,
 )
 from audit.storage.models.network import DicomListener, DicomReceipt
+from audit.storage.models.rules import FollowUp, RulePack
 from audit.storage.models.summary import DailySummary, DailySummaryState
 from audit.storage.types import Base, utcnow
 
@@ -54,6 +55,7 @@ __all__ = [
     "DicomReceipt",
     "DoseDiscrepancy",
     "DoseReport",
+    "FollowUp",
     "IrradiationEvent",
     "NameAlias",
     "Patient",
@@ -63,6 +65,7 @@ __all__ = [
     "ProcedureType",
     "ReferenceLevel",
     "Room",
+    "RulePack",
     "Setting",
     "Site",
     "UserAccount",

@@ -300,6 +300,8 @@ class Procedure(Base):
     carm_operator: Mapped[str | None] = mapped_column(String(16))
     trainee_present: Mapped[bool | None] = mapped_column(Boolean)
     contrast_class: Mapped[str | None] = mapped_column(String(16))
+    #: ILESI only: a contrast test dose was given (Rathmell 2015); NULL for other types.
+    contrast_test_dose: Mapped[bool | None] = mapped_column(Boolean)
     notes: Mapped[str | None] = mapped_column(Text)
     dose_source: Mapped[str] = mapped_column(String(12), default=vocab.DoseSource.MANUAL.value)
     #: Patient effective dose estimate, E = KAP x k(region), with k in force when written.

@@ -1,0 +1,114 @@
+"""Compliance with the practice rules over a period: `fluoro-audit report rules` and the
+Coverage and safeguards page call `rule_report`, so they show the same figures.
+
+Every final record in the period is checked (CSV imports included: they were not blocked at
+entry) against its patient's history, with the packs in force on its day. Set-based: one query
+reads the period's records and their patients' earlier ones with their follow-ups, one more
+their levels; the checks then run in memory, per patient.
+
+A rule's compliance rate is (eligible - exceptions) / eligible, with a Wilson 95% interval
+(audit.analytics.quantiles.wilson), overall, by physician and by month (UTC).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Engine, select
+
+from audit.analytics.quantiles import wilson
+from audit.auth import Actor, Permission, require
+from audit.filters import Filters
+from audit.rules import evaluate
+from audit.rules.history import LOOKBACK, cases_from_rows, history_query
+from audit.rules.packs import RULE_PACK, RULE_TITLES
+from audit.rules.store import load_packs
+from audit.storage.engine import read_session
+from audit.storage.models import Physician, Procedure, ProcedureLevel
+
+GROUPS = ("physician", "month")
+COLUMNS = ["record_id", "performed_at", "procedure", "physician", "month", "rule", "pack",
+           "exception", "message"]
+EXCEPTION_COLUMNS = ["record_id", "performed_at", "procedure", "physician", "rule", "pack",
+                     "message"]
+
+
+def findings(engine: Engine, filters: Filters) -> pd.DataFrame:
+    """One row per (record in the period, rule that applies to it): record_id, performed_at,
+    procedure, physician, month, rule, pack, exception (bool), message."""
+    chosen = select(Procedure.id).where(*filters.where())
+    with read_session(engine) as session:
+        packs = load_packs(session)
+        if not any(p.enabled for p in packs.values()):
+            return _frame([])
+        patients = select(Procedure.patient_id).where(Procedure.id.in_(chosen))
+        query = history_query().add_columns(Physician.name.label("physician")) \
+            .join(Physician, Physician.id == Procedure.physician_id) \
+            .where(Procedure.patient_id.in_(patients))
+        if filters.start is not None:
+            query = query.where(Procedure.performed_at >= filters.start - LOOKBACK)
+        if filters.before is not None:
+            query = query.where(Procedure.performed_at < filters.before)
+        rows = session.execute(query).all()
+        wanted = set(session.scalars(chosen))
+        levels: dict[int, list[str]] = defaultdict(list)
+        for pid, level in session.execute(
+                select(ProcedureLevel.procedure_id, ProcedureLevel.level)
+                .where(ProcedureLevel.procedure_id.in_(chosen))
+                .order_by(ProcedureLevel.procedure_id, ProcedureLevel.position)):
+            levels[pid].append(level)
+    cases = cases_from_rows(rows, levels)
+    patient_of = {r[0]: r[1] for r in rows}
+    physician_of = {r[0]: r[13] for r in rows}
+    by_patient: dict[int, list[evaluate.Case]] = defaultdict(list)
+    for pid, case in cases.items():
+        by_patient[patient_of[pid]].append(case)
+    out: list[tuple[Any, ...]] = []
+    for pid in sorted(wanted):
+        case = cases[pid]
+        found = evaluate.check(case, by_patient[patient_of[pid]], packs)
+        if found:
+            head = (pid, case.performed_at, case.code, physician_of[pid],
+                    f"{case.performed_at:%Y-%m}")
+            out.extend((*head, f.rule, f.pack, f.message is not None, f.message)
+                       for f in found)
+    return pd.DataFrame.from_records(out, columns=COLUMNS)
+
+
+def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _rates(found: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    if found.empty:
+        return pd.DataFrame(columns=[*keys, "eligible", "exceptions", "compliant",
+                                     "compliance_rate", "ci_low", "ci_high"])
+    grouped = found.groupby(keys, sort=True)["exception"].agg(["size", "sum"]).reset_index()
+    grouped = grouped.rename(columns={"size": "eligible", "sum": "exceptions"})
+    grouped["exceptions"] = grouped["exceptions"].astype(int)
+    grouped["compliant"] = grouped["eligible"] - grouped["exceptions"]
+    eligible = grouped["eligible"].to_numpy(dtype=np.float64)
+    grouped["compliance_rate"] = grouped["compliant"] / eligible
+    low, high = wilson(grouped["compliant"].to_numpy(dtype=np.float64), eligible)
+    grouped["ci_low"], grouped["ci_high"] = low, high
+    return grouped
+
+
+def rule_report(engine: Engine, actor: Actor, filters: Filters) -> dict[str, pd.DataFrame]:
+    """The tables of `report rules`: "rules" (each rule's eligible records, exceptions and
+    compliance with its 95% interval), "by_physician", "by_month" and "exceptions" (the records
+    behind them)."""
+    require(actor, Permission.VIEW_DASHBOARDS)
+    found = findings(engine, filters)
+    overall = _rates(found, ["rule"])
+    overall.insert(1, "pack", [RULE_PACK[r] for r in overall["rule"]])
+    overall.insert(2, "title", [RULE_TITLES[r] for r in overall["rule"]])
+    exceptions = found[found["exception"].astype(bool)].sort_values(["performed_at",
+                                                                     "record_id"])
+    return {"rules": overall.reset_index(drop=True),
+            "by_physician": _rates(found, ["rule", "physician"]),
+            "by_month": _rates(found, ["rule", "month"]),
+            "exceptions": exceptions[EXCEPTION_COLUMNS].reset_index(drop=True)}

@@ -1,0 +1,65 @@
+"""Practice rules (issue 15, part B): the rule packs and each procedure's follow-ups.
+
+A rule pack (`rule_pack`) is a set of coverage or safety rules from one source (a Medicare LCD,
+the 2015 multisociety safeguards), with its citation, the dates it is in force, whether the
+site checks it and its parameters as JSON; an administrator switches it or changes a parameter
+(audited; audit.rules.store). A follow-up (`follow_up`) records a procedure's outcome later:
+the percent relief and how long it lasted, which the repeat rules read. Never deleted.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from audit.storage.types import Base, UTCDateTime, utcnow
+
+
+class FollowUp(Base):
+    __tablename__ = "follow_up"
+    __table_args__ = (
+        CheckConstraint("relief_percent >= 0 AND relief_percent <= 100", name="relief_range"),
+        CheckConstraint("relief_days >= 0 AND relief_days <= 3650", name="relief_days_range"),
+        Index(None, "procedure_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    procedure_id: Mapped[int] = mapped_column(ForeignKey("procedure.id"))
+    #: The day the outcome was asked (a clinic visit or a call), not before the procedure.
+    followed_up_on: Mapped[date] = mapped_column(Date)
+    #: Pain relief from the procedure, percent (0-100).
+    relief_percent: Mapped[int] = mapped_column(Integer)
+    #: How long the relief lasted (or has lasted so far), days.
+    relief_days: Mapped[int] = mapped_column(Integer)
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(80))
+
+
+class RulePack(Base):
+    __tablename__ = "rule_pack"
+
+    key: Mapped[str] = mapped_column(String(32), primary_key=True)
+    title: Mapped[str] = mapped_column(String(200))
+    #: The citation: LCD and article numbers, or the paper.
+    source: Mapped[str] = mapped_column(Text)
+    effective_from: Mapped[date | None] = mapped_column(Date)
+    effective_to: Mapped[date | None] = mapped_column(Date)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: {parameter: value}; the allowed range of each is in audit.rules.packs.
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_by: Mapped[str] = mapped_column(String(80), default="system")

@@ -1,0 +1,118 @@
+"""Benchmark: the practice-rule checks at entry (issue 15, part B) for a patient with 100 earlier
+procedures, and `report rules` over the whole database.
+
+    python bench/bench_rule_checks.py                  # 1,000,000 demo records, SQLite
+    python bench/bench_rule_checks.py --quick          # 50,000
+    python bench/bench_rule_checks.py --size 100000    # 100,000
+    python bench/bench_rule_checks.py --url postgresql+psycopg://.../fluoro_bench_1000000_s1
+
+On a copy of the demo database (bench/_common.scratch_copy), every rule pack on, one patient
+gets 100 lumbar procedures over five years; then a new TFESI for that patient is checked again
+and again: the rule check alone (the packs, the patient's history in one indexed query, the
+rules) and the whole refused `log()` (validation, duplicates, every warning); then `report rules`
+over every record once. The target is under 50 ms p95 for the rule check on 1,000,000 records
+(docs/design.md §16).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sqlalchemy import make_url
+
+from audit.auth import cli_actor
+from audit.errors import WarningsNotConfirmed
+from audit.filters import Filters
+from audit.log.entry_warnings import rule_warnings
+from audit.log.service import ProcedureLog
+from audit.rules.packs import PACKS
+from audit.rules.report import rule_report
+from audit.rules.store import set_enabled
+from audit.storage.engine import make_engine, migrate, read_session
+from bench._common import add_url, figure, parser, peak_rss_mb, percentiles, scratch_copy
+
+PRIOR = 100
+REPEAT = 200
+MRN = "BENCH-RULES-0001"
+
+
+def record(at: datetime, code: str = "TFESI") -> dict[str, object]:
+    levels = {"TFESI": ["L4", "L5"], "ILESI": ["L4-L5"], "MBB": ["L4-L5"], "RFA": ["L4-L5"]}
+    return {"performed_at": at.isoformat(), "site": "Bench site", "room": "Bench room",
+            "physician": "Dr. Bench", "technologist": "benchtech", "patient_id": MRN,
+            "pregnancy_status": "not_pregnant", "procedure_code": code,
+            "levels": levels[code], "laterality": "midline" if code == "ILESI" else "left",
+            "guidance": "fluoroscopy", "fluoro_time_s": 30, "dap_value": 0.7,
+            "dap_unit": "Gy·cm²", "saved_images": 2, "contrast_agent": "iohexol 240",
+            "contrast_volume_ml": 1.5, "contrast_confirmation": "confirmed",
+            "confirmation_views": ["AP", "LAT"], "realtime_contrast": True,
+            "injectate": "dexamethasone", "contrast_test_dose": code == "ILESI" or None}
+
+
+def run(size: int, url: str | None) -> None:
+    print(f"\n{size:,} demo procedures" + (f" ({make_url(url).get_backend_name()})" if url
+                                            else " (SQLite)"), flush=True)
+    with tempfile.TemporaryDirectory(prefix="bench-rules-") as tmp:
+        copy, drop = scratch_copy(url, size, Path(tmp))
+        engine = make_engine(copy)
+        try:
+            migrate(copy)  # 0019 if the copy predates it
+            for pack in PACKS:
+                set_enabled(engine, cli_actor(), pack.key, True)
+            service = ProcedureLog(engine)
+            now = datetime(2026, 11, 20, 10, tzinfo=UTC)
+            codes = ("TFESI", "ILESI", "MBB", "RFA")
+            history = [record(now - timedelta(days=18 * (i + 1)), codes[i % 4])
+                       for i in range(PRIOR)]
+            started = time.perf_counter()
+            service.log_many(history, cli_actor(), confirm_warnings=True, create_missing=True)
+            figure(f"log {PRIOR} earlier procedures of one patient",
+                   time.perf_counter() - started, "s")
+            candidate = record(now)
+            checked = service._validate  # the checked record, as the service has it
+            with read_session(engine) as session:
+                catalog, settings = service._reference(session)
+                valid = checked(session, candidate, catalog, settings)
+                samples = []
+                found = []
+                for _ in range(REPEAT):
+                    started = time.perf_counter()
+                    found = rule_warnings(session, valid)
+                    samples.append(time.perf_counter() - started)
+            stats = percentiles(samples)
+            figure("rule check at entry p50", stats["p50_ms"], "ms", f"{len(found)} warnings")
+            figure("rule check at entry p95", stats["p95_ms"], "ms", "target < 50 ms at 1M")
+            samples = []
+            for _ in range(REPEAT // 4):
+                started = time.perf_counter()
+                with contextlib.suppress(WarningsNotConfirmed):
+                    service.log(candidate, cli_actor())
+                samples.append(time.perf_counter() - started)
+            stats = percentiles(samples)
+            figure("whole log() refused for warnings p95", stats["p95_ms"], "ms",
+                   "validation, duplicates, every warning")
+            started = time.perf_counter()
+            report = rule_report(engine, cli_actor(), Filters())
+            figure("report rules over every record", time.perf_counter() - started, "s",
+                   f"{int(report['rules']['eligible'].sum()):,} findings")
+        finally:
+            engine.dispose()
+            drop()
+        figure("peak RSS", peak_rss_mb(), "MB")
+
+
+def main() -> int:
+    args = add_url(parser(__doc__.splitlines()[0])).parse_args()
+    run(args.size or (50_000 if args.quick else 1_000_000), args.url)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

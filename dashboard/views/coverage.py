@@ -1,0 +1,86 @@
+"""Coverage and safeguards: how often are the practice rules met (Medicare LCD coverage limits,
+the 2015 multisociety safeguards), by physician and month, and which records break them?
+(issue 15; the same figures as `fluoro-audit report rules`)"""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from audit import Filters
+from audit.auth import Actor, Permission
+from audit.errors import ValidationFailed
+from audit.rules import PACKS, rule_report
+from dashboard import analytics, coverage_charts, state, tables
+from dashboard.analytics import chart_and_table, percent
+from dashboard.widgets import plain
+
+actor = state.require(Permission.VIEW_DASHBOARDS)
+st.title("Coverage and safeguards")
+snap = analytics.snapshot()
+chosen = analytics.filters(snap)
+analytics.caption(snap, chosen)
+st.caption("Each rule of the rule packs switched on (Admin → Rule packs), checked on every "
+           "final record of the period against the patient's earlier procedures and their "
+           "follow-ups, CSV imports included. Compliance is the share of the procedures a rule "
+           "applies to that met it, with its 95% interval (Wilson).")
+
+
+
+@st.cache_data(show_spinner="Checking every record against the rules…", max_entries=8,
+               ttl=3600)
+def _report(url: str, version: int, key: str, _filters: Filters,
+            _actor: Actor) -> dict[str, pd.DataFrame]:
+    """rule_report, computed once per data version (the highest audit event id: every record,
+    follow-up and pack change moves it) and filters: it checks every record of the period."""
+    return rule_report(state.engine(), _actor, _filters)
+
+
+try:
+    report = _report(state.database_url(), snap.token, repr(chosen), chosen, actor)
+except ValidationFailed as exc:
+    st.error(plain(exc))
+    st.stop()
+rules = report["rules"]
+if rules.empty:
+    st.info("No procedure in this period falls under a rule pack that is switched on.")
+    st.stop()
+
+TITLES = {r.key: r.title for p in PACKS for r in p.rules}
+PACK_TITLES = {p.key: p.title for p in PACKS}
+NAMES = {"title": "Rule", "compliance_rate": "Compliance", "eligible": "Procedures it applies to",
+         "exceptions": "Exceptions", "physician": "Physician", "month": "Month",
+         "message": "Why", "procedure": "Procedure", "pack_title": "Rule pack"}
+
+shown = rules.assign(pack_title=[PACK_TITLES[k] for k in rules["pack"]])
+cols = st.columns(3)
+cols[0].metric("Rules checked", f"{len(rules):,}")
+cols[1].metric("Exceptions", f"{int(rules['exceptions'].sum()):,}")
+cols[2].metric("Lowest compliance", percent(float(rules["compliance_rate"].min())))
+chart_and_table(coverage_charts.rule_bars(shown),
+                shown[["title", "pack_title", "eligible", "exceptions", "compliance_rate",
+                       "ci_low", "ci_high"]], names=NAMES,
+                caption=coverage_charts.RULES_CAPTION)
+
+st.subheader("The exceptions")
+pick = st.selectbox("Show the records that broke", ["", *rules["rule"]], key="cov_rule",
+                    format_func=lambda k: TITLES.get(k, "every rule"))
+exceptions = report["exceptions"]
+if pick:
+    exceptions = exceptions[exceptions["rule"] == pick]
+tables.show(exceptions.assign(title=[TITLES[k] for k in exceptions["rule"]])[
+    ["record_id", "performed_at", "procedure", "physician", "title", "message"]],
+    names=NAMES, height=300, key="cov_exceptions")
+
+st.subheader("By physician")
+physicians = report["by_physician"]
+tables.show(physicians.assign(title=[TITLES[k] for k in physicians["rule"]])[
+    ["title", "physician", "eligible", "exceptions", "compliance_rate", "ci_low", "ci_high"]],
+    names=NAMES, height=300, key="cov_physicians")
+
+st.subheader("By month")
+months = report["by_month"].assign(title=lambda f: [TITLES[k] for k in f["rule"]])
+chart_and_table(coverage_charts.month_lines(months),
+                months[["title", "month", "eligible", "exceptions", "compliance_rate",
+                        "ci_low", "ci_high"]], names=NAMES, side=False,
+                caption=coverage_charts.MONTH_CAPTION)
