@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -282,8 +283,20 @@ def run_after_commit(info: dict[str, Any]) -> None:
         action()
 
 
+#: One Alembic run at a time per process: Alembic keeps its `op` and `context` proxies in module
+#: globals, so two threads migrating at once (a dashboard's background warm-up bringing its
+#: database to head while another thread migrates another) ran one's statements on the other's
+#: connection.
+_ALEMBIC_LOCK = threading.Lock()
+
+
 def _run_alembic(url: str | None, step: Callable[[Any], None]) -> None:
     """Run `step` in one transaction, then what it left for after the commit."""
+    with _ALEMBIC_LOCK:
+        _run_alembic_alone(url, step)
+
+
+def _run_alembic_alone(url: str | None, step: Callable[[Any], None]) -> None:
     config = alembic_config(url)
     engine = make_engine(url, foreign_keys=False)
     info: dict[str, Any] = {}

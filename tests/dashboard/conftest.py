@@ -3,6 +3,7 @@ real accounts, so the app's own session checks (account still active, role) run 
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +17,12 @@ from audit import auth, sessions
 from audit import reference_data as admin
 from audit.auth import Actor, cli_actor
 from audit.vocab import Role
-from dashboard import state
+from dashboard import analytics, state  # noqa: F401  (analytics: see below)
+
+# dashboard.analytics is imported here, once, and not by the warm-up thread a sign-in starts:
+# that import parses ASTs (inspect.signature) while the page's script run parses its own
+# (Streamlit's magic), and on CPython 3.11 two threads parsing at once can fail with "AST
+# constructor recursion depth mismatch" (CPython gh-106905).
 
 APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
 VIEWS = APP.parent / "views"
@@ -34,9 +40,25 @@ def app_db(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.setenv("FLUORO_AUDIT_DB", db_url)
     st.cache_data.clear()
     yield db_url
+    wait_for_warm_up()
     state._engine_for(db_url).dispose()
     st.cache_resource.clear()
     st.cache_data.clear()
+
+
+#: The background threads a sign-in starts (dashboard.state.warm_analysis_frame).
+WARM_UP_THREADS = {"frame-import", "frame-warmup"}
+
+
+def wait_for_warm_up(timeout: float = 120) -> None:
+    """Let the analysis warm-up a sign-in started finish inside its own test. Left running, it
+    read FLUORO_AUDIT_DB after the test had restored it, and so migrated ./var's database in
+    the next test, at the same time as that test's template migration."""
+    deadline = time.monotonic() + timeout
+    for thread in threading.enumerate():
+        if thread.name in WARM_UP_THREADS:
+            thread.join(max(0.0, deadline - time.monotonic()))
+            assert not thread.is_alive(), f"the {thread.name} thread did not finish"
 
 
 @pytest.fixture

@@ -21,11 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from audit import auth
 from audit.auth import cli_actor
-from audit.storage.engine import make_engine, migrate
+from audit.storage.engine import make_engine
 from audit.vocab import Role
+from tests.conftest import Databases
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path(os.environ.get("FLUORO_AUDIT_CHROMIUM", "/usr/bin/chromium"))
@@ -114,15 +116,21 @@ def fresh_server(tmp_path: Path) -> Iterator[Server]:
     stop_server(proc)
 
 
+def migrated_sqlite(databases: Databases) -> Path:
+    """A new SQLite file at head: a copy of the session's migrated template (tests/conftest.py),
+    not a migration of its own (seconds each)."""
+    return Path(str(make_url(databases.sqlite()).database))
+
+
 @pytest.fixture(scope="module")
-def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def demo_server(tmp_path_factory: pytest.TempPathFactory,
+                databases: Databases) -> Iterator[Server]:
     """A server on a database with 600 demo procedures, an administrator `admin`, and the demo
     technologist DEMO_TECH made able to sign in (the demo creates accounts that cannot)."""
     from audit.demo import generate
 
     tmp = tmp_path_factory.mktemp("e2e")
-    db_path = tmp / "demo.sqlite3"
-    migrate(f"sqlite:///{db_path}")
+    db_path = migrated_sqlite(databases)
     engine = make_engine(f"sqlite:///{db_path}")
     generate(engine, procedures=600, seed=7)
     auth.add_user(engine, cli_actor(), "admin", Role.ADMIN, PASSWORD)

@@ -13,10 +13,10 @@ from audit import auth
 from audit import reference_data as admin
 from audit.auth import cli_actor
 from audit.log.service import ProcedureLog
-from audit.storage.engine import make_engine, migrate
+from audit.storage.engine import make_engine
 from audit.vocab import Role
-from tests.conftest import valid_record
-from tests.e2e.conftest import PASSWORD, Server, start_server, stop_server
+from tests.conftest import Databases, valid_record
+from tests.e2e.conftest import PASSWORD, Server, migrated_sqlite, start_server, stop_server
 from tests.e2e.test_browser import sign_in, wait_idle
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(600)]
@@ -27,11 +27,10 @@ NOTES = f"see {LINK} and {IMAGE} or www.evil.example"
 
 
 @pytest.fixture
-def hostile_server(tmp_path: Path) -> Iterator[tuple[Server, int]]:
+def hostile_server(tmp_path: Path, databases: Databases) -> Iterator[tuple[Server, int]]:
     """A server whose one record names a physician, site and room, and carries notes and an
     amendment reason, written as Markdown links and images."""
-    db_path = tmp_path / "hostile.sqlite3"
-    migrate(f"sqlite:///{db_path}")
+    db_path = migrated_sqlite(databases)
     engine = make_engine(f"sqlite:///{db_path}")
     system = cli_actor()
     auth.add_user(engine, system, "admin", Role.ADMIN, PASSWORD)
