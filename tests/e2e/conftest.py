@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from audit import auth
@@ -118,8 +119,14 @@ def fresh_server(tmp_path: Path) -> Iterator[Server]:
 
 def migrated_sqlite(databases: Databases) -> Path:
     """A new SQLite file at head: a copy of the session's migrated template (tests/conftest.py),
-    not a migration of its own (seconds each)."""
-    return Path(str(make_url(databases.sqlite()).database))
+    not a migration of its own (seconds each), with the rule packs on as a new database has
+    them (the template switches them off for the library's fixtures)."""
+    url = databases.sqlite()
+    eng = make_engine(url)
+    with eng.begin() as conn:
+        conn.execute(text("UPDATE rule_pack SET enabled = true"))
+    eng.dispose()
+    return Path(str(make_url(url).database))
 
 
 @pytest.fixture(scope="module")
