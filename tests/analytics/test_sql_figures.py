@@ -101,7 +101,7 @@ def test_results_are_reused_until_the_data_changes(pg_engine: Engine) -> None:
                                   check_dtype=False)
 
 
-def test_the_dose_pages_groupings_are_one_query(pg_engine: Engine) -> None:
+def test_a_pages_groupings_are_one_query(pg_engine: Engine) -> None:
     frame, sql = FrameSource(load_snapshot(pg_engine), pg_engine), SqlSource(pg_engine)
     f = Filters(procedures=("TFESI",))
     found = {by: sql.dose_statistics(f, by=("procedure", by), quantities=("dap_gycm2",))
@@ -119,6 +119,11 @@ def test_the_dose_pages_groupings_are_one_query(pg_engine: Engine) -> None:
     assert_same("by BMI band", f, frame.dose_statistics(
         f, by=("procedure", "bmi_band"), quantities=("dap_gycm2",)), found["bmi_band"])
     assert_same("local DRLs", f, frame.local_drls(f), every)
+    for by in (None, "room", "technologist"):
+        sql.completeness(f, by)
+    flags = sql.safety_flags(f)
+    assert sql.queries == 3  # the Data quality page's tables and safety flags: one scan
+    assert_same("safety flags", f, frame.safety_flags(f), flags)
 
 
 def test_the_frame_is_the_default_and_sql_is_chosen_by_the_site(

@@ -157,11 +157,23 @@ def completeness(scope: Scope, by: str | None = None) -> pd.DataFrame:
     return _shares(counted(scope, by, _quality_sums(scope), keep="records"))
 
 
+#: The key of the overall safety flags in completeness_together's result.
+SAFETY = "safety_flags"
+
+
 def completeness_together(scope: Scope,
                           bys: Sequence[str]) -> dict[str | None, pd.DataFrame]:
-    """`completeness` overall and for each grouping, in one scan (the Data quality page's)."""
-    found = counted_together(scope, bys, _quality_sums(scope), keep="records")
-    return {by: _shares(frame) for by, frame in found.items()}
+    """`completeness` overall and for each grouping, and the overall safety flags (key
+    SAFETY), in one scan (the Data quality page's): the flags are counts too, so their
+    overall is the sum over the first grouping's groups as the other counts'."""
+    flags = {f"flag:{k}": v for k, v in _flag_sums(scope).items() if k != "records"}
+    found = counted_together(scope, bys, _quality_sums(scope) | flags, keep="records")
+    out: dict[str | None, pd.DataFrame] = {
+        by: _shares(frame.drop(columns=list(flags))) for by, frame in found.items()}
+    overall = found[None]
+    out[SAFETY] = overall[["scope", "records", *flags]].rename(
+        columns={k: k.removeprefix("flag:") for k in flags}).reset_index(drop=True)
+    return out
 
 
 def _shares(frame: pd.DataFrame) -> pd.DataFrame:
@@ -187,10 +199,14 @@ def flag_condition(scope: Scope, flag: str) -> ColumnElement[bool]:
 
 def safety_flags(scope: Scope, by: str | None = None) -> pd.DataFrame:
     """audit.analytics.safety.safety_flags in SQL."""
+    return counted(scope, by, _flag_sums(scope), keep="records").reset_index(drop=True)
+
+
+def _flag_sums(scope: Scope) -> dict[str, ColumnElement[Any]]:
     sums: dict[str, ColumnElement[Any]] = {"records": func.count()}
     for flag in SAFETY_FLAGS:
         sums[flag] = func.count().filter(flag_condition(scope, flag))
-    return counted(scope, by, sums, keep="records").reset_index(drop=True)
+    return sums
 
 
 def radiation_free_share(scope: Scope) -> pd.DataFrame:

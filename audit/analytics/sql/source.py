@@ -282,6 +282,9 @@ class SqlSource:
         return self._figure("completeness", filters, counts.completeness, by)
 
     def safety_flags(self, filters: Filters, by: str | None = None) -> pd.DataFrame:
+        if by is None:  # in the Data quality page's scan
+            return self._together("quality_page", filters, counts.completeness_together,
+                                  QUALITY_PAGE, counts.SAFETY)
         return self._figure("safety_flags", filters, counts.safety_flags, by)
 
     def flagged_records(self, filters: Filters, flag: str, limit: int = 1000) -> pd.DataFrame:
