@@ -43,6 +43,11 @@ FIGURES: list[tuple[str, Call]] = [
       for by, per in (("levels", False), ("levels", True), ("weight_band", False),
                       ("bmi_band", False), ("bmi_band", True), ("operator", False),
                       ("room", True), ("month", False))),
+    *((f"dose of {q} by procedure x {by}{' per level' if per else ''} (the Dose page)",
+       call("dose_statistics", by=("procedure", by), quantities=(q,), per_level=per))
+      for q in ("dap_gycm2", "fluoro_time_s")
+      for by, per in (("levels", False), ("levels", True), ("weight_band", False),
+                      ("bmi_band", False), ("operator", False))),
     *((f"distribution of {q}", call("dose_distribution", q))
       for q in ("kap_corrected_gycm2", "fluoro_time_s", "air_kerma_mgy")),
     ("distribution by physician", call("dose_distribution", "dap_gycm2", "physician")),
@@ -52,6 +57,8 @@ FIGURES: list[tuple[str, Call]] = [
     ("technique", call("technique_use")),
     ("technique by room", call("technique_use", "room")),
     ("local DRLs", call("local_drls")),
+    ("local DRLs of KAP", call("local_drls", ("dap_gycm2",))),
+    ("local DRLs of two", call("local_drls", ("fluoro_time_s", "dap_gycm2"))),
     ("local DRLs, low thresholds", call("local_drls", min_room_records=1, min_rooms=2)),
     ("share above", call("share_above_reference")),
     ("share above by physician", call("share_above_reference", "physician")),

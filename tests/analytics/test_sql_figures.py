@@ -101,6 +101,31 @@ def test_results_are_reused_until_the_data_changes(pg_engine: Engine) -> None:
                                   check_dtype=False)
 
 
+def test_a_pages_groupings_are_one_query(pg_engine: Engine) -> None:
+    frame, sql = FrameSource(load_snapshot(pg_engine), pg_engine), SqlSource(pg_engine)
+    f = Filters(procedures=("TFESI",))
+    found = {by: sql.dose_statistics(f, by=("procedure", by), quantities=("dap_gycm2",))
+             for by in ("levels", "weight_band", "bmi_band", "operator")}
+    per_level = sql.dose_statistics(f, by=("procedure", "levels"), quantities=("dap_gycm2",),
+                                    per_level=True)
+    monthly = sql.monthly_medians(f, "dap_gycm2")
+    assert sql.queries == 1  # one GROUPING SETS scan for the six tables
+    sql.local_drls(f, ("dap_gycm2",))
+    every = sql.local_drls(f)
+    assert sql.queries == 2  # one quantity, then all: one scan
+    assert_same("per level", f, frame.dose_statistics(
+        f, by=("procedure", "levels"), quantities=("dap_gycm2",), per_level=True), per_level)
+    assert_same("monthly", f, frame.monthly_medians(f, "dap_gycm2"), monthly)
+    assert_same("by BMI band", f, frame.dose_statistics(
+        f, by=("procedure", "bmi_band"), quantities=("dap_gycm2",)), found["bmi_band"])
+    assert_same("local DRLs", f, frame.local_drls(f), every)
+    for by in (None, "room", "technologist"):
+        sql.completeness(f, by)
+    flags = sql.safety_flags(f)
+    assert sql.queries == 3  # the Data quality page's tables and safety flags: one scan
+    assert_same("safety flags", f, frame.safety_flags(f), flags)
+
+
 def test_the_frame_is_the_default_and_sql_is_chosen_by_the_site(
         pg_engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(ENV_FIGURES, raising=False)

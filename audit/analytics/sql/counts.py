@@ -69,7 +69,33 @@ def counted_together(scope: Scope, bys: Sequence[str], sums: dict[str, ColumnEle
     return found
 
 
+def counted_parts(scope: Scope, by: str,
+                  parts: dict[str, tuple[dict[str, ColumnElement[Any]], str | None]]
+                  ) -> tuple[np.ndarray, dict[str, pd.DataFrame]]:
+    """Several `counted` figures by the same grouping in one scan: each part's sums and its
+    `keep` column (the groups where it is positive, as counted's HAVING). Returns the codes of
+    every group (ascending) and each part's frame as `counted` gives it."""
+    every = {f"{part}__{n}": e for part, (sums, _) in parts.items() for n, e in sums.items()}
+    keys = groups.keys(scope.rec, [by])
+    query = (select(*keys, *(e.label(n) for n, e in every.items())).select_from(scope.rec)
+             .group_by(*keys))
+    frame = as_int(scope.frame(query, ["g0", *every]), list(every))
+    frame = frame.sort_values("g0", kind="mergesort").reset_index(drop=True)
+    found = {}
+    for part, (sums, keep) in parts.items():
+        names = {f"{part}__{n}": n for n in sums}
+        one = frame[["g0", *names]].rename(columns=names)
+        if keep:
+            one = one[one[keep] > 0]
+        found[part] = groups.decorate(one.reset_index(drop=True), scope.lookups, [by])
+    return frame["g0"].to_numpy(), found
+
+
 COMPLIANCE_COUNTS = ("eligible", "compliant", "excepted")
+
+
+def compliance_sums(scope: Scope) -> dict[str, ColumnElement[Any]]:
+    return {n: scope.total(n) for n in COMPLIANCE_COUNTS}
 
 
 def _compliance_rates(frame: pd.DataFrame, by: str | None) -> pd.DataFrame:
@@ -82,8 +108,7 @@ def _compliance_rates(frame: pd.DataFrame, by: str | None) -> pd.DataFrame:
 
 def compliance(scope: Scope, by: str | None = None) -> pd.DataFrame:
     """audit.analytics.compliance.compliance in SQL."""
-    sums = {n: scope.total(n) for n in COMPLIANCE_COUNTS}
-    return _compliance_rates(counted(scope, by, sums, keep="eligible"), by)
+    return _compliance_rates(counted(scope, by, compliance_sums(scope), keep="eligible"), by)
 
 
 def compliance_together(scope: Scope,
@@ -96,11 +121,19 @@ def compliance_together(scope: Scope,
 
 def technique_use(scope: Scope, by: str | None = None) -> pd.DataFrame:
     """audit.analytics.dose_stats.technique_use in SQL."""
+    return technique_rates(counted(scope, by, technique_sums(scope), keep="records"))
+
+
+def technique_sums(scope: Scope) -> dict[str, ColumnElement[Any]]:
     sums: dict[str, ColumnElement[Any]] = {"records": func.count()}
     for name in ("pulsed", "low_dose"):
         sums[f"{name}_recorded"] = scope.total(f"{name}_recorded")
         sums[name] = scope.total(name)
-    frame = counted(scope, by, sums, keep="records")
+    return sums
+
+
+def technique_rates(frame: pd.DataFrame) -> pd.DataFrame:
+    """technique_use from its counts (keep="records")."""
     for name in ("pulsed", "low_dose"):
         recorded = frame[f"{name}_recorded"].to_numpy()
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -124,11 +157,23 @@ def completeness(scope: Scope, by: str | None = None) -> pd.DataFrame:
     return _shares(counted(scope, by, _quality_sums(scope), keep="records"))
 
 
+#: The key of the overall safety flags in completeness_together's result.
+SAFETY = "safety_flags"
+
+
 def completeness_together(scope: Scope,
                           bys: Sequence[str]) -> dict[str | None, pd.DataFrame]:
-    """`completeness` overall and for each grouping, in one scan (the Data quality page's)."""
-    found = counted_together(scope, bys, _quality_sums(scope), keep="records")
-    return {by: _shares(frame) for by, frame in found.items()}
+    """`completeness` overall and for each grouping, and the overall safety flags (key
+    SAFETY), in one scan (the Data quality page's): the flags are counts too, so their
+    overall is the sum over the first grouping's groups as the other counts'."""
+    flags = {f"flag:{k}": v for k, v in _flag_sums(scope).items() if k != "records"}
+    found = counted_together(scope, bys, _quality_sums(scope) | flags, keep="records")
+    out: dict[str | None, pd.DataFrame] = {
+        by: _shares(frame.drop(columns=list(flags))) for by, frame in found.items()}
+    overall = found[None]
+    out[SAFETY] = overall[["scope", "records", *flags]].rename(
+        columns={k: k.removeprefix("flag:") for k in flags}).reset_index(drop=True)
+    return out
 
 
 def _shares(frame: pd.DataFrame) -> pd.DataFrame:
@@ -154,10 +199,14 @@ def flag_condition(scope: Scope, flag: str) -> ColumnElement[bool]:
 
 def safety_flags(scope: Scope, by: str | None = None) -> pd.DataFrame:
     """audit.analytics.safety.safety_flags in SQL."""
+    return counted(scope, by, _flag_sums(scope), keep="records").reset_index(drop=True)
+
+
+def _flag_sums(scope: Scope) -> dict[str, ColumnElement[Any]]:
     sums: dict[str, ColumnElement[Any]] = {"records": func.count()}
     for flag in SAFETY_FLAGS:
         sums[flag] = func.count().filter(flag_condition(scope, flag))
-    return counted(scope, by, sums, keep="records").reset_index(drop=True)
+    return sums
 
 
 def radiation_free_share(scope: Scope) -> pd.DataFrame:

@@ -50,16 +50,17 @@ def quantiles(scope: Scope, by: Sequence[str], values: dict[str, ColumnElement[A
 
 def quantiles_together(scope: Scope, sets: Sequence[tuple[str, ...]],
                        values: dict[str, ColumnElement[Any]],
-                       qs: Sequence[float]) -> dict[tuple[str, ...], pd.DataFrame]:
-    """`quantiles` (without the records count) for several groupings in one scan (GROUPING
-    SETS): one sort per grouping instead of one scan each."""
+                       qs: Sequence[float],
+                       count_all: bool = False) -> dict[tuple[str, ...], pd.DataFrame]:
+    """`quantiles` (with the records count when count_all) for several groupings in one scan
+    (GROUPING SETS): one sort per grouping instead of one scan each."""
     names: list[str] = []
     for found in sets:
         names += [n for n in found if n not in names]
     groups.check(names)
     raw = [scope.col(groups.COLUMNS[n]) for n in names]
-    columns: list[ColumnElement[Any]] = []
-    out_names: list[str] = []
+    columns: list[ColumnElement[Any]] = [func.count().label("records")] if count_all else []
+    out_names: list[str] = ["records"] if count_all else []
     for name, expr in values.items():
         columns.append(func.count(expr).label(f"{name}_n"))
         out_names.append(f"{name}_n")
@@ -73,7 +74,7 @@ def quantiles_together(scope: Scope, sets: Sequence[tuple[str, ...]],
                                             for found in sets))))
     keys = [f"k{i}" for i in range(len(names))]
     frame = scope.frame(query, ["gset", *keys, *out_names])
-    counts = [n for n in out_names if n.endswith("_n")]
+    counts = [n for n in out_names if n == "records" or n.endswith("_n")]
     frame = as_float(as_int(frame, counts), [n for n in out_names if n not in counts])
     result: dict[tuple[str, ...], pd.DataFrame] = {}
     for found in sets:
@@ -97,6 +98,41 @@ def dose_stats(scope: Scope, by: Sequence[str] = ("procedure",),
     frame = frame.rename(columns={f"{n}_q0": f"{n}_median" for n in values}
                          | {f"{n}_q1": f"{n}_p75" for n in values})
     return frame.reset_index(drop=True)
+
+
+#: The groupings the Dose page shows for one quantity (dose_statistics and monthly_medians):
+#: computed together, one scan of the records instead of one each.
+DOSE_PAGE = (("procedure", "levels"), ("procedure", "weight_band"), ("procedure", "bmi_band"),
+             ("procedure", "operator"), ("month", "procedure"))
+
+
+def dose_page_together(scope: Scope, quantity: str) -> dict[tuple[tuple[str, ...], bool],
+                                                            pd.DataFrame]:
+    """dose_stats for every grouping of DOSE_PAGE and one quantity, in one scan (GROUPING
+    SETS), keyed by (grouping, per_level). Per level exists for the grouping by levels only,
+    where every record of a group has the same levels L: the quantiles of value / max(L, 1)
+    are those of the value divided by max(L, 1) (a positive constant keeps the order, and
+    percentile_cont's interpolation is linear), so no second sort is needed."""
+    found = quantiles_together(scope, DOSE_PAGE, {quantity: value(scope, quantity)},
+                               (0.5, 0.75), count_all=True)
+    out: dict[tuple[tuple[str, ...], bool], pd.DataFrame] = {}
+    names = {f"{quantity}_q0": f"{quantity}_median", f"{quantity}_q1": f"{quantity}_p75"}
+    for by in DOSE_PAGE:
+        frame = groups.decorate(found[by], scope.lookups, by)
+        out[(by, False)] = frame.rename(columns=names).reset_index(drop=True)
+    levels = found[("procedure", "levels")]
+    divisor = np.maximum(levels["g1"].to_numpy(dtype=np.float64), 1.0)
+    per_level = levels.rename(columns={c: f"{quantity}_per_level{c[len(quantity):]}"
+                                       for c in levels.columns if c.startswith(quantity)})
+    for q in ("q0", "q1"):
+        column = f"{quantity}_per_level_{q}"
+        per_level[column] = per_level[column].to_numpy() / divisor
+    frame = groups.decorate(per_level, scope.lookups, ("procedure", "levels"))
+    out[(("procedure", "levels"), True)] = frame.rename(
+        columns={f"{quantity}_per_level_q0": f"{quantity}_per_level_median",
+                 f"{quantity}_per_level_q1": f"{quantity}_per_level_p75"}
+    ).reset_index(drop=True)
+    return out
 
 
 def dose_distribution(scope: Scope, quantity: str = "dap_gycm2",
@@ -136,7 +172,11 @@ def dose_histogram(scope: Scope, quantity: str = "dap_gycm2", bins: int = 40) ->
 
 def monthly_medians(scope: Scope, quantity: str = "dap_gycm2") -> pd.DataFrame:
     """audit.analytics.dose_stats.monthly_medians in SQL."""
-    frame = dose_stats(scope, ("month", "procedure"), (quantity,))
+    return monthly_from(dose_stats(scope, ("month", "procedure"), (quantity,)), quantity)
+
+
+def monthly_from(frame: pd.DataFrame, quantity: str) -> pd.DataFrame:
+    """monthly_medians from dose_stats by (month, procedure)."""
     frame = frame[frame[f"{quantity}_n"] > 0]
     return frame[["month", "procedure", f"{quantity}_n", f"{quantity}_median"]] \
         .rename(columns={f"{quantity}_n": "n", f"{quantity}_median": "median"}) \

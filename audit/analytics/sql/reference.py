@@ -5,6 +5,7 @@ medians), and the share of records above the level in force."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -81,12 +82,21 @@ def share_above_reference(scope: Scope, levels: pd.DataFrame, by: str | None = N
                           quantity: str = "dap_gycm2") -> pd.DataFrame:
     """audit.analytics.reference_levels.share_above_reference in SQL, given the levels in
     force (reference_levels.levels_in_force)."""
+    return shares_above(counted(scope, by, above_sums(scope, levels, quantity),
+                                keep="records"))
+
+
+def above_sums(scope: Scope, levels: pd.DataFrame,
+               quantity: str) -> dict[str, ColumnElement[Any]]:
+    """The counts share_above_reference divides (keep="records")."""
     v = scope.col(reference_column(quantity))
     level = level_of_type(scope, levels)
     measurable = and_(v.is_not(None), level.is_not(None))
-    frame = counted(scope, by, {"records": func.count().filter(measurable),
-                                "above": func.count().filter(and_(measurable, v > level))},
-                    keep="records")
+    return {"records": func.count().filter(measurable),
+            "above": func.count().filter(and_(measurable, v > level))}
+
+
+def shares_above(frame: pd.DataFrame) -> pd.DataFrame:
     n = frame["records"].to_numpy()
     with np.errstate(invalid="ignore", divide="ignore"):
         frame["share_above"] = np.where(n > 0, frame["above"].to_numpy() / np.maximum(n, 1),

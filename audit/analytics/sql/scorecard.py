@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Float, and_, case, cast, func, literal, select
+from sqlalchemy import Float, and_, case, cast, func, literal, select, tuple_
 
 from audit.analytics.case_mix import MIN_RECORDS
 from audit.analytics.sql import counts, groups
 from audit.analytics.sql.dose import quantiles_together, value
-from audit.analytics.sql.reference import share_above_reference
+from audit.analytics.sql.reference import above_sums, shares_above
 from audit.analytics.sql.scope import Scope, as_float, as_int
 
 
@@ -50,20 +50,21 @@ def _per_level_ratios(scope: Scope, physicians: np.ndarray) -> dict[str, np.ndar
 
 def physician_scorecard(scope: Scope, levels: pd.DataFrame) -> pd.DataFrame:
     """audit.analytics.scorecard.physician_scorecard in SQL; `levels`: the levels in force."""
-    rec = scope.rec
-    found = as_int(scope.frame(select(rec.c.physician_id, func.count())
-                               .group_by(rec.c.physician_id), ["id", "records"]), ["records"])
-    found = found.sort_values("id").reset_index(drop=True)
-    ids = found["id"].to_numpy(dtype=np.int64)
+    ids, found = counts.counted_parts(scope, "physician", {
+        "all": ({"records": func.count()}, None),
+        "above": (above_sums(scope, levels, "dap_gycm2"), "records"),
+        "technique": (counts.technique_sums(scope), "records"),
+        "compliance": (counts.compliance_sums(scope), "eligible")})  # one scan
+    ids = ids.astype(np.int64)
     out = pd.DataFrame({"physician": pd.Series([groups.label_of(scope.lookups, "physician", i)
                                                 for i in ids], dtype=object),
-                        "records": found["records"]})
+                        "records": found["all"]["records"].to_numpy()})
     ratios = _per_level_ratios(scope, ids)
     out["kap_per_level_ratio"] = ratios["dap_gycm2"]
     out["time_per_level_ratio"] = ratios["fluoro_time_s"]
-    above = share_above_reference(scope, levels, "physician")
-    technique = counts.technique_use(scope, "physician")
-    rates = counts.compliance(scope, "physician")
+    above = shares_above(found["above"])
+    technique = counts.technique_rates(found["technique"])
+    rates = counts._compliance_rates(found["compliance"], "physician")
     out = out.merge(above[["physician", "share_above"]], on="physician", how="left")
     out = out.merge(technique[["physician", "pulsed_rate", "low_dose_rate"]], on="physician",
                     how="left")
@@ -93,14 +94,18 @@ def adjusted_scorecard(scope: Scope, quantity: str = "dap_gycm2") -> pd.DataFram
                                     strata.c.lv == used.c.lv,
                                     strata.c.bmi_band == used.c.bmi_band))
     median = func.percentile_cont(0.5).within_group
-    query = (select(used.c.physician_id, func.count(), median(used.c.v), median(expected),
-                    cast(func.avg(used.c.known), Float), median(ratio))
-             .select_from(joined).group_by(used.c.physician_id))
-    columns = ["id", "records", "observed_median", "expected_median", "bmi_known_share",
-               "adjusted_ratio"]
-    out = as_float(as_int(scope.frame(query, columns), ["records"]), columns[2:])
-    overall = scope.conn.execute(select(median(used.c.v))).scalar()
-    overall = np.nan if overall is None else float(overall)
+    # per physician, and overall (every record of `used` has its stratum): one scan
+    query = (select(func.grouping(used.c.physician_id), used.c.physician_id, func.count(),
+                    median(used.c.v), median(expected), cast(func.avg(used.c.known), Float),
+                    median(ratio))
+             .select_from(joined)
+             .group_by(func.grouping_sets(tuple_(used.c.physician_id), tuple_())))
+    columns = ["gset", "id", "records", "observed_median", "expected_median",
+               "bmi_known_share", "adjusted_ratio"]
+    found = as_float(as_int(scope.frame(query, columns), ["records"]), columns[3:])
+    every = found[found["gset"] == 1]["observed_median"]
+    overall = float(every.iloc[0]) if len(every) else np.nan
+    out = found[found["gset"] == 0].drop(columns=["gset"]).reset_index(drop=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         out["crude_ratio"] = out["observed_median"] / overall
     out.loc[out["records"] < MIN_RECORDS, ["adjusted_ratio", "crude_ratio"]] = np.nan

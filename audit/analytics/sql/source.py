@@ -203,6 +203,10 @@ class SqlSource:
     def dose_statistics(self, filters: Filters, by: Sequence[str] = ("procedure",),
                         quantities: Sequence[str] = QUANTITIES,
                         per_level: bool = False) -> pd.DataFrame:
+        by = tuple(by)
+        if len(quantities) == 1 and by in dose.DOSE_PAGE and (by[1] == "levels" or
+                                                              not per_level):
+            return self._dose_page(filters, quantities[0])[(by, per_level)].copy()
         return self._figure("dose_stats", filters, dose.dose_stats, tuple(by),
                             tuple(quantities), per_level)
 
@@ -220,8 +224,15 @@ class SqlSource:
             return dose.dose_histogram(narrowed, quantity, bins)
         return self._figure(f"dose_histogram:{procedure}:{quantity}:{bins}", filters, work)
 
+    def _dose_page(self, filters: Filters,
+                   quantity: str) -> dict[tuple[tuple[str, ...], bool], pd.DataFrame]:
+        """The Dose page's groupings of one quantity, one scan (dose.dose_page_together)."""
+        return self._figure("dose_page", filters,  # type: ignore[no-any-return]
+                            dose.dose_page_together, quantity)
+
     def monthly_medians(self, filters: Filters, quantity: str = "dap_gycm2") -> pd.DataFrame:
-        return self._figure("monthly_medians", filters, dose.monthly_medians, quantity)
+        frame = self._dose_page(filters, quantity)[(("month", "procedure"), False)]
+        return dose.monthly_from(frame, quantity)
 
     def technique_use(self, filters: Filters, by: str | None = None) -> pd.DataFrame:
         return self._figure("technique_use", filters, counts.technique_use, by)
@@ -229,9 +240,17 @@ class SqlSource:
     def local_drls(self, filters: Filters, quantities: Sequence[str] = QUANTITIES,
                    min_room_records: int | None = None,
                    min_rooms: int | None = None) -> pd.DataFrame:
-        # over the period only, whatever the other filters (a reference is the organisation's)
-        return self._figure("local_drls", filters.period, reference.local_drls,
-                            tuple(quantities), min_room_records, min_rooms)
+        # over the period only, whatever the other filters (a reference is the organisation's);
+        # every quantity in one scan, kept once: the Dose page asks for one, then for all
+        asked = tuple(quantities)
+        if not asked or not set(asked) <= set(QUANTITIES):
+            return self._figure("local_drls", filters.period, reference.local_drls, asked,
+                                min_room_records, min_rooms)
+        every = self._figure("local_drls", filters.period, reference.local_drls, QUANTITIES,
+                             min_room_records, min_rooms)
+        if asked == QUANTITIES:
+            return every  # type: ignore[no-any-return]
+        return pd.concat([every[every["quantity"] == q] for q in asked], ignore_index=True)
 
     def _levels(self, filters: Filters, quantity: str) -> pd.DataFrame:
         local = self.local_drls(filters, (quantity,))
@@ -263,6 +282,9 @@ class SqlSource:
         return self._figure("completeness", filters, counts.completeness, by)
 
     def safety_flags(self, filters: Filters, by: str | None = None) -> pd.DataFrame:
+        if by is None:  # in the Data quality page's scan
+            return self._together("quality_page", filters, counts.completeness_together,
+                                  QUALITY_PAGE, counts.SAFETY)
         return self._figure("safety_flags", filters, counts.safety_flags, by)
 
     def flagged_records(self, filters: Filters, flag: str, limit: int = 1000) -> pd.DataFrame:
