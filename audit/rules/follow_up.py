@@ -112,6 +112,12 @@ def record_follow_up(engine: Engine, actor: Actor, procedure_id: int, followed_u
                 raise ValidationFailed([FieldError(
                     "followed_up_on", f"{values['followed_up_on']} is before the procedure "
                     f"({procedure.performed_at.date()}); allowed: that day or later")])
+            since = (values["followed_up_on"] - procedure.performed_at.date()).days
+            if values["relief_days"] > since + 1:  # +1: a local evening is the next UTC day
+                raise ValidationFailed([FieldError(
+                    "relief_days", f"{values['relief_days']} days of relief cannot have passed "
+                    f"{since} days after the procedure ({procedure.performed_at.date()}); "
+                    f"allowed: 0 to {since + 1}")])
             row = FollowUp(procedure_id=procedure_id, created_by=actor.username,
                            created_at=utcnow(), **values)
             session.add(row)

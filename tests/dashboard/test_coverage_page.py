@@ -73,7 +73,7 @@ def test_a_physician_records_a_follow_up_and_a_quality_officer_may_not(
     assert "No follow-up recorded." in texts(at.caption)
     at.number_input(key=f"fu_relief_{rid}").set_value(60)
     at.number_input(key=f"fu_days_{rid}").set_value(120)
-    at.date_input(key=f"fu_day_{rid}").set_value("2026-04-01")
+    at.date_input(key=f"fu_day_{rid}").set_value("2026-07-15")
     submit(at, "Record follow-up")
     assert not at.exception and not at.error, texts(at.error)
     [found] = list_follow_ups(engine, cli_actor(), rid)

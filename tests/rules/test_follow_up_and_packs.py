@@ -27,7 +27,7 @@ def test_a_follow_up_is_audited_as_an_outcome_amendment_and_leaves_the_record_al
         engine: Engine, service: ProcedureLog) -> None:
     record, = logged(service, [session("2026-01-10")], Actor("tech1", Role.TECHNOLOGIST))
     before = service.get(record, cli_actor())
-    fid = record_follow_up(engine, Actor("tech1", Role.TECHNOLOGIST), record, "2026-02-10",
+    fid = record_follow_up(engine, Actor("tech1", Role.TECHNOLOGIST), record, "2026-05-15",
                            "60", "120", "phone call")
     event, = _events(engine, "follow_up")
     assert (event.action, event.entity_id, event.actor) == ("amend", str(record), "tech1")
@@ -59,6 +59,12 @@ def test_follow_up_errors_name_the_field(engine: Engine, service: ProcedureLog) 
         record_follow_up(engine, cli_actor(), record, "2026-01-01", 50, 30)
     assert caught.value.errors[0].field == "followed_up_on"
     assert "before the procedure" in caught.value.errors[0].message
+    # Relief cannot have lasted longer than the time since the procedure.
+    with pytest.raises(ValidationFailed) as caught:
+        record_follow_up(engine, cli_actor(), record, "2026-02-10", 50, 120)
+    assert caught.value.errors[0].field == "relief_days"
+    assert "allowed: 0 to 32" in caught.value.errors[0].message
+    assert not list_follow_ups(engine, cli_actor(), record)
 
 
 def test_only_an_administrator_changes_a_pack_and_every_change_is_audited(

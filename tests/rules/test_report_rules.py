@@ -26,7 +26,7 @@ def fixture_history(engine: Engine, service: ProcedureLog) -> None:
     exception) with its test dose, and one at C7-T1 without a test dose."""
     ids = logged(service, [session(d) for d in ("2026-01-10", "2026-03-02", "2026-05-04",
                                                 "2026-07-06", "2026-09-07")])
-    record_follow_up(engine, cli_actor(), ids[0], "2026-02-20", 70, 120)
+    record_follow_up(engine, cli_actor(), ids[0], "2026-05-20", 70, 120)
     logged(service, [ilesi("2026-04-01", ["C4-C5"]),
                      ilesi("2026-06-01", ["C7-T1"], contrast_test_dose=False)])
 
