@@ -39,6 +39,17 @@ def _objects(series: pd.Series) -> np.ndarray:
     return series.astype(object).where(series.notna(), None).to_numpy(dtype=object)
 
 
+def _in(values: np.ndarray, wanted: frozenset[str] | set[str]) -> np.ndarray:
+    """Which of `values` (Python objects) are in `wanted`: a hash lookup (np.isin sorts)."""
+    return pd.Series(values, dtype=object).isin(wanted).to_numpy(dtype=bool)
+
+
+def _text(values: np.ndarray) -> pd.Series:
+    """Non-missing strings as a string column, converted once per distinct value."""
+    codes, uniques = pd.factorize(values)
+    return pd.Series(pd.Categorical.from_codes(codes, uniques)).astype(str)
+
+
 def _is_true(series: pd.Series) -> np.ndarray:
     return np.array([v is True or v is np.True_ for v in _objects(series)], dtype=bool)
 
@@ -70,7 +81,8 @@ class _Frame:
         history = history.sort_values("id", kind="stable").reset_index(drop=True)
         self.id = history["id"].to_numpy(dtype=np.int64)
         self.patient = history["patient_id"].to_numpy(dtype=np.int64)
-        at = pd.to_datetime(history["performed_at"], utc=True)
+        at = pd.to_datetime(history["performed_at"], utc=True, format="ISO8601")
+        self.at = at.astype("datetime64[us, UTC]")
         naive = at.dt.tz_localize(None).to_numpy()
         self.day = naive.astype("datetime64[D]").astype(np.int64)
         self.rank = np.unique(naive, return_inverse=True)[1].astype(np.int64).ravel()
@@ -99,7 +111,7 @@ class _Frame:
 def _sessions(h: _Frame, at: np.ndarray, kinds: frozenset[str], noun: str, limit: int,
               window: int) -> tuple[np.ndarray, list[str | None]]:
     """evaluate._sessions for the records at positions `at`: exception flags and messages."""
-    of_kind = np.isin(h.code, list(kinds))
+    of_kind = _in(h.code, kinds)
     keys = np.unique(h.day_key(of_kind))
     mine = h.day_key(at)
     high = np.searchsorted(keys, mine, "left")
@@ -155,7 +167,7 @@ def _esi(h: _Frame, at: np.ndarray, levels: np.ndarray, p: Mapping[str, int],
         many, lambda i: f"{code[i]} at {levels[i]} levels in one session; the LCD covers "
                         f"{most[i]}"))
     out.add(at, "esi_one_region_per_session", *_other_regions(h, at))
-    is_esi = np.isin(h.code, list(ESI_CODES))
+    is_esi = _in(h.code, ESI_CODES)
     order = np.flatnonzero(is_esi)
     order = order[np.lexsort((-h.id[order], h.rank[order], h.group[order]))]
     keys = h.day_key(order)
@@ -175,7 +187,7 @@ def _esi(h: _Frame, at: np.ndarray, levels: np.ndarray, p: Mapping[str, int],
 
 def _other_regions(h: _Frame, at: np.ndarray) -> tuple[np.ndarray, list[str | None]]:
     """esi_one_region_per_session: the other regions of earlier ESIs the same day."""
-    is_esi = np.flatnonzero(np.isin(h.code, list(ESI_CODES)))
+    is_esi = np.flatnonzero(_in(h.code, ESI_CODES))
     mine = pd.DataFrame({"pos": at, "patient": h.patient[at], "day": h.day[at]})
     other = pd.DataFrame({"other": is_esi, "patient": h.patient[is_esi], "day": h.day[is_esi]})
     pairs = mine.merge(other, on=["patient", "day"])
@@ -232,13 +244,13 @@ def _safeguards(h: _Frame, at: np.ndarray, levels: pd.DataFrame, p: Mapping[str,
     out.add(at[chosen], "tfesi_realtime_contrast", ~done[chosen], _messages(
         ~done[chosen], lambda i: "TFESI without contrast under real-time fluoroscopy or DSA "
                                  "in the AP view before the injectate"))
-    steroid = np.isin(injectate, list(STEROIDS))
-    particulate = np.isin(injectate, list(PARTICULATE))
+    steroid = _in(injectate, STEROIDS)
+    particulate = _in(injectate, PARTICULATE)
     lumbar = tfesi & (region == Region.LUMBAR.value) & steroid
-    all_steroid = np.isin(h.injectate, list(STEROIDS))
+    all_steroid = _in(h.injectate, STEROIDS)
     earlier = (h.code == "TFESI") & (h.region == Region.LUMBAR.value) & all_steroid
     first = at[lumbar][_count_before(h, earlier, at[lumbar], h.patient) == 0]
-    out.add(first, "lumbar_tfesi_first_steroid", np.isin(h.injectate[first], list(PARTICULATE)),
+    out.add(first, "lumbar_tfesi_first_steroid", _in(h.injectate[first], PARTICULATE),
             [f"particulate steroid ({h.injectate[i]}) in the patient's first lumbar TFESI; "
              "dexamethasone is first-line" if h.injectate[i] in PARTICULATE else None
              for i in first])
@@ -286,10 +298,10 @@ def evaluate_many(history: pd.DataFrame, relief: pd.DataFrame, levels: pd.DataFr
     level_count = counts.reindex(h.id[at], fill_value=0).to_numpy(dtype=np.int64)
     out = _Out()
     code, day = h.code[at], h.day[at]
-    esi = _applies(packs.get("lcd_esi"), day) & np.isin(code, list(ESI_CODES))
+    esi = _applies(packs.get("lcd_esi"), day) & _in(code, ESI_CODES)
     if esi.any():
         _esi(h, at[esi], level_count[esi], packs["lcd_esi"].parameters, out)
-    facet = _applies(packs.get("lcd_facet"), day) & np.isin(code, list(FACET_CODES))
+    facet = _applies(packs.get("lcd_facet"), day) & _in(code, FACET_CODES)
     if facet.any():
         _facet(h, at[facet], level_count[facet], packs["lcd_facet"].parameters, out)
     safe = _applies(packs.get("safeguards_2015"), day)
@@ -305,11 +317,11 @@ def evaluate_many(history: pd.DataFrame, relief: pd.DataFrame, levels: pd.DataFr
     messages[:] = [m for *_, ms in out.parts for m in ms]
     order = np.lexsort((rank, h.id[pos]))
     pos, rules, flags, messages = pos[order], rules[order], flags[order], messages[order]
-    at_time = h.frame["performed_at"].iloc[pos].reset_index(drop=True)
+    at_time = h.at.iloc[pos].reset_index(drop=True)
     days, inverse = np.unique(h.day[pos], return_inverse=True)
     months = np.array([_iso(d)[:7] for d in days], dtype=object)[inverse.ravel()]
     return pd.DataFrame({
-        "record_id": h.id[pos], "performed_at": at_time, "procedure": h.code[pos],
-        "physician": _objects(h.frame["physician"])[pos],
-        "month": months, "rule": rules,
-        "pack": [RULE_PACK[r] for r in rules], "exception": flags, "message": messages})
+        "record_id": h.id[pos], "performed_at": at_time, "procedure": _text(h.code[pos]),
+        "physician": _text(_objects(h.frame["physician"])[pos]), "month": _text(months),
+        "rule": _text(rules), "pack": _text(np.array([RULE_PACK[r] for r in rules])),
+        "exception": flags, "message": messages})

@@ -77,7 +77,7 @@ def findings_per_record(engine: Engine, filters: Filters) -> pd.DataFrame:
     chosen = select(Procedure.id).where(*filters.where())
     with read_session(engine) as session:
         packs = load_packs(session)
-        rows = session.execute(period_history(filters, chosen)).all()
+        rows = session.execute(period_history(filters, chosen).order_by(Procedure.id)).all()
         wanted = set(session.scalars(chosen))
         levels: dict[int, list[str]] = defaultdict(list)
         for pid, level in session.execute(
