@@ -233,9 +233,11 @@ def _safeguards(h: _Frame, at: np.ndarray, levels: pd.DataFrame, p: Mapping[str,
     f = h.frame
     code, region, injectate = h.code[at], h.region[at], h.injectate[at]
     confirmation = _objects(f["contrast_confirmation"])[at]
-    views = [frozenset((v or "").split(";")) - {""} for v in _objects(f["confirmation_views"])]
-    has_ap = np.array(["AP" in views[i] for i in at], dtype=bool)
-    side = np.array([bool(views[i] & {"LAT", "CLO"}) for i in at], dtype=bool)
+    # the views as evaluate reads them, worked out once per distinct stored text
+    codes, texts = pd.factorize(_objects(f["confirmation_views"])[at], use_na_sentinel=False)
+    views = [frozenset((v if isinstance(v, str) else "").split(";")) - {""} for v in texts]
+    has_ap = np.array(["AP" in v for v in views], dtype=bool)[codes]
+    side = np.array([bool(v & {"LAT", "CLO"}) for v in views], dtype=bool)[codes]
     excepted = confirmation == ContrastConfirmation.CONTRAINDICATED.value
     tfesi, ilesi = code == "TFESI", code == "ILESI"
     done = (confirmation == ContrastConfirmation.CONFIRMED.value) \
