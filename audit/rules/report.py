@@ -50,10 +50,10 @@ def findings(engine: Engine, filters: Filters) -> pd.DataFrame:
         connection = session.connection()
         history = pd.read_sql(query, connection)
         wanted = np.array(session.scalars(chosen).all(), dtype=np.int64)
-        levels = pd.read_sql(select(ProcedureLevel.procedure_id, ProcedureLevel.level)
-                             .where(ProcedureLevel.procedure_id.in_(chosen))
-                             .order_by(ProcedureLevel.procedure_id, ProcedureLevel.position),
-                             connection)
+        levels = pd.read_sql(select(ProcedureLevel.procedure_id, ProcedureLevel.position,
+                                    ProcedureLevel.level)
+                             .where(ProcedureLevel.procedure_id.in_(chosen)), connection)
+    levels = levels.sort_values(["procedure_id", "position"], kind="stable")  # not in SQL
     relief = history[["id", "relief_percent", "relief_days"]].dropna() \
         .rename(columns={"id": "procedure_id"})
     history = history.drop_duplicates("id").drop(columns=["relief_percent", "relief_days"])
