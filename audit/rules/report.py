@@ -48,7 +48,7 @@ def findings(engine: Engine, filters: Filters) -> pd.DataFrame:
             return _frame([])
         query = period_history(filters, chosen, raw_time=True)
         connection = session.connection()
-        history = _columns(connection.execute(query))
+        history = pd.read_sql(query, connection)
         wanted = np.array(session.scalars(chosen).all(), dtype=np.int64)
         levels = pd.read_sql(select(ProcedureLevel.procedure_id, ProcedureLevel.position,
                                     ProcedureLevel.level)
@@ -59,16 +59,6 @@ def findings(engine: Engine, filters: Filters) -> pd.DataFrame:
     history = history.drop_duplicates("id").drop(columns=["relief_percent", "relief_days"])
     found = batch.evaluate_many(history, relief, levels, wanted, packs)
     return found if len(found) else _frame([])
-
-
-def _columns(result: Any) -> pd.DataFrame:
-    """A result as a frame of object columns: pandas would turn each text column into arrow
-    strings, which the rules (audit.rules.batch) would only turn back."""
-    keys = list(result.keys())
-    rows = result.all()
-    columns = list(zip(*rows, strict=True)) if rows else [()] * len(keys)
-    return pd.DataFrame({k: pd.Series(np.array(c, dtype=object), dtype=object)
-                         for k, c in zip(keys, columns, strict=True)})
 
 
 def period_history(filters: Filters, chosen: Select[Any], raw_time: bool = False) -> Select[Any]:
