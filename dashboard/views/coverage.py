@@ -73,14 +73,15 @@ tables.show(exceptions.assign(title=[TITLES[k] for k in exceptions["rule"]])[
     names=NAMES, height=300, key="cov_exceptions")
 
 st.subheader("By physician")
-physicians = report["by_physician"]
-tables.show(physicians.assign(title=[TITLES[k] for k in physicians["rule"]])[
-    ["title", "physician", "eligible", "exceptions", "compliance_rate", "ci_low", "ci_high"]],
-    names=NAMES, height=300, key="cov_physicians")
+physicians = report["by_physician"].assign(title=lambda f: [TITLES[k] for k in f["rule"]])
+chart_and_table(coverage_charts.physician_grid(physicians),
+                physicians[["title", "physician", "eligible", "exceptions", "compliance_rate",
+                            "ci_low", "ci_high"]], names=NAMES, side=False,
+                caption=coverage_charts.PHYSICIAN_CAPTION)
 
 st.subheader("By month")
 months = report["by_month"].assign(title=lambda f: [TITLES[k] for k in f["rule"]])
-chart_and_table(coverage_charts.month_lines(months),
+chart_and_table(coverage_charts.month_grid(months),
                 months[["title", "month", "eligible", "exceptions", "compliance_rate",
                         "ci_low", "ci_high"]], names=NAMES, side=False,
                 caption=coverage_charts.MONTH_CAPTION)

@@ -42,7 +42,7 @@ def open_page(page: Any, title: str) -> None:
         ("Alerts", "Dose alerts", 1, 1, "alerts"),
         ("Data quality", "Data quality", 1, 1, "data_quality"),
         ("Complications", "Complications", 3, 3, "complications"),
-        ("Coverage and safeguards", "Coverage and safeguards", 2, 4, "coverage"),
+        ("Coverage and safeguards", "Coverage and safeguards", 3, 4, "coverage"),
         ("Reconciliation", "Reconciliation", 0, 0, "reconciliation"),
         ("Export", "Audit export", 0, 0, "export"),
     ],
