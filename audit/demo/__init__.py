@@ -10,6 +10,8 @@ library call. The package's parts:
   through the field area; every regular record below a cap at the 99.9th percentile of the
   published spread (a TFESI never exceeds 159 s, 14.9 Gy·cm² or 270 mGy);
 - records.py: the rest of each record (levels, contrast, physicians' habits, safety patterns);
+- pathways.py: patients' courses of treatment (blocks before an RFA, ESI and facet series), so
+  the practice rules are mostly but not always followed;
 - loading.py: bulk writes, one bulk_create audit event per chunk, created_by "demo";
 - guard.py: which database (its own, var/fluoro-audit-demo.sqlite3, unless --db or
   FLUORO_AUDIT_DB names one) and the refusal to write into a database holding records the
@@ -22,8 +24,8 @@ non-spine (OTHER) records above every substantial radiation dose level; each has
 data shows a high-dose physician (Dr. Demo Holloway, about 3x KAP on 5% of the cases), a
 physician who often omits contrast confirmation (Dr. Demo Weiss), rooms with different dose
 levels, contraindications, vascular uptake and repositioning, particulate steroid in a few
-cervical TFESI, sessions over the level limit and repeat patients. Deterministic for a given
-seed and end date.
+cervical TFESI, sessions over the level limit and repeat patients in courses that mostly
+follow the LCDs. Deterministic for a given seed and end date.
 """
 
 from __future__ import annotations

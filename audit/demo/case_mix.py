@@ -102,7 +102,7 @@ def draw(first_id: int, code: np.ndarray, planted: np.ndarray) -> CaseMix:
 
 #: Share of demo ILESIs with contrast whose test dose is recorded (an estimate: most
 #: practices give one; the rest make the safeguards page's exceptions).
-TEST_DOSE_SHARE = 0.93
+TEST_DOSE_SHARE = 0.98
 
 
 def fill(columns: dict[str, list[Any]], mix: CaseMix, code: np.ndarray,

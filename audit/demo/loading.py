@@ -114,7 +114,9 @@ def _follow_ups(ref: dict[str, Any], columns: dict[str, list[Any]],
     code_of = {e.id: c for c, e in ref["catalog"].entries.items()}
     return follow_ups.follow_ups(np.array(columns["id"]),
                                  np.array([code_of[t] for t in columns["procedure_type_id"]]),
-                                 columns["performed_at"], now, DEMO_ACTOR)
+                                 columns["performed_at"], now, DEMO_ACTOR,
+                                 np.array(columns["patient_id"]),
+                                 np.array(columns["region"], dtype=object))
 
 
 def _write_follow_ups(session: Any, found: dict[str, list[Any]], span: str) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from audit.demo import case_mix
+from audit.demo import case_mix, pathways
 from audit.demo.cast import DEMO_ACTOR, PHYSICIANS, ROOMS, TECHNOLOGISTS
 from audit.demo.distributions import OUTLIER, SRDL, draw_doses, plant
 from audit.dosimetry import effective_doses
@@ -34,10 +34,11 @@ from audit.vocab import CONTRAST_AGENTS, SEGMENTS, DapUnit, Region, level_region
 # code: (share, weight of levels choice) — mix of a busy interventional pain practice.
 MIX = {"TFESI": 0.28, "ILESI": 0.15, "MBB": 0.14, "RFA": 0.10, "SIJ": 0.10, "CAUDAL": 0.06,
        "FACET": 0.07, "SYMPATHETIC": 0.03, "DISCOGRAPHY": 0.02, "OTHER": 0.05}
-LEVEL_COUNTS = {"TFESI": ([1, 2, 3], [0.62, 0.37, 0.01]), "ILESI": ([1], [1.0]),
-                "MBB": ([2, 3, 4], [0.45, 0.45, 0.10]), "RFA": ([2, 3, 4], [0.4, 0.45, 0.15]),
-                "FACET": ([1, 2], [0.5, 0.5]), "DISCOGRAPHY": ([2, 3, 4], [0.3, 0.5, 0.2]),
-                "SYMPATHETIC": ([1], [1.0]), "SIJ": ([1], [1.0])}
+LEVEL_COUNTS = {"TFESI": ([1, 2, 3], [0.61, 0.37, 0.02]), "ILESI": ([1], [1.0]),
+                "MBB": ([1, 2, 3], [0.35, 0.58, 0.07]), "RFA": ([1, 2, 3], [0.35, 0.58, 0.07]),
+                "FACET": ([1, 2, 3], [0.45, 0.5, 0.05]),
+                "DISCOGRAPHY": ([2, 3, 4], [0.3, 0.5, 0.2]), "SYMPATHETIC": ([1], [1.0]),
+                "SIJ": ([1], [1.0])}
 REGION_SHARE = {  # (cervical, thoracic, lumbar) for by-level types
     "TFESI": (0.12, 0.03, 0.85), "ILESI": (0.25, 0.05, 0.70), "MBB": (0.2, 0.05, 0.75),
     "RFA": (0.2, 0.05, 0.75), "FACET": (0.15, 0.05, 0.80), "DISCOGRAPHY": (0.1, 0.0, 0.9),
@@ -121,6 +122,13 @@ def build_chunk(rng: np.random.Generator, first_id: int, n: int, ref: dict[str, 
     drawn = np.where((code == "TFESI") & (drawn == "lumbar") & (u[1] < 0.06), "sacral", drawn)
     region = np.where(by_level, drawn, region).astype(object)
 
+    # Courses of treatment: who, by whom, where and when (audit.demo.pathways).
+    n_days = max(1, (end - start).days)
+    names = [p.name for p in PHYSICIANS]
+    course = pathways.arrange(first_id, code, region, pat_i, phys_i, names,
+                              patients["weight"], n_days)
+    pat_i, phys_i, region = course.patient, course.physician, course.region
+
     # Levels: count from the per-type distribution, then a window of adjacent levels.
     n_levels = np.zeros(n, dtype=int)
     for c, (counts, probs) in LEVEL_COUNTS.items():
@@ -185,8 +193,6 @@ def build_chunk(rng: np.random.Generator, first_id: int, n: int, ref: dict[str, 
     uptake = tfesi_confirmed & (u[10] < np.where(region == "cervical", 0.2, 0.1))
     realtime = np.where(code == "TFESI", u[1] < 0.92, u[1] < 0.5)
     injectate = np.array([DEFAULT_INJECTATE[c] for c in codes], dtype=object)[code_i]
-    injectate = np.where((code == "TFESI") & (region == "lumbar") & (u[11] > 0.75),
-                         "triamcinolone", injectate)
     injectate = np.where((code == "TFESI") & (region == "cervical") & (u[5] < 0.03),
                          "methylprednisolone", injectate)  # the safety flag to be caught
     pulsed = u[4] < np.array([p.pulsed_rate for p in PHYSICIANS])[phys_i]
@@ -195,7 +201,10 @@ def build_chunk(rng: np.random.Generator, first_id: int, n: int, ref: dict[str, 
     lateral = np.array([e.laterality_required for e in entries])[code_i]
     side = np.array(["left", "right", "bilateral"], dtype=object)[(u[3] * 3).astype(int) % 3]
     max_levels = np.array([e.max_levels or 99 for e in entries])[code_i]
-    days = rng.integers(0, max(1, (end - start).days), n)
+    days = rng.integers(0, n_days, n)
+    days = np.where(course.day >= 0, course.day, days)
+    injectate = np.where(pathways.particulate_first(code, region, pat_i, days, phys_i, names,
+                                                    u[11]), "triamcinolone", injectate)
     minutes = rng.integers(13 * 60, 23 * 60, n)  # 08:00-18:00 US Eastern, in UTC
     performed = [start + timedelta(days=int(d), minutes=int(m))
                  for d, m in zip(days.tolist(), minutes.tolist(), strict=True)]
