@@ -192,6 +192,11 @@ class Receiver:
             status.record_refusal(self.engine, self.actor, calling, address, reason)
         except SQLAlchemyError as exc:
             LOG.warning("refusal not recorded: %s", getattr(exc, "orig", None) or exc)
+        # Wait until the rejection is on the wire (pynetdicom's own rejections do the same):
+        # send_reject only queues it, and the association closes the socket as soon as this
+        # handler returns, so on a loaded machine the sender saw the connection drop (an
+        # abort) instead of the rejection.
+        event.assoc.kill()
 
     def _on_store(self, event: evt.Event) -> int | Dataset:
         requestor = event.assoc.requestor
