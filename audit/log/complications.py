@@ -18,13 +18,13 @@ from typing import Any
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from audit import access
 from audit.auth import Actor, Permission, require
 from audit.bounds import check_moment
 from audit.errors import FieldError, NotFound, ValidationFailed
 from audit.log.case_mix import COMPLICATIONS, check_complication
+from audit.log.queries import readable_procedure
 from audit.storage.engine import read_session, retrying, write_session
-from audit.storage.models import Complication, Physician, Procedure, UserAccount, utcnow
+from audit.storage.models import Complication, Procedure, utcnow
 from audit.trail import lock_chain, record_event
 from audit.vocab import AuditAction, ComplicationTiming, RecordStatus
 
@@ -45,20 +45,7 @@ def _payload(row: Complication) -> dict[str, Any]:
 
 def _check_readable(session: Session, actor: Actor, procedure_id: int) -> Procedure:
     """The procedure, if it exists, is final and the actor may read it."""
-    row = session.execute(
-        select(Procedure, Physician.username, UserAccount.username)
-        .join(Physician, Physician.id == Procedure.physician_id)
-        .join(UserAccount, UserAccount.id == Procedure.technologist_id)
-        .where(Procedure.id == procedure_id)).first()
-    if row is None:
-        raise NotFound(f"no record {procedure_id}")
-    procedure, physician_username, technologist = row
-    access.check_may_read(actor, {"physician_username": physician_username,
-                                  "technologist": technologist})
-    if procedure.status == RecordStatus.VOID.value:
-        raise ValidationFailed([FieldError("record_id", f"record {procedure_id} is void; a "
-                                           "complication is recorded on a final record")])
-    return procedure
+    return readable_procedure(session, actor, procedure_id, final_for="a complication")
 
 
 def write(session: Session, actor: Actor, procedure_id: int, item: dict[str, str | None], *,
@@ -163,14 +150,7 @@ def list_complications(engine: Engine, actor: Actor, procedure_id: int) -> list[
     """A record's complications, oldest first, void ones included (marked)."""
     require(actor, Permission.VIEW_RECORDS)
     with read_session(engine) as session:
-        row = session.execute(
-            select(Physician.username, UserAccount.username)
-            .join(Procedure, Procedure.physician_id == Physician.id)
-            .join(UserAccount, UserAccount.id == Procedure.technologist_id)
-            .where(Procedure.id == procedure_id)).first()
-        if row is None:
-            raise NotFound(f"no record {procedure_id}")
-        access.check_may_read(actor, {"physician_username": row[0], "technologist": row[1]})
+        readable_procedure(session, actor, procedure_id)
         rows = session.scalars(select(Complication).where(
             Complication.procedure_id == procedure_id).order_by(Complication.id)).all()
         return [{**_payload(r), "void_reason": r.void_reason,

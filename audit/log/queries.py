@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from audit import access, dosimetry
 from audit.auth import Actor
-from audit.errors import NotFound
+from audit.errors import FieldError, NotFound, ValidationFailed
 from audit.filters import Filters
 from audit.log.names import record_names
 from audit.log.record_fields import snapshot
@@ -34,6 +34,27 @@ from audit.vocab import RecordStatus
 
 #: Void ids are checked against a count in chunks of this many (bound parameters per query).
 VOID_CHUNK = 5000
+
+
+def readable_procedure(session: Session, actor: Actor, procedure_id: int,
+                       final_for: str | None = None) -> Procedure:
+    """The procedure, if it exists and the actor may read it (NotFound, PermissionDenied): the
+    check every note kept beside a record (complications, follow-ups) makes first. With
+    `final_for` ("a complication", say), a void record is refused naming record_id."""
+    row = session.execute(
+        select(Procedure, Physician.username, UserAccount.username)
+        .join(Physician, Physician.id == Procedure.physician_id)
+        .join(UserAccount, UserAccount.id == Procedure.technologist_id)
+        .where(Procedure.id == procedure_id)).first()
+    if row is None:
+        raise NotFound(f"no record {procedure_id}")
+    procedure, physician_username, technologist = row
+    access.check_may_read(actor, {"physician_username": physician_username,
+                                  "technologist": technologist})
+    if final_for is not None and procedure.status == RecordStatus.VOID.value:
+        raise ValidationFailed([FieldError("record_id", f"record {procedure_id} is void; "
+                                           f"{final_for} is recorded on a final record")])
+    return procedure
 
 
 def get_record(session: Session, record_id: int, actor: Actor,

@@ -17,15 +17,15 @@ from datetime import date
 from typing import Any
 
 from sqlalchemy import Engine, select
-from sqlalchemy.orm import Session
 
-from audit import access, bounds
+from audit import bounds
 from audit.auth import Actor, Permission, require
-from audit.errors import FieldError, NotFound, ValidationFailed
+from audit.errors import FieldError, ValidationFailed
+from audit.log.queries import readable_procedure
 from audit.storage.engine import read_session, retrying, write_session
-from audit.storage.models import FollowUp, Physician, Procedure, UserAccount, utcnow
+from audit.storage.models import FollowUp, utcnow
 from audit.trail import lock_chain, record_event
-from audit.vocab import AuditAction, RecordStatus
+from audit.vocab import AuditAction
 
 #: The audit trail's entity for follow-ups; entity_id is the procedure's id.
 ENTITY = "follow_up"
@@ -75,22 +75,6 @@ def check_follow_up(followed_up_on: Any, relief_percent: Any, relief_days: Any,
             "note": text or None}
 
 
-def _readable(session: Session, actor: Actor, procedure_id: int) -> Procedure:
-    """The procedure, if it exists, is final and the actor may read it."""
-    row = session.execute(
-        select(Procedure, Physician.username, UserAccount.username)
-        .join(Physician, Physician.id == Procedure.physician_id)
-        .join(UserAccount, UserAccount.id == Procedure.technologist_id)
-        .where(Procedure.id == procedure_id)).first()
-    if row is None:
-        raise NotFound(f"no record {procedure_id}")
-    access.check_may_read(actor, {"physician_username": row[1], "technologist": row[2]})
-    if row[0].status == RecordStatus.VOID.value:
-        raise ValidationFailed([FieldError("record_id", f"record {procedure_id} is void; a "
-                                           "follow-up is recorded on a final record")])
-    return row[0]
-
-
 def _payload(row: FollowUp) -> dict[str, Any]:
     return {"follow_up_id": row.id, "record_id": row.procedure_id,
             "followed_up_on": row.followed_up_on.isoformat(),
@@ -107,7 +91,8 @@ def record_follow_up(engine: Engine, actor: Actor, procedure_id: int, followed_u
     def work() -> int:
         with write_session(engine) as session:
             lock_chain(session)
-            procedure = _readable(session, actor, procedure_id)
+            procedure = readable_procedure(session, actor, procedure_id,
+                                           final_for="a follow-up")
             if values["followed_up_on"] < procedure.performed_at.date():
                 raise ValidationFailed([FieldError(
                     "followed_up_on", f"{values['followed_up_on']} is before the procedure "
@@ -135,14 +120,7 @@ def list_follow_ups(engine: Engine, actor: Actor, procedure_id: int) -> list[dic
     """A record's follow-ups, oldest first."""
     require(actor, Permission.VIEW_RECORDS)
     with read_session(engine) as session:
-        row = session.execute(
-            select(Physician.username, UserAccount.username)
-            .join(Procedure, Procedure.physician_id == Physician.id)
-            .join(UserAccount, UserAccount.id == Procedure.technologist_id)
-            .where(Procedure.id == procedure_id)).first()
-        if row is None:
-            raise NotFound(f"no record {procedure_id}")
-        access.check_may_read(actor, {"physician_username": row[0], "technologist": row[1]})
+        readable_procedure(session, actor, procedure_id)
         rows = session.scalars(select(FollowUp).where(FollowUp.procedure_id == procedure_id)
                                .order_by(FollowUp.followed_up_on, FollowUp.id)).all()
         return [{**_payload(r), "created_at": r.created_at.isoformat(),
