@@ -5,8 +5,8 @@ and the last few hundred results, both keyed by the data version (the highest au
 one indexed read per figure), so a rerun with the same filters costs no query and any write
 shows on the next one. Counts per month, the filter choices, the period and the number of
 records come from the daily summary (audit.analytics.daily_summary); every other figure is one
-or two GROUP BY queries over the filtered records; only drill-down lists fetch records, with a
-LIMIT.
+or two GROUP BY queries over the filtered records' facts (audit.analytics.sql.facts, refreshed
+before a figure is computed); only drill-down lists fetch records, with a LIMIT.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from audit.analytics.grouping import QUANTITIES
 from audit.analytics.reference_levels import levels_in_force
 from audit.analytics.snapshot import Snapshot, _frame, data_version
 from audit.analytics.sql import counts, dose, drill, reference, scorecard
+from audit.analytics.sql.facts import refresh_facts
 from audit.analytics.sql.records import HALF_SECOND
 from audit.analytics.sql.scope import Scope
 from audit.filters import Filters
@@ -110,6 +111,7 @@ class SqlSource:
         errors), then computed in one connection."""
         def compute(conn: Connection, lookups: Snapshot) -> Any:
             filters.mask(lookups)  # unknown names, an inverted period: ValidationFailed
+            refresh_facts(self.engine)  # the records' facts at (at least) this version
             return work(Scope.open(conn, lookups, filters), *args)
         return self._cached((name, filters, args), compute)
 
@@ -158,6 +160,7 @@ class SqlSource:
                     raise ValueError("a record's day differs from the frame's")
                 monthly = monthly_counts(self.engine, filters)
             except ValueError:  # a filter the summary does not hold, or not the same days
+                refresh_facts(self.engine)
                 monthly = counts.compliance(Scope.open(conn, lookups, filters), "month")
             monthly = monthly[monthly["eligible"] > 0][["month", "eligible", "compliant",
                                                         "excepted"]]
