@@ -45,6 +45,7 @@ from sqlalchemy import (
     literal,
     not_,
     select,
+    text,
 )
 from sqlalchemy.sql import ColumnElement
 
@@ -162,11 +163,14 @@ def _insert(conn: Connection, where: Any = None, level_where: Any = None) -> Non
 
 def rebuild(conn: Connection, ids: set[int] | None = None,
             ranges: list[tuple[int, int]] | None = None) -> None:
-    """Recompute the rows of these record ids and id ranges (ids None: the whole table), each
-    as one DELETE and one INSERT ... SELECT."""
+    """Recompute the rows of these record ids and id ranges (ids None: the whole table, then
+    ANALYZE, so the figures' plans know its size at once), each as one DELETE and one
+    INSERT ... SELECT."""
     if ids is None:
         conn.execute(delete(RecordFact))
         _insert(conn)
+        if conn.dialect.name == "postgresql":  # the planner's statistics for the new rows
+            conn.execute(text("ANALYZE record_fact"))
         return
     f, p, lv = RecordFact.procedure_id, Procedure.id, ProcedureLevel.procedure_id
     listed = sorted(ids)

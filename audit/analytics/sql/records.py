@@ -149,6 +149,6 @@ def records(conn: Connection, filters: Filters, unit: bool = True) -> Subquery:
     columns = record_columns()
     return (select(*(c.label(k) for k, c in columns.items()))
             .select_from(RecordFact)
-            .join(ProcedureType, ProcedureType.id == RecordFact.procedure_type_id)
-            .join(Room, Room.id == RecordFact.room_id)
+            .outerjoin(ProcedureType, ProcedureType.id == RecordFact.procedure_type_id)
+            .outerjoin(Room, Room.id == RecordFact.room_id)
             .where(*where).offset(0 if unit else None).subquery("rec"))
