@@ -194,23 +194,3 @@ def test_a_full_read_reports_how_far_it_has_come(engine: Engine,
     assert [done for done, _ in heard] == sorted(done for done, _ in heard)
     assert len(heard) >= final // 60 + 1
     assert snap.records.equals(load_snapshot(engine).records)
-
-
-def test_a_full_read_on_sqlite_scans_the_table_instead_of_the_status_index(
-        tmp_path: Path) -> None:
-    """With the (status, performed_at) index SQLite looked up every final record by rowid, a
-    million random reads (twice the CPU of a scan at a million records); the frame query keeps
-    the index out of a full read, and a read by record id still uses the primary key."""
-    url = f"sqlite:///{tmp_path / 'plan.sqlite3'}"
-    migrate(url)
-    engine = make_engine(url)
-    query = _packing.record_query("sqlite")
-    with engine.connect() as conn:
-        conn.exec_driver_sql("ANALYZE")
-        def plan(q: object) -> str:
-            sql = str(q.compile(engine, compile_kwargs={"literal_binds": True}))  # type: ignore[attr-defined]
-            return " ".join(str(row[-1]) for row in conn.exec_driver_sql(
-                "EXPLAIN QUERY PLAN " + sql))
-        assert plan(query) == "SCAN procedure"
-        assert "INTEGER PRIMARY KEY" in plan(query.where(Procedure.id.between(1, 10)))
-    engine.dispose()
