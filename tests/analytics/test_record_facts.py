@@ -19,6 +19,7 @@ from audit.analytics.sql.facts import fact_select, rebuild_facts, refresh_facts
 from audit.auth import cli_actor
 from audit.cli import main
 from audit.demo import generate
+from audit.errors import NeedsPostgreSQL
 from audit.log.csv_import import import_csv
 from audit.log.merge import merge_names
 from audit.log.service import ProcedureLog
@@ -165,14 +166,20 @@ def test_the_migration_fills_the_facts(databases: Databases) -> None:
         engine.dispose()
 
 
-def test_sqlite_keeps_the_table_empty_and_says_why(databases: Databases) -> None:
+def test_sqlite_keeps_the_table_empty_and_says_why(databases: Databases,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
     engine = make_engine(databases.sqlite())
     try:
         ProcedureLog(engine).log(valid_record(), cli_actor(), create_missing=True)
-        with pytest.raises(ValueError, match="PostgreSQL only"):
+        with pytest.raises(NeedsPostgreSQL, match="PostgreSQL only"):
             refresh_facts(engine)
-        with pytest.raises(ValueError, match="PostgreSQL only"):
+        with pytest.raises(NeedsPostgreSQL, match="PostgreSQL only"):
             rebuild_facts(engine)
         assert stored(engine).empty
+        capsys.readouterr()
+        assert main(["--db", engine.url.render_as_string(hide_password=False),
+                     "db", "rebuild-facts"]) != 0
+        err = capsys.readouterr().err
+        assert "PostgreSQL only" in err and "internal error" not in err
     finally:
         engine.dispose()

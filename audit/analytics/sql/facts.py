@@ -53,6 +53,7 @@ from sqlalchemy.sql import ColumnElement
 from audit.analytics._packing import OPERATORS
 from audit.analytics.derived import changed_procedures, refresh_versioned
 from audit.analytics.grouping import weight_bands
+from audit.errors import NeedsPostgreSQL
 from audit.storage.models import Procedure, ProcedureLevel, RecordFact, RecordFactState
 from audit.vocab import (
     BMI_BAND_LOWER,
@@ -194,7 +195,7 @@ def _redo(conn: Connection, synced: int | None, now: int) -> None:
 
 def _check(engine: Engine) -> None:
     if engine.dialect.name != "postgresql":
-        raise ValueError(f"the record facts are kept on PostgreSQL only (the SQL figures' "
+        raise NeedsPostgreSQL(f"the record facts are kept on PostgreSQL only (the SQL figures' "
                          f"database); {engine.dialect.name} computes from the analysis frame")
 
 
