@@ -164,7 +164,7 @@ def test_grant_app_is_idempotent_audited_and_refuses_owners(
     assert table_grants(roles.owner_url, roles.app) == first
     assert {p for t, p in first if t == "audit_event"} == {"SELECT", "INSERT"}
     assert {p for t, p in first if t == "procedure"} == {"SELECT", "INSERT", "UPDATE"}
-    assert {t for t, p in first if p == "DELETE"} == {"procedure_level"}
+    assert {t for t, p in first if p == "DELETE"} == {"procedure_level", "figure_result"}
     assert not {p for _, p in first} & {"TRUNCATE", "TRIGGER", "REFERENCES"}
     engine = make_engine(roles.owner_url)
     try:
