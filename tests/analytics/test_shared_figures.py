@@ -20,6 +20,7 @@ import pytest
 from sqlalchemy import Engine, func, select, text, update
 
 from audit.analytics.figure_changes import figures_version
+from audit.analytics.sql import shared
 from audit.analytics.sql.shared import KEEP_VERSIONS, recipe_of, replay
 from audit.analytics.sql.source import SqlSource
 from audit.analytics.sql.warm import WARM_LOCK, wait_for_warmer, warm_figures, warm_when_moved
@@ -256,3 +257,12 @@ def test_figures_warm_on_the_command_line(pg: Engine, databases: Databases,
     assert ", 0 figures computed" in capsys.readouterr().out
     assert main(["--db", databases.sqlite(), "figures", "warm"]) == 1
     assert "on PostgreSQL only" in capsys.readouterr().err
+
+
+def test_other_code_never_reads_what_this_code_stored(pg: Engine,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    SqlSource(pg).compliance_rates(FILTERS[0])
+    monkeypatch.setattr(shared, "code_digest", lambda: "an upgraded app's sources")
+    upgraded = SqlSource(pg)
+    upgraded.compliance_rates(FILTERS[0])
+    assert upgraded.queries == 1

@@ -36,6 +36,7 @@ import pickle
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, delete, func, select, update
@@ -138,10 +139,24 @@ def replay(source: Any, recipe: str) -> Any:
 
 
 def key_digest(key: tuple[Any, ...]) -> str:
-    """The SHA-256 of a result's key (the figure, its filters, its arguments), with the code's
-    version and the result format: an upgraded app never reads an older app's results."""
-    text = canonical((FORMAT, __version__, *key))
+    """The SHA-256 of a result's key (the figure, its filters, its arguments), with the result
+    format and the code's digest: an app whose code changed (an upgrade, a fix to a figure's
+    rule) never reads the results an older one stored, though the figures version is the
+    same."""
+    text = canonical((FORMAT, code_digest(), *key))
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def code_digest() -> str:
+    """The SHA-256 of the library's Python sources (read once per process, a few ms), with its
+    version: where the sources are not files (a zip), the version alone."""
+    package = Path(__file__).resolve().parents[2]
+    digest = hashlib.sha256(__version__.encode())
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 # --- the table ----------------------------------------------------------------------------------
