@@ -7,6 +7,7 @@ equal to a fresh computation; old versions are pruned."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import pickle
@@ -266,3 +267,23 @@ def test_other_code_never_reads_what_this_code_stored(pg: Engine,
     upgraded = SqlSource(pg)
     upgraded.compliance_rates(FILTERS[0])
     assert upgraded.queries == 1
+
+
+def test_a_genuine_row_that_cannot_be_read_back_is_computed_again(
+        pg: Engine, caplog: pytest.LogCaptureFixture) -> None:
+    expected = SqlSource(pg).compliance_rates(FILTERS[0])
+    table = shared.SharedResults(pg)
+    payload = b"\x80\x05\x95\x1a\x00\x00\x00\x00\x00\x00\x00\x8c\x0fno_such_module\x94\x8c\x01x"
+    with pg.begin() as conn:  # what another pandas version, say, would have stored
+        row = conn.execute(select(FigureResult.figures_version, FigureResult.key_sha256,
+                                  FigureResult.recipe)).one()
+        mac = table.mac(row.figures_version, row.key_sha256,
+                        hashlib.sha256(payload).hexdigest(), row.recipe)
+        conn.execute(update(FigureResult).values(payload=payload, mac=mac))
+    second = SqlSource(pg)
+    with caplog.at_level(logging.WARNING, logger="fluoro_audit.figures"):
+        pd.testing.assert_frame_equal(second.compliance_rates(FILTERS[0]), expected)
+    assert second.queries == 1 and "cannot be read back" in caplog.text
+    third = SqlSource(pg)
+    third.compliance_rates(FILTERS[0])
+    assert third.queries == 0  # replaced

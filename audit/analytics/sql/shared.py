@@ -33,6 +33,7 @@ import hmac
 import json
 import logging
 import pickle
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime
@@ -150,9 +151,14 @@ def key_digest(key: tuple[Any, ...]) -> str:
 @functools.lru_cache(maxsize=1)
 def code_digest() -> str:
     """The SHA-256 of the library's Python sources (read once per process, a few ms), with its
-    version: where the sources are not files (a zip), the version alone."""
+    version and those of Python, pandas and numpy (a pickle is read back by them): where the
+    sources are not files (a zip), the versions alone."""
+    import numpy
+    import pandas
+
     package = Path(__file__).resolve().parents[2]
-    digest = hashlib.sha256(__version__.encode())
+    digest = hashlib.sha256(" ".join((__version__, sys.version, pandas.__version__,
+                                      numpy.__version__)).encode())
     for path in sorted(package.rglob("*.py")):
         digest.update(path.relative_to(package).as_posix().encode())
         digest.update(path.read_bytes())
@@ -202,8 +208,13 @@ class SharedResults:
         if not self.verified(version, digest, hashlib.sha256(payload).hexdigest(), row.recipe,
                              row.mac):
             return Found(forged=True)
-        return Found(value=pickle.loads(payload), hit=True,
-                     asked=row.asked_at is not None)
+        try:
+            value = pickle.loads(payload)
+        except Exception as exc:  # a genuine row the running libraries cannot read back
+            LOG.warning("figure result %s at figures version %d cannot be read back (%s): "
+                        "computed again and replaced", digest, version, exc)
+            return Found(forged=True)
+        return Found(value=value, hit=True, asked=row.asked_at is not None)
 
     def store(self, conn: Connection, version: int, digest: str, value: Any,
               recipe: str | None, seconds: float, *, asked: bool, replace: bool) -> None:
