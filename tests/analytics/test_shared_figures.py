@@ -35,7 +35,7 @@ from audit.storage.models import FigureResult
 from audit.trail import record_event
 from audit.vocab import AuditAction
 from tests.analytics import analytics_data
-from tests.conftest import Databases
+from tests.conftest import Databases, race
 
 FILTERS = [Filters(), Filters.days(date(2026, 2, 1), date(2026, 3, 31), physicians=("Dr. A",))]
 
@@ -287,3 +287,17 @@ def test_a_genuine_row_that_cannot_be_read_back_is_computed_again(
     third = SqlSource(pg)
     third.compliance_rates(FILTERS[0])
     assert third.queries == 0  # replaced
+
+
+def test_two_processes_asking_at_once_compute_a_figure_once(pg: Engine) -> None:
+    """After a write every app process (and the warmer) may open the same page at once: the
+    second waits for the first one's result instead of scanning too."""
+    sources = [SqlSource(pg) for _ in range(3)]
+    found: list[pd.DataFrame] = []
+    outcomes = race([lambda s=s: found.append(s.physician_scorecard(FILTERS[1]))
+                     for s in sources])
+    assert outcomes == [None, None, None]
+    assert sum(s.queries for s in sources) == 2  # the scorecard and the local DRLs it reads
+    assert sum(s.shared_hits for s in sources) == 4
+    for other in found[1:]:
+        pd.testing.assert_frame_equal(other, found[0])

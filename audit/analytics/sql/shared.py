@@ -34,13 +34,14 @@ import json
 import logging
 import pickle
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, delete, func, select, update
+from sqlalchemy import Connection, Engine, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 
 from audit._version import __version__
@@ -53,6 +54,9 @@ LOG = logging.getLogger("fluoro_audit.figures")
 FORMAT = 1
 #: Versions kept by `prune` (the warmer replays what was asked under the previous ones).
 KEEP_VERSIONS = 3
+#: pg_advisory_lock(class, key) class of "one process computes this figure" ("Figr"): the
+#: two-key locks never collide with the one-key locks of the trail chain and the warmer.
+KEY_LOCK_CLASS = 0x46696772
 #: The label the MAC key is derived under (HMAC of the trail key).
 KEY_LABEL = b"fluoro-audit figure-results v1"
 
@@ -235,6 +239,20 @@ class SharedResults:
             statement = statement.on_conflict_do_nothing()
         conn.execute(statement)
         conn.commit()
+
+    @contextmanager
+    def one_at_a_time(self, conn: Connection, digest: str) -> Iterator[None]:
+        """While this connection computes a key, another process asking for the same key waits
+        (a PostgreSQL advisory lock on the key), then reads what it stored: after a write, the
+        app processes and the warmer that all open the same page compute each figure once."""
+        ident = {"c": KEY_LOCK_CLASS, "o": int(digest[:8], 16) - 2**31}
+        conn.execute(text("SELECT pg_advisory_lock(:c, :o)"), ident)
+        try:
+            yield
+        finally:
+            conn.rollback()  # a failed figure leaves no aborted transaction behind the unlock
+            conn.execute(text("SELECT pg_advisory_unlock(:c, :o)"), ident)
+            conn.commit()
 
     def mark_asked(self, conn: Connection, version: int, digest: str) -> None:
         """A person opened a figure the warmer computed: replay it after the next write."""

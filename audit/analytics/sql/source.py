@@ -147,30 +147,51 @@ class SqlSource:
                     self._results.move_to_end(full)
                     return _copy(self._results[full])
             table = self._table()
-            digest = key_digest(key) if table is not None else ""
-            found = Found()
-            if table is not None:
-                found = self._guarded(conn, "read",
-                                      lambda: table.read(conn, version, digest)) or Found()
-            if found.hit:
-                self.shared_hits += 1
-                value = found.value
-                if not found.asked and not self.warming:
-                    self._guarded(conn, "mark", lambda: table.mark_asked(conn, version, digest))
+            if table is None:
+                value, _ = self._compute(conn, lookups, compute)
             else:
-                started = time.perf_counter()
-                value = compute(conn, lookups)
-                seconds = time.perf_counter() - started
-                self.queries += 1
-                if table is not None:
-                    self._guarded(conn, "store", lambda: table.store(
-                        conn, version, digest, value, current_recipe(), seconds,
-                        asked=not self.warming, replace=found.forged))
+                value = self._shared_or_computed(table, conn, lookups, key, compute)
         with self._lock:
             self._results[full] = value
             while len(self._results) > self.cache_size:
                 self._results.popitem(last=False)
         return _copy(value)
+
+    def _shared_or_computed(self, table: SharedResults, conn: Connection, lookups: Snapshot,
+                            key: tuple[Any, ...],
+                            compute: Callable[[Connection, Snapshot], Any]) -> Any:
+        """From the shared table; else computed, one process at a time per key (a second one
+        waits and reads the first one's result), and stored."""
+        version, digest = lookups.token, key_digest(key)
+        found = self._read(table, conn, version, digest)
+        if found.hit:
+            return found.value
+        with table.one_at_a_time(conn, digest):
+            found = self._read(table, conn, version, digest)  # stored while this one waited?
+            if found.hit:
+                return found.value
+            value, seconds = self._compute(conn, lookups, compute)
+            self._guarded(conn, "store", lambda: table.store(
+                conn, version, digest, value, current_recipe(), seconds,
+                asked=not self.warming, replace=found.forged))
+        return value
+
+    def _read(self, table: SharedResults, conn: Connection, version: int,
+              digest: str) -> Found:
+        found: Found = self._guarded(conn, "read",
+                                     lambda: table.read(conn, version, digest)) or Found()
+        if found.hit:
+            self.shared_hits += 1
+            if not found.asked and not self.warming:
+                self._guarded(conn, "mark", lambda: table.mark_asked(conn, version, digest))
+        return found
+
+    def _compute(self, conn: Connection, lookups: Snapshot,
+                 compute: Callable[[Connection, Snapshot], Any]) -> tuple[Any, float]:
+        started = time.perf_counter()
+        value = compute(conn, lookups)
+        self.queries += 1
+        return value, time.perf_counter() - started
 
     def _figure(self, name: str, filters: Filters, work: Callable[..., Any],
                 *args: Any) -> Any:
