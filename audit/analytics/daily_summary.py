@@ -52,6 +52,7 @@ from audit.storage.models import (
     Procedure,
     ProcedureType,
 )
+from audit.storage.scans import every_final
 from audit.vocab import (
     AuditAction,
     ContrastConfirmation,
@@ -109,9 +110,11 @@ def summary_select(dialect: str, where: Any = None) -> Any:
                     func.sum(p.air_kerma_mgy), func.count(p.air_kerma_mgy),
                     func.sum(fluoro_time), func.count(fluoro_time))
              .select_from(p).join(t, t.id == p.procedure_type_id)
-             .where(p.status == RecordStatus.FINAL.value))
-    if where is not None:
-        query = query.where(where)
+             )
+    if where is None:  # the whole table: scanned on SQLite (audit.storage.scans)
+        query = query.where(every_final(dialect))
+    else:  # some days: the (status, performed_at) index finds them
+        query = query.where(p.status == RecordStatus.FINAL.value, where)
     return query.group_by(*keys)
 
 
