@@ -8,8 +8,9 @@ never UPDATE, DELETE or TRUNCATE, and ALTER needs ownership. On the other tables
 SELECT, INSERT and UPDATE; nothing is ever hard-deleted (records are voided, accounts
 deactivated), with one exception the code needs: an amend that changes a record's levels
 replaces its procedure_level rows, so DELETE is granted on that table (and the replay in
-verify-audit compares levels too, so a level deleted with SQL still shows), and on figure_result,
-the figures cache shared by the app processes, whose older versions are pruned.
+verify-audit compares levels too, so a level deleted with SQL still shows), and on the two
+tables derived from the records: daily_summary, whose changed days a refresh recomputes, and
+figure_result, the figures cache shared by the app processes, whose older versions are pruned.
 
 `grant_app` is idempotent (it revokes everything first, then grants exactly this) and audited.
 Tables a later migration adds get SELECT, INSERT, UPDATE through ALTER DEFAULT PRIVILEGES; run
@@ -32,9 +33,10 @@ from audit.vocab import AuditAction
 
 #: Tables whose privileges differ from SELECT, INSERT, UPDATE.
 APPEND_ONLY = ("audit_event",)
-#: procedure_level: an amend of a record's levels deletes and re-inserts them; figure_result:
+#: procedure_level: an amend of a record's levels deletes and re-inserts them; daily_summary:
+#: a refresh recomputes the changed days' rows (audit.analytics.daily_summary); figure_result:
 #: a cache of figures, whose older versions are pruned (audit.analytics.sql.shared).
-REPLACEABLE = ("procedure_level", "figure_result")
+REPLACEABLE = ("procedure_level", "daily_summary", "figure_result")
 #: Written by migrations only.
 READ_ONLY = ("alembic_version",)
 

@@ -164,7 +164,8 @@ def test_grant_app_is_idempotent_audited_and_refuses_owners(
     assert table_grants(roles.owner_url, roles.app) == first
     assert {p for t, p in first if t == "audit_event"} == {"SELECT", "INSERT"}
     assert {p for t, p in first if t == "procedure"} == {"SELECT", "INSERT", "UPDATE"}
-    assert {t for t, p in first if p == "DELETE"} == {"procedure_level", "figure_result"}
+    assert {t for t, p in first if p == "DELETE"} == {"procedure_level", "daily_summary",
+                                                      "figure_result"}
     assert not {p for _, p in first} & {"TRUNCATE", "TRIGGER", "REFERENCES"}
     engine = make_engine(roles.owner_url)
     try:
@@ -199,7 +200,8 @@ def test_grant_app_on_sqlite_says_why_not(databases: Databases,
 
 
 def test_the_application_role_shares_warms_and_prunes_the_figures(roles: TwoRoles) -> None:
-    """figure_result is a cache the application role fills, reads and prunes (DELETE)."""
+    """figure_result is a cache the application role fills, reads and prunes (DELETE); the
+    daily summary, which the figures refresh after a write, recomputes its changed days."""
     from audit.analytics.sql.shared import KEEP_VERSIONS
     from audit.analytics.sql.source import SqlSource
     from audit.analytics.sql.warm import warm_figures
@@ -223,5 +225,8 @@ def test_the_application_role_shares_warms_and_prunes_the_figures(roles: TwoRole
         with Session(engine) as s:
             versions = set(s.scalars(select(FigureResult.figures_version)))
         assert len(versions) == KEEP_VERSIONS
+        ProcedureLog(engine).log(valid_record(accession_number="B2"), cli_actor(),
+                                 confirm_warnings=True)
+        assert SqlSource(engine).record_count() == 2  # the daily summary's day recomputed
     finally:
         engine.dispose()
