@@ -53,7 +53,8 @@ def add_db(sub: Subcommands) -> None:
         dest="db_command", required=True, metavar="ACTION")
     p = add_command(db, "grant-app", cmd_grant_app,
                     "PostgreSQL: give ROLE the application's privileges (SELECT and INSERT on "
-                    "the audit trail; SELECT, INSERT, UPDATE elsewhere; no DELETE, TRUNCATE or "
+                    "the audit trail; SELECT, INSERT, UPDATE elsewhere; DELETE only on a "
+                    "record's levels, the daily summary and the figures cache; no TRUNCATE or "
                     "ALTER); idempotent, audited; run as the tables' owner, again after each "
                     "upgrade")
     p.add_argument("role", help="the role the application connects as")

@@ -6,7 +6,8 @@ alerts; audit.storage.models.network: the DICOM receiver's receipts and heartbea
 audit.storage.models.irradiation: each dose report's irradiation events;
 audit.storage.models.complications: each procedure's adverse events; audit.storage.models.summary:
 the per-day summary of the records; audit.storage.models.facts: one narrow row of derived
-columns per final record; audit.storage.models.rules: rule packs and follow-ups) and
+columns per final record; audit.storage.models.figures: figure results shared by the
+app processes; audit.storage.models.rules: rule packs and follow-ups) and
 are re-exported here, so that importing this package registers every table on Base.metadata:
 the complete schema that Alembic's autogenerate and `alembic check` compare the migrations
 with. Base and utcnow (audit.storage.types) are re-exported because every caller that stamps or
@@ -25,6 +26,7 @@ from audit.storage.models.dose import (
     ReferenceLevel,
 )
 from audit.storage.models.facts import RecordFact, RecordFactState
+from audit.storage.models.figures import FigureResult
 from audit.storage.models.irradiation import IrradiationEvent
 from audit.storage.models.log import (
     AuditEvent,
@@ -57,6 +59,7 @@ __all__ = [
     "DicomReceipt",
     "DoseDiscrepancy",
     "DoseReport",
+    "FigureResult",
     "FollowUp",
     "IrradiationEvent",
     "NameAlias",
