@@ -1,7 +1,7 @@
 """Figure results shared by every app process, and the figures version's partial index.
 
 Revision ID: 0021
-Revises: 0019
+Revises: 0020
 Create Date: 2026-12-01
 
 Issue 16: on PostgreSQL each dashboard figure is a scan and a sort of the filtered records.
