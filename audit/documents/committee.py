@@ -5,7 +5,7 @@ Pages: a cover (period, sites, data completeness); contrast-confirmation complia
 procedure against the local DRL or typical value and the published values, and the physician
 scorecard (named, or pseudonymised); alerts raised and their follow-up; safety flags and data
 quality; definitions and sources. The figures are audit.documents.committee_figures' (one
-snapshot, the dashboards' functions); the charts are the dashboards' Altair specs rendered to
+figure source, the dashboards' figures); the charts are the dashboards' Altair specs rendered to
 SVG. Written through a temporary name; the audit event holds the period and the SHA-256.
 """
 
@@ -20,6 +20,7 @@ import pandas as pd
 from sqlalchemy import Engine
 
 from audit.analytics.snapshot import FrameCache
+from audit.analytics.source import FigureSource
 from audit.auth import Actor
 from audit.documents import typeset, words
 from audit.documents.charts import p_chart_spec
@@ -56,10 +57,12 @@ def write_committee_report(engine: Engine, actor: Actor, out: Path, *, first: da
                            last: date | None, sites: tuple[str, ...] = (),
                            pseudonymise: bool = False,
                            progress: Progress | None = None,
-                           frames: FrameCache | None = None) -> dict[str, Any]:
+                           frames: FrameCache | None = None,
+                           source: FigureSource | None = None) -> dict[str, Any]:
     """Gather, typeset, write `out` and audit it; returns file, bytes, SHA-256, event id."""
     _, info = committee_document(engine, actor, first=first, last=last, sites=sites,
                                  pseudonymise=pseudonymise, progress=progress, frames=frames,
+                                 source=source,
                                  deliver=lambda pdf: typeset.write_atomically(out, pdf))
     return {"file": str(out), **info}
 
@@ -69,12 +72,14 @@ def committee_document(engine: Engine, actor: Actor, *, first: date | None, last
                        progress: Progress | None = None,
                        deliver: Callable[[bytes], Any] | None = None,
                        frames: FrameCache | None = None,
+                       source: FigureSource | None = None,
                        ) -> tuple[bytes, dict[str, Any]]:
     """The report's PDF and what its audit event recorded (period, sites, SHA-256); the event
     and `deliver(pdf)` are one transaction."""
     typeset.warm_up_charts()  # the p-chart's engine starts while the figures are gathered
     figures = gather(engine, actor, first, last, sites=sites,  # type: ignore[arg-type]
-                     pseudonymise=pseudonymise, progress=progress, frames=frames)
+                     pseudonymise=pseudonymise, progress=progress, frames=frames,
+                     source=source)
     if progress:
         progress(STEPS[-1], len(STEPS) - 1, len(STEPS))
     pdf = committee_pdf(figures)

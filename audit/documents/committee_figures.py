@@ -1,14 +1,17 @@
-"""The committee report's figures, gathered from one analysis snapshot (issue 14).
+"""The committee report's figures, gathered from one figure source (issues 14, 16).
 
-Every figure comes from the function the dashboards and `fluoro-audit report` call:
-audit.analytics.reports.build for compliance (overall and by physician, room, procedure),
-dose and reference levels; for alerts the two tables `report alerts` prints that the report
-prints too (alert_counts, alert_rates, after the same refresh_alerts), not its full list of
-alerts nor its per-patient and per-physician tables, which the report does not show and which
-cost more than the rest of the step at a million records; p_chart, physician_scorecard,
-safety_flags and completeness as the pages call them. All of them read the same Snapshot,
-loaded once, so the report's pages agree with each other and with `report ... --format json`
-for the same period (tests/documents/test_committee.py compares them).
+Every figure comes from the figure source the dashboards read (audit.analytics.source): the
+analysis frame (one Snapshot, loaded once), or on a PostgreSQL site that chose SQL figures
+(FLUORO_AUDIT_FIGURES=sql) SqlSource, so the app process never holds every record for a
+report. Each table is what the pages and `fluoro-audit report` show: compliance overall and by
+physician, room and procedure (`report compliance`), the p-chart, dose per procedure (`report
+dose`), the local DRLs (`report drl`), the physician scorecard, completeness and safety flags;
+for alerts the two tables `report alerts` prints that the report prints too (alert_counts,
+alert_rates, after the same refresh_alerts), not its full list of alerts nor its per-patient
+and per-physician tables, which the report does not show and which cost more than the rest of
+the step at a million records. The report's pages agree with each other and with `report ...
+--format json` for the same period (tests/documents/test_committee.py), and the SQL figures
+with the frame's (tests/documents/test_committee_sql.py).
 Progress is reported step by step.
 """
 
@@ -24,12 +27,8 @@ from sqlalchemy import Engine
 
 from audit.alerts.store import alert_counts, refresh_alerts
 from audit.alerts.summary import alert_rates
-from audit.analytics.compliance import p_chart
-from audit.analytics.data_quality import completeness
-from audit.analytics.reports import build
-from audit.analytics.safety import safety_flags
-from audit.analytics.scorecard import physician_scorecard
-from audit.analytics.snapshot import FrameCache, load_snapshot
+from audit.analytics.snapshot import FrameCache, Snapshot, load_snapshot
+from audit.analytics.source import FigureSource, FrameSource, uses_sql
 from audit.auth import Actor, Permission, require
 from audit.errors import FieldError, ValidationFailed
 from audit.filters import Filters
@@ -70,11 +69,13 @@ def _quiet(step: str, done: int, total: int) -> None:
 
 def gather(engine: Engine, actor: Actor, first: date, last: date, *,
            sites: tuple[str, ...] = (), pseudonymise: bool = False,
-           progress: Progress | None = None,
-           frames: FrameCache | None = None) -> CommitteeFigures:
+           progress: Progress | None = None, frames: FrameCache | None = None,
+           source: FigureSource | None = None) -> CommitteeFigures:
     """The figures for the period [first, last] (whole UTC days) and the sites (all: empty).
-    `frames`: the process's frame cache (the app's; the CLI's reads the frame file the app
-    keeps), so a report does not re-read every record; without it, one full read."""
+    `source`: where the figures come from (the app's figure source); without it, SQL where
+    the site chose it on PostgreSQL (audit.analytics.source.uses_sql), else the frame of
+    `frames` (the process's frame cache: the app's, or the CLI's reading the frame file the app
+    keeps, so a report does not re-read every record) or one full read."""
     require(actor, Permission.VIEW_DASHBOARDS)
     if first is None or last is None:
         raise ValidationFailed([FieldError("from", "the committee report needs a period: give "
@@ -87,33 +88,65 @@ def gather(engine: Engine, actor: Actor, first: date, last: date, *,
     def reading(done: int, records: int) -> None:  # a first full read takes seconds
         tick(f"{STEPS[0]}: {done:,} of {records:,}", 0, total)
 
-    snap = frames.get(reading) if frames is not None else load_snapshot(engine, reading)
-    mask = filters.mask(snap)  # an unknown site is refused here, naming it
-    chosen = list(sites) or sorted(str(s) for s in snap.sites.tolist())
+    if source is None:
+        source = _source(engine, frames, reading)
+    lookups = source.lookups
+    filters.mask(lookups)  # an unknown site is refused here, naming it
+    chosen = list(sites) or sorted(str(s) for s in lookups.sites.tolist())
     tick(STEPS[1], 1, total)
-    overall = build("compliance", engine, snap, actor, filters)["overall"]
-    breakdowns = {by: build("compliance", engine, snap, actor, filters, by)["groups"]
-                  for by in BREAKDOWNS}
-    chart = p_chart(snap, filters)
+    overall = source.compliance_rates(filters)
+    breakdowns = {by: source.compliance_rates(filters, by) for by in BREAKDOWNS}
+    chart = source.p_chart(filters)
     tick(STEPS[2], 2, total)
-    dose = build("dose", engine, snap, actor, filters)["groups"]
-    drl = build("drl", engine, snap, actor, filters)["groups"]
+    dose = source.dose_statistics(filters, ("procedure",))
+    drl = source.local_drls(filters).drop(columns=["type_id"])
     tick(STEPS[3], 3, total)
-    card = physician_scorecard(snap, filters)
+    card = source.physician_scorecard(filters)
     tick(STEPS[4], 4, total)
-    refresh_alerts(engine, snap)  # at once when current (the incremental refresh's own check)
-    alert_table, rates = alert_counts(engine, actor, filters), alert_rates(engine, actor, snap,
-                                                                          filters)
+    alert_table, rates = _alerts(engine, actor, source, filters, frames)
     tick(STEPS[5], 5, total)
+    quality = source.completeness(filters)
     figures = CommitteeFigures(
-        filters=filters, sites=chosen, token=snap.token, generated_at=datetime.now(UTC),
-        records=int(mask.sum()), completeness=completeness(snap, filters),
+        filters=filters, sites=chosen, token=source.token, generated_at=datetime.now(UTC),
+        records=int(quality["records"].sum()), completeness=quality,
         compliance=overall, breakdowns=breakdowns, p_chart=chart, dose=dose, drl=drl,
         scorecard=card, alerts=alert_table, alert_rates=rates,
-        safety=safety_flags(snap, filters), pseudonymised=pseudonymise)
+        safety=source.safety_flags(filters), pseudonymised=pseudonymise)
     if pseudonymise:
         _pseudonymise(figures)
     return figures
+
+
+def _source(engine: Engine, frames: FrameCache | None,
+            reading: Callable[[int, int], None]) -> FigureSource:
+    """SQL where the site chose it on PostgreSQL, else the frame (of `frames`, or read now)."""
+    if uses_sql(engine):
+        from audit.analytics.sql.source import SqlSource
+        return SqlSource(engine)
+    snap = frames.get(reading) if frames is not None else load_snapshot(engine, reading)
+    return FrameSource(snap, engine)
+
+
+#: Whether the alert refresh and rates take a FigureSource whose figures come from SQL (its
+#: `frame` is None) and then read no frame (branch alertsql, issue 16). Until they do, a report
+#: from SQL figures reads the frame for its alerts step only.
+ALERTS_FROM_SQL = hasattr(FigureSource, "frame")
+
+
+def _alerts(engine: Engine, actor: Actor, source: FigureSource, filters: Filters,
+            frames: FrameCache | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The alert counts and rates of `report alerts`, after the same refresh (at once when
+    current: the incremental refresh's own check)."""
+    found: Snapshot | FigureSource
+    if isinstance(source, FrameSource):
+        found = source.snap
+    elif ALERTS_FROM_SQL:
+        found = source
+    else:
+        found = frames.get() if frames is not None else load_snapshot(engine)
+    refresh_alerts(engine, found)  # type: ignore[arg-type]
+    return alert_counts(engine, actor, filters), alert_rates(engine, actor, found,  # type: ignore[arg-type]
+                                                             filters)
 
 
 def pseudonym_of(index: int) -> str:

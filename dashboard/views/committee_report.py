@@ -2,8 +2,9 @@
 admin).
 
 The page gathers the period, sites and whether physicians are named, then shows progress while
-the library gathers every figure from one snapshot and typesets it
-(audit.documents.committee); the PDF is offered for download and its SHA-256 is in the audit
+the library gathers every figure from the dashboards' figure source and typesets it
+(audit.documents.committee): SQL on a PostgreSQL site that chose it (no analysis frame read,
+issue 16), else the frame; the PDF is offered for download and its SHA-256 is in the audit
 trail.
 """
 
@@ -13,12 +14,12 @@ from datetime import date, timedelta
 
 import streamlit as st
 
+from audit.analytics import uses_sql
 from audit.auth import Permission
 from audit.documents import committee_document
 from audit.errors import AuditError, ValidationFailed
 from audit.filters import filter_choices
-from dashboard import state
-from dashboard.analytics import frame_cache
+from dashboard import analytics, state
 from dashboard.widgets import plain
 
 REPORT_KEY = "committee_report_pdf"
@@ -55,10 +56,13 @@ if st.button("Prepare report", type="primary"):
         bar.progress(min(1.0, done / total) if total else 1.0,
                      text=f"Step {min(done + 1, total)} of {total}: {step}")
 
+    sql = uses_sql(state.engine())  # then the frame cache is never started
     try:
         pdf, info = committee_document(state.engine(), actor, first=first, last=last,
                                        sites=tuple(sites), pseudonymise=pseudonymise,
-                                       progress=progress, frames=frame_cache())
+                                       progress=progress,
+                                       frames=None if sql else analytics.frame_cache(),
+                                       source=analytics.figures() if sql else None)
         state.data_changed()  # the report is an audit event
         st.session_state[REPORT_KEY] = (pdf, info)
     except ValidationFailed as exc:

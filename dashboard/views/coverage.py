@@ -17,9 +17,9 @@ from dashboard.widgets import plain
 
 actor = state.require(Permission.VIEW_DASHBOARDS)
 st.title("Coverage and safeguards")
-snap = analytics.snapshot()
-chosen = analytics.filters(snap)
-analytics.caption(snap, chosen)
+source = analytics.figures()  # SQL on PostgreSQL (no frame read), the analysis frame on SQLite
+chosen = analytics.filters(source)
+analytics.caption(source, chosen)
 st.caption("Each rule of the rule packs switched on (Admin → Rule packs), checked on every "
            "final record of the period against the patient's earlier procedures and their "
            "follow-ups, CSV imports included. Compliance is the share of the procedures a rule "
@@ -31,13 +31,14 @@ st.caption("Each rule of the rule packs switched on (Admin → Rule packs), chec
                ttl=3600)
 def _report(url: str, version: int, key: str, _filters: Filters,
             _actor: Actor) -> dict[str, pd.DataFrame]:
-    """rule_report, computed once per data version (the highest audit event id: every record,
-    follow-up and pack change moves it) and filters: it checks every record of the period."""
+    """rule_report, computed once per data version (the figure source's token: every record,
+    follow-up and pack change moves it) and filters: it checks every record of the period,
+    read from the database (never from the analysis frame)."""
     return rule_report(state.engine(), _actor, _filters)
 
 
 try:
-    report = _report(state.database_url(), snap.token, repr(chosen), chosen, actor)
+    report = _report(state.database_url(), source.token, repr(chosen), chosen, actor)
 except ValidationFailed as exc:
     st.error(plain(exc))
     st.stop()
