@@ -98,6 +98,12 @@ def committee_document(engine: Engine, actor: Actor, *, first: date | None, last
 
 
 def committee_pdf(figures: CommitteeFigures) -> bytes:
+    return typeset.compile_pdf(*committee_source(figures))
+
+
+def committee_source(figures: CommitteeFigures) -> tuple[str, dict[str, bytes | str]]:
+    """The report's Typst source and the files it includes (the p-chart's SVG): what the PDF
+    is compiled from, so two sets of figures can be compared as printed."""
     files: dict[str, bytes | str] = {}
     if len(figures.p_chart):
         files["pchart.svg"] = typeset.chart_svg(p_chart_spec(figures.p_chart))
@@ -106,7 +112,7 @@ def committee_pdf(figures: CommitteeFigures) -> bytes:
                          f"Radiation safety committee report, {figures.filters.describe()}"),
         _cover(figures), _compliance(figures, "pchart.svg" in files), _dose(figures),
         _alerts(figures), _quality(figures), _definitions()])
-    return typeset.compile_pdf(source, files)
+    return source, files
 
 
 def _cover(f: CommitteeFigures) -> str:
