@@ -145,8 +145,8 @@ def _alerts(engine: Engine, actor: Actor, source: FigureSource, filters: Filters
     else:
         found = frames.get() if frames is not None else load_snapshot(engine)
     refresh_alerts(engine, found)  # type: ignore[arg-type]
-    return alert_counts(engine, actor, filters), alert_rates(engine, actor, found,  # type: ignore[arg-type]
-                                                             filters)
+    rates = alert_rates(engine, actor, found, filters)  # type: ignore[arg-type]
+    return alert_counts(engine, actor, filters), rates
 
 
 def pseudonym_of(index: int) -> str:
