@@ -9,14 +9,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import pandas as pd
 import pytest
 import streamlit as st
 from sqlalchemy import Engine
 from streamlit.testing.v1 import AppTest
 
 from audit.analytics import snapshot
+from audit.analytics.snapshot import FrameCache
 from audit.analytics.source import FrameSource
 from audit.auth import Actor
 from audit.demo import generate
@@ -28,6 +31,10 @@ from tests.conftest import Databases
 
 VIEWS = Path(__file__).resolve().parents[2] / "dashboard" / "views"
 RSO = Actor("rso1", Role.RSO)
+#: The frame's readers as imported, to put back after `no_frame` refused them.
+_frame_readers = SimpleNamespace(
+    _read_records=snapshot._read_records, read_snapshot=snapshot.read_snapshot,
+    load_snapshot=snapshot.load_snapshot, FrameCache=SimpleNamespace(get=FrameCache.get))
 PAGES = ("compliance", "dose", "data_quality", "complications")
 
 
@@ -99,3 +106,41 @@ def test_the_compliance_page_shows_the_frames_figures(pg_demo: tuple[str, Engine
         assert metrics["Compliance"] == percent(overall["rate"])
         assert metrics["Eligible"] == f"{overall['eligible']:,}"
         assert metrics["Non-compliant"] == f"{overall['non_compliant']:,}"
+
+
+def shown_figures(at: AppTest) -> tuple[dict[str, str], list[pd.DataFrame]]:
+    """The Alerts page's metrics and tables (rates, physicians, patients, alerts, levels)."""
+    return ({m.label: m.value for m in at.metric},
+            [d.value.reset_index(drop=True) for d in at.dataframe])
+
+
+def test_the_alerts_page_never_reads_the_frame_and_shows_the_frames_counts(
+        pg_demo: tuple[str, Engine], no_frame: list[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 16: the alert refresh, the rates per 100 procedures, the physicians' procedures,
+    the filters and the investigation levels come from SQL; the same page in frame mode (read
+    afterwards) shows the same."""
+    url, _ = pg_demo
+    at = run(url, "alerts", monkeypatch)
+    in_sql = shown_figures(at)
+    assert int(in_sql[0]["Open"].replace(",", "")) > 0
+    at.sidebar.multiselect(key="f_procedures").select("TFESI").run()
+    assert not at.exception, [e.message for e in at.exception]
+    narrowed_sql = shown_figures(at)
+    assert no_frame == []
+    monkeypatch.setenv("FLUORO_AUDIT_FIGURES", "frame")
+    for name in ("_read_records", "read_snapshot", "load_snapshot"):  # the frame again
+        monkeypatch.setattr(snapshot, name, getattr(_frame_readers, name))
+    monkeypatch.setattr(snapshot.FrameCache, "get", _frame_readers.FrameCache.get)
+    st.cache_resource.clear()
+    at = AppTest.from_file(str(VIEWS / "alerts.py"), default_timeout=120)
+    at.session_state["actor"] = RSO
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    in_frame = shown_figures(at)
+    at.sidebar.multiselect(key="f_procedures").select("TFESI").run()
+    for sql, frame in ((in_sql, in_frame), (narrowed_sql, shown_figures(at))):
+        assert sql[0] == frame[0]
+        assert len(sql[1]) == len(frame[1])
+        for left, right in zip(sql[1], frame[1], strict=True):
+            pd.testing.assert_frame_equal(left, right)

@@ -26,7 +26,7 @@ from audit.analytics._lookup_tables import read_lookup_tables
 from audit.analytics._packing import COLUMNS
 from audit.analytics.compliance import _rates, p_chart_rows
 from audit.analytics.daily_summary import monthly_counts, refresh_summary
-from audit.analytics.grouping import QUANTITIES
+from audit.analytics.grouping import ID_COLUMNS, QUANTITIES
 from audit.analytics.reference_levels import levels_in_force
 from audit.analytics.snapshot import Snapshot, _frame, data_version
 from audit.analytics.sql import counts, dose, drill, reference, scorecard
@@ -186,6 +186,35 @@ class SqlSource:
         found = conn.scalar(select(func.count()).select_from(
             select(p.id).where(p.status == RecordStatus.FINAL.value, near).limit(1).subquery()))
         return not found
+
+    # --- what the Alerts page needs (issue 16: it reads no frame either) ----------------------
+    @property
+    def frame(self) -> None:
+        return None
+
+    def procedure_count(self, filters: Filters) -> int:
+        def work(scope: Scope) -> int:
+            return int(scope.conn.scalar(select(func.count()).select_from(scope.rec)) or 0)
+        return self._figure("procedure_count", filters, work)  # type: ignore[no-any-return]
+
+    def procedures_by(self, filters: Filters, by: str) -> pd.Series:
+        if by not in ID_COLUMNS:
+            raise ValueError(f"cannot count by {by!r}; allowed: {', '.join(ID_COLUMNS)}")
+
+        def work(scope: Scope) -> pd.Series:
+            key = scope.col(ID_COLUMNS[by])
+            rows = scope.conn.execute(select(key, func.count()).select_from(scope.rec)
+                                      .group_by(key).order_by(key)).all()
+            return pd.Series([int(n) for _, n in rows], index=[int(k) for k, _ in rows],
+                             dtype=np.int64)
+        found: pd.Series = self._figure(f"procedures_by:{by}", filters, work)
+        return found.copy()
+
+    def investigation_levels(self) -> pd.DataFrame:
+        """From PostgreSQL (audit.alerts.from_sql), equal to the frame's."""
+        from audit.alerts.from_sql import investigation_levels
+        return self._cached(("investigation_levels",),  # type: ignore[no-any-return]
+                            investigation_levels)
 
     # --- the figures --------------------------------------------------------------------------
     def compliance_rates(self, filters: Filters, by: str | None = None) -> pd.DataFrame:

@@ -1,0 +1,70 @@
+"""Investigation levels computed by PostgreSQL (audit.alerts.from_sql, for FLUORO_AUDIT_FIGURES=
+sql) equal the frame's (audit.alerts.detection.investigation_levels) float for float: counts,
+medians, percentiles, floors, levels and source texts, under several percentiles, with a room
+whose KAP correction factor is not 1 and with ultrasound-guided records (no fluoroscopy time).
+PostgreSQL only: the database is asked for directly, so the test never skips where the suite's
+PostgreSQL is configured."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date
+
+import pandas as pd
+import pytest
+from sqlalchemy import Engine
+
+from audit.alerts.detection import investigation_levels
+from audit.alerts.from_sql import investigation_levels as levels_in_sql
+from audit.analytics.snapshot import load_snapshot
+from audit.auth import Actor
+from audit.demo import generate
+from audit.errors import ValidationFailed
+from audit.reference_data import list_rooms, update_room
+from audit.settings import update_setting
+from audit.storage.engine import make_engine
+from tests.conftest import Databases
+
+
+@pytest.fixture(scope="module")
+def pg_demo(databases: Databases) -> Iterator[Engine]:
+    engine = make_engine(databases.postgresql())
+    generate(engine, procedures=1500, seed=5, until=date(2026, 6, 30))
+    yield engine
+    engine.dispose()
+
+
+def both(engine: Engine) -> tuple[pd.DataFrame, pd.DataFrame]:
+    snap = load_snapshot(engine)
+    lookups = snap.__class__(**{**snap.__dict__, "records": snap.records.iloc[:0], "cache": {}})
+    with engine.connect() as conn:
+        return investigation_levels(snap), levels_in_sql(conn, lookups)
+
+
+@pytest.mark.parametrize("percentile,minimum", [(99, 20), (95, 20), (50, 1), (99.99, 5),
+                                                (90, 100000)])
+def test_levels_from_postgresql_equal_the_frames(pg_demo: Engine, admin: Actor,
+                                                 percentile: float, minimum: int) -> None:
+    update_setting(pg_demo, admin, "investigation_percentile", percentile)
+    update_setting(pg_demo, admin, "investigation_min_records", minimum)
+    frame, sql = both(pg_demo)
+    assert len(frame) and frame["level"].notna().any() == (minimum < 1000)
+    pd.testing.assert_frame_equal(sql, frame, check_exact=True)
+
+
+def test_a_corrected_kap_and_ultrasound_records_count_as_on_the_frame(pg_demo: Engine,
+                                                                      admin: Actor) -> None:
+    room = list_rooms(pg_demo)[0]
+    update_room(pg_demo, admin, room["room_id"], kap_correction_factor=0.73)
+    frame, sql = both(pg_demo)
+    pd.testing.assert_frame_equal(sql, frame, check_exact=True)
+
+
+def test_a_setting_that_cannot_be_used_is_named_as_on_the_frame(pg_demo: Engine,
+                                                                admin: Actor) -> None:
+    update_setting(pg_demo, admin, "investigation_percentile", 100)
+    snap = load_snapshot(pg_demo)
+    with pg_demo.connect() as conn, pytest.raises(ValidationFailed) as info:
+        levels_in_sql(conn, snap)
+    assert info.value.errors[0].field == "investigation_percentile"
+    update_setting(pg_demo, admin, "investigation_percentile", 99)
