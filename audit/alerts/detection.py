@@ -44,6 +44,9 @@ from audit.analytics.snapshot import KAP_CORRECTED, Snapshot
 from audit.errors import FieldError, ValidationFailed
 from audit.vocab import AlertKind, DoseQuantity
 
+#: Audit entities whose changes can change the alerts (records, thresholds, catalog, and rooms:
+#: a room's KAP correction factor scales the KAP every alert compares).
+ALERT_INPUTS = ("procedure", "setting", "procedure_type", "room")
 CUMULATIVE_SETTINGS = {"dap_gycm2": "cumulative_kap_gycm2",
                        "air_kerma_mgy": "cumulative_air_kerma_mgy"}
 INVESTIGATION_SETTINGS: tuple[str, ...] = ("investigation_percentile", "investigation_min_records",

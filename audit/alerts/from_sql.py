@@ -34,6 +34,7 @@ from sqlalchemy import BigInteger, Connection, Float, and_, case, cast, func, or
 from sqlalchemy.dialects.postgresql import ARRAY, array
 
 from audit.alerts.detection import (
+    ALERT_INPUTS,
     CUMULATIVE_SETTINGS,
     cumulative_alerts,
     level_table,
@@ -44,7 +45,7 @@ from audit.alerts.per_record import measured
 from audit.analytics._packing import COLUMNS, fetch
 from audit.analytics.quantiles import lerp
 from audit.analytics.snapshot import KAP_CORRECTED, Snapshot
-from audit.storage.models import Procedure, Room
+from audit.storage.models import AuditEvent, Procedure, Room
 from audit.vocab import DoseQuantity, Guidance, RecordStatus
 
 #: Patients whose records are read and summed together (a few records each).
@@ -133,6 +134,14 @@ def investigation_levels(conn: Connection, lookups: Snapshot) -> pd.DataFrame:
             computed[qs] = type_quantiles(conn, qs)
         return computed[qs][column]
     return level_table(lookups, quantiles)
+
+
+def inputs_changed(conn: Connection, since: int, head: int) -> bool:
+    """Whether anything the alerts (and levels) depend on changed after data version `since`
+    up to `head`: an acknowledgement moves the data version but no level."""
+    return conn.scalar(select(func.max(AuditEvent.id)).where(
+        AuditEvent.id > since, AuditEvent.id <= head,
+        AuditEvent.entity.in_(ALERT_INPUTS))) is not None
 
 
 def records_above(conn: Connection, moved: dict[str, set[int]],

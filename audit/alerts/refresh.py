@@ -27,6 +27,7 @@ scope and the data version; on PostgreSQL an advisory lock makes concurrent refr
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -37,6 +38,7 @@ from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from audit.alerts.detection import (
+    ALERT_INPUTS,
     INVESTIGATION_SETTINGS,
     PLACE_COLUMNS,
     RULES_VERSION,
@@ -64,9 +66,6 @@ if TYPE_CHECKING:
 
 SYSTEM_ACTOR = "system"
 _PG_ALERT_LOCK = 0x416C7274  # "Alrt": one refresh at a time across processes
-#: Audit entities whose changes can change the alerts (records, thresholds, catalog, and rooms:
-#: a room's KAP correction factor scales the KAP every alert compares).
-ALERT_INPUTS = ("procedure", "setting", "procedure_type", "room")
 #: Beyond this many patients to re-sum, the cumulative alerts are recomputed for everyone.
 PATIENT_LIMIT = 5_000
 
@@ -210,13 +209,19 @@ class _FromFrame:
 
 
 class _FromSql:
-    """The same, computed by PostgreSQL (audit.alerts.from_sql): no frame in the process."""
+    """The same, computed by PostgreSQL (audit.alerts.from_sql): no frame in the process.
+    `keep`: told the levels computed (the Alerts page shows them: SqlSource keeps them)."""
 
-    def __init__(self, lookups: Snapshot) -> None:
+    def __init__(self, lookups: Snapshot,
+                 keep: Callable[[int, pd.DataFrame], None] | None = None) -> None:
         self.lookups = lookups
+        self.keep = keep
 
     def levels(self, session: Session) -> pd.DataFrame:
-        return levels_in_sql(session.connection(), self.lookups)
+        table = levels_in_sql(session.connection(), self.lookups)
+        if self.keep is not None:
+            self.keep(self.lookups.token, table)
+        return table
 
     def above(self, session: Session, moved: dict[str, set[int]],
               level_rows: list[dict[str, Any]]) -> set[int]:
@@ -246,7 +251,8 @@ def refresh_alerts(engine: Any, found: Snapshot | FigureSource, *,
         lookups.cache["alerts_refreshed"] = True
         return UNCHANGED
     level_settings(lookups)  # a setting that cannot be used: refused before any work
-    inputs = _FromFrame(snap) if snap is not None else _FromSql(lookups)
+    inputs = _FromFrame(snap) if snap is not None else \
+        _FromSql(lookups, getattr(found, "keep_investigation_levels", None))
 
     def work() -> RefreshResult:
         with write_session(engine) as session:

@@ -68,3 +68,31 @@ def test_a_setting_that_cannot_be_used_is_named_as_on_the_frame(pg_demo: Engine,
         levels_in_sql(conn, snap)
     assert info.value.errors[0].field == "investigation_percentile"
     update_setting(pg_demo, admin, "investigation_percentile", 99)
+
+
+def test_the_page_reuses_the_refreshs_levels_until_an_input_changes(
+        pg_demo: Engine, admin: Actor, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Alerts page shows the levels the refresh computed, and keeps them across an
+    acknowledgement (which moves the data version, not a level); a setting recomputes them."""
+    from audit.alerts import from_sql
+    from audit.alerts.store import acknowledge, list_alerts, refresh_alerts
+    from audit.analytics.sql.source import SqlSource
+    from tests.alerts.test_alerts import RSO
+
+    update_setting(pg_demo, admin, "investigation_min_records", 20)
+    source = SqlSource(pg_demo)
+    refresh_alerts(pg_demo, source, full=True)
+    computed = []
+    real = from_sql.investigation_levels
+    monkeypatch.setattr(from_sql, "investigation_levels",
+                        lambda *a: computed.append(1) or real(*a))
+    pd.testing.assert_frame_equal(source.investigation_levels(), both(pg_demo)[0],
+                                  check_exact=True)
+    alert = int(list_alerts(pg_demo, RSO, status="open")["alert_id"].iloc[0])
+    acknowledge(pg_demo, RSO, [alert], "reviewed")
+    source.investigation_levels()
+    assert computed == []  # the refresh's, twice
+    update_setting(pg_demo, admin, "investigation_factor", 2.5)
+    pd.testing.assert_frame_equal(source.investigation_levels(), both(pg_demo)[0],
+                                  check_exact=True)
+    assert computed == [1]

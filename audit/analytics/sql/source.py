@@ -61,6 +61,8 @@ class SqlSource:
         self._results: OrderedDict[Any, Any] = OrderedDict()
         self._lock = threading.Lock()
         self.queries = 0  # figures computed (not served from the cache): for tests, benches
+        #: the investigation levels and the data version they are of (investigation_levels)
+        self._investigation: tuple[int, pd.DataFrame] | None = None
 
     # --- the data version, the lookups and the result cache ---------------------------------
     @property
@@ -211,10 +213,23 @@ class SqlSource:
         return found.copy()
 
     def investigation_levels(self) -> pd.DataFrame:
-        """From PostgreSQL (audit.alerts.from_sql), equal to the frame's."""
-        from audit.alerts.from_sql import investigation_levels
-        return self._cached(("investigation_levels",),  # type: ignore[no-any-return]
-                            investigation_levels)
+        """From PostgreSQL (audit.alerts.from_sql), equal to the frame's. Kept while only
+        events that move no level follow (an acknowledgement, a sign-in): a computation sorts
+        every value (3 s at 1M records), and the alert refresh hands over its own."""
+        def compute(conn: Connection, lookups: Snapshot) -> pd.DataFrame:
+            from audit.alerts.from_sql import inputs_changed, investigation_levels
+            kept = self._investigation
+            if kept is not None and kept[0] <= lookups.token and \
+                    not inputs_changed(conn, kept[0], lookups.token):
+                return kept[1]
+            table = investigation_levels(conn, lookups)
+            self._investigation = (lookups.token, table)
+            return table
+        return self._cached(("investigation_levels",), compute)  # type: ignore[no-any-return]
+
+    def keep_investigation_levels(self, token: int, table: pd.DataFrame) -> None:
+        """Levels computed as of data version `token` elsewhere (audit.alerts.refresh)."""
+        self._investigation = (token, table.copy())
 
     # --- the figures --------------------------------------------------------------------------
     def compliance_rates(self, filters: Filters, by: str | None = None) -> pd.DataFrame:
