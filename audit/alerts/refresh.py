@@ -27,7 +27,6 @@ scope and the data version; on PostgreSQL an advisory lock makes concurrent refr
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -50,9 +49,9 @@ from audit.alerts.detection import (
     measured,
     with_places,
 )
+from audit.alerts.from_sql import LevelKeeper, records_above
 from audit.alerts.from_sql import cumulative as cumulative_in_sql
 from audit.alerts.from_sql import investigation_levels as levels_in_sql
-from audit.alerts.from_sql import records_above
 from audit.alerts.per_record import WITHDRAWN_REASON, Counts, Scope, refresh_per_record
 from audit.analytics.reference_levels import SRDL_SETTINGS
 from audit.analytics.snapshot import INCREMENTAL_LIMIT, Snapshot, _changed_records
@@ -210,17 +209,18 @@ class _FromFrame:
 
 class _FromSql:
     """The same, computed by PostgreSQL (audit.alerts.from_sql): no frame in the process.
-    `keep`: told the levels computed (the Alerts page shows them: SqlSource keeps them)."""
+    `keeper`: keeps the last levels (SqlSource): looked near first, and shown by the page."""
 
-    def __init__(self, lookups: Snapshot,
-                 keep: Callable[[int, pd.DataFrame], None] | None = None) -> None:
+    def __init__(self, lookups: Snapshot, keeper: LevelKeeper | None = None) -> None:
         self.lookups = lookups
-        self.keep = keep
+        self.keeper = keeper
 
     def levels(self, session: Session) -> pd.DataFrame:
-        table = levels_in_sql(session.connection(), self.lookups)
-        if self.keep is not None:
-            self.keep(self.lookups.token, table)
+        keeper = self.keeper
+        table = levels_in_sql(session.connection(), self.lookups,
+                              keeper.last_investigation_levels() if keeper else None)
+        if keeper is not None:
+            keeper.keep_investigation_levels(self.lookups.token, table)
         return table
 
     def above(self, session: Session, moved: dict[str, set[int]],
@@ -252,7 +252,7 @@ def refresh_alerts(engine: Any, found: Snapshot | FigureSource, *,
         return UNCHANGED
     level_settings(lookups)  # a setting that cannot be used: refused before any work
     inputs = _FromFrame(snap) if snap is not None else \
-        _FromSql(lookups, getattr(found, "keep_investigation_levels", None))
+        _FromSql(lookups, found if isinstance(found, LevelKeeper) else None)
 
     def work() -> RefreshResult:
         with write_session(engine) as session:

@@ -96,3 +96,28 @@ def test_the_page_reuses_the_refreshs_levels_until_an_input_changes(
     pd.testing.assert_frame_equal(source.investigation_levels(), both(pg_demo)[0],
                                   check_exact=True)
     assert computed == [1]
+
+
+def test_levels_looked_for_near_the_previous_ones_equal_the_frames(
+        pg_demo: Engine, admin: Actor, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After new records a refresh looks near the previous medians and percentiles first
+    (sorting only those values); where they moved further it sorts everything: both exact.
+    (The window is widened here: a type of 30 records has no value within 5% of its 99th
+    percentile, whose neighbours may be its largest values; a type of 100,000 has hundreds.)"""
+    from audit.alerts import from_sql
+
+    monkeypatch.setattr(from_sql, "NEAR", (10.0, 10.0))
+    update_setting(pg_demo, admin, "investigation_min_records", 20)
+    frame, _ = both(pg_demo)
+    generate(pg_demo, procedures=120, seed=9, until=date(2026, 7, 31), months=1)
+    now, _ = both(pg_demo)
+    snap = load_snapshot(pg_demo)
+    qs = (0.5, snap.settings.investigation_percentile / 100)
+    with pg_demo.connect() as conn:
+        assert from_sql._near_previous(conn, qs, frame) is not None  # found near
+        pd.testing.assert_frame_equal(levels_in_sql(conn, snap, frame), now, check_exact=True)
+        monkeypatch.setattr(from_sql, "NEAR", (0.05, 0.25))
+        far = frame.assign(median=frame["median"] * 100, percentile=frame["percentile"] / 100)
+        assert from_sql._near_previous(conn, qs, far) is None  # too far: sort everything
+        pd.testing.assert_frame_equal(levels_in_sql(conn, snap, far), now, check_exact=True)
+    assert not now.equals(frame)  # the new records moved something

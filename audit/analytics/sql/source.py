@@ -222,7 +222,7 @@ class SqlSource:
             if kept is not None and kept[0] <= lookups.token and \
                     not inputs_changed(conn, kept[0], lookups.token):
                 return kept[1]
-            table = investigation_levels(conn, lookups)
+            table = investigation_levels(conn, lookups, kept[1] if kept else None)
             self._investigation = (lookups.token, table)
             return table
         return self._cached(("investigation_levels",), compute)  # type: ignore[no-any-return]
@@ -230,6 +230,12 @@ class SqlSource:
     def keep_investigation_levels(self, token: int, table: pd.DataFrame) -> None:
         """Levels computed as of data version `token` elsewhere (audit.alerts.refresh)."""
         self._investigation = (token, table.copy())
+
+    def last_investigation_levels(self) -> pd.DataFrame | None:
+        """The last levels computed in this process, of any data version: where the next
+        computation looks first (audit.alerts.from_sql.type_quantiles)."""
+        kept = self._investigation
+        return None if kept is None else kept[1]
 
     # --- the figures --------------------------------------------------------------------------
     def compliance_rates(self, filters: Filters, by: str | None = None) -> pd.DataFrame:
