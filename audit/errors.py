@@ -91,3 +91,8 @@ class NearNamesFound(WarningsNotConfirmed):
 class DocumentFailed(AuditError):
     """A document (PDF) could not be typeset: a fault in its markup or a missing font, named in
     the message (audit.documents.typeset)."""
+
+
+class NeedsPostgreSQL(AuditError, ValueError):
+    """Something kept on PostgreSQL only was asked of SQLite (the record facts the SQL figures
+    read: audit.analytics.sql.facts); the message says what the other database does instead."""

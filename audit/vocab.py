@@ -371,6 +371,18 @@ class AuditAction(Vocabulary):
     ACKNOWLEDGE = "acknowledge"
 
 
+#: The actions whose events can change a dashboard figure (audit.analytics.figure_changes):
+#: a record logged, amended, voided or imported, a setting (thresholds, rule packs), a name,
+#: catalog entry or reference level created, changed or deactivated. Not these: login,
+#: login_failed, logout (accounts' sign-in state), export (a file written) and acknowledge (an
+#: alert's or a dose discrepancy's follow-up: no figure of the SQL pages reads them).
+FIGURE_ACTIONS: tuple[str, ...] = (
+    AuditAction.CREATE.value, AuditAction.AMEND.value, AuditAction.VOID.value,
+    AuditAction.IMPORT.value, AuditAction.SETTING.value, AuditAction.BULK_CREATE.value,
+    AuditAction.DEACTIVATE.value,
+)
+
+
 
 class DoseReportStatus(Vocabulary):
     """A stored dose report is the study's current one, or replaced by a fuller report."""

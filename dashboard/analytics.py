@@ -2,13 +2,15 @@
 per process) and the common filters.
 
 On PostgreSQL the figures come from SQL (audit.analytics.sql.source.SqlSource, one per process:
-it keeps the lookup tables and recent results), and the Compliance, Dose, Data quality and
-Complications pages never load the frame (issue 16); on SQLite they come from the frame. The
-frame (audit.analytics.snapshot.FrameCache) is a per-process resource like the engine: it
-refreshes itself from the audit trail, so a saved record shows on the next rerun without clearing
-anything. It starts loading in the background when someone who can open the audit pages signs in
-(dashboard/app.py; never for the sign-in page, which imports none of this), so the first audit
-page they open usually finds it ready.
+it keeps the lookup tables and recent results, and shares results with every app process through
+a table), and the Compliance, Dose, Data quality and Complications pages never load the frame
+(issue 16); when a rerun sees the figures version move, the warmer computes ahead, in a daemon
+thread (at most one per process, the page never waits for it), what people looked at before.
+On SQLite they come from the frame. The frame (audit.analytics.snapshot.FrameCache) is a
+per-process resource like the engine: it refreshes itself from the audit trail, so a saved
+record shows on the next rerun without clearing anything. It starts loading in the background
+when someone who can open the audit pages signs in (dashboard/app.py; never for the sign-in
+page, which imports none of this), so the first audit page they open usually finds it ready.
 """
 
 from __future__ import annotations
@@ -24,7 +26,14 @@ import pandas as pd
 import streamlit as st
 
 from audit import Filters
-from audit.analytics import FigureSource, FrameCache, FrameSource, Snapshot, uses_sql
+from audit.analytics import (
+    FigureSource,
+    FrameCache,
+    FrameSource,
+    Snapshot,
+    uses_sql,
+    warm_when_moved,
+)
 from audit.vocab import DoseQuantity
 from dashboard import state, tables
 from dashboard.widgets import plain
@@ -67,7 +76,9 @@ def figures() -> FigureSource:
     """The figures for this rerun: SQL on PostgreSQL (no frame), the frame on SQLite."""
     engine = state.engine()
     if uses_sql(engine):
-        return _sql_source(str(engine.url))
+        source = _sql_source(str(engine.url))
+        warm_when_moved(engine, source.token)  # returns at once; a thread warms if it moved
+        return source
     return FrameSource(snapshot(), engine)
 
 

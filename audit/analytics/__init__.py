@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from audit.analytics.events import pulse_rates as pulse_rates
     from audit.analytics.events import pulsed_use as pulsed_use
     from audit.analytics.events import split_reports as split_reports
+    from audit.analytics.figure_changes import figures_version as figures_version
     from audit.analytics.reference_levels import drl_thresholds as drl_thresholds
     from audit.analytics.reference_levels import local_drls as local_drls
     from audit.analytics.reference_levels import published_medians as published_medians
@@ -57,6 +58,8 @@ if TYPE_CHECKING:
     from audit.analytics.source import figure_source as figure_source
     from audit.analytics.source import uses_sql as uses_sql
     from audit.analytics.sql.source import SqlSource as SqlSource
+    from audit.analytics.sql.warm import warm_figures as warm_figures
+    from audit.analytics.sql.warm import warm_when_moved as warm_when_moved
 
 __all__ = [
     "HIGHLIGHT_RATIO",
@@ -81,6 +84,7 @@ __all__ = [
     "drl_thresholds",
     "events_per_procedure",
     "figure_source",
+    "figures_version",
     "filter_options",
     "flagged_records",
     "load_snapshot",
@@ -102,6 +106,8 @@ __all__ = [
     "split_reports",
     "technique_use",
     "uses_sql",
+    "warm_figures",
+    "warm_when_moved",
 ]
 
 #: Public name -> where it lives ("module:attribute" where the public name differs).
@@ -118,6 +124,10 @@ _PUBLIC = {
     "figure_source": "audit.analytics.source",
     "uses_sql": "audit.analytics.source",
     "SqlSource": "audit.analytics.sql.source",
+    # figures shared by every app process, and the warmer (PostgreSQL)
+    "figures_version": "audit.analytics.figure_changes",
+    "warm_figures": "audit.analytics.sql.warm",
+    "warm_when_moved": "audit.analytics.sql.warm",
     # contrast compliance
     "compliance_rates": "audit.analytics.compliance:compliance",
     "compliance_records": "audit.analytics.compliance",

@@ -44,6 +44,7 @@ from audit.storage.models import (
     Site,
     UserAccount,
 )
+from audit.storage.scans import every_final
 from audit.vocab import (
     PARTICULATE_STEROIDS,
     CarmOperator,
@@ -51,7 +52,6 @@ from audit.vocab import (
     DoseSource,
     Guidance,
     PregnancyStatus,
-    RecordStatus,
     Region,
 )
 
@@ -241,8 +241,9 @@ def record_query(dialect: str) -> Any:
             small.label("small"), p.fluoro_time_s, p.dap_gycm2, p.air_kerma_mgy,
             p.patient_weight_kg, p.bmi_kg_m2,
         )
-        .where(p.status == RecordStatus.FINAL.value)
+        .where(every_final(dialect))  # a table scan on SQLite: audit.storage.scans
     )
+
 
 
 def levels_query() -> Any:

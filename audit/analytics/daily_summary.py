@@ -14,7 +14,8 @@ INSERT ... SELECT ... GROUP BY. A recomputed day is absolute, never an increment
 that sees a record twice does no harm, and nothing in the write path (the log, CSV import, the
 demo loader, merges) has to know the summary exists. A catalog change (a policy, a minimum of
 views) or an event that does not name its records rebuilds the whole table (one GROUP BY). On
-PostgreSQL an advisory lock makes concurrent refreshes take turns. Compliance is
+PostgreSQL an advisory lock makes concurrent refreshes take turns (audit.analytics.derived, the
+protocol the record facts share). Compliance is
 audit.contrast_rule's rule written in SQL; tests/analytics/test_daily_summary.py holds the
 monthly counts equal to the analysis frame's p-chart counts on both databases.
 """
@@ -38,13 +39,13 @@ from sqlalchemy import (
     insert,
     or_,
     select,
-    text,
 )
 from sqlalchemy.sql import ColumnElement
 
+from audit.analytics.derived import refresh_versioned
 from audit.analytics.snapshot import INCREMENTAL_LIMIT, _changed_records
 from audit.filters import Filters, Target
-from audit.storage.engine import read_session, retrying, write_session
+from audit.storage.engine import read_session
 from audit.storage.models import (
     AuditEvent,
     DailySummary,
@@ -52,6 +53,7 @@ from audit.storage.models import (
     Procedure,
     ProcedureType,
 )
+from audit.storage.scans import every_final
 from audit.vocab import (
     AuditAction,
     ContrastConfirmation,
@@ -109,9 +111,11 @@ def summary_select(dialect: str, where: Any = None) -> Any:
                     func.sum(p.air_kerma_mgy), func.count(p.air_kerma_mgy),
                     func.sum(fluoro_time), func.count(fluoro_time))
              .select_from(p).join(t, t.id == p.procedure_type_id)
-             .where(p.status == RecordStatus.FINAL.value))
-    if where is not None:
-        query = query.where(where)
+             )
+    if where is None:  # the whole table: scanned on SQLite (audit.storage.scans)
+        query = query.where(every_final(dialect))
+    else:  # some days: the (status, performed_at) index finds them
+        query = query.where(p.status == RecordStatus.FINAL.value, where)
     return query.group_by(*keys)
 
 
@@ -171,32 +175,12 @@ def _days_to_redo(conn: Connection, synced: int, head: int) -> list[date] | None
 
 def refresh_summary(engine: Engine) -> int:
     """Bring the summary up to the current data version (see module doc); returns it."""
-    with read_session(engine) as session:
-        state = session.get(DailySummaryState, 1)
-        head = int(session.scalar(select(func.max(AuditEvent.id))) or 0)
-    if state is not None and state.data_version == head and state.rules == RULES:
-        return head
+    def redo(conn: Connection, synced: int | None, now: int) -> None:
+        days = None if synced is None else _days_to_redo(conn, synced, now)
+        if days != []:
+            rebuild(conn, days)
 
-    def work() -> int:
-        with write_session(engine) as session:
-            conn = session.connection()
-            if conn.dialect.name == "postgresql":
-                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_SUMMARY_LOCK})
-            found = session.get(DailySummaryState, 1, with_for_update=True)
-            now = int(session.scalar(select(func.max(AuditEvent.id))) or 0)
-            if found is not None and found.rules == RULES and found.data_version >= now:
-                return found.data_version
-            days = (None if found is None or found.rules != RULES
-                    else _days_to_redo(conn, found.data_version, now))
-            if days != []:
-                rebuild(conn, days)
-            if found is None:
-                session.add(DailySummaryState(id=1, data_version=now, rules=RULES))
-            else:
-                found.data_version, found.rules = now, RULES
-            return now
-
-    return retrying(work)
+    return refresh_versioned(engine, DailySummaryState, RULES, _PG_SUMMARY_LOCK, redo)
 
 
 def _period(filters: Filters) -> list[ColumnElement[bool]]:

@@ -10,9 +10,9 @@ command that opens one checks it exists and is migrated before anything else, so
 --db is an error, not a new empty file.
 
 This module assembles the parser from the command modules (admin, users, records, names,
-complications, rules, reports, imports, network, settings, documents, export, keys, database:
-one per group of commands) in the order `--help` lists them, and turns the library's refusals into
-exit codes and messages; audit.cli.common holds what they share.
+complications, rules, reports, figures, imports, network, settings, documents, export, keys,
+database: one per group of commands) in the order `--help` lists them, and turns the library's
+refusals into exit codes and messages; audit.cli.common holds what they share.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from audit.cli import (
     database,
     documents,
     export,
+    figures,
     imports,
     keys,
     names,
@@ -79,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     rules.add_followup(sub)
     admin.add_demo(sub)
     reports.add_report(sub)
+    figures.add_figures(sub)
     documents.add_patient(sub)
     settings.add_settings(sub)
     rules.add_rules(sub)

@@ -3,6 +3,10 @@
 `db grant-app ROLE` gives a PostgreSQL role exactly the application's privileges
 (audit.storage.roles): the owner runs migrations, the dashboards and commands connect as that
 role, which cannot change or remove audit events, disable their triggers or delete records.
+
+`db rebuild-facts` recomputes the record facts the SQL figures read on PostgreSQL
+(audit.analytics.sql.facts) from the records, whatever version they say they reflect: the
+repair for rows changed behind the app's back (a refresh follows the audit events only).
 """
 
 from __future__ import annotations
@@ -26,13 +30,35 @@ def cmd_grant_app(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_rebuild_facts(args: argparse.Namespace) -> int:
+    from sqlalchemy import func, select
+
+    from audit.analytics.sql.facts import rebuild_facts
+    from audit.storage.models import RecordFact
+
+    engine = make_engine(args.db)
+    try:
+        version = rebuild_facts(engine)
+        with engine.connect() as conn:
+            rows = int(conn.scalar(select(func.count()).select_from(RecordFact)) or 0)
+    finally:
+        engine.dispose()
+    print_json({"data_version": version, "records": rows})
+    return EXIT_OK
+
+
 def add_db(sub: Subcommands) -> None:
-    """Add `db grant-app` to the command line."""
+    """Add `db grant-app` and `db rebuild-facts` to the command line."""
     db = sub.add_parser("db", help="administer the database (as its owner)").add_subparsers(
         dest="db_command", required=True, metavar="ACTION")
     p = add_command(db, "grant-app", cmd_grant_app,
                     "PostgreSQL: give ROLE the application's privileges (SELECT and INSERT on "
-                    "the audit trail; SELECT, INSERT, UPDATE elsewhere; no DELETE, TRUNCATE or "
+                    "the audit trail; SELECT, INSERT, UPDATE elsewhere; DELETE only on a "
+                    "record's levels, the daily summary and the figures cache; no TRUNCATE or "
                     "ALTER); idempotent, audited; run as the tables' owner, again after each "
                     "upgrade")
     p.add_argument("role", help="the role the application connects as")
+    add_command(db, "rebuild-facts", cmd_rebuild_facts,
+                "PostgreSQL: recompute the record facts the SQL figures read from the records "
+                "(a repair: a refresh follows the audit events, so a fact row changed behind "
+                "the app's back stays wrong until this); prints the data version and rows")

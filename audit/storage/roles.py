@@ -7,8 +7,10 @@ nothing and holds only the privileges below cannot: on audit_event it may SELECT
 never UPDATE, DELETE or TRUNCATE, and ALTER needs ownership. On the other tables it may
 SELECT, INSERT and UPDATE; nothing is ever hard-deleted (records are voided, accounts
 deactivated), with one exception the code needs: an amend that changes a record's levels
-replaces its procedure_level rows, so DELETE is granted on that table alone (and the replay in
-verify-audit compares levels too, so a level deleted with SQL still shows).
+replaces its procedure_level rows, so DELETE is granted on that table (and the replay in
+verify-audit compares levels too, so a level deleted with SQL still shows), and on the caches
+derived from the records (the daily summary, the record facts), whose rows a refresh deletes
+and recomputes (no clinical data: `db rebuild-facts` and a rules bump rebuild them).
 
 `grant_app` is idempotent (it revokes everything first, then grants exactly this) and audited.
 Tables a later migration adds get SELECT, INSERT, UPDATE through ALTER DEFAULT PRIVILEGES; run
@@ -32,7 +34,9 @@ from audit.vocab import AuditAction
 #: Tables whose privileges differ from SELECT, INSERT, UPDATE.
 APPEND_ONLY = ("audit_event",)
 #: procedure_level: an amend of a record's levels deletes and re-inserts them.
-REPLACEABLE = ("procedure_level",)
+#: daily_summary, record_fact: caches a refresh recomputes (audit.analytics.derived);
+#: figure_result: a cache of figures, whose older versions are pruned (audit.analytics.sql.shared).
+REPLACEABLE = ("procedure_level", "daily_summary", "record_fact", "figure_result")
 #: Written by migrations only.
 READ_ONLY = ("alembic_version",)
 

@@ -15,16 +15,20 @@ from typing import Any
 import pandas as pd
 import pytest
 import streamlit as st
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, select
+from sqlalchemy.orm import Session
 from streamlit.testing.v1 import AppTest
 
-from audit.analytics import snapshot
+from audit.analytics import figures_version, snapshot
 from audit.analytics.snapshot import FrameCache
 from audit.analytics.source import FrameSource
-from audit.auth import Actor
+from audit.analytics.sql.warm import wait_for_warmer
+from audit.auth import Actor, cli_actor
 from audit.demo import generate
 from audit.filters import Filters
+from audit.settings import update_setting
 from audit.storage.engine import make_engine
+from audit.storage.models import FigureResult, Setting
 from audit.vocab import Role
 from dashboard.analytics import percent
 from tests.conftest import Databases
@@ -106,6 +110,38 @@ def test_the_compliance_page_shows_the_frames_figures(pg_demo: tuple[str, Engine
         assert metrics["Compliance"] == percent(overall["rate"])
         assert metrics["Eligible"] == f"{overall['eligible']:,}"
         assert metrics["Non-compliant"] == f"{overall['non_compliant']:,}"
+
+
+def test_a_page_shares_its_figures_and_a_write_starts_the_warmer(
+        pg_demo: tuple[str, Engine], no_frame: list[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Dose page's figures go to the table every app process shares, each with the call
+    that asked for it; after a write, the next rerun of any page (here Compliance, in a new
+    process) starts the warmer in the background, which computes the Dose page's figures on the
+    new version before anyone opens it."""
+    url, engine = pg_demo
+    run(url, "dose", monkeypatch)
+    wait_for_warmer(120)
+    with Session(engine) as session:
+        window = session.get(Setting, "duplicate_window_minutes").value  # type: ignore[union-attr]
+    update_setting(engine, cli_actor(), "duplicate_window_minutes", window)  # a write
+    with engine.connect() as conn:
+        version = figures_version(conn)
+        assert not dose_rows(conn, version)
+    st.cache_resource.clear()  # a new app process
+    run(url, "compliance", monkeypatch)
+    wait_for_warmer(300)
+    with engine.connect() as conn:
+        warmed = dose_rows(conn, version)
+    assert warmed and all(asked is None for asked in warmed)  # the warmer's, not a person's
+    assert not no_frame
+
+
+def dose_rows(conn: Connection, version: int) -> list[Any]:
+    """The asked-at times of the rows at `version` that the Dose page's scorecard asked for."""
+    r = FigureResult
+    return list(conn.scalars(select(r.asked_at).where(
+        r.figures_version == version, r.recipe.like('%"physician_scorecard"%'))))
 
 
 def shown_figures(at: AppTest) -> tuple[dict[str, str], list[pd.DataFrame]]:

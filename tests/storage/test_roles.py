@@ -20,8 +20,12 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from audit.analytics.daily_summary import refresh_summary
+from audit.analytics.sql.facts import rebuild_facts
+from audit.analytics.sql.source import SqlSource
 from audit.auth import cli_actor
 from audit.cli import main
+from audit.filters import Filters
 from audit.log.service import ProcedureLog
 from audit.storage.engine import make_engine, migrate
 from audit.storage.models import AuditEvent
@@ -116,6 +120,9 @@ def test_the_application_role_works_and_cannot_change_history(
         service.amend(record, {"levels": ["L3", "L4"]}, cli_actor(), version=1,
                       reason="levels")  # replaces procedure_level rows: the one DELETE
         service.void(record, cli_actor(), version=2, reason="duplicate")
+        # the derived caches' refreshes delete and recompute rows (the figures from SQL)
+        assert SqlSource(engine).compliance_rates(Filters())["eligible"].sum() == 0
+        assert rebuild_facts(engine) > 0 and refresh_summary(engine) > 0
         capsys.readouterr()
         assert cli("--db", roles.app_url, "verify-audit") == 0, capsys.readouterr()
         for statement in REFUSED:
@@ -164,7 +171,8 @@ def test_grant_app_is_idempotent_audited_and_refuses_owners(
     assert table_grants(roles.owner_url, roles.app) == first
     assert {p for t, p in first if t == "audit_event"} == {"SELECT", "INSERT"}
     assert {p for t, p in first if t == "procedure"} == {"SELECT", "INSERT", "UPDATE"}
-    assert {t for t, p in first if p == "DELETE"} == {"procedure_level"}
+    assert {t for t, p in first if p == "DELETE"} == {"procedure_level", "daily_summary",
+                                                      "record_fact", "figure_result"}
     assert not {p for _, p in first} & {"TRUNCATE", "TRIGGER", "REFERENCES"}
     engine = make_engine(roles.owner_url)
     try:
@@ -196,3 +204,36 @@ def test_grant_app_on_sqlite_says_why_not(databases: Databases,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     assert cli("--db", databases.sqlite(), "db", "grant-app", "app") == 1
     assert "SQLite database is protected by its file's permissions" in capsys.readouterr().err
+
+
+def test_the_application_role_shares_warms_and_prunes_the_figures(roles: TwoRoles) -> None:
+    """figure_result is a cache the application role fills, reads and prunes (DELETE); the
+    daily summary, which the figures refresh after a write, recomputes its changed days."""
+    from audit.analytics.sql.shared import KEEP_VERSIONS
+    from audit.analytics.sql.source import SqlSource
+    from audit.analytics.sql.warm import warm_figures
+    from audit.filters import Filters
+    from audit.settings import update_setting
+    from audit.storage.models import FigureResult
+
+    migrate(roles.owner_url)
+    assert cli("--db", roles.owner_url, "db", "grant-app", roles.app) == 0
+    engine = make_engine(roles.app_url)
+    try:
+        ProcedureLog(engine).log(valid_record(), cli_actor(), create_missing=True)
+        for minutes in range(31, 32 + KEEP_VERSIONS):
+            SqlSource(engine).compliance_rates(Filters())
+            update_setting(engine, cli_actor(), "duplicate_window_minutes", minutes)
+        report = warm_figures(engine)
+        assert report.computed == 1 and report.pruned > 0 and not report.failed
+        second = SqlSource(engine)
+        second.compliance_rates(Filters())
+        assert second.queries == 0
+        with Session(engine) as s:
+            versions = set(s.scalars(select(FigureResult.figures_version)))
+        assert len(versions) == KEEP_VERSIONS
+        ProcedureLog(engine).log(valid_record(accession_number="B2"), cli_actor(),
+                                 confirm_warnings=True)
+        assert SqlSource(engine).record_count() == 2  # the daily summary's day recomputed
+    finally:
+        engine.dispose()

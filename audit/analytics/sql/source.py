@@ -1,17 +1,23 @@
 """`SqlSource`: the dashboards' figures computed by PostgreSQL (audit.analytics.source).
 
 What the process keeps: the small lookup tables (names, catalog, settings, reference levels)
-and the last few hundred results, both keyed by the data version (the highest audit event id,
-one indexed read per figure), so a rerun with the same filters costs no query and any write
-shows on the next one. Counts per month, the filter choices, the period and the number of
-records come from the daily summary (audit.analytics.daily_summary); every other figure is one
-or two GROUP BY queries over the filtered records; only drill-down lists fetch records, with a
-LIMIT.
+and the last few hundred results, both keyed by the figures version (the last audit event that
+can change a figure, audit.analytics.figure_changes: one index read per figure), so a rerun with
+the same filters costs no query and any write shows on the next one. A result not in memory is
+looked up in the table every app process shares (audit.analytics.sql.shared), and only then
+computed, and stored there for the others; each public call's recipe goes with it, for the
+warmer (audit.analytics.sql.warm).
+
+Counts per month, the filter choices, the period and the number of records come from the daily
+summary (audit.analytics.daily_summary); every other figure is one or two GROUP BY queries over
+the filtered records' facts (audit.analytics.sql.facts, refreshed before a figure is computed);
+only drill-down lists fetch records, with a LIMIT.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -21,17 +27,30 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, Engine, and_, func, or_, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from audit.analytics._lookup_tables import read_lookup_tables
 from audit.analytics._packing import COLUMNS
 from audit.analytics.compliance import _rates, p_chart_rows
 from audit.analytics.daily_summary import monthly_counts, refresh_summary
+from audit.analytics.figure_changes import figures_version
 from audit.analytics.grouping import ID_COLUMNS, QUANTITIES
 from audit.analytics.reference_levels import levels_in_force
-from audit.analytics.snapshot import Snapshot, _frame, data_version
+from audit.analytics.snapshot import Snapshot, _frame
 from audit.analytics.sql import counts, dose, drill, reference, scorecard
+from audit.analytics.sql.facts import refresh_facts
 from audit.analytics.sql.records import HALF_SECOND
 from audit.analytics.sql.scope import Scope
+from audit.analytics.sql.shared import (
+    LOG,
+    Found,
+    SharedResults,
+    current_recipe,
+    key_digest,
+    prune,
+    public,
+)
+from audit.errors import AuditError
 from audit.filters import Filters
 from audit.storage.models import DailySummary, Procedure
 from audit.vocab import RecordStatus
@@ -51,60 +70,132 @@ def _empty_records() -> pd.DataFrame:
 class SqlSource:
     """The figures of FigureSource, in SQL (PostgreSQL only: percentile_cont)."""
 
-    def __init__(self, engine: Engine, cache_size: int = CACHE_SIZE) -> None:
+    def __init__(self, engine: Engine, cache_size: int = CACHE_SIZE, *, shared: bool = True,
+                 warming: bool = False) -> None:
+        """`shared`: look in and store to the table every app process shares (False: this
+        process's memory only, as a test of one computation wants). `warming`: the warmer's
+        source (its results are not marked as asked for by a person)."""
         if engine.dialect.name != "postgresql":
             raise ValueError(f"figures in SQL need PostgreSQL (percentile_cont), not "
                              f"{engine.dialect.name}: use the analysis frame there")
         self.engine = engine
         self.cache_size = cache_size
+        self.shared = shared
+        self.warming = warming
+        self._shared: SharedResults | None = None
         self._lookups: Snapshot | None = None
         self._results: OrderedDict[Any, Any] = OrderedDict()
         self._lock = threading.Lock()
-        self.queries = 0  # figures computed (not served from the cache): for tests, benches
-        #: the investigation levels and the data version they are of (investigation_levels)
+        self.queries = 0  # figures computed (not served from a cache): for tests, benches
+        self.shared_hits = 0  # figures found in the shared table (computed by another source)
+        #: the investigation levels and the version they are of (investigation_levels)
         self._investigation: tuple[int, pd.DataFrame] | None = None
 
-    # --- the data version, the lookups and the result cache ---------------------------------
+    # --- the figures version, the lookups and the result caches ------------------------------
     @property
     def token(self) -> int:
         return self.lookups.token
 
     @property
     def lookups(self) -> Snapshot:
-        """The lookup tables as of the current data version (re-read when it moved)."""
+        """The lookup tables as of the current figures version (re-read when it moved)."""
         with self.engine.connect() as conn:
             return self._lookups_on(conn)
 
     def _lookups_on(self, conn: Connection) -> Snapshot:
-        head = data_version(conn)
+        head = figures_version(conn)
         with self._lock:
             if self._lookups is not None and self._lookups.token == head:
                 return self._lookups
+            moved = self._lookups is not None
         found = Snapshot(records=_empty_records(), token=head, loaded_at=datetime.now(UTC),
                          **read_lookup_tables(conn))
         with self._lock:
             self._lookups = found
             self._results.clear()
+        if moved and self._table() is not None:
+            self._guarded(conn, "prune", lambda: prune(conn))
         return found
+
+    def _table(self) -> SharedResults | None:
+        """The shared table under the site's MAC key (None: not shared, or no keys here)."""
+        if self.shared and self._shared is None:
+            try:
+                self._shared = SharedResults(self.engine)
+            except AuditError as exc:  # no key ring: this process keeps its results alone
+                LOG.warning("figure results not shared: %s", exc)
+                self.shared = False
+        return self._shared if self.shared else None
+
+    def _guarded(self, conn: Connection, what: str, work: Callable[[], Any]) -> Any:
+        """The shared table is a cache: a failure to read or write it is logged, never the
+        page's failure (the figure is computed, or kept in this process only)."""
+        try:
+            return work()
+        except SQLAlchemyError as exc:
+            conn.rollback()
+            LOG.warning("figure results: %s failed: %s", what, exc)
+            return None
 
     def _cached(self, key: tuple[Any, ...],
                 compute: Callable[[Connection, Snapshot], Any]) -> Any:
-        """A result as of the current data version: from the cache, or computed on the same
-        connection that read the version (one connection per figure)."""
+        """A result as of the current figures version: from this process's memory, from the
+        shared table, or computed on the same connection that read the version (one
+        connection per figure) and stored for every process."""
         with self.engine.connect() as conn:
             lookups = self._lookups_on(conn)
-            full = (lookups.token, *key)
+            version = lookups.token
+            full = (version, *key)
             with self._lock:
                 if full in self._results:
                     self._results.move_to_end(full)
                     return _copy(self._results[full])
-            value = compute(conn, lookups)
-        self.queries += 1
+            table = self._table()
+            if table is None:
+                value, _ = self._compute(conn, lookups, compute)
+            else:
+                value = self._shared_or_computed(table, conn, lookups, key, compute)
         with self._lock:
             self._results[full] = value
             while len(self._results) > self.cache_size:
                 self._results.popitem(last=False)
         return _copy(value)
+
+    def _shared_or_computed(self, table: SharedResults, conn: Connection, lookups: Snapshot,
+                            key: tuple[Any, ...],
+                            compute: Callable[[Connection, Snapshot], Any]) -> Any:
+        """From the shared table; else computed, one process at a time per key (a second one
+        waits and reads the first one's result), and stored."""
+        version, digest = lookups.token, key_digest(key)
+        found = self._read(table, conn, version, digest)
+        if found.hit:
+            return found.value
+        with table.one_at_a_time(conn, digest):
+            found = self._read(table, conn, version, digest)  # stored while this one waited?
+            if found.hit:
+                return found.value
+            value, seconds = self._compute(conn, lookups, compute)
+            self._guarded(conn, "store", lambda: table.store(
+                conn, version, digest, value, current_recipe(), seconds,
+                asked=not self.warming, replace=found.forged))
+        return value
+
+    def _read(self, table: SharedResults, conn: Connection, version: int,
+              digest: str) -> Found:
+        found: Found = self._guarded(conn, "read",
+                                     lambda: table.read(conn, version, digest)) or Found()
+        if found.hit:
+            self.shared_hits += 1
+            if not found.asked and not self.warming:
+                self._guarded(conn, "mark", lambda: table.mark_asked(conn, version, digest))
+        return found
+
+    def _compute(self, conn: Connection, lookups: Snapshot,
+                 compute: Callable[[Connection, Snapshot], Any]) -> tuple[Any, float]:
+        started = time.perf_counter()
+        value = compute(conn, lookups)
+        self.queries += 1
+        return value, time.perf_counter() - started
 
     def _figure(self, name: str, filters: Filters, work: Callable[..., Any],
                 *args: Any) -> Any:
@@ -112,6 +203,7 @@ class SqlSource:
         errors), then computed in one connection."""
         def compute(conn: Connection, lookups: Snapshot) -> Any:
             filters.mask(lookups)  # unknown names, an inverted period: ValidationFailed
+            refresh_facts(self.engine)  # the records' facts at (at least) this version
             return work(Scope.open(conn, lookups, filters), *args)
         return self._cached((name, filters, args), compute)
 
@@ -141,15 +233,19 @@ class SqlSource:
                     "range": None if first is None else (_day(first), _day(last))}
         return self._cached(("summary",), compute)  # type: ignore[no-any-return]
 
+    @public
     def record_count(self) -> int:
         return int(self._summary()["count"])
 
+    @public
     def options(self) -> dict[str, list[str]]:
         return dict(self._summary()["options"])
 
+    @public
     def date_range(self) -> tuple[date, date] | None:
         return self._summary()["range"]  # type: ignore[no-any-return]
 
+    @public
     def p_chart(self, filters: Filters) -> pd.DataFrame:
         """Monthly counts from the daily summary where it can answer the filters (names and
         whole days), else by GROUP BY month; the chart from them as the frame draws it."""
@@ -160,6 +256,7 @@ class SqlSource:
                     raise ValueError("a record's day differs from the frame's")
                 monthly = monthly_counts(self.engine, filters)
             except ValueError:  # a filter the summary does not hold, or not the same days
+                refresh_facts(self.engine)
                 monthly = counts.compliance(Scope.open(conn, lookups, filters), "month")
             monthly = monthly[monthly["eligible"] > 0][["month", "eligible", "compliant",
                                                         "excepted"]]
@@ -194,11 +291,13 @@ class SqlSource:
     def frame(self) -> None:
         return None
 
+    @public
     def procedure_count(self, filters: Filters) -> int:
         def work(scope: Scope) -> int:
             return int(scope.conn.scalar(select(func.count()).select_from(scope.rec)) or 0)
         return self._figure("procedure_count", filters, work)  # type: ignore[no-any-return]
 
+    @public
     def procedures_by(self, filters: Filters, by: str) -> pd.Series:
         if by not in ID_COLUMNS:
             raise ValueError(f"cannot count by {by!r}; allowed: {', '.join(ID_COLUMNS)}")
@@ -212,6 +311,7 @@ class SqlSource:
         found: pd.Series = self._figure(f"procedures_by:{by}", filters, work)
         return found.copy()
 
+    @public
     def investigation_levels(self) -> pd.DataFrame:
         """From PostgreSQL (audit.alerts.from_sql), equal to the frame's. Kept while only
         events that move no level follow (an acknowledgement, a sign-in): a computation sorts
@@ -238,18 +338,21 @@ class SqlSource:
         return None if kept is None else kept[1]
 
     # --- the figures --------------------------------------------------------------------------
+    @public
     def compliance_rates(self, filters: Filters, by: str | None = None) -> pd.DataFrame:
         if by in (None, *COMPLIANCE_PAGE):  # the page's four tables, one scan
             return self._together("compliance_page", filters, counts.compliance_together,
                                   COMPLIANCE_PAGE, by)
         return self._figure("compliance", filters, counts.compliance, by)
 
+    @public
     def compliance_records(self, filters: Filters, which: str = "non_compliant",
                            group: tuple[str, str] | None = None,
                            limit: int = 1000) -> pd.DataFrame:
         return self._figure("compliance_records", filters, drill.compliance_records, which,
                             group, limit)
 
+    @public
     def dose_statistics(self, filters: Filters, by: Sequence[str] = ("procedure",),
                         quantities: Sequence[str] = QUANTITIES,
                         per_level: bool = False) -> pd.DataFrame:
@@ -260,11 +363,13 @@ class SqlSource:
         return self._figure("dose_stats", filters, dose.dose_stats, tuple(by),
                             tuple(quantities), per_level)
 
+    @public
     def dose_distribution(self, filters: Filters, quantity: str = "dap_gycm2",
                           by: str = "procedure") -> pd.DataFrame:
         return self._figure("dose_distribution", filters, dose.dose_distribution, quantity,
                             by)
 
+    @public
     def dose_histogram(self, filters: Filters, procedure: str, quantity: str = "dap_gycm2",
                        bins: int = 40) -> pd.DataFrame:
         def work(scope: Scope) -> pd.DataFrame:
@@ -280,13 +385,16 @@ class SqlSource:
         return self._figure("dose_page", filters,  # type: ignore[no-any-return]
                             dose.dose_page_together, quantity)
 
+    @public
     def monthly_medians(self, filters: Filters, quantity: str = "dap_gycm2") -> pd.DataFrame:
         frame = self._dose_page(filters, quantity)[(("month", "procedure"), False)]
         return dose.monthly_from(frame, quantity)
 
+    @public
     def technique_use(self, filters: Filters, by: str | None = None) -> pd.DataFrame:
         return self._figure("technique_use", filters, counts.technique_use, by)
 
+    @public
     def local_drls(self, filters: Filters, quantities: Sequence[str] = QUANTITIES,
                    min_room_records: int | None = None,
                    min_rooms: int | None = None) -> pd.DataFrame:
@@ -306,46 +414,55 @@ class SqlSource:
         local = self.local_drls(filters, (quantity,))
         return levels_in_force(self.lookups, filters, quantity, local=local)
 
+    @public
     def share_above_reference(self, filters: Filters, by: str | None = None,
                               quantity: str = "dap_gycm2") -> pd.DataFrame:
         levels = self._levels(filters, quantity)
         return self._figure(f"share_above:{by}:{quantity}", filters,
                             lambda s: reference.share_above_reference(s, levels, by, quantity))
 
+    @public
     def physician_scorecard(self, filters: Filters) -> pd.DataFrame:
         levels = self._levels(filters, "dap_gycm2")
         return self._figure("physician_scorecard", filters,
                             lambda s: scorecard.physician_scorecard(s, levels))
 
+    @public
     def adjusted_scorecard(self, filters: Filters,
                            quantity: str = "dap_gycm2") -> pd.DataFrame:
         return self._figure("adjusted_scorecard", filters, scorecard.adjusted_scorecard,
                             quantity)
 
+    @public
     def radiation_free_share(self, filters: Filters) -> pd.DataFrame:
         return self._figure("radiation_free_share", filters, counts.radiation_free_share)
 
+    @public
     def completeness(self, filters: Filters, by: str | None = None) -> pd.DataFrame:
         if by in (None, *QUALITY_PAGE):  # the page's three tables, one scan
             return self._together("quality_page", filters, counts.completeness_together,
                                   QUALITY_PAGE, by)
         return self._figure("completeness", filters, counts.completeness, by)
 
+    @public
     def safety_flags(self, filters: Filters, by: str | None = None) -> pd.DataFrame:
         if by is None:  # in the Data quality page's scan
             return self._together("quality_page", filters, counts.completeness_together,
                                   QUALITY_PAGE, counts.SAFETY)
         return self._figure("safety_flags", filters, counts.safety_flags, by)
 
+    @public
     def flagged_records(self, filters: Filters, flag: str, limit: int = 1000) -> pd.DataFrame:
         return self._figure("flagged_records", filters, drill.flagged_records, flag, limit)
 
+    @public
     def complication_rates(self, filters: Filters, by: str | None = None) -> pd.DataFrame:
         if by in (None, *COMPLICATIONS_PAGE):  # the page's four tables, one scan
             return self._together("complications_page", filters,
                                   counts.complication_rates_together, COMPLICATIONS_PAGE, by)
         return self._figure("complication_rates", filters, counts.complication_rates, by)
 
+    @public
     def complication_list(self, filters: Filters) -> pd.DataFrame:
         return self._figure("complication_list", filters, drill.complication_list)
 

@@ -5,7 +5,9 @@ audit trail and the settings; audit.storage.models.dose: dose reports, reference
 alerts; audit.storage.models.network: the DICOM receiver's receipts and heartbeat;
 audit.storage.models.irradiation: each dose report's irradiation events;
 audit.storage.models.complications: each procedure's adverse events; audit.storage.models.summary:
-the per-day summary of the records; audit.storage.models.rules: rule packs and follow-ups) and
+the per-day summary of the records; audit.storage.models.facts: one narrow row of derived
+columns per final record; audit.storage.models.figures: figure results shared by the
+app processes; audit.storage.models.rules: rule packs and follow-ups) and
 are re-exported here, so that importing this package registers every table on Base.metadata:
 the complete schema that Alembic's autogenerate and `alembic check` compare the migrations
 with. Base and utcnow (audit.storage.types) are re-exported because every caller that stamps or
@@ -23,6 +25,8 @@ from audit.storage.models.dose import (
     DoseReport,
     ReferenceLevel,
 )
+from audit.storage.models.facts import RecordFact, RecordFactState
+from audit.storage.models.figures import FigureResult
 from audit.storage.models.irradiation import IrradiationEvent
 from audit.storage.models.log import (
     AuditEvent,
@@ -55,6 +59,7 @@ __all__ = [
     "DicomReceipt",
     "DoseDiscrepancy",
     "DoseReport",
+    "FigureResult",
     "FollowUp",
     "IrradiationEvent",
     "NameAlias",
@@ -63,6 +68,8 @@ __all__ = [
     "Procedure",
     "ProcedureLevel",
     "ProcedureType",
+    "RecordFact",
+    "RecordFactState",
     "ReferenceLevel",
     "Room",
     "RulePack",

@@ -1,0 +1,76 @@
+"""How a table derived from the records (the daily summary, the record facts) is kept at the
+data version: the one refresh protocol both share.
+
+A derived table has a one-row state table (`id`, `data_version`, `rules`) saying which data
+version (the highest audit event id) and which rules its rows reflect. A refresh reads both
+first (two indexed reads: nothing more when nothing changed); otherwise it takes the table's
+turn (an advisory lock on PostgreSQL; SQLite's write lock is already one at a time), reads the
+state again under FOR UPDATE (another process may have done the work meanwhile) and hands
+`redo` the version the rows reflect (None: never built, or built by other rules: redo all) and
+the current one, then records the new version in the same transaction. A redo must be
+absolute (recompute rows, never add increments), so doing the same work twice is harmless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import Connection, Engine, func, select, text
+
+from audit.analytics.snapshot import INCREMENTAL_LIMIT, _changed_records
+from audit.storage.engine import read_session, retrying, write_session
+from audit.storage.models import AuditEvent
+
+#: redo(connection, version the rows reflect or None for all, current version)
+Redo = Callable[[Connection, int | None, int], None]
+
+
+def data_head(session: Any) -> int:
+    """The current data version: the highest audit event id (0 on an empty database)."""
+    return int(session.scalar(select(func.max(AuditEvent.id))) or 0)
+
+
+def refresh_versioned(engine: Engine, state: type[Any], rules: int, lock_key: int,
+                      redo: Redo, force: bool = False) -> int:
+    """Bring a derived table to the current data version (module doc); returns that version.
+    force: redo everything even if the state says the rows are current (a repair)."""
+    if not force:
+        with read_session(engine) as session:
+            found = session.get(state, 1)
+            head = data_head(session)
+        if found is not None and found.data_version == head and found.rules == rules:
+            return head
+
+    def work() -> int:
+        with write_session(engine) as session:
+            conn = session.connection()
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key})
+            found = session.get(state, 1, with_for_update=True)
+            now = data_head(session)
+            current = found is not None and found.rules == rules
+            if current and not force and found.data_version >= now:
+                return int(found.data_version)
+            redo(conn, found.data_version if current and not force else None, now)
+            if found is None:
+                session.add(state(id=1, data_version=now, rules=rules))
+            else:
+                found.data_version, found.rules = now, rules
+            return now
+
+    return retrying(work)
+
+
+def changed_procedures(conn: Connection, synced: int,
+                       head: int) -> tuple[set[int], list[tuple[int, int]]] | None:
+    """The record ids and id ranges the procedure events in (synced, head] name (a create, an
+    amend, a void, a merge, a bulk load's range); None when one does not say which records, or
+    when there are so many that one full rebuild is cheaper."""
+    rows = conn.execute(
+        select(AuditEvent.entity, AuditEvent.entity_id)
+        .where(AuditEvent.id > synced, AuditEvent.id <= head, AuditEvent.entity == "procedure")
+        .limit(INCREMENTAL_LIMIT + 1)).all()
+    if len(rows) > INCREMENTAL_LIMIT:
+        return None
+    return _changed_records([(e, i) for e, i in rows])

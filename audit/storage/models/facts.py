@@ -1,0 +1,72 @@
+"""One narrow row per final record: what the SQL figures derive from the procedure row and its
+treated levels (audit.analytics.sql.facts keeps it current, on PostgreSQL).
+
+A cache derived entirely from audited records, like the daily summary: rebuilt from the
+procedure and procedure_level tables by SQL, never edited by a person, so it records no audit
+event of its own, and its rows are deleted and inserted again freely ("no hard deletes" is about
+clinical records, not caches). Nothing here depends on a lookup table that can change (a room's
+KAP correction factor, the catalog's contrast policy or minimum of views): the figures join
+those small tables at query time. `record_fact_state` says which data version (highest audit
+event id) the rows reflect.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, Float, Index, Integer, SmallInteger, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from audit.storage.types import Base, UTCDateTime
+
+
+class RecordFact(Base):
+    """A final record's derived columns (audit.analytics.sql.facts says each one's rule).
+    Compact: ids as integers, bands and counts as small integers, flags as booleans; the 8-byte
+    columns first so PostgreSQL pads nothing."""
+
+    __tablename__ = "record_fact"
+    __table_args__ = (Index(None, "performed_at"),)
+
+    performed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    fluoro_time_s: Mapped[float | None] = mapped_column(Float)  # NULL under ultrasound
+    dap_gycm2: Mapped[float | None] = mapped_column(Float)
+    air_kerma_mgy: Mapped[float | None] = mapped_column(Float)
+    weight_kg: Mapped[float | None] = mapped_column(Float)
+    bmi: Mapped[float | None] = mapped_column(Float)
+    procedure_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site_id: Mapped[int] = mapped_column(Integer)
+    room_id: Mapped[int] = mapped_column(Integer)
+    physician_id: Mapped[int] = mapped_column(Integer)
+    technologist_id: Mapped[int] = mapped_column(Integer)
+    patient_id: Mapped[int] = mapped_column(Integer)
+    procedure_type_id: Mapped[int] = mapped_column(Integer)
+    n_levels: Mapped[int] = mapped_column(SmallInteger)
+    weight_band: Mapped[int] = mapped_column(SmallInteger)
+    bmi_band: Mapped[int] = mapped_column(SmallInteger)
+    operator: Mapped[int] = mapped_column(SmallInteger)
+    saved_images: Mapped[int] = mapped_column(SmallInteger)  # up to 255
+    n_views: Mapped[int] = mapped_column(SmallInteger)  # up to 7
+    month: Mapped[str] = mapped_column(String(7))  # "YYYY-MM" of the rounded UTC instant
+    contrast_confirmation: Mapped[str] = mapped_column(String(16))
+    ultrasound: Mapped[bool] = mapped_column(Boolean)
+    exception_documented: Mapped[bool] = mapped_column(Boolean)
+    realtime_contrast: Mapped[bool] = mapped_column(Boolean)
+    pulsed_fluoro: Mapped[bool | None] = mapped_column(Boolean)  # NULL: not recorded
+    low_dose_mode: Mapped[bool | None] = mapped_column(Boolean)  # NULL: not recorded
+    dap_missing_documented: Mapped[bool] = mapped_column(Boolean)
+    with_warnings: Mapped[bool] = mapped_column(Boolean)
+    from_dose_report: Mapped[bool] = mapped_column(Boolean)
+    cervical_particulate: Mapped[bool] = mapped_column(Boolean)
+    uptake_not_repositioned: Mapped[bool] = mapped_column(Boolean)
+    pregnant: Mapped[bool] = mapped_column(Boolean)
+
+
+class RecordFactState(Base):
+    """One row: the data version (audit event id) and rules the record facts reflect."""
+
+    __tablename__ = "record_fact_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    data_version: Mapped[int] = mapped_column(Integer)
+    rules: Mapped[int] = mapped_column(Integer)

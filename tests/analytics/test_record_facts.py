@@ -1,0 +1,185 @@
+"""The record facts (audit.analytics.sql.facts): after every kind of write (log, amend, void,
+CSV import, a merge of names, a demo load) a refresh leaves the table equal to a fresh
+recompute from the procedure rows; a refresh is incremental (a row altered behind the app's
+back stays altered until `rebuild_facts`), two refreshers at once end equal, an empty database
+has none, and the migration fills them. PostgreSQL (the figures' database); SQLite keeps the
+table empty and says why."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sqlalchemy import Engine, delete, func, select, text, update
+
+from audit.analytics.sql.facts import fact_select, rebuild_facts, refresh_facts
+from audit.auth import cli_actor
+from audit.cli import main
+from audit.demo import generate
+from audit.errors import NeedsPostgreSQL
+from audit.log.csv_import import import_csv
+from audit.log.merge import merge_names
+from audit.log.service import ProcedureLog
+from audit.storage.engine import make_engine, migrate, read_session
+from audit.storage.models import Procedure, RecordFact, RecordFactState
+from tests.conftest import Databases, race, valid_record
+from tests.log.test_csvlog import COLUMNS, write_csv
+
+
+@pytest.fixture
+def pg(databases: Databases) -> Iterator[Engine]:
+    engine = make_engine(databases.postgresql())
+    yield engine
+    engine.dispose()
+
+
+def stored(engine: Engine) -> pd.DataFrame:
+    with engine.connect() as conn:
+        frame = pd.read_sql(select(RecordFact).order_by(RecordFact.procedure_id), conn)
+    return frame.reset_index(drop=True)
+
+
+def recomputed(engine: Engine) -> pd.DataFrame:
+    """What the facts should hold: the refresh's own SELECT over every record, run afresh."""
+    query, _ = fact_select()
+    with engine.connect() as conn:
+        frame = pd.read_sql(query.order_by(Procedure.id), conn)
+    return frame[[c.name for c in RecordFact.__table__.columns]].reset_index(drop=True)
+
+
+def assert_current(engine: Engine) -> None:
+    refresh_facts(engine)
+    found, expected = stored(engine), recomputed(engine)
+    pd.testing.assert_frame_equal(found, expected, check_dtype=False)
+    with read_session(engine) as session:
+        finals = session.scalar(select(func.count()).select_from(Procedure)
+                                .where(Procedure.status == "final"))
+    assert len(found) == finals
+
+
+def test_the_facts_follow_every_write(pg: Engine, tmp_path: Path) -> None:
+    assert_current(pg)  # an empty database: no rows, and a state
+    assert stored(pg).empty
+    generate(pg, procedures=400, seed=7, until=date(2026, 6, 30))
+    assert_current(pg)
+    log, actor = ProcedureLog(pg), cli_actor()
+    created = log.log(valid_record(accession_number="F1", confirmation_views=["AP"]), actor,
+                      confirm_warnings=True, create_missing=True).record_id
+    assert_current(pg)
+    with read_session(pg) as session:
+        first, second = session.scalars(select(Procedure.id).order_by(Procedure.id).limit(2))
+    log.amend(created, {"levels": ["L3", "L4", "L5"], "guidance": "ultrasound",
+                        "fluoro_time_s": None, "dap_value": None, "dap_unit": None,
+                        "air_kerma_mgy": None, "performed_at": "2026-05-31T23:59:59.7+00:00"},
+              actor, version=1,
+              reason="three levels, under ultrasound", confirm_warnings=True)
+    log.void(second, actor, version=1, reason="duplicate")
+    before = stored(pg).set_index("procedure_id")
+    assert_current(pg)
+    after = stored(pg).set_index("procedure_id")
+    assert second in before.index and second not in after.index  # a voided record leaves
+    assert after.loc[created, "n_levels"] == 3 and after.loc[created, "ultrasound"]
+    assert pd.isna(after.loc[created, "fluoro_time_s"])  # no beam: no fluoroscopy time
+    assert after.loc[created, "month"] == "2026-06"  # rounded to the second, as the frame
+    assert after.loc[first].equals(before.loc[first])
+    path = write_csv(tmp_path / "log.csv", [valid_record(accession_number=f"C{i}",
+                                                         patient_id=f"MRN9{i}")
+                                            for i in range(3)], [*COLUMNS, "accession_number"])
+    result = import_csv(log, actor, path, create_missing=True, confirm_warnings=True)
+    assert result.committed
+    assert_current(pg)
+    typo = log.log(valid_record(physician="Dr. Zed Chenn", accession_number="F2"), actor,
+                   confirm_warnings=True, create_missing=True).record_id
+    assert_current(pg)
+    merge_names(pg, actor, "physician", "Dr. Zed Chenn", "Dr. Chen", "typed short",
+                confirm_warnings=True)
+    assert_current(pg)
+    found = stored(pg).set_index("procedure_id")
+    assert found.loc[typo, "physician_id"] == found.loc[created, "physician_id"]
+
+
+def test_a_refresh_is_incremental_and_rebuild_repairs(pg: Engine,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    generate(pg, procedures=200, seed=3, until=date(2026, 6, 30))
+    version = refresh_facts(pg)
+    assert refresh_facts(pg) == version  # nothing new: one version read, nothing done
+    victim = int(stored(pg)["procedure_id"].iloc[5])
+    with pg.begin() as conn:  # behind the app's back: the refresh follows events only
+        conn.execute(update(RecordFact).where(RecordFact.procedure_id == victim)
+                     .values(dap_gycm2=999.0, n_levels=9))
+    ProcedureLog(pg).log(valid_record(), cli_actor(), confirm_warnings=True,
+                         create_missing=True)
+    refresh_facts(pg)
+    found = stored(pg).set_index("procedure_id")
+    assert found.loc[victim, "dap_gycm2"] == 999.0  # untouched: no event names it
+    capsys.readouterr()
+    assert main(["--db", pg.url.render_as_string(hide_password=False),
+                 "db", "rebuild-facts"]) == 0
+    assert '"records"' in capsys.readouterr().out
+    pd.testing.assert_frame_equal(stored(pg), recomputed(pg), check_dtype=False)
+    with pg.begin() as conn:  # a row deleted: rebuild_facts puts it back
+        conn.execute(delete(RecordFact).where(RecordFact.procedure_id == victim))
+    assert rebuild_facts(pg) == refresh_facts(pg)
+    pd.testing.assert_frame_equal(stored(pg), recomputed(pg), check_dtype=False)
+
+
+def test_two_refreshers_at_once_end_equal(pg: Engine, databases: Databases) -> None:
+    generate(pg, procedures=300, seed=9, until=date(2026, 6, 30))
+    with pg.begin() as conn:  # as if never built: both start a full build
+        conn.execute(delete(RecordFactState))
+        conn.execute(delete(RecordFact))
+    other = make_engine(pg.url.render_as_string(hide_password=False))  # a second app process's pool
+    try:
+        outcomes = race([lambda: refresh_facts(pg), lambda: refresh_facts(other)])
+        assert outcomes == [None, None]
+        pd.testing.assert_frame_equal(stored(pg), recomputed(pg), check_dtype=False)
+        log = ProcedureLog(pg)
+        created = [log.log(valid_record(accession_number=f"R{i}"), cli_actor(),
+                           confirm_warnings=True, create_missing=True).record_id
+                   for i in range(2)]
+        log.void(created[0], cli_actor(), version=1, reason="duplicate")
+        outcomes = race([lambda: refresh_facts(pg), lambda: refresh_facts(other),
+                         lambda: rebuild_facts(other)])
+        assert outcomes == [None, None, None]
+        assert_current(pg)
+    finally:
+        other.dispose()
+
+
+def test_the_migration_fills_the_facts(databases: Databases) -> None:
+    url = databases.empty("postgresql")
+    migrate(url, "0019")
+    engine = make_engine(url)
+    try:
+        generate(engine, procedures=150, seed=2, until=date(2026, 6, 30))
+        migrate(url)
+        with read_session(engine) as session:
+            state = session.get(RecordFactState, 1)
+            head = session.scalar(text("SELECT max(id) FROM audit_event"))
+        assert state is not None and state.data_version == head
+        assert len(stored(engine)) == 150
+        pd.testing.assert_frame_equal(stored(engine), recomputed(engine), check_dtype=False)
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_keeps_the_table_empty_and_says_why(databases: Databases,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    engine = make_engine(databases.sqlite())
+    try:
+        ProcedureLog(engine).log(valid_record(), cli_actor(), create_missing=True)
+        with pytest.raises(NeedsPostgreSQL, match="PostgreSQL only"):
+            refresh_facts(engine)
+        with pytest.raises(NeedsPostgreSQL, match="PostgreSQL only"):
+            rebuild_facts(engine)
+        assert stored(engine).empty
+        capsys.readouterr()
+        assert main(["--db", engine.url.render_as_string(hide_password=False),
+                     "db", "rebuild-facts"]) != 0
+        err = capsys.readouterr().err
+        assert "PostgreSQL only" in err and "internal error" not in err
+    finally:
+        engine.dispose()
