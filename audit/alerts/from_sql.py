@@ -12,7 +12,9 @@ tests/alerts/test_levels_sql.py the levels, on PostgreSQL):
   figures; so PostgreSQL picks the two neighbours of each quantile exactly (percentile_disc at
   the middle of the neighbour's rank) and they are interpolated here by the frame's own code,
   giving the same float. One statement: the counts and the values come from one snapshot of
-  the data.
+  the data. That sorts every value; where the process has levels from before (SqlSource keeps
+  the last ones: LevelKeeper), one scan without a sort looks near them first and gives the
+  same floats (_near_previous).
 - the records of a type whose level moved that are above the new level: one query.
 - the cumulative episodes of some patients: their records only (ids, instant, places, KAP
   and Ka,r), read by patient in batches and summed by the frame's own code
