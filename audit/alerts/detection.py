@@ -32,6 +32,7 @@ newer one is never summed with it.)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -43,6 +44,9 @@ from audit.analytics.snapshot import KAP_CORRECTED, Snapshot
 from audit.errors import FieldError, ValidationFailed
 from audit.vocab import AlertKind, DoseQuantity
 
+#: Audit entities whose changes can change the alerts (records, thresholds, catalog, and rooms:
+#: a room's KAP correction factor scales the KAP every alert compares).
+ALERT_INPUTS = ("procedure", "setting", "procedure_type", "room")
 CUMULATIVE_SETTINGS = {"dap_gycm2": "cumulative_kap_gycm2",
                        "air_kerma_mgy": "cumulative_air_kerma_mgy"}
 INVESTIGATION_SETTINGS: tuple[str, ...] = ("investigation_percentile", "investigation_min_records",
@@ -139,16 +143,33 @@ def _number(snap: Snapshot, key: str, low: float, high: float, *,
     return float(value)
 
 
+def level_settings(snap: Snapshot) -> tuple[float, int, float]:
+    """The investigation settings (percentile, minimum records, factor), each checked: a
+    ValidationFailed names the first that cannot be used."""
+    return (_number(snap, "investigation_percentile", 50, 99.99),
+            int(_number(snap, "investigation_min_records", 1, 1e9, whole=True)),
+            _number(snap, "investigation_factor", 0, 1000))
+
+
+#: (column, quantiles) -> per procedure type id: the records with a value, and each quantile
+#: (per_type_quantiles on the frame; audit.alerts.from_sql in PostgreSQL).
+TypeQuantiles = Callable[[str, tuple[float, ...]], tuple[np.ndarray, list[np.ndarray]]]
+
+
 def _investigation_levels(snap: Snapshot) -> pd.DataFrame:
-    percentile = _number(snap, "investigation_percentile", 50, 99.99)
-    minimum = int(_number(snap, "investigation_min_records", 1, 1e9, whole=True))
-    factor = _number(snap, "investigation_factor", 0, 1000)
+    return level_table(snap, lambda column, qs: per_type_quantiles(snap, column, qs))
+
+
+def level_table(snap: Snapshot, quantiles: TypeQuantiles) -> pd.DataFrame:
+    """The investigation levels (investigation_levels' table) from the per-type counts and
+    quantiles `quantiles` gives: the rule, the minimum sample and the rounding in one place,
+    whether the quantiles come from the frame or from SQL."""
+    percentile, minimum, factor = level_settings(snap)
     settings = "; ".join(_source(snap, key) for key in INVESTIGATION_SETTINGS)
     rows = []
     codes = snap.types["code"]
     for quantity in DoseQuantity.values():
-        counts, (median, upper) = per_type_quantiles(snap, measured(quantity),
-                                                     (0.5, percentile / 100))
+        counts, (median, upper) = quantiles(measured(quantity), (0.5, percentile / 100))
         for type_id in sorted(int(i) for i in codes.index):
             if type_id >= len(counts) or not counts[type_id]:
                 continue
@@ -172,6 +193,16 @@ def _investigation_levels(snap: Snapshot) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=LEVEL_COLUMNS)
 
 
+def picks(n: int, q: float) -> tuple[int, int, float]:
+    """Where numpy's linear quantile q of n sorted values lies: the positions of its two
+    neighbours (0-based) and the weight of the upper one (audit.analytics.quantiles.lerp)."""
+    virtual = (n - 1) * q
+    previous = np.floor(virtual)
+    if virtual >= n - 1:  # numpy clamps both neighbours to the last value here
+        return n - 1, n - 1, virtual - previous
+    return int(previous), int(previous) + 1, virtual - previous
+
+
 def per_type_quantiles(snap: Snapshot, column: str,
                        qs: tuple[float, ...]) -> tuple[np.ndarray, list[np.ndarray]]:
     """Per procedure type id: the records with a value and its quantiles, equal bit for bit to
@@ -192,16 +223,10 @@ def per_type_quantiles(snap: Snapshot, column: str,
     found = [np.full(size, np.nan) for _ in qs]
     for group in np.flatnonzero(counts):
         n = int(counts[group])
-        picks = []
-        for q in qs:
-            virtual = (n - 1) * q
-            previous = np.floor(virtual)
-            above = virtual >= n - 1  # numpy clamps both neighbours to the last value here
-            picks.append((n - 1 if above else int(previous), n - 1 if above else int(previous) + 1,
-                          virtual - previous))
+        chosen = [picks(n, q) for q in qs]
         segment = np.partition(ordered[starts[group]:starts[group] + n],
-                               sorted({i for p in picks for i in p[:2]}))
-        for out, (low, high, gamma) in zip(found, picks, strict=True):
+                               sorted({i for p in chosen for i in p[:2]}))
+        for out, (low, high, gamma) in zip(found, chosen, strict=True):
             out[group] = lerp(segment[[low]], segment[[high]], np.array([gamma]))[0]
     return counts, found
 

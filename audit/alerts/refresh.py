@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -37,6 +37,7 @@ from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from audit.alerts.detection import (
+    ALERT_INPUTS,
     INVESTIGATION_SETTINGS,
     PLACE_COLUMNS,
     RULES_VERSION,
@@ -44,9 +45,13 @@ from audit.alerts.detection import (
     _source,
     cumulative_alerts,
     investigation_levels,
+    level_settings,
     measured,
     with_places,
 )
+from audit.alerts.from_sql import LevelKeeper, records_above
+from audit.alerts.from_sql import cumulative as cumulative_in_sql
+from audit.alerts.from_sql import investigation_levels as levels_in_sql
 from audit.alerts.per_record import WITHDRAWN_REASON, Counts, Scope, refresh_per_record
 from audit.analytics.reference_levels import SRDL_SETTINGS
 from audit.analytics.snapshot import INCREMENTAL_LIMIT, Snapshot, _changed_records
@@ -55,11 +60,11 @@ from audit.storage.models import Alert, AuditEvent, Procedure, utcnow
 from audit.trail import record_event
 from audit.vocab import AlertKind, AlertStatus, AuditAction
 
+if TYPE_CHECKING:
+    from audit.analytics.source import FigureSource
+
 SYSTEM_ACTOR = "system"
 _PG_ALERT_LOCK = 0x416C7274  # "Alrt": one refresh at a time across processes
-#: Audit entities whose changes can change the alerts (records, thresholds, catalog, and rooms:
-#: a room's KAP correction factor scales the KAP every alert compares).
-ALERT_INPUTS = ("procedure", "setting", "procedure_type", "room")
 #: Beyond this many patients to re-sum, the cumulative alerts are recomputed for everyone.
 PATIENT_LIMIT = 5_000
 
@@ -138,10 +143,9 @@ def _digest(text_: str) -> str:
     return hashlib.blake2b(text_.encode(), digest_size=8).hexdigest()
 
 
-def _levels(snap: Snapshot) -> tuple[list[dict[str, Any]], dict[str, str]]:
+def _levels(table: pd.DataFrame) -> tuple[list[dict[str, Any]], dict[str, str]]:
     """The investigation levels (rows for SQL) and a digest of each type's level and source,
     "quantity:type_id" -> digest, kept in the refresh event to tell which ones moved."""
-    table = investigation_levels(snap)
     rows, digests = [], {}
     for row in table.itertuples():
         level = None if np.isnan(row.level) else float(row.level)
@@ -180,47 +184,104 @@ def _above(snap: Snapshot, moved: dict[str, set[int]],
     return found
 
 
-def refresh_alerts(engine: Any, snap: Snapshot, *, full: bool = False) -> RefreshResult:
+class _FromFrame:
+    """What a refresh reads from every record, from the analysis frame."""
+
+    def __init__(self, snap: Snapshot) -> None:
+        self.snap = snap
+
+    def levels(self, session: Session) -> pd.DataFrame:
+        return investigation_levels(self.snap)
+
+    def above(self, session: Session, moved: dict[str, set[int]],
+              level_rows: list[dict[str, Any]]) -> set[int]:
+        return _above(self.snap, moved, level_rows)
+
+    def cumulative(self, session: Session, patients: np.ndarray | None) -> pd.DataFrame:
+        part = self.snap
+        if patients is not None:
+            records = part.records
+            part = replace(part, records=records[np.isin(records["patient_id"].to_numpy(),
+                                                         patients)].reset_index(drop=True),
+                           cache={})
+        return with_places(part, [cumulative_alerts(part)])
+
+
+class _FromSql:
+    """The same, computed by PostgreSQL (audit.alerts.from_sql): no frame in the process.
+    `keeper`: keeps the last levels (SqlSource): looked near first, and shown by the page."""
+
+    def __init__(self, lookups: Snapshot, keeper: LevelKeeper | None = None) -> None:
+        self.lookups = lookups
+        self.keeper = keeper
+
+    def levels(self, session: Session) -> pd.DataFrame:
+        keeper = self.keeper
+        table = levels_in_sql(session.connection(), self.lookups,
+                              keeper.last_investigation_levels() if keeper else None)
+        if keeper is not None:
+            keeper.keep_investigation_levels(self.lookups.token, table)
+        return table
+
+    def above(self, session: Session, moved: dict[str, set[int]],
+              level_rows: list[dict[str, Any]]) -> set[int]:
+        return records_above(session.connection(), moved, level_rows)
+
+    def cumulative(self, session: Session, patients: np.ndarray | None) -> pd.DataFrame:
+        return cumulative_in_sql(session.connection(), self.lookups, patients)
+
+
+def refresh_alerts(engine: Any, found: Snapshot | FigureSource, *,
+                   full: bool = False) -> RefreshResult:
     """Make the stored alerts match what the records call for (see module doc), evaluating
     only what changed since the last refresh (`full`: everything, e.g. to check that nothing
     is left to change). One transaction with one audit event recording what changed and the
     data version it was computed from, so later calls on the same data (in any process)
-    return at once."""
-    if snap.cache.get("alerts_refreshed") is not None and not full:
+    return at once. `found`: the analysis frame (a Snapshot, or a FigureSource on it), or a
+    FigureSource whose figures come from SQL, whose lookups give the settings and whose
+    levels, records above them and cumulative sums PostgreSQL computes (audit.alerts.from_sql;
+    the same alerts)."""
+    snap = found if isinstance(found, Snapshot) else found.frame
+    lookups = snap if snap is not None else found.lookups  # type: ignore[union-attr]
+    if lookups.cache.get("alerts_refreshed") is not None and not full:
         return UNCHANGED
     with read_session(engine) as session:
-        plan = _plan(session, snap)
+        plan = _plan(session, lookups)
     if plan == _STALE or (plan == _CURRENT and not full):
-        snap.cache["alerts_refreshed"] = True
+        lookups.cache["alerts_refreshed"] = True
         return UNCHANGED
-    level_rows, level_digests = _levels(snap)
+    level_settings(lookups)  # a setting that cannot be used: refused before any work
+    inputs = _FromFrame(snap) if snap is not None else \
+        _FromSql(lookups, found if isinstance(found, LevelKeeper) else None)
 
     def work() -> RefreshResult:
         with write_session(engine) as session:
             if session.get_bind().dialect.name == "postgresql":
                 session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_ALERT_LOCK})
-            found = _plan(session, snap)  # another process may have refreshed meanwhile
+            found = _plan(session, lookups)  # another process may have refreshed meanwhile
             if found == _STALE or (found == _CURRENT and not full):
                 return UNCHANGED
+            level_rows, level_digests = _levels(inputs.levels(session))
             scope = Scope(full=True) if full or found == _CURRENT else found.scope
             if not scope.full:
                 moved = _moved(found.last_levels, level_digests)
                 scope = Scope(full=True) if moved is None else replace(
-                    scope, level_types=moved, level_records=_above(snap, moved, level_rows))
-            return _apply(session, snap, scope, level_rows, level_digests)
+                    scope, level_types=moved,
+                    level_records=inputs.above(session, moved, level_rows))
+            return _apply(session, lookups, inputs, scope, level_rows, level_digests)
 
     result = retrying(work)
-    snap.cache["alerts_refreshed"] = True
+    lookups.cache["alerts_refreshed"] = True
     return result
 
 
-def _apply(session: Session, snap: Snapshot, scope: Scope, level_rows: list[dict[str, Any]],
-           level_digests: dict[str, str]) -> RefreshResult:
+def _apply(session: Session, snap: Snapshot, inputs: _FromFrame | _FromSql, scope: Scope,
+           level_rows: list[dict[str, Any]], level_digests: dict[str, str]) -> RefreshResult:
     now = utcnow()
     srdl = {quantity: (float(getattr(snap.settings, key)), "SRDL: " + _source(snap, key))
             for quantity, key in SRDL_SETTINGS.items()}
     counts = refresh_per_record(session, scope, srdl, level_rows, now)
-    cumulative = _refresh_cumulative(session, snap, scope, now)
+    cumulative = _refresh_cumulative(session, inputs, scope, now)
     withdrawn = [*counts.withdrawn_ids, *cumulative.withdrawn_ids]
     result = RefreshResult(counts.opened + cumulative.opened,
                            counts.updated + cumulative.updated,
@@ -241,7 +302,7 @@ def _apply(session: Session, snap: Snapshot, scope: Scope, level_rows: list[dict
     return result
 
 
-def _patients(session: Session, snap: Snapshot, scope: Scope) -> np.ndarray | None:
+def _patients(session: Session, scope: Scope) -> np.ndarray | None:
     """The patients whose cumulative alerts may have changed (None: everyone): those of the
     records in scope, now, and those of stored episodes that held one of those records (a
     record moved to another patient, or voided)."""
@@ -268,24 +329,18 @@ def _digests(texts: Any) -> list[str]:
     return [_digest(t) for t in texts]
 
 
-def _refresh_cumulative(session: Session, snap: Snapshot, scope: Scope,
+def _refresh_cumulative(session: Session, inputs: _FromFrame | _FromSql, scope: Scope,
                         now: datetime) -> Counts:
     """Reconcile the stored cumulative alerts of the affected patients with their episodes
-    computed from the frame (few rows: about one alert per thousand records)."""
-    patients = _patients(session, snap, scope)
+    computed from their records (few rows: about one alert per thousand records)."""
+    patients = _patients(session, scope)
     query = select(Alert.id, Alert.key, Alert.status, Alert.evidence, Alert.context).where(
         Alert.kind == AlertKind.CUMULATIVE.value)
-    part = snap
     if patients is not None:
         if not len(patients):
             return Counts()
-        records = snap.records
-        part = replace(snap, records=records[np.isin(records["patient_id"].to_numpy(),
-                                                     patients)].reset_index(drop=True),
-                       cache={})
-        listed = patients.tolist()
-        query = query.where(Alert.patient_id.in_(listed))
-    computed = with_places(part, [cumulative_alerts(part)])
+        query = query.where(Alert.patient_id.in_(patients.tolist()))
+    computed = inputs.cumulative(session, patients)
     computed["evidence"] = _digests(
         f"{round(v, 9)!r}|{','.join(map(str, ids))}"
         for v, ids in zip(computed["value"].tolist(), computed["record_ids"].tolist(),

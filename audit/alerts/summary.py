@@ -6,8 +6,8 @@ alerts are 25 per 100 of 20,007 procedures, or 1 per 200 of a million), and a li
 of alerts hides that most belong to a few patients or one physician's technique. The RSO acts
 on a patient (inform, book a skin check) or on a physician (review technique), so the open
 alerts are grouped the same ways. Counts are GROUP BYs over the alert table alone, filtered
-like audit.alerts.store.alert_counts; procedures come from the analysis snapshot under the
-same filters.
+like audit.alerts.store.alert_counts; procedures come from the figures' source under the same
+filters (the analysis frame, or SQL where the figures come from SQL: audit.analytics.source).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from audit import access
 from audit.alerts.detection import KINDS_BY_PRIORITY
 from audit.alerts.store import ALERTS, alert_counts
 from audit.analytics.snapshot import Snapshot
+from audit.analytics.source import FigureSource, FrameSource
 from audit.auth import Actor, Permission, require
 from audit.filters import Filters
 from audit.storage.engine import read_session
@@ -39,14 +40,18 @@ def _per_100(count: np.ndarray | float, procedures: int) -> np.ndarray | float:
         if procedures else np.nan * np.asarray(count, dtype=np.float64)
 
 
-def alert_rates(engine: Engine, actor: Actor, snap: Snapshot,
+def _figures(found: Snapshot | FigureSource) -> FigureSource:
+    return FrameSource(found) if isinstance(found, Snapshot) else found
+
+
+def alert_rates(engine: Engine, actor: Actor, snap: Snapshot | FigureSource,
                 filters: Filters | None = None) -> pd.DataFrame:
     """Per alert kind (most urgent first) and in all: alerts by status and per 100 procedures
     under the filters. `raised` = open + acknowledged (what the records called for, withdrawn
     ones aside); `procedures` = the final records the filters select."""
     require(actor, Permission.VIEW_DASHBOARDS)
     filters = filters or Filters()
-    procedures = int(filters.mask(snap).sum())
+    procedures = _figures(snap).procedure_count(filters)
     counts = alert_counts(engine, actor, filters)
     statuses = AlertStatus.values()
     by_kind = (counts.groupby("kind")[statuses].sum() if len(counts)
@@ -106,7 +111,7 @@ def open_by_patient(engine: Engine, actor: Actor, filters: Filters | None = None
     return table.head(limit) if limit is not None else table
 
 
-def open_by_physician(engine: Engine, actor: Actor, snap: Snapshot,
+def open_by_physician(engine: Engine, actor: Actor, snap: Snapshot | FigureSource,
                       filters: Filters | None = None) -> pd.DataFrame:
     """Open alerts per physician with their procedures under the filters and open alerts per
     100 of them, highest rate first: a physician whose cases keep reaching the investigation
@@ -114,16 +119,15 @@ def open_by_physician(engine: Engine, actor: Actor, snap: Snapshot,
     procedures but no open alert are listed too (the comparison needs them)."""
     require(actor, Permission.VIEW_DASHBOARDS)
     filters = filters or Filters()
+    source = _figures(snap)
+    procedures = source.procedures_by(filters, "physician")
     counts = _by_kind(_open_counts(engine, filters, Alert.physician_id))
-    mask = filters.mask(snap)
-    ids = snap.records["physician_id"].to_numpy()[mask].astype(np.int64)
-    procedures = pd.Series(np.bincount(ids), dtype=int) if len(ids) else pd.Series(dtype=int)
-    procedures = procedures[procedures > 0]
+    physicians = source.lookups.physicians
     keys = sorted(set(procedures.index.tolist()) | set(counts["key"].astype(int).tolist()))
     table = counts.set_index(counts["key"].astype(int)).drop(columns="key").reindex(keys)
     table[[*KIND_COLUMNS, "open"]] = table[[*KIND_COLUMNS, "open"]].fillna(0).astype(int)
     table.insert(0, "procedures", procedures.reindex(keys).fillna(0).astype(int).to_numpy())
-    table.insert(0, "physician", [str(snap.physicians.get(k, f"#{k}")) for k in keys])
+    table.insert(0, "physician", [str(physicians.get(k, f"#{k}")) for k in keys])
     table["open_per_100"] = [round(100.0 * o / n, 2) if n else np.nan
                              for o, n in zip(table["open"], table["procedures"], strict=True)]
     return (table.sort_values(["open_per_100", "open", "physician"],

@@ -26,7 +26,8 @@ from audit.vocab import DoseQuantity, WeightBand
 QUANTITIES: tuple[str, ...] = tuple(DoseQuantity.values())
 GROUPINGS: tuple[str, ...] = ("physician", "room", "procedure", "month", "site", "technologist",
                               "levels", "weight_band", "bmi_band", "operator")
-_ID_COLUMN = {"physician": "physician_id", "room": "room_id", "procedure": "type_id",
+#: The groupings by a name id, and the frame column holding the id.
+ID_COLUMNS = {"physician": "physician_id", "room": "room_id", "procedure": "type_id",
               "site": "site_id", "technologist": "technologist_id"}
 T = TypeVar("T")
 
@@ -55,9 +56,9 @@ def group_codes(snap: Snapshot, by: str | None) -> tuple[np.ndarray, list[str]]:
         return bmi_band_codes(r["bmi"].to_numpy())
     if by == "operator":
         return operator_codes(r["operator"].to_numpy())
-    if by not in _ID_COLUMN:
+    if by not in ID_COLUMNS:
         raise ValueError(f"cannot group by {by!r}; allowed: {', '.join(GROUPINGS)}")
-    ids = r[_ID_COLUMN[by]].to_numpy().astype(np.int64)
+    ids = r[ID_COLUMNS[by]].to_numpy().astype(np.int64)
     labels = snap.labels(by)
     size = int(max(labels.index.max() if len(labels) else 0, ids.max() if len(ids) else 0)) + 1
     names = [""] * size

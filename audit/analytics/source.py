@@ -40,7 +40,19 @@ class FigureSource(Protocol):
     def token(self) -> int:
         """The data version (highest audit event id) the figures are as of."""
 
+    @property
+    def frame(self) -> Snapshot | None:
+        """The analysis frame the figures come from; None when they come from SQL (then
+        nothing may read the frame: audit.alerts.refresh computes from SQL too)."""
+
     def record_count(self) -> int: ...
+    def procedure_count(self, filters: Filters) -> int:
+        """The final records the filters select (the Alerts page's rates per 100)."""
+    def procedures_by(self, filters: Filters, by: str) -> pd.Series:
+        """Final records under the filters per id of `by` ("physician", "room", "site",
+        "procedure", "technologist"): id -> count, ids with records only, by id."""
+    def investigation_levels(self) -> pd.DataFrame:
+        """audit.alerts.detection.investigation_levels of every final record."""
     def options(self) -> dict[str, list[str]]: ...
     def date_range(self) -> tuple[date, date] | None: ...
     def compliance_rates(self, filters: Filters, by: str | None = None) -> pd.DataFrame: ...
@@ -95,8 +107,31 @@ class FrameSource:
     def token(self) -> int:
         return self.snap.token
 
+    @property
+    def frame(self) -> Snapshot:
+        return self.snap
+
     def record_count(self) -> int:
         return len(self.snap.records)
+
+    def procedure_count(self, filters: Filters) -> int:
+        return int(filters.mask(self.snap).sum())
+
+    def procedures_by(self, filters: Filters, by: str) -> pd.Series:
+        import numpy as np
+        import pandas as pd
+
+        from audit.analytics.grouping import ID_COLUMNS
+        column = ID_COLUMNS.get(by)
+        if column is None:
+            raise ValueError(f"cannot count by {by!r}; allowed: {', '.join(ID_COLUMNS)}")
+        ids = self.snap.records[column].to_numpy()[filters.mask(self.snap)].astype(np.int64)
+        counts = pd.Series(np.bincount(ids) if len(ids) else [], dtype=np.int64)
+        return counts[counts > 0]
+
+    def investigation_levels(self) -> pd.DataFrame:
+        from audit.alerts.detection import investigation_levels
+        return investigation_levels(self.snap)
 
     def options(self) -> dict[str, list[str]]:
         from audit.analytics.snapshot import options

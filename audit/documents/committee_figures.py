@@ -103,7 +103,7 @@ def gather(engine: Engine, actor: Actor, first: date, last: date, *,
     tick(STEPS[3], 3, total)
     card = source.physician_scorecard(filters)
     tick(STEPS[4], 4, total)
-    alert_table, rates = _alerts(engine, actor, source, filters, frames)
+    alert_table, rates = _alerts(engine, actor, source, filters)
     tick(STEPS[5], 5, total)
     quality = source.completeness(filters)
     figures = CommitteeFigures(
@@ -127,23 +127,11 @@ def _source(engine: Engine, frames: FrameCache | None,
     return FrameSource(snap, engine)
 
 
-#: Whether the alert refresh and rates take a FigureSource whose figures come from SQL (its
-#: `frame` is None) and then read no frame (branch alertsql, issue 16). Until they do, a report
-#: from SQL figures reads the frame for its alerts step only.
-ALERTS_FROM_SQL = hasattr(FigureSource, "frame")
-
-
-def _alerts(engine: Engine, actor: Actor, source: FigureSource, filters: Filters,
-            frames: FrameCache | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _alerts(engine: Engine, actor: Actor, source: FigureSource,
+            filters: Filters) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The alert counts and rates of `report alerts`, after the same refresh (at once when
     current: the incremental refresh's own check)."""
-    found: Snapshot | FigureSource
-    if isinstance(source, FrameSource):
-        found = source.snap
-    elif ALERTS_FROM_SQL:
-        found = source
-    else:
-        found = frames.get() if frames is not None else load_snapshot(engine)
+    found: Snapshot | FigureSource = source.snap if isinstance(source, FrameSource) else source
     refresh_alerts(engine, found)  # type: ignore[arg-type]
     rates = alert_rates(engine, actor, found, filters)  # type: ignore[arg-type]
     return alert_counts(engine, actor, filters), rates

@@ -25,7 +25,6 @@ from audit.alerts import (
     acknowledgement_errors,
     alert_counts,
     alert_rates,
-    investigation_levels,
     list_alerts,
     open_by_patient,
     open_by_physician,
@@ -50,16 +49,16 @@ TABLE_COLUMNS = ["alert_id", "kind", "quantity", "performed_at", "patient", "pro
 
 actor = state.require(Permission.VIEW_DASHBOARDS)
 st.title("Dose alerts")
-snap = analytics.snapshot()
-chosen = analytics.filters(snap)
-analytics.caption(snap, chosen)
+figures = analytics.figures()  # SQL on a PostgreSQL site that chose it: no frame read (issue 16)
+chosen = analytics.filters(figures)
+analytics.caption(figures, chosen)
 try:
-    refresh_alerts(state.engine(), snap)  # derived from all records: arrival order cannot matter
+    refresh_alerts(state.engine(), figures)  # from all records: arrival order cannot matter
 except ValidationFailed as exc:  # a threshold setting that cannot be used: say which
     st.error("Alerts were not recomputed: " + plain(exc))
 try:
     summary = alert_counts(state.engine(), actor, chosen)
-    rates = alert_rates(state.engine(), actor, snap, chosen).set_index("kind")
+    rates = alert_rates(state.engine(), actor, figures, chosen).set_index("kind")
 except ValidationFailed as exc:
     st.error(plain(exc))
     st.stop()
@@ -88,7 +87,7 @@ tables.show(rates.reset_index(), enums={"kind": KINDS})
 
 # --- who the open alerts belong to ---------------------------------------------------------------
 st.subheader("Open alerts by physician")
-doctors = open_by_physician(state.engine(), actor, snap, chosen)
+doctors = open_by_physician(state.engine(), actor, figures, chosen)
 if doctors["open"].sum():
     per_kind = doctors[doctors["procedures"] > 0].melt(
         id_vars=["physician", "procedures"], value_vars=list(KINDS_BY_PRIORITY),
@@ -240,12 +239,13 @@ else:
         no.button("Cancel", key="a_cancel", on_click=_cancel)
 
 st.subheader("Thresholds", help=glossary("SRDL", "Investigation level", "Cumulative dose"))
+lookups = figures.lookups
 tables.show(pd.DataFrame({
     "setting": [labels.setting_label(key) for key in THRESHOLD_SETTINGS],
-    "value": [labels.plain_number(getattr(snap.settings, key)) for key in THRESHOLD_SETTINGS],
-    "source": [snap.setting_sources.get(key) for key in THRESHOLD_SETTINGS]}))
+    "value": [labels.plain_number(getattr(lookups.settings, key)) for key in THRESHOLD_SETTINGS],
+    "source": [lookups.setting_sources.get(key) for key in THRESHOLD_SETTINGS]}))
 try:
-    levels = investigation_levels(snap)
+    levels = figures.investigation_levels()
 except ValidationFailed as exc:
     st.error(plain(exc))
 else:
@@ -253,7 +253,7 @@ else:
     st.caption("Investigation levels per procedure: the local percentile of the type's records, "
                "never below the factor × their median, rounded to 3 significant figures; none "
                f"below the minimum number of records (settings: {plain(named)}).")
-    percentile = labels.ordinal(float(snap.settings.investigation_percentile))
+    percentile = labels.ordinal(float(lookups.settings.investigation_percentile))
     tables.show(tables.with_units(levels.drop(columns=["type_id"]),
                                   ["median", "percentile", "floor", "level"]),
                 names={"percentile": f"{percentile} percentile",

@@ -2,10 +2,15 @@
 investigation levels that move, the stored alerts equal a recomputation from every record
 (audit.alerts.detection.compute_alerts), a full pass finds nothing left to change, only the
 changed records are evaluated, acknowledgements survive, and two refreshes racing on two
-PostgreSQL connections store each alert once. On both databases."""
+PostgreSQL connections store each alert once. On both databases, from the analysis frame; and
+on PostgreSQL from SQL (FLUORO_AUDIT_FIGURES=sql: audit.alerts.from_sql), with every way of
+reading the frame made to fail during the refresh, after which a full refresh from the frame
+finds nothing to change (the same keys, values, evidence, context and statuses)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -14,7 +19,9 @@ from sqlalchemy import Engine, func, select
 
 from audit.alerts.detection import compute_alerts
 from audit.alerts.store import acknowledge, list_alerts, refresh_alerts
+from audit.analytics import snapshot
 from audit.analytics.snapshot import load_snapshot
+from audit.analytics.sql.source import SqlSource
 from audit.auth import Actor, cli_actor
 from audit.demo import generate
 from audit.log.service import ProcedureLog
@@ -26,6 +33,29 @@ from tests.alerts.test_alerts import RSO, tfesi
 from tests.conftest import Databases, race
 
 PLACES = ("site_id", "room_id", "physician_id", "procedure_type_id")
+#: (database, where the refresh reads every record from): SQL is PostgreSQL's only.
+PATHS = [("sqlite", "frame"), ("postgresql", "frame"), ("postgresql", "sql")]
+
+
+@contextmanager
+def frame_refused() -> Iterator[None]:
+    """Every way to the analysis frame fails while inside."""
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the analysis frame was read by a refresh from SQL")
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("_read_records", "read_snapshot", "load_snapshot"):
+            patch.setattr(snapshot, name, refuse)
+        patch.setattr(snapshot.FrameCache, "get", refuse)
+        yield
+
+
+def refresh(engine: Engine, path: str, *, full: bool = False) -> Any:
+    """refresh_alerts from the frame, or from SQL with the frame refused."""
+    if path == "frame":
+        return refresh_alerts(engine, load_snapshot(engine), full=full)
+    with frame_refused():
+        return refresh_alerts(engine, SqlSource(engine), full=full)
 
 
 def _epoch(value: datetime | None) -> int | None:
@@ -61,11 +91,16 @@ def last_scope(engine: Engine) -> Any:
                                .order_by(AuditEvent.id.desc()).limit(1)).scalar()["scope"]
 
 
-def refresh_and_compare(engine: Engine) -> Any:
-    """Refresh incrementally, check the stored alerts against a recomputation; the scope."""
-    refresh_alerts(engine, load_snapshot(engine))
+def refresh_and_compare(engine: Engine, path: str = "frame") -> Any:
+    """Refresh incrementally, check the stored alerts against a recomputation; the scope.
+    From SQL, also a full refresh from the frame finds nothing to change."""
+    refresh(engine, path)
     assert stored(engine) == computed(engine)
-    return last_scope(engine)
+    scope = last_scope(engine)
+    if path == "sql":
+        result = refresh_alerts(engine, load_snapshot(engine), full=True)
+        assert not result.changed, result
+    return scope
 
 
 def record_id(engine: Engine, accession: str) -> int:
@@ -80,10 +115,12 @@ def a_demo_patient(engine: Engine) -> str:
                               .order_by(Procedure.id).limit(1))
 
 
-def test_incremental_refresh_equals_a_full_recompute(engine: Engine, admin: Actor) -> None:
+@pytest.mark.parametrize("backend,path", PATHS)
+def test_incremental_refresh_equals_a_full_recompute(engine: Engine, admin: Actor,
+                                                     path: str) -> None:
     update_setting(engine, admin, "investigation_min_records", 20)
     generate(engine, procedures=1500, seed=11, until=date(2026, 6, 30))
-    assert refresh_and_compare(engine) == "all records"  # the first refresh: everything
+    assert refresh_and_compare(engine, path) == "all records"  # the first refresh: everything
     assert sum(1 for a in stored(engine) if a[1] == "investigation") > 0
 
     # creates: an SRDL case, a new patient's cumulative episode, and a demo patient's record
@@ -93,7 +130,7 @@ def test_incremental_refresh_equals_a_full_recompute(engine: Engine, admin: Acto
                    tfesi("N2", "PAT-M", "06-02", 150.0), tfesi("N3", "PAT-M", "06-20", 90.0),
                    tfesi("N4", demo_patient, "06-21", 240.0)):
         log.log(record, cli_actor(), confirm_warnings=True, create_missing=True)
-    scope = refresh_and_compare(engine)
+    scope = refresh_and_compare(engine, path)
     assert scope != "all records" and scope["records"] == 4  # only the new records
 
     # acknowledge the SRDL alerts of N1 and one of N4's, then amend, void, move to a patient
@@ -108,7 +145,7 @@ def test_incremental_refresh_equals_a_full_recompute(engine: Engine, admin: Acto
     log.amend(record_id(engine, "N2"), {"patient_id": "PAT-Q"}, cli_actor(), version=1,
               reason="wrong patient", confirm_warnings=True, create_missing=True)
     log.void(record_id(engine, "N3"), cli_actor(), version=1, reason="duplicate")
-    scope = refresh_and_compare(engine)
+    scope = refresh_and_compare(engine, path)
     assert scope != "all records"
     after = list_alerts(engine, RSO).set_index("alert_id")
     kap_n1 = srdl_n1[srdl_n1["quantity"] == "dap_gycm2"]["alert_id"].iloc[0]
@@ -122,41 +159,44 @@ def test_incremental_refresh_equals_a_full_recompute(engine: Engine, admin: Acto
 
     # a threshold setting: everything re-evaluated; investigation settings: the moved levels
     update_setting(engine, admin, "srdl_kap_gycm2", 300)
-    assert refresh_and_compare(engine) == "all records"
+    assert refresh_and_compare(engine, path) == "all records"
     update_setting(engine, admin, "investigation_percentile", 95)
-    scope = refresh_and_compare(engine)
+    scope = refresh_and_compare(engine, path)
     assert scope != "all records" and scope["level_types"] > 0
     update_setting(engine, admin, "srdl_kap_gycm2", 500)
-    refresh_and_compare(engine)
+    refresh_and_compare(engine, path)
 
     # a room's KAP correction factor scales every KAP: everything re-evaluated
     room = next(r for r in list_rooms(engine) if r["name"] == "OR 1")
     update_room(engine, admin, room["room_id"], kap_correction_factor=0.5)
-    assert refresh_and_compare(engine) == "all records"
+    assert refresh_and_compare(engine, path) == "all records"
 
     # a full pass over every record finds nothing left to change
-    result = refresh_alerts(engine, load_snapshot(engine), full=True)
+    result = refresh(engine, path, full=True)
     assert not result.changed, result
 
 
-def test_acknowledgement_survives_refreshes_after_unrelated_records(engine: Engine) -> None:
+@pytest.mark.parametrize("backend,path", PATHS)
+def test_acknowledgement_survives_refreshes_after_unrelated_records(engine: Engine,
+                                                                   path: str) -> None:
     log = ProcedureLog(engine)
     log.log(tfesi("S1", "PAT-S", "03-01", 600.0), cli_actor(), confirm_warnings=True,
             create_missing=True)
-    refresh_alerts(engine, load_snapshot(engine))
+    refresh(engine, path)
     alert = int(list_alerts(engine, RSO, kind="srdl")["alert_id"].iloc[0])
     acknowledge(engine, RSO, [alert], "skin check booked", patient_informed=True)
     for k in range(3):
         log.log(tfesi(f"U{k}", f"PAT-U{k}", f"04-0{k + 1}", 1.0), cli_actor(),
                 confirm_warnings=True, create_missing=True)
-        assert not refresh_alerts(engine, load_snapshot(engine)).changed
+        assert not refresh(engine, path).changed
     row = list_alerts(engine, RSO).set_index("alert_id").loc[alert]
     assert (row["status"], row["note"], row["patient_informed"]) == \
         ("acknowledged", "skin check booked", True)
 
 
+@pytest.mark.parametrize("path", ["frame", "sql"])
 def test_two_refreshes_racing_on_postgresql_store_each_alert_once(
-        databases: Databases) -> None:
+        databases: Databases, path: str) -> None:
     # PostgreSQL only: the advisory lock is PostgreSQL's; SQLite has one writer at a time.
     db_url = databases.postgresql()
     engines = [make_engine(db_url), make_engine(db_url)]
@@ -166,7 +206,7 @@ def test_two_refreshes_racing_on_postgresql_store_each_alert_once(
             for k in range(3):
                 log.log(tfesi(f"R{round_}{k}", f"PAT-R{k}", f"0{round_ + 3}-0{k + 1}", 400.0),
                         cli_actor(), confirm_warnings=True, create_missing=True)
-            snaps = [load_snapshot(e) for e in engines]
+            snaps = [load_snapshot(e) if path == "frame" else SqlSource(e) for e in engines]
             outcomes = race([lambda e=e, s=s: refresh_alerts(e, s)
                              for e, s in zip(engines, snaps, strict=True)])
             assert outcomes == [None, None]

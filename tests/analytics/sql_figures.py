@@ -27,6 +27,16 @@ def _complication_list(source: FigureSource, filters: Filters) -> pd.DataFrame:
     return _sorted(source.complication_list(filters))
 
 
+def _procedures(by: str | None) -> Call:
+    """The Alerts page's procedures under the filters (in all, or per id), as a table."""
+    def run(source: FigureSource, filters: Filters) -> pd.DataFrame:
+        if by is None:
+            return pd.DataFrame({"procedures": [source.procedure_count(filters)]})
+        counts = source.procedures_by(filters, by)
+        return pd.DataFrame({"id": counts.index.to_numpy(), "procedures": counts.to_numpy()})
+    return run
+
+
 QUANTITIES = ("dap_gycm2", "fluoro_time_s", "air_kerma_mgy")
 #: (name, call): every figure, each grouping and quantity the pages use (and more).
 FIGURES: list[tuple[str, Call]] = [
@@ -75,6 +85,9 @@ FIGURES: list[tuple[str, Call]] = [
     *((f"complication rates by {by}", call("complication_rates", by))
       for by in ("procedure", "physician", "month")),
     ("complication list", _complication_list),
+    ("procedures (the Alerts page)", _procedures(None)),
+    *((f"procedures by {by}", _procedures(by))
+      for by in ("physician", "room", "site", "procedure", "technologist")),
 ]
 
 

@@ -55,6 +55,13 @@ def test_every_figure_equals_the_frames(sources: tuple[FrameSource, SqlSource]) 
     assert assert_every_figure_equal(frame, sql, CASES) == len(CASES) * len(FIGURES)
 
 
+def test_investigation_levels_equal_the_frames(sources: tuple[FrameSource, SqlSource]) -> None:
+    frame, sql = sources
+    pd.testing.assert_frame_equal(sql.investigation_levels(), frame.investigation_levels(),
+                                  check_exact=True)
+    assert sql.frame is None and frame.frame is frame.snap
+
+
 def test_hand_checked_values_from_sql(sources: tuple[FrameSource, SqlSource]) -> None:
     _, sql = sources
     overall = sql.compliance_rates(Filters()).iloc[0]

@@ -11,8 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import pandas as pd
 import pytest
 import streamlit as st
 from sqlalchemy import Connection, Engine, select
@@ -20,11 +22,11 @@ from sqlalchemy.orm import Session
 from streamlit.testing.v1 import AppTest
 
 from audit.analytics import figures_version, snapshot
+from audit.analytics.snapshot import FrameCache
 from audit.analytics.source import FrameSource
 from audit.analytics.sql.warm import wait_for_warmer
 from audit.auth import Actor, cli_actor
 from audit.demo import generate
-from audit.documents.committee_figures import ALERTS_FROM_SQL
 from audit.filters import Filters
 from audit.rules import rule_report
 from audit.settings import update_setting
@@ -37,6 +39,10 @@ from tests.rules.helpers import packs_on
 
 VIEWS = Path(__file__).resolve().parents[2] / "dashboard" / "views"
 RSO = Actor("rso1", Role.RSO)
+#: The frame's readers as imported, to put back after `no_frame` refused them.
+_frame_readers = SimpleNamespace(
+    _read_records=snapshot._read_records, read_snapshot=snapshot.read_snapshot,
+    load_snapshot=snapshot.load_snapshot, FrameCache=SimpleNamespace(get=FrameCache.get))
 PAGES = ("compliance", "dose", "data_quality", "complications")
 
 
@@ -154,9 +160,6 @@ def test_the_coverage_page_reads_no_frame(pg_demo: tuple[str, Engine], no_frame:
         assert metrics["Exceptions"] == f"{int(rules['exceptions'].sum()):,}"
 
 
-@pytest.mark.xfail(not ALERTS_FROM_SQL, strict=True,
-                   reason="the alert refresh reads the frame until it computes from SQL "
-                          "(branch alertsql): the committee report's alerts step reads it")
 def test_the_committee_report_page_reads_no_frame(pg_demo: tuple[str, Engine],
                                                   no_frame: list[str],
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
@@ -176,3 +179,41 @@ def dose_rows(conn: Connection, version: int) -> list[Any]:
     r = FigureResult
     return list(conn.scalars(select(r.asked_at).where(
         r.figures_version == version, r.recipe.like('%"physician_scorecard"%'))))
+
+
+def shown_figures(at: AppTest) -> tuple[dict[str, str], list[pd.DataFrame]]:
+    """The Alerts page's metrics and tables (rates, physicians, patients, alerts, levels)."""
+    return ({m.label: m.value for m in at.metric},
+            [d.value.reset_index(drop=True) for d in at.dataframe])
+
+
+def test_the_alerts_page_never_reads_the_frame_and_shows_the_frames_counts(
+        pg_demo: tuple[str, Engine], no_frame: list[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 16: the alert refresh, the rates per 100 procedures, the physicians' procedures,
+    the filters and the investigation levels come from SQL; the same page in frame mode (read
+    afterwards) shows the same."""
+    url, _ = pg_demo
+    at = run(url, "alerts", monkeypatch)
+    in_sql = shown_figures(at)
+    assert int(in_sql[0]["Open"].replace(",", "")) > 0
+    at.sidebar.multiselect(key="f_procedures").select("TFESI").run()
+    assert not at.exception, [e.message for e in at.exception]
+    narrowed_sql = shown_figures(at)
+    assert no_frame == []
+    monkeypatch.setenv("FLUORO_AUDIT_FIGURES", "frame")
+    for name in ("_read_records", "read_snapshot", "load_snapshot"):  # the frame again
+        monkeypatch.setattr(snapshot, name, getattr(_frame_readers, name))
+    monkeypatch.setattr(snapshot.FrameCache, "get", _frame_readers.FrameCache.get)
+    st.cache_resource.clear()
+    at = AppTest.from_file(str(VIEWS / "alerts.py"), default_timeout=120)
+    at.session_state["actor"] = RSO
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    in_frame = shown_figures(at)
+    at.sidebar.multiselect(key="f_procedures").select("TFESI").run()
+    for sql, frame in ((in_sql, in_frame), (narrowed_sql, shown_figures(at))):
+        assert sql[0] == frame[0]
+        assert len(sql[1]) == len(frame[1])
+        for left, right in zip(sql[1], frame[1], strict=True):
+            pd.testing.assert_frame_equal(left, right)

@@ -34,7 +34,7 @@ from audit.analytics._packing import COLUMNS
 from audit.analytics.compliance import _rates, p_chart_rows
 from audit.analytics.daily_summary import monthly_counts, refresh_summary
 from audit.analytics.figure_changes import figures_version
-from audit.analytics.grouping import QUANTITIES
+from audit.analytics.grouping import ID_COLUMNS, QUANTITIES
 from audit.analytics.reference_levels import levels_in_force
 from audit.analytics.snapshot import Snapshot, _frame
 from audit.analytics.sql import counts, dose, drill, reference, scorecard
@@ -88,6 +88,8 @@ class SqlSource:
         self._lock = threading.Lock()
         self.queries = 0  # figures computed (not served from a cache): for tests, benches
         self.shared_hits = 0  # figures found in the shared table (computed by another source)
+        #: the investigation levels and the version they are of (investigation_levels)
+        self._investigation: tuple[int, pd.DataFrame] | None = None
 
     # --- the figures version, the lookups and the result caches ------------------------------
     @property
@@ -283,6 +285,57 @@ class SqlSource:
         found = conn.scalar(select(func.count()).select_from(
             select(p.id).where(p.status == RecordStatus.FINAL.value, near).limit(1).subquery()))
         return not found
+
+    # --- what the Alerts page needs (issue 16: it reads no frame either) ----------------------
+    @property
+    def frame(self) -> None:
+        return None
+
+    @public
+    def procedure_count(self, filters: Filters) -> int:
+        def work(scope: Scope) -> int:
+            return int(scope.conn.scalar(select(func.count()).select_from(scope.rec)) or 0)
+        return self._figure("procedure_count", filters, work)  # type: ignore[no-any-return]
+
+    @public
+    def procedures_by(self, filters: Filters, by: str) -> pd.Series:
+        if by not in ID_COLUMNS:
+            raise ValueError(f"cannot count by {by!r}; allowed: {', '.join(ID_COLUMNS)}")
+
+        def work(scope: Scope) -> pd.Series:
+            key = scope.col(ID_COLUMNS[by])
+            rows = scope.conn.execute(select(key, func.count()).select_from(scope.rec)
+                                      .group_by(key).order_by(key)).all()
+            return pd.Series([int(n) for _, n in rows], index=[int(k) for k, _ in rows],
+                             dtype=np.int64)
+        found: pd.Series = self._figure(f"procedures_by:{by}", filters, work)
+        return found.copy()
+
+    @public
+    def investigation_levels(self) -> pd.DataFrame:
+        """From PostgreSQL (audit.alerts.from_sql), equal to the frame's. Kept while only
+        events that move no level follow (an acknowledgement, a sign-in): a computation sorts
+        every value (3 s at 1M records), and the alert refresh hands over its own."""
+        def compute(conn: Connection, lookups: Snapshot) -> pd.DataFrame:
+            from audit.alerts.from_sql import inputs_changed, investigation_levels
+            kept = self._investigation
+            if kept is not None and kept[0] <= lookups.token and \
+                    not inputs_changed(conn, kept[0], lookups.token):
+                return kept[1]
+            table = investigation_levels(conn, lookups, kept[1] if kept else None)
+            self._investigation = (lookups.token, table)
+            return table
+        return self._cached(("investigation_levels",), compute)  # type: ignore[no-any-return]
+
+    def keep_investigation_levels(self, token: int, table: pd.DataFrame) -> None:
+        """Levels computed as of data version `token` elsewhere (audit.alerts.refresh)."""
+        self._investigation = (token, table.copy())
+
+    def last_investigation_levels(self) -> pd.DataFrame | None:
+        """The last levels computed in this process, of any data version: where the next
+        computation looks first (audit.alerts.from_sql.type_quantiles)."""
+        kept = self._investigation
+        return None if kept is None else kept[1]
 
     # --- the figures --------------------------------------------------------------------------
     @public
