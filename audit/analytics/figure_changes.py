@@ -4,9 +4,11 @@ Why not the data version (the highest audit event id, audit.analytics.snapshot.d
 every sign-in, sign-out, export and alert acknowledgement appends an event, and each would make
 every stored figure (audit.analytics.sql.shared) look out of date although no figure changed.
 The actions that count are vocab.FIGURE_ACTIONS (the records, settings, names, catalog and
-reference levels); the others are left out. Events extend one chain under a lock
-(audit.trail.lock_chain), so ids are committed in order and a later commit never slips in below
-a version already read.
+reference levels); the others are left out, and so is the alert refresh's own event (a
+bulk_create of entity "alert": no figure reads the stored alerts, and counting it would make
+every refresh after a write throw away the figures the warmer had just computed). Events
+extend one chain under a lock (audit.trail.lock_chain), so ids are committed in order and a
+later commit never slips in below a version already read.
 
 The read is one probe of a partial index on audit_event.id over those actions
 (ix_audit_event_figures, migration 0021): its cost does not depend on how many events of other
@@ -20,6 +22,9 @@ from sqlalchemy import Connection, bindparam, func, select
 from audit.storage.models import AuditEvent
 from audit.vocab import FIGURE_ACTIONS
 
+#: The alert refresh's events (audit.alerts.refresh): not a change of any figure.
+ALERT_ENTITY = "alert"
+
 
 def figures_version(conn: Connection) -> int:
     """The highest id of an event that can change a figure, as this connection sees it (0 on an
@@ -29,5 +34,7 @@ def figures_version(conn: Connection) -> int:
 
 # the actions as literals, not parameters: a prepared statement's generic plan could not prove
 # the partial index's condition from $1, $2, ... and would walk the primary key instead
-_QUERY = select(func.max(AuditEvent.id)).where(AuditEvent.action.in_(
-    bindparam("figure_actions", FIGURE_ACTIONS, expanding=True, literal_execute=True)))
+_QUERY = select(func.max(AuditEvent.id)).where(
+    AuditEvent.action.in_(bindparam("figure_actions", FIGURE_ACTIONS, expanding=True,
+                                    literal_execute=True)),
+    AuditEvent.entity != bindparam("not_entity", ALERT_ENTITY, literal_execute=True))

@@ -26,7 +26,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 FIGURE_EVENTS = ("action IN ('create', 'amend', 'void', 'import', 'setting', 'bulk_create', "
-                 "'deactivate')")
+                 "'deactivate') AND entity <> 'alert'")
 
 
 def upgrade() -> None:

@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
+from audit.alerts.store import refresh_alerts
 from audit.analytics.figure_changes import _QUERY, figures_version
 from audit.analytics.reference_levels import add_reference_level
+from audit.analytics.snapshot import load_snapshot
 from audit.auth import Actor, SignInFailed, add_user, authenticate, sign_out
 from audit.export.runner import export
 from audit.log.csv_import import import_csv
@@ -67,14 +69,18 @@ def test_only_what_can_change_a_figure_moves_it(engine: Engine, service: Procedu
     step("reference level", lambda: add_reference_level(
         engine, admin, procedure="TFESI", quantity="dap_gycm2", kind="drl", value=9.5,
         source="local committee", effective_from=date(2026, 1, 1)))
+    step("alert refresh", lambda: refresh_alerts(engine, load_snapshot(engine), full=True))
     assert moves == [("add a user", True), ("sign in", False), ("failed sign-in", False),
                      ("sign out", False),
                      ("export", False), ("log", True), ("amend", True), ("void", True),
-                     ("import", True), ("setting", True), ("reference level", True)]
+                     ("import", True), ("setting", True), ("reference level", True),
+                     ("alert refresh", False)]
     with engine.connect() as conn:  # the trail did grow: the data version moved meanwhile
         actions = set(conn.scalars(text("SELECT DISTINCT action FROM audit_event")))
     assert {AuditAction.LOGIN.value, AuditAction.LOGIN_FAILED.value, AuditAction.LOGOUT.value,
             AuditAction.EXPORT.value} <= actions
+    with engine.connect() as conn:  # the refresh did write its event (a bulk_create)
+        assert conn.scalar(text("SELECT count(*) FROM audit_event WHERE entity = 'alert'"))
 
 
 def test_the_version_is_one_probe_of_the_partial_index(databases: Databases) -> None:

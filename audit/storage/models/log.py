@@ -341,8 +341,10 @@ class ProcedureLevel(Base):
     region: Mapped[str] = mapped_column(String(16))
 
 
-#: The partial index's condition: the events of vocab.FIGURE_ACTIONS.
-_FIGURE_EVENTS = "action IN ({})".format(", ".join(f"'{a}'" for a in vocab.FIGURE_ACTIONS))
+#: The partial index's condition: the events of vocab.FIGURE_ACTIONS, except the alert
+#: refresh's own (entity "alert": no figure reads the alerts it stores).
+_FIGURE_EVENTS = "action IN ({}) AND entity <> 'alert'".format(
+    ", ".join(f"'{a}'" for a in vocab.FIGURE_ACTIONS))
 
 
 class AuditEvent(Base):
