@@ -26,12 +26,15 @@ BY_CHOICES = ("procedure", "physician", "month")
 
 
 def read_complications(engine: Engine) -> pd.DataFrame:
-    """Every complication not voided: procedure_id, kind, severity, timing."""
+    """Every complication not voided: procedure_id, kind, severity, timing, complication_id
+    (in the order they were recorded)."""
     with engine.connect() as conn:
         rows = conn.execute(select(Complication.procedure_id, Complication.kind,
-                                   Complication.severity, Complication.timing)
-                            .where(Complication.status == RecordStatus.FINAL.value)).all()
-    return pd.DataFrame(rows, columns=["procedure_id", "kind", "severity", "timing"])
+                                   Complication.severity, Complication.timing, Complication.id)
+                            .where(Complication.status == RecordStatus.FINAL.value)
+                            .order_by(Complication.id)).all()
+    return pd.DataFrame(rows, columns=["procedure_id", "kind", "severity", "timing",
+                                       "complication_id"])
 
 
 def complication_rates(snap: Snapshot, filters: Filters, complications: pd.DataFrame,
@@ -66,10 +69,11 @@ def complication_rates(snap: Snapshot, filters: Filters, complications: pd.DataF
     return out[out["procedures"] > 0].reset_index(drop=True)
 
 
-def complication_list(snap: Snapshot, filters: Filters,
-                      complications: pd.DataFrame) -> pd.DataFrame:
+def complication_list(snap: Snapshot, filters: Filters, complications: pd.DataFrame,
+                      limit: int | None = None) -> pd.DataFrame:
     """The complications behind the rates: record, date, procedure, physician, kind, severity,
-    when recorded."""
+    when recorded; oldest first, and with `limit` only the newest `limit` of them (by date,
+    then record and complication number), as a page shows them."""
     from audit.analytics.grouping import record_names
 
     mask = filters.mask(snap)
@@ -77,5 +81,8 @@ def complication_list(snap: Snapshot, filters: Filters,
     chosen = complications[complications["procedure_id"].isin(records["id"])]
     names = record_names(snap, records).drop(columns=["site", "room"])
     out = chosen.merge(names, left_on="procedure_id", right_on="record_id")
+    out = out.sort_values(["performed_at", "record_id", "complication_id"], kind="stable")
+    if limit is not None:
+        out = out.tail(limit)
     return out[["record_id", "performed_at", "procedure", "physician", "kind", "severity",
-                "timing"]].sort_values("performed_at").reset_index(drop=True)
+                "timing"]].reset_index(drop=True)

@@ -84,7 +84,8 @@ class FigureSource(Protocol):
     def flagged_records(self, filters: Filters, flag: str,
                         limit: int = 1000) -> pd.DataFrame: ...
     def complication_rates(self, filters: Filters, by: str | None = None) -> pd.DataFrame: ...
-    def complication_list(self, filters: Filters) -> pd.DataFrame: ...
+    def complication_list(self, filters: Filters,
+                          limit: int | None = None) -> pd.DataFrame: ...
 
 
 class FrameSource:
@@ -157,9 +158,9 @@ class FrameSource:
         from audit.analytics.complications import complication_rates
         return complication_rates(self.snap, filters, self._read_complications(), by)
 
-    def complication_list(self, filters: Filters) -> pd.DataFrame:
+    def complication_list(self, filters: Filters, limit: int | None = None) -> pd.DataFrame:
         from audit.analytics.complications import complication_list
-        return complication_list(self.snap, filters, self._read_complications())
+        return complication_list(self.snap, filters, self._read_complications(), limit)
 
     def _read_complications(self) -> pd.DataFrame:
         if self._complications is None:

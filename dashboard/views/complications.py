@@ -12,6 +12,9 @@ from dashboard import analytics, case_mix_charts, state, tables
 from dashboard.analytics import chart_and_table, percent
 from dashboard.widgets import plain
 
+#: The complications listed at most (the newest): a page of rows, not a whole log.
+LISTED = 1000
+
 state.require(Permission.VIEW_DASHBOARDS)
 st.title("Complications")
 source = analytics.figures()  # SQL on PostgreSQL, the analysis frame on SQLite
@@ -49,5 +52,9 @@ for by, title in (("procedure", "By procedure type"), ("physician", "By physicia
                     table, caption=case_mix_charts.complication_caption(by))
 
 st.subheader("The complications behind these figures")
-tables.show(source.complication_list(chosen), height=300,
+listed = source.complication_list(chosen, limit=LISTED)
+if len(listed) == LISTED and int(overall["complications"]) > LISTED:
+    st.caption(f"The newest {LISTED:,} of {int(overall['complications']):,} complications, "
+               "newest first: narrow the filters to list older ones.")
+tables.show(listed.iloc[::-1].reset_index(drop=True), height=300,
             enums={"kind": ComplicationKind})

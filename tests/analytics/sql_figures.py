@@ -85,6 +85,7 @@ FIGURES: list[tuple[str, Call]] = [
     *((f"complication rates by {by}", call("complication_rates", by))
       for by in ("procedure", "physician", "month")),
     ("complication list", _complication_list),
+    ("complication list, the newest 2 (in order)", call("complication_list", limit=2)),
     ("procedures (the Alerts page)", _procedures(None)),
     *((f"procedures by {by}", _procedures(by))
       for by in ("physician", "room", "site", "procedure", "technologist")),

@@ -96,17 +96,21 @@ def flagged_records(scope: Scope, flag: str, limit: int = 1000) -> pd.DataFrame:
 
 
 def complication_list(scope: Scope, limit: int | None = None) -> pd.DataFrame:
-    """audit.analytics.complications.complication_list in SQL (voided ones left out)."""
+    """audit.analytics.complications.complication_list in SQL (voided ones left out; with
+    `limit`, the newest `limit`: fetched newest first, then put oldest first as the frame's)."""
     c, rec = Complication, scope.rec
     query = (select(rec.c.id, rec.c.t, rec.c.physician_id, rec.c.type_id, c.kind, c.severity,
                     c.timing)
              .join(c, c.procedure_id == rec.c.id)
-             .where(c.status == RecordStatus.FINAL.value)
-             .order_by(rec.c.t, rec.c.id, c.id))
-    if limit is not None:
-        query = query.limit(limit)
+             .where(c.status == RecordStatus.FINAL.value))
+    if limit is None:
+        query = query.order_by(rec.c.t, rec.c.id, c.id)
+    else:
+        query = query.order_by(rec.c.t.desc(), rec.c.id.desc(), c.id.desc()).limit(limit)
     rows = scope.frame(query, ["id", "t", "physician_id", "type_id", "kind", "severity",
                                "timing"])
+    if limit is not None:
+        rows = rows.iloc[::-1].reset_index(drop=True)
     rows["site_id"] = rows["room_id"] = 0
     names = _names(scope, rows)
     out = pd.DataFrame({"record_id": names["record_id"], "performed_at": names["performed_at"],

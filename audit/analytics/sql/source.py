@@ -463,8 +463,8 @@ class SqlSource:
         return self._figure("complication_rates", filters, counts.complication_rates, by)
 
     @public
-    def complication_list(self, filters: Filters) -> pd.DataFrame:
-        return self._figure("complication_list", filters, drill.complication_list)
+    def complication_list(self, filters: Filters, limit: int | None = None) -> pd.DataFrame:
+        return self._figure("complication_list", filters, drill.complication_list, limit)
 
 
 def _day(value: Any) -> date:
