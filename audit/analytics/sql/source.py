@@ -37,7 +37,7 @@ from audit.analytics.figure_changes import figures_version
 from audit.analytics.grouping import QUANTITIES
 from audit.analytics.reference_levels import levels_in_force
 from audit.analytics.snapshot import Snapshot, _frame
-from audit.analytics.sql import counts, dose, drill, reference, scorecard
+from audit.analytics.sql import counts, dose, drill, reference, scorecard, summary_counts
 from audit.analytics.sql.facts import refresh_facts
 from audit.analytics.sql.records import HALF_SECOND
 from audit.analytics.sql.scope import Scope
@@ -287,6 +287,13 @@ class SqlSource:
     # --- the figures --------------------------------------------------------------------------
     @public
     def compliance_rates(self, filters: Filters, by: str | None = None) -> pd.DataFrame:
+        """From the daily summary where it answers the filters exactly (None: it cannot,
+        audit.analytics.sql.summary_counts), else from a scan of the facts: the same table."""
+        if by in summary_counts.GROUPINGS:
+            found = self._cached(*summary_counts.computation(self.engine, filters, by,
+                                                             self._summary_exact))
+            if found is not None:
+                return found[by].copy()  # type: ignore[no-any-return]
         if by in (None, *COMPLIANCE_PAGE):  # the page's four tables, one scan
             return self._together("compliance_page", filters, counts.compliance_together,
                                   COMPLIANCE_PAGE, by)
