@@ -8,10 +8,11 @@ looked up in the table every app process shares (audit.analytics.sql.shared), an
 computed, and stored there for the others; each public call's recipe goes with it, for the
 warmer (audit.analytics.sql.warm).
 
-Counts per month, the filter choices, the period and the number of records come from the daily
-summary (audit.analytics.daily_summary); every other figure is one or two GROUP BY queries over
-the filtered records' facts (audit.analytics.sql.facts, refreshed before a figure is computed);
-only drill-down lists fetch records, with a LIMIT.
+Counts per month, the Compliance page's counts (audit.analytics.sql.summary_counts: where the
+summary answers the filters exactly), the filter choices, the period and the number of records
+come from the daily summary (audit.analytics.daily_summary); every other figure is one or two
+GROUP BY queries over the filtered records' facts (audit.analytics.sql.facts, refreshed before a
+figure is computed); only drill-down lists fetch records, with a LIMIT.
 """
 
 from __future__ import annotations
