@@ -61,15 +61,6 @@ def test_every_figure_equals_the_frames(sources: tuple[FrameSource, SqlSource]) 
     assert assert_every_figure_equal(frame, sql, CASES) == len(CASES) * len(FIGURES)
 
 
-def test_the_compliance_counts_come_from_the_daily_summary(pg_engine: Engine) -> None:
-    # Every case but the technologist's is one the summary answers (names it groups by, whole
-    # days, no record at a half-second edge): no scan of the record facts, the scan's tables.
-    for filters in CASES:
-        assert_compliance_source(pg_engine, filters,
-                                 () if filters.technologists else summary_counts.GROUPINGS)
-    assert_compliance_source(pg_engine, Filters(record_ids=(1, 2, 3)), ())
-
-
 def test_hand_checked_values_from_sql(sources: tuple[FrameSource, SqlSource]) -> None:
     _, sql = sources
     overall = sql.compliance_rates(Filters()).iloc[0]
@@ -198,3 +189,12 @@ def test_records_in_the_last_half_second_of_a_month_count_as_the_frame_counts_th
             assert_compliance_source(engine, filters, ())
     finally:
         engine.dispose()
+
+
+def test_the_compliance_counts_come_from_the_daily_summary(pg_engine: Engine) -> None:
+    # Every case but the technologist's is one the summary answers (names it groups by, whole
+    # days, no record at a half-second edge): no scan of the record facts, the scan's tables.
+    for filters in CASES:
+        assert_compliance_source(pg_engine, filters,
+                                 () if filters.technologists else summary_counts.GROUPINGS)
+    assert_compliance_source(pg_engine, Filters(record_ids=(1, 2, 3)), ())
