@@ -90,45 +90,53 @@ def _timed(work: Callable[[], Any]) -> float:
     return time.perf_counter() - started
 
 
-def main(url: str, label: str = "") -> int:
+def main(url: str, label: str = "",
+         pages: dict[str, Callable[[SqlSource, Filters], None]] | None = None,
+         shared: bool = True) -> int:
+    """`pages`: only these (bench_analytics.py --pages), all when None. shared=False: no
+    shared results (nothing stored, no setting written: --read-only)."""
+    pages = PAGES if pages is None else pages
     engine = make_engine(url)
     group_by = min(group_by_s(engine) for _ in range(3))
-    records = SqlSource(engine).record_count()  # also brings the daily summary up to date
+    # also brings the daily summary up to date
+    records = SqlSource(engine, shared=shared).record_count()
     print(f"\nfluoro-audit analytics benchmark, figures from SQL: {records:,} final records "
           f"(PostgreSQL{label})")
     print(f"plain GROUP BY over the table: {group_by:.2f} s")
     print("cold: a new process (nothing cached, nothing shared); warm: a filter change (slowest "
           f"of {len(WARM_FILTERS)}); repeat: the same filters again")
     print(f"\n{'page':<14}{'cold s':>8}{'warm s':>8}{'repeat s':>9}{'cold/GB':>9}{'warm/GB':>9}")
-    for name, page in PAGES.items():
+    for name, page in pages.items():
         source = SqlSource(engine, shared=False)
         cold = _timed(lambda page=page, s=source: page(s, Filters()))
         warm = max(_timed(lambda page=page, s=source, f=f: page(s, f)) for f in WARM_FILTERS)
         repeat = _timed(lambda page=page, s=source: page(s, WARM_FILTERS[0]))
         print(f"{name:<14}{cold:>8.2f}{warm:>8.3f}{repeat:>9.3f}{cold / group_by:>9.1f}"
               f"{warm / group_by:>9.2f}", flush=True)
-    shared_pages(engine)
+    if shared:
+        shared_pages(engine, pages)
     print(f"\npeak RSS of this process: {peak_rss_mb():.0f} MB (the frame is never read)")
     print("targets (issue 16, 5M and 10M): cold <= 3 s, warm <= 0.3 s, RSS < 1 GB")
     engine.dispose()
     return 0
 
 
-def shared_pages(engine: Any) -> None:
+def shared_pages(engine: Any,
+                 pages: dict[str, Callable[[SqlSource, Filters], None]]) -> None:
     """Asked, written, warmed, opened by a new process (the module docstring)."""
     asker = SqlSource(engine)
-    asking = _timed(lambda: [page(asker, f) for page in PAGES.values()
+    asking = _timed(lambda: [page(asker, f) for page in pages.values()
                              for f in (Filters(), *WARM_FILTERS)])
     with Session(engine) as session:  # the stored value as it is (an int stays an int)
         window = session.get(Setting, "duplicate_window_minutes").value  # type: ignore[union-attr]
     update_setting(engine, cli_actor(), "duplicate_window_minutes", window)
     report = warm_figures(engine)
-    print(f"\nshared results: asked for {len(PAGES)} pages x {1 + len(WARM_FILTERS)} filters "
+    print(f"\nshared results: asked for {len(pages)} pages x {1 + len(WARM_FILTERS)} filters "
           f"in {asking:.1f} s ({asker.queries} figures stored); after a write the warmer "
           f"replayed {report.replayed} calls in {report.seconds:.1f} s ({report.computed} "
           f"figures computed, {report.failed} failed)")
     print(f"\n{'page':<14}{'after warm s':>13}{'filter s':>9}{'computed':>9}")
-    for name, page in PAGES.items():
+    for name, page in pages.items():
         fresh = SqlSource(engine)  # a new process after the warm
         after = _timed(lambda page=page, s=fresh: page(s, Filters()))
         filtered = _timed(lambda page=page, s=fresh: page(s, WARM_FILTERS[0]))

@@ -132,6 +132,17 @@ def timed(work: Callable[[], Any]) -> float:
     return time.perf_counter() - started
 
 
+def chosen(pages: dict[str, Any], names: str | None) -> dict[str, Any]:
+    """The pages named by --pages (all: None); an unknown name is refused, naming the known."""
+    if names is None:
+        return pages
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    unknown = [n for n in wanted if n not in pages]
+    if unknown:
+        raise SystemExit(f"--pages: unknown {', '.join(unknown)}; allowed: {', '.join(pages)}")
+    return {n: pages[n] for n in wanted}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="50,000 procedures")
@@ -139,11 +150,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", default=None,
                         help="a PostgreSQL demo database (bench/make_pg_demo.py): the pages' "
                              "figures from SQL, as the dashboards compute them there")
+    parser.add_argument("--pages", default=None,
+                        help="only these pages, comma-separated (e.g. Compliance or "
+                             "\"Compliance,Data quality\"): a 5M run of one page")
+    parser.add_argument("--read-only", action="store_true",
+                        help="PostgreSQL: skip the shared results' part (it writes a setting "
+                             "and stores results): for a database this run may only read")
     args = parser.parse_args(argv)
     if args.url and not args.url.startswith("sqlite"):
         from bench import _pg_pages  # figures from SQL (issue 16)
 
-        return _pg_pages.main(args.url)
+        return _pg_pages.main(args.url, pages=chosen(_pg_pages.PAGES, args.pages),
+                              shared=not args.read_only)
     size = args.procedures or (50_000 if args.quick else 1_000_000)
     path = ensure_database(size)
     url = f"sqlite:///{path}"
@@ -171,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(WARM_FILTERS)})")
     print(f"\n{'page':<14}{'cold s':>8}{'restart s':>10}{'warm s':>8}"
           f"{'cold/GB':>9}{'warm/GB':>9}")
-    for name, page in PAGES.items():
+    for name, page in chosen(PAGES, args.pages).items():
         cache = FrameCache(engine)  # a new process: nothing in memory, no frame file
         cold = timed(lambda page=page, cache=cache: page(engine, cache.get(), Filters()))
         restarted = FrameCache(engine, store=store)

@@ -3,13 +3,20 @@ analysis frame and of SQL (PostgreSQL) alike, compared to 1e-9 (relative)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pandas as pd
+from sqlalchemy import Engine, event
 
 from audit.analytics.safety import SAFETY_FLAGS
 from audit.analytics.source import FigureSource
+from audit.analytics.sql import counts, summary_counts
+from audit.analytics.sql.facts import refresh_facts
+from audit.analytics.sql.scope import Scope
+from audit.analytics.sql.source import COMPLIANCE_PAGE, SqlSource
 from audit.filters import Filters
 
 Call = Callable[[FigureSource, Filters], pd.DataFrame]
@@ -113,3 +120,53 @@ def assert_every_figure_equal(frame: FigureSource, sql: FigureSource,
             assert_same(name, filters, call(frame, filters), call(sql, filters))
             compared += 1
     return compared
+
+
+# --- the Compliance page's counts: from the daily summary, or from a scan of the facts -------
+FACT_SCAN = re.compile(r"\bFROM record_fact\b", re.IGNORECASE)
+SUMMARY_READ = re.compile(r"\bFROM daily_summary\b", re.IGNORECASE)
+
+
+@contextmanager
+def statements(engine: Engine) -> Iterator[list[str]]:
+    """The SQL statements run on the engine meanwhile (what a figure read)."""
+    seen: list[str] = []
+
+    def note(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
+        seen.append(statement)
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+
+
+def scanned_compliance(engine: Engine, sql: SqlSource, filters: Filters,
+                       by: str | None) -> pd.DataFrame:
+    """compliance_rates as a scan of the record facts computes it (the page's groupings in
+    one scan, the others each in one), whether or not the summary could answer."""
+    refresh_facts(engine)
+    with engine.connect() as conn:
+        scope = Scope.open(conn, sql.lookups, filters)
+        if by in (None, *COMPLIANCE_PAGE):
+            return counts.compliance_together(scope, COMPLIANCE_PAGE)[by]
+        return counts.compliance(scope, by)
+
+
+def assert_compliance_source(engine: Engine, filters: Filters,
+                             from_summary: Collection[str | None]) -> None:
+    """Every grouping the summary holds: those in `from_summary` read from the summary without
+    a scan of the record facts, the others scanned (the fallback), and all exactly the scan's
+    table: columns, dtypes, order, labels."""
+    for by in summary_counts.GROUPINGS:
+        sql = SqlSource(engine, shared=False)  # nothing cached: the figure is computed
+        with statements(engine) as seen:
+            found = sql.compliance_rates(filters, by)
+        scans = [s for s in seen if FACT_SCAN.search(s)]
+        where = f"compliance by {by} under {filters.describe()}"
+        if by in from_summary:
+            assert not scans and any(SUMMARY_READ.search(s) for s in seen), where
+        else:
+            assert scans, where
+        pd.testing.assert_frame_equal(found, scanned_compliance(engine, sql, filters, by),
+                                      obj=where)

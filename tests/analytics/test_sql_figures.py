@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 
 from audit.analytics.snapshot import load_snapshot
 from audit.analytics.source import ENV_FIGURES, FrameSource, figure_source, uses_sql
+from audit.analytics.sql import summary_counts
 from audit.analytics.sql.source import SqlSource
 from audit.auth import cli_actor
 from audit.errors import ValidationFailed
@@ -22,7 +23,12 @@ from audit.filters import Filters
 from audit.log.service import ProcedureLog
 from audit.storage.engine import make_engine
 from tests.analytics import analytics_data
-from tests.analytics.sql_figures import FIGURES, assert_every_figure_equal, assert_same
+from tests.analytics.sql_figures import (
+    FIGURES,
+    assert_compliance_source,
+    assert_every_figure_equal,
+    assert_same,
+)
 from tests.conftest import Databases, valid_record
 
 CASES = [
@@ -180,5 +186,22 @@ def test_records_in_the_last_half_second_of_a_month_count_as_the_frame_counts_th
             for name, call in FIGURES:
                 assert_same(name, filters, call(frame, filters), call(sql, filters))
         assert sql.p_chart(Filters())["n"].tolist() == [1, 2]
+        # The summary answers the groupings without a month (a month's edge is no period's
+        # edge there); by month, and for a period starting or ending at that edge, the
+        # facts are scanned.
+        assert_compliance_source(engine, Filters(), ("physician", "room", "procedure",
+                                                     "site", None))
+        for filters in (Filters.days(None, date(2026, 1, 31)),
+                        Filters.days(date(2026, 2, 1), None)):
+            assert_compliance_source(engine, filters, ())
     finally:
         engine.dispose()
+
+
+def test_the_compliance_counts_come_from_the_daily_summary(pg_engine: Engine) -> None:
+    # Every case but the technologist's is one the summary answers (names it groups by, whole
+    # days, no record at a half-second edge): no scan of the record facts, the scan's tables.
+    for filters in CASES:
+        assert_compliance_source(pg_engine, filters,
+                                 () if filters.technologists else summary_counts.GROUPINGS)
+    assert_compliance_source(pg_engine, Filters(record_ids=(1, 2, 3)), ())

@@ -15,13 +15,18 @@ from sqlalchemy import Engine, func, select
 from audit.alerts.refresh import refresh_alerts
 from audit.analytics.snapshot import Snapshot, load_snapshot, options
 from audit.analytics.source import FrameSource
+from audit.analytics.sql import summary_counts
 from audit.analytics.sql.source import SqlSource
 from audit.demo import generate
 from audit.filters import Filters
 from audit.storage.engine import make_engine, read_session
 from audit.storage.models import Alert
 from audit.vocab import AlertKind, AlertStatus
-from tests.analytics.sql_figures import FIGURES, assert_every_figure_equal
+from tests.analytics.sql_figures import (
+    FIGURES,
+    assert_compliance_source,
+    assert_every_figure_equal,
+)
 from tests.conftest import Databases
 
 pytestmark = pytest.mark.slow  # 2500 demo procedures, every figure under 8 filters
@@ -57,6 +62,17 @@ def test_every_figure_equals_the_frames_on_the_demo(demo: tuple[Engine, Snapshot
     assert assert_every_figure_equal(frame, sql, found) == len(found) * len(FIGURES)
     assert sql.options() == frame.options() and sql.date_range() == frame.date_range()
     assert sql.record_count() == frame.record_count() == len(snap.records)
+
+
+def test_the_compliance_counts_come_from_the_summary_on_the_demo(
+        demo: tuple[Engine, Snapshot]) -> None:
+    # Each case's compliance tables read from the daily summary, no scan of the record facts,
+    # exactly the scan's tables; a technologist filter scans.
+    engine, snap = demo
+    for filters in cases(snap):
+        assert_compliance_source(engine, filters, summary_counts.GROUPINGS)
+    technologist = str(snap.technologists.iloc[0])  # a username, as the filter takes
+    assert_compliance_source(engine, Filters(technologists=(technologist,)), ())
 
 
 def test_the_demo_has_what_the_figures_must_handle(demo: tuple[Engine, Snapshot]) -> None:

@@ -8,10 +8,11 @@ looked up in the table every app process shares (audit.analytics.sql.shared), an
 computed, and stored there for the others; each public call's recipe goes with it, for the
 warmer (audit.analytics.sql.warm).
 
-Counts per month, the filter choices, the period and the number of records come from the daily
-summary (audit.analytics.daily_summary); every other figure is one or two GROUP BY queries over
-the filtered records' facts (audit.analytics.sql.facts, refreshed before a figure is computed);
-only drill-down lists fetch records, with a LIMIT.
+Counts per month, the Compliance page's counts (audit.analytics.sql.summary_counts: where the
+summary answers the filters exactly), the filter choices, the period and the number of records
+come from the daily summary (audit.analytics.daily_summary); every other figure is one or two
+GROUP BY queries over the filtered records' facts (audit.analytics.sql.facts, refreshed before a
+figure is computed); only drill-down lists fetch records, with a LIMIT.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from audit.analytics.figure_changes import figures_version
 from audit.analytics.grouping import ID_COLUMNS, QUANTITIES
 from audit.analytics.reference_levels import levels_in_force
 from audit.analytics.snapshot import Snapshot, _frame
-from audit.analytics.sql import counts, dose, drill, reference, scorecard
+from audit.analytics.sql import counts, dose, drill, reference, scorecard, summary_counts
 from audit.analytics.sql.facts import refresh_facts
 from audit.analytics.sql.records import HALF_SECOND
 from audit.analytics.sql.scope import Scope
@@ -340,6 +341,13 @@ class SqlSource:
     # --- the figures --------------------------------------------------------------------------
     @public
     def compliance_rates(self, filters: Filters, by: str | None = None) -> pd.DataFrame:
+        """From the daily summary where it answers the filters exactly (None: it cannot,
+        audit.analytics.sql.summary_counts), else from a scan of the facts: the same table."""
+        if by in summary_counts.GROUPINGS:
+            found = self._cached(*summary_counts.computation(self.engine, filters, by,
+                                                             self._summary_exact))
+            if found is not None:
+                return found[by].copy()  # type: ignore[no-any-return]
         if by in (None, *COMPLIANCE_PAGE):  # the page's four tables, one scan
             return self._together("compliance_page", filters, counts.compliance_together,
                                   COMPLIANCE_PAGE, by)

@@ -1,0 +1,142 @@
+"""The Compliance page's counts from the daily summary (audit.analytics.daily_summary) instead of
+a scan of the record facts, where the summary answers the filters exactly.
+
+Why: the page's figures are counts (eligible, compliant, excepted) by physician, room and
+procedure and overall; the summary holds them per day x site x room x procedure type x
+physician, about 17 times fewer rows than records (288k at 5M), and a GROUP BY of the rows with
+an eligible record collapses them to one row per site x room x procedure x physician (a few
+hundred) in a tenth of the time a scan of the facts takes. Each grouping and the overall are
+sums of those rows in pandas; the rates and Wilson intervals, the labels, the row order and
+the dtypes come from the scan's own code (groups.decorate, counts._compliance_rates), so the
+tables are the scan's, exactly.
+
+When the summary answers exactly (`answerable`, then `period_edges_clear`):
+- no filter the summary has no column for: a technologist, a patient, record ids, voided
+  records (those fall back to the scan, as monthly_counts refuses them);
+- a period of whole UTC days (the dashboards' periods), the summary holds nothing finer;
+- no final record in the last half second before the period's bounds: the frame (and the
+  scan, which is held to it) rounds an instant to whole seconds, so such a record is inside the
+  period there and outside it in the summary, whose days are not rounded. One indexed probe of
+  the (status, performed_at) index. Month edges do not matter here (no grouping by month:
+  by="month" is the p-chart's monthly counts, SqlSource._summary_exact checks those edges).
+
+The summary's compliance rule is the facts' (audit.contrast_rule in SQL, the same catalog
+columns; tests/analytics/test_daily_summary.py and test_sql_figures.py hold both equal to the
+frame's), and the summary is refreshed to the data version before it is read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Connection, Engine, and_, func, or_, select
+
+from audit.analytics.daily_summary import SUMMARY, monthly_counts, refresh_summary
+from audit.analytics.snapshot import Snapshot
+from audit.analytics.sql import groups
+from audit.analytics.sql.counts import COMPLIANCE_COUNTS, _compliance_rates
+from audit.analytics.sql.records import HALF_SECOND
+from audit.filters import Filters
+from audit.storage.models import DailySummary, Procedure
+from audit.vocab import RecordStatus
+
+#: Grouping name -> the summary's column.
+KEYS = {"physician": "physician_id", "room": "room_id", "procedure": "procedure_type_id",
+        "site": "site_id"}
+
+
+#: What compliance_rates takes from the summary (month: the p-chart's monthly counts).
+GROUPINGS = (None, *KEYS, "month")
+Compute = Callable[[Connection, Snapshot], Any]
+
+
+def computation(engine: Engine, filters: Filters, by: str | None,
+                summary_exact: Callable[[Connection, Filters], bool]
+                ) -> tuple[tuple[Any, ...], Compute]:
+    """(cache key, compute) for SqlSource._cached: the overall and every grouping but month
+    in one read of the summary; by month, the monthly counts under the p-chart's rule
+    (`summary_exact`: the month edges too). Either result is a dict by grouping, or None where
+    the summary cannot answer (cached too, so a fallback to the scan costs the probe once)."""
+    if by == "month":
+        def monthly(conn: Connection, lookups: Snapshot) -> dict[str, pd.DataFrame] | None:
+            filters.mask(lookups)  # unknown names, an inverted period: ValidationFailed
+            if not answerable(filters) or not summary_exact(conn, filters):
+                return None
+            found = monthly_counts(engine, filters)
+            found = found[found["eligible"] > 0][["month", *COMPLIANCE_COUNTS]]
+            # month labels as the scan's (object, not pandas' inferred string dtype)
+            found = found.astype({"month": object, **{c: np.int64 for c in COMPLIANCE_COUNTS}})
+            return {"month": _compliance_rates(found.reset_index(drop=True), "month")}
+        return ("compliance_summary_month", filters), monthly
+
+    def grouped(conn: Connection, lookups: Snapshot) -> dict[str | None, pd.DataFrame] | None:
+        filters.mask(lookups)
+        return compliance_counts(engine, conn, lookups, filters)
+    return ("compliance_summary", filters), grouped
+
+
+def answerable(filters: Filters) -> bool:
+    """Whether the summary holds what the filters select: names of what it groups by, final
+    records, a period of whole UTC days."""
+    if filters.technologists or filters.patient_id or filters.record_ids is not None or \
+            filters.record_status != RecordStatus.FINAL.value:
+        return False
+    return all(moment is None or moment.timestamp() % 86400 == 0
+               for moment in (filters.start, filters.before))
+
+
+def period_edges_clear(conn: Connection, filters: Filters) -> bool:
+    """No final record in the half second before the period's start or end (module doc)."""
+    edges = [moment for moment in (filters.start, filters.before) if moment is not None]
+    if not edges:
+        return True
+    p = Procedure
+    near = or_(*(and_(p.performed_at >= e - HALF_SECOND, p.performed_at < e) for e in edges))
+    found = conn.scalar(select(func.count()).select_from(
+        select(p.id).where(p.status == RecordStatus.FINAL.value, near).limit(1).subquery()))
+    return not found
+
+
+def compliance_counts(engine: Engine, conn: Connection, lookups: Snapshot,
+                      filters: Filters) -> dict[str | None, pd.DataFrame] | None:
+    """counts.compliance for the overall (None) and each of KEYS, from the summary; None when
+    the summary cannot answer the filters exactly (the caller scans the facts). `conn` reads
+    the edge probe; the summary is refreshed, then read on a new connection (after the
+    refresh's commit)."""
+    if not answerable(filters) or not period_edges_clear(conn, filters):
+        return None
+    refresh_summary(engine)
+    rows = _rows(engine, filters)
+    found: dict[str | None, pd.DataFrame] = {}
+    for by, column in KEYS.items():
+        part = (rows.groupby(column, sort=True)[list(COMPLIANCE_COUNTS)].sum()
+                .reset_index().rename(columns={column: "g0"}))
+        part = part[part["eligible"] > 0].reset_index(drop=True)
+        found[by] = _compliance_rates(groups.decorate(part, lookups, [by]), by)
+    total = pd.DataFrame({"scope": ["all"],
+                          **{n: [int(rows[n].sum())] for n in COMPLIANCE_COUNTS}})
+    found[None] = _compliance_rates(total, None)
+    return found
+
+
+def _rows(engine: Engine, filters: Filters) -> pd.DataFrame:
+    """The summary's counts per site x room x procedure x physician under the filters, only
+    rows with an eligible record (the others add 0 to every count and make no group)."""
+    s = DailySummary
+    columns = [*KEYS.values(), *COMPLIANCE_COUNTS]
+    with engine.connect() as conn:
+        found = filters.id_conditions(conn, SUMMARY)
+        if found is None:  # a name that matches no id: nothing
+            return pd.DataFrame({c: np.empty(0, dtype=np.int64) for c in columns})
+        period = [s.day >= m.astimezone(UTC).date() for m in [filters.start] if m is not None]
+        period += [s.day < m.astimezone(UTC).date() for m in [filters.before] if m is not None]
+        keys = [getattr(s, c) for c in KEYS.values()]
+        query = (select(*keys, *(func.sum(getattr(s, c)) for c in COMPLIANCE_COUNTS))
+                 .where(s.eligible > 0, *period, *found).group_by(*keys))
+        rows: list[Any] = [tuple(r) for r in conn.execute(query).all()]
+    return pd.DataFrame(rows, columns=columns).astype(np.int64) if rows else \
+        pd.DataFrame({c: np.empty(0, dtype=np.int64) for c in columns})
