@@ -11,10 +11,17 @@ from datetime import date
 
 import pandas as pd
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
+from audit.analytics import source as source_module
 from audit.analytics.snapshot import load_snapshot
-from audit.analytics.source import ENV_FIGURES, FrameSource, figure_source, uses_sql
+from audit.analytics.source import (
+    ENV_FIGURES,
+    FrameSource,
+    figure_source,
+    record_estimate,
+    uses_sql,
+)
 from audit.analytics.sql import summary_counts
 from audit.analytics.sql.source import SqlSource
 from audit.auth import cli_actor
@@ -141,17 +148,27 @@ def test_a_pages_groupings_are_one_query(pg_engine: Engine) -> None:
     assert_same("safety flags", f, frame.safety_flags(f), flags)
 
 
-def test_the_frame_is_the_default_and_sql_is_chosen_by_the_site(
+def test_by_default_the_source_follows_the_size_and_the_site_may_choose(
         pg_engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(ENV_FIGURES, raising=False)
+    monkeypatch.setattr(source_module, "_estimates", {})
+    with pg_engine.begin() as conn:  # what autovacuum does after many writes
+        conn.execute(text("ANALYZE procedure"))
+        stored = conn.scalar(text("SELECT count(*) FROM procedure"))
+    records = record_estimate(pg_engine)
+    assert records == stored > 0  # the planner's estimate, exact after ANALYZE
     assert not uses_sql(pg_engine) and isinstance(figure_source(pg_engine), FrameSource)
+    monkeypatch.setattr(source_module, "SQL_FROM_RECORDS", records)  # a site this size
+    assert uses_sql(pg_engine) and isinstance(figure_source(pg_engine), SqlSource)
+    monkeypatch.setenv(ENV_FIGURES, "frame")
+    assert not uses_sql(pg_engine)
     monkeypatch.setenv(ENV_FIGURES, "SQL")
     assert uses_sql(pg_engine) and isinstance(figure_source(pg_engine), SqlSource)
     monkeypatch.setenv(ENV_FIGURES, "duckdb")
     with pytest.raises(ValidationFailed) as refused:
         uses_sql(pg_engine)
     assert refused.value.errors[0].field == ENV_FIGURES
-    assert "'duckdb' is not allowed; allowed: frame, sql" in refused.value.errors[0].message
+    assert "'duckdb' is not allowed; allowed: auto, frame, sql" in refused.value.errors[0].message
 
 
 def test_the_source_follows_the_database(pg_engine: Engine, databases: Databases,
