@@ -46,9 +46,10 @@ def add_figures(sub: Subcommands) -> None:
     figures = sub.add_parser("figures", help="the dashboards' figures (PostgreSQL)") \
         .add_subparsers(dest="figures_command", required=True, metavar="ACTION")
     p = add_command(figures, "warm", cmd_figures_warm,
-                    "PostgreSQL with FLUORO_AUDIT_FIGURES=sql: compute now, for every app "
-                    "process, the figures people asked for before the last write (most recent "
-                    "first), under a lock so one process warms at a time; prune old versions")
+                    "PostgreSQL with figures from SQL (FLUORO_AUDIT_FIGURES): compute now, for "
+                    "every app process, the figures people asked for before the last write "
+                    "(most recent first), under a lock so one process warms at a time; prune "
+                    "old versions")
     p.add_argument("--limit", type=bounded(int, 1, 100_000), default=200,
                    help="at most this many figure calls (default 200)")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
