@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from sqlalchemy import Engine, delete, func, select, text, update
+from sqlalchemy import Engine, delete, event, func, select, text, update
 
 from audit.analytics.sql.facts import fact_select, rebuild_facts, refresh_facts
 from audit.auth import cli_actor
@@ -183,3 +183,35 @@ def test_sqlite_keeps_the_table_empty_and_says_why(databases: Databases,
         assert "PostgreSQL only" in err and "internal error" not in err
     finally:
         engine.dispose()
+
+
+def test_a_drill_down_under_one_physician_reads_that_physicians_newest_facts(
+        pg: Engine) -> None:
+    """The Compliance page's records list under a physician filter walks the index on
+    (physician_id, performed_at) backwards and stops at its LIMIT (migration 0022), instead of
+    scanning every fact (0.5-0.9 s at 5M records)."""
+    from audit.analytics.sql.source import SqlSource
+    from audit.filters import Filters
+    from tests.analytics import analytics_data
+
+    analytics_data.load(ProcedureLog(pg), cli_actor())
+    source = SqlSource(pg, shared=False)
+    physician = source.options()["physicians"][0]
+    seen: list[tuple[str, object]] = []
+
+    def note(conn: object, cursor: object, statement: str, parameters: object,
+             *rest: object) -> None:
+        if "record_fact" in statement and "LIMIT" in statement:
+            seen.append((statement, parameters))
+    event.listen(pg, "before_cursor_execute", note)
+    try:
+        source.compliance_records(Filters(physicians=(physician,)), limit=50)
+    finally:
+        event.remove(pg, "before_cursor_execute", note)
+    assert seen, "the drill-down ran no LIMIT query over the record facts"
+    statement, parameters = seen[-1]
+    with pg.connect() as conn:
+        conn.exec_driver_sql("SET enable_seqscan = off")  # a handful of rows: force the choice
+        plan = "\n".join(str(r[0]) for r in conn.exec_driver_sql(
+            "EXPLAIN " + statement, parameters))  # type: ignore[arg-type]
+    assert "ix_record_fact_physician_id_performed_at" in plan, plan

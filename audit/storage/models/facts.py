@@ -26,7 +26,13 @@ class RecordFact(Base):
     columns first so PostgreSQL pads nothing."""
 
     __tablename__ = "record_fact"
-    __table_args__ = (Index(None, "performed_at"),)
+    __table_args__ = (
+        Index(None, "performed_at"),
+        # a drill-down under one physician, room or procedure: newest first, stops at its LIMIT
+        Index(None, "physician_id", "performed_at"),
+        Index(None, "room_id", "performed_at"),
+        Index(None, "procedure_type_id", "performed_at"),
+    )
 
     performed_at: Mapped[datetime] = mapped_column(UTCDateTime)
     fluoro_time_s: Mapped[float | None] = mapped_column(Float)  # NULL under ultrasound
