@@ -51,6 +51,9 @@ FIGURES: list[tuple[str, Call]] = [
     *((f"compliance by {by}", call("compliance_rates", by)) for by in GROUPINGS),
     ("p_chart", call("p_chart")),
     ("non-compliant records", call("compliance_records", limit=40)),
+    # a limit the filters' newest records fill: the drill's first look (drill.PROBE) answers
+    ("non-compliant records, the newest 2", call("compliance_records", limit=2)),
+    ("records flagged pregnant, the newest 1", call("flagged_records", "pregnant", 1)),
     ("non-compliant records of a physician",
      call("compliance_records", group=("physician", "Dr. A"), limit=40)),
     ("excepted records", call("compliance_records", "excepted", limit=40)),

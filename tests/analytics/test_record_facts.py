@@ -215,3 +215,33 @@ def test_a_drill_down_under_one_physician_reads_that_physicians_newest_facts(
         plan = "\n".join(str(r[0]) for r in conn.exec_driver_sql(
             "EXPLAIN " + statement, parameters))  # type: ignore[arg-type]
     assert "ix_record_fact_physician_id_performed_at" in plan, plan
+
+
+def test_a_drill_down_answers_from_the_newest_records_when_they_suffice(pg: Engine) -> None:
+    """The drill's first look (the filters' newest records, drill.PROBE times its limit)
+    answers alone when it finds `limit` rows, and gives the frame's rows; when it finds fewer
+    the drill looks at every record."""
+    from audit.analytics.snapshot import load_snapshot
+    from audit.analytics.source import FrameSource
+    from audit.analytics.sql.source import SqlSource
+    from audit.filters import Filters
+    from tests.analytics import analytics_data
+
+    analytics_data.load(ProcedureLog(pg), cli_actor())
+    sql, frame = SqlSource(pg, shared=False), FrameSource(load_snapshot(pg), pg)
+    for limit, looks in ((2, 1), (10_000, 2)):
+        seen: list[str] = []
+
+        def note(conn: object, cursor: object, statement: str, *rest: object,
+                 seen: list[str] = seen) -> None:
+            if "record_fact" in statement and "LIMIT" in statement:
+                seen.append(statement)
+        event.listen(pg, "before_cursor_execute", note)
+        try:
+            found = sql.compliance_records(Filters(), limit=limit)
+        finally:
+            event.remove(pg, "before_cursor_execute", note)
+        expected = frame.compliance_records(Filters(), limit=limit)
+        assert len(seen) == looks and "newest" in seen[0]
+        assert found["record_id"].tolist() == expected["record_id"].tolist()
+        assert 2 <= len(found) < 10_000

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.sql import ColumnElement
+from sqlalchemy.sql.util import ClauseAdapter
 
 from audit.analytics.compliance import why_non_compliant
 from audit.analytics.grouping import QUANTITIES
@@ -20,6 +21,8 @@ from audit.storage.models import Complication
 from audit.vocab import RecordStatus
 
 _NAMES = ("id", "t", "site_id", "room_id", "physician_id", "type_id")
+#: A drill-down looks first at this many times its limit of the filters' newest records.
+PROBE = 20
 
 
 def _names(scope: Scope, rows: pd.DataFrame) -> pd.DataFrame:
@@ -42,12 +45,27 @@ def _rows(scope: Scope, where: list[ColumnElement[bool]], extra: list[str],
     second with different fractions)."""
     rec = scope.rec
     columns = [*_NAMES, *extra]
-    query = (select(*(rec.c[c] for c in columns)).where(*where)
-             .order_by(rec.c.performed_at.desc(),
-                       rec.c.id.desc() if newest_id_first else rec.c.id))
-    if limit is not None:
-        query = query.limit(limit)
-    return scope.frame(query, columns)
+
+    def newest(source: Any, conditions: list[ColumnElement[bool]], most: int | None) -> Any:
+        query = (select(*(source.c[c] for c in columns)).where(*conditions)
+                 .order_by(source.c.performed_at.desc(),
+                           source.c.id.desc() if newest_id_first else source.c.id))
+        return query if most is None else query.limit(most)
+
+    if limit is None:
+        return scope.frame(newest(rec, where, None), columns)
+    # First the filters' newest records alone (an index on (physician, room or procedure,
+    # instant) reads them backwards: the planner cannot tell how rare a drill's condition is,
+    # and with it scans every fact), then the condition among them: the same rows whenever
+    # `limit` of them qualify (any qualifying record outside is older than all of those).
+    probe = (select(rec).order_by(rec.c.performed_at.desc(),
+                                  rec.c.id.desc() if newest_id_first else rec.c.id)
+             .limit(limit * PROBE).subquery("newest"))
+    adapt = ClauseAdapter(probe).traverse
+    found = scope.frame(newest(probe, [adapt(w) for w in where], limit), columns)
+    if len(found) == limit:
+        return found
+    return scope.frame(newest(rec, where, limit), columns)  # fewer: look at every record
 
 
 def compliance_records(scope: Scope, which: str = "non_compliant",
