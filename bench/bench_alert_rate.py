@@ -63,9 +63,16 @@ def old_rule_per_100(snap: Snapshot, factor: float = 3.0) -> float:
     return 100.0 * hits / max(len(records), 1)
 
 
+def _what(size: int, url: str | None) -> str:
+    """What the run is on: the demo size, or the given database (whatever it holds)."""
+    if url:
+        return f"the database {make_url(url).database} (--url)"
+    return f"{size:,} demo procedures"
+
+
 def run(size: int, url: str | None) -> None:
-    print(f"\n{size:,} demo procedures" + (f" ({make_url(url).get_backend_name()})" if url
-                                            else " (SQLite)"), flush=True)
+    print(f"\n{_what(size, url)}" + (f" ({make_url(url).get_backend_name()})" if url
+                                     else " (SQLite)"), flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-alerts-") as tmp:
         copy, drop = scratch_copy(url, size, Path(tmp))
         migrate(copy)  # the settings the cached database may predate (0011)
@@ -114,7 +121,7 @@ def run(size: int, url: str | None) -> None:
 
 def run_sql(size: int, url: str) -> None:
     """The Alerts page's work from SQL: refresh, rates, levels; never the frame."""
-    print(f"\n{size:,} demo procedures (PostgreSQL, figures from SQL)", flush=True)
+    print(f"\n{_what(size, url)} (PostgreSQL, figures from SQL)", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-alerts-") as tmp:
         copy, drop = scratch_copy(url, size, Path(tmp))
         try:
