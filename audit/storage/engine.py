@@ -250,9 +250,14 @@ def migrations_dir() -> Path:
 
 
 def alembic_config(url: str | None = None) -> Any:
+    import sys
+
     from alembic.config import Config
 
-    config = Config()
+    # Alembic's own default is the sys.stdout of the moment alembic.config was first imported
+    # (a default argument): a stream since closed when that import ran under a redirected
+    # stdout (a background thread, a test's capture), and `alembic check` then fails to print
+    config = Config(stdout=sys.stdout)
     config.set_main_option("script_location", str(migrations_dir()))
     config.set_main_option("url_for_env", normalise_url(url or default_url()))
     config.attributes["configure_logger"] = False
