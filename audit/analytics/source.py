@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from sqlalchemy import Engine
 
-    from audit.analytics.snapshot import FrameCache, Snapshot
+    from audit.analytics.snapshot import FrameCache, ReadProgress, Snapshot
     from audit.filters import Filters
 
 QUANTITIES = ("fluoro_time_s", "dap_gycm2", "air_kerma_mgy")
@@ -255,12 +255,14 @@ def record_estimate(engine: Engine) -> int:
     return int(estimate or 0)
 
 
-def figure_source(engine: Engine, cache: FrameCache | None = None) -> FigureSource:
-    """SQL on PostgreSQL; on SQLite the frame (of `cache`, or read now)."""
+def figure_source(engine: Engine, cache: FrameCache | None = None,
+                  progress: ReadProgress | None = None) -> FigureSource:
+    """SQL where the site's choice takes it (uses_sql); else the frame (of `cache`, or read
+    now), `progress` hearing how far a full read has come."""
     if uses_sql(engine):
         from audit.analytics.sql.source import SqlSource
         return SqlSource(engine)
     if cache is not None:
-        return FrameSource.current(cache)
+        return FrameSource(cache.get(progress), cache.engine)
     from audit.analytics.snapshot import load_snapshot
-    return FrameSource(load_snapshot(engine), engine)
+    return FrameSource(load_snapshot(engine, progress), engine)

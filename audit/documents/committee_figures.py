@@ -27,8 +27,8 @@ from sqlalchemy import Engine
 
 from audit.alerts.store import alert_counts, refresh_alerts
 from audit.alerts.summary import alert_rates
-from audit.analytics.snapshot import FrameCache, Snapshot, load_snapshot
-from audit.analytics.source import FigureSource, FrameSource, uses_sql
+from audit.analytics.snapshot import FrameCache, Snapshot
+from audit.analytics.source import FigureSource, FrameSource, figure_source
 from audit.auth import Actor, Permission, require
 from audit.errors import FieldError, ValidationFailed
 from audit.filters import Filters
@@ -89,7 +89,7 @@ def gather(engine: Engine, actor: Actor, first: date, last: date, *,
         tick(f"{STEPS[0]}: {done:,} of {records:,}", 0, total)
 
     if source is None:
-        source = _source(engine, frames, reading)
+        source = figure_source(engine, frames, reading)
     lookups = source.lookups
     filters.mask(lookups)  # an unknown site is refused here, naming it
     chosen = list(sites) or sorted(str(s) for s in lookups.sites.tolist())
@@ -115,16 +115,6 @@ def gather(engine: Engine, actor: Actor, first: date, last: date, *,
     if pseudonymise:
         _pseudonymise(figures)
     return figures
-
-
-def _source(engine: Engine, frames: FrameCache | None,
-            reading: Callable[[int, int], None]) -> FigureSource:
-    """SQL where the site chose it on PostgreSQL, else the frame (of `frames`, or read now)."""
-    if uses_sql(engine):
-        from audit.analytics.sql.source import SqlSource
-        return SqlSource(engine)
-    snap = frames.get(reading) if frames is not None else load_snapshot(engine, reading)
-    return FrameSource(snap, engine)
 
 
 def _alerts(engine: Engine, actor: Actor, source: FigureSource,
