@@ -24,8 +24,10 @@ if TYPE_CHECKING:
     from audit.alerts.store import acknowledgement_errors as acknowledgement_errors
     from audit.alerts.store import acknowledgements as acknowledgements
     from audit.alerts.store import alert_counts as alert_counts
+    from audit.alerts.store import levels_in_force as levels_in_force
     from audit.alerts.store import list_alerts as list_alerts
     from audit.alerts.store import refresh_alerts as refresh_alerts
+    from audit.alerts.store import review_levels as review_levels
     from audit.alerts.summary import alert_rates as alert_rates
     from audit.alerts.summary import open_by_patient as open_by_patient
     from audit.alerts.summary import open_by_physician as open_by_physician
@@ -43,10 +45,12 @@ __all__ = [
     "alert_rates",
     "compute_alerts",
     "investigation_levels",
+    "levels_in_force",
     "list_alerts",
     "open_by_patient",
     "open_by_physician",
     "refresh_alerts",
+    "review_levels",
 ]
 
 #: Public name -> where it lives ("module:attribute" where the public name differs).
@@ -61,6 +65,8 @@ _PUBLIC = {
     "refresh_alerts": "audit.alerts.store",
     "RefreshResult": "audit.alerts.store",
     "list_alerts": "audit.alerts.store",
+    "levels_in_force": "audit.alerts.store",
+    "review_levels": "audit.alerts.store",
     "alert_counts": "audit.alerts.store",
     "acknowledge_alerts": "audit.alerts.store:acknowledge",
     "acknowledge_many": "audit.alerts.store",

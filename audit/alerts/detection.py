@@ -2,8 +2,9 @@
 cumulative dose per patient. Pure: the analysis frame and the settings in, a table of alerts
 out; no database is read or written here (audit.alerts.store keeps them).
 
-Alerts are a pure function of the set of final records and the settings, computed from all of
-them at once; storing them (table `alert`) only gives each one an identity to acknowledge.
+Alerts are a pure function of the set of final records, the settings and the investigation
+levels in force (set at a review from all records: audit.alerts.level_review), computed from
+all of them at once; storing them (table `alert`) only gives each one an identity to acknowledge.
 That is why the result cannot depend on the order records arrived in. (OpenREM checks a new
 study against the patient's earlier studies when it is imported, so a study imported after a
 newer one is never summed with it.)
@@ -12,8 +13,9 @@ newer one is never summed with it.)
   (settings srdl_*).
 - Investigation: a record above the investigation level of its procedure type: the local
   investigation_percentile (default 99th) of the type's final records, but never below
-  investigation_factor x their median, rounded to 3 significant figures so the level does not
-  shift with every new record. A type with fewer than investigation_min_records records with the
+  investigation_factor x their median, rounded to 3 significant figures. The levels a refresh
+  applies are those set at the last review (audit.alerts.level_review), not recomputed with
+  every new record. A type with fewer than investigation_min_records records with the
   quantity gets no level (a percentile of a few records is noise); the SRDLs still apply.
   Why a high percentile and not a multiple of the median alone: a multiple flags however many
   cases the spread of dose (patient size, levels treated, operator) puts above it, about 24
@@ -33,6 +35,7 @@ newer one is never summed with it.)
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -313,8 +316,12 @@ def cumulative_alerts(snap: Snapshot) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=ALERT_COLUMNS)
 
 
-def compute_alerts(snap: Snapshot) -> pd.DataFrame:
-    """Every alert the current records and settings call for (a pure function of them)."""
+def compute_alerts(snap: Snapshot, levels: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Every alert the current records and settings call for (a pure function of them), under
+    the investigation levels `levels` (the ones in force: audit.alerts.level_review; None:
+    computed from these records)."""
+    if levels is not None:
+        snap = replace(snap, cache={**snap.cache, "investigation_levels": levels})
     return with_places(snap, [srdl_alerts(snap), investigation_alerts(snap),
                               cumulative_alerts(snap)])
 

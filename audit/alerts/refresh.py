@@ -9,16 +9,17 @@ version it was made from; the next one reads the events after it and evaluates o
 - the cumulative alerts of those records' patients (and of the patients whose stored episodes
   held one of them), from the analysis frame: a patient's rolling windows are independent of
   every other patient's;
-- the investigation alerts of every record of a procedure type whose investigation level
-  changed. The levels are recomputed from the frame at each refresh that follows new records
-  (a few milliseconds per quantity), but rounded to 3 significant figures they seldom move;
-  only when one does (or its settings change) are the type's records re-evaluated.
+- at a review of the investigation levels (audit.alerts.level_review: the first refresh, a
+  threshold, catalog or room change, a type's records changed by a tenth since, or a person
+  asking), the investigation alerts of every record of a procedure type whose level moved.
+  Between reviews the levels in force (kept in the review's audit event) are applied as they
+  are: no refresh after new records reads every record.
 
 Everything is re-evaluated (`full`) on a first refresh, after a change of rules
 (RULES_VERSION), of a threshold setting, a room (its KAP correction factor) or the catalog, when
 an event does not say which records it changed, or when the stored alerts are not what the last
-refresh left. The result is the same as recomputing every alert from every record
-(tests/alerts/test_incremental.py, both databases): same keys, evidence, context,
+refresh left. The result is the same as recomputing every alert from every record under the
+levels in force (tests/alerts/test_incremental.py, both databases): same keys, evidence, context,
 reopen/withdraw rules and acknowledgements. One audit event per refresh with the counts, the
 scope and the data version; on PostgreSQL an advisory lock makes concurrent refreshes take turns
 (the second finds the work done).
@@ -52,6 +53,14 @@ from audit.alerts.detection import (
 from audit.alerts.from_sql import LevelKeeper, records_above
 from audit.alerts.from_sql import cumulative as cumulative_in_sql
 from audit.alerts.from_sql import investigation_levels as levels_in_sql
+from audit.alerts.level_review import (
+    InForce,
+    add_changes,
+    changed_by_type,
+    due_reason,
+    read_in_force,
+    review_payload,
+)
 from audit.alerts.per_record import WITHDRAWN_REASON, Counts, Scope, refresh_per_record
 from audit.analytics.reference_levels import SRDL_SETTINGS
 from audit.analytics.snapshot import INCREMENTAL_LIMIT, Snapshot, _changed_records
@@ -89,6 +98,9 @@ _CURRENT, _STALE = "current", "stale"
 class _Plan:
     scope: Scope
     last_levels: dict[str, str] | None  # the last refresh's level digests (None: unknown)
+    #: why this refresh reviews the investigation levels (None: it applies those in force,
+    #: unless a type's changes make a review due: level_review.due_reason)
+    review: str | None = None
 
 
 def _last_refresh(session: Session) -> dict[str, Any] | None:
@@ -105,15 +117,18 @@ def _plan(session: Session, snap: Snapshot) -> _Plan | str:
     last = _last_refresh(session) or {}
     synced = last.get("data_version")
     stored = session.scalar(select(func.count()).select_from(Alert))
-    if synced is not None and (last.get("stored") != stored or last.get("rules") != RULES_VERSION):
-        synced = None  # the table does not hold what the last refresh left, or older rules
+    review = None
+    if synced is not None and last.get("rules") != RULES_VERSION:
+        synced, review = None, f"alert rules changed (version {RULES_VERSION})"
+    elif synced is not None and last.get("stored") != stored:
+        synced = None  # the table does not hold what the last refresh left: the levels stay
     newer_data = session.scalar(
         select(func.max(AuditEvent.id)).where(AuditEvent.id > snap.token,
                                               AuditEvent.entity.in_(ALERT_INPUTS)))
     if newer_data is not None or (synced is not None and synced > snap.token):
         return _STALE
     if synced is None:
-        return _Plan(Scope(full=True), None)
+        return _Plan(Scope(full=True), None, review)
     rows = session.execute(
         select(AuditEvent.entity, AuditEvent.entity_id, AuditEvent.action)
         .where(AuditEvent.id > synced, AuditEvent.id <= snap.token,
@@ -125,18 +140,21 @@ def _plan(session: Session, snap: Snapshot) -> _Plan | str:
     levels = last.get("levels")
     full = Scope(full=True)
     if len(rows) > INCREMENTAL_LIMIT:
-        return _Plan(full, levels)
+        return _Plan(full, levels, f"more than {INCREMENTAL_LIMIT:,} changes at once")
     settings = {i for e, i in events if e == "setting"}
-    if any(e in ("room", "procedure_type") for e, _ in events) or None in settings or \
-            settings & (set(THRESHOLD_SETTINGS) - set(INVESTIGATION_SETTINGS)):
-        return _Plan(full, levels)
+    if any(e in ("room", "procedure_type") for e, _ in events):
+        return _Plan(full, levels, "a room or procedure type changed")
+    thresholds = sorted(settings & set(THRESHOLD_SETTINGS))
+    if None in settings or set(thresholds) - set(INVESTIGATION_SETTINGS):
+        return _Plan(full, levels, "threshold changed: " + ", ".join(thresholds or ["?"]))
     changed = _changed_records(events)
     if changed is None:
-        return _Plan(full, levels)
+        return _Plan(full, levels, "changes not named record by record")
     ids, ranges = changed
-    if not (ids or ranges or settings & set(INVESTIGATION_SETTINGS)):
+    if not (ids or ranges or thresholds):
         return _CURRENT  # only settings the alerts do not use
-    return _Plan(Scope(ids=ids, ranges=ranges), levels)
+    return _Plan(Scope(ids=ids, ranges=ranges), levels,
+                 "threshold changed: " + ", ".join(thresholds) if thresholds else None)
 
 
 def _digest(text_: str) -> str:
@@ -231,23 +249,24 @@ class _FromSql:
         return cumulative_in_sql(session.connection(), self.lookups, patients)
 
 
-def refresh_alerts(engine: Any, found: Snapshot | FigureSource, *,
-                   full: bool = False) -> RefreshResult:
+def refresh_alerts(engine: Any, found: Snapshot | FigureSource, *, full: bool = False,
+                   review: str | None = None, actor: str = SYSTEM_ACTOR) -> RefreshResult:
     """Make the stored alerts match what the records call for (see module doc), evaluating
     only what changed since the last refresh (`full`: everything, e.g. to check that nothing
-    is left to change). One transaction with one audit event recording what changed and the
-    data version it was computed from, so later calls on the same data (in any process)
-    return at once. `found`: the analysis frame (a Snapshot, or a FigureSource on it), or a
-    FigureSource whose figures come from SQL, whose lookups give the settings and whose
-    levels, records above them and cumulative sums PostgreSQL computes (audit.alerts.from_sql;
-    the same alerts)."""
+    is left to change; the levels in force stay). One transaction with one audit event
+    recording what changed and the data version it was computed from, so later calls on the
+    same data (in any process) return at once. `review`: review the investigation levels now,
+    for this reason, recorded as done by `actor` (audit.alerts.store.review_levels). `found`:
+    the analysis frame (a Snapshot, or a FigureSource on it), or a FigureSource whose figures
+    come from SQL, whose lookups give the settings and whose levels, records above them and
+    cumulative sums PostgreSQL computes (audit.alerts.from_sql; the same alerts)."""
     snap = found if isinstance(found, Snapshot) else found.frame
     lookups = snap if snap is not None else found.lookups  # type: ignore[union-attr]
-    if lookups.cache.get("alerts_refreshed") is not None and not full:
+    if lookups.cache.get("alerts_refreshed") is not None and not (full or review):
         return UNCHANGED
     with read_session(engine) as session:
         plan = _plan(session, lookups)
-    if plan == _STALE or (plan == _CURRENT and not full):
+    if plan == _STALE or (plan == _CURRENT and not (full or review)):
         lookups.cache["alerts_refreshed"] = True
         return UNCHANGED
     level_settings(lookups)  # a setting that cannot be used: refused before any work
@@ -259,24 +278,53 @@ def refresh_alerts(engine: Any, found: Snapshot | FigureSource, *,
             if session.get_bind().dialect.name == "postgresql":
                 session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_ALERT_LOCK})
             found = _plan(session, lookups)  # another process may have refreshed meanwhile
-            if found == _STALE or (found == _CURRENT and not full):
+            if found == _STALE or (found == _CURRENT and not (full or review)):
                 return UNCHANGED
-            level_rows, level_digests = _levels(inputs.levels(session))
-            scope = Scope(full=True) if full or found == _CURRENT else found.scope
-            if not scope.full:
-                moved = _moved(found.last_levels, level_digests)
-                scope = Scope(full=True) if moved is None else replace(
-                    scope, level_types=moved,
-                    level_records=inputs.above(session, moved, level_rows))
-            return _apply(session, lookups, inputs, scope, level_rows, level_digests)
+            # nothing changed, but a full pass or a review asked for: from the last levels
+            plan = found if isinstance(found, _Plan) else \
+                _Plan(Scope(), (_last_refresh(session) or {}).get("levels"))
+            scope = Scope(full=True) if full else plan.scope
+            in_force = read_in_force(session)
+            changed: dict[int, int] = {}
+            why = review or plan.review
+            if in_force is None:
+                why = why or "no investigation levels in force yet"
+            elif why is None:
+                changed = add_changes(in_force.changed, changed_by_type(session, scope))
+                why = due_reason(in_force, changed, level_settings(lookups)[1],
+                                 {int(k): str(v) for k, v in lookups.types["code"].items()})
+            if why is None:
+                assert in_force is not None
+                level_rows, level_digests = _levels(in_force.table)
+                kept: dict[str, Any] = {"review_event": in_force.event_id,
+                                        "changed_since_review": changed}
+            else:
+                table = inputs.levels(session)
+                level_rows, level_digests = _levels(table)
+                kept = {"review": review_payload(table, lookups.token, why),
+                        "changed_since_review": {}}
+                if not scope.full:
+                    moved = _moved(plan.last_levels, level_digests)
+                    scope = Scope(full=True) if moved is None else replace(
+                        scope, level_types=moved,
+                        level_records=inputs.above(session, moved, level_rows))
+            return _apply(session, lookups, inputs, scope, level_rows, level_digests, kept,
+                          actor)
 
     result = retrying(work)
     lookups.cache["alerts_refreshed"] = True
     return result
 
 
+def levels_in_force(engine: Any) -> InForce | None:
+    """The investigation levels the stored alerts apply (None: no refresh has set any)."""
+    with read_session(engine) as session:
+        return read_in_force(session)
+
+
 def _apply(session: Session, snap: Snapshot, inputs: _FromFrame | _FromSql, scope: Scope,
-           level_rows: list[dict[str, Any]], level_digests: dict[str, str]) -> RefreshResult:
+           level_rows: list[dict[str, Any]], level_digests: dict[str, str],
+           kept: dict[str, Any], actor: str) -> RefreshResult:
     now = utcnow()
     srdl = {quantity: (float(getattr(snap.settings, key)), "SRDL: " + _source(snap, key))
             for quantity, key in SRDL_SETTINGS.items()}
@@ -286,10 +334,12 @@ def _apply(session: Session, snap: Snapshot, inputs: _FromFrame | _FromSql, scop
     result = RefreshResult(counts.opened + cumulative.opened,
                            counts.updated + cumulative.updated,
                            counts.reopened + cumulative.reopened, len(withdrawn))
-    record_event(session, actor=SYSTEM_ACTOR, action=AuditAction.BULK_CREATE,
+    record_event(session, actor=actor, action=AuditAction.BULK_CREATE,
                  entity="alert", entity_id=None,
                  reason=("alerts recomputed from all final records" if scope.full else
-                         "alerts recomputed for the records changed since the last refresh"),
+                         "alerts recomputed for the records changed since the last refresh")
+                 + ("; investigation levels reviewed: " + kept["review"]["reason"]
+                    if "review" in kept else ""),
                  after={"opened": result.opened, "updated": result.updated,
                         "reopened": result.reopened, "withdrawn": result.withdrawn,
                         "withdrawn_ids": sorted(withdrawn)[:1000],
@@ -298,6 +348,8 @@ def _apply(session: Session, snap: Snapshot, inputs: _FromFrame | _FromSql, scop
                         {"records": len(scope.ids), "ranges": len(scope.ranges),
                          "level_types": sum(len(t) for t in scope.level_types.values())},
                         "levels": level_digests,
+                        **{k: ({str(t): n for t, n in v.items()}
+                               if k == "changed_since_review" else v) for k, v in kept.items()},
                         "stored": session.scalar(select(func.count()).select_from(Alert))})
     return result
 

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from audit import access
 from audit.alerts.refresh import RefreshResult as RefreshResult
+from audit.alerts.refresh import levels_in_force as levels_in_force
 from audit.alerts.refresh import refresh_alerts as refresh_alerts
 from audit.auth import Actor, Permission, require
 from audit.errors import FieldError, NotFound, ValidationFailed
@@ -39,6 +40,17 @@ from audit.storage.models import (
 )
 from audit.trail import record_event
 from audit.vocab import AlertKind, AlertStatus, AuditAction
+
+
+def review_levels(engine: Engine, actor: Actor, found: Any) -> RefreshResult:
+    """Review the investigation levels now (audit.alerts.level_review): computed again from
+    every final record, kept as the levels in force, and the investigation alerts of the types
+    whose level moved re-evaluated. For the RSO after a change of technique or equipment that
+    the automatic reviews would only catch later. `found`: what refresh_alerts reads (the
+    analysis frame, or a FigureSource)."""
+    require(actor, Permission.MANAGE_ALERTS)
+    return refresh_alerts(engine, found, review=f"requested by {actor.username}",
+                          actor=actor.username)
 
 
 def acknowledge(engine: Engine, actor: Actor, alert_ids: list[int], note: str, *,

@@ -10,7 +10,7 @@ command that opens one checks it exists and is migrated before anything else, so
 --db is an error, not a new empty file.
 
 This module assembles the parser from the command modules (admin, users, records, names,
-complications, rules, reports, figures, imports, network, settings, documents, export, keys,
+complications, rules, reports, figures, alerts, imports, network, settings, documents, export, keys,
 database: one per group of commands) in the order `--help` lists them, and turns the library's
 refusals into exit codes and messages; audit.cli.common holds what they share.
 """
@@ -28,6 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from audit import __version__
 from audit.cli import (
     admin,
+    alerts,
     complications,
     database,
     documents,
@@ -81,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     admin.add_demo(sub)
     reports.add_report(sub)
     figures.add_figures(sub)
+    alerts.add_alerts(sub)
     documents.add_patient(sub)
     settings.add_settings(sub)
     rules.add_rules(sub)

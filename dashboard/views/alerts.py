@@ -25,10 +25,12 @@ from audit.alerts import (
     acknowledgement_errors,
     alert_counts,
     alert_rates,
+    levels_in_force,
     list_alerts,
     open_by_patient,
     open_by_physician,
     refresh_alerts,
+    review_levels,
 )
 from audit.auth import Permission
 from audit.errors import AuditError, FieldError, ValidationFailed
@@ -244,17 +246,41 @@ tables.show(pd.DataFrame({
     "setting": [labels.setting_label(key) for key in THRESHOLD_SETTINGS],
     "value": [labels.plain_number(getattr(lookups.settings, key)) for key in THRESHOLD_SETTINGS],
     "source": [lookups.setting_sources.get(key) for key in THRESHOLD_SETTINGS]}))
-try:
-    levels = figures.investigation_levels()
-except ValidationFailed as exc:
-    st.error(plain(exc))
+in_force = levels_in_force(state.engine())
+if in_force is None:  # no refresh could run yet (a threshold setting that cannot be used)
+    st.info("No investigation levels are in force yet: they are set at the first alert refresh.")
 else:
+    levels = in_force.table
     named = "; ".join(labels.setting_label(key) for key in INVESTIGATION_SETTINGS)
     st.caption("Investigation levels per procedure: the local percentile of the type's records, "
                "never below the factor × their median, rounded to 3 significant figures; none "
-               f"below the minimum number of records (settings: {plain(named)}).")
+               f"below the minimum number of records (settings: {plain(named)}). They are set at "
+               "a review and stay until the next: when a threshold, a room or the catalog "
+               "changes, when a procedure's records changed since reach a tenth of those its "
+               "levels came from, or when the RSO asks.")
+    zone, zone_name = tables.display_zone()
+    codes = lookups.types["code"]
+    changed = ", ".join(f"{codes.get(t, t)} {n:,}" for t, n in in_force.changed.items())
+    st.text(f"In force since {tables.local_text(in_force.set_at, zone)} ({zone_name}): "
+            f"{in_force.reason}." + (f" Records changed since: {changed}." if changed else ""))
     percentile = labels.ordinal(float(lookups.settings.investigation_percentile))
     tables.show(tables.with_units(levels.drop(columns=["type_id"]),
                                   ["median", "percentile", "floor", "level"]),
                 names={"percentile": f"{percentile} percentile",
                        "level": "Investigation level"})
+    if actor.can(Permission.MANAGE_ALERTS) and st.button(
+            "Review the investigation levels now", key="a_review",
+            help="Computes the levels again from every final record (a change of technique "
+                 "or equipment the automatic reviews would catch later). Recorded in the "
+                 "audit trail under your name."):
+        try:
+            with st.spinner("Computing the levels from every final record…"):
+                result = review_levels(state.engine(), actor, figures)
+        except (AuditError, ValueError) as exc:
+            st.error(plain(exc))
+        else:
+            state.data_changed()
+            st.session_state[DONE] = (f"Investigation levels reviewed: {result.opened} alerts "
+                                      f"opened, {result.updated} updated, "
+                                      f"{result.withdrawn} withdrawn.")
+            st.rerun()

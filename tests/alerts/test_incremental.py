@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from audit.alerts.detection import compute_alerts
+from audit.alerts.refresh import levels_in_force
 from audit.alerts.store import acknowledge, list_alerts, refresh_alerts
 from audit.analytics import snapshot
 from audit.analytics.snapshot import load_snapshot
@@ -73,8 +74,10 @@ def stored(engine: Engine) -> set[tuple]:
 
 
 def computed(engine: Engine) -> set[tuple]:
-    """Every alert recomputed from all final records, in the same shape."""
-    alerts = compute_alerts(load_snapshot(engine))
+    """Every alert recomputed from all final records under the investigation levels in force,
+    in the same shape."""
+    in_force = levels_in_force(engine)
+    alerts = compute_alerts(load_snapshot(engine), None if in_force is None else in_force.table)
 
     def when(value: Any) -> int | None:
         return None if value != value else int(value)  # nan: no window

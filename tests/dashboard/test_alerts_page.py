@@ -161,3 +161,40 @@ def test_without_manage_alerts_no_form_and_pseudonyms(five: str) -> None:
     patients = table_with(at, "patient", "srdl", "open")["patient"]
     assert len(patients) == 5 and all(p.startswith("P") and not p.startswith("PAT-")
                                       for p in patients)
+
+
+def levels_table(at: AppTest) -> pd.DataFrame:
+    return table_with(at, "median", "floor", "records")
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_the_levels_in_force_and_the_rsos_review(five: str, engine: Engine) -> None:
+    from audit.alerts import levels_in_force
+    from audit.auth import cli_actor
+    from audit.settings import update_setting
+
+    log_all(engine, [tfesi(f"R{k}", f"PAT-R{k}", f"04-{k:02d}", 0.5 + k / 100)
+                     for k in range(1, 13)], refresh_each=False)
+    update_setting(engine, cli_actor(), "investigation_min_records", 8)
+    at = open_page(RSO)  # the page's refresh sets the levels from 20 records
+    first = levels_in_force(engine)
+    assert first is not None
+    texts = [t.value for t in at.text]
+    assert any(t.startswith("In force since ") and t.endswith(
+        "threshold changed: investigation_min_records.") for t in texts), texts
+    assert levels_table(at)["records"].tolist() == [20, 20, 20]
+    log_all(engine, [tfesi("Q4", "PAT-Q4", "03-13", 1.0)], refresh_each=False)
+    at = open_page(RSO)  # 1 of 20 changed: under a tenth, the levels stay
+    assert levels_in_force(engine).event_id == first.event_id
+    assert any(t.endswith("Records changed since: TFESI 1.") for t in
+               [t.value for t in at.text])
+    at = open_page(QUALITY)  # sees the levels, has no review button
+    assert levels_table(at)["records"].tolist() == [20, 20, 20]
+    assert "Review the investigation levels now" not in [b.label for b in at.button]
+    at = open_page(RSO)
+    next(b for b in at.button if b.label == "Review the investigation levels now").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    reviewed = levels_in_force(engine)
+    assert reviewed.event_id != first.event_id and reviewed.reason == "requested by rso1"
+    assert levels_table(at)["records"].tolist() == [21, 21, 21]
+    assert any("Investigation levels reviewed" in s.value for s in at.success)
