@@ -151,10 +151,19 @@ def _plan(session: Session, snap: Snapshot) -> _Plan | str:
     if changed is None:
         return _Plan(full, levels, "changes not named record by record")
     ids, ranges = changed
-    if not (ids or ranges or thresholds):
-        return _CURRENT  # only settings the alerts do not use
+    if not (ids or ranges or thresholds):  # only settings the alerts do not use
+        if _has_levels(session):
+            return _CURRENT
+        return _Plan(Scope(), levels, "no investigation levels in force yet")  # an upgrade
     return _Plan(Scope(ids=ids, ranges=ranges), levels,
                  "threshold changed: " + ", ".join(thresholds) if thresholds else None)
+
+
+def _has_levels(session: Session) -> bool:
+    """Whether the last refresh names investigation levels in force (the refreshes before
+    they were kept did not: the first refresh after the upgrade sets them)."""
+    last = _last_refresh(session) or {}
+    return "review" in last or "review_event" in last
 
 
 def _digest(text_: str) -> str:

@@ -204,3 +204,27 @@ def test_levels_edited_behind_the_app_break_the_trail(engine: Engine, admin: Act
     with read_session(engine) as session:
         report = verify_chain(session)
     assert not report.ok and report.broken_at == in_force.event_id
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_after_the_upgrade_the_first_refresh_sets_the_levels(engine: Engine,
+                                                             admin: Actor) -> None:
+    from audit.storage.engine import write_session
+    from audit.trail import record_event
+    from audit.vocab import AuditAction
+
+    update_setting(engine, admin, "investigation_min_records", 20)
+    generate(engine, procedures=400, seed=3, until=date(2026, 6, 30))
+    refresh(engine, "frame")
+    before = stored(engine)
+    _, _, after = last_refresh(engine)
+    with write_session(engine) as session:  # what the release before kept: no levels
+        record_event(session, actor="system", action=AuditAction.BULK_CREATE, entity="alert",
+                     after={k: v for k, v in after.items()
+                            if k not in ("review", "review_event", "changed_since_review")})
+    assert levels_in_force(engine) is None
+    assert not refresh(engine, "frame").changed  # nothing else to do, but the levels are set
+    in_force = levels_in_force(engine)
+    assert in_force is not None and in_force.reason == "no investigation levels in force yet"
+    pd.testing.assert_frame_equal(in_force.table, investigation_levels(load_snapshot(engine)))
+    assert stored(engine) == before == computed(engine)
