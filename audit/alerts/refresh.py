@@ -74,6 +74,9 @@ if TYPE_CHECKING:
 
 SYSTEM_ACTOR = "system"
 _PG_ALERT_LOCK = 0x416C7274  # "Alrt": one refresh at a time across processes
+#: Why the levels were set where no levels were in force (a first refresh, or the first
+#: after the upgrade that began keeping them).
+FIRST_REVIEW = "the first alert refresh (no levels were in force)"
 #: Beyond this many patients to re-sum, the cumulative alerts are recomputed for everyone.
 PATIENT_LIMIT = 5_000
 
@@ -154,7 +157,7 @@ def _plan(session: Session, snap: Snapshot) -> _Plan | str:
     if not (ids or ranges or thresholds):  # only settings the alerts do not use
         if _has_levels(session):
             return _CURRENT
-        return _Plan(Scope(), levels, "no investigation levels in force yet")  # an upgrade
+        return _Plan(Scope(), levels, FIRST_REVIEW)  # the first refresh after an upgrade
     return _Plan(Scope(ids=ids, ranges=ranges), levels,
                  "threshold changed: " + ", ".join(thresholds) if thresholds else None)
 
@@ -297,7 +300,7 @@ def refresh_alerts(engine: Any, found: Snapshot | FigureSource, *, full: bool = 
             changed: dict[int, int] = {}
             why = review or plan.review
             if in_force is None:
-                why = why or "no investigation levels in force yet"
+                why = why or FIRST_REVIEW
             elif why is None:
                 changed = add_changes(in_force.changed, changed_by_type(session, scope))
                 why = due_reason(in_force, changed, level_settings(lookups)[1],

@@ -16,6 +16,7 @@ from sqlalchemy import Engine, select, update
 
 from audit.alerts import levels_in_force, review_levels
 from audit.alerts.detection import investigation_levels
+from audit.alerts.refresh import FIRST_REVIEW
 from audit.analytics.snapshot import load_snapshot
 from audit.auth import Actor, Role, add_user, cli_actor
 from audit.cli import main
@@ -60,7 +61,7 @@ def test_a_few_new_records_apply_the_levels_in_force(engine: Engine, admin: Acto
     generate(engine, procedures=1500, seed=11, until=date(2026, 6, 30))
     refresh(engine, path)
     first = levels_in_force(engine)
-    assert first is not None and first.reason == "no investigation levels in force yet"
+    assert first is not None and first.reason == FIRST_REVIEW
     assert first.table["level"].notna().any()
     # the levels set equal the ones computed from every record at that moment
     pd.testing.assert_frame_equal(first.table, investigation_levels(load_snapshot(engine)))
@@ -225,6 +226,6 @@ def test_after_the_upgrade_the_first_refresh_sets_the_levels(engine: Engine,
     assert levels_in_force(engine) is None
     assert not refresh(engine, "frame").changed  # nothing else to do, but the levels are set
     in_force = levels_in_force(engine)
-    assert in_force is not None and in_force.reason == "no investigation levels in force yet"
+    assert in_force is not None and in_force.reason == FIRST_REVIEW
     pd.testing.assert_frame_equal(in_force.table, investigation_levels(load_snapshot(engine)))
     assert stored(engine) == before == computed(engine)
