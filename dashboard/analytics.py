@@ -143,9 +143,11 @@ def caption(found: FigureSource | Snapshot, chosen: Filters) -> None:
     notice under it as soon as a figure of an older version is shown (`as_of_notice`)."""
     source = _source(found)
     zone = tables.display_zone()[1]
-    st.caption(f"{plain(chosen.describe())} · {source.record_count():,} final records in the "
-               f"log · data as of audit event {source.token} · months and dates in UTC, times "
-               f"of day in {zone}")
+    count = source.record_count()
+    older = found.served.oldest if isinstance(found, AsOf) else None
+    st.caption(f"{plain(chosen.describe())} · {count:,} final records in the log · data as of "
+               f"audit event {source.token if older is None else older} · months and dates in "
+               f"UTC, times of day in {zone}")
     if isinstance(found, AsOf):
         box = st.container()
         slot, shown = box.empty(), []
