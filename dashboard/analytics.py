@@ -150,13 +150,15 @@ def caption(found: FigureSource | Snapshot, chosen: Filters) -> None:
                f"UTC, times of day in {zone}")
     if isinstance(found, AsOf):
         box = st.container()
-        slot, shown = box.empty(), []
+        slot, shown = box.empty(), []  # the older version the notice names
 
         def notice(served: Served) -> None:
+            if shown and shown[0] == served.oldest:
+                return  # the same older version: the notice stands
             as_of_notice(slot, served)
             if not shown:  # one Refresh button, under the notice however often it changes
-                shown.append(box.button("Refresh", key="as_of_refresh",
-                                        help="Show the newest figures"))
+                box.button("Refresh", key="as_of_refresh", help="Show the newest figures")
+            shown[:] = [served.oldest]
         found.on_stale = notice
         if found.served.oldest is not None:
             notice(found.served)

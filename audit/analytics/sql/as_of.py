@@ -26,6 +26,8 @@ class AsOf:
         self.on_stale: Callable[[Served], None] | None = None
 
     def __getattr__(self, name: str) -> Any:
+        if name == "source":  # not set yet (a copy, an unpickling): no recursion
+            raise AttributeError(name)
         found = getattr(self.source, name)
         if name not in PUBLIC_METHODS or not callable(found):
             return found

@@ -108,5 +108,9 @@ def failed_at(recipe: str) -> int | None:
     return _FAILED.get(recipe)
 
 
-def note_failure(recipe: str, version: int) -> None:
-    _FAILED[recipe] = version
+def note_failure(recipe: str, version: int | None) -> None:
+    """Noted by the background worker: the version it failed at, or None once it succeeded."""
+    if version is None:
+        _FAILED.pop(recipe, None)
+    else:
+        _FAILED[recipe] = version

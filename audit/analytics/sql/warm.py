@@ -207,6 +207,7 @@ def _compute_behind() -> None:
             version = source.token
             try:
                 replay(source, recipe)
+                note_failure(recipe, None)
             except Exception as exc:  # shown in the request next time, not here
                 note_failure(recipe, version)
                 LOG.warning("computing %s in the background failed: %s", describe(recipe), exc)
