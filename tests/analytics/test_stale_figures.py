@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import Engine, func, select, update
 
 from audit.analytics.figure_changes import changes_since
+from audit.analytics.sql import counts
 from audit.analytics.sql.as_of import AsOf
 from audit.analytics.sql.shared import KEEP_VERSIONS, STALE_KEEP_DAYS, prune
 from audit.analytics.sql.source import SqlSource
@@ -143,6 +144,28 @@ def test_a_call_never_mixes_an_older_input_into_a_current_figure(pg: Engine) -> 
     assert page.served.oldest is None and page.served.stale == 0
     assert source.queries == 2  # the local DRLs and the scorecard, at the current version
     pd.testing.assert_frame_equal(found, exact(pg).physician_scorecard(NARROW))
+
+
+def test_a_call_that_failed_in_the_background_is_computed_in_the_request(
+        pg: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The page then shows the error it would show without older figures, not older figures
+    forever; once the computation works again, it is computed."""
+    expected = SqlSource(pg).complication_rates(F)
+    a_new_record(pg)
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise ValueError("a figure that cannot be computed now")
+    monkeypatch.setattr(counts, "complication_rates_together", broken)
+    source = SqlSource(pg)
+    page = AsOf(source)
+    pd.testing.assert_frame_equal(page.complication_rates(F), expected)  # older, at once
+    wait_for_warmer(120)  # the background computation fails (logged)
+    again = AsOf(source)
+    with pytest.raises(ValueError, match="cannot be computed now"):
+        again.complication_rates(F)
+    monkeypatch.undo()
+    pd.testing.assert_frame_equal(AsOf(source).complication_rates(F),
+                                  exact(pg).complication_rates(F))
 
 
 def test_a_figure_read_while_computing_another_is_exact(pg: Engine) -> None:

@@ -141,7 +141,8 @@ class CachedFigures:
             if found.hit:
                 self._keep(key, version, found.value)
                 return found.value
-        if recipe and stale.failed_at(recipe) != version:
+        where = self.engine.url.render_as_string(hide_password=True)
+        if recipe and stale.failed_at(where, recipe) != version:
             older = kept if kept is not None and kept[0] < version else None
             if table is not None:
                 newer = self._guarded(conn, "read older", lambda: table.newest_before(

@@ -98,19 +98,19 @@ def serving(served: Served) -> Iterator[None]:
         _SERVING.reset(token)
 
 
-#: recipe -> the figures version at which its background computation failed (this process)
-_FAILED: dict[str, int] = {}
+#: (database, recipe) -> the figures version at which its background computation failed
+_FAILED: dict[tuple[str, str], int] = {}
 
 
-def failed_at(recipe: str) -> int | None:
+def failed_at(database: str, recipe: str) -> int | None:
     """The version at which computing this call in the background failed, if it did: at that
     version it is computed in the request instead (the page shows the error it would show)."""
-    return _FAILED.get(recipe)
+    return _FAILED.get((database, recipe))
 
 
-def note_failure(recipe: str, version: int | None) -> None:
+def note_failure(database: str, recipe: str, version: int | None) -> None:
     """Noted by the background worker: the version it failed at, or None once it succeeded."""
     if version is None:
-        _FAILED.pop(recipe, None)
+        _FAILED.pop((database, recipe), None)
     else:
-        _FAILED[recipe] = version
+        _FAILED[(database, recipe)] = version

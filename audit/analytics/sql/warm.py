@@ -202,14 +202,14 @@ def _compute_behind() -> None:
             key = next(iter(_behind))
             source = _behind.pop(key)
             _running.add(key)
-        recipe = key[1]
+        recipe, where = key[1], source.engine.url.render_as_string(hide_password=True)
         try:
             version = source.token
             try:
                 replay(source, recipe)
-                note_failure(recipe, None)
+                note_failure(where, recipe, None)
             except Exception as exc:  # shown in the request next time, not here
-                note_failure(recipe, version)
+                note_failure(where, recipe, version)
                 LOG.warning("computing %s in the background failed: %s", describe(recipe), exc)
         except Exception as exc:  # the version itself unreadable: a background cache fill
             LOG.warning("computing %s in the background failed: %s", describe(recipe), exc)
