@@ -100,3 +100,23 @@ def test_after_a_write_the_page_shows_the_older_figures_as_of_then_the_newest(
     assert not notices(at)
     assert metrics(at) == metrics(at) | now
     assert "599 final records" in at.caption[0].value
+
+
+@pytest.mark.parametrize("name", ["dose", "data_quality", "complications"])
+def test_every_as_of_page_runs_on_older_figures(pg_demo: Engine, name: str) -> None:
+    """The other pages after a write, the worker held: no error and the notice; after the
+    worker and a Refresh, no notice."""
+    at = AppTest.from_file(str(VIEWS / f"{name}.py"), default_timeout=120)
+    at.session_state["actor"] = RSO
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    wait_for_warmer(120)
+    void_an_eligible_record(pg_demo)
+    with background_held():
+        at.run()
+        assert not at.exception, [e.message for e in at.exception]
+        assert len(notices(at)) == 1
+    wait_for_warmer(300)
+    at.button(key="as_of_refresh").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert not notices(at)
