@@ -9,7 +9,14 @@ asks for each page under the default and the warm filters (stored in figure_resu
 moves the figures version (the duplicate_window_minutes setting set to its own value: one
 audited event, no figure changes), the warmer replays what was asked (`warm_figures`, timed), and
 a new process opens each page: "after warm" is what a restart or a second app process sees,
-"filter" the same with the first warm filter."""
+"filter" the same with the first warm filter.
+
+Then a page right after a write with "as of" figures allowed (audit.analytics.sql.stale, what
+the dashboard's pages do): a second write, and a new process opens each page through AsOf before
+any warm: the page's time, how many of its figures were the older version's and how many were
+computed in the request (the background worker held meanwhile, so that it counts the page's
+own); then the time the background worker took to compute the current ones,
+and each page again (its figures current, from memory)."""
 
 from __future__ import annotations
 
@@ -20,7 +27,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from audit.analytics import SqlSource, drl_thresholds, reference_table, warm_figures
+from audit.analytics import AsOf, SqlSource, drl_thresholds, reference_table, warm_figures
+from audit.analytics.sql.warm import background_held, wait_for_warmer
 from audit.auth import cli_actor
 from audit.filters import Filters
 from audit.settings import update_setting
@@ -127,9 +135,7 @@ def shared_pages(engine: Any,
     asker = SqlSource(engine)
     asking = _timed(lambda: [page(asker, f) for page in pages.values()
                              for f in (Filters(), *WARM_FILTERS)])
-    with Session(engine) as session:  # the stored value as it is (an int stays an int)
-        window = session.get(Setting, "duplicate_window_minutes").value  # type: ignore[union-attr]
-    update_setting(engine, cli_actor(), "duplicate_window_minutes", window)
+    _a_write(engine)
     report = warm_figures(engine)
     print(f"\nshared results: asked for {len(pages)} pages x {1 + len(WARM_FILTERS)} filters "
           f"in {asking:.1f} s ({asker.queries} figures stored); after a write the warmer "
@@ -141,3 +147,32 @@ def shared_pages(engine: Any,
         after = _timed(lambda page=page, s=fresh: page(s, Filters()))
         filtered = _timed(lambda page=page, s=fresh: page(s, WARM_FILTERS[0]))
         print(f"{name:<14}{after:>13.3f}{filtered:>9.3f}{fresh.queries:>9}", flush=True)
+    as_of_pages(engine, pages)
+
+
+def _a_write(engine: Any) -> None:
+    """One audited event that moves the figures version and changes no figure."""
+    with Session(engine) as session:  # the stored value as it is (an int stays an int)
+        window = session.get(Setting, "duplicate_window_minutes").value  # type: ignore[union-attr]
+    update_setting(engine, cli_actor(), "duplicate_window_minutes", window)
+
+
+def as_of_pages(engine: Any, pages: dict[str, Callable[[SqlSource, Filters], None]]) -> None:
+    """A page right after a write, "as of" figures allowed (the module docstring)."""
+    _a_write(engine)
+    source = SqlSource(engine)  # a new process, right after the write: no warm yet
+    print("\nright after a write, older figures allowed (a new process, before any warm)")
+    print(f"{'page':<14}{'page s':>8}{'older':>7}{'computed':>9}")
+    with background_held():  # the worker waits, so that "computed" counts the page's own
+        for name, page in pages.items():
+            view, computed = AsOf(source), source.queries
+            took = _timed(lambda page=page, s=view: page(s, Filters()))  # type: ignore[arg-type]
+            print(f"{name:<14}{took:>8.3f}{view.served.stale:>7}"
+                  f"{source.queries - computed:>9}", flush=True)
+    behind = _timed(wait_for_warmer)
+    print(f"the background worker computed the current figures in {behind:.1f} s more "
+          f"({source.queries} figures computed by this process in all)")
+    for name, page in pages.items():
+        view = AsOf(source)
+        took = _timed(lambda page=page, s=view: page(s, Filters()))  # type: ignore[arg-type]
+        print(f"{name:<14}{took:>8.3f}{view.served.stale:>7}  (the next rerun)", flush=True)

@@ -27,10 +27,13 @@ import streamlit as st
 
 from audit import Filters
 from audit.analytics import (
+    AsOf,
     FigureSource,
     FrameCache,
     FrameSource,
+    Served,
     Snapshot,
+    changes_since,
     uses_sql,
     warm_when_moved,
 )
@@ -72,13 +75,17 @@ def _sql_source(url: str) -> FigureSource:
     return SqlSource(state.engine())
 
 
-def figures() -> FigureSource:
-    """The figures for this rerun: SQL on PostgreSQL (no frame), the frame on SQLite."""
+def figures(*, as_of: bool = False) -> FigureSource:
+    """The figures for this rerun: SQL on PostgreSQL (no frame), the frame on SQLite.
+    `as_of`: a page that may show the last finished figures of an older figures version while
+    the newest are computed in the background (audit.analytics.sql.stale; `caption` says so on
+    the page); never for what is printed, exported or refreshed (the committee report, the
+    alerts), which take the exact figures."""
     engine = state.engine()
     if uses_sql(engine):
         source = _sql_source(str(engine.url))
         warm_when_moved(engine, source.token)  # returns at once; a thread warms if it moved
-        return source
+        return AsOf(source) if as_of else source  # type: ignore[return-value]
     return FrameSource(snapshot(), engine)
 
 
@@ -132,11 +139,44 @@ def _as_date(value: object) -> date | None:
 
 
 def caption(found: FigureSource | Snapshot, chosen: Filters) -> None:
+    """The filters, the records and the version the figures are of; on an `as_of` page, a
+    notice under it as soon as a figure of an older version is shown (`as_of_notice`)."""
     source = _source(found)
     zone = tables.display_zone()[1]
-    st.caption(f"{plain(chosen.describe())} · {source.record_count():,} final records in the "
-               f"log · data as of audit event {source.token} · months and dates in UTC, times "
-               f"of day in {zone}")
+    count = source.record_count()
+    older = found.served.oldest if isinstance(found, AsOf) else None
+    st.caption(f"{plain(chosen.describe())} · {count:,} final records in the log · data as of "
+               f"audit event {source.token if older is None else older} · months and dates in "
+               f"UTC, times of day in {zone}")
+    if isinstance(found, AsOf):
+        box = st.container()
+        slot, shown = box.empty(), []  # the older version the notice names
+
+        def notice(served: Served) -> None:
+            if shown and shown[0] == served.oldest:
+                return  # the same older version: the notice stands
+            as_of_notice(slot, served)
+            if not shown:  # one Refresh button, under the notice however often it changes
+                box.button("Refresh", key="as_of_refresh", help="Show the newest figures")
+            shown[:] = [served.oldest]
+        found.on_stale = notice
+        if found.served.oldest is not None:
+            notice(found.served)
+
+
+def as_of_notice(slot: Any, served: Served) -> None:
+    """Says which figures the page shows: as of the write that made the oldest version served,
+    how many writes followed, and that the newest are being computed (a rerun shows them)."""
+    if served.oldest is None or served.current is None:
+        return
+    with state.engine().connect() as conn:
+        when, since = changes_since(conn, served.oldest, served.current)
+    zone, zone_name = tables.display_zone()
+    moment = tables.local_text(when, zone) if when else "an earlier write"
+    later = f"{since:,} later change{'s' if since != 1 else ''} not included yet"
+    slot.info(plain(f"Figures as of {moment} ({zone_name}, audit event {served.oldest}; "
+                    f"{later}). The newest figures are being computed in the background: "
+                    f"press Refresh in a moment to see them."))
 
 
 def percent(value: float | None) -> str:

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from audit.analytics.events import pulse_rates as pulse_rates
     from audit.analytics.events import pulsed_use as pulsed_use
     from audit.analytics.events import split_reports as split_reports
+    from audit.analytics.figure_changes import changes_since as changes_since
     from audit.analytics.figure_changes import figures_version as figures_version
     from audit.analytics.reference_levels import drl_thresholds as drl_thresholds
     from audit.analytics.reference_levels import local_drls as local_drls
@@ -57,7 +58,9 @@ if TYPE_CHECKING:
     from audit.analytics.source import FrameSource as FrameSource
     from audit.analytics.source import figure_source as figure_source
     from audit.analytics.source import uses_sql as uses_sql
+    from audit.analytics.sql.as_of import AsOf as AsOf
     from audit.analytics.sql.source import SqlSource as SqlSource
+    from audit.analytics.sql.stale import Served as Served
     from audit.analytics.sql.warm import warm_figures as warm_figures
     from audit.analytics.sql.warm import warm_when_moved as warm_when_moved
 
@@ -65,13 +68,16 @@ __all__ = [
     "HIGHLIGHT_RATIO",
     "LOW_PULSE_RATE_PPS",
     "SAFETY_FLAGS",
+    "AsOf",
     "FigureSource",
     "FrameCache",
     "FrameSource",
+    "Served",
     "Snapshot",
     "SqlSource",
     "adjusted_scorecard",
     "build_report",
+    "changes_since",
     "completeness",
     "compliance_rates",
     "compliance_records",
@@ -126,6 +132,10 @@ _PUBLIC = {
     "SqlSource": "audit.analytics.sql.source",
     # figures shared by every app process, and the warmer (PostgreSQL)
     "figures_version": "audit.analytics.figure_changes",
+    "changes_since": "audit.analytics.figure_changes",
+    # a dashboard page's figures, "as of" an older version while the newest are computed
+    "AsOf": "audit.analytics.sql.as_of",
+    "Served": "audit.analytics.sql.stale",
     "warm_figures": "audit.analytics.sql.warm",
     "warm_when_moved": "audit.analytics.sql.warm",
     # contrast compliance

@@ -17,13 +17,26 @@ actions follow the last write.
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, bindparam, func, select
+from datetime import datetime
+
+from sqlalchemy import Connection, and_, bindparam, func, select
 
 from audit.storage.models import AuditEvent
 from audit.vocab import FIGURE_ACTIONS
 
 #: The alert refresh's events (audit.alerts.refresh): not a change of any figure.
 ALERT_ENTITY = "alert"
+
+
+def changes_since(conn: Connection, version: int,
+                  upto: int) -> tuple[datetime | None, int]:
+    """When the write that made figures version `version` happened, and how many writes that
+    can change a figure followed it up to `upto` (what a page says of figures "as of" an older
+    version, audit.analytics.sql.stale)."""
+    when = conn.scalar(select(AuditEvent.occurred_at).where(AuditEvent.id == version))
+    count = conn.scalar(select(func.count()).where(
+        _CHANGES, AuditEvent.id > version, AuditEvent.id <= upto))
+    return when, int(count or 0)
 
 
 def figures_version(conn: Connection) -> int:
@@ -34,7 +47,8 @@ def figures_version(conn: Connection) -> int:
 
 # the actions as literals, not parameters: a prepared statement's generic plan could not prove
 # the partial index's condition from $1, $2, ... and would walk the primary key instead
-_QUERY = select(func.max(AuditEvent.id)).where(
+_CHANGES = and_(
     AuditEvent.action.in_(bindparam("figure_actions", FIGURE_ACTIONS, expanding=True,
                                     literal_execute=True)),
     AuditEvent.entity != bindparam("not_entity", ALERT_ENTITY, literal_execute=True))
+_QUERY = select(func.max(AuditEvent.id)).where(_CHANGES)

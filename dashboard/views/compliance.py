@@ -13,7 +13,7 @@ from dashboard.widgets import plain
 
 state.require(Permission.VIEW_DASHBOARDS)
 st.title("Contrast-confirmation compliance")
-source = analytics.figures()  # SQL on PostgreSQL, the analysis frame on SQLite
+source = analytics.figures(as_of=True)  # SQL on PostgreSQL ("as of" allowed), frame on SQLite
 chosen = analytics.filters(source)
 analytics.caption(source, chosen)
 st.caption("Eligible: final records whose procedure requires contrast. Compliant: confirmed, "

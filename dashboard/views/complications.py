@@ -17,7 +17,7 @@ LISTED = 1000
 
 state.require(Permission.VIEW_DASHBOARDS)
 st.title("Complications")
-source = analytics.figures()  # SQL on PostgreSQL, the analysis frame on SQLite
+source = analytics.figures(as_of=True)  # SQL on PostgreSQL ("as of" allowed), frame on SQLite
 chosen = analytics.filters(source)
 analytics.caption(source, chosen)
 st.caption("Adverse events from the controlled list (contrast reaction with its ACR grade, "

@@ -32,7 +32,7 @@ from dashboard.widgets import plain
 
 actor = state.require(Permission.VIEW_DASHBOARDS)
 st.title("Dose")
-source = analytics.figures()  # SQL on PostgreSQL, the analysis frame on SQLite
+source = analytics.figures(as_of=True)  # SQL on PostgreSQL ("as of" allowed), frame on SQLite
 snap = source.lookups  # names, catalog, settings, reference levels (no records on PostgreSQL)
 chosen = analytics.filters(source)
 quantity = st.sidebar.selectbox("Quantity", list(QUANTITY_LABELS),

@@ -20,8 +20,10 @@ and keyword arguments as JSON, never a pickle), so that after the version moves 
 warmer's own rows have none until someone opens them), so the warmer replays only figures
 someone looked at, not its own previous work forever.
 
-Rows of older versions are deleted (`prune`, the latest KEEP_VERSIONS kept): this is a cache;
-"no hard deletes" is about clinical records.
+Rows of older versions are deleted (`prune`, the latest KEEP_VERSIONS kept, and of older ones
+each key's newest row for STALE_KEEP_DAYS: what a dashboard page shows "as of" while the figure
+is computed again, audit.analytics.sql.stale): this is a cache; "no hard deletes" is about
+clinical records.
 """
 
 from __future__ import annotations
@@ -37,11 +39,11 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, delete, func, select, text, update
+from sqlalchemy import Connection, Engine, delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 
 from audit._version import __version__
@@ -54,6 +56,9 @@ LOG = logging.getLogger("fluoro_audit.figures")
 FORMAT = 1
 #: Versions kept by `prune` (the warmer replays what was asked under the previous ones).
 KEEP_VERSIONS = 3
+#: Of older versions, each key's newest row is kept this many days after it was computed: the
+#: last finished figure a dashboard page may show "as of" (audit.analytics.sql.stale).
+STALE_KEEP_DAYS = 30
 #: pg_advisory_lock(class, key) class of "one process computes this figure" ("Figr"): the
 #: two-key locks never collide with the one-key locks of the trail chain and the warmer.
 KEY_LOCK_CLASS = 0x46696772
@@ -220,6 +225,20 @@ class SharedResults:
             return Found(forged=True)
         return Found(value=value, hit=True, asked=row.asked_at is not None)
 
+    def newest_before(self, conn: Connection, version: int, digest: str,
+                      above: int = -1) -> tuple[int, Any] | None:
+        """The key's last finished result under a version before `version` (and after `above`),
+        as (its version, its value); None when there is none or the newest fails its MAC (an
+        older figure is served only when verified: audit.analytics.sql.stale)."""
+        r = FigureResult
+        older = conn.execute(select(r.figures_version).where(
+            r.key_sha256 == digest, r.figures_version < version, r.figures_version > above)
+            .order_by(r.figures_version.desc()).limit(1)).scalar()
+        if older is None:
+            return None
+        found = self.read(conn, older, digest)
+        return (older, found.value) if found.hit else None
+
     def store(self, conn: Connection, version: int, digest: str, value: Any,
               recipe: str | None, seconds: float, *, asked: bool, replace: bool) -> None:
         """Keep a result (the first one stored wins; a forged row is replaced)."""
@@ -284,11 +303,20 @@ class SharedResults:
         return recipes
 
 
-def prune(conn: Connection, keep: int = KEEP_VERSIONS) -> int:
-    """Delete the rows of every version but the latest `keep`; the number deleted."""
+def prune(conn: Connection, keep: int = KEEP_VERSIONS,
+          stale_days: int = STALE_KEEP_DAYS) -> int:
+    """Delete the rows of every version but the latest `keep`, except each key's newest row
+    computed in the last `stale_days` (what a dashboard page shows "as of" while its figure is
+    computed again, audit.analytics.sql.stale); the number deleted."""
     r = FigureResult
+    newer = r.__table__.alias("newer")
     kept = (select(r.figures_version).distinct().order_by(r.figures_version.desc())
             .offset(keep - 1).limit(1).scalar_subquery())
-    deleted = conn.execute(delete(r).where(r.figures_version < kept)).rowcount
+    superseded = select(newer.c.key_sha256).where(
+        newer.c.key_sha256 == r.key_sha256,
+        newer.c.figures_version > r.figures_version).exists()
+    cutoff = datetime.now(UTC) - timedelta(days=stale_days)
+    deleted = conn.execute(delete(r).where(
+        r.figures_version < kept, or_(superseded, r.computed_at < cutoff))).rowcount
     conn.commit()
     return int(deleted or 0)

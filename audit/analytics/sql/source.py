@@ -6,7 +6,8 @@ can change a figure, audit.analytics.figure_changes: one index read per figure),
 the same filters costs no query and any write shows on the next one. A result not in memory is
 looked up in the table every app process shares (audit.analytics.sql.shared), and only then
 computed, and stored there for the others; each public call's recipe goes with it, for the
-warmer (audit.analytics.sql.warm).
+warmer (audit.analytics.sql.warm). That order, and the last finished figure a dashboard page may
+be shown instead of a computation, are in audit.analytics.sql.caching.
 
 Counts per month, the Compliance page's counts (audit.analytics.sql.summary_counts: where the
 summary answers the filters exactly), the filter choices, the period and the number of records
@@ -18,7 +19,6 @@ figure is computed); only drill-down lists fetch records, with a LIMIT.
 from __future__ import annotations
 
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -28,30 +28,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, Engine, and_, func, or_, select
-from sqlalchemy.exc import SQLAlchemyError
 
-from audit.analytics._lookup_tables import read_lookup_tables
-from audit.analytics._packing import COLUMNS
 from audit.analytics.compliance import _rates, p_chart_rows
 from audit.analytics.daily_summary import monthly_counts, refresh_summary
-from audit.analytics.figure_changes import figures_version
 from audit.analytics.grouping import ID_COLUMNS, QUANTITIES
 from audit.analytics.reference_levels import levels_in_force
-from audit.analytics.snapshot import Snapshot, _frame
+from audit.analytics.snapshot import Snapshot
 from audit.analytics.sql import counts, dose, drill, reference, scorecard, summary_counts
+from audit.analytics.sql.caching import CachedFigures
 from audit.analytics.sql.facts import refresh_facts
 from audit.analytics.sql.records import HALF_SECOND
 from audit.analytics.sql.scope import Scope
 from audit.analytics.sql.shared import (
-    LOG,
-    Found,
     SharedResults,
-    current_recipe,
-    key_digest,
-    prune,
     public,
 )
-from audit.errors import AuditError
 from audit.filters import Filters
 from audit.storage.models import DailySummary, Procedure
 from audit.vocab import RecordStatus
@@ -64,11 +55,7 @@ COMPLICATIONS_PAGE = ("procedure", "physician", "month")
 CACHE_SIZE = 512
 
 
-def _empty_records() -> pd.DataFrame:
-    return _frame({k: np.empty(0, dtype=v) for k, v in COLUMNS.items()})
-
-
-class SqlSource:
+class SqlSource(CachedFigures):
     """The figures of FigureSource, in SQL (PostgreSQL only: percentile_cont)."""
 
     def __init__(self, engine: Engine, cache_size: int = CACHE_SIZE, *, shared: bool = True,
@@ -85,7 +72,8 @@ class SqlSource:
         self.warming = warming
         self._shared: SharedResults | None = None
         self._lookups: Snapshot | None = None
-        self._results: OrderedDict[Any, Any] = OrderedDict()
+        #: key -> (figures version, result): the newest this process has of each key
+        self._results: OrderedDict[Any, tuple[int, Any]] = OrderedDict()
         self._lock = threading.Lock()
         self.queries = 0  # figures computed (not served from a cache): for tests, benches
         self.shared_hits = 0  # figures found in the shared table (computed by another source)
@@ -102,101 +90,6 @@ class SqlSource:
         """The lookup tables as of the current figures version (re-read when it moved)."""
         with self.engine.connect() as conn:
             return self._lookups_on(conn)
-
-    def _lookups_on(self, conn: Connection) -> Snapshot:
-        head = figures_version(conn)
-        with self._lock:
-            if self._lookups is not None and self._lookups.token == head:
-                return self._lookups
-            moved = self._lookups is not None
-        found = Snapshot(records=_empty_records(), token=head, loaded_at=datetime.now(UTC),
-                         **read_lookup_tables(conn))
-        with self._lock:
-            self._lookups = found
-            self._results.clear()
-        if moved and self._table() is not None:
-            self._guarded(conn, "prune", lambda: prune(conn))
-        return found
-
-    def _table(self) -> SharedResults | None:
-        """The shared table under the site's MAC key (None: not shared, or no keys here)."""
-        if self.shared and self._shared is None:
-            try:
-                self._shared = SharedResults(self.engine)
-            except AuditError as exc:  # no key ring: this process keeps its results alone
-                LOG.warning("figure results not shared: %s", exc)
-                self.shared = False
-        return self._shared if self.shared else None
-
-    def _guarded(self, conn: Connection, what: str, work: Callable[[], Any]) -> Any:
-        """The shared table is a cache: a failure to read or write it is logged, never the
-        page's failure (the figure is computed, or kept in this process only)."""
-        try:
-            return work()
-        except SQLAlchemyError as exc:
-            conn.rollback()
-            LOG.warning("figure results: %s failed: %s", what, exc)
-            return None
-
-    def _cached(self, key: tuple[Any, ...],
-                compute: Callable[[Connection, Snapshot], Any]) -> Any:
-        """A result as of the current figures version: from this process's memory, from the
-        shared table, or computed on the same connection that read the version (one
-        connection per figure) and stored for every process."""
-        with self.engine.connect() as conn:
-            lookups = self._lookups_on(conn)
-            version = lookups.token
-            full = (version, *key)
-            with self._lock:
-                if full in self._results:
-                    self._results.move_to_end(full)
-                    return _copy(self._results[full])
-            table = self._table()
-            if table is None:
-                value, _ = self._compute(conn, lookups, compute)
-            else:
-                value = self._shared_or_computed(table, conn, lookups, key, compute)
-        with self._lock:
-            self._results[full] = value
-            while len(self._results) > self.cache_size:
-                self._results.popitem(last=False)
-        return _copy(value)
-
-    def _shared_or_computed(self, table: SharedResults, conn: Connection, lookups: Snapshot,
-                            key: tuple[Any, ...],
-                            compute: Callable[[Connection, Snapshot], Any]) -> Any:
-        """From the shared table; else computed, one process at a time per key (a second one
-        waits and reads the first one's result), and stored."""
-        version, digest = lookups.token, key_digest(key)
-        found = self._read(table, conn, version, digest)
-        if found.hit:
-            return found.value
-        with table.one_at_a_time(conn, digest):
-            found = self._read(table, conn, version, digest)  # stored while this one waited?
-            if found.hit:
-                return found.value
-            value, seconds = self._compute(conn, lookups, compute)
-            self._guarded(conn, "store", lambda: table.store(
-                conn, version, digest, value, current_recipe(), seconds,
-                asked=not self.warming, replace=found.forged))
-        return value
-
-    def _read(self, table: SharedResults, conn: Connection, version: int,
-              digest: str) -> Found:
-        found: Found = self._guarded(conn, "read",
-                                     lambda: table.read(conn, version, digest)) or Found()
-        if found.hit:
-            self.shared_hits += 1
-            if not found.asked and not self.warming:
-                self._guarded(conn, "mark", lambda: table.mark_asked(conn, version, digest))
-        return found
-
-    def _compute(self, conn: Connection, lookups: Snapshot,
-                 compute: Callable[[Connection, Snapshot], Any]) -> tuple[Any, float]:
-        started = time.perf_counter()
-        value = compute(conn, lookups)
-        self.queries += 1
-        return value, time.perf_counter() - started
 
     def _figure(self, name: str, filters: Filters, work: Callable[..., Any],
                 *args: Any) -> Any:
@@ -477,8 +370,3 @@ class SqlSource:
 
 def _day(value: Any) -> date:
     return value if isinstance(value, date) else date.fromisoformat(str(value))
-
-
-def _copy(value: Any) -> Any:
-    """A cached result handed out as a copy: a page may change its table."""
-    return value.copy() if isinstance(value, pd.DataFrame) else value

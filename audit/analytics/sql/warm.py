@@ -11,7 +11,9 @@ One process warms at a time: a PostgreSQL advisory lock (session level, tried, n
 for), so the app processes that all see the version move do not all compute the same figures.
 Entry points: `fluoro-audit figures warm` (audit/cli/figures.py) and the dashboard, which calls
 `warm_when_moved` on each rerun with SQL figures: a daemon thread, at most one per process, so
-the page never waits for it.
+the page never waits for it. The same thread computes the figures a page was shown "as of" an
+older version (`compute_behind`, audit.analytics.sql.stale), before and between the warm's
+calls: those are what someone is looking at now.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -29,6 +32,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from audit.analytics.figure_changes import figures_version
 from audit.analytics.sql.shared import LOG, SharedResults, prune, replay
 from audit.analytics.sql.source import SqlSource
+from audit.analytics.sql.stale import note_failure
 from audit.errors import AuditError
 
 #: pg_try_advisory_lock key: "one process warms the figures at a time" ("Figu").
@@ -67,10 +71,12 @@ def describe(recipe: str) -> str:
 
 
 def warm_figures(engine: Engine, limit: int = DEFAULT_LIMIT,
-                 progress: Progress | None = None) -> WarmReport:
+                 progress: Progress | None = None,
+                 between: Callable[[], None] | None = None) -> WarmReport:
     """Replay on the current figures version the calls people asked for under the previous
     ones (most recent first, at most `limit`), then prune old versions; under the advisory
-    lock, so a second process returns at once with `busy`."""
+    lock, so a second process returns at once with `busy`. `between`: called before each
+    replayed call (the dashboard's worker computes there what a page is waiting for)."""
     if engine.dialect.name != "postgresql":
         raise AuditError(f"figures are computed in SQL on PostgreSQL only, not on "
                          f"{engine.dialect.name}: there is nothing to warm")
@@ -88,6 +94,8 @@ def warm_figures(engine: Engine, limit: int = DEFAULT_LIMIT,
             conn.commit()
             replayed = failed = 0
             for done, recipe in enumerate(recipes, start=1):
+                if between is not None:
+                    between()
                 try:
                     replay(source, recipe)
                     replayed += 1
@@ -122,26 +130,97 @@ def _pruned(conn: Connection) -> int:
 _GUARD = threading.Lock()
 _thread: threading.Thread | None = None
 _seen: dict[str, int] = {}
+#: warms asked for (database -> engine, limit), and calls to compute behind a page (in order)
+_warms: dict[str, tuple[Engine, int]] = {}
+_behind: dict[tuple[int, str], Any] = {}
+_running: set[tuple[int, str]] = set()
+_go = threading.Event()
+_go.set()
 
 
 def warm_when_moved(engine: Engine, version: int, limit: int = DEFAULT_LIMIT) -> bool:
-    """Start warming in a daemon thread if this process has not seen `version` yet and no warm
-    runs in it; True if one started. Never waits: the page goes on computing what it needs."""
-    global _thread
+    """Have this process's background worker warm the figures if this process has not seen
+    `version` yet; True if a warm was asked for. Never waits: the page goes on computing what
+    it needs (or showing what it has, audit.analytics.sql.stale)."""
     where = engine.url.render_as_string(hide_password=True)
     with _GUARD:
-        if _seen.get(where) == version or (_thread is not None and _thread.is_alive()):
+        if _seen.get(where) == version:
             return False
         _seen[where] = version
-        _thread = threading.Thread(target=_warm_quietly, args=(engine, limit), daemon=True,
-                                   name="figures-warmer")
-        _thread.start()
+        _warms[where] = (engine, limit)
+        _start()
     return True
+
+
+def compute_behind(source: SqlSource, recipes: list[str]) -> None:
+    """Compute these public calls on `source` at the current version in the background (a
+    page was shown their last finished figures): before the rest of a warm, each once."""
+    with _GUARD:
+        for recipe in recipes:
+            if (id(source), recipe) not in _running:
+                _behind.setdefault((id(source), recipe), source)
+        _start()
+
+
+def computing_behind(source: SqlSource) -> bool:
+    """Whether calls of `source` wait or run in the background (a page's "updating")."""
+    with _GUARD:
+        return any(key[0] == id(source) for key in (*_behind, *_running))
+
+
+def _start() -> None:
+    """Under _GUARD: one worker per process, started when there is work and none runs."""
+    global _thread
+    if _thread is None:
+        _thread = threading.Thread(target=_work, daemon=True, name="figures-warmer")
+        _thread.start()
+
+
+def _work() -> None:
+    """The worker: calls behind a page first, then a warm (between whose calls it computes the
+    calls pages asked for meanwhile), until nothing is left."""
+    global _thread
+    while True:
+        _go.wait()
+        _compute_behind()
+        with _GUARD:
+            if not _warms:
+                if not _behind:
+                    _thread = None
+                    return
+                continue
+            where = next(iter(_warms))
+            engine, limit = _warms.pop(where)
+        _warm_quietly(engine, limit)
+
+
+def _compute_behind() -> None:
+    while True:
+        with _GUARD:
+            if not _behind:
+                return
+            key = next(iter(_behind))
+            source = _behind.pop(key)
+            _running.add(key)
+        recipe, where = key[1], source.engine.url.render_as_string(hide_password=True)
+        try:
+            version = source.token
+            try:
+                replay(source, recipe)
+                note_failure(where, recipe, None)
+            except Exception as exc:  # shown in the request next time, not here
+                note_failure(where, recipe, version)
+                LOG.warning("computing %s in the background failed: %s", describe(recipe), exc)
+        except Exception as exc:  # the version itself unreadable: a background cache fill
+            LOG.warning("computing %s in the background failed: %s", describe(recipe), exc)
+        finally:
+            with _GUARD:
+                _running.discard(key)
 
 
 def _warm_quietly(engine: Engine, limit: int) -> None:
     try:
-        report = warm_figures(engine, limit)
+        report = warm_figures(engine, limit, between=_compute_behind)
     except Exception as exc:  # a background cache fill: logged, never the page's failure
         LOG.warning("warming the figures failed: %s", exc)
         return
@@ -149,8 +228,26 @@ def _warm_quietly(engine: Engine, limit: int) -> None:
 
 
 def wait_for_warmer(timeout: float | None = None) -> None:
-    """Wait for this process's background warm to end (tests, a clean shutdown)."""
-    with _GUARD:
-        running = _thread
-    if running is not None:
-        running.join(timeout)
+    """Wait for this process's background worker to finish its work (tests, a clean
+    shutdown)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        with _GUARD:
+            running = _thread
+        if running is None:
+            return
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            return
+        running.join(left)
+
+
+@contextmanager
+def background_held() -> Iterator[None]:
+    """Within, the background worker starts no new job (tests: what a page shows before the
+    worker has caught up); it goes on after."""
+    _go.clear()
+    try:
+        yield
+    finally:
+        _go.set()
