@@ -255,9 +255,10 @@ def computation(engine: Engine, filters: Filters,
 
 def page_counts(engine: Engine, lookups: Snapshot,
                 filters: Filters) -> dict[str, dict[str | None, pd.DataFrame]]:
-    """Both pages' grouped counts as counted_together gives them (the caller checked that the
-    summary answers): "quality" (overall, room, technologist; flags as "flag:<name>") and
-    "complications" (overall, procedure, physician, month)."""
+    """Both pages' tables (the caller checked that the summary answers): "quality" (overall,
+    room, technologist and counts.SAFETY, as counts.completeness_together gives them) and
+    "complications" (overall, procedure, physician, month, as complication_rates_together),
+    made from the grouped counts by the scan's own code."""
     refresh_counts(engine, lookups=lookups)
     s = CountSummary
     raw = {by: (func.to_char(s.day, "YYYY-MM") if column is None else getattr(s, column))
@@ -296,8 +297,10 @@ def page_counts(engine: Engine, lookups: Snapshot,
 
     quality = {c: c for c in QUALITY} | {f: f"flag:{f}" for f in FLAGS}
     complications = {"records": "procedures"} | {c: c for c in COMPLICATIONS}
-    return {"quality": tables(QUALITY_PAGE, quality, "records", "scope"),
-            "complications": tables(COMPLICATIONS_PAGE, complications, None, "group")}
+    found = tables(COMPLICATIONS_PAGE, complications, None, "group")
+    return {"quality": counts.quality_tables(tables(QUALITY_PAGE, quality, "records", "scope")),
+            "complications": {by: counts._complication_rates(frame, by)
+                              for by, frame in found.items()}}
 
 
 def newest_day(engine: Engine, lookups: Snapshot, filters: Filters, column: str,
