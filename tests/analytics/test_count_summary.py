@@ -149,14 +149,23 @@ def assert_current(engine: Engine) -> None:
     pd.testing.assert_frame_equal(found, expected, check_dtype=False)
 
 
+def _rules_now(engine: Engine) -> int:
+    with read_session(engine) as session:
+        state = session.get(CountSummaryState, 1)
+    assert state is not None
+    return state.rules
+
+
 def test_the_summary_follows_every_write(pg: Engine) -> None:
     generate(pg, procedures=400, seed=3, until=date(2026, 6, 30))
     assert_current(pg)
     log, actor = ProcedureLog(pg), cli_actor()
+    rules = _rules_now(pg)
     created = log.log(valid_record(accession_number="C1",
                                    performed_at="2026-05-31T23:30:00+00:00"),
                       actor, confirm_warnings=True, create_missing=True).record_id
     assert_current(pg)
+    assert _rules_now(pg) == rules  # a new room and physician: its day, no rebuild
     log.amend(created, {"performed_at": "2026-06-01T10:00:00+00:00"}, actor, version=1,
               reason="wrong date", confirm_warnings=True)  # into another month
     complication = record_complication(pg, actor, created, "hematoma", "severe")

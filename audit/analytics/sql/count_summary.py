@@ -52,6 +52,7 @@ from sqlalchemy import (
     func,
     insert,
     not_,
+    or_,
     select,
     text,
     true,
@@ -104,14 +105,18 @@ def _lookups(conn: Connection) -> Snapshot:
 
 
 def _rules(lookups: Snapshot) -> int:
-    """RULES and the inputs the flags read, as one number (a change rebuilds the table)."""
-    s = lookups.settings
+    """RULES and the inputs the flags read, as one number (a change rebuilds the table). Rooms
+    and catalog entries that change no flag (a KAP factor of 1, no maximum of levels and not
+    the TFESI) are left out, so adding one (the log's create_missing) rebuilds nothing, while
+    any change of a value that matters, to or from its default, changes the number."""
+    s, types = lookups.settings, lookups.types
     inputs = (RULES, float(s.srdl_air_kerma_mgy), float(s.srdl_kap_gycm2),
               float(s.srdl_fluoro_time_s),
-              sorted((int(i), float(f)) for i, f in lookups.rooms["kap_factor"].items()),
+              sorted((int(i), float(f)) for i, f in lookups.rooms["kap_factor"].items()
+                     if float(f) != 1.0),
               sorted((int(i), str(c), int(m)) for i, c, m in
-                     zip(lookups.types.index, lookups.types["code"],
-                         lookups.types["max_levels"], strict=True)))
+                     zip(types.index, types["code"], types["max_levels"], strict=True)
+                     if str(c) == "TFESI" or int(m) >= 0))
     return zlib.crc32(repr(inputs).encode()) & 0x7FFFFFFF
 
 
@@ -163,8 +168,8 @@ def _insert_months(conn: Connection, months: list[date] | None) -> None:
     keys = [getattr(s, k) for k in KEYS]
     where: list[Any] = [s.whole_month.is_(False)]
     drop: list[Any] = [s.whole_month.is_(True)]
-    if months is not None:
-        where.append(first.in_(months))
+    if months is not None:  # by day ranges: the primary key's (whole_month, day) finds them
+        where.append(or_(*(and_(s.day >= m, s.day < _next_month(m)) for m in months)))
         drop.append(s.day.in_(months))
     conn.execute(delete(s).where(*drop))
     conn.execute(insert(s).from_select(
