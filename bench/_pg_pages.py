@@ -78,7 +78,7 @@ def complications_page(s: SqlSource, f: Filters) -> None:
     s.complication_rates(f)
     for by in ("procedure", "physician", "month"):
         s.complication_rates(f, by)
-    s.complication_list(f)
+    s.complication_list(f, limit=1000)  # the page lists the newest 1,000 (LISTED)
 
 
 PAGES: dict[str, Callable[[SqlSource, Filters], None]] = {

@@ -141,17 +141,22 @@ def rebuild(conn: Connection, days: list[date] | None = None) -> None:
             _COLUMNS, summary_select(dialect, or_(*periods))))
 
 
-def _days_to_redo(conn: Connection, synced: int, head: int) -> list[date] | None:
-    """The days whose rows the events in (synced, head] may have changed; None: all."""
+def _days_to_redo(conn: Connection, synced: int, head: int,
+                  entities: tuple[str, ...] = ("procedure", "procedure_type"),
+                  ) -> list[date] | None:
+    """The days whose rows the events in (synced, head] may have changed; None: all.
+    `entities`: the events that change rows ("complication": its entity_id is the record's,
+    for the count summary, audit.analytics.sql.count_summary)."""
     rows = conn.execute(
         select(AuditEvent.entity, AuditEvent.entity_id, AuditEvent.action, AuditEvent.before)
         .where(AuditEvent.id > synced, AuditEvent.id <= head,
-               AuditEvent.entity.in_(("procedure", "procedure_type")))
+               AuditEvent.entity.in_(entities))
         .order_by(AuditEvent.id).limit(INCREMENTAL_LIMIT + 1)).all()
     if len(rows) > INCREMENTAL_LIMIT or any(
             e == "procedure_type" and a != AuditAction.CREATE.value for e, _, a, _ in rows):
         return None
-    changed = _changed_records([(e, i) for e, i, _, _ in rows])
+    changed = _changed_records([("procedure" if e == "complication" else e, i)
+                                for e, i, _, _ in rows])
     if changed is None:
         return None
     ids, ranges = changed

@@ -5,8 +5,9 @@
 role, which cannot change or remove audit events, disable their triggers or delete records.
 
 `db rebuild-facts` recomputes the record facts the SQL figures read on PostgreSQL
-(audit.analytics.sql.facts) from the records, whatever version they say they reflect: the
-repair for rows changed behind the app's back (a refresh follows the audit events only).
+(audit.analytics.sql.facts) from the records, whatever version they say they reflect, then the
+count summary made from them (audit.analytics.sql.count_summary): the repair for rows changed
+behind the app's back (a refresh follows the audit events only).
 """
 
 from __future__ import annotations
@@ -33,17 +34,20 @@ def cmd_grant_app(args: argparse.Namespace) -> int:
 def cmd_rebuild_facts(args: argparse.Namespace) -> int:
     from sqlalchemy import func, select
 
+    from audit.analytics.sql.count_summary import refresh_counts
     from audit.analytics.sql.facts import rebuild_facts
-    from audit.storage.models import RecordFact
+    from audit.storage.models import CountSummary, RecordFact
 
     engine = make_engine(args.db)
     try:
         version = rebuild_facts(engine)
+        refresh_counts(engine, force=True)  # made from the facts: rebuilt after them
         with engine.connect() as conn:
             rows = int(conn.scalar(select(func.count()).select_from(RecordFact)) or 0)
+            counted = int(conn.scalar(select(func.count()).select_from(CountSummary)) or 0)
     finally:
         engine.dispose()
-    print_json({"data_version": version, "records": rows})
+    print_json({"data_version": version, "records": rows, "count_summary_rows": counted})
     return EXIT_OK
 
 
@@ -59,6 +63,7 @@ def add_db(sub: Subcommands) -> None:
                     "upgrade")
     p.add_argument("role", help="the role the application connects as")
     add_command(db, "rebuild-facts", cmd_rebuild_facts,
-                "PostgreSQL: recompute the record facts the SQL figures read from the records "
-                "(a repair: a refresh follows the audit events, so a fact row changed behind "
-                "the app's back stays wrong until this); prints the data version and rows")
+                "PostgreSQL: recompute the record facts the SQL figures read from the records, "
+                "then the count summary made from them (a repair: a refresh follows the audit "
+                "events, so a row changed behind the app's back stays wrong until this); "
+                "prints the data version and rows")

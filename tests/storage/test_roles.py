@@ -21,6 +21,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from audit.analytics.daily_summary import refresh_summary
+from audit.analytics.sql.count_summary import refresh_counts
 from audit.analytics.sql.facts import rebuild_facts
 from audit.analytics.sql.source import SqlSource
 from audit.auth import cli_actor
@@ -123,6 +124,7 @@ def test_the_application_role_works_and_cannot_change_history(
         # the derived caches' refreshes delete and recompute rows (the figures from SQL)
         assert SqlSource(engine).compliance_rates(Filters())["eligible"].sum() == 0
         assert rebuild_facts(engine) > 0 and refresh_summary(engine) > 0
+        assert refresh_counts(engine, force=True) > 0
         capsys.readouterr()
         assert cli("--db", roles.app_url, "verify-audit") == 0, capsys.readouterr()
         for statement in REFUSED:
@@ -172,7 +174,8 @@ def test_grant_app_is_idempotent_audited_and_refuses_owners(
     assert {p for t, p in first if t == "audit_event"} == {"SELECT", "INSERT"}
     assert {p for t, p in first if t == "procedure"} == {"SELECT", "INSERT", "UPDATE"}
     assert {t for t, p in first if p == "DELETE"} == {"procedure_level", "daily_summary",
-                                                      "record_fact", "figure_result"}
+                                                      "record_fact", "count_summary",
+                                                      "figure_result"}
     assert not {p for _, p in first} & {"TRUNCATE", "TRIGGER", "REFERENCES"}
     engine = make_engine(roles.owner_url)
     try:

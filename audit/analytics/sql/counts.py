@@ -168,10 +168,16 @@ def completeness_together(scope: Scope,
     overall is the sum over the first grouping's groups as the other counts'."""
     flags = {f"flag:{k}": v for k, v in _flag_sums(scope).items() if k != "records"}
     found = counted_together(scope, bys, _quality_sums(scope) | flags, keep="records")
+    return quality_tables(found)
+
+
+def quality_tables(found: dict[str | None, pd.DataFrame]) -> dict[str | None, pd.DataFrame]:
+    """The Data quality page's tables from its grouped counts (columns "flag:<name>" are the
+    safety flags, kept for the overall): from a scan or from the count summary."""
+    flags = [c for c in found[None].columns if c.startswith("flag:")]
     out: dict[str | None, pd.DataFrame] = {
-        by: _shares(frame.drop(columns=list(flags))) for by, frame in found.items()}
-    overall = found[None]
-    out[SAFETY] = overall[["scope", "records", *flags]].rename(
+        by: _shares(frame.drop(columns=flags)) for by, frame in found.items()}
+    out[SAFETY] = found[None][["scope", "records", *flags]].rename(
         columns={k: k.removeprefix("flag:") for k in flags}).reset_index(drop=True)
     return out
 

@@ -3,6 +3,8 @@ show the same columns as the frame's lists (audit.analytics.grouping.record_name
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -38,11 +40,13 @@ def _names(scope: Scope, rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def _rows(scope: Scope, where: list[ColumnElement[bool]], extra: list[str],
-          limit: int | None, newest_id_first: bool = True) -> pd.DataFrame:
+          limit: int | None, newest_id_first: bool = True, first_look: bool = True,
+          ) -> pd.DataFrame:
     """Newest first by the stored instant (so the index on performed_at serves and the scan
     stops after `limit` rows); among records of the same instant, by id as the frame lists
     them (the frame sorts by whole seconds: the same order unless two records fall within one
-    second with different fractions)."""
+    second with different fractions). first_look=False: no look at the newest records first
+    (the condition has an index of its own)."""
     rec = scope.rec
     columns = [*_NAMES, *extra]
 
@@ -52,8 +56,8 @@ def _rows(scope: Scope, where: list[ColumnElement[bool]], extra: list[str],
                            source.c.id.desc() if newest_id_first else source.c.id))
         return query if most is None else query.limit(most)
 
-    if limit is None:
-        return scope.frame(newest(rec, where, None), columns)
+    if limit is None or not first_look:
+        return scope.frame(newest(rec, where, limit), columns)
     # First the filters' newest records alone (an index on (physician, room or procedure,
     # instant) reads them backwards: the planner cannot tell how rare a drill's condition is,
     # and with it scans every fact), then the condition among them: the same rows whenever
@@ -100,12 +104,35 @@ def compliance_records(scope: Scope, which: str = "non_compliant",
     return out
 
 
+#: Flags whose record part is a stored fact with a partial index of the facts (migration 0023):
+#: a few records in a thousand, which the newest records rarely fill a list with (at 5M
+#: records, 36 cervical particulate TFESIs among the newest 40,000: the drill then read 2M
+#: records backwards, 5-8 s).
+INDEXED_FLAGS = {"particulate_cervical_tfesi": "fact_cervical_particulate",
+                 "uptake_not_repositioned": "fact_uptake_not_repositioned",
+                 "pregnant": "fact_pregnant"}
+
+
+def _flag_hint(scope: Scope, flag: str) -> list[ColumnElement[bool]]:
+    """Conditions the flag implies, as the planner can match them with a partial index (the
+    stored boolean; the TFESI types' ids for the catalog's part): the same rows."""
+    if flag not in INDEXED_FLAGS:
+        return []
+    hint: list[ColumnElement[bool]] = [scope.col(INDEXED_FLAGS[flag])]
+    if flag == "particulate_cervical_tfesi":
+        types = scope.lookups.types
+        hint.append(scope.col("type_id").in_([int(i) for i in
+                                              types.index[types["code"] == "TFESI"]]))
+    return hint
+
+
 def flagged_records(scope: Scope, flag: str, limit: int = 1000) -> pd.DataFrame:
     """audit.analytics.safety.flagged_records in SQL (newest first; among records of the same
     second, the lowest id first, as the frame keeps them)."""
     scope = scope.flat()
-    rows = _rows(scope, [flag_condition(scope, flag)], [*QUANTITIES, "n_levels"], limit,
-                 newest_id_first=False)
+    hint = _flag_hint(scope, flag)
+    rows = _rows(scope, [flag_condition(scope, flag), *hint], [*QUANTITIES, "n_levels"], limit,
+                 newest_id_first=False, first_look=not hint)
     out = _names(scope, rows)
     for q in QUANTITIES:
         out[q] = pd.to_numeric(rows[q], errors="coerce").to_numpy(dtype=np.float64)
@@ -113,20 +140,64 @@ def flagged_records(scope: Scope, flag: str, limit: int = 1000) -> pd.DataFrame:
     return out
 
 
-def complication_list(scope: Scope, limit: int | None = None) -> pd.DataFrame:
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: The complication list looks first at the records of the last whole seconds holding this
+#: many times its limit of the filters' records, then this many times more, then at all.
+WINDOWS = (50, 1000)
+
+
+def complication_list(scope: Scope, limit: int | None = None,
+                      day: date | None = None) -> pd.DataFrame:
     """audit.analytics.complications.complication_list in SQL (voided ones left out; with
-    `limit`, the newest `limit`: fetched newest first, then put oldest first as the frame's)."""
-    c, rec = Complication, scope.rec
-    query = (select(rec.c.id, rec.c.t, rec.c.physician_id, rec.c.type_id, c.kind, c.severity,
-                    c.timing)
-             .join(c, c.procedure_id == rec.c.id)
-             .where(c.status == RecordStatus.FINAL.value))
-    if limit is None:
-        query = query.order_by(rec.c.t, rec.c.id, c.id)
-    else:
-        query = query.order_by(rec.c.t.desc(), rec.c.id.desc(), c.id.desc()).limit(limit)
-    rows = scope.frame(query, ["id", "t", "physician_id", "type_id", "kind", "severity",
-                               "timing"])
+    `limit`, the newest `limit`: fetched newest first, then put oldest first as the frame's).
+
+    With a limit, the records of a recent window first (at 5M records joining every
+    complication to every record took 4-8 s). A window is every record whose t (the frame's
+    whole second, rounded half away from zero) is above some T: the records from T + 0.5 s.
+    Any list entry of a record outside sorts after all of theirs, so when the window holds
+    `limit` entries those are the list. The window: from `day` (UTC midnight, T the second
+    before it: the count summary says that many complications lie from that day on,
+    count_summary.newest_day), else from the filters' n-th newest record (read through an
+    index alone; n = WINDOWS times the limit), else every record."""
+    c = Complication
+    names = ["id", "t", "physician_id", "type_id", "kind", "severity", "timing"]
+
+    def listed(rec: Any, since: Any = None) -> pd.DataFrame:
+        query = (select(rec.c.id, rec.c.t, rec.c.physician_id, rec.c.type_id, c.kind,
+                        c.severity, c.timing)
+                 .join(c, c.procedure_id == rec.c.id)
+                 .where(c.status == RecordStatus.FINAL.value))
+        if since is not None:
+            query = query.where(rec.c.performed_at >= since)
+        if limit is None:
+            return scope.frame(query.order_by(rec.c.t, rec.c.id, c.id), names)
+        return scope.frame(query.order_by(rec.c.t.desc(), rec.c.id.desc(), c.id.desc())
+                           .limit(limit), names)
+
+    def windows(flat: Any) -> Iterator[datetime]:
+        if day is not None:
+            yield datetime.combine(day, datetime.min.time(), UTC) - timedelta(milliseconds=500)
+            return
+        for times in WINDOWS:  # the n-th newest instant: an index-only scan
+            moment = scope.conn.scalar(select(flat.c.performed_at)
+                                       .order_by(flat.c.performed_at.desc())
+                                       .offset(limit * times - 1).limit(1))  # type: ignore
+            if moment is None or moment < EPOCH:  # fewer records than that: read them all
+                return
+            micros = (moment - EPOCH) // timedelta(microseconds=1)
+            second = (micros + 500_000) // 1_000_000  # its t
+            yield EPOCH + timedelta(seconds=second, milliseconds=500)
+
+    rows = None
+    if limit is not None:
+        flat = scope.flat().rec
+        for since in windows(flat):
+            found = listed(flat, since)
+            if len(found) == limit:
+                rows = found
+                break
+    if rows is None:
+        rows = listed(scope.rec)
     if limit is not None:
         rows = rows.iloc[::-1].reset_index(drop=True)
     rows["site_id"] = rows["room_id"] = 0

@@ -127,6 +127,11 @@ def record_columns() -> dict[str, ColumnElement[Any]]:
         "levels_over_limit": _flag(and_(t.max_levels.is_not(None), t.max_levels >= 0,
                                         f.n_levels > t.max_levels)),
         "pregnant": _flag(f.pregnant),
+        # the flags' record parts as stored: a drill-down's condition the partial indexes of
+        # the facts answer (migration 0023; audit.analytics.sql.drill.flagged_records)
+        "fact_cervical_particulate": f.cervical_particulate,
+        "fact_uptake_not_repositioned": f.uptake_not_repositioned,
+        "fact_pregnant": f.pregnant,
     }
     columns.update({f"part_{k}": _flag(v) for k, v in parts.items()})
     return columns

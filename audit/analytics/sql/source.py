@@ -34,6 +34,7 @@ from audit.analytics.daily_summary import monthly_counts, refresh_summary
 from audit.analytics.grouping import ID_COLUMNS, QUANTITIES
 from audit.analytics.reference_levels import levels_in_force
 from audit.analytics.snapshot import Snapshot
+from audit.analytics.sql import count_summary as count_pages
 from audit.analytics.sql import counts, dose, drill, reference, scorecard, summary_counts
 from audit.analytics.sql.caching import CachedFigures
 from audit.analytics.sql.facts import refresh_facts
@@ -338,8 +339,15 @@ class SqlSource(CachedFigures):
     def radiation_free_share(self, filters: Filters) -> pd.DataFrame:
         return self._figure("radiation_free_share", filters, counts.radiation_free_share)
 
+    def _page_counts(self, filters: Filters) -> dict[str, Any] | None:
+        """Both count pages' counts from the count summary (None: it cannot answer)."""
+        return self._cached(*count_pages.computation(  # type: ignore[no-any-return]
+            self.engine, filters, self._summary_exact))
+
     @public
     def completeness(self, filters: Filters, by: str | None = None) -> pd.DataFrame:
+        if by in (None, *QUALITY_PAGE) and (found := self._page_counts(filters)) is not None:
+            return found["quality"][by].copy()  # type: ignore[no-any-return]
         if by in (None, *QUALITY_PAGE):  # the page's three tables, one scan
             return self._together("quality_page", filters, counts.completeness_together,
                                   QUALITY_PAGE, by)
@@ -347,6 +355,8 @@ class SqlSource(CachedFigures):
 
     @public
     def safety_flags(self, filters: Filters, by: str | None = None) -> pd.DataFrame:
+        if by is None and (found := self._page_counts(filters)) is not None:
+            return found["quality"][counts.SAFETY].copy()  # type: ignore[no-any-return]
         if by is None:  # in the Data quality page's scan
             return self._together("quality_page", filters, counts.completeness_together,
                                   QUALITY_PAGE, counts.SAFETY)
@@ -358,6 +368,9 @@ class SqlSource(CachedFigures):
 
     @public
     def complication_rates(self, filters: Filters, by: str | None = None) -> pd.DataFrame:
+        if by in (None, *COMPLICATIONS_PAGE) and \
+                (found := self._page_counts(filters)) is not None:
+            return found["complications"][by].copy()  # type: ignore[no-any-return]
         if by in (None, *COMPLICATIONS_PAGE):  # the page's four tables, one scan
             return self._together("complications_page", filters,
                                   counts.complication_rates_together, COMPLICATIONS_PAGE, by)
@@ -365,7 +378,8 @@ class SqlSource(CachedFigures):
 
     @public
     def complication_list(self, filters: Filters, limit: int | None = None) -> pd.DataFrame:
-        return self._figure("complication_list", filters, drill.complication_list, limit)
+        return self._figure("complication_list", filters,
+                            count_pages.complication_list(self.engine), limit)
 
 
 def _day(value: Any) -> date:

@@ -44,7 +44,12 @@ from audit.storage.models.log import (
 )
 from audit.storage.models.network import DicomListener, DicomReceipt
 from audit.storage.models.rules import FollowUp, RulePack
-from audit.storage.models.summary import DailySummary, DailySummaryState
+from audit.storage.models.summary import (
+    CountSummary,
+    CountSummaryState,
+    DailySummary,
+    DailySummaryState,
+)
 from audit.storage.types import Base, utcnow
 
 __all__ = [
@@ -53,6 +58,8 @@ __all__ = [
     "AuditEvent",
     "Base",
     "Complication",
+    "CountSummary",
+    "CountSummaryState",
     "DailySummary",
     "DailySummaryState",
     "DicomListener",

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, Float, Index, Integer, SmallInteger, String
+from sqlalchemy import Boolean, Float, Index, Integer, SmallInteger, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from audit.storage.types import Base, UTCDateTime
@@ -32,6 +32,14 @@ class RecordFact(Base):
         Index(None, "physician_id", "performed_at"),
         Index(None, "room_id", "performed_at"),
         Index(None, "procedure_type_id", "performed_at"),
+        # the drill-downs of the rare safety flags (migration 0023): newest first among the
+        # flagged records alone (a few in a thousand; the cervical particulate steroid per type,
+        # as the flag is the TFESI's)
+        Index("ix_record_fact_cervical_particulate", "procedure_type_id", "performed_at",
+              postgresql_where=text("cervical_particulate")),
+        Index("ix_record_fact_uptake_not_repositioned", "performed_at",
+              postgresql_where=text("uptake_not_repositioned")),
+        Index("ix_record_fact_pregnant", "performed_at", postgresql_where=text("pregnant")),
     )
 
     performed_at: Mapped[datetime] = mapped_column(UTCDateTime)

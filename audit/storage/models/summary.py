@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from sqlalchemy import Date, Float, Integer
+from sqlalchemy import Boolean, Date, Float, Integer
 from sqlalchemy.orm import Mapped, mapped_column
 
 from audit.storage.types import Base
@@ -44,6 +44,59 @@ class DailySummaryState(Base):
     """One row: the data version (audit event id) and rules the summary reflects."""
 
     __tablename__ = "daily_summary_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    data_version: Mapped[int] = mapped_column(Integer)
+    rules: Mapped[int] = mapped_column(Integer)
+
+
+class CountSummary(Base):
+    """The Data quality and Complications pages' counts (audit.analytics.sql.count_summary keeps
+    it, from the record facts, on PostgreSQL): per UTC day, site, room, procedure type,
+    physician and technologist, and the same per month (`whole_month`: the month's first day,
+    the sum of its days' rows), so a period of whole months reads a few rows per month. Counts
+    only: every figure of those pages is a sum of them."""
+
+    __tablename__ = "count_summary"
+
+    whole_month: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    site_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    room_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    procedure_type_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    physician_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    technologist_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    records: Mapped[int] = mapped_column(Integer)
+    # completeness (audit.analytics.data_quality)
+    missing_dap: Mapped[int] = mapped_column(Integer)
+    missing_dap_documented: Mapped[int] = mapped_column(Integer)
+    missing_air_kerma: Mapped[int] = mapped_column(Integer)
+    with_warnings: Mapped[int] = mapped_column(Integer)
+    from_dose_report: Mapped[int] = mapped_column(Integer)
+    # safety flags (audit.analytics.safety.SAFETY_FLAGS)
+    particulate_cervical_tfesi: Mapped[int] = mapped_column(Integer)
+    uptake_not_repositioned: Mapped[int] = mapped_column(Integer)
+    levels_over_limit: Mapped[int] = mapped_column(Integer)
+    pregnant: Mapped[int] = mapped_column(Integer)
+    srdl_reached: Mapped[int] = mapped_column(Integer)
+    # complications (audit.analytics.complications): records with one, final ones, by kind
+    with_complication: Mapped[int] = mapped_column(Integer)
+    complications: Mapped[int] = mapped_column(Integer)
+    severe: Mapped[int] = mapped_column(Integer)
+    contrast_reaction: Mapped[int] = mapped_column(Integer)
+    vasovagal_reaction: Mapped[int] = mapped_column(Integer)
+    dural_puncture: Mapped[int] = mapped_column(Integer)
+    nerve_injury: Mapped[int] = mapped_column(Integer)
+    hematoma: Mapped[int] = mapped_column(Integer)
+    infection: Mapped[int] = mapped_column(Integer)
+    other: Mapped[int] = mapped_column(Integer)
+
+
+class CountSummaryState(Base):
+    """One row: the data version and rules (with the inputs the flags read: SRDL settings,
+    room factors, the catalog's codes and maximum of levels) the count summary reflects."""
+
+    __tablename__ = "count_summary_state"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     data_version: Mapped[int] = mapped_column(Integer)
