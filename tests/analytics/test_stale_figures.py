@@ -126,10 +126,10 @@ def test_a_figure_never_computed_is_computed_in_the_request(pg: Engine) -> None:
     source = SqlSource(pg)
     page = AsOf(source)
     with background_held():
-        found = page.complication_rates(NARROW)
+        found = page.technique_use(NARROW)
     assert source.queries == 1 and page.served.oldest is None
     assert not computing_behind(source)
-    pd.testing.assert_frame_equal(found, exact(pg).complication_rates(NARROW))
+    pd.testing.assert_frame_equal(found, exact(pg).technique_use(NARROW))
 
 
 def test_a_call_never_mixes_an_older_input_into_a_current_figure(pg: Engine) -> None:
@@ -150,22 +150,22 @@ def test_a_call_that_failed_in_the_background_is_computed_in_the_request(
         pg: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     """The page then shows the error it would show without older figures, not older figures
     forever; once the computation works again, it is computed."""
-    expected = SqlSource(pg).complication_rates(F)
+    expected = SqlSource(pg).technique_use(F)
     a_new_record(pg)
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise ValueError("a figure that cannot be computed now")
-    monkeypatch.setattr(counts, "complication_rates_together", broken)
+    monkeypatch.setattr(counts, "technique_use", broken)
     source = SqlSource(pg)
     page = AsOf(source)
-    pd.testing.assert_frame_equal(page.complication_rates(F), expected)  # older, at once
+    pd.testing.assert_frame_equal(page.technique_use(F), expected)  # older, at once
     wait_for_warmer(120)  # the background computation fails (logged)
     again = AsOf(source)
     with pytest.raises(ValueError, match="cannot be computed now"):
-        again.complication_rates(F)
+        again.technique_use(F)
     monkeypatch.undo()
-    pd.testing.assert_frame_equal(AsOf(source).complication_rates(F),
-                                  exact(pg).complication_rates(F))
+    pd.testing.assert_frame_equal(AsOf(source).technique_use(F),
+                                  exact(pg).technique_use(F))
 
 
 def test_a_figure_read_while_computing_another_is_exact(pg: Engine) -> None:
