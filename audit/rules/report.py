@@ -37,6 +37,9 @@ EXCEPTION_COLUMNS = ["record_id", "performed_at", "procedure", "physician", "rul
 #: The tallies kept: overall (by rule), by physician, by month.
 TALLIES = {"rules": ["rule"], "by_physician": ["rule", "physician"],
            "by_month": ["rule", "month"]}
+#: The exceptions of each rule the Coverage page keeps and lists (the newest); the counts
+#: count every one, and `report rules` lists every one.
+EXCEPTIONS_LISTED = 1000
 #: progress(batches done, batches in all): called before the first batch and after each.
 Progress = Callable[[int, int], None]
 
