@@ -36,7 +36,7 @@ KEPT_FOR_S = 3600
 
 
 @st.cache_resource(show_spinner=False)
-def _reports() -> tuple[OrderedDict[tuple[str, int, str], tuple[float, Any]], Lock]:
+def _reports() -> tuple[OrderedDict[tuple[str, Any, str], tuple[float, Any]], Lock]:
     """The reports computed, shared by every session, by (database, data version, filters):
     the figure source's token moves with every record, follow-up and pack change. Kept here
     rather than by st.cache_data, which would record the progress bar drawn while it checks
@@ -44,7 +44,7 @@ def _reports() -> tuple[OrderedDict[tuple[str, int, str], tuple[float, Any]], Lo
     return OrderedDict(), Lock()
 
 
-def _report(key: tuple[str, int, str], filters: Filters) -> dict[str, pd.DataFrame]:
+def _report(key: tuple[str, Any, str], filters: Filters) -> dict[str, pd.DataFrame]:
     """rule_report for these filters, computed once per data version: it checks every record
     of the period batch by batch from the database (never the analysis frame), with a
     progress bar."""
