@@ -5,6 +5,8 @@ procedures, and `report rules` over the whole database.
     python bench/bench_rule_checks.py --quick          # 50,000
     python bench/bench_rule_checks.py --size 100000    # 100,000
     python bench/bench_rule_checks.py --url postgresql+psycopg://.../fluoro_bench_1000000_s1
+    python bench/bench_rule_checks.py --url postgresql+psycopg://.../fluoro_bench_5000000_s1 \
+        --report month          # read-only: the Coverage page's rule report alone (issue 16)
 
 On a copy of the demo database (bench/_common.scratch_copy), every rule pack on, one patient
 gets 100 lumbar procedures over five years; then a new TFESI for that patient is checked again
@@ -12,6 +14,13 @@ and again: the rule check alone (the packs, the patient's history in one indexed
 rules) and the whole refused `log()` (validation, duplicates, every warning); then `report rules`
 over every record once. The target is under 50 ms p95 for the rule check on 1,000,000 records
 (docs/design.md §16).
+
+--report month|year|all (with --url; read-only, the database is neither migrated nor written,
+so a shared bench database can be used): only `rule_report` as the Coverage page runs it (the
+newest 1,000 exceptions of each rule kept), over the last month, the last twelve months or
+every record up to the database's newest record; prints the seconds, the batches and the peak
+RSS of this process (run one period per process, as the figures in docs/design.md were).
+--batch N: patients per batch (default audit.rules.period.BATCH_PATIENTS).
 """
 
 from __future__ import annotations
@@ -20,12 +29,12 @@ import contextlib
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import make_url
+from sqlalchemy import Engine, func, make_url, select
 
 from audit.auth import cli_actor
 from audit.errors import WarningsNotConfirmed
@@ -33,9 +42,11 @@ from audit.filters import Filters
 from audit.log.entry_warnings import rule_warnings
 from audit.log.service import ProcedureLog
 from audit.rules.packs import PACKS
-from audit.rules.report import rule_report
+from audit.rules.period import BATCH_PATIENTS
+from audit.rules.report import EXCEPTIONS_LISTED, rule_report
 from audit.rules.store import set_enabled
 from audit.storage.engine import make_engine, migrate, read_session
+from audit.storage.models import Procedure
 from bench._common import add_url, figure, parser, peak_rss_mb, percentiles, scratch_copy
 
 PRIOR = 100
@@ -108,8 +119,52 @@ def run(size: int, url: str | None) -> None:
         figure("peak RSS", peak_rss_mb(), "MB")
 
 
+def period(engine: Engine, which: str) -> Filters:
+    """The last month, the last twelve months or every record, up to the newest record."""
+    with read_session(engine) as session:
+        newest = session.scalar(select(func.max(Procedure.performed_at)))
+    if which == "all" or newest is None:
+        return Filters()
+    last = newest.date()
+    back = 0 if which == "month" else 11  # months before the newest record's month
+    year, month = divmod(last.year * 12 + last.month - 1 - back, 12)
+    return Filters.days(date(year, month + 1, 1), last)
+
+
+def report_only(url: str, which: str, batch: int) -> None:
+    """rule_report alone, as the Coverage page runs it, on a database only read."""
+    engine = make_engine(url)
+    chosen = period(engine, which)
+    print(f"\nrule report, {which} ({chosen.describe()}), {batch:,} patients a batch, "
+          f"{make_url(url).get_backend_name()}", flush=True)
+    start_mb = peak_rss_mb()
+    seen: list[tuple[int, float]] = []
+    started = time.perf_counter()
+    report = rule_report(engine, cli_actor(), chosen, exceptions_per_rule=EXCEPTIONS_LISTED,
+                         batch_patients=batch,
+                         progress=lambda done, total: seen.append(
+                             (total, time.perf_counter() - started)))
+    rules = report["rules"]
+    figure("rule report", time.perf_counter() - started, "s",
+           f"{int(rules['eligible'].sum()):,} findings, {int(rules['exceptions'].sum()):,} "
+           f"exceptions, {len(report['exceptions']):,} kept")
+    figure("batches", str(seen[0][0]), "", f"first after {seen[0][1]:.1f} s (the patients)")
+    figure("peak RSS", peak_rss_mb(), "MB", f"{start_mb:.0f} MB before the report")
+    engine.dispose()
+
+
 def main() -> int:
-    args = add_url(parser(__doc__.splitlines()[0])).parse_args()
+    p = add_url(parser(__doc__.splitlines()[0]))
+    p.add_argument("--report", choices=("month", "year", "all"),
+                   help="with --url: only the rule report over this period (read-only)")
+    p.add_argument("--batch", type=int, default=BATCH_PATIENTS,
+                   help="patients per batch of the rule report")
+    args = p.parse_args()
+    if args.report:
+        if not args.url:
+            p.error("--report reads the database given by --url")
+        report_only(args.url, args.report, args.batch)
+        return 0
     run(args.size or (50_000 if args.quick else 1_000_000), args.url)
     return 0
 

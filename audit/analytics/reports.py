@@ -11,6 +11,7 @@ import io
 import json
 import math
 import os
+from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -38,8 +39,9 @@ FORMATS = ("table", "csv", "json")
 
 
 def build(kind: str, engine: Engine, snap: Snapshot, actor: Actor, filters: Filters,
-          by: str | None = None) -> dict[str, pd.DataFrame]:
-    """The named tables of one report."""
+          by: str | None = None,
+          progress: Callable[[int, int], None] | None = None) -> dict[str, pd.DataFrame]:
+    """The named tables of one report. `progress(done, total)`: the rule report's batches."""
     require(actor, Permission.VIEW_DASHBOARDS)
     filters.mask(snap)  # unknown names are reported before any work
     if by in ("weight_band", "bmi_band", "operator") and kind not in ("dose", "compliance"):
@@ -54,7 +56,7 @@ def build(kind: str, engine: Engine, snap: Snapshot, actor: Actor, filters: Filt
                                                      "month")])
         from audit.rules.report import rule_report
 
-        return rule_report(engine, actor, filters)
+        return rule_report(engine, actor, filters, progress=progress)
     if kind == "compliance":
         tables = {"overall": compliance(snap, filters)}
         if by:

@@ -24,6 +24,13 @@ def _day(text: str | None, option: str) -> Any:
         raise CliError(f"{option}: {text!r} is not a date; give YYYY-MM-DD") from None
 
 
+def _progress(done: int, total: int) -> None:
+    """The rule report's batches on a terminal's stderr (stdout is the report)."""
+    sys.stderr.write(f"\rchecking the rules: batch {done:,} of {total:,}"
+                     + ("\n" if done >= total else ""))
+    sys.stderr.flush()
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from audit.analytics.reports import build, render, write_csv_files
     from audit.analytics.snapshot import load_snapshot
@@ -46,7 +53,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     engine = make_engine(args.db)
     snap = load_snapshot(engine)
     try:
-        tables = build(args.kind, engine, snap, cli_actor(), filters, args.by)
+        tables = build(args.kind, engine, snap, cli_actor(), filters, args.by,
+                       progress=_progress if sys.stderr.isatty() else None)
     except ValidationFailed as exc:  # a report writes nothing: say only what was wrong
         raise CliError("; ".join(str(e) for e in exc.errors)) from None
     if args.out is not None:

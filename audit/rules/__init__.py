@@ -15,12 +15,14 @@ if TYPE_CHECKING:
     from audit.rules.follow_up import list_follow_ups as list_follow_ups
     from audit.rules.follow_up import record_follow_up as record_follow_up
     from audit.rules.packs import PACKS as PACKS
+    from audit.rules.report import EXCEPTIONS_LISTED as EXCEPTIONS_LISTED
     from audit.rules.report import rule_report as rule_report
     from audit.rules.store import list_packs as list_packs
     from audit.rules.store import set_enabled as set_enabled
     from audit.rules.store import set_parameter as set_parameter
 
 __all__ = [
+    "EXCEPTIONS_LISTED",
     "PACKS",
     "list_follow_ups",
     "list_packs",
@@ -39,6 +41,7 @@ _PUBLIC = {
     "record_follow_up": "audit.rules.follow_up",
     "list_follow_ups": "audit.rules.follow_up",
     "rule_report": "audit.rules.report",
+    "EXCEPTIONS_LISTED": "audit.rules.report",
 }
 
 __getattr__, __dir__ = lazy_names(__name__, _PUBLIC)

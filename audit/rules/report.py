@@ -2,116 +2,159 @@
 Coverage and safeguards page call `rule_report`, so they show the same figures.
 
 Every final record in the period is checked (CSV imports included: they were not blocked at
-entry) against its patient's history, with the packs in force on its day. Set-based: one query
-reads the period's records and their patients' earlier ones with their follow-ups, one more
-their levels; the checks then run in memory as array operations (audit.rules.batch), with the
-same findings as evaluate.check per record (tests/rules/test_batch_rules.py).
+entry) against its patient's history, with the packs in force on its day. Patient-batch by
+patient-batch (audit.rules.period): a batch's records and their patients' earlier ones with
+their follow-ups and levels are read, checked as array operations (audit.rules.batch, the same
+findings as evaluate.check per record: tests/rules/test_batch_rules.py), and only counts and
+exceptions are kept, so memory stays that of one batch whatever the period (issue 16).
 
 A rule's compliance rate is (eligible - exceptions) / eligible, with a Wilson 95% interval
-(audit.analytics.quantiles.wilson), overall, by physician and by month (UTC).
+(audit.analytics.quantiles.wilson), overall, by physician and by month (UTC), from the counts
+summed over the batches (the same figures as one pass over the whole period:
+tests/rules/test_report_batches.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, Select, String, select, type_coerce
+from sqlalchemy import Engine
 
 from audit.analytics.quantiles import wilson
 from audit.auth import Actor, Permission, require
 from audit.filters import Filters
 from audit.rules import batch
-from audit.rules.history import LOOKBACK, history_query
 from audit.rules.packs import RULE_PACK, RULE_TITLES
-from audit.rules.store import load_packs
-from audit.storage.engine import read_session
-from audit.storage.models import Physician, Procedure, ProcedureLevel
+from audit.rules.period import BATCH_PATIENTS, batches, plan
 
 GROUPS = ("physician", "month")
-COLUMNS = ["record_id", "performed_at", "procedure", "physician", "month", "rule", "pack",
-           "exception", "message"]
+COLUMNS = batch.COLUMNS
 EXCEPTION_COLUMNS = ["record_id", "performed_at", "procedure", "physician", "rule", "pack",
                      "message"]
+#: The tallies kept: overall (by rule), by physician, by month.
+TALLIES = {"rules": ["rule"], "by_physician": ["rule", "physician"],
+           "by_month": ["rule", "month"]}
+#: The exceptions of each rule the Coverage page keeps and lists (the newest); the counts
+#: count every one, and `report rules` lists every one.
+EXCEPTIONS_LISTED = 1000
+#: progress(batches done, batches in all): called before the first batch and after each.
+Progress = Callable[[int, int], None]
 
 
-def findings(engine: Engine, filters: Filters) -> pd.DataFrame:
-    """One row per (record in the period, rule that applies to it): record_id, performed_at,
-    procedure, physician, month, rule, pack, exception (bool), message. Set-based
-    (audit.rules.batch): the same findings as evaluate.check per record, without a Python
-    loop per record."""
-    chosen = select(Procedure.id).where(*filters.where())
-    with read_session(engine) as session:
-        packs = load_packs(session)
-        if not any(p.enabled for p in packs.values()):
-            return _frame([])
-        query = period_history(filters, chosen, raw_time=True)
-        connection = session.connection()
-        history = pd.read_sql(query, connection)
-        wanted = np.array(session.scalars(chosen).all(), dtype=np.int64)
-        levels = pd.read_sql(select(ProcedureLevel.procedure_id, ProcedureLevel.position,
-                                    ProcedureLevel.level)
-                             .where(ProcedureLevel.procedure_id.in_(chosen)), connection)
-    levels = levels.sort_values(["procedure_id", "position"], kind="stable")  # not in SQL
-    relief = history[["id", "relief_percent", "relief_days"]].dropna() \
-        .rename(columns={"id": "procedure_id"})
-    history = history.drop_duplicates("id").drop(columns=["relief_percent", "relief_days"])
-    found = batch.evaluate_many(history, relief, levels, wanted, packs)
-    return found if len(found) else _frame([])
+def each_batch(engine: Engine, filters: Filters, batch_patients: int = BATCH_PATIENTS,
+               progress: Progress | None = None) -> Iterator[pd.DataFrame]:
+    """The findings of each batch of patients: one row per (record in the period, rule that
+    applies to it): record_id, performed_at, procedure, physician, month, rule, pack,
+    exception (bool), message; a batch ordered by record id then as `check` gives them."""
+    period = plan(engine, filters, batch_patients)
+    total = len(period.batches)
+    if progress is not None:
+        progress(0, total)
+    for done, read in enumerate(batches(engine, filters, period), start=1):
+        found = batch.evaluate_many(read.history, read.relief, read.levels, read.wanted,
+                                    period.packs)
+        if len(found):
+            yield found
+        if progress is not None:
+            progress(done, total)
 
 
-def period_history(filters: Filters, chosen: Select[Any], raw_time: bool = False) -> Select[Any]:
-    """The final records of the chosen records' patients from LOOKBACK before the period to
-    its end, with follow-ups (one row each) and the physician's name (unordered: a sort of
-    the whole result costs the database more than numpy). raw_time: performed_at as the driver
-    gives it (SQLite's text, parsed by pandas in one pass instead of a Python call a row)."""
-    patients = select(Procedure.patient_id).where(Procedure.id.in_(chosen))
-    query = history_query().add_columns(Physician.name.label("physician")) \
-        .join(Physician, Physician.id == Procedure.physician_id) \
-        .where(Procedure.patient_id.in_(patients))
-    if raw_time:
-        query = query.with_only_columns(*[type_coerce(Procedure.performed_at, String)
-                                          .label("performed_at") if c.name == "performed_at"
-                                          else c for c in query.selected_columns])
-    if filters.start is not None:
-        query = query.where(Procedure.performed_at >= filters.start - LOOKBACK)
-    if filters.before is not None:
-        query = query.where(Procedure.performed_at < filters.before)
-    return query
+def findings(engine: Engine, filters: Filters,
+             batch_patients: int = BATCH_PATIENTS) -> pd.DataFrame:
+    """Every finding of the period in one frame, ordered by record id (the tests compare it
+    with evaluate.check per record; the report itself keeps counts, not this)."""
+    found = list(each_batch(engine, filters, batch_patients))
+    if not found:
+        return pd.DataFrame(columns=COLUMNS)
+    every = pd.concat(found, ignore_index=True).sort_values("record_id", kind="stable") \
+        .reset_index(drop=True)
+    if every["exception"].any():  # a batch without exceptions has its messages as objects
+        every["message"] = every["message"].astype("str")
+    return every
 
 
-def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=COLUMNS)
+class _Tally:
+    """Eligible and exception counts per key, summed batch by batch."""
+
+    def __init__(self, keys: list[str]) -> None:
+        self.keys = keys
+        self.counts: pd.DataFrame | None = None
+
+    def add(self, found: pd.DataFrame) -> None:
+        counts = found.groupby(self.keys, sort=False)["exception"].agg(["size", "sum"])
+        counts = counts.astype(np.int64)
+        self.counts = counts if self.counts is None else \
+            pd.concat([self.counts, counts]).groupby(level=self.keys, sort=False).sum()
+
+    def rates(self) -> pd.DataFrame:
+        if self.counts is None:
+            return pd.DataFrame(columns=[*self.keys, "eligible", "exceptions", "compliant",
+                                         "compliance_rate", "ci_low", "ci_high"])
+        grouped = self.counts.sort_index().reset_index()
+        grouped = grouped.rename(columns={"size": "eligible", "sum": "exceptions"})
+        grouped["compliant"] = grouped["eligible"] - grouped["exceptions"]
+        eligible = grouped["eligible"].to_numpy(dtype=np.float64)
+        grouped["compliance_rate"] = grouped["compliant"] / eligible
+        low, high = wilson(grouped["compliant"].to_numpy(dtype=np.float64), eligible)
+        grouped["ci_low"], grouped["ci_high"] = low, high
+        return grouped
 
 
-def _rates(found: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    if found.empty:
-        return pd.DataFrame(columns=[*keys, "eligible", "exceptions", "compliant",
-                                     "compliance_rate", "ci_low", "ci_high"])
-    grouped = found.groupby(keys, sort=True)["exception"].agg(["size", "sum"]).reset_index()
-    grouped = grouped.rename(columns={"size": "eligible", "sum": "exceptions"})
-    grouped["exceptions"] = grouped["exceptions"].astype(int)
-    grouped["compliant"] = grouped["eligible"] - grouped["exceptions"]
-    eligible = grouped["eligible"].to_numpy(dtype=np.float64)
-    grouped["compliance_rate"] = grouped["compliant"] / eligible
-    low, high = wilson(grouped["compliant"].to_numpy(dtype=np.float64), eligible)
-    grouped["ci_low"], grouped["ci_high"] = low, high
-    return grouped
+def _in_order(exceptions: pd.DataFrame) -> pd.DataFrame:
+    """Oldest first by (time, record), a record's rules in the order `check` gives them."""
+    order = exceptions["rule"].map(batch.ORDER)
+    return exceptions.assign(_order=order).sort_values(
+        ["performed_at", "record_id", "_order"], kind="stable").drop(columns="_order")
 
 
-def rule_report(engine: Engine, actor: Actor, filters: Filters) -> dict[str, pd.DataFrame]:
+class _Exceptions:
+    """The exception rows kept: all of them, or the newest `limit` of each rule."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self.parts: list[pd.DataFrame] = []
+
+    def add(self, found: pd.DataFrame) -> None:
+        rows = found.loc[found["exception"].astype(bool), EXCEPTION_COLUMNS]
+        if not len(rows):
+            return
+        self.parts.append(rows)
+        if self.limit is not None:
+            self.parts = [self._newest()]
+
+    def _newest(self) -> pd.DataFrame:
+        kept = _in_order(pd.concat(self.parts, ignore_index=True))
+        return kept.groupby("rule", sort=False).tail(self.limit) if self.limit is not None \
+            else kept
+
+    def table(self) -> pd.DataFrame:
+        if not self.parts:
+            return pd.DataFrame(columns=EXCEPTION_COLUMNS)
+        return self._newest().reset_index(drop=True)
+
+
+def rule_report(engine: Engine, actor: Actor, filters: Filters, *,
+                exceptions_per_rule: int | None = None,
+                batch_patients: int = BATCH_PATIENTS,
+                progress: Progress | None = None) -> dict[str, pd.DataFrame]:
     """The tables of `report rules`: "rules" (each rule's eligible records, exceptions and
     compliance with its 95% interval), "by_physician", "by_month" and "exceptions" (the records
-    behind them)."""
+    behind them, oldest first: every one, or the newest `exceptions_per_rule` of each rule;
+    the counts always count all). `progress(done, total)` follows the batches."""
     require(actor, Permission.VIEW_DASHBOARDS)
-    found = findings(engine, filters)
-    overall = _rates(found, ["rule"])
+    tallies = {name: _Tally(keys) for name, keys in TALLIES.items()}
+    kept = _Exceptions(exceptions_per_rule)
+    for found in each_batch(engine, filters, batch_patients, progress):
+        for tally in tallies.values():
+            tally.add(found)
+        kept.add(found)
+    tables: dict[str, Any] = {name: tally.rates() for name, tally in tallies.items()}
+    overall = tables["rules"]
     overall.insert(1, "pack", [RULE_PACK[r] for r in overall["rule"]])
     overall.insert(2, "title", [RULE_TITLES[r] for r in overall["rule"]])
-    exceptions = found[found["exception"].astype(bool)].sort_values(["performed_at",
-                                                                     "record_id"])
     return {"rules": overall.reset_index(drop=True),
-            "by_physician": _rates(found, ["rule", "physician"]),
-            "by_month": _rates(found, ["rule", "month"]),
-            "exceptions": exceptions[EXCEPTION_COLUMNS].reset_index(drop=True)}
+            "by_physician": tables["by_physician"], "by_month": tables["by_month"],
+            "exceptions": kept.table()}

@@ -4,13 +4,18 @@ the 2015 multisociety safeguards), by physician and month, and which records bre
 
 from __future__ import annotations
 
+import time
+from collections import OrderedDict
+from threading import Lock
+from typing import Any
+
 import pandas as pd
 import streamlit as st
 
 from audit import Filters
-from audit.auth import Actor, Permission
+from audit.auth import Permission
 from audit.errors import ValidationFailed
-from audit.rules import PACKS, rule_report
+from audit.rules import EXCEPTIONS_LISTED, PACKS, rule_report
 from dashboard import analytics, coverage_charts, state, tables
 from dashboard.analytics import chart_and_table, percent
 from dashboard.widgets import plain
@@ -26,19 +31,48 @@ st.caption("Each rule of the rule packs switched on (Admin → Rule packs), chec
            "applies to that met it, with its 95% interval (Wilson).")
 
 
+KEPT = 8  # reports kept, shared by every session
+KEPT_FOR_S = 3600
 
-@st.cache_data(show_spinner="Checking every record against the rules…", max_entries=8,
-               ttl=3600)
-def _report(url: str, version: int, key: str, _filters: Filters,
-            _actor: Actor) -> dict[str, pd.DataFrame]:
-    """rule_report, computed once per data version (the figure source's token: every record,
-    follow-up and pack change moves it) and filters: it checks every record of the period,
-    read from the database (never from the analysis frame)."""
-    return rule_report(state.engine(), _actor, _filters)
+
+@st.cache_resource(show_spinner=False)
+def _reports() -> tuple[OrderedDict[tuple[str, Any, str], tuple[float, Any]], Lock]:
+    """The reports computed, shared by every session, by (database, data version, filters):
+    the figure source's token moves with every record, follow-up and pack change. Kept here
+    rather than by st.cache_data, which would record the progress bar drawn while it checks
+    and draw it again on every later visit."""
+    return OrderedDict(), Lock()
+
+
+def _report(key: tuple[str, Any, str], filters: Filters) -> dict[str, pd.DataFrame]:
+    """rule_report for these filters, computed once per data version: it checks every record
+    of the period batch by batch from the database (never the analysis frame), with a
+    progress bar."""
+    kept, lock = _reports()
+    with lock:
+        found = kept.get(key)
+        if found is not None and time.monotonic() - found[0] < KEPT_FOR_S:
+            kept.move_to_end(key)
+            return found[1]
+    bar = st.progress(0.0, text="Checking every record against the rules…")
+
+    def progress(done: int, total: int) -> None:
+        bar.progress(done / total if total else 1.0,
+                     text=f"Checking every record against the rules: batch {done:,} of "
+                          f"{total:,} (a few thousand patients each)")
+
+    report = rule_report(state.engine(), actor, filters, exceptions_per_rule=EXCEPTIONS_LISTED,
+                         progress=progress)
+    bar.empty()
+    with lock:
+        kept[key] = (time.monotonic(), report)
+        while len(kept) > KEPT:
+            kept.popitem(last=False)
+    return report
 
 
 try:
-    report = _report(state.database_url(), source.token, repr(chosen), chosen, actor)
+    report = _report((state.database_url(), source.token, repr(chosen)), chosen)
 except ValidationFailed as exc:
     st.error(plain(exc))
     st.stop()
@@ -66,9 +100,14 @@ chart_and_table(coverage_charts.rule_bars(shown),
 st.subheader("The exceptions")
 pick = st.selectbox("Show the records that broke", ["", *rules["rule"]], key="cov_rule",
                     format_func=lambda k: TITLES.get(k, "every rule"))
-exceptions = report["exceptions"]
+exceptions = report["exceptions"]  # the newest EXCEPTIONS_LISTED of each rule, oldest first
 if pick:
     exceptions = exceptions[exceptions["rule"] == pick]
+counted = int(rules.set_index("rule")["exceptions"][pick] if pick else rules["exceptions"].sum())
+exceptions = exceptions.tail(EXCEPTIONS_LISTED)
+if counted > len(exceptions):
+    st.caption(f"The newest {len(exceptions):,} of {counted:,} exceptions: narrow the filters "
+               "to list older ones (`fluoro-audit report rules` lists every one).")
 tables.show(exceptions.assign(title=[TITLES[k] for k in exceptions["rule"]])[
     ["record_id", "performed_at", "procedure", "physician", "title", "message"]],
     names=NAMES, height=300, key="cov_exceptions")

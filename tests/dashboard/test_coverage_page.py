@@ -134,3 +134,24 @@ def test_only_an_administrator_sees_the_rule_pack_switches(
         with pytest.raises(ValueError, match="Could not find a navigation page"):
             at.switch_page(page("admin"))  # only a "not available" stand-in is registered
         assert not [b for b in at.button if str(b.key or "").startswith("rp_switch_")]
+
+
+def test_the_coverage_page_lists_the_newest_exceptions_and_counts_all(
+        app: AppFactory, people: dict[str, Actor], service: ProcedureLog, engine: Engine,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 16: the page keeps the newest EXCEPTIONS_LISTED exceptions of each rule (1,000; 2
+    here) and says how many there are; the counts still count every one."""
+    monkeypatch.setattr("audit.rules.EXCEPTIONS_LISTED", 2)
+    packs_on(engine)
+    fixture_history(engine, service)
+    at = app("quality").run().switch_page(page("coverage")).run()
+    assert not at.exception, at.exception
+    assert {m.label: m.value for m in at.metric}["Exceptions"] == "7"
+    assert len(at.dataframe[1].value) == 2
+    assert "The newest 2 of 7 exceptions" in " ".join(texts(at.caption))
+    at.selectbox(key="cov_rule").set_value("esi_repeat_relief").run()
+    shown = at.dataframe[1].value
+    assert len(shown) == 2 and set(shown["title"]) == {
+        "a repeat ESI follows documented relief of >= 50% for >= 3 months from the previous "
+        "one"}
+    assert "The newest 2 of 4 exceptions" in " ".join(texts(at.caption))

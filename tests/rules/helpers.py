@@ -16,7 +16,8 @@ from audit.log.service import ProcedureLog
 from audit.rules import evaluate
 from audit.rules.history import cases_from_rows
 from audit.rules.packs import PACKS
-from audit.rules.report import COLUMNS, period_history
+from audit.rules.period import period_history
+from audit.rules.report import COLUMNS
 from audit.rules.store import load_packs, set_enabled
 from audit.storage.engine import read_session
 from audit.storage.models import Procedure, ProcedureLevel
