@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import BigInteger, cast, func, insert, literal, select, text, update
 from sqlalchemy.orm import Session
 
 from audit.alerts.detection import (
@@ -374,13 +374,26 @@ def _patients(session: Session, scope: Scope) -> np.ndarray | None:
         return None
     found = set(session.scalars(select(Procedure.patient_id).distinct()
                                 .where(scope.records(Procedure.id))))
-    for patient, records in session.execute(
-            select(Alert.patient_id, Alert.record_ids)
-            .where(Alert.kind == AlertKind.CUMULATIVE.value,
-                   Alert.status != AlertStatus.WITHDRAWN.value)):
-        if any(scope.contains(int(i)) for i in records):
-            found.add(int(patient))
+    found.update(_holding(session, scope))
     return None if len(found) > PATIENT_LIMIT else np.array(sorted(found), dtype=np.int64)
+
+
+def _holding(session: Session, scope: Scope) -> set[int]:
+    """The patients of the cumulative episodes in force that hold a record in scope, found by
+    the database in each episode's JSON list of record ids (json_each on SQLite,
+    json_array_elements_text on PostgreSQL): reading every episode's list into Python took
+    0.45 s of a 1.6 s refresh at 5M records (5,051 episodes)."""
+    if session.get_bind().dialect.name == "postgresql":
+        elements = func.json_array_elements_text(Alert.record_ids).table_valued("value")
+        member: Any = cast(elements.c.value, BigInteger)
+    else:
+        elements = func.json_each(Alert.record_ids).table_valued("value")
+        member = elements.c.value
+    holds = select(literal(1)).select_from(elements).where(scope.records(member)).exists()
+    return {int(p) for p in session.scalars(
+        select(Alert.patient_id).distinct()
+        .where(Alert.kind == AlertKind.CUMULATIVE.value,
+               Alert.status != AlertStatus.WITHDRAWN.value, holds))}
 
 
 def _when(epoch: Any) -> datetime | None:

@@ -223,3 +223,25 @@ def test_two_refreshes_racing_on_postgresql_store_each_alert_once(
     finally:
         for e in engines:
             e.dispose()
+
+
+@pytest.mark.parametrize("backend,path", PATHS)
+def test_an_episode_whose_records_all_moved_to_another_patient_is_withdrawn(
+        engine: Engine, path: str) -> None:
+    """Both records of patient C's episode move to patient D: no record in scope names C any
+    more, only C's stored episode does (found by the database in its list of record ids)."""
+    log = ProcedureLog(engine)
+    for record in (tfesi("C1", "PAT-C", "03-01", 100.0), tfesi("C2", "PAT-C", "03-01", 100.0),
+                   tfesi("E1", "PAT-E", "03-05", 1.0)):
+        log.log(record, cli_actor(), confirm_warnings=True, create_missing=True)
+    refresh_and_compare(engine, path)
+    before = list_alerts(engine, RSO, kind="cumulative")
+    assert set(before["patient"]) == {"PAT-C"}
+    for accession in ("C1", "C2"):
+        log.amend(record_id(engine, accession), {"patient_id": "PAT-D"}, cli_actor(),
+                  version=1, reason="wrong patient", confirm_warnings=True,
+                  create_missing=True)
+    scope = refresh_and_compare(engine, path)
+    assert scope != "all records" and scope["records"] == 2
+    after = list_alerts(engine, RSO, kind="cumulative").set_index("patient")
+    assert after.loc["PAT-C", "status"] == "withdrawn" and after.loc["PAT-D", "status"] == "open"
