@@ -38,8 +38,9 @@ def _show(engine: object, as_json: bool) -> None:
         print(f"  {row.procedure:<12} {row.quantity:<14} {level:>10}  from {row.records:,} "
               f"records (median {row.median:.4g}, percentile {row.percentile:.4g})")
     if in_force.changed:
+        codes = dict(zip(table["type_id"], table["procedure"], strict=True))
         print("records changed since: " + ", ".join(
-            f"type {t}: {n:,}" for t, n in in_force.changed.items()))
+            f"{codes.get(t, f'type {t}')} {n:,}" for t, n in in_force.changed.items()))
 
 
 def cmd_alerts_levels(args: argparse.Namespace) -> int:

@@ -173,6 +173,12 @@ def test_the_command_line_shows_and_reviews_the_levels(
     shown = json.loads(capsys.readouterr().out)
     in_force = levels_in_force(engine)
     assert shown["event_id"] == in_force.event_id and len(shown["levels"]) == len(in_force.table)
+    log(engine, [tfesi("L1", "PAT-L1", "06-10", 5.0)])
+    refresh(engine, "frame")
+    assert main(["--db", db_url, "alerts", "levels"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("in force since ") and "records changed since: TFESI 1" in out
+    in_force = levels_in_force(engine)
     # a technologist's account cannot review: refused, named, nothing recorded
     add_user(engine, admin, "tech9", Role.TECHNOLOGIST, "a-long-enough-passphrase-9")
     code = main(["--db", db_url, "alerts", "review-levels", "--as", "tech9"])
