@@ -39,7 +39,6 @@ from audit.reference_data import list_rooms, update_procedure_type, update_room
 from audit.settings import update_setting
 from audit.storage.engine import make_engine, migrate, read_session
 from audit.storage.models import Complication, CountSummary, CountSummaryState, RecordFactState
-from tests.analytics import analytics_data
 from tests.analytics.sql_figures import FACT_SCAN, statements
 from tests.analytics.test_sql_figures import CASES
 from tests.conftest import Databases, valid_record
@@ -52,14 +51,6 @@ MORE = [
     Filters.days(None, date(2026, 2, 27)),
     Filters(technologists=("tech1",), procedures=("TFESI",)),
 ]
-
-
-@pytest.fixture(scope="module")
-def pg_engine(databases: Databases) -> Iterator[Engine]:
-    engine = make_engine(databases.postgresql())
-    analytics_data.load(ProcedureLog(engine), cli_actor())
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

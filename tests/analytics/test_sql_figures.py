@@ -6,7 +6,6 @@ test runs, never skips, wherever the suite's PostgreSQL is configured."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import date
 
 import pandas as pd
@@ -48,14 +47,6 @@ CASES = [
     Filters.days(date(2025, 1, 1), date(2025, 12, 31)),  # no records at all
     Filters(technologists=("tech1",)),
 ]
-
-
-@pytest.fixture(scope="module")
-def pg_engine(databases: Databases) -> Iterator[Engine]:
-    engine = make_engine(databases.postgresql())
-    analytics_data.load(ProcedureLog(engine), cli_actor())
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture(scope="module")
