@@ -48,20 +48,34 @@ def compliance_page(s: SqlSource, f: Filters) -> None:
 
 
 def dose_page(s: SqlSource, f: Filters) -> None:
+    """The Dose page as it opens: its first tab, "Per procedure" (only the open tab is
+    computed, dashboard/views/dose.py)."""
     drl_thresholds(s.lookups)
     distribution = s.dose_distribution(f, "kap_corrected_gycm2")
     s.local_drls(f, (QUANTITY,))
     if len(distribution):
         s.dose_histogram(f, distribution["procedure"].iloc[0], "kap_corrected_gycm2")
+
+
+def dose_physicians_tab(s: SqlSource, f: Filters) -> None:
+    s.physician_scorecard(f)
+    s.adjusted_scorecard(f, QUANTITY)
+
+
+def dose_case_mix_tab(s: SqlSource, f: Filters) -> None:
     s.dose_statistics(f, by=("procedure", "levels"), quantities=(QUANTITY,))
     s.dose_statistics(f, by=("procedure", "levels"), quantities=(QUANTITY,), per_level=True)
     s.dose_statistics(f, by=("procedure", "weight_band"), quantities=(QUANTITY,))
-    s.physician_scorecard(f)
     s.radiation_free_share(f)
     s.dose_statistics(f, by=("procedure", "bmi_band"), quantities=(QUANTITY,))
     s.dose_statistics(f, by=("procedure", "operator"), quantities=(QUANTITY,))
-    s.adjusted_scorecard(f, QUANTITY)
+
+
+def dose_over_time_tab(s: SqlSource, f: Filters) -> None:
     s.monthly_medians(f, QUANTITY)
+
+
+def dose_reference_tab(s: SqlSource, f: Filters) -> None:
     s.local_drls(f)
     reference_table(s.lookups)
 
@@ -82,7 +96,9 @@ def complications_page(s: SqlSource, f: Filters) -> None:
 
 
 PAGES: dict[str, Callable[[SqlSource, Filters], None]] = {
-    "Compliance": compliance_page, "Dose": dose_page, "Data quality": data_quality_page,
+    "Compliance": compliance_page, "Dose": dose_page, "Dose/Physicians": dose_physicians_tab,
+    "Dose/Case mix": dose_case_mix_tab, "Dose/Over time": dose_over_time_tab,
+    "Dose/Reference": dose_reference_tab, "Data quality": data_quality_page,
     "Complications": complications_page,
 }
 WARM_FILTERS = [
@@ -113,13 +129,13 @@ def main(url: str, label: str = "",
     print(f"plain GROUP BY over the table: {group_by:.2f} s")
     print("cold: a new process (nothing cached, nothing shared); warm: a filter change (slowest "
           f"of {len(WARM_FILTERS)}); repeat: the same filters again")
-    print(f"\n{'page':<14}{'cold s':>8}{'warm s':>8}{'repeat s':>9}{'cold/GB':>9}{'warm/GB':>9}")
+    print(f"\n{'page':<16}{'cold s':>8}{'warm s':>8}{'repeat s':>9}{'cold/GB':>9}{'warm/GB':>9}")
     for name, page in pages.items():
         source = SqlSource(engine, shared=False)
         cold = _timed(lambda page=page, s=source: page(s, Filters()))
         warm = max(_timed(lambda page=page, s=source, f=f: page(s, f)) for f in WARM_FILTERS)
         repeat = _timed(lambda page=page, s=source: page(s, WARM_FILTERS[0]))
-        print(f"{name:<14}{cold:>8.2f}{warm:>8.3f}{repeat:>9.3f}{cold / group_by:>9.1f}"
+        print(f"{name:<16}{cold:>8.2f}{warm:>8.3f}{repeat:>9.3f}{cold / group_by:>9.1f}"
               f"{warm / group_by:>9.2f}", flush=True)
     if shared:
         shared_pages(engine, pages)
@@ -141,12 +157,12 @@ def shared_pages(engine: Any,
           f"in {asking:.1f} s ({asker.queries} figures stored); after a write the warmer "
           f"replayed {report.replayed} calls in {report.seconds:.1f} s ({report.computed} "
           f"figures computed, {report.failed} failed)")
-    print(f"\n{'page':<14}{'after warm s':>13}{'filter s':>9}{'computed':>9}")
+    print(f"\n{'page':<16}{'after warm s':>13}{'filter s':>9}{'computed':>9}")
     for name, page in pages.items():
         fresh = SqlSource(engine)  # a new process after the warm
         after = _timed(lambda page=page, s=fresh: page(s, Filters()))
         filtered = _timed(lambda page=page, s=fresh: page(s, WARM_FILTERS[0]))
-        print(f"{name:<14}{after:>13.3f}{filtered:>9.3f}{fresh.queries:>9}", flush=True)
+        print(f"{name:<16}{after:>13.3f}{filtered:>9.3f}{fresh.queries:>9}", flush=True)
     as_of_pages(engine, pages)
 
 
@@ -162,12 +178,12 @@ def as_of_pages(engine: Any, pages: dict[str, Callable[[SqlSource, Filters], Non
     _a_write(engine)
     source = SqlSource(engine)  # a new process, right after the write: no warm yet
     print("\nright after a write, older figures allowed (a new process, before any warm)")
-    print(f"{'page':<14}{'page s':>8}{'older':>7}{'computed':>9}")
+    print(f"{'page':<16}{'page s':>8}{'older':>7}{'computed':>9}")
     with background_held():  # the worker waits, so that "computed" counts the page's own
         for name, page in pages.items():
             view, computed = AsOf(source), source.queries
             took = _timed(lambda page=page, s=view: page(s, Filters()))  # type: ignore[arg-type]
-            print(f"{name:<14}{took:>8.3f}{view.served.stale:>7}"
+            print(f"{name:<16}{took:>8.3f}{view.served.stale:>7}"
                   f"{source.queries - computed:>9}", flush=True)
     behind = _timed(wait_for_warmer)
     print(f"the background worker computed the current figures in {behind:.1f} s more "
@@ -175,4 +191,4 @@ def as_of_pages(engine: Any, pages: dict[str, Callable[[SqlSource, Filters], Non
     for name, page in pages.items():
         view = AsOf(source)
         took = _timed(lambda page=page, s=view: page(s, Filters()))  # type: ignore[arg-type]
-        print(f"{name:<14}{took:>8.3f}{view.served.stale:>7}  (the next rerun)", flush=True)
+        print(f"{name:<16}{took:>8.3f}{view.served.stale:>7}  (the next rerun)", flush=True)

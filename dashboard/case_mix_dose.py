@@ -16,25 +16,30 @@ from dashboard import case_mix_charts, labels, tables
 from dashboard.analytics import chart_and_table
 
 
-def section(figures: FigureSource, chosen: Filters, quantity: str) -> None:
-    """Draw the section; `quantity` is the one the page's sidebar picked; the figures from
-    the page's source (SQL on PostgreSQL, the frame on SQLite)."""
+def fair_comparisons(figures: FigureSource, chosen: Filters, quantity: str) -> None:
+    """The share done without radiation, and dose by BMI band and by who drove the C-arm
+    (the Dose page's "Case mix" tab); `quantity` is the one the page's sidebar picked; the
+    figures from the page's source (SQL on PostgreSQL, the frame on SQLite)."""
     st.subheader("Injections done without radiation")
     share = figures.radiation_free_share(chosen)
     if len(share):
         chart_and_table(case_mix_charts.radiation_free_bars(share), share,
                         caption=case_mix_charts.RADIATION_FREE_CAPTION)
-    with st.expander("Dose by body-mass-index band (WHO bands)"):
-        st.caption("Dose rises with body size: in Cushman (Spine J 2016) KAP about doubled "
-                   "from normal-weight to obese patients. BMI is weight / height²; records "
-                   "without weight or height are 'unknown'. Compare like with like.")
-        tables.show(figures.dose_statistics(chosen, by=("procedure", "bmi_band"),
-                                    quantities=(quantity,)), quantity=quantity)
-    with st.expander("Dose by who operated the C-arm"):
-        st.caption("Who drives the C-arm matters: in Choi (2016) fluoroscopy time was about 6 s "
-                   "with the physician on the pedal against 72 s with a radiographer.")
-        tables.show(figures.dose_statistics(chosen, by=("procedure", "operator"),
-                                    quantities=(quantity,)), quantity=quantity)
+    st.subheader("Dose by body-mass-index band (WHO bands)")
+    st.caption("Dose rises with body size: in Cushman (Spine J 2016) KAP about doubled "
+               "from normal-weight to obese patients. BMI is weight / height²; records "
+               "without weight or height are 'unknown'. Compare like with like.")
+    tables.show(figures.dose_statistics(chosen, by=("procedure", "bmi_band"),
+                                        quantities=(quantity,)), quantity=quantity)
+    st.subheader("Dose by who operated the C-arm")
+    st.caption("Who drives the C-arm matters: in Choi (2016) fluoroscopy time was about 6 s "
+               "with the physician on the pedal against 72 s with a radiographer.")
+    tables.show(figures.dose_statistics(chosen, by=("procedure", "operator"),
+                                        quantities=(quantity,)), quantity=quantity)
+
+
+def adjusted_scorecard(figures: FigureSource, chosen: Filters, quantity: str) -> None:
+    """The case-mix-adjusted physician scorecard (the Dose page's "Physicians" tab)."""
     st.subheader("Physician scorecard adjusted for case mix")
     card = figures.adjusted_scorecard(chosen, quantity)
     card = card[card["records"] > 0].drop(columns=["quantity"])

@@ -107,6 +107,15 @@ def page(name: str) -> str:
     return f"views/{name}.py"
 
 
+def open_tab(at: AppTest, key: str, label: str) -> AppTest:
+    """Open the tab `label` of the st.tabs `key` and rerun, as a click on it does: the tabs
+    are lazy (on_change="rerun"), so only the open tab's figures are drawn."""
+    labels = [t.label for t in at.tabs]
+    assert label in labels, f"no tab {label!r} among {labels}"
+    at.session_state[key] = label
+    return at.run()
+
+
 def texts(elements: object) -> list[str]:
     return [str(e.value) for e in elements]  # type: ignore[attr-defined]
 

@@ -15,6 +15,7 @@ from audit.auth import Actor
 from audit.dose_reports.store import DoseImporter
 from audit.vocab import Role
 from tests.analytics.test_events import imported  # noqa: F401 (a fixture)
+from tests.dashboard.conftest import open_tab
 from tests.dashboard.test_dose_pages import QUALITY, TECH, app_db, page  # noqa: F401
 from tests.dose_reports.dose_helpers import REAL_FILES
 from tests.dose_reports.test_event_units import set_unit
@@ -59,6 +60,9 @@ def test_dose_reports_page_shows_a_reports_events_with_labels_and_its_warnings(
 def test_dose_page_shows_pulsed_use_from_the_carm_beside_the_form(
         imported: dict) -> None:  # noqa: F811
     app = page("dose.py", RSO)
+    assert not app.exception, [e.message for e in app.exception]
+    assert not any("pulsed_event_share" in f.value.columns for f in app.dataframe)  # lazy tab
+    open_tab(app, "d_tab", "C-arm technique")
     assert not app.exception, [e.message for e in app.exception]
     [use] = [f.value for f in app.dataframe if "pulsed_event_share" in f.value.columns]
     tfesi = use.set_index("procedure").loc["TFESI"]

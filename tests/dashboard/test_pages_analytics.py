@@ -27,6 +27,7 @@ from audit.storage.engine import make_engine
 from audit.vocab import Role
 from dashboard.navigation import PAGES, pages_for
 from tests.conftest import BACKENDS, Databases
+from tests.dashboard.conftest import open_tab, texts
 
 VIEWS = Path(__file__).resolve().parents[2] / "dashboard" / "views"
 RSO = Actor("rso1", Role.RSO)
@@ -152,10 +153,10 @@ def test_dose_page(demo: tuple[str, Engine], monkeypatch: pytest.MonkeyPatch) ->
     url, engine = demo
     snap = load_snapshot(engine)
     at = page(url, "dose", QUALITY, monkeypatch)
+    assert [t.label for t in at.tabs] == ["Per procedure", "Physicians", "Case mix",
+                                          "Over time", "Reference levels", "C-arm technique"]
     found = charts(at)
-    # distribution, one procedure's histogram, scorecard, the radiation-free share and the
-    # case-mix-adjusted scorecard (issue 15), monthly
-    assert len(found) == 6
+    assert len(found) == 2  # the open tab only: distribution and one procedure's histogram
     spec, data = found[0]
     assert {"p5", "p25", "p50", "p75", "p95", "reference", "value"} <= fields(spec)
     assert spec["layer"][0]["encoding"]["x"]["scale"]["type"] == "log"
@@ -165,12 +166,23 @@ def test_dose_page(demo: tuple[str, Engine], monkeypatch: pytest.MonkeyPatch) ->
     assert set(data["figure"]) == {"typical value"}  # 5 demo rooms: fewer than ICRP 135's 10
     tfesi = data[data["procedure"] == "TFESI"].iloc[0]
     assert tfesi["published_median"] == 0.68  # Kim 2014, seeded
+    assert not any("kap_per_level_ratio" in d.value.columns for d in at.dataframe)
+
+    open_tab(at, "d_tab", "Physicians")  # the scorecard and the case-mix-adjusted one
+    found = charts(at)
+    assert len(found) == 2
     card = next(d.value for d in at.dataframe if "kap_per_level_ratio" in d.value.columns)
     assert card.iloc[0]["physician"] == HIGH_DOSE_PHYSICIAN  # highest normalised dose
     assert card.iloc[0]["kap_per_level_ratio"] > 2
-    assert "kap_per_level_ratio" in fields(found[2][0])
+    assert "kap_per_level_ratio" in fields(found[0][0])
+    assert not any("p95" in fields(spec) for spec, _ in found)  # the first tab is not drawn
+
+    open_tab(at, "d_tab", "Over time")
+    [(spec, data)] = charts(at)
+    assert spec["facet"]["field"] == "procedure" and {"month", "median"} <= set(data.columns)
     at.selectbox(key="d_quantity").set_value("fluoro_time_s").run()
-    assert charts(at)[0][0]["layer"][0]["encoding"]["x"]["title"] == "Fluoroscopy time (s)"
+    assert at.session_state["d_tab"] == "Over time"  # the tab stays open across reruns
+    assert "Fluoroscopy time" in texts(at.subheader)[0]
 
 
 @pytest.mark.slow

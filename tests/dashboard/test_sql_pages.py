@@ -35,6 +35,7 @@ from audit.storage.models import FigureResult, Setting
 from audit.vocab import Role
 from dashboard.analytics import percent
 from tests.conftest import Databases
+from tests.dashboard.conftest import open_tab
 from tests.rules.helpers import packs_on
 
 VIEWS = Path(__file__).resolve().parents[2] / "dashboard" / "views"
@@ -93,6 +94,10 @@ def test_pages_never_read_the_frame_on_postgresql(pg_demo: tuple[str, Engine], n
     assert at.get("vega_lite_chart") or at.dataframe
     at.sidebar.multiselect(key="f_procedures").select("TFESI").run()  # a filter change
     assert not at.exception, [e.message for e in at.exception]
+    for tab in [t.label for t in at.tabs][1:]:  # the Dose page's other tabs, each lazy
+        open_tab(at, "d_tab", tab)
+        assert not at.exception, (tab, [e.message for e in at.exception])
+        assert at.get("vega_lite_chart") or at.dataframe or at.info, tab
     assert no_frame == []
 
 
@@ -175,10 +180,11 @@ def test_the_committee_report_page_reads_no_frame(pg_demo: tuple[str, Engine],
 
 
 def dose_rows(conn: Connection, version: int) -> list[Any]:
-    """The asked-at times of the rows at `version` that the Dose page's scorecard asked for."""
+    """The asked-at times of the rows at `version` that the Dose page's distribution asked
+    for."""
     r = FigureResult
     return list(conn.scalars(select(r.asked_at).where(
-        r.figures_version == version, r.recipe.like('%"physician_scorecard"%'))))
+        r.figures_version == version, r.recipe.like('%"dose_distribution"%'))))
 
 
 def shown_figures(at: AppTest) -> tuple[dict[str, str], list[pd.DataFrame]]:

@@ -12,6 +12,7 @@ import pytest
 
 from audit import auth
 from audit.auth import cli_actor
+from audit.demo.cast import HIGH_DOSE_PHYSICIAN
 from audit.storage.engine import make_engine
 from audit.vocab import Role
 from tests.e2e.conftest import PASSWORD, Server
@@ -62,3 +63,26 @@ def test_each_audit_page_shows_its_figures(
         page.get_by_test_id("stDataFrame").nth(tables - 1).wait_for()
     assert page.get_by_test_id("stException").count() == 0
     snap(page, screenshots, shot)
+
+
+def test_the_dose_pages_tabs_draw_their_figures_when_clicked(
+        page: Any, rso_server: Server, screenshots: Path) -> None:
+    """Only the open tab is computed: the scorecard appears when its tab is clicked, and the
+    tab is still open after going to another page and back."""
+    sign_in(page, rso_server, "rso1")
+    open_page(page, "Dose")
+    main = page.get_by_test_id("stMain")
+    main.get_by_role("heading", name="Dose", exact=True).first.wait_for()
+    assert main.get_by_text("Physician scorecard (normalised").count() == 0
+    main.get_by_role("tab", name="Physicians").click()
+    wait_idle(page)
+    main.get_by_text("Physician scorecard (normalised").first.wait_for()
+    page.locator("[data-testid=stVegaLiteChart] canvas, [data-testid=stVegaLiteChart] svg"
+                 ).first.wait_for()
+    assert main.get_by_text(HIGH_DOSE_PHYSICIAN).count() > 0  # named in the scorecard
+    assert page.get_by_test_id("stException").count() == 0
+    snap(page, screenshots, "dose_physicians")
+    open_page(page, "Compliance")
+    open_page(page, "Dose")
+    main.get_by_text("Physician scorecard (normalised").first.wait_for()
+    assert main.get_by_role("tab", name="Physicians").get_attribute("aria-selected") == "true"
