@@ -22,6 +22,7 @@ setup: $(STAMP)
 
 run: setup
 	$(VENV)/bin/fluoro-audit migrate
+	$(VENV)/bin/fluoro-audit figures warm --quiet
 	$(VENV)/bin/fluoro-audit serve --port $(PORT)
 
 # Never the real database: var/fluoro-audit-demo.sqlite3 with its own keys (audit/demo/guard.py).

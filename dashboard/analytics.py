@@ -15,10 +15,8 @@ page, which imports none of this), so the first audit page they open usually fin
 
 from __future__ import annotations
 
-import os
 import threading
 from datetime import date, timedelta
-from pathlib import Path
 from typing import Any
 
 import altair as alt
@@ -34,6 +32,7 @@ from audit.analytics import (
     Served,
     Snapshot,
     changes_since,
+    frame_store_dir,
     uses_sql,
     warm_when_moved,
 )
@@ -46,13 +45,11 @@ QUANTITY_LABELS = {q.value: q.label for q in (DoseQuantity.DAP_GYCM2, DoseQuanti
                                               DoseQuantity.AIR_KERMA_MGY)}
 
 
-#: Where the frame file that survives restarts is kept (see audit.analytics.snapshot.FrameCache).
-ENV_CACHE_DIR = "FLUORO_AUDIT_CACHE_DIR"
 
 
 @st.cache_resource
 def frame_cache() -> FrameCache:
-    cache = FrameCache(state.engine(), store=Path(os.environ.get(ENV_CACHE_DIR, "var/cache")))
+    cache = FrameCache(state.engine(), store=frame_store_dir())
     threading.Thread(target=_warm, args=(cache,), daemon=True, name="frame-warmup").start()
     return cache
 

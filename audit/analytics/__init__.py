@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from audit._lazy import lazy_names
 
 if TYPE_CHECKING:
+    from audit.analytics._frame_file import store_dir as frame_store_dir
     from audit.analytics.case_mix import adjusted_scorecard as adjusted_scorecard
     from audit.analytics.case_mix import radiation_free_share as radiation_free_share
     from audit.analytics.compliance import compliance as compliance_rates
@@ -93,6 +94,7 @@ __all__ = [
     "figures_version",
     "filter_options",
     "flagged_records",
+    "frame_store_dir",
     "load_snapshot",
     "local_drls",
     "monthly_counts",
@@ -121,6 +123,7 @@ _PUBLIC = {
     # the analysis frame
     "Snapshot": "audit.analytics.snapshot",
     "FrameCache": "audit.analytics.snapshot",
+    "frame_store_dir": "audit.analytics._frame_file:store_dir",
     "load_snapshot": "audit.analytics.snapshot",
     "date_range": "audit.analytics.snapshot",
     "filter_options": "audit.analytics.snapshot:options",

@@ -17,6 +17,15 @@ from sqlalchemy import Engine
 
 from audit.analytics._packing import COLUMNS
 
+#: Where the frame file is kept: the dashboard, the committee report and `figures warm` share it.
+ENV_CACHE_DIR = "FLUORO_AUDIT_CACHE_DIR"
+DEFAULT_CACHE_DIR = "var/cache"
+
+
+def store_dir() -> Path:
+    """The directory of the frame files ($FLUORO_AUDIT_CACHE_DIR, default var/cache)."""
+    return Path(os.environ.get(ENV_CACHE_DIR, DEFAULT_CACHE_DIR))
+
 
 def path_for(store: Path, engine: Engine) -> Path:
     """One file per database (named by a digest of its URL, password hidden)."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
@@ -317,6 +318,8 @@ class FrameCache:
     _snap: Snapshot | None = None
     _saved_token: int = -1
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    #: Whether the first `get` read every record (no usable frame file), not the file.
+    read_all: bool = False
 
     def get(self, progress: ReadProgress | None = None) -> Snapshot:
         """The current snapshot; `progress` hears how far a full read has come (only a full
@@ -324,6 +327,7 @@ class FrameCache:
         with self._lock:
             if self._snap is None:
                 stored = self._read_store()
+                self.read_all = stored is None
                 self._snap = (refresh_snapshot(self.engine, stored, progress)
                               if stored is not None else load_snapshot(self.engine, progress))
             else:
@@ -334,6 +338,16 @@ class FrameCache:
     def invalidate(self) -> None:
         with self._lock:
             self._snap = None
+
+    def save(self) -> Path | None:
+        """Write the current snapshot to the frame file now, however few events passed since
+        the last write (`get` writes only every STORE_EVERY_EVENTS); the file's path, or None
+        without a store, a snapshot or a writable place."""
+        with self._lock:
+            if self._snap is None or self._path() is None:
+                return None
+            self._write_store(self._snap, force=True)
+            return self._path() if self._saved_token == self._snap.token else None
 
     # --- the frame file ---------------------------------------------------------------------
     def _path(self) -> Path | None:
@@ -357,11 +371,12 @@ class FrameCache:
         self._saved_token = token
         return Snapshot(records=records, token=token, loaded_at=datetime.now(UTC), **tables)
 
-    def _write_store(self, snap: Snapshot) -> None:
+    def _write_store(self, snap: Snapshot, force: bool = False) -> None:
         path = self._path()
         if path is None or snap.token == self._saved_token:
             return
-        if self._saved_token >= 0 and snap.token - self._saved_token < STORE_EVERY_EVENTS:
+        if (not force and self._saved_token >= 0
+                and snap.token - self._saved_token < STORE_EVERY_EVENTS):
             return  # a few new events are cheap to replay from the trail
         try:
             with self.engine.connect() as conn:
@@ -377,6 +392,37 @@ class FrameCache:
 
 #: Rewrite the frame file once this many audit events have passed since it was written.
 STORE_EVERY_EVENTS = 500
+
+
+@dataclass(frozen=True)
+class FrameFileReport:
+    """What `warm_frame_file` did: the file, the audit event it is current at, the records it
+    holds, whether every record was read (no usable file before) and how long it took."""
+
+    path: str | None
+    token: int
+    records: int
+    read_all: bool
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "audit_event_id": self.token, "records": self.records,
+                "read_all": self.read_all, "seconds": round(self.seconds, 3)}
+
+
+def warm_frame_file(engine: Engine, store: Path,
+                    progress: ReadProgress | None = None) -> FrameFileReport:
+    """Bring the frame file of this database up to date, so the dashboard's next new process
+    (a restart, `make run`) reads it in a fraction of a second instead of every record (at 1M
+    on SQLite: 0.3-0.9 s against 4.5-6.5 s). From the file when it is usable (then only the
+    events after it), else every record; `progress` hears a full read."""
+    started = time.perf_counter()
+    cache = FrameCache(engine, store=store)
+    snap = cache.get(progress)
+    written = cache.save()
+    return FrameFileReport(path=None if written is None else str(written), token=snap.token,
+                           records=len(snap.records), read_all=cache.read_all,
+                           seconds=time.perf_counter() - started)
 
 
 # --- what the filters offer (the filters themselves, and the mask over this frame: audit.filters)

@@ -62,9 +62,7 @@ def cmd_patient_letter(args: argparse.Namespace) -> int:
 
 def cmd_report_committee(args: argparse.Namespace) -> int:
     """`report committee`: called by `report` when its kind is committee."""
-    import os
-
-    from audit.analytics import FrameCache
+    from audit.analytics import FrameCache, frame_store_dir
     from audit.documents import write_committee_report
 
     if not args.out:
@@ -72,8 +70,7 @@ def cmd_report_committee(args: argparse.Namespace) -> int:
     engine = make_engine(args.db)
     # the frame file the app keeps (FLUORO_AUDIT_CACHE_DIR, default var/cache): a report
     # then reads only what changed since, not every record
-    frames = FrameCache(engine, store=Path(os.environ.get("FLUORO_AUDIT_CACHE_DIR",
-                                                          "var/cache")))
+    frames = FrameCache(engine, store=frame_store_dir())
     result = write_committee_report(
         engine, actor_of(args, engine), Path(args.out),
         first=_day(args.date_from, "--from"), last=_day(args.date_to, "--to"),

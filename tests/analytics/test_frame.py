@@ -194,3 +194,48 @@ def test_a_full_read_reports_how_far_it_has_come(engine: Engine,
     assert [done for done, _ in heard] == sorted(done for done, _ in heard)
     assert len(heard) >= final // 60 + 1
     assert snap.records.equals(load_snapshot(engine).records)
+
+
+def test_figures_warm_keeps_the_frame_file_current_for_the_next_process(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`figures warm` on SQLite (what `make run` does before it starts the dashboard) writes
+    the frame file, and again after a single new record (a dashboard process writes it only
+    every STORE_EVERY_EVENTS): the next process reads the file, never every record, and has
+    the same frame as a full read."""
+    import json
+
+    from audit.cli import main
+
+    engine = _sqlite(tmp_path, "warm.sqlite3")
+    service = ProcedureLog(engine)
+    analytics_data.load(service, cli_actor())
+    url = engine.url.render_as_string(hide_password=False)
+    store = tmp_path / "cache"
+    monkeypatch.setenv("FLUORO_AUDIT_CACHE_DIR", str(store))
+    assert main(["--db", url, "figures", "warm", "--json"]) == 0
+    out, err = capsys.readouterr()
+    first = json.loads(out)
+    assert first["read_all"] is True and first["records"] > 0
+    assert "reading the records:" in err  # progress of the full read on stderr
+    [made] = store.glob("frame-*.npz")
+    assert first["path"] == str(made)
+
+    service.log(valid_record(patient_id="LATE", performed_at="2026-04-01T10:00:00+00:00"),
+                cli_actor(), create_missing=True, confirm_warnings=True)
+    assert main(["--db", url, "figures", "warm"]) == 0
+    out = capsys.readouterr().out
+    assert f"{first['records'] + 1:,} records (from the file and the events after it)" in out
+
+    def no_full_read(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("the next process should read the frame file")
+
+    full = load_snapshot(engine)
+    monkeypatch.setattr(frame, "load_snapshot", no_full_read)
+    monkeypatch.setattr(frame, "_read_records", no_full_read)  # nothing left to catch up
+    cache = FrameCache(engine, store=store)
+    restarted = cache.get()
+    assert not cache.read_all and restarted.token == full.token
+    assert restarted.records.sort_values("id").reset_index(drop=True).equals(
+        full.records.sort_values("id").reset_index(drop=True))
+    engine.dispose()

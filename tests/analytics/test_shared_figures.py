@@ -14,6 +14,7 @@ import pickle
 import threading
 from collections.abc import Iterator
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -245,7 +246,11 @@ def test_a_recipe_is_the_public_call_and_replays_as_it() -> None:
 
 
 def test_figures_warm_on_the_command_line(pg: Engine, databases: Databases,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+                                          capsys: pytest.CaptureFixture[str],
+                                          monkeypatch: pytest.MonkeyPatch,
+                                          tmp_path: Path) -> None:
+    monkeypatch.setenv("FLUORO_AUDIT_FIGURES", "sql")  # the site's choice (a small database)
+    monkeypatch.setenv("FLUORO_AUDIT_CACHE_DIR", str(tmp_path))
     page(SqlSource(pg), FILTERS[0])
     a_write(pg, 45)
     url = pg.url.render_as_string(hide_password=False)
@@ -256,8 +261,13 @@ def test_figures_warm_on_the_command_line(pg: Engine, databases: Databases,
     assert f"[{report['calls']}/{report['calls']}] " in err  # progress on stderr
     assert main(["--db", url, "figures", "warm"]) == 0
     assert ", 0 figures computed" in capsys.readouterr().out
-    assert main(["--db", databases.sqlite(), "figures", "warm"]) == 1
-    assert "on PostgreSQL only" in capsys.readouterr().err
+    # where the figures come from the frame (SQLite; PostgreSQL where the site chose it), the
+    # command keeps the frame file instead (tests/analytics/test_frame.py)
+    assert main(["--db", databases.sqlite(), "figures", "warm"]) == 0
+    assert "frame file current at audit event" in capsys.readouterr().out
+    monkeypatch.setenv("FLUORO_AUDIT_FIGURES", "frame")
+    assert main(["--db", url, "figures", "warm"]) == 0
+    assert "frame file current at audit event" in capsys.readouterr().out
 
 
 def test_other_code_never_reads_what_this_code_stored(pg: Engine,
