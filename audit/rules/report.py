@@ -40,6 +40,8 @@ TALLIES = {"rules": ["rule"], "by_physician": ["rule", "physician"],
 #: The exceptions of each rule the Coverage page keeps and lists (the newest); the counts
 #: count every one, and `report rules` lists every one.
 EXCEPTIONS_LISTED = 1000
+#: Whether rule_report reads the stored findings on PostgreSQL unless told.
+STORED_BY_DEFAULT = False
 #: progress(batches done, batches in all): called before the first batch and after each.
 Progress = Callable[[int, int], None]
 
@@ -139,18 +141,36 @@ class _Exceptions:
 def rule_report(engine: Engine, actor: Actor, filters: Filters, *,
                 exceptions_per_rule: int | None = None,
                 batch_patients: int = BATCH_PATIENTS,
-                progress: Progress | None = None) -> dict[str, pd.DataFrame]:
+                progress: Progress | None = None,
+                stored: bool | None = None) -> dict[str, pd.DataFrame]:
     """The tables of `report rules`: "rules" (each rule's eligible records, exceptions and
     compliance with its 95% interval), "by_physician", "by_month" and "exceptions" (the records
     behind them, oldest first: every one, or the newest `exceptions_per_rule` of each rule;
-    the counts always count all). `progress(done, total)` follows the batches."""
+    the counts always count all). `progress(done, total)` follows the batches. stored: read
+    the stored findings (audit.rules.stored_report; PostgreSQL only), or check the records
+    batch by batch; None: the stored findings on PostgreSQL when STORED_BY_DEFAULT."""
     require(actor, Permission.VIEW_DASHBOARDS)
+    if stored is None:
+        stored = STORED_BY_DEFAULT and engine.dialect.name == "postgresql"
     tallies = {name: _Tally(keys) for name, keys in TALLIES.items()}
-    kept = _Exceptions(exceptions_per_rule)
-    for found in each_batch(engine, filters, batch_patients, progress):
-        for tally in tallies.values():
-            tally.add(found)
-        kept.add(found)
+    if stored:
+        from audit.rules.stored_report import stored as read_stored
+
+        if progress is not None:
+            progress(0, 1)
+        counted, shown = read_stored(engine, filters, exceptions_per_rule)
+        for name, tally in tallies.items():
+            tally.counts = counted[name]
+        kept = _Exceptions(exceptions_per_rule)
+        kept.add(shown.assign(exception=True))
+        if progress is not None:
+            progress(1, 1)
+    else:
+        kept = _Exceptions(exceptions_per_rule)
+        for found in each_batch(engine, filters, batch_patients, progress):
+            for tally in tallies.values():
+                tally.add(found)
+            kept.add(found)
     tables: dict[str, Any] = {name: tally.rates() for name, tally in tallies.items()}
     overall = tables["rules"]
     overall.insert(1, "pack", [RULE_PACK[r] for r in overall["rule"]])

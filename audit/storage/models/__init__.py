@@ -43,7 +43,7 @@ from audit.storage.models.log import (
     UserSession,
 )
 from audit.storage.models.network import DicomListener, DicomReceipt
-from audit.storage.models.rules import FollowUp, RulePack
+from audit.storage.models.rules import FollowUp, RuleFinding, RuleFindingState, RulePack
 from audit.storage.models.summary import (
     CountSummary,
     CountSummaryState,
@@ -79,6 +79,8 @@ __all__ = [
     "RecordFactState",
     "ReferenceLevel",
     "Room",
+    "RuleFinding",
+    "RuleFindingState",
     "RulePack",
     "Setting",
     "Site",

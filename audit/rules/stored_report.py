@@ -1,0 +1,120 @@
+"""The rule report from the stored findings (audit.rules.findings_store), on PostgreSQL: the
+same tables as the batched report (audit.rules.report), read with a few SQL queries.
+
+Why: at 5M records the batched report checked every record of the period against its
+patient's history (32 s a month, 465 s for every record). The findings are stored once and
+kept current, so the report is one GROUP BY GROUPING SETS over them (each rule; rule x
+physician; rule x UTC month) and, for the exceptions, the newest `exceptions_per_rule` of each
+rule by the partial index on (rule, performed_at, record_id) of the exceptions (a LATERAL ...
+LIMIT per rule), after bringing the table current. The rates, Wilson intervals and the tables'
+order and types are made by the batched report's own code (report._Tally, report._in_order),
+so both give equal frames (tests/rules/test_findings_store.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Engine, String, case, column, func, select, true, tuple_, values
+
+from audit.filters import Filters, Target
+from audit.rules.findings_store import refresh_findings
+from audit.rules.packs import RULE_PACK
+from audit.storage.models import Physician, ProcedureType, RuleFinding
+
+F = RuleFinding
+#: The columns Filters apply to (no status: the table holds final records only).
+TARGET = Target(F.performed_at, F.record_id, F.site_id, F.room_id, F.physician_id,
+                F.procedure_type_id, F.technologist_id, F.patient_id)
+
+
+def _text(values: Any) -> pd.Series:
+    return pd.Series(pd.array([str(v) for v in values], dtype="str"))
+
+
+def counts(engine: Engine, filters: Filters) -> dict[str, pd.DataFrame]:
+    """Eligible and exception counts per rule, rule x physician (name) and rule x month
+    ("YYYY-MM"), as report._Tally.counts holds them (indexed by the keys, size and sum)."""
+    with engine.connect() as conn:
+        found = filters.id_conditions(conn, TARGET)
+        rows: list[Any] = []
+        if found is not None:
+            grouped = (select(func.grouping(F.physician_id, F.month).label("g"), F.rule,
+                              F.physician_id, F.month, func.count().label("size"),
+                              func.sum(case((F.exception, 1), else_=0)).label("sum"))
+                       .where(*filters.where(TARGET, names=False), *found)
+                       .group_by(func.grouping_sets(tuple_(F.rule),
+                                                    tuple_(F.rule, F.physician_id),
+                                                    tuple_(F.rule, F.month))))
+            rows = conn.execute(grouped).all()
+            names = dict(conn.execute(select(Physician.id, Physician.name)).all())
+    frame = pd.DataFrame([tuple(r) for r in rows],
+                         columns=["g", "rule", "physician_id", "month", "size", "sum"])
+    out: dict[str, pd.DataFrame] = {}
+    for name, g, key, label in (("rules", 3, None, None),
+                                ("by_physician", 1, "physician_id", "physician"),
+                                ("by_month", 2, "month", "month")):
+        part = frame[frame["g"] == g]
+        columns: dict[str, Any] = {"rule": _text(part["rule"])}
+        if key == "physician_id":
+            columns[label] = _text(names[int(i)] for i in part[key])
+        elif key == "month":
+            columns[label] = _text(pd.Timestamp(m).strftime("%Y-%m") for m in part[key])
+        columns["size"] = part["size"].to_numpy(dtype=np.int64)
+        columns["sum"] = part["sum"].to_numpy(dtype=np.int64)
+        keys = [k for k in ("rule", label) if k is not None]
+        table = pd.DataFrame(columns)
+        # two physicians of one name (never, names are unique) would add up, as in pandas
+        out[name] = None if table.empty else table.groupby(keys, sort=False)[["size", "sum"]] \
+            .sum().astype(np.int64)
+    return out
+
+
+def exceptions(engine: Engine, filters: Filters, limit: int | None) -> pd.DataFrame:
+    """The exception rows (report.EXCEPTION_COLUMNS, unordered): every one, or the newest
+    `limit` of each rule."""
+    columns = [F.record_id, F.performed_at, F.procedure_type_id, F.physician_id, F.rule,
+               F.message]
+    with engine.connect() as conn:
+        found = filters.id_conditions(conn, TARGET)
+        if found is None:
+            return _exception_frame([])
+        where = [F.exception.is_(True), *filters.where(TARGET, names=False), *found]
+        if limit is None:
+            inner = select(*columns).where(*where).subquery()
+        else:
+            rules = values(column("key", String), name="wanted").data(
+                [(r,) for r in RULE_PACK])
+            newest = (select(*columns).where(F.rule == rules.c.key, *where)
+                      .order_by(F.performed_at.desc(), F.record_id.desc()).limit(limit)
+                      .lateral("newest"))
+            inner = select(newest).select_from(rules).join(newest, true()) \
+                .subquery()
+        query = (select(inner.c.record_id, inner.c.performed_at,
+                        ProcedureType.code.label("procedure"), Physician.name.label("physician"),
+                        inner.c.rule, inner.c.message)
+                 .join(ProcedureType, ProcedureType.id == inner.c.procedure_type_id)
+                 .join(Physician, Physician.id == inner.c.physician_id))
+        return _exception_frame(conn.execute(query).all())
+
+
+def _exception_frame(rows: list[Any]) -> pd.DataFrame:
+    frame = pd.DataFrame([tuple(r) for r in rows],
+                         columns=["record_id", "performed_at", "procedure", "physician", "rule",
+                                  "message"])
+    at = pd.to_datetime(frame["performed_at"], utc=True).astype("datetime64[us, UTC]")
+    return pd.DataFrame({
+        "record_id": frame["record_id"].to_numpy(dtype=np.int64), "performed_at": at,
+        "procedure": _text(frame["procedure"]), "physician": _text(frame["physician"]),
+        "rule": _text(frame["rule"]), "pack": _text(RULE_PACK[r] for r in frame["rule"]),
+        "message": _text(frame["message"])})
+
+
+def stored(engine: Engine, filters: Filters,
+           limit: int | None) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+    """The counts (as counts()) and the exceptions of the stored findings, brought current
+    first."""
+    refresh_findings(engine)
+    return counts(engine, filters), exceptions(engine, filters, limit)

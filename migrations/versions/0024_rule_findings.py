@@ -1,0 +1,61 @@
+"""The stored findings of the practice rules (the Coverage page's counts from SQL).
+
+Revision ID: 0024
+Revises: 0023
+Create Date: 2026-12-01
+
+Issue 16: at 5M records on PostgreSQL the Coverage page re-checked every record of the period
+against its patient's history (32 s for a month, 465 s for every record). `rule_finding` holds
+one row per (final record, rule that applies to it) with the record's keys, kept at the data
+version `rule_finding_state` records by audit.rules.findings_store. Created empty: the first
+refresh on PostgreSQL (the Coverage page, `report rules`, `db rebuild-facts`) fills it, patient
+batch by patient batch; on SQLite it stays empty (the report checks the records directly).
+"""
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+from audit.storage.types import UTCDateTime
+
+revision: str = "0024"
+down_revision: str | None = "0023"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+KEYS = ("site_id", "room_id", "procedure_type_id", "physician_id", "technologist_id")
+
+
+def upgrade() -> None:
+    op.create_table(
+        "rule_finding",
+        sa.Column("record_id", sa.Integer(), nullable=False),
+        sa.Column("rule", sa.String(length=40), nullable=False),
+        sa.Column("exception", sa.Boolean(), nullable=False),
+        sa.Column("message", sa.Text(), nullable=True),
+        sa.Column("patient_id", sa.Integer(), nullable=False),
+        sa.Column("performed_at", UTCDateTime(), nullable=False),
+        sa.Column("month", sa.Date(), nullable=False),
+        *(sa.Column(name, sa.Integer(), nullable=False) for name in KEYS),
+        sa.PrimaryKeyConstraint("record_id", "rule", name=op.f("pk_rule_finding")),
+    )
+    op.create_index(op.f("ix_rule_finding_patient_id"), "rule_finding", ["patient_id"])
+    op.create_index(op.f("ix_rule_finding_performed_at"), "rule_finding", ["performed_at"])
+    op.create_index("ix_rule_finding_exceptions", "rule_finding",
+                    ["rule", "performed_at", "record_id"],
+                    postgresql_where=sa.text("exception"))
+    op.create_table(
+        "rule_finding_state",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("data_version", sa.Integer(), nullable=False),
+        sa.Column("rules", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_rule_finding_state")),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("rule_finding_state")
+    op.drop_index("ix_rule_finding_exceptions", table_name="rule_finding")
+    op.drop_index(op.f("ix_rule_finding_performed_at"), table_name="rule_finding")
+    op.drop_index(op.f("ix_rule_finding_patient_id"), table_name="rule_finding")
+    op.drop_table("rule_finding")
