@@ -31,7 +31,7 @@ rebuild-facts` rebuilds this table too. PostgreSQL only, as the record facts.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -147,8 +147,12 @@ def _store(conn: Connection, found: pd.DataFrame) -> None:
                            "messages": messages})
 
 
+#: progress(batches done, batches in all) of a refresh that recomputes findings.
+Progress = Callable[[int, int], None]
+
+
 def _recompute(engine: Engine, conn: Connection, packs: dict[str, ActivePack],
-               patients: np.ndarray | None, size: int) -> None:
+               patients: np.ndarray | None, size: int, progress: Progress | None) -> None:
     """Replace the findings of these patients (None: every patient) batch by batch."""
     codes = checked_codes(packs)
     if patients is None:
@@ -160,16 +164,23 @@ def _recompute(engine: Engine, conn: Connection, packs: dict[str, ActivePack],
                 RuleFinding.patient_id == _any_of(patients[lo:lo + size].tolist())))
     if not codes:
         return
-    for lo in range(0, len(patients), size):
+    total = (len(patients) + size - 1) // size
+    for done, lo in enumerate(range(0, len(patients), size), start=1):
         part = read(engine, Filters(), codes, patients[lo:lo + size])
         _store(conn, batch.evaluate_many(part.history, part.relief, part.levels, part.wanted,
                                          packs))
+        if progress is not None:
+            progress(done, total)
 
 
 def refresh_findings(engine: Engine, force: bool = False,
-                     batch_patients: int = BATCH_PATIENTS) -> int:
+                     batch_patients: int = BATCH_PATIENTS,
+                     progress: Progress | None = None) -> int:
     """Bring the stored findings to the current data version (module doc); returns it.
-    force: recompute every row whatever the state says (`db rebuild-facts`)."""
+    force: recompute every row whatever the state says (`db rebuild-facts`). `progress` is
+    told after each batch of patients recomputed (a first build takes minutes at 5M)."""
+    if batch_patients < 1:
+        raise ValueError(f"batch size {batch_patients}: allowed: 1 or more patients")
     _check(engine)
     with read_session(engine) as session:
         rules = _rules(session)
@@ -181,7 +192,7 @@ def refresh_findings(engine: Engine, force: bool = False,
             return
         with read_session(engine) as session:
             packs = load_packs(session)
-        _recompute(engine, conn, packs, patients, batch_patients)
+        _recompute(engine, conn, packs, patients, batch_patients, progress)
         if patients is None:
             conn.execute(text("ANALYZE rule_finding"))
 

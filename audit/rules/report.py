@@ -1,6 +1,11 @@
 """Compliance with the practice rules over a period: `fluoro-audit report rules` and the
 Coverage and safeguards page call `rule_report`, so they show the same figures.
 
+On PostgreSQL the report reads the stored findings (audit.rules.stored_report: one GROUP BY
+over `rule_finding`, kept current per changed patient by audit.rules.findings_store), equal to
+what the batches below give (tests/rules/test_findings_store.py); SQLite, one small process,
+checks the records as follows (and PostgreSQL does when asked with stored=False).
+
 Every final record in the period is checked (CSV imports included: they were not blocked at
 entry) against its patient's history, with the packs in force on its day. Patient-batch by
 patient-batch (audit.rules.period): a batch's records and their patients' earlier ones with
@@ -40,8 +45,6 @@ TALLIES = {"rules": ["rule"], "by_physician": ["rule", "physician"],
 #: The exceptions of each rule the Coverage page keeps and lists (the newest); the counts
 #: count every one, and `report rules` lists every one.
 EXCEPTIONS_LISTED = 1000
-#: Whether rule_report reads the stored findings on PostgreSQL unless told.
-STORED_BY_DEFAULT = False
 #: progress(batches done, batches in all): called before the first batch and after each.
 Progress = Callable[[int, int], None]
 
@@ -148,17 +151,17 @@ def rule_report(engine: Engine, actor: Actor, filters: Filters, *,
     behind them, oldest first: every one, or the newest `exceptions_per_rule` of each rule;
     the counts always count all). `progress(done, total)` follows the batches. stored: read
     the stored findings (audit.rules.stored_report; PostgreSQL only), or check the records
-    batch by batch; None: the stored findings on PostgreSQL when STORED_BY_DEFAULT."""
+    batch by batch; None: the stored findings on PostgreSQL, the batches elsewhere."""
     require(actor, Permission.VIEW_DASHBOARDS)
     if stored is None:
-        stored = STORED_BY_DEFAULT and engine.dialect.name == "postgresql"
+        stored = engine.dialect.name == "postgresql"
     tallies = {name: _Tally(keys) for name, keys in TALLIES.items()}
     if stored:
         from audit.rules.stored_report import stored as read_stored
 
         if progress is not None:
             progress(0, 1)
-        counted, shown = read_stored(engine, filters, exceptions_per_rule)
+        counted, shown = read_stored(engine, filters, exceptions_per_rule, progress)
         for name, tally in tallies.items():
             tally.counts = counted[name]
         kept = _Exceptions(exceptions_per_rule)

@@ -20,7 +20,7 @@ import pandas as pd
 from sqlalchemy import Engine, String, case, column, func, select, true, tuple_, values
 
 from audit.filters import Filters, Target
-from audit.rules.findings_store import refresh_findings
+from audit.rules.findings_store import Progress, refresh_findings
 from audit.rules.packs import RULE_PACK
 from audit.storage.models import Physician, ProcedureType, RuleFinding
 
@@ -112,9 +112,9 @@ def _exception_frame(rows: list[Any]) -> pd.DataFrame:
         "message": _text(frame["message"])})
 
 
-def stored(engine: Engine, filters: Filters,
-           limit: int | None) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+def stored(engine: Engine, filters: Filters, limit: int | None,
+           progress: Progress | None = None) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
     """The counts (as counts()) and the exceptions of the stored findings, brought current
-    first."""
-    refresh_findings(engine)
+    first (`progress`: the batches of patients that recomputes, if any)."""
+    refresh_findings(engine, progress=progress)
     return counts(engine, filters), exceptions(engine, filters, limit)

@@ -163,9 +163,18 @@ def test_a_full_rebuild_is_done_in_patient_batches_and_sqlite_is_refused(
         pg: Engine, databases: Databases) -> None:
     generate(pg, procedures=300, seed=5, until=date(2026, 6, 30))
     packs_on(pg)
-    version = refresh_findings(pg, batch_patients=7)
+    with pytest.raises(ValueError, match="batch size 0"):
+        refresh_findings(pg, batch_patients=0)
+    seen: list[tuple[int, int]] = []
+    version = refresh_findings(pg, batch_patients=7,
+                               progress=lambda done, total: seen.append((done, total)))
+    total = seen[-1][1]
+    assert total > 3 and seen == [(n, total) for n in range(1, total + 1)]
     rows = stored_rows(pg)
     assert rows > 300
+    seen.clear()
+    assert refresh_findings(pg, progress=lambda *a: seen.append(a)) == version
+    assert seen == []  # current: nothing recomputed
     assert refresh_findings(pg, force=True, batch_patients=1000) == version
     assert stored_rows(pg) == rows
     with read_session(pg) as s:
