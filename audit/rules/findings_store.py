@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 import numpy as np
@@ -43,7 +45,7 @@ from audit.analytics.derived import refresh_versioned
 from audit.analytics.snapshot import INCREMENTAL_LIMIT, _changed_records
 from audit.errors import NeedsPostgreSQL
 from audit.filters import Filters
-from audit.rules import batch
+from audit.rules import batch, finding_counts
 from audit.rules.follow_up import ENTITY as FOLLOW_UP
 from audit.rules.packs import ESI_CODES, FACET_CODES
 from audit.rules.period import BATCH_PATIENTS, SAFEGUARD_CODES, checked_codes, read
@@ -98,9 +100,25 @@ def _any_of(ids: Iterable[int]) -> Any:
     return any_(bindparam(None, [int(i) for i in ids], type_=postgresql.ARRAY(Integer)))
 
 
-def _patients_to_redo(conn: Connection, synced: int, now: int) -> np.ndarray | None:
-    """The patients whose findings the events in (synced, now] may change (sorted ids), or
-    None: rebuild all (an event naming no records, or too many events)."""
+@dataclass(frozen=True)
+class Named:
+    """The records the events name: ids and inclusive id ranges (a bulk load)."""
+
+    ids: np.ndarray
+    ranges: list[tuple[int, int]]
+
+    def covers(self, record_ids: np.ndarray) -> np.ndarray:
+        hit = np.isin(record_ids, self.ids)
+        for lo, hi in self.ranges:
+            hit |= (record_ids >= lo) & (record_ids <= hi)
+        return hit
+
+
+def _patients_to_redo(conn: Connection, synced: int,
+                      now: int) -> tuple[np.ndarray, Named] | None:
+    """The patients whose findings the events in (synced, now] may change (sorted ids) and
+    the records the events name, or None: rebuild all (an event naming no records, or too
+    many events)."""
     rows = conn.execute(
         select(AuditEvent.entity, AuditEvent.entity_id)
         .where(AuditEvent.id > synced, AuditEvent.id <= now,
@@ -112,8 +130,6 @@ def _patients_to_redo(conn: Connection, synced: int, now: int) -> np.ndarray | N
     if named is None:
         return None
     ids, ranges = named
-    if not ids and not ranges:
-        return np.empty(0, dtype=np.int64)
     patients: set[int] = set()
     for table, key in ((Procedure.__table__, "id"), (RuleFinding.__table__, "record_id")):
         column = table.c[key]
@@ -121,7 +137,8 @@ def _patients_to_redo(conn: Connection, synced: int, now: int) -> np.ndarray | N
         chosen += [column.between(lo, hi) for lo, hi in ranges]
         for part in chosen:
             patients.update(conn.scalars(select(table.c.patient_id).distinct().where(part)))
-    return np.array(sorted(patients), dtype=np.int64)
+    return (np.array(sorted(patients), dtype=np.int64),
+            Named(np.array(sorted(ids), dtype=np.int64), ranges))
 
 
 def _all_patients(conn: Connection, codes: frozenset[str]) -> np.ndarray:
@@ -151,26 +168,70 @@ def _store(conn: Connection, found: pd.DataFrame) -> None:
 Progress = Callable[[int, int], None]
 
 
+def _stored_rows(conn: Connection, patients: np.ndarray) -> pd.DataFrame:
+    f = RuleFinding
+    return pd.read_sql(select(f.record_id, f.rule, f.exception, f.message, f.performed_at)
+                       .where(f.patient_id == _any_of(patients.tolist())), conn)
+
+
+def _changed(old: pd.DataFrame, new: pd.DataFrame, named: Named) -> np.ndarray:
+    """The records whose rows must be rewritten: those the events name (their keys or time
+    may have changed) and those whose findings differ from the stored ones."""
+    keys = ["record_id", "rule"]
+    both = old[[*keys, "exception", "message"]].astype({"rule": object, "message": object}) \
+        .merge(new[[*keys, "exception", "message"]].astype({"rule": object, "message": object}),
+               on=keys, how="outer", suffixes=("_old", "_new"), indicator=True)
+    differs = (both["_merge"] != "both").to_numpy() \
+        | (both["exception_old"].astype(bool) != both["exception_new"].astype(bool)).to_numpy() \
+        | (both["message_old"].fillna("").astype(str)
+           != both["message_new"].fillna("").astype(str)).to_numpy()
+    ids = both["record_id"].to_numpy(dtype=np.int64)
+    return np.unique(ids[differs | named.covers(ids)])
+
+
+def _days(at: pd.Series) -> set[date]:
+    moments = pd.to_datetime(at, utc=True)
+    return {d.date() for d in moments.dt.floor("D")}
+
+
+#: progress(batches done, batches in all) of a refresh that recomputes findings.
+Progress = Callable[[int, int], None]
+
+
 def _recompute(engine: Engine, conn: Connection, packs: dict[str, ActivePack],
-               patients: np.ndarray | None, size: int, progress: Progress | None) -> None:
-    """Replace the findings of these patients (None: every patient) batch by batch."""
+               redo: tuple[np.ndarray, Named] | None, size: int,
+               progress: Progress | None) -> None:
+    """Recompute the findings of these patients (None: every patient) batch by batch; rewrite
+    the rows of the records that changed (all of them for a rebuild), then recount the UTC
+    days those rows were or now are on (audit.rules.finding_counts)."""
     codes = checked_codes(packs)
-    if patients is None:
+    days: set[date] = set()
+    if redo is None:
         conn.execute(delete(RuleFinding))
         patients = _all_patients(conn, codes) if codes else np.empty(0, dtype=np.int64)
-    elif len(patients):
-        for lo in range(0, len(patients), size):
-            conn.execute(delete(RuleFinding).where(
-                RuleFinding.patient_id == _any_of(patients[lo:lo + size].tolist())))
-    if not codes:
-        return
+    else:
+        patients = redo[0]
     total = (len(patients) + size - 1) // size
     for done, lo in enumerate(range(0, len(patients), size), start=1):
-        part = read(engine, Filters(), codes, patients[lo:lo + size])
-        _store(conn, batch.evaluate_many(part.history, part.relief, part.levels, part.wanted,
-                                         packs))
+        chosen = patients[lo:lo + size]
+        if codes:
+            part = read(engine, Filters(), codes, chosen)
+            new = batch.evaluate_many(part.history, part.relief, part.levels, part.wanted,
+                                      packs)
+        else:
+            new = pd.DataFrame({c: [] for c in batch.COLUMNS})
+        if redo is not None:
+            old = _stored_rows(conn, chosen)
+            changed = _changed(old, new, redo[1])
+            new = new[new["record_id"].isin(changed)]
+            old = old[old["record_id"].isin(changed)]
+            days |= _days(old["performed_at"]) | _days(new["performed_at"])
+            conn.execute(delete(RuleFinding).where(
+                RuleFinding.record_id == _any_of(changed.tolist())))
+        _store(conn, new)
         if progress is not None:
             progress(done, total)
+    finding_counts.recount(conn, None if redo is None else sorted(days))
 
 
 def refresh_findings(engine: Engine, force: bool = False,
@@ -188,12 +249,13 @@ def refresh_findings(engine: Engine, force: bool = False,
     def redo(conn: Connection, synced: int | None, now: int) -> None:
         conn.execute(text("SET LOCAL jit = off"))
         patients = None if synced is None else _patients_to_redo(conn, synced, now)
-        if patients is not None and not len(patients):
+        if patients is not None and not len(patients[0]):
             return
         with read_session(engine) as session:
             packs = load_packs(session)
         _recompute(engine, conn, packs, patients, batch_patients, progress)
         if patients is None:
             conn.execute(text("ANALYZE rule_finding"))
+            conn.execute(text("ANALYZE rule_finding_count"))
 
     return refresh_versioned(engine, RuleFindingState, rules, _LOCK, redo, force=force)

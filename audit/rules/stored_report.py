@@ -3,8 +3,10 @@ same tables as the batched report (audit.rules.report), read with a few SQL quer
 
 Why: at 5M records the batched report checked every record of the period against its
 patient's history (32 s a month, 465 s for every record). The findings are stored once and
-kept current, so the report is one GROUP BY GROUPING SETS over them (each rule; rule x
-physician; rule x UTC month) and, for the exceptions, the newest `exceptions_per_rule` of each
+kept current with their counts per UTC day and month (audit.rules.finding_counts), so the
+report is one GROUP BY GROUPING SETS over a few thousand count rows (each rule; rule x
+physician; rule x UTC month; over every finding where the counts cannot answer the filters)
+and, for the exceptions, the newest `exceptions_per_rule` of each
 rule by the partial index on (rule, performed_at, record_id) of the exceptions (a LATERAL ...
 LIMIT per rule), after bringing the table current. The rates, Wilson intervals and the tables'
 order and types are made by the batched report's own code (report._Tally, report._in_order),
@@ -17,38 +19,69 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, String, case, column, func, select, true, tuple_, values
+from sqlalchemy import (
+    Connection,
+    Date,
+    Engine,
+    Select,
+    String,
+    case,
+    cast,
+    column,
+    func,
+    select,
+    true,
+    tuple_,
+    values,
+)
 
+from audit.analytics.sql.count_summary import period_rows
 from audit.filters import Filters, Target
+from audit.rules import finding_counts
 from audit.rules.findings_store import Progress, refresh_findings
 from audit.rules.packs import RULE_PACK
-from audit.storage.models import Physician, ProcedureType, RuleFinding
+from audit.storage.models import Physician, ProcedureType, RuleFinding, RuleFindingCount
 
 F = RuleFinding
 #: The columns Filters apply to (no status: the table holds final records only).
 TARGET = Target(F.performed_at, F.record_id, F.site_id, F.room_id, F.physician_id,
                 F.procedure_type_id, F.technologist_id, F.patient_id)
+#: The day and month counts' keys (finding_counts.answerable: no technologist or patient).
+C = RuleFindingCount
+COUNTED = Target(C.day, None, C.site_id, C.room_id, C.physician_id, C.procedure_type_id)
 
 
 def _text(values: Any) -> pd.Series:
     return pd.Series(pd.array([str(v) for v in values], dtype="str"))
 
 
+def _grouped(conn: Connection, filters: Filters, found: list[Any]) -> Select[Any]:
+    """(g, rule, physician_id, month, size, sum) per rule, rule x physician, rule x month:
+    from the day and month counts where they hold the filters, else from every finding."""
+    if finding_counts.answerable(filters):
+        c = RuleFindingCount
+        month = cast(func.date_trunc("month", c.day), Date)
+        return (select(func.grouping(c.physician_id, month), c.rule, c.physician_id, month,
+                       func.sum(c.eligible), func.sum(c.exceptions))
+                .where(period_rows(filters, c), *found)
+                .group_by(func.grouping_sets(tuple_(c.rule), tuple_(c.rule, c.physician_id),
+                                             tuple_(c.rule, month))))
+    return (select(func.grouping(F.physician_id, F.month), F.rule, F.physician_id, F.month,
+                   func.count(), func.sum(case((F.exception, 1), else_=0)))
+            .where(*filters.where(TARGET, names=False), *found)
+            .group_by(func.grouping_sets(tuple_(F.rule), tuple_(F.rule, F.physician_id),
+                                         tuple_(F.rule, F.month))))
+
+
 def counts(engine: Engine, filters: Filters) -> dict[str, pd.DataFrame]:
     """Eligible and exception counts per rule, rule x physician (name) and rule x month
     ("YYYY-MM"), as report._Tally.counts holds them (indexed by the keys, size and sum)."""
     with engine.connect() as conn:
-        found = filters.id_conditions(conn, TARGET)
+        found = filters.id_conditions(conn, COUNTED if finding_counts.answerable(filters)
+                                      else TARGET)
         rows: list[Any] = []
         if found is not None:
-            grouped = (select(func.grouping(F.physician_id, F.month).label("g"), F.rule,
-                              F.physician_id, F.month, func.count().label("size"),
-                              func.sum(case((F.exception, 1), else_=0)).label("sum"))
-                       .where(*filters.where(TARGET, names=False), *found)
-                       .group_by(func.grouping_sets(tuple_(F.rule),
-                                                    tuple_(F.rule, F.physician_id),
-                                                    tuple_(F.rule, F.month))))
-            rows = conn.execute(grouped).all()
+            rows = conn.execute(_grouped(conn, filters, found)).all()
             names = dict(conn.execute(select(Physician.id, Physician.name)).all())
     frame = pd.DataFrame([tuple(r) for r in rows],
                          columns=["g", "rule", "physician_id", "month", "size", "sum"])
@@ -81,7 +114,8 @@ def exceptions(engine: Engine, filters: Filters, limit: int | None) -> pd.DataFr
         found = filters.id_conditions(conn, TARGET)
         if found is None:
             return _exception_frame([])
-        where = [F.exception.is_(True), *filters.where(TARGET, names=False), *found]
+        # the bare column, as the partial index's predicate says it (IS TRUE misses it)
+        where = [F.exception, *filters.where(TARGET, names=False), *found]
         if limit is None:
             inner = select(*columns).where(*where).subquery()
         else:

@@ -6,8 +6,9 @@ Create Date: 2026-12-01
 
 Issue 16: at 5M records on PostgreSQL the Coverage page re-checked every record of the period
 against its patient's history (32 s for a month, 465 s for every record). `rule_finding` holds
-one row per (final record, rule that applies to it) with the record's keys, kept at the data
-version `rule_finding_state` records by audit.rules.findings_store. Created empty: the first
+one row per (final record, rule that applies to it) with the record's keys, and
+`rule_finding_count` their counts per UTC day and per month, kept at the data version
+`rule_finding_state` records by audit.rules.findings_store. Created empty: the first
 refresh on PostgreSQL (the Coverage page, `report rules`, `db rebuild-facts`) fills it, patient
 batch by patient batch; on SQLite it stays empty (the report checks the records directly).
 """
@@ -45,6 +46,17 @@ def upgrade() -> None:
                     ["rule", "performed_at", "record_id"],
                     postgresql_where=sa.text("exception"))
     op.create_table(
+        "rule_finding_count",
+        sa.Column("whole_month", sa.Boolean(), nullable=False),
+        sa.Column("day", sa.Date(), nullable=False),
+        *(sa.Column(name, sa.Integer(), nullable=False) for name in KEYS[:-1]),
+        sa.Column("rule", sa.String(length=40), nullable=False),
+        sa.Column("eligible", sa.Integer(), nullable=False),
+        sa.Column("exceptions", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("whole_month", "day", *KEYS[:-1], "rule",
+                                name=op.f("pk_rule_finding_count")),
+    )
+    op.create_table(
         "rule_finding_state",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("data_version", sa.Integer(), nullable=False),
@@ -55,6 +67,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("rule_finding_state")
+    op.drop_table("rule_finding_count")
     op.drop_index("ix_rule_finding_exceptions", table_name="rule_finding")
     op.drop_index(op.f("ix_rule_finding_performed_at"), table_name="rule_finding")
     op.drop_index(op.f("ix_rule_finding_patient_id"), table_name="rule_finding")

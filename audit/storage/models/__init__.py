@@ -43,7 +43,13 @@ from audit.storage.models.log import (
     UserSession,
 )
 from audit.storage.models.network import DicomListener, DicomReceipt
-from audit.storage.models.rules import FollowUp, RuleFinding, RuleFindingState, RulePack
+from audit.storage.models.rules import (
+    FollowUp,
+    RuleFinding,
+    RuleFindingCount,
+    RuleFindingState,
+    RulePack,
+)
 from audit.storage.models.summary import (
     CountSummary,
     CountSummaryState,
@@ -80,6 +86,7 @@ __all__ = [
     "ReferenceLevel",
     "Room",
     "RuleFinding",
+    "RuleFindingCount",
     "RuleFindingState",
     "RulePack",
     "Setting",

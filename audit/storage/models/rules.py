@@ -99,6 +99,25 @@ class RuleFinding(Base):
     technologist_id: Mapped[int] = mapped_column(Integer)
 
 
+class RuleFindingCount(Base):
+    """The stored findings counted per UTC day, site, room, procedure type, physician and rule,
+    and the same per month (`whole_month`: the month's first day, the sum of its days), so the
+    report of a period of whole days reads a few thousand rows, not every finding. No
+    technologist key (ten times the rows): a technologist filter counts `rule_finding`."""
+
+    __tablename__ = "rule_finding_count"
+
+    whole_month: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    site_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    room_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    procedure_type_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    physician_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rule: Mapped[str] = mapped_column(String(40), primary_key=True)
+    eligible: Mapped[int] = mapped_column(Integer)
+    exceptions: Mapped[int] = mapped_column(Integer)
+
+
 class RuleFindingState(Base):
     """One row: the data version and the rules (packs, parameters, dates, the catalog's codes
     the rules read) the stored findings reflect."""
