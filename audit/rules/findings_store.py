@@ -13,10 +13,13 @@ events after the table's version that name records (entity "procedure": create, 
 merge, bulk load; entity "follow_up", whose entity_id is the procedure's id) give the record
 ids; their patients now, and the patients the stored rows of those records had (a record moved
 to another patient changes both), are recomputed in batches of BATCH_PATIENTS with the
-report's batch code (audit.rules.period.read, audit.rules.batch.evaluate_many) and their rows
-replaced. An event naming no records, more than INCREMENTAL_LIMIT of them, or a change of the
-rules' inputs (`_rules`: the packs, their parameters and dates, the catalog's rule codes, RULES)
-rebuilds it all, in the same batches, never every record in memory.
+report's batch code (audit.rules.period.read, audit.rules.batch.evaluate_many) and compared
+with their stored rows: the rows of the records whose findings differ, and of the named
+records (their keys or time may have changed), are rewritten, and the UTC days they were or
+now are on recounted (audit.rules.finding_counts). An event naming no records, more than
+INCREMENTAL_LIMIT of them, or a change of the rules' inputs (`_rules`: the packs, their
+parameters and dates, the catalog's rule codes, RULES) rebuilds it all, in the same batches,
+never every record in memory.
 
 Each record is judged against its patient's whole stored history (the report's "All" period).
 The batched report of a period reads the history from LOOKBACK before the period's start, so
@@ -51,7 +54,13 @@ from audit.rules.packs import ESI_CODES, FACET_CODES
 from audit.rules.period import BATCH_PATIENTS, SAFEGUARD_CODES, checked_codes, read
 from audit.rules.store import ActivePack, load_packs
 from audit.storage.engine import read_session
-from audit.storage.models import AuditEvent, Procedure, ProcedureType, RuleFinding, RuleFindingState
+from audit.storage.models import (
+    AuditEvent,
+    Procedure,
+    ProcedureType,
+    RuleFinding,
+    RuleFindingState,
+)
 from audit.vocab import RecordStatus
 
 #: Bumped when what a row holds changes meaning (or the rules' code does): the next refresh
