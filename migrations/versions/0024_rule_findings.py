@@ -25,6 +25,12 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 KEYS = ("site_id", "room_id", "procedure_type_id", "physician_id", "technologist_id")
+#: Partial indexes of the exceptions: the newest of a rule, of a rule for a physician, a room.
+EXCEPTION_INDEXES = (
+    ("ix_rule_finding_exceptions", ["rule", "performed_at", "record_id"]),
+    ("ix_rule_finding_physician_exceptions", ["physician_id", "rule", "performed_at"]),
+    ("ix_rule_finding_room_exceptions", ["room_id", "rule", "performed_at"]),
+)
 
 
 def upgrade() -> None:
@@ -42,9 +48,8 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_rule_finding_patient_id"), "rule_finding", ["patient_id"])
     op.create_index(op.f("ix_rule_finding_performed_at"), "rule_finding", ["performed_at"])
-    op.create_index("ix_rule_finding_exceptions", "rule_finding",
-                    ["rule", "performed_at", "record_id"],
-                    postgresql_where=sa.text("exception"))
+    for name, columns in EXCEPTION_INDEXES:
+        op.create_index(name, "rule_finding", columns, postgresql_where=sa.text("exception"))
     op.create_table(
         "rule_finding_count",
         sa.Column("whole_month", sa.Boolean(), nullable=False),
@@ -68,7 +73,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("rule_finding_state")
     op.drop_table("rule_finding_count")
-    op.drop_index("ix_rule_finding_exceptions", table_name="rule_finding")
+    for name, _ in EXCEPTION_INDEXES:
+        op.drop_index(name, table_name="rule_finding")
     op.drop_index(op.f("ix_rule_finding_performed_at"), table_name="rule_finding")
     op.drop_index(op.f("ix_rule_finding_patient_id"), table_name="rule_finding")
     op.drop_table("rule_finding")
