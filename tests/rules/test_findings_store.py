@@ -2,9 +2,10 @@
 the batched report (audit.rules.report, which checks the records) table for table, frame for
 frame: on the hand-checked fixture and a demo set, for periods, a physician, a room, a
 procedure, every exception or the newest of each rule; and after an amend, a new record of an
-existing patient (a later record's finding changes), a follow-up, a void and a pack switched
-off, the table being kept current incrementally (a tampered row of another patient stays)
-until `db rebuild-facts` repairs it. PostgreSQL only (the stored findings' database)."""
+existing patient (a later record's finding changes), a follow-up, a void, a record moved to
+another patient and a pack switched off, the table being kept current incrementally (a
+tampered row of another patient stays) until `db rebuild-facts` repairs it. PostgreSQL only
+(the stored findings' database)."""
 
 from __future__ import annotations
 
@@ -129,6 +130,13 @@ def test_every_kind_of_change_keeps_the_stored_findings_equal(pg: Engine) -> Non
     log.void(middle, cli_actor(), version=1, reason="entered twice")
     assert _finding(pg, later, "esi_repeat_relief") == (False,)
     assert _finding(pg, middle, "esi_repeat_relief") is None
+    # a record moved to another patient: both patients' findings change
+    moved, = logged(log, [session("2026-05-20", mrn="MRN9200")])
+    assert _finding(pg, moved, "esi_repeat_relief") is None  # MRN9200's first session
+    log.amend(moved, {"patient_id": "MRN9100"}, cli_actor(), version=1,
+              reason="the wrong patient", confirm_warnings=True, create_missing=True)
+    assert _finding(pg, moved, "esi_repeat_relief") == (True,)  # after MRN9100's sessions
+    same_tables(pg, Filters(patient_id="MRN9200"))
     _same_but_tampered(pg, Filters(), other)
     _same_but_tampered(pg, YEAR, other)
     same_tables(pg, Filters(patient_id="MRN9100"), limit=3)
