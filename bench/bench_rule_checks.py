@@ -7,6 +7,8 @@ procedures, and `report rules` over the whole database.
     python bench/bench_rule_checks.py --url postgresql+psycopg://.../fluoro_bench_1000000_s1
     python bench/bench_rule_checks.py --url postgresql+psycopg://.../fluoro_bench_5000000_s1 \
         --report month          # read-only: the Coverage page's rule report alone (issue 16)
+    FLUORO_AUDIT_KEY_DIR=... python bench/bench_rule_checks.py --url postgresql+psycopg://... \
+        --stored                # WRITES: the stored findings built, kept, read (issue 16)
 
 On a copy of the demo database (bench/_common.scratch_copy), every rule pack on, one patient
 gets 100 lumbar procedures over five years; then a new TFESI for that patient is checked again
@@ -16,11 +18,20 @@ over every record once. The target is under 50 ms p95 for the rule check on 1,00
 (docs/design.md §16).
 
 --report month|year|all (with --url; read-only, the database is neither migrated nor written,
-so a shared bench database can be used): only `rule_report` as the Coverage page runs it (the
-newest 1,000 exceptions of each rule kept), over the last month, the last twelve months or
+so a shared bench database can be used): only `rule_report` checking the records batch by
+batch (stored=False: as the Coverage page did before the stored findings, and does on SQLite;
+the newest 1,000 exceptions of each rule kept), over the last month, the last twelve months or
 every record up to the database's newest record; prints the seconds, the batches and the peak
 RSS of this process (run one period per process, as the figures in docs/design.md were).
 --batch N: patients per batch (default audit.rules.period.BATCH_PATIENTS).
+
+--stored (with --url, PostgreSQL; migrates and WRITES the database: use a copy, with its key
+directory in FLUORO_AUDIT_KEY_DIR): the stored findings (audit.rules.findings_store) built
+from scratch (`db rebuild-facts`' rebuild), an incremental refresh after 1,000 new records
+logged for existing patients, then `rule_report` as the Coverage page runs it (now from the
+stored findings) over the last month, the last twelve months and every record, each twice
+(the second is a repeat: the page keeps its report per data version, so it measures the SQL
+alone); prints seconds and this process's peak RSS after each step.
 """
 
 from __future__ import annotations
@@ -41,12 +52,13 @@ from audit.errors import WarningsNotConfirmed
 from audit.filters import Filters
 from audit.log.entry_warnings import rule_warnings
 from audit.log.service import ProcedureLog
+from audit.rules.findings_store import refresh_findings
 from audit.rules.packs import PACKS
 from audit.rules.period import BATCH_PATIENTS
 from audit.rules.report import EXCEPTIONS_LISTED, rule_report
-from audit.rules.store import set_enabled
+from audit.rules.store import list_packs, set_enabled
 from audit.storage.engine import make_engine, migrate, read_session
-from audit.storage.models import Procedure
+from audit.storage.models import Patient, Procedure, RuleFinding
 from bench._common import add_url, figure, parser, peak_rss_mb, percentiles, scratch_copy
 
 PRIOR = 100
@@ -54,10 +66,10 @@ REPEAT = 200
 MRN = "BENCH-RULES-0001"
 
 
-def record(at: datetime, code: str = "TFESI") -> dict[str, object]:
+def record(at: datetime, code: str = "TFESI", mrn: str = MRN) -> dict[str, object]:
     levels = {"TFESI": ["L4", "L5"], "ILESI": ["L4-L5"], "MBB": ["L4-L5"], "RFA": ["L4-L5"]}
     return {"performed_at": at.isoformat(), "site": "Bench site", "room": "Bench room",
-            "physician": "Dr. Bench", "technologist": "benchtech", "patient_id": MRN,
+            "physician": "Dr. Bench", "technologist": "benchtech", "patient_id": mrn,
             "pregnancy_status": "not_pregnant", "procedure_code": code,
             "levels": levels[code], "laterality": "midline" if code == "ILESI" else "left",
             "guidance": "fluoroscopy", "fluoro_time_s": 30, "dap_value": 0.7,
@@ -141,7 +153,7 @@ def report_only(url: str, which: str, batch: int) -> None:
     seen: list[tuple[int, float]] = []
     started = time.perf_counter()
     report = rule_report(engine, cli_actor(), chosen, exceptions_per_rule=EXCEPTIONS_LISTED,
-                         batch_patients=batch,
+                         batch_patients=batch, stored=False,
                          progress=lambda done, total: seen.append(
                              (total, time.perf_counter() - started)))
     rules = report["rules"]
@@ -153,13 +165,70 @@ def report_only(url: str, which: str, batch: int) -> None:
     engine.dispose()
 
 
+def stored_run(url: str, batch: int) -> None:
+    """The stored findings on a database it migrates and writes (module doc, --stored)."""
+    migrate(url)
+    engine = make_engine(url)
+    print(f"\nstored rule findings, {batch:,} patients a batch, "
+          f"{make_url(url).get_backend_name()}", flush=True)
+    try:
+        for pack in list_packs(engine, cli_actor()):
+            if not pack["enabled"]:
+                set_enabled(engine, cli_actor(), pack["key"], True)
+        start_mb = peak_rss_mb()
+        seen: list[int] = []
+        started = time.perf_counter()
+        refresh_findings(engine, force=True, batch_patients=batch,
+                         progress=lambda done, total: seen.append(total))
+        with read_session(engine) as session:
+            rows = int(session.scalar(select(func.count()).select_from(RuleFinding)) or 0)
+            newest = session.scalar(select(func.max(Procedure.performed_at)))
+            mrns = list(session.scalars(select(Patient.mrn).order_by(Patient.id.desc())
+                                        .limit(1000)))
+        figure("first build", time.perf_counter() - started, "s",
+               f"{rows:,} rows, {seen[-1] if seen else 0:,} batches")
+        figure("peak RSS", peak_rss_mb(), "MB", f"{start_mb:.0f} MB before")
+        at = newest or datetime.now(UTC)
+        new = [record(at - timedelta(minutes=37 * (i + 1)), "TFESI", mrn)
+               for i, mrn in enumerate(mrns)]
+        started = time.perf_counter()
+        ProcedureLog(engine).log_many(new, cli_actor(), confirm_warnings=True,
+                                      create_missing=True)
+        figure(f"log {len(new):,} records of existing patients", time.perf_counter() - started,
+               "s")
+        started = time.perf_counter()
+        refresh_findings(engine, batch_patients=batch)
+        figure("incremental refresh", time.perf_counter() - started, "s",
+               f"after {len(new):,} new records")
+        for which in ("month", "year", "all"):
+            chosen = period(engine, which)
+            for round_ in ("", " again"):
+                started = time.perf_counter()
+                report = rule_report(engine, cli_actor(), chosen,
+                                     exceptions_per_rule=EXCEPTIONS_LISTED)
+                figure(f"report, {which}{round_}", time.perf_counter() - started, "s",
+                       f"{int(report['rules']['eligible'].sum()):,} findings, "
+                       f"{len(report['exceptions']):,} exceptions kept")
+        figure("peak RSS", peak_rss_mb(), "MB")
+    finally:
+        engine.dispose()
+
+
 def main() -> int:
     p = add_url(parser(__doc__.splitlines()[0]))
     p.add_argument("--report", choices=("month", "year", "all"),
                    help="with --url: only the rule report over this period (read-only)")
     p.add_argument("--batch", type=int, default=BATCH_PATIENTS,
                    help="patients per batch of the rule report")
+    p.add_argument("--stored", action="store_true",
+                   help="with --url (PostgreSQL; migrated and WRITTEN): the stored findings "
+                        "built, refreshed after 1,000 new records and read")
     args = p.parse_args()
+    if args.stored:
+        if not args.url:
+            p.error("--stored writes the database given by --url")
+        stored_run(args.url, args.batch)
+        return 0
     if args.report:
         if not args.url:
             p.error("--report reads the database given by --url")

@@ -1,6 +1,11 @@
 """Compliance with the practice rules over a period: `fluoro-audit report rules` and the
 Coverage and safeguards page call `rule_report`, so they show the same figures.
 
+On PostgreSQL the report reads the stored findings (audit.rules.stored_report: one GROUP BY
+over `rule_finding`, kept current per changed patient by audit.rules.findings_store), equal to
+what the batches below give (tests/rules/test_findings_store.py); SQLite, one small process,
+checks the records as follows (and PostgreSQL does when asked with stored=False).
+
 Every final record in the period is checked (CSV imports included: they were not blocked at
 entry) against its patient's history, with the packs in force on its day. Patient-batch by
 patient-batch (audit.rules.period): a batch's records and their patients' earlier ones with
@@ -139,18 +144,36 @@ class _Exceptions:
 def rule_report(engine: Engine, actor: Actor, filters: Filters, *,
                 exceptions_per_rule: int | None = None,
                 batch_patients: int = BATCH_PATIENTS,
-                progress: Progress | None = None) -> dict[str, pd.DataFrame]:
+                progress: Progress | None = None,
+                stored: bool | None = None) -> dict[str, pd.DataFrame]:
     """The tables of `report rules`: "rules" (each rule's eligible records, exceptions and
     compliance with its 95% interval), "by_physician", "by_month" and "exceptions" (the records
     behind them, oldest first: every one, or the newest `exceptions_per_rule` of each rule;
-    the counts always count all). `progress(done, total)` follows the batches."""
+    the counts always count all). `progress(done, total)` follows the batches. stored: read
+    the stored findings (audit.rules.stored_report; PostgreSQL only), or check the records
+    batch by batch; None: the stored findings on PostgreSQL, the batches elsewhere."""
     require(actor, Permission.VIEW_DASHBOARDS)
+    if stored is None:
+        stored = engine.dialect.name == "postgresql"
     tallies = {name: _Tally(keys) for name, keys in TALLIES.items()}
-    kept = _Exceptions(exceptions_per_rule)
-    for found in each_batch(engine, filters, batch_patients, progress):
-        for tally in tallies.values():
-            tally.add(found)
-        kept.add(found)
+    if stored:
+        from audit.rules.stored_report import stored as read_stored
+
+        if progress is not None:
+            progress(0, 1)
+        counted, shown = read_stored(engine, filters, exceptions_per_rule, progress)
+        for name, tally in tallies.items():
+            tally.counts = counted[name]
+        kept = _Exceptions(exceptions_per_rule)
+        kept.add(shown.assign(exception=True))
+        if progress is not None:
+            progress(1, 1)
+    else:
+        kept = _Exceptions(exceptions_per_rule)
+        for found in each_batch(engine, filters, batch_patients, progress):
+            for tally in tallies.values():
+                tally.add(found)
+            kept.add(found)
     tables: dict[str, Any] = {name: tally.rates() for name, tally in tallies.items()}
     overall = tables["rules"]
     overall.insert(1, "pack", [RULE_PACK[r] for r in overall["rule"]])

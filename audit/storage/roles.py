@@ -9,8 +9,9 @@ SELECT, INSERT and UPDATE; nothing is ever hard-deleted (records are voided, acc
 deactivated), with one exception the code needs: an amend that changes a record's levels
 replaces its procedure_level rows, so DELETE is granted on that table (and the replay in
 verify-audit compares levels too, so a level deleted with SQL still shows), and on the caches
-derived from the records (the daily summary, the record facts), whose rows a refresh deletes
-and recomputes (no clinical data: `db rebuild-facts` and a rules bump rebuild them).
+derived from the records (the daily summary, the record facts, the count summary, the stored
+rule findings and their counts), whose rows a refresh deletes and recomputes (no clinical
+data: `db rebuild-facts` and a rules bump rebuild them).
 
 `grant_app` is idempotent (it revokes everything first, then grants exactly this) and audited.
 Tables a later migration adds get SELECT, INSERT, UPDATE through ALTER DEFAULT PRIVILEGES; run
@@ -34,11 +35,11 @@ from audit.vocab import AuditAction
 #: Tables whose privileges differ from SELECT, INSERT, UPDATE.
 APPEND_ONLY = ("audit_event",)
 #: procedure_level: an amend of a record's levels deletes and re-inserts them.
-#: daily_summary, record_fact, count_summary: caches a refresh recomputes
+#: daily_summary, record_fact, count_summary, rule_finding(_count): caches a refresh recomputes
 #: (audit.analytics.derived);
 #: figure_result: a cache of figures, whose older versions are pruned (audit.analytics.sql.shared).
 REPLACEABLE = ("procedure_level", "daily_summary", "record_fact", "count_summary",
-               "figure_result")
+               "rule_finding", "rule_finding_count", "figure_result")
 #: Written by migrations only.
 READ_ONLY = ("alembic_version",)
 

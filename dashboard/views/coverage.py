@@ -45,9 +45,10 @@ def _reports() -> tuple[OrderedDict[tuple[str, Any, str], tuple[float, Any]], Lo
 
 
 def _report(key: tuple[str, Any, str], filters: Filters) -> dict[str, pd.DataFrame]:
-    """rule_report for these filters, computed once per data version: it checks every record
-    of the period batch by batch from the database (never the analysis frame), with a
-    progress bar."""
+    """rule_report for these filters, computed once per data version: from the stored findings
+    on PostgreSQL (a progress bar while a first build or a rules change recomputes them), on
+    SQLite by checking every record of the period batch by batch (never the analysis
+    frame)."""
     kept, lock = _reports()
     with lock:
         found = kept.get(key)

@@ -1,8 +1,10 @@
 """The rule report read patient-batch by patient-batch (issue 16) gives the figures of the
 whole period read at once (tests/rules/whole_period.py, the report before batches): every
 table equal, on the hand-checked fixture and a demo set, on SQLite and PostgreSQL, whatever
-the batch size (1 and 3 patients put batch boundaries everywhere); the exceptions kept for the
-page are the newest of each rule while the counts count all; progress follows the batches."""
+the batch size (1 and 3 patients put batch boundaries everywhere; asked for with stored=False,
+as PostgreSQL reads the stored findings unless told: test_findings_store.py); the exceptions
+kept for the page are the newest of each rule while the counts count all; progress follows the
+batches."""
 
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ TABLES = ("rules", "by_physician", "by_month", "exceptions")
 def same_report(engine: Engine, filters: Filters, *sizes: int) -> dict[str, pd.DataFrame]:
     before = whole_period.rule_report(engine, filters)
     for size in sizes:
-        now = rule_report(engine, cli_actor(), filters, batch_patients=size)
+        now = rule_report(engine, cli_actor(), filters, batch_patients=size, stored=False)
         for name in TABLES:
             pd.testing.assert_frame_equal(now[name], before[name], check_dtype=True,
                                           obj=f"{name}, {size} patients a batch")
@@ -68,9 +70,9 @@ def test_the_page_keeps_the_newest_exceptions_of_each_rule_and_counts_all(
         engine: Engine) -> None:
     generate(engine, procedures=600, seed=3, until=date(2026, 6, 30))
     packs_on(engine)
-    every = rule_report(engine, cli_actor(), Filters(), batch_patients=4)
+    every = rule_report(engine, cli_actor(), Filters(), batch_patients=4, stored=False)
     kept = rule_report(engine, cli_actor(), Filters(), exceptions_per_rule=5,
-                       batch_patients=4)
+                       batch_patients=4, stored=False)
     for name in ("rules", "by_physician", "by_month"):
         pd.testing.assert_frame_equal(kept[name], every[name])
     counts = every["rules"].set_index("rule")["exceptions"]
@@ -87,11 +89,11 @@ def test_progress_counts_the_batches(engine: Engine, service: ProcedureLog) -> N
     packs_on(engine)
     fixture_history(engine, service)  # two patients
     seen: list[tuple[int, int]] = []
-    rule_report(engine, cli_actor(), Filters(), batch_patients=1,
+    rule_report(engine, cli_actor(), Filters(), batch_patients=1, stored=False,
                 progress=lambda done, total: seen.append((done, total)))
     assert seen == [(0, 2), (1, 2), (2, 2)]
     with pytest.raises(ValueError, match="batch size 0"):
-        rule_report(engine, cli_actor(), Filters(), batch_patients=0)
+        rule_report(engine, cli_actor(), Filters(), batch_patients=0, stored=False)
 
 
 def test_with_every_pack_off_nothing_is_read(engine: Engine, service: ProcedureLog) -> None:

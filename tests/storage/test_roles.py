@@ -175,6 +175,7 @@ def test_grant_app_is_idempotent_audited_and_refuses_owners(
     assert {p for t, p in first if t == "procedure"} == {"SELECT", "INSERT", "UPDATE"}
     assert {t for t, p in first if p == "DELETE"} == {"procedure_level", "daily_summary",
                                                       "record_fact", "count_summary",
+                                                      "rule_finding", "rule_finding_count",
                                                       "figure_result"}
     assert not {p for _, p in first} & {"TRUNCATE", "TRIGGER", "REFERENCES"}
     engine = make_engine(roles.owner_url)

@@ -224,10 +224,10 @@ def _next_month(day: date) -> date:
     return (day.replace(day=28) + timedelta(days=4)).replace(day=1)
 
 
-def period_rows(filters: Filters) -> ColumnElement[bool]:
+def period_rows(filters: Filters, s: Any = CountSummary) -> ColumnElement[bool]:
     """The rows that add up to the period: month rows for the whole months inside it, day
-    rows for the rest."""
-    s = CountSummary
+    rows for the rest (of this summary, or of another with `whole_month` and `day` columns:
+    the stored rule findings' counts)."""
     start = None if filters.start is None else filters.start.astimezone(UTC).date()
     before = None if filters.before is None else filters.before.astimezone(UTC).date()
     first = None if start is None else (start if start.day == 1 else _next_month(start))

@@ -43,7 +43,13 @@ from audit.storage.models.log import (
     UserSession,
 )
 from audit.storage.models.network import DicomListener, DicomReceipt
-from audit.storage.models.rules import FollowUp, RulePack
+from audit.storage.models.rules import (
+    FollowUp,
+    RuleFinding,
+    RuleFindingCount,
+    RuleFindingState,
+    RulePack,
+)
 from audit.storage.models.summary import (
     CountSummary,
     CountSummaryState,
@@ -79,6 +85,9 @@ __all__ = [
     "RecordFactState",
     "ReferenceLevel",
     "Room",
+    "RuleFinding",
+    "RuleFindingCount",
+    "RuleFindingState",
     "RulePack",
     "Setting",
     "Site",
