@@ -173,10 +173,6 @@ def _store(conn: Connection, found: pd.DataFrame) -> None:
                            "messages": messages})
 
 
-#: progress(batches done, batches in all) of a refresh that recomputes findings.
-Progress = Callable[[int, int], None]
-
-
 def _stored_rows(conn: Connection, patients: np.ndarray) -> pd.DataFrame:
     f = RuleFinding
     return pd.read_sql(select(f.record_id, f.rule, f.exception, f.message, f.performed_at)
@@ -241,6 +237,16 @@ def _recompute(engine: Engine, conn: Connection, packs: dict[str, ActivePack],
         if progress is not None:
             progress(done, total)
     finding_counts.recount(conn, None if redo is None else sorted(days))
+
+
+def findings_built(engine: Engine) -> bool:
+    """Whether the stored findings were ever built here (their state row exists): the warmer
+    keeps them current only then, so a site that never opened the Coverage page does not pay a
+    first build (minutes at 5M) in the background."""
+    if engine.dialect.name != "postgresql":
+        return False
+    with read_session(engine) as session:
+        return session.get(RuleFindingState, 1) is not None
 
 
 def refresh_findings(engine: Engine, force: bool = False,

@@ -198,3 +198,28 @@ def test_a_full_rebuild_is_done_in_patient_batches_and_sqlite_is_refused(
     with pytest.raises(NeedsPostgreSQL):
         refresh_findings(lite)
     lite.dispose()
+
+
+def test_the_warmer_keeps_built_findings_current_and_never_builds_them(pg: Engine) -> None:
+    """After a write, the dashboard's warmer (`figures warm`) brings the stored findings up to
+    date once they were built, so the Coverage page does not pay the refresh; a site that
+    never built them (never opened the Coverage page) does not get a first build in the
+    background."""
+    from audit.analytics.sql.warm import warm_figures
+    from audit.rules.findings_store import findings_built
+
+    generate(pg, procedures=200, seed=5, until=date(2026, 6, 30))
+    packs_on(pg)
+    assert not findings_built(pg)
+    assert warm_figures(pg).findings_version is None
+    with read_session(pg) as s:
+        assert s.get(RuleFindingState, 1) is None  # not built by the warmer
+    built = refresh_findings(pg)  # the Coverage page's first visit
+    assert findings_built(pg)
+    first, = logged(ProcedureLog(pg), [session("2026-04-10", mrn="MRN9300")])
+    report = warm_figures(pg)
+    assert report.findings_version is not None and report.findings_version > built
+    with read_session(pg) as s:
+        assert s.get(RuleFindingState, 1).data_version == report.findings_version
+        assert s.scalar(select(func.count()).select_from(RuleFinding)
+                        .where(RuleFinding.record_id == first)) > 0

@@ -59,6 +59,7 @@ class WarmReport:
     pruned: int = 0
     seconds: float = 0.0
     busy: bool = False
+    findings_version: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -105,13 +106,29 @@ def warm_figures(engine: Engine, limit: int = DEFAULT_LIMIT,
                 if progress is not None:
                     progress(done, len(recipes), describe(recipe))
             pruned = _pruned(conn)
+            findings = _findings(engine)
         finally:
             conn.rollback()
             conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": WARM_LOCK})
             conn.commit()
     return WarmReport(figures_version=version, calls=len(recipes), replayed=replayed,
                       computed=source.queries, failed=failed, pruned=pruned,
-                      seconds=time.perf_counter() - started)
+                      seconds=time.perf_counter() - started, findings_version=findings)
+
+
+def _findings(engine: Engine) -> int | None:
+    """The stored rule findings (audit.rules.findings_store) brought up to date after the
+    figures, once they were built (the Coverage page's first visit or `db rebuild-facts`):
+    a few seconds at 5M after a write, so the Coverage page does not pay them; the data
+    version they reflect, or None (never built, or the refresh failed: logged, the page
+    refreshes them itself)."""
+    from audit.rules.findings_store import findings_built, refresh_findings
+
+    try:
+        return refresh_findings(engine) if findings_built(engine) else None
+    except (AuditError, SQLAlchemyError) as exc:
+        LOG.warning("refreshing the stored rule findings failed: %s", exc)
+        return None
 
 
 def _pruned(conn: Connection) -> int:
