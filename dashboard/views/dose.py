@@ -72,9 +72,12 @@ def _keep_tab() -> None:
     st.session_state[TAB_KEPT] = st.session_state["d_tab"]
 
 
-kept = st.session_state.get(TAB_KEPT)
+# the kept tab is put back through the widget's key, not `default`: a default that changed
+# would make another widget of it (a new element, remounted in the browser)
+if "d_tab" not in st.session_state and st.session_state.get(TAB_KEPT) in TABS:
+    st.session_state["d_tab"] = st.session_state[TAB_KEPT]
 per_procedure, physicians, case_mix, over_time, reference, technique = st.tabs(
-    TABS, key="d_tab", default=kept if kept in TABS else TABS[0], on_change=_keep_tab)
+    TABS, key="d_tab", on_change=_keep_tab)
 as_sentence = {"figure": labels.sentence}
 
 if per_procedure.open:

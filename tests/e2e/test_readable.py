@@ -13,8 +13,8 @@ ones, so number formats and empty cells are checked under AppTest
 
 Every page counts, for every role: any finding, or an uncaught exception, fails the test. A
 page whose module never looks at who is signed in (SAME_FOR_EVERY_ROLE) is read once, by the
-first role that may open it; opening an expander or a tab starts no run, so only page changes
-wait for the app to finish its run.
+first role that may open it; opening an expander starts no run; page changes and the Dose
+page's tabs (computed when opened) wait for the app to finish its run.
 """
 
 from __future__ import annotations
@@ -145,8 +145,8 @@ def visit(page: Any, title: str) -> list[str]:
     page.get_by_test_id("stMain").locator("h1").first.wait_for()
     main = page.get_by_test_id("stMain")
     closed = main.locator("[data-testid=stExpander] details:not([open]) > summary")
-    # opening an expander or a tab starts no run (neither has an on_change): no waiting for
-    # the app, only for what the click shows
+    # opening an expander starts no run (no on_change): no waiting for the app, only for what
+    # the click shows; a lazy tab (the Dose page's, on_change="rerun") is waited for below
     for _ in range(closed.count()):
         closed.first.click()
     main.locator("[data-testid=stExpander] details:not([open])").first.wait_for(
