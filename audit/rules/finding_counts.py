@@ -19,30 +19,21 @@ from typing import Any
 
 from sqlalchemy import (
     Connection,
-    Date,
-    and_,
     case,
-    cast,
     delete,
     false,
     func,
     insert,
-    or_,
     select,
-    true,
 )
-from sqlalchemy.sql import ColumnElement
 
+from audit.analytics.sql.count_summary import insert_months, utc_day
 from audit.filters import Filters
 from audit.storage.models import RuleFinding, RuleFindingCount
 from audit.vocab import RecordStatus
 
 KEYS = ("site_id", "room_id", "procedure_type_id", "physician_id", "rule")
 _NAMES = ["whole_month", "day", *KEYS, "eligible", "exceptions"]
-
-
-def utc_day(column: Any) -> ColumnElement[Any]:
-    return cast(func.timezone("UTC", column), Date)
 
 
 def _days_select(days: list[date] | None) -> Any:
@@ -61,10 +52,6 @@ def _days_select(days: list[date] | None) -> Any:
     return query
 
 
-def _next_month(day: date) -> date:
-    return (day.replace(day=28) + timedelta(days=4)).replace(day=1)
-
-
 def recount(conn: Connection, days: list[date] | None) -> None:
     """Recount these UTC days (sorted; None: every day) from `rule_finding`, then their
     months' rows from the day rows."""
@@ -80,17 +67,7 @@ def recount(conn: Connection, days: list[date] | None) -> None:
             conn.execute(delete(c).where(c.whole_month.is_(False), c.day.in_(chunk)))
             conn.execute(insert(c).from_select(_NAMES, _days_select(chunk)))
     months = None if days is None else sorted({d.replace(day=1) for d in days})
-    first = cast(func.date_trunc("month", c.day), Date)
-    keys = [getattr(c, k) for k in KEYS]
-    where: list[Any] = [c.whole_month.is_(False)]
-    drop: list[Any] = [c.whole_month.is_(True)]
-    if months is not None:
-        where.append(or_(*(and_(c.day >= m, c.day < _next_month(m)) for m in months)))
-        drop.append(c.day.in_(months))
-    conn.execute(delete(c).where(*drop))
-    conn.execute(insert(c).from_select(
-        _NAMES, select(true(), first, *keys, func.sum(c.eligible), func.sum(c.exceptions))
-        .where(*where).group_by(first, *keys)))
+    insert_months(conn, months, c, KEYS, ("eligible", "exceptions"))
 
 
 def answerable(filters: Filters) -> bool:

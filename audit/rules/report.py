@@ -156,6 +156,7 @@ def rule_report(engine: Engine, actor: Actor, filters: Filters, *,
     if stored is None:
         stored = engine.dialect.name == "postgresql"
     tallies = {name: _Tally(keys) for name, keys in TALLIES.items()}
+    kept = _Exceptions(exceptions_per_rule)
     if stored:
         from audit.rules.stored_report import stored as read_stored
 
@@ -164,12 +165,10 @@ def rule_report(engine: Engine, actor: Actor, filters: Filters, *,
         counted, shown = read_stored(engine, filters, exceptions_per_rule, progress)
         for name, tally in tallies.items():
             tally.counts = counted[name]
-        kept = _Exceptions(exceptions_per_rule)
         kept.add(shown.assign(exception=True))
         if progress is not None:
             progress(1, 1)
     else:
-        kept = _Exceptions(exceptions_per_rule)
         for found in each_batch(engine, filters, batch_patients, progress):
             for tally in tallies.values():
                 tally.add(found)

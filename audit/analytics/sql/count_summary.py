@@ -120,7 +120,8 @@ def _rules(lookups: Snapshot) -> int:
     return zlib.crc32(repr(inputs).encode()) & 0x7FFFFFFF
 
 
-def _day(column: Any) -> ColumnElement[Any]:
+def utc_day(column: Any) -> ColumnElement[Any]:
+    """An instant's UTC day (the summaries' day key)."""
     return cast(func.timezone("UTC", column), Date)
 
 
@@ -131,7 +132,7 @@ def _day_select(conn: Connection, lookups: Snapshot, days: list[date] | None) ->
     flags = counts._flag_sums(scope)
     sums = {**counts._quality_sums(scope), **{f: flags[f] for f in FLAGS},
             **{c: complication_sums[c] for c in COMPLICATIONS}}
-    day = _day(scope.col("performed_at"))
+    day = utc_day(scope.col("performed_at"))
     keys = [scope.col("site_id"), scope.col("room_id"), scope.col("type_id"),
             scope.col("physician_id"), scope.col("technologist_id")]
     query = (select(false().label("whole_month"), day.label("day"),
@@ -143,7 +144,7 @@ def _day_select(conn: Connection, lookups: Snapshot, days: list[date] | None) ->
         query = query.where(  # the index on performed_at finds them, the day picks them
             at >= datetime.combine(days[0], datetime.min.time(), UTC),
             at < datetime.combine(days[-1] + timedelta(days=1), datetime.min.time(), UTC),
-            _day(at).in_(days))
+            utc_day(at).in_(days))
     return query
 
 
@@ -161,21 +162,24 @@ def _insert_days(conn: Connection, lookups: Snapshot, days: list[date] | None) -
         conn.execute(insert(s).from_select(names, _day_select(conn, lookups, chunk)))
 
 
-def _insert_months(conn: Connection, months: list[date] | None) -> None:
-    """The month rows (whole_month, the month's first day) of these months, from their days."""
-    s = CountSummary
+def insert_months(conn: Connection, months: list[date] | None, table: Any = CountSummary,
+                  keys: tuple[str, ...] = KEYS, counts: tuple[str, ...] = COUNTS) -> None:
+    """The month rows (whole_month, the month's first day) of these months (None: every
+    month), from their days: of this summary, or of another kept the same way (the stored
+    rule findings' counts, audit.rules.finding_counts)."""
+    s = table
     first = cast(func.date_trunc("month", s.day), Date)
-    keys = [getattr(s, k) for k in KEYS]
+    key_columns = [getattr(s, k) for k in keys]
     where: list[Any] = [s.whole_month.is_(False)]
     drop: list[Any] = [s.whole_month.is_(True)]
     if months is not None:  # by day ranges: the primary key's (whole_month, day) finds them
-        where.append(or_(*(and_(s.day >= m, s.day < _next_month(m)) for m in months)))
+        where.append(or_(*(and_(s.day >= m, s.day < next_month(m)) for m in months)))
         drop.append(s.day.in_(months))
     conn.execute(delete(s).where(*drop))
     conn.execute(insert(s).from_select(
-        ["whole_month", "day", *KEYS, *COUNTS],
-        select(true(), first, *keys, *(func.sum(getattr(s, c)) for c in COUNTS))
-        .where(*where).group_by(first, *keys)))
+        ["whole_month", "day", *keys, *counts],
+        select(true(), first, *key_columns, *(func.sum(getattr(s, c)) for c in counts))
+        .where(*where).group_by(first, *key_columns)))
 
 
 def _redo(engine: Engine, lookups: Snapshot) -> Callable[[Connection, int | None, int], None]:
@@ -187,7 +191,7 @@ def _redo(engine: Engine, lookups: Snapshot) -> Callable[[Connection, int | None
             return
         _insert_days(conn, lookups, days)
         months = None if days is None else sorted({d.replace(day=1) for d in days})
-        _insert_months(conn, months)
+        insert_months(conn, months)
         if days is None:
             conn.execute(text("ANALYZE count_summary"))
     return redo
@@ -220,7 +224,7 @@ def _month_start(day: date) -> date:
     return day.replace(day=1)
 
 
-def _next_month(day: date) -> date:
+def next_month(day: date) -> date:
     return (day.replace(day=28) + timedelta(days=4)).replace(day=1)
 
 
@@ -230,7 +234,7 @@ def period_rows(filters: Filters, s: Any = CountSummary) -> ColumnElement[bool]:
     the stored rule findings' counts)."""
     start = None if filters.start is None else filters.start.astimezone(UTC).date()
     before = None if filters.before is None else filters.before.astimezone(UTC).date()
-    first = None if start is None else (start if start.day == 1 else _next_month(start))
+    first = None if start is None else (start if start.day == 1 else next_month(start))
     last = None if before is None else _month_start(before)  # months in [first, last)
     months = [c for c in [None if first is None else s.day >= first,
                           None if last is None else s.day < last] if c is not None]
@@ -335,7 +339,7 @@ def newest_day(engine: Engine, lookups: Snapshot, filters: Filters, column: str,
         before = None if filters.before is None else filters.before.astimezone(UTC).date()
         days = select(s.day, count).where(
             s.whole_month.is_(False), s.day >= max(first, start or first),
-            s.day < min(_next_month(first), before or _next_month(first)), *found,
+            s.day < min(next_month(first), before or next_month(first)), *found,
         ).group_by(s.day).order_by(s.day.desc())
         for day, n in conn.execute(days):
             seen += n
