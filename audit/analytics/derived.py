@@ -9,6 +9,9 @@ state again under FOR UPDATE (another process may have done the work meanwhile) 
 `redo` the version the rows reflect (None: never built, or built by other rules: redo all) and
 the current one, then records the new version in the same transaction. A redo must be
 absolute (recompute rows, never add increments), so doing the same work twice is harmless.
+
+A caller that must not wait for another process's turn (a page while a rebuild of minutes runs
+elsewhere) passes wait=False: the lock is tried, and RefreshBusy says another process holds it.
 """
 
 from __future__ import annotations
@@ -19,11 +22,16 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, select, text
 
 from audit.analytics.snapshot import INCREMENTAL_LIMIT, _changed_records
+from audit.errors import AuditError
 from audit.storage.engine import read_session, retrying, write_session
 from audit.storage.models import AuditEvent
 
 #: redo(connection, version the rows reflect or None for all, current version)
 Redo = Callable[[Connection, int | None, int], None]
+
+
+class RefreshBusy(AuditError):
+    """Another process holds the derived table's turn (refresh_versioned with wait=False)."""
 
 
 def data_head(session: Any) -> int:
@@ -32,9 +40,10 @@ def data_head(session: Any) -> int:
 
 
 def refresh_versioned(engine: Engine, state: type[Any], rules: int, lock_key: int,
-                      redo: Redo, force: bool = False) -> int:
+                      redo: Redo, force: bool = False, wait: bool = True) -> int:
     """Bring a derived table to the current data version (module doc); returns that version.
-    force: redo everything even if the state says the rows are current (a repair)."""
+    force: redo everything even if the state says the rows are current (a repair). wait=False:
+    RefreshBusy rather than waiting when another process holds the table's turn."""
     if not force:
         with read_session(engine) as session:
             found = session.get(state, 1)
@@ -46,7 +55,11 @@ def refresh_versioned(engine: Engine, state: type[Any], rules: int, lock_key: in
         with write_session(engine) as session:
             conn = session.connection()
             if conn.dialect.name == "postgresql":
-                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key})
+                if wait:
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key})
+                elif not conn.scalar(text("SELECT pg_try_advisory_xact_lock(:k)"),
+                                     {"k": lock_key}):
+                    raise RefreshBusy(f"another process is refreshing {state.__tablename__}")
             found = session.get(state, 1, with_for_update=True)
             now = data_head(session)
             current = found is not None and found.rules == rules

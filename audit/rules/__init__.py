@@ -12,6 +12,10 @@ from typing import TYPE_CHECKING
 from audit._lazy import lazy_names
 
 if TYPE_CHECKING:
+    from audit.rules.findings_store import FindingsNotReady as FindingsNotReady
+    from audit.rules.findings_store import build_in_background as build_in_background
+    from audit.rules.findings_store import build_progress as build_progress
+    from audit.rules.findings_store import findings_ready as findings_ready
     from audit.rules.follow_up import list_follow_ups as list_follow_ups
     from audit.rules.follow_up import record_follow_up as record_follow_up
     from audit.rules.packs import PACKS as PACKS
@@ -24,6 +28,10 @@ if TYPE_CHECKING:
 __all__ = [
     "EXCEPTIONS_LISTED",
     "PACKS",
+    "FindingsNotReady",
+    "build_in_background",
+    "build_progress",
+    "findings_ready",
     "list_follow_ups",
     "list_packs",
     "record_follow_up",
@@ -42,6 +50,10 @@ _PUBLIC = {
     "list_follow_ups": "audit.rules.follow_up",
     "rule_report": "audit.rules.report",
     "EXCEPTIONS_LISTED": "audit.rules.report",
+    "FindingsNotReady": "audit.rules.findings_store",
+    "build_in_background": "audit.rules.findings_store",
+    "build_progress": "audit.rules.findings_store",
+    "findings_ready": "audit.rules.findings_store",
 }
 
 __getattr__, __dir__ = lazy_names(__name__, _PUBLIC)

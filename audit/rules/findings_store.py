@@ -27,14 +27,25 @@ two rules that count every earlier session (the diagnostic blocks before an RFA,
 first lumbar TFESI) can differ for a record whose patient has such sessions more than five
 years before that start; the stored findings do not depend on the filters.
 
+A full build is long on a large database (minutes at 5M records), so it is never done in a
+page's request: the Coverage page asks with build=False, gets FindingsNotReady, starts
+`build_in_background` (one thread per process; a second process finds the lock taken and
+leaves the build to the first) and checks the period's records batch by batch meanwhile, the
+answer the stored findings will give. An incremental refresh (seconds) is waited for. While a
+batch is written, the next one is read and checked in a worker thread: the write waits on
+PostgreSQL, the check on Python, and the two overlap.
+
 A row changed behind the app's back stays wrong until its patient changes: `fluoro-audit db
 rebuild-facts` rebuilds this table too. PostgreSQL only, as the record facts.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -44,9 +55,9 @@ import pandas as pd
 from sqlalchemy import Connection, Engine, Integer, any_, bindparam, delete, select, text
 from sqlalchemy.dialects import postgresql
 
-from audit.analytics.derived import refresh_versioned
+from audit.analytics.derived import RefreshBusy, refresh_versioned
 from audit.analytics.snapshot import INCREMENTAL_LIMIT, _changed_records
-from audit.errors import NeedsPostgreSQL
+from audit.errors import AuditError, NeedsPostgreSQL
 from audit.filters import Filters
 from audit.rules import batch, finding_counts
 from audit.rules.follow_up import ENTITY as FOLLOW_UP
@@ -69,6 +80,13 @@ RULES = 1
 _LOCK = 0x52756C46  # "RulF"
 #: Every code a rule reads (the catalog's ids of these are part of `_rules`).
 RULE_CODES = frozenset(ESI_CODES | FACET_CODES | SAFEGUARD_CODES)
+LOG = logging.getLogger(__name__)
+
+
+class FindingsNotReady(AuditError):
+    """The stored findings need a full build (never built, or the packs, their parameters or
+    the catalog's codes changed since) and the caller would not do it (build=False): check
+    the records batch by batch meanwhile (audit.rules.report, stored=False)."""
 
 _INSERT = text("""
     INSERT INTO rule_finding (record_id, rule, exception, message, patient_id, performed_at,
@@ -203,6 +221,27 @@ def _days(at: pd.Series) -> set[date]:
 Progress = Callable[[int, int], None]
 
 
+def _checked(engine: Engine, packs: dict[str, ActivePack], codes: frozenset[str],
+             patients: np.ndarray, size: int) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
+    """Each batch of `size` patients with its findings, in order; the next batch is read and
+    checked in a worker thread while the caller writes this one (read() opens a connection
+    of its own)."""
+    def check(chosen: np.ndarray) -> pd.DataFrame:
+        if not codes:
+            return pd.DataFrame({c: [] for c in batch.COLUMNS})
+        part = read(engine, Filters(), codes, chosen)
+        return batch.evaluate_many(part.history, part.relief, part.levels, part.wanted, packs)
+
+    chunks = [patients[lo:lo + size] for lo in range(0, len(patients), size)]
+    with ThreadPoolExecutor(1, thread_name_prefix="rule-findings-check") as pool:
+        ahead: Future[pd.DataFrame] | None = pool.submit(check, chunks[0]) if chunks else None
+        for index, chosen in enumerate(chunks):
+            assert ahead is not None
+            found = ahead.result()
+            ahead = pool.submit(check, chunks[index + 1]) if index + 1 < len(chunks) else None
+            yield chosen, found
+
+
 def _recompute(engine: Engine, conn: Connection, packs: dict[str, ActivePack],
                redo: tuple[np.ndarray, Named] | None, size: int,
                progress: Progress | None) -> None:
@@ -217,14 +256,8 @@ def _recompute(engine: Engine, conn: Connection, packs: dict[str, ActivePack],
     else:
         patients = redo[0]
     total = (len(patients) + size - 1) // size
-    for done, lo in enumerate(range(0, len(patients), size), start=1):
-        chosen = patients[lo:lo + size]
-        if codes:
-            part = read(engine, Filters(), codes, chosen)
-            new = batch.evaluate_many(part.history, part.relief, part.levels, part.wanted,
-                                      packs)
-        else:
-            new = pd.DataFrame({c: [] for c in batch.COLUMNS})
+    for done, (chosen, new) in enumerate(_checked(engine, packs, codes, patients, size),
+                                         start=1):
         if redo is not None:
             old = _stored_rows(conn, chosen)
             changed = _changed(old, new, redo[1])
@@ -251,17 +284,26 @@ def findings_built(engine: Engine) -> bool:
 
 def refresh_findings(engine: Engine, force: bool = False,
                      batch_patients: int = BATCH_PATIENTS,
-                     progress: Progress | None = None) -> int:
+                     progress: Progress | None = None, *, build: bool = True,
+                     wait: bool = True) -> int:
     """Bring the stored findings to the current data version (module doc); returns it.
     force: recompute every row whatever the state says (`db rebuild-facts`). `progress` is
-    told after each batch of patients recomputed (a first build takes minutes at 5M)."""
+    told after each batch of patients recomputed (a first build takes minutes at 5M).
+    build=False: FindingsNotReady instead of a full build (nothing is written); wait=False:
+    RefreshBusy instead of waiting while another process refreshes them."""
     if batch_patients < 1:
         raise ValueError(f"batch size {batch_patients}: allowed: 1 or more patients")
     _check(engine)
     with read_session(engine) as session:
         rules = _rules(session)
+        if not build and not _current_rules(session, rules):
+            raise FindingsNotReady("the stored rule findings are not built for the rule packs "
+                                   "as they are now")
 
     def redo(conn: Connection, synced: int | None, now: int) -> None:
+        if synced is None and not build:  # the packs changed since the check above
+            raise FindingsNotReady("the stored rule findings are not built for the rule "
+                                   "packs as they are now")
         conn.execute(text("SET LOCAL jit = off"))
         patients = None if synced is None else _patients_to_redo(conn, synced, now)
         if patients is not None and not len(patients[0]):
@@ -273,4 +315,70 @@ def refresh_findings(engine: Engine, force: bool = False,
             conn.execute(text("ANALYZE rule_finding"))
             conn.execute(text("ANALYZE rule_finding_count"))
 
-    return refresh_versioned(engine, RuleFindingState, rules, _LOCK, redo, force=force)
+    return refresh_versioned(engine, RuleFindingState, rules, _LOCK, redo, force=force,
+                             wait=wait)
+
+
+def findings_ready(engine: Engine) -> bool:
+    """Whether the stored findings are built for the rule packs as they are now (a refresh
+    then only catches up with the records: seconds)."""
+    if engine.dialect.name != "postgresql":
+        return False
+    with read_session(engine) as session:
+        return _current_rules(session, _rules(session))
+
+
+def _current_rules(session: Any, rules: int) -> bool:
+    found = session.get(RuleFindingState, 1)
+    return found is not None and found.rules == rules
+
+
+_building = threading.Lock()
+_builder: threading.Thread | None = None
+_progress: tuple[int, int] | None = None
+
+
+def build_in_background(engine: Engine) -> bool:
+    """Build (or rebuild) the stored findings in a daemon thread of this process, unless one
+    already runs here; returns whether one was started. Another process already building
+    holds the lock: the thread then leaves it to that one (RefreshBusy) and ends."""
+    global _builder
+    with _building:
+        if _builder is not None and _builder.is_alive():
+            return False
+        _builder = threading.Thread(target=_build_quietly, args=(engine,), daemon=True,
+                                    name="rule-findings-build")
+        _builder.start()
+        return True
+
+
+def _build_quietly(engine: Engine) -> None:
+    global _progress
+
+    def note(done: int, total: int) -> None:
+        global _progress
+        _progress = (done, total)
+
+    try:
+        refresh_findings(engine, progress=note, wait=False)
+    except RefreshBusy:
+        LOG.info("another process is building the stored rule findings")
+    except Exception as exc:  # a daemon thread: log it; the pages check batch-wise meanwhile
+        LOG.warning("building the stored rule findings failed: %s", exc)
+    finally:
+        _progress = None
+
+
+def build_progress() -> tuple[int, int] | None:
+    """(batches done, batches in all) of this process's background build, None when none
+    runs here."""
+    return _progress
+
+
+def wait_for_build(timeout: float | None = None) -> bool:
+    """Wait for this process's background build; returns whether none runs any more."""
+    thread = _builder
+    if thread is not None:
+        thread.join(timeout)
+        return not thread.is_alive()
+    return True

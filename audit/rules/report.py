@@ -145,13 +145,15 @@ def rule_report(engine: Engine, actor: Actor, filters: Filters, *,
                 exceptions_per_rule: int | None = None,
                 batch_patients: int = BATCH_PATIENTS,
                 progress: Progress | None = None,
-                stored: bool | None = None) -> dict[str, pd.DataFrame]:
+                stored: bool | None = None, build: bool = True) -> dict[str, pd.DataFrame]:
     """The tables of `report rules`: "rules" (each rule's eligible records, exceptions and
     compliance with its 95% interval), "by_physician", "by_month" and "exceptions" (the records
     behind them, oldest first: every one, or the newest `exceptions_per_rule` of each rule;
     the counts always count all). `progress(done, total)` follows the batches. stored: read
     the stored findings (audit.rules.stored_report; PostgreSQL only), or check the records
-    batch by batch; None: the stored findings on PostgreSQL, the batches elsewhere."""
+    batch by batch; None: the stored findings on PostgreSQL, the batches elsewhere. build=False:
+    FindingsNotReady (audit.rules.findings_store) rather than build the stored findings in
+    this call (minutes at 5M: the Coverage page builds them in the background)."""
     require(actor, Permission.VIEW_DASHBOARDS)
     if stored is None:
         stored = engine.dialect.name == "postgresql"
@@ -162,7 +164,7 @@ def rule_report(engine: Engine, actor: Actor, filters: Filters, *,
 
         if progress is not None:
             progress(0, 1)
-        counted, shown = read_stored(engine, filters, exceptions_per_rule, progress)
+        counted, shown = read_stored(engine, filters, exceptions_per_rule, progress, build)
         for name, tally in tallies.items():
             tally.counts = counted[name]
         kept.add(shown.assign(exception=True))

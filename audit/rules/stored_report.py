@@ -154,10 +154,12 @@ def _exception_frame(rows: list[Any]) -> pd.DataFrame:
 
 
 def stored(engine: Engine, filters: Filters, limit: int | None,
-           progress: Progress | None = None) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+           progress: Progress | None = None,
+           build: bool = True) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
     """The counts (as counts()) and the exceptions of the stored findings, brought current
-    first (`progress`: the batches of patients that recomputes, if any)."""
-    refresh_findings(engine, progress=progress)
+    first (`progress`: the batches of patients that recomputes, if any; build=False:
+    FindingsNotReady rather than a full build)."""
+    refresh_findings(engine, progress=progress, build=build)
     counted = counts(engine, filters)
     overall = counted["rules"]
     rules = [] if overall is None else \

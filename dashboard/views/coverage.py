@@ -15,7 +15,15 @@ import streamlit as st
 from audit import Filters
 from audit.auth import Permission
 from audit.errors import ValidationFailed
-from audit.rules import EXCEPTIONS_LISTED, PACKS, rule_report
+from audit.rules import (
+    EXCEPTIONS_LISTED,
+    PACKS,
+    FindingsNotReady,
+    build_in_background,
+    build_progress,
+    findings_ready,
+    rule_report,
+)
 from dashboard import analytics, coverage_charts, state, tables
 from dashboard.analytics import chart_and_table, percent
 from dashboard.widgets import plain
@@ -44,11 +52,13 @@ def _reports() -> tuple[OrderedDict[tuple[str, Any, str], tuple[float, Any]], Lo
     return OrderedDict(), Lock()
 
 
-def _report(key: tuple[str, Any, str], filters: Filters) -> dict[str, pd.DataFrame]:
+def _report(key: tuple[str, Any, str],
+            filters: Filters) -> tuple[dict[str, pd.DataFrame], bool]:
     """rule_report for these filters, computed once per data version: from the stored findings
-    on PostgreSQL (a progress bar while a first build or a rules change recomputes them), on
-    SQLite by checking every record of the period batch by batch (never the analysis
-    frame)."""
+    on PostgreSQL, on SQLite by checking every record of the period batch by batch (never the
+    analysis frame). While the stored findings need a full build (the first visit, a rule pack
+    switched: minutes at 5M records), they are built in the background and this period's
+    records are checked batch by batch meanwhile (the same figures): then the flag is True."""
     kept, lock = _reports()
     with lock:
         found = kept.get(key)
@@ -62,21 +72,35 @@ def _report(key: tuple[str, Any, str], filters: Filters) -> dict[str, pd.DataFra
                      text=f"Checking every record against the rules: batch {done:,} of "
                           f"{total:,} (a few thousand patients each)")
 
-    report = rule_report(state.engine(), actor, filters, exceptions_per_rule=EXCEPTIONS_LISTED,
-                         progress=progress)
+    engine, checked = state.engine(), False
+    try:
+        report = rule_report(engine, actor, filters, exceptions_per_rule=EXCEPTIONS_LISTED,
+                             progress=progress, build=False)
+    except FindingsNotReady:
+        build_in_background(engine)
+        report = rule_report(engine, actor, filters, exceptions_per_rule=EXCEPTIONS_LISTED,
+                             progress=progress, stored=False)
+        checked = True
     bar.empty()
     with lock:
-        kept[key] = (time.monotonic(), report)
+        kept[key] = (time.monotonic(), (report, checked))
         while len(kept) > KEPT:
             kept.popitem(last=False)
-    return report
+    return report, checked
 
 
 try:
-    report = _report((state.database_url(), source.token, repr(chosen)), chosen)
+    report, checked = _report((state.database_url(), source.token, repr(chosen)), chosen)
 except ValidationFailed as exc:
     st.error(plain(exc))
     st.stop()
+if checked and not findings_ready(state.engine()):
+    building = build_progress()
+    done = "" if not building or not building[1] else \
+        f" (batch {building[0]:,} of {building[1]:,})"
+    st.caption(f"The stored rule findings, which make this page fast on a large database, are "
+               f"being built{done}: until they are, each record of the period is checked "
+               "against the rules, which takes longer. The figures are the same.")
 rules = report["rules"]
 if rules.empty:
     st.info("No procedure in this period falls under a rule pack that is switched on.")

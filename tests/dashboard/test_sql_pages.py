@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 import pytest
 import streamlit as st
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, select, text
 from sqlalchemy.orm import Session
 from streamlit.testing.v1 import AppTest
 
@@ -28,7 +28,7 @@ from audit.analytics.sql.warm import wait_for_warmer
 from audit.auth import Actor, cli_actor
 from audit.demo import generate
 from audit.filters import Filters
-from audit.rules import rule_report
+from audit.rules import findings_store, rule_report
 from audit.settings import update_setting
 from audit.storage.engine import make_engine
 from audit.storage.models import FigureResult, Setting
@@ -152,9 +152,21 @@ def test_the_coverage_page_reads_no_frame(pg_demo: tuple[str, Engine], no_frame:
     the period's records from the database, as before."""
     url, engine = pg_demo
     packs_on(engine)
-    at = run(url, "coverage", monkeypatch)
+    with engine.connect() as other:  # another process is building the stored findings
+        other.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": findings_store._LOCK})
+        at = run(url, "coverage", monkeypatch)  # answered batch-wise, not waiting for it
+        other.rollback()
+    assert any("being built" in c.value for c in at.caption), [c.value for c in at.caption]
     shown = {m.label: m.value for m in at.metric}
     assert "final records in the log" in at.caption[0].value
+    assert findings_store.wait_for_build(300)
+    assert not findings_store.findings_ready(engine)  # this process's thread left it
+    findings_store.build_in_background(engine)  # as the next visit does
+    assert findings_store.wait_for_build(300) and findings_store.findings_ready(engine)
+    st.cache_resource.clear()  # a new app process: the stored findings now
+    again = run(url, "coverage", monkeypatch)
+    assert not any("being built" in c.value for c in again.caption)
+    assert {m.label: m.value for m in again.metric} == shown
     at.sidebar.multiselect(key="f_procedures").select("TFESI").run()
     assert not at.exception, [e.message for e in at.exception]
     narrowed = {m.label: m.value for m in at.metric}

@@ -9,21 +9,24 @@ tampered row of another patient stays) until `db rebuild-facts` repairs it. Post
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 
 import pandas as pd
 import pytest
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, func, select, text, update
 
+from audit.analytics.derived import RefreshBusy
 from audit.auth import cli_actor
 from audit.cli import main
 from audit.demo.loading import generate
 from audit.errors import NeedsPostgreSQL
 from audit.filters import Filters
 from audit.log.service import ProcedureLog
+from audit.rules import findings_store
 from audit.rules.finding_counts import answerable, recount
-from audit.rules.findings_store import refresh_findings
+from audit.rules.findings_store import FindingsNotReady, findings_ready, refresh_findings
 from audit.rules.follow_up import record_follow_up
 from audit.rules.report import rule_report
 from audit.rules.store import set_enabled
@@ -223,3 +226,41 @@ def test_the_warmer_keeps_built_findings_current_and_never_builds_them(pg: Engin
         assert s.get(RuleFindingState, 1).data_version == report.findings_version
         assert s.scalar(select(func.count()).select_from(RuleFinding)
                         .where(RuleFinding.record_id == first)) > 0
+
+
+def test_a_full_build_is_never_done_in_a_pages_request_but_in_the_background(
+        pg: Engine) -> None:
+    """build=False (the Coverage page): FindingsNotReady while the findings were never built
+    or the packs changed since, nothing written; wait=False: RefreshBusy at once while another
+    process holds the lock, never a wait of minutes; the background build then makes them
+    ready, and a catch-up after a new record is done in the request."""
+    generate(pg, procedures=300, seed=7, until=date(2026, 6, 30))
+    packs_on(pg)
+    with pytest.raises(FindingsNotReady, match="not built"):
+        rule_report(pg, cli_actor(), YEAR, build=False)
+    assert stored_rows(pg) == 0 and not findings_ready(pg)
+    with read_session(pg) as s:
+        assert s.get(RuleFindingState, 1) is None
+    with pg.connect() as other:  # another process builds: the lock is held
+        other.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": findings_store._LOCK})
+        started = time.monotonic()
+        with pytest.raises(RefreshBusy, match="rule_finding_state"):
+            refresh_findings(pg, wait=False)
+        assert time.monotonic() - started < 5
+        assert findings_store.build_in_background(pg)
+        assert findings_store.wait_for_build(60)  # it found the lock taken and left it
+        assert stored_rows(pg) == 0
+        other.rollback()
+    assert findings_store.build_in_background(pg)
+    assert findings_store.wait_for_build(300)
+    assert findings_ready(pg) and stored_rows(pg) > 0
+    assert findings_store.build_progress() is None
+    same_tables(pg, YEAR)
+    logged(ProcedureLog(pg), [session("2026-04-10", mrn="MRN9400")])
+    same = rule_report(pg, cli_actor(), YEAR, build=False)  # a catch-up: done here
+    pd.testing.assert_frame_equal(same["rules"], rule_report(pg, cli_actor(), YEAR,
+                                                             stored=False)["rules"])
+    set_enabled(pg, cli_actor(), "lcd_facet", False)  # the packs changed: a full build again
+    assert not findings_ready(pg)
+    with pytest.raises(FindingsNotReady):
+        rule_report(pg, cli_actor(), YEAR, build=False)
