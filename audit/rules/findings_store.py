@@ -306,6 +306,9 @@ def refresh_findings(engine: Engine, force: bool = False,
                                    "packs as they are now")
         conn.execute(text("SET LOCAL jit = off"))
         patients = None if synced is None else _patients_to_redo(conn, synced, now)
+        if patients is None and not build:  # so many events that it is all redone
+            raise FindingsNotReady("the stored rule findings need a full rebuild: more than "
+                                   f"{INCREMENTAL_LIMIT:,} changes since they were kept")
         if patients is not None and not len(patients[0]):
             return
         with read_session(engine) as session:

@@ -94,8 +94,8 @@ try:
 except ValidationFailed as exc:
     st.error(plain(exc))
     st.stop()
-if checked and not findings_ready(state.engine()):
-    building = build_progress()
+building = build_progress()
+if checked and (building is not None or not findings_ready(state.engine())):
     done = "" if not building or not building[1] else \
         f" (batch {building[0]:,} of {building[1]:,})"
     st.caption(f"The stored rule findings, which make this page fast on a large database, are "

@@ -229,7 +229,7 @@ def test_the_warmer_keeps_built_findings_current_and_never_builds_them(pg: Engin
 
 
 def test_a_full_build_is_never_done_in_a_pages_request_but_in_the_background(
-        pg: Engine) -> None:
+        pg: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     """build=False (the Coverage page): FindingsNotReady while the findings were never built
     or the packs changed since, nothing written; wait=False: RefreshBusy at once while another
     process holds the lock, never a wait of minutes; the background build then makes them
@@ -260,6 +260,12 @@ def test_a_full_build_is_never_done_in_a_pages_request_but_in_the_background(
     same = rule_report(pg, cli_actor(), YEAR, build=False)  # a catch-up: done here
     pd.testing.assert_frame_equal(same["rules"], rule_report(pg, cli_actor(), YEAR,
                                                              stored=False)["rules"])
+    monkeypatch.setattr(findings_store, "INCREMENTAL_LIMIT", 1)  # so many changes: all redone
+    logged(ProcedureLog(pg), [session("2026-04-11", mrn="MRN9401"),
+                              session("2026-04-12", mrn="MRN9402")])
+    with pytest.raises(FindingsNotReady, match="more than 1 changes"):
+        rule_report(pg, cli_actor(), YEAR, build=False)
+    monkeypatch.undo()
     set_enabled(pg, cli_actor(), "lcd_facet", False)  # the packs changed: a full build again
     assert not findings_ready(pg)
     with pytest.raises(FindingsNotReady):
