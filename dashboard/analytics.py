@@ -16,6 +16,7 @@ page, which imports none of this), so the first audit page they open usually fin
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import date, timedelta
 from typing import Any
 
@@ -84,6 +85,20 @@ def figures(*, as_of: bool = False) -> FigureSource:
         warm_when_moved(engine, source.token)  # returns at once; a thread warms if it moved
         return AsOf(source) if as_of else source  # type: ignore[return-value]
     return FrameSource(snapshot(), engine)
+
+
+def ahead(source: FigureSource, *calls: Callable[[Any], Any]) -> None:
+    """Ask for a tab's independent figures at once (SqlSource.ahead: each in a worker thread
+    on a connection of its own, so PostgreSQL computes them on several cores); the page's own
+    calls then find them or wait for them. Nothing on SQLite, whose figures come from the
+    frame in this process."""
+    found = getattr(source, "source", source)  # a page's AsOf wraps the SqlSource
+    if isinstance(found, FrameSource):
+        return
+    from audit.analytics import SqlSource  # loaded where the figures are SQL's only
+
+    if isinstance(found, SqlSource):
+        found.ahead(*calls)
 
 
 def warm() -> None:

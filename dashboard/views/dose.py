@@ -82,6 +82,11 @@ as_sentence = {"figure": labels.sentence}
 
 if per_procedure.open:
     with per_procedure:
+        column = reference_column(quantity)
+        kept = st.session_state.get("d_procedure")  # the histogram shown last, if any
+        analytics.ahead(source, lambda s: s.dose_distribution(chosen, column),
+                        lambda s: s.local_drls(chosen, (quantity,)),
+                        *([lambda s: s.dose_histogram(chosen, kept, column)] if kept else []))
         try:
             distribution = source.dose_distribution(chosen, reference_column(quantity))
         except ValidationFailed as exc:
@@ -115,6 +120,8 @@ if per_procedure.open:
 
 if physicians.open:
     with physicians:
+        analytics.ahead(source, lambda s: s.physician_scorecard(chosen),
+                        lambda s: s.adjusted_scorecard(chosen, quantity))
         st.subheader("Physician scorecard (normalised per level and for procedure mix)")
         st.caption("KAP and time per level treated, each procedure's median for the physician "
                    "divided by everyone's median for that procedure, weighted by records: 1.0 "
@@ -128,6 +135,9 @@ if physicians.open:
 
 if case_mix.open:
     with case_mix:
+        analytics.ahead(source, lambda s: s.dose_statistics(chosen, by=("procedure", "levels"),
+                                                            quantities=(quantity,)),
+                        lambda s: s.radiation_free_share(chosen))
         st.subheader(f"{label} by number of levels treated (and per level)")
         by_levels = source.dose_statistics(chosen, by=("procedure", "levels"),
                                            quantities=(quantity,))

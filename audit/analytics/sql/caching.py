@@ -5,7 +5,9 @@ each key's newest), the table every app process shares at that version (audit.an
 shared), and only then a computation on the same connection that read the version, one process
 at a time per key, stored for the others. Where the caller allows it (a dashboard page, audit.
 analytics.sql.stale), the last finished result of an older version comes before a computation:
-served at once and computed in the background.
+served at once and computed in the background. Within a process, a key being computed by one
+thread is waited for by another asking for it (`_pending`), so a figure asked ahead
+(SqlSource.ahead) and then by the page is computed once, shared table or not.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import Any
 
@@ -54,6 +57,8 @@ class CachedFigures:
     #: key -> (figures version, result): the newest this process has of each key
     _results: OrderedDict[Any, tuple[int, Any]]
     _lock: threading.Lock
+    #: (key, figures version) -> the result a thread of this process is computing
+    _pending: dict[tuple[Any, int], Future[Any]]
 
     def _lookups_on(self, conn: Connection) -> Snapshot:
         head = figures_version(conn)
@@ -110,12 +115,27 @@ class CachedFigures:
                 value = self._current_or_older(table, conn, version, key, kept, older)
                 if value is not _MISSING:
                     return _copy(value)
-            with stale.computing():
-                if table is None:
-                    value, _ = self._compute(conn, lookups, compute)
-                else:
-                    value = self._shared_or_computed(table, conn, lookups, key, compute)
-        self._keep(key, version, value)
+            with self._lock:
+                pending = self._pending.get((key, version))
+                mine = pending is None
+                if pending is None:
+                    pending = self._pending[(key, version)] = Future()
+            if not mine:  # another thread computes it: its result (or its error)
+                return _copy(pending.result())
+            try:
+                with stale.computing():
+                    if table is None:
+                        value, _ = self._compute(conn, lookups, compute)
+                    else:
+                        value = self._shared_or_computed(table, conn, lookups, key, compute)
+                self._keep(key, version, value)
+                pending.set_result(value)
+            except BaseException as exc:
+                pending.set_exception(exc)
+                raise
+            finally:
+                with self._lock:
+                    self._pending.pop((key, version), None)
         return _copy(value)
 
     def _keep(self, key: tuple[Any, ...], version: int, value: Any) -> None:

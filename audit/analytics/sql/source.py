@@ -21,6 +21,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from typing import Any
@@ -54,6 +55,19 @@ QUALITY_PAGE = ("room", "technologist")
 COMPLICATIONS_PAGE = ("procedure", "physician", "month")
 #: Results kept per process (a page shows about 20; a few filter combinations per user).
 CACHE_SIZE = 512
+#: Worker threads computing figures asked ahead (SqlSource.ahead), shared by the process: each
+#: holds one database connection while it computes.
+AHEAD_WORKERS = 3
+_ahead_pool: ThreadPoolExecutor | None = None
+_ahead_lock = threading.Lock()
+
+
+def _ahead_workers() -> ThreadPoolExecutor:
+    global _ahead_pool
+    with _ahead_lock:
+        if _ahead_pool is None:
+            _ahead_pool = ThreadPoolExecutor(AHEAD_WORKERS, thread_name_prefix="figures-ahead")
+        return _ahead_pool
 
 
 class SqlSource(CachedFigures):
@@ -76,6 +90,7 @@ class SqlSource(CachedFigures):
         #: key -> (figures version, result): the newest this process has of each key
         self._results: OrderedDict[Any, tuple[int, Any]] = OrderedDict()
         self._lock = threading.Lock()
+        self._pending: dict[tuple[Any, int], Future[Any]] = {}
         self.queries = 0  # figures computed (not served from a cache): for tests, benches
         self.shared_hits = 0  # figures found in the shared table (computed by another source)
         #: the investigation levels and the version they are of (investigation_levels)
@@ -127,6 +142,18 @@ class SqlSource(CachedFigures):
             return {"options": options, "count": int(total or 0),
                     "range": None if first is None else (_day(first), _day(last))}
         return self._cached(("summary",), compute)  # type: ignore[no-any-return]
+
+    def ahead(self, *calls: Callable[[SqlSource], Any]) -> list[Future[Any]]:
+        """Start these figure calls (each given this source) in worker threads, each on a
+        connection of its own, and return at once; the caller's own calls of the same figures
+        then find them computed or wait for them (one computation per key: `_pending`).
+
+        Why: PostgreSQL runs one statement on one core, and a dashboard tab's figures are
+        independent sorts of the same records. Asked one after another they take the sum of
+        their times; asked together, the database server's cores share them. The workers ask
+        for exact figures (no "as of"). An error is for the caller's own call to raise: the
+        returned futures hold it too."""
+        return [_ahead_workers().submit(call, self) for call in calls]
 
     @public
     def record_count(self) -> int:
