@@ -47,9 +47,21 @@ def compliance_page(s: SqlSource, f: Filters) -> None:
     s.compliance_records(f, "non_compliant", None, limit=2000)
 
 
+#: Ask each tab's independent figures ahead, as the page does (SqlSource.ahead); False:
+#: one after another (bench_analytics.py --no-ahead), as before.
+AHEAD = True
+
+
+def _ahead(s: SqlSource, *calls: Callable[[SqlSource], Any]) -> None:
+    if AHEAD:
+        s.ahead(*calls)
+
+
 def dose_page(s: SqlSource, f: Filters) -> None:
     """The Dose page as it opens: its first tab, "Per procedure" (only the open tab is
     computed, dashboard/views/dose.py)."""
+    _ahead(s, lambda x: x.dose_distribution(f, "kap_corrected_gycm2"),
+           lambda x: x.local_drls(f, (QUANTITY,)))
     drl_thresholds(s.lookups)
     distribution = s.dose_distribution(f, "kap_corrected_gycm2")
     s.local_drls(f, (QUANTITY,))
@@ -58,11 +70,14 @@ def dose_page(s: SqlSource, f: Filters) -> None:
 
 
 def dose_physicians_tab(s: SqlSource, f: Filters) -> None:
+    _ahead(s, lambda x: x.physician_scorecard(f), lambda x: x.adjusted_scorecard(f, QUANTITY))
     s.physician_scorecard(f)
     s.adjusted_scorecard(f, QUANTITY)
 
 
 def dose_case_mix_tab(s: SqlSource, f: Filters) -> None:
+    _ahead(s, lambda x: x.dose_statistics(f, by=("procedure", "levels"), quantities=(QUANTITY,)),
+           lambda x: x.radiation_free_share(f))
     s.dose_statistics(f, by=("procedure", "levels"), quantities=(QUANTITY,))
     s.dose_statistics(f, by=("procedure", "levels"), quantities=(QUANTITY,), per_level=True)
     s.dose_statistics(f, by=("procedure", "weight_band"), quantities=(QUANTITY,))

@@ -156,9 +156,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--read-only", action="store_true",
                         help="PostgreSQL: skip the shared results' part (it writes a setting "
                              "and stores results): for a database this run may only read")
+    parser.add_argument("--no-ahead", action="store_true",
+                        help="PostgreSQL: compute a Dose tab's figures one after another "
+                             "instead of asking them ahead together (SqlSource.ahead)")
     args = parser.parse_args(argv)
     if args.url and not args.url.startswith("sqlite"):
         from bench import _pg_pages  # figures from SQL (issue 16)
+
+        _pg_pages.AHEAD = not args.no_ahead
 
         return _pg_pages.main(args.url, pages=chosen(_pg_pages.PAGES, args.pages),
                               shared=not args.read_only)
