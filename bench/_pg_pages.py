@@ -96,6 +96,8 @@ def dose_reference_tab(s: SqlSource, f: Filters) -> None:
 
 
 def data_quality_page(s: SqlSource, f: Filters) -> None:
+    _ahead(s, lambda x: x.completeness(f),
+           lambda x: x.flagged_records(f, "particulate_cervical_tfesi", limit=2000))
     s.completeness(f)
     s.completeness(f, "room")
     s.completeness(f, "technologist")
@@ -104,6 +106,7 @@ def data_quality_page(s: SqlSource, f: Filters) -> None:
 
 
 def complications_page(s: SqlSource, f: Filters) -> None:
+    _ahead(s, lambda x: x.complication_rates(f), lambda x: x.complication_list(f, limit=1000))
     s.complication_rates(f)
     for by in ("procedure", "physician", "month"):
         s.complication_rates(f, by)

@@ -26,6 +26,8 @@ st.caption("Adverse events from the controlled list (contrast reaction with its 
            "the share of procedures with at least one complication; voided entries do not "
            "count.")
 
+analytics.ahead(source, lambda s: s.complication_rates(chosen),  # counts and list together
+                lambda s: s.complication_list(chosen, limit=LISTED))
 try:
     overall = source.complication_rates(chosen).iloc[0] if source.record_count() else None
 except ValidationFailed as exc:

@@ -18,6 +18,9 @@ st.title("Data quality")
 source = analytics.figures(as_of=True)  # SQL on PostgreSQL ("as of" allowed), frame on SQLite
 chosen = analytics.filters(source)
 analytics.caption(source, chosen)
+shown_flag = st.session_state.get("q_flag") or next(iter(SAFETY_FLAGS))
+analytics.ahead(source, lambda s: s.completeness(chosen),  # the counts and the list together
+                lambda s: s.flagged_records(chosen, shown_flag, limit=2000))
 
 try:
     overall = source.completeness(chosen).iloc[0]
