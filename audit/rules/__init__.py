@@ -12,15 +12,13 @@ from typing import TYPE_CHECKING
 from audit._lazy import lazy_names
 
 if TYPE_CHECKING:
-    from audit.rules.findings_store import FindingsNotReady as FindingsNotReady
-    from audit.rules.findings_store import build_in_background as build_in_background
-    from audit.rules.findings_store import build_progress as build_progress
-    from audit.rules.findings_store import findings_ready as findings_ready
+    from audit.rules.findings_store import build_status as build_status
     from audit.rules.follow_up import list_follow_ups as list_follow_ups
     from audit.rules.follow_up import record_follow_up as record_follow_up
     from audit.rules.packs import PACKS as PACKS
     from audit.rules.report import EXCEPTIONS_LISTED as EXCEPTIONS_LISTED
     from audit.rules.report import rule_report as rule_report
+    from audit.rules.report import rule_report_meanwhile as rule_report_meanwhile
     from audit.rules.store import list_packs as list_packs
     from audit.rules.store import set_enabled as set_enabled
     from audit.rules.store import set_parameter as set_parameter
@@ -28,14 +26,12 @@ if TYPE_CHECKING:
 __all__ = [
     "EXCEPTIONS_LISTED",
     "PACKS",
-    "FindingsNotReady",
-    "build_in_background",
-    "build_progress",
-    "findings_ready",
+    "build_status",
     "list_follow_ups",
     "list_packs",
     "record_follow_up",
     "rule_report",
+    "rule_report_meanwhile",
     "set_enabled",
     "set_parameter",
 ]
@@ -50,10 +46,8 @@ _PUBLIC = {
     "list_follow_ups": "audit.rules.follow_up",
     "rule_report": "audit.rules.report",
     "EXCEPTIONS_LISTED": "audit.rules.report",
-    "FindingsNotReady": "audit.rules.findings_store",
-    "build_in_background": "audit.rules.findings_store",
-    "build_progress": "audit.rules.findings_store",
-    "findings_ready": "audit.rules.findings_store",
+    "build_status": "audit.rules.findings_store",
+    "rule_report_meanwhile": "audit.rules.report",
 }
 
 __getattr__, __dir__ = lazy_names(__name__, _PUBLIC)

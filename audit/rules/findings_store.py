@@ -88,6 +88,9 @@ class FindingsNotReady(AuditError):
     the catalog's codes changed since) and the caller would not do it (build=False): check
     the records batch by batch meanwhile (audit.rules.report, stored=False)."""
 
+
+NOT_BUILT = "the stored rule findings are not built for the rule packs as they are now"
+
 _INSERT = text("""
     INSERT INTO rule_finding (record_id, rule, exception, message, patient_id, performed_at,
                               month, site_id, room_id, procedure_type_id, physician_id,
@@ -297,13 +300,11 @@ def refresh_findings(engine: Engine, force: bool = False,
     with read_session(engine) as session:
         rules = _rules(session)
         if not build and not _current_rules(session, rules):
-            raise FindingsNotReady("the stored rule findings are not built for the rule packs "
-                                   "as they are now")
+            raise FindingsNotReady(NOT_BUILT)
 
     def redo(conn: Connection, synced: int | None, now: int) -> None:
         if synced is None and not build:  # the packs changed since the check above
-            raise FindingsNotReady("the stored rule findings are not built for the rule "
-                                   "packs as they are now")
+            raise FindingsNotReady(NOT_BUILT)
         conn.execute(text("SET LOCAL jit = off"))
         patients = None if synced is None else _patients_to_redo(conn, synced, now)
         if patients is None and not build:  # so many events that it is all redone
@@ -376,6 +377,15 @@ def build_progress() -> tuple[int, int] | None:
     """(batches done, batches in all) of this process's background build, None when none
     runs here."""
     return _progress
+
+
+def build_status(engine: Engine) -> tuple[int, int] | None:
+    """None when the findings are ready and no build runs in this process; else (batches
+    done, in all) of this process's build, (0, 0) when it runs elsewhere or has not begun."""
+    progress = _progress
+    if progress is None and findings_ready(engine):
+        return None
+    return progress or (0, 0)
 
 
 def wait_for_build(timeout: float | None = None) -> bool:

@@ -141,6 +141,25 @@ class _Exceptions:
         return self._newest().reset_index(drop=True)
 
 
+def rule_report_meanwhile(engine: Engine, actor: Actor, filters: Filters, *,
+                          exceptions_per_rule: int | None = None,
+                          progress: Progress | None = None
+                          ) -> tuple[dict[str, pd.DataFrame], bool]:
+    """rule_report for a page, which never waits for a full build of the stored findings
+    (minutes at 5M records): while they need one, it is started in the background
+    (findings_store.build_in_background) and the period's records are checked batch by batch,
+    the same figures. Returns the report and whether it was checked batch-wise."""
+    from audit.rules.findings_store import FindingsNotReady, build_in_background
+
+    try:
+        return rule_report(engine, actor, filters, exceptions_per_rule=exceptions_per_rule,
+                           progress=progress, build=False), False
+    except FindingsNotReady:
+        build_in_background(engine)
+        return rule_report(engine, actor, filters, exceptions_per_rule=exceptions_per_rule,
+                           progress=progress, stored=False), True
+
+
 def rule_report(engine: Engine, actor: Actor, filters: Filters, *,
                 exceptions_per_rule: int | None = None,
                 batch_patients: int = BATCH_PATIENTS,

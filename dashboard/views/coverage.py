@@ -15,15 +15,7 @@ import streamlit as st
 from audit import Filters
 from audit.auth import Permission
 from audit.errors import ValidationFailed
-from audit.rules import (
-    EXCEPTIONS_LISTED,
-    PACKS,
-    FindingsNotReady,
-    build_in_background,
-    build_progress,
-    findings_ready,
-    rule_report,
-)
+from audit.rules import EXCEPTIONS_LISTED, PACKS, build_status, rule_report_meanwhile
 from dashboard import analytics, coverage_charts, state, tables
 from dashboard.analytics import chart_and_table, percent
 from dashboard.widgets import plain
@@ -72,15 +64,9 @@ def _report(key: tuple[str, Any, str],
                      text=f"Checking every record against the rules: batch {done:,} of "
                           f"{total:,} (a few thousand patients each)")
 
-    engine, checked = state.engine(), False
-    try:
-        report = rule_report(engine, actor, filters, exceptions_per_rule=EXCEPTIONS_LISTED,
-                             progress=progress, build=False)
-    except FindingsNotReady:
-        build_in_background(engine)
-        report = rule_report(engine, actor, filters, exceptions_per_rule=EXCEPTIONS_LISTED,
-                             progress=progress, stored=False)
-        checked = True
+    report, checked = rule_report_meanwhile(state.engine(), actor, filters,
+                                            exceptions_per_rule=EXCEPTIONS_LISTED,
+                                            progress=progress)
     bar.empty()
     with lock:
         kept[key] = (time.monotonic(), (report, checked))
@@ -94,10 +80,9 @@ try:
 except ValidationFailed as exc:
     st.error(plain(exc))
     st.stop()
-building = build_progress()
-if checked and (building is not None or not findings_ready(state.engine())):
-    done = "" if not building or not building[1] else \
-        f" (batch {building[0]:,} of {building[1]:,})"
+building = build_status(state.engine()) if checked else None
+if building is not None:
+    done = f" (batch {building[0]:,} of {building[1]:,})" if building[1] else ""
     st.caption(f"The stored rule findings, which make this page fast on a large database, are "
                f"being built{done}: until they are, each record of the period is checked "
                "against the rules, which takes longer. The figures are the same.")
