@@ -101,9 +101,10 @@ def test_the_page_reuses_the_refreshs_levels_until_an_input_changes(
 def test_levels_looked_for_near_the_previous_ones_equal_the_frames(
         pg_demo: Engine, admin: Actor, monkeypatch: pytest.MonkeyPatch) -> None:
     """After new records a refresh looks near the previous medians and percentiles first
-    (sorting only those values); where they moved further it sorts everything: both exact.
-    (The window is widened here: a type of 30 records has no value within 5% of its 99th
-    percentile, whose neighbours may be its largest values; a type of 100,000 has hundreds.)"""
+    (sorting only those values); the types where they moved further are sorted whole: both
+    exact. (The window is widened here: a type of 30 records has no value within 5% of its
+    99th percentile, whose neighbours may be its largest values; a type of 100,000 has
+    hundreds.)"""
     from audit.alerts import from_sql
 
     monkeypatch.setattr(from_sql, "NEAR", (10.0, 10.0))
@@ -113,11 +114,64 @@ def test_levels_looked_for_near_the_previous_ones_equal_the_frames(
     now, _ = both(pg_demo)
     snap = load_snapshot(pg_demo)
     qs = (0.5, snap.settings.investigation_percentile / 100)
+    sorted_ = spy_sorts(monkeypatch)
     with pg_demo.connect() as conn:
-        assert from_sql._near_previous(conn, qs, frame) is not None  # found near
+        types = sorted(int(t) for t in frame["type_id"].unique())
+        picked, missed = from_sql._within(conn, qs, from_sql._windows_near(frame, qs))
+        assert missed == [] and sorted(picked) == types  # every type found near
         pd.testing.assert_frame_equal(levels_in_sql(conn, snap, frame), now, check_exact=True)
-        monkeypatch.setattr(from_sql, "NEAR", (0.05, 0.25))
-        far = frame.assign(median=frame["median"] * 100, percentile=frame["percentile"] / 100)
-        assert from_sql._near_previous(conn, qs, far) is None  # too far: sort everything
+        assert sorted_ == []
+        # one type's median far from where it was, another's unknown
+        monkeypatch.setattr(from_sql, "NEAR", (0.5, 10.0))
+        far = frame.assign(median=frame["median"].where(frame["type_id"] != types[0], 1e9)
+                           .where(frame["type_id"] != types[1]))
+        picked, missed = from_sql._within(conn, qs, from_sql._windows_near(far, qs))
+        assert missed == types[:2]  # only those types are sorted whole
         pd.testing.assert_frame_equal(levels_in_sql(conn, snap, far), now, check_exact=True)
+        assert sorted_ == [types[:2]]
     assert not now.equals(frame)  # the new records moved something
+
+
+def spy_sorts(monkeypatch: pytest.MonkeyPatch) -> list[list[int] | None]:
+    """The types each whole sort was asked for (None: every type)."""
+    from audit.alerts import from_sql
+
+    asked: list[list[int] | None] = []
+    real = from_sql._sorted
+
+    def spy(conn: object, qs: tuple[float, ...], types: list[int] | None) -> object:
+        asked.append(types)
+        return real(conn, qs, types)  # type: ignore[arg-type]
+    monkeypatch.setattr(from_sql, "_sorted", spy)
+    return asked
+
+
+@pytest.mark.parametrize("sample_rows,sigmas,slack", [(100_000, 4.0, 0.002), (400, 4.0, 0.002),
+                                                    (400, 0.0, 0.0)])
+def test_first_levels_look_where_a_sample_puts_them_and_equal_the_frames(
+        pg_demo: Engine, admin: Actor, monkeypatch: pytest.MonkeyPatch,
+        sample_rows: int, sigmas: float, slack: float) -> None:
+    """With no previous levels, a sample of the table's pages places the windows: the whole
+    table when it is small, about SAMPLE_ROWS records of a large one (here 400 of 1,500).
+    Every level is exact: a type the sample cannot place is sorted whole, and only those.
+    With windows of no width (sigmas 0) most types miss, and are sorted."""
+    from audit.alerts import from_sql
+
+    update_setting(pg_demo, admin, "investigation_min_records", 20)
+    with pg_demo.begin() as conn:
+        conn.exec_driver_sql("ANALYZE procedure")  # the sample's size comes from reltuples
+    monkeypatch.setattr(from_sql, "SAMPLE_ROWS", sample_rows)
+    monkeypatch.setattr(from_sql, "SAMPLE_SIGMAS", sigmas)
+    monkeypatch.setattr(from_sql, "SAMPLE_SLACK", slack)
+    sorted_ = spy_sorts(monkeypatch)
+    frame, sql = both(pg_demo)
+    pd.testing.assert_frame_equal(sql, frame, check_exact=True)
+    types = {int(t) for t in frame["type_id"].unique()}
+    assert len(sorted_) <= 1 and None not in sorted_  # never every type
+    with pg_demo.connect() as conn:
+        placed = from_sql._windows_sampled(conn, (0.5, 0.99))
+    assert not types - set(placed) or sorted_  # a type the sample missed is sorted
+    if sample_rows > 1500:  # the whole table sampled: every window holds its quantile
+        assert sorted_ == [] and set(placed) == types
+    if sigmas == 0:
+        assert sorted_ and set(sorted_[0]) <= types  # windows too narrow: sorted
