@@ -35,6 +35,7 @@ import pandas as pd
 from sqlalchemy import (
     BigInteger,
     Connection,
+    Engine,
     Float,
     Integer,
     and_,
@@ -414,11 +415,20 @@ def patient_records(conn: Connection, lookups: Snapshot, patients: list[int]) ->
     return replace(lookups, records=records, cache={})
 
 
-def cumulative(conn: Connection, lookups: Snapshot,
-               patients: np.ndarray | None) -> pd.DataFrame:
-    """The cumulative alerts (with places) of `patients`, or of everyone (None)."""
-    listed = _reaching_patients(conn, lookups) if patients is None else \
-        [int(i) for i in patients]
+def reaching_patients(engine: Engine, lookups: Snapshot) -> list[int]:
+    """_reaching_patients on a connection of its own (refresh._FromSql.read_ahead)."""
+    with engine.connect() as conn:
+        return _reaching_patients(conn, lookups)
+
+
+def cumulative(conn: Connection, lookups: Snapshot, patients: np.ndarray | None,
+               reaching: list[int] | None = None) -> pd.DataFrame:
+    """The cumulative alerts (with places) of `patients`, or of everyone (None): of the
+    patients `reaching` a threshold, where they were found already."""
+    if patients is not None:
+        listed = [int(i) for i in patients]
+    else:
+        listed = _reaching_patients(conn, lookups) if reaching is None else reaching
     frames = []
     for start in range(0, len(listed), PATIENT_BATCH):
         part = patient_records(conn, lookups, listed[start:start + PATIENT_BATCH])

@@ -28,6 +28,7 @@ scope and the data version; on PostgreSQL an advisory lock makes concurrent refr
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -50,7 +51,7 @@ from audit.alerts.detection import (
     measured,
     with_places,
 )
-from audit.alerts.from_sql import LevelKeeper, records_above
+from audit.alerts.from_sql import LevelKeeper, reaching_patients, records_above
 from audit.alerts.from_sql import cumulative as cumulative_in_sql
 from audit.alerts.from_sql import investigation_levels as levels_in_sql
 from audit.alerts.level_review import (
@@ -79,6 +80,9 @@ _PG_ALERT_LOCK = 0x416C7274  # "Alrt": one refresh at a time across processes
 FIRST_REVIEW = "the first alert refresh (no levels were in force)"
 #: Beyond this many patients to re-sum, the cumulative alerts are recomputed for everyone.
 PATIENT_LIMIT = 5_000
+#: Where a refresh of everyone looks for the patients reaching a cumulative threshold while
+#: it computes the rest (_FromSql.read_ahead): one at a time per process, as refreshes are.
+_AHEAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alerts-ahead")
 
 
 @dataclass(frozen=True)
@@ -244,6 +248,18 @@ class _FromSql:
     def __init__(self, lookups: Snapshot, keeper: LevelKeeper | None = None) -> None:
         self.lookups = lookups
         self.keeper = keeper
+        self._reaching: Future[list[int]] | None = None
+
+    def read_ahead(self, engine: Any, scope: Scope) -> None:
+        """For a refresh of everyone: start looking for the patients whose totals reach a
+        cumulative threshold on a connection of its own, while this one computes the levels
+        and the per-record alerts. Two independent scans of every record (10 s each at 10M)
+        then run on two cores: the first refresh at 10M took 73 s against 60. The GROUP BY
+        sees the records committed when it starts, after the plan's data version, as every
+        statement of the refresh does: a record changed later is in the next refresh's
+        scope."""
+        if scope.full and self._reaching is None:
+            self._reaching = _AHEAD.submit(reaching_patients, engine, self.lookups)
 
     def levels(self, session: Session) -> pd.DataFrame:
         keeper = self.keeper
@@ -258,7 +274,9 @@ class _FromSql:
         return records_above(session.connection(), moved, level_rows)
 
     def cumulative(self, session: Session, patients: np.ndarray | None) -> pd.DataFrame:
-        return cumulative_in_sql(session.connection(), self.lookups, patients)
+        ahead, self._reaching = self._reaching, None
+        reaching = ahead.result() if ahead is not None and patients is None else None
+        return cumulative_in_sql(session.connection(), self.lookups, patients, reaching)
 
 
 def refresh_alerts(engine: Any, found: Snapshot | FigureSource, *, full: bool = False,
@@ -296,6 +314,8 @@ def refresh_alerts(engine: Any, found: Snapshot | FigureSource, *, full: bool = 
             plan = found if isinstance(found, _Plan) else \
                 _Plan(Scope(), (_last_refresh(session) or {}).get("levels"))
             scope = Scope(full=True) if full else plan.scope
+            if isinstance(inputs, _FromSql):
+                inputs.read_ahead(engine, scope)
             in_force = read_in_force(session)
             changed: dict[int, int] = {}
             why = review or plan.review

@@ -9,6 +9,7 @@ finds nothing to change (the same keys, values, evidence, context and statuses).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
@@ -245,3 +246,37 @@ def test_an_episode_whose_records_all_moved_to_another_patient_is_withdrawn(
     assert scope != "all records" and scope["records"] == 2
     after = list_alerts(engine, RSO, kind="cumulative").set_index("patient")
     assert after.loc["PAT-C", "status"] == "withdrawn" and after.loc["PAT-D", "status"] == "open"
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_a_refresh_of_everyone_sums_patients_while_it_computes_the_levels(
+        engine: Engine, admin: Actor, monkeypatch: pytest.MonkeyPatch) -> None:
+    """From SQL, a refresh of everyone looks for the patients reaching a cumulative threshold
+    on a connection of its own while its own computes the investigation levels: both scans are
+    in flight at once (each waits, up to 10 s, until the other has begun), and the alerts
+    stored are those of a recomputation."""
+    from audit.alerts import from_sql
+
+    update_setting(engine, admin, "investigation_min_records", 20)
+    generate(engine, procedures=600, seed=12, until=date(2026, 6, 30))
+    log = ProcedureLog(engine)
+    for record in (tfesi("C1", "PAT-C", "06-02", 150.0), tfesi("C2", "PAT-C", "06-20", 90.0)):
+        log.log(record, cli_actor(), confirm_warnings=True, create_missing=True)  # an episode
+    begun = {"levels": threading.Event(), "reaching": threading.Event()}
+    met: dict[str, tuple[str, bool]] = {}
+
+    def meeting(name: str, other: str, real: Any) -> Any:
+        def spy(*args: Any) -> Any:
+            begun[name].set()
+            met[name] = (threading.current_thread().name, begun[other].wait(10))
+            return real(*args)
+        return spy
+    monkeypatch.setattr(from_sql, "type_quantiles",
+                        meeting("levels", "reaching", from_sql.type_quantiles))
+    monkeypatch.setattr(from_sql, "_reaching_patients",
+                        meeting("reaching", "levels", from_sql._reaching_patients))
+    refresh(engine, "sql")
+    assert met["levels"] == (threading.main_thread().name, True)
+    assert met["reaching"][0].startswith("alerts-ahead") and met["reaching"][1]
+    assert stored(engine) == computed(engine)
+    assert sum(1 for a in stored(engine) if a[1] == "cumulative") > 0
