@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.util import ClauseAdapter
 
@@ -41,12 +41,15 @@ def _names(scope: Scope, rows: pd.DataFrame) -> pd.DataFrame:
 
 def _rows(scope: Scope, where: list[ColumnElement[bool]], extra: list[str],
           limit: int | None, newest_id_first: bool = True, first_look: bool = True,
-          ) -> pd.DataFrame:
+          fence: list[ColumnElement[bool]] | None = None) -> pd.DataFrame:
     """Newest first by the stored instant (so the index on performed_at serves and the scan
     stops after `limit` rows); among records of the same instant, by id as the frame lists
     them (the frame sorts by whole seconds: the same order unless two records fall within one
     second with different fractions). first_look=False: no look at the newest records first
-    (the condition has an index of its own)."""
+    (the condition has an index of its own). `fence`: conditions (among `where`) that indexes
+    read, applied first in a materialized CTE when the first look found too few: PostgreSQL
+    cannot estimate a rare tail of a range (it put the SRDL records at 1 in 90, not 1 in
+    2,000) and would otherwise walk every record backwards in time."""
     rec = scope.rec
     columns = [*_NAMES, *extra]
 
@@ -69,6 +72,10 @@ def _rows(scope: Scope, where: list[ColumnElement[bool]], extra: list[str],
     found = scope.frame(newest(probe, [adapt(w) for w in where], limit), columns)
     if len(found) == limit:
         return found
+    if fence:  # fewer: the rare condition's records first, then the newest of them
+        hot = select(rec).where(*fence).cte("hot").prefix_with("MATERIALIZED")
+        inside = ClauseAdapter(hot).traverse
+        return scope.frame(newest(hot, [inside(w) for w in where], limit), columns)
     return scope.frame(newest(rec, where, limit), columns)  # fewer: look at every record
 
 
@@ -116,6 +123,8 @@ INDEXED_FLAGS = {"particulate_cervical_tfesi": "fact_cervical_particulate",
 def _flag_hint(scope: Scope, flag: str) -> list[ColumnElement[bool]]:
     """Conditions the flag implies, as the planner can match them with a partial index (the
     stored boolean; the TFESI types' ids for the catalog's part): the same rows."""
+    if flag == "srdl_reached":
+        return _srdl_hint(scope)
     if flag not in INDEXED_FLAGS:
         return []
     hint: list[ColumnElement[bool]] = [scope.col(INDEXED_FLAGS[flag])]
@@ -126,13 +135,36 @@ def _flag_hint(scope: Scope, flag: str) -> list[ColumnElement[bool]]:
     return hint
 
 
+def _srdl_hint(scope: Scope) -> list[ColumnElement[bool]]:
+    """A condition srdl_reached implies that the record facts' indexes on each quantity read
+    (migration 0026): Ka,r, time or the stored KAP at or above its SRDL, the KAP's divided by
+    the largest room factor (a few more rows; srdl_reached itself still decides). Why: the
+    thresholds are settings, so no stored flag or partial index can hold them, and at 10M
+    records the newest 2,000 SRDL records (1 in 700) took 18 s walking every record
+    backwards. None where a threshold is not above zero: then the condition is common and the
+    look at the newest records finds them."""
+    s = scope.lookups.settings
+    air_kerma, kap, time_s = (float(s.srdl_air_kerma_mgy), float(s.srdl_kap_gycm2),
+                              float(s.srdl_fluoro_time_s))
+    if not min(air_kerma, kap, time_s) > 0:
+        return []
+    ranges = [scope.col("air_kerma_mgy") >= air_kerma, scope.col("fluoro_time_s") >= time_s]
+    factors = scope.lookups.rooms["kap_factor"].to_numpy(dtype=np.float64)
+    largest = float(np.nanmax(factors)) if len(factors) else 0.0
+    if largest > 0:  # none above zero: no corrected KAP reaches the SRDL
+        # a hair lower: a product rounded up to the SRDL must not fall outside
+        ranges.append(scope.col("dap_gycm2") >= kap / largest * (1 - 1e-9))
+    return [or_(*ranges)]
+
+
 def flagged_records(scope: Scope, flag: str, limit: int = 1000) -> pd.DataFrame:
     """audit.analytics.safety.flagged_records in SQL (newest first; among records of the same
     second, the lowest id first, as the frame keeps them)."""
     scope = scope.flat()
     hint = _flag_hint(scope, flag)
     rows = _rows(scope, [flag_condition(scope, flag), *hint], [*QUANTITIES, "n_levels"], limit,
-                 newest_id_first=False, first_look=not hint)
+                 newest_id_first=False, first_look=flag not in INDEXED_FLAGS,
+                 fence=hint if flag == "srdl_reached" else None)
     out = _names(scope, rows)
     for q in QUANTITIES:
         out[q] = pd.to_numeric(rows[q], errors="coerce").to_numpy(dtype=np.float64)

@@ -40,6 +40,11 @@ class RecordFact(Base):
         Index("ix_record_fact_uptake_not_repositioned", "performed_at",
               postgresql_where=text("uptake_not_repositioned")),
         Index("ix_record_fact_pregnant", "performed_at", postgresql_where=text("pregnant")),
+        # the drill-down of the SRDL flag (migration 0026): its thresholds are settings, so
+        # the records at or above each are read by range (audit.analytics.sql.drill._srdl_hint)
+        Index(None, "air_kerma_mgy"),
+        Index(None, "dap_gycm2"),
+        Index(None, "fluoro_time_s"),
     )
 
     performed_at: Mapped[datetime] = mapped_column(UTCDateTime)
