@@ -40,6 +40,8 @@ QUANTITY = "dap_gycm2"
 
 
 def compliance_page(s: SqlSource, f: Filters) -> None:
+    _ahead(s, lambda x: x.compliance_rates(f), lambda x: x.p_chart(f),
+           lambda x: x.compliance_records(f, "non_compliant", None, limit=2000))
     s.compliance_rates(f)
     s.p_chart(f)
     for by in ("physician", "room", "procedure"):

@@ -21,6 +21,14 @@ st.caption("Eligible: final records whose procedure requires contrast. Compliant
            "where required (TFESI). Excepted: contraindicated with a documented reason. "
            "Rate = compliant / (eligible − excepted), 95% Wilson interval.")
 
+# the counts (with their breakdowns), the p-chart and the records shown last, at once
+shown_which = st.session_state.get("c_which") or "Non-compliant"
+shown_who = st.session_state.get("c_who") or "All"
+analytics.ahead(source, lambda s: s.compliance_rates(chosen), lambda s: s.p_chart(chosen),
+                lambda s: s.compliance_records(
+                    chosen, shown_which.lower().replace("-", "_"),
+                    None if shown_who == "All" else ("physician", shown_who), limit=2000))
+
 try:
     overall = source.compliance_rates(chosen).iloc[0]
 except ValidationFailed as exc:
