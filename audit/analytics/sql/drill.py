@@ -60,7 +60,7 @@ def _rows(scope: Scope, where: list[ColumnElement[bool]], extra: list[str],
         return query if most is None else query.limit(most)
 
     if limit is None or not first_look:
-        return scope.frame(newest(rec, where, limit), columns)
+        return scope.rows(newest(rec, where, limit), columns)
     # First the filters' newest records alone (an index on (physician, room or procedure,
     # instant) reads them backwards: the planner cannot tell how rare a drill's condition is,
     # and with it scans every fact), then the condition among them: the same rows whenever
@@ -69,14 +69,14 @@ def _rows(scope: Scope, where: list[ColumnElement[bool]], extra: list[str],
                                   rec.c.id.desc() if newest_id_first else rec.c.id)
              .limit(limit * PROBE).subquery("newest"))
     adapt = ClauseAdapter(probe).traverse
-    found = scope.frame(newest(probe, [adapt(w) for w in where], limit), columns)
+    found = scope.rows(newest(probe, [adapt(w) for w in where], limit), columns)
     if len(found) == limit:
         return found
     if fence:  # fewer: the rare condition's records first, then the newest of them
         hot = select(rec).where(*fence).cte("hot").prefix_with("MATERIALIZED")
         inside = ClauseAdapter(hot).traverse
-        return scope.frame(newest(hot, [inside(w) for w in where], limit), columns)
-    return scope.frame(newest(rec, where, limit), columns)  # fewer: look at every record
+        return scope.rows(newest(hot, [inside(w) for w in where], limit), columns)
+    return scope.rows(newest(rec, where, limit), columns)  # fewer: look at every record
 
 
 def compliance_records(scope: Scope, which: str = "non_compliant",
@@ -202,8 +202,8 @@ def complication_list(scope: Scope, limit: int | None = None,
         if since is not None:
             query = query.where(rec.c.performed_at >= since)
         if limit is None:
-            return scope.frame(query.order_by(rec.c.t, rec.c.id, c.id), names)
-        return scope.frame(query.order_by(rec.c.t.desc(), rec.c.id.desc(), c.id.desc())
+            return scope.rows(query.order_by(rec.c.t, rec.c.id, c.id), names)
+        return scope.rows(query.order_by(rec.c.t.desc(), rec.c.id.desc(), c.id.desc())
                            .limit(limit), names)
 
     def windows(flat: Any) -> Iterator[datetime]:

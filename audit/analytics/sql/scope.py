@@ -48,6 +48,18 @@ class Scope:
         rows = self.conn.execute(query).all()
         return pd.DataFrame([tuple(r) for r in rows], columns=list(columns))
 
+    def rows(self, query: Any, columns: Sequence[str]) -> pd.DataFrame:
+        """`frame` for a drill-down's rows (a LIMIT, an index read backwards): without
+        PostgreSQL's JIT compilation, which its cost estimate of a walk that stops early
+        switches on and which then took 20-50 ms of a 100-400 ms list at 10M records. The
+        scans that aggregate every record keep it (the Dose page was 20-35% slower without)."""
+        if self.conn.dialect.name != "postgresql":
+            return self.frame(query, columns)
+        self.conn.exec_driver_sql("SET LOCAL jit = off")
+        found = self.frame(query, columns)
+        self.conn.exec_driver_sql("SET LOCAL jit TO DEFAULT")  # not after an error: rolled back
+        return found
+
 
 def as_float(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     """Medians and shares as float64 (NULL -> nan)."""
