@@ -101,6 +101,14 @@ def ahead(source: FigureSource, *calls: Callable[[Any], Any]) -> None:
         found.ahead(*calls)
 
 
+def computing(what: str) -> Any:
+    """A spinner with the time elapsed around figures that may take seconds: on PostgreSQL
+    each dose figure under new filters is a sort of the selected records (at 10M records the
+    Dose page's first tab took 8-16 s). Shown only when the figures are not at hand:
+    st.spinner waits half a second before it appears."""
+    return st.spinner(f"Computing {what} for these filters…", show_time=True)
+
+
 def warm() -> None:
     """What a sign-in starts in the background (dashboard.state): the frame on SQLite; on
     PostgreSQL only the SQL source's lookup tables (the frame is never read there)."""

@@ -88,11 +88,12 @@ if per_procedure.open:
                         lambda s: s.local_drls(chosen, (quantity,)),
                         *([lambda s: s.dose_histogram(chosen, kept, column)] if kept else []))
         try:
-            distribution = source.dose_distribution(chosen, reference_column(quantity))
+            with analytics.computing("the dose distribution and the local DRLs"):
+                distribution = source.dose_distribution(chosen, reference_column(quantity))
+                drls = source.local_drls(chosen, (quantity,))
         except ValidationFailed as exc:
             st.error(plain(exc))
             st.stop()
-        drls = source.local_drls(chosen, (quantity,))
         first_published = published_medians(snap, quantity)
         lines = distribution.merge(drls[["procedure", "figure", "drl", "achievable",
                                          "typical", "rooms"]], on="procedure", how="left")
@@ -110,7 +111,8 @@ if per_procedure.open:
                             quantity=quantity, enums=as_sentence)
             procedure = st.selectbox("Distribution of one procedure",
                                      lines["procedure"].tolist(), key="d_procedure")
-            bins = source.dose_histogram(chosen, procedure, reference_column(quantity))
+            with analytics.computing(f"the distribution of {procedure}"):
+                bins = source.dose_histogram(chosen, procedure, reference_column(quantity))
             refs = dose_charts.reference_lines(lines.set_index("procedure").loc[procedure])
             finer = f"%,.{labels.DECIMALS[quantity] + 1}f"  # bands are narrower than figures
             chart_and_table(dose_charts.histogram(bins, refs, procedure, quantity),
@@ -126,8 +128,9 @@ if physicians.open:
         st.caption("KAP and time per level treated, each procedure's median for the physician "
                    "divided by everyone's median for that procedure, weighted by records: 1.0 "
                    "is typical, 2.0 twice the peers' dose for the same work.")
-        card = source.physician_scorecard(chosen).sort_values("kap_per_level_ratio",
-                                                              ascending=False)
+        with analytics.computing("the physician scorecard"):
+            card = source.physician_scorecard(chosen).sort_values("kap_per_level_ratio",
+                                                                  ascending=False)
         if len(card):
             chart_and_table(dose_charts.scorecard(card, HIGHLIGHT_RATIO), card,
                             caption=dose_charts.SCORECARD_CAPTION)
@@ -139,10 +142,11 @@ if case_mix.open:
                                                             quantities=(quantity,)),
                         lambda s: s.radiation_free_share(chosen))
         st.subheader(f"{label} by number of levels treated (and per level)")
-        by_levels = source.dose_statistics(chosen, by=("procedure", "levels"),
-                                           quantities=(quantity,))
-        per_level = source.dose_statistics(chosen, by=("procedure", "levels"),
-                                           quantities=(quantity,), per_level=True)
+        with analytics.computing("the dose by number of levels"):
+            by_levels = source.dose_statistics(chosen, by=("procedure", "levels"),
+                                               quantities=(quantity,))
+            per_level = source.dose_statistics(chosen, by=("procedure", "levels"),
+                                               quantities=(quantity,), per_level=True)
         tables.show(by_levels.merge(per_level.drop(columns=["records"]),
                                     on=["procedure", "levels"]), quantity=quantity)
         st.subheader(f"{label} by patient weight band")
@@ -159,7 +163,8 @@ if case_mix.open:
 if over_time.open:
     with over_time:
         st.subheader(f"Monthly median {label}")
-        monthly = source.monthly_medians(chosen, quantity)
+        with analytics.computing("the monthly medians"):
+            monthly = source.monthly_medians(chosen, quantity)
         if len(monthly):
             wide = monthly.pivot(index="month", columns="procedure",
                                  values="median").reset_index()
@@ -179,7 +184,8 @@ if reference.open:
                    "records, ICRP 135) or a typical value (the pooled median), with the rooms "
                    "counted, the fewest records in a room it rests on, the thresholds applied "
                    "and the published values for the same procedure.")
-        every = tables.with_units(source.local_drls(chosen), ["level", "achievable"])
+        with analytics.computing("the local DRLs"):
+            every = tables.with_units(source.local_drls(chosen), ["level", "achievable"])
         tables.show(every[["procedure", "quantity", "figure", "level", "achievable", "rooms",
                            "rooms_with_records", "records", "room_records_min", "published",
                            "basis", "source"]], enums=as_sentence)
