@@ -100,11 +100,7 @@ def _frame_value(quantity: str, p: Any = Procedure) -> Any:
     if quantity == DoseQuantity.FLUORO_TIME_S.value:
         return case((p.guidance == Guidance.ULTRASOUND.value, None),
                     else_=p.fluoro_time_s)
-    if p is Procedure:
-        return cast(measured(quantity), Float)
-    if quantity == DoseQuantity.DAP_GYCM2.value:
-        return cast(p.dap_gycm2 * Room.kap_correction_factor, Float)
-    return cast(getattr(p, quantity), Float)
+    return cast(measured(quantity, p), Float)
 
 
 def _neighbour_ranks(n: Any, q: float) -> tuple[Any, Any]:

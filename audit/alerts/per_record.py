@@ -122,11 +122,12 @@ class Counts:
     withdrawn_ids: tuple[int, ...] = ()
 
 
-def measured(quantity: str) -> Any:
-    """The SQL value an alert on `quantity` compares (KAP room-corrected)."""
+def measured(quantity: str, p: Any = Procedure) -> Any:
+    """The SQL value an alert on `quantity` compares (KAP room-corrected). `p`: the procedure
+    table, or an alias of it (a sample: audit.alerts.from_sql)."""
     if quantity == DoseQuantity.DAP_GYCM2.value:
-        return Procedure.dap_gycm2 * Room.kap_correction_factor
-    return getattr(Procedure, quantity)
+        return p.dap_gycm2 * Room.kap_correction_factor
+    return getattr(p, quantity)
 
 
 def _candidates(kind: AlertKind, quantity: str, threshold: Any, source: Any,

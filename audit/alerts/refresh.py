@@ -224,6 +224,9 @@ class _FromFrame:
     def __init__(self, snap: Snapshot) -> None:
         self.snap = snap
 
+    def read_ahead(self, engine: Any, scope: Scope) -> None:
+        """Nothing: the frame is in memory (_FromSql.read_ahead starts a second scan)."""
+
     def levels(self, session: Session) -> pd.DataFrame:
         return investigation_levels(self.snap)
 
@@ -314,8 +317,7 @@ def refresh_alerts(engine: Any, found: Snapshot | FigureSource, *, full: bool = 
             plan = found if isinstance(found, _Plan) else \
                 _Plan(Scope(), (_last_refresh(session) or {}).get("levels"))
             scope = Scope(full=True) if full else plan.scope
-            if isinstance(inputs, _FromSql):
-                inputs.read_ahead(engine, scope)
+            inputs.read_ahead(engine, scope)
             in_force = read_in_force(session)
             changed: dict[int, int] = {}
             why = review or plan.review

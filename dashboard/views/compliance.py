@@ -21,13 +21,17 @@ st.caption("Eligible: final records whose procedure requires contrast. Compliant
            "where required (TFESI). Excepted: contraindicated with a documented reason. "
            "Rate = compliant / (eligible − excepted), 95% Wilson interval.")
 
+
+def listed_records(which: str, who: str) -> tuple[str, tuple[str, str] | None]:
+    """The records the list shows: its column ("non_compliant", "excepted") and group."""
+    return which.lower().replace("-", "_"), None if who == "All" else ("physician", who)
+
+
 # the counts (with their breakdowns), the p-chart and the records shown last, at once
-shown_which = st.session_state.get("c_which") or "Non-compliant"
-shown_who = st.session_state.get("c_who") or "All"
+shown = listed_records(st.session_state.get("c_which") or "Non-compliant",
+                       st.session_state.get("c_who") or "All")
 analytics.ahead(source, lambda s: s.compliance_rates(chosen), lambda s: s.p_chart(chosen),
-                lambda s: s.compliance_records(
-                    chosen, shown_which.lower().replace("-", "_"),
-                    None if shown_who == "All" else ("physician", shown_who), limit=2000))
+                lambda s: s.compliance_records(chosen, *shown, limit=2000))
 
 try:
     overall = source.compliance_rates(chosen).iloc[0]
@@ -73,8 +77,7 @@ left, right = st.columns(2)
 which = left.radio("Show", ["Non-compliant", "Excepted"], horizontal=True, key="c_which")
 by_physician = source.compliance_rates(chosen, "physician").set_index("physician")
 who = right.selectbox("Physician", ["All", *by_physician.index], key="c_who")
-group = None if who == "All" else ("physician", who)
-column = which.lower().replace("-", "_")
+column, group = listed_records(which, who)
 listed = source.compliance_records(chosen, column, group, limit=2000)
 count = int(overall[column] if group is None else by_physician.loc[who, column])
 st.caption(f"{len(listed):,} shown (newest first, at most 2,000) of {count:,} "

@@ -163,8 +163,7 @@ def flagged_records(scope: Scope, flag: str, limit: int = 1000) -> pd.DataFrame:
     scope = scope.flat()
     hint = _flag_hint(scope, flag)
     rows = _rows(scope, [flag_condition(scope, flag), *hint], [*QUANTITIES, "n_levels"], limit,
-                 newest_id_first=False, first_look=flag not in INDEXED_FLAGS,
-                 fence=hint if flag == "srdl_reached" else None)
+                 newest_id_first=False, first_look=flag not in INDEXED_FLAGS, fence=hint)
     out = _names(scope, rows)
     for q in QUANTITIES:
         out[q] = pd.to_numeric(rows[q], errors="coerce").to_numpy(dtype=np.float64)
