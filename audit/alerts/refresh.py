@@ -254,13 +254,10 @@ class _FromSql:
         self._reaching: Future[list[int]] | None = None
 
     def read_ahead(self, engine: Any, scope: Scope) -> None:
-        """For a refresh of everyone: start looking for the patients whose totals reach a
-        cumulative threshold on a connection of its own, while this one computes the levels
-        and the per-record alerts. Two independent scans of every record (10 s each at 10M)
-        then run on two cores: the first refresh at 10M took 73 s against 60. The GROUP BY
-        sees the records committed when it starts, after the plan's data version, as every
-        statement of the refresh does: a record changed later is in the next refresh's
-        scope."""
+        """For a refresh of everyone: find the patients reaching a cumulative threshold on a
+        connection of its own while this one computes the levels (two scans of every record,
+        10 s each at 10M, on two cores). Like every statement of the refresh it sees what is
+        committed when it starts: a later change is in the next refresh's scope."""
         if scope.full and self._reaching is None:
             self._reaching = _AHEAD.submit(reaching_patients, engine, self.lookups)
 
