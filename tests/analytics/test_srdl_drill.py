@@ -1,8 +1,10 @@
-"""The Data quality page's list of the records that reached a substantial radiation dose level
-(SRDL), from SQL: equal to the frame's when the records are rare, read through the record
-facts' indexes on each quantity (migration 0026) instead of a walk back through every record,
-and when a room's KAP correction factor puts a stored KAP below the SRDL above it.
-PostgreSQL only, asked for directly."""
+"""The Data quality page's lists of rare records, from SQL. The records that reached a
+substantial radiation dose level (SRDL): equal to the frame's when the records are rare, read
+through the record facts' indexes on each quantity (migration 0026) instead of a walk back
+through every record, and when a room's KAP correction factor puts a stored KAP below the SRDL
+above it. The records of a flag with a partial index (cervical particulate TFESI, uptake not
+repositioned, pregnant) under a name filter: read from the flag's rows first. PostgreSQL only,
+asked for directly."""
 
 from __future__ import annotations
 
@@ -19,11 +21,12 @@ from audit.analytics.sql.source import SqlSource
 from audit.auth import Actor
 from audit.demo import generate
 from audit.filters import Filters
+from audit.log.service import ProcedureLog
 from audit.reference_data import list_rooms, update_room
 from audit.settings import update_setting
 from audit.storage.engine import make_engine
 from tests.analytics.sql_figures import assert_same
-from tests.conftest import Databases
+from tests.conftest import Databases, valid_record
 
 
 @pytest.fixture(scope="module")
@@ -70,3 +73,37 @@ def test_rare_srdl_records_are_read_by_range_and_equal_the_frames(
             snap.records["room_id"] == room["room_id"], factor, 1.0)
         kap = float(snap.settings.srdl_kap_gycm2)
         assert ((snap.records["dap_gycm2"] < kap) & (corrected >= kap)).any()
+
+
+@pytest.mark.parametrize("flag", ["particulate_cervical_tfesi", "uptake_not_repositioned",
+                                  "pregnant"])
+def test_a_rare_flags_records_under_a_name_are_read_from_its_own_rows(
+        demo: Engine, admin: Actor, flag: str) -> None:
+    # Under a physician, room or procedure the flag's rows (its partial index) are read alone
+    # first, in a subquery PostgreSQL plans by itself, then the filters among them; under a
+    # period alone the walk back in time along the partial index stays. Either way the list
+    # is the frame's.
+    if flag == "particulate_cervical_tfesi":  # about 1 record in 1,000: log one
+        ProcedureLog(demo).log(valid_record(
+            site="Demo Riverside Spine Center", room="Demo OR 1", physician="Dr. Demo Chen",
+            technologist="demo-tech1", levels=["C5", "C6"], injectate="triamcinolone"),
+            admin, confirm_warnings=True)
+    snap = load_snapshot(demo)
+    frame, sql = FrameSource(snap, demo), SqlSource(demo, shared=False)
+    names = ["Dr. Demo Chen"]
+    cases = [(Filters(physicians=(names[0],)), True),
+             (Filters.days(date(2026, 1, 1), None, rooms=(snap.rooms["label"].iloc[0],),
+                           procedures=("TFESI", "ILESI")), True),
+             (Filters.days(date(2025, 7, 1), date(2026, 3, 31)), False),
+             (Filters(), False)]
+    found = 0
+    seen = statements(demo)
+    for filters, fenced in cases:
+        seen.clear()
+        shown = sql.flagged_records(filters, flag, limit=5)
+        listed = [s for s in seen if "ORDER BY" in s and "LIMIT" in s]
+        assert listed and all((") AS flagged" in s) == fenced for s in listed), filters
+        assert_same(f"{flag} records", filters, frame.flagged_records(filters, flag, limit=5),
+                    shown)
+        found += len(shown)
+    assert found  # the demo holds flagged records under these filters

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sqlalchemy import or_, select
+from sqlalchemy.orm import aliased
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.util import ClauseAdapter
 
@@ -18,8 +19,9 @@ from audit.analytics.grouping import QUANTITIES
 from audit.analytics.snapshot import to_datetime
 from audit.analytics.sql import groups
 from audit.analytics.sql.counts import flag_condition
+from audit.analytics.sql.records import period_conditions, records
 from audit.analytics.sql.scope import Scope
-from audit.storage.models import Complication
+from audit.storage.models import Complication, RecordFact
 from audit.vocab import RecordStatus
 
 _NAMES = ("id", "t", "site_id", "room_id", "physician_id", "type_id")
@@ -157,10 +159,34 @@ def _srdl_hint(scope: Scope) -> list[ColumnElement[bool]]:
     return [or_(*ranges)]
 
 
+def _fenced(scope: Scope, flag: str) -> Scope:
+    """The records of an indexed flag under filters that name something (a physician, a
+    room...): read from the flag's own rows first (its partial index: 10,204 cervical
+    particulate TFESIs at 10M records), as a subquery PostgreSQL plans alone (OFFSET 0),
+    then the filters among them. Why: PostgreSQL cannot tell how rare those rows are (it
+    expected 136,408) and ANDed a bitmap of the physician's 1.4M records with them: 0.12-0.3
+    s, against a few ms. Under a period alone the walk back in time along the partial index
+    stops after `limit` rows and stays as it is (scope.flat())."""
+    flat = scope.flat()
+    if flag not in INDEXED_FLAGS or scope.filters.period == scope.filters:
+        return flat
+    f = RecordFact
+    # the bare column, as the partial index's predicate says it (IS TRUE would not match it)
+    inner = [getattr(f, INDEXED_FLAGS[flag].removeprefix("fact_")),
+             *period_conditions(scope.filters)]
+    if flag == "particulate_cervical_tfesi":
+        types = scope.lookups.types
+        inner.append(f.procedure_type_id.in_([int(i) for i in
+                                              types.index[types["code"] == "TFESI"]]))
+    facts = aliased(RecordFact, select(RecordFact).where(*inner).offset(0).subquery("flagged"))
+    return Scope(scope.conn, scope.lookups, scope.filters,
+                 records(scope.conn, scope.filters, unit=False, facts=facts))
+
+
 def flagged_records(scope: Scope, flag: str, limit: int = 1000) -> pd.DataFrame:
     """audit.analytics.safety.flagged_records in SQL (newest first; among records of the same
     second, the lowest id first, as the frame keeps them)."""
-    scope = scope.flat()
+    scope = _fenced(scope, flag)
     hint = _flag_hint(scope, flag)
     rows = _rows(scope, [flag_condition(scope, flag), *hint], [*QUANTITIES, "n_levels"], limit,
                  newest_id_first=False, first_look=flag not in INDEXED_FLAGS, fence=hint)

@@ -52,11 +52,14 @@ def _flag(condition: ColumnElement[bool]) -> ColumnElement[int]:
     return case((condition, 1), else_=0)
 
 
-#: What `Filters.id_conditions` and the period filter on: the facts' copies of the keys (the
-#: facts hold final records only, so no status).
-FACTS = Target(RecordFact.performed_at, RecordFact.procedure_id, RecordFact.site_id,
-               RecordFact.room_id, RecordFact.physician_id, RecordFact.procedure_type_id,
-               RecordFact.technologist_id, RecordFact.patient_id)
+def facts_target(f: Any = RecordFact) -> Target:
+    """What `Filters.id_conditions` and the period filter on: the facts' copies of the keys
+    (the facts hold final records only, so no status); `f`: the table or an alias of it."""
+    return Target(f.performed_at, f.procedure_id, f.site_id, f.room_id, f.physician_id,
+                  f.procedure_type_id, f.technologist_id, f.patient_id)
+
+
+FACTS = facts_target()
 
 
 def period_conditions(filters: Filters, column: Any = RecordFact.performed_at,
@@ -71,10 +74,10 @@ def period_conditions(filters: Filters, column: Any = RecordFact.performed_at,
     return found
 
 
-def record_columns() -> dict[str, ColumnElement[Any]]:
-    """Every derived column, by the name the figures use: the facts' columns, and the rules
-    that read the room and the catalog."""
-    f, t = RecordFact, ProcedureType
+def record_columns(f: Any = RecordFact) -> dict[str, ColumnElement[Any]]:
+    """Every derived column, by the name the figures use: the facts' columns (of the table or
+    an alias of it), and the rules that read the room and the catalog."""
+    t = ProcedureType
     realtime_required = func.coalesce(t.realtime_contrast_required, False).is_(True)
     eligible = and_(t.contrast_policy == ContrastPolicy.REQUIRED.value,
                     or_(not_(f.ultrasound), realtime_required))
@@ -137,23 +140,26 @@ def record_columns() -> dict[str, ColumnElement[Any]]:
     return columns
 
 
-def records(conn: Connection, filters: Filters, unit: bool = True) -> Subquery:
+def records(conn: Connection, filters: Filters, unit: bool = True,
+            facts: Any = RecordFact) -> Subquery:
     """The final records under the filters with every derived column, from the record facts
     (the caller refreshed them: SqlSource does before each figure). Names were checked by
     the caller (an unknown name is an error, as on the frame); a name that matches no id
     gives no rows. unit=False: a plain subquery PostgreSQL may merge into the query, so a
     drill-down's condition and ORDER BY performed_at ... LIMIT reach the index and stop after
-    LIMIT rows."""
-    found = filters.id_conditions(conn, FACTS)
+    LIMIT rows. `facts`: the facts to read, the table or an alias of a subquery of it (a
+    drill's rare rows read first: audit.analytics.sql.drill.flagged_records)."""
+    f = facts
+    found = filters.id_conditions(conn, facts_target(f))
     names = [false()] if found is None else found
-    where: list[ColumnElement[bool]] = [*period_conditions(filters), *names]
+    where: list[ColumnElement[bool]] = [*period_conditions(filters, f.performed_at), *names]
     if filters.record_status not in (None, RecordStatus.FINAL.value):
         where.append(false())  # the figures count final records only, as the frame holds
     if filters.record_ids is not None:
-        where.append(RecordFact.procedure_id.in_(list(filters.record_ids)))
-    columns = record_columns()
+        where.append(f.procedure_id.in_(list(filters.record_ids)))
+    columns = record_columns(f)
     return (select(*(c.label(k) for k, c in columns.items()))
-            .select_from(RecordFact)
-            .outerjoin(ProcedureType, ProcedureType.id == RecordFact.procedure_type_id)
-            .outerjoin(Room, Room.id == RecordFact.room_id)
+            .select_from(f)
+            .outerjoin(ProcedureType, ProcedureType.id == f.procedure_type_id)
+            .outerjoin(Room, Room.id == f.room_id)
             .where(*where).offset(0 if unit else None).subquery("rec"))
