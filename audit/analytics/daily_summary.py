@@ -45,7 +45,7 @@ from sqlalchemy.sql import ColumnElement
 from audit.analytics.derived import refresh_versioned
 from audit.analytics.snapshot import INCREMENTAL_LIMIT, _changed_records
 from audit.filters import Filters, Target
-from audit.storage.engine import read_session
+from audit.storage.engine import read_session, without_jit
 from audit.storage.models import (
     AuditEvent,
     DailySummary,
@@ -215,6 +215,7 @@ def monthly_counts(engine: Engine, filters: Filters | None = None) -> pd.DataFra
     refresh_summary(engine)
     columns = ["month", *COUNT_COLUMNS]
     with read_session(engine) as session:
+        without_jit(session)
         found = filters.id_conditions(session, SUMMARY)
         if found is None:
             return pd.DataFrame(columns=columns)

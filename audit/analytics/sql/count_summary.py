@@ -70,6 +70,7 @@ from audit.analytics.sql.facts import refresh_facts
 from audit.analytics.sql.scope import Scope, as_int
 from audit.errors import NeedsPostgreSQL
 from audit.filters import Filters, Target
+from audit.storage.engine import without_jit
 from audit.storage.models import CountSummary, CountSummaryState
 from audit.vocab import RecordStatus
 
@@ -274,6 +275,7 @@ def page_counts(engine: Engine, lookups: Snapshot,
            for by, column in GROUPINGS.items()}
     names = [f"k{i}" for i in range(len(raw))]
     with engine.connect() as conn:  # after the refresh's commit
+        without_jit(conn)
         found = filters.id_conditions(conn, TARGET)
         query = (select(func.grouping(*raw.values()).label("gset"),
                         *(c.label(n) for c, n in zip(raw.values(), names, strict=True)),
@@ -324,6 +326,7 @@ def newest_day(engine: Engine, lookups: Snapshot, filters: Filters, column: str,
     s, count = CountSummary, func.sum(getattr(CountSummary, column))
     month = cast(func.date_trunc("month", s.day), Date)
     with engine.connect() as conn:
+        without_jit(conn)
         found = filters.id_conditions(conn, TARGET)
         if found is None:
             return None

@@ -41,6 +41,7 @@ from audit.analytics.sql import groups
 from audit.analytics.sql.counts import COMPLIANCE_COUNTS, _compliance_rates
 from audit.analytics.sql.records import HALF_SECOND
 from audit.filters import Filters
+from audit.storage.engine import without_jit
 from audit.storage.models import DailySummary, Procedure
 from audit.vocab import RecordStatus
 
@@ -129,6 +130,7 @@ def _rows(engine: Engine, filters: Filters) -> pd.DataFrame:
     s = DailySummary
     columns = [*KEYS.values(), *COMPLIANCE_COUNTS]
     with engine.connect() as conn:
+        without_jit(conn)
         found = filters.id_conditions(conn, SUMMARY)
         if found is None:  # a name that matches no id: nothing
             return pd.DataFrame({c: np.empty(0, dtype=np.int64) for c in columns})
