@@ -7,6 +7,7 @@ hold, are the records SQL counts. PostgreSQL only (percentile_cont), asked for d
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import date
 
 import pytest
@@ -18,6 +19,7 @@ from audit.analytics.source import FrameSource
 from audit.analytics.sql import summary_counts
 from audit.analytics.sql.source import SqlSource
 from audit.demo import generate
+from audit.errors import ValidationFailed
 from audit.filters import Filters
 from audit.storage.engine import make_engine, read_session
 from audit.storage.models import Alert
@@ -26,6 +28,7 @@ from tests.analytics.sql_figures import (
     FIGURES,
     assert_compliance_source,
     assert_every_figure_equal,
+    assert_same,
 )
 from tests.conftest import Databases
 
@@ -100,3 +103,39 @@ def test_alert_counts_rest_on_the_same_records(demo: tuple[Engine, Snapshot]) ->
             .where(Alert.kind == AlertKind.SRDL.value,
                    Alert.status != AlertStatus.WITHDRAWN.value))
     assert srdl == sql.safety_flags(Filters()).iloc[0]["srdl_reached"] > 0
+
+
+def test_narrowing_the_dose_page_to_procedures_computes_nothing(
+        demo: tuple[Engine, Snapshot]) -> None:
+    # The Dose page's figures grouped by procedure, asked without a procedure filter, are
+    # cut to the procedures a filter then names: no new computation, and the frame's figures
+    # under that filter. The histogram of one procedure is kept under the filters narrowed to
+    # it, so a filter that includes it finds it too.
+    engine, snap = demo
+    frame, sql = FrameSource(snap, engine), SqlSource(engine, shared=False)
+    period = Filters.days(date(2025, 10, 1), date(2026, 3, 31))
+    asks = [("dose distribution", lambda s, f: s.dose_distribution(f, "kap_corrected_gycm2")),
+            ("by levels", lambda s, f: s.dose_statistics(f, ("procedure", "levels"),
+                                                         ("dap_gycm2",))),
+            ("per level", lambda s, f: s.dose_statistics(f, ("procedure", "levels"),
+                                                         ("dap_gycm2",), per_level=True)),
+            ("monthly medians", lambda s, f: s.monthly_medians(f, "dap_gycm2")),
+            ("by physician, every quantity",
+             lambda s, f: s.dose_statistics(f, ("procedure", "physician"))),
+            ("TFESI histogram", lambda s, f: s.dose_histogram(f, "TFESI"))]
+    for _, ask in asks:
+        ask(sql, period)
+    computed = sql.queries
+    narrowed = replace(period, procedures=("TFESI", "MBB"))
+    for name, ask in asks:
+        shown = ask(sql, narrowed)
+        assert len(shown), name
+        assert_same(name, narrowed, ask(frame, narrowed), shown)
+    assert sql.queries == computed  # every one cut or found, none computed
+    assert sql.dose_histogram(replace(period, procedures=("MBB",)), "TFESI").empty
+    with pytest.raises(ValidationFailed):
+        sql.dose_distribution(replace(period, procedures=("TFESI", "NOSUCH")))
+    other = replace(period, procedures=("SIJ",), physicians=(snap.physicians.iloc[0],))
+    assert_same("not held: computed", other, frame.dose_distribution(other),
+                sql.dose_distribution(other))
+    assert sql.queries == computed + 1
