@@ -381,6 +381,10 @@ FIGURE_ACTIONS: tuple[str, ...] = (
     AuditAction.IMPORT.value, AuditAction.SETTING.value, AuditAction.BULK_CREATE.value,
     AuditAction.DEACTIVATE.value,
 )
+#: Entities whose events of those actions change no figure: the alert refresh's own (no figure
+#: reads the alerts it stores) and the sign-in sessions' (a sign-in creates one, the browser
+#: collecting its cookie amends it: every sign-in would otherwise move the figures version).
+NOT_FIGURE_ENTITIES: tuple[str, ...] = ("alert", "user_session")
 
 
 

@@ -4,9 +4,11 @@ Why not the data version (the highest audit event id, audit.analytics.snapshot.d
 every sign-in, sign-out, export and alert acknowledgement appends an event, and each would make
 every stored figure (audit.analytics.sql.shared) look out of date although no figure changed.
 The actions that count are vocab.FIGURE_ACTIONS (the records, settings, names, catalog and
-reference levels); the others are left out, and so is the alert refresh's own event (a
-bulk_create of entity "alert": no figure reads the stored alerts, and counting it would make
-every refresh after a write throw away the figures the warmer had just computed). Events
+reference levels); the others are left out, and so are the events of vocab.NOT_FIGURE_ENTITIES:
+the alert refresh's own (a bulk_create of entity "alert": no figure reads the stored alerts,
+and counting it would make every refresh after a write throw away the figures the warmer had
+just computed) and the sign-in sessions' (a create and an amend of entity "user_session" at
+each sign-in: counted, every sign-in threw away every shared figure, migration 0027). Events
 extend one chain under a lock (audit.trail.lock_chain), so ids are committed in order and a
 later commit never slips in below a version already read.
 
@@ -22,10 +24,7 @@ from datetime import datetime
 from sqlalchemy import Connection, and_, bindparam, func, select
 
 from audit.storage.models import AuditEvent
-from audit.vocab import FIGURE_ACTIONS
-
-#: The alert refresh's events (audit.alerts.refresh): not a change of any figure.
-ALERT_ENTITY = "alert"
+from audit.vocab import FIGURE_ACTIONS, NOT_FIGURE_ENTITIES
 
 
 def changes_since(conn: Connection, version: int,
@@ -50,5 +49,6 @@ def figures_version(conn: Connection) -> int:
 _CHANGES = and_(
     AuditEvent.action.in_(bindparam("figure_actions", FIGURE_ACTIONS, expanding=True,
                                     literal_execute=True)),
-    AuditEvent.entity != bindparam("not_entity", ALERT_ENTITY, literal_execute=True))
+    AuditEvent.entity.not_in(bindparam("not_entities", NOT_FIGURE_ENTITIES, expanding=True,
+                                       literal_execute=True)))
 _QUERY = select(func.max(AuditEvent.id)).where(_CHANGES)

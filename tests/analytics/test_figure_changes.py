@@ -1,6 +1,7 @@
 """The figures version (audit.analytics.figure_changes) moves when a figure can change (a
 record logged, amended, voided or imported, a setting, a name, a reference level) and not for a
-sign-in, a failed one, a sign-out or an export; on both databases. Its read is a probe of the
+sign-in, its session (created, its cookie issued, ended), a failed one, a sign-out or an
+export; on both databases. Its read is a probe of the
 partial index over those actions."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
+from audit import sessions
 from audit.alerts.store import refresh_alerts
 from audit.analytics.figure_changes import _QUERY, figures_version
 from audit.analytics.reference_levels import add_reference_level
@@ -49,6 +51,9 @@ def test_only_what_can_change_a_figure_moves_it(engine: Engine, service: Procedu
     step("add a user", lambda: add_user(engine, admin, "qo1", Role.RSO, PASSWORD))
     record = service.log(valid_record(), admin, create_missing=True).record_id
     step("sign in", lambda: authenticate(engine, "qo1", PASSWORD))
+    session_id, handoff = sessions.start(engine, "qo1")  # the dashboard's session: a create
+    step("session cookie", lambda: sessions.redeem(engine, handoff))  # an amend
+    step("session ends", lambda: sessions.end(engine, session_id, sessions.SIGNED_OUT))
     step("failed sign-in", lambda: wrong_password(engine))
     step("sign out", lambda: sign_out(engine, Actor("qo1", Role.RSO)))
     step("export", lambda: export(engine, Actor("qo1", Role.RSO), tmp_path / "x"))
@@ -70,7 +75,8 @@ def test_only_what_can_change_a_figure_moves_it(engine: Engine, service: Procedu
         engine, admin, procedure="TFESI", quantity="dap_gycm2", kind="drl", value=9.5,
         source="local committee", effective_from=date(2026, 1, 1)))
     step("alert refresh", lambda: refresh_alerts(engine, load_snapshot(engine), full=True))
-    assert moves == [("add a user", True), ("sign in", False), ("failed sign-in", False),
+    assert moves == [("add a user", True), ("sign in", False), ("session cookie", False),
+                     ("session ends", False), ("failed sign-in", False),
                      ("sign out", False),
                      ("export", False), ("log", True), ("amend", True), ("void", True),
                      ("import", True), ("setting", True), ("reference level", True),
@@ -81,6 +87,10 @@ def test_only_what_can_change_a_figure_moves_it(engine: Engine, service: Procedu
             AuditAction.EXPORT.value} <= actions
     with engine.connect() as conn:  # the refresh did write its event (a bulk_create)
         assert conn.scalar(text("SELECT count(*) FROM audit_event WHERE entity = 'alert'"))
+        # and the session's create and amend are in the trail, of actions that count for a
+        # record: left out by their entity
+        assert conn.scalar(text("SELECT count(*) FROM audit_event WHERE entity = "
+                                "'user_session' AND action IN ('create', 'amend')")) == 2
 
 
 def test_the_version_is_one_probe_of_the_partial_index(databases: Databases) -> None:

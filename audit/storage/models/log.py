@@ -341,10 +341,11 @@ class ProcedureLevel(Base):
     region: Mapped[str] = mapped_column(String(16))
 
 
-#: The partial index's condition: the events of vocab.FIGURE_ACTIONS, except the alert
-#: refresh's own (entity "alert": no figure reads the alerts it stores).
-_FIGURE_EVENTS = "action IN ({}) AND entity <> 'alert'".format(
-    ", ".join(f"'{a}'" for a in vocab.FIGURE_ACTIONS))
+#: The partial index's condition: the events of vocab.FIGURE_ACTIONS, except those of
+#: vocab.NOT_FIGURE_ENTITIES (the alert refresh's own and the sign-in sessions').
+_FIGURE_EVENTS = "action IN ({}) AND entity NOT IN ({})".format(
+    ", ".join(f"'{a}'" for a in vocab.FIGURE_ACTIONS),
+    ", ".join(f"'{e}'" for e in vocab.NOT_FIGURE_ENTITIES))
 
 
 class AuditEvent(Base):
