@@ -54,8 +54,11 @@ st.title("Dose alerts")
 figures = analytics.figures()  # SQL on a PostgreSQL site that chose it: no frame read (issue 16)
 chosen = analytics.filters(figures)
 analytics.caption(figures, chosen)
-try:
-    refresh_alerts(state.engine(), figures)  # from all records: arrival order cannot matter
+try:  # from all records: arrival order cannot matter. Usually the records since the last
+    # refresh (under a second); the first refresh of a large log reads every record (48 s at
+    # 10M on PostgreSQL), so the page says what it is doing meanwhile.
+    with st.spinner("Bringing the alerts up to date with the records…", show_time=True):
+        refresh_alerts(state.engine(), figures)
 except ValidationFailed as exc:  # a threshold setting that cannot be used: say which
     st.error("Alerts were not recomputed: " + plain(exc))
 try:
