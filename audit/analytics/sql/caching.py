@@ -138,12 +138,10 @@ class CachedFigures:
                     self._pending.pop((key, version), None)
         return _copy(value)
 
-    def _peek(self, key: tuple[Any, ...]) -> Any:
-        """The result of `key` at the current figures version if this process holds it, else
-        None: nothing computed, nothing read from the shared table (a figure another one can
-        be cut from: SqlSource.dose_distribution)."""
-        with self.engine.connect() as conn:
-            version = self._lookups_on(conn).token
+    def _peek(self, key: tuple[Any, ...], version: int) -> Any:
+        """The result of `key` at figures version `version` (the caller's lookups' token) if
+        this process holds it, else None: nothing computed, nothing read from the shared table
+        (a figure another one can be cut from: SqlSource._per_procedure)."""
         with self._lock:
             kept = self._results.get(key)
         return _copy(kept[1]) if kept is not None and kept[0] == version else None

@@ -122,6 +122,12 @@ INDEXED_FLAGS = {"particulate_cervical_tfesi": "fact_cervical_particulate",
                  "pregnant": "fact_pregnant"}
 
 
+def _tfesi_ids(scope: Scope) -> list[int]:
+    """The ids of the catalog's TFESI types (the particulate flag's catalog part)."""
+    types = scope.lookups.types
+    return [int(i) for i in types.index[types["code"] == "TFESI"]]
+
+
 def _flag_hint(scope: Scope, flag: str) -> list[ColumnElement[bool]]:
     """Conditions the flag implies, as the planner can match them with a partial index (the
     stored boolean; the TFESI types' ids for the catalog's part): the same rows."""
@@ -131,9 +137,7 @@ def _flag_hint(scope: Scope, flag: str) -> list[ColumnElement[bool]]:
         return []
     hint: list[ColumnElement[bool]] = [scope.col(INDEXED_FLAGS[flag])]
     if flag == "particulate_cervical_tfesi":
-        types = scope.lookups.types
-        hint.append(scope.col("type_id").in_([int(i) for i in
-                                              types.index[types["code"] == "TFESI"]]))
+        hint.append(scope.col("type_id").in_(_tfesi_ids(scope)))
     return hint
 
 
@@ -175,9 +179,7 @@ def _fenced(scope: Scope, flag: str) -> Scope:
     inner = [getattr(f, INDEXED_FLAGS[flag].removeprefix("fact_")),
              *period_conditions(scope.filters)]
     if flag == "particulate_cervical_tfesi":
-        types = scope.lookups.types
-        inner.append(f.procedure_type_id.in_([int(i) for i in
-                                              types.index[types["code"] == "TFESI"]]))
+        inner.append(f.procedure_type_id.in_(_tfesi_ids(scope)))
     facts = aliased(RecordFact, select(RecordFact).where(*inner).offset(0).subquery("flagged"))
     return Scope(scope.conn, scope.lookups, scope.filters,
                  records(scope.conn, scope.filters, unit=False, facts=facts))

@@ -15,6 +15,7 @@ from sqlalchemy.sql import ColumnElement, Subquery
 from audit.analytics.snapshot import Snapshot
 from audit.analytics.sql.records import records
 from audit.filters import Filters
+from audit.storage.engine import without_jit
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ class Scope:
         scans that aggregate every record keep it (the Dose page was 20-35% slower without)."""
         if self.conn.dialect.name != "postgresql":
             return self.frame(query, columns)
-        self.conn.exec_driver_sql("SET LOCAL jit = off")
+        without_jit(self.conn)
         found = self.frame(query, columns)
         self.conn.exec_driver_sql("SET LOCAL jit TO DEFAULT")  # not after an error: rolled back
         return found

@@ -305,8 +305,9 @@ class SqlSource(CachedFigures):
         at 10M). None when it does not hold it, or the names are not all known."""
         if not filters.procedures:
             return None
-        filters.mask(self.lookups)  # unknown names, an inverted period: ValidationFailed
-        whole = self._peek((name, replace(filters, procedures=()), args))
+        lookups = self.lookups  # one read of the version, for the check and the look
+        filters.mask(lookups)  # unknown names, an inverted period: ValidationFailed
+        whole = self._peek((name, replace(filters, procedures=()), args), lookups.token)
         if whole is None:
             return None
 
@@ -330,10 +331,10 @@ class SqlSource(CachedFigures):
                        bins: int = 40) -> pd.DataFrame:
         """Kept under the filters narrowed to the procedure, so a procedure filter that
         includes it (or none) finds the same result."""
-        filters.mask(self.lookups)  # unknown names, an inverted period: ValidationFailed
-        known = set(self.lookups.types["code"])
-        if procedure not in known or (filters.procedures and
-                                      procedure not in filters.procedures):
+        lookups = self.lookups  # one read of the version
+        filters.mask(lookups)  # unknown names, an inverted period: ValidationFailed
+        if procedure not in set(lookups.types["code"]) or (
+                filters.procedures and procedure not in filters.procedures):
             return pd.DataFrame({"low": [], "high": [], "count": []})
         narrowed = replace(filters, procedures=(procedure,))
         return self._figure(f"dose_histogram:{quantity}:{bins}", narrowed,
