@@ -128,7 +128,9 @@ def _postgresql_connect_hooks(engine: Engine) -> None:
         autocommit = dbapi_connection.autocommit
         dbapi_connection.autocommit = True
         try:
-            dbapi_connection.execute(f"SET client_connection_check_interval = {CLIENT_CHECK_MS}")
+            cursor = dbapi_connection.cursor()
+            cursor.execute(f"SET client_connection_check_interval = {CLIENT_CHECK_MS}")
+            cursor.close()
         finally:
             dbapi_connection.autocommit = autocommit
 
