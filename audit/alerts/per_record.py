@@ -271,11 +271,12 @@ def _upsert(conn: Any) -> Any:
     """INSERT for the new alerts: the candidates whose key is stored already are skipped by
     ON CONFLICT (key) DO NOTHING, which asks the unique index row by row. The anti-join it
     replaced (WHERE NOT EXISTS (SELECT ... FROM alert WHERE key = ...)) is planned from the
-    table's statistics: on an empty `alert` table that had been vacuumed (a first refresh, or
-    one after the alerts were cleared) PostgreSQL saw 0 pages and chose a nested loop with a
-    sequential scan of `alert`, the table the statement was filling, so each candidate read
-    every row inserted before it: the 10M bench's first refresh (299,330 candidates) had not
-    finished after 5 minutes. tests/alerts/test_first_refresh_plan.py."""
+    table's statistics: on an empty `alert` table that had been vacuumed before the first
+    refresh (a site's nightly `vacuumdb`, or the analyse after a restore) PostgreSQL saw 0 pages
+    and chose a nested loop with a sequential scan of `alert`, the table the statement was
+    filling, so each candidate read every row inserted before it: the 10M bench's first refresh
+    (299,330 candidates) had not finished after 5 minutes.
+    tests/alerts/test_first_refresh_plan.py."""
     if conn.dialect.name == "postgresql":
         return postgresql.insert(Alert)
     return sqlite.insert(Alert)
