@@ -3,13 +3,13 @@ show the same columns as the frame's lists (audit.analytics.grouping.record_name
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import or_, select
+from sqlalchemy import false, or_, select
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.util import ClauseAdapter
@@ -41,9 +41,15 @@ def _names(scope: Scope, rows: pd.DataFrame) -> pd.DataFrame:
     })
 
 
+#: What a drill-down may ask when its first look found too few: conditions bounding where the
+#: rest lie (a window) and how many lie there, or None (it cannot tell).
+Window = Callable[[], "tuple[list[ColumnElement[bool]], int] | None"]
+
+
 def _rows(scope: Scope, where: list[ColumnElement[bool]], extra: list[str],
           limit: int | None, newest_id_first: bool = True, first_look: bool = True,
-          fence: list[ColumnElement[bool]] | None = None) -> pd.DataFrame:
+          fence: list[ColumnElement[bool]] | None = None,
+          window: Window | None = None) -> pd.DataFrame:
     """Newest first by the stored instant (so the index on performed_at serves and the scan
     stops after `limit` rows); among records of the same instant, by id as the frame lists
     them (the frame sorts by whole seconds: the same order unless two records fall within one
@@ -74,6 +80,12 @@ def _rows(scope: Scope, where: list[ColumnElement[bool]], extra: list[str],
     found = scope.rows(newest(probe, [adapt(w) for w in where], limit), columns)
     if len(found) == limit:
         return found
+    bounded = window() if window is not None else None
+    if bounded is not None:  # fewer: where the rest lie, when that read finds them all
+        inside, expected = bounded
+        found = scope.rows(newest(rec, [*where, *inside], limit), columns)
+        if len(found) == min(expected, limit):
+            return found
     if fence:  # fewer: the rare condition's records first, then the newest of them
         hot = select(rec).where(*fence).cte("hot").prefix_with("MATERIALIZED")
         inside = ClauseAdapter(hot).traverse
@@ -82,8 +94,14 @@ def _rows(scope: Scope, where: list[ColumnElement[bool]], extra: list[str],
 
 
 def compliance_records(scope: Scope, which: str = "non_compliant",
-                       group: tuple[str, str] | None = None, limit: int = 1000) -> pd.DataFrame:
-    """audit.analytics.compliance.compliance_records in SQL."""
+                       group: tuple[str, str] | None = None, limit: int = 1000,
+                       hint: Callable[[], tuple[date | None, int] | None] | None = None
+                       ) -> pd.DataFrame:
+    """audit.analytics.compliance.compliance_records in SQL. `hint` (non-compliant only),
+    asked when the first look at the newest records found too few: (D, n), the daily summary
+    counts n of them from UTC day D on, n >= `limit` or all there are; (None, 0): none
+    (summary_counts.newest_day). The records from D are then read (nothing for none); when
+    they are not what the summary says, every record is looked at, as without a hint."""
     if which not in ("non_compliant", "excepted"):
         raise ValueError("which: non_compliant or excepted")
     scope = scope.flat()
@@ -95,8 +113,17 @@ def compliance_records(scope: Scope, which: str = "non_compliant",
         where.append(column.in_(groups.codes_for(scope.lookups, group[0], group[1])))
     parts = ["part_confirmed", "part_contraindicated", "part_images", "part_views_ok",
              "part_realtime_ok"]
-    rows = _rows(scope, where, ["contrast_confirmation", "saved_images", "n_views",
-                                "min_views", *parts], limit)
+    extra = ["contrast_confirmation", "saved_images", "n_views", "min_views", *parts]
+
+    def window() -> tuple[list[ColumnElement[bool]], int] | None:
+        found = hint() if hint is not None and which == "non_compliant" else None
+        if found is None:
+            return None
+        day, count = found  # any such record before the day is older than all from it
+        return ([false()] if day is None else [scope.rec.c.performed_at >= datetime.combine(
+            day, datetime.min.time(), UTC)]), count
+
+    rows = _rows(scope, where, extra, limit, window=window)
     out = _names(scope, rows)
     out["contrast_confirmation"] = rows["contrast_confirmation"].to_numpy(dtype=object)
     out["saved_images"] = rows["saved_images"].to_numpy(dtype=np.int64)

@@ -36,7 +36,15 @@ from audit.analytics.grouping import ID_COLUMNS, QUANTITIES
 from audit.analytics.reference_levels import levels_in_force
 from audit.analytics.snapshot import Snapshot
 from audit.analytics.sql import count_summary as count_pages
-from audit.analytics.sql import counts, dose, drill, reference, scorecard, summary_counts
+from audit.analytics.sql import (
+    counts,
+    dose,
+    drill,
+    groups,
+    reference,
+    scorecard,
+    summary_counts,
+)
 from audit.analytics.sql.caching import CachedFigures
 from audit.analytics.sql.facts import refresh_facts
 from audit.analytics.sql.records import HALF_SECOND
@@ -278,8 +286,21 @@ class SqlSource(CachedFigures):
     def compliance_records(self, filters: Filters, which: str = "non_compliant",
                            group: tuple[str, str] | None = None,
                            limit: int = 1000) -> pd.DataFrame:
-        return self._figure("compliance_records", filters, drill.compliance_records, which,
+        return self._figure("compliance_records", filters, self._compliance_records, which,
                             group, limit)
+
+    def _compliance_records(self, scope: Scope, which: str,
+                            group: tuple[str, str] | None, limit: int) -> pd.DataFrame:
+        """drill.compliance_records; when the newest records hold too few non-compliant ones,
+        the rest looked for from the day the daily summary names (summary_counts.newest_day),
+        not among every record."""
+        def hint() -> tuple[date | None, int] | None:
+            if group is not None and group[0] not in summary_counts.KEYS:
+                return None
+            codes = None if group is None else \
+                (group[0], groups.codes_for(scope.lookups, group[0], group[1]))
+            return summary_counts.newest_day(self.engine, scope.filters, limit, codes)
+        return drill.compliance_records(scope, which, group, limit, hint)
 
     @public
     def dose_statistics(self, filters: Filters, by: Sequence[str] = ("procedure",),

@@ -28,7 +28,7 @@ frame's), and the summary is refreshed to the data version before it is read.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC
+from datetime import UTC, date
 from typing import Any
 
 import numpy as np
@@ -142,3 +142,54 @@ def _rows(engine: Engine, filters: Filters) -> pd.DataFrame:
         rows: list[Any] = [tuple(r) for r in conn.execute(query).all()]
     return pd.DataFrame(rows, columns=columns).astype(np.int64) if rows else \
         pd.DataFrame({c: np.empty(0, dtype=np.int64) for c in columns})
+
+
+#: How many of the summary's day rows (those with a non-compliant record) `newest_day` reads,
+#: newest first, before it gives up and the drill-down looks as it does without a hint.
+NEWEST_DAY_ROWS = 20_000
+
+
+def newest_day(engine: Engine, filters: Filters, wanted: int,
+               group: tuple[str, list[Any]] | None = None) -> tuple[date | None, int] | None:
+    """Where the non-compliant list under the filters (and `group`: a KEYS grouping and its
+    codes) may start looking, from the summary: (D, n), the latest UTC day D from which it
+    counts n >= `wanted` non-compliant records; when it counts fewer in all, (the oldest day
+    holding one, n), or (None, 0) for none. None when it cannot tell: filters it does not hold,
+    a final record within half a second of the period's bounds (period_edges_clear), more than
+    NEWEST_DAY_ROWS rows read.
+
+    Asked by drill.compliance_records only when the filters' newest records (20 times the
+    list's length) held too few: it then read every record of the filters, so at 10M an empty
+    list, a physician's MBBs (contrast recommended, not required: never non-compliant), took
+    2.5-5 s. The drill checks that the day's window holds what the summary says (else it reads
+    every record, as before). The summary's rows are read newest first through its primary key
+    (day first) on a server-side cursor, and the reading stops at the day that makes the
+    count."""
+    if not answerable(filters) or (group is not None and group[0] not in KEYS):
+        return None
+    refresh_summary(engine)
+    s = DailySummary
+    non_compliant = s.eligible - s.compliant - s.excepted
+    with engine.connect() as conn:
+        found = filters.id_conditions(conn, SUMMARY)
+        if found is None or not period_edges_clear(conn, filters):
+            return None
+        where = [non_compliant > 0, *found]
+        where += [s.day >= m.astimezone(UTC).date() for m in [filters.start] if m is not None]
+        where += [s.day < m.astimezone(UTC).date() for m in [filters.before] if m is not None]
+        if group is not None:
+            where.append(getattr(s, KEYS[group[0]]).in_(group[1]))
+        query = select(s.day, non_compliant).where(*where).order_by(s.day.desc()) \
+            .limit(NEWEST_DAY_ROWS + 1)
+        seen, read, day = 0, 0, None
+        rows = conn.execution_options(stream_results=True, max_row_buffer=2_000).execute(query)
+        for row_day, n in rows:
+            seen, read, day = seen + n, read + 1, row_day
+            if seen >= wanted or read > NEWEST_DAY_ROWS:
+                rows.close()
+                break
+        if read > NEWEST_DAY_ROWS:
+            return None
+    if day is not None and not isinstance(day, date):
+        day = date.fromisoformat(str(day))
+    return day, seen
