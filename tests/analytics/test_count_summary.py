@@ -292,13 +292,14 @@ def test_a_rare_flags_drill_down_reads_its_partial_index(pg: Engine) -> None:
     assert "ix_record_fact_pregnant" in plan, plan
 
 
-def test_the_non_compliant_list_looks_where_the_summary_says_when_the_newest_hold_too_few(
+def test_the_compliance_lists_look_where_the_summary_says_when_the_newest_hold_too_few(
         pg: Engine) -> None:
-    """When the filters' newest records hold fewer non-compliant records than the list shows,
-    the rest are looked for from the day the daily summary names (summary_counts.newest_day),
-    or not at all where it counts none: at 10M, a physician's MBBs (recommended contrast, so
-    never non-compliant) read every one of the physician's 1.4M records for an empty list. The
-    list is always the frame's, in order; no statement reads the facts without a bound."""
+    """When the filters' newest records hold fewer non-compliant (or excepted) records than the
+    list shows, the rest are looked for from the day the daily summary names
+    (summary_counts.newest_day), or not at all where it counts none: at 10M, a physician's MBBs
+    (recommended contrast, so never non-compliant) read every one of the physician's 1.4M
+    records for an empty list. The list is always the frame's, in order; no statement reads the
+    facts without a bound."""
     from audit.analytics.snapshot import load_snapshot
     from audit.analytics.source import FrameSource
 
@@ -313,12 +314,13 @@ def test_the_non_compliant_list_looks_where_the_summary_says_when_the_newest_hol
                            (Filters.days(date(2026, 1, 1), date(2026, 3, 31)), None),
                            (Filters(), ("physician", physician)),
                            (Filters(), ("procedure", "TFESI"))):
-        for limit in (1, 10, everyone - 1, everyone + 5):
+        for which, limit in ((w, n) for w in ("non_compliant", "excepted")
+                             for n in (1, 10, everyone - 1, everyone + 5)):
             with statements(pg) as seen:
-                found = sql.compliance_records(filters, "non_compliant", group, limit)
-            where = f"the newest {limit} under {filters.describe()}, {group}"
+                found = sql.compliance_records(filters, which, group, limit)
+            where = f"the newest {limit} {which} under {filters.describe()}, {group}"
             pd.testing.assert_frame_equal(
-                found, frame.compliance_records(filters, "non_compliant", group, limit),
+                found, frame.compliance_records(filters, which, group, limit),
                 check_dtype=False, obj=where)
             facts = [s for s in seen if FACT_SCAN.search(s)]
             asked_summary = any("ORDER BY daily_summary.day DESC" in s for s in seen)
@@ -326,4 +328,4 @@ def test_the_non_compliant_list_looks_where_the_summary_says_when_the_newest_hol
             bounded = ("newest", "performed_at >=", "false")
             if asked_summary:  # the first look found too few: the window, never all
                 assert all(any(b in s for b in bounded) for s in facts), where
-    assert hinted >= 6
+    assert hinted >= 12

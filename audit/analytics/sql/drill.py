@@ -97,8 +97,8 @@ def compliance_records(scope: Scope, which: str = "non_compliant",
                        group: tuple[str, str] | None = None, limit: int = 1000,
                        hint: Callable[[], tuple[date | None, int] | None] | None = None
                        ) -> pd.DataFrame:
-    """audit.analytics.compliance.compliance_records in SQL. `hint` (non-compliant only),
-    asked when the first look at the newest records found too few: (D, n), the daily summary
+    """audit.analytics.compliance.compliance_records in SQL. `hint`, asked when the first
+    look at the newest records found too few of `which`: (D, n), the daily summary
     counts n of them from UTC day D on, n >= `limit` or all there are; (None, 0): none
     (summary_counts.newest_day). The records from D are then read (nothing for none); when
     they are not what the summary says, every record is looked at, as without a hint."""
@@ -116,7 +116,7 @@ def compliance_records(scope: Scope, which: str = "non_compliant",
     extra = ["contrast_confirmation", "saved_images", "n_views", "min_views", *parts]
 
     def window() -> tuple[list[ColumnElement[bool]], int] | None:
-        found = hint() if hint is not None and which == "non_compliant" else None
+        found = hint() if hint is not None else None
         if found is None:
             return None
         day, count = found  # any such record before the day is older than all from it

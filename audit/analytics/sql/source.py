@@ -291,15 +291,15 @@ class SqlSource(CachedFigures):
 
     def _compliance_records(self, scope: Scope, which: str,
                             group: tuple[str, str] | None, limit: int) -> pd.DataFrame:
-        """drill.compliance_records; when the newest records hold too few non-compliant ones,
-        the rest looked for from the day the daily summary names (summary_counts.newest_day),
-        not among every record."""
+        """drill.compliance_records; when the newest records hold too few of the list's, the
+        rest looked for from the day the daily summary names (summary_counts.newest_day), not
+        among every record."""
         def hint() -> tuple[date | None, int] | None:
             if group is not None and group[0] not in summary_counts.KEYS:
                 return None
             codes = None if group is None else \
                 (group[0], groups.codes_for(scope.lookups, group[0], group[1]))
-            return summary_counts.newest_day(self.engine, scope.filters, limit, codes)
+            return summary_counts.newest_day(self.engine, scope.filters, which, limit, codes)
         return drill.compliance_records(scope, which, group, limit, hint)
 
     @public

@@ -149,14 +149,14 @@ def _rows(engine: Engine, filters: Filters) -> pd.DataFrame:
 NEWEST_DAY_ROWS = 20_000
 
 
-def newest_day(engine: Engine, filters: Filters, wanted: int,
+def newest_day(engine: Engine, filters: Filters, which: str, wanted: int,
                group: tuple[str, list[Any]] | None = None) -> tuple[date | None, int] | None:
-    """Where the non-compliant list under the filters (and `group`: a KEYS grouping and its
-    codes) may start looking, from the summary: (D, n), the latest UTC day D from which it
-    counts n >= `wanted` non-compliant records; when it counts fewer in all, (the oldest day
-    holding one, n), or (None, 0) for none. None when it cannot tell: filters it does not hold,
-    a final record within half a second of the period's bounds (period_edges_clear), more than
-    NEWEST_DAY_ROWS rows read.
+    """Where the list of `which` records (non_compliant, excepted) under the filters (and
+    `group`: a KEYS grouping and its codes) may start looking, from the summary: (D, n), the
+    latest UTC day D from which it counts n >= `wanted` of them; when it counts fewer in all,
+    (the oldest day holding one, n), or (None, 0) for none. None when it cannot tell: filters
+    it does not hold, a final record within half a second of the period's bounds
+    (period_edges_clear), more than NEWEST_DAY_ROWS rows read.
 
     Asked by drill.compliance_records only when the filters' newest records (20 times the
     list's length) held too few: it then read every record of the filters, so at 10M an empty
@@ -169,17 +169,17 @@ def newest_day(engine: Engine, filters: Filters, wanted: int,
         return None
     refresh_summary(engine)
     s = DailySummary
-    non_compliant = s.eligible - s.compliant - s.excepted
+    counted = s.excepted if which == "excepted" else s.eligible - s.compliant - s.excepted
     with engine.connect() as conn:
         found = filters.id_conditions(conn, SUMMARY)
         if found is None or not period_edges_clear(conn, filters):
             return None
-        where = [non_compliant > 0, *found]
+        where = [counted > 0, *found]
         where += [s.day >= m.astimezone(UTC).date() for m in [filters.start] if m is not None]
         where += [s.day < m.astimezone(UTC).date() for m in [filters.before] if m is not None]
         if group is not None:
             where.append(getattr(s, KEYS[group[0]]).in_(group[1]))
-        query = select(s.day, non_compliant).where(*where).order_by(s.day.desc()) \
+        query = select(s.day, counted).where(*where).order_by(s.day.desc()) \
             .limit(NEWEST_DAY_ROWS + 1)
         seen, read, day = 0, 0, None
         rows = conn.execution_options(stream_results=True, max_row_buffer=2_000).execute(query)
