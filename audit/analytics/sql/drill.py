@@ -97,11 +97,11 @@ def compliance_records(scope: Scope, which: str = "non_compliant",
                        group: tuple[str, str] | None = None, limit: int = 1000,
                        hint: Callable[[], tuple[date | None, int] | None] | None = None
                        ) -> pd.DataFrame:
-    """audit.analytics.compliance.compliance_records in SQL. `hint`, asked when the first
-    look at the newest records found too few of `which`: (D, n), the daily summary
-    counts n of them from UTC day D on, n >= `limit` or all there are; (None, 0): none
-    (summary_counts.newest_day). The records from D are then read (nothing for none); when
-    they are not what the summary says, every record is looked at, as without a hint."""
+    """audit.analytics.compliance.compliance_records in SQL. `hint`: (D, n), the daily
+    summary counts n of `which` from UTC day D on, n >= `limit` or all there are; (None, 0):
+    none (summary_counts.newest_day). None: nothing read; else the list is the first look's
+    (the newest records) when it finds `limit`, else the records from D when they are what
+    the summary says, else every record, as without a hint."""
     if which not in ("non_compliant", "excepted"):
         raise ValueError("which: non_compliant or excepted")
     scope = scope.flat()
@@ -115,15 +115,19 @@ def compliance_records(scope: Scope, which: str = "non_compliant",
              "part_realtime_ok"]
     extra = ["contrast_confirmation", "saved_images", "n_views", "min_views", *parts]
 
+    found = hint() if hint is not None else None  # a few of the summary's rows: ms
+
     def window() -> tuple[list[ColumnElement[bool]], int] | None:
-        found = hint() if hint is not None else None
         if found is None:
             return None
         day, count = found  # any such record before the day is older than all from it
         return ([false()] if day is None else [scope.rec.c.performed_at >= datetime.combine(
             day, datetime.min.time(), UTC)]), count
 
-    rows = _rows(scope, where, extra, limit, window=window)
+    if found == (None, 0):  # none: not even the first look (40,000 of a physician's MBBs)
+        rows = _rows(scope, [false()], extra, limit, first_look=False)
+    else:
+        rows = _rows(scope, where, extra, limit, window=window)
     out = _names(scope, rows)
     out["contrast_confirmation"] = rows["contrast_confirmation"].to_numpy(dtype=object)
     out["saved_images"] = rows["saved_images"].to_numpy(dtype=np.int64)
