@@ -329,3 +329,40 @@ def test_the_compliance_lists_look_where_the_summary_says_when_the_newest_hold_t
                        for s in reads), where
             hinted += any("performed_at >=" in s or "false" in s for s in reads)
     assert hinted >= 12
+
+
+def test_the_flag_lists_look_where_the_count_summary_says_when_the_newest_hold_too_few(
+        pg: Engine) -> None:
+    """The SRDL and levels-over-limit lists (flags without a partial index), as the compliance
+    lists: nothing read where the count summary counts none, the records from the day it names
+    when the newest hold too few (count_summary.list_window). At 10M the SRDL list under a
+    physician's MBBs, none at the SRDL, walked the SRDL candidates of every record: 16 s for
+    an empty list. Always the frame's list; no read of the facts without a bound."""
+    from audit.analytics.snapshot import load_snapshot
+    from audit.analytics.source import FrameSource
+
+    update_setting(pg, cli_actor(), "srdl_kap_gycm2", 10)  # some records at the SRDL
+    generate(pg, procedures=600, seed=8, until=date(2026, 6, 30))
+    refresh_facts(pg)
+    frame, sql = FrameSource(load_snapshot(pg), pg), SqlSource(pg, shared=False)
+    physician = sql.options()["physicians"][0]
+    windows = 0
+    for flag in ("srdl_reached", "levels_over_limit"):
+        every = len(frame.flagged_records(Filters(), flag, 10_000))
+        assert every > 3, flag
+        for filters in (Filters(), Filters(physicians=(physician,)),
+                        Filters(procedures=("RFA",)),
+                        Filters.days(date(2026, 1, 1), date(2026, 3, 31))):
+            for limit in (1, every - 1, every + 5):
+                with statements(pg) as seen:
+                    found = sql.flagged_records(filters, flag, limit)
+                where = f"the newest {limit} {flag} under {filters.describe()}"
+                pd.testing.assert_frame_equal(
+                    found, frame.flagged_records(filters, flag, limit), check_dtype=False,
+                    obj=where)
+                reads = [s for s in seen
+                         if FACT_SCAN.search(s) and s.lstrip().startswith("SELECT")]
+                assert all(any(b in s for b in ("newest", "performed_at >=", "false"))
+                           for s in reads), where
+                windows += any("performed_at >=" in s or "false" in s for s in reads)
+    assert windows >= 6

@@ -68,6 +68,7 @@ from audit.analytics.snapshot import Snapshot, _frame
 from audit.analytics.sql import counts, drill, groups
 from audit.analytics.sql.facts import refresh_facts
 from audit.analytics.sql.scope import Scope
+from audit.analytics.sql.summary_counts import period_edges_clear
 from audit.errors import NeedsPostgreSQL
 from audit.filters import Filters, Target
 from audit.storage.engine import without_jit
@@ -359,6 +360,52 @@ def newest_day(engine: Engine, lookups: Snapshot, filters: Filters, column: str,
             if seen >= wanted:
                 return _as_date(day)
     return first
+
+
+def list_window(engine: Engine, lookups: Snapshot, filters: Filters, column: str,
+                wanted: int) -> tuple[date | None, int] | None:
+    """Where a drill-down's list of the records counted in `column` may look, as
+    summary_counts.newest_day answers for the compliance lists: (D, n), the summary counts n
+    of them from UTC day D on, n >= `wanted` or all there are (D then the oldest day holding
+    one); (None, 0) for none; None when it cannot tell (filters it does not hold, a final
+    record within half a second of the period's bounds). Why: a list whose newest records hold
+    too few read every record of the filters: at 10M the SRDL list under a physician's MBBs,
+    none of them at the SRDL, took 1.45 s for an empty list."""
+    if column not in COUNTS or not answerable(filters):
+        return None
+    refresh_counts(engine, lookups=lookups)
+    s, count = CountSummary, func.sum(getattr(CountSummary, column))
+    month = cast(func.date_trunc("month", s.day), Date)
+    with engine.connect() as conn:
+        without_jit(conn)
+        found = filters.id_conditions(conn, TARGET)
+        if found is None or not period_edges_clear(conn, filters):
+            return None
+        months = conn.execute(select(month, count).where(period_rows(filters), *found)
+                              .group_by(month).having(count > 0)
+                              .order_by(month.desc())).all()
+        if not months:
+            return None, 0
+        seen, at = 0, 0
+        while at < len(months) and seen + months[at][1] < wanted:
+            seen, at = seen + months[at][1], at + 1
+        fewer = at == len(months)  # all there are: from the oldest day holding one
+        first = _as_date(months[-1 if fewer else at][0])
+        start = None if filters.start is None else filters.start.astimezone(UTC).date()
+        before = None if filters.before is None else filters.before.astimezone(UTC).date()
+        days = conn.execute(
+            select(s.day, count).where(
+                s.whole_month.is_(False), s.day >= max(first, start or first),
+                s.day < min(next_month(first), before or next_month(first)), *found)
+            .group_by(s.day).having(count > 0)
+            .order_by(s.day if fewer else s.day.desc())).all()
+        if fewer:
+            return (_as_date(days[0][0]), seen) if days else None
+        for day, n in days:
+            seen += n
+            if seen >= wanted:
+                return _as_date(day), seen
+    return None
 
 
 def _as_date(value: Any) -> date:

@@ -93,6 +93,18 @@ def _rows(scope: Scope, where: list[ColumnElement[bool]], extra: list[str],
     return scope.rows(newest(rec, where, limit), columns)  # fewer: look at every record
 
 
+def _window(scope: Scope, found: tuple[date | None, int] | None) -> Window:
+    """A summary's (D, n) as _rows' window: the records from UTC day D, n of them (any record
+    of the list before D is older than all from it)."""
+    def window() -> tuple[list[ColumnElement[bool]], int] | None:
+        if found is None:
+            return None
+        day, count = found
+        return ([false()] if day is None else [scope.rec.c.performed_at >= datetime.combine(
+            day, datetime.min.time(), UTC)]), count
+    return window
+
+
 def compliance_records(scope: Scope, which: str = "non_compliant",
                        group: tuple[str, str] | None = None, limit: int = 1000,
                        hint: Callable[[], tuple[date | None, int] | None] | None = None
@@ -116,18 +128,10 @@ def compliance_records(scope: Scope, which: str = "non_compliant",
     extra = ["contrast_confirmation", "saved_images", "n_views", "min_views", *parts]
 
     found = hint() if hint is not None else None  # a few of the summary's rows: ms
-
-    def window() -> tuple[list[ColumnElement[bool]], int] | None:
-        if found is None:
-            return None
-        day, count = found  # any such record before the day is older than all from it
-        return ([false()] if day is None else [scope.rec.c.performed_at >= datetime.combine(
-            day, datetime.min.time(), UTC)]), count
-
     if found == (None, 0):  # none: not even the first look (40,000 of a physician's MBBs)
         rows = _rows(scope, [false()], extra, limit, first_look=False)
     else:
-        rows = _rows(scope, where, extra, limit, window=window)
+        rows = _rows(scope, where, extra, limit, window=_window(scope, found))
     out = _names(scope, rows)
     out["contrast_confirmation"] = rows["contrast_confirmation"].to_numpy(dtype=object)
     out["saved_images"] = rows["saved_images"].to_numpy(dtype=np.int64)
@@ -216,13 +220,24 @@ def _fenced(scope: Scope, flag: str) -> Scope:
                  records(scope.conn, scope.filters, unit=False, facts=facts))
 
 
-def flagged_records(scope: Scope, flag: str, limit: int = 1000) -> pd.DataFrame:
+def flagged_records(scope: Scope, flag: str, limit: int = 1000,
+                    summary: Callable[[], tuple[date | None, int] | None] | None = None
+                    ) -> pd.DataFrame:
     """audit.analytics.safety.flagged_records in SQL (newest first; among records of the same
-    second, the lowest id first, as the frame keeps them)."""
+    second, the lowest id first, as the frame keeps them). `summary`: where the count summary
+    says the flag's records lie (count_summary.list_window), as compliance_records' hint:
+    nothing read where it counts none, and the window from its day when the first look at the
+    newest records finds too few, before the fence."""
+    found = summary() if summary is not None else None
     scope = _fenced(scope, flag)
     hint = _flag_hint(scope, flag)
-    rows = _rows(scope, [flag_condition(scope, flag), *hint], [*QUANTITIES, "n_levels"], limit,
-                 newest_id_first=False, first_look=flag not in INDEXED_FLAGS, fence=hint)
+    extra = [*QUANTITIES, "n_levels"]
+    if found == (None, 0):  # none: not even the first look
+        rows = _rows(scope, [false()], extra, limit, first_look=False)
+    else:
+        rows = _rows(scope, [flag_condition(scope, flag), *hint], extra, limit,
+                     newest_id_first=False, first_look=flag not in INDEXED_FLAGS, fence=hint,
+                     window=_window(scope, found))
     out = _names(scope, rows)
     for q in QUANTITIES:
         out[q] = pd.to_numeric(rows[q], errors="coerce").to_numpy(dtype=np.float64)

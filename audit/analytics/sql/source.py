@@ -444,7 +444,16 @@ class SqlSource(CachedFigures):
 
     @public
     def flagged_records(self, filters: Filters, flag: str, limit: int = 1000) -> pd.DataFrame:
-        return self._figure("flagged_records", filters, drill.flagged_records, flag, limit)
+        return self._figure("flagged_records", filters, self._flagged_records, flag, limit)
+
+    def _flagged_records(self, scope: Scope, flag: str, limit: int) -> pd.DataFrame:
+        """drill.flagged_records, bounded by where the count summary says the flag's records
+        lie (count_summary.list_window); not for a flag with a partial index, which reads only
+        the flag's own rows already (the summary's read would cost more)."""
+        if flag in drill.INDEXED_FLAGS:
+            return drill.flagged_records(scope, flag, limit)
+        return drill.flagged_records(scope, flag, limit, lambda: count_pages.list_window(
+            self.engine, scope.lookups, scope.filters, flag, limit))
 
     @public
     def complication_rates(self, filters: Filters, by: str | None = None) -> pd.DataFrame:
