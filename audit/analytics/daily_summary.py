@@ -188,7 +188,7 @@ def refresh_summary(engine: Engine) -> int:
     return refresh_versioned(engine, DailySummaryState, RULES, _PG_SUMMARY_LOCK, redo)
 
 
-def _period(filters: Filters) -> list[ColumnElement[bool]]:
+def day_conditions(filters: Filters) -> list[ColumnElement[bool]]:
     """The filters' period on whole days (the summary holds days, nothing finer)."""
     conditions = []
     for moment, op in ((filters.start, "ge"), (filters.before, "lt")):
@@ -222,7 +222,7 @@ def monthly_counts(engine: Engine, filters: Filters | None = None) -> pd.DataFra
         rows = session.execute(
             select(DailySummary.day, *(func.sum(getattr(DailySummary, c))
                                        for c in COUNT_COLUMNS))
-            .where(*_period(filters), *found).group_by(DailySummary.day)).all()
+            .where(*day_conditions(filters), *found).group_by(DailySummary.day)).all()
     if not rows:
         return pd.DataFrame(columns=columns)
     days = np.array([d if isinstance(d, date) else date.fromisoformat(str(d))

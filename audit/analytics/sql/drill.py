@@ -3,7 +3,7 @@ show the same columns as the frame's lists (audit.analytics.grouping.record_name
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -41,9 +41,9 @@ def _names(scope: Scope, rows: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-#: What a drill-down may ask when its first look found too few: conditions bounding where the
-#: rest lie (a window) and how many lie there, or None (it cannot tell).
-Window = Callable[[], "tuple[list[ColumnElement[bool]], int] | None"]
+#: Where a drill-down's records lie, from a summary: conditions bounding them (a window) and
+#: how many lie there (all of them when fewer than the list's limit).
+Window = tuple[list[ColumnElement[bool]], int]
 
 
 def _rows(scope: Scope, where: list[ColumnElement[bool]], extra: list[str],
@@ -57,9 +57,14 @@ def _rows(scope: Scope, where: list[ColumnElement[bool]], extra: list[str],
     (the condition has an index of its own). `fence`: conditions (among `where`) that indexes
     read, applied first in a materialized CTE when the first look found too few: PostgreSQL
     cannot estimate a rare tail of a range (it put the SRDL records at 1 in 90, not 1 in
-    2,000) and would otherwise walk every record backwards in time."""
+    2,000) and would otherwise walk every record backwards in time. `window`: where a summary
+    says the records lie (_window): read when the first look found too few, kept when it holds
+    what the summary counts, before the fence; where it counts none, nothing else is read."""
     rec = scope.rec
     columns = [*_NAMES, *extra]
+    if window is not None and not window[1]:  # none there, says the summary: nothing to look at
+        where = [*where, *window[0]]
+        first_look = False
 
     def newest(source: Any, conditions: list[ColumnElement[bool]], most: int | None) -> Any:
         query = (select(*(source.c[c] for c in columns)).where(*conditions)
@@ -80,9 +85,8 @@ def _rows(scope: Scope, where: list[ColumnElement[bool]], extra: list[str],
     found = scope.rows(newest(probe, [adapt(w) for w in where], limit), columns)
     if len(found) == limit:
         return found
-    bounded = window() if window is not None else None
-    if bounded is not None:  # fewer: where the rest lie, when that read finds them all
-        inside, expected = bounded
+    if window is not None:  # fewer: where the rest lie, when that read finds them all
+        inside, expected = window
         found = scope.rows(newest(rec, [*where, *inside], limit), columns)
         if len(found) == min(expected, limit):
             return found
@@ -93,25 +97,22 @@ def _rows(scope: Scope, where: list[ColumnElement[bool]], extra: list[str],
     return scope.rows(newest(rec, where, limit), columns)  # fewer: look at every record
 
 
-def _window(scope: Scope, found: tuple[date | None, int] | None) -> Window:
+def _window(scope: Scope, found: tuple[date | None, int] | None) -> Window | None:
     """A summary's (D, n) as _rows' window: the records from UTC day D, n of them (any record
-    of the list before D is older than all from it)."""
-    def window() -> tuple[list[ColumnElement[bool]], int] | None:
-        if found is None:
-            return None
-        day, count = found
-        return ([false()] if day is None else [scope.rec.c.performed_at >= datetime.combine(
-            day, datetime.min.time(), UTC)]), count
-    return window
+    of the list before D is older than all from it); (None, 0): none at all."""
+    if found is None:
+        return None
+    day, count = found
+    return ([false()] if day is None else [scope.rec.c.performed_at >= datetime.combine(
+        day, datetime.min.time(), UTC)]), count
 
 
 def compliance_records(scope: Scope, which: str = "non_compliant",
                        group: tuple[str, str] | None = None, limit: int = 1000,
-                       hint: Callable[[], tuple[date | None, int] | None] | None = None
-                       ) -> pd.DataFrame:
+                       hint: tuple[date | None, int] | None = None) -> pd.DataFrame:
     """audit.analytics.compliance.compliance_records in SQL. `hint`: (D, n), the daily
     summary counts n of `which` from UTC day D on, n >= `limit` or all there are; (None, 0):
-    none (summary_counts.newest_day). None: nothing read; else the list is the first look's
+    none (summary_counts.newest_day). None there: nothing read; else the list is the first look's
     (the newest records) when it finds `limit`, else the records from D when they are what
     the summary says, else every record, as without a hint."""
     if which not in ("non_compliant", "excepted"):
@@ -126,12 +127,7 @@ def compliance_records(scope: Scope, which: str = "non_compliant",
     parts = ["part_confirmed", "part_contraindicated", "part_images", "part_views_ok",
              "part_realtime_ok"]
     extra = ["contrast_confirmation", "saved_images", "n_views", "min_views", *parts]
-
-    found = hint() if hint is not None else None  # a few of the summary's rows: ms
-    if found == (None, 0):  # none: not even the first look (40,000 of a physician's MBBs)
-        rows = _rows(scope, [false()], extra, limit, first_look=False)
-    else:
-        rows = _rows(scope, where, extra, limit, window=_window(scope, found))
+    rows = _rows(scope, where, extra, limit, window=_window(scope, hint))
     out = _names(scope, rows)
     out["contrast_confirmation"] = rows["contrast_confirmation"].to_numpy(dtype=object)
     out["saved_images"] = rows["saved_images"].to_numpy(dtype=np.int64)
@@ -221,23 +217,17 @@ def _fenced(scope: Scope, flag: str) -> Scope:
 
 
 def flagged_records(scope: Scope, flag: str, limit: int = 1000,
-                    summary: Callable[[], tuple[date | None, int] | None] | None = None
-                    ) -> pd.DataFrame:
+                    summary: tuple[date | None, int] | None = None) -> pd.DataFrame:
     """audit.analytics.safety.flagged_records in SQL (newest first; among records of the same
     second, the lowest id first, as the frame keeps them). `summary`: where the count summary
     says the flag's records lie (count_summary.list_window), as compliance_records' hint:
     nothing read where it counts none, and the window from its day when the first look at the
     newest records finds too few, before the fence."""
-    found = summary() if summary is not None else None
     scope = _fenced(scope, flag)
     hint = _flag_hint(scope, flag)
-    extra = [*QUANTITIES, "n_levels"]
-    if found == (None, 0):  # none: not even the first look
-        rows = _rows(scope, [false()], extra, limit, first_look=False)
-    else:
-        rows = _rows(scope, [flag_condition(scope, flag), *hint], extra, limit,
-                     newest_id_first=False, first_look=flag not in INDEXED_FLAGS, fence=hint,
-                     window=_window(scope, found))
+    rows = _rows(scope, [flag_condition(scope, flag), *hint], [*QUANTITIES, "n_levels"], limit,
+                 newest_id_first=False, first_look=flag not in INDEXED_FLAGS, fence=hint,
+                 window=_window(scope, summary))
     out = _names(scope, rows)
     for q in QUANTITIES:
         out[q] = pd.to_numeric(rows[q], errors="coerce").to_numpy(dtype=np.float64)

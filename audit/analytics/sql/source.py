@@ -294,12 +294,11 @@ class SqlSource(CachedFigures):
         """drill.compliance_records; when the newest records hold too few of the list's, the
         rest looked for from the day the daily summary names (summary_counts.newest_day), not
         among every record."""
-        def hint() -> tuple[date | None, int] | None:
-            if group is not None and group[0] not in summary_counts.KEYS:
-                return None
+        hint = None
+        if group is None or group[0] in summary_counts.KEYS:  # a few of its rows: ms
             codes = None if group is None else \
                 (group[0], groups.codes_for(scope.lookups, group[0], group[1]))
-            return summary_counts.newest_day(self.engine, scope.filters, which, limit, codes)
+            hint = summary_counts.newest_day(self.engine, scope.filters, which, limit, codes)
         return drill.compliance_records(scope, which, group, limit, hint)
 
     @public
@@ -452,7 +451,7 @@ class SqlSource(CachedFigures):
         the flag's own rows already (the summary's read would cost more)."""
         if flag in drill.INDEXED_FLAGS:
             return drill.flagged_records(scope, flag, limit)
-        return drill.flagged_records(scope, flag, limit, lambda: count_pages.list_window(
+        return drill.flagged_records(scope, flag, limit, count_pages.list_window(
             self.engine, scope.lookups, scope.filters, flag, limit))
 
     @public

@@ -28,14 +28,19 @@ frame's), and the summary is refreshed to the data version before it is read.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, date
+from datetime import date
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, Engine, and_, func, or_, select
 
-from audit.analytics.daily_summary import SUMMARY, monthly_counts, refresh_summary
+from audit.analytics.daily_summary import (
+    SUMMARY,
+    day_conditions,
+    monthly_counts,
+    refresh_summary,
+)
 from audit.analytics.snapshot import Snapshot
 from audit.analytics.sql import groups
 from audit.analytics.sql.counts import COMPLIANCE_COUNTS, _compliance_rates
@@ -134,11 +139,9 @@ def _rows(engine: Engine, filters: Filters) -> pd.DataFrame:
         found = filters.id_conditions(conn, SUMMARY)
         if found is None:  # a name that matches no id: nothing
             return pd.DataFrame({c: np.empty(0, dtype=np.int64) for c in columns})
-        period = [s.day >= m.astimezone(UTC).date() for m in [filters.start] if m is not None]
-        period += [s.day < m.astimezone(UTC).date() for m in [filters.before] if m is not None]
         keys = [getattr(s, c) for c in KEYS.values()]
         query = (select(*keys, *(func.sum(getattr(s, c)) for c in COMPLIANCE_COUNTS))
-                 .where(s.eligible > 0, *period, *found).group_by(*keys))
+                 .where(s.eligible > 0, *day_conditions(filters), *found).group_by(*keys))
         rows: list[Any] = [tuple(r) for r in conn.execute(query).all()]
     return pd.DataFrame(rows, columns=columns).astype(np.int64) if rows else \
         pd.DataFrame({c: np.empty(0, dtype=np.int64) for c in columns})
@@ -158,12 +161,12 @@ def newest_day(engine: Engine, filters: Filters, which: str, wanted: int,
     it does not hold, a final record within half a second of the period's bounds
     (period_edges_clear), more than NEWEST_DAY_ROWS rows read.
 
-    Asked by drill.compliance_records only when the filters' newest records (20 times the
-    list's length) held too few: it then read every record of the filters, so at 10M an empty
-    list, a physician's MBBs (contrast recommended, not required: never non-compliant), took
-    2.5-5 s. The drill checks that the day's window holds what the summary says (else it reads
-    every record, as before). The summary's rows are read newest first through its primary key
-    (day first) on a server-side cursor, and the reading stops at the day that makes the
+    Why: where the filters' newest records (20 times the list's length) held too few, the list
+    read every record of the filters, so at 10M an empty list, a physician's MBBs (contrast
+    recommended, not required: never non-compliant), took 2.5-5 s. For none the list reads
+    nothing; else drill._rows checks that the day's window holds what the summary says (else it
+    reads every record, as before). The summary's rows are read newest first through its primary
+    key (day first) on a server-side cursor, and the reading stops at the day that makes the
     count."""
     if not answerable(filters) or (group is not None and group[0] not in KEYS):
         return None
@@ -174,9 +177,7 @@ def newest_day(engine: Engine, filters: Filters, which: str, wanted: int,
         found = filters.id_conditions(conn, SUMMARY)
         if found is None or not period_edges_clear(conn, filters):
             return None
-        where = [counted > 0, *found]
-        where += [s.day >= m.astimezone(UTC).date() for m in [filters.start] if m is not None]
-        where += [s.day < m.astimezone(UTC).date() for m in [filters.before] if m is not None]
+        where = [counted > 0, *day_conditions(filters), *found]
         if group is not None:
             where.append(getattr(s, KEYS[group[0]]).in_(group[1]))
         query = select(s.day, counted).where(*where).order_by(s.day.desc()) \
