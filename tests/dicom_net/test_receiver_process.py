@@ -78,6 +78,15 @@ def test_sigterm_stops_the_receiver_cleanly(databases: Databases, tmp_path: Path
     assert listener.stopped_at is not None and listener.port == port
 
 
+def alive(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie nobody reaped has stopped: its sockets are closed)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
 @pytest.mark.slow
 def test_serve_starts_the_receiver_when_enabled_and_stops_it(databases: Databases,
                                                              tmp_path: Path) -> None:
@@ -88,11 +97,18 @@ def test_serve_starts_the_receiver_when_enabled_and_stops_it(databases: Database
     engine.dispose()
     server = start(["--db", url, "serve", "--port", str(web)], tmp_path)
     try:
-        assert wait_for(lambda: echo(port)), server.stdout.read() if server.stdout else ""
+        # Ours, not whatever else on this machine may answer on the port: the receiver records
+        # its port and pid when it listens.
+        assert wait_for(lambda: bool(listeners(url)) and echo(port)), \
+            server.stdout.read() if server.stdout else ""
+        [listener] = listeners(url)
+        assert listener.port == port and listener.stopped_at is None and alive(listener.pid)
         server.terminate()
         server.wait(timeout=30)
     finally:
         if server.poll() is None:
             server.kill()
-    assert wait_for(lambda: not echo(port), 30)  # the receiver went with the dashboard
-    assert wait_for(lambda: listeners(url)[-1].stopped_at is not None, 30)
+    assert wait_for(lambda: not alive(listener.pid), 30), \
+        Path(f"/proc/{listener.pid}/status").read_text()  # the receiver went with the dashboard
+    assert listeners(url)[-1].stopped_at is not None  # and said so before it went
+    assert not echo(port)
