@@ -2,7 +2,10 @@
 sums per UTC day, site, room, procedure type and physician, kept current from the data version.
 
 Why a summary: the monthly trend charts and the p-chart need only counts per month, and a
-GROUP BY over a few thousand summary rows answers them without reading a million records.
+GROUP BY over a few thousand summary rows answers them without reading a million records. Each
+month has its rows too (`whole_month`, the month's first day: the sum of its day rows, rewritten
+whenever one of its days is), so a period reads its whole months as month rows and only the
+days of the months it cuts as days (`period_rows`): at 10M records a year is 146,000 day rows.
 Medians and other quantiles cannot be pre-aggregated (the median of medians is not the median):
 they still come from the records.
 
@@ -22,7 +25,8 @@ monthly counts equal to the analysis frame's p-chart counts on both databases.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -35,10 +39,13 @@ from sqlalchemy import (
     case,
     cast,
     delete,
+    false,
     func,
     insert,
+    not_,
     or_,
     select,
+    true,
 )
 from sqlalchemy.sql import ColumnElement
 
@@ -106,7 +113,8 @@ def summary_select(dialect: str, where: Any = None) -> Any:
     def count(condition: Any) -> Any:
         return func.sum(case((condition, 1), else_=0))
 
-    query = (select(*keys, func.count(), count(eligible), count(compliant), count(excepted),
+    query = (select(false(), *keys, func.count(), count(eligible), count(compliant),
+                    count(excepted),
                     func.sum(p.dap_gycm2), func.count(p.dap_gycm2),
                     func.sum(p.air_kerma_mgy), func.count(p.air_kerma_mgy),
                     func.sum(fluoro_time), func.count(fluoro_time))
@@ -119,26 +127,33 @@ def summary_select(dialect: str, where: Any = None) -> Any:
     return query.group_by(*keys)
 
 
-_COLUMNS = ["day", "site_id", "room_id", "procedure_type_id", "physician_id", *COUNT_COLUMNS,
-            "kap_sum", "kap_n", "air_kerma_sum", "air_kerma_n", "fluoro_time_sum",
-            "fluoro_time_n"]
+_KEYS = ("site_id", "room_id", "procedure_type_id", "physician_id")
+_SUMS = (*COUNT_COLUMNS, "kap_sum", "kap_n", "air_kerma_sum", "air_kerma_n", "fluoro_time_sum",
+         "fluoro_time_n")
+_COLUMNS = ["whole_month", "day", *_KEYS, *_SUMS]
 
 
 def rebuild(conn: Connection, days: list[date] | None = None) -> None:
-    """Recompute the rows of `days` (None: the whole table) from the procedure table."""
+    """Recompute the rows of `days` (None: the whole table) from the procedure table, then
+    their months' rows from the day rows."""
     dialect = conn.dialect.name
     if days is None:
         conn.execute(delete(DailySummary))
         conn.execute(insert(DailySummary).from_select(_COLUMNS, summary_select(dialect)))
+        insert_months(conn, None, DailySummary, _KEYS, _SUMS)
         return
     for lo in range(0, len(days), 200):
         chunk = days[lo:lo + 200]
-        conn.execute(delete(DailySummary).where(DailySummary.day.in_(chunk)))
+        conn.execute(delete(DailySummary).where(DailySummary.whole_month.is_(False),
+                                                DailySummary.day.in_(chunk)))
         periods = [Procedure.performed_at.between(
             datetime.combine(d, datetime.min.time(), UTC),
             datetime.combine(d, datetime.max.time(), UTC)) for d in chunk]
         conn.execute(insert(DailySummary).from_select(
             _COLUMNS, summary_select(dialect, or_(*periods))))
+    if days:
+        insert_months(conn, sorted({d.replace(day=1) for d in days}), DailySummary, _KEYS,
+                      _SUMS)
 
 
 def _days_to_redo(conn: Connection, synced: int, head: int,
@@ -212,6 +227,7 @@ def monthly_counts(engine: Engine, filters: Filters | None = None) -> pd.DataFra
             filters.record_status not in (None, RecordStatus.FINAL.value):
         raise ValueError("the daily summary counts final records by site, room, physician, "
                          "procedure and day only")
+    day_conditions(filters)  # a period of whole UTC days, else ValueError
     refresh_summary(engine)
     columns = ["month", *COUNT_COLUMNS]
     with read_session(engine) as session:
@@ -222,7 +238,8 @@ def monthly_counts(engine: Engine, filters: Filters | None = None) -> pd.DataFra
         rows = session.execute(
             select(DailySummary.day, *(func.sum(getattr(DailySummary, c))
                                        for c in COUNT_COLUMNS))
-            .where(*day_conditions(filters), *found).group_by(DailySummary.day)).all()
+            .where(period_rows(filters, DailySummary), *found)
+            .group_by(DailySummary.day)).all()
     if not rows:
         return pd.DataFrame(columns=columns)
     days = np.array([d if isinstance(d, date) else date.fromisoformat(str(d))
@@ -231,3 +248,58 @@ def monthly_counts(engine: Engine, filters: Filters | None = None) -> pd.DataFra
     frame["month"] = days.astype("datetime64[M]").astype(str)  # "YYYY-MM", as month_label
     return (frame.groupby("month", sort=True)[COUNT_COLUMNS].sum().reset_index()[columns])
 
+
+# --- month rows (this summary, the count summary, the rule findings' counts) -----------------
+def month_start(day: date) -> date:
+    return day.replace(day=1)
+
+
+def next_month(day: date) -> date:
+    return (day.replace(day=28) + timedelta(days=4)).replace(day=1)
+
+
+def month_of(dialect: str, day: Any) -> ColumnElement[Any]:
+    """A day column's month (its first day), in SQL."""
+    if dialect == "sqlite":  # stored as text "YYYY-MM-DD"
+        return func.date(day, "start of month")
+    return cast(func.date_trunc("month", day), Date)
+
+
+def insert_months(conn: Connection, months: list[date] | None, table: Any,
+                  keys: Sequence[str], counts: Sequence[str]) -> None:
+    """The month rows (whole_month, the month's first day) of these months (None: every
+    month), summed from their day rows, in a table kept that way: this summary, the count
+    summary (audit.analytics.sql.count_summary), the rule findings' counts
+    (audit.rules.finding_counts). A month row is the sum of its days, so a period's whole
+    months read one row per key instead of thirty."""
+    s = table
+    first = month_of(conn.dialect.name, s.day)
+    key_columns = [getattr(s, k) for k in keys]
+    where: list[Any] = [s.whole_month.is_(False)]
+    drop: list[Any] = [s.whole_month.is_(True)]
+    if months is not None:  # by day ranges: the primary key's (whole_month, day) finds them
+        where.append(or_(*(and_(s.day >= m, s.day < next_month(m)) for m in months)))
+        drop.append(s.day.in_(months))
+    conn.execute(delete(s).where(*drop))
+    conn.execute(insert(s).from_select(
+        ["whole_month", "day", *keys, *counts],
+        select(true(), first, *key_columns, *(func.sum(getattr(s, c)) for c in counts))
+        .where(*where).group_by(first, *key_columns)))
+
+
+def period_rows(filters: Filters, s: Any) -> ColumnElement[bool]:
+    """The rows of a table kept with month rows (`insert_months`) that add up to the filters'
+    period: month rows for the whole months inside it, day rows for the rest."""
+    start = None if filters.start is None else filters.start.astimezone(UTC).date()
+    before = None if filters.before is None else filters.before.astimezone(UTC).date()
+    first = None if start is None else (start if start.day == 1 else next_month(start))
+    last = None if before is None else month_start(before)  # months in [first, last)
+    months = [c for c in [None if first is None else s.day >= first,
+                          None if last is None else s.day < last] if c is not None]
+    days = [c for c in [None if start is None else s.day >= start,
+                        None if before is None else s.day < before] if c is not None]
+    if first is not None and last is not None and first >= last:  # no whole month
+        return and_(s.whole_month.is_(False), *days)
+    covered = and_(true(), *months)
+    return (and_(s.whole_month.is_(True), *months) |
+            and_(s.whole_month.is_(False), *days, not_(covered)))

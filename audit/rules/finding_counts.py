@@ -27,7 +27,8 @@ from sqlalchemy import (
     select,
 )
 
-from audit.analytics.sql.count_summary import insert_months, utc_day
+from audit.analytics.daily_summary import insert_months
+from audit.analytics.sql.count_summary import utc_day
 from audit.filters import Filters
 from audit.storage.models import RuleFinding, RuleFindingCount
 from audit.vocab import RecordStatus

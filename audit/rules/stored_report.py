@@ -35,7 +35,7 @@ from sqlalchemy import (
     values,
 )
 
-from audit.analytics.sql.count_summary import period_rows
+from audit.analytics.daily_summary import period_rows
 from audit.filters import Filters, Target
 from audit.rules import finding_counts
 from audit.rules.findings_store import Progress, refresh_findings

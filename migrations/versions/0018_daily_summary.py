@@ -8,8 +8,8 @@ Issue 16: monthly trend charts and the p-chart count records per month; a summar
 site, room, procedure type and physician (counts, contrast-compliance numerator and
 denominator, dose sums and counts) answers them from a few thousand rows instead of every
 record. audit.analytics.daily_summary keeps it current from the data version (the highest
-audit event id), which `daily_summary_state` records. The existing records are summarised here,
-in the migration (one INSERT ... SELECT ... GROUP BY), so the first page after the upgrade does
+audit event id), which `daily_summary_state` records. The existing records are summarised by
+migration 0028 (one INSERT ... SELECT ... GROUP BY), so the first page after the upgrade does
 not pay for it.
 """
 from collections.abc import Sequence
@@ -51,14 +51,8 @@ def upgrade() -> None:
         sa.Column("rules", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_daily_summary_state")),
     )
-    # the backfill: the same GROUP BY the refresh runs, at the data version read first
-    from audit.analytics.daily_summary import RULES, rebuild
-
-    bind = op.get_bind()
-    head = bind.execute(sa.text("SELECT max(id) FROM audit_event")).scalar() or 0
-    rebuild(bind)
-    bind.execute(sa.text("INSERT INTO daily_summary_state (id, data_version, rules) "
-                         "VALUES (1, :v, :r)"), {"v": int(head), "r": RULES})
+    # The backfill is migration 0028's, where the table has its month rows: the summary's
+    # code builds the table of the newest revision, not of this one.
 
 
 def downgrade() -> None:

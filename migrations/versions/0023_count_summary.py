@@ -70,11 +70,15 @@ def upgrade() -> None:
     if version is None:  # the facts were never built: the first refresh builds both
         return
     # the same rows a refresh computes, from the facts at the version they reflect
-    from audit.analytics.sql.count_summary import _insert_days, _lookups, _rules, insert_months
+    from audit.analytics.daily_summary import insert_months
+    from audit.analytics.sql.count_summary import COUNTS as COLUMNS
+    from audit.analytics.sql.count_summary import KEYS as KEY_COLUMNS
+    from audit.analytics.sql.count_summary import _insert_days, _lookups, _rules
+    from audit.storage.models import CountSummary
 
     lookups = _lookups(bind)
     _insert_days(bind, lookups, None)
-    insert_months(bind, None)
+    insert_months(bind, None, CountSummary, KEY_COLUMNS, COLUMNS)
     bind.execute(sa.text("INSERT INTO count_summary_state (id, data_version, rules) "
                          "VALUES (1, :v, :r)"), {"v": int(version), "r": _rules(lookups)})
     bind.execute(sa.text("ANALYZE count_summary"))

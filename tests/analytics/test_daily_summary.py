@@ -44,10 +44,35 @@ def cases(engine: Engine) -> list[Filters]:
             Filters(rooms=(names["rooms"][-1],), physicians=tuple(names["physicians"][:3])),
             Filters.days(date(2025, 9, 1), date(2026, 2, 28)),
             Filters.days(date(2026, 1, 1), None, sites=(names["sites"][-1],),
-                         procedures=(names["procedures"][0],))]
+                         procedures=(names["procedures"][0],)),
+            # months cut at both ends (their days), whole ones between (month rows), and a
+            # period inside one month (days only)
+            Filters.days(date(2025, 10, 17), date(2026, 3, 9)),
+            Filters.days(None, date(2026, 2, 13), physicians=tuple(names["physicians"][:2])),
+            Filters.days(date(2026, 4, 2), date(2026, 4, 29))]
+
+
+def assert_months_are_their_days(engine: Engine) -> None:
+    """Every month row is the sum of its month's day rows, key by key, and no month lacks
+    its row or keeps one whose days are gone."""
+    refresh_summary(engine)
+    with read_session(engine) as session:
+        rows = pd.DataFrame(session.execute(select(DailySummary.__table__)).all(),
+                            columns=[c.key for c in DailySummary.__table__.columns])
+    keys = ["site_id", "room_id", "procedure_type_id", "physician_id"]
+    rows["month"] = pd.to_datetime(rows["day"]).dt.to_period("M").astype(str)
+    sums = [c for c in rows.columns if c not in ("whole_month", "day", "month", *keys)]
+    days = rows[~rows["whole_month"].astype(bool)]
+    months = rows[rows["whole_month"].astype(bool)]
+    assert (pd.to_datetime(months["day"]).dt.day == 1).all()
+    expected = days.groupby(["month", *keys])[sums].sum(min_count=1)
+    found = months.set_index(["month", *keys])[sums].sort_index()
+    assert len(days) > len(months) > 0
+    pd.testing.assert_frame_equal(found.astype(float), expected.astype(float), rtol=1e-12)
 
 
 def assert_equal_everywhere(engine: Engine) -> None:
+    assert_months_are_their_days(engine)
     for filters in cases(engine):
         expected, found = frame_counts(engine, filters), summary_counts(engine, filters)
         counts = {c: np.int64 for c in found.columns[1:]}

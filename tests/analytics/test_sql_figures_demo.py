@@ -54,6 +54,8 @@ def cases(snap: Snapshot) -> list[Filters]:
         Filters.days(date(2026, 1, 1), None, sites=(names["sites"][-1],),
                      procedures=(names["procedures"][0],)),
         Filters(physicians=(names["physicians"][1],), procedures=("MBB",)),
+        # months cut at both ends: the summaries' day rows there, month rows between
+        Filters.days(date(2025, 11, 12), date(2026, 4, 20), rooms=(names["rooms"][0],)),
         Filters.days(date(2030, 1, 1), date(2030, 12, 31)),  # empty
     ]
 

@@ -45,24 +45,25 @@ from sqlalchemy import (
     Connection,
     Date,
     Engine,
-    and_,
     cast,
     delete,
     false,
     func,
     insert,
-    not_,
-    or_,
     select,
     text,
-    true,
     tuple_,
 )
 from sqlalchemy.sql import ColumnElement
 
 from audit.analytics._lookup_tables import read_lookup_tables
 from audit.analytics._packing import COLUMNS
-from audit.analytics.daily_summary import _days_to_redo
+from audit.analytics.daily_summary import (
+    _days_to_redo,
+    insert_months,
+    next_month,
+    period_rows,
+)
 from audit.analytics.derived import refresh_versioned
 from audit.analytics.snapshot import Snapshot, _frame
 from audit.analytics.sql import counts, drill, groups
@@ -164,26 +165,6 @@ def _insert_days(conn: Connection, lookups: Snapshot, days: list[date] | None) -
         conn.execute(insert(s).from_select(names, _day_select(conn, lookups, chunk)))
 
 
-def insert_months(conn: Connection, months: list[date] | None, table: Any = CountSummary,
-                  keys: tuple[str, ...] = KEYS, counts: tuple[str, ...] = COUNTS) -> None:
-    """The month rows (whole_month, the month's first day) of these months (None: every
-    month), from their days: of this summary, or of another kept the same way (the stored
-    rule findings' counts, audit.rules.finding_counts)."""
-    s = table
-    first = cast(func.date_trunc("month", s.day), Date)
-    key_columns = [getattr(s, k) for k in keys]
-    where: list[Any] = [s.whole_month.is_(False)]
-    drop: list[Any] = [s.whole_month.is_(True)]
-    if months is not None:  # by day ranges: the primary key's (whole_month, day) finds them
-        where.append(or_(*(and_(s.day >= m, s.day < next_month(m)) for m in months)))
-        drop.append(s.day.in_(months))
-    conn.execute(delete(s).where(*drop))
-    conn.execute(insert(s).from_select(
-        ["whole_month", "day", *keys, *counts],
-        select(true(), first, *key_columns, *(func.sum(getattr(s, c)) for c in counts))
-        .where(*where).group_by(first, *key_columns)))
-
-
 def _redo(engine: Engine, lookups: Snapshot) -> Callable[[Connection, int | None, int], None]:
     def redo(conn: Connection, synced: int | None, now: int) -> None:
         refresh_facts(engine)  # the rows come from the facts: at least at this version
@@ -193,7 +174,7 @@ def _redo(engine: Engine, lookups: Snapshot) -> Callable[[Connection, int | None
             return
         _insert_days(conn, lookups, days)
         months = None if days is None else sorted({d.replace(day=1) for d in days})
-        insert_months(conn, months)
+        insert_months(conn, months, CountSummary, KEYS, COUNTS)
         if days is None:
             conn.execute(text("ANALYZE count_summary"))
     return redo
@@ -220,33 +201,6 @@ def answerable(filters: Filters) -> bool:
         return False
     return all(moment is None or moment.timestamp() % 86400 == 0
                for moment in (filters.start, filters.before))
-
-
-def _month_start(day: date) -> date:
-    return day.replace(day=1)
-
-
-def next_month(day: date) -> date:
-    return (day.replace(day=28) + timedelta(days=4)).replace(day=1)
-
-
-def period_rows(filters: Filters, s: Any = CountSummary) -> ColumnElement[bool]:
-    """The rows that add up to the period: month rows for the whole months inside it, day
-    rows for the rest (of this summary, or of another with `whole_month` and `day` columns:
-    the stored rule findings' counts)."""
-    start = None if filters.start is None else filters.start.astimezone(UTC).date()
-    before = None if filters.before is None else filters.before.astimezone(UTC).date()
-    first = None if start is None else (start if start.day == 1 else next_month(start))
-    last = None if before is None else _month_start(before)  # months in [first, last)
-    months = [c for c in [None if first is None else s.day >= first,
-                          None if last is None else s.day < last] if c is not None]
-    days = [c for c in [None if start is None else s.day >= start,
-                        None if before is None else s.day < before] if c is not None]
-    if first is not None and last is not None and first >= last:  # no whole month
-        return and_(s.whole_month.is_(False), *days)
-    covered = and_(true(), *months)
-    return (and_(s.whole_month.is_(True), *months) |
-            and_(s.whole_month.is_(False), *days, not_(covered)))
 
 
 def computation(engine: Engine, filters: Filters,
@@ -281,7 +235,7 @@ def page_counts(engine: Engine, lookups: Snapshot,
         query = (select(func.grouping(*raw.values()).label("gset"),
                         *(c.label(n) for c, n in zip(raw.values(), names, strict=True)),
                         *(func.coalesce(func.sum(getattr(s, c)), 0).label(c) for c in COUNTS))
-                 .where(period_rows(filters), *(found or []))
+                 .where(period_rows(filters, CountSummary), *(found or []))
                  .group_by(func.grouping_sets(*(tuple_(c) for c in raw.values()))))
         rows = [] if found is None else conn.execute(query).all()
     # Made with numpy, not a pandas pipeline per grouping: building these few small tables
@@ -355,7 +309,7 @@ def list_window(engine: Engine, lookups: Snapshot, filters: Filters, column: str
         found = filters.id_conditions(conn, TARGET)
         if found is None or not period_edges_clear(conn, filters):
             return None
-        months = conn.execute(select(month, count).where(period_rows(filters), *found)
+        months = conn.execute(select(month, count).where(period_rows(filters, CountSummary), *found)
                               .group_by(month).having(count > 0)
                               .order_by(month.desc())).all()
         if not months:

@@ -136,13 +136,16 @@ class SqlSource(CachedFigures):
         def compute(conn: Connection, lookups: Snapshot) -> dict[str, Any]:
             refresh_summary(self.engine)
             s = DailySummary
+            months = s.whole_month.is_(True)  # the month rows: a few per month, the same ids
             with self.engine.connect() as fresh:  # after the refresh's commit
-                used = {key: sorted({int(i) for i in fresh.scalars(select(column).distinct())})
+                used = {key: sorted({int(i) for i in fresh.scalars(
+                            select(column).where(months).distinct())})
                         for key, column in (("sites", s.site_id), ("rooms", s.room_id),
                                             ("physicians", s.physician_id),
                                             ("procedures", s.procedure_type_id))}
-                first, last, total = fresh.execute(
-                    select(func.min(s.day), func.max(s.day), func.sum(s.procedures))).one()
+                total = fresh.scalar(select(func.sum(s.procedures)).where(months))
+                first, last = fresh.execute(select(func.min(s.day), func.max(s.day))
+                                            .where(s.whole_month.is_(False))).one()
             names = {"sites": lookups.sites, "rooms": lookups.rooms["label"],
                      "physicians": lookups.physicians, "procedures": lookups.types["code"]}
             options = {k: sorted(str(names[k][i]) for i in ids if i in names[k].index)

@@ -3,9 +3,11 @@ a scan of the record facts, where the summary answers the filters exactly.
 
 Why: the page's figures are counts (eligible, compliant, excepted) by physician, room and
 procedure and overall; the summary holds them per day x site x room x procedure type x
-physician, about 17 times fewer rows than records (288k at 5M), and a GROUP BY of the rows with
-an eligible record collapses them to one row per site x room x procedure x physician (a few
-hundred) in a tenth of the time a scan of the facts takes. Each grouping and the overall are
+physician, about 17 times fewer rows than records (288k at 5M), and per month (the sum of the
+month's days: a period's whole months are read as month rows, only the days of a month it cuts
+as days, `daily_summary.period_rows`), and a GROUP BY of the rows with an eligible record
+collapses them to one row per site x room x procedure x physician (a few hundred) in a tenth
+of the time a scan of the facts takes. Each grouping and the overall are
 sums of those rows in pandas; the rates and Wilson intervals, the labels, the row order and
 the dtypes come from the scan's own code (groups.decorate, counts._compliance_rates), so the
 tables are the scan's, exactly.
@@ -39,6 +41,7 @@ from audit.analytics.daily_summary import (
     SUMMARY,
     day_conditions,
     monthly_counts,
+    period_rows,
     refresh_summary,
 )
 from audit.analytics.snapshot import Snapshot
@@ -141,7 +144,7 @@ def _rows(engine: Engine, filters: Filters) -> pd.DataFrame:
             return pd.DataFrame({c: np.empty(0, dtype=np.int64) for c in columns})
         keys = [getattr(s, c) for c in KEYS.values()]
         query = (select(*keys, *(func.sum(getattr(s, c)) for c in COMPLIANCE_COUNTS))
-                 .where(s.eligible > 0, *day_conditions(filters), *found).group_by(*keys))
+                 .where(s.eligible > 0, period_rows(filters, s), *found).group_by(*keys))
         rows: list[Any] = [tuple(r) for r in conn.execute(query).all()]
     return pd.DataFrame(rows, columns=columns).astype(np.int64) if rows else \
         pd.DataFrame({c: np.empty(0, dtype=np.int64) for c in columns})
@@ -165,9 +168,9 @@ def newest_day(engine: Engine, filters: Filters, which: str, wanted: int,
     read every record of the filters, so at 10M an empty list, a physician's MBBs (contrast
     recommended, not required: never non-compliant), took 2.5-5 s. For none the list reads
     nothing; else drill._rows checks that the day's window holds what the summary says (else it
-    reads every record, as before). The summary's rows are read newest first through its primary
-    key (day first) on a server-side cursor, and the reading stops at the day that makes the
-    count."""
+    reads every record, as before). The summary's day rows are read newest first through its
+    primary key (whole_month, day, ...) on a server-side cursor, and the reading stops at the
+    day that makes the count."""
     if not answerable(filters) or (group is not None and group[0] not in KEYS):
         return None
     refresh_summary(engine)
@@ -177,7 +180,7 @@ def newest_day(engine: Engine, filters: Filters, which: str, wanted: int,
         found = filters.id_conditions(conn, SUMMARY)
         if found is None or not period_edges_clear(conn, filters):
             return None
-        where = [counted > 0, *day_conditions(filters), *found]
+        where = [s.whole_month.is_(False), counted > 0, *day_conditions(filters), *found]
         if group is not None:
             where.append(getattr(s, KEYS[group[0]]).in_(group[1]))
         query = select(s.day, counted).where(*where).order_by(s.day.desc()) \

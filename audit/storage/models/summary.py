@@ -17,12 +17,15 @@ from audit.storage.types import Base
 
 class DailySummary(Base):
     """Per UTC day, site, room, procedure type and physician: the final records, the
-    contrast-compliance counts (audit.contrast_rule) and dose sums and counts. KAP is the
-    displayed KAP: the room is part of the key, so the room-corrected sum is the sum times the
-    room's factor. Medians cannot be summed: quantiles still come from the records."""
+    contrast-compliance counts (audit.contrast_rule) and dose sums and counts; and the same per
+    month (`whole_month`: the month's first day, the sum of its days' rows), so a period of
+    whole months reads a few rows per month. KAP is the displayed KAP: the room is part of the
+    key, so the room-corrected sum is the sum times the room's factor. Medians cannot be
+    summed: quantiles still come from the records."""
 
     __tablename__ = "daily_summary"
 
+    whole_month: Mapped[bool] = mapped_column(Boolean, primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     site_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     room_id: Mapped[int] = mapped_column(Integer, primary_key=True)
