@@ -58,8 +58,12 @@ def _rows(scope: Scope, where: list[ColumnElement[bool]], extra: list[str],
     read, applied first in a materialized CTE when the first look found too few: PostgreSQL
     cannot estimate a rare tail of a range (it put the SRDL records at 1 in 90, not 1 in
     2,000) and would otherwise walk every record backwards in time. `window`: where a summary
-    says the records lie (_window): read when the first look found too few, kept when it holds
-    what the summary counts, before the fence; where it counts none, nothing else is read."""
+    says the records lie (_window): read first, and kept when it holds what the summary counts
+    (then nothing else is read; else the first look, the fence or every record, as without
+    it); where it counts none, nothing is read. First rather than after the first look: the
+    window's read stops at the list's `limit`-th record, where the first look materialises
+    PROBE times as many (at 5M records an excepted list of 2,000 took 0.15-0.18 s, 0.06-0.1 s
+    from its window)."""
     rec = scope.rec
     columns = [*_NAMES, *extra]
     if window is not None and not window[1]:  # none there, says the summary: nothing to look at
@@ -74,7 +78,12 @@ def _rows(scope: Scope, where: list[ColumnElement[bool]], extra: list[str],
 
     if limit is None or not first_look:
         return scope.rows(newest(rec, where, limit), columns)
-    # First the filters' newest records alone (an index on (physician, room or procedure,
+    if window is not None:  # first where the summary says the records lie, when they are there
+        inside, expected = window
+        found = scope.rows(newest(rec, [*where, *inside], limit), columns)
+        if len(found) == min(expected, limit):
+            return found
+    # Then the filters' newest records alone (an index on (physician, room or procedure,
     # instant) reads them backwards: the planner cannot tell how rare a drill's condition is,
     # and with it scans every fact), then the condition among them: the same rows whenever
     # `limit` of them qualify (any qualifying record outside is older than all of those).
@@ -85,11 +94,6 @@ def _rows(scope: Scope, where: list[ColumnElement[bool]], extra: list[str],
     found = scope.rows(newest(probe, [adapt(w) for w in where], limit), columns)
     if len(found) == limit:
         return found
-    if window is not None:  # fewer: where the rest lie, when that read finds them all
-        inside, expected = window
-        found = scope.rows(newest(rec, [*where, *inside], limit), columns)
-        if len(found) == min(expected, limit):
-            return found
     if fence:  # fewer: the rare condition's records first, then the newest of them
         hot = select(rec).where(*fence).cte("hot").prefix_with("MATERIALIZED")
         inside = ClauseAdapter(hot).traverse
@@ -112,9 +116,9 @@ def compliance_records(scope: Scope, which: str = "non_compliant",
                        hint: tuple[date | None, int] | None = None) -> pd.DataFrame:
     """audit.analytics.compliance.compliance_records in SQL. `hint`: (D, n), the daily
     summary counts n of `which` from UTC day D on, n >= `limit` or all there are; (None, 0):
-    none (summary_counts.newest_day). None there: nothing read; else the list is the first look's
-    (the newest records) when it finds `limit`, else the records from D when they are what
-    the summary says, else every record, as without a hint."""
+    none (summary_counts.newest_day). None there: nothing read; else the list is the records
+    from D when they are what the summary says, else as without a hint (the newest records
+    when they hold `limit`, else every record)."""
     if which not in ("non_compliant", "excepted"):
         raise ValueError("which: non_compliant or excepted")
     scope = scope.flat()
@@ -221,8 +225,8 @@ def flagged_records(scope: Scope, flag: str, limit: int = 1000,
     """audit.analytics.safety.flagged_records in SQL (newest first; among records of the same
     second, the lowest id first, as the frame keeps them). `summary`: where the count summary
     says the flag's records lie (count_summary.list_window), as compliance_records' hint:
-    nothing read where it counts none, and the window from its day when the first look at the
-    newest records finds too few, before the fence."""
+    nothing read where it counts none, else the window from its day first (then the first look
+    at the newest records and the fence, where the window does not hold what it counts)."""
     scope = _fenced(scope, flag)
     hint = _flag_hint(scope, flag)
     rows = _rows(scope, [flag_condition(scope, flag), *hint], [*QUANTITIES, "n_levels"], limit,
