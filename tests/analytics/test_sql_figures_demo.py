@@ -11,7 +11,7 @@ from dataclasses import replace
 from datetime import date
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, event, func, select
 
 from audit.alerts.refresh import refresh_alerts
 from audit.analytics.snapshot import Snapshot, load_snapshot, options
@@ -141,3 +141,40 @@ def test_narrowing_the_dose_page_to_procedures_computes_nothing(
     assert_same("not held: computed", other, frame.dose_distribution(other),
                 sql.dose_distribution(other))
     assert sql.queries == computed + 1
+
+
+def test_a_histogram_takes_its_edges_from_the_distribution_held(
+        demo: tuple[Engine, Snapshot]) -> None:
+    # The Dose page shows the distribution, then one procedure's histogram: its edges come
+    # from the distribution's least and greatest positive value of that procedure (the same
+    # records), so the histogram reads the records once, not twice; the bins are those of a
+    # source that never held the distribution, and of the frame.
+    engine, snap = demo
+    frame = FrameSource(snap, engine)
+    period = Filters.days(date(2025, 10, 1), date(2026, 3, 31))
+    cases = [(Filters(), "TFESI", "kap_corrected_gycm2"), (period, "MBB", "fluoro_time_s"),
+             (replace(period, procedures=("TFESI", "SIJ")), "SIJ", "kap_corrected_gycm2"),
+             (Filters(physicians=(snap.physicians.iloc[0],)), "CAUDAL", "air_kerma_mgy")]
+    for filters, procedure, quantity in cases:
+        held, fresh = SqlSource(engine, shared=False), SqlSource(engine, shared=False)
+        shown = held.dose_distribution(filters, quantity)
+        assert "positive_low" not in shown.columns  # what the page shows: the frame's table
+        assert_same("distribution", filters, frame.dose_distribution(filters, quantity), shown)
+        before = held.queries
+        statements: list[str] = []
+
+        def note(conn: object, cursor: object, statement: str, *rest: object,
+                 statements: list[str] = statements) -> None:
+            statements.append(statement)
+        event.listen(engine, "before_cursor_execute", note)
+        try:
+            bins = held.dose_histogram(filters, procedure, quantity)
+        finally:
+            event.remove(engine, "before_cursor_execute", note)
+        assert held.queries == before + 1 and len(bins) == 40 and bins["count"].sum() > 0
+        assert not [s for s in statements if "min(" in s and "max(" in s], (procedure, quantity)
+        assert [s for s in statements if "width_bucket" in s]
+        assert_same("histogram", filters, fresh.dose_histogram(filters, procedure, quantity),
+                    bins)
+        assert_same("histogram", filters, frame.dose_histogram(filters, procedure, quantity),
+                    bins)

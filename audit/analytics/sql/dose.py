@@ -28,9 +28,10 @@ def value(scope: Scope, quantity: str, per_level: bool = False) -> ColumnElement
 
 
 def quantiles(scope: Scope, by: Sequence[str], values: dict[str, ColumnElement[Any]],
-              qs: Sequence[float], count_all: bool = True) -> pd.DataFrame:
+              qs: Sequence[float], count_all: bool = True,
+              extra: dict[str, ColumnElement[Any]] | None = None) -> pd.DataFrame:
     """Per group (codes g0..): records, and for each value its count and quantiles
-    (columns "{name}_n", "{name}_q{i}")."""
+    (columns "{name}_n", "{name}_q{i}"); `extra`: more aggregates of the same scan (floats)."""
     keys = groups.keys(scope.rec, by)
     columns: list[ColumnElement[Any]] = [func.count().label("records")] if count_all else []
     names = ["records"] if count_all else []
@@ -40,6 +41,9 @@ def quantiles(scope: Scope, by: Sequence[str], values: dict[str, ColumnElement[A
         for i, q in enumerate(qs):
             columns.append(func.percentile_cont(q).within_group(expr).label(f"{name}_q{i}"))
             names.append(f"{name}_q{i}")
+    for name, expr in (extra or {}).items():
+        columns.append(expr.label(name))
+        names.append(name)
     query = select(*keys, *columns).select_from(scope.rec)
     if keys:
         query = query.group_by(*keys)
@@ -135,11 +139,20 @@ def dose_page_together(scope: Scope, quantity: str) -> dict[tuple[tuple[str, ...
     return out
 
 
+#: Columns dose_distribution adds for the histogram (dose_histogram's `span`), not shown.
+SPAN = ("positive_low", "positive_high")
+
+
 def dose_distribution(scope: Scope, quantity: str = "dap_gycm2",
                       by: str = "procedure") -> pd.DataFrame:
-    """audit.analytics.dose_stats.dose_distribution in SQL."""
+    """audit.analytics.dose_stats.dose_distribution in SQL, with each group's least and
+    greatest positive value (SPAN, which SqlSource leaves out of what it shows): the Dose
+    page's histogram of a procedure takes its edges from them instead of another pass over the
+    procedure's records (0.35-0.5 s at 5M records)."""
     qs = (0.05, 0.25, 0.5, 0.75, 0.95)
-    frame = quantiles(scope, (by,), {"v": value(scope, quantity)}, qs, count_all=False)
+    v = value(scope, quantity)
+    span = {SPAN[0]: func.min(v).filter(v > 0), SPAN[1]: func.max(v).filter(v > 0)}
+    frame = quantiles(scope, (by,), {"v": v}, qs, count_all=False, extra=span)
     frame = frame[frame["v_n"] > 0]
     frame = groups.decorate(frame, scope.lookups, (by,))
     frame = frame.rename(columns={"v_n": "n"} | {f"v_q{i}": f"p{int(q * 100)}"
@@ -147,16 +160,20 @@ def dose_distribution(scope: Scope, quantity: str = "dap_gycm2",
     return frame.reset_index(drop=True)
 
 
-def dose_histogram(scope: Scope, quantity: str = "dap_gycm2", bins: int = 40) -> pd.DataFrame:
+def dose_histogram(scope: Scope, quantity: str = "dap_gycm2", bins: int = 40,
+                   span: tuple[Any, Any] | None = None) -> pd.DataFrame:
     """audit.analytics.dose_stats.dose_histogram in SQL, for the records in scope (the caller
     narrows the filters to the procedure): the same log-spaced edges (from the positive
     values' least and greatest, computed by numpy as there), counted by width_bucket, which
-    puts a value in the bin [low, high) like numpy's histogram."""
+    puts a value in the bin [low, high) like numpy's histogram. `span`: that least and
+    greatest as the distribution of the same records found them (SPAN), else read here."""
     v = value(scope, quantity)
     positive = v > 0
-    low, high = scope.conn.execute(select(func.min(v).filter(positive),
-                                          func.max(v).filter(positive))
-                                   .select_from(scope.rec)).one()
+    if span is None:
+        span = scope.conn.execute(select(func.min(v).filter(positive),
+                                         func.max(v).filter(positive))
+                                  .select_from(scope.rec)).one()
+    low, high = (None if x is None or pd.isna(x) else x for x in span)
     if low is None:
         return pd.DataFrame({"low": [], "high": [], "count": []})
     edges = np.geomspace(float(low), float(high) * (1 + 1e-9), bins + 1)

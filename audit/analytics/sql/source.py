@@ -342,12 +342,12 @@ class SqlSource(CachedFigures):
     @public
     def dose_distribution(self, filters: Filters, quantity: str = "dap_gycm2",
                           by: str = "procedure") -> pd.DataFrame:
-        if by == "procedure":
-            found = self._per_procedure("dose_distribution", filters, quantity, by)
-            if found is not None:
-                return found  # type: ignore[no-any-return]
-        return self._figure("dose_distribution", filters, dose.dose_distribution, quantity,
-                            by)
+        found = self._per_procedure("dose_distribution", filters, quantity, by) \
+            if by == "procedure" else None
+        if found is None:
+            found = self._figure("dose_distribution", filters, dose.dose_distribution,
+                                 quantity, by)
+        return found.drop(columns=list(dose.SPAN))  # type: ignore[no-any-return]
 
     @public
     def dose_histogram(self, filters: Filters, procedure: str, quantity: str = "dap_gycm2",
@@ -361,7 +361,23 @@ class SqlSource(CachedFigures):
             return pd.DataFrame({"low": [], "high": [], "count": []})
         narrowed = replace(filters, procedures=(procedure,))
         return self._figure(f"dose_histogram:{quantity}:{bins}", narrowed,
-                            lambda scope: dose.dose_histogram(scope, quantity, bins))
+                            lambda scope: dose.dose_histogram(
+                                scope, quantity, bins, self._span(filters, procedure, quantity,
+                                                                  scope.lookups.token)))
+
+    def _span(self, filters: Filters, procedure: str, quantity: str,
+              version: int) -> tuple[Any, Any] | None:
+        """The procedure's least and greatest positive value under the filters, from the
+        distribution this process holds at `version` (under these filters, or without their
+        procedures: the same records of the procedure), else None (the histogram reads them)."""
+        for held in (filters, replace(filters, procedures=())):
+            whole = self._peek(("dose_distribution", held, (quantity, "procedure")), version)
+            if whole is None:
+                continue
+            row = whole[whole["procedure"] == procedure]
+            if len(row) == 1:
+                return row[dose.SPAN[0]].iloc[0], row[dose.SPAN[1]].iloc[0]
+        return None
 
     def _dose_page(self, filters: Filters,
                    quantity: str) -> dict[tuple[tuple[str, ...], bool], pd.DataFrame]:
