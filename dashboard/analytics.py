@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 import altair as alt
@@ -123,6 +123,19 @@ def _source(found: FigureSource | Snapshot) -> FigureSource:
     return FrameSource(found) if isinstance(found, Snapshot) else found
 
 
+#: The period presets of whole calendar months, and how many.
+MONTHS_BACK = {"Last 12 months": 12, "Last 3 months": 3}
+
+
+def months_back(last: date, months: int) -> date:
+    """The first day of the calendar month `months` - 1 before `last`'s: the start of the last
+    `months` whole months, `last`'s own the last of them. Whole months read the summaries'
+    month rows and give the p-chart no partial first month (a 365-day year began with one
+    day of a month)."""
+    index = last.year * 12 + last.month - 1 - (months - 1)
+    return date(index // 12, index % 12 + 1, 1)
+
+
 def filters(found: FigureSource | Snapshot) -> Filters:
     """The common filters in the sidebar: period, site, room, physician, procedure (choices
     from the figures' source, or a snapshot)."""
@@ -135,11 +148,11 @@ def filters(found: FigureSource | Snapshot) -> Filters:
     if span:
         first, last = span
         preset = sidebar.selectbox(
-            "Period", ["All", "Last 12 months", "Last 3 months", "Custom"], key="f_period")
-        if preset == "Last 12 months":
-            start, end = max(first, last - timedelta(days=365)), last
-        elif preset == "Last 3 months":
-            start, end = max(first, last - timedelta(days=91)), last
+            "Period", ["All", "Last 12 months", "Last 3 months", "Custom"], key="f_period",
+            help="The last 12 or 3 calendar months, whole, up to the newest record's day "
+                 "(the month it is in counts as the last).")
+        if preset in MONTHS_BACK:
+            start, end = max(first, months_back(last, MONTHS_BACK[preset])), last
         elif preset == "Custom":
             picked = sidebar.date_input("From / to (UTC)", value=(first, last),
                                         min_value=first, max_value=last, key="f_dates")

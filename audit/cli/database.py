@@ -36,23 +36,26 @@ def cmd_rebuild_facts(args: argparse.Namespace) -> int:
     from sqlalchemy import func, select
 
     from audit.analytics.sql.count_summary import refresh_counts
+    from audit.analytics.sql.dose_buckets import refresh_buckets
     from audit.analytics.sql.facts import rebuild_facts
     from audit.rules.findings_store import refresh_findings
-    from audit.storage.models import CountSummary, RecordFact, RuleFinding
+    from audit.storage.models import CountSummary, DoseBucket, RecordFact, RuleFinding
 
     engine = make_engine(args.db)
     try:
         version = rebuild_facts(engine)
         refresh_counts(engine, force=True)  # made from the facts: rebuilt after them
+        refresh_buckets(engine, force=True)  # the Dose page's buckets: from the facts too
         refresh_findings(engine, force=True)
         with engine.connect() as conn:
             rows = int(conn.scalar(select(func.count()).select_from(RecordFact)) or 0)
             counted = int(conn.scalar(select(func.count()).select_from(CountSummary)) or 0)
             found = int(conn.scalar(select(func.count()).select_from(RuleFinding)) or 0)
+            buckets = int(conn.scalar(select(func.count()).select_from(DoseBucket)) or 0)
     finally:
         engine.dispose()
     print_json({"data_version": version, "records": rows, "count_summary_rows": counted,
-                "rule_finding_rows": found})
+                "dose_bucket_rows": buckets, "rule_finding_rows": found})
     return EXIT_OK
 
 

@@ -35,11 +35,12 @@ from audit.vocab import AuditAction
 #: Tables whose privileges differ from SELECT, INSERT, UPDATE.
 APPEND_ONLY = ("audit_event",)
 #: procedure_level: an amend of a record's levels deletes and re-inserts them.
-#: daily_summary, record_fact, count_summary, rule_finding(_count): caches a refresh recomputes
-#: (audit.analytics.derived);
+#: daily_summary, record_fact, count_summary, dose_bucket(_edge), rule_finding(_count): caches a
+#: refresh recomputes (audit.analytics.derived);
 #: figure_result: a cache of figures, whose older versions are pruned (audit.analytics.sql.shared).
 REPLACEABLE = ("procedure_level", "daily_summary", "record_fact", "count_summary",
-               "rule_finding", "rule_finding_count", "figure_result")
+               "dose_bucket", "dose_bucket_edge", "rule_finding", "rule_finding_count",
+               "figure_result")
 #: Written by migrations only.
 READ_ONLY = ("alembic_version",)
 

@@ -19,12 +19,13 @@ from audit.analytics.compliance import compliance, p_chart
 from audit.analytics.dose_stats import dose_distribution
 from audit.analytics.reference_levels import reference_column
 from audit.analytics.safety import SAFETY_FLAGS, safety_flags
-from audit.analytics.snapshot import load_snapshot
+from audit.analytics.snapshot import date_range, load_snapshot
 from audit.auth import Actor, Permission
 from audit.demo import HIGH_DOSE_PHYSICIAN, OMITS_CONTRAST, generate
 from audit.filters import Filters
 from audit.storage.engine import make_engine
 from audit.vocab import Role
+from dashboard.analytics import months_back
 from dashboard.navigation import PAGES, pages_for
 from tests.conftest import BACKENDS, Databases
 from tests.dashboard.conftest import open_tab, texts
@@ -146,6 +147,27 @@ def test_filters_change_the_figures(demo: tuple[str, Engine],
     expected = compliance(load_snapshot(engine), Filters(physicians=(OMITS_CONTRAST,))).iloc[0]
     assert at.metric[0].value == f"{expected['rate']:.1%}"
     assert f"physician: {OMITS_CONTRAST}" in at.caption[0].value
+
+
+def test_the_period_presets_are_whole_calendar_months(
+        demo: tuple[str, Engine], monkeypatch: pytest.MonkeyPatch) -> None:
+    """"Last 3 months" is the newest record's month and the two before it, whole: the
+    summaries' month rows answer it, and the p-chart has no partial first month."""
+    assert months_back(date(2026, 2, 17), 3) == date(2025, 12, 1)
+    assert months_back(date(2026, 12, 31), 12) == date(2026, 1, 1)
+    assert months_back(date(2026, 1, 1), 1) == date(2026, 1, 1)
+    url, engine = demo
+    snap = load_snapshot(engine)
+    span = date_range(snap)
+    assert span is not None
+    newest = span[1]
+    at = page(url, "compliance", QUALITY, monkeypatch)
+    at.selectbox(key="f_period").set_value("Last 3 months").run()
+    assert not at.exception
+    expected = compliance(snap, Filters.days(months_back(newest, 3), newest)).iloc[0]
+    assert at.metric[0].value == f"{expected['rate']:.1%}"
+    shown = at.caption[0].value.replace("\\", "")  # Markdown escapes the first hyphen
+    assert shown.startswith(f"{months_back(newest, 3).isoformat()} to {newest.isoformat()}")
 
 
 @pytest.mark.slow

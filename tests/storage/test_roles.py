@@ -30,6 +30,7 @@ from audit.filters import Filters
 from audit.log.service import ProcedureLog
 from audit.storage.engine import make_engine, migrate
 from audit.storage.models import AuditEvent
+from tests.analytics.sql_figures import statements
 from tests.conftest import IN_CI, Databases, _pg_admin_engine, pg_admin_url, valid_record
 
 
@@ -175,6 +176,7 @@ def test_grant_app_is_idempotent_audited_and_refuses_owners(
     assert {p for t, p in first if t == "procedure"} == {"SELECT", "INSERT", "UPDATE"}
     assert {t for t, p in first if p == "DELETE"} == {"procedure_level", "daily_summary",
                                                       "record_fact", "count_summary",
+                                                      "dose_bucket", "dose_bucket_edge",
                                                       "rule_finding", "rule_finding_count",
                                                       "figure_result"}
     assert not {p for _, p in first} & {"TRUNCATE", "TRIGGER", "REFERENCES"}
@@ -236,8 +238,14 @@ def test_the_application_role_shares_warms_and_prunes_the_figures(roles: TwoRole
         with Session(engine) as s:
             versions = set(s.scalars(select(FigureResult.figures_version)))
         assert len(versions) == KEEP_VERSIONS
+        kap = "kap_corrected_gycm2"
+        assert SqlSource(engine).dose_distribution(Filters(), kap)["n"].tolist() == [1]
         ProcedureLog(engine).log(valid_record(accession_number="B2"), cli_actor(),
                                  confirm_warnings=True)
         assert SqlSource(engine).record_count() == 2  # the daily summary's day recomputed
+        # the dose buckets' month deleted and recomputed, from them (a bucket read)
+        with statements(engine) as seen:
+            assert SqlSource(engine).dose_distribution(Filters(), kap)["n"].tolist() == [2]
+        assert any("DELETE FROM dose_bucket " in s for s in seen)
     finally:
         engine.dispose()

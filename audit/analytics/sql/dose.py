@@ -139,6 +139,8 @@ def dose_page_together(scope: Scope, quantity: str) -> dict[tuple[tuple[str, ...
     return out
 
 
+#: The quantiles of dose_distribution (p5, p25, median, p75, p95).
+DISTRIBUTION_QS = (0.05, 0.25, 0.5, 0.75, 0.95)
 #: Columns dose_distribution adds for the histogram (dose_histogram's `span`), not shown.
 SPAN = ("positive_low", "positive_high")
 
@@ -149,10 +151,19 @@ def dose_distribution(scope: Scope, quantity: str = "dap_gycm2",
     greatest positive value (SPAN, which SqlSource leaves out of what it shows): the Dose
     page's histogram of a procedure takes its edges from them instead of another pass over the
     procedure's records (0.35-0.5 s at 5M records)."""
-    qs = (0.05, 0.25, 0.5, 0.75, 0.95)
     v = value(scope, quantity)
     span = {SPAN[0]: func.min(v).filter(v > 0), SPAN[1]: func.max(v).filter(v > 0)}
-    frame = quantiles(scope, (by,), {"v": v}, qs, count_all=False, extra=span)
+    frame = quantiles(scope, (by,), {"v": v}, DISTRIBUTION_QS, count_all=False, extra=span)
+    return distribution_frame(frame, scope, by)
+
+
+def distribution_frame(frame: pd.DataFrame, scope: Scope, by: str) -> pd.DataFrame:
+    """dose_distribution's table from its counts and quantiles per group (g0, v_n, v_q{i} of
+    DISTRIBUTION_QS, SPAN), however they were computed (the scan, or the dose buckets:
+    audit.analytics.sql.dose_buckets)."""
+    qs = DISTRIBUTION_QS
+    frame = as_float(as_int(frame, ["v_n"]), [c for c in frame.columns if c.startswith("v_q")]
+                     + list(SPAN))
     frame = frame[frame["v_n"] > 0]
     frame = groups.decorate(frame, scope.lookups, (by,))
     frame = frame.rename(columns={"v_n": "n"} | {f"v_q{i}": f"p{int(q * 100)}"

@@ -4,7 +4,7 @@ medians), and the share of records above the level in force."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -49,23 +49,38 @@ def local_drl(scope: Scope, quantity: str, cells: pd.DataFrame, types: pd.DataFr
     return drl_rows(scope.lookups, quantity, limits, type_n, type_median, room_n, room_median)
 
 
+#: Another way to the medians local_drl takes: given the period's scope and a reference
+#: column, (per procedure x room, per procedure) or None where it cannot answer.
+Medians = Callable[[Scope, str], tuple[pd.DataFrame, pd.DataFrame] | None]
+
+
 def local_drls(scope: Scope, quantities: Sequence[str] = QUANTITIES,
                min_room_records: int | None = None,
-               min_rooms: int | None = None) -> pd.DataFrame:
+               min_rooms: int | None = None, medians: Medians | None = None) -> pd.DataFrame:
     """audit.analytics.reference_levels.local_drls in SQL (over the period only): every
-    quantity's room medians and pooled medians in one scan."""
+    quantity's room medians and pooled medians in one scan, or from `medians` where it
+    answers (the dose buckets: audit.analytics.sql.dose_buckets)."""
     if not quantities:
         return pd.DataFrame(columns=DRL_COLUMNS)
     period = scope.narrowed(scope.filters.period)
-    values = {f"v{i}": period.col(reference_column(q)) for i, q in enumerate(quantities)}
-    sets = [("procedure", "room"), ("procedure",)]
-    found = quantiles_together(period, sets, values, (0.5,))
+    known: dict[str, tuple[pd.DataFrame, pd.DataFrame]] = {}
+    for q in quantities if medians is not None else ():
+        got = medians(period, reference_column(q))  # type: ignore[misc]
+        if got is not None:
+            known[q] = got
+    rest = [q for q in quantities if q not in known]
+    if rest:
+        values = {f"v{i}": period.col(reference_column(q)) for i, q in enumerate(rest)}
+        sets = [("procedure", "room"), ("procedure",)]
+        found = quantiles_together(period, sets, values, (0.5,))
 
-    def one(frame: pd.DataFrame, i: int) -> pd.DataFrame:
-        return frame.rename(columns={f"v{i}_n": "v_n", f"v{i}_q0": "v_q0"})
+        def one(frame: pd.DataFrame, i: int) -> pd.DataFrame:
+            return frame.rename(columns={f"v{i}_n": "v_n", f"v{i}_q0": "v_q0"})
 
-    frames = [local_drl(period, q, one(found[sets[0]], i), one(found[sets[1]], i),
-                        min_room_records, min_rooms) for i, q in enumerate(quantities)]
+        known |= {q: (one(found[sets[0]], i), one(found[sets[1]], i))
+                  for i, q in enumerate(rest)}
+    frames = [local_drl(period, q, *known[q], min_room_records, min_rooms)
+              for q in quantities]
     return pd.concat(frames, ignore_index=True)
 
 

@@ -23,20 +23,21 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
-from datetime import UTC, date, datetime
+from datetime import date
+from functools import partial
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, Engine, and_, func, or_, select
+from sqlalchemy import Connection, Engine, func, select
 
 from audit.analytics.compliance import _rates, p_chart_rows
 from audit.analytics.daily_summary import monthly_counts, refresh_summary
 from audit.analytics.grouping import ID_COLUMNS, QUANTITIES
 from audit.analytics.reference_levels import levels_in_force
 from audit.analytics.snapshot import Snapshot
-from audit.analytics.sql import count_summary as count_pages
 from audit.analytics.sql import (
+    bucket_quantiles,
     counts,
     dose,
     drill,
@@ -45,17 +46,16 @@ from audit.analytics.sql import (
     scorecard,
     summary_counts,
 )
+from audit.analytics.sql import count_summary as count_pages
 from audit.analytics.sql.caching import CachedFigures
 from audit.analytics.sql.facts import refresh_facts
-from audit.analytics.sql.records import HALF_SECOND
 from audit.analytics.sql.scope import Scope
 from audit.analytics.sql.shared import (
     SharedResults,
     public,
 )
 from audit.filters import Filters
-from audit.storage.models import DailySummary, Procedure
-from audit.vocab import RecordStatus
+from audit.storage.models import DailySummary
 
 #: The groupings a page shows together (computed in one scan, GROUPING SETS).
 COMPLIANCE_PAGE = ("physician", "room", "procedure")
@@ -204,20 +204,7 @@ class SqlSource(CachedFigures):
         a month's start (or the period's bounds) counts in the next month there. One indexed
         probe for such records; where one exists the months are counted from the records."""
         span = self.date_range()
-        if span is None:
-            return True
-        first, last = span
-        edges = [datetime(y, m, 1, tzinfo=UTC) for y in range(first.year, last.year + 2)
-                 for m in range(1, 13)
-                 if (first.year, first.month) <= (y, m) <= (last.year + (last.month == 12),
-                                                           last.month % 12 + 1)]
-        edges += [moment for moment in (filters.start, filters.before) if moment is not None]
-        p = Procedure
-        near = or_(*(and_(p.performed_at >= e - HALF_SECOND, p.performed_at < e)
-                     for e in edges))
-        found = conn.scalar(select(func.count()).select_from(
-            select(p.id).where(p.status == RecordStatus.FINAL.value, near).limit(1).subquery()))
-        return not found
+        return span is None or summary_counts.edges_clear(conn, filters, *span)
 
     # --- what the Alerts page needs (issue 16: it reads no frame either) ----------------------
     @property
@@ -345,9 +332,18 @@ class SqlSource(CachedFigures):
         found = self._per_procedure("dose_distribution", filters, quantity, by) \
             if by == "procedure" else None
         if found is None:
-            found = self._figure("dose_distribution", filters, dose.dose_distribution,
-                                 quantity, by)
+            found = self._figure("dose_distribution", filters, self._distribution, quantity, by)
         return found.drop(columns=list(dose.SPAN))  # type: ignore[no-any-return]
+
+    def _distribution(self, scope: Scope, quantity: str, by: str) -> pd.DataFrame:
+        """From the dose buckets where they answer (exact, without sorting the records:
+        audit.analytics.sql.dose_buckets), else the scan."""
+        if by == "procedure":
+            found = bucket_quantiles.quantiles(self.engine, scope.lookups, scope.filters, quantity,
+                                           False, dose.DISTRIBUTION_QS)
+            if found is not None:
+                return dose.distribution_frame(found, scope, by)
+        return dose.dose_distribution(scope, quantity, by)
 
     @public
     def dose_histogram(self, filters: Filters, procedure: str, quantity: str = "dap_gycm2",
@@ -360,10 +356,14 @@ class SqlSource(CachedFigures):
                 filters.procedures and procedure not in filters.procedures):
             return pd.DataFrame({"low": [], "high": [], "count": []})
         narrowed = replace(filters, procedures=(procedure,))
-        return self._figure(f"dose_histogram:{quantity}:{bins}", narrowed,
-                            lambda scope: dose.dose_histogram(
-                                scope, quantity, bins, self._span(filters, procedure, quantity,
-                                                                  scope.lookups.token)))
+
+        def work(scope: Scope) -> pd.DataFrame:
+            span = self._span(filters, procedure, quantity, scope.lookups.token)
+            found = bucket_quantiles.histogram(self.engine, scope.lookups, scope.filters, quantity,
+                                           bins, span)
+            return found if found is not None else dose.dose_histogram(scope, quantity, bins,
+                                                                       span)
+        return self._figure(f"dose_histogram:{quantity}:{bins}", narrowed, work)
 
     def _span(self, filters: Filters, procedure: str, quantity: str,
               version: int) -> tuple[Any, Any] | None:
@@ -407,7 +407,10 @@ class SqlSource(CachedFigures):
         # the Dose page's first tab (and the scorecards' levels) ask for one, which costs
         # half of all three (the room medians of each quantity are their own sorts); its
         # Reference levels tab asks for all of them in one scan.
-        return self._figure("local_drls", filters.period, reference.local_drls,
+        medians = partial(bucket_quantiles.medians, self.engine)
+        return self._figure("local_drls", filters.period,
+                            lambda scope, *args: reference.local_drls(scope, *args,
+                                                                      medians=medians),
                             tuple(quantities), min_room_records, min_rooms)
 
     def _levels(self, filters: Filters, quantity: str) -> pd.DataFrame:

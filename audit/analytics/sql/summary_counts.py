@@ -30,7 +30,7 @@ frame's), and the summary is refreshed to the data version before it is read.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 import numpy as np
@@ -50,7 +50,7 @@ from audit.analytics.sql.counts import COMPLIANCE_COUNTS, _compliance_rates
 from audit.analytics.sql.records import HALF_SECOND
 from audit.filters import Filters
 from audit.storage.engine import without_jit
-from audit.storage.models import DailySummary, Procedure
+from audit.storage.models import DailySummary, Procedure, RecordFact
 from audit.vocab import RecordStatus
 
 #: Grouping name -> the summary's column.
@@ -96,6 +96,25 @@ def answerable(filters: Filters) -> bool:
         return False
     return all(moment is None or moment.timestamp() % 86400 == 0
                for moment in (filters.start, filters.before))
+
+
+def edges_clear(conn: Connection, filters: Filters, first: date, last: date,
+                facts: bool = False) -> bool:
+    """No final record in the half second before a month's start (the months from `first`'s
+    to the one after `last`'s) or before the period's bounds: the frame rounds an instant to
+    whole seconds, so such a record counts in the next month there, while a summary's days
+    put it in this one. One indexed probe; `facts`: of the record facts (final records
+    only) instead of the procedure table."""
+    edges = [datetime(y, m, 1, tzinfo=UTC) for y in range(first.year, last.year + 2)
+             for m in range(1, 13)
+             if (first.year, first.month) <= (y, m) <= (last.year + (last.month == 12),
+                                                       last.month % 12 + 1)]
+    edges += [moment for moment in (filters.start, filters.before) if moment is not None]
+    at = RecordFact.performed_at if facts else Procedure.performed_at
+    near = or_(*(and_(at >= e - HALF_SECOND, at < e) for e in edges))
+    found = select(RecordFact.procedure_id).where(near) if facts else \
+        select(Procedure.id).where(Procedure.status == RecordStatus.FINAL.value, near)
+    return not conn.scalar(select(func.count()).select_from(found.limit(1).subquery()))
 
 
 def period_edges_clear(conn: Connection, filters: Filters) -> bool:

@@ -55,6 +55,9 @@ from audit.storage.models.summary import (
     CountSummaryState,
     DailySummary,
     DailySummaryState,
+    DoseBucket,
+    DoseBucketEdge,
+    DoseBucketState,
 )
 from audit.storage.types import Base, utcnow
 
@@ -70,6 +73,9 @@ __all__ = [
     "DailySummaryState",
     "DicomListener",
     "DicomReceipt",
+    "DoseBucket",
+    "DoseBucketEdge",
+    "DoseBucketState",
     "DoseDiscrepancy",
     "DoseReport",
     "FigureResult",

@@ -19,6 +19,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from audit.storage.types import Base, UTCDateTime
 
+#: What the dose-bucket indexes carry beside the value: what a Dose page filter tests.
+BUCKET_INCLUDE = ("performed_at", "site_id", "room_id", "physician_id")
+
 
 class RecordFact(Base):
     """A final record's derived columns (audit.analytics.sql.facts says each one's rule).
@@ -45,6 +48,11 @@ class RecordFact(Base):
         Index(None, "air_kerma_mgy"),
         Index(None, "dap_gycm2"),
         Index(None, "fluoro_time_s"),
+        # the exact quantiles from the dose buckets (migration 0029): one bucket's records of
+        # a procedure type, read by value range with what the filters test, from the index
+        *(Index(f"ix_record_fact_type_{column}", "procedure_type_id", column,
+                postgresql_include=list(BUCKET_INCLUDE))
+          for column in ("dap_gycm2", "air_kerma_mgy", "fluoro_time_s")),
     )
 
     performed_at: Mapped[datetime] = mapped_column(UTCDateTime)

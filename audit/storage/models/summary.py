@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from datetime import date
 
-from sqlalchemy import Boolean, Date, Float, Integer
+from sqlalchemy import JSON, Boolean, Date, Float, Integer, SmallInteger, String
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
 from audit.storage.types import Base
@@ -100,6 +101,52 @@ class CountSummaryState(Base):
     room factors, the catalog's codes and maximum of levels) the count summary reflects."""
 
     __tablename__ = "count_summary_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    data_version: Mapped[int] = mapped_column(Integer)
+    rules: Mapped[int] = mapped_column(Integer)
+
+
+class DoseBucket(Base):
+    """How many final records' dose values fall in each value bucket, per month and procedure
+    type, and per room or per physician (audit.analytics.sql.dose_buckets keeps it, from the
+    record facts, on PostgreSQL): with each bucket's least and greatest value, so the Dose
+    page's exact quantiles read a few thousand of these rows and then only the records of the
+    buckets they fall in. `grain` says which key is set (0: type only, 1: room and its site,
+    2: physician); a key the grain does not hold is 0."""
+
+    __tablename__ = "dose_bucket"
+
+    quantity: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    grain: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    month: Mapped[str] = mapped_column(String(7), primary_key=True)
+    procedure_type_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    room_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    physician_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bucket: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    records: Mapped[int] = mapped_column(Integer)
+    low: Mapped[float] = mapped_column(Float)
+    high: Mapped[float] = mapped_column(Float)
+
+
+class DoseBucketEdge(Base):
+    """A quantity's bucket edges for one procedure type (the lower bounds of buckets 1..n, as
+    width_bucket takes them; bucket 0 is below the first): quantiles of the type's values when
+    the table was built, so each bucket holds about as many records."""
+
+    __tablename__ = "dose_bucket_edge"
+
+    quantity: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    procedure_type_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    edges: Mapped[list[float]] = mapped_column(ARRAY(Float).with_variant(JSON(), "sqlite"))
+
+
+class DoseBucketState(Base):
+    """One row: the data version and rules (the buckets' count, the rooms' KAP factors) the
+    dose buckets reflect."""
+
+    __tablename__ = "dose_bucket_state"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     data_version: Mapped[int] = mapped_column(Integer)

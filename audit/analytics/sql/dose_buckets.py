@@ -1,0 +1,219 @@
+"""The dose buckets (`dose_bucket`): how many final records' dose values fall in each value
+bucket, per month and procedure type, again per room (and its site) and per physician
+(`grain`), with each bucket's least and greatest value. The Dose page's exact quantiles read
+them (audit.analytics.sql.bucket_quantiles, which says why and how).
+
+The buckets: each procedure type's values are cut into about BUCKETS buckets at the quantiles
+of its values when the table is built (`dose_bucket_edge`, width_bucket's lower bounds), so
+each holds about as many records; a type added since has no edges, and its one bucket is every
+value (right, only slower). KAP corrected is KAP times the room's factor: its buckets are of
+that product, and the rooms' factors are part of the table's rules (a change rebuilds it).
+
+How it stays current: the refresh protocol of the other summaries (audit.analytics.derived):
+the facts first, then the months of the days the procedure events after the table's version
+name are recomputed from them (a month at 10M records: about 1 s for the three quantities);
+an event that names no records, too many, a catalog change or new rules rebuild it all, edges
+included (165 s at 10M). A row changed behind the app's back stays wrong until its month
+changes or `fluoro-audit db rebuild-facts`. PostgreSQL only, as the facts.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Float,
+    case,
+    cast,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    text,
+    union_all,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import array as pg_array
+from sqlalchemy.sql import ColumnElement
+
+from audit.analytics.daily_summary import _days_to_redo, next_month
+from audit.analytics.derived import refresh_versioned
+from audit.analytics.snapshot import Snapshot
+from audit.analytics.sql.count_summary import _lookups
+from audit.analytics.sql.facts import refresh_facts
+from audit.analytics.sql.records import HALF_SECOND
+from audit.errors import NeedsPostgreSQL
+from audit.filters import Target
+from audit.storage.models import (
+    DoseBucket,
+    DoseBucketEdge,
+    DoseBucketState,
+    RecordFact,
+    Room,
+)
+
+#: Bumped when what a row holds changes meaning: the next refresh rebuilds the table.
+RULES = 1
+#: About how many buckets a type's values are cut into. More: fewer records read per
+#: quantile, more rows summed per filter (512 at 10M records: 1.6M rows per quantity, a
+#: filter sums 20,000-120,000 of them).
+BUCKETS = 512
+_LOCK = 0x446F7342  # "DosB"
+#: The quantities kept, by the code stored in `quantity`: the columns the Dose page's first tab
+#: and the reference levels read (reference_levels.reference_column).
+QUANTITIES = {"kap_corrected_gycm2": 0, "air_kerma_mgy": 1, "fluoro_time_s": 2}
+#: Which keys a row holds, besides the month and the procedure type.
+GRAIN_TYPE, GRAIN_ROOM, GRAIN_PHYSICIAN = 0, 1, 2
+TARGET = Target(None, None, DoseBucket.site_id, DoseBucket.room_id, DoseBucket.physician_id,
+                DoseBucket.procedure_type_id)
+FACTS = Target(RecordFact.performed_at, RecordFact.procedure_id, RecordFact.site_id,
+               RecordFact.room_id, RecordFact.physician_id, RecordFact.procedure_type_id)
+
+
+def _check(engine: Engine) -> None:
+    if engine.dialect.name != "postgresql":
+        raise NeedsPostgreSQL(f"the dose buckets are kept on PostgreSQL only (the SQL figures' "
+                              f"database); {engine.dialect.name} computes from the frame")
+
+
+def rules_of(lookups: Snapshot) -> int:
+    """RULES, BUCKETS and the rooms' KAP factors that are not 1, as one number."""
+    inputs = (RULES, BUCKETS, sorted((int(i), float(f)) for i, f in
+                                     lookups.rooms["kap_factor"].items() if float(f) != 1.0))
+    return zlib.crc32(repr(inputs).encode()) & 0x7FFFFFFF
+
+
+def value_of(quantity: str) -> ColumnElement[float]:
+    """The quantity's value of a record fact (KAP corrected: joined to its room), as the
+    figures' records subquery computes it (audit.analytics.sql.records)."""
+    if quantity == "kap_corrected_gycm2":
+        return cast(RecordFact.dap_gycm2 * Room.kap_correction_factor, Float)
+    return getattr(RecordFact, quantity)  # type: ignore[no-any-return]
+
+
+def stored_of(quantity: str) -> ColumnElement[float]:
+    """The stored column the quantity's index orders by."""
+    return RecordFact.dap_gycm2 if quantity == "kap_corrected_gycm2" else \
+        getattr(RecordFact, quantity)
+
+
+def facts_of(quantity: str) -> Any:
+    f = RecordFact.__table__
+    return f.join(Room.__table__, Room.id == RecordFact.room_id) \
+        if quantity == "kap_corrected_gycm2" else f
+
+
+# --- building and keeping the table ---------------------------------------------------------
+
+def _build_edges(conn: Connection, quantity: str) -> None:
+    """Each type's bucket edges: the distinct values at the i/BUCKETS quantiles."""
+    code = QUANTITIES[quantity]
+    v = value_of(quantity)
+    fractions = pg_array([literal(i / BUCKETS, Float) for i in range(1, BUCKETS)])
+    rows = conn.execute(select(RecordFact.procedure_type_id,
+                               func.percentile_disc(fractions).within_group(v))
+                        .select_from(facts_of(quantity)).where(v.is_not(None))
+                        .group_by(RecordFact.procedure_type_id)).all()
+    conn.execute(delete(DoseBucketEdge).where(DoseBucketEdge.quantity == code))
+    values = [{"quantity": code, "procedure_type_id": int(t),
+               "edges": sorted({float(e) for e in edges})} for t, edges in rows if edges]
+    if values:
+        conn.execute(insert(DoseBucketEdge), values)
+
+
+def bucket_of(conn: Connection, v: ColumnElement[float], quantity: str) -> ColumnElement[int]:
+    """The bucket of value v: width_bucket with the record's type's edges, given as one bound
+    array per type (a join to the edges table detoasted the 4 KB array for every record: 2 us
+    a record); bucket 0 for a type without edges (added since the build: its one bucket is
+    every value)."""
+    edges = conn.execute(select(DoseBucketEdge.procedure_type_id, DoseBucketEdge.edges)
+                         .where(DoseBucketEdge.quantity == QUANTITIES[quantity])).all()
+    if not edges:
+        return literal(0)
+    whens = {int(t): func.width_bucket(v, literal([float(x) for x in e], ARRAY(Float)))
+             for t, e in edges}
+    return func.coalesce(case(whens, value=RecordFact.procedure_type_id, else_=0), 0)
+
+
+def _insert_months(conn: Connection, quantity: str, months: list[str] | None) -> None:
+    """The rows of these months ('YYYY-MM', None: all) of one quantity, every grain."""
+    code = QUANTITIES[quantity]
+    v = value_of(quantity)
+    bucket = bucket_of(conn, v, quantity)
+    where = [v.is_not(None)]
+    if months is not None:
+        first = datetime.strptime(months[0], "%Y-%m").replace(tzinfo=UTC)
+        last = datetime.strptime(months[-1], "%Y-%m").replace(tzinfo=UTC)
+        # the index on performed_at finds them (a second's margin: the facts' month is of the
+        # instant rounded to whole seconds), the month picks them
+        where += [RecordFact.performed_at >= first - HALF_SECOND,
+                  RecordFact.performed_at < datetime.combine(next_month(last.date()),
+                                                             datetime.min.time(), UTC),
+                  RecordFact.month.in_(months)]
+    inner = (select(RecordFact.month, RecordFact.procedure_type_id.label("t"),
+                    RecordFact.site_id, RecordFact.room_id, RecordFact.physician_id,
+                    bucket.label("b"), v.label("v"))
+             .select_from(facts_of(quantity)).where(*where).subquery())
+    c = inner.c
+    # the finest rows first (a hash aggregate), then each grain summed from them
+    fine = (select(c.month, c.t, c.site_id, c.room_id, c.physician_id, c.b,
+                   func.count().label("n"), func.min(c.v).label("lo"),
+                   func.max(c.v).label("hi"))
+            .group_by(c.month, c.t, c.site_id, c.room_id, c.physician_id, c.b)
+            .cte("fine"))
+    k = fine.c
+    grains = [
+        select(literal(code), literal(GRAIN_TYPE), k.month, k.t, literal(0), literal(0),
+               literal(0), k.b, func.sum(k.n), func.min(k.lo), func.max(k.hi))
+        .group_by(k.month, k.t, k.b),
+        select(literal(code), literal(GRAIN_ROOM), k.month, k.t, k.site_id, k.room_id,
+               literal(0), k.b, func.sum(k.n), func.min(k.lo), func.max(k.hi))
+        .group_by(k.month, k.t, k.site_id, k.room_id, k.b),
+        select(literal(code), literal(GRAIN_PHYSICIAN), k.month, k.t, literal(0), literal(0),
+               k.physician_id, k.b, func.sum(k.n), func.min(k.lo), func.max(k.hi))
+        .group_by(k.month, k.t, k.physician_id, k.b),
+    ]
+    names = ["quantity", "grain", "month", "procedure_type_id", "site_id", "room_id",
+             "physician_id", "bucket", "records", "low", "high"]
+    conn.execute(insert(DoseBucket).from_select(names, union_all(*grains)))
+
+
+def _redo(engine: Engine) -> Callable[[Connection, int | None, int], None]:
+    def redo(conn: Connection, synced: int | None, now: int) -> None:
+        refresh_facts(engine)  # the rows come from the facts: at least at this version
+        days = None if synced is None else _days_to_redo(conn, synced, now)
+        if days == []:
+            return
+        months = None if days is None else sorted({d.strftime("%Y-%m") for d in days})
+        if months is None:
+            conn.execute(delete(DoseBucket))
+        else:
+            conn.execute(delete(DoseBucket).where(DoseBucket.month.in_(months)))
+        for quantity in QUANTITIES:
+            if months is None:
+                _build_edges(conn, quantity)
+            _insert_months(conn, quantity, months)
+        if months is None:
+            conn.execute(text("ANALYZE dose_bucket"))
+    return redo
+
+
+def refresh_buckets(engine: Engine, lookups: Snapshot | None = None,
+                    force: bool = False) -> int:
+    """Bring the dose buckets to the current data version (module doc); returns it. force:
+    rebuild whatever the state says (`db rebuild-facts`). `lookups`: the lookup tables as the
+    caller read them (SqlSource's, of the figures version), else read here."""
+    _check(engine)
+    if lookups is None:
+        with engine.connect() as conn:
+            lookups = _lookups(conn)
+    return refresh_versioned(engine, DoseBucketState, rules_of(lookups), _LOCK, _redo(engine),
+                             force=force)
+
+
