@@ -59,16 +59,26 @@ def _ahead(s: SqlSource, *calls: Callable[[SqlSource], Any]) -> None:
         s.ahead(*calls)
 
 
+#: The procedure whose histogram the Dose page showed last (its session's "d_procedure").
+_KEPT: dict[str, str] = {}
+
+
 def dose_page(s: SqlSource, f: Filters) -> None:
     """The Dose page as it opens: its first tab, "Per procedure" (only the open tab is
-    computed, dashboard/views/dose.py)."""
+    computed, dashboard/views/dose.py), with the histogram of the procedure it showed last
+    asked ahead too, as the page does after its first view."""
+    kept = _KEPT.get("procedure")
     _ahead(s, lambda x: x.dose_distribution(f, "kap_corrected_gycm2"),
-           lambda x: x.local_drls(f, (QUANTITY,)))
+           lambda x: x.local_drls(f, (QUANTITY,)),
+           *([lambda x: x.dose_histogram(f, kept, "kap_corrected_gycm2")] if kept else []))
     drl_thresholds(s.lookups)
     distribution = s.dose_distribution(f, "kap_corrected_gycm2")
     s.local_drls(f, (QUANTITY,))
     if len(distribution):
-        s.dose_histogram(f, distribution["procedure"].iloc[0], "kap_corrected_gycm2")
+        procedure = kept if kept in set(distribution["procedure"]) else \
+            distribution["procedure"].iloc[0]
+        s.dose_histogram(f, procedure, "kap_corrected_gycm2")
+        _KEPT["procedure"] = procedure
 
 
 def dose_physicians_tab(s: SqlSource, f: Filters) -> None:

@@ -117,13 +117,15 @@ class DoseBucket(Base):
 
     __tablename__ = "dose_bucket"
 
+    # the key in the order the reads narrow it: a physician's or a room's rows lie together,
+    # then by month (a period), then by type
     quantity: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
     grain: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    physician_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    room_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     month: Mapped[str] = mapped_column(String(7), primary_key=True)
     procedure_type_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    site_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    room_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    physician_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     bucket: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
     records: Mapped[int] = mapped_column(Integer)
     low: Mapped[float] = mapped_column(Float)
