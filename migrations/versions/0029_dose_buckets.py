@@ -6,10 +6,11 @@ Create Date: 2026-12-02
 
 Issue 16: at 10M records on PostgreSQL the Dose page's first tab took 4.5 s after a filter
 change (a percentile_cont sorts every selected record) against 0.3 s. `dose_bucket` counts the
-records per value bucket (per month and procedure type, and per room or physician), with each
-bucket's least and greatest value; the record facts get an index per quantity on (type, value)
-carrying what the filters test, so the records of the one bucket a quantile falls in are read
-by range (audit.analytics.sql.dose_buckets). The table is filled by its first refresh.
+records per value bucket (a row per month, procedure type, and room or physician, its buckets
+as arrays), with each bucket's least and greatest value; the record facts get an index per
+quantity on (type, value) carrying what the filters test, so the records of the one bucket a
+quantile falls in are read by range (audit.analytics.sql.bucket_quantiles). The table is
+filled by its first refresh.
 """
 from collections.abc import Sequence
 
@@ -36,13 +37,11 @@ def upgrade() -> None:
         sa.Column("site_id", sa.Integer(), nullable=False),
         sa.Column("month", sa.String(length=7), nullable=False),
         sa.Column("procedure_type_id", sa.Integer(), nullable=False),
-        sa.Column("bucket", sa.SmallInteger(), nullable=False),
-        sa.Column("records", sa.Integer(), nullable=False),
-        sa.Column("low", sa.Float(), nullable=False),
-        sa.Column("high", sa.Float(), nullable=False),
+        sa.Column("records", sa.LargeBinary(), nullable=False),
+        sa.Column("low", sa.LargeBinary(), nullable=False),
+        sa.Column("high", sa.LargeBinary(), nullable=False),
         sa.PrimaryKeyConstraint("quantity", "grain", "physician_id", "room_id", "site_id",
-                                "month", "procedure_type_id", "bucket",
-                                name=op.f("pk_dose_bucket")),
+                                "month", "procedure_type_id", name=op.f("pk_dose_bucket")),
     )
     op.create_table(
         "dose_bucket_edge",

@@ -139,22 +139,50 @@ def _counts(conn: Connection, filters: Filters, quantity: str,
         where.append(s.month >= first)
     if last is not None:
         where.append(s.month < last)
-    parts = [select(*keys, s.bucket, s.records, s.low, s.high).where(*where)]
+    n: dict[tuple[int, ...], np.ndarray] = {}
+    low: dict[tuple[int, ...], np.ndarray] = {}
+    high: dict[tuple[int, ...], np.ndarray] = {}
+
+    def add(key: tuple[int, ...], counts: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> None:
+        if key not in n:
+            n[key], low[key], high[key] = counts.astype(np.int64), lo.copy(), hi.copy()
+            return
+        size = max(len(n[key]), len(counts))
+        for held, fill in ((n, 0), (low, np.inf), (high, -np.inf)):
+            if len(held[key]) < size:
+                held[key] = np.concatenate([held[key], np.full(size - len(held[key]), fill,
+                                                               dtype=held[key].dtype)])
+        n[key][:len(counts)] += counts
+        low[key][:len(lo)] = np.minimum(low[key][:len(lo)], lo)
+        high[key][:len(hi)] = np.maximum(high[key][:len(hi)], hi)
+
+    for *key, counts, lo, hi in conn.execute(select(*keys, s.records, s.low, s.high)
+                                             .where(*where)):
+        add(tuple(int(k) for k in key), np.frombuffer(counts, dtype="<i4"),
+            np.frombuffer(lo, dtype="<f8"), np.frombuffer(hi, dtype="<f8"))
     if edges:  # the days of the months the period cuts, from the facts
         v = value_of(quantity)
         bucket = bucket_of(conn, v, quantity)
         f_keys = [RecordFact.procedure_type_id, *([RecordFact.room_id] if by_room else [])]
-        parts.append(select(*f_keys, bucket, func.count(), func.min(v), func.max(v))
-                     .select_from(facts_of(quantity))
-                     .where(v.is_not(None), or_(*edges), *on_facts)
-                     .group_by(*f_keys, bucket))
+        for *key, b, count, lo, hi in conn.execute(
+                select(*f_keys, bucket, func.count(), func.min(v), func.max(v))
+                .select_from(facts_of(quantity))
+                .where(v.is_not(None), or_(*edges), *on_facts).group_by(*f_keys, bucket)):
+            size = int(b) + 1
+            counts = np.zeros(size, dtype=np.int64)
+            counts[int(b)] = int(count)
+            los, his = np.full(size, np.inf), np.full(size, -np.inf)
+            los[int(b)], his[int(b)] = float(lo), float(hi)
+            add(tuple(int(k) for k in key), counts, los, his)
     names = ["t", *(["room"] if by_room else []), "b", "n", "lo", "hi"]
-    both = union_all(*parts).subquery()
-    c = list(both.c)
-    by = c[:len(names) - 3]
-    rows = conn.execute(select(*by, func.sum(c[-3]), func.min(c[-2]), func.max(c[-1]))
-                        .group_by(*by).order_by(*by)).all()
-    return pd.DataFrame(rows, columns=names)
+    parts = []
+    for key in sorted(n):
+        held = np.flatnonzero(n[key])
+        if len(held):
+            parts.append(pd.DataFrame({**{names[i]: key[i] for i in range(len(key))},
+                                       "b": held, "n": n[key][held],
+                                       "lo": low[key][held], "hi": high[key][held]}))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=names)
 
 
 def _edges(conn: Connection, quantity: str) -> dict[int, np.ndarray]:

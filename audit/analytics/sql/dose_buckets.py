@@ -24,6 +24,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
+import pandas as pd
 from sqlalchemy import (
     Connection,
     Engine,
@@ -36,7 +38,6 @@ from sqlalchemy import (
     literal,
     select,
     text,
-    union_all,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import array as pg_array
@@ -133,12 +134,11 @@ def bucket_of(conn: Connection, v: ColumnElement[float], quantity: str) -> Colum
     array per type (a join to the edges table detoasted the 4 KB array for every record: 2 us
     a record); bucket 0 for a type without edges (added since the build: its one bucket is
     every value)."""
-    edges = conn.execute(select(DoseBucketEdge.procedure_type_id, DoseBucketEdge.edges)
-                         .where(DoseBucketEdge.quantity == QUANTITIES[quantity])).all()
+    edges = _edge_lists(conn, quantity)
     if not edges:
         return literal(0)
-    whens = {int(t): func.width_bucket(v, literal([float(x) for x in e], ARRAY(Float)))
-             for t, e in edges}
+    whens = {t: func.width_bucket(v, literal([float(x) for x in e], ARRAY(Float)))
+             for t, e in edges.items()}
     return func.coalesce(case(whens, value=RecordFact.procedure_type_id, else_=0), 0)
 
 
@@ -162,31 +162,62 @@ def _insert_months(conn: Connection, quantity: str, months: list[str] | None) ->
                     bucket.label("b"), v.label("v"))
              .select_from(facts_of(quantity)).where(*where).subquery())
     c = inner.c
-    # the finest rows first (a hash aggregate), then each grain summed from them
-    fine = (select(c.month, c.t, c.site_id, c.room_id, c.physician_id, c.b,
-                   func.count().label("n"), func.min(c.v).label("lo"),
-                   func.max(c.v).label("hi"))
-            .group_by(c.month, c.t, c.site_id, c.room_id, c.physician_id, c.b)
-            .cte("fine"))
-    k = fine.c
-    grains = [
-        select(literal(code), literal(GRAIN_TYPE), k.month, k.t, literal(0), literal(0),
-               literal(0), k.b, func.sum(k.n), func.min(k.lo), func.max(k.hi))
-        .group_by(k.month, k.t, k.b),
-        select(literal(code), literal(GRAIN_ROOM), k.month, k.t, k.site_id, k.room_id,
-               literal(0), k.b, func.sum(k.n), func.min(k.lo), func.max(k.hi))
-        .group_by(k.month, k.t, k.site_id, k.room_id, k.b),
-        select(literal(code), literal(GRAIN_PHYSICIAN), k.month, k.t, literal(0), literal(0),
-               k.physician_id, k.b, func.sum(k.n), func.min(k.lo), func.max(k.hi))
-        .group_by(k.month, k.t, k.physician_id, k.b),
-    ]
-    names = ["quantity", "grain", "month", "procedure_type_id", "site_id", "room_id",
-             "physician_id", "bucket", "records", "low", "high"]
-    # in the key's order: a physician's or a room's rows then lie on few pages
-    rows = union_all(*grains).subquery()
-    c = list(rows.c)
-    conn.execute(insert(DoseBucket).from_select(
-        names, select(*c).order_by(c[1], c[6], c[5], c[4], c[2], c[3], c[7])))
+    # the finest counts (a hash aggregate in PostgreSQL), then each grain's cells made here
+    rows = conn.execute(select(c.month, c.t, c.site_id, c.room_id, c.physician_id, c.b,
+                               func.count(), func.min(c.v), func.max(c.v))
+                        .group_by(c.month, c.t, c.site_id, c.room_id, c.physician_id, c.b)
+                        ).all()
+    if not rows:
+        return
+    fine = pd.DataFrame(rows, columns=["month", "t", "site", "room", "physician", "b", "n",
+                                       "lo", "hi"])
+    sizes = {t: len(e) + 1 for t, e in _edge_lists(conn, quantity).items()}
+    cells = []
+    for grain, keys in ((GRAIN_TYPE, ()), (GRAIN_ROOM, ("site", "room")),
+                        (GRAIN_PHYSICIAN, ("physician",))):
+        cells += _cells(fine, code, grain, keys, sizes)
+    # in the key's order: a physician's or a room's cells then lie on few pages
+    cells.sort(key=lambda r: (r["grain"], r["physician_id"], r["room_id"], r["site_id"],
+                              r["month"], r["procedure_type_id"]))
+    for lo in range(0, len(cells), 5000):
+        conn.execute(insert(DoseBucket), cells[lo:lo + 5000])
+
+
+def _cells(fine: pd.DataFrame, code: int, grain: int, keys: tuple[str, ...],
+           sizes: dict[int, int]) -> list[dict[str, Any]]:
+    """One grain's cells (month x type x its keys): each a dense array per bucket of the
+    records (int32), least and greatest value (float64; an empty bucket +inf / -inf, so that
+    summing cells is np.add, np.minimum and np.maximum)."""
+    columns = ["month", "t", *keys]
+    ids, cell_keys = pd.MultiIndex.from_frame(fine[columns]).factorize()
+    width = max(sizes.values(), default=1)
+    width = max(width, int(fine["b"].max()) + 1)
+    n = np.zeros((len(cell_keys), width), dtype=np.int32)
+    low = np.full((len(cell_keys), width), np.inf)
+    high = np.full((len(cell_keys), width), -np.inf)
+    at = (ids, fine["b"].to_numpy(dtype=np.int64))
+    np.add.at(n, at, fine["n"].to_numpy(dtype=np.int32))
+    np.minimum.at(low, at, fine["lo"].to_numpy(dtype=np.float64))
+    np.maximum.at(high, at, fine["hi"].to_numpy(dtype=np.float64))
+    found = []
+    for i, key in enumerate(cell_keys):
+        named = dict(zip(columns, key, strict=True))
+        size = sizes.get(int(named["t"]), 1)
+        found.append({"quantity": code, "grain": grain, "month": named["month"],
+                      "procedure_type_id": int(named["t"]),
+                      "site_id": int(named.get("site", 0)), "room_id": int(named.get("room", 0)),
+                      "physician_id": int(named.get("physician", 0)),
+                      "records": n[i, :size].astype("<i4").tobytes(),
+                      "low": low[i, :size].astype("<f8").tobytes(),
+                      "high": high[i, :size].astype("<f8").tobytes()})
+    return found
+
+
+def _edge_lists(conn: Connection, quantity: str) -> dict[int, list[float]]:
+    """Each type's bucket edges (width_bucket's lower bounds of buckets 1..n)."""
+    return {int(t): list(e) for t, e in conn.execute(
+        select(DoseBucketEdge.procedure_type_id, DoseBucketEdge.edges)
+        .where(DoseBucketEdge.quantity == QUANTITIES[quantity])).all()}
 
 
 def _redo(engine: Engine) -> Callable[[Connection, int | None, int], None]:

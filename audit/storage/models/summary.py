@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from sqlalchemy import JSON, Boolean, Date, Float, Integer, SmallInteger, String
+from sqlalchemy import JSON, Boolean, Date, Float, Integer, LargeBinary, SmallInteger, String
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -111,9 +111,10 @@ class DoseBucket(Base):
     """How many final records' dose values fall in each value bucket, per month and procedure
     type, and per room or per physician (audit.analytics.sql.dose_buckets keeps it, from the
     record facts, on PostgreSQL): with each bucket's least and greatest value, so the Dose
-    page's exact quantiles read a few thousand of these rows and then only the records of the
-    buckets they fall in. `grain` says which key is set (0: type only, 1: room and its site,
-    2: physician); a key the grain does not hold is 0."""
+    page's exact quantiles read a few hundred of these rows and then only the records of the
+    buckets they fall in. A row is a cell (month x type x key) with one array per column, so
+    a year of a grain is hundreds of rows, not a quarter of a million. `grain` says which key
+    is set (0: type only, 1: room and its site, 2: physician); a key it does not hold is 0."""
 
     __tablename__ = "dose_bucket"
 
@@ -126,10 +127,11 @@ class DoseBucket(Base):
     site_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     month: Mapped[str] = mapped_column(String(7), primary_key=True)
     procedure_type_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    bucket: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
-    records: Mapped[int] = mapped_column(Integer)
-    low: Mapped[float] = mapped_column(Float)
-    high: Mapped[float] = mapped_column(Float)
+    # one value per bucket of the type (0 .. its edges), little-endian: the records (int32),
+    # the least and the greatest value (float64; +inf and -inf where a bucket is empty)
+    records: Mapped[bytes] = mapped_column(LargeBinary)
+    low: Mapped[bytes] = mapped_column(LargeBinary)
+    high: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class DoseBucketEdge(Base):
