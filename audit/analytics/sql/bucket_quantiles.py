@@ -199,9 +199,9 @@ LEAST_POSITIVE = -1
 
 
 def _bucket_records(conn: Connection, filters: Filters, quantity: str, by_room: bool,
-                    lookups: Snapshot) -> Callable[[tuple[int, ...], int], Any]:
-    """A bucket's records under the filters (group key, bucket -> a subquery of their values
-    `v`), each an index range on (type, value)."""
+                    lookups: Snapshot) -> Callable[..., Any]:
+    """A bucket's records under the filters (group key, bucket, and `below`: only those under
+    it -> a subquery of their values `v`), each an index range on (type, value)."""
     on_facts = filters.id_conditions(conn, FACTS) or []
     edges = _edges(conn, quantity)
     v, stored = value_of(quantity), stored_of(quantity)
@@ -212,9 +212,9 @@ def _bucket_records(conn: Connection, filters: Filters, quantity: str, by_room: 
     for room, factor in lookups.rooms["kap_factor"].items():
         factors.setdefault(float(factor), []).append(int(room))
 
-    def records(key: tuple[int, ...], b: int) -> Any:
+    def records(key: tuple[int, ...], b: int, below: float = math.inf) -> Any:
         bounds = edges.get(key[0], np.array([-math.inf, math.inf]))
-        lo, hi = float(bounds[b]), float(bounds[b + 1])
+        lo, hi = float(bounds[b]), min(float(bounds[b + 1]), below)
         where = [RecordFact.procedure_type_id == key[0], *on_facts, *period_conditions(filters),
                  v.is_not(None)]
         if by_room:
@@ -240,13 +240,15 @@ def _bucket_records(conn: Connection, filters: Filters, quantity: str, by_room: 
 
 
 def _values(conn: Connection, filters: Filters, quantity: str, by_room: bool,
-            wanted: dict[_Range, set[int]],
+            wanted: dict[_Range, set[int]], sizes: dict[_Range, int],
             lookups: Snapshot) -> dict[tuple[_Range, int], float]:
     """Phase 2: the values at the wanted ranks (0-based, inside the bucket; LEAST_POSITIVE:
     the bucket's least value above 0) of each wanted bucket's records under the filters, one
     index range each, ordered and cut there (OFFSET / LIMIT: a few values come back, not the
     bucket's thousands). UNION ALL of constant ranges: a join to a list of ranges was
-    planned as a scan of the period (1 s at 10M)."""
+    planned as a scan of the period (1 s at 10M). A window in the upper half of its bucket
+    (`sizes`: the bucket's records under the filters) is read from the top down: the index
+    walks half as far."""
     if not wanted:
         return {}
     records_of = _bucket_records(conn, filters, quantity, by_room, lookups)
@@ -257,8 +259,12 @@ def _values(conn: Connection, filters: Filters, quantity: str, by_room: bool,
         ranked = sorted(r for r in ranks if r >= 0)
         if ranked:
             keys.append(((key, b), ranked[0]))
-            window = (select(records.c.v).order_by(records.c.v).offset(ranked[0])
-                      .limit(ranked[-1] - ranked[0] + 1).subquery())
+            first, last, size = ranked[0], ranked[-1], sizes[(key, b)]
+            down = first > size - 1 - last
+            window = (select(records.c.v)
+                      .order_by(records.c.v.desc() if down else records.c.v)
+                      .offset(size - 1 - last if down else first)
+                      .limit(last - first + 1).subquery())
             windows.append(select(literal(len(keys) - 1).label("i"), window.c.v))
         if LEAST_POSITIVE in ranks:
             keys.append(((key, b), LEAST_POSITIVE))
@@ -390,7 +396,7 @@ def histogram(engine: Engine, lookups: Snapshot, filters: Filters, quantity: str
             records_of = _bucket_records(conn, filters, quantity, False, lookups)
             parts = []
             for i, (j, row) in enumerate(cut):
-                records = records_of(key, int(b[row]))
+                records = records_of(key, int(b[row]), below=float(edges[j]))
                 parts.append(select(literal(i), func.count())
                              .where(records.c.v < float(edges[j])))
             for i, n in conn.execute(union_all(*parts)).all():
@@ -400,14 +406,17 @@ def histogram(engine: Engine, lookups: Snapshot, filters: Filters, quantity: str
 
 
 def _locate(key: tuple[int, ...], b: np.ndarray, cum: np.ndarray, lo: np.ndarray,
-            hi: np.ndarray, rank: int, wanted: dict[_Range, set[int]]) -> tuple[Any, ...]:
+            hi: np.ndarray, rank: int, wanted: dict[_Range, set[int]],
+            sizes: dict[_Range, int]) -> tuple[Any, ...]:
     """Where the value of this rank (0-based) is: known (its bucket's values are all one), or
     at a rank inside a bucket phase 2 reads (added to `wanted`)."""
     i = int(np.searchsorted(cum, rank, side="right"))
     if lo[i] == hi[i]:
         return ("value", float(lo[i]))
-    inside = rank - (int(cum[i - 1]) if i else 0)
+    before = int(cum[i - 1]) if i else 0
+    inside = rank - before
     wanted.setdefault((key, int(b[i])), set()).add(inside)
+    sizes[(key, int(b[i]))] = int(cum[i]) - before
     return ("rank", ((key, int(b[i])), inside))
 
 
@@ -423,6 +432,7 @@ def _pick(conn: Connection, filters: Filters, quantity: str, by_room: bool,
         return pd.DataFrame(columns=columns)
     plans: list[tuple[tuple[int, ...], int, list[Any], Any, Any]] = []
     wanted: dict[_Range, set[int]] = {}
+    sizes: dict[_Range, int] = {}
     for key, group in counted.groupby(keys, sort=True):
         key = tuple(int(k) for k in (key if isinstance(key, tuple) else (key,)))
         b = group["b"].to_numpy(dtype=np.int64)
@@ -435,8 +445,9 @@ def _pick(conn: Connection, filters: Filters, quantity: str, by_room: bool,
         for q in qs:
             position = q * (total - 1)
             below = math.floor(position)
-            picks.append((_locate(key, b, cum, lo, hi, below, wanted),
-                          _locate(key, b, cum, lo, hi, min(below + 1, total - 1), wanted),
+            picks.append((_locate(key, b, cum, lo, hi, below, wanted, sizes),
+                          _locate(key, b, cum, lo, hi, min(below + 1, total - 1), wanted,
+                                  sizes),
                           position - below))
         positive = hi > 0
         low_pick: Any = None
@@ -449,7 +460,8 @@ def _pick(conn: Connection, filters: Filters, quantity: str, by_room: bool,
                 wanted.setdefault((key, int(b[i])), set()).add(LEAST_POSITIVE)
             high_pick = ("value", float(hi[len(hi) - 1]))
         plans.append((key, total, picks, low_pick, high_pick))
-    values = _values(conn, filters, quantity, by_room, wanted, lookups) if wanted else {}
+    values = _values(conn, filters, quantity, by_room, wanted, sizes, lookups) \
+        if wanted else {}
 
     def value(pick: tuple[Any, ...]) -> float:
         return float(pick[1]) if pick[0] == "value" else values[pick[1]]
