@@ -40,7 +40,7 @@ seconds: summary_counts.edges_clear), and a quantity in QUANTITIES. Otherwise th
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, Engine, and_, func, literal, or_, select, union_all
+from sqlalchemy import Connection, Engine, Float, Integer, and_, bindparam, func, or_, select
 
 from audit.analytics.daily_summary import month_start, next_month
 from audit.analytics.snapshot import Snapshot
@@ -77,6 +77,7 @@ from audit.storage.models import (
     DoseBucketState,
     RecordFact,
     RecordFactState,
+    Room,
 )
 from audit.vocab import RecordStatus
 
@@ -198,45 +199,65 @@ _Range = tuple[tuple[int, ...], int]
 LEAST_POSITIVE = -1
 
 
-def _bucket_records(conn: Connection, filters: Filters, quantity: str, by_room: bool,
-                    lookups: Snapshot) -> Callable[..., Any]:
-    """A bucket's records under the filters (group key, bucket, and `below`: only those under
-    it -> a subquery of their values `v`), each an index range on (type, value)."""
-    on_facts = filters.id_conditions(conn, FACTS) or []
-    edges = _edges(conn, quantity)
-    v, stored = value_of(quantity), stored_of(quantity)
-    # KAP corrected is KAP x the room's factor: a bucket's range of the product is a range of
-    # the stored KAP per factor (rooms grouped by theirs; a little margin for the rounding of
-    # the division, then the product tested exactly)
-    factors: dict[float, list[int]] = {}
-    for room, factor in lookups.rooms["kap_factor"].items():
-        factors.setdefault(float(factor), []).append(int(room))
+def _number(name: str) -> Any:
+    """A float parameter of the compiled template (typed: an untyped one would be cast to
+    INTEGER, which truncates a value)."""
+    return bindparam(name, 0.0, type_=Float)
 
-    def records(key: tuple[int, ...], b: int, below: float = math.inf) -> Any:
-        bounds = edges.get(key[0], np.array([-math.inf, math.inf]))
-        lo, hi = float(bounds[b]), min(float(bounds[b + 1]), below)
-        where = [RecordFact.procedure_type_id == key[0], *on_facts, *period_conditions(filters),
-                 v.is_not(None)]
+
+class _Ranges:
+    """SQL of bucket ranges under the filters, compiled once per figure and repeated by
+    placeholder: a few hundred ranges built as SQLAlchemy statements and compiled took
+    0.2-0.5 s of Python, more than PostgreSQL took to run them. `records(i, key, b, below)`
+    is the text of a subquery of a bucket's values `v` (group key, bucket; `below`: only those
+    under it), each an index range on (type, value), its parameters added to `params`."""
+
+    def __init__(self, conn: Connection, filters: Filters, quantity: str, by_room: bool,
+                 lookups: Snapshot) -> None:
+        self.edges = _edges(conn, quantity)
+        self.kap = quantity == "kap_corrected_gycm2"
+        self.by_room = by_room
+        v, stored = value_of(quantity), stored_of(quantity)
+        where = [RecordFact.procedure_type_id == bindparam("t", 0, type_=Integer), v.is_not(None),
+                 *(filters.id_conditions(conn, FACTS) or []), *period_conditions(filters)]
         if by_room:
-            where.append(RecordFact.room_id == key[1])
-        parts = []
-        if quantity != "kap_corrected_gycm2":
-            where += [*([stored >= lo] if lo > -math.inf else []),
-                      *([stored < hi] if hi < math.inf else [])]
-            parts.append(select(v.label("v")).select_from(facts_of(quantity)).where(*where))
+            where.append(RecordFact.room_id == bindparam("room", 0, type_=Integer))
+        if self.kap:
+            # KAP corrected is KAP x the room's factor: a bucket's range of the product is a
+            # range of the stored KAP per factor (a little margin for the rounding of the
+            # division, then the product tested exactly)
+            where += [Room.kap_correction_factor == _number("f"),
+                      stored >= _number("slo"), stored <= _number("shi"),
+                      v >= _number("lo"), v < _number("hi")]
+            self.factors = sorted({float(f) for f in lookups.rooms["kap_factor"]})
+            self.room_factor = {int(r): float(f) for r, f in lookups.rooms["kap_factor"].items()}
         else:
-            for factor, rooms in factors.items():
-                if by_room and key[1] not in rooms:
-                    continue
-                narrow = [*([stored >= _widened(lo / factor, -1), v >= lo]
-                            if lo > -math.inf else []),
-                          *([stored <= _widened(hi / factor, 1), v < hi]
-                            if hi < math.inf else [])]
-                parts.append(select(v.label("v")).select_from(facts_of(quantity))
-                             .where(*where, *narrow,
-                                    *([] if by_room else [RecordFact.room_id.in_(rooms)])))
-        return (parts[0] if len(parts) == 1 else union_all(*parts)).subquery()
-    return records
+            where += [stored >= _number("lo"), stored < _number("hi")]
+        compiled = select(v.label("v")).select_from(facts_of(quantity)).where(*where).compile(
+            dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+        self.template = str(compiled)
+        self.params: dict[str, Any] = {k: val for k, val in compiled.params.items()
+                                       if k not in ("t", "room", "f", "slo", "shi", "lo", "hi")}
+
+    def _one(self, name: str, values: dict[str, Any]) -> str:
+        sql = self.template
+        for key, value in values.items():
+            sql = sql.replace(f"%({key})s", f"%({key}_{name})s")
+            self.params[f"{key}_{name}"] = value
+        return sql
+
+    def records(self, i: int, key: tuple[int, ...], b: int, below: float = math.inf) -> str:
+        bounds = self.edges.get(key[0], np.array([-math.inf, math.inf]))
+        lo, hi = float(bounds[b]), min(float(bounds[b + 1]), below)
+        common = {"t": key[0], **({"room": key[1]} if self.by_room else {})}
+        if not self.kap:
+            return self._one(str(i), {**common, "lo": lo, "hi": hi})
+        factors = [self.room_factor[key[1]]] if self.by_room else self.factors
+        return " UNION ALL ".join(
+            self._one(f"{i}_{j}", {**common, "f": factor, "lo": lo, "hi": hi,
+                                   "slo": _widened(lo / factor, -1),
+                                   "shi": _widened(hi / factor, 1)})
+            for j, factor in enumerate(factors))
 
 
 def _values(conn: Connection, filters: Filters, quantity: str, by_room: bool,
@@ -251,27 +272,29 @@ def _values(conn: Connection, filters: Filters, quantity: str, by_room: bool,
     walks half as far."""
     if not wanted:
         return {}
-    records_of = _bucket_records(conn, filters, quantity, by_room, lookups)
+    ranges = _Ranges(conn, filters, quantity, by_room, lookups)
     windows = []
     keys: list[tuple[_Range, int]] = []  # (range, first rank) of each window
     for (key, b), ranks in wanted.items():
-        records = records_of(key, b)
         ranked = sorted(r for r in ranks if r >= 0)
         if ranked:
             keys.append(((key, b), ranked[0]))
             first, last, size = ranked[0], ranked[-1], sizes[(key, b)]
             down = first > size - 1 - last
-            window = (select(records.c.v)
-                      .order_by(records.c.v.desc() if down else records.c.v)
-                      .offset(size - 1 - last if down else first)
-                      .limit(last - first + 1).subquery())
-            windows.append(select(literal(len(keys) - 1).label("i"), window.c.v))
+            i = len(keys) - 1
+            # only integers computed here and the compiled template; every value is bound
+            windows.append(f"SELECT {i} AS i, v FROM ({ranges.records(i, key, b)}) AS u{i} "  # noqa: S608
+                           f"ORDER BY v{' DESC' if down else ''} "
+                           f"OFFSET {size - 1 - last if down else first} "
+                           f"LIMIT {last - first + 1}")
         if LEAST_POSITIVE in ranks:
             keys.append(((key, b), LEAST_POSITIVE))
-            windows.append(select(literal(len(keys) - 1).label("i"),
-                                  func.min(records.c.v).filter(records.c.v > 0)))
+            i = len(keys) - 1
+            windows.append(f"SELECT {i} AS i, min(v) FROM ({ranges.records(i, key, b)}) "  # noqa: S608
+                           f"AS u{i} WHERE v > 0")
     got: dict[int, list[float]] = {}
-    for i, value in conn.execute(union_all(*windows)).all():
+    sql = " UNION ALL ".join(f"({w})" for w in windows)
+    for i, value in conn.exec_driver_sql(sql, ranges.params).all():
         got.setdefault(int(i), []).append(float(value))
     found: dict[tuple[_Range, int], float] = {}
     for i, (where_, first) in enumerate(keys):
@@ -393,13 +416,12 @@ def histogram(engine: Engine, lookups: Snapshot, filters: Filters, quantity: str
             if full < len(b) and lo[full] < edge:
                 cut.append((j, full))
         if cut:
-            records_of = _bucket_records(conn, filters, quantity, False, lookups)
-            parts = []
-            for i, (j, row) in enumerate(cut):
-                records = records_of(key, int(b[row]), below=float(edges[j]))
-                parts.append(select(literal(i), func.count())
-                             .where(records.c.v < float(edges[j])))
-            for i, n in conn.execute(union_all(*parts)).all():
+            ranges = _Ranges(conn, filters, quantity, False, lookups)
+            sql = " UNION ALL ".join(  # integers and the compiled template: values are bound
+                f"(SELECT {i} AS i, count(*) FROM "  # noqa: S608
+                f"({ranges.records(i, key, int(b[row]), below=float(edges[j]))}) AS u{i})"
+                for i, (j, row) in enumerate(cut))
+            for i, n in conn.exec_driver_sql(sql, ranges.params).all():
                 below[cut[int(i)][0]] += int(n)
         return pd.DataFrame({"low": edges[:-1], "high": edges[1:],
                              "count": np.diff(below).astype(np.int64)})
