@@ -34,7 +34,7 @@ from audit.filters import Filters
 from audit.log.service import ProcedureLog
 from audit.reference_data import list_rooms, update_room
 from audit.storage.engine import make_engine
-from audit.storage.models import DoseBucket, Procedure, RecordFact
+from audit.storage.models import DoseBucket, DoseBucketState, Procedure, RecordFact
 from tests.analytics.sql_figures import FACT_SCAN, statements
 from tests.analytics.test_sql_figures import CASES
 from tests.conftest import Databases, valid_record
@@ -222,6 +222,21 @@ def test_a_row_changed_behind_the_apps_back_stays_until_rebuild_facts(
                  "db", "rebuild-facts"]) == 0
     assert '"dose_bucket_rows"' in capsys.readouterr().out
     assert_same_figures(pg, Filters())
+
+
+def test_the_warmer_builds_the_buckets_before_anyone_asks(pg: Engine) -> None:
+    """`figures warm` (and the dashboard's background warmer) pays the buckets' build, not the
+    next person who opens the Dose page."""
+    from audit.analytics.sql.warm import warm_figures
+
+    generate(pg, procedures=300, seed=8, until=date(2026, 6, 30))
+    with pg.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(DoseBucket)) == 0
+    warm_figures(pg)
+    with pg.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(DoseBucket)) > 0
+        built = conn.scalar(select(DoseBucketState.data_version))
+    assert built == dose_buckets.refresh_buckets(pg)  # current: nothing left to do
 
 
 def test_the_buckets_are_postgresql_only(databases: Databases) -> None:
