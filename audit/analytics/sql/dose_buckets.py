@@ -11,7 +11,7 @@ that product, and the rooms' factors are part of the table's rules (a change reb
 
 How it stays current: the refresh protocol of the other summaries (audit.analytics.derived):
 the facts first, then the months of the days the procedure events after the table's version
-name are recomputed from them (a month at 10M records: about 1 s for the three quantities);
+name are recomputed from them (a month at 10M records: 6 s for the three quantities, under load);
 an event that names no records, too many, a catalog change or new rules rebuild it all, edges
 included (165 s at 10M). A row changed behind the app's back stays wrong until its month
 changes or `fluoro-audit db rebuild-facts`. PostgreSQL only, as the facts.
