@@ -372,14 +372,21 @@ def quantiles(engine: Engine, lookups: Snapshot, filters: Filters, quantity: str
 def medians(engine: Engine, period: Scope,
             column: str) -> tuple[pd.DataFrame, pd.DataFrame] | None:
     """The local DRLs' medians per procedure x room and per procedure (reference.Medians),
-    or None where the buckets do not answer."""
-    found = []
-    for by_room in (True, False):
-        got = quantiles(engine, period.lookups, period.filters, column, by_room, (0.5,))
-        if got is None:
+    or None where the buckets do not answer. One snapshot and one read of the cells: a
+    procedure's counts are its rooms' summed."""
+    lookups, filters = period.lookups, period.filters
+    with _snapshot(engine, lookups, filters, column) as opened:
+        if opened is None:
             return None
-        found.append(got.drop(columns=["positive_low", "positive_high"]))
-    return found[0], found[1]
+        conn, filters = opened
+        rooms = _counts(conn, filters, column, True)
+        types = None if rooms is None else (
+            rooms.groupby(["t", "b"], sort=True)
+            .agg(n=("n", "sum"), lo=("lo", "min"), hi=("hi", "max")).reset_index())
+        found = [_pick(conn, filters, column, by_room, (0.5,), counted, lookups)
+                 for by_room, counted in ((True, rooms), (False, types))]
+    return tuple(f.drop(columns=["positive_low", "positive_high"])  # type: ignore[return-value]
+                 for f in found)
 
 
 def histogram(engine: Engine, lookups: Snapshot, filters: Filters, quantity: str, bins: int,
