@@ -48,10 +48,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, Engine, Float, Integer, and_, bindparam, func, or_, select
+from sqlalchemy import Connection, Engine, and_, func, or_, select
 
 from audit.analytics.daily_summary import month_start, next_month
 from audit.analytics.snapshot import Snapshot
+from audit.analytics.sql.bucket_ranges import Ranges
 from audit.analytics.sql.dose_buckets import (
     FACTS,
     GRAIN_PHYSICIAN,
@@ -63,7 +64,6 @@ from audit.analytics.sql.dose_buckets import (
     facts_of,
     refresh_buckets,
     rules_of,
-    stored_of,
     value_of,
 )
 from audit.analytics.sql.records import HALF_SECOND, period_conditions
@@ -73,11 +73,9 @@ from audit.filters import Filters
 from audit.storage.engine import without_jit
 from audit.storage.models import (
     DoseBucket,
-    DoseBucketEdge,
     DoseBucketState,
     RecordFact,
     RecordFactState,
-    Room,
 )
 from audit.vocab import RecordStatus
 
@@ -186,78 +184,10 @@ def _counts(conn: Connection, filters: Filters, quantity: str,
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=names)
 
 
-def _edges(conn: Connection, quantity: str) -> dict[int, np.ndarray]:
-    """Each type's bucket bounds: bucket b is [E[b], E[b + 1])."""
-    rows = conn.execute(select(DoseBucketEdge.procedure_type_id, DoseBucketEdge.edges)
-                        .where(DoseBucketEdge.quantity == QUANTITIES[quantity])).all()
-    return {int(t): np.array([-math.inf, *e, math.inf]) for t, e in rows}
-
-
 #: (group key, bucket): a bucket whose records phase 2 reads.
 _Range = tuple[tuple[int, ...], int]
 #: The rank phase 2 is asked for where it should find the bucket's least value above 0.
 LEAST_POSITIVE = -1
-
-
-def _number(name: str) -> Any:
-    """A float parameter of the compiled template (typed: an untyped one would be cast to
-    INTEGER, which truncates a value)."""
-    return bindparam(name, 0.0, type_=Float)
-
-
-class _Ranges:
-    """SQL of bucket ranges under the filters, compiled once per figure and repeated by
-    placeholder: a few hundred ranges built as SQLAlchemy statements and compiled took
-    0.2-0.5 s of Python, more than PostgreSQL took to run them. `records(i, key, b, below)`
-    is the text of a subquery of a bucket's values `v` (group key, bucket; `below`: only those
-    under it), each an index range on (type, value), its parameters added to `params`."""
-
-    def __init__(self, conn: Connection, filters: Filters, quantity: str, by_room: bool,
-                 lookups: Snapshot) -> None:
-        self.edges = _edges(conn, quantity)
-        self.kap = quantity == "kap_corrected_gycm2"
-        self.by_room = by_room
-        v, stored = value_of(quantity), stored_of(quantity)
-        where = [RecordFact.procedure_type_id == bindparam("t", 0, type_=Integer), v.is_not(None),
-                 *(filters.id_conditions(conn, FACTS) or []), *period_conditions(filters)]
-        if by_room:
-            where.append(RecordFact.room_id == bindparam("room", 0, type_=Integer))
-        if self.kap:
-            # KAP corrected is KAP x the room's factor: a bucket's range of the product is a
-            # range of the stored KAP per factor (a little margin for the rounding of the
-            # division, then the product tested exactly)
-            where += [Room.kap_correction_factor == _number("f"),
-                      stored >= _number("slo"), stored <= _number("shi"),
-                      v >= _number("lo"), v < _number("hi")]
-            self.factors = sorted({float(f) for f in lookups.rooms["kap_factor"]})
-            self.room_factor = {int(r): float(f) for r, f in lookups.rooms["kap_factor"].items()}
-        else:
-            where += [stored >= _number("lo"), stored < _number("hi")]
-        compiled = select(v.label("v")).select_from(facts_of(quantity)).where(*where).compile(
-            dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
-        self.template = str(compiled)
-        self.params: dict[str, Any] = {k: val for k, val in compiled.params.items()
-                                       if k not in ("t", "room", "f", "slo", "shi", "lo", "hi")}
-
-    def _one(self, name: str, values: dict[str, Any]) -> str:
-        sql = self.template
-        for key, value in values.items():
-            sql = sql.replace(f"%({key})s", f"%({key}_{name})s")
-            self.params[f"{key}_{name}"] = value
-        return sql
-
-    def records(self, i: int, key: tuple[int, ...], b: int, below: float = math.inf) -> str:
-        bounds = self.edges.get(key[0], np.array([-math.inf, math.inf]))
-        lo, hi = float(bounds[b]), min(float(bounds[b + 1]), below)
-        common = {"t": key[0], **({"room": key[1]} if self.by_room else {})}
-        if not self.kap:
-            return self._one(str(i), {**common, "lo": lo, "hi": hi})
-        factors = [self.room_factor[key[1]]] if self.by_room else self.factors
-        return " UNION ALL ".join(
-            self._one(f"{i}_{j}", {**common, "f": factor, "lo": lo, "hi": hi,
-                                   "slo": _widened(lo / factor, -1),
-                                   "shi": _widened(hi / factor, 1)})
-            for j, factor in enumerate(factors))
 
 
 def _values(conn: Connection, filters: Filters, quantity: str, by_room: bool,
@@ -272,7 +202,7 @@ def _values(conn: Connection, filters: Filters, quantity: str, by_room: bool,
     walks half as far."""
     if not wanted:
         return {}
-    ranges = _Ranges(conn, filters, quantity, by_room, lookups)
+    ranges = Ranges(conn, filters, quantity, by_room, lookups)
     windows = []
     keys: list[tuple[_Range, int]] = []  # (range, first rank) of each window
     for (key, b), ranks in wanted.items():
@@ -304,11 +234,6 @@ def _values(conn: Connection, filters: Filters, quantity: str, by_room: bool,
         for offset, value in enumerate(sorted(got.get(i, []))):
             found[(where_, first + offset)] = value
     return found
-
-
-def _widened(bound: float, side: int) -> float:
-    """A bound moved outwards (side -1: down, 1: up) by far more than a product's rounding."""
-    return bound + side * (abs(bound) * 1e-9 + 1e-300)
 
 
 @contextmanager
@@ -423,7 +348,7 @@ def histogram(engine: Engine, lookups: Snapshot, filters: Filters, quantity: str
             if full < len(b) and lo[full] < edge:
                 cut.append((j, full))
         if cut:
-            ranges = _Ranges(conn, filters, quantity, False, lookups)
+            ranges = Ranges(conn, filters, quantity, False, lookups)
             sql = " UNION ALL ".join(  # integers and the compiled template: values are bound
                 f"(SELECT {i} AS i, count(*) FROM "  # noqa: S608
                 f"({ranges.records(i, key, int(b[row]), below=float(edges[j]))}) AS u{i})"
