@@ -11,17 +11,15 @@ import numpy as np
 from sqlalchemy import Connection, Float, Integer, bindparam, select
 
 from audit.analytics.snapshot import Snapshot
-from audit.analytics.sql.dose_buckets import FACTS, QUANTITIES, facts_of, stored_of, value_of
+from audit.analytics.sql.dose_buckets import FACTS, edge_lists, facts_of, stored_of, value_of
 from audit.analytics.sql.records import period_conditions
 from audit.filters import Filters
-from audit.storage.models import DoseBucketEdge, RecordFact, Room
+from audit.storage.models import RecordFact, Room
 
 
 def edges_of(conn: Connection, quantity: str) -> dict[int, np.ndarray]:
     """Each type's bucket bounds: bucket b is [E[b], E[b + 1])."""
-    rows = conn.execute(select(DoseBucketEdge.procedure_type_id, DoseBucketEdge.edges)
-                        .where(DoseBucketEdge.quantity == QUANTITIES[quantity])).all()
-    return {int(t): np.array([-math.inf, *e, math.inf]) for t, e in rows}
+    return {t: np.array([-math.inf, *e, math.inf]) for t, e in edge_lists(conn, quantity).items()}
 
 
 def _number(name: str) -> Any:

@@ -134,7 +134,7 @@ def bucket_of(conn: Connection, v: ColumnElement[float], quantity: str) -> Colum
     array per type (a join to the edges table detoasted the 4 KB array for every record: 2 us
     a record); bucket 0 for a type without edges (added since the build: its one bucket is
     every value)."""
-    edges = _edge_lists(conn, quantity)
+    edges = edge_lists(conn, quantity)
     if not edges:
         return literal(0)
     whens = {t: func.width_bucket(v, literal([float(x) for x in e], ARRAY(Float)))
@@ -171,7 +171,7 @@ def _insert_months(conn: Connection, quantity: str, months: list[str] | None) ->
         return
     fine = pd.DataFrame(rows, columns=["month", "t", "site", "room", "physician", "b", "n",
                                        "lo", "hi"])
-    sizes = {t: len(e) + 1 for t, e in _edge_lists(conn, quantity).items()}
+    sizes = {t: len(e) + 1 for t, e in edge_lists(conn, quantity).items()}
     cells = []
     for grain, keys in ((GRAIN_TYPE, ()), (GRAIN_ROOM, ("site", "room")),
                         (GRAIN_PHYSICIAN, ("physician",))):
@@ -213,7 +213,7 @@ def _cells(fine: pd.DataFrame, code: int, grain: int, keys: tuple[str, ...],
     return found
 
 
-def _edge_lists(conn: Connection, quantity: str) -> dict[int, list[float]]:
+def edge_lists(conn: Connection, quantity: str) -> dict[int, list[float]]:
     """Each type's bucket edges (width_bucket's lower bounds of buckets 1..n)."""
     return {int(t): list(e) for t, e in conn.execute(
         select(DoseBucketEdge.procedure_type_id, DoseBucketEdge.edges)
