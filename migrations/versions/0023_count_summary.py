@@ -62,26 +62,10 @@ def upgrade() -> None:
         sa.Column("rules", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_count_summary_state")),
     )
-    bind = op.get_bind()
-    if bind.dialect.name != "postgresql":
-        return
-    facts = bind.execute(sa.text("SELECT data_version FROM record_fact_state WHERE id = 1"))
-    version = facts.scalar()
-    if version is None:  # the facts were never built: the first refresh builds both
-        return
-    # the same rows a refresh computes, from the facts at the version they reflect
-    from audit.analytics.daily_summary import insert_months
-    from audit.analytics.sql.count_summary import COUNTS as COLUMNS
-    from audit.analytics.sql.count_summary import KEYS as KEY_COLUMNS
-    from audit.analytics.sql.count_summary import _insert_days, _lookups, _rules
-    from audit.storage.models import CountSummary
-
-    lookups = _lookups(bind)
-    _insert_days(bind, lookups, None)
-    insert_months(bind, None, CountSummary, KEY_COLUMNS, COLUMNS)
-    bind.execute(sa.text("INSERT INTO count_summary_state (id, data_version, rules) "
-                         "VALUES (1, :v, :r)"), {"v": int(version), "r": _rules(lookups)})
-    bind.execute(sa.text("ANALYZE count_summary"))
+    # The table is filled by its first refresh (audit.analytics.sql.count_summary). This
+    # migration once filled it here with the application's code; that code now writes
+    # columns a later migration adds (0030's `ultrasound`), and 0030 empties the state so
+    # the next refresh rebuilds it anyway: a migration runs its own SQL, not today's code.
 
 
 def downgrade() -> None:

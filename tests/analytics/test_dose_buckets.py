@@ -147,7 +147,7 @@ def test_what_the_buckets_cannot_answer_is_scanned(pg_engine: Engine) -> None:
         assert not bucket_quantiles.answerable(filters, QUANTITIES[0])
         # the DRLs are the period's, whatever the other filters: from the buckets
         assert_same_figures(pg_engine, filters, answered=False, levels_answered=True)
-    assert not bucket_quantiles.answerable(Filters(), "dap_gycm2")  # not a reference column
+    assert not bucket_quantiles.answerable(Filters(), "weight_kg")  # not a dose quantity
 
 
 def test_a_record_at_a_half_second_edge_is_scanned(pg: Engine) -> None:
@@ -199,13 +199,14 @@ def test_the_buckets_follow_every_write(pg: Engine) -> None:
     with pg.connect() as conn:  # every final record with a value is counted once per grain
         counted: dict[tuple[int, int], int] = {}
         for q, g, records in conn.execute(select(DoseBucket.quantity, DoseBucket.grain,
-                                                 DoseBucket.records)):
+                                                 DoseBucket.records)
+                                          .where(DoseBucket.dimension == 0)):
             counted[(q, g)] = counted.get((q, g), 0) + int(
                 np.frombuffer(records, dtype="<i4").sum())
         values = {code: int(conn.scalar(select(func.count(getattr(RecordFact, column))))
                                   or 0)
                   for column, code in (("dap_gycm2", 0), ("air_kerma_mgy", 1),
-                                       ("fluoro_time_s", 2))}
+                                       ("fluoro_time_s", 2), ("dap_gycm2", 3))}
     assert counted == {(q, g): values[q] for q in values for g in (0, 1, 2)}
 
 

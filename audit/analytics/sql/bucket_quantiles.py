@@ -61,6 +61,7 @@ from audit.analytics.sql.dose_buckets import (
     QUANTITIES,
     TARGET,
     bucket_of,
+    dense_cell,
     facts_of,
     refresh_buckets,
     rules_of,
@@ -92,13 +93,13 @@ def answerable(filters: Filters, quantity: str) -> bool:
                for moment in (filters.start, filters.before))
 
 
-def _grain(filters: Filters, by_room: bool) -> int:
+def grain_of(filters: Filters, by_room: bool) -> int:
     if by_room or filters.rooms or filters.sites:
         return GRAIN_ROOM
     return GRAIN_PHYSICIAN if filters.physicians else GRAIN_TYPE
 
 
-def _months(filters: Filters) -> tuple[str | None, str | None, list[Any]]:
+def months_of(filters: Filters) -> tuple[str | None, str | None, list[Any]]:
     """(first whole month, month after the last whole one, as 'YYYY-MM'; None: open) and the
     conditions on the facts that select the period's records outside those whole months."""
     start = None if filters.start is None else filters.start.astimezone(UTC).date()
@@ -130,10 +131,10 @@ def _counts(conn: Connection, filters: Filters, quantity: str,
     if found is None or on_facts is None:
         return None
     code = QUANTITIES[quantity]
-    first, last, edges = _months(filters)
+    first, last, edges = months_of(filters)
     s = DoseBucket
     keys = [s.procedure_type_id, *([s.room_id] if by_room else [])]
-    where = [s.quantity == code, s.grain == _grain(filters, by_room), *found]
+    where = [s.quantity == code, s.grain == grain_of(filters, by_room), s.dimension == 0, *found]
     if first is not None:
         where.append(s.month >= first)
     if last is not None:
@@ -155,10 +156,9 @@ def _counts(conn: Connection, filters: Filters, quantity: str,
         low[key][:len(lo)] = np.minimum(low[key][:len(lo)], lo)
         high[key][:len(hi)] = np.maximum(high[key][:len(hi)], hi)
 
-    for *key, counts, lo, hi in conn.execute(select(*keys, s.records, s.low, s.high)
-                                             .where(*where)):
-        add(tuple(int(k) for k in key), np.frombuffer(counts, dtype="<i4"),
-            np.frombuffer(lo, dtype="<f8"), np.frombuffer(hi, dtype="<f8"))
+    for *key, held, counts, lo, hi in conn.execute(
+            select(*keys, s.buckets, s.records, s.low, s.high).where(*where)):
+        add(tuple(int(k) for k in key), *dense_cell(held, counts, lo, hi))
     if edges:  # the days of the months the period cuts, from the facts
         v = value_of(quantity)
         bucket = bucket_of(conn, v, quantity)
@@ -193,51 +193,63 @@ LEAST_POSITIVE = -1
 def _values(conn: Connection, filters: Filters, quantity: str, by_room: bool,
             wanted: dict[_Range, set[int]], sizes: dict[_Range, int],
             lookups: Snapshot) -> dict[tuple[_Range, int], float]:
+    """Phase 2 for one kind of group (`read_ranks`)."""
+    if not wanted:
+        return {}
+    return read_ranks(conn, [(Ranges(conn, filters, quantity, by_room, lookups), wanted,
+                              sizes)])[0]
+
+
+def read_ranks(conn: Connection, parts: Sequence[tuple[Ranges, dict[_Range, set[int]],
+                                                       dict[_Range, int]]]
+               ) -> list[dict[tuple[_Range, int], float]]:
     """Phase 2: the values at the wanted ranks (0-based, inside the bucket; LEAST_POSITIVE:
     the bucket's least value above 0) of each wanted bucket's records under the filters, one
     index range each, ordered and cut there (OFFSET / LIMIT: a few values come back, not the
-    bucket's thousands). UNION ALL of constant ranges: a join to a list of ranges was
-    planned as a scan of the period (1 s at 10M). A window in the upper half of its bucket
-    (`sizes`: the bucket's records under the filters) is read from the top down: the index
-    walks half as far."""
-    if not wanted:
-        return {}
-    ranges = Ranges(conn, filters, quantity, by_room, lookups)
-    windows = []
-    keys: list[tuple[_Range, int]] = []  # (range, first rank) of each window
-    for (key, b), ranks in wanted.items():
-        ranked = sorted(r for r in ranks if r >= 0)
-        if ranked:
-            keys.append(((key, b), ranked[0]))
-            first, last, size = ranked[0], ranked[-1], sizes[(key, b)]
-            down = first > size - 1 - last
-            i = len(keys) - 1
-            # only integers computed here and the compiled template; every value is bound
-            windows.append(f"SELECT {i} AS i, v FROM ({ranges.records(i, key, b)}) AS u{i} "  # noqa: S608
-                           f"ORDER BY v{' DESC' if down else ''} "
-                           f"OFFSET {size - 1 - last if down else first} "
-                           f"LIMIT {last - first + 1}")
-        if LEAST_POSITIVE in ranks:
-            keys.append(((key, b), LEAST_POSITIVE))
-            i = len(keys) - 1
-            windows.append(f"SELECT {i} AS i, min(v) FROM ({ranges.records(i, key, b)}) "  # noqa: S608
-                           f"AS u{i} WHERE v > 0")
+    bucket's thousands); for each part (its ranges' template, the wanted ranks, the buckets'
+    sizes), in one query: per part and order, the windows as arrays joined LATERAL to the
+    template (Ranges.lateral). A window in the upper half of its bucket (`sizes`: the
+    bucket's records under the filters) is read from the top down: the index walks half as
+    far."""
+    keys: list[tuple[int, _Range, int]] = []  # (part, range, first rank) of each window
+    queries = []
+    for p, (ranges, wanted, sizes) in enumerate(parts):
+        rows: dict[str, list[tuple[int, tuple[int, ...], int, int, int]]] = {
+            "asc": [], "desc": [], "least": []}
+        for (key, b), ranks in wanted.items():
+            ranked = sorted(r for r in ranks if r >= 0)
+            if ranked:
+                keys.append((p, (key, b), ranked[0]))
+                first, last, size = ranked[0], ranked[-1], sizes[(key, b)]
+                down = first > size - 1 - last
+                rows["desc" if down else "asc"].append(
+                    (len(keys) - 1, key, b, size - 1 - last if down else first,
+                     last - first + 1))
+            if LEAST_POSITIVE in ranks:
+                keys.append((p, (key, b), LEAST_POSITIVE))
+                rows["least"].append((len(keys) - 1, key, b, 0, 0))
+        queries += [ranges.lateral(f"{p}{order}", found, order)
+                    for order, found in rows.items() if found]
+    found_: list[dict[tuple[_Range, int], float]] = [{} for _ in parts]
+    if not queries:
+        return found_
     got: dict[int, list[float]] = {}
-    sql = " UNION ALL ".join(f"({w})" for w in windows)
-    for i, value in conn.exec_driver_sql(sql, ranges.params).all():
-        got.setdefault(int(i), []).append(float(value))
-    found: dict[tuple[_Range, int], float] = {}
-    for i, (where_, first) in enumerate(keys):
+    params = {k: v for ranges, _, _ in parts for k, v in ranges.params.items()}
+    for i, value in conn.exec_driver_sql(" UNION ALL ".join(f"({q})" for q in queries),
+                                         params).all():
+        if value is not None:
+            got.setdefault(int(i), []).append(float(value))
+    for i, (p, where_, first) in enumerate(keys):
         if first == LEAST_POSITIVE:
-            found[(where_, first)] = got[i][0]
+            found_[p][(where_, first)] = got[i][0]
             continue
         for offset, value in enumerate(sorted(got.get(i, []))):
-            found[(where_, first + offset)] = value
-    return found
+            found_[p][(where_, first + offset)] = value
+    return found_
 
 
 @contextmanager
-def _snapshot(engine: Engine, lookups: Snapshot, filters: Filters,
+def snapshot(engine: Engine, lookups: Snapshot, filters: Filters,
               quantity: str) -> Iterator[tuple[Connection, Filters] | None]:
     """A REPEATABLE READ connection in which the buckets and the facts reflect the same data
     version, after bringing the buckets to it, and the filters without a period bound no
@@ -286,7 +298,7 @@ def quantiles(engine: Engine, lookups: Snapshot, filters: Filters, quantity: str
     """Per procedure type (g0), and room (g1) when by_room: v_n, v_q{i} (percentile_cont of
     each q), positive_low and positive_high (the least and greatest value above 0); None
     when the buckets do not answer (the caller scans)."""
-    with _snapshot(engine, lookups, filters, quantity) as found:
+    with snapshot(engine, lookups, filters, quantity) as found:
         if found is None:
             return None
         conn, filters = found
@@ -300,7 +312,7 @@ def medians(engine: Engine, period: Scope,
     or None where the buckets do not answer. One snapshot and one read of the cells: a
     procedure's counts are its rooms' summed."""
     lookups, filters = period.lookups, period.filters
-    with _snapshot(engine, lookups, filters, column) as opened:
+    with snapshot(engine, lookups, filters, column) as opened:
         if opened is None:
             return None
         conn, filters = opened
@@ -321,7 +333,7 @@ def histogram(engine: Engine, lookups: Snapshot, filters: Filters, quantity: str
     value, or found here), each bin's count the records below its upper edge less those
     below its lower edge. Below an edge: the buckets under it, and in the bucket it cuts
     (where that bucket's values differ) a count of its records below it (phase 2)."""
-    with _snapshot(engine, lookups, filters, quantity) as opened:
+    with snapshot(engine, lookups, filters, quantity) as opened:
         if opened is None:
             return None
         conn, filters = opened
@@ -374,6 +386,10 @@ def _locate(key: tuple[int, ...], b: np.ndarray, cum: np.ndarray, lo: np.ndarray
     return ("rank", ((key, int(b[i])), inside))
 
 
+#: A group's plan: (key, records, the quantiles' picks, least positive pick, greatest pick).
+Plan = tuple[tuple[int, ...], int, list[Any], Any, Any]
+
+
 def _pick(conn: Connection, filters: Filters, quantity: str, by_room: bool,
           qs: Sequence[float], counted: pd.DataFrame | None,
           lookups: Snapshot) -> pd.DataFrame:
@@ -384,14 +400,33 @@ def _pick(conn: Connection, filters: Filters, quantity: str, by_room: bool,
                "positive_low", "positive_high"]
     if counted is None or counted.empty:
         return pd.DataFrame(columns=columns)
-    plans: list[tuple[tuple[int, ...], int, list[Any], Any, Any]] = []
+    plans, wanted, sizes = plan(counted, keys, qs)
+    values = _values(conn, filters, quantity, by_room, wanted, sizes, lookups) \
+        if wanted else {}
+    return pd.DataFrame(finish(plans, values), columns=columns)
+
+
+def plan(counted: pd.DataFrame, keys: list[str], qs: Sequence[float], extremes: bool = True
+         ) -> tuple[list[Plan], dict[_Range, set[int]], dict[_Range, int]]:
+    """Each group's picks (a value known, or a rank phase 2 reads: added to the wanted ranks,
+    with the buckets' sizes) from its counts per bucket (`counted`: keys, b, n, lo, hi);
+    `extremes`: its least and greatest positive value too (else None)."""
+    plans: list[Plan] = []
     wanted: dict[_Range, set[int]] = {}
     sizes: dict[_Range, int] = {}
-    for key, group in counted.groupby(keys, sort=True):
-        key = tuple(int(k) for k in (key if isinstance(key, tuple) else (key,)))
-        b = group["b"].to_numpy(dtype=np.int64)
-        n = group["n"].to_numpy(dtype=np.int64)
-        lo, hi = group["lo"].to_numpy(dtype=np.float64), group["hi"].to_numpy(dtype=np.float64)
+    codes = counted[keys].to_numpy(dtype=np.int64)
+    order = np.lexsort((counted["b"].to_numpy(dtype=np.int64),
+                        *(codes[:, j] for j in reversed(range(len(keys))))))
+    codes = codes[order]
+    every_b = counted["b"].to_numpy(dtype=np.int64)[order]
+    every_n = counted["n"].to_numpy(dtype=np.int64)[order]
+    every_lo = counted["lo"].to_numpy(dtype=np.float64)[order]
+    every_hi = counted["hi"].to_numpy(dtype=np.float64)[order]
+    starts = np.flatnonzero(np.r_[True, (codes[1:] != codes[:-1]).any(axis=1)])
+    for start, end in zip(starts, [*starts[1:], len(codes)], strict=True):
+        key = tuple(int(k) for k in codes[start])
+        b, n = every_b[start:end], every_n[start:end]
+        lo, hi = every_lo[start:end], every_hi[start:end]
         cum = np.cumsum(n)
         total = int(cum[-1])
 
@@ -406,7 +441,7 @@ def _pick(conn: Connection, filters: Filters, quantity: str, by_room: bool,
         positive = hi > 0
         low_pick: Any = None
         high_pick: Any = None
-        if positive.any():
+        if extremes and positive.any():
             i = int(np.argmax(positive))  # the first bucket holding a positive value
             low_pick = ("value", float(lo[i])) if lo[i] > 0 else \
                 ("rank", ((key, int(b[i])), LEAST_POSITIVE))
@@ -414,9 +449,12 @@ def _pick(conn: Connection, filters: Filters, quantity: str, by_room: bool,
                 wanted.setdefault((key, int(b[i])), set()).add(LEAST_POSITIVE)
             high_pick = ("value", float(hi[len(hi) - 1]))
         plans.append((key, total, picks, low_pick, high_pick))
-    values = _values(conn, filters, quantity, by_room, wanted, sizes, lookups) \
-        if wanted else {}
+    return plans, wanted, sizes
 
+
+def finish(plans: list[Plan], values: dict[tuple[_Range, int], float]) -> list[list[Any]]:
+    """Each group's row: its key, records, quantiles (percentile_cont's interpolation),
+    least and greatest positive value."""
     def value(pick: tuple[Any, ...]) -> float:
         return float(pick[1]) if pick[0] == "value" else values[pick[1]]
 
@@ -429,4 +467,4 @@ def _pick(conn: Connection, filters: Filters, quantity: str, by_room: bool,
         row += [None if low_pick is None else value(low_pick),
                 None if high_pick is None else value(high_pick)]
         rows.append(row)
-    return pd.DataFrame(rows, columns=columns)
+    return rows

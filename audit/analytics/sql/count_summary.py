@@ -1,4 +1,5 @@
-"""The Data quality and Complications pages' counts from a summary (`count_summary`) instead of
+"""The Data quality and Complications pages' counts (and the Dose page's share of injections
+done without radiation) from a summary (`count_summary`) instead of
 a scan of the record facts, where the summary answers the filters exactly.
 
 Why: every figure of those pages is a count (records, missing values, safety flags, records with
@@ -77,14 +78,16 @@ from audit.storage.models import CountSummary, CountSummaryState
 from audit.vocab import RecordStatus
 
 #: Bumped when what a row holds changes meaning: the next refresh rebuilds the table.
-RULES = 1
+RULES = 2
 _LOCK = 0x436E7453  # "CntS"
 KEYS = ("site_id", "room_id", "procedure_type_id", "physician_id", "technologist_id")
 QUALITY = ("records", *counts.QUALITY)
 FLAGS = ("particulate_cervical_tfesi", "uptake_not_repositioned", "levels_over_limit",
          "pregnant", "srdl_reached")
 COMPLICATIONS = ("with_complication", "complications", "severe", *counts.KINDS)
-COUNTS = (*QUALITY, *FLAGS, *COMPLICATIONS)
+#: The Dose page's Case mix tab: injections done without radiation (counts.radiation_free_share).
+CASE_MIX = ("ultrasound",)
+COUNTS = (*QUALITY, *FLAGS, *COMPLICATIONS, *CASE_MIX)
 TARGET = Target(CountSummary.day, None, CountSummary.site_id, CountSummary.room_id,
                 CountSummary.physician_id, CountSummary.procedure_type_id,
                 CountSummary.technologist_id)
@@ -134,7 +137,8 @@ def _day_select(conn: Connection, lookups: Snapshot, days: list[date] | None) ->
     joined, complication_sums = counts._complication_sums(scope)
     flags = counts._flag_sums(scope)
     sums = {**counts._quality_sums(scope), **{f: flags[f] for f in FLAGS},
-            **{c: complication_sums[c] for c in COMPLICATIONS}}
+            **{c: complication_sums[c] for c in COMPLICATIONS},
+            "ultrasound": scope.total("ultrasound")}
     day = utc_day(scope.col("performed_at"))
     keys = [scope.col("site_id"), scope.col("room_id"), scope.col("type_id"),
             scope.col("physician_id"), scope.col("technologist_id")]
@@ -274,9 +278,12 @@ def page_counts(engine: Engine, lookups: Snapshot,
     quality = {c: c for c in QUALITY} | {f: f"flag:{f}" for f in FLAGS}
     complications = {"records": "procedures"} | {c: c for c in COMPLICATIONS}
     found = tables(COMPLICATIONS_PAGE, complications, None, "group")
+    free = tables(("procedure",), {"records": "records", "ultrasound": "radiation_free"},
+                  "records", "group")["procedure"]
     return {"quality": counts.quality_tables(tables(QUALITY_PAGE, quality, "records", "scope")),
             "complications": {by: counts._complication_rates(frame, by)
-                              for by, frame in found.items()}}
+                              for by, frame in found.items()},
+            "radiation_free": counts.radiation_free_table(free)}
 
 
 def newest_day(engine: Engine, lookups: Snapshot, filters: Filters, column: str,

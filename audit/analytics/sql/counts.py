@@ -217,9 +217,14 @@ def _flag_sums(scope: Scope) -> dict[str, ColumnElement[Any]]:
 
 def radiation_free_share(scope: Scope) -> pd.DataFrame:
     """audit.analytics.case_mix.radiation_free_share in SQL."""
-    frame = counted(scope, "procedure", {"records": func.count(),
-                                         "radiation_free": scope.total("ultrasound")},
-                    keep="records").reset_index(drop=True)
+    return radiation_free_table(counted(scope, "procedure", {
+        "records": func.count(), "radiation_free": scope.total("ultrasound")},
+        keep="records").reset_index(drop=True))
+
+
+def radiation_free_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """radiation_free_share's table from its counts per procedure (the scan's or the count
+    summary's)."""
     frame["radiation_free_share"] = frame["radiation_free"] / frame["records"]
     return frame
 

@@ -104,26 +104,41 @@ def dose_stats(scope: Scope, by: Sequence[str] = ("procedure",),
     return frame.reset_index(drop=True)
 
 
-#: The groupings the Dose page shows for one quantity (dose_statistics and monthly_medians):
+#: The groupings the Dose page's Case mix tab shows for one quantity (dose_statistics):
 #: computed together, one scan of the records instead of one each.
-DOSE_PAGE = (("procedure", "levels"), ("procedure", "weight_band"), ("procedure", "bmi_band"),
-             ("procedure", "operator"), ("month", "procedure"))
+CASE_MIX_PAGE = (("procedure", "levels"), ("procedure", "weight_band"),
+                 ("procedure", "bmi_band"), ("procedure", "operator"))
+#: The Over time tab's (monthly_medians): a figure of its own, so that each tab computes
+#: its own groupings only.
+OVER_TIME_PAGE = (("month", "procedure"),)
+DOSE_PAGE = (*CASE_MIX_PAGE, *OVER_TIME_PAGE)
 
 
-def dose_page_together(scope: Scope, quantity: str) -> dict[tuple[tuple[str, ...], bool],
-                                                            pd.DataFrame]:
-    """dose_stats for every grouping of DOSE_PAGE and one quantity, in one scan (GROUPING
-    SETS), keyed by (grouping, per_level). Per level exists for the grouping by levels only,
-    where every record of a group has the same levels L: the quantiles of value / max(L, 1)
-    are those of the value divided by max(L, 1) (a positive constant keeps the order, and
-    percentile_cont's interpolation is linear), so no second sort is needed."""
-    found = quantiles_together(scope, DOSE_PAGE, {quantity: value(scope, quantity)},
+def dose_page_together(scope: Scope, quantity: str,
+                       sets: tuple[tuple[str, ...], ...] = DOSE_PAGE
+                       ) -> dict[tuple[tuple[str, ...], bool], pd.DataFrame]:
+    """dose_stats for every grouping of `sets` (of DOSE_PAGE) and one quantity, in one scan
+    (GROUPING SETS), keyed by (grouping, per_level). Per level exists for the grouping by
+    levels only, where every record of a group has the same levels L: the quantiles of value
+    / max(L, 1) are those of the value divided by max(L, 1) (a positive constant keeps the
+    order, and percentile_cont's interpolation is linear), so no second sort is needed."""
+    found = quantiles_together(scope, sets, {quantity: value(scope, quantity)},
                                (0.5, 0.75), count_all=True)
+    return page_frames(found, scope, quantity)
+
+
+def page_frames(found: dict[tuple[str, ...], pd.DataFrame], scope: Scope,
+                quantity: str) -> dict[tuple[tuple[str, ...], bool], pd.DataFrame]:
+    """dose_page_together's tables from each grouping's codes (g0, g1), records and the
+    quantity's count and quantiles ({quantity}_n, _q0, _q1), however they were computed (the
+    scan, or the dose buckets: audit.analytics.sql.bucket_groups)."""
     out: dict[tuple[tuple[str, ...], bool], pd.DataFrame] = {}
     names = {f"{quantity}_q0": f"{quantity}_median", f"{quantity}_q1": f"{quantity}_p75"}
-    for by in DOSE_PAGE:
+    for by in found:
         frame = groups.decorate(found[by], scope.lookups, by)
         out[(by, False)] = frame.rename(columns=names).reset_index(drop=True)
+    if ("procedure", "levels") not in found:
+        return out
     levels = found[("procedure", "levels")]
     divisor = np.maximum(levels["g1"].to_numpy(dtype=np.float64), 1.0)
     per_level = levels.rename(columns={c: f"{quantity}_per_level{c[len(quantity):]}"

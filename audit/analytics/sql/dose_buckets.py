@@ -19,17 +19,19 @@ changes or `fluoro-audit db rebuild-facts`. PostgreSQL only, as the facts.
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from sqlalchemy import (
     Connection,
     Engine,
     Float,
+    Integer,
+    SmallInteger,
     case,
     cast,
     delete,
@@ -38,6 +40,7 @@ from sqlalchemy import (
     literal,
     select,
     text,
+    tuple_,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import array as pg_array
@@ -60,7 +63,7 @@ from audit.storage.models import (
 )
 
 #: Bumped when what a row holds changes meaning: the next refresh rebuilds the table.
-RULES = 1
+RULES = 2
 #: About how many buckets a type's values are cut into. More: fewer records read per
 #: quantile, more rows summed per filter. At 10M records (2026-12-02): 256 gave 0.31-0.71 s
 #: after a filter change of the Dose page's first tab (0.8 M rows per quantity), 512 gave
@@ -69,7 +72,16 @@ BUCKETS = 256
 _LOCK = 0x446F7342  # "DosB"
 #: The quantities kept, by the code stored in `quantity`: the columns the Dose page's first tab
 #: and the reference levels read (reference_levels.reference_column).
-QUANTITIES = {"kap_corrected_gycm2": 0, "air_kerma_mgy": 1, "fluoro_time_s": 2}
+QUANTITIES = {"kap_corrected_gycm2": 0, "air_kerma_mgy": 1, "fluoro_time_s": 2,
+              "dap_gycm2": 3}
+#: The case-mix columns a cell is split by (the Dose page's Case mix groupings): the name of
+#: the grouping (audit.analytics.sql.groups) -> (`dimension` code, the record facts' column).
+DIMENSIONS = {"levels": (1, "n_levels"), "weight_band": (2, "weight_band"),
+              "bmi_band": (3, "bmi_band"), "operator": (4, "operator")}
+DIMENSION_OF = {column: code for code, column in DIMENSIONS.values()}
+#: The quantities whose cells are split too: the Case mix tab's, as recorded (KAP corrected
+#: is the first tab's and the reference levels').
+SPLIT = ("dap_gycm2", "air_kerma_mgy", "fluoro_time_s")
 #: Which keys a row holds, besides the month and the procedure type.
 GRAIN_TYPE, GRAIN_ROOM, GRAIN_PHYSICIAN = 0, 1, 2
 TARGET = Target(None, None, DoseBucket.site_id, DoseBucket.room_id, DoseBucket.physician_id,
@@ -143,11 +155,15 @@ def bucket_of(conn: Connection, v: ColumnElement[float], quantity: str) -> Colum
 
 
 def _insert_months(conn: Connection, quantity: str, months: list[str] | None) -> None:
-    """The rows of these months ('YYYY-MM', None: all) of one quantity, every grain."""
+    """The rows of these months ('YYYY-MM', None: all) of one quantity, every grain, split by
+    each dimension where the quantity is in SPLIT. PostgreSQL counts each grain's cells per
+    bucket in one scan (GROUPING SETS) and packs each cell's buckets as bytes (sparse: the
+    buckets held, then their counts, bounds); numpy makes them dense. Rows per cell and bucket
+    would be millions at 10M records, too many to bring into Python."""
     code = QUANTITIES[quantity]
     v = value_of(quantity)
     bucket = bucket_of(conn, v, quantity)
-    where = [v.is_not(None)]
+    where = []
     if months is not None:
         first = datetime.strptime(months[0], "%Y-%m").replace(tzinfo=UTC)
         last = datetime.strptime(months[-1], "%Y-%m").replace(tzinfo=UTC)
@@ -157,60 +173,101 @@ def _insert_months(conn: Connection, quantity: str, months: list[str] | None) ->
                   RecordFact.performed_at < datetime.combine(next_month(last.date()),
                                                              datetime.min.time(), UTC),
                   RecordFact.month.in_(months)]
-    inner = (select(RecordFact.month, RecordFact.procedure_type_id.label("t"),
-                    RecordFact.site_id, RecordFact.room_id, RecordFact.physician_id,
+    split = [column for _, column in DIMENSIONS.values()] if quantity in SPLIT else []
+    f = RecordFact
+    inner = (select(f.month, f.procedure_type_id.label("t"), f.site_id, f.room_id,
+                    f.physician_id, *(getattr(f, c) for c in split),
                     bucket.label("b"), v.label("v"))
              .select_from(facts_of(quantity)).where(*where).subquery())
     c = inner.c
-    # the finest counts (a hash aggregate in PostgreSQL), then each grain's cells made here
-    rows = conn.execute(select(c.month, c.t, c.site_id, c.room_id, c.physician_id, c.b,
-                               func.count(), func.min(c.v), func.max(c.v))
-                        .group_by(c.month, c.t, c.site_id, c.room_id, c.physician_id, c.b)
-                        ).all()
-    if not rows:
-        return
-    fine = pd.DataFrame(rows, columns=["month", "t", "site", "room", "physician", "b", "n",
-                                       "lo", "hi"])
+    grains = {GRAIN_TYPE: (), GRAIN_ROOM: (c.site_id, c.room_id),
+              GRAIN_PHYSICIAN: (c.physician_id,)}
+    sets = [tuple_(c.month, c.t, c.b, *keys, *parts)
+            for keys in grains.values() for parts in [(), *((c[s],) for s in split)]]
+    grouped = [c.site_id, c.room_id, c.physician_id, *(c[s] for s in split)]
+    fine = (select(func.grouping(*grouped).label("g"), c.month, c.t, *grouped, c.b,
+                   func.count(c.v).label("n"), (func.count() - func.count(c.v)).label("m"),
+                   func.min(c.v).label("lo"), func.max(c.v).label("hi"))
+            .group_by(func.grouping_sets(*sets)).subquery())
+    x = fine.c
+    sep = literal(b"")
+    # packed in whatever order PostgreSQL feeds the group (the same for each aggregate of it:
+    # no sort of millions of (cell, bucket) rows); _cell orders them
+    packed = (select(x.g, x.month, x.t, *(x[col.name] for col in grouped),
+                     func.string_agg(func.int2send(cast(x.b, SmallInteger)), sep),
+                     func.string_agg(func.int4send(cast(x.n, Integer)), sep),
+                     func.string_agg(func.float8send(func.coalesce(x.lo, math.inf)), sep),
+                     func.string_agg(func.float8send(func.coalesce(x.hi, -math.inf)), sep),
+                     func.sum(x.m))
+              .group_by(x.g, x.month, x.t, *(x[col.name] for col in grouped)))
+    conn.execute(text("SET LOCAL work_mem = '256MB'"))  # the grouping sets' hash tables
     sizes = {t: len(e) + 1 for t, e in edge_lists(conn, quantity).items()}
+    names = [col.name for col in grouped]
     cells = []
-    for grain, keys in ((GRAIN_TYPE, ()), (GRAIN_ROOM, ("site", "room")),
-                        (GRAIN_PHYSICIAN, ("physician",))):
-        cells += _cells(fine, code, grain, keys, sizes)
+    for row in conn.execute(packed):
+        cells.append(_cell(code, dict(zip(["g", "month", "t", *names], row[:3 + len(names)],
+                                          strict=True)), split, sizes, *row[3 + len(names):]))
     # in the key's order: a physician's or a room's cells then lie on few pages
-    cells.sort(key=lambda r: (r["grain"], r["physician_id"], r["room_id"], r["site_id"],
-                              r["month"], r["procedure_type_id"]))
+    cells.sort(key=lambda r: (r["grain"], r["dimension"], r["physician_id"], r["room_id"],
+                              r["site_id"], r["month"], r["procedure_type_id"], r["part"]))
     for lo in range(0, len(cells), 5000):
         conn.execute(insert(DoseBucket), cells[lo:lo + 5000])
 
 
-def _cells(fine: pd.DataFrame, code: int, grain: int, keys: tuple[str, ...],
-           sizes: dict[int, int]) -> list[dict[str, Any]]:
-    """One grain's cells (month x type x its keys): each a dense array per bucket of the
-    records (int32), least and greatest value (float64; an empty bucket +inf / -inf, so that
-    summing cells is np.add, np.minimum and np.maximum)."""
-    columns = ["month", "t", *keys]
-    ids, cell_keys = pd.MultiIndex.from_frame(fine[columns]).factorize()
-    width = max(sizes.values(), default=1)
-    width = max(width, int(fine["b"].max()) + 1)
-    n = np.zeros((len(cell_keys), width), dtype=np.int32)
-    low = np.full((len(cell_keys), width), np.inf)
-    high = np.full((len(cell_keys), width), -np.inf)
-    at = (ids, fine["b"].to_numpy(dtype=np.int64))
-    np.add.at(n, at, fine["n"].to_numpy(dtype=np.int32))
-    np.minimum.at(low, at, fine["lo"].to_numpy(dtype=np.float64))
-    np.maximum.at(high, at, fine["hi"].to_numpy(dtype=np.float64))
-    found = []
-    for i, key in enumerate(cell_keys):
-        named = dict(zip(columns, key, strict=True))
-        size = sizes.get(int(named["t"]), 1)
-        found.append({"quantity": code, "grain": grain, "month": named["month"],
-                      "procedure_type_id": int(named["t"]),
-                      "site_id": int(named.get("site", 0)), "room_id": int(named.get("room", 0)),
-                      "physician_id": int(named.get("physician", 0)),
-                      "records": n[i, :size].astype("<i4").tobytes(),
-                      "low": low[i, :size].astype("<f8").tobytes(),
-                      "high": high[i, :size].astype("<f8").tobytes()})
-    return found
+def _cell(code: int, keys: dict[str, Any], split: list[str], sizes: dict[int, int],
+          held: bytes, counts: bytes, lows: bytes, highs: bytes,
+          missing: int) -> dict[str, Any]:
+    """One row of dose_bucket from a cell's packed buckets (big-endian, as PostgreSQL's send
+    functions write them): the records (int32), least and greatest value (float64) per bucket
+    held, little-endian; dense (every bucket of the type, `buckets` empty; an empty bucket
+    has +inf / -inf bounds, so that summing cells is np.add, np.minimum and np.maximum) where
+    the cell holds most of its buckets, else sparse. A split cell keeps the records only."""
+    t = int(keys["t"])
+    size = sizes.get(t, 1)
+    b = np.frombuffer(held, dtype=">i2").astype(np.int64)
+    order = np.argsort(b, kind="stable")
+    b = b[order]
+    n = np.frombuffer(counts, dtype=">i4").astype("<i4")[order]
+    dimension, part = 0, 0
+    for name in split:
+        if keys[name] is not None:
+            dimension, part = DIMENSION_OF[name], int(keys[name])
+    low = np.frombuffer(lows, dtype=">f8").astype("<f8")[order]
+    high = np.frombuffer(highs, dtype=">f8").astype("<f8")[order]
+    dense = 3 * len(b) >= 2 * size
+    if dense:
+        n, low, high = _dense(b, size, n, 0), _dense(b, size, low, np.inf), \
+            _dense(b, size, high, -np.inf)
+    has = {k: keys[k] is not None for k in ("site_id", "room_id", "physician_id")}
+    grain = GRAIN_ROOM if has["room_id"] else GRAIN_PHYSICIAN if has["physician_id"] \
+        else GRAIN_TYPE
+    return {"quantity": code, "grain": grain, "dimension": dimension, "part": part,
+            "month": keys["month"], "procedure_type_id": t,
+            **{k: int(keys[k]) if has[k] else 0 for k in has},
+            "buckets": b"" if dense else b.astype("<i2").tobytes(),
+            "records": n.tobytes(), "missing": int(missing),
+            "low": b"" if dimension else low.tobytes(),
+            "high": b"" if dimension else high.tobytes()}
+
+
+def dense_cell(held: bytes, counts: bytes, low: bytes,
+               high: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A stored cell's records, least and greatest value per bucket, dense (as far as its
+    last bucket held)."""
+    n, lo, hi = (np.frombuffer(counts, dtype="<i4"), np.frombuffer(low, dtype="<f8"),
+                 np.frombuffer(high, dtype="<f8"))
+    if not held:
+        return n, lo, hi
+    b = np.frombuffer(held, dtype="<i2").astype(np.int64)
+    size = int(b[-1]) + 1 if len(b) else 0
+    return (_dense(b, size, n, 0), _dense(b, size, lo, np.inf) if len(lo) else lo,
+            _dense(b, size, hi, -np.inf) if len(hi) else hi)
+
+
+def _dense(b: np.ndarray, size: int, values: np.ndarray, fill: float) -> np.ndarray:
+    out = np.full(size, fill, dtype=values.dtype)
+    out[b] = values
+    return out
 
 
 def edge_lists(conn: Connection, quantity: str) -> dict[int, list[float]]:

@@ -37,6 +37,7 @@ from audit.analytics.grouping import ID_COLUMNS, QUANTITIES
 from audit.analytics.reference_levels import levels_in_force
 from audit.analytics.snapshot import Snapshot
 from audit.analytics.sql import (
+    bucket_groups,
     bucket_quantiles,
     counts,
     dose,
@@ -298,7 +299,7 @@ class SqlSource(CachedFigures):
         by = tuple(by)
         if len(quantities) == 1 and by in dose.DOSE_PAGE and (by[1] == "levels" or
                                                               not per_level):
-            return self._dose_page(filters, quantities[0])[(by, per_level)].copy()
+            return self._dose_page(filters, quantities[0], by)[(by, per_level)].copy()
         if "procedure" in by:
             found = self._per_procedure("dose_stats", filters, tuple(by), tuple(quantities),
                                         per_level)
@@ -379,19 +380,19 @@ class SqlSource(CachedFigures):
                 return row[dose.SPAN[0]].iloc[0], row[dose.SPAN[1]].iloc[0]
         return None
 
-    def _dose_page(self, filters: Filters,
-                   quantity: str) -> dict[tuple[tuple[str, ...], bool], pd.DataFrame]:
-        """The Dose page's groupings of one quantity, one scan (dose.dose_page_together);
-        every grouping has the procedure, so a procedure filter cuts them (_per_procedure)."""
-        found = self._per_procedure("dose_page", filters, quantity)
-        if found is not None:
-            return found  # type: ignore[no-any-return]
-        return self._figure("dose_page", filters,  # type: ignore[no-any-return]
-                            dose.dose_page_together, quantity)
+    def _dose_page(self, filters: Filters, quantity: str,
+                   by: tuple[str, ...]) -> dict[tuple[tuple[str, ...], bool], pd.DataFrame]:
+        """The groupings of the Dose page's tab showing `by`, together (bucket_groups.page);
+        each has the procedure, so a procedure filter cuts them (_per_procedure)."""
+        sets = dose.OVER_TIME_PAGE if by in dose.OVER_TIME_PAGE else dose.CASE_MIX_PAGE
+        found = self._per_procedure("dose_page", filters, quantity, sets)
+        return found if found is not None else self._figure(  # type: ignore[no-any-return]
+            "dose_page", filters, partial(bucket_groups.page, self.engine), quantity, sets)
 
     @public
     def monthly_medians(self, filters: Filters, quantity: str = "dap_gycm2") -> pd.DataFrame:
-        frame = self._dose_page(filters, quantity)[(("month", "procedure"), False)]
+        frame = self._dose_page(filters, quantity, ("month", "procedure"))[
+            (("month", "procedure"), False)]
         return dose.monthly_from(frame, quantity)
 
     @public
@@ -438,6 +439,8 @@ class SqlSource(CachedFigures):
 
     @public
     def radiation_free_share(self, filters: Filters) -> pd.DataFrame:
+        if (found := self._page_counts(filters)) is not None:  # the count summary's
+            return found["radiation_free"].copy()  # type: ignore[no-any-return]
         return self._figure("radiation_free_share", filters, counts.radiation_free_share)
 
     def _page_counts(self, filters: Filters) -> dict[str, Any] | None:

@@ -19,8 +19,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from audit.storage.types import Base, UTCDateTime
 
-#: What the dose-bucket indexes carry beside the value: what a Dose page filter tests.
-BUCKET_INCLUDE = ("performed_at", "site_id", "room_id", "physician_id")
+#: What the dose-bucket indexes carry beside the value: what a Dose page filter tests, and
+#: the columns its groupings split by (migration 0030).
+BUCKET_INCLUDE = ("performed_at", "site_id", "room_id", "physician_id", "month", "n_levels",
+                  "weight_band", "bmi_band", "operator")
 
 
 class RecordFact(Base):

@@ -94,6 +94,8 @@ class CountSummary(Base):
     hematoma: Mapped[int] = mapped_column(Integer)
     infection: Mapped[int] = mapped_column(Integer)
     other: Mapped[int] = mapped_column(Integer)
+    # the Dose page's share of injections done without radiation (migration 0030)
+    ultrasound: Mapped[int] = mapped_column(Integer)
 
 
 class CountSummaryState(Base):
@@ -114,7 +116,11 @@ class DoseBucket(Base):
     page's exact quantiles read a few hundred of these rows and then only the records of the
     buckets they fall in. A row is a cell (month x type x key) with one array per column, so
     a year of a grain is hundreds of rows, not a quarter of a million. `grain` says which key
-    is set (0: type only, 1: room and its site, 2: physician); a key it does not hold is 0."""
+    is set (0: type only, 1: room and its site, 2: physician); a key it does not hold is 0.
+    `dimension` splits a cell by a case-mix column (0: not split; 1 levels, 2 weight band, 3
+    BMI band, 4 operator; `part` is its value): the Dose page's Case mix groupings. A split
+    cell holds the records only (`low` and `high` empty): the unsplit cell's bounds hold for
+    its parts."""
 
     __tablename__ = "dose_bucket"
 
@@ -122,14 +128,23 @@ class DoseBucket(Base):
     # then by month (a period), then by type
     quantity: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
     grain: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    dimension: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
     physician_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     room_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     site_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     month: Mapped[str] = mapped_column(String(7), primary_key=True)
     procedure_type_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    # one value per bucket of the type (0 .. its edges), little-endian: the records (int32),
-    # the least and the greatest value (float64; +inf and -inf where a bucket is empty)
+    part: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    # the buckets the cell holds records in (int16, little-endian), ascending; empty: every
+    # bucket of the type (0 .. its edges), the dense form of a full cell. Sparse at small
+    # sizes: a split cell of a few records would otherwise be 1 KB of zeros
+    buckets: Mapped[bytes] = mapped_column(LargeBinary)
+    # one value per bucket held, little-endian: the records (int32), the least and the
+    # greatest value (float64; +inf and -inf where a bucket is empty)
     records: Mapped[bytes] = mapped_column(LargeBinary)
+    # the cell's records without a value of the quantity (their count(*) is the figures'
+    # "records")
+    missing: Mapped[int] = mapped_column(Integer)
     low: Mapped[bytes] = mapped_column(LargeBinary)
     high: Mapped[bytes] = mapped_column(LargeBinary)
 

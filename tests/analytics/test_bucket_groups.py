@@ -1,0 +1,160 @@
+"""The Dose page's Case mix and Over time tables from the dose buckets split by case mix
+(audit.analytics.sql.bucket_groups): each procedure's records, median and 75th percentile by
+levels, weight band, BMI band, operator and month, equal to the scan's percentile_cont
+exactly (every digit), read from the buckets and the few records of the buckets a quantile
+falls in, never by sorting the selected records; the scan where the buckets cannot answer;
+still equal after every kind of write. PostgreSQL only."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pytest
+from sqlalchemy import Engine, func, select
+
+from audit.analytics.sql import bucket_groups, dose, dose_buckets
+from audit.analytics.sql.facts import refresh_facts
+from audit.analytics.sql.scope import Scope
+from audit.analytics.sql.source import SqlSource
+from audit.auth import cli_actor
+from audit.demo import generate
+from audit.filters import Filters
+from audit.log.service import ProcedureLog
+from audit.storage.engine import make_engine
+from audit.storage.models import DoseBucket, RecordFact
+from tests.analytics.sql_figures import FACT_SCAN, statements
+from tests.analytics.test_dose_buckets import ANSWERED, BUCKET_READ
+from tests.conftest import Databases, valid_record
+
+SPLIT = dose_buckets.SPLIT
+
+
+@pytest.fixture
+def pg(databases: Databases) -> Iterator[Engine]:
+    engine = make_engine(databases.postgresql())
+    yield engine
+    engine.dispose()
+
+
+def assert_same_tables(engine: Engine, filters: Filters, answered: bool = True) -> None:
+    """Every split quantity's tables: from the buckets (no sort of the facts) or, where not
+    `answered`, None; and SqlSource's tables (either way) equal to the scan's, exactly."""
+    dose_buckets.refresh_buckets(engine)  # a refresh reads the facts: not the figure's own
+    sql = SqlSource(engine, shared=False)
+    where = f"under {filters.describe()}"
+    for quantity in SPLIT:
+        with statements(engine) as seen:
+            found = bucket_groups.dose_page(engine, sql.lookups, filters, quantity)
+        assert (found is not None) == answered, f"{quantity} {where}"
+        if found is not None:
+            assert any(BUCKET_READ.search(s) for s in seen), where
+            assert not [s for s in seen if FACT_SCAN.search(s) and "percentile" in s], where
+        refresh_facts(engine)
+        with engine.connect() as conn:
+            scope = Scope.open(conn, sql.lookups, filters)
+            exact = dose.dose_page_together(scope, quantity)
+            got = bucket_groups.page(engine, scope, quantity)
+        assert set(got) == set(exact)
+        for key, table in exact.items():
+            pd.testing.assert_frame_equal(got[key], table, check_exact=True,
+                                          obj=f"{key} of {quantity} {where}")
+
+
+@pytest.mark.parametrize("buckets", [4, 512])
+def test_the_tables_from_the_buckets_equal_the_scans(pg_engine: Engine, buckets: int,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hand-checked records: every filter the buckets answer, periods cut inside months
+    (their days counted from the facts), a name that matches nothing."""
+    monkeypatch.setattr(dose_buckets, "BUCKETS", buckets)  # in the rules: a rebuild
+    for filters in ANSWERED:
+        assert_same_tables(pg_engine, filters)
+
+
+@pytest.mark.parametrize("buckets", [3, 64, 512])
+def test_a_demo_sets_tables_equal_the_scans(pg: Engine, buckets: int,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """3,000 demo records over a year: ties, zeros, records without a value, every filter
+    the buckets answer, periods whole and cut."""
+    monkeypatch.setattr(dose_buckets, "BUCKETS", buckets)
+    generate(pg, procedures=3000, seed=12, until=date(2026, 6, 30))
+    sql = SqlSource(pg, shared=False)
+    options = sql.options()
+    for filters in [Filters(), Filters.days(date(2025, 9, 1), date(2026, 2, 28)),
+                    Filters.days(date(2025, 10, 17), date(2026, 5, 3)),
+                    Filters(physicians=tuple(options["physicians"][:2])),
+                    Filters.days(date(2026, 1, 1), None, rooms=tuple(options["rooms"][:1])),
+                    Filters(sites=tuple(options["sites"][:1]),
+                            procedures=tuple(options["procedures"][:3]))]:
+        assert_same_tables(pg, filters)
+    # the demo has records without a value: counted in records, not in the quantiles
+    table = sql.dose_statistics(Filters(), by=("procedure", "operator"),
+                                quantities=("air_kerma_mgy",))
+    assert (table["records"] > table["air_kerma_mgy_n"]).any()
+
+
+def test_what_the_buckets_cannot_answer_is_scanned(pg_engine: Engine) -> None:
+    for filters in [Filters(technologists=("tech1",)),
+                    Filters(rooms=("R3",), physicians=("Dr. B",)),
+                    Filters(record_ids=(1, 2, 3)),
+                    Filters(include_voided=True)]:
+        assert_same_tables(pg_engine, filters, answered=False)
+    sql = SqlSource(pg_engine, shared=False)  # KAP corrected is not split
+    assert bucket_groups.dose_page(pg_engine, sql.lookups, Filters(),
+                                   "kap_corrected_gycm2") is None
+
+
+def test_the_tables_follow_every_write(pg: Engine) -> None:
+    generate(pg, procedures=400, seed=4, until=date(2026, 6, 30))
+    assert_same_tables(pg, Filters())
+    log, actor = ProcedureLog(pg), cli_actor()
+    created = log.log(valid_record(accession_number="C1", dap_value=250.0,
+                                   performed_at="2026-05-31T23:30:00+00:00"),
+                      actor, confirm_warnings=True, create_missing=True).record_id
+    assert_same_tables(pg, Filters.days(date(2026, 5, 1), date(2026, 5, 31)))
+    log.amend(created, {"performed_at": "2026-06-01T10:00:00+00:00"}, actor, version=1,
+              reason="wrong date", confirm_warnings=True)  # into another month
+    assert_same_tables(pg, Filters.days(date(2026, 5, 1), date(2026, 5, 31)))
+    assert_same_tables(pg, Filters.days(date(2026, 6, 1), None))
+    log.void(created, actor, version=2, reason="duplicate")
+    assert_same_tables(pg, Filters())
+    with pg.connect() as conn:  # each split counts every final record once, per grain
+        counted: dict[tuple[int, int, int], int] = {}
+        for q, g, d, held, records, low, high, missing in conn.execute(
+                select(DoseBucket.quantity, DoseBucket.grain, DoseBucket.dimension,
+                       DoseBucket.buckets, DoseBucket.records, DoseBucket.low,
+                       DoseBucket.high, DoseBucket.missing)):
+            n = dose_buckets.dense_cell(held, records, low, high)[0]
+            counted[(q, g, d)] = counted.get((q, g, d), 0) + int(n.sum()) + int(missing)
+        final = int(conn.scalar(select(func.count()).select_from(RecordFact)) or 0)
+    splits = [code for code, _ in dose_buckets.DIMENSIONS.values()]
+    expected = {(dose_buckets.QUANTITIES[q], g, d): final for q in dose_buckets.QUANTITIES
+                for g in (0, 1, 2) for d in [0, *(splits if q in SPLIT else [])]}
+    assert counted == expected
+
+
+def test_the_pages_tables_come_from_the_buckets(pg: Engine) -> None:
+    """SqlSource's Case mix and Over time tables (dose_statistics, monthly_medians) read the
+    buckets, and a small split cell is stored sparse (its buckets listed, not 1 KB of
+    zeros)."""
+    generate(pg, procedures=600, seed=9, until=date(2026, 6, 30))
+    sql = SqlSource(pg, shared=False)
+    dose_buckets.refresh_buckets(pg)
+    with statements(pg) as seen:
+        monthly = sql.monthly_medians(Filters(), "fluoro_time_s")
+        levels = sql.dose_statistics(Filters(), by=("procedure", "levels"),
+                                     quantities=("fluoro_time_s",), per_level=True)
+    assert any(BUCKET_READ.search(s) for s in seen)
+    assert not [s for s in seen if FACT_SCAN.search(s) and "percentile" in s]
+    assert len(monthly) and monthly["median"].notna().all()
+    assert (levels["fluoro_time_s_per_level_median"] > 0).any()
+    with pg.connect() as conn:
+        sparse = conn.execute(select(DoseBucket.buckets, DoseBucket.records)
+                              .where(DoseBucket.dimension > 0,
+                                     func.length(DoseBucket.buckets) > 0).limit(1)).first()
+    assert sparse is not None
+    held = np.frombuffer(sparse[0], dtype="<i2")
+    assert len(held) == len(np.frombuffer(sparse[1], dtype="<i4")) and \
+        (np.diff(held) > 0).all()
