@@ -13,7 +13,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, text
 
 from audit.analytics.sql import bucket_groups, dose, dose_buckets
 from audit.analytics.sql.facts import refresh_facts
@@ -158,3 +158,44 @@ def test_the_pages_tables_come_from_the_buckets(pg: Engine) -> None:
     held = np.frombuffer(sparse[0], dtype="<i2")
     assert len(held) == len(np.frombuffer(sparse[1], dtype="<i4")) and \
         (np.diff(held) > 0).all()
+
+
+def test_a_write_redoes_only_its_months_cells_of_its_procedure_types(pg: Engine) -> None:
+    """A logged TFESI rewrites its month's TFESI cells only (PostgreSQL's xmin of every other
+    row stays); an amend that changes the procedure redoes the old type's cells and the new
+    one's; the tables equal the scan's after each."""
+    generate(pg, procedures=400, seed=7, until=date(2026, 6, 30))
+    dose_buckets.refresh_buckets(pg)
+    sql = SqlSource(pg, shared=False)
+    types = sql.lookups.types
+    tfesi = int(types.index[types["code"] == "TFESI"][0])
+
+    def versions() -> dict[tuple[int, ...], str]:
+        with pg.connect() as conn:
+            return {tuple(r[1:]): str(r[0]) for r in conn.execute(text(
+                "SELECT xmin, quantity, grain, dimension, physician_id, room_id, site_id, "
+                "procedure_type_id, part, month FROM dose_bucket"))}
+
+    before = versions()
+    log, actor = ProcedureLog(pg), cli_actor()
+    created = log.log(valid_record(accession_number="T1", procedure_code="TFESI",
+                                   performed_at="2026-05-14T10:00:00+00:00"),
+                      actor, confirm_warnings=True, create_missing=True).record_id
+    dose_buckets.refresh_buckets(pg)
+    after = versions()
+    rewritten = {k for k in after if before.get(k) != after[k]}
+    assert rewritten and {(k[6], k[8]) for k in rewritten} == {(tfesi, "2026-05")}
+    assert {k for k in before if k[6] != tfesi or k[8] != "2026-05"} <= set(after)
+    assert_same_tables(pg, Filters())
+    other = "ILESI"
+    log.amend(created, {"procedure_code": other, "levels": ["L4-L5"], "laterality": "midline"},
+              actor, version=1, reason="wrong procedure", confirm_warnings=True)
+    before = after
+    dose_buckets.refresh_buckets(pg)
+    after = versions()
+    touched = {(k[6], k[8]) for k in after if before.get(k) != after[k]}
+    touched |= {(k[6], k[8]) for k in before if k not in after}
+    assert touched <= {(tfesi, "2026-05"), (int(types.index[types["code"] == other][0]),
+                                            "2026-05")}
+    assert (tfesi, "2026-05") in touched
+    assert_same_tables(pg, Filters())
