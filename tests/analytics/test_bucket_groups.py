@@ -26,7 +26,7 @@ from audit.log.service import ProcedureLog
 from audit.storage.engine import make_engine
 from audit.storage.models import DoseBucket, RecordFact
 from tests.analytics.sql_figures import FACT_SCAN, statements
-from tests.analytics.test_dose_buckets import ANSWERED, BUCKET_READ
+from tests.analytics.test_dose_buckets import ANSWERED, BUCKET_READ, demo_filters
 from tests.conftest import Databases, valid_record
 
 SPLIT = dose_buckets.SPLIT
@@ -81,13 +81,7 @@ def test_a_demo_sets_tables_equal_the_scans(pg: Engine, buckets: int,
     monkeypatch.setattr(dose_buckets, "BUCKETS", buckets)
     generate(pg, procedures=3000, seed=12, until=date(2026, 6, 30))
     sql = SqlSource(pg, shared=False)
-    options = sql.options()
-    for filters in [Filters(), Filters.days(date(2025, 9, 1), date(2026, 2, 28)),
-                    Filters.days(date(2025, 10, 17), date(2026, 5, 3)),
-                    Filters(physicians=tuple(options["physicians"][:2])),
-                    Filters.days(date(2026, 1, 1), None, rooms=tuple(options["rooms"][:1])),
-                    Filters(sites=tuple(options["sites"][:1]),
-                            procedures=tuple(options["procedures"][:3]))]:
+    for filters in demo_filters(sql):
         assert_same_tables(pg, filters)
     # the demo has records without a value: counted in records, not in the quantiles
     table = sql.dose_statistics(Filters(), by=("procedure", "operator"),

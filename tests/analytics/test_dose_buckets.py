@@ -128,15 +128,20 @@ def test_a_demo_sets_figures_equal_the_scans(pg: Engine, buckets: int,
     buckets answer, periods whole and cut."""
     monkeypatch.setattr(dose_buckets, "BUCKETS", buckets)
     generate(pg, procedures=3000, seed=11, until=date(2026, 6, 30))
-    sql = SqlSource(pg, shared=False)
-    options = sql.options()
-    for filters in [Filters(), Filters.days(date(2025, 9, 1), date(2026, 2, 28)),
-                    Filters.days(date(2025, 10, 17), date(2026, 5, 3)),
-                    Filters(physicians=tuple(options["physicians"][:2])),
-                    Filters.days(date(2026, 1, 1), None, rooms=tuple(options["rooms"][:1])),
-                    Filters(sites=tuple(options["sites"][:1]),
-                            procedures=tuple(options["procedures"][:3]))]:
+    for filters in demo_filters(SqlSource(pg, shared=False)):
         assert_same_figures(pg, filters)
+
+
+def demo_filters(sql: SqlSource) -> list[Filters]:
+    """The filters the demo-set tests ask (of a year of demo records up to June 2026): none,
+    whole and cut periods, physicians, a room from a day on, a site with procedures."""
+    options = sql.options()
+    return [Filters(), Filters.days(date(2025, 9, 1), date(2026, 2, 28)),
+            Filters.days(date(2025, 10, 17), date(2026, 5, 3)),
+            Filters(physicians=tuple(options["physicians"][:2])),
+            Filters.days(date(2026, 1, 1), None, rooms=tuple(options["rooms"][:1])),
+            Filters(sites=tuple(options["sites"][:1]),
+                    procedures=tuple(options["procedures"][:3]))]
 
 
 def test_what_the_buckets_cannot_answer_is_scanned(pg_engine: Engine) -> None:

@@ -1,0 +1,86 @@
+"""The dose buckets' arithmetic, fuzzed in-process (no database): from counts per bucket, the
+plan of each group's quantiles (audit.analytics.sql.bucket_quantiles.plan: a value known where
+a bucket holds one value, else a rank inside the bucket for phase 2) and the finish
+(percentile_cont's interpolation) give exactly the quantiles of a sort of every value, for
+any values (ties, zeros, one record, groups of one value), any bucket edges (none, more than
+the values, edges between ties), any groups; and the split cells' sums (bucket_groups._Sums)
+count every record once. Phase 2 is simulated here by the sorted values of each bucket."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from audit.analytics.sql.bucket_groups import _Sums
+from audit.analytics.sql.bucket_quantiles import LEAST_POSITIVE, finish, plan
+
+VALUES = st.one_of(st.sampled_from([0.0, 0.5, 1.0, 1.0, 2.25, 7.0]),
+                   st.floats(min_value=0.0, max_value=5000.0, allow_nan=False))
+RECORDS = st.lists(st.tuples(st.integers(0, 3), VALUES), min_size=1, max_size=250)
+EDGES = st.lists(st.floats(min_value=0.0, max_value=5000.0, allow_nan=False), max_size=40)
+QS = st.lists(st.sampled_from([0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0]), min_size=1, max_size=5)
+
+
+def percentile_cont(ordered: np.ndarray, q: float) -> float:
+    """PostgreSQL's percentile_cont: lo + (hi - lo) * fraction between the two nearest."""
+    position = q * (len(ordered) - 1)
+    below = math.floor(position)
+    lo, hi = float(ordered[below]), float(ordered[min(below + 1, len(ordered) - 1)])
+    return lo + (hi - lo) * (position - below)
+
+
+@settings(max_examples=300, deadline=None)
+@given(records=RECORDS, edges=EDGES, qs=QS)
+def test_the_plan_and_finish_equal_a_sort_of_every_value(
+        records: list[tuple[int, float]], edges: list[float], qs: list[float]) -> None:
+    bounds = np.array(sorted(set(edges)))
+    frame = pd.DataFrame(records, columns=["t", "v"])
+    # width_bucket's buckets: 0 below the first edge, i in [edge i-1, edge i)
+    frame["b"] = np.searchsorted(bounds, frame["v"].to_numpy(), side="right")
+    counted = frame.groupby(["t", "b"]).agg(n=("v", "size"), lo=("v", "min"),
+                                            hi=("v", "max")).reset_index()
+    plans, wanted, sizes = plan(counted, ["t"], qs)
+    read: dict[tuple[tuple[tuple[int, ...], int], int], float] = {}
+    for (key, b), ranks in wanted.items():
+        inside = np.sort(frame[(frame["t"] == key[0]) & (frame["b"] == b)]["v"].to_numpy())
+        if any(rank >= 0 for rank in ranks):  # the size a window's direction needs
+            assert sizes[(key, b)] == len(inside)
+        for rank in ranks:
+            read[((key, b), rank)] = float(inside[inside > 0].min()) \
+                if rank == LEAST_POSITIVE else float(inside[rank])
+    rows = {int(row[0]): row for row in finish(plans, read)}
+    for t, group in frame.groupby("t"):
+        ordered = np.sort(group["v"].to_numpy())
+        row = rows[int(t)]
+        assert row[1] == len(ordered)
+        assert row[2:2 + len(qs)] == [percentile_cont(ordered, q) for q in qs]
+        positive = ordered[ordered > 0]
+        assert row[2 + len(qs):] == ([float(positive.min()), float(positive.max())]
+                                     if len(positive) else [None, None])
+
+
+@settings(max_examples=200, deadline=None)
+@given(cells=st.lists(st.tuples(st.integers(0, 2), st.integers(0, 3),
+                                st.lists(st.integers(0, 9), max_size=12),
+                                st.integers(0, 4)), max_size=30))
+def test_split_cells_sum_every_record_once(
+        cells: list[tuple[int, int, list[int], int]]) -> None:
+    """Cells (type, part, their records' buckets, records without a value), summed by group:
+    each group's count per bucket and its missing are the records'."""
+    sums = _Sums()
+    expected: dict[tuple[int, int, int], int] = {}
+    missing: dict[tuple[int, int], int] = {}
+    for t, part, held, without in cells:
+        b, n = np.unique(np.array(held, dtype=np.int64), return_counts=True)
+        sums.add((t, part), b, n, without)
+        for bucket in held:
+            expected[(t, part, bucket)] = expected.get((t, part, bucket), 0) + 1
+        missing[(t, part)] = missing.get((t, part), 0) + without
+    found = sums.frame(["t", "k"])
+    assert {(int(t), int(k), int(b)): int(n) for t, k, b, n in
+            found[["t", "k", "b", "n"]].itertuples(index=False)} == expected
+    assert sums.missing == missing
