@@ -1,8 +1,10 @@
 """Dose: are we keeping dose as low as we can, and who is not? (docs/design.md §3, ICRP 135)
 
 The page is in tabs, and only the open tab's figures are computed (st.tabs with
-on_change="rerun"): on PostgreSQL each figure under a new filter is a sort of the selected
-records, so a filter change costs the open tab, not the whole page. The open tab is kept for
+on_change="rerun"): on PostgreSQL a figure under a new filter reads the dose buckets
+(audit.analytics.sql.bucket_quantiles and bucket_groups), but the Physicians tab's still sort
+the selected records (seconds at millions of records), so a filter change costs the open tab,
+not the whole page. The open tab is kept for
 the session (TAB_KEPT), so someone who reads the physicians' tab finds it open again.
 """
 
