@@ -47,6 +47,7 @@ quantity = st.sidebar.selectbox("Quantity", list(QUANTITY_LABELS),
                                 format_func=QUANTITY_LABELS.get, key="d_quantity")
 label = QUANTITY_LABELS[quantity]
 analytics.caption(source, chosen)
+analytics.from_every_record(source, chosen)
 limits = drl_thresholds(snap)
 corrected = reference_column(quantity) != quantity
 st.caption(
@@ -127,6 +128,8 @@ if physicians.open:
         analytics.ahead(source, lambda s: s.physician_scorecard(chosen),
                         lambda s: s.adjusted_scorecard(chosen, quantity))
         st.subheader("Physician scorecard (normalised per level and for procedure mix)")
+        analytics.from_every_record(source, chosen, "The scorecards' medians per level and "
+                                    "per case-mix stratum")
         st.caption("KAP and time per level treated, each procedure's median for the physician "
                    "divided by everyone's median for that procedure, weighted by records: 1.0 "
                    "is typical, 2.0 twice the peers' dose for the same work.")

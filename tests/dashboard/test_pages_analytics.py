@@ -198,6 +198,8 @@ def test_dose_page(demo: tuple[str, Engine], monkeypatch: pytest.MonkeyPatch) ->
     assert card.iloc[0]["kap_per_level_ratio"] > 2
     assert "kap_per_level_ratio" in fields(found[0][0])
     assert not any("p95" in fields(spec) for spec, _ in found)  # the first tab is not drawn
+    # the frame computes everything in memory: no "from every selected record" note
+    assert not [c for c in at.caption if "every selected record" in c.value]
 
     open_tab(at, "d_tab", "Over time")
     [(spec, data)] = charts(at)

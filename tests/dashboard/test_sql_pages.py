@@ -235,3 +235,32 @@ def test_the_alerts_page_never_reads_the_frame_and_shows_the_frames_counts(
         assert len(sql[1]) == len(frame[1])
         for left, right in zip(sql[1], frame[1], strict=True):
             pd.testing.assert_frame_equal(left, right)
+
+
+def test_the_dose_page_says_when_its_figures_sort_every_record(
+        pg_demo: tuple[str, Engine], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dose buckets hold rooms and physicians apart: a room with a physician sorts every
+    selected record, and the page says so (one of them alone: no note); the Physicians tab's
+    scorecards always do, and say so. (On the frame, nothing:
+    tests/dashboard/test_pages_analytics.py.)"""
+    url, _ = pg_demo
+
+    def notes(at: AppTest) -> list[str]:
+        return [c.value for c in at.caption if "every selected record" in c.value]
+
+    at = run(url, "dose", monkeypatch)
+    assert notes(at) == []
+    at.sidebar.multiselect(key="f_physicians").select(
+        at.sidebar.multiselect(key="f_physicians").options[0]).run()
+    assert notes(at) == []
+    at.sidebar.multiselect(key="f_rooms").select(
+        at.sidebar.multiselect(key="f_rooms").options[0]).run()
+    assert not at.exception
+    [note] = notes(at)
+    assert note.startswith("A room or site together with a physician")
+    at.sidebar.multiselect(key="f_physicians").unselect(
+        at.sidebar.multiselect(key="f_physicians").value[0]).run()
+    assert notes(at) == []
+    open_tab(at, "d_tab", "Physicians")
+    [note] = notes(at)
+    assert note.startswith("The scorecards' medians per level")
