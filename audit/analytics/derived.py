@@ -40,10 +40,13 @@ def data_head(session: Any) -> int:
 
 
 def refresh_versioned(engine: Engine, state: type[Any], rules: int, lock_key: int,
-                      redo: Redo, force: bool = False, wait: bool = True) -> int:
+                      redo: Redo, force: bool = False, wait: bool = True,
+                      also: dict[str, Any] | None = None) -> int:
     """Bring a derived table to the current data version (module doc); returns that version.
     force: redo everything even if the state says the rows are current (a repair). wait=False:
-    RefreshBusy rather than waiting when another process holds the table's turn."""
+    RefreshBusy rather than waiting when another process holds the table's turn. `also`: more
+    columns of the state row, set with the version after a redo (what `redo` may read back to
+    tell which of its rules changed)."""
     if not force:
         with read_session(engine) as session:
             found = session.get(state, 1)
@@ -67,9 +70,11 @@ def refresh_versioned(engine: Engine, state: type[Any], rules: int, lock_key: in
                 return int(found.data_version)
             redo(conn, found.data_version if current and not force else None, now)
             if found is None:
-                session.add(state(id=1, data_version=now, rules=rules))
+                session.add(state(id=1, data_version=now, rules=rules, **(also or {})))
             else:
                 found.data_version, found.rules = now, rules
+                for name, value in (also or {}).items():
+                    setattr(found, name, value)
             return now
 
     return retrying(work)

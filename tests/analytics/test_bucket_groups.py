@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import date
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -23,10 +24,16 @@ from audit.auth import cli_actor
 from audit.demo import generate
 from audit.filters import Filters
 from audit.log.service import ProcedureLog
+from audit.reference_data import list_rooms, update_room
 from audit.storage.engine import make_engine
 from audit.storage.models import DoseBucket, RecordFact
 from tests.analytics.sql_figures import FACT_SCAN, statements
-from tests.analytics.test_dose_buckets import ANSWERED, BUCKET_READ, demo_filters
+from tests.analytics.test_dose_buckets import (
+    ANSWERED,
+    BUCKET_READ,
+    assert_same_figures,
+    demo_filters,
+)
 from tests.conftest import Databases, valid_record
 
 SPLIT = dose_buckets.SPLIT
@@ -154,6 +161,42 @@ def test_the_pages_tables_come_from_the_buckets(pg: Engine) -> None:
         (np.diff(held) > 0).all()
 
 
+def row_versions(engine: Engine) -> dict[tuple[Any, ...], str]:
+    """Each dose_bucket row's key (quantity, grain, dimension, physician, room, site, type,
+    part, month) -> PostgreSQL's xmin: the transaction that last wrote it."""
+    with engine.connect() as conn:
+        return {tuple(r[1:]): str(r[0]) for r in conn.execute(text(
+            "SELECT xmin, quantity, grain, dimension, physician_id, room_id, site_id, "
+            "procedure_type_id, part, month FROM dose_bucket"))}
+
+
+def test_a_rooms_kap_factor_rebuilds_kap_corrected_alone(
+        pg: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only KAP corrected depends on the rooms' factors: a factor's change rewrites its rows
+    alone (335 s for every quantity at 10M), and every figure still equals the scan's; a
+    change of the buckets' own rules (their count) rebuilds every quantity."""
+    generate(pg, procedures=400, seed=10, until=date(2026, 6, 30))
+    dose_buckets.refresh_buckets(pg)
+    before = row_versions(pg)
+    update_room(pg, cli_actor(), list_rooms(pg)[0]["room_id"], kap_correction_factor=0.5)
+    ProcedureLog(pg).log(valid_record(accession_number="K1"), cli_actor(),
+                         confirm_warnings=True, create_missing=True)  # and a write meanwhile
+    dose_buckets.refresh_buckets(pg)
+    after = row_versions(pg)
+    kap = dose_buckets.QUANTITIES["kap_corrected_gycm2"]
+    assert all(after[k] != v for k, v in before.items() if k[0] == kap and k in after)
+    others = {k: v for k, v in before.items() if k[0] != kap}
+    kept = {k for k, v in others.items() if after.get(k) == v}
+    assert len(kept) > len(others) / 2  # most of the other quantities' rows untouched
+    assert_same_tables(pg, Filters())
+    assert_same_figures(pg, Filters())
+    monkeypatch.setattr(dose_buckets, "BUCKETS", 64)
+    before = after
+    dose_buckets.refresh_buckets(pg)
+    after = row_versions(pg)
+    assert not {k for k, v in before.items() if after.get(k) == v}  # every row rebuilt
+
+
 def test_a_write_redoes_only_its_months_cells_of_its_procedure_types(pg: Engine) -> None:
     """A logged TFESI rewrites its month's TFESI cells only (PostgreSQL's xmin of every other
     row stays); an amend that changes the procedure redoes the old type's cells and the new
@@ -164,11 +207,8 @@ def test_a_write_redoes_only_its_months_cells_of_its_procedure_types(pg: Engine)
     types = sql.lookups.types
     tfesi = int(types.index[types["code"] == "TFESI"][0])
 
-    def versions() -> dict[tuple[int, ...], str]:
-        with pg.connect() as conn:
-            return {tuple(r[1:]): str(r[0]) for r in conn.execute(text(
-                "SELECT xmin, quantity, grain, dimension, physician_id, room_id, site_id, "
-                "procedure_type_id, part, month FROM dose_bucket"))}
+    def versions() -> dict[tuple[Any, ...], str]:
+        return row_versions(pg)
 
     before = versions()
     log, actor = ProcedureLog(pg), cli_actor()

@@ -163,10 +163,12 @@ class DoseBucketEdge(Base):
 
 class DoseBucketState(Base):
     """One row: the data version and rules (the buckets' count, the rooms' KAP factors) the
-    dose buckets reflect."""
+    dose buckets reflect, and `base`: the rules without the rooms' factors (migration 0030),
+    so that a factor's change rebuilds KAP corrected alone."""
 
     __tablename__ = "dose_bucket_state"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     data_version: Mapped[int] = mapped_column(Integer)
     rules: Mapped[int] = mapped_column(Integer)
+    base: Mapped[int | None] = mapped_column(Integer)
