@@ -24,7 +24,7 @@ from audit.auth import cli_actor
 from audit.demo import generate
 from audit.filters import Filters
 from audit.log.service import ProcedureLog
-from audit.reference_data import list_rooms, update_room
+from audit.reference_data import list_rooms, update_procedure_type, update_room
 from audit.storage.engine import make_engine
 from audit.storage.models import DoseBucket, RecordFact
 from tests.analytics.sql_figures import FACT_SCAN, statements
@@ -174,7 +174,8 @@ def test_a_rooms_kap_factor_rebuilds_kap_corrected_alone(
         pg: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     """Only KAP corrected depends on the rooms' factors: a factor's change rewrites its rows
     alone (335 s for every quantity at 10M), and every figure still equals the scan's; a
-    change of the buckets' own rules (their count) rebuilds every quantity."""
+    catalog entry's change rebuilds nothing; a change of the buckets' own rules (their count)
+    rebuilds every quantity."""
     generate(pg, procedures=400, seed=10, until=date(2026, 6, 30))
     dose_buckets.refresh_buckets(pg)
     before = row_versions(pg)
@@ -190,6 +191,11 @@ def test_a_rooms_kap_factor_rebuilds_kap_corrected_alone(
     assert len(kept) > len(others) / 2  # most of the other quantities' rows untouched
     assert_same_tables(pg, Filters())
     assert_same_figures(pg, Filters())
+    before = after  # a catalog entry's change moves no record's value, type or key
+    update_procedure_type(pg, cli_actor(), "TFESI", name="Transforaminal ESI (renamed)")
+    dose_buckets.refresh_buckets(pg)
+    after = row_versions(pg)
+    assert after == before
     monkeypatch.setattr(dose_buckets, "BUCKETS", 64)
     before = after
     dose_buckets.refresh_buckets(pg)

@@ -14,10 +14,11 @@ How it stays current: the refresh protocol of the other summaries (audit.analyti
 the facts first, then the cells of the months of the days the procedure events after the
 table's version name, of the procedure types their records have (and had before an amendment),
 are recomputed from them (a whole month at 10M records: 7.6 s for the four quantities, under
-load); an event that names no records, too many, a catalog change or new rules rebuild it all,
-edges included (335 s at 10M), but a change of the rooms' KAP factors rebuilds KAP corrected
-alone (20 s at 10M; `base_rules`). A row changed behind the app's back stays wrong until its month
-changes or `fluoro-audit db rebuild-facts`. PostgreSQL only, as the facts.
+load); an event that names no records, too many, or new rules rebuild it all, edges included
+(335 s at 10M), but a change of the rooms' KAP factors rebuilds KAP corrected alone (20 s at
+10M; `base_rules`), and a catalog change nothing (no value, type id or key of a record
+moves). A row changed behind the app's back stays wrong until its month changes or
+`fluoro-audit db rebuild-facts`. PostgreSQL only, as the facts.
 """
 
 from __future__ import annotations
@@ -343,7 +344,10 @@ def _redo(engine: Engine, force: bool) -> Callable[[Connection, int | None, int]
         if synced is None:
             _rebuild(conn, quantities)
             return
-        days = _days_to_redo(conn, synced, now)
+        # the procedure events only: a catalog entry's change (its name, policy, typical
+        # values) changes no record's value, type id or keys, so no bucket (a full rebuild,
+        # 335 s at 10M, before)
+        days = _days_to_redo(conn, synced, now, ("procedure",))
         if days is None:
             _rebuild(conn, quantities)
             return
