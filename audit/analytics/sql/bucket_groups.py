@@ -94,18 +94,20 @@ class _Sums:
                              "b": held % width, "n": n[held]})
 
 
-def _cells(conn: Connection, filters: Filters, quantity: str) -> tuple[dict[str, _Sums],
-                                                                       pd.DataFrame] | None:
-    """Phase 1: per grouping's split column, the records per (type, part) and bucket under the
-    filters, and per type the buckets' least and greatest value; None when a name matches
-    nothing."""
+def _cells(conn: Connection, filters: Filters, quantity: str,
+           sets: Sets) -> tuple[dict[str, _Sums], pd.DataFrame] | None:
+    """Phase 1: per grouping's split column (of `sets`), the records per (type, part) and
+    bucket under the filters, and per type the buckets' least and greatest value; None when a
+    name matches nothing. Only the unsplit cells and the splits `sets` need are read (the Over
+    time tab none)."""
     found, on_facts = filters.id_conditions(conn, TARGET), filters.id_conditions(conn, FACTS)
     if found is None or on_facts is None:
         return None
     first, last, edges = months_of(filters)
     s = DoseBucket
+    splits = [DIMENSIONS[SPLITS[by]][0] for by in sets if SPLITS[by] in DIMENSIONS]
     where = [s.quantity == QUANTITIES[quantity], s.grain == grain_of(filters, False),
-             *found]
+             s.dimension.in_([0, *splits]), *found]
     if first is not None:
         where.append(s.month >= first)
     if last is not None:
@@ -178,7 +180,7 @@ def dose_page(engine: Engine, lookups: Snapshot, filters: Filters, quantity: str
         if opened is None:
             return None
         conn, filters = opened
-        counted = _cells(conn, filters, quantity)
+        counted = _cells(conn, filters, quantity, sets)
         columns = ["g0", "g1", "records", f"{quantity}_n", f"{quantity}_q0", f"{quantity}_q1"]
         if counted is None:
             return {by: pd.DataFrame(columns=columns) for by in sets}
