@@ -200,21 +200,20 @@ def caption(found: FigureSource | Snapshot, chosen: Filters) -> None:
 def from_every_record(found: FigureSource, chosen: Filters, what: str | None = None) -> None:
     """Say when the open view's dose figures will sort every selected record instead of
     reading the dose buckets (SQL figures only; audit.analytics.sql.bucket_quantiles): with
-    `what`, always (a figure no bucket holds, named); else when the filters are ones the
-    buckets hold apart (a room or site together with a physician). At millions of records
-    that is seconds, not a fraction of one: the wait is explained, and its remedy named."""
+    `what`, always (a figure no bucket holds, named); else when the buckets cannot answer
+    the filters (bucket_quantiles.scanned_because names why). At millions of records that
+    is seconds, not a fraction of one: the wait is explained, and its cause named."""
     source = getattr(found, "source", found)  # a page's AsOf wraps the SqlSource
-    from audit.analytics import SqlSource  # loaded where the figures are SQL's only
+    from audit.analytics import SqlSource, scanned_because  # SQL figures' only
 
     if not isinstance(source, SqlSource):
         return
     if what is not None:
         st.caption(f"{what} are computed from every selected record (no summary holds them): "
                    "seconds at millions of records.")
-    elif (chosen.rooms or chosen.sites) and chosen.physicians:
-        st.caption("A room or site together with a physician: these dose figures are computed "
-                   "from every selected record, not from the dose buckets (seconds at millions "
-                   "of records). Either filter alone answers at once.")
+    elif (why := scanned_because(chosen)) is not None:
+        st.caption(f"{why}: these dose figures are computed from every selected record, not "
+                   "from the dose buckets (seconds at millions of records).")
 
 
 def as_of_notice(slot: Any, served: Served) -> None:

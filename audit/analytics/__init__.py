@@ -60,6 +60,7 @@ if TYPE_CHECKING:
     from audit.analytics.source import figure_source as figure_source
     from audit.analytics.source import uses_sql as uses_sql
     from audit.analytics.sql.as_of import AsOf as AsOf
+    from audit.analytics.sql.bucket_quantiles import scanned_because as scanned_because
     from audit.analytics.sql.source import SqlSource as SqlSource
     from audit.analytics.sql.stale import Served as Served
     from audit.analytics.sql.warm import warm_figures as warm_figures
@@ -111,6 +112,7 @@ __all__ = [
     "refresh_summary",
     "render_report",
     "safety_flags",
+    "scanned_because",
     "split_reports",
     "technique_use",
     "uses_sql",
@@ -133,6 +135,8 @@ _PUBLIC = {
     "figure_source": "audit.analytics.source",
     "uses_sql": "audit.analytics.source",
     "SqlSource": "audit.analytics.sql.source",
+    # why the Dose page's figures sort every selected record (the dose buckets cannot answer)
+    "scanned_because": "audit.analytics.sql.bucket_quantiles",
     # figures shared by every app process, and the warmer (PostgreSQL)
     "figures_version": "audit.analytics.figure_changes",
     "changes_since": "audit.analytics.figure_changes",

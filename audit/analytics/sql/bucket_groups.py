@@ -26,9 +26,8 @@ from sqlalchemy import Connection, Engine, func, or_, select
 
 from audit.analytics.snapshot import Snapshot
 from audit.analytics.sql.bucket_quantiles import (
+    cell_conditions,
     finish,
-    grain_of,
-    months_of,
     plan,
     read_ranks,
     snapshot,
@@ -37,11 +36,9 @@ from audit.analytics.sql.bucket_ranges import Ranges, edges_of
 from audit.analytics.sql.dose import DOSE_PAGE, dose_page_together, page_frames
 from audit.analytics.sql.dose_buckets import (
     DIMENSIONS,
-    FACTS,
-    QUANTITIES,
     SPLIT,
-    TARGET,
     bucket_of,
+    cell_buckets,
     facts_of,
     value_of,
 )
@@ -100,27 +97,20 @@ def _cells(conn: Connection, filters: Filters, quantity: str,
     bucket under the filters, and per type the buckets' least and greatest value; None when a
     name matches nothing. Only the unsplit cells and the splits `sets` need are read (the Over
     time tab none)."""
-    found, on_facts = filters.id_conditions(conn, TARGET), filters.id_conditions(conn, FACTS)
-    if found is None or on_facts is None:
+    conditions = cell_conditions(conn, filters, quantity, False)
+    if conditions is None:
         return None
-    first, last, edges = months_of(filters)
+    where, on_facts, edges = conditions
     s = DoseBucket
     splits = [DIMENSIONS[SPLITS[by]][0] for by in sets if SPLITS[by] in DIMENSIONS]
-    where = [s.quantity == QUANTITIES[quantity], s.grain == grain_of(filters, False),
-             s.dimension.in_([0, *splits]), *found]
-    if first is not None:
-        where.append(s.month >= first)
-    if last is not None:
-        where.append(s.month < last)
+    where.append(s.dimension.in_([0, *splits]))
     dimension_of = {code: name for name, (code, _) in DIMENSIONS.items()}
     sums = {name: _Sums() for name in ("month", *DIMENSIONS)}
     bounds: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     for dimension, part, month, t, held, counts, missing, low, high in conn.execute(
             select(s.dimension, s.part, s.month, s.procedure_type_id, s.buckets, s.records,
                    s.missing, s.low, s.high).where(*where)):
-        n = np.frombuffer(counts, dtype="<i4")
-        b = np.frombuffer(held, dtype="<i2").astype(np.int64) if held else \
-            np.arange(len(n), dtype=np.int64)
+        b, n = cell_buckets(held, counts)
         if dimension:
             sums[dimension_of[dimension]].add((t, part), b, n, missing)
             continue

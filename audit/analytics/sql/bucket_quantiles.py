@@ -84,13 +84,25 @@ from audit.vocab import RecordStatus
 def answerable(filters: Filters, quantity: str) -> bool:
     """Whether the buckets hold what the filters select (module doc; the caller still probes
     the half second before the months' and the period's edges)."""
-    if quantity not in QUANTITIES or filters.patient_id or filters.record_ids is not None \
-            or filters.technologists or filters.record_status != RecordStatus.FINAL.value:
-        return False
+    return quantity in QUANTITIES and scanned_because(filters) is None
+
+
+def scanned_because(filters: Filters) -> str | None:
+    """Why the buckets cannot answer these filters, as a page may say it (None: they can)."""
+    if filters.patient_id:
+        return "A patient filter"
+    if filters.record_ids is not None:
+        return "A list of records"
+    if filters.technologists:
+        return "A technologist filter"
+    if filters.record_status != RecordStatus.FINAL.value:
+        return "Records other than the final ones"
     if (filters.rooms or filters.sites) and filters.physicians:
-        return False
-    return all(moment is None or moment.timestamp() % 86400 == 0
-               for moment in (filters.start, filters.before))
+        return "A room or site together with a physician (either alone answers at once)"
+    if not all(moment is None or moment.timestamp() % 86400 == 0
+               for moment in (filters.start, filters.before)):
+        return "A period that is not whole days"
+    return None
 
 
 def grain_of(filters: Filters, by_room: bool) -> int:
@@ -123,22 +135,35 @@ def _instant(day: Any) -> datetime:
     return datetime.combine(day, datetime.min.time(), UTC)
 
 
-def _counts(conn: Connection, filters: Filters, quantity: str,
-            by_room: bool) -> pd.DataFrame | None:
-    """Phase 1: per group (t, and room when by_room) and bucket, the records, least and
-    greatest value under the filters; None when a name matches nothing."""
+def cell_conditions(conn: Connection, filters: Filters, quantity: str,
+                    by_room: bool) -> tuple[list[Any], list[Any], list[Any]] | None:
+    """Phase 1's conditions: on dose_bucket (the quantity, the filters' grain, their ids and
+    whole months), on the record facts (their ids), and the facts' days of the months the
+    period cuts (`months_of`); None when a name matches nothing."""
     found, on_facts = filters.id_conditions(conn, TARGET), filters.id_conditions(conn, FACTS)
     if found is None or on_facts is None:
         return None
-    code = QUANTITIES[quantity]
     first, last, edges = months_of(filters)
     s = DoseBucket
-    keys = [s.procedure_type_id, *([s.room_id] if by_room else [])]
-    where = [s.quantity == code, s.grain == grain_of(filters, by_room), s.dimension == 0, *found]
+    where = [s.quantity == QUANTITIES[quantity], s.grain == grain_of(filters, by_room), *found]
     if first is not None:
         where.append(s.month >= first)
     if last is not None:
         where.append(s.month < last)
+    return where, on_facts, edges
+
+
+def _counts(conn: Connection, filters: Filters, quantity: str,
+            by_room: bool) -> pd.DataFrame | None:
+    """Phase 1: per group (t, and room when by_room) and bucket, the records, least and
+    greatest value under the filters; None when a name matches nothing."""
+    conditions = cell_conditions(conn, filters, quantity, by_room)
+    if conditions is None:
+        return None
+    where, on_facts, edges = conditions
+    s = DoseBucket
+    keys = [s.procedure_type_id, *([s.room_id] if by_room else [])]
+    where.append(s.dimension == 0)
     n: dict[tuple[int, ...], np.ndarray] = {}
     low: dict[tuple[int, ...], np.ndarray] = {}
     high: dict[tuple[int, ...], np.ndarray] = {}
@@ -230,9 +255,9 @@ def read_ranks(conn: Connection, parts: Sequence[tuple[Ranges, dict[_Range, set[
                 rows["least"].append((len(keys) - 1, key, b, 0, 0))
         queries += [ranges.lateral(f"{p}{order}", found, order)
                     for order, found in rows.items() if found]
-    found_: list[dict[tuple[_Range, int], float]] = [{} for _ in parts]
+    values: list[dict[tuple[_Range, int], float]] = [{} for _ in parts]
     if not queries:
-        return found_
+        return values
     got: dict[int, list[float]] = {}
     params = {k: v for ranges, _, _ in parts for k, v in ranges.params.items()}
     for i, value in conn.exec_driver_sql(" UNION ALL ".join(f"({q})" for q in queries),
@@ -241,11 +266,11 @@ def read_ranks(conn: Connection, parts: Sequence[tuple[Ranges, dict[_Range, set[
             got.setdefault(int(i), []).append(float(value))
     for i, (p, where_, first) in enumerate(keys):
         if first == LEAST_POSITIVE:
-            found_[p][(where_, first)] = got[i][0]
+            values[p][(where_, first)] = got[i][0]
             continue
         for offset, value in enumerate(sorted(got.get(i, []))):
-            found_[p][(where_, first + offset)] = value
-    return found_
+            values[p][(where_, first + offset)] = value
+    return values
 
 
 @contextmanager

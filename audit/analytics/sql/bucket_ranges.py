@@ -92,19 +92,29 @@ class Ranges:
         """The value of the key's second part in the facts (a month: the number YYYYMM)."""
         return f"{key[1] // 100:04d}-{key[1] % 100:02d}" if self.month else key[1]
 
-    def records(self, i: int, key: tuple[int, ...], b: int, below: float = math.inf) -> str:
+    def _bounds(self, key: tuple[int, ...], b: int) -> tuple[float, float]:
+        """Bucket b's value range [lo, hi) of the key's type."""
         bounds = self.edges.get(key[0], np.array([-math.inf, math.inf]))
-        lo, hi = float(bounds[b]), min(float(bounds[b + 1]), below)
+        return float(bounds[b]), float(bounds[b + 1])
+
+    def _factors(self, key: tuple[int, ...]) -> list[float]:
+        """KAP corrected's factors a range is read under: the room's, else every distinct
+        one (none for another quantity)."""
+        if not self.kap:
+            return []
+        return [self.room_factor[key[1]]] if self.by_room else self.factors
+
+    def records(self, i: int, key: tuple[int, ...], b: int, below: float = math.inf) -> str:
+        lo, hi = self._bounds(key, b)
+        hi = min(hi, below)
         common = {"t": key[0], **({self.second: self._second(key)} if self.second else {})}
         if not self.kap:
             return self._one(str(i), {**common, "lo": lo, "hi": hi})
-        factors = [self.room_factor[key[1]]] if self.by_room else self.factors
         return " UNION ALL ".join(
             self._one(f"{i}_{j}", {**common, "f": factor, "lo": lo, "hi": hi,
                                    "slo": _widened(lo / factor, -1),
                                    "shi": _widened(hi / factor, 1)})
-            for j, factor in enumerate(factors))
-
+            for j, factor in enumerate(self._factors(key)))
 
     def lateral(self, name: str, rows: list[tuple[int, tuple[int, ...], int, int, int]],
                 order: str) -> str:
@@ -122,20 +132,17 @@ class Ranges:
             cols[f"f{j}"], cols[f"slo{j}"], cols[f"shi{j}"] = [], [], []
         cols["off"], cols["lim"] = [], []
         for i, key, b, off, lim in rows:
-            bounds = self.edges.get(key[0], np.array([-math.inf, math.inf]))
-            lo, hi = float(bounds[b]), float(bounds[b + 1])
+            lo, hi = self._bounds(key, b)
             cols["i"].append(i)
             cols["t"].append(key[0])
             if self.second:
                 cols[self.second].append(self._second(key))
             cols["lo"].append(lo)
             cols["hi"].append(hi)
-            if self.kap:
-                factors = [self.room_factor[key[1]]] if self.by_room else self.factors
-                for j, factor in enumerate(factors):
-                    cols[f"f{j}"].append(factor)
-                    cols[f"slo{j}"].append(_widened(lo / factor, -1))
-                    cols[f"shi{j}"].append(_widened(hi / factor, 1))
+            for j, factor in enumerate(self._factors(key)):
+                cols[f"f{j}"].append(factor)
+                cols[f"slo{j}"].append(_widened(lo / factor, -1))
+                cols[f"shi{j}"].append(_widened(hi / factor, 1))
             cols["off"].append(off)
             cols["lim"].append(lim)
         arrays = []

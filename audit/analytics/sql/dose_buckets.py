@@ -269,15 +269,23 @@ def _cell(code: int, keys: dict[str, Any], split: list[str], sizes: dict[int, in
             "high": b"" if dimension else high.tobytes()}
 
 
+def cell_buckets(held: bytes, counts: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """A stored cell's buckets (every one of a dense cell, the listed ones of a sparse one)
+    and their records."""
+    n = np.frombuffer(counts, dtype="<i4")
+    b = np.frombuffer(held, dtype="<i2").astype(np.int64) if held else \
+        np.arange(len(n), dtype=np.int64)
+    return b, n
+
+
 def dense_cell(held: bytes, counts: bytes, low: bytes,
                high: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A stored cell's records, least and greatest value per bucket, dense (as far as its
     last bucket held)."""
-    n, lo, hi = (np.frombuffer(counts, dtype="<i4"), np.frombuffer(low, dtype="<f8"),
-                 np.frombuffer(high, dtype="<f8"))
+    b, n = cell_buckets(held, counts)
+    lo, hi = np.frombuffer(low, dtype="<f8"), np.frombuffer(high, dtype="<f8")
     if not held:
         return n, lo, hi
-    b = np.frombuffer(held, dtype="<i2").astype(np.int64)
     size = int(b[-1]) + 1 if len(b) else 0
     return (_dense(b, size, n, 0), _dense(b, size, lo, np.inf) if len(lo) else lo,
             _dense(b, size, hi, -np.inf) if len(hi) else hi)
