@@ -197,21 +197,19 @@ def caption(found: FigureSource | Snapshot, chosen: Filters) -> None:
             notice(found.served)
 
 
-def from_every_record(found: FigureSource, chosen: Filters, what: str | None = None) -> None:
+def from_every_record(found: FigureSource, chosen: Filters, by_physician: bool = False) -> None:
     """Say when the open view's dose figures will sort every selected record instead of
-    reading the dose buckets (SQL figures only; audit.analytics.sql.bucket_quantiles): with
-    `what`, always (a figure no bucket holds, named); else when the buckets cannot answer
-    the filters (bucket_quantiles.scanned_because names why). At millions of records that
-    is seconds, not a fraction of one: the wait is explained, and its cause named."""
+    reading the dose buckets (SQL figures only; audit.analytics.sql.bucket_quantiles): when
+    the buckets cannot answer the filters (scanned_because names why; `by_physician`: for
+    the figures per physician, which no room or site filter's buckets hold). At millions of
+    records that is seconds, not a fraction of one: the wait is explained, and its cause
+    named."""
     source = getattr(found, "source", found)  # a page's AsOf wraps the SqlSource
     from audit.analytics import SqlSource, scanned_because  # SQL figures' only
 
     if not isinstance(source, SqlSource):
         return
-    if what is not None:
-        st.caption(f"{what} are computed from every selected record (no summary holds them): "
-                   "seconds at millions of records.")
-    elif (why := scanned_because(chosen)) is not None:
+    if (why := scanned_because(chosen, by_physician)) is not None:
         st.caption(f"{why}: these dose figures are computed from every selected record, not "
                    "from the dose buckets (seconds at millions of records).")
 

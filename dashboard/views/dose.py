@@ -2,9 +2,9 @@
 
 The page is in tabs, and only the open tab's figures are computed (st.tabs with
 on_change="rerun"): on PostgreSQL a figure under a new filter reads the dose buckets
-(audit.analytics.sql.bucket_quantiles and bucket_groups), but the Physicians tab's still sort
-the selected records (seconds at millions of records), so a filter change costs the open tab,
-not the whole page. The open tab is kept for
+(audit.analytics.sql.bucket_quantiles, bucket_groups and bucket_mixtures), and a filter the
+buckets cannot answer sorts the selected records (seconds at millions of records), so a filter
+change costs the open tab, not the whole page. The open tab is kept for
 the session (TAB_KEPT), so someone who reads the physicians' tab finds it open again.
 """
 
@@ -47,7 +47,7 @@ quantity = st.sidebar.selectbox("Quantity", list(QUANTITY_LABELS),
                                 format_func=QUANTITY_LABELS.get, key="d_quantity")
 label = QUANTITY_LABELS[quantity]
 analytics.caption(source, chosen)
-analytics.from_every_record(source, chosen)
+scanned_note = st.empty()  # filled once the open tab is known
 limits = drl_thresholds(snap)
 corrected = reference_column(quantity) != quantity
 st.caption(
@@ -81,6 +81,8 @@ if "d_tab" not in st.session_state and st.session_state.get(TAB_KEPT) in TABS:
     st.session_state["d_tab"] = st.session_state[TAB_KEPT]
 per_procedure, physicians, case_mix, over_time, reference, technique = st.tabs(
     TABS, key="d_tab", on_change=_keep_tab)
+with scanned_note:  # the physicians' figures have buckets per room and physician too
+    analytics.from_every_record(source, chosen, by_physician=physicians.open)
 as_sentence = {"figure": labels.sentence}
 
 if per_procedure.open:
@@ -128,8 +130,6 @@ if physicians.open:
         analytics.ahead(source, lambda s: s.physician_scorecard(chosen),
                         lambda s: s.adjusted_scorecard(chosen, quantity))
         st.subheader("Physician scorecard (normalised per level and for procedure mix)")
-        analytics.from_every_record(source, chosen, "The scorecards' medians per level and "
-                                    "per case-mix stratum")
         st.caption("KAP and time per level treated, each procedure's median for the physician "
                    "divided by everyone's median for that procedure, weighted by records: 1.0 "
                    "is typical, 2.0 twice the peers' dose for the same work.")

@@ -133,6 +133,9 @@ def test_the_tables_follow_every_write(pg: Engine) -> None:
     splits = [code for code, _ in dose_buckets.DIMENSIONS.values()]
     expected = {(dose_buckets.QUANTITIES[q], g, d): final for q in dose_buckets.QUANTITIES
                 for g in (0, 1, 2) for d in [0, *(splits if q in SPLIT else [])]}
+    expected.update({(dose_buckets.QUANTITIES[q], g, dose_buckets.STRATUM): final
+                     for q in SPLIT for g in (2, 3)})  # the scorecards' strata, and
+    expected[(0, dose_buckets.GRAIN_ROOM_PHYSICIAN, 0)] = final  # KAP corrected per room x phys.
     assert counted == expected
 
 

@@ -142,7 +142,8 @@ def test_a_call_never_mixes_an_older_input_into_a_current_figure(pg: Engine) -> 
     with background_held():
         found = page.physician_scorecard(NARROW)
     assert page.served.oldest is None and page.served.stale == 0
-    assert source.queries == 2  # the local DRLs and the scorecard, at the current version
+    # the local DRLs, the records' period (its counts' probe) and the scorecard, all current
+    assert source.queries == 3
     pd.testing.assert_frame_equal(found, exact(pg).physician_scorecard(NARROW))
 
 

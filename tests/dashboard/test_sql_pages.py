@@ -241,7 +241,7 @@ def test_the_dose_page_says_when_its_figures_sort_every_record(
         pg_demo: tuple[str, Engine], monkeypatch: pytest.MonkeyPatch) -> None:
     """The dose buckets hold rooms and physicians apart: a room with a physician sorts every
     selected record, and the page says so (one of them alone: no note); the Physicians tab's
-    scorecards always do, and say so. (On the frame, nothing:
+    scorecards have buckets per room and physician: no note there. (On the frame, nothing:
     tests/dashboard/test_pages_analytics.py.)"""
     url, _ = pg_demo
 
@@ -258,9 +258,11 @@ def test_the_dose_page_says_when_its_figures_sort_every_record(
     assert not at.exception
     [note] = notes(at)
     assert note.startswith("A room or site together with a physician")
+    open_tab(at, "d_tab", "Physicians")
+    assert not at.exception
+    assert notes(at) == []
+    open_tab(at, "d_tab", "Case mix")
+    assert len(notes(at)) == 1
     at.sidebar.multiselect(key="f_physicians").unselect(
         at.sidebar.multiselect(key="f_physicians").value[0]).run()
     assert notes(at) == []
-    open_tab(at, "d_tab", "Physicians")
-    [note] = notes(at)
-    assert note.startswith("The scorecards' medians per level")

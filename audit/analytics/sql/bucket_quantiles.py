@@ -81,14 +81,16 @@ from audit.storage.models import (
 from audit.vocab import RecordStatus
 
 
-def answerable(filters: Filters, quantity: str) -> bool:
+def answerable(filters: Filters, quantity: str, by_physician: bool = False) -> bool:
     """Whether the buckets hold what the filters select (module doc; the caller still probes
-    the half second before the months' and the period's edges)."""
-    return quantity in QUANTITIES and scanned_because(filters) is None
+    the half second before the months' and the period's edges); `by_physician`: as below."""
+    return quantity in QUANTITIES and scanned_because(filters, by_physician) is None
 
 
-def scanned_because(filters: Filters) -> str | None:
-    """Why the buckets cannot answer these filters, as a page may say it (None: they can)."""
+def scanned_because(filters: Filters, by_physician: bool = False) -> str | None:
+    """Why the buckets cannot answer these filters, as a page may say it (None: they can);
+    `by_physician`: for figures per physician (the physician scorecards' cells, which hold
+    rooms and physicians together)."""
     if filters.patient_id:
         return "A patient filter"
     if filters.record_ids is not None:
@@ -97,7 +99,7 @@ def scanned_because(filters: Filters) -> str | None:
         return "A technologist filter"
     if filters.record_status != RecordStatus.FINAL.value:
         return "Records other than the final ones"
-    if (filters.rooms or filters.sites) and filters.physicians:
+    if (filters.rooms or filters.sites) and filters.physicians and not by_physician:
         return "A room or site together with a physician (either alone answers at once)"
     if not all(moment is None or moment.timestamp() % 86400 == 0
                for moment in (filters.start, filters.before)):
@@ -135,17 +137,18 @@ def _instant(day: Any) -> datetime:
     return datetime.combine(day, datetime.min.time(), UTC)
 
 
-def cell_conditions(conn: Connection, filters: Filters, quantity: str,
-                    by_room: bool) -> tuple[list[Any], list[Any], list[Any]] | None:
-    """Phase 1's conditions: on dose_bucket (the quantity, the filters' grain, their ids and
-    whole months), on the record facts (their ids), and the facts' days of the months the
-    period cuts (`months_of`); None when a name matches nothing."""
+def cell_conditions(conn: Connection, filters: Filters, quantity: str, by_room: bool,
+                    grain: int | None = None) -> tuple[list[Any], list[Any], list[Any]] | None:
+    """Phase 1's conditions: on dose_bucket (the quantity, the filters' grain or `grain`, their
+    ids and whole months), on the record facts (their ids), and the facts' days of the months
+    the period cuts (`months_of`); None when a name matches nothing."""
     found, on_facts = filters.id_conditions(conn, TARGET), filters.id_conditions(conn, FACTS)
     if found is None or on_facts is None:
         return None
     first, last, edges = months_of(filters)
     s = DoseBucket
-    where = [s.quantity == QUANTITIES[quantity], s.grain == grain_of(filters, by_room), *found]
+    where = [s.quantity == QUANTITIES[quantity],
+             s.grain == (grain_of(filters, by_room) if grain is None else grain), *found]
     if first is not None:
         where.append(s.month >= first)
     if last is not None:
@@ -274,13 +277,14 @@ def read_ranks(conn: Connection, parts: Sequence[tuple[Ranges, dict[_Range, set[
 
 
 @contextmanager
-def snapshot(engine: Engine, lookups: Snapshot, filters: Filters,
-              quantity: str) -> Iterator[tuple[Connection, Filters] | None]:
+def snapshot(engine: Engine, lookups: Snapshot, filters: Filters, quantity: str,
+             by_physician: bool = False) -> Iterator[tuple[Connection, Filters] | None]:
     """A REPEATABLE READ connection in which the buckets and the facts reflect the same data
     version, after bringing the buckets to it, and the filters without a period bound no
-    record lies beyond (`_open_ends`); None where the buckets do not answer the filters, or
-    a write came between the refresh and the snapshot (the caller scans)."""
-    if not answerable(filters, quantity):
+    record lies beyond (`_open_ends`); None where the buckets do not answer the filters (for
+    figures per physician: `by_physician`), or a write came between the refresh and the
+    snapshot (the caller scans)."""
+    if not answerable(filters, quantity, by_physician):
         yield None
         return
     refresh_buckets(engine, lookups)

@@ -78,7 +78,7 @@ from audit.storage.models import CountSummary, CountSummaryState
 from audit.vocab import RecordStatus
 
 #: Bumped when what a row holds changes meaning: the next refresh rebuilds the table.
-RULES = 2
+RULES = 3
 _LOCK = 0x436E7453  # "CntS"
 KEYS = ("site_id", "room_id", "procedure_type_id", "physician_id", "technologist_id")
 QUALITY = ("records", *counts.QUALITY)
@@ -87,7 +87,11 @@ FLAGS = ("particulate_cervical_tfesi", "uptake_not_repositioned", "levels_over_l
 COMPLICATIONS = ("with_complication", "complications", "severe", *counts.KINDS)
 #: The Dose page's Case mix tab: injections done without radiation (counts.radiation_free_share).
 CASE_MIX = ("ultrasound",)
-COUNTS = (*QUALITY, *FLAGS, *COMPLICATIONS, *CASE_MIX)
+#: The Dose page's physician scorecard: contrast compliance and C-arm technique
+#: (counts.compliance_sums, technique_sums).
+SCORECARD = (*counts.COMPLIANCE_COUNTS, "pulsed_recorded", "pulsed", "low_dose_recorded",
+             "low_dose")
+COUNTS = (*QUALITY, *FLAGS, *COMPLICATIONS, *CASE_MIX, *SCORECARD)
 TARGET = Target(CountSummary.day, None, CountSummary.site_id, CountSummary.room_id,
                 CountSummary.physician_id, CountSummary.procedure_type_id,
                 CountSummary.technologist_id)
@@ -138,7 +142,8 @@ def _day_select(conn: Connection, lookups: Snapshot, days: list[date] | None) ->
     flags = counts._flag_sums(scope)
     sums = {**counts._quality_sums(scope), **{f: flags[f] for f in FLAGS},
             **{c: complication_sums[c] for c in COMPLICATIONS},
-            "ultrasound": scope.total("ultrasound")}
+            "ultrasound": scope.total("ultrasound"),
+            **{c: scope.total(c) for c in SCORECARD}}
     day = utc_day(scope.col("performed_at"))
     keys = [scope.col("site_id"), scope.col("room_id"), scope.col("type_id"),
             scope.col("physician_id"), scope.col("technologist_id")]

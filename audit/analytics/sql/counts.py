@@ -80,14 +80,22 @@ def counted_parts(scope: Scope, by: str,
     query = (select(*keys, *(e.label(n) for n, e in every.items())).select_from(scope.rec)
              .group_by(*keys))
     frame = as_int(scope.frame(query, ["g0", *every]), list(every))
+    return split_parts(frame, {part: keep for part, (_, keep) in parts.items()},
+                       scope.lookups, by)
+
+
+def split_parts(frame: pd.DataFrame, keeps: dict[str, str | None], lookups: Any,
+                by: str) -> tuple[np.ndarray, dict[str, pd.DataFrame]]:
+    """counted_parts from its grouped counts (g0, then "{part}__{count}" columns, int64),
+    however they were counted (the scan, or the summaries: scorecard_counts)."""
     frame = frame.sort_values("g0", kind="mergesort").reset_index(drop=True)
     found = {}
-    for part, (sums, keep) in parts.items():
-        names = {f"{part}__{n}": n for n in sums}
+    for part, keep in keeps.items():
+        names = {c: c.split("__", 1)[1] for c in frame.columns if c.startswith(f"{part}__")}
         one = frame[["g0", *names]].rename(columns=names)
         if keep:
             one = one[one[keep] > 0]
-        found[part] = groups.decorate(one.reset_index(drop=True), scope.lookups, [by])
+        found[part] = groups.decorate(one.reset_index(drop=True), lookups, [by])
     return frame["g0"].to_numpy(), found
 
 

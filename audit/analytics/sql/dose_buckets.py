@@ -71,7 +71,7 @@ from audit.storage.models import (
 )
 
 #: Bumped when what a row holds changes meaning: the next refresh rebuilds the table.
-RULES = 2
+RULES = 3
 #: About how many buckets a type's values are cut into. More: fewer records read per
 #: quantile, more rows summed per filter. At 10M records (2026-12-02): 256 gave 0.31-0.71 s
 #: after a filter change of the Dose page's first tab (0.8 M rows per quantity), 512 gave
@@ -87,11 +87,18 @@ QUANTITIES = {"kap_corrected_gycm2": 0, "air_kerma_mgy": 1, "fluoro_time_s": 2,
 DIMENSIONS = {"levels": (1, "n_levels"), "weight_band": (2, "weight_band"),
               "bmi_band": (3, "bmi_band"), "operator": (4, "operator")}
 DIMENSION_OF = {column: code for code, column in DIMENSIONS.values()}
+#: The case-mix stratum (levels x BMI band) of a physician's cells: the physician scorecards'
+#: components (audit.analytics.sql.bucket_mixtures), at the physician and the room x physician
+#: grains only; its `part` is n_levels * PART_WIDTH + bmi_band.
+STRATUM, PART_WIDTH = 5, 16
 #: The quantities whose cells are split too: the Case mix tab's, as recorded (KAP corrected
 #: is the first tab's and the reference levels').
 SPLIT = ("dap_gycm2", "air_kerma_mgy", "fluoro_time_s")
 #: Which keys a row holds, besides the month and the procedure type.
 GRAIN_TYPE, GRAIN_ROOM, GRAIN_PHYSICIAN = 0, 1, 2
+#: Per room (and its site) and physician: the physician scorecards under a room or site filter,
+#: the strata's cells (SPLIT) and KAP corrected's unsplit cells (the share above the level).
+GRAIN_ROOM_PHYSICIAN = 3
 TARGET = Target(None, None, DoseBucket.site_id, DoseBucket.room_id, DoseBucket.physician_id,
                 DoseBucket.procedure_type_id)
 FACTS = Target(RecordFact.performed_at, RecordFact.procedure_id, RecordFact.site_id,
@@ -203,6 +210,12 @@ def _insert_months(conn: Connection, quantity: str, months: list[str] | None,
               GRAIN_PHYSICIAN: (c.physician_id,)}
     sets = [tuple_(c.month, c.t, c.b, *keys, *parts)
             for keys in grains.values() for parts in [(), *((c[s],) for s in split)]]
+    each = (c.site_id, c.room_id, c.physician_id)
+    if split:  # the scorecards' strata
+        sets += [tuple_(c.month, c.t, c.b, *keys, c.n_levels, c.bmi_band)
+                 for keys in ((c.physician_id,), each)]
+    if quantity == "kap_corrected_gycm2":  # the share above the reference level
+        sets.append(tuple_(c.month, c.t, c.b, *each))
     grouped = [c.site_id, c.room_id, c.physician_id, *(c[s] for s in split)]
     fine = (select(func.grouping(*grouped).label("g"), c.month, c.t, *grouped, c.b,
                    func.count(c.v).label("n"), (func.count() - func.count(c.v)).label("m"),
@@ -248,9 +261,11 @@ def _cell(code: int, keys: dict[str, Any], split: list[str], sizes: dict[int, in
     b = b[order]
     n = np.frombuffer(counts, dtype=">i4").astype("<i4")[order]
     dimension, part = 0, 0
-    for name in split:
-        if keys[name] is not None:
-            dimension, part = DIMENSION_OF[name], int(keys[name])
+    held_parts = [name for name in split if keys[name] is not None]
+    if len(held_parts) == 2:  # the stratum's (n_levels, bmi_band)
+        dimension, part = STRATUM, int(keys["n_levels"]) * PART_WIDTH + int(keys["bmi_band"])
+    elif held_parts:
+        dimension, part = DIMENSION_OF[held_parts[0]], int(keys[held_parts[0]])
     low = np.frombuffer(lows, dtype=">f8").astype("<f8")[order]
     high = np.frombuffer(highs, dtype=">f8").astype("<f8")[order]
     dense = 3 * len(b) >= 2 * size
@@ -258,8 +273,8 @@ def _cell(code: int, keys: dict[str, Any], split: list[str], sizes: dict[int, in
         n, low, high = _dense(b, size, n, 0), _dense(b, size, low, np.inf), \
             _dense(b, size, high, -np.inf)
     has = {k: keys[k] is not None for k in ("site_id", "room_id", "physician_id")}
-    grain = GRAIN_ROOM if has["room_id"] else GRAIN_PHYSICIAN if has["physician_id"] \
-        else GRAIN_TYPE
+    grain = GRAIN_ROOM_PHYSICIAN if has["room_id"] and has["physician_id"] else \
+        GRAIN_ROOM if has["room_id"] else GRAIN_PHYSICIAN if has["physician_id"] else GRAIN_TYPE
     return {"quantity": code, "grain": grain, "dimension": dimension, "part": part,
             "month": keys["month"], "procedure_type_id": t,
             **{k: int(keys[k]) if has[k] else 0 for k in has},

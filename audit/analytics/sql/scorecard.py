@@ -5,6 +5,9 @@ physician the medians of observed, expected and observed / expected."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import pandas as pd
 from sqlalchemy import Float, and_, case, cast, func, literal, select, tuple_
@@ -15,16 +18,25 @@ from audit.analytics.sql.dose import quantiles_together, value
 from audit.analytics.sql.reference import above_sums, shares_above
 from audit.analytics.sql.scope import Scope, as_float, as_int
 
+#: Where the buckets answer a scorecard's medians (audit.analytics.sql.scorecard_buckets, with
+#: the engine bound): called with the lookups, the filters (and the quantity); None: the scan.
+Medians = Callable[..., Any]
 
-def _per_level_ratios(scope: Scope, physicians: np.ndarray) -> dict[str, np.ndarray]:
+
+def _per_level_ratios(scope: Scope, physicians: np.ndarray,
+                      medians: Medians | None = None) -> dict[str, np.ndarray]:
     """Per physician (ids in `physicians`) and quantity (KAP, time), the record-weighted mean
     over procedures of their per-level median over everyone's (the frame's arithmetic, on
-    the SQL medians); both quantities' medians in one scan."""
+    the SQL medians); the medians from the buckets (`medians`) or both quantities' in one
+    scan."""
     quantities = ("dap_gycm2", "fluoro_time_s")
-    values = {f"v{i}": value(scope, q, per_level=True) for i, q in enumerate(quantities)}
-    sets = [("physician", "procedure"), ("procedure",)]
-    found = quantiles_together(scope, sets, values, (0.5,))
-    cells, types = found[sets[0]], found[sets[1]]
+    found = None if medians is None else medians(scope.lookups, scope.filters)
+    if found is None:
+        values = {f"v{i}": value(scope, q, per_level=True) for i, q in enumerate(quantities)}
+        sets = [("physician", "procedure"), ("procedure",)]
+        scanned = quantiles_together(scope, sets, values, (0.5,))
+        found = scanned[sets[0]], scanned[sets[1]]
+    cells, types = found
     n_types = int(max(scope.lookups.types.index.max() if len(scope.lookups.types) else 0,
                       cells["g1"].max() if len(cells) else 0)) + 1
     row = {int(p): i for i, p in enumerate(physicians)}
@@ -48,18 +60,23 @@ def _per_level_ratios(scope: Scope, physicians: np.ndarray) -> dict[str, np.ndar
     return out
 
 
-def physician_scorecard(scope: Scope, levels: pd.DataFrame) -> pd.DataFrame:
-    """audit.analytics.scorecard.physician_scorecard in SQL; `levels`: the levels in force."""
-    ids, found = counts.counted_parts(scope, "physician", {
-        "all": ({"records": func.count()}, None),
-        "above": (above_sums(scope, levels, "dap_gycm2"), "records"),
-        "technique": (counts.technique_sums(scope), "records"),
-        "compliance": (counts.compliance_sums(scope), "eligible")})  # one scan
+def physician_scorecard(scope: Scope, levels: pd.DataFrame, medians: Medians | None = None,
+                        counted: Medians | None = None) -> pd.DataFrame:
+    """audit.analytics.scorecard.physician_scorecard in SQL; `levels`: the levels in force;
+    where the summaries may answer, `medians` (scorecard_buckets.per_level_medians) and
+    `counted` (scorecard_counts.physician_counts, called with the levels too)."""
+    found_counts = None if counted is None else counted(scope.lookups, scope.filters, levels)
+    ids, found = found_counts if found_counts is not None else counts.counted_parts(
+        scope, "physician", {
+            "all": ({"records": func.count()}, None),
+            "above": (above_sums(scope, levels, "dap_gycm2"), "records"),
+            "technique": (counts.technique_sums(scope), "records"),
+            "compliance": (counts.compliance_sums(scope), "eligible")})  # one scan
     ids = ids.astype(np.int64)
     out = pd.DataFrame({"physician": pd.Series([groups.label_of(scope.lookups, "physician", i)
                                                 for i in ids], dtype=object),
                         "records": found["all"]["records"].to_numpy()})
-    ratios = _per_level_ratios(scope, ids)
+    ratios = _per_level_ratios(scope, ids, medians)
     out["kap_per_level_ratio"] = ratios["dap_gycm2"]
     out["time_per_level_ratio"] = ratios["fluoro_time_s"]
     above = shares_above(found["above"])
@@ -73,8 +90,33 @@ def physician_scorecard(scope: Scope, levels: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values("physician", key=lambda s: s.str.lower()).reset_index(drop=True)
 
 
-def adjusted_scorecard(scope: Scope, quantity: str = "dap_gycm2") -> pd.DataFrame:
-    """audit.analytics.case_mix.adjusted_scorecard in SQL."""
+def adjusted_scorecard(scope: Scope, quantity: str = "dap_gycm2",
+                       medians: Medians | None = None) -> pd.DataFrame:
+    """audit.analytics.case_mix.adjusted_scorecard in SQL; its medians from the buckets
+    (`medians`: scorecard_buckets.adjusted_medians) where they answer, else one scan."""
+    columns = ["gset", "id", "records", "observed_median", "expected_median",
+               "bmi_known_share", "adjusted_ratio"]
+    found = None if medians is None else medians(scope.lookups, scope.filters, quantity)
+    if found is None:
+        found = _adjusted_scan(scope, quantity, columns)
+    found = as_float(as_int(found, ["records"]), columns[3:])
+    every = found[found["gset"] == 1]["observed_median"]
+    overall = float(every.iloc[0]) if len(every) else np.nan
+    out = found[found["gset"] == 0].drop(columns=["gset"]).reset_index(drop=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["crude_ratio"] = out["observed_median"] / overall
+    out.loc[out["records"] < MIN_RECORDS, ["adjusted_ratio", "crude_ratio"]] = np.nan
+    out.insert(0, "physician", pd.Series([groups.label_of(scope.lookups, "physician", i)
+                                          for i in out["id"]], index=out.index, dtype=object))
+    out["quantity"] = quantity
+    out = out.sort_values("id").drop(columns=["id"])
+    return out.sort_values("physician", key=lambda s: s.str.lower()).reset_index(drop=True)
+
+
+def _adjusted_scan(scope: Scope, quantity: str, columns: list[str]) -> pd.DataFrame:
+    """The adjusted scorecard's medians in one scan: each stratum's median (procedure x levels
+    x BMI band), joined back to its records, then per physician and overall the medians of
+    observed, expected and observed / expected."""
     rec = scope.rec
     v = rec.c[quantity]
     levels = func.least(rec.c.n_levels, 63)
@@ -100,17 +142,4 @@ def adjusted_scorecard(scope: Scope, quantity: str = "dap_gycm2") -> pd.DataFram
                     median(ratio))
              .select_from(joined)
              .group_by(func.grouping_sets(tuple_(used.c.physician_id), tuple_())))
-    columns = ["gset", "id", "records", "observed_median", "expected_median",
-               "bmi_known_share", "adjusted_ratio"]
-    found = as_float(as_int(scope.frame(query, columns), ["records"]), columns[3:])
-    every = found[found["gset"] == 1]["observed_median"]
-    overall = float(every.iloc[0]) if len(every) else np.nan
-    out = found[found["gset"] == 0].drop(columns=["gset"]).reset_index(drop=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out["crude_ratio"] = out["observed_median"] / overall
-    out.loc[out["records"] < MIN_RECORDS, ["adjusted_ratio", "crude_ratio"]] = np.nan
-    out.insert(0, "physician", pd.Series([groups.label_of(scope.lookups, "physician", i)
-                                          for i in out["id"]], index=out.index, dtype=object))
-    out["quantity"] = quantity
-    out = out.sort_values("id").drop(columns=["id"])
-    return out.sort_values("physician", key=lambda s: s.str.lower()).reset_index(drop=True)
+    return scope.frame(query, columns)

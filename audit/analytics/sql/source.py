@@ -9,11 +9,10 @@ computed, and stored there for the others; each public call's recipe goes with i
 warmer (audit.analytics.sql.warm). That order, and the last finished figure a dashboard page may
 be shown instead of a computation, are in audit.analytics.sql.caching.
 
-Counts per month, the Compliance page's counts (audit.analytics.sql.summary_counts: where the
-summary answers the filters exactly), the filter choices, the period and the number of records
-come from the daily summary (audit.analytics.daily_summary); every other figure is one or two
-GROUP BY queries over the filtered records' facts (audit.analytics.sql.facts, refreshed before a
-figure is computed); only drill-down lists fetch records, with a LIMIT.
+Where they answer the filters exactly, counts come from the summaries (summary_counts,
+count_summary) and dose quantiles from the dose buckets (bucket_quantiles, bucket_groups,
+scorecard_buckets); otherwise a GROUP BY over the filtered records' facts (refreshed before a
+figure is computed). Only drill-down lists fetch records, with a LIMIT.
 """
 
 from __future__ import annotations
@@ -44,7 +43,7 @@ from audit.analytics.sql import (
     drill,
     groups,
     reference,
-    scorecard,
+    scorecard_counts,
     summary_counts,
 )
 from audit.analytics.sql import count_summary as count_pages
@@ -428,14 +427,13 @@ class SqlSource(CachedFigures):
     @public
     def physician_scorecard(self, filters: Filters) -> pd.DataFrame:
         levels = self._levels(filters, "dap_gycm2")
-        return self._figure("physician_scorecard", filters,
-                            lambda s: scorecard.physician_scorecard(s, levels))
+        return self._figure("physician_scorecard", filters, scorecard_counts.physician_work(
+            self.engine, self._summary_exact, levels))  # the summaries', else the scans
 
     @public
-    def adjusted_scorecard(self, filters: Filters,
-                           quantity: str = "dap_gycm2") -> pd.DataFrame:
-        return self._figure("adjusted_scorecard", filters, scorecard.adjusted_scorecard,
-                            quantity)
+    def adjusted_scorecard(self, filters: Filters, quantity: str = "dap_gycm2") -> pd.DataFrame:
+        return self._figure("adjusted_scorecard", filters,
+                            scorecard_counts.adjusted_work(self.engine), quantity)
 
     @public
     def radiation_free_share(self, filters: Filters) -> pd.DataFrame:

@@ -24,6 +24,9 @@ from audit.storage.types import Base, UTCDateTime
 BUCKET_INCLUDE = ("performed_at", "site_id", "room_id", "physician_id", "month", "n_levels",
                   "weight_band", "bmi_band", "operator")
 
+#: What the stratum indexes lead with, before the value.
+STRATUM_KEY = ("procedure_type_id", "physician_id", "n_levels", "bmi_band")
+
 
 class RecordFact(Base):
     """A final record's derived columns (audit.analytics.sql.facts says each one's rule).
@@ -54,6 +57,12 @@ class RecordFact(Base):
         # a procedure type, read by value range with what the filters test, from the index
         *(Index(f"ix_record_fact_type_{column}", "procedure_type_id", column,
                 postgresql_include=list(BUCKET_INCLUDE))
+          for column in ("dap_gycm2", "air_kerma_mgy", "fluoro_time_s")),
+        # the physician scorecards' medians from the dose buckets (migration 0031): one
+        # physician's records of one case-mix stratum in a bucket's value range, read from
+        # the index alone (audit.analytics.sql.bucket_mixtures)
+        *(Index(f"ix_record_fact_stratum_{column}", *STRATUM_KEY, column,
+                postgresql_include=["performed_at", "site_id", "room_id"])
           for column in ("dap_gycm2", "air_kerma_mgy", "fluoro_time_s")),
     )
 

@@ -96,6 +96,14 @@ class CountSummary(Base):
     other: Mapped[int] = mapped_column(Integer)
     # the Dose page's share of injections done without radiation (migration 0030)
     ultrasound: Mapped[int] = mapped_column(Integer)
+    # the Dose page's physician scorecard (migration 0031): contrast compliance and technique
+    eligible: Mapped[int] = mapped_column(Integer)
+    compliant: Mapped[int] = mapped_column(Integer)
+    excepted: Mapped[int] = mapped_column(Integer)
+    pulsed_recorded: Mapped[int] = mapped_column(Integer)
+    pulsed: Mapped[int] = mapped_column(Integer)
+    low_dose_recorded: Mapped[int] = mapped_column(Integer)
+    low_dose: Mapped[int] = mapped_column(Integer)
 
 
 class CountSummaryState(Base):

@@ -1,0 +1,187 @@
+"""The physician scorecards' medians from the dose buckets (audit.analytics.sql.bucket_mixtures
+says how): the per-level medians per physician and procedure and per procedure, and the
+case-mix-adjusted scorecard's medians. The same frames as the scans in
+audit.analytics.sql.scorecard, which does the arithmetic after them; None where the buckets do
+not answer (the caller scans).
+
+The adjusted scorecard takes two rounds: the strata's medians first (each a mixture of the
+physicians' components of the stratum), then each physician's median of value / stratum
+median (a mixture of their components, each divided by its stratum's median). A stratum whose
+median is 0 makes some ratios infinite and leaves others out (0 / 0): the scan answers it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Engine
+
+from audit.analytics.snapshot import Snapshot
+from audit.analytics.sql.bucket_mixtures import (
+    Mixtures,
+    Strata,
+    answerable,
+    read_strata,
+    unique_rows,
+    weighted_median,
+)
+from audit.analytics.sql.bucket_quantiles import scanned_because, snapshot
+from audit.analytics.sql.bucket_ranges import Ranges
+from audit.filters import Filters
+from audit.vocab import BMI_BAND_LOWER
+
+#: The BMI band of the records without a BMI (audit.analytics.bands.bmi_band_codes).
+UNKNOWN_BAND = len(BMI_BAND_LOWER)
+#: The adjusted scorecard's strata cap the levels here (audit.analytics.case_mix).
+MAX_LEVELS = 63
+PER_LEVEL = ("dap_gycm2", "fluoro_time_s")
+
+
+def _groups(labels: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The distinct rows of `labels` (one row per component) and each one's components."""
+    if len(labels) == 0:
+        return labels, []
+    found, inverse = unique_rows(labels)
+    order = np.argsort(inverse, kind="stable")
+    cuts = np.searchsorted(inverse[order], np.arange(1, len(found)))
+    return found, np.split(order, cuts)
+
+
+def _empty_strata(strata: Strata | None) -> bool:
+    return strata is None or len(strata.keys) == 0
+
+
+def per_level_medians(engine: Engine, lookups: Snapshot,
+                      filters: Filters) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """scorecard._per_level_ratios's medians: per physician and procedure (g0, g1) and per
+    procedure (g0), for KAP (v0) and time (v1) per level treated: v{i}_n, v{i}_q0."""
+    if not all(answerable(filters, q) for q in PER_LEVEL):
+        return None
+    with snapshot(engine, lookups, filters, PER_LEVEL[0], by_physician=True) as opened:
+        if opened is None:
+            return None
+        conn, filters = opened
+        cells, types = [], []
+        for i, quantity in enumerate(PER_LEVEL):
+            strata = read_strata(conn, filters, quantity)
+            names = [f"v{i}_n", f"v{i}_q0"]
+            if strata is None or _empty_strata(strata):
+                cells.append(pd.DataFrame(columns=["g0", "g1", *names]))
+                types.append(pd.DataFrame(columns=["g0", *names]))
+                continue
+            keys = strata.keys
+            divisors = np.maximum(keys[:, 2], 1)
+            mixtures = Mixtures(conn, filters, quantity, strata)
+            pairs, by_pair = _groups(keys[:, :2])
+            kinds, by_type = _groups(keys[:, 1:2])
+            found = mixtures.medians([(c, divisors[c]) for c in [*by_pair, *by_type]])
+            if found is None:
+                return None
+            median, records = found
+            k = len(by_pair)
+            cells.append(pd.DataFrame({"g0": pairs[:, 0], "g1": pairs[:, 1],
+                                       names[0]: records[:k], names[1]: median[:k]}))
+            types.append(pd.DataFrame({"g0": kinds[:, 0], names[0]: records[k:],
+                                       names[1]: median[k:]}))
+    return (cells[0].merge(cells[1], on=["g0", "g1"], how="outer"),
+            types[0].merge(types[1], on="g0", how="outer"))
+
+
+def adjusted_medians(engine: Engine, lookups: Snapshot, filters: Filters,
+                     quantity: str) -> pd.DataFrame | None:
+    """scorecard.adjusted_scorecard's grouped row per physician (gset 0) and overall (gset
+    1): id, records, observed_median, expected_median, bmi_known_share, adjusted_ratio."""
+    columns = ["gset", "id", "records", "observed_median", "expected_median",
+               "bmi_known_share", "adjusted_ratio"]
+    if not answerable(filters, quantity):
+        return None
+    with snapshot(engine, lookups, filters, quantity, by_physician=True) as opened:
+        if opened is None:
+            return None
+        conn, filters = opened
+        strata = read_strata(conn, filters, quantity)
+        if strata is None or _empty_strata(strata):
+            return pd.DataFrame(columns=columns)
+        keys = strata.keys
+        ones = np.ones(len(keys))
+        labels = np.column_stack([keys[:, 1], np.minimum(keys[:, 2], MAX_LEVELS), keys[:, 3]])
+        _, by_stratum = _groups(labels)
+        stratum_of = np.empty(len(keys), dtype=np.int64)
+        for s, members in enumerate(by_stratum):
+            stratum_of[members] = s
+        physicians, by_physician = _groups(keys[:, :1])
+        every = np.arange(len(keys))
+        mixtures = Mixtures(conn, filters, quantity, strata)
+        first = mixtures.medians([*((c, ones[c]) for c in by_stratum),
+                                  *((c, ones[c]) for c in by_physician), (every, ones)])
+        if first is None:
+            return None
+        median, records = first
+        expected = median[:len(by_stratum)]
+        if not (expected > 0).all():
+            return None  # a stratum's median of 0 (module doc)
+        observed = median[len(by_stratum):-1]
+        held = records[len(by_stratum):-1]
+        per_component = np.bincount(strata.c, weights=strata.n,
+                                    minlength=len(keys)).astype(np.int64)
+        divisor = expected[stratum_of]
+        second = mixtures.medians([(c, divisor[c]) for c in by_physician])
+        if second is None:
+            return None
+        known = keys[:, 3] != UNKNOWN_BAND
+        rows = []
+        for j, members in enumerate(by_physician):
+            n = per_component[members]
+            rows.append((0, int(physicians[j, 0]), int(held[j]), observed[j],
+                         weighted_median(divisor[members], n),
+                         float(n[known[members]].sum()) / float(held[j]), second[0][j]))
+        rows.append((1, None, int(records[-1]), median[-1], np.nan, np.nan, np.nan))
+        frame = pd.DataFrame(rows, columns=columns)
+        frame["id"] = frame["id"].astype("Int64")
+        return frame
+
+
+def above_counts(engine: Engine, lookups: Snapshot, filters: Filters,
+                 levels: pd.DataFrame) -> pd.DataFrame | None:
+    """Per physician (g0): the records with KAP corrected and a reference level for their
+    procedure (`records`), and those above it (`above`), as reference.above_sums counts them;
+    from the physicians' KAP corrected cells: a bucket wholly above its type's level counts
+    whole, the one bucket it cuts (where its values differ) is counted in the facts (an index
+    range per physician and type). None where the buckets do not answer."""
+    quantity = "kap_corrected_gycm2"
+    if scanned_because(filters, by_physician=True) is not None:
+        return None
+    known = levels.dropna(subset=["value"])
+    level_of = {int(t): float(v) for t, v in zip(known["type_id"], known["value"], strict=True)}
+    with snapshot(engine, lookups, filters, quantity, by_physician=True) as opened:
+        if opened is None:
+            return None
+        conn, filters = opened
+        strata = read_strata(conn, filters, quantity, whole=True)
+        if strata is None or _empty_strata(strata):
+            return pd.DataFrame({"g0": [], "records": [], "above": []}, dtype=np.int64)
+        keys = strata.keys[strata.c]
+        level = np.array([level_of.get(int(t), np.nan) for t in keys[:, 1]])
+        measured = ~np.isnan(level)
+        whole = measured & (strata.lo > level)
+        cut = np.flatnonzero(measured & (strata.lo <= level) & (strata.hi > level))
+        above = np.where(whole, strata.n, 0)
+        if len(cut):
+            ranges = Ranges(conn, filters, quantity, False, lookups, split="physician_id")
+            windows = [ranges.records(i, (int(keys[r, 1]), int(keys[r, 0])), int(strata.b[r]),
+                                      below=float(np.nextafter(level[r], np.inf)))
+                       for i, r in enumerate(cut.tolist())]  # v < the next double: v <= level
+            sql = " UNION ALL ".join(  # integers and the compiled template: values are bound
+                f"(SELECT {i} AS i, count(*) FROM ({w}) AS u{i})"  # noqa: S608
+                for i, w in enumerate(windows))
+            for i, at_or_below in conn.exec_driver_sql(sql, ranges.params).all():
+                r = int(cut[int(i)])
+                above[r] = int(strata.n[r]) - int(at_or_below)
+        physicians = keys[:, 0]
+        ids = np.unique(physicians)
+        at = np.searchsorted(ids, physicians)
+        return pd.DataFrame({
+            "g0": ids,
+            "records": np.bincount(at, weights=np.where(measured, strata.n, 0),
+                                   minlength=len(ids)).astype(np.int64),
+            "above": np.bincount(at, weights=above, minlength=len(ids)).astype(np.int64)})
