@@ -85,7 +85,7 @@ def assert_same_scorecards(engine: Engine, filters: Filters, answered: bool = Tr
             np.testing.assert_allclose(got["bmi_known_share"], exact["bmi_known_share"],
                                        rtol=1e-14)
         levels = sql._levels(filters, "dap_gycm2")
-        work = scorecard_counts.physician_work(engine, sql._summary_exact, levels)
+        work = scorecard_counts.physician_work(engine, sql._summary_exact, lambda: levels)
         pd.testing.assert_frame_equal(work(scope), scorecard.physician_scorecard(scope, levels),
                                       check_exact=True, obj=f"the scorecard {where}")
         ids = np.array(sorted(sql.lookups.physicians.index), dtype=np.int64)

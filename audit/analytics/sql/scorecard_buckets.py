@@ -12,6 +12,8 @@ median is 0 makes some ratios infinite and leaves others out (0 / 0): the scan a
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
@@ -54,37 +56,46 @@ def _empty_strata(strata: Strata | None) -> bool:
 def per_level_medians(engine: Engine, lookups: Snapshot,
                       filters: Filters) -> tuple[pd.DataFrame, pd.DataFrame] | None:
     """scorecard._per_level_ratios's medians: per physician and procedure (g0, g1) and per
-    procedure (g0), for KAP (v0) and time (v1) per level treated: v{i}_n, v{i}_q0."""
+    procedure (g0), for KAP (v0) and time (v1) per level treated: v{i}_n, v{i}_q0. The two
+    quantities are picked at once, each in a thread with a snapshot of its own (PostgreSQL
+    works on two cores; each is exact for the data version it reads)."""
     if not all(answerable(filters, q) for q in PER_LEVEL):
         return None
-    with snapshot(engine, lookups, filters, PER_LEVEL[0], by_physician=True) as opened:
+    with ThreadPoolExecutor(len(PER_LEVEL)) as pool:
+        found = list(pool.map(lambda i: _per_level_one(engine, lookups, filters, i),
+                              range(len(PER_LEVEL))))
+    if any(f is None for f in found):
+        return None
+    (cells0, types0), (cells1, types1) = found  # type: ignore[misc]
+    return (cells0.merge(cells1, on=["g0", "g1"], how="outer"),
+            types0.merge(types1, on="g0", how="outer"))
+
+
+def _per_level_one(engine: Engine, lookups: Snapshot, filters: Filters,
+                   i: int) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    quantity = PER_LEVEL[i]
+    names = [f"v{i}_n", f"v{i}_q0"]
+    with snapshot(engine, lookups, filters, quantity, by_physician=True) as opened:
         if opened is None:
             return None
         conn, filters = opened
-        cells, types = [], []
-        for i, quantity in enumerate(PER_LEVEL):
-            strata = read_strata(conn, filters, quantity)
-            names = [f"v{i}_n", f"v{i}_q0"]
-            if strata is None or _empty_strata(strata):
-                cells.append(pd.DataFrame(columns=["g0", "g1", *names]))
-                types.append(pd.DataFrame(columns=["g0", *names]))
-                continue
-            keys = strata.keys
-            divisors = np.maximum(keys[:, 2], 1)
-            mixtures = Mixtures(conn, filters, quantity, strata)
-            pairs, by_pair = _groups(keys[:, :2])
-            kinds, by_type = _groups(keys[:, 1:2])
-            found = mixtures.medians([(c, divisors[c]) for c in [*by_pair, *by_type]])
-            if found is None:
-                return None
-            median, records = found
-            k = len(by_pair)
-            cells.append(pd.DataFrame({"g0": pairs[:, 0], "g1": pairs[:, 1],
-                                       names[0]: records[:k], names[1]: median[:k]}))
-            types.append(pd.DataFrame({"g0": kinds[:, 0], names[0]: records[k:],
-                                       names[1]: median[k:]}))
-    return (cells[0].merge(cells[1], on=["g0", "g1"], how="outer"),
-            types[0].merge(types[1], on="g0", how="outer"))
+        strata = read_strata(conn, filters, quantity)
+        if strata is None or _empty_strata(strata):
+            return (pd.DataFrame(columns=["g0", "g1", *names]),
+                    pd.DataFrame(columns=["g0", *names]))
+        keys = strata.keys
+        divisors = np.maximum(keys[:, 2], 1)
+        mixtures = Mixtures(conn, filters, quantity, strata)
+        pairs, by_pair = _groups(keys[:, :2])
+        kinds, by_type = _groups(keys[:, 1:2])
+        found = mixtures.medians([(c, divisors[c]) for c in [*by_pair, *by_type]])
+    if found is None:
+        return None
+    median, records = found
+    k = len(by_pair)
+    return (pd.DataFrame({"g0": pairs[:, 0], "g1": pairs[:, 1], names[0]: records[:k],
+                          names[1]: median[:k]}),
+            pd.DataFrame({"g0": kinds[:, 0], names[0]: records[k:], names[1]: median[k:]}))
 
 
 def adjusted_medians(engine: Engine, lookups: Snapshot, filters: Filters,

@@ -16,6 +16,7 @@ physicians' figures (no room or site filter). Otherwise None: the caller scans.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 import numpy as np
@@ -73,12 +74,21 @@ def physician_counts(engine: Engine, summary_exact: Callable[[Connection, Filter
 
 
 def physician_work(engine: Engine, summary_exact: Callable[[Connection, Filters], bool],
-                   levels: pd.DataFrame) -> Callable[[Scope], pd.DataFrame]:
+                   levels_of: Callable[[], pd.DataFrame]) -> Callable[[Scope], pd.DataFrame]:
     """SqlSource's computation of the physician scorecard: its medians and counts from the
-    buckets and summaries where they answer, else the scans (scorecard.physician_scorecard)."""
-    medians = partial(scorecard_buckets.per_level_medians, engine)
-    counted = partial(physician_counts, engine, summary_exact)
-    return lambda scope: scorecard.physician_scorecard(scope, levels, medians, counted)
+    buckets and summaries where they answer, else the scans (scorecard.physician_scorecard).
+    The medians are picked in other threads (scorecard_buckets.per_level_medians) while this
+    one reads the reference levels in force (`levels_of`: the local DRLs of the period, a
+    figure of their own) and the counts: at 10M records each is a tenth of a second or two."""
+    def work(scope: Scope) -> pd.DataFrame:
+        with ThreadPoolExecutor(1) as pool:
+            medians = pool.submit(scorecard_buckets.per_level_medians, engine, scope.lookups,
+                                  scope.filters)
+            levels = levels_of()
+            return scorecard.physician_scorecard(scope, levels, lambda *_: medians.result(),
+                                                 partial(physician_counts, engine,
+                                                         summary_exact))
+    return work
 
 
 def adjusted_work(engine: Engine) -> Callable[[Scope, str], pd.DataFrame]:
