@@ -112,8 +112,8 @@ class Ranges:
             return self._one(str(i), {**common, "lo": lo, "hi": hi})
         return " UNION ALL ".join(
             self._one(f"{i}_{j}", {**common, "f": factor, "lo": lo, "hi": hi,
-                                   "slo": _widened(lo / factor, -1),
-                                   "shi": _widened(hi / factor, 1)})
+                                   "slo": widened(lo / factor, -1),
+                                   "shi": widened(hi / factor, 1)})
             for j, factor in enumerate(self._factors(key)))
 
     def lateral(self, name: str, rows: list[tuple[int, tuple[int, ...], int, int, int]],
@@ -141,8 +141,8 @@ class Ranges:
             cols["hi"].append(hi)
             for j, factor in enumerate(self._factors(key)):
                 cols[f"f{j}"].append(factor)
-                cols[f"slo{j}"].append(_widened(lo / factor, -1))
-                cols[f"shi{j}"].append(_widened(hi / factor, 1))
+                cols[f"slo{j}"].append(widened(lo / factor, -1))
+                cols[f"shi{j}"].append(widened(hi / factor, 1))
             cols["off"].append(off)
             cols["lim"].append(lim)
         arrays = []
@@ -171,6 +171,6 @@ class Ranges:
                 f"AS r({', '.join(cols)}) CROSS JOIN LATERAL ({inner}) AS u")
 
 
-def _widened(bound: float, side: int) -> float:
+def widened(bound: float, side: int) -> float:
     """A bound moved outwards (side -1: down, 1: up) by far more than a product's rounding."""
     return bound + side * (abs(bound) * 1e-9 + 1e-300)

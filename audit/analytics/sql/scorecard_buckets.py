@@ -12,11 +12,12 @@ median is 0 makes some ratios infinite and leaves others out (0 / 0): the scan a
 
 from __future__ import annotations
 
+import math
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, func, literal, select, union_all
 
 from audit.analytics.snapshot import Snapshot
 from audit.analytics.sql.bucket_mixtures import (
@@ -28,8 +29,11 @@ from audit.analytics.sql.bucket_mixtures import (
     weighted_median,
 )
 from audit.analytics.sql.bucket_quantiles import scanned_because, snapshot
-from audit.analytics.sql.bucket_ranges import Ranges
+from audit.analytics.sql.bucket_ranges import edges_of, widened
+from audit.analytics.sql.dose_buckets import FACTS, facts_of, value_of
+from audit.analytics.sql.records import period_conditions
 from audit.filters import Filters
+from audit.storage.models import RecordFact, Room
 from audit.vocab import BMI_BAND_LOWER
 
 #: The BMI band of the records without a BMI (audit.analytics.bands.bmi_band_codes).
@@ -177,17 +181,14 @@ def above_counts(engine: Engine, lookups: Snapshot, filters: Filters,
         whole = measured & (strata.lo > level)
         cut = np.flatnonzero(measured & (strata.lo <= level) & (strata.hi > level))
         above = np.where(whole, strata.n, 0)
-        if len(cut):
-            ranges = Ranges(conn, filters, quantity, False, lookups, split="physician_id")
-            windows = [ranges.records(i, (int(keys[r, 1]), int(keys[r, 0])), int(strata.b[r]),
-                                      below=float(np.nextafter(level[r], np.inf)))
-                       for i, r in enumerate(cut.tolist())]  # v < the next double: v <= level
-            sql = " UNION ALL ".join(  # integers and the compiled template: values are bound
-                f"(SELECT {i} AS i, count(*) FROM ({w}) AS u{i})"  # noqa: S608
-                for i, w in enumerate(windows))
-            for i, at_or_below in conn.exec_driver_sql(sql, ranges.params).all():
-                r = int(cut[int(i)])
-                above[r] = int(strata.n[r]) - int(at_or_below)
+        # the bucket a type's level cuts is the same for every physician (the type's edges):
+        # its records above the level counted per physician, in one walk of it per factor
+        cuts = {int(keys[r, 1]): int(strata.b[r]) for r in cut.tolist()}
+        if cuts:
+            counted = _above_in_buckets(conn, filters, cuts, level_of, lookups)
+            for r in np.flatnonzero(measured & np.isin(keys[:, 1], list(cuts))).tolist():
+                if int(strata.b[r]) == cuts[int(keys[r, 1])]:
+                    above[r] = counted.get((int(keys[r, 1]), int(keys[r, 0])), 0)
         physicians = keys[:, 0]
         ids = np.unique(physicians)
         at = np.searchsorted(ids, physicians)
@@ -196,3 +197,32 @@ def above_counts(engine: Engine, lookups: Snapshot, filters: Filters,
             "records": np.bincount(at, weights=np.where(measured, strata.n, 0),
                                    minlength=len(ids)).astype(np.int64),
             "above": np.bincount(at, weights=above, minlength=len(ids)).astype(np.int64)})
+
+
+def _above_in_buckets(conn: Connection, filters: Filters, cuts: dict[int, int],
+                      level_of: dict[int, float], lookups: Snapshot) -> dict[tuple[int, int], int]:
+    """Per (type, physician): the records of the type's bucket `cuts[type]` above the type's
+    level, under the filters. KAP corrected is KAP times the room's factor: per factor, a
+    range of the stored KAP through the (type, KAP) index (a little margin for the division's
+    rounding, then the product tested exactly), as bucket_ranges.Ranges reads them."""
+    quantity = "kap_corrected_gycm2"
+    f, v = RecordFact, value_of(quantity)
+    edges = edges_of(conn, quantity)
+    ids = filters.id_conditions(conn, FACTS) or []
+    parts = []
+    for t, b in cuts.items():
+        bounds = edges.get(t, np.array([-math.inf, math.inf]))
+        level, high = level_of[t], float(bounds[b + 1])
+        for factor in sorted({float(x) for x in lookups.rooms["kap_factor"]}):
+            parts.append(select(literal(t).label("t"), f.physician_id)
+                         .select_from(facts_of(quantity)).where(
+                f.procedure_type_id == t, Room.kap_correction_factor == factor,
+                f.dap_gycm2 >= widened(level / factor, -1),
+                f.dap_gycm2 <= widened(high / factor, 1), v > level, v < high,
+                *ids, *period_conditions(filters)))
+    if not parts:
+        return {}
+    every = union_all(*parts).subquery()
+    return {(int(t), int(p)): int(n) for t, p, n in conn.execute(
+        select(every.c.t, every.c.physician_id, func.count())
+        .group_by(every.c.t, every.c.physician_id))}
