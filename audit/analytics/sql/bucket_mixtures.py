@@ -32,8 +32,10 @@ from rooms), the caller scans.
 from __future__ import annotations
 
 import math
-from collections import Counter
+import threading
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -55,7 +57,7 @@ from audit.analytics.sql.dose_buckets import (
 )
 from audit.analytics.sql.records import period_conditions
 from audit.filters import Filters
-from audit.storage.models import DoseBucket, RecordFact
+from audit.storage.models import DoseBucket, DoseBucketState, RecordFact
 
 
 def answerable(filters: Filters, quantity: str) -> bool:
@@ -78,8 +80,43 @@ class Strata:
     hi: np.ndarray
 
 
+#: The last few phase 1 results, by database, buckets' version and rules, filters, quantity:
+#: the physician scorecard's KAP per level and the adjusted scorecard's KAP (both asked at
+#: once on the Physicians tab, in two threads) read the same cells once.
+_READ: OrderedDict[tuple[Any, ...], Future[Strata | None]] = OrderedDict()
+_READ_LOCK = threading.Lock()
+_READ_KEPT = 4
+
+
 def read_strata(conn: Connection, filters: Filters, quantity: str,
                 whole: bool = False) -> Strata | None:
+    """_read_strata, once per buckets' version for the same question (`_READ`): a second
+    caller waits for the first one's read."""
+    version = tuple(conn.execute(select(DoseBucketState.data_version,
+                                        DoseBucketState.rules)).one())
+    key = (conn.engine.url.render_as_string(), version, filters, quantity, whole)
+    with _READ_LOCK:
+        pending = _READ.get(key)
+        mine = pending is None
+        if pending is None:
+            pending = _READ[key] = Future()
+            while len(_READ) > _READ_KEPT:
+                _READ.popitem(last=False)
+    if not mine:
+        return pending.result()
+    try:
+        found = _read_strata(conn, filters, quantity, whole)
+    except BaseException as exc:
+        with _READ_LOCK:
+            _READ.pop(key, None)
+        pending.set_exception(exc)
+        raise
+    pending.set_result(found)
+    return found
+
+
+def _read_strata(conn: Connection, filters: Filters, quantity: str,
+                 whole: bool = False) -> Strata | None:
     """The components' records per bucket under the filters: the cells of the whole months,
     the record facts of the days of the months the period cuts; None when a name matches
     nothing. Vectorised: tens of thousands of cells (a physician's per month, type and
@@ -319,10 +356,10 @@ class _Reader:
         for name, column in zip(arrays, [[g for g, _, _ in groups], (cuts[:-1] + 1).tolist(),
                                          cuts[1:].tolist(), [o for _, o, _ in groups],
                                          [n for _, _, n in groups]], strict=True):
-            params[f"g_{name}"] = list(column)
+            params[f"g_{name}"] = _array(column)
         names = ("t", "p", "lv", "band", "lo", "hi", "s")
         for j, name in enumerate(names):
-            params[f"w_{name}"] = [w[j + 1] for w in windows]
+            params[f"w_{name}"] = _array([w[j + 1] for w in windows])
         kind = {"lo": "float8", "hi": "float8", "s": "float8"}
         outer = ", ".join(f"%(g_{n})s::{k}[]" for n, k in arrays.items())
         inner = ", ".join(f"(%(w_{n})s::{kind.get(n, 'int')}[])[g.a:g.b]" for n in names)
@@ -419,3 +456,11 @@ class Mixtures:
                           float(scale[start])))
             start = j
         return found
+
+
+def _array(values: Sequence[Any]) -> str:
+    """A PostgreSQL array literal of numbers (cast in the query): thousands of window bounds
+    went through psycopg's list adaptation one by one (30 ms a figure); a float's repr is
+    exact (it reads back as the same double), as are "inf" and "-inf"."""
+    return "{" + ",".join(repr(float(v)) if isinstance(v, float) else str(int(v))
+                          for v in values) + "}"
