@@ -4,7 +4,9 @@ a bucket holds one value, else a rank inside the bucket for phase 2) and the fin
 (percentile_cont's interpolation) give exactly the quantiles of a sort of every value, for
 any values (ties, zeros, one record, groups of one value), any bucket edges (none, more than
 the values, edges between ties), any groups; and the split cells' sums (bucket_groups._Sums)
-count every record once. Phase 2 is simulated here by the sorted values of each bucket."""
+count every record once; and a mixture's bracket (bucket_mixtures: the physician scorecards'
+medians of scaled components) holds the ranks of a sort of every scaled value. Phase 2 is
+simulated here by the sorted values of each bucket."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from audit.analytics.sql.bucket_groups import _Sums
+from audit.analytics.sql.bucket_mixtures import bracket, pick, weighted_median
 from audit.analytics.sql.bucket_quantiles import LEAST_POSITIVE, finish, plan
 
 VALUES = st.one_of(st.sampled_from([0.0, 0.5, 1.0, 1.0, 2.25, 7.0]),
@@ -84,3 +87,48 @@ def test_split_cells_sum_every_record_once(
     assert {(int(t), int(k), int(b)): int(n) for t, k, b, n in
             found[["t", "k", "b", "n"]].itertuples(index=False)} == expected
     assert sums.missing == missing
+
+
+#: A component of a mixture: its type's edges (0-3), a divisor (levels, or a stratum's median),
+#: its values.
+COMPONENTS = st.lists(st.tuples(st.integers(0, 3),
+                                st.sampled_from([1.0, 2.0, 3.0, 0.37, 1.9, 41.5]),
+                                st.lists(VALUES, min_size=1, max_size=60)),
+                      min_size=1, max_size=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(components=COMPONENTS, edges=st.lists(EDGES, min_size=4, max_size=4),
+       share=st.floats(min_value=0.0, max_value=1.0))
+def test_a_mixtures_bracket_holds_the_ranks_of_a_sort_of_every_scaled_value(
+        components: list[tuple[int, float, list[float]]], edges: list[list[float]],
+        share: float) -> None:
+    """bucket_mixtures.bracket: from each component's buckets (records, least and greatest
+    value, divided by the component's divisor), the rows it says to read, with the records of
+    the rows wholly below, hold the k-th and k+1-th value of the union of every value divided
+    by its divisor; the pick of those ranks and the median (weighted_median of the values
+    with their multiplicities) equal a sort's."""
+    lo, hi, n, inside = [], [], [], []
+    every = []
+    for t, divisor, values in components:
+        bounds = np.array(sorted(set(edges[t])))
+        v = np.array(values)
+        b = np.searchsorted(bounds, v, side="right")
+        for bucket in np.unique(b):
+            held = v[b == bucket]
+            lo.append(float(held.min()) / divisor)
+            hi.append(float(held.max()) / divisor)
+            n.append(len(held))
+            inside.append(np.sort(held / divisor))
+        every.append(v / divisor)
+    ordered = np.sort(np.concatenate(every))
+    first = min(int(share * len(ordered)), len(ordered) - 1)
+    last = min(first + 1, len(ordered) - 1)
+    read, below = bracket(np.array(lo), np.array(hi), np.array(n), first, last)
+    assert 0 <= below <= first
+    held = np.sort(np.concatenate([inside[r] for r in read.tolist()]))
+    assert [held[first - below], held[last - below]] == [ordered[first], ordered[last]]
+    assert pick(held, np.ones(len(held), dtype=np.int64),
+                [first - below, last - below]) == [ordered[first], ordered[last]]
+    values, counts = np.unique(ordered, return_counts=True)
+    assert weighted_median(values, counts) == percentile_cont(ordered, 0.5)
