@@ -21,3 +21,12 @@ def pg_engine(databases: Databases) -> Iterator[Engine]:
     analytics_data.load(ProcedureLog(engine), cli_actor())
     yield engine
     engine.dispose()
+
+
+@pytest.fixture
+def pg(databases: Databases) -> Iterator[Engine]:
+    """An empty PostgreSQL database, migrated, one per test (a module that needs records in it
+    defines its own `pg`)."""
+    engine = make_engine(databases.postgresql())
+    yield engine
+    engine.dispose()

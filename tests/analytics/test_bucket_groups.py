@@ -7,7 +7,6 @@ still equal after every kind of write. PostgreSQL only."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import date
 from typing import Any
 
@@ -25,7 +24,6 @@ from audit.demo import generate
 from audit.filters import Filters
 from audit.log.service import ProcedureLog
 from audit.reference_data import list_rooms, update_procedure_type, update_room
-from audit.storage.engine import make_engine
 from audit.storage.models import DoseBucket, RecordFact
 from tests.analytics.sql_figures import FACT_SCAN, statements
 from tests.analytics.test_dose_buckets import (
@@ -34,16 +32,9 @@ from tests.analytics.test_dose_buckets import (
     assert_same_figures,
     demo_filters,
 )
-from tests.conftest import Databases, valid_record
+from tests.conftest import valid_record
 
 SPLIT = dose_buckets.SPLIT
-
-
-@pytest.fixture
-def pg(databases: Databases) -> Iterator[Engine]:
-    engine = make_engine(databases.postgresql())
-    yield engine
-    engine.dispose()
 
 
 def assert_same_tables(engine: Engine, filters: Filters, answered: bool = True) -> None:

@@ -8,7 +8,6 @@ is fuzzed in tests/analytics/test_bucket_arithmetic.py."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import date
 from functools import partial
 
@@ -32,20 +31,12 @@ from audit.auth import cli_actor
 from audit.demo import generate
 from audit.filters import Filters
 from audit.log.service import ProcedureLog
-from audit.storage.engine import make_engine
 from audit.storage.models import DoseBucket, RecordFact
 from tests.analytics.sql_figures import FACT_SCAN, statements
 from tests.analytics.test_dose_buckets import ANSWERED, demo_filters
-from tests.conftest import Databases, valid_record
+from tests.conftest import valid_record
 
 SPLIT = dose_buckets.SPLIT
-
-
-@pytest.fixture
-def pg(databases: Databases) -> Iterator[Engine]:
-    engine = make_engine(databases.postgresql())
-    yield engine
-    engine.dispose()
 
 
 def assert_same_scorecards(engine: Engine, filters: Filters, answered: bool = True) -> None:

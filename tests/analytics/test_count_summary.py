@@ -10,7 +10,6 @@ asked for directly."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import date
 
 import pandas as pd
@@ -51,13 +50,6 @@ MORE = [
     Filters.days(None, date(2026, 2, 27)),
     Filters(technologists=("tech1",), procedures=("TFESI",)),
 ]
-
-
-@pytest.fixture
-def pg(databases: Databases) -> Iterator[Engine]:
-    engine = make_engine(databases.postgresql())
-    yield engine
-    engine.dispose()
 
 
 def scanned(engine: Engine, sql: SqlSource, filters: Filters) -> dict[str, pd.DataFrame]:

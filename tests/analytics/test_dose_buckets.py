@@ -12,7 +12,6 @@ quantiles fall in a bucket of many different values (the records read and ranked
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import date
 from functools import partial
@@ -48,13 +47,6 @@ ANSWERED = [f for f in CASES if bucket_quantiles.answerable(f, QUANTITIES[0])] +
     Filters.days(None, date(2026, 2, 27), physicians=("Dr. A",)),
     Filters.days(date(2026, 2, 3), date(2026, 2, 20)),  # no whole month
 ]
-
-
-@pytest.fixture
-def pg(databases: Databases) -> Iterator[Engine]:
-    engine = make_engine(databases.postgresql())
-    yield engine
-    engine.dispose()
 
 
 def scanned(engine: Engine, sql: SqlSource, filters: Filters,

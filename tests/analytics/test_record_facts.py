@@ -7,7 +7,6 @@ table empty and says why."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -27,13 +26,6 @@ from audit.storage.engine import make_engine, migrate, read_session
 from audit.storage.models import Procedure, RecordFact, RecordFactState
 from tests.conftest import Databases, race, valid_record
 from tests.log.test_csvlog import COLUMNS, write_csv
-
-
-@pytest.fixture
-def pg(databases: Databases) -> Iterator[Engine]:
-    engine = make_engine(databases.postgresql())
-    yield engine
-    engine.dispose()
 
 
 def stored(engine: Engine) -> pd.DataFrame:

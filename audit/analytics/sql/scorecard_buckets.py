@@ -13,7 +13,9 @@ median is 0 makes some ratios infinite and leaves others out (0 / 0): the scan a
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
@@ -53,8 +55,19 @@ def _groups(labels: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
     return found, np.split(order, cuts)
 
 
-def _empty_strata(strata: Strata | None) -> bool:
-    return strata is None or len(strata.keys) == 0
+@contextmanager
+def _opened(engine: Engine, lookups: Snapshot, filters: Filters, quantity: str,
+            whole: bool = False) -> Iterator[tuple[Connection, Filters, Strata | None] | None]:
+    """The snapshot (bucket_quantiles.snapshot, for figures per physician) and phase 1's
+    components in it (None when there are none: no record, or a name matching nothing); None
+    where the buckets do not answer."""
+    with snapshot(engine, lookups, filters, quantity, by_physician=True) as opened:
+        if opened is None:
+            yield None
+            return
+        conn, filters = opened
+        strata = read_strata(conn, filters, quantity, whole)
+        yield conn, filters, None if strata is None or len(strata.keys) == 0 else strata
 
 
 def per_level_medians(engine: Engine, lookups: Snapshot,
@@ -79,12 +92,11 @@ def _per_level_one(engine: Engine, lookups: Snapshot, filters: Filters,
                    i: int) -> tuple[pd.DataFrame, pd.DataFrame] | None:
     quantity = PER_LEVEL[i]
     names = [f"v{i}_n", f"v{i}_q0"]
-    with snapshot(engine, lookups, filters, quantity, by_physician=True) as opened:
+    with _opened(engine, lookups, filters, quantity) as opened:
         if opened is None:
             return None
-        conn, filters = opened
-        strata = read_strata(conn, filters, quantity)
-        if strata is None or _empty_strata(strata):
+        conn, filters, strata = opened
+        if strata is None:
             return (pd.DataFrame(columns=["g0", "g1", *names]),
                     pd.DataFrame(columns=["g0", *names]))
         keys = strata.keys
@@ -110,12 +122,11 @@ def adjusted_medians(engine: Engine, lookups: Snapshot, filters: Filters,
                "bmi_known_share", "adjusted_ratio"]
     if not answerable(filters, quantity):
         return None
-    with snapshot(engine, lookups, filters, quantity, by_physician=True) as opened:
+    with _opened(engine, lookups, filters, quantity) as opened:
         if opened is None:
             return None
-        conn, filters = opened
-        strata = read_strata(conn, filters, quantity)
-        if strata is None or _empty_strata(strata):
+        conn, filters, strata = opened
+        if strata is None:
             return pd.DataFrame(columns=columns)
         keys = strata.keys
         ones = np.ones(len(keys))
@@ -168,12 +179,11 @@ def above_counts(engine: Engine, lookups: Snapshot, filters: Filters,
         return None
     known = levels.dropna(subset=["value"])
     level_of = {int(t): float(v) for t, v in zip(known["type_id"], known["value"], strict=True)}
-    with snapshot(engine, lookups, filters, quantity, by_physician=True) as opened:
+    with _opened(engine, lookups, filters, quantity, whole=True) as opened:
         if opened is None:
             return None
-        conn, filters = opened
-        strata = read_strata(conn, filters, quantity, whole=True)
-        if strata is None or _empty_strata(strata):
+        conn, filters, strata = opened
+        if strata is None:
             return pd.DataFrame({"g0": [], "records": [], "above": []}, dtype=np.int64)
         keys = strata.keys[strata.c]
         level = np.array([level_of.get(int(t), np.nan) for t in keys[:, 1]])
