@@ -11,22 +11,27 @@ still a count question: which value has k values below it.
 How (the two phases of audit.analytics.sql.bucket_quantiles, for mixtures):
 
 1. **Components.** `dose_bucket`'s cells of dimension STRATUM count each physician's records
-   per procedure type, levels treated and BMI band (a *component*) and bucket; the physician's
-   unsplit cells bound each bucket's values (least, greatest). A component's bucket scaled by
-   its factor s (the levels; a stratum's median) holds values in [lo / s, hi / s].
-2. **Bracket, then read.** For the k-th value of a group of components, the least lower bound
+   per procedure type, levels treated and BMI band (a *component*) and bucket, per month, at
+   the physician grain and (under a room or site filter) the room x physician grain; the
+   physician's unsplit cells bound each bucket's values (least, greatest). A component's
+   bucket divided by its factor s (the levels; a stratum's median) holds values in
+   [lo / s, hi / s].
+2. **Bracket, then pick.** For the k-th value of a group of components, the least lower bound
    with k + 1 records at or below it (a) and the least upper bound with k + 1 wholly at or
    below it (b) bracket it: every bucket wholly below a is counted, every bucket wholly above
-   b is skipped, and the few buckets overlapping [a, b] are read: their values where a
-   bucket's least and greatest are one (ties: nothing to read), else one physician's records
-   of one stratum in the bucket's value range from an index of the record facts on (type,
-   physician, levels, BMI band, value), all windows of all groups in one query (LATERAL over
-   arrays, planned once). The value is picked from the sorted union; percentile_cont's
-   interpolation as PostgreSQL does it.
+   b is skipped, and only the few buckets overlapping [a, b] can hold it. Where each of those
+   holds one value (ties: C-arms print a few digits) it is picked here; otherwise PostgreSQL
+   reads their records (one physician's records of one stratum in a bucket's value range,
+   through an index on (type, physician, levels, BMI band, value)), divides each by its
+   factor, orders the group's values and keeps the two at the rank: every group of a figure
+   in one statement (windows as array literals, sliced per group, joined LATERAL: planned
+   once), a few values back per group. percentile_cont's interpolation as PostgreSQL does
+   it. Where the records read are not as many as the cells count (a fact changed behind the
+   app's back), None: the caller scans.
 
 Both phases run in the snapshot of the dose buckets (bucket_quantiles.snapshot). Where the
-buckets do not answer (its cases, and a room or site filter: the cells hold physicians apart
-from rooms), the caller scans.
+buckets do not answer (its cases: a technologist, a patient, voided records, a period not of
+whole days), the caller scans.
 """
 
 from __future__ import annotations
