@@ -201,7 +201,7 @@ def from_every_record(found: FigureSource, chosen: Filters, by_physician: bool =
     """Say when the open view's dose figures will sort every selected record instead of
     reading the dose buckets (SQL figures only; audit.analytics.sql.bucket_quantiles): when
     the buckets cannot answer the filters (scanned_because names why; `by_physician`: for
-    the figures per physician, which no room or site filter's buckets hold). At millions of
+    the figures per physician, whose buckets hold rooms with physicians too). At millions of
     records that is seconds, not a fraction of one: the wait is explained, and its cause
     named."""
     source = getattr(found, "source", found)  # a page's AsOf wraps the SqlSource

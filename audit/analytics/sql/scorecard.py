@@ -18,13 +18,14 @@ from audit.analytics.sql.dose import quantiles_together, value
 from audit.analytics.sql.reference import above_sums, shares_above
 from audit.analytics.sql.scope import Scope, as_float, as_int
 
-#: Where the buckets answer a scorecard's medians (audit.analytics.sql.scorecard_buckets, with
-#: the engine bound): called with the lookups, the filters (and the quantity); None: the scan.
-Medians = Callable[..., Any]
+#: Where the buckets or the summaries answer part of a scorecard (scorecard_buckets'
+#: medians, scorecard_counts' counts, with the engine bound): called with the lookups and
+#: the filters (and the quantity, or the levels); None: the scan.
+FromSummaries = Callable[..., Any]
 
 
 def _per_level_ratios(scope: Scope, physicians: np.ndarray,
-                      medians: Medians | None = None) -> dict[str, np.ndarray]:
+                      medians: FromSummaries | None = None) -> dict[str, np.ndarray]:
     """Per physician (ids in `physicians`) and quantity (KAP, time), the record-weighted mean
     over procedures of their per-level median over everyone's (the frame's arithmetic, on
     the SQL medians); the medians from the buckets (`medians`) or both quantities' in one
@@ -60,8 +61,8 @@ def _per_level_ratios(scope: Scope, physicians: np.ndarray,
     return out
 
 
-def physician_scorecard(scope: Scope, levels: pd.DataFrame, medians: Medians | None = None,
-                        counted: Medians | None = None) -> pd.DataFrame:
+def physician_scorecard(scope: Scope, levels: pd.DataFrame, medians: FromSummaries | None = None,
+                        counted: FromSummaries | None = None) -> pd.DataFrame:
     """audit.analytics.scorecard.physician_scorecard in SQL; `levels`: the levels in force;
     where the summaries may answer, `medians` (scorecard_buckets.per_level_medians) and
     `counted` (scorecard_counts.physician_counts, called with the levels too)."""
@@ -91,7 +92,7 @@ def physician_scorecard(scope: Scope, levels: pd.DataFrame, medians: Medians | N
 
 
 def adjusted_scorecard(scope: Scope, quantity: str = "dap_gycm2",
-                       medians: Medians | None = None) -> pd.DataFrame:
+                       medians: FromSummaries | None = None) -> pd.DataFrame:
     """audit.analytics.case_mix.adjusted_scorecard in SQL; its medians from the buckets
     (`medians`: scorecard_buckets.adjusted_medians) where they answer, else one scan."""
     columns = ["gset", "id", "records", "observed_median", "expected_median",

@@ -30,7 +30,7 @@ from audit.analytics.sql.bucket_mixtures import (
     unique_rows,
     weighted_median,
 )
-from audit.analytics.sql.bucket_quantiles import scanned_because, snapshot
+from audit.analytics.sql.bucket_quantiles import snapshot
 from audit.analytics.sql.bucket_ranges import edges_of, widened
 from audit.analytics.sql.dose_buckets import FACTS, facts_of, value_of
 from audit.analytics.sql.records import period_conditions
@@ -175,8 +175,6 @@ def above_counts(engine: Engine, lookups: Snapshot, filters: Filters,
     whole, the one bucket it cuts (where its values differ) is counted in the facts (an index
     range per physician and type). None where the buckets do not answer."""
     quantity = "kap_corrected_gycm2"
-    if scanned_because(filters, by_physician=True) is not None:
-        return None
     known = levels.dropna(subset=["value"])
     level_of = {int(t): float(v) for t, v in zip(known["type_id"], known["value"], strict=True)}
     with _opened(engine, lookups, filters, quantity, whole=True) as opened:

@@ -10,7 +10,8 @@ physician and technologist, and a month's rows where the period holds it whole.
 
 When they answer: where the count summary answers the filters exactly (count_summary.answerable
 and the half-second probe of the month and period edges) and the dose buckets answer the
-physicians' figures (no room or site filter). Otherwise None: the caller scans.
+physicians' figures (bucket_quantiles.scanned_because with `by_physician`: a room or site is
+answered, by the room x physician cells). Otherwise None: the caller scans.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from sqlalchemy import Connection, Engine, func, select
 from audit.analytics.daily_summary import period_rows
 from audit.analytics.snapshot import Snapshot
 from audit.analytics.sql import count_summary, counts, scorecard, scorecard_buckets
+from audit.analytics.sql.bucket_quantiles import scanned_because
 from audit.analytics.sql.scope import Scope
 from audit.filters import Filters
 from audit.storage.engine import without_jit
@@ -43,7 +45,7 @@ def physician_counts(engine: Engine, summary_exact: Callable[[Connection, Filter
     """counts.counted_parts' answer for the physician scorecard (the physicians' codes and
     each part's frame), or None where the summaries do not answer (module doc)."""
     if not count_summary.answerable(filters) or \
-            scorecard_buckets.scanned_because(filters, by_physician=True) is not None:
+            scanned_because(filters, by_physician=True) is not None:
         return None
     with engine.connect() as conn:
         if not summary_exact(conn, filters):
