@@ -38,8 +38,8 @@ from __future__ import annotations
 
 import math
 import threading
-from collections import Counter, OrderedDict
-from collections.abc import Callable, Sequence
+from collections import OrderedDict
+from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from typing import Any
@@ -49,6 +49,7 @@ from sqlalchemy import Connection, Float, Integer, bindparam, cast, func, litera
 
 from audit.analytics.sql.bucket_quantiles import cell_conditions, scanned_because
 from audit.analytics.sql.bucket_ranges import edges_of
+from audit.analytics.sql.cell_columns import CellColumns, read_cells
 from audit.analytics.sql.dose_buckets import (
     FACTS,
     GRAIN_PHYSICIAN,
@@ -138,27 +139,25 @@ def _read_strata(conn: Connection, filters: Filters, quantity: str,
         return None
     where, on_facts, edges = conditions
     s = DoseBucket
-    columns = (s.dimension, s.part, s.physician_id, s.procedure_type_id, s.buckets,
-               s.records, s.low, s.high)
-    if whole or not by_room:
-        cells = binary_rows(conn, select(*columns).where(
-            *where, s.dimension.in_([0] if whole else [0, STRATUM])))
-        unsplit = [c for c in cells if c[0] != STRATUM]
-        split = unsplit if whole else [c for c in cells if c[0] == STRATUM]
+    if whole:  # KAP corrected: the unsplit cells are the components and their bounds
+        split = unsplit = read_cells(conn, *where, s.dimension == 0, bounds=True)
+    elif not by_room:
+        split = read_cells(conn, *where, s.dimension == STRATUM)
+        unsplit = read_cells(conn, *where, s.dimension == 0, bounds=True)
     else:
-        split = binary_rows(conn, select(*columns).where(*where, s.dimension == STRATUM))
+        split = read_cells(conn, *where, s.dimension == STRATUM)
         every_room = cell_conditions(conn, replace(filters, rooms=(), sites=()), quantity,
                                      False, grain=GRAIN_PHYSICIAN)
-        unsplit = [] if every_room is None else binary_rows(
-            conn, select(*columns).where(*every_room[0], s.dimension == 0))
+        unsplit = CellColumns.empty() if every_room is None else read_cells(
+            conn, *every_room[0], s.dimension == 0, bounds=True)
     # per cell its key and buckets held: (physician, type, levels, band); (physician, type)
-    keys, lengths, b, n = _decode(
-        split, lambda c: (c[2], c[3], c[1] // PART_WIDTH, c[1] % PART_WIDTH), 4)
+    keys = np.column_stack([split.physician, split.type, split.part // PART_WIDTH,
+                            split.part % PART_WIDTH])
+    lengths, b, n = split.lengths, split.b, split.n
     if whole:
         keys[:, 2:] = 0
-    bound_keys, bound_lengths, bound_b, _ = _decode(unsplit, lambda c: (c[2], c[3]), 2)
-    lo = np.frombuffer(b"".join(c[6] for c in unsplit), dtype="<f8")
-    hi = np.frombuffer(b"".join(c[7] for c in unsplit), dtype="<f8")
+    bound_keys = np.column_stack([unsplit.physician, unsplit.type])
+    bound_lengths, bound_b, lo, hi = unsplit.lengths, unsplit.b, unsplit.lo, unsplit.hi
     if edges:  # the days of the months the period cuts, from the facts: a cell per bucket
         v = value_of(quantity)
         f = RecordFact
@@ -205,20 +204,6 @@ def _read_strata(conn: Connection, filters: Filters, quantity: str,
     return Strata(components, c, b, n, lo_rows, hi_rows)
 
 
-_DENSE: dict[int, bytes] = {}
-
-
-def binary_rows(conn: Connection, statement: Any) -> list[Any]:
-    """The statement's rows, fetched in PostgreSQL's binary format on the connection's own
-    transaction: bytea comes as its bytes, not as hex text to parse (20 MB of cells at 10M
-    records: 0.07 s instead of 0.16 s)."""
-    compiled = statement.compile(dialect=conn.dialect,
-                                 compile_kwargs={"render_postcompile": True})
-    with conn.connection.driver_connection.cursor(binary=True) as cursor:  # type: ignore[union-attr]
-        cursor.execute(str(compiled), compiled.params)
-        return cursor.fetchall()
-
-
 def _packed_days(conn: Connection, grouped: Any) -> np.ndarray:
     """The cut days' (physician, type, levels, band, bucket, records, least, greatest) rows,
     packed per component in PostgreSQL as bytes (a row per bucket is about a row per record:
@@ -256,25 +241,6 @@ def unique_rows(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rows, inverse.reshape(-1)
 
 
-def _decode(cells: list[Any], key: Callable[[Any], tuple[int, ...]],
-            arity: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """These cells' keys (`key` of a row: `arity` integers) and numbers of buckets, and every
-    bucket held with its records, in cell order (a dense cell holds every bucket, a sparse
-    one lists them)."""
-    if not cells:
-        empty = np.empty(0, dtype=np.int64)
-        return np.empty((0, arity), dtype=np.int64), empty, empty, empty
-    lengths = np.array([len(c[5]) >> 2 for c in cells], dtype=np.int64)
-    n = np.frombuffer(b"".join(c[5] for c in cells), dtype="<i4").astype(np.int64)
-    held = []
-    for c, size in zip(cells, lengths.tolist(), strict=True):
-        if not c[4] and size not in _DENSE:
-            _DENSE[size] = np.arange(size, dtype="<i2").tobytes()
-        held.append(c[4] or _DENSE[size])
-    b = np.frombuffer(b"".join(held), dtype="<i2").astype(np.int64)
-    return np.array([key(c) for c in cells], dtype=np.int64).reshape(-1, arity), lengths, b, n
-
-
 def _summed(index: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """The weights summed per index (0 where none), as a dense array up to the largest."""
     return np.bincount(index, weights=weights).astype(np.int64) if len(index) else \
@@ -290,16 +256,16 @@ def bracket(lo: np.ndarray, hi: np.ndarray, n: np.ndarray, first: int,
     """The rows (buckets, scaled: every value of row i lies in [lo[i], hi[i]]) whose values can
     be those of ranks first..last (0-based) of the union, and the records of the rows wholly
     below them (module doc, phase 2)."""
-    by_low = np.argsort(lo, kind="stable")
+    by_low = np.argsort(lo)  # ties: the same value whatever their order
     a = lo[by_low][int(np.searchsorted(np.cumsum(n[by_low]), first + 1))]
-    by_high = np.argsort(hi, kind="stable")
+    by_high = np.argsort(hi)
     b = hi[by_high][int(np.searchsorted(np.cumsum(n[by_high]), last + 1))]
     return np.flatnonzero((hi >= a) & (lo <= b)), int(n[hi < a].sum())
 
 
 def pick(values: np.ndarray, weights: np.ndarray, ranks: Sequence[int]) -> list[float]:
     """The values at these ranks (0-based) of a multiset given as values and multiplicities."""
-    order = np.argsort(values, kind="stable")
+    order = np.argsort(values)
     cum = np.cumsum(weights[order])
     at = np.searchsorted(cum, np.asarray(ranks) + 1)
     return [float(x) for x in values[order][at]]
@@ -345,26 +311,26 @@ class _Reader:
                        if k not in self._PLACEHOLDERS}
 
     def picked(self, conn: Connection, groups: list[tuple[int, int, int]],
-               windows: list[tuple[int, int, int, int, int, float, float, float]]
-               ) -> dict[int, tuple[list[float], int]]:
-        """Per group (number, offset, limit; its windows are the next ones of `windows`: (its
-        group, type, physician, levels, band, lo, hi, divisor)), PostgreSQL reads the windows'
-        records, divides each by its window's divisor, orders them and keeps the `limit`
-        from `offset` on: the values there (in order) and how many records were read. A
-        group's hundreds of thousands of values at 10M records stay in the database."""
+               windows: Windows) -> dict[int, tuple[list[float], int]]:
+        """Per group (number, offset, limit; its windows are the next ones of `windows`, in
+        the groups' order), PostgreSQL reads the windows' records, divides each by its
+        window's divisor, orders them and keeps the `limit` from `offset` on: the values
+        there (in order) and how many records were read. A group's hundreds of thousands of
+        values at 10M records stay in the database."""
         if not groups:
             return {}
         params = dict(self.params)
         arrays = {"i": "int", "a": "int", "b": "int", "off": "bigint", "lim": "bigint"}
-        per_group = Counter(w[0] for w in windows)  # the windows come in the groups' order
-        cuts = np.cumsum([0, *(per_group[g] for g, _, _ in groups)])
-        for name, column in zip(arrays, [[g for g, _, _ in groups], (cuts[:-1] + 1).tolist(),
-                                         cuts[1:].tolist(), [o for _, o, _ in groups],
+        numbers = np.array([g for g, _, _ in groups], dtype=np.int64)
+        per_group = np.bincount(np.searchsorted(numbers, windows.group), minlength=len(numbers))
+        cuts = np.concatenate([[0], np.cumsum(per_group)])
+        for name, column in zip(arrays, [numbers, cuts[:-1] + 1, cuts[1:],
+                                         [o for _, o, _ in groups],
                                          [n for _, _, n in groups]], strict=True):
             params[f"g_{name}"] = _array(column)
         names = ("t", "p", "lv", "band", "lo", "hi", "s")
-        for j, name in enumerate(names):
-            params[f"w_{name}"] = _array([w[j + 1] for w in windows])
+        for name, column in zip(names, windows.columns(), strict=True):
+            params[f"w_{name}"] = _array(column)
         kind = {"lo": "float8", "hi": "float8", "s": "float8"}
         outer = ", ".join(f"%(g_{n})s::{k}[]" for n, k in arrays.items())
         inner = ", ".join(f"(%(w_{n})s::{kind.get(n, 'int')}[])[g.a:g.b]" for n in names)
@@ -379,6 +345,34 @@ class _Reader:
             values.append(float(u))
             found[int(i)] = (values, int(total))
         return {i: (sorted(values), total) for i, (values, total) in found.items()}
+
+
+@dataclass
+class Windows:
+    """Phase 2's windows, column-wise (one entry per run of consecutive buckets of one
+    component in one group): its group, the component's type, physician, levels and BMI
+    band, the value range [lo, hi] to read and the divisor."""
+
+    group: np.ndarray
+    t: np.ndarray
+    p: np.ndarray
+    levels: np.ndarray
+    band: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    divisor: np.ndarray
+
+    def columns(self) -> list[np.ndarray]:
+        """The columns the reader's arrays take, in its order (the group apart)."""
+        return [self.t, self.p, self.levels, self.band, self.lo, self.hi, self.divisor]
+
+    @classmethod
+    def joined(cls, parts: Sequence[Windows]) -> Windows:
+        if not parts:
+            empty = np.empty(0, dtype=np.int64)
+            return cls(empty, empty, empty, empty, empty, np.empty(0), np.empty(0), np.empty(0))
+        return cls(*(np.concatenate([getattr(w, name) for w in parts])
+                     for name in cls.__dataclass_fields__))
 
 
 class Mixtures:
@@ -421,7 +415,7 @@ class Mixtures:
             plans.append((rows[read], scale[read], below, first, last, position - first))
         out = np.full(len(groups), np.nan)
         asked: list[tuple[int, int, int]] = []
-        windows: list[tuple[int, int, int, int, int, float, float, float]] = []
+        windows: list[Windows] = []
         expected: dict[int, int] = {}
         for g, plan in enumerate(plans):
             if plan is None:
@@ -433,8 +427,8 @@ class Mixtures:
                 continue
             asked.append((g, first - below, last - first + 1))
             expected[g] = int(s.n[rows].sum())
-            windows += self._windows(g, rows, scale)
-        got = self.reader.picked(self.conn, asked, windows)
+            windows.append(self._windows(g, rows, scale))
+        got = self.reader.picked(self.conn, asked, Windows.joined(windows))
         for g, _, limit in asked:
             values, total = got.get(g, ([], 0))
             if total != expected[g] or len(values) != limit:
@@ -443,29 +437,25 @@ class Mixtures:
             out[g] = interpolate(values[0], values[-1], fraction)
         return out, totals
 
-    def _windows(self, g: int, rows: np.ndarray, scale: np.ndarray
-                 ) -> list[tuple[int, int, int, int, int, float, float, float]]:
+    def _windows(self, g: int, rows: np.ndarray, scale: np.ndarray) -> Windows:
         """Group g's windows: one per run of consecutive buckets of a component (its rows
         come by component, then bucket)."""
         s = self.strata
-        found = []
-        rows_list = rows.tolist()
-        start = 0
-        for j in range(1, len(rows_list) + 1):
-            if j < len(rows_list) and s.c[rows_list[j]] == s.c[rows_list[j - 1]] \
-                    and s.b[rows_list[j]] == s.b[rows_list[j - 1]] + 1:
-                continue
-            first, last = rows_list[start], rows_list[j - 1]
-            p, t, levels, band = (int(x) for x in s.keys[s.c[first]])
-            found.append((g, t, p, levels, band, float(s.lo[first]), float(s.hi[last]),
-                          float(scale[start])))
-            start = j
-        return found
+        c, b = s.c[rows], s.b[rows]
+        starts = np.flatnonzero(np.concatenate(
+            [[True], (c[1:] != c[:-1]) | (b[1:] != b[:-1] + 1)]))
+        ends = np.append(starts[1:], len(rows)) - 1
+        keys = s.keys[c[starts]]
+        return Windows(np.full(len(starts), g, dtype=np.int64), keys[:, 1], keys[:, 0],
+                       keys[:, 2], keys[:, 3], s.lo[rows[starts]], s.hi[rows[ends]],
+                       scale[starts].astype(np.float64))
 
 
-def _array(values: Sequence[Any]) -> str:
+def _array(values: Sequence[Any] | np.ndarray) -> str:
     """A PostgreSQL array literal of numbers (cast in the query): thousands of window bounds
     went through psycopg's list adaptation one by one (30 ms a figure); a float's repr is
     exact (it reads back as the same double), as are "inf" and "-inf"."""
-    return "{" + ",".join(repr(float(v)) if isinstance(v, float) else str(int(v))
-                          for v in values) + "}"
+    column = np.asarray(values)
+    if column.dtype.kind == "f":
+        return "{" + ",".join(map(repr, column.tolist())) + "}"
+    return "{" + ",".join(map(str, column.astype(np.int64).tolist())) + "}"

@@ -19,7 +19,7 @@ from audit.analytics.grouping import QUANTITIES
 from audit.analytics.snapshot import to_datetime
 from audit.analytics.sql import groups
 from audit.analytics.sql.counts import flag_condition
-from audit.analytics.sql.records import period_conditions, records
+from audit.analytics.sql.records import period_conditions
 from audit.analytics.sql.scope import Scope
 from audit.storage.models import Complication, RecordFact
 from audit.vocab import RecordStatus
@@ -216,8 +216,7 @@ def _fenced(scope: Scope, flag: str) -> Scope:
     if flag == "particulate_cervical_tfesi":
         inner.append(f.procedure_type_id.in_(_tfesi_ids(scope)))
     facts = aliased(RecordFact, select(RecordFact).where(*inner).offset(0).subquery("flagged"))
-    return Scope(scope.conn, scope.lookups, scope.filters,
-                 records(scope.conn, scope.filters, unit=False, facts=facts))
+    return Scope(scope.conn, scope.lookups, scope.filters, unit=False, facts=facts)
 
 
 def flagged_records(scope: Scope, flag: str, limit: int = 1000,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -16,19 +17,30 @@ from audit.analytics.snapshot import Snapshot
 from audit.analytics.sql.records import records
 from audit.filters import Filters
 from audit.storage.engine import without_jit
+from audit.storage.models import RecordFact
 
 
 @dataclass(frozen=True)
 class Scope:
+    """`rec`, the filtered records' subquery, is built when a figure first asks for it: the
+    figures the summaries and buckets answer never do (building and compiling it cost 10-25
+    ms of the interpreter per figure, on the lock a tab's figures share). `unit` and `facts`
+    as audit.analytics.sql.records.records takes them."""
+
     conn: Connection
     lookups: Snapshot
     filters: Filters
-    rec: Subquery
+    unit: bool = True
+    facts: Any = RecordFact
 
     @classmethod
     def open(cls, conn: Connection, lookups: Snapshot, filters: Filters,
              unit: bool = True) -> Scope:
-        return cls(conn, lookups, filters, records(conn, filters, unit))
+        return cls(conn, lookups, filters, unit)
+
+    @cached_property
+    def rec(self) -> Subquery:
+        return records(self.conn, self.filters, self.unit, self.facts)
 
     def flat(self) -> Scope:
         """The same records as a plain subquery (for drill-downs: audit.analytics.sql.records)."""

@@ -13,7 +13,7 @@ median is 0 makes some ratios infinite and leaves others out (0 / 0): the scan a
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
@@ -184,19 +184,21 @@ def above_counts(engine: Engine, lookups: Snapshot, filters: Filters,
         if strata is None:
             return pd.DataFrame({"g0": [], "records": [], "above": []}, dtype=np.int64)
         keys = strata.keys[strata.c]
-        level = np.array([level_of.get(int(t), np.nan) for t in keys[:, 1]])
+        types = keys[:, 1]
+        level = _per_type(level_of, types, np.nan)
         measured = ~np.isnan(level)
         whole = measured & (strata.lo > level)
         cut = np.flatnonzero(measured & (strata.lo <= level) & (strata.hi > level))
         above = np.where(whole, strata.n, 0)
         # the bucket a type's level cuts is the same for every physician (the type's edges):
         # its records above the level counted per physician, in one walk of it per factor
-        cuts = {int(keys[r, 1]): int(strata.b[r]) for r in cut.tolist()}
+        cuts = {int(t): int(b) for t, b in zip(types[cut].tolist(), strata.b[cut].tolist(),
+                                                strict=True)}
         if cuts:
             counted = _above_in_buckets(conn, filters, cuts, level_of, lookups)
-            for r in np.flatnonzero(measured & np.isin(keys[:, 1], list(cuts))).tolist():
-                if int(strata.b[r]) == cuts[int(keys[r, 1])]:
-                    above[r] = counted.get((int(keys[r, 1]), int(keys[r, 0])), 0)
+            rows = np.flatnonzero(measured & (strata.b == _per_type(cuts, types, -1)))
+            above[rows] = [counted.get((t, p), 0) for t, p in
+                           zip(types[rows].tolist(), keys[rows, 0].tolist(), strict=True)]
         physicians = keys[:, 0]
         ids = np.unique(physicians)
         at = np.searchsorted(ids, physicians)
@@ -205,6 +207,13 @@ def above_counts(engine: Engine, lookups: Snapshot, filters: Filters,
             "records": np.bincount(at, weights=np.where(measured, strata.n, 0),
                                    minlength=len(ids)).astype(np.int64),
             "above": np.bincount(at, weights=above, minlength=len(ids)).astype(np.int64)})
+
+
+def _per_type(values: Mapping[int, float], types: np.ndarray, missing: float) -> np.ndarray:
+    """values[t] for each type id of `types` (`missing` where it has none), by table lookup."""
+    table = np.full(max([*values, int(types.max(initial=0))]) + 1, missing)
+    table[list(values)] = list(values.values())
+    return table[types]
 
 
 def _above_in_buckets(conn: Connection, filters: Filters, cuts: dict[int, int],
