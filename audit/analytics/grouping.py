@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from audit.analytics.bands import bmi_band_codes, operator_codes
-from audit.analytics.quantiles import group_layout, grouped_in_layout
+from audit.analytics.quantiles import group_layout, grouped_in_layout, value_order
 from audit.analytics.snapshot import Snapshot, month_label, to_datetime
 from audit.vocab import DoseQuantity, WeightBand
 
@@ -158,7 +158,7 @@ def _values_and_order(snap: Snapshot, quantity: str,
     values = per_level_values(snap, quantity)
 
     def build() -> tuple[np.ndarray, int]:
-        return np.argsort(values, kind="stable"), int(np.count_nonzero(~np.isnan(values)))
+        return value_order(values)
     order, valid = cached(snap, f"order_per_level:{quantity}", build)
     return values, order, valid
 

@@ -59,12 +59,26 @@ def grouped_quantiles(
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """Counts and quantiles of `values` per group, over the records where `mask` holds.
 
-    values: one value per record (nan = missing); order: np.argsort(values, kind="stable")
-    (nan sorts last) with `valid` non-nan entries; codes: group number 0..n_groups-1 per
-    record.
+    values: one value per record (nan = missing); order: `value_order(values)` (nan last;
+    equal values in any order) with `valid` non-nan entries; codes: group number
+    0..n_groups-1 per record.
     """
     present = order[:valid]
     return grouped_sorted(values[present], codes[present], mask[present], n_groups, qs)
+
+
+def value_order(values: np.ndarray) -> tuple[np.ndarray, int]:
+    """Record positions by ascending value, missing values (nan) last, and how many are
+    present. Equal values in any order: the values in this order (and within each group,
+    `group_layout`) are the same array whatever the order of ties, so every quantile is the
+    same to the last bit. numpy's unstable sort of the present values alone: its vectorised
+    path does not take nan, and a stable sort of a million values with nan took 3-4 times
+    as long (0.07-0.09 s against 0.02-0.03 s)."""
+    present = np.flatnonzero(~np.isnan(values))
+    order = present[np.argsort(values[present])]
+    if len(order) == len(values):
+        return order, len(order)
+    return np.concatenate([order, np.flatnonzero(np.isnan(values))]), len(order)
 
 
 def grouped_sorted(values_sorted: np.ndarray, codes_sorted: np.ndarray, selected: np.ndarray,

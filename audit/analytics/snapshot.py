@@ -40,9 +40,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql import ColumnElement
 
-from audit.analytics import _frame_file, _packing
+from audit.analytics import _frame_file, _packing, _split_read
 from audit.analytics._lookup_tables import read_lookup_tables
 from audit.analytics._packing import COLUMNS
+from audit.analytics.quantiles import value_order
 from audit.catalog import Catalog
 from audit.dosimetry import corrected_kap
 from audit.settings import Settings
@@ -72,10 +73,11 @@ ReadProgress = Callable[[int, int], None]
 
 
 def _read_records(conn: Connection, where: Any = None, level_where: Any = None,
-                  progress: ReadProgress | None = None) -> pd.DataFrame:
+                  progress: ReadProgress | None = None, head: int | None = None) -> pd.DataFrame:
     """Final records (all, or those `where` selects) as frame rows, with their level counts;
     `progress` is told after each chunk of a full read (the first one after an install takes
-    seconds at a million records)."""
+    seconds at a million records). A full read given the transaction's audit `head` is read
+    in two processes on SQLite (audit.analytics._split_read)."""
     _packing.check_packable(conn)
     query = _packing.record_query(conn.dialect.name)
     if where is not None:
@@ -91,7 +93,8 @@ def _read_records(conn: Connection, where: Any = None, level_where: Any = None,
         def rows_read(done: int) -> None:
             tell(min(done, total), total)
         told = rows_read
-    raw = _packing.fetch(conn, query, told)
+    raw = _split_read.fetch(conn, query, head, told) if where is None and head is not None \
+        else _packing.fetch(conn, query, told)
     level_ids = _packing.level_ids(conn, level_where if where is not None else None)
     return _frame(_packing.unpack(raw, level_ids))
 
@@ -150,13 +153,12 @@ class Snapshot:
 
     def order(self, column: str) -> tuple[np.ndarray, int]:
         """Record positions sorted by `column` (a frame column or a derived one, `values`;
-        stable; missing values last) and how many values are present. Computed once per
-        snapshot: grouped quantiles reuse it."""
+        missing values last; equal values in any order: quantiles.value_order) and how many
+        values are present. Computed once per snapshot: grouped quantiles reuse it."""
         key = f"order:{column}"
         found = self.cache.get(key)
         if found is None:
-            values = self.values(column)
-            found = (np.argsort(values, kind="stable"), int(np.count_nonzero(~np.isnan(values))))
+            found = value_order(self.values(column))
             self.cache[key] = found
         return found
 
@@ -213,7 +215,7 @@ def read_snapshot(conn: Connection, progress: ReadProgress | None = None) -> Sna
     """The frame as this connection sees it: inside a caller's transaction (an export's read
     snapshot), the figures match every other query made in that transaction."""
     token = _head(conn)  # first: the data read below is at least this fresh
-    records = _read_records(conn, progress=progress)
+    records = _read_records(conn, progress=progress, head=token)
     tables = read_lookup_tables(conn)
     return Snapshot(records=records, token=token, loaded_at=datetime.now(UTC),
                     **tables)
