@@ -17,6 +17,7 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from audit.analytics.quantiles import group_layout, grouped_in_layout, value_order
 from audit.analytics.sql.bucket_groups import _Sums
 from audit.analytics.sql.bucket_mixtures import bracket, pick, weighted_median
 from audit.analytics.sql.bucket_quantiles import LEAST_POSITIVE, finish, plan
@@ -132,3 +133,31 @@ def test_a_mixtures_bracket_holds_the_ranks_of_a_sort_of_every_scaled_value(
                 [first - below, last - below]) == [ordered[first], ordered[last]]
     values, counts = np.unique(ordered, return_counts=True)
     assert weighted_median(values, counts) == percentile_cont(ordered, 0.5)
+
+
+@settings(max_examples=300, deadline=None)
+@given(rows=st.lists(st.tuples(st.one_of(VALUES, st.just(math.nan)), st.integers(0, 4),
+                               st.booleans()), min_size=1, max_size=80),
+       qs=QS)
+def test_the_frames_value_order_gives_each_groups_quantiles_of_a_sort(
+        rows: list[tuple[float, int, bool]], qs: list[float]) -> None:
+    """quantiles.value_order (an unstable sort of the present values, nan last) and the
+    group layout built from it give each group's quantiles over the selected records exactly
+    as percentile_cont of a sort of that group's values does, ties and missing values
+    included."""
+    values = np.array([v for v, _, _ in rows])
+    codes = np.array([g for _, g, _ in rows])
+    mask = np.array([m for _, _, m in rows])
+    order, valid = value_order(values)
+    assert sorted(order.tolist()) == list(range(len(values)))
+    assert valid == int(np.count_nonzero(~np.isnan(values)))
+    assert not np.isnan(values[order[:valid]]).any() and np.isnan(values[order[valid:]]).all()
+    present = order[:valid]
+    layout = group_layout(values[present], codes[present], 5)
+    counts, found = grouped_in_layout(layout, mask[present], qs)
+    for g in range(5):
+        mine = np.sort(values[(codes == g) & mask & ~np.isnan(values)])
+        assert counts[g] == len(mine)
+        for q, column in zip(qs, found, strict=True):
+            if len(mine):
+                assert column[g] == percentile_cont(mine, q)
