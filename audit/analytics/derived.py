@@ -23,7 +23,7 @@ from sqlalchemy import Connection, Engine, func, select, text
 
 from audit.analytics.snapshot import INCREMENTAL_LIMIT, _changed_records
 from audit.errors import AuditError
-from audit.storage.engine import read_session, retrying, write_session
+from audit.storage.engine import retrying, write_session
 from audit.storage.models import AuditEvent
 
 #: redo(connection, version the rows reflect or None for all, current version)
@@ -39,6 +39,10 @@ def data_head(session: Any) -> int:
     return int(session.scalar(select(func.max(AuditEvent.id))) or 0)
 
 
+#: data_head as a scalar subquery (0 on an empty database).
+_HEAD = select(func.coalesce(func.max(AuditEvent.id), 0)).scalar_subquery()
+
+
 def refresh_versioned(engine: Engine, state: type[Any], rules: int, lock_key: int,
                       redo: Redo, force: bool = False, wait: bool = True,
                       also: dict[str, Any] | None = None) -> int:
@@ -47,12 +51,12 @@ def refresh_versioned(engine: Engine, state: type[Any], rules: int, lock_key: in
     RefreshBusy rather than waiting when another process holds the table's turn. `also`: more
     columns of the state row, set with the version after a redo (what `redo` may read back to
     tell which of its rules changed)."""
-    if not force:
-        with read_session(engine) as session:
-            found = session.get(state, 1)
-            head = data_head(session)
-        if found is not None and found.data_version == head and found.rules == rules:
-            return head
+    if not force:  # one statement on a plain connection: every figure of a page asks this
+        with engine.connect() as conn:
+            found = conn.execute(select(state.data_version, state.rules, _HEAD)
+                                 .where(state.id == 1)).first()
+        if found is not None and found[0] == found[2] and found[1] == rules:
+            return int(found[2])
 
     def work() -> int:
         with write_session(engine) as session:
