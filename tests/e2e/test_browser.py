@@ -64,11 +64,29 @@ def choose(page: Any, label: str, text: str) -> None:
     wait_idle(page)
 
 
+def open_add_panel(page: Any) -> Any:
+    """The log form's "Add new" panel, open: after the page's run has ended (a run still
+    drawing the form redraws the panel closed), clicked open until its choices show (on a
+    loaded machine a click during a redraw was lost and the next click waited 30 s for a
+    hidden radio)."""
+    panel = page.get_by_test_id("stExpander")
+    radio = panel.get_by_test_id("stRadio")
+    for _ in range(3):
+        wait_idle(page)
+        if panel.locator("details").get_attribute("open") is None:
+            page.get_by_text("Add a new site, room or physician").click()
+        try:
+            radio.wait_for(state="visible", timeout=5_000)
+            return panel
+        except Exception:  # playwright's TimeoutError: click again
+            continue
+    radio.wait_for(state="visible")
+    return panel
+
+
 def add_name(page: Any, kind: str, label: str, name: str, unit: str | None = None) -> None:
     """Add a site, room or physician through the log form's "Add new" panel (issue 11)."""
-    panel = page.get_by_test_id("stExpander")
-    if panel.locator("details").get_attribute("open") is None:
-        page.get_by_text("Add a new site, room or physician").click()
+    panel = open_add_panel(page)
     panel.get_by_test_id("stRadio").get_by_text(kind, exact=True).click()
     wait_idle(page)
     field(page, label).fill(name)

@@ -15,7 +15,7 @@ from audit.auth import cli_actor
 from audit.storage.engine import make_engine, migrate
 from audit.vocab import Role
 from tests.e2e.conftest import PASSWORD, Server, start_server, stop_server
-from tests.e2e.test_browser import choose, field, sign_in, wait_idle
+from tests.e2e.test_browser import choose, field, open_add_panel, sign_in, wait_idle
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(600)]
 RIVERSIDE = "Riverside Spine Center"
@@ -72,8 +72,7 @@ def test_adding_a_near_physician_asks_first(page: Any, clinic_server: Server) ->
     before = names(clinic_server, "physician")
     sign_in(page, clinic_server, "tnguyen")
     page.get_by_test_id("stHeading").get_by_text("Log procedure").wait_for()
-    page.get_by_text("Add a new site, room or physician").click()
-    panel = page.get_by_test_id("stExpander")
+    panel = open_add_panel(page)
     panel.get_by_test_id("stRadio").get_by_text("physician", exact=True).click()
     wait_idle(page)
     field(page, "New physician name").fill("Chen")
@@ -95,8 +94,7 @@ def test_a_new_room_asks_for_its_display_unit(page: Any, clinic_server: Server) 
     sign_in(page, clinic_server, "tnguyen")
     page.get_by_test_id("stHeading").get_by_text("Log procedure").wait_for()
     choose(page, "Site", RIVERSIDE)
-    page.get_by_text("Add a new site, room or physician").click()
-    panel = page.get_by_test_id("stExpander")
+    panel = open_add_panel(page)
     panel.get_by_test_id("stRadio").get_by_text("room", exact=True).click()
     wait_idle(page)
     field(page, f"New room name (at {RIVERSIDE})").fill("Hybrid 3")
