@@ -13,7 +13,7 @@ import logging
 import os
 import signal
 import sys
-import threading
+import time
 from datetime import date
 from pathlib import Path
 
@@ -108,17 +108,21 @@ def cmd_receive(args: argparse.Namespace) -> int:
             ae_title, port = ae_title or "FLUORO_AUDIT", 11112 if port is None else port
     receiver = Receiver(engine, cli_actor(), _inbox(args), ae_title=ae_title, port=port,
                         address=args.address, allow=args.allow or (), ssl_context=context)
-    stop = threading.Event()
+    # A plain flag, not a threading.Event: the handler runs in the main thread between two
+    # bytecodes, possibly inside Event.wait holding the Event's lock, and Event.set would
+    # wait for that lock forever (an orphaned receiver was found hung so, after `serve`
+    # ended). time.sleep is interrupted by the signal and takes no lock.
+    stopping: list[int] = []
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda _signum, _frame: stop.set())
+        signal.signal(signum, lambda signum, _frame: stopping.append(signum))
     try:
         receiver.start()
     except OSError as exc:
         raise CliError(f"cannot listen on {args.address}:{port}: {exc.strerror or exc}") from None
     print(f"receiving as {ae_title} on port {receiver.port}, inbox {_inbox(args)} "
           "(SIGTERM or Ctrl-C to stop)", file=sys.stderr, flush=True)
-    while not stop.wait(1.0):
-        pass
+    while not stopping:
+        time.sleep(0.5)
     receiver.stop()
     engine.dispose()
     return EXIT_OK

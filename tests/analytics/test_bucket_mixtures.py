@@ -90,25 +90,34 @@ def assert_same_scorecards(engine: Engine, filters: Filters, answered: bool = Tr
                                           err_msg=f"per level {quantity} {where}")
 
 
-@pytest.mark.parametrize("buckets", [4, 512])
+#: (buckets a type, MERGE_FROM): every group planned on merged rows (0) or the default.
+PLANS = [(4, 0), (512, bucket_mixtures.MERGE_FROM)]
+
+
+@pytest.mark.parametrize(("buckets", "merge_from"), PLANS)
 def test_the_scorecards_from_the_buckets_equal_the_scans(
-        pg_engine: Engine, buckets: int, monkeypatch: pytest.MonkeyPatch) -> None:
+        pg_engine: Engine, buckets: int, merge_from: int,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """The hand-checked records: every filter the dose buckets answer, a room with a physician
     (the room x physician grain), periods cut inside months (their days counted from the
-    facts)."""
+    facts); the brackets planned row by row and on merged rows."""
     monkeypatch.setattr(dose_buckets, "BUCKETS", buckets)  # in the rules: a rebuild
+    monkeypatch.setattr(bucket_mixtures, "MERGE_FROM", merge_from)
     for filters in [*ANSWERED, Filters(rooms=("R1",), physicians=("Dr. A",)),
                     Filters.days(date(2026, 1, 1), date(2026, 2, 28), sites=("Main",))]:
         assert_same_scorecards(pg_engine, filters)
 
 
-@pytest.mark.parametrize("buckets", [3, 64, 512])
-def test_a_demo_sets_scorecards_equal_the_scans(pg: Engine, buckets: int,
+@pytest.mark.parametrize(("buckets", "merge_from"),
+                         [(3, bucket_mixtures.MERGE_FROM), (64, 0), (512, 0)])
+def test_a_demo_sets_scorecards_equal_the_scans(pg: Engine, buckets: int, merge_from: int,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """3,000 demo records over a year: mixtures of levels, BMI bands and procedures, ties,
     records without a value, whole and cut periods, physicians, rooms, a site with
-    procedures."""
+    procedures; with 64 and 512 buckets every group's bracket planned on merged rows (the
+    rows of a physician's procedure with the same divisor and bucket counted as one)."""
     monkeypatch.setattr(dose_buckets, "BUCKETS", buckets)
+    monkeypatch.setattr(bucket_mixtures, "MERGE_FROM", merge_from)
     generate(pg, procedures=3000, seed=12, until=date(2026, 6, 30))
     sql = SqlSource(pg, shared=False)
     options = sql.options()

@@ -375,6 +375,10 @@ class Windows:
                      for name in cls.__dataclass_fields__))
 
 
+#: Groups of fewer rows are planned row by row (merging costs more than it saves there).
+MERGE_FROM = 2_000
+
+
 class Mixtures:
     """The medians of groups of components (each scaled by its divisor) from one Strata:
     `medians` plans every group, reads the windows they need in one query, and picks."""
@@ -386,12 +390,49 @@ class Mixtures:
         order = np.argsort(strata.c, kind="stable")
         self.rows = order  # rows by component
         self.starts = np.searchsorted(strata.c[order], np.arange(len(strata.keys) + 1))
+        # each component's (physician, type): its buckets' bounds are the pair's
+        self.pair = unique_rows(strata.keys[:, :2])[1] if len(strata.keys) else \
+            np.empty(0, dtype=np.int64)
+        self.width = int(strata.b.max(initial=0)) + 1
 
     def _rows(self, components: np.ndarray, divisors: np.ndarray) -> tuple[np.ndarray, ...]:
-        pieces = [self.rows[self.starts[c]:self.starts[c + 1]] for c in components.tolist()]
-        rows = np.concatenate(pieces) if pieces else np.empty(0, dtype=np.int64)
-        scale = np.repeat(divisors.astype(np.float64), [len(p) for p in pieces])
-        return rows, scale
+        """The group's rows (by component, then bucket), each one's divisor and the position
+        of its component in `components`."""
+        sizes = self.starts[components + 1] - self.starts[components]
+        begin = np.cumsum(sizes) - sizes
+        at = np.repeat(self.starts[components] - begin, sizes) + np.arange(int(sizes.sum()))
+        of = np.repeat(np.arange(len(components)), sizes)
+        return self.rows[at], divisors.astype(np.float64)[of], of
+
+    def _bracket(self, rows: np.ndarray, scale: np.ndarray, of: np.ndarray,
+                 components: np.ndarray, divisors: np.ndarray, first: int,
+                 last: int) -> tuple[np.ndarray, int]:
+        """bracket() of the group's rows, planned on merged rows where that is smaller: the
+        rows of one physician's procedure with the same divisor and bucket have the same
+        bounds (the pair's) and may be counted as one (a physician across procedures or the
+        overall median: 20 strata a pair; a procedure's per-level median: the BMI bands).
+        The same rows are read: a row is read when its merged row is."""
+        s = self.strata
+        n = s.n[rows]
+        lo, hi = s.lo[rows] / scale, s.hi[rows] / scale
+        if len(rows) < MERGE_FROM:
+            return bracket(lo, hi, n, first, last)
+        _, level = np.unique(divisors, return_inverse=True)
+        merged, key = unique_rows(np.column_stack([self.pair[components],
+                                                   level.reshape(-1)]))
+        if len(merged) * 2 > len(components):  # not worth it
+            return bracket(lo, hi, n, first, last)
+        slot = key[of] * self.width + s.b[rows]
+        size = len(merged) * self.width
+        counts = np.bincount(slot, weights=n, minlength=size)
+        held = np.flatnonzero(counts)
+        low, high = np.empty(size), np.empty(size)
+        low[slot], high[slot] = lo, hi  # the same bounds for every row of a slot
+        read, below = bracket(low[held], high[held], counts[held].astype(np.int64), first,
+                              last)
+        chosen = np.zeros(size, dtype=bool)
+        chosen[held[read]] = True
+        return np.flatnonzero(chosen[slot]), below
 
     def medians(self, groups: Sequence[Group]) -> tuple[np.ndarray, np.ndarray] | None:
         """Each group's median (NaN without records) and records; None where the records read
@@ -400,9 +441,8 @@ class Mixtures:
         plans: list[Any] = []
         totals = np.zeros(len(groups), dtype=np.int64)
         for g, (components, divisors) in enumerate(groups):
-            rows, scale = self._rows(components, divisors)
-            n = s.n[rows]
-            total = int(n.sum())
+            rows, scale, of = self._rows(components, divisors)
+            total = int(s.n[rows].sum())
             totals[g] = total
             if total == 0:
                 plans.append(None)
@@ -410,8 +450,7 @@ class Mixtures:
             position = 0.5 * (total - 1)
             first = math.floor(position)
             last = min(first + 1, total - 1)
-            lo, hi = s.lo[rows] / scale, s.hi[rows] / scale
-            read, below = bracket(lo, hi, n, first, last)
+            read, below = self._bracket(rows, scale, of, components, divisors, first, last)
             plans.append((rows[read], scale[read], below, first, last, position - first))
         out = np.full(len(groups), np.nan)
         asked: list[tuple[int, int, int]] = []
