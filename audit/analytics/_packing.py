@@ -270,6 +270,12 @@ def _mapped(conn: Connection) -> Iterator[Any]:
         raw.execute(f"PRAGMA mmap_size = {int(before)}")
 
 
+def literal_sql(conn: Connection, query: Any) -> str:
+    """The query's SQL with its values written in (numbers and fixed vocabulary only), as
+    the driver's own cursor runs it here and a helper process runs it (_split_read)."""
+    return str(query.compile(conn.engine, compile_kwargs={"literal_binds": True}))
+
+
 def fetch(conn: Connection, query: Any,
           progress: Callable[[int], None] | None = None) -> list[np.ndarray]:
     """Run a numeric query and return its columns as float64 arrays (`progress`: told the
@@ -280,7 +286,7 @@ def fetch(conn: Connection, query: Any,
     faster but is unsafe: POSIX locks are per process, and one library closing the file drops
     the other's locks.)
     """
-    sql = str(query.compile(conn.engine, compile_kwargs={"literal_binds": True}))
+    sql = literal_sql(conn, query)
     width = len(query.selected_columns)
     # numpy takes the rows straight from the cursor (no list of tuples in between) into
     # records of `width` float64 fields, whose memory is the 2-D array: about 0.4 s of CPU less
@@ -315,7 +321,7 @@ def level_ids(conn: Connection, where: Any = None) -> np.ndarray:
     query = select(func.group_concat(ProcedureLevel.procedure_id))
     if where is not None:
         query = query.where(where)
-    sql = str(query.compile(conn.engine, compile_kwargs={"literal_binds": True}))
+    sql = literal_sql(conn, query)
     try:
         with _mapped(conn) as raw:
             text = raw.execute(sql).fetchone()[0]

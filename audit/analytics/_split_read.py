@@ -94,9 +94,8 @@ def _file_of(conn: Connection) -> Path | None:
 
 
 def _start(path: Path, query: Any, conn: Connection) -> subprocess.Popen[bytes] | None:
-    sql = str(query.compile(conn.engine, compile_kwargs={"literal_binds": True}))
-    job = {"path": str(path), "sql": sql, "width": len(query.selected_columns),
-           "mmap": _packing.MMAP_BYTES}
+    job = {"path": str(path), "sql": _packing.literal_sql(conn, query),
+           "width": len(query.selected_columns), "mmap": _packing.MMAP_BYTES}
     try:
         return subprocess.Popen([sys.executable, "-c", HELPER, json.dumps(job)],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,

@@ -34,13 +34,13 @@ class RefreshBusy(AuditError):
     """Another process holds the derived table's turn (refresh_versioned with wait=False)."""
 
 
-def data_head(session: Any) -> int:
-    """The current data version: the highest audit event id (0 on an empty database)."""
-    return int(session.scalar(select(func.max(AuditEvent.id))) or 0)
-
-
-#: data_head as a scalar subquery (0 on an empty database).
+#: The current data version: the highest audit event id (0 on an empty database).
 _HEAD = select(func.coalesce(func.max(AuditEvent.id), 0)).scalar_subquery()
+
+
+def data_head(session: Any) -> int:
+    """The current data version (`_HEAD`)."""
+    return int(session.scalar(select(_HEAD)))
 
 
 def refresh_versioned(engine: Engine, state: type[Any], rules: int, lock_key: int,
