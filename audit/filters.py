@@ -180,14 +180,20 @@ class Filters:
         nothing: the answer is empty without reading the big table. `connection` is a
         Connection or a Session."""
         on = on or PROCEDURES
-        conditions: list[Any] = []
+        found = self.name_ids(connection)
+        return None if found is None else [
+            on.column(key) == ids[0] if len(ids) == 1 else on.column(key).in_(ids)
+            for key, ids in found.items()]
+
+    def name_ids(self, connection: Any) -> dict[str, list[int]] | None:
+        """Each name filter's ids by its column's key (id_conditions'); None when a name
+        matches nothing."""
+        found: dict[str, list[int]] = {}
         for key, ids in self._lookups():
-            found = connection.scalars(ids).all()
-            if not found:
+            found[key] = list(connection.scalars(ids).all())
+            if not found[key]:
                 return None
-            column = on.column(key)
-            conditions.append(column == found[0] if len(found) == 1 else column.in_(found))
-        return conditions
+        return found
 
     def _status_conditions(self, on: Target) -> list[ColumnElement[bool]]:
         status = self.record_status

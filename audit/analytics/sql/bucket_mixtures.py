@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Connection, Float, Integer, bindparam, cast, func, literal, or_, select
 
+from audit.analytics.sql import month_cells
 from audit.analytics.sql.bucket_quantiles import cell_conditions, scanned_because
 from audit.analytics.sql.bucket_ranges import edges_of
 from audit.analytics.sql.cell_columns import CellColumns, read_cells
@@ -123,15 +124,13 @@ def read_strata(conn: Connection, filters: Filters, quantity: str,
 
 def _read_strata(conn: Connection, filters: Filters, quantity: str,
                  whole: bool = False) -> Strata | None:
-    """The components' records per bucket under the filters: the cells of the whole months,
-    the record facts of the days of the months the period cuts; None when a name matches
-    nothing. Vectorised: tens of thousands of cells (a physician's per month, type and
-    stratum) are joined as bytes and decoded at once. `whole`: a component per physician
-    and type (levels and band 0), from the unsplit cells (KAP corrected's).
-
-    Under a room or site filter the cells are the room x physician grain's; a stratum's
-    bounds are then its physician's over every room (wider, as true: what bounds the
-    physician's values bounds those in some rooms)."""
+    """The components' records per bucket under the filters: the cells of the whole months
+    (kept in the process between filter changes where month_cells answers), the record facts
+    of the days of the months the period cuts; None when a name matches nothing. `whole`: a
+    component per physician and type (levels and band 0), from the unsplit cells (KAP
+    corrected's). Under a room or site filter the cells are the room x physician grain's; a
+    stratum's bounds are then its physician's over every room (wider, as true: what bounds
+    the physician's values bounds those in some rooms)."""
     by_room = bool(filters.rooms or filters.sites)
     grain = GRAIN_ROOM_PHYSICIAN if by_room else GRAIN_PHYSICIAN
     conditions = cell_conditions(conn, filters, quantity, False, grain=grain)
@@ -139,11 +138,12 @@ def _read_strata(conn: Connection, filters: Filters, quantity: str,
         return None
     where, on_facts, edges = conditions
     s = DoseBucket
+    read = month_cells.reader(conn, filters, quantity) or (lambda dimension, bounds: read_cells(
+        conn, *where, s.dimension == dimension, bounds=bounds))
     if whole:  # KAP corrected: the unsplit cells are the components and their bounds
-        split = unsplit = read_cells(conn, *where, s.dimension == 0, bounds=True)
+        split = unsplit = read(0, True)
     elif not by_room:
-        split = read_cells(conn, *where, s.dimension == STRATUM)
-        unsplit = read_cells(conn, *where, s.dimension == 0, bounds=True)
+        split, unsplit = read(STRATUM, False), read(0, True)
     else:
         split = read_cells(conn, *where, s.dimension == STRATUM)
         every_room = cell_conditions(conn, replace(filters, rooms=(), sites=()), quantity,

@@ -14,7 +14,7 @@ i-th length and the i-th cell's bytes belong together.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -27,7 +27,8 @@ from audit.storage.models import DoseBucket
 class CellColumns:
     """Cells column-wise: per cell its part, physician, type and number of buckets held
     (`lengths`); per bucket held, cell by cell, its bucket number `b`, records `n` and,
-    where asked (`bounds`), its least and greatest value `lo`, `hi`."""
+    where asked (`bounds`), its least and greatest value `lo`, `hi`; where asked, each cell's
+    month as a number (`month`: 202611 for 2026-11)."""
 
     part: np.ndarray
     physician: np.ndarray
@@ -37,16 +38,29 @@ class CellColumns:
     n: np.ndarray
     lo: np.ndarray
     hi: np.ndarray
+    month: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
 
     @classmethod
     def empty(cls) -> CellColumns:
         i, f = np.empty(0, dtype=np.int64), np.empty(0)
-        return cls(i, i, i, i, i, i, f, f)
+        return cls(i, i, i, i, i, i, f, f, i)
+
+    def kept(self, keep: np.ndarray) -> CellColumns:
+        """The cells where `keep` (a boolean per cell) holds, with their buckets."""
+        held = np.repeat(keep, self.lengths)
+        bounded = len(self.lo) == len(held)
+        return CellColumns(self.part[keep], self.physician[keep], self.type[keep],
+                           self.lengths[keep], self.b[held], self.n[held],
+                           self.lo[held] if bounded else self.lo,
+                           self.hi[held] if bounded else self.hi,
+                           self.month[keep] if len(self.month) == len(keep) else self.month)
 
 
-def read_cells(conn: Connection, *where: Any, bounds: bool = False) -> CellColumns:
+def read_cells(conn: Connection, *where: Any, bounds: bool = False,
+               months: bool = False) -> CellColumns:
     """The cells of dose_bucket matching `where`, column-wise (module doc). `bounds`: also
-    each bucket's least and greatest value (the unsplit cells hold them)."""
+    each bucket's least and greatest value (the unsplit cells hold them); `months`: each
+    cell's month."""
     s = DoseBucket
     nothing = literal(b"")
     width = func.coalesce(func.length(s.buckets), 0)
@@ -58,6 +72,9 @@ def read_cells(conn: Connection, *where: Any, bounds: bool = False) -> CellColum
                func.string_agg(s.buckets, nothing), func.string_agg(s.records, nothing)]
     if bounds:
         columns += [func.string_agg(s.low, nothing), func.string_agg(s.high, nothing)]
+    if months:
+        columns.append(func.string_agg(func.int4send(cast(func.replace(s.month, "-", ""),
+                                                          Integer)), nothing))
     compiled = select(*columns).where(*where).compile(
         dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
     # PostgreSQL's binary format: bytea as its bytes, not as hex text to parse
@@ -79,4 +96,6 @@ def read_cells(conn: Connection, *where: Any, bounds: bool = False) -> CellColum
     if bounds:
         lo = np.frombuffer(row[7] or b"", dtype="<f8")
         hi = np.frombuffer(row[8] or b"", dtype="<f8")
-    return CellColumns(part, physician, type_, lengths, b, n, lo, hi)
+    month = np.frombuffer(row[-1], dtype=">i4").astype(np.int64) if months else \
+        np.empty(0, dtype=np.int64)
+    return CellColumns(part, physician, type_, lengths, b, n, lo, hi, month)
