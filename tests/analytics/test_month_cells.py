@@ -137,3 +137,31 @@ def test_kept_cells_follow_the_buckets_state(pg: Engine, loads: list[Any]) -> No
                           f"WHERE grain = {dose_buckets.GRAIN_PHYSICIAN}"))
     assert_same_scorecards(pg, Filters.days(date(2025, 12, 1), None))
     assert len(loads) == 3 * first
+
+
+def test_cells_beyond_the_memory_cap_are_read_from_the_table(
+        pg: Engine, loads: list[Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Entries that do not fit MAX_BYTES are not kept (the least recently used go first; one
+    larger than the cap alone is never kept): every filter reads its cells again, the figures
+    the same as the scans'."""
+    generate(pg, procedures=600, seed=6, until=date(2026, 6, 30))
+    dose_buckets.refresh_buckets(pg)
+    with pg.connect() as conn:
+        stamp = month_cells.stamp_of(conn)
+        assert stamp is not None
+        one = month_cells.cells(conn, stamp, dose_buckets.QUANTITIES["dap_gycm2"],
+                                dose_buckets.GRAIN_PHYSICIAN, 0, True, None, None, {})
+        size = month_cells._bytes(one)  # the whole entry: no month or name left out
+        month_cells.clear()
+        monkeypatch.setattr(month_cells, "MAX_BYTES", size + 1)
+        for quantity in ("dap_gycm2", "fluoro_time_s", "dap_gycm2"):
+            month_cells.cells(conn, stamp, dose_buckets.QUANTITIES[quantity],
+                              dose_buckets.GRAIN_PHYSICIAN, 0, True, None, None, {})
+        assert len(month_cells._CACHE) == 1 and len(loads) == 4  # the first dap one dropped
+    monkeypatch.setattr(month_cells, "MAX_BYTES", 1)
+    month_cells.clear()
+    assert_same_scorecards(pg, Filters())
+    first = len(loads)
+    assert not month_cells._CACHE
+    assert_same_scorecards(pg, Filters.days(date(2026, 1, 1), None))
+    assert len(loads) > first and not month_cells._CACHE

@@ -44,6 +44,11 @@ APPLIED = ("physician_id", "procedure_type_id")
 #: Entries kept at most (one per quantity and dimension: KAP's and time's strata and bounds,
 #: KAP corrected's bounds; a second database's beside them).
 KEPT = 8
+#: The kept cells' bytes at most: about 70 MB at 10M records over two years with eight
+#: physicians, but cells grow with months x physicians x procedures, not with records. A site
+#: whose entries do not fit keeps the newest that do; one larger than this alone is read from
+#: the table each time, as before (RSS < 1 GB, issue 16).
+MAX_BYTES = 256 * 2**20
 
 
 @dataclass(frozen=True)
@@ -127,6 +132,7 @@ def cells(conn: Connection, stamp: Stamp, quantity: int, grain: int, dimension: 
                 _CACHE.pop(key, None)
             pending.set_exception(exc)
             raise
+        _within_bounds(key)
     every = pending.result()
     # the cells lie by month (`_by_month`): a period is one slice of cells and of buckets
     at = np.searchsorted(every.month, [_number(first) if first else 0,
@@ -142,6 +148,25 @@ def cells(conn: Connection, stamp: Stamp, quantity: int, grain: int, dimension: 
         if column in ids:
             keep &= np.isin(wanted, ids[column])
     return found if keep.all() else found.kept(keep)
+
+
+def _within_bounds(newest: tuple[Any, ...]) -> None:
+    """Drop the least recently used entries until the kept cells fit MAX_BYTES (the newest
+    too, where it alone does not fit)."""
+    with _LOCK:
+        sizes = {k: _bytes(f.result()) for k, f in _CACHE.items() if f.done()
+                 and f.exception() is None}
+        total = sum(sizes.values())
+        for key in [k for k in _CACHE if k != newest] + [newest]:
+            if total <= MAX_BYTES:
+                return
+            if key in sizes:
+                del _CACHE[key]
+                total -= sizes[key]
+
+
+def _bytes(cells: CellColumns) -> int:
+    return sum(x.nbytes for x in vars(cells).values())
 
 
 def _number(month: str) -> int:
