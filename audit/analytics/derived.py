@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select, text
+from sqlalchemy.orm.attributes import flag_modified
 
 from audit.analytics.snapshot import INCREMENTAL_LIMIT, _changed_records
 from audit.errors import AuditError
@@ -79,6 +80,8 @@ def refresh_versioned(engine: Engine, state: type[Any], rules: int, lock_key: in
                 found.data_version, found.rules = now, rules
                 for name, value in (also or {}).items():
                     setattr(found, name, value)
+                if force:  # a repair rewrites the row even at the same values: what a process
+                    flag_modified(found, "data_version")  # keeps of the table is read again
             return now
 
     return retrying(work)

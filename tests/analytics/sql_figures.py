@@ -13,7 +13,7 @@ from sqlalchemy import Engine, event
 
 from audit.analytics.safety import SAFETY_FLAGS
 from audit.analytics.source import FigureSource
-from audit.analytics.sql import counts, summary_counts
+from audit.analytics.sql import counts, month_cells, summary_counts
 from audit.analytics.sql.facts import refresh_facts
 from audit.analytics.sql.scope import Scope
 from audit.analytics.sql.source import COMPLIANCE_PAGE, SqlSource
@@ -130,17 +130,30 @@ FACT_SCAN = re.compile(r"\bFROM record_fact\b", re.IGNORECASE)
 SUMMARY_READ = re.compile(r"\bFROM daily_summary\b", re.IGNORECASE)
 
 
+#: What `statements` notes for a selection of the dose buckets' cells kept in the process
+#: (month_cells: no statement, or one read of every month the first time).
+KEPT_CELLS = "SELECT ... FROM dose_bucket (the cells kept in the process, month_cells)"
+
+
 @contextmanager
 def statements(engine: Engine) -> Iterator[list[str]]:
-    """The SQL statements run on the engine meanwhile (what a figure read)."""
+    """The SQL statements run on the engine meanwhile (what a figure read), and KEPT_CELLS for
+    each selection of kept dose bucket cells."""
     seen: list[str] = []
 
     def note(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
         seen.append(statement)
+
+    def kept(*args: Any, **kwargs: Any) -> Any:
+        seen.append(KEPT_CELLS)
+        return cells(*args, **kwargs)
+    cells = month_cells.cells
     event.listen(engine, "before_cursor_execute", note)
+    month_cells.cells = kept  # type: ignore[assignment]
     try:
         yield seen
     finally:
+        month_cells.cells = cells  # type: ignore[assignment]
         event.remove(engine, "before_cursor_execute", note)
 
 

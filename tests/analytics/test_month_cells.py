@@ -55,9 +55,10 @@ def canonical(cells: CellColumns) -> np.ndarray:
 
 def test_every_selection_equals_the_tables_read(pg: Engine, loads: list[Any]) -> None:
     """Every period of whole months (open ends too) with no name, a physician, two procedures
-    and both: the kept cells equal dose_bucket's rows read with the same conditions, buckets,
-    records and bounds, for the strata and the unsplit cells; one read a quantity and
-    dimension."""
+    and both (the room grain: a room, a site, rooms with procedures, a physician it does not
+    hold): the kept cells equal dose_bucket's rows read with the same conditions, buckets,
+    records and bounds, for the physicians' strata and unsplit cells and the rooms' cells;
+    one read a grain and dimension."""
     generate(pg, procedures=1500, seed=3, until=date(2026, 6, 30))
     dose_buckets.refresh_buckets(pg)
     s = DoseBucket
@@ -72,22 +73,29 @@ def test_every_selection_equals_the_tables_read(pg: Engine, loads: list[Any]) ->
             {}, {"physician_id": physicians[:1]}, {"procedure_type_id": types[1:3]},
             {"physician_id": physicians[1:3], "procedure_type_id": types[:1]}]
         periods = [(None, None), *combinations([None, *months[::3], "2099-01"], 2)]
+        rooms = sorted(conn.scalars(text("SELECT id FROM room")))
+        sites = sorted(conn.scalars(text("SELECT id FROM site")))
         compared = 0
-        for dimension, bounds in ((dose_buckets.STRATUM, False), (0, True)):
+        for grain, dimension, bounds in ((dose_buckets.GRAIN_PHYSICIAN, dose_buckets.STRATUM,
+                                          False), (dose_buckets.GRAIN_PHYSICIAN, 0, True),
+                                         (dose_buckets.GRAIN_ROOM, 0, True)):
+            if grain == dose_buckets.GRAIN_ROOM:  # the room grain: its rooms and sites too
+                names = [{}, {"room_id": rooms[:1]}, {"site_id": sites[:1]},
+                         {"room_id": rooms[1:3], "procedure_type_id": types[:2]},
+                         {"physician_id": physicians[:1]}]  # none at this grain: no cell
             for (first, last), ids in [(p, i) for p in periods for i in names]:
-                where = [s.quantity == quantity, s.grain == dose_buckets.GRAIN_PHYSICIAN,
-                         s.dimension == dimension]
+                where = [s.quantity == quantity, s.grain == grain, s.dimension == dimension]
                 where += [] if first is None else [s.month >= first]
                 where += [] if last is None else [s.month < last]
                 where += [getattr(s, k).in_(v) for k, v in ids.items()]
                 table = read_cells(conn, *where, bounds=bounds, months=True)
-                kept = month_cells.cells(conn, stamp, quantity, dose_buckets.GRAIN_PHYSICIAN,
-                                         dimension, bounds, first, last, ids)
+                kept = month_cells.cells(conn, stamp, quantity, grain, dimension, bounds,
+                                         first, last, ids)
                 np.testing.assert_array_equal(canonical(kept), canonical(table),
                                               err_msg=f"{first}..{last} {ids} {dimension}")
                 compared += len(table.n) > 0
-    assert compared > 60
-    assert len(loads) == 2  # the strata and the unsplit cells, each read once
+    assert compared > 100
+    assert len(loads) == 3  # each grain and dimension read once
 
 
 def test_a_filter_change_reads_no_cell_and_equals_the_scans(pg: Engine,

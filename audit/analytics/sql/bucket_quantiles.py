@@ -13,9 +13,9 @@ How (two phases, both exact):
    quantiles of its values when the table was built (`dose_bucket_edge`; width_bucket's lower
    bounds). `dose_bucket` counts the final records per bucket, month and type, again per room
    (and its site) and per physician (`grain`), with the bucket's least and greatest value.
-   Summing the rows of the filters' months (and counting the records of the days of a month
-   the period cuts, from the record facts) gives each group's exact count per bucket, so the
-   bucket holding the k-th value, and its rank inside the bucket, are known.
+   Summing the rows of the filters' months (kept in the process: month_cells; and counting
+   the records of the days of a month the period cuts, from the record facts) gives each
+   group's exact count per bucket: the bucket holding the k-th value and its rank in it.
 2. **Which value.** Where the bucket's least and greatest value are equal (the value is known:
    ties are common, C-arms print a few digits) nothing more is read. Otherwise the bucket's
    records under the filters are read by value range through an index of the record facts on
@@ -34,7 +34,6 @@ not both a room (or site) and a physician filter, a period of whole UTC days, no
 half second before a month's start or the period's bounds (the frame rounds instants to whole
 seconds: summary_counts.edges_clear), and a quantity in QUANTITIES. Otherwise the scan
 (audit.analytics.sql.dose).
-
 """
 
 from __future__ import annotations
@@ -52,6 +51,7 @@ from sqlalchemy import Connection, Engine, and_, func, or_, select
 
 from audit.analytics.daily_summary import month_start, next_month
 from audit.analytics.snapshot import Snapshot
+from audit.analytics.sql import month_cells
 from audit.analytics.sql.bucket_ranges import Ranges
 from audit.analytics.sql.dose_buckets import (
     FACTS,
@@ -166,10 +166,8 @@ def _counts(conn: Connection, filters: Filters, quantity: str,
     where, on_facts, edges = conditions
     s = DoseBucket
     keys = [s.procedure_type_id, *([s.room_id] if by_room else [])]
-    where.append(s.dimension == 0)
     n: dict[tuple[int, ...], np.ndarray] = {}
-    low: dict[tuple[int, ...], np.ndarray] = {}
-    high: dict[tuple[int, ...], np.ndarray] = {}
+    low, high = dict(n), dict(n)
 
     def add(key: tuple[int, ...], counts: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> None:
         if key not in n:
@@ -184,9 +182,12 @@ def _counts(conn: Connection, filters: Filters, quantity: str,
         low[key][:len(lo)] = np.minimum(low[key][:len(lo)], lo)
         high[key][:len(hi)] = np.maximum(high[key][:len(hi)], hi)
 
-    for *key, held, counts, lo, hi in conn.execute(
-            select(*keys, s.buckets, s.records, s.low, s.high).where(*where)):
-        add(tuple(int(k) for k in key), *dense_cell(held, counts, lo, hi))
+    read = month_cells.reader(conn, filters, quantity, grain_of(filters, by_room))
+    for key, found in month_cells.per_key(read(0, True), by_room).items() if read else (
+            (tuple(int(k) for k in row[:-4]), dense_cell(*row[-4:])) for row in conn.execute(
+                select(*keys, s.buckets, s.records, s.low, s.high)
+                .where(*where, s.dimension == 0))):
+        add(key, *found)
     if edges:  # the days of the months the period cuts, from the facts
         v = value_of(quantity)
         bucket = bucket_of(conn, v, quantity)

@@ -27,8 +27,8 @@ from audit.storage.models import DoseBucket
 class CellColumns:
     """Cells column-wise: per cell its part, physician, type and number of buckets held
     (`lengths`); per bucket held, cell by cell, its bucket number `b`, records `n` and,
-    where asked (`bounds`), its least and greatest value `lo`, `hi`; where asked, each cell's
-    month as a number (`month`: 202611 for 2026-11)."""
+    where asked (`bounds`), its least and greatest value `lo`, `hi`; where asked (`months`),
+    each cell's month as a number (`month`: 202611 for 2026-11), room and site."""
 
     part: np.ndarray
     physician: np.ndarray
@@ -39,28 +39,32 @@ class CellColumns:
     lo: np.ndarray
     hi: np.ndarray
     month: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    room: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    site: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
 
     @classmethod
     def empty(cls) -> CellColumns:
         i, f = np.empty(0, dtype=np.int64), np.empty(0)
-        return cls(i, i, i, i, i, i, f, f, i)
+        return cls(i, i, i, i, i, i, f, f, i, i, i)
 
     def kept(self, keep: np.ndarray) -> CellColumns:
         """The cells where `keep` (a boolean per cell) holds, with their buckets."""
         held = np.repeat(keep, self.lengths)
         bounded = len(self.lo) == len(held)
+        placed = len(self.month) == len(keep)
         return CellColumns(self.part[keep], self.physician[keep], self.type[keep],
                            self.lengths[keep], self.b[held], self.n[held],
                            self.lo[held] if bounded else self.lo,
                            self.hi[held] if bounded else self.hi,
-                           self.month[keep] if len(self.month) == len(keep) else self.month)
+                           *((x[keep] if placed else x) for x in (self.month, self.room,
+                                                                   self.site)))
 
 
 def read_cells(conn: Connection, *where: Any, bounds: bool = False,
                months: bool = False) -> CellColumns:
     """The cells of dose_bucket matching `where`, column-wise (module doc). `bounds`: also
     each bucket's least and greatest value (the unsplit cells hold them); `months`: each
-    cell's month."""
+    cell's month, room and site."""
     s = DoseBucket
     nothing = literal(b"")
     width = func.coalesce(func.length(s.buckets), 0)
@@ -73,8 +77,10 @@ def read_cells(conn: Connection, *where: Any, bounds: bool = False,
     if bounds:
         columns += [func.string_agg(s.low, nothing), func.string_agg(s.high, nothing)]
     if months:
-        columns.append(func.string_agg(func.int4send(cast(func.replace(s.month, "-", ""),
-                                                          Integer)), nothing))
+        columns += [func.string_agg(func.int4send(cast(func.replace(s.month, "-", ""),
+                                                       Integer)), nothing),
+                    func.string_agg(func.int4send(s.room_id), nothing),
+                    func.string_agg(func.int4send(s.site_id), nothing)]
     compiled = select(*columns).where(*where).compile(
         dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
     # PostgreSQL's binary format: bytea as its bytes, not as hex text to parse
@@ -96,6 +102,6 @@ def read_cells(conn: Connection, *where: Any, bounds: bool = False,
     if bounds:
         lo = np.frombuffer(row[7] or b"", dtype="<f8")
         hi = np.frombuffer(row[8] or b"", dtype="<f8")
-    month = np.frombuffer(row[-1], dtype=">i4").astype(np.int64) if months else \
-        np.empty(0, dtype=np.int64)
-    return CellColumns(part, physician, type_, lengths, b, n, lo, hi, month)
+    month, room, site = ((np.frombuffer(x, dtype=">i4").astype(np.int64) for x in row[-3:])
+                         if months else (np.empty(0, dtype=np.int64),) * 3)
+    return CellColumns(part, physician, type_, lengths, b, n, lo, hi, month, room, site)

@@ -1,12 +1,13 @@
-"""The physician grain's month cells kept in the app process between filter changes, per
-state of the dose buckets: the Physicians tab's next period, physician or procedure selects
-its cells here instead of reading them from dose_bucket again.
+"""The dose buckets' month cells kept in the app process between filter changes, per state of
+the buckets: the Physicians tab's next period, physician or procedure selects its cells here
+instead of reading them from dose_bucket again, and so do the Dose page's quantiles (per type,
+per room: bucket_quantiles).
 
-Why: at 10M records a filter change on the tab read a year's cells five times (the strata and
-the bounds of KAP and time, KAP corrected's bounds): about 1.5 million buckets a read, 0.24 s
-of PostgreSQL and 0.05 s of decoding on the two cores the tab's other work needs. Every
-month's cells of one quantity at the physician grain are a few tens of MB in compact dtypes,
-and a filter change then costs a mask over them.
+Why: at 10M records a filter change on the Physicians tab read a year's cells five times (the
+strata and the bounds of KAP and time, KAP corrected's bounds): about 1.5 million buckets a
+read, 0.24 s of PostgreSQL and 0.05 s of decoding on the two cores the tab's other work needs.
+Every month's cells of one quantity at the physician grain are a few tens of MB in compact
+dtypes, and a filter change then costs a slice and a mask over them.
 
 Exactness: an entry holds what dose_bucket held in one snapshot and is used only in a snapshot
 that shows the same state: the same database (its oid: a database dropped and made again, or
@@ -17,8 +18,8 @@ database are dropped. Cells an insider edits behind the app's back without touch
 row are answered as they stood when read, as any snapshot would answer them; phase 2 checks
 the records it reads against the counts either way (bucket_mixtures).
 
-Only the physician grain without a room or site filter: the room x physician grain is five
-times larger and a room filter reads little of it.
+Not the room x physician grain (five times the physician grain's cells, and a room filter
+reads little of it): the Physicians tab under a room or site filter reads it from the table.
 """
 
 from __future__ import annotations
@@ -33,17 +34,17 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Connection, text
 
-from audit.analytics.sql.bucket_quantiles import months_of
 from audit.analytics.sql.cell_columns import CellColumns, read_cells
 from audit.analytics.sql.dose_buckets import GRAIN_PHYSICIAN, QUANTITIES
 from audit.filters import Filters
 from audit.storage.models import DoseBucket
 
-#: The name filters a cached read can apply itself (the physician grain holds both keys).
-APPLIED = ("physician_id", "procedure_type_id")
-#: Entries kept at most (one per quantity and dimension: KAP's and time's strata and bounds,
-#: KAP corrected's bounds; a second database's beside them).
-KEPT = 8
+#: The name filters a cached read applies itself, as dose_bucket's columns of the same names
+#: (a grain that does not hold a key has 0 there: a filter on it selects no cell, as in SQL).
+APPLIED = ("physician_id", "procedure_type_id", "room_id", "site_id")
+#: Entries kept at most (one per quantity, grain and dimension: the Physicians tab's KAP and
+#: time strata and bounds, KAP corrected's bounds; the Dose page's per type and per room).
+KEPT = 16
 #: The kept cells' bytes at most: about 70 MB at 10M records over two years with eight
 #: physicians, but cells grow with months x physicians x procedures, not with records. A site
 #: whose entries do not fit keeps the newest that do; one larger than this alone is read from
@@ -75,20 +76,43 @@ def stamp_of(conn: Connection) -> Stamp | None:
                  int(found[2]), int(found[3]))
 
 
-def reader(conn: Connection, filters: Filters,
-           quantity: str) -> Callable[[int, bool], CellColumns] | None:
-    """read(dimension, bounds): the physician grain's cells under `filters` from the entries
-    (`cells`); None where they do not answer (a room or site filter, a name matching
-    nothing, before the first refresh)."""
-    if filters.rooms or filters.sites:
+def reader(conn: Connection, filters: Filters, quantity: str, grain: int = GRAIN_PHYSICIAN
+           ) -> Callable[[int, bool], CellColumns] | None:
+    """read(dimension, bounds): the grain's cells under `filters` from the entries (`cells`);
+    None where they do not answer (the physician grain under a room or site filter: the room
+    x physician grain answers it; a name matching nothing; before the first refresh)."""
+    if grain == GRAIN_PHYSICIAN and (filters.rooms or filters.sites):
         return None
     ids = filters.name_ids(conn)
     stamp = stamp_of(conn)
     if ids is None or stamp is None or set(ids) - set(APPLIED):
         return None
+    from audit.analytics.sql.bucket_quantiles import months_of  # it reads the cells here
+
     first, last, _ = months_of(filters)
-    return lambda dimension, bounds: cells(conn, stamp, QUANTITIES[quantity], GRAIN_PHYSICIAN,
+    return lambda dimension, bounds: cells(conn, stamp, QUANTITIES[quantity], grain,
                                            dimension, bounds, first, last, ids)
+
+
+def per_key(found: CellColumns, by_room: bool) -> dict[tuple[int, ...], tuple[np.ndarray, ...]]:
+    """Per type (and room, `by_room`): the records, least and greatest value of each bucket
+    summed over the cells (dense up to the last bucket held; +inf and -inf where none), as
+    bucket_quantiles counts its groups."""
+    keys = np.column_stack([found.type, *([found.room] if by_room else [])]).astype(np.int64)
+    if len(keys) == 0:
+        return {}
+    groups, at = np.unique(keys, axis=0, return_inverse=True)
+    group = np.repeat(at.reshape(-1), found.lengths)  # each bucket's group
+    width = int(found.b.max(initial=0)) + 1
+    slot = group * width + found.b
+    n = np.bincount(slot, weights=found.n, minlength=len(groups) * width).astype(np.int64)
+    lo, hi = np.full(len(n), np.inf), np.full(len(n), -np.inf)
+    np.minimum.at(lo, slot, found.lo)
+    np.maximum.at(hi, slot, found.hi)
+    last = np.full(len(groups), -1)
+    np.maximum.at(last, group, found.b)
+    return {tuple(key): tuple(x[g * width:g * width + int(last[g]) + 1] for x in (n, lo, hi))
+            for g, key in enumerate(groups.tolist())}
 
 
 _CACHE: OrderedDict[tuple[Any, ...], Future[CellColumns]] = OrderedDict()
@@ -138,13 +162,15 @@ def cells(conn: Connection, stamp: Stamp, quantity: int, grain: int, dimension: 
     at = np.searchsorted(every.month, [_number(first) if first else 0,
                                        _number(last) if last else 1_000_000])
     begin, end = (int(x) for x in np.concatenate([[0], np.cumsum(every.lengths)])[at])
-    found = CellColumns(*(x[at[0]:at[1]] for x in (every.part, every.physician, every.type,
-                                                    every.lengths)),
-                        every.b[begin:end], every.n[begin:end],
+    cell = slice(int(at[0]), int(at[1]))
+    found = CellColumns(every.part[cell], every.physician[cell], every.type[cell],
+                        every.lengths[cell], every.b[begin:end], every.n[begin:end],
                         *((every.lo[begin:end], every.hi[begin:end]) if bounds else
-                          (every.lo, every.hi)), every.month[at[0]:at[1]])
+                          (every.lo, every.hi)), every.month[cell], every.room[cell],
+                        every.site[cell])
     keep = np.ones(len(found.month), dtype=bool)
-    for column, wanted in (("physician_id", found.physician), ("procedure_type_id", found.type)):
+    for column, wanted in (("physician_id", found.physician), ("procedure_type_id", found.type),
+                           ("room_id", found.room), ("site_id", found.site)):
         if column in ids:
             keep &= np.isin(wanted, ids[column])
     return found if keep.all() else found.kept(keep)
@@ -188,4 +214,5 @@ def _by_month(found: CellColumns) -> CellColumns:
                        found.type[order].astype(small), lengths.astype(small),
                        found.b[held].astype(np.int16), found.n[held].astype(small),
                        found.lo[held] if bounded else found.lo,
-                       found.hi[held] if bounded else found.hi, found.month[order].astype(small))
+                       found.hi[held] if bounded else found.hi,
+                       *(x[order].astype(small) for x in (found.month, found.room, found.site)))
