@@ -203,14 +203,14 @@ def _counts(conn: Connection, filters: Filters, quantity: str,
             los[int(b)], his[int(b)] = float(lo), float(hi)
             add(tuple(int(k) for k in key), counts, los, his)
     names = ["t", *(["room"] if by_room else []), "b", "n", "lo", "hi"]
-    parts = []
-    for key in sorted(n):
-        held = np.flatnonzero(n[key])
-        if len(held):
-            parts.append(pd.DataFrame({**{names[i]: key[i] for i in range(len(key))},
-                                       "b": held, "n": n[key][held],
-                                       "lo": low[key][held], "hi": high[key][held]}))
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=names)
+    order = sorted(n)  # one frame, not one a key
+    held = [np.flatnonzero(n[key]) for key in order]
+    if not sum(len(h) for h in held):
+        return pd.DataFrame(columns=names)
+    keyed = [np.repeat([k[i] for k in order], [len(h) for h in held]) for i in range(1 + by_room)]
+    picked = [np.concatenate([x[key][h] for key, h in zip(order, held, strict=True)])
+              for x in (n, low, high)]
+    return pd.DataFrame(dict(zip(names, [*keyed, np.concatenate(held), *picked], strict=True)))
 
 
 #: (group key, bucket): a bucket whose records phase 2 reads.
