@@ -40,30 +40,19 @@ TECHNIQUE = ("pulsed_recorded", "pulsed", "low_dose_recorded", "low_dose")
 
 
 def physician_counts(engine: Engine, summary_exact: Callable[[Connection, Filters], bool],
-                     lookups: Snapshot, filters: Filters, levels: pd.DataFrame
+                     lookups: Snapshot, filters: Filters, levels: pd.DataFrame,
+                     sums: Callable[[], pd.DataFrame | None] | None = None
                      ) -> tuple[np.ndarray, dict[str, pd.DataFrame]] | None:
     """counts.counted_parts' answer for the physician scorecard (the physicians' codes and
-    each part's frame), or None where the summaries do not answer (module doc)."""
-    if not count_summary.answerable(filters) or \
-            scanned_because(filters, by_physician=True) is not None:
+    each part's frame), or None where the summaries do not answer (module doc). `sums`: the
+    count summary's part (summary_sums) where another thread reads it, else read here."""
+    summed = sums() if sums is not None else summary_sums(engine, summary_exact, lookups,
+                                                          filters)
+    if summed is None:
         return None
-    with engine.connect() as conn:
-        if not summary_exact(conn, filters):
-            return None
-    count_summary.refresh_counts(engine, lookups=lookups)
     above = scorecard_buckets.above_counts(engine, lookups, filters, levels)
     if above is None:
         return None
-    s = CountSummary
-    names = ("records", *counts.COMPLIANCE_COUNTS, *TECHNIQUE)
-    with engine.connect() as conn:  # after the refresh's commit
-        without_jit(conn)
-        found = filters.id_conditions(conn, count_summary.TARGET)
-        rows = [] if found is None else conn.execute(
-            select(s.physician_id, *(func.sum(getattr(s, n)) for n in names))
-            .where(period_rows(filters, CountSummary), *found)
-            .group_by(s.physician_id).having(func.sum(s.records) > 0)).all()
-    summed = pd.DataFrame([tuple(r) for r in rows], columns=["g0", *names]).astype(np.int64)
     frame = summed.merge(above.rename(columns={"records": "measured"}), on="g0",
                          how="left").fillna(0).astype(np.int64)
     parts = pd.DataFrame({
@@ -75,6 +64,30 @@ def physician_counts(engine: Engine, summary_exact: Callable[[Connection, Filter
     return counts.split_parts(parts, KEEPS, lookups, "physician")
 
 
+def summary_sums(engine: Engine, summary_exact: Callable[[Connection, Filters], bool],
+                 lookups: Snapshot, filters: Filters) -> pd.DataFrame | None:
+    """Per physician (g0) the count summary's records, compliance and technique counts; None
+    where the summaries do not answer (module doc). Independent of the reference levels: it
+    is read while they are computed."""
+    if not count_summary.answerable(filters) or \
+            scanned_because(filters, by_physician=True) is not None:
+        return None
+    with engine.connect() as conn:
+        if not summary_exact(conn, filters):
+            return None
+    count_summary.refresh_counts(engine, lookups=lookups)
+    s = CountSummary
+    names = ("records", *counts.COMPLIANCE_COUNTS, *TECHNIQUE)
+    with engine.connect() as conn:  # after the refresh's commit
+        without_jit(conn)
+        found = filters.id_conditions(conn, count_summary.TARGET)
+        rows = [] if found is None else conn.execute(
+            select(s.physician_id, *(func.sum(getattr(s, n)) for n in names))
+            .where(period_rows(filters, CountSummary), *found)
+            .group_by(s.physician_id).having(func.sum(s.records) > 0)).all()
+    return pd.DataFrame([tuple(r) for r in rows], columns=["g0", *names]).astype(np.int64)
+
+
 def physician_work(engine: Engine, summary_exact: Callable[[Connection, Filters], bool],
                    levels_of: Callable[[], pd.DataFrame]) -> Callable[[Scope], pd.DataFrame]:
     """SqlSource's computation of the physician scorecard: its medians and counts from the
@@ -83,13 +96,15 @@ def physician_work(engine: Engine, summary_exact: Callable[[Connection, Filters]
     one reads the reference levels in force (`levels_of`: the local DRLs of the period, a
     figure of their own) and the counts: at 10M records each is a tenth of a second or two."""
     def work(scope: Scope) -> pd.DataFrame:
-        with ThreadPoolExecutor(1) as pool:
+        with ThreadPoolExecutor(2) as pool:
             medians = pool.submit(scorecard_buckets.per_level_medians, engine, scope.lookups,
                                   scope.filters)
+            sums = pool.submit(summary_sums, engine, summary_exact, scope.lookups,
+                               scope.filters)
             levels = levels_of()
             return scorecard.physician_scorecard(scope, levels, lambda *_: medians.result(),
                                                  partial(physician_counts, engine,
-                                                         summary_exact))
+                                                         summary_exact, sums=sums.result))
     return work
 
 
