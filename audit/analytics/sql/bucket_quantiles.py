@@ -47,9 +47,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, Engine, and_, func, or_, select
+from sqlalchemy import Connection, Engine, func, or_, select
 
-from audit.analytics.daily_summary import month_start, next_month
 from audit.analytics.snapshot import Snapshot
 from audit.analytics.sql import month_cells
 from audit.analytics.sql.bucket_ranges import Ranges
@@ -67,7 +66,8 @@ from audit.analytics.sql.dose_buckets import (
     rules_of,
     value_of,
 )
-from audit.analytics.sql.records import HALF_SECOND, period_conditions
+from audit.analytics.sql.month_cells import months_of
+from audit.analytics.sql.records import HALF_SECOND
 from audit.analytics.sql.scope import Scope
 from audit.analytics.sql.summary_counts import edges_clear
 from audit.filters import Filters
@@ -111,30 +111,6 @@ def grain_of(filters: Filters, by_room: bool) -> int:
     if by_room or filters.rooms or filters.sites:
         return GRAIN_ROOM
     return GRAIN_PHYSICIAN if filters.physicians else GRAIN_TYPE
-
-
-def months_of(filters: Filters) -> tuple[str | None, str | None, list[Any]]:
-    """(first whole month, month after the last whole one, as 'YYYY-MM'; None: open) and the
-    conditions on the facts that select the period's records outside those whole months."""
-    start = None if filters.start is None else filters.start.astimezone(UTC).date()
-    before = None if filters.before is None else filters.before.astimezone(UTC).date()
-    first = None if start is None else (start if start.day == 1 else next_month(start))
-    last = None if before is None else month_start(before)
-    period = period_conditions(filters)
-    if first is not None and last is not None and first >= last:  # no whole month
-        return "9999-12", "0000-01", [and_(*period)] if period else []
-    at = RecordFact.performed_at
-    edges = []
-    if first is not None and start is not None and first != start:
-        edges.append(and_(*period, at < _instant(first) - HALF_SECOND))
-    if last is not None and before is not None and last != before:
-        edges.append(and_(*period, at >= _instant(last) - HALF_SECOND))
-    return (None if first is None else first.strftime("%Y-%m"),
-            None if last is None else last.strftime("%Y-%m"), edges)
-
-
-def _instant(day: Any) -> datetime:
-    return datetime.combine(day, datetime.min.time(), UTC)
 
 
 def cell_conditions(conn: Connection, filters: Filters, quantity: str, by_room: bool,

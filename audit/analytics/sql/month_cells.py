@@ -1,7 +1,8 @@
 """The dose buckets' month cells kept in the app process between filter changes, per state of
 the buckets: the Physicians tab's next period, physician or procedure selects its cells here
 instead of reading them from dose_bucket again, and so do the Dose page's quantiles (per type,
-per room: bucket_quantiles).
+per room: bucket_quantiles). Also which whole months a period covers (`months_of`: the cells
+answer those, the record facts the days of the months it cuts).
 
 Why: at 10M records a filter change on the Physicians tab read a year's cells five times (the
 strata and the bounds of KAP and time, KAP corrected's bounds): about 1.5 million buckets a
@@ -29,15 +30,18 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, and_, text
 
+from audit.analytics.daily_summary import month_start, next_month
 from audit.analytics.sql.cell_columns import CellColumns, read_cells
 from audit.analytics.sql.dose_buckets import GRAIN_PHYSICIAN, QUANTITIES
+from audit.analytics.sql.records import HALF_SECOND, period_conditions
 from audit.filters import Filters
-from audit.storage.models import DoseBucket
+from audit.storage.models import DoseBucket, RecordFact
 
 #: The name filters a cached read applies itself, as dose_bucket's columns of the same names
 #: (a grain that does not hold a key has 0 there: a filter on it selects no cell, as in SQL).
@@ -76,6 +80,30 @@ def stamp_of(conn: Connection) -> Stamp | None:
                  int(found[2]), int(found[3]))
 
 
+def months_of(filters: Filters) -> tuple[str | None, str | None, list[Any]]:
+    """(first whole month, month after the last whole one, as 'YYYY-MM'; None: open) and the
+    conditions on the facts that select the period's records outside those whole months."""
+    start = None if filters.start is None else filters.start.astimezone(UTC).date()
+    before = None if filters.before is None else filters.before.astimezone(UTC).date()
+    first = None if start is None else (start if start.day == 1 else next_month(start))
+    last = None if before is None else month_start(before)
+    period = period_conditions(filters)
+    if first is not None and last is not None and first >= last:  # no whole month
+        return "9999-12", "0000-01", [and_(*period)] if period else []
+    at = RecordFact.performed_at
+    edges = []
+    if first is not None and start is not None and first != start:
+        edges.append(and_(*period, at < _instant(first) - HALF_SECOND))
+    if last is not None and before is not None and last != before:
+        edges.append(and_(*period, at >= _instant(last) - HALF_SECOND))
+    return (None if first is None else first.strftime("%Y-%m"),
+            None if last is None else last.strftime("%Y-%m"), edges)
+
+
+def _instant(day: Any) -> datetime:
+    return datetime.combine(day, datetime.min.time(), UTC)
+
+
 def reader(conn: Connection, filters: Filters, quantity: str, grain: int = GRAIN_PHYSICIAN
            ) -> Callable[[int, bool], CellColumns] | None:
     """read(dimension, bounds): the grain's cells under `filters` from the entries (`cells`);
@@ -87,8 +115,6 @@ def reader(conn: Connection, filters: Filters, quantity: str, grain: int = GRAIN
     stamp = stamp_of(conn)
     if ids is None or stamp is None or set(ids) - set(APPLIED):
         return None
-    from audit.analytics.sql.bucket_quantiles import months_of  # it reads the cells here
-
     first, last, _ = months_of(filters)
     return lambda dimension, bounds: cells(conn, stamp, QUANTITIES[quantity], grain,
                                            dimension, bounds, first, last, ids)
