@@ -37,10 +37,7 @@ whole days), the caller scans.
 from __future__ import annotations
 
 import math
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -62,9 +59,10 @@ from audit.analytics.sql.dose_buckets import (
     facts_of,
     value_of,
 )
+from audit.analytics.sql.kept import Kept
 from audit.analytics.sql.records import period_conditions
 from audit.filters import Filters
-from audit.storage.models import DoseBucket, DoseBucketState, RecordFact
+from audit.storage.models import DoseBucket, RecordFact
 
 
 def answerable(filters: Filters, quantity: str) -> bool:
@@ -87,43 +85,23 @@ class Strata:
     hi: np.ndarray
 
 
-#: The last few phase 1 results, by database, buckets' version and rules, filters, quantity:
-#: the physician scorecard's KAP per level and the adjusted scorecard's KAP (both asked at
-#: once on the Physicians tab, in two threads) read the same cells once.
-_READ: OrderedDict[tuple[Any, ...], Future[Strata | None]] = OrderedDict()
-_READ_LOCK = threading.Lock()
-_READ_KEPT = 4
+#: The last few phase 1 results, by the buckets' state (month_cells.stamp_of), filters and
+#: quantity: the physician scorecard's KAP per level and the adjusted scorecard's KAP (both
+#: asked at once on the Physicians tab, in two threads) read the same cells once.
+_READ: Kept[Strata | None] = Kept(4)
 
 
 def read_strata(conn: Connection, filters: Filters, quantity: str,
                 whole: bool = False) -> Strata | None:
-    """_read_strata, once per buckets' version for the same question (`_READ`): a second
+    """_read_strata, once per buckets' state for the same question (`_READ`): a second
     caller waits for the first one's read."""
-    version = tuple(conn.execute(select(DoseBucketState.data_version,
-                                        DoseBucketState.rules)).one())
-    key = (conn.engine.url.render_as_string(), version, filters, quantity, whole)
-    with _READ_LOCK:
-        pending = _READ.get(key)
-        mine = pending is None
-        if pending is None:
-            pending = _READ[key] = Future()
-            while len(_READ) > _READ_KEPT:
-                _READ.popitem(last=False)
-    if not mine:
-        return pending.result()
-    try:
-        found = _read_strata(conn, filters, quantity, whole)
-    except BaseException as exc:
-        with _READ_LOCK:
-            _READ.pop(key, None)
-        pending.set_exception(exc)
-        raise
-    pending.set_result(found)
-    return found
+    stamp = month_cells.stamp_of(conn)
+    return _READ.get((stamp, conn.engine.url.render_as_string(), filters, quantity, whole),
+                     lambda: _read_strata(conn, filters, quantity, whole, stamp))
 
 
-def _read_strata(conn: Connection, filters: Filters, quantity: str,
-                 whole: bool = False) -> Strata | None:
+def _read_strata(conn: Connection, filters: Filters, quantity: str, whole: bool = False,
+                 stamp: month_cells.Stamp | None = None) -> Strata | None:
     """The components' records per bucket under the filters: the cells of the whole months
     (kept in the process between filter changes where month_cells answers), the record facts
     of the days of the months the period cuts; None when a name matches nothing. `whole`: a
@@ -138,8 +116,9 @@ def _read_strata(conn: Connection, filters: Filters, quantity: str,
         return None
     where, on_facts, edges = conditions
     s = DoseBucket
-    read = month_cells.reader(conn, filters, quantity) or (lambda dimension, bounds: read_cells(
-        conn, *where, s.dimension == dimension, bounds=bounds))
+    read = month_cells.reader(conn, filters, quantity, stamp=stamp) or (
+        lambda dimension, bounds: read_cells(conn, *where, s.dimension == dimension,
+                                             bounds=bounds))
     if whole:  # KAP corrected: the unsplit cells are the components and their bounds
         split = unsplit = read(0, True)
     elif not by_room:

@@ -25,10 +25,7 @@ reads little of it): the Physicians tab under a room or site filter reads it fro
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -39,6 +36,7 @@ from sqlalchemy import Connection, and_, text
 from audit.analytics.daily_summary import month_start, next_month
 from audit.analytics.sql.cell_columns import CellColumns, read_cells
 from audit.analytics.sql.dose_buckets import GRAIN_PHYSICIAN, QUANTITIES
+from audit.analytics.sql.kept import Kept
 from audit.analytics.sql.records import HALF_SECOND, period_conditions
 from audit.filters import Filters
 from audit.storage.models import DoseBucket, RecordFact
@@ -104,15 +102,16 @@ def _instant(day: Any) -> datetime:
     return datetime.combine(day, datetime.min.time(), UTC)
 
 
-def reader(conn: Connection, filters: Filters, quantity: str, grain: int = GRAIN_PHYSICIAN
-           ) -> Callable[[int, bool], CellColumns] | None:
+def reader(conn: Connection, filters: Filters, quantity: str, grain: int = GRAIN_PHYSICIAN,
+           stamp: Stamp | None = None) -> Callable[[int, bool], CellColumns] | None:
     """read(dimension, bounds): the grain's cells under `filters` from the entries (`cells`);
     None where they do not answer (the physician grain under a room or site filter: the room
-    x physician grain answers it; a name matching nothing; before the first refresh)."""
+    x physician grain answers it; a name matching nothing; before the first refresh).
+    `stamp`: stamp_of(conn) where the caller read it already."""
     if grain == GRAIN_PHYSICIAN and (filters.rooms or filters.sites):
         return None
     ids = filters.name_ids(conn)
-    stamp = stamp_of(conn)
+    stamp = stamp or stamp_of(conn)
     if ids is None or stamp is None or set(ids) - set(APPLIED):
         return None
     first, last, _ = months_of(filters)
@@ -141,14 +140,12 @@ def per_key(found: CellColumns, by_room: bool) -> dict[tuple[int, ...], tuple[np
             for g, key in enumerate(groups.tolist())}
 
 
-_CACHE: OrderedDict[tuple[Any, ...], Future[CellColumns]] = OrderedDict()
-_LOCK = threading.Lock()
+_CACHE: Kept[CellColumns] = Kept(KEPT)
 
 
 def clear() -> None:
     """Forget every entry (tests; a process that wants its memory back)."""
-    with _LOCK:
-        _CACHE.clear()
+    _CACHE.clear()
 
 
 def cells(conn: Connection, stamp: Stamp, quantity: int, grain: int, dimension: int,
@@ -157,33 +154,15 @@ def cells(conn: Connection, stamp: Stamp, quantity: int, grain: int, dimension: 
     """The cells of one quantity, grain and dimension in the months [first, last) ('YYYY-MM',
     None: open) of the physicians and procedures in `ids` (a key absent: all), as read_cells
     returns them: from the entry for `stamp`, read in this snapshot (every month) when there
-    is none. A second caller for the same entry waits for the first one's read."""
+    is none (a second caller for the same entry waits for that read). The entries bounded by
+    MAX_BYTES."""
     key = (stamp, quantity, grain, dimension, bounds)
-    with _LOCK:
-        pending = _CACHE.get(key)
-        mine = pending is None
-        if pending is None:
-            for old in [k for k in _CACHE if k[0] != stamp and
-                        (k[0].url, k[0].database) == (stamp.url, stamp.database)]:
-                del _CACHE[old]  # an older state of this database
-            pending = _CACHE[key] = Future()
-            while len(_CACHE) > KEPT:
-                _CACHE.popitem(last=False)
-        else:
-            _CACHE.move_to_end(key)
-    if mine:
-        try:
-            s = DoseBucket
-            pending.set_result(_by_month(read_cells(
-                conn, s.quantity == quantity, s.grain == grain, s.dimension == dimension,
-                bounds=bounds, months=True)))
-        except BaseException as exc:
-            with _LOCK:
-                _CACHE.pop(key, None)
-            pending.set_exception(exc)
-            raise
-        _within_bounds(key)
-    every = pending.result()
+    s = DoseBucket
+    every = _CACHE.get(key, lambda: _by_month(read_cells(
+        conn, s.quantity == quantity, s.grain == grain, s.dimension == dimension,
+        bounds=bounds, months=True)), stale=lambda old: old[0] != stamp and
+        (old[0].url, old[0].database) == (stamp.url, stamp.database))  # this database's older
+    _CACHE.fit(_bytes, MAX_BYTES, key)
     # the cells lie by month (`_by_month`): a period is one slice of cells and of buckets
     at = np.searchsorted(every.month, [_number(first) if first else 0,
                                        _number(last) if last else 1_000_000])
@@ -200,21 +179,6 @@ def cells(conn: Connection, stamp: Stamp, quantity: int, grain: int, dimension: 
         if column in ids:
             keep &= np.isin(wanted, ids[column])
     return found if keep.all() else found.kept(keep)
-
-
-def _within_bounds(newest: tuple[Any, ...]) -> None:
-    """Drop the least recently used entries until the kept cells fit MAX_BYTES (the newest
-    too, where it alone does not fit)."""
-    with _LOCK:
-        sizes = {k: _bytes(f.result()) for k, f in _CACHE.items() if f.done()
-                 and f.exception() is None}
-        total = sum(sizes.values())
-        for key in [k for k in _CACHE if k != newest] + [newest]:
-            if total <= MAX_BYTES:
-                return
-            if key in sizes:
-                del _CACHE[key]
-                total -= sizes[key]
 
 
 def _bytes(cells: CellColumns) -> int:
