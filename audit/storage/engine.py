@@ -103,10 +103,22 @@ def make_engine(url: str | None = None, *, foreign_keys: bool = True, **kwargs: 
         _sqlite_connect_hooks(engine, foreign_keys)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
+    kwargs.setdefault("pool_size", PG_POOL_SIZE)
     engine = create_engine(url, **kwargs)
     _postgresql_connect_hooks(engine)
     return engine
 
+
+#: Connections a PostgreSQL engine keeps open between requests (SQLAlchemy's default is 5, with
+#: 10 more opened and closed as needed). One page's figures ask up to 12 at once (the Dose
+#: page's Physicians tab: two scorecards, each quantity in a snapshot of its own, the counts in
+#: threads beside them); with 5 kept, every filter change opened and closed 5 new server
+#: connections (a backend started and a password exchange each: 25-30 ms of the tab's 0.32 s
+#: at 10M records). 16 leaves room for a second person's request; SQLAlchemy's 10 more are
+#: opened under a burst (at most 26 per app process: PostgreSQL's default max_connections is
+#: 100). Fewer is no saving: a figure holds its snapshot's connection while its threads open
+#: theirs, so a pool that cannot give a page all it asks stalls it until the pool's timeout.
+PG_POOL_SIZE = 16
 
 #: How often a PostgreSQL server checks, during a long statement, that the process that sent it
 #: is still there (client_connection_check_interval, PostgreSQL 14+; ms).
