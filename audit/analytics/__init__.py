@@ -60,7 +60,7 @@ if TYPE_CHECKING:
     from audit.analytics.source import figure_source as figure_source
     from audit.analytics.source import uses_sql as uses_sql
     from audit.analytics.sql.as_of import AsOf as AsOf
-    from audit.analytics.sql.bucket_quantiles import scanned_because as scanned_because
+    from audit.analytics.sql.bucket_snapshot import scanned_because as scanned_because
     from audit.analytics.sql.source import SqlSource as SqlSource
     from audit.analytics.sql.stale import Served as Served
     from audit.analytics.sql.warm import warm_figures as warm_figures
@@ -136,7 +136,7 @@ _PUBLIC = {
     "uses_sql": "audit.analytics.source",
     "SqlSource": "audit.analytics.sql.source",
     # why the Dose page's figures sort every selected record (the dose buckets cannot answer)
-    "scanned_because": "audit.analytics.sql.bucket_quantiles",
+    "scanned_because": "audit.analytics.sql.bucket_snapshot",
     # figures shared by every app process, and the warmer (PostgreSQL)
     "figures_version": "audit.analytics.figure_changes",
     "changes_since": "audit.analytics.figure_changes",

@@ -21,7 +21,14 @@ import pandas as pd
 import pytest
 from sqlalchemy import Engine, delete, func, select
 
-from audit.analytics.sql import bucket_quantiles, dose, dose_buckets, month_cells, reference
+from audit.analytics.sql import (
+    bucket_quantiles,
+    bucket_snapshot,
+    dose,
+    dose_buckets,
+    month_cells,
+    reference,
+)
 from audit.analytics.sql.facts import refresh_facts
 from audit.analytics.sql.scope import Scope
 from audit.analytics.sql.source import SqlSource
@@ -41,7 +48,7 @@ from tests.conftest import Databases, valid_record
 BUCKET_READ = re.compile(r"\bFROM dose_bucket\b", re.IGNORECASE)
 QUANTITIES = tuple(dose_buckets.QUANTITIES)
 #: The hand-checked fixture's filters the buckets answer, and periods cut inside months.
-ANSWERED = [f for f in CASES if bucket_quantiles.answerable(f, QUANTITIES[0])] + [
+ANSWERED = [f for f in CASES if bucket_snapshot.answerable(f, QUANTITIES[0])] + [
     Filters.days(date(2026, 1, 15), date(2026, 3, 9)),
     Filters.days(date(2026, 2, 1), date(2026, 3, 31), rooms=("R1",)),
     Filters.days(None, date(2026, 2, 27), physicians=("Dr. A",)),
@@ -141,10 +148,10 @@ def test_what_the_buckets_cannot_answer_is_scanned(pg_engine: Engine) -> None:
                     Filters(rooms=("R3",), physicians=("Dr. B",)),
                     Filters(record_ids=(1, 2, 3)),
                     Filters(include_voided=True)]:
-        assert not bucket_quantiles.answerable(filters, QUANTITIES[0])
+        assert not bucket_snapshot.answerable(filters, QUANTITIES[0])
         # the DRLs are the period's, whatever the other filters: from the buckets
         assert_same_figures(pg_engine, filters, answered=False, levels_answered=True)
-    assert not bucket_quantiles.answerable(Filters(), "weight_kg")  # not a dose quantity
+    assert not bucket_snapshot.answerable(Filters(), "weight_kg")  # not a dose quantity
 
 
 def test_a_record_at_a_half_second_edge_is_scanned(pg: Engine) -> None:
@@ -168,7 +175,7 @@ def test_a_write_between_the_refresh_and_the_read_is_scanned(pg: Engine) -> None
     lookups = sql.lookups
     refresh_facts(pg)  # the facts move on; the buckets' refresh is skipped below
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(bucket_quantiles, "refresh_buckets", lambda *a, **k: 0)
+        patch.setattr(bucket_snapshot, "refresh_buckets", lambda *a, **k: 0)
         found = bucket_quantiles.quantiles(pg, lookups, Filters(), QUANTITIES[0], False, (0.5,))
     assert found is None  # their versions differ: the caller scans
     assert_same_figures(pg, Filters())  # refreshed: from the buckets again, and equal

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import Engine
 
-from audit.analytics.sql import bucket_quantiles, dose, reference
+from audit.analytics.sql import bucket_snapshot, dose, reference
 from audit.analytics.sql.source import SqlSource
 from audit.errors import ValidationFailed
 from audit.filters import Filters
@@ -46,7 +46,7 @@ def test_a_tabs_figures_asked_ahead_run_together_and_once(
     monkeypatch.setattr(dose, "dose_distribution", distribution)
     monkeypatch.setattr(reference, "local_drls", drls)
     # the scans these wrap (the dose buckets would answer in a few milliseconds)
-    monkeypatch.setattr(bucket_quantiles, "answerable", lambda *args: False)
+    monkeypatch.setattr(bucket_snapshot, "answerable", lambda *args: False)
     source = SqlSource(pg_engine, shared=False)
     chosen = Filters(procedures=("TFESI",))
     futures = source.ahead(lambda s: s.dose_distribution(chosen, "dap_gycm2"),

@@ -30,9 +30,9 @@ from audit.analytics.sql.bucket_quantiles import (
     finish,
     plan,
     read_ranks,
-    snapshot,
 )
 from audit.analytics.sql.bucket_ranges import Ranges, edges_of
+from audit.analytics.sql.bucket_snapshot import snapshot
 from audit.analytics.sql.dose import DOSE_PAGE, dose_page_together, page_frames
 from audit.analytics.sql.dose_buckets import (
     DIMENSIONS,

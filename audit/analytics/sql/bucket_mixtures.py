@@ -29,7 +29,7 @@ How (the two phases of audit.analytics.sql.bucket_quantiles, for mixtures):
    it. Where the records read are not as many as the cells count (a fact changed behind the
    app's back), None: the caller scans.
 
-Both phases run in the snapshot of the dose buckets (bucket_quantiles.snapshot). Where the
+Both phases run in the snapshot of the dose buckets (bucket_snapshot.snapshot). Where the
 buckets do not answer (its cases: a technologist, a patient, voided records, a period not of
 whole days), the caller scans.
 """
@@ -45,8 +45,9 @@ import numpy as np
 from sqlalchemy import Connection, Float, Integer, bindparam, cast, func, literal, or_, select
 
 from audit.analytics.sql import month_cells
-from audit.analytics.sql.bucket_quantiles import cell_conditions, scanned_because
+from audit.analytics.sql.bucket_quantiles import cell_conditions
 from audit.analytics.sql.bucket_ranges import edges_of
+from audit.analytics.sql.bucket_snapshot import scanned_because
 from audit.analytics.sql.cell_columns import CellColumns, read_cells
 from audit.analytics.sql.dose_buckets import (
     FACTS,

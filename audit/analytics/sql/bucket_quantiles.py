@@ -39,10 +39,7 @@ seconds: summary_counts.edges_clear), and a quantity in QUANTITIES. Otherwise th
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import replace
-from datetime import UTC, datetime
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -52,6 +49,7 @@ from sqlalchemy import Connection, Engine, func, or_, select
 from audit.analytics.snapshot import Snapshot
 from audit.analytics.sql import month_cells
 from audit.analytics.sql.bucket_ranges import Ranges
+from audit.analytics.sql.bucket_snapshot import snapshot
 from audit.analytics.sql.dose_buckets import (
     FACTS,
     GRAIN_PHYSICIAN,
@@ -62,49 +60,15 @@ from audit.analytics.sql.dose_buckets import (
     bucket_of,
     dense_cell,
     facts_of,
-    refresh_buckets,
-    rules_of,
     value_of,
 )
 from audit.analytics.sql.month_cells import months_of
-from audit.analytics.sql.records import HALF_SECOND
 from audit.analytics.sql.scope import Scope
-from audit.analytics.sql.summary_counts import edges_clear
 from audit.filters import Filters
-from audit.storage.engine import without_jit
 from audit.storage.models import (
     DoseBucket,
-    DoseBucketState,
     RecordFact,
-    RecordFactState,
 )
-from audit.vocab import RecordStatus
-
-
-def answerable(filters: Filters, quantity: str, by_physician: bool = False) -> bool:
-    """Whether the buckets hold what the filters select (module doc; the caller still probes
-    the half second before the months' and the period's edges); `by_physician`: as below."""
-    return quantity in QUANTITIES and scanned_because(filters, by_physician) is None
-
-
-def scanned_because(filters: Filters, by_physician: bool = False) -> str | None:
-    """Why the buckets cannot answer these filters, as a page may say it (None: they can);
-    `by_physician`: for figures per physician (the physician scorecards' cells, which hold
-    rooms and physicians together)."""
-    if filters.patient_id:
-        return "A patient filter"
-    if filters.record_ids is not None:
-        return "A list of records"
-    if filters.technologists:
-        return "A technologist filter"
-    if filters.record_status != RecordStatus.FINAL.value:
-        return "Records other than the final ones"
-    if (filters.rooms or filters.sites) and filters.physicians and not by_physician:
-        return "A room or site together with a physician (either alone answers at once)"
-    if not all(moment is None or moment.timestamp() % 86400 == 0
-               for moment in (filters.start, filters.before)):
-        return "A period that is not whole days"
-    return None
 
 
 def grain_of(filters: Filters, by_room: bool) -> int:
@@ -251,52 +215,6 @@ def read_ranks(conn: Connection, parts: Sequence[tuple[Ranges, dict[_Range, set[
         for offset, value in enumerate(sorted(got.get(i, []))):
             values[p][(where_, first + offset)] = value
     return values
-
-
-@contextmanager
-def snapshot(engine: Engine, lookups: Snapshot, filters: Filters, quantity: str,
-             by_physician: bool = False) -> Iterator[tuple[Connection, Filters] | None]:
-    """A REPEATABLE READ connection in which the buckets and the facts reflect the same data
-    version, after bringing the buckets to it, and the filters without a period bound no
-    record lies beyond (`_open_ends`); None where the buckets do not answer the filters (for
-    figures per physician: `by_physician`), or a write came between the refresh and the
-    snapshot (the caller scans)."""
-    if not answerable(filters, quantity, by_physician):
-        yield None
-        return
-    refresh_buckets(engine, lookups)
-    with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn:
-        without_jit(conn)
-        versions = conn.execute(select(DoseBucketState.data_version, DoseBucketState.rules,
-                                       select(RecordFactState.data_version)
-                                       .scalar_subquery())).first()
-        current = versions is not None and versions[0] == versions[2] \
-            and versions[1] == rules_of(lookups)
-        span = conn.execute(select(func.min(RecordFact.performed_at),
-                                   func.max(RecordFact.performed_at))).one()
-        if not current or (span[0] is not None and not edges_clear(
-                conn, filters, span[0].astimezone(UTC).date(), span[1].astimezone(UTC).date(),
-                facts=True)):
-            yield None
-            return
-        yield conn, _open_ends(filters, *span)
-
-
-def _open_ends(filters: Filters, oldest: datetime | None,
-               newest: datetime | None) -> Filters:
-    """The filters without a period bound that selects nothing: a start no later than the
-    oldest record's instant, a `before` after the newest's (half a second each way, as
-    period_conditions shifts them). The same records, and a period of whole months where
-    its cut ends held no record ("Last 12 months" ends on the newest record's day): the
-    month rows answer it, no day of the facts is counted."""
-    if oldest is None or newest is None:
-        return filters
-    start, before = filters.start, filters.before
-    if start is not None and oldest >= start - HALF_SECOND:
-        start = None
-    if before is not None and newest < before - HALF_SECOND:
-        before = None
-    return replace(filters, start=start, before=before)
 
 
 def quantiles(engine: Engine, lookups: Snapshot, filters: Filters, quantity: str,

@@ -67,7 +67,11 @@ class Stamp:
 
 def stamp_of(conn: Connection) -> Stamp | None:
     """The buckets' state as this connection's snapshot sees it; None before the first
-    refresh."""
+    refresh. Where bucket_snapshot.snapshot read it already (its execution option
+    `bucket_stamp`), that."""
+    kept = conn.get_execution_options().get("bucket_stamp")
+    if kept is not None:
+        return kept  # type: ignore[no-any-return]
     found = conn.execute(text(
         "SELECT d.oid::bigint, s.xmin::text, s.data_version, s.rules "
         "FROM dose_bucket_state s, pg_database d "

@@ -30,8 +30,8 @@ from audit.analytics.sql.bucket_mixtures import (
     unique_rows,
     weighted_median,
 )
-from audit.analytics.sql.bucket_quantiles import snapshot
 from audit.analytics.sql.bucket_ranges import edges_of, widened
+from audit.analytics.sql.bucket_snapshot import snapshot
 from audit.analytics.sql.dose_buckets import FACTS, facts_of, value_of
 from audit.analytics.sql.records import period_conditions
 from audit.filters import Filters
@@ -58,7 +58,7 @@ def _groups(labels: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
 @contextmanager
 def _opened(engine: Engine, lookups: Snapshot, filters: Filters, quantity: str,
             whole: bool = False) -> Iterator[tuple[Connection, Filters, Strata | None] | None]:
-    """The snapshot (bucket_quantiles.snapshot, for figures per physician) and phase 1's
+    """The snapshot (bucket_snapshot.snapshot, for figures per physician) and phase 1's
     components in it (None when there are none: no record, or a name matching nothing); None
     where the buckets do not answer."""
     with snapshot(engine, lookups, filters, quantity, by_physician=True) as opened:

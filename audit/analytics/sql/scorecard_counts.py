@@ -10,7 +10,7 @@ physician and technologist, and a month's rows where the period holds it whole.
 
 When they answer: where the count summary answers the filters exactly (count_summary.answerable
 and the half-second probe of the month and period edges) and the dose buckets answer the
-physicians' figures (bucket_quantiles.scanned_because with `by_physician`: a room or site is
+physicians' figures (bucket_snapshot.scanned_because with `by_physician`: a room or site is
 answered, by the room x physician cells). Otherwise None: the caller scans.
 """
 
@@ -27,7 +27,7 @@ from sqlalchemy import Connection, Engine, func, select
 from audit.analytics.daily_summary import period_rows
 from audit.analytics.snapshot import Snapshot
 from audit.analytics.sql import count_summary, counts, scorecard, scorecard_buckets
-from audit.analytics.sql.bucket_quantiles import scanned_because
+from audit.analytics.sql.bucket_snapshot import scanned_because
 from audit.analytics.sql.scope import Scope
 from audit.filters import Filters
 from audit.storage.engine import without_jit
