@@ -37,20 +37,20 @@ whole days), the caller scans.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, Float, Integer, bindparam, cast, func, literal, or_, select
+from sqlalchemy import Connection, Integer, cast, func, literal, or_, select
 
 from audit.analytics.sql import month_cells
 from audit.analytics.sql.bucket_quantiles import cell_conditions
 from audit.analytics.sql.bucket_ranges import edges_of
 from audit.analytics.sql.bucket_snapshot import scanned_because
+from audit.analytics.sql.bucket_windows import Reader, Windows
 from audit.analytics.sql.cell_columns import CellColumns, read_cells
 from audit.analytics.sql.dose_buckets import (
-    FACTS,
     GRAIN_PHYSICIAN,
     GRAIN_ROOM_PHYSICIAN,
     PART_WIDTH,
@@ -61,7 +61,6 @@ from audit.analytics.sql.dose_buckets import (
     value_of,
 )
 from audit.analytics.sql.kept import Kept
-from audit.analytics.sql.records import period_conditions
 from audit.filters import Filters
 from audit.storage.models import DoseBucket, RecordFact
 
@@ -267,94 +266,6 @@ def weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
     return interpolate(a, c, position - first)
 
 
-class _Reader:
-    """Phase 2's SQL: a physician's records of one stratum in a value range, from the stratum
-    index, compiled once; windows as rows of arrays joined LATERAL."""
-
-    _PLACEHOLDERS = ("t", "p", "lv", "band", "lo", "hi")
-
-    def __init__(self, conn: Connection, filters: Filters, quantity: str) -> None:
-        f, v = RecordFact, value_of(quantity)
-        number = {"type_": Float}
-        compiled = (select(v.label("v")).where(
-            f.procedure_type_id == bindparam("t", 0, type_=Integer),
-            f.physician_id == bindparam("p", 0, type_=Integer),
-            f.n_levels == bindparam("lv", 0, type_=Integer),
-            f.bmi_band == bindparam("band", 0, type_=Integer),
-            v >= bindparam("lo", 0.0, **number), v <= bindparam("hi", 0.0, **number),
-            *(filters.id_conditions(conn, FACTS) or []), *period_conditions(filters))
-            .compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True}))
-        self.template = str(compiled)
-        for name in self._PLACEHOLDERS:
-            self.template = self.template.replace(f"%({name})s", f"r.{name}")
-        self.params = {k: value for k, value in compiled.params.items()
-                       if k not in self._PLACEHOLDERS}
-
-    def picked(self, conn: Connection, groups: list[tuple[int, int, int]],
-               windows: Windows) -> dict[int, tuple[list[float], int]]:
-        """Per group (number, offset, limit; its windows are the next ones of `windows`, in
-        the groups' order), PostgreSQL reads the windows' records and divides each by its
-        window's divisor; numpy keeps the `limit` from `offset` on in their order: the values
-        there (in order) and how many records were read. The values come back as a byte
-        string a group (float8send: exact): numpy's partition costs less than a sort there."""
-        if not groups:
-            return {}
-        params = dict(self.params)
-        arrays = {"i": "int", "a": "int", "b": "int"}
-        numbers = np.array([g for g, _, _ in groups], dtype=np.int64)
-        per_group = np.bincount(np.searchsorted(numbers, windows.group), minlength=len(numbers))
-        cuts = np.concatenate([[0], np.cumsum(per_group)])
-        for name, column in zip(arrays, [numbers, cuts[:-1] + 1, cuts[1:]], strict=True):
-            params[f"g_{name}"] = _array(column)
-        names = ("t", "p", "lv", "band", "lo", "hi", "s")
-        for name, column in zip(names, windows.columns(), strict=True):
-            params[f"w_{name}"] = _array(column)
-        kind = {"lo": "float8", "hi": "float8", "s": "float8"}
-        outer = ", ".join(f"%(g_{n})s::{k}[]" for n, k in arrays.items())
-        inner = ", ".join(f"(%(w_{n})s::{kind.get(n, 'int')}[])[g.a:g.b]" for n in names)
-        sql = (f"SELECT g.i, (SELECT string_agg(float8send(v.v / r.s), ''::bytea) "  # noqa: S608
-               f"FROM unnest({inner}) AS r({', '.join(names)}) CROSS JOIN LATERAL "
-               f"({self.template}) AS v) FROM unnest({outer}) AS g({', '.join(arrays)})")
-        with conn.connection.driver_connection.cursor(binary=True) as cursor:  # type: ignore[union-attr]
-            cursor.execute(sql, params)
-            read = {int(i): np.frombuffer(blob or b"", dtype=">f8") for i, blob in cursor}
-        found: dict[int, tuple[list[float], int]] = {}
-        for g, offset, limit in groups:
-            values = read.get(g, np.empty(0))
-            at = list(range(offset, min(offset + limit, len(values))))
-            found[g] = ([float(x) for x in np.partition(values, at)[at]] if at else [],
-                        len(values))
-        return found
-
-
-@dataclass
-class Windows:
-    """Phase 2's windows, column-wise (one entry per run of consecutive buckets of one
-    component in one group): its group, the component's type, physician, levels and BMI
-    band, the value range [lo, hi] to read and the divisor."""
-
-    group: np.ndarray
-    t: np.ndarray
-    p: np.ndarray
-    levels: np.ndarray
-    band: np.ndarray
-    lo: np.ndarray
-    hi: np.ndarray
-    divisor: np.ndarray
-
-    def columns(self) -> list[np.ndarray]:
-        """The columns the reader's arrays take, in its order (the group apart)."""
-        return [self.t, self.p, self.levels, self.band, self.lo, self.hi, self.divisor]
-
-    @classmethod
-    def joined(cls, parts: Sequence[Windows]) -> Windows:
-        if not parts:
-            empty = np.empty(0, dtype=np.int64)
-            return cls(empty, empty, empty, empty, empty, np.empty(0), np.empty(0), np.empty(0))
-        return cls(*(np.concatenate([getattr(w, name) for w in parts])
-                     for name in cls.__dataclass_fields__))
-
-
 #: Groups of fewer rows are planned row by row (merging costs more than it saves there).
 MERGE_FROM = 2_000
 
@@ -366,7 +277,7 @@ class Mixtures:
     def __init__(self, conn: Connection, filters: Filters, quantity: str,
                  strata: Strata) -> None:
         self.conn, self.strata = conn, strata
-        self.reader = _Reader(conn, filters, quantity)
+        self.reader = Reader(conn, filters, quantity)
         order = np.argsort(strata.c, kind="stable")
         self.rows = order  # rows by component
         self.starts = np.searchsorted(strata.c[order], np.arange(len(strata.keys) + 1))
@@ -374,6 +285,15 @@ class Mixtures:
         self.pair = unique_rows(strata.keys[:, :2])[1] if len(strata.keys) else \
             np.empty(0, dtype=np.int64)
         self.width = int(strata.b.max(initial=0)) + 1
+        # each row's (component, bucket) as one number, ascending (rows come by component,
+        # then bucket): where _Classes finds a component's row of a bucket
+        self.code = strata.c * self.width + strata.b
+        if len(self.code) > 1 and not (np.diff(self.code) > 0).all():
+            raise ValueError("the strata's rows are not by component, then bucket")
+
+    def rows_of(self, components: np.ndarray) -> int:
+        """How many rows these components hold."""
+        return int((self.starts[components + 1] - self.starts[components]).sum())
 
     def _rows(self, components: np.ndarray, divisors: np.ndarray) -> tuple[np.ndarray, ...]:
         """The group's rows (by component, then bucket), each one's divisor and the position
@@ -417,44 +337,44 @@ class Mixtures:
     def medians(self, groups: Sequence[Group]) -> tuple[np.ndarray, np.ndarray] | None:
         """Each group's median (NaN without records) and records; None where the records read
         disagree with the counts (a row changed behind the app's back: the caller scans)."""
-        s = self.strata
-        plans: list[Any] = []
-        totals = np.zeros(len(groups), dtype=np.int64)
-        for g, (components, divisors) in enumerate(groups):
-            rows, scale, of = self._rows(components, divisors)
-            total = int(s.n[rows].sum())
-            totals[g] = total
-            if total == 0:
-                plans.append(None)
-                continue
-            position = 0.5 * (total - 1)
-            first = math.floor(position)
-            last = min(first + 1, total - 1)
-            read, below = self._bracket(rows, scale, of, components, divisors, first, last)
-            plans.append((rows[read], scale[read], below, first, last, position - first))
+        classes = _Classes(self, groups)
+        plans = [classes.plan(components, divisors) or self._plan(components, divisors)
+                 for components, divisors in groups]
         out = np.full(len(groups), np.nan)
+        totals = np.array([plan.total for plan in plans], dtype=np.int64)
         asked: list[tuple[int, int, int]] = []
         windows: list[Windows] = []
         expected: dict[int, int] = {}
         for g, plan in enumerate(plans):
-            if plan is None:
+            if plan.total == 0:
                 continue
-            rows, scale, below, first, last, fraction = plan
-            if (s.lo[rows] == s.hi[rows]).all():  # every value known: nothing to read
-                a, c = pick(s.lo[rows] / scale, s.n[rows], [first - below, last - below])
-                out[g] = interpolate(a, c, fraction)
+            ranks = [plan.first - plan.below, plan.last - plan.below]
+            if (plan.lo == plan.hi).all():  # every value known: nothing to read
+                out[g] = interpolate(*pick(plan.lo, plan.n, ranks), plan.fraction)
                 continue
-            asked.append((g, first - below, last - first + 1))
-            expected[g] = int(s.n[rows].sum())
-            windows.append(self._windows(g, rows, scale))
+            asked.append((g, ranks[0], plan.last - plan.first + 1))
+            expected[g] = int(plan.n.sum())
+            windows.append(self._windows(g, *plan.rows()))
         got = self.reader.picked(self.conn, asked, Windows.joined(windows))
         for g, _, limit in asked:
             values, total = got.get(g, ([], 0))
             if total != expected[g] or len(values) != limit:
                 return None  # the facts disagree with the cells' counts
-            fraction = plans[g][5]
-            out[g] = interpolate(values[0], values[-1], fraction)
+            out[g] = interpolate(values[0], values[-1], plans[g].fraction)
         return out, totals
+
+    def _plan(self, components: np.ndarray, divisors: np.ndarray) -> _Plan:
+        """A group's plan from its own rows (`_bracket`)."""
+        s = self.strata
+        rows, scale, of = self._rows(components, divisors)
+        total = int(s.n[rows].sum())
+        if total == 0:
+            return _Plan.empty()
+        first, last, fraction = _ranks(total)
+        read, below = self._bracket(rows, scale, of, components, divisors, first, last)
+        rows, scale = rows[read], scale[read]
+        return _Plan(total, first, last, fraction, below, s.lo[rows] / scale,
+                     s.hi[rows] / scale, s.n[rows], lambda: (rows, scale))
 
     def _windows(self, g: int, rows: np.ndarray, scale: np.ndarray) -> Windows:
         """Group g's windows: one per run of consecutive buckets of a component (its rows
@@ -470,11 +390,114 @@ class Mixtures:
                        scale[starts].astype(np.float64))
 
 
-def _array(values: Sequence[Any] | np.ndarray) -> str:
-    """A PostgreSQL array literal of numbers (cast in the query): thousands of window bounds
-    went through psycopg's list adaptation one by one (30 ms a figure); a float's repr is
-    exact (it reads back as the same double), as are "inf" and "-inf"."""
-    column = np.asarray(values)
-    if column.dtype.kind == "f":
-        return "{" + ",".join(map(repr, column.tolist())) + "}"
-    return "{" + ",".join(map(str, column.astype(np.int64).tolist())) + "}"
+def _ranks(total: int) -> tuple[int, int, float]:
+    """The median's two ranks (0-based) among `total` values and percentile_cont's fraction
+    between them."""
+    position = 0.5 * (total - 1)
+    first = math.floor(position)
+    return first, min(first + 1, total - 1), position - first
+
+
+@dataclass
+class _Plan:
+    """A group's phase 2: its records, the median's ranks, the records wholly below the
+    bracket, the rows in it (scaled bounds and records: where each holds one value, picked
+    here) and `rows()`: those rows as strata rows and their divisors, by component then
+    bucket (the windows read)."""
+
+    total: int
+    first: int
+    last: int
+    fraction: float
+    below: int
+    lo: np.ndarray
+    hi: np.ndarray
+    n: np.ndarray
+    rows: Callable[[], tuple[np.ndarray, np.ndarray]]
+
+    @classmethod
+    def empty(cls) -> _Plan:
+        none = np.empty(0)
+        return cls(0, 0, 0, 0.0, 0, none, none, none.astype(np.int64), lambda: (none, none))
+
+
+class _Classes:
+    """The rows of one medians() call merged per class: the components of one physician's
+    procedure (a pair) with the same divisor hold the same bounds in a bucket (the pair's), so
+    their rows count as one. Built once a call (every group shares it), where the groups give
+    each component one divisor. A group that holds its classes whole is planned on them (a
+    physician across procedures, the overall median, a procedure's per-level median: a few
+    hundred rows where it had tens of thousands); the others on their own rows."""
+
+    def __init__(self, mixtures: Mixtures, groups: Sequence[Group]) -> None:
+        s = mixtures.strata
+        self.mixtures = mixtures
+        divisor = np.full(len(s.keys), np.nan)
+        for components, divisors in groups:
+            divisor[components] = divisors
+        self.divisor = np.where(np.isnan(divisor), 1.0, divisor)  # 1: in no group
+        _, level = np.unique(self.divisor, return_inverse=True)
+        found, self.class_of = unique_rows(np.column_stack([mixtures.pair, level.reshape(-1)]))
+        count = len(found)
+        order = np.argsort(self.class_of, kind="stable")  # each class's components
+        self.members = order
+        self.member_starts = np.searchsorted(self.class_of[order], np.arange(count + 1))
+        self._merged = False
+
+    def _merge(self) -> None:
+        """The merged rows, on the first group planned on them."""
+        s, width = self.mixtures.strata, self.mixtures.width
+        count = len(self.member_starts) - 1
+        scale = self.divisor[s.c]
+        slot = self.class_of[s.c] * width + s.b
+        counts = np.bincount(slot, weights=s.n, minlength=count * width)
+        held = np.flatnonzero(counts)
+        low, high = np.empty(count * width), np.empty(count * width)
+        low[slot], high[slot] = s.lo / scale, s.hi / scale  # the same for every row of a slot
+        self.lo, self.hi = low[held], high[held]
+        self.n, self.b = counts[held].astype(np.int64), held % width
+        self.starts = np.searchsorted(held // width, np.arange(count + 1))
+        self._merged = True
+
+    def plan(self, components: np.ndarray, divisors: np.ndarray) -> _Plan | None:
+        """The group's plan on its classes' rows; None where it does not hold them whole, is
+        smaller than MERGE_FROM rows, or merges too little (`Mixtures._plan` then)."""
+        m = self.mixtures
+        if m.rows_of(components) < MERGE_FROM or \
+                not np.array_equal(self.divisor[components], divisors):
+            return None
+        classes = np.unique(self.class_of[components])
+        sizes = self.member_starts[classes + 1] - self.member_starts[classes]
+        if int(sizes.sum()) != len(components) or len(classes) * 2 > len(components):
+            return None
+        if not self._merged:
+            self._merge()
+        at = _gathered(self.starts, classes)
+        n = self.n[at]
+        total = int(n.sum())
+        if total == 0:
+            return _Plan.empty()
+        first, last, fraction = _ranks(total)
+        read, below = bracket(self.lo[at], self.hi[at], n, first, last)
+        chosen = at[read]
+        return _Plan(total, first, last, fraction, below, self.lo[chosen], self.hi[chosen],
+                     self.n[chosen], lambda: self._rows(chosen))
+
+    def _rows(self, merged: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The strata rows of these merged rows (each class's components holding the
+        bucket), by component then bucket, and their divisors."""
+        m = self.mixtures
+        classes = np.searchsorted(self.starts, merged, side="right") - 1
+        sizes = self.member_starts[classes + 1] - self.member_starts[classes]
+        components = self.members[_gathered(self.member_starts, classes)]
+        code = components * m.width + np.repeat(self.b[merged], sizes)
+        rows = np.searchsorted(m.code, code)
+        rows = np.sort(rows[m.code[np.minimum(rows, len(m.code) - 1)] == code])
+        return rows, self.divisor[m.strata.c[rows]]
+
+
+def _gathered(starts: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """The positions starts[k]..starts[k + 1] - 1 of each key, in the keys' order."""
+    sizes = starts[keys + 1] - starts[keys]
+    begin = np.cumsum(sizes) - sizes
+    return np.repeat(starts[keys] - begin, sizes) + np.arange(int(sizes.sum()))
