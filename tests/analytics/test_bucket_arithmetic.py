@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from audit.analytics.quantiles import group_layout, grouped_in_layout, value_order
 from audit.analytics.sql.bucket_groups import _Sums
-from audit.analytics.sql.bucket_mixtures import bracket, pick, weighted_median
+from audit.analytics.sql.bucket_picks import bracket, pick, weighted_median
 from audit.analytics.sql.bucket_quantiles import LEAST_POSITIVE, finish, plan
 
 VALUES = st.one_of(st.sampled_from([0.0, 0.5, 1.0, 1.0, 2.25, 7.0]),
@@ -104,7 +104,7 @@ COMPONENTS = st.lists(st.tuples(st.integers(0, 3),
 def test_a_mixtures_bracket_holds_the_ranks_of_a_sort_of_every_scaled_value(
         components: list[tuple[int, float, list[float]]], edges: list[list[float]],
         share: float) -> None:
-    """bucket_mixtures.bracket: from each component's buckets (records, least and greatest
+    """bucket_picks.bracket: from each component's buckets (records, least and greatest
     value, divided by the component's divisor), the rows it says to read, with the records of
     the rows wholly below, hold the k-th and k+1-th value of the union of every value divided
     by its divisor; the pick of those ranks and the median (weighted_median of the values

@@ -27,9 +27,8 @@ from audit.analytics.sql.bucket_mixtures import (
     Strata,
     answerable,
     read_strata,
-    unique_rows,
-    weighted_median,
 )
+from audit.analytics.sql.bucket_picks import unique_rows, weighted_median
 from audit.analytics.sql.bucket_ranges import edges_of, widened
 from audit.analytics.sql.bucket_snapshot import snapshot
 from audit.analytics.sql.dose_buckets import FACTS, facts_of, value_of
