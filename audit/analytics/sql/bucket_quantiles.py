@@ -48,7 +48,7 @@ from sqlalchemy import Connection, Engine, func, or_, select
 
 from audit.analytics.snapshot import Snapshot
 from audit.analytics.sql import month_cells
-from audit.analytics.sql.bucket_ranges import Ranges
+from audit.analytics.sql.bucket_ranges import Ranges, edges_of
 from audit.analytics.sql.bucket_snapshot import snapshot
 from audit.analytics.sql.dose_buckets import (
     FACTS,
@@ -242,9 +242,8 @@ def medians(engine: Engine, period: Scope,
         conn, filters = opened
         rooms = _counts(conn, filters, column, True)
         types = None if rooms is None else _summed_rooms(rooms)
-        found = [_pick(conn, filters, column, by_room, (0.5,), counted, lookups,
-                       extremes=False)  # dropped below
-                 for by_room, counted in ((True, rooms), (False, types))]
+        found = _picks(conn, filters, column, [(True, rooms), (False, types)], (0.5,),
+                       lookups, extremes=False)  # dropped below
     return tuple(f.drop(columns=["positive_low", "positive_high"])  # type: ignore[return-value]
                  for f in found)
 
@@ -335,15 +334,36 @@ def _pick(conn: Connection, filters: Filters, quantity: str, by_room: bool,
     """From the counts per bucket, each group's quantiles (phase 2 where a bucket's values
     differ) and its least and greatest positive value (`extremes`; else None: the least
     positive value may be one more rank to read)."""
-    keys = ["t", *(["room"] if by_room else [])]
-    columns = ["g0", *(["g1"] if by_room else []), "v_n", *(f"v_q{i}" for i in range(len(qs))),
-               "positive_low", "positive_high"]
-    if counted is None or counted.empty:
-        return pd.DataFrame(columns=columns)
-    plans, wanted, sizes = plan(counted, keys, qs, extremes)
-    values = _values(conn, filters, quantity, by_room, wanted, sizes, lookups) \
-        if wanted else {}
-    return pd.DataFrame(finish(plans, values), columns=columns)
+    return _picks(conn, filters, quantity, [(by_room, counted)], qs, lookups, extremes)[0]
+
+
+def _picks(conn: Connection, filters: Filters, quantity: str,
+           kinds: Sequence[tuple[bool, pd.DataFrame | None]], qs: Sequence[float],
+           lookups: Snapshot, extremes: bool = True) -> list[pd.DataFrame]:
+    """_pick for several kinds of group (by room or not, and their counts) at once: their
+    phase 2 in one query."""
+    planned: list[tuple[list[Plan], list[str]]] = []
+    parts: list[tuple[Ranges, dict[_Range, set[int]], dict[_Range, int]]] = []
+    at: list[int | None] = []
+    edges = None
+    for k, (by_room, counted) in enumerate(kinds):
+        columns = ["g0", *(["g1"] if by_room else []), "v_n",
+                   *(f"v_q{i}" for i in range(len(qs))), "positive_low", "positive_high"]
+        if counted is None or counted.empty:
+            planned.append(([], columns))
+            at.append(None)
+            continue
+        plans, wanted, sizes = plan(counted, ["t", *(["room"] if by_room else [])], qs,
+                                    extremes)
+        planned.append((plans, columns))
+        at.append(len(parts) if wanted else None)
+        if wanted:
+            edges = edges_of(conn, quantity) if edges is None else edges
+            parts.append((Ranges(conn, filters, quantity, by_room, lookups, prefix=f"k{k}",
+                                 edges=edges), wanted, sizes))
+    values = read_ranks(conn, parts) if parts else []
+    return [pd.DataFrame(finish(plans, {} if i is None else values[i]), columns=columns)
+            for (plans, columns), i in zip(planned, at, strict=True)]
 
 
 def plan(counted: pd.DataFrame, keys: list[str], qs: Sequence[float], extremes: bool = True
