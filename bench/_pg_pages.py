@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from audit.analytics import AsOf, SqlSource, drl_thresholds, reference_table, warm_figures
-from audit.analytics.sql import month_cells
+from audit.analytics.sql import month_cells, month_sums
 from audit.analytics.sql.warm import background_held, wait_for_warmer
 from audit.auth import cli_actor
 from audit.filters import Filters
@@ -163,7 +163,8 @@ def main(url: str, label: str = "",
     print(f"\n{'page':<16}{'cold s':>8}{'warm s':>8}{'repeat s':>9}{'cold/GB':>9}{'warm/GB':>9}")
     for name, page in pages.items():
         source = SqlSource(engine, shared=False)
-        month_cells.clear()  # a new process keeps no cells
+        month_cells.clear()  # a new process keeps no cells, nor their sums
+        month_sums.clear()
         cold = _timed(lambda page=page, s=source: page(s, Filters()))
         warm = max(_timed(lambda page=page, s=source, f=f: page(s, f)) for f in WARM_FILTERS)
         repeat = _timed(lambda page=page, s=source: page(s, WARM_FILTERS[0]))

@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Connection, Integer, cast, func, literal, or_, select
 
-from audit.analytics.sql import month_cells
+from audit.analytics.sql import month_cells, month_sums
 from audit.analytics.sql.bucket_picks import (
     bracket,
     interpolate,
@@ -122,6 +122,10 @@ def _read_strata(conn: Connection, filters: Filters, quantity: str, whole: bool 
     if conditions is None:
         return None
     where, on_facts, edges = conditions
+    if not by_room and not edges:  # whole months: their sums where kept
+        found = _summed_strata(conn, filters, quantity, whole, stamp)
+        if found is not None:
+            return found
     s = DoseBucket
     read = month_cells.reader(conn, filters, quantity, stamp=stamp) or (
         lambda dimension, bounds: read_cells(conn, *where, s.dimension == dimension,
@@ -181,13 +185,57 @@ def _read_strata(conn: Connection, filters: Filters, quantity: str, whole: bool 
     np.maximum.at(high, slot, hi)
     wanted = pair_of[len(bound_keys):][c] * width + b
     lo_rows, hi_rows = low[wanted], high[wanted]
-    found = np.isfinite(lo_rows)
-    if not found.all():  # no bound held (cannot happen when the cells agree): the edges
+    return _bounded(conn, quantity, Strata(components, c, b, n, lo_rows, hi_rows))
+
+
+def _bounded(conn: Connection, quantity: str, strata: Strata) -> Strata:
+    """A row's bounds from its type's edges where its pair held none (the cells disagree)."""
+    lo, hi = strata.lo, strata.hi
+    missing = np.flatnonzero(~np.isfinite(lo))
+    if len(missing):
         type_edges = edges_of(conn, quantity)
-        for i in np.flatnonzero(~found).tolist():
-            e = type_edges.get(int(components[c[i], 1]), np.array([-math.inf, math.inf]))
-            lo_rows[i], hi_rows[i] = e[b[i]], e[b[i] + 1] if b[i] + 1 < len(e) else math.inf
-    return Strata(components, c, b, n, lo_rows, hi_rows)
+        for i in missing.tolist():
+            t, b = int(strata.keys[strata.c[i], 1]), int(strata.b[i])
+            e = type_edges.get(t, np.array([-math.inf, math.inf]))
+            lo[i], hi[i] = e[b], e[b + 1] if b + 1 < len(e) else math.inf
+    return strata
+
+
+def _summed_strata(conn: Connection, filters: Filters, quantity: str, whole: bool,
+                   stamp: month_cells.Stamp | None) -> Strata | None:
+    """_read_strata from the kept months' sums (month_sums) of the period's whole months at
+    the physician grain: the same Strata, without summing every month's cells; None where
+    they do not answer."""
+    stamp = stamp or month_cells.stamp_of(conn)
+    if stamp is None:
+        return None
+    unsplit = month_sums.summed(conn, stamp, quantity, 0, True, filters)
+    split = unsplit if whole else month_sums.summed(conn, stamp, quantity, STRATUM, False,
+                                                    filters)
+    if split is None or unsplit is None or unsplit.lo is None or unsplit.hi is None:
+        return None
+    held = np.flatnonzero(split.n)
+    c, b = np.divmod(held, split.n.shape[1])
+    n = split.n.reshape(-1)[held]
+    new = np.concatenate([[len(c) > 0], c[1:] != c[:-1]])[:len(c)]  # c ascends: distinct
+    found, c = split.keys[c[new]], np.cumsum(new) - 1  # the components with a value
+    part = np.zeros(len(found), dtype=np.int64) if whole else found[:, 2]
+    components = np.column_stack([found[:, 0], found[:, 1], part // PART_WIDTH,
+                                  part % PART_WIDTH])
+    # each component's (physician, type) row of the unsplit sums (keys ascending: a search)
+    types = int(max(components[:, 1].max(initial=0), unsplit.keys[:, 1].max(initial=0))) + 1
+    pairs = unsplit.keys[:, 0] * types + unsplit.keys[:, 1]
+    wanted = components[:, 0] * types + components[:, 1]
+    row = np.minimum(np.searchsorted(pairs, wanted), max(len(pairs) - 1, 0))
+    there = (pairs[row] == wanted) if len(pairs) else np.zeros(len(wanted), dtype=bool)
+    if there.all() and b.max(initial=0) < unsplit.lo.shape[1]:  # as the cells agree
+        at = row[c], b
+        return _bounded(conn, quantity, Strata(components, c, b, n, unsplit.lo[at],
+                                               unsplit.hi[at]))
+    lo, hi = np.full(len(c), np.inf), np.full(len(c), -np.inf)
+    rows = np.flatnonzero(there[c] & (b < unsplit.lo.shape[1]))
+    lo[rows], hi[rows] = unsplit.lo[row[c[rows]], b[rows]], unsplit.hi[row[c[rows]], b[rows]]
+    return _bounded(conn, quantity, Strata(components, c, b, n, lo, hi))
 
 
 def _packed_days(conn: Connection, grouped: Any) -> np.ndarray:
