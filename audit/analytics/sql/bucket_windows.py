@@ -56,10 +56,10 @@ class Reader:
         per_group = np.bincount(np.searchsorted(numbers, windows.group), minlength=len(numbers))
         cuts = np.concatenate([[0], np.cumsum(per_group)])
         for name, column in zip(arrays, [numbers, cuts[:-1] + 1, cuts[1:]], strict=True):
-            params[f"g_{name}"] = _array(column)
+            params[f"g_{name}"] = array_literal(column)
         names = ("t", "p", "lv", "band", "lo", "hi", "s")
         for name, column in zip(names, windows.columns(), strict=True):
-            params[f"w_{name}"] = _array(column)
+            params[f"w_{name}"] = array_literal(column)
         kind = {"lo": "float8", "hi": "float8", "s": "float8"}
         outer = ", ".join(f"%(g_{n})s::{k}[]" for n, k in arrays.items())
         inner = ", ".join(f"(%(w_{n})s::{kind.get(n, 'int')}[])[g.a:g.b]" for n in names)
@@ -107,7 +107,7 @@ class Windows:
 
 
 
-def _array(values: Sequence[Any] | np.ndarray) -> str:
+def array_literal(values: Sequence[Any] | np.ndarray) -> str:
     """A PostgreSQL array literal of numbers (cast in the query): thousands of window bounds
     went through psycopg's list adaptation one by one (30 ms a figure); a float's repr is
     exact (it reads back as the same double), as are "inf" and "-inf"."""

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, Engine, func, literal, select, union_all
+from sqlalchemy import Connection, Engine, Float, Integer, bindparam, select
 
 from audit.analytics.snapshot import Snapshot
 from audit.analytics.sql.bucket_mixtures import (
@@ -31,6 +31,7 @@ from audit.analytics.sql.bucket_mixtures import (
 from audit.analytics.sql.bucket_picks import unique_rows, weighted_median
 from audit.analytics.sql.bucket_ranges import edges_of, widened
 from audit.analytics.sql.bucket_snapshot import snapshot
+from audit.analytics.sql.bucket_windows import array_literal
 from audit.analytics.sql.dose_buckets import FACTS, facts_of, value_of
 from audit.analytics.sql.records import period_conditions
 from audit.filters import Filters
@@ -220,25 +221,41 @@ def _above_in_buckets(conn: Connection, filters: Filters, cuts: dict[int, int],
     """Per (type, physician): the records of the type's bucket `cuts[type]` above the type's
     level, under the filters. KAP corrected is KAP times the room's factor: per factor, a
     range of the stored KAP through the (type, KAP) index (a little margin for the division's
-    rounding, then the product tested exactly), as bucket_ranges.Ranges reads them."""
+    rounding, then the product tested exactly), as bucket_ranges.Ranges reads them. Every
+    (type, factor) range in one statement: the ranges as arrays joined LATERAL to one
+    compiled template (a UNION of sixty SQLAlchemy selects took 9 ms to build and compile)."""
     quantity = "kap_corrected_gycm2"
-    f, v = RecordFact, value_of(quantity)
     edges = edges_of(conn, quantity)
-    ids = filters.id_conditions(conn, FACTS) or []
-    parts = []
+    rows = []
     for t, b in cuts.items():
         bounds = edges.get(t, np.array([-math.inf, math.inf]))
         level, high = level_of[t], float(bounds[b + 1])
         for factor in sorted({float(x) for x in lookups.rooms["kap_factor"]}):
-            parts.append(select(literal(t).label("t"), f.physician_id)
-                         .select_from(facts_of(quantity)).where(
-                f.procedure_type_id == t, Room.kap_correction_factor == factor,
-                f.dap_gycm2 >= widened(level / factor, -1),
-                f.dap_gycm2 <= widened(high / factor, 1), v > level, v < high,
-                *ids, *period_conditions(filters)))
-    if not parts:
+            rows.append((t, factor, widened(level / factor, -1), widened(high / factor, 1),
+                         level, high))
+    if not rows:
         return {}
-    every = union_all(*parts).subquery()
-    return {(int(t), int(p)): int(n) for t, p, n in conn.execute(
-        select(every.c.t, every.c.physician_id, func.count())
-        .group_by(every.c.t, every.c.physician_id))}
+    f, v = RecordFact, value_of(quantity)
+    number = {"type_": Float}
+    compiled = (select(f.physician_id).select_from(facts_of(quantity)).where(
+        f.procedure_type_id == bindparam("t", 0, type_=Integer),
+        Room.kap_correction_factor == bindparam("f", 0.0, **number),
+        f.dap_gycm2 >= bindparam("slo", 0.0, **number),
+        f.dap_gycm2 <= bindparam("shi", 0.0, **number),
+        v > bindparam("level", 0.0, **number), v < bindparam("high", 0.0, **number),
+        *(filters.id_conditions(conn, FACTS) or []), *period_conditions(filters))
+        .compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True}))
+    names = ("t", "f", "slo", "shi", "level", "high")
+    template = str(compiled)
+    for name in names:
+        template = template.replace(f"%({name})s", f"r.{name}")
+    params = {k: value for k, value in compiled.params.items() if k not in names}
+    columns = list(zip(*rows, strict=True))
+    for name, column in zip(names, columns, strict=True):
+        params[f"r_{name}"] = array_literal(column)
+    kinds = ", ".join(f"%(r_{n})s::{'int' if n == 't' else 'float8'}[]" for n in names)
+    sql = (f"SELECT r.t, x.physician_id, count(*) FROM unnest({kinds}) "  # noqa: S608
+           f"AS r({', '.join(names)}) CROSS JOIN LATERAL ({template}) AS x "
+           "GROUP BY r.t, x.physician_id")
+    return {(int(t), int(p)): int(n)
+            for t, p, n in conn.exec_driver_sql(sql, params).all()}
