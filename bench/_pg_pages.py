@@ -166,7 +166,9 @@ def main(url: str, label: str = "",
         month_cells.clear()  # a new process keeps no cells, nor their sums
         month_sums.clear()
         cold = _timed(lambda page=page, s=source: page(s, Filters()))
-        warm = max(_timed(lambda page=page, s=source, f=f: page(s, f)) for f in WARM_FILTERS)
+        each = [_timed(lambda page=page, s=source, f=f: page(s, f)) for f in WARM_FILTERS]
+        print("EACH", [round(x, 3) for x in each])
+        warm = max(each)
         repeat = _timed(lambda page=page, s=source: page(s, WARM_FILTERS[0]))
         print(f"{name:<16}{cold:>8.2f}{warm:>8.3f}{repeat:>9.3f}{cold / group_by:>9.1f}"
               f"{warm / group_by:>9.2f}", flush=True)

@@ -31,7 +31,6 @@ from audit.analytics.sql.bucket_mixtures import (
 from audit.analytics.sql.bucket_picks import unique_rows, weighted_median
 from audit.analytics.sql.bucket_ranges import edges_of, widened
 from audit.analytics.sql.bucket_snapshot import snapshot
-from audit.analytics.sql.bucket_windows import array_literal
 from audit.analytics.sql.dose_buckets import FACTS, facts_of, value_of
 from audit.analytics.sql.records import period_conditions
 from audit.filters import Filters
@@ -221,9 +220,11 @@ def _above_in_buckets(conn: Connection, filters: Filters, cuts: dict[int, int],
     """Per (type, physician): the records of the type's bucket `cuts[type]` above the type's
     level, under the filters. KAP corrected is KAP times the room's factor: per factor, a
     range of the stored KAP through the (type, KAP) index (a little margin for the division's
-    rounding, then the product tested exactly), as bucket_ranges.Ranges reads them. Every
-    (type, factor) range in one statement: the ranges as arrays joined LATERAL to one
-    compiled template (a UNION of sixty SQLAlchemy selects took 9 ms to build and compile)."""
+    rounding, then the product tested exactly), as bucket_ranges.Ranges reads them. One
+    template compiled, each (type, factor) range a copy of it with its bounds as literals, so
+    PostgreSQL plans each on its own values (through the (type, KAP) index; a UNION of sixty
+    SQLAlchemy selects took 9 ms to build and compile, and the ranges as arrays joined
+    LATERAL were planned for unknown bounds: through a physician's every record)."""
     quantity = "kap_corrected_gycm2"
     edges = edges_of(conn, quantity)
     rows = []
@@ -247,15 +248,15 @@ def _above_in_buckets(conn: Connection, filters: Filters, cuts: dict[int, int],
         .compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True}))
     names = ("t", "f", "slo", "shi", "level", "high")
     template = str(compiled)
-    for name in names:
-        template = template.replace(f"%({name})s", f"r.{name}")
     params = {k: value for k, value in compiled.params.items() if k not in names}
-    columns = list(zip(*rows, strict=True))
-    for name, column in zip(names, columns, strict=True):
-        params[f"r_{name}"] = array_literal(column)
-    kinds = ", ".join(f"%(r_{n})s::{'int' if n == 't' else 'float8'}[]" for n in names)
-    sql = (f"SELECT r.t, x.physician_id, count(*) FROM unnest({kinds}) "  # noqa: S608
-           f"AS r({', '.join(names)}) CROSS JOIN LATERAL ({template}) AS x "
-           "GROUP BY r.t, x.physician_id")
+    parts = []
+    for row in rows:
+        sql = template
+        for name, value in zip(names, row, strict=True):  # numbers as literals (repr: exact)
+            sql = sql.replace(f"%({name})s", str(int(value)) if name == "t" else
+                              f"'{float(value)!r}'")
+        parts.append(f"SELECT {int(row[0])} AS t, x.physician_id FROM ({sql}) AS x")  # noqa: S608
+    sql = (f"SELECT u.t, u.physician_id, count(*) FROM ({' UNION ALL '.join(parts)}) "  # noqa: S608
+           "AS u GROUP BY u.t, u.physician_id")
     return {(int(t), int(p)): int(n)
             for t, p, n in conn.exec_driver_sql(sql, params).all()}
