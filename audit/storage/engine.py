@@ -103,7 +103,8 @@ def make_engine(url: str | None = None, *, foreign_keys: bool = True, **kwargs: 
         _sqlite_connect_hooks(engine, foreign_keys)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
-    kwargs.setdefault("pool_size", PG_POOL_SIZE)
+    if "poolclass" not in kwargs:  # a NullPool (migrations) keeps none
+        kwargs.setdefault("pool_size", PG_POOL_SIZE)
     engine = create_engine(url, **kwargs)
     _postgresql_connect_hooks(engine)
     return engine
