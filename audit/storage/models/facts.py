@@ -64,6 +64,10 @@ class RecordFact(Base):
         *(Index(f"ix_record_fact_stratum_{column}", *STRATUM_KEY, column,
                 postgresql_include=["performed_at", "site_id", "room_id"])
           for column in ("dap_gycm2", "air_kerma_mgy", "fluoro_time_s")),
+        # the local DRLs' room medians (migration 0032): a room's records of a procedure in
+        # value order, without stepping over every other room's (bucket_ranges)
+        Index("ix_record_fact_room_dap_gycm2", "procedure_type_id", "room_id", "dap_gycm2",
+              postgresql_include=["performed_at", "site_id", "physician_id"]),
     )
 
     performed_at: Mapped[datetime] = mapped_column(UTCDateTime)
