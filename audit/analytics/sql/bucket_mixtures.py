@@ -37,7 +37,7 @@ whole days), the caller scans.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -52,6 +52,7 @@ from audit.analytics.sql.bucket_picks import (
     summed,
     unique_rows,
 )
+from audit.analytics.sql.bucket_plans import Classes, Plan, ranks, single_type
 from audit.analytics.sql.bucket_quantiles import cell_conditions
 from audit.analytics.sql.bucket_ranges import edges_of
 from audit.analytics.sql.bucket_snapshot import scanned_because
@@ -334,9 +335,15 @@ class Mixtures:
     def medians(self, groups: Sequence[Group]) -> tuple[np.ndarray, np.ndarray] | None:
         """Each group's median (NaN without records) and records; None where the records read
         disagree with the counts (a row changed behind the app's back: the caller scans)."""
-        classes = _Classes(self, groups)
-        plans = [classes.plan(components, divisors) or self._plan(components, divisors)
-                 for components, divisors in groups]
+        classes = Classes(self, groups, MERGE_FROM)
+        merged = [classes.plan(components, divisors) for components, divisors in groups]
+        types = self.strata.keys[:, 1]
+        together = single_type(self, groups, [  # one type and one divisor: no sort a group
+            g for g, ((c, d), plan) in enumerate(zip(groups, merged, strict=True))
+            if plan is None and len(c) > 1 and (types[c] == types[c[0]]).all()
+            and (d == d[0]).all()])
+        plans = [plan or together.get(g) or self._plan(*groups[g])
+                 for g, plan in enumerate(merged)]
         out = np.full(len(groups), np.nan)
         totals = np.array([plan.total for plan in plans], dtype=np.int64)
         asked: list[tuple[int, int, int]] = []
@@ -360,17 +367,17 @@ class Mixtures:
             out[g] = interpolate(values[0], values[-1], plans[g].fraction)
         return out, totals
 
-    def _plan(self, components: np.ndarray, divisors: np.ndarray) -> _Plan:
+    def _plan(self, components: np.ndarray, divisors: np.ndarray) -> Plan:
         """A group's plan from its own rows (`_bracket`)."""
         s = self.strata
         rows, scale, of = self._rows(components, divisors)
         total = int(s.n[rows].sum())
         if total == 0:
-            return _Plan.empty()
-        first, last, fraction = _ranks(total)
+            return Plan.empty()
+        first, last, fraction = ranks(total)
         read, below = self._bracket(rows, scale, of, components, divisors, first, last)
         rows, scale = rows[read], scale[read]
-        return _Plan(total, first, last, fraction, below, s.lo[rows] / scale,
+        return Plan(total, first, last, fraction, below, s.lo[rows] / scale,
                      s.hi[rows] / scale, s.n[rows], lambda: (rows, scale))
 
     def _windows(self, g: int, rows: np.ndarray, scale: np.ndarray) -> Windows:
@@ -385,116 +392,3 @@ class Mixtures:
         return Windows(np.full(len(starts), g, dtype=np.int64), keys[:, 1], keys[:, 0],
                        keys[:, 2], keys[:, 3], s.lo[rows[starts]], s.hi[rows[ends]],
                        scale[starts].astype(np.float64))
-
-
-def _ranks(total: int) -> tuple[int, int, float]:
-    """The median's two ranks (0-based) among `total` values and percentile_cont's fraction
-    between them."""
-    position = 0.5 * (total - 1)
-    first = math.floor(position)
-    return first, min(first + 1, total - 1), position - first
-
-
-@dataclass
-class _Plan:
-    """A group's phase 2: its records, the median's ranks, the records wholly below the
-    bracket, the rows in it (scaled bounds and records: where each holds one value, picked
-    here) and `rows()`: those rows as strata rows and their divisors, by component then
-    bucket (the windows read)."""
-
-    total: int
-    first: int
-    last: int
-    fraction: float
-    below: int
-    lo: np.ndarray
-    hi: np.ndarray
-    n: np.ndarray
-    rows: Callable[[], tuple[np.ndarray, np.ndarray]]
-
-    @classmethod
-    def empty(cls) -> _Plan:
-        none = np.empty(0)
-        return cls(0, 0, 0, 0.0, 0, none, none, none.astype(np.int64), lambda: (none, none))
-
-
-class _Classes:
-    """The rows of one medians() call merged per class: the components of one physician's
-    procedure (a pair) with the same divisor hold the same bounds in a bucket (the pair's), so
-    their rows count as one. Built once a call (every group shares it), where the groups give
-    each component one divisor. A group that holds its classes whole is planned on them (a
-    physician across procedures, the overall median, a procedure's per-level median: a few
-    hundred rows where it had tens of thousands); the others on their own rows."""
-
-    def __init__(self, mixtures: Mixtures, groups: Sequence[Group]) -> None:
-        s = mixtures.strata
-        self.mixtures = mixtures
-        divisor = np.full(len(s.keys), np.nan)
-        for components, divisors in groups:
-            divisor[components] = divisors
-        self.divisor = np.where(np.isnan(divisor), 1.0, divisor)  # 1: in no group
-        _, level = np.unique(self.divisor, return_inverse=True)
-        found, self.class_of = unique_rows(np.column_stack([mixtures.pair, level.reshape(-1)]))
-        count = len(found)
-        order = np.argsort(self.class_of, kind="stable")  # each class's components
-        self.members = order
-        self.member_starts = np.searchsorted(self.class_of[order], np.arange(count + 1))
-        self._merged = False
-
-    def _merge(self) -> None:
-        """The merged rows, on the first group planned on them."""
-        s, width = self.mixtures.strata, self.mixtures.width
-        count = len(self.member_starts) - 1
-        scale = self.divisor[s.c]
-        slot = self.class_of[s.c] * width + s.b
-        counts = np.bincount(slot, weights=s.n, minlength=count * width)
-        held = np.flatnonzero(counts)
-        low, high = np.empty(count * width), np.empty(count * width)
-        low[slot], high[slot] = s.lo / scale, s.hi / scale  # the same for every row of a slot
-        self.lo, self.hi = low[held], high[held]
-        self.n, self.b = counts[held].astype(np.int64), held % width
-        self.starts = np.searchsorted(held // width, np.arange(count + 1))
-        self._merged = True
-
-    def plan(self, components: np.ndarray, divisors: np.ndarray) -> _Plan | None:
-        """The group's plan on its classes' rows; None where it does not hold them whole, is
-        smaller than MERGE_FROM rows, or merges too little (`Mixtures._plan` then)."""
-        m = self.mixtures
-        if m.rows_of(components) < MERGE_FROM or \
-                not np.array_equal(self.divisor[components], divisors):
-            return None
-        classes = np.unique(self.class_of[components])
-        sizes = self.member_starts[classes + 1] - self.member_starts[classes]
-        if int(sizes.sum()) != len(components) or len(classes) * 2 > len(components):
-            return None
-        if not self._merged:
-            self._merge()
-        at = _gathered(self.starts, classes)
-        n = self.n[at]
-        total = int(n.sum())
-        if total == 0:
-            return _Plan.empty()
-        first, last, fraction = _ranks(total)
-        read, below = bracket(self.lo[at], self.hi[at], n, first, last)
-        chosen = at[read]
-        return _Plan(total, first, last, fraction, below, self.lo[chosen], self.hi[chosen],
-                     self.n[chosen], lambda: self._rows(chosen))
-
-    def _rows(self, merged: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The strata rows of these merged rows (each class's components holding the
-        bucket), by component then bucket, and their divisors."""
-        m = self.mixtures
-        classes = np.searchsorted(self.starts, merged, side="right") - 1
-        sizes = self.member_starts[classes + 1] - self.member_starts[classes]
-        components = self.members[_gathered(self.member_starts, classes)]
-        code = components * m.width + np.repeat(self.b[merged], sizes)
-        rows = np.searchsorted(m.code, code)
-        rows = np.sort(rows[m.code[np.minimum(rows, len(m.code) - 1)] == code])
-        return rows, self.divisor[m.strata.c[rows]]
-
-
-def _gathered(starts: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    """The positions starts[k]..starts[k + 1] - 1 of each key, in the keys' order."""
-    sizes = starts[keys + 1] - starts[keys]
-    begin = np.cumsum(sizes) - sizes
-    return np.repeat(starts[keys] - begin, sizes) + np.arange(int(sizes.sum()))
