@@ -52,7 +52,7 @@ from audit.analytics.sql.bucket_picks import (
     summed,
     unique_rows,
 )
-from audit.analytics.sql.bucket_plans import Classes, Plan, ranks, single_type
+from audit.analytics.sql.bucket_plans import Classes, Plan, gathered, ranks, single_type
 from audit.analytics.sql.bucket_quantiles import cell_conditions
 from audit.analytics.sql.bucket_ranges import edges_of
 from audit.analytics.sql.bucket_snapshot import scanned_because
@@ -297,10 +297,8 @@ class Mixtures:
         """The group's rows (by component, then bucket), each one's divisor and the position
         of its component in `components`."""
         sizes = self.starts[components + 1] - self.starts[components]
-        begin = np.cumsum(sizes) - sizes
-        at = np.repeat(self.starts[components] - begin, sizes) + np.arange(int(sizes.sum()))
         of = np.repeat(np.arange(len(components)), sizes)
-        return self.rows[at], divisors.astype(np.float64)[of], of
+        return self.rows[gathered(self.starts, components)], divisors.astype(np.float64)[of], of
 
     def _bracket(self, rows: np.ndarray, scale: np.ndarray, of: np.ndarray,
                  components: np.ndarray, divisors: np.ndarray, first: int,

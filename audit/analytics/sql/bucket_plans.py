@@ -99,7 +99,7 @@ class Classes:
             return None
         if not self._merged:
             self._merge()
-        at = _gathered(self.starts, classes)
+        at = gathered(self.starts, classes)
         n = self.n[at]
         total = int(n.sum())
         if total == 0:
@@ -116,14 +116,14 @@ class Classes:
         m = self.mixtures
         classes = np.searchsorted(self.starts, merged, side="right") - 1
         sizes = self.member_starts[classes + 1] - self.member_starts[classes]
-        components = self.members[_gathered(self.member_starts, classes)]
+        components = self.members[gathered(self.member_starts, classes)]
         code = components * m.width + np.repeat(self.b[merged], sizes)
         rows = np.searchsorted(m.code, code)
         rows = np.sort(rows[m.code[np.minimum(rows, len(m.code) - 1)] == code])
         return rows, self.divisor[m.strata.c[rows]]
 
 
-def _gathered(starts: np.ndarray, keys: np.ndarray) -> np.ndarray:
+def gathered(starts: np.ndarray, keys: np.ndarray) -> np.ndarray:
     """The positions starts[k]..starts[k + 1] - 1 of each key, in the keys' order."""
     sizes = starts[keys + 1] - starts[keys]
     begin = np.cumsum(sizes) - sizes
@@ -146,7 +146,7 @@ def single_type(mixtures: Any, groups: Sequence[tuple[np.ndarray, np.ndarray]],
     divisor = np.array([float(groups[g][1][0]) if len(groups[g][1]) else 1.0 for g in which])
     every = np.concatenate(components)
     held = mixtures.starts[every + 1] - mixtures.starts[every]
-    rows = mixtures.rows[_gathered(mixtures.starts, every)]
+    rows = mixtures.rows[gathered(mixtures.starts, every)]
     group = np.repeat(np.repeat(np.arange(len(which)), [len(c) for c in components]), held)
     scale = divisor[group]
     lo, hi, n = s.lo[rows] / scale, s.hi[rows] / scale, s.n[rows]

@@ -105,7 +105,7 @@ def _edges_clear(conn: Connection, filters: Filters, state: _State) -> bool:
     return _EDGES.get(
         (state.stamp, state.facts_state, oldest, newest, filters.start, filters.before),
         lambda: edges_clear(conn, filters, oldest, newest, facts=True),
-        stale=lambda k: k[0].database == state.stamp.database and k[0] != state.stamp)
+        stale=lambda k: state.stamp.outdates(k[0]))
 
 
 @dataclass(frozen=True)

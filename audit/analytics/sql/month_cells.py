@@ -64,6 +64,10 @@ class Stamp:
     version: int
     rules: int
 
+    def outdates(self, old: Stamp) -> bool:
+        """`old` is an earlier state of this one's database (its entries may go)."""
+        return old != self and (old.url, old.database) == (self.url, self.database)
+
 
 def stamp_of(conn: Connection) -> Stamp | None:
     """The buckets' state as this connection's snapshot sees it; None before the first
@@ -164,12 +168,10 @@ def cells(conn: Connection, stamp: Stamp, quantity: int, grain: int, dimension: 
     s = DoseBucket
     every = _CACHE.get(key, lambda: _by_month(read_cells(
         conn, s.quantity == quantity, s.grain == grain, s.dimension == dimension,
-        bounds=bounds, months=True)), stale=lambda old: old[0] != stamp and
-        (old[0].url, old[0].database) == (stamp.url, stamp.database))  # this database's older
+        bounds=bounds, months=True)), stale=lambda old: stamp.outdates(old[0]))
     _CACHE.fit(_bytes, MAX_BYTES, key)
     # the cells lie by month (`_by_month`): a period is one slice of cells and of buckets
-    at = np.searchsorted(every.month, [_number(first) if first else 0,
-                                       _number(last) if last else 1_000_000])
+    at = month_slice(every.month, first, last)
     begin, end = (int(x) for x in np.concatenate([[0], np.cumsum(every.lengths)])[at])
     cell = slice(int(at[0]), int(at[1]))
     found = CellColumns(every.part[cell], every.physician[cell], every.type[cell],
@@ -187,6 +189,13 @@ def cells(conn: Connection, stamp: Stamp, quantity: int, grain: int, dimension: 
 
 def _bytes(cells: CellColumns) -> int:
     return sum(x.nbytes for x in vars(cells).values())
+
+
+def month_slice(months: np.ndarray, first: str | None, last: str | None) -> np.ndarray:
+    """Where the months [first, last) ('YYYY-MM', None: open) begin and end in ascending month
+    numbers (202611 for 2026-11)."""
+    return np.searchsorted(months, [_number(first) if first else 0,
+                                    _number(last) if last else 1_000_000])
 
 
 def _number(month: str) -> int:

@@ -82,13 +82,11 @@ def summed(conn: Connection, stamp: month_cells.Stamp, quantity: str, dimension:
         return None
     key = (stamp, quantity, dimension, bounds)
     cube = _CUBES.get(key, lambda: _built(conn, stamp, quantity, dimension, bounds),
-                      stale=lambda old: old[0] != stamp and
-                      (old[0].url, old[0].database) == (stamp.url, stamp.database))
+                      stale=lambda old: stamp.outdates(old[0]))
     _CUBES.fit(lambda c: 0 if c is None else c.nbytes, MAX_BYTES, key)
     if cube is None:
         return None
-    at = np.searchsorted(cube.months, [_number(first) if first else 0,
-                                       _number(last) if last else 1_000_000])
+    at = month_cells.month_slice(cube.months, first, last)
     i0, i1 = int(at[0]), int(max(at[0], at[1]))
     keep = np.ones(len(cube.keys), dtype=bool)
     for j, column in enumerate(("physician_id", "procedure_type_id")):
@@ -101,10 +99,6 @@ def summed(conn: Connection, stamp: month_cells.Stamp, quantity: str, dimension:
         return Sums(cube.keys[keep], n, np.full(n.shape, np.inf), np.full(n.shape, -np.inf))
     return Sums(cube.keys[keep], n, cube.lo[i0:i1, keep].min(axis=0),
                 cube.hi[i0:i1, keep].max(axis=0))
-
-
-def _number(month: str) -> int:
-    return int(month[:4]) * 100 + int(month[5:7])
 
 
 def _built(conn: Connection, stamp: month_cells.Stamp, quantity: str, dimension: int,
