@@ -45,13 +45,15 @@ bench: setup
 
 # By hand, not CI (minutes to an hour): PG_ADMIN_URL=postgresql://USER:PW@HOST/postgres
 # SIZES="1000000 5000000 10000000" make bench-pg fills one database per size (COPY), then runs
-# the alert, summary and rule-check benches on each; keep FLUORO_AUDIT_KEY_DIR for later runs.
+# the dashboard pages', alert, summary and rule-check benches on each; keep FLUORO_AUDIT_KEY_DIR
+# for later runs.
 SIZES ?= 1000000
 bench-pg: setup
 	@test -n "$(PG_ADMIN_URL)" || (echo "set PG_ADMIN_URL (a role that may create databases)"; exit 2)
 	export FLUORO_AUDIT_KEY_DIR=$${FLUORO_AUDIT_KEY_DIR:-bench/out/pg-keys}; \
 	for n in $(SIZES); do \
 		url=$$($(PY) bench/make_pg_demo.py "$(PG_ADMIN_URL)" --procedures $$n | cut -d' ' -f1) && \
+		$(PY) bench/bench_analytics.py --url "$$url" && \
 		$(PY) bench/bench_alert_rate.py --url "$$url" --size $$n && \
 		$(PY) bench/bench_daily_summary.py --url "$$url" --size $$n && \
 		$(PY) bench/bench_rule_checks.py --url "$$url" --size $$n || exit 1; \
